@@ -1,0 +1,26 @@
+//! Switchyard's pure core: every decision that needs no IO.
+//!
+//! Layout:
+//! - [`ids`]: typed identifiers for accounts, keys and provider keys.
+//! - [`secret`]: `Secret<T>`, a wrapper that never prints its content.
+//! - [`apikey`]: issued API keys (format, checksum, hashing).
+//! - [`crypto`]: the key-encryption keyring sealing provider secrets (AES-256-GCM-SIV).
+//! - [`model`]: model name patterns (`exact` and `prefix*`).
+//! - [`snapshot`]: the snapshot as plain data, and its compiled lookup tables.
+//! - [`request`]: the few facts routing reads from a request body.
+//! - [`sse`]: framing of server-sent events.
+//! - [`usage`]: token usage parsing and the usage event.
+//! - [`error`]: the error vocabulary shared by every service.
+//! - [`time`]: clock-free calendar arithmetic for rollup buckets.
+
+pub mod apikey;
+pub mod crypto;
+pub mod error;
+pub mod ids;
+pub mod model;
+pub mod request;
+pub mod secret;
+pub mod snapshot;
+pub mod sse;
+pub mod time;
+pub mod usage;

@@ -1,0 +1,489 @@
+//! The snapshot: everything a data plane needs to authorise and route, as plain data
+//! ([`Snapshot`]), and the lookup tables built from it once ([`Compiled`]) so the
+//! request path does hash lookups and an atomic increment, nothing more.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::apikey::{self, KeyHash};
+use crate::crypto::Sealed;
+use crate::ids::{AccountId, IssuedKeyId, ProviderKeyId};
+use crate::model::{self, ModelPattern};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Active,
+    Disabled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Disabled => "disabled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "active" => Some(Self::Active),
+            "disabled" => Some(Self::Disabled),
+            _ => None,
+        }
+    }
+}
+
+/// The wire protocol an upstream speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProviderKind {
+    /// OpenAI and everything that speaks its protocol (DeepSeek, Mistral, another router…).
+    OpenAi,
+    Anthropic,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OpenAi => "openai",
+            Self::Anthropic => "anthropic",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "openai" => Some(Self::OpenAi),
+            "anthropic" => Some(Self::Anthropic),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub id: AccountId,
+    pub parent: Option<AccountId>,
+    pub name: String,
+    pub status: Status,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuedKey {
+    pub id: IssuedKeyId,
+    pub account: AccountId,
+    pub hash: KeyHash,
+    pub expires_at_ms: Option<i64>,
+    pub status: Status,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderKey {
+    pub id: ProviderKeyId,
+    /// The main account that owns it.
+    pub owner: AccountId,
+    pub kind: ProviderKind,
+    pub base_url: String,
+    /// Still sealed: the data plane opens it just in time for each call.
+    pub secret: Sealed,
+    pub level: u32,
+    pub models: Vec<ModelPattern>,
+    pub weight: u32,
+    pub status: Status,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub version: u64,
+    pub accounts: Vec<Account>,
+    pub issued_keys: Vec<IssuedKey>,
+    pub provider_keys: Vec<ProviderKey>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SnapshotError {
+    #[error("account {0} appears twice")]
+    DuplicateAccount(AccountId),
+    #[error("account {account} names unknown parent {parent}")]
+    UnknownParent { account: AccountId, parent: AccountId },
+    #[error("account {0} is part of a cycle")]
+    Cycle(AccountId),
+    #[error("issued key {key} belongs to unknown account {account}")]
+    KeyOfUnknownAccount { key: IssuedKeyId, account: AccountId },
+    #[error("two issued keys share one hash")]
+    DuplicateKeyHash,
+    #[error("provider key {key} belongs to unknown account {owner}")]
+    ProviderOfUnknownAccount { key: ProviderKeyId, owner: AccountId },
+    #[error("provider key {key} belongs to {owner}, which is not a main account")]
+    ProviderOfSubAccount { key: ProviderKeyId, owner: AccountId },
+}
+
+/// What the data plane knows about the caller after authentication.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub key: IssuedKeyId,
+    /// The caller's account first, the main account last.
+    pub chain: Arc<[AccountId]>,
+}
+
+impl Caller {
+    pub fn account(&self) -> AccountId {
+        self.chain[0]
+    }
+
+    pub fn main_account(&self) -> AccountId {
+        self.chain[self.chain.len() - 1]
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("invalid API key")]
+    UnknownKey,
+    #[error("this API key has been revoked")]
+    Revoked,
+    #[error("this API key has expired")]
+    Expired,
+    #[error("account {0} is disabled")]
+    AccountDisabled(AccountId),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RouteError {
+    #[error("no provider key of this account serves model {0:?}")]
+    NoProviderForModel(String),
+}
+
+struct KeyEntry {
+    id: IssuedKeyId,
+    expires_at_ms: Option<i64>,
+    status: Status,
+    chain: Arc<[AccountId]>,
+    /// The first disabled account on the chain, if any.
+    disabled: Option<AccountId>,
+}
+
+#[derive(Default)]
+struct Pool {
+    keys: Vec<ProviderKey>,
+    /// Round-robin cursor, shared by every request of this owner.
+    next: AtomicUsize,
+}
+
+/// A snapshot turned into lookup tables. Built once per version, then only read.
+pub struct Compiled {
+    version: u64,
+    keys: HashMap<KeyHash, KeyEntry>,
+    pools: HashMap<AccountId, Pool>,
+    accounts: usize,
+}
+
+impl Compiled {
+    /// Validate a snapshot and build its tables. A snapshot that fails validation is
+    /// refused whole; callers keep the last good one.
+    pub fn build(snapshot: Snapshot) -> Result<Self, SnapshotError> {
+        let mut parents: HashMap<AccountId, Option<AccountId>> = HashMap::new();
+        let mut status: HashMap<AccountId, Status> = HashMap::new();
+        for a in &snapshot.accounts {
+            if parents.insert(a.id, a.parent).is_some() {
+                return Err(SnapshotError::DuplicateAccount(a.id));
+            }
+            status.insert(a.id, a.status);
+        }
+        let mut chains: HashMap<AccountId, Arc<[AccountId]>> = HashMap::new();
+        for a in &snapshot.accounts {
+            let mut chain = vec![a.id];
+            let mut seen = HashSet::from([a.id]);
+            let mut cursor = a.parent;
+            while let Some(p) = cursor {
+                let Some(grand) = parents.get(&p) else {
+                    return Err(SnapshotError::UnknownParent { account: a.id, parent: p });
+                };
+                if !seen.insert(p) {
+                    return Err(SnapshotError::Cycle(a.id));
+                }
+                chain.push(p);
+                cursor = *grand;
+            }
+            chains.insert(a.id, chain.into());
+        }
+
+        let mut keys = HashMap::with_capacity(snapshot.issued_keys.len());
+        for k in snapshot.issued_keys {
+            let Some(chain) = chains.get(&k.account) else {
+                return Err(SnapshotError::KeyOfUnknownAccount { key: k.id, account: k.account });
+            };
+            let disabled = chain
+                .iter()
+                .copied()
+                .find(|id| status.get(id) != Some(&Status::Active));
+            let entry = KeyEntry {
+                id: k.id,
+                expires_at_ms: k.expires_at_ms,
+                status: k.status,
+                chain: chain.clone(),
+                disabled,
+            };
+            if keys.insert(k.hash, entry).is_some() {
+                return Err(SnapshotError::DuplicateKeyHash);
+            }
+        }
+
+        let mut pools: HashMap<AccountId, Pool> = HashMap::new();
+        for p in snapshot.provider_keys {
+            match parents.get(&p.owner) {
+                None => {
+                    return Err(SnapshotError::ProviderOfUnknownAccount { key: p.id, owner: p.owner });
+                }
+                Some(Some(_)) => {
+                    return Err(SnapshotError::ProviderOfSubAccount { key: p.id, owner: p.owner });
+                }
+                Some(None) => {}
+            }
+            pools.entry(p.owner).or_default().keys.push(p);
+        }
+        for pool in pools.values_mut() {
+            // Stable order so round-robin and levels behave the same on every replica.
+            pool.keys.sort_by(|a, b| a.level.cmp(&b.level).then(a.id.cmp(&b.id)));
+        }
+
+        Ok(Self {
+            version: snapshot.version,
+            keys,
+            pools,
+            accounts: snapshot.accounts.len(),
+        })
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn account_count(&self) -> usize {
+        self.accounts
+    }
+
+    /// Recognise a presented API key.
+    pub fn authenticate(&self, presented: &str, now_ms: i64) -> Result<Caller, AuthError> {
+        if !apikey::is_well_formed(presented) {
+            return Err(AuthError::UnknownKey);
+        }
+        let entry = self
+            .keys
+            .get(&KeyHash::of(presented))
+            .ok_or(AuthError::UnknownKey)?;
+        if entry.status != Status::Active {
+            return Err(AuthError::Revoked);
+        }
+        if entry.expires_at_ms.is_some_and(|at| at <= now_ms) {
+            return Err(AuthError::Expired);
+        }
+        if let Some(account) = entry.disabled {
+            return Err(AuthError::AccountDisabled(account));
+        }
+        Ok(Caller {
+            key: entry.id,
+            chain: entry.chain.clone(),
+        })
+    }
+
+    /// Pick the provider key for `model` among the owner's: the lowest level that has
+    /// an active key serving the model, round-robin within that level.
+    pub fn route(&self, owner: AccountId, model: &str) -> Result<&ProviderKey, RouteError> {
+        let no_route = || RouteError::NoProviderForModel(model.to_owned());
+        let pool = self.pools.get(&owner).ok_or_else(no_route)?;
+        let serves = |k: &&ProviderKey| k.status == Status::Active && model::any_matches(&k.models, model);
+        let level = pool.keys.iter().find(serves).ok_or_else(no_route)?.level;
+        let candidates = pool.keys.iter().filter(|k| k.level == level).filter(serves);
+        let count = candidates.clone().count();
+        let turn = pool.next.fetch_add(1, Ordering::Relaxed) % count;
+        candidates.clone().nth(turn).ok_or_else(no_route)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apikey::generate;
+
+    fn account(parent: Option<AccountId>) -> Account {
+        Account {
+            id: AccountId::new(),
+            parent,
+            name: "a".into(),
+            status: Status::Active,
+        }
+    }
+
+    fn provider(owner: AccountId, level: u32, models: &[&str]) -> ProviderKey {
+        ProviderKey {
+            id: ProviderKeyId::new(),
+            owner,
+            kind: ProviderKind::OpenAi,
+            base_url: "https://api.example.com/v1".into(),
+            secret: Sealed { key_id: "k".into(), blob: vec![0; 40] },
+            level,
+            models: models.iter().map(|m| m.parse().unwrap()).collect(),
+            weight: 1,
+            status: Status::Active,
+        }
+    }
+
+    fn key(account: AccountId, hash: KeyHash) -> IssuedKey {
+        IssuedKey {
+            id: IssuedKeyId::new(),
+            account,
+            hash,
+            expires_at_ms: None,
+            status: Status::Active,
+        }
+    }
+
+    #[test]
+    fn authenticates_with_chain() {
+        let main = account(None);
+        let child = account(Some(main.id));
+        let grandchild = account(Some(child.id));
+        let k = generate();
+        let snap = Snapshot {
+            version: 3,
+            accounts: vec![main.clone(), child.clone(), grandchild.clone()],
+            issued_keys: vec![key(grandchild.id, k.hash)],
+            provider_keys: vec![],
+        };
+        let compiled = Compiled::build(snap).unwrap();
+        assert_eq!(compiled.version(), 3);
+        let caller = compiled.authenticate(k.clear.expose(), 0).unwrap();
+        assert_eq!(&caller.chain[..], &[grandchild.id, child.id, main.id]);
+        assert_eq!(caller.main_account(), main.id);
+        assert_eq!(caller.account(), grandchild.id);
+    }
+
+    #[test]
+    fn refuses_unknown_revoked_expired_and_disabled() {
+        let mut main = account(None);
+        let k1 = generate();
+        let k2 = generate();
+        let k3 = generate();
+        let mut revoked = key(main.id, k2.hash);
+        revoked.status = Status::Disabled;
+        let mut expired = key(main.id, k3.hash);
+        expired.expires_at_ms = Some(1_000);
+        let snap = |main: Account| Snapshot {
+            version: 1,
+            accounts: vec![main.clone()],
+            issued_keys: vec![key(main.id, k1.hash), revoked.clone(), expired.clone()],
+            provider_keys: vec![],
+        };
+        let compiled = Compiled::build(snap(main.clone())).unwrap();
+        assert_eq!(compiled.authenticate(generate().clear.expose(), 0), Err(AuthError::UnknownKey));
+        assert_eq!(compiled.authenticate("garbage", 0), Err(AuthError::UnknownKey));
+        assert_eq!(compiled.authenticate(k2.clear.expose(), 0), Err(AuthError::Revoked));
+        assert!(compiled.authenticate(k3.clear.expose(), 999).is_ok());
+        assert_eq!(compiled.authenticate(k3.clear.expose(), 1_000), Err(AuthError::Expired));
+        main.status = Status::Disabled;
+        let compiled = Compiled::build(snap(main.clone())).unwrap();
+        assert_eq!(
+            compiled.authenticate(k1.clear.expose(), 0),
+            Err(AuthError::AccountDisabled(main.id))
+        );
+    }
+
+    #[test]
+    fn a_disabled_ancestor_disables_descendants() {
+        let mut main = account(None);
+        main.status = Status::Disabled;
+        let child = account(Some(main.id));
+        let k = generate();
+        let compiled = Compiled::build(Snapshot {
+            version: 1,
+            accounts: vec![main.clone(), child.clone()],
+            issued_keys: vec![key(child.id, k.hash)],
+            provider_keys: vec![],
+        })
+        .unwrap();
+        assert_eq!(
+            compiled.authenticate(k.clear.expose(), 0),
+            Err(AuthError::AccountDisabled(main.id))
+        );
+    }
+
+    #[test]
+    fn invalid_snapshots_are_refused() {
+        let main = account(None);
+        let orphan = account(Some(AccountId::new()));
+        assert!(matches!(
+            Compiled::build(Snapshot { accounts: vec![main.clone(), orphan], ..Default::default() }),
+            Err(SnapshotError::UnknownParent { .. })
+        ));
+
+        let mut a = account(None);
+        let b = account(Some(a.id));
+        a.parent = Some(b.id);
+        assert!(matches!(
+            Compiled::build(Snapshot { accounts: vec![a, b], ..Default::default() }),
+            Err(SnapshotError::Cycle(_))
+        ));
+
+        assert_eq!(
+            Compiled::build(Snapshot { accounts: vec![main.clone(), main.clone()], ..Default::default() }).err(),
+            Some(SnapshotError::DuplicateAccount(main.id))
+        );
+
+        let child = account(Some(main.id));
+        let p = provider(child.id, 1, &["*"]);
+        assert!(matches!(
+            Compiled::build(Snapshot {
+                accounts: vec![main.clone(), child],
+                provider_keys: vec![p],
+                ..Default::default()
+            }),
+            Err(SnapshotError::ProviderOfSubAccount { .. })
+        ));
+
+        let h = generate().hash;
+        assert_eq!(
+            Compiled::build(Snapshot {
+                accounts: vec![main.clone()],
+                issued_keys: vec![key(main.id, h), key(main.id, h)],
+                ..Default::default()
+            })
+            .err(),
+            Some(SnapshotError::DuplicateKeyHash)
+        );
+    }
+
+    #[test]
+    fn routes_lowest_level_round_robin() {
+        let main = account(None);
+        let other = account(None);
+        let a = provider(main.id, 1, &["gpt-4o*"]);
+        let b = provider(main.id, 1, &["gpt-4o*"]);
+        let backup = provider(main.id, 2, &["gpt-4o*", "claude*"]);
+        let mut off = provider(main.id, 1, &["claude*"]);
+        off.status = Status::Disabled;
+        let foreign = provider(other.id, 0, &["*"]);
+        let compiled = Compiled::build(Snapshot {
+            version: 1,
+            accounts: vec![main.clone(), other],
+            issued_keys: vec![],
+            provider_keys: vec![a.clone(), b.clone(), backup.clone(), off, foreign],
+        })
+        .unwrap();
+        let picks: Vec<_> = (0..4).map(|_| compiled.route(main.id, "gpt-4o-mini").unwrap().id).collect();
+        assert_eq!(picks.iter().filter(|&&id| id == a.id).count(), 2);
+        assert_eq!(picks.iter().filter(|&&id| id == b.id).count(), 2);
+        assert_ne!(picks[0], picks[1]);
+        // The disabled level-1 key does not serve; the level-2 key does.
+        assert_eq!(compiled.route(main.id, "claude-3").unwrap().id, backup.id);
+        assert_eq!(
+            compiled.route(main.id, "llama").err(),
+            Some(RouteError::NoProviderForModel("llama".into()))
+        );
+        // Another owner's keys are never candidates.
+        assert!(compiled.route(AccountId::new(), "gpt-4o").is_err());
+    }
+}
