@@ -14,6 +14,40 @@ pub fn utc_month(unix_ms: i64) -> String {
     format!("{y:04}-{m:02}")
 }
 
+/// The day number (days since 1970-01-01) of a `YYYY-MM-DD` date, if it is one.
+pub fn parse_utc_day(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = &text[range];
+        part.bytes().all(|b| b.is_ascii_digit()).then(|| part.parse().ok())?
+    };
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let days = days_from_civil(y, m, d);
+    // Round-trip to refuse dates such as 02-30.
+    (utc_day(days * 86_400_000) == text).then_some(days)
+}
+
+/// A day number back to `YYYY-MM-DD`.
+pub fn day_text(days: i64) -> String {
+    utc_day(days.saturating_mul(86_400_000))
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
@@ -43,5 +77,20 @@ mod tests {
         // 2026-11-21T00:00:00Z
         assert_eq!(utc_day(1_795_219_200_000), "2026-11-21");
         assert_eq!(utc_month(1_795_219_200_000), "2026-11");
+    }
+
+    #[test]
+    fn parse_days() {
+        assert_eq!(parse_utc_day("1970-01-01"), Some(0));
+        assert_eq!(parse_utc_day("2026-11-21"), Some(1_795_219_200_000 / 86_400_000));
+        assert_eq!(day_text(parse_utc_day("2024-02-29").unwrap() + 1), "2024-03-01");
+        for bad in ["2026-02-30", "2026-13-01", "26-01-01", "2026-1-01", "x", "2026-01-01x", "2026-0a-01", "+026-01-01"] {
+            assert_eq!(parse_utc_day(bad), None, "{bad}");
+        }
+        for days in -700_000..2_900_000i64 {
+            if days % 997 == 0 {
+                assert_eq!(parse_utc_day(&day_text(days)), Some(days));
+            }
+        }
     }
 }

@@ -1,0 +1,113 @@
+//! Switchyard's control plane: accounts, issued keys, provider keys; the Admin and
+//! Manage APIs over REST and gRPC; snapshots compiled from the store and streamed to
+//! data planes.
+//!
+//! Layout:
+//! - [`store`]: state in Postgres or SQLite (one SQL dialect over `sqlx::Any`).
+//! - [`service`]: every operation with its authorisation and validation.
+//! - [`rest`], [`grpc`]: the two faces over the service layer.
+//! - [`publisher`]: compiles snapshots and fans them out to connected data planes.
+
+pub mod grpc;
+pub mod publisher;
+pub mod rest;
+pub mod service;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::serve::ListenerExt;
+use switchyard_core::apikey::KeyHash;
+use switchyard_core::crypto::Keyring;
+use switchyard_proto::v1::admin_service_server::AdminServiceServer;
+use switchyard_proto::v1::manage_service_server::ManageServiceServer;
+use switchyard_proto::v1::snapshot_service_server::SnapshotServiceServer;
+use switchyard_proto::v1::usage_service_client::UsageServiceClient;
+use switchyard_runtime::Shutdown;
+use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::publisher::Publisher;
+use crate::service::{Policy, Service};
+use crate::store::Store;
+
+/// The shortest root key accepted: it guards every main account.
+pub const MIN_ROOT_KEY_LEN: usize = 32;
+
+/// Validated settings.
+pub struct Config {
+    pub store: Store,
+    pub keyring: Arc<Keyring>,
+    pub root_key_hash: KeyHash,
+    /// Where the usage collector's gRPC service listens (for `/x-bill`).
+    pub collector_url: String,
+    pub policy: Policy,
+    /// How often the snapshot is re-read even without a change signal.
+    pub resync: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlPlaneError {
+    #[error("collector URL {0:?} is invalid")]
+    CollectorUrl(String),
+    #[error("gRPC server failed: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("HTTP server failed: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+pub struct Listeners {
+    pub http: TcpListener,
+    pub grpc: TcpListener,
+}
+
+/// Serve until `shutdown`, then drain in-flight requests and return.
+pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Result<(), ControlPlaneError> {
+    let usage_channel = tonic::transport::Endpoint::from_shared(config.collector_url.clone())
+        .map_err(|_| ControlPlaneError::CollectorUrl(config.collector_url.clone()))?
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(30))
+        .connect_lazy();
+    let publisher = Publisher::new();
+    let service = Arc::new(Service::new(
+        config.store.clone(),
+        config.keyring,
+        config.root_key_hash,
+        publisher.clone(),
+        UsageServiceClient::new(usage_channel),
+        config.policy,
+    ));
+
+    let publishing = tokio::spawn(publisher.clone().run(config.store, config.resync, shutdown.clone()));
+
+    let api = grpc::ApiGrpc {
+        service: service.clone(),
+    };
+    let api_manage = grpc::ApiGrpc {
+        service: service.clone(),
+    };
+    let incoming = TcpListenerStream::new(listeners.grpc).map(|conn| {
+        conn.inspect(|s| {
+            let _ = s.set_nodelay(true);
+        })
+    });
+    let grpc_shutdown = shutdown.clone();
+    let grpc = tonic::transport::Server::builder()
+        .add_service(SnapshotServiceServer::new(grpc::SnapshotGrpc { publisher }))
+        .add_service(AdminServiceServer::new(api))
+        .add_service(ManageServiceServer::new(api_manage))
+        .serve_with_incoming_shutdown(incoming, grpc_shutdown.wait());
+
+    let http_listener = listeners.http.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let http = axum::serve(http_listener, rest::router(service)).with_graceful_shutdown(shutdown.clone().wait());
+
+    let (grpc_result, http_result) = tokio::join!(grpc, async { http.await });
+    publishing.abort();
+    grpc_result?;
+    http_result?;
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! `switchyard-control-plane`: the control plane as its own process.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use switchyard_control_plane::service::Policy;
+use switchyard_control_plane::store::Store;
+use switchyard_control_plane::{Config, Listeners, MIN_ROOT_KEY_LEN};
+use switchyard_core::apikey::KeyHash;
+use switchyard_core::crypto::Keyring;
+use switchyard_runtime::{bind, init_logging, shutdown_pair, termination_signal, value_or_file, write_addr_file};
+
+#[derive(Parser)]
+#[command(version, about = "Switchyard control plane: accounts, keys, rules, snapshots")]
+struct Args {
+    /// Database URL: postgres://user@host/db, or sqlite://path?mode=rwc.
+    #[arg(long, env = "SWITCHYARD_DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// REST (Admin and Manage APIs) listen address.
+    #[arg(long, env = "SWITCHYARD_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    http_listen: String,
+    /// gRPC (snapshots, Admin, Manage) listen address.
+    #[arg(long, env = "SWITCHYARD_GRPC_LISTEN", default_value = "127.0.0.1:8081")]
+    grpc_listen: String,
+    /// The usage collector's gRPC URL.
+    #[arg(long, env = "SWITCHYARD_COLLECTOR_URL", default_value = "http://127.0.0.1:8091")]
+    collector_url: String,
+    /// The operator's bootstrap root key.
+    #[arg(long, env = "SWITCHYARD_ROOT_KEY", hide_env_values = true)]
+    root_key: Option<String>,
+    /// A file holding the root key.
+    #[arg(long, env = "SWITCHYARD_ROOT_KEY_FILE")]
+    root_key_file: Option<PathBuf>,
+    /// Key-encryption keys, `id:base64key[,id:base64key...]`; the first seals.
+    #[arg(long, env = "SWITCHYARD_KEK", hide_env_values = true)]
+    kek: Option<String>,
+    /// A file holding the key-encryption keys.
+    #[arg(long, env = "SWITCHYARD_KEK_FILE")]
+    kek_file: Option<PathBuf>,
+    /// Allow provider base URLs on loopback and private networks.
+    #[arg(long, env = "SWITCHYARD_ALLOW_PRIVATE_UPSTREAMS")]
+    allow_private_upstreams: bool,
+    /// Seconds between snapshot re-reads when no change is signalled.
+    #[arg(long, default_value_t = 5)]
+    resync_seconds: u64,
+    /// Write the bound addresses as JSON to this file once listening.
+    #[arg(long)]
+    addr_file: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_logging();
+    let args = Args::parse();
+    let root_key = value_or_file("root key", args.root_key, args.root_key_file.as_deref())?
+        .context("a root key is required: set SWITCHYARD_ROOT_KEY or SWITCHYARD_ROOT_KEY_FILE")?;
+    if root_key.len() < MIN_ROOT_KEY_LEN {
+        bail!("the root key must be at least {MIN_ROOT_KEY_LEN} characters");
+    }
+    let kek = value_or_file("key-encryption key", args.kek, args.kek_file.as_deref())?
+        .context("key-encryption keys are required: set SWITCHYARD_KEK or SWITCHYARD_KEK_FILE")?;
+    let keyring = Keyring::parse(&kek).context("invalid key-encryption keys")?;
+    let store = Store::open(&args.database_url).await?;
+
+    let http = bind(&args.http_listen).await?;
+    let grpc = bind(&args.grpc_listen).await?;
+    let addrs = BTreeMap::from([("http", http.local_addr()?), ("grpc", grpc.local_addr()?)]);
+    tracing::info!(http = %addrs["http"], grpc = %addrs["grpc"], "control plane listening");
+    if let Some(path) = &args.addr_file {
+        write_addr_file(path, &addrs)?;
+    }
+
+    let (trigger, shutdown) = shutdown_pair();
+    tokio::spawn(async move {
+        termination_signal().await;
+        tracing::info!("shutting down");
+        trigger.trigger();
+    });
+    let config = Config {
+        store,
+        keyring: Arc::new(keyring),
+        root_key_hash: KeyHash::of(&root_key),
+        collector_url: args.collector_url,
+        policy: Policy {
+            allow_private_upstreams: args.allow_private_upstreams,
+        },
+        resync: Duration::from_secs(args.resync_seconds.max(1)),
+    };
+    switchyard_control_plane::run(config, Listeners { http, grpc }, shutdown).await?;
+    Ok(())
+}

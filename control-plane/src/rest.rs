@@ -1,0 +1,102 @@
+//! The REST face of the Admin and Manage APIs.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use switchyard_core::error::{ErrorCode, openai_error_body};
+use switchyard_runtime::now_ms;
+
+use crate::service::{AddProviderKey, ApiError, BillQuery, Caller, CreateAccount, Service};
+
+/// Admin and Manage bodies are small; anything larger is refused before parsing.
+pub const MAX_BODY: usize = 64 * 1024;
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            openai_error_body(self.code, &self.message),
+        )
+            .into_response()
+    }
+}
+
+fn json_error(rejection: JsonRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::new(ErrorCode::PayloadTooLarge, format!("request body is larger than {MAX_BODY} bytes"));
+    }
+    ApiError::new(ErrorCode::InvalidRequest, rejection.body_text())
+}
+
+fn query_error(rejection: QueryRejection) -> ApiError {
+    ApiError::new(ErrorCode::InvalidRequest, rejection.body_text())
+}
+
+pub fn router(service: Arc<Service>) -> Router {
+    Router::new()
+        .route("/x-users", post(create_account))
+        .route("/x-keys", post(add_provider_key))
+        .route("/x-bill", get(bill))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(service)
+}
+
+async fn caller(service: &Service, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    service.authenticate(bearer, now_ms()).await
+}
+
+async fn create_account(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    body: Result<Json<CreateAccount>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let caller = caller(&service, &headers).await?;
+    let Json(req) = body.map_err(json_error)?;
+    let created = service.create_account(&caller, req, now_ms()).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+async fn add_provider_key(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    body: Result<Json<AddProviderKey>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let caller = caller(&service, &headers).await?;
+    let Json(req) = body.map_err(json_error)?;
+    let view = service.add_provider_key(&caller, req, now_ms()).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn bill(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    query: Result<Query<BillQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let caller = caller(&service, &headers).await?;
+    let Query(query) = query.map_err(query_error)?;
+    let today = switchyard_core::time::utc_day(now_ms());
+    Ok(Json(service.bill(&caller, query, &today).await?))
+}
+
+async fn ready(State(service): State<Arc<Service>>) -> Result<&'static str, ApiError> {
+    service
+        .store()
+        .ping()
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::Unavailable, "database unreachable"))?;
+    Ok("ready")
+}

@@ -1,0 +1,582 @@
+//! The service layer: every operation of the Admin and Manage APIs, with its
+//! authorisation and validation. REST and gRPC are thin faces over these methods.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use switchyard_core::apikey::{self, KeyHash};
+use switchyard_core::crypto::Keyring;
+use switchyard_core::error::ErrorCode;
+use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
+use switchyard_core::model::ModelPattern;
+use switchyard_core::snapshot::{Account, IssuedKey, ProviderKey, ProviderKind, Status};
+use switchyard_proto::v1 as pb;
+use switchyard_proto::v1::usage_service_client::UsageServiceClient;
+use tonic::transport::Channel;
+
+use crate::publisher::Publisher;
+use crate::store::{AccountRecord, IssuedKeyRecord, ProviderKeyRecord, Store, StoreError};
+
+const MAX_NAME: usize = 100;
+const MAX_SECRET: usize = 4096;
+const MAX_URL: usize = 2048;
+const MAX_MODELS: usize = 256;
+const MAX_LEVEL: u32 = 1000;
+const MAX_WEIGHT: u32 = 1000;
+const MAX_BILL_DAYS: i64 = 400;
+
+/// A failed operation: a code from the shared vocabulary and a message a user can act on.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => Self::new(ErrorCode::NotFound, format!("{what} not found")),
+            other => {
+                tracing::error!(error = %other, "store failure");
+                Self::new(ErrorCode::Internal, "internal error")
+            }
+        }
+    }
+}
+
+/// Who is calling.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// The operator, holding the bootstrap root key.
+    Root,
+    Account {
+        account: Account,
+        key: IssuedKeyId,
+    },
+}
+
+impl Caller {
+    fn account(&self) -> Option<&Account> {
+        match self {
+            Self::Root => None,
+            Self::Account { account, .. } => Some(account),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccount {
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct AccountView {
+    pub id: AccountId,
+    pub parent_id: Option<AccountId>,
+    pub name: String,
+    pub status: &'static str,
+    pub created_at_unix_ms: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CreatedAccount {
+    pub account: AccountView,
+    /// Shown once.
+    pub api_key: String,
+    pub api_key_id: IssuedKeyId,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddProviderKey {
+    pub provider: String,
+    pub base_url: String,
+    pub secret: String,
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub level: Option<u32>,
+    #[serde(default)]
+    pub weight: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProviderKeyView {
+    pub id: ProviderKeyId,
+    pub provider: &'static str,
+    pub base_url: String,
+    pub secret_hint: String,
+    pub models: Vec<String>,
+    pub level: u32,
+    pub weight: u32,
+    pub status: &'static str,
+    pub created_at_unix_ms: i64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillQuery {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub granularity: Option<String>,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct BillRow {
+    pub period: String,
+    pub account_id: String,
+    pub model: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_tokens: u64,
+    pub cost_nanos: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Bill {
+    pub from: String,
+    pub to: String,
+    pub granularity: &'static str,
+    pub rows: Vec<BillRow>,
+}
+
+/// Operator choices that shape validation.
+#[derive(Clone, Debug, Default)]
+pub struct Policy {
+    /// Allow provider base URLs on loopback and private ranges (tests, local models).
+    pub allow_private_upstreams: bool,
+}
+
+pub struct Service {
+    store: Store,
+    keyring: Arc<Keyring>,
+    root_hash: KeyHash,
+    publisher: Publisher,
+    usage: UsageServiceClient<Channel>,
+    policy: Policy,
+}
+
+impl Service {
+    pub fn new(
+        store: Store,
+        keyring: Arc<Keyring>,
+        root_hash: KeyHash,
+        publisher: Publisher,
+        usage: UsageServiceClient<Channel>,
+        policy: Policy,
+    ) -> Self {
+        Self {
+            store,
+            keyring,
+            root_hash,
+            publisher,
+            usage,
+            policy,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Recognise the bearer of `presented`.
+    pub async fn authenticate(&self, presented: Option<&str>, now_ms: i64) -> Result<Caller, ApiError> {
+        let presented = presented.ok_or_else(|| {
+            ApiError::new(ErrorCode::Unauthenticated, "missing API key: send `Authorization: Bearer <key>`")
+        })?;
+        let hash = KeyHash::of(presented);
+        if constant_time_eq(&hash.0, &self.root_hash.0) {
+            return Ok(Caller::Root);
+        }
+        let invalid = || ApiError::new(ErrorCode::Unauthenticated, "invalid API key");
+        if !apikey::is_well_formed(presented) {
+            return Err(invalid());
+        }
+        let (key, account) = self.store.find_key(&hash).await?.ok_or_else(invalid)?;
+        if key.status != Status::Active {
+            return Err(ApiError::new(ErrorCode::Unauthenticated, "this API key has been revoked"));
+        }
+        if key.expires_at_ms.is_some_and(|at| at <= now_ms) {
+            return Err(ApiError::new(ErrorCode::Unauthenticated, "this API key has expired"));
+        }
+        if account.status != Status::Active {
+            return Err(ApiError::new(ErrorCode::PermissionDenied, format!("account {} is disabled", account.id)));
+        }
+        for ancestor in self.store.ancestors(account.id).await? {
+            if ancestor.status != Status::Active {
+                return Err(ApiError::new(
+                    ErrorCode::PermissionDenied,
+                    format!("account {} is disabled", ancestor.id),
+                ));
+            }
+        }
+        Ok(Caller::Account { account, key: key.id })
+    }
+
+    /// `POST /x-users`: a child of the caller; a main account when the operator calls.
+    pub async fn create_account(&self, caller: &Caller, req: CreateAccount, now_ms: i64) -> Result<CreatedAccount, ApiError> {
+        let name = validate_name(&req.name)?;
+        let account = Account {
+            id: AccountId::new(),
+            parent: caller.account().map(|a| a.id),
+            name,
+            status: Status::Active,
+        };
+        let new_key = apikey::generate();
+        let key = IssuedKeyRecord {
+            key: IssuedKey {
+                id: IssuedKeyId::new(),
+                account: account.id,
+                hash: new_key.hash,
+                expires_at_ms: None,
+                status: Status::Active,
+            },
+            tail: apikey::display_tail(new_key.clear.expose()),
+            created_at_ms: now_ms,
+        };
+        let record = AccountRecord {
+            account,
+            created_at_ms: now_ms,
+        };
+        let revision = self.store.create_account(&record, &key).await?;
+        self.publisher.changed(revision);
+        tracing::info!(account = %record.account.id, parent = ?record.account.parent, revision, "account created");
+        Ok(CreatedAccount {
+            account: account_view(&record),
+            api_key: new_key.clear.expose().clone(),
+            api_key_id: key.key.id,
+        })
+    }
+
+    /// `POST /x-keys`: an upstream provider key for the caller's main account.
+    pub async fn add_provider_key(&self, caller: &Caller, req: AddProviderKey, now_ms: i64) -> Result<ProviderKeyView, ApiError> {
+        let owner = match caller {
+            Caller::Root => {
+                return Err(ApiError::new(
+                    ErrorCode::PermissionDenied,
+                    "the operator holds no provider keys; call with a main account's key",
+                ));
+            }
+            Caller::Account { account, .. } if account.parent.is_some() => {
+                return Err(ApiError::new(
+                    ErrorCode::PermissionDenied,
+                    "only a main account can add provider keys",
+                ));
+            }
+            Caller::Account { account, .. } => account.id,
+        };
+        let kind = ProviderKind::parse(&req.provider)
+            .ok_or_else(|| ApiError::invalid(format!("provider must be \"openai\" or \"anthropic\", not {:?}", req.provider)))?;
+        let base_url = validate_base_url(&req.base_url, self.policy.allow_private_upstreams)?;
+        let secret = req.secret.trim();
+        if secret.is_empty() || secret.len() > MAX_SECRET || secret.chars().any(char::is_control) {
+            return Err(ApiError::invalid(format!(
+                "secret must be 1-{MAX_SECRET} printable characters"
+            )));
+        }
+        if req.models.is_empty() || req.models.len() > MAX_MODELS {
+            return Err(ApiError::invalid(format!("models must list 1-{MAX_MODELS} names or `prefix*` patterns")));
+        }
+        let models = req
+            .models
+            .iter()
+            .map(|m| m.parse::<ModelPattern>().map_err(|e| ApiError::invalid(format!("models: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let level = req.level.unwrap_or(1);
+        if level > MAX_LEVEL {
+            return Err(ApiError::invalid(format!("level must be 0-{MAX_LEVEL}")));
+        }
+        let weight = req.weight.unwrap_or(1);
+        if weight == 0 || weight > MAX_WEIGHT {
+            return Err(ApiError::invalid(format!("weight must be 1-{MAX_WEIGHT}")));
+        }
+        let id = ProviderKeyId::new();
+        // The record's id is the associated data: a sealed secret moved onto another
+        // record does not open.
+        let sealed = self
+            .keyring
+            .seal(secret.as_bytes(), id.0.as_bytes())
+            .map_err(|e| {
+                tracing::error!(error = %e, "sealing a provider secret failed");
+                ApiError::new(ErrorCode::Internal, "internal error")
+            })?;
+        let record = ProviderKeyRecord {
+            key: ProviderKey {
+                id,
+                owner,
+                kind,
+                base_url,
+                secret: sealed,
+                level,
+                models,
+                weight,
+                status: Status::Active,
+            },
+            secret_hint: secret_hint(secret),
+            created_at_ms: now_ms,
+        };
+        let revision = self.store.add_provider_key(&record).await?;
+        self.publisher.changed(revision);
+        tracing::info!(provider_key = %id, owner = %owner, revision, "provider key added");
+        Ok(provider_view(&record))
+    }
+
+    /// `GET /x-bill`: rollups of the caller and its descendants.
+    pub async fn bill(&self, caller: &Caller, query: BillQuery, today: &str) -> Result<Bill, ApiError> {
+        let to = match query.to {
+            Some(d) => validate_day(&d, "to")?,
+            None => today.to_owned(),
+        };
+        let from = match query.from {
+            Some(d) => validate_day(&d, "from")?,
+            None => shift_day(&to, -30)?,
+        };
+        if from > to {
+            return Err(ApiError::invalid("`from` must not be after `to`"));
+        }
+        if days_between(&from, &to)? > MAX_BILL_DAYS {
+            return Err(ApiError::invalid(format!("a bill spans at most {MAX_BILL_DAYS} days")));
+        }
+        let (granularity, label) = match query.granularity.as_deref() {
+            None | Some("day") => (pb::Granularity::Day, "day"),
+            Some("month") => (pb::Granularity::Month, "month"),
+            Some(other) => return Err(ApiError::invalid(format!("granularity must be \"day\" or \"month\", not {other:?}"))),
+        };
+        let (main_account_id, account_ids) = match caller {
+            Caller::Root => (String::new(), Vec::new()),
+            Caller::Account { account, .. } => {
+                let subtree = self.store.subtree(account.id).await?;
+                let main = match self.store.ancestors(account.id).await?.last() {
+                    Some(top) => top.id,
+                    None => account.id,
+                };
+                (main.to_string(), subtree.iter().map(ToString::to_string).collect())
+            }
+        };
+        let reply = self
+            .usage
+            .clone()
+            .query_rollups(pb::RollupQuery {
+                main_account_id,
+                account_ids,
+                from_day: from.clone(),
+                to_day: to.clone(),
+                granularity: granularity.into(),
+            })
+            .await
+            .map_err(|status| {
+                tracing::error!(error = %status, "usage collector query failed");
+                ApiError::new(ErrorCode::Unavailable, "usage data is unavailable right now; try again")
+            })?
+            .into_inner();
+        let rows = reply
+            .rows
+            .into_iter()
+            .map(|r| BillRow {
+                period: r.period,
+                account_id: r.account_id,
+                model: r.model,
+                requests: r.requests,
+                errors: r.errors,
+                input_tokens: r.input_tokens,
+                output_tokens: r.output_tokens,
+                cached_tokens: r.cached_tokens,
+                cost_nanos: r.cost_nanos,
+            })
+            .collect();
+        Ok(Bill {
+            from,
+            to,
+            granularity: label,
+            rows,
+        })
+    }
+}
+
+fn account_view(r: &AccountRecord) -> AccountView {
+    AccountView {
+        id: r.account.id,
+        parent_id: r.account.parent,
+        name: r.account.name.clone(),
+        status: r.account.status.as_str(),
+        created_at_unix_ms: r.created_at_ms,
+    }
+}
+
+fn provider_view(r: &ProviderKeyRecord) -> ProviderKeyView {
+    ProviderKeyView {
+        id: r.key.id,
+        provider: r.key.kind.as_str(),
+        base_url: r.key.base_url.clone(),
+        secret_hint: r.secret_hint.clone(),
+        models: r.key.models.iter().map(ToString::to_string).collect(),
+        level: r.key.level,
+        weight: r.key.weight,
+        status: r.key.status.as_str(),
+        created_at_unix_ms: r.created_at_ms,
+    }
+}
+
+fn validate_name(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(format!("name must be 1-{MAX_NAME} printable characters")));
+    }
+    Ok(name.to_owned())
+}
+
+/// Only the last four characters, and only of secrets long enough to spare them.
+fn secret_hint(secret: &str) -> String {
+    let chars: Vec<char> = secret.chars().collect();
+    if chars.len() < 12 {
+        return "****".to_owned();
+    }
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("****{tail}")
+}
+
+/// An `http(s)` URL with a host, no credentials, query or fragment; its trailing
+/// slash dropped. Loopback, private and link-local hosts are refused unless allowed,
+/// so a tenant cannot reach internal services through the router.
+pub fn validate_base_url(raw: &str, allow_private: bool) -> Result<String, ApiError> {
+    let bad = |why: &str| ApiError::invalid(format!("base_url {raw:?} {why}"));
+    if raw.len() > MAX_URL {
+        return Err(ApiError::invalid(format!("base_url is longer than {MAX_URL} characters")));
+    }
+    let url = url::Url::parse(raw.trim()).map_err(|_| bad("is not a valid URL"))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(bad("must use http or https"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("must not carry credentials; put the secret in `secret`"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("must not have a query or fragment"));
+    }
+    let host = url.host().ok_or_else(|| bad("has no host"))?;
+    let private = match host {
+        url::Host::Ipv4(ip) => is_private(IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => is_private(IpAddr::V6(ip)),
+        url::Host::Domain(d) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost") || d.ends_with(".internal") || d.ends_with(".local")
+        }
+    };
+    if private && !allow_private {
+        return Err(bad(
+            "points at a loopback, private or link-local address; the operator has not allowed private upstreams",
+        ));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xC0) == 64 // 100.64/10 shared space
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00 // unique local
+                || (v6.segments()[0] & 0xffc0) == 0xfe80 // link local
+                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
+        }
+    }
+}
+
+fn validate_day(text: &str, field: &str) -> Result<String, ApiError> {
+    day_number(text).map_err(|_| ApiError::invalid(format!("`{field}` must be a date like 2026-01-31")))?;
+    Ok(text.to_owned())
+}
+
+fn day_number(text: &str) -> Result<i64, ApiError> {
+    switchyard_core::time::parse_utc_day(text)
+        .ok_or_else(|| ApiError::invalid(format!("{text:?} is not a date like 2026-01-31")))
+}
+
+fn shift_day(day: &str, by: i64) -> Result<String, ApiError> {
+    Ok(switchyard_core::time::day_text(day_number(day)? + by))
+}
+
+fn days_between(from: &str, to: &str) -> Result<i64, ApiError> {
+    Ok(day_number(to)? - day_number(from)?)
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls() {
+        assert_eq!(validate_base_url("https://api.openai.com/v1/", false).unwrap(), "https://api.openai.com/v1");
+        for bad in [
+            "ftp://x.com",
+            "not a url",
+            "https://user:pw@api.x.com/v1",
+            "https://api.x.com/v1?a=b",
+            "http://127.0.0.1:8000/v1",
+            "http://10.1.2.3/v1",
+            "http://192.168.1.1",
+            "http://169.254.169.254/latest",
+            "http://[::1]:80",
+            "http://[fd00::1]/",
+            "http://[::ffff:10.0.0.1]/",
+            "http://localhost:11434/v1",
+            "http://metadata.google.internal/",
+            "http://100.64.0.1/",
+        ] {
+            assert!(validate_base_url(bad, false).is_err(), "{bad}");
+        }
+        assert!(validate_base_url("http://127.0.0.1:8000/v1", true).is_ok());
+    }
+
+    #[test]
+    fn days() {
+        assert_eq!(shift_day("2026-03-01", -1).unwrap(), "2026-02-28");
+        assert_eq!(days_between("2026-01-01", "2026-12-31").unwrap(), 364);
+        for bad in ["2026-02-30", "2026-13-01", "26-01-01", "2026-1-01", "x", "2026-01-01x"] {
+            assert!(validate_day(bad, "from").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hints_reveal_little() {
+        assert_eq!(secret_hint("sk-abcdefghijklmnop"), "****mnop");
+        assert_eq!(secret_hint("short"), "****");
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(validate_name("  acme ").unwrap(), "acme");
+        assert!(validate_name("").is_err());
+        assert!(validate_name("a\u{0}b").is_err());
+        assert!(validate_name(&"x".repeat(101)).is_err());
+    }
+}

@@ -1,0 +1,332 @@
+//! The control plane's state: accounts, issued keys, provider keys, and the config
+//! revision. One implementation over `sqlx::Any` serves Postgres and SQLite; each
+//! write bumps the revision in the same transaction.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+use switchyard_core::apikey::KeyHash;
+use switchyard_core::crypto::Sealed;
+use switchyard_core::ids::AccountId;
+use switchyard_core::model::ModelPattern;
+use switchyard_core::snapshot::{Account, IssuedKey, ProviderKey, ProviderKind, Snapshot, Status};
+use switchyard_db::{Backend, Db, DbError, Migrations};
+
+static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Open(#[from] DbError),
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("stored row is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+}
+
+/// An account row with its bookkeeping fields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountRecord {
+    pub account: Account,
+    pub created_at_ms: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct IssuedKeyRecord {
+    pub key: IssuedKey,
+    /// A non-secret tail for display.
+    pub tail: String,
+    pub created_at_ms: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProviderKeyRecord {
+    pub key: ProviderKey,
+    /// The last characters of the secret, for recognition.
+    pub secret_hint: String,
+    pub created_at_ms: i64,
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: Db,
+}
+
+impl Store {
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let migrations = Migrations {
+            postgres: &POSTGRES,
+            sqlite: &SQLITE,
+        };
+        let db = switchyard_db::open(url, &migrations, 8).await?;
+        Ok(Self { db })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.db.backend
+    }
+
+    /// Whether the database answers (readiness).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.db.pool).await?;
+        Ok(())
+    }
+
+    pub async fn revision(&self) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT revision FROM config_revision WHERE id = 1")
+            .fetch_one(&self.db.pool)
+            .await?;
+        to_u64(row.try_get::<i64, _>(0)?)
+    }
+
+    /// Create an account and its first issued key, atomically.
+    pub async fn create_account(&self, account: &AccountRecord, key: &IssuedKeyRecord) -> Result<u64, StoreError> {
+        let mut tx = self.db.pool.begin().await?;
+        if let Some(parent) = account.account.parent {
+            let found = sqlx::query("SELECT 1 FROM accounts WHERE id = $1")
+                .bind(parent.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if found.is_none() {
+                return Err(StoreError::NotFound("parent account"));
+            }
+        }
+        sqlx::query("INSERT INTO accounts (id, parent_id, name, status, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(account.account.id.to_string())
+            .bind(account.account.parent.map(|p| p.to_string()))
+            .bind(account.account.name.clone())
+            .bind(account.account.status.as_str())
+            .bind(account.created_at_ms)
+            .execute(&mut *tx)
+            .await?;
+        insert_issued_key(&mut tx, key).await?;
+        let revision = bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(revision)
+    }
+
+    pub async fn add_provider_key(&self, record: &ProviderKeyRecord) -> Result<u64, StoreError> {
+        let k = &record.key;
+        let models = serde_json::to_string(&k.models.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut tx = self.db.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO provider_keys (id, owner_id, kind, base_url, secret_key_id, secret_blob, secret_hint, level, models, weight, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(k.id.to_string())
+        .bind(k.owner.to_string())
+        .bind(k.kind.as_str())
+        .bind(k.base_url.clone())
+        .bind(k.secret.key_id.clone())
+        .bind(k.secret.blob.clone())
+        .bind(record.secret_hint.clone())
+        .bind(i64::from(k.level))
+        .bind(models)
+        .bind(i64::from(k.weight))
+        .bind(k.status.as_str())
+        .bind(record.created_at_ms)
+        .execute(&mut *tx)
+        .await?;
+        let revision = bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(revision)
+    }
+
+    /// The issued key with this hash and the account holding it.
+    pub async fn find_key(&self, hash: &KeyHash) -> Result<Option<(IssuedKey, Account)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT k.id, k.account_id, k.hash, k.status, k.expires_at, a.id, a.parent_id, a.name, a.status \
+             FROM issued_keys k JOIN accounts a ON a.id = k.account_id WHERE k.hash = $1",
+        )
+        .bind(hash.to_hex())
+        .fetch_optional(&self.db.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let key = IssuedKey {
+            id: parse_id(&row.try_get::<String, _>(0)?)?,
+            account: parse_id(&row.try_get::<String, _>(1)?)?,
+            hash: parse_hash(&row.try_get::<String, _>(2)?)?,
+            status: parse_status(&row.try_get::<String, _>(3)?)?,
+            expires_at_ms: row.try_get::<Option<i64>, _>(4)?,
+        };
+        let account = Account {
+            id: parse_id(&row.try_get::<String, _>(5)?)?,
+            parent: row.try_get::<Option<String>, _>(6)?.as_deref().map(parse_id).transpose()?,
+            name: row.try_get(7)?,
+            status: parse_status(&row.try_get::<String, _>(8)?)?,
+        };
+        Ok(Some((key, account)))
+    }
+
+    /// The ancestors of an account, nearest first (empty for a main account).
+    pub async fn ancestors(&self, id: AccountId) -> Result<Vec<Account>, StoreError> {
+        let rows = sqlx::query(
+            "WITH RECURSIVE up(id, parent_id, name, status, depth) AS ( \
+               SELECT id, parent_id, name, status, 0 FROM accounts WHERE id = $1 \
+               UNION ALL \
+               SELECT a.id, a.parent_id, a.name, a.status, up.depth + 1 FROM accounts a JOIN up ON a.id = up.parent_id \
+             ) SELECT id, parent_id, name, status FROM up WHERE depth > 0 ORDER BY depth",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter().map(account_from_row).collect()
+    }
+
+    /// An account and every descendant, at any depth.
+    pub async fn subtree(&self, id: AccountId) -> Result<Vec<AccountId>, StoreError> {
+        let rows = sqlx::query(
+            "WITH RECURSIVE down(id) AS ( \
+               SELECT id FROM accounts WHERE id = $1 \
+               UNION ALL \
+               SELECT a.id FROM accounts a JOIN down ON a.parent_id = down.id \
+             ) SELECT id FROM down",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter().map(|r| parse_id(&r.try_get::<String, _>(0)?)).collect()
+    }
+
+    pub async fn account(&self, id: AccountId) -> Result<Option<AccountRecord>, StoreError> {
+        let row = sqlx::query("SELECT id, parent_id, name, status, created_at FROM accounts WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.db.pool)
+            .await?;
+        row.map(|r| {
+            Ok(AccountRecord {
+                account: account_from_row(&r)?,
+                created_at_ms: r.try_get(4)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Everything the data planes need, read at one consistent point in time.
+    pub async fn load_snapshot(&self) -> Result<Snapshot, StoreError> {
+        let mut tx = self.db.pool.begin().await?;
+        if self.db.backend == Backend::Postgres {
+            // One snapshot for all the reads below (SQLite's read transaction already is).
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let revision = sqlx::query("SELECT revision FROM config_revision WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        let version = to_u64(revision.try_get::<i64, _>(0)?)?;
+        let accounts = sqlx::query("SELECT id, parent_id, name, status FROM accounts")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(account_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let issued_keys = sqlx::query("SELECT id, account_id, hash, status, expires_at FROM issued_keys")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(IssuedKey {
+                    id: parse_id(&r.try_get::<String, _>(0)?)?,
+                    account: parse_id(&r.try_get::<String, _>(1)?)?,
+                    hash: parse_hash(&r.try_get::<String, _>(2)?)?,
+                    status: parse_status(&r.try_get::<String, _>(3)?)?,
+                    expires_at_ms: r.try_get::<Option<i64>, _>(4)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let provider_keys = sqlx::query(
+            "SELECT id, owner_id, kind, base_url, secret_key_id, secret_blob, level, models, weight, status FROM provider_keys",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(provider_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+        tx.commit().await?;
+        Ok(Snapshot {
+            version,
+            accounts,
+            issued_keys,
+            provider_keys,
+        })
+    }
+}
+
+async fn insert_issued_key(tx: &mut Transaction<'_, Any>, key: &IssuedKeyRecord) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO issued_keys (id, account_id, hash, tail, status, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(key.key.id.to_string())
+    .bind(key.key.account.to_string())
+    .bind(key.key.hash.to_hex())
+    .bind(key.tail.clone())
+    .bind(key.key.status.as_str())
+    .bind(key.key.expires_at_ms)
+    .bind(key.created_at_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn bump(tx: &mut Transaction<'_, Any>) -> Result<u64, StoreError> {
+    let row = sqlx::query("UPDATE config_revision SET revision = revision + 1 WHERE id = 1 RETURNING revision")
+        .fetch_one(&mut **tx)
+        .await?;
+    to_u64(row.try_get::<i64, _>(0)?)
+}
+
+fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
+    Ok(Account {
+        id: parse_id(&row.try_get::<String, _>(0)?)?,
+        parent: row.try_get::<Option<String>, _>(1)?.as_deref().map(parse_id).transpose()?,
+        name: row.try_get(2)?,
+        status: parse_status(&row.try_get::<String, _>(3)?)?,
+    })
+}
+
+fn provider_from_row(row: &AnyRow) -> Result<ProviderKey, StoreError> {
+    let kind: String = row.try_get(2)?;
+    let models: String = row.try_get(7)?;
+    let models: Vec<String> = serde_json::from_str(&models).map_err(|e| StoreError::Corrupt(format!("models: {e}")))?;
+    Ok(ProviderKey {
+        id: parse_id(&row.try_get::<String, _>(0)?)?,
+        owner: parse_id(&row.try_get::<String, _>(1)?)?,
+        kind: ProviderKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("provider kind {kind:?}")))?,
+        base_url: row.try_get(3)?,
+        secret: Sealed {
+            key_id: row.try_get(4)?,
+            blob: row.try_get(5)?,
+        },
+        level: to_u32(row.try_get::<i64, _>(6)?)?,
+        models: models
+            .iter()
+            .map(|m| m.parse::<ModelPattern>().map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect::<Result<_, _>>()?,
+        weight: to_u32(row.try_get::<i64, _>(8)?)?,
+        status: parse_status(&row.try_get::<String, _>(9)?)?,
+    })
+}
+
+fn parse_id<T: std::str::FromStr>(text: &str) -> Result<T, StoreError> {
+    text.parse().map_err(|_| StoreError::Corrupt(format!("id {text:?}")))
+}
+
+fn parse_hash(text: &str) -> Result<KeyHash, StoreError> {
+    KeyHash::from_hex(text).ok_or_else(|| StoreError::Corrupt("key hash".into()))
+}
+
+fn parse_status(text: &str) -> Result<Status, StoreError> {
+    Status::parse(text).ok_or_else(|| StoreError::Corrupt(format!("status {text:?}")))
+}
+
+fn to_u64(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative number {v}")))
+}
+
+fn to_u32(v: i64) -> Result<u32, StoreError> {
+    u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("number out of range {v}")))
+}

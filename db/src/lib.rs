@@ -1,0 +1,110 @@
+//! Opening a database for a Switchyard store.
+//!
+//! Stores run one set of SQL over `sqlx::Any`, so Postgres (production) and SQLite
+//! (embedded) share every query; only the migrations differ per backend. The SQL
+//! sticks to what both speak: `$n` placeholders in ascending order, TEXT ids,
+//! BIGINT/INTEGER numbers, `ON CONFLICT`, `RETURNING`, `WITH RECURSIVE`.
+
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database URL must start with postgres:// or sqlite: (got {0:?})")]
+    UnsupportedUrl(String),
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+}
+
+/// A pool and the backend behind it.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+}
+
+/// The migrations of one store, per backend.
+pub struct Migrations {
+    pub postgres: &'static Migrator,
+    pub sqlite: &'static Migrator,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Result<Self, DbError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else {
+            Err(DbError::UnsupportedUrl(redact(url)))
+        }
+    }
+}
+
+/// Connect and bring the schema up to date.
+pub async fn open(url: &str, migrations: &Migrations, max_connections: u32) -> Result<Db, DbError> {
+    install_default_drivers();
+    let backend = Backend::of_url(url)?;
+    let mut options = AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10));
+    if backend == Backend::Sqlite {
+        // WAL lets readers run beside the writer; the busy timeout makes concurrent
+        // writers wait for each other instead of failing with "database is locked".
+        options = options.after_connect(|conn, _meta| {
+            Box::pin(async move {
+                conn.execute("PRAGMA journal_mode = WAL").await?;
+                conn.execute("PRAGMA busy_timeout = 10000").await?;
+                conn.execute("PRAGMA foreign_keys = ON").await?;
+                conn.execute("PRAGMA synchronous = NORMAL").await?;
+                Ok(())
+            })
+        });
+    }
+    let pool = options.connect(url).await.map_err(DbError::Connect)?;
+    let migrator = match backend {
+        Backend::Postgres => migrations.postgres,
+        Backend::Sqlite => migrations.sqlite,
+    };
+    migrator.run(&pool).await.map_err(DbError::Migrate)?;
+    tracing::info!(backend = ?backend, "database ready");
+    Ok(Db { pool, backend })
+}
+
+/// A database URL without its password, for error messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://*****@{}", &url[..scheme], &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backends_by_url() {
+        assert_eq!(Backend::of_url("postgres://u@h/db").unwrap(), Backend::Postgres);
+        assert_eq!(Backend::of_url("sqlite://x.db?mode=rwc").unwrap(), Backend::Sqlite);
+        assert!(Backend::of_url("mysql://u:p@h/db").is_err());
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://*****@h:5432/db");
+        assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+        assert!(!format!("{}", DbError::UnsupportedUrl(redact("mysql://u:pw@h"))).contains("pw"));
+    }
+}
