@@ -1,0 +1,48 @@
+//! `switchyard-usage-collector`: the usage collector as its own process.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::Parser;
+use switchyard_runtime::{bind, init_logging, shutdown_pair, termination_signal, write_addr_file};
+use switchyard_usage_collector::Listeners;
+use switchyard_usage_collector::store::UsageStore;
+
+#[derive(Parser)]
+#[command(version, about = "Switchyard usage collector: acked ingest, idempotent storage, rollups")]
+struct Args {
+    /// Database URL: postgres://user@host/db, or sqlite://path?mode=rwc.
+    #[arg(long, env = "SWITCHYARD_DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// gRPC (ingest and rollup queries) listen address.
+    #[arg(long, env = "SWITCHYARD_GRPC_LISTEN", default_value = "127.0.0.1:8091")]
+    grpc_listen: String,
+    /// Health endpoints listen address.
+    #[arg(long, env = "SWITCHYARD_HTTP_LISTEN", default_value = "127.0.0.1:8092")]
+    http_listen: String,
+    /// Write the bound addresses as JSON to this file once listening.
+    #[arg(long)]
+    addr_file: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_logging();
+    let args = Args::parse();
+    let store = UsageStore::open(&args.database_url).await?;
+    let grpc = bind(&args.grpc_listen).await?;
+    let http = bind(&args.http_listen).await?;
+    let addrs = BTreeMap::from([("grpc", grpc.local_addr()?), ("http", http.local_addr()?)]);
+    tracing::info!(grpc = %addrs["grpc"], http = %addrs["http"], "usage collector listening");
+    if let Some(path) = &args.addr_file {
+        write_addr_file(path, &addrs)?;
+    }
+    let (trigger, shutdown) = shutdown_pair();
+    tokio::spawn(async move {
+        termination_signal().await;
+        tracing::info!("shutting down");
+        trigger.trigger();
+    });
+    switchyard_usage_collector::run(store, Listeners { grpc, http }, shutdown).await?;
+    Ok(())
+}
