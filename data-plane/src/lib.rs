@@ -1,0 +1,119 @@
+//! Switchyard's data plane: the stateless proxy applications call.
+//!
+//! Layout:
+//! - [`live`]: the compiled snapshot behind one `ArcSwap`.
+//! - [`sync`]: follows the control plane's snapshot stream (the proto edge).
+//! - [`proxy`]: the request path.
+//! - [`usage`]: delivery of usage events to the collector.
+
+pub mod live;
+pub mod proxy;
+pub mod sync;
+pub mod usage;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use switchyard_core::crypto::Keyring;
+use switchyard_core::error::ErrorCode;
+use switchyard_runtime::Shutdown;
+use tokio::net::TcpListener;
+
+use crate::live::Live;
+use crate::proxy::{App, Limits, error_response};
+use crate::usage::UsageSink;
+
+pub struct Config {
+    /// The control plane's gRPC URL.
+    pub control_plane_url: String,
+    /// The usage collector's gRPC URL.
+    pub collector_url: String,
+    pub keyring: Arc<Keyring>,
+    /// Identifies this process to the control plane.
+    pub replica_id: String,
+    pub limits: Limits,
+    /// Usage events held in memory before delivery.
+    pub usage_queue: usize,
+    /// How long shutdown waits for usage to be acknowledged.
+    pub usage_flush_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataPlaneError {
+    #[error("cannot build the upstream client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("HTTP server failed: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+/// Install the process-wide TLS provider (ring) once; later calls are no-ops.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+pub fn upstream_client() -> Result<reqwest::Client, reqwest::Error> {
+    install_tls_provider();
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .build()
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(proxy::chat_completions))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .fallback(|| async { error_response(ErrorCode::NotFound, "no such endpoint") })
+        .with_state(app)
+}
+
+async fn ready(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {
+    if app.live.load().is_some() {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "waiting for a snapshot")
+    }
+}
+
+/// Serve until `shutdown`: in-flight requests and streams finish, then queued usage
+/// is delivered (bounded by `usage_flush_timeout`).
+pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> Result<(), DataPlaneError> {
+    let live = Arc::new(Live::default());
+    let (sink, queue) = UsageSink::new(config.usage_queue);
+    let delivery = tokio::spawn(usage::deliver(config.collector_url, queue));
+    let following = tokio::spawn(sync::follow(
+        config.control_plane_url,
+        config.replica_id,
+        live.clone(),
+        shutdown.clone(),
+    ));
+    let app = Arc::new(App {
+        live,
+        keyring: config.keyring,
+        client: upstream_client()?,
+        usage: sink,
+        limits: config.limits,
+    });
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let served = axum::serve(listener, router(app).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown.wait())
+        .await;
+    following.abort();
+    // The router (and with it every sink) is gone; the sender drains and returns.
+    if tokio::time::timeout(config.usage_flush_timeout, delivery).await.is_err() {
+        tracing::error!("usage not fully delivered before the shutdown deadline");
+    }
+    served?;
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! `switchyard-data-plane`: the proxy as its own process.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use switchyard_core::crypto::Keyring;
+use switchyard_data_plane::Config;
+use switchyard_data_plane::proxy::Limits;
+use switchyard_runtime::{bind, init_logging, shutdown_pair, termination_signal, value_or_file, write_addr_file};
+
+#[derive(Parser)]
+#[command(version, about = "Switchyard data plane: the OpenAI/Anthropic-compatible proxy")]
+struct Args {
+    /// Proxy API listen address.
+    #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "127.0.0.1:8000")]
+    listen: String,
+    /// The control plane's gRPC URL.
+    #[arg(long, env = "SWITCHYARD_CONTROL_PLANE_URL", default_value = "http://127.0.0.1:8081")]
+    control_plane_url: String,
+    /// The usage collector's gRPC URL.
+    #[arg(long, env = "SWITCHYARD_COLLECTOR_URL", default_value = "http://127.0.0.1:8091")]
+    collector_url: String,
+    /// Key-encryption keys, `id:base64key[,id:base64key...]` (the control plane's).
+    #[arg(long, env = "SWITCHYARD_KEK", hide_env_values = true)]
+    kek: Option<String>,
+    /// A file holding the key-encryption keys.
+    #[arg(long, env = "SWITCHYARD_KEK_FILE")]
+    kek_file: Option<PathBuf>,
+    /// Identifies this replica to the control plane (default: host name and pid).
+    #[arg(long, env = "SWITCHYARD_REPLICA_ID")]
+    replica_id: Option<String>,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = 32 * 1024 * 1024)]
+    max_request_body: usize,
+    /// Seconds to wait for an upstream's response headers.
+    #[arg(long, default_value_t = 120)]
+    first_byte_timeout_seconds: u64,
+    /// Seconds of silence tolerated between chunks of a response.
+    #[arg(long, default_value_t = 120)]
+    idle_timeout_seconds: u64,
+    /// Write the bound address as JSON to this file once listening.
+    #[arg(long)]
+    addr_file: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    init_logging();
+    let args = Args::parse();
+    let kek = value_or_file("key-encryption key", args.kek, args.kek_file.as_deref())?
+        .context("key-encryption keys are required: set SWITCHYARD_KEK or SWITCHYARD_KEK_FILE")?;
+    let keyring = Keyring::parse(&kek).context("invalid key-encryption keys")?;
+    let listener = bind(&args.listen).await?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "data plane listening");
+    if let Some(path) = &args.addr_file {
+        write_addr_file(path, &BTreeMap::from([("http", addr)]))?;
+    }
+    let replica_id = args.replica_id.unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "data-plane".to_owned());
+        format!("{host}-{}", std::process::id())
+    });
+    let (trigger, shutdown) = shutdown_pair();
+    tokio::spawn(async move {
+        termination_signal().await;
+        tracing::info!("shutting down");
+        trigger.trigger();
+    });
+    let config = Config {
+        control_plane_url: args.control_plane_url,
+        collector_url: args.collector_url,
+        keyring: Arc::new(keyring),
+        replica_id,
+        limits: Limits {
+            max_request_body: args.max_request_body,
+            first_byte_timeout: Duration::from_secs(args.first_byte_timeout_seconds),
+            idle_timeout: Duration::from_secs(args.idle_timeout_seconds),
+            ..Limits::default()
+        },
+        usage_queue: 65_536,
+        usage_flush_timeout: Duration::from_secs(15),
+    };
+    switchyard_data_plane::run(config, listener, shutdown).await?;
+    Ok(())
+}

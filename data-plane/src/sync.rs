@@ -1,0 +1,247 @@
+//! Follows the control plane's snapshot stream: decode, validate, build, swap, ack.
+//! Reconnects with backoff; keeps serving the last good snapshot meanwhile.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard_core::apikey::KeyHash;
+use switchyard_core::crypto::Sealed;
+use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
+use switchyard_core::model::ModelPattern;
+use switchyard_core::snapshot::{Account, Compiled, IssuedKey, ProviderKey, ProviderKind, Snapshot, Status};
+use switchyard_proto::v1 as pb;
+use switchyard_proto::v1::snapshot_service_client::SnapshotServiceClient;
+use switchyard_runtime::Shutdown;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::live::Live;
+
+const MAX_SNAPSHOT_BYTES: usize = 512 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("{field}: {value:?} is not a valid id")]
+    Id { field: &'static str, value: String },
+    #[error("{0}: unknown status")]
+    Status(&'static str),
+    #[error("provider key {0}: unknown provider kind")]
+    Kind(String),
+    #[error("provider key {0}: missing sealed secret")]
+    Secret(String),
+    #[error("provider key {key}: model pattern: {why}")]
+    Model { key: String, why: String },
+    #[error("issued key {0}: hash must be 32 bytes")]
+    Hash(String),
+}
+
+fn id<T: std::str::FromStr>(field: &'static str, value: &str) -> Result<T, DecodeError> {
+    value.parse().map_err(|_| DecodeError::Id {
+        field,
+        value: value.to_owned(),
+    })
+}
+
+fn status(field: &'static str, value: i32) -> Result<Status, DecodeError> {
+    match pb::Status::try_from(value) {
+        Ok(pb::Status::Active) => Ok(Status::Active),
+        Ok(pb::Status::Disabled) => Ok(Status::Disabled),
+        _ => Err(DecodeError::Status(field)),
+    }
+}
+
+/// The wire snapshot as plain data. Beyond this edge nothing touches prost types.
+pub fn decode(s: pb::Snapshot) -> Result<Snapshot, DecodeError> {
+    let accounts = s
+        .accounts
+        .into_iter()
+        .map(|a| {
+            Ok(Account {
+                id: id::<AccountId>("account.id", &a.id)?,
+                parent: if a.parent_id.is_empty() {
+                    None
+                } else {
+                    Some(id::<AccountId>("account.parent_id", &a.parent_id)?)
+                },
+                name: a.name,
+                status: status("account.status", a.status)?,
+            })
+        })
+        .collect::<Result<Vec<_>, DecodeError>>()?;
+    let issued_keys = s
+        .issued_keys
+        .into_iter()
+        .map(|k| {
+            Ok(IssuedKey {
+                hash: KeyHash::from_slice(&k.hash).ok_or_else(|| DecodeError::Hash(k.id.clone()))?,
+                id: id::<IssuedKeyId>("issued_key.id", &k.id)?,
+                account: id::<AccountId>("issued_key.account_id", &k.account_id)?,
+                expires_at_ms: k.expires_at_unix_ms,
+                status: status("issued_key.status", k.status)?,
+            })
+        })
+        .collect::<Result<Vec<_>, DecodeError>>()?;
+    let provider_keys = s
+        .provider_keys
+        .into_iter()
+        .map(|p| {
+            let kind = match pb::ProviderKind::try_from(p.kind) {
+                Ok(pb::ProviderKind::Openai) => ProviderKind::OpenAi,
+                Ok(pb::ProviderKind::Anthropic) => ProviderKind::Anthropic,
+                _ => return Err(DecodeError::Kind(p.id)),
+            };
+            let secret = p.secret.ok_or_else(|| DecodeError::Secret(p.id.clone()))?;
+            let models = p
+                .models
+                .iter()
+                .map(|m| {
+                    m.parse::<ModelPattern>().map_err(|e| DecodeError::Model {
+                        key: p.id.clone(),
+                        why: e.to_string(),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(ProviderKey {
+                id: id::<ProviderKeyId>("provider_key.id", &p.id)?,
+                owner: id::<AccountId>("provider_key.owner_id", &p.owner_id)?,
+                kind,
+                base_url: p.base_url,
+                secret: Sealed {
+                    key_id: secret.key_id,
+                    blob: secret.blob,
+                },
+                level: p.level,
+                models,
+                weight: p.weight,
+                status: status("provider_key.status", p.status)?,
+            })
+        })
+        .collect::<Result<Vec<_>, DecodeError>>()?;
+    Ok(Snapshot {
+        version: s.version,
+        accounts,
+        issued_keys,
+        provider_keys,
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+enum SyncError {
+    #[error("control plane URL is invalid: {0}")]
+    Url(String),
+    #[error("cannot reach the control plane: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    #[error("snapshot stream failed: {0}")]
+    Stream(#[from] tonic::Status),
+}
+
+/// Follow the control plane until shutdown.
+pub async fn follow(url: String, replica_id: String, live: Arc<Live>, shutdown: Shutdown) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let attempt = follow_once(&url, &replica_id, &live);
+        tokio::select! {
+            () = shutdown.clone().wait() => return,
+            result = attempt => match result {
+                Ok(()) => {
+                    tracing::warn!("control plane closed the snapshot stream; reconnecting");
+                    backoff = Duration::from_millis(100);
+                }
+                Err(e) => tracing::warn!(error = %e, version = live.version(), "snapshot stream down; serving the last good snapshot"),
+            },
+        }
+        tokio::select! {
+            () = shutdown.clone().wait() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn follow_once(url: &str, replica_id: &str, live: &Live) -> Result<(), SyncError> {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .map_err(|_| SyncError::Url(url.to_owned()))?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .connect()
+        .await?;
+    let mut client = SnapshotServiceClient::new(channel).max_decoding_message_size(MAX_SNAPSHOT_BYTES);
+    let (tx, rx) = mpsc::channel(8);
+    let hello = pb::SyncRequest {
+        kind: Some(pb::sync_request::Kind::Hello(pb::Hello {
+            replica_id: replica_id.to_owned(),
+            have_version: live.version(),
+        })),
+    };
+    // The receiver is alive (held just below); a failure here cannot happen.
+    let _ = tx.send(hello).await;
+    let mut updates = client.sync(ReceiverStream::new(rx)).await?.into_inner();
+    tracing::info!(url, "following the control plane");
+    while let Some(update) = updates.message().await? {
+        let Some(full) = update.full else { continue };
+        let version = full.version;
+        let reply = match decode(full).map_err(|e| e.to_string()).and_then(|s| Compiled::build(s).map_err(|e| e.to_string())) {
+            Ok(compiled) => {
+                let keys = compiled.key_count();
+                if live.install(compiled) {
+                    tracing::info!(version, keys, "snapshot applied");
+                }
+                pb::sync_request::Kind::Applied(pb::Applied { version })
+            }
+            Err(reason) => {
+                tracing::error!(version, reason = %reason, "snapshot refused; keeping the last good one");
+                pb::sync_request::Kind::Rejected(pb::Rejected { version, reason })
+            }
+        };
+        if tx.send(pb::SyncRequest { kind: Some(reply) }).await.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_wire_snapshots_are_refused() {
+        let account = pb::Account {
+            id: AccountId::new().to_string(),
+            parent_id: String::new(),
+            name: "a".into(),
+            status: pb::Status::Active.into(),
+        };
+        let good = pb::Snapshot {
+            version: 1,
+            accounts: vec![account.clone()],
+            ..Default::default()
+        };
+        assert!(decode(good).is_ok());
+        let mut bad = account.clone();
+        bad.status = 0;
+        assert_eq!(
+            decode(pb::Snapshot { accounts: vec![bad], ..Default::default() }).err(),
+            Some(DecodeError::Status("account.status"))
+        );
+        let mut bad = account;
+        bad.id = "x".into();
+        assert!(matches!(
+            decode(pb::Snapshot { accounts: vec![bad], ..Default::default() }),
+            Err(DecodeError::Id { .. })
+        ));
+        let key = pb::IssuedKey {
+            id: IssuedKeyId::new().to_string(),
+            account_id: AccountId::new().to_string(),
+            hash: vec![1, 2, 3],
+            expires_at_unix_ms: None,
+            status: pb::Status::Active.into(),
+        };
+        assert!(matches!(
+            decode(pb::Snapshot { issued_keys: vec![key], ..Default::default() }),
+            Err(DecodeError::Hash(_))
+        ));
+    }
+}

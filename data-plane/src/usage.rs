@@ -1,0 +1,159 @@
+//! Delivery of usage events to the collector: a bounded queue, batches over one acked
+//! gRPC stream, and replay of every unacknowledged batch after a reconnect (the
+//! collector ignores event ids it already holds, so replays are harmless).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use switchyard_core::usage::{UsageEvent, UsageSource};
+use switchyard_proto::v1 as pb;
+use switchyard_proto::v1::usage_service_client::UsageServiceClient;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Events per batch at most.
+const MAX_BATCH: usize = 256;
+/// Unacknowledged batches held before the sender stops taking new events.
+const MAX_PENDING: usize = 64;
+
+/// The request path's handle: enqueue without waiting.
+#[derive(Clone)]
+pub struct UsageSink {
+    tx: mpsc::Sender<UsageEvent>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl UsageSink {
+    /// A sink and the receiving end for [`deliver`].
+    pub fn new(capacity: usize) -> (Self, mpsc::Receiver<UsageEvent>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (
+            Self {
+                tx,
+                dropped: Arc::default(),
+            },
+            rx,
+        )
+    }
+
+    pub fn emit(&self, event: UsageEvent) {
+        if let Err(e) = self.tx.try_send(event) {
+            let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            let reason = match e {
+                mpsc::error::TrySendError::Full(_) => "queue full",
+                mpsc::error::TrySendError::Closed(_) => "sender stopped",
+            };
+            tracing::error!(reason, dropped_total = total, "usage event dropped");
+        }
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+pub fn encode(e: UsageEvent) -> pb::UsageEvent {
+    pb::UsageEvent {
+        id: e.id.to_string(),
+        at_unix_ms: e.at_unix_ms,
+        account_chain: e.account_chain.iter().map(ToString::to_string).collect(),
+        issued_key_id: e.issued_key.to_string(),
+        provider_key_id: e.provider_key.map(|p| p.to_string()).unwrap_or_default(),
+        model_requested: e.model_requested,
+        model_served: e.model_served,
+        level: e.level,
+        status: u32::from(e.status),
+        latency_ms: e.latency_ms,
+        ttfb_ms: e.ttfb_ms,
+        input_tokens: e.tokens.input,
+        output_tokens: e.tokens.output,
+        cached_tokens: e.tokens.cached,
+        source: match e.source {
+            UsageSource::Reported => pb::UsageSource::Reported.into(),
+            UsageSource::Missing => pb::UsageSource::Missing.into(),
+        },
+        cost_nanos: e.cost_nanos,
+        path: e.path,
+        client_addr: e.client_addr,
+        streamed: e.streamed,
+    }
+}
+
+/// Deliver events until every sink is dropped and everything sent is acknowledged.
+pub async fn deliver(url: String, mut rx: mpsc::Receiver<UsageEvent>) {
+    let mut pending: VecDeque<pb::UsageBatch> = VecDeque::new();
+    let mut seq = 0u64;
+    let mut closed = false;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if closed && pending.is_empty() {
+            return;
+        }
+        let endpoint = match tonic::transport::Endpoint::from_shared(url.clone()) {
+            Ok(e) => e.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true),
+            Err(_) => {
+                tracing::error!(url, "collector URL is invalid; usage cannot be delivered");
+                return;
+            }
+        };
+        let (btx, brx) = mpsc::channel(MAX_PENDING + 1);
+        for batch in &pending {
+            let _ = btx.try_send(batch.clone());
+        }
+        let acks = match endpoint.connect().await {
+            Ok(channel) => UsageServiceClient::new(channel).ingest(ReceiverStream::new(brx)).await,
+            Err(e) => Err(tonic::Status::unavailable(e.to_string())),
+        };
+        let mut acks = match acks {
+            Ok(r) => r.into_inner(),
+            Err(e) => {
+                tracing::warn!(error = %e, pending = pending.len(), "usage collector unreachable; will retry");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        loop {
+            tokio::select! {
+                event = rx.recv(), if !closed && pending.len() < MAX_PENDING => match event {
+                    None => closed = true,
+                    Some(first) => {
+                        let mut events = vec![encode(first)];
+                        while events.len() < MAX_BATCH {
+                            match rx.try_recv() {
+                                Ok(e) => events.push(encode(e)),
+                                Err(_) => break,
+                            }
+                        }
+                        seq += 1;
+                        let batch = pb::UsageBatch { seq, events };
+                        pending.push_back(batch.clone());
+                        if btx.send(batch).await.is_err() {
+                            break;
+                        }
+                    }
+                },
+                ack = acks.message() => match ack {
+                    Ok(Some(a)) => {
+                        while pending.front().is_some_and(|b| b.seq <= a.seq) {
+                            pending.pop_front();
+                        }
+                        if a.rejected > 0 {
+                            tracing::error!(seq = a.seq, rejected = a.rejected, "collector refused usage events");
+                        }
+                    }
+                    Ok(None) | Err(_) => {
+                        tracing::warn!(pending = pending.len(), "usage stream ended; reconnecting");
+                        break;
+                    }
+                },
+            }
+            if closed && pending.is_empty() {
+                return;
+            }
+        }
+    }
+}
