@@ -1,0 +1,19 @@
+//! Test support shared by every suite that needs real components:
+//! - [`pg`]: a throwaway PostgreSQL server in a temp dir on a free loopback port.
+//! - [`procs`]: starts Switchyard's real binaries as separate processes and learns
+//!   where they listen from their address files.
+
+pub mod pg;
+pub mod procs;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error("{0}")]
+    Missing(String),
+    #[error("{what} failed: {detail}")]
+    Command { what: String, detail: String },
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0} did not become ready: {1}")]
+    NotReady(String, String),
+}
