@@ -21,7 +21,9 @@ use crate::service::{AddProviderKey, ApiError, BillQuery, Caller, CreateAccount,
 /// The shared error vocabulary, mapped once to gRPC codes.
 pub fn to_status(e: ApiError) -> Status {
     let code = match e.code {
-        ErrorCode::InvalidRequest | ErrorCode::Unprocessable | ErrorCode::PayloadTooLarge => tonic::Code::InvalidArgument,
+        ErrorCode::InvalidRequest | ErrorCode::Unprocessable | ErrorCode::PayloadTooLarge => {
+            tonic::Code::InvalidArgument
+        }
         ErrorCode::Unauthenticated => tonic::Code::Unauthenticated,
         ErrorCode::PermissionDenied => tonic::Code::PermissionDenied,
         ErrorCode::NotFound => tonic::Code::NotFound,
@@ -44,14 +46,25 @@ type SyncStream = Pin<Box<dyn Stream<Item = Result<pb::SnapshotUpdate, Status>> 
 impl SnapshotService for SnapshotGrpc {
     type SyncStream = SyncStream;
 
-    async fn sync(&self, request: Request<Streaming<pb::SyncRequest>>) -> Result<Response<Self::SyncStream>, Status> {
+    async fn sync(
+        &self,
+        request: Request<Streaming<pb::SyncRequest>>,
+    ) -> Result<Response<Self::SyncStream>, Status> {
         let mut inbound = request.into_inner();
         let hello = match inbound.message().await? {
-            Some(pb::SyncRequest { kind: Some(pb::sync_request::Kind::Hello(h)) }) => h,
-            _ => return Err(Status::invalid_argument("the first message must be a Hello")),
+            Some(pb::SyncRequest {
+                kind: Some(pb::sync_request::Kind::Hello(h)),
+            }) => h,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message must be a Hello",
+                ));
+            }
         };
         if hello.replica_id.is_empty() || hello.replica_id.len() > 200 {
-            return Err(Status::invalid_argument("replica_id must be 1-200 characters"));
+            return Err(Status::invalid_argument(
+                "replica_id must be 1-200 characters",
+            ));
         }
         let replica = hello.replica_id;
         tracing::info!(replica = %replica, have_version = hello.have_version, "data plane connected");
@@ -85,11 +98,15 @@ impl SnapshotService for SnapshotGrpc {
         tokio::spawn(async move {
             loop {
                 match inbound.message().await {
-                    Ok(Some(pb::SyncRequest { kind: Some(pb::sync_request::Kind::Applied(a)) })) => {
+                    Ok(Some(pb::SyncRequest {
+                        kind: Some(pb::sync_request::Kind::Applied(a)),
+                    })) => {
                         publisher.record_replica(&replica, |s| s.applied_version = a.version);
                         tracing::debug!(replica = %replica, version = a.version, "snapshot applied");
                     }
-                    Ok(Some(pb::SyncRequest { kind: Some(pb::sync_request::Kind::Rejected(r)) })) => {
+                    Ok(Some(pb::SyncRequest {
+                        kind: Some(pb::sync_request::Kind::Rejected(r)),
+                    })) => {
                         tracing::error!(replica = %replica, version = r.version, reason = %r.reason, "data plane refused a snapshot");
                         publisher.record_replica(&replica, |s| s.last_rejection = Some(r.reason));
                     }
@@ -116,15 +133,24 @@ impl ApiGrpc {
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim);
-        self.service.authenticate(bearer, now_ms()).await.map_err(to_status)
+        self.service
+            .authenticate(bearer, now_ms())
+            .await
+            .map_err(to_status)
     }
 }
 
 #[tonic::async_trait]
 impl AdminService for ApiGrpc {
-    async fn add_provider_key(&self, request: Request<pb::AddProviderKeyRequest>) -> Result<Response<pb::ProviderKeyView>, Status> {
+    async fn add_provider_key(
+        &self,
+        request: Request<pb::AddProviderKeyRequest>,
+    ) -> Result<Response<pb::ProviderKeyView>, Status> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
         let view = self
@@ -159,17 +185,30 @@ impl AdminService for ApiGrpc {
 
 #[tonic::async_trait]
 impl ManageService for ApiGrpc {
-    async fn create_account(&self, request: Request<pb::CreateAccountRequest>) -> Result<Response<pb::CreatedAccount>, Status> {
+    async fn create_account(
+        &self,
+        request: Request<pb::CreateAccountRequest>,
+    ) -> Result<Response<pb::CreatedAccount>, Status> {
         let caller = self.caller(&request).await?;
         let created = self
             .service
-            .create_account(&caller, CreateAccount { name: request.into_inner().name }, now_ms())
+            .create_account(
+                &caller,
+                CreateAccount {
+                    name: request.into_inner().name,
+                },
+                now_ms(),
+            )
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::CreatedAccount {
             account: Some(pb::AccountView {
                 id: created.account.id.to_string(),
-                parent_id: created.account.parent_id.map(|p| p.to_string()).unwrap_or_default(),
+                parent_id: created
+                    .account
+                    .parent_id
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
                 name: created.account.name,
                 status: created.account.status.to_owned(),
                 created_at_unix_ms: created.account.created_at_unix_ms,
@@ -179,7 +218,10 @@ impl ManageService for ApiGrpc {
         }))
     }
 
-    async fn get_bill(&self, request: Request<pb::GetBillRequest>) -> Result<Response<pb::Bill>, Status> {
+    async fn get_bill(
+        &self,
+        request: Request<pb::GetBillRequest>,
+    ) -> Result<Response<pb::Bill>, Status> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
         let non_empty = |s: String| (!s.is_empty()).then_some(s);

@@ -64,7 +64,11 @@ pub struct Listeners {
 }
 
 /// Serve until `shutdown`, then drain in-flight requests and return.
-pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Result<(), ControlPlaneError> {
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: Shutdown,
+) -> Result<(), ControlPlaneError> {
     let usage_channel = tonic::transport::Endpoint::from_shared(config.collector_url.clone())
         .map_err(|_| ControlPlaneError::CollectorUrl(config.collector_url.clone()))?
         .connect_timeout(Duration::from_secs(2))
@@ -80,7 +84,11 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
         config.policy,
     ));
 
-    let publishing = tokio::spawn(publisher.clone().run(config.store, config.resync, shutdown.clone()));
+    let publishing = tokio::spawn(publisher.clone().run(
+        config.store,
+        config.resync,
+        shutdown.clone(),
+    ));
 
     let api = grpc::ApiGrpc {
         service: service.clone(),
@@ -103,7 +111,8 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: Shutdown) -> Re
     let http_listener = listeners.http.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    let http = axum::serve(http_listener, rest::router(service)).with_graceful_shutdown(shutdown.clone().wait());
+    let http = axum::serve(http_listener, rest::router(service))
+        .with_graceful_shutdown(shutdown.clone().wait());
 
     let (grpc_result, http_result) = tokio::join!(grpc, async { http.await });
     publishing.abort();

@@ -12,10 +12,15 @@ use switchyard_control_plane::store::Store;
 use switchyard_control_plane::{Config, Listeners, MIN_ROOT_KEY_LEN};
 use switchyard_core::apikey::KeyHash;
 use switchyard_core::crypto::Keyring;
-use switchyard_runtime::{bind, init_logging, shutdown_pair, termination_signal, value_or_file, write_addr_file};
+use switchyard_runtime::{
+    bind, init_logging, shutdown_pair, termination_signal, value_or_file, write_addr_file,
+};
 
 #[derive(Parser)]
-#[command(version, about = "Switchyard control plane: accounts, keys, rules, snapshots")]
+#[command(
+    version,
+    about = "Switchyard control plane: accounts, keys, rules, snapshots"
+)]
 struct Args {
     /// Database URL: postgres://user@host/db, or sqlite://path?mode=rwc.
     #[arg(long, env = "SWITCHYARD_DATABASE_URL", hide_env_values = true)]
@@ -27,7 +32,11 @@ struct Args {
     #[arg(long, env = "SWITCHYARD_GRPC_LISTEN", default_value = "127.0.0.1:8081")]
     grpc_listen: String,
     /// The usage collector's gRPC URL.
-    #[arg(long, env = "SWITCHYARD_COLLECTOR_URL", default_value = "http://127.0.0.1:8091")]
+    #[arg(
+        long,
+        env = "SWITCHYARD_COLLECTOR_URL",
+        default_value = "http://127.0.0.1:8091"
+    )]
     collector_url: String,
     /// The operator's bootstrap root key.
     #[arg(long, env = "SWITCHYARD_ROOT_KEY", hide_env_values = true)]

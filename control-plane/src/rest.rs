@@ -18,7 +18,8 @@ pub const MAX_BODY: usize = 64 * 1024;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         (
             status,
             [(header::CONTENT_TYPE, "application/json")],
@@ -30,7 +31,10 @@ impl IntoResponse for ApiError {
 
 fn json_error(rejection: JsonRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::new(ErrorCode::PayloadTooLarge, format!("request body is larger than {MAX_BODY} bytes"));
+        return ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("request body is larger than {MAX_BODY} bytes"),
+        );
     }
     ApiError::new(ErrorCode::InvalidRequest, rejection.body_text())
 }
@@ -54,7 +58,10 @@ async fn caller(service: &Service, headers: &HeaderMap) -> Result<Caller, ApiErr
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     service.authenticate(bearer, now_ms()).await
 }

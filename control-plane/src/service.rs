@@ -50,7 +50,9 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound(what) => Self::new(ErrorCode::NotFound, format!("{what} not found")),
+            StoreError::NotFound(what) => {
+                Self::new(ErrorCode::NotFound, format!("{what} not found"))
+            }
             other => {
                 tracing::error!(error = %other, "store failure");
                 Self::new(ErrorCode::Internal, "internal error")
@@ -197,9 +199,16 @@ impl Service {
     }
 
     /// Recognise the bearer of `presented`.
-    pub async fn authenticate(&self, presented: Option<&str>, now_ms: i64) -> Result<Caller, ApiError> {
+    pub async fn authenticate(
+        &self,
+        presented: Option<&str>,
+        now_ms: i64,
+    ) -> Result<Caller, ApiError> {
         let presented = presented.ok_or_else(|| {
-            ApiError::new(ErrorCode::Unauthenticated, "missing API key: send `Authorization: Bearer <key>`")
+            ApiError::new(
+                ErrorCode::Unauthenticated,
+                "missing API key: send `Authorization: Bearer <key>`",
+            )
         })?;
         let hash = KeyHash::of(presented);
         if constant_time_eq(&hash.0, &self.root_hash.0) {
@@ -211,13 +220,22 @@ impl Service {
         }
         let (key, account) = self.store.find_key(&hash).await?.ok_or_else(invalid)?;
         if key.status != Status::Active {
-            return Err(ApiError::new(ErrorCode::Unauthenticated, "this API key has been revoked"));
+            return Err(ApiError::new(
+                ErrorCode::Unauthenticated,
+                "this API key has been revoked",
+            ));
         }
         if key.expires_at_ms.is_some_and(|at| at <= now_ms) {
-            return Err(ApiError::new(ErrorCode::Unauthenticated, "this API key has expired"));
+            return Err(ApiError::new(
+                ErrorCode::Unauthenticated,
+                "this API key has expired",
+            ));
         }
         if account.status != Status::Active {
-            return Err(ApiError::new(ErrorCode::PermissionDenied, format!("account {} is disabled", account.id)));
+            return Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                format!("account {} is disabled", account.id),
+            ));
         }
         for ancestor in self.store.ancestors(account.id).await? {
             if ancestor.status != Status::Active {
@@ -227,11 +245,19 @@ impl Service {
                 ));
             }
         }
-        Ok(Caller::Account { account, key: key.id })
+        Ok(Caller::Account {
+            account,
+            key: key.id,
+        })
     }
 
     /// `POST /x-users`: a child of the caller; a main account when the operator calls.
-    pub async fn create_account(&self, caller: &Caller, req: CreateAccount, now_ms: i64) -> Result<CreatedAccount, ApiError> {
+    pub async fn create_account(
+        &self,
+        caller: &Caller,
+        req: CreateAccount,
+        now_ms: i64,
+    ) -> Result<CreatedAccount, ApiError> {
         let name = validate_name(&req.name)?;
         let account = Account {
             id: AccountId::new(),
@@ -266,7 +292,12 @@ impl Service {
     }
 
     /// `POST /x-keys`: an upstream provider key for the caller's main account.
-    pub async fn add_provider_key(&self, caller: &Caller, req: AddProviderKey, now_ms: i64) -> Result<ProviderKeyView, ApiError> {
+    pub async fn add_provider_key(
+        &self,
+        caller: &Caller,
+        req: AddProviderKey,
+        now_ms: i64,
+    ) -> Result<ProviderKeyView, ApiError> {
         let owner = match caller {
             Caller::Root => {
                 return Err(ApiError::new(
@@ -282,8 +313,12 @@ impl Service {
             }
             Caller::Account { account, .. } => account.id,
         };
-        let kind = ProviderKind::parse(&req.provider)
-            .ok_or_else(|| ApiError::invalid(format!("provider must be \"openai\" or \"anthropic\", not {:?}", req.provider)))?;
+        let kind = ProviderKind::parse(&req.provider).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "provider must be \"openai\" or \"anthropic\", not {:?}",
+                req.provider
+            ))
+        })?;
         let base_url = validate_base_url(&req.base_url, self.policy.allow_private_upstreams)?;
         let secret = req.secret.trim();
         if secret.is_empty() || secret.len() > MAX_SECRET || secret.chars().any(char::is_control) {
@@ -292,12 +327,17 @@ impl Service {
             )));
         }
         if req.models.is_empty() || req.models.len() > MAX_MODELS {
-            return Err(ApiError::invalid(format!("models must list 1-{MAX_MODELS} names or `prefix*` patterns")));
+            return Err(ApiError::invalid(format!(
+                "models must list 1-{MAX_MODELS} names or `prefix*` patterns"
+            )));
         }
         let models = req
             .models
             .iter()
-            .map(|m| m.parse::<ModelPattern>().map_err(|e| ApiError::invalid(format!("models: {e}"))))
+            .map(|m| {
+                m.parse::<ModelPattern>()
+                    .map_err(|e| ApiError::invalid(format!("models: {e}")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let level = req.level.unwrap_or(1);
         if level > MAX_LEVEL {
@@ -339,7 +379,12 @@ impl Service {
     }
 
     /// `GET /x-bill`: rollups of the caller and its descendants.
-    pub async fn bill(&self, caller: &Caller, query: BillQuery, today: &str) -> Result<Bill, ApiError> {
+    pub async fn bill(
+        &self,
+        caller: &Caller,
+        query: BillQuery,
+        today: &str,
+    ) -> Result<Bill, ApiError> {
         let to = match query.to {
             Some(d) => validate_day(&d, "to")?,
             None => today.to_owned(),
@@ -352,12 +397,18 @@ impl Service {
             return Err(ApiError::invalid("`from` must not be after `to`"));
         }
         if days_between(&from, &to)? > MAX_BILL_DAYS {
-            return Err(ApiError::invalid(format!("a bill spans at most {MAX_BILL_DAYS} days")));
+            return Err(ApiError::invalid(format!(
+                "a bill spans at most {MAX_BILL_DAYS} days"
+            )));
         }
         let (granularity, label) = match query.granularity.as_deref() {
             None | Some("day") => (pb::Granularity::Day, "day"),
             Some("month") => (pb::Granularity::Month, "month"),
-            Some(other) => return Err(ApiError::invalid(format!("granularity must be \"day\" or \"month\", not {other:?}"))),
+            Some(other) => {
+                return Err(ApiError::invalid(format!(
+                    "granularity must be \"day\" or \"month\", not {other:?}"
+                )));
+            }
         };
         let (main_account_id, account_ids) = match caller {
             Caller::Root => (String::new(), Vec::new()),
@@ -367,7 +418,10 @@ impl Service {
                     Some(top) => top.id,
                     None => account.id,
                 };
-                (main.to_string(), subtree.iter().map(ToString::to_string).collect())
+                (
+                    main.to_string(),
+                    subtree.iter().map(ToString::to_string).collect(),
+                )
             }
         };
         let reply = self
@@ -383,7 +437,10 @@ impl Service {
             .await
             .map_err(|status| {
                 tracing::error!(error = %status, "usage collector query failed");
-                ApiError::new(ErrorCode::Unavailable, "usage data is unavailable right now; try again")
+                ApiError::new(
+                    ErrorCode::Unavailable,
+                    "usage data is unavailable right now; try again",
+                )
             })?
             .into_inner();
         let rows = reply
@@ -437,7 +494,9 @@ fn provider_view(r: &ProviderKeyRecord) -> ProviderKeyView {
 fn validate_name(name: &str) -> Result<String, ApiError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid(format!("name must be 1-{MAX_NAME} printable characters")));
+        return Err(ApiError::invalid(format!(
+            "name must be 1-{MAX_NAME} printable characters"
+        )));
     }
     Ok(name.to_owned())
 }
@@ -458,14 +517,18 @@ fn secret_hint(secret: &str) -> String {
 pub fn validate_base_url(raw: &str, allow_private: bool) -> Result<String, ApiError> {
     let bad = |why: &str| ApiError::invalid(format!("base_url {raw:?} {why}"));
     if raw.len() > MAX_URL {
-        return Err(ApiError::invalid(format!("base_url is longer than {MAX_URL} characters")));
+        return Err(ApiError::invalid(format!(
+            "base_url is longer than {MAX_URL} characters"
+        )));
     }
     let url = url::Url::parse(raw.trim()).map_err(|_| bad("is not a valid URL"))?;
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err(bad("must use http or https"));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("must not carry credentials; put the secret in `secret`"));
+        return Err(bad(
+            "must not carry credentials; put the secret in `secret`",
+        ));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(bad("must not have a query or fragment"));
@@ -476,7 +539,10 @@ pub fn validate_base_url(raw: &str, allow_private: bool) -> Result<String, ApiEr
         url::Host::Ipv6(ip) => is_private(IpAddr::V6(ip)),
         url::Host::Domain(d) => {
             let d = d.trim_end_matches('.').to_ascii_lowercase();
-            d == "localhost" || d.ends_with(".localhost") || d.ends_with(".internal") || d.ends_with(".local")
+            d == "localhost"
+                || d.ends_with(".localhost")
+                || d.ends_with(".internal")
+                || d.ends_with(".local")
         }
     };
     if private && !allow_private {
@@ -508,7 +574,8 @@ fn is_private(ip: IpAddr) -> bool {
 }
 
 fn validate_day(text: &str, field: &str) -> Result<String, ApiError> {
-    day_number(text).map_err(|_| ApiError::invalid(format!("`{field}` must be a date like 2026-01-31")))?;
+    day_number(text)
+        .map_err(|_| ApiError::invalid(format!("`{field}` must be a date like 2026-01-31")))?;
     Ok(text.to_owned())
 }
 
@@ -535,7 +602,10 @@ mod tests {
 
     #[test]
     fn base_urls() {
-        assert_eq!(validate_base_url("https://api.openai.com/v1/", false).unwrap(), "https://api.openai.com/v1");
+        assert_eq!(
+            validate_base_url("https://api.openai.com/v1/", false).unwrap(),
+            "https://api.openai.com/v1"
+        );
         for bad in [
             "ftp://x.com",
             "not a url",
@@ -561,7 +631,14 @@ mod tests {
     fn days() {
         assert_eq!(shift_day("2026-03-01", -1).unwrap(), "2026-02-28");
         assert_eq!(days_between("2026-01-01", "2026-12-31").unwrap(), 364);
-        for bad in ["2026-02-30", "2026-13-01", "26-01-01", "2026-1-01", "x", "2026-01-01x"] {
+        for bad in [
+            "2026-02-30",
+            "2026-13-01",
+            "26-01-01",
+            "2026-1-01",
+            "x",
+            "2026-01-01x",
+        ] {
             assert!(validate_day(bad, "from").is_err(), "{bad}");
         }
     }

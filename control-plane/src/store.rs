@@ -82,7 +82,11 @@ impl Store {
     }
 
     /// Create an account and its first issued key, atomically.
-    pub async fn create_account(&self, account: &AccountRecord, key: &IssuedKeyRecord) -> Result<u64, StoreError> {
+    pub async fn create_account(
+        &self,
+        account: &AccountRecord,
+        key: &IssuedKeyRecord,
+    ) -> Result<u64, StoreError> {
         let mut tx = self.db.pool.begin().await?;
         if let Some(parent) = account.account.parent {
             let found = sqlx::query("SELECT 1 FROM accounts WHERE id = $1")
@@ -109,8 +113,9 @@ impl Store {
 
     pub async fn add_provider_key(&self, record: &ProviderKeyRecord) -> Result<u64, StoreError> {
         let k = &record.key;
-        let models = serde_json::to_string(&k.models.iter().map(ToString::to_string).collect::<Vec<_>>())
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let models =
+            serde_json::to_string(&k.models.iter().map(ToString::to_string).collect::<Vec<_>>())
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.db.pool.begin().await?;
         sqlx::query(
             "INSERT INTO provider_keys (id, owner_id, kind, base_url, secret_key_id, secret_blob, secret_hint, level, models, weight, status, created_at) \
@@ -136,7 +141,10 @@ impl Store {
     }
 
     /// The issued key with this hash and the account holding it.
-    pub async fn find_key(&self, hash: &KeyHash) -> Result<Option<(IssuedKey, Account)>, StoreError> {
+    pub async fn find_key(
+        &self,
+        hash: &KeyHash,
+    ) -> Result<Option<(IssuedKey, Account)>, StoreError> {
         let row = sqlx::query(
             "SELECT k.id, k.account_id, k.hash, k.status, k.expires_at, a.id, a.parent_id, a.name, a.status \
              FROM issued_keys k JOIN accounts a ON a.id = k.account_id WHERE k.hash = $1",
@@ -154,7 +162,11 @@ impl Store {
         };
         let account = Account {
             id: parse_id(&row.try_get::<String, _>(5)?)?,
-            parent: row.try_get::<Option<String>, _>(6)?.as_deref().map(parse_id).transpose()?,
+            parent: row
+                .try_get::<Option<String>, _>(6)?
+                .as_deref()
+                .map(parse_id)
+                .transpose()?,
             name: row.try_get(7)?,
             status: parse_status(&row.try_get::<String, _>(8)?)?,
         };
@@ -188,14 +200,18 @@ impl Store {
         .bind(id.to_string())
         .fetch_all(&self.db.pool)
         .await?;
-        rows.iter().map(|r| parse_id(&r.try_get::<String, _>(0)?)).collect()
+        rows.iter()
+            .map(|r| parse_id(&r.try_get::<String, _>(0)?))
+            .collect()
     }
 
     pub async fn account(&self, id: AccountId) -> Result<Option<AccountRecord>, StoreError> {
-        let row = sqlx::query("SELECT id, parent_id, name, status, created_at FROM accounts WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&self.db.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT id, parent_id, name, status, created_at FROM accounts WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.db.pool)
+        .await?;
         row.map(|r| {
             Ok(AccountRecord {
                 account: account_from_row(&r)?,
@@ -224,20 +240,21 @@ impl Store {
             .iter()
             .map(account_from_row)
             .collect::<Result<Vec<_>, _>>()?;
-        let issued_keys = sqlx::query("SELECT id, account_id, hash, status, expires_at FROM issued_keys")
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(IssuedKey {
-                    id: parse_id(&r.try_get::<String, _>(0)?)?,
-                    account: parse_id(&r.try_get::<String, _>(1)?)?,
-                    hash: parse_hash(&r.try_get::<String, _>(2)?)?,
-                    status: parse_status(&r.try_get::<String, _>(3)?)?,
-                    expires_at_ms: r.try_get::<Option<i64>, _>(4)?,
+        let issued_keys =
+            sqlx::query("SELECT id, account_id, hash, status, expires_at FROM issued_keys")
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(IssuedKey {
+                        id: parse_id(&r.try_get::<String, _>(0)?)?,
+                        account: parse_id(&r.try_get::<String, _>(1)?)?,
+                        hash: parse_hash(&r.try_get::<String, _>(2)?)?,
+                        status: parse_status(&r.try_get::<String, _>(3)?)?,
+                        expires_at_ms: r.try_get::<Option<i64>, _>(4)?,
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+                .collect::<Result<Vec<_>, StoreError>>()?;
         let provider_keys = sqlx::query(
             "SELECT id, owner_id, kind, base_url, secret_key_id, secret_blob, level, models, weight, status FROM provider_keys",
         )
@@ -256,7 +273,10 @@ impl Store {
     }
 }
 
-async fn insert_issued_key(tx: &mut Transaction<'_, Any>, key: &IssuedKeyRecord) -> Result<(), StoreError> {
+async fn insert_issued_key(
+    tx: &mut Transaction<'_, Any>,
+    key: &IssuedKeyRecord,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO issued_keys (id, account_id, hash, tail, status, expires_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
@@ -273,16 +293,22 @@ async fn insert_issued_key(tx: &mut Transaction<'_, Any>, key: &IssuedKeyRecord)
 }
 
 async fn bump(tx: &mut Transaction<'_, Any>) -> Result<u64, StoreError> {
-    let row = sqlx::query("UPDATE config_revision SET revision = revision + 1 WHERE id = 1 RETURNING revision")
-        .fetch_one(&mut **tx)
-        .await?;
+    let row = sqlx::query(
+        "UPDATE config_revision SET revision = revision + 1 WHERE id = 1 RETURNING revision",
+    )
+    .fetch_one(&mut **tx)
+    .await?;
     to_u64(row.try_get::<i64, _>(0)?)
 }
 
 fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
     Ok(Account {
         id: parse_id(&row.try_get::<String, _>(0)?)?,
-        parent: row.try_get::<Option<String>, _>(1)?.as_deref().map(parse_id).transpose()?,
+        parent: row
+            .try_get::<Option<String>, _>(1)?
+            .as_deref()
+            .map(parse_id)
+            .transpose()?,
         name: row.try_get(2)?,
         status: parse_status(&row.try_get::<String, _>(3)?)?,
     })
@@ -291,11 +317,13 @@ fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
 fn provider_from_row(row: &AnyRow) -> Result<ProviderKey, StoreError> {
     let kind: String = row.try_get(2)?;
     let models: String = row.try_get(7)?;
-    let models: Vec<String> = serde_json::from_str(&models).map_err(|e| StoreError::Corrupt(format!("models: {e}")))?;
+    let models: Vec<String> =
+        serde_json::from_str(&models).map_err(|e| StoreError::Corrupt(format!("models: {e}")))?;
     Ok(ProviderKey {
         id: parse_id(&row.try_get::<String, _>(0)?)?,
         owner: parse_id(&row.try_get::<String, _>(1)?)?,
-        kind: ProviderKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("provider kind {kind:?}")))?,
+        kind: ProviderKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("provider kind {kind:?}")))?,
         base_url: row.try_get(3)?,
         secret: Sealed {
             key_id: row.try_get(4)?,
@@ -304,7 +332,10 @@ fn provider_from_row(row: &AnyRow) -> Result<ProviderKey, StoreError> {
         level: to_u32(row.try_get::<i64, _>(6)?)?,
         models: models
             .iter()
-            .map(|m| m.parse::<ModelPattern>().map_err(|e| StoreError::Corrupt(e.to_string())))
+            .map(|m| {
+                m.parse::<ModelPattern>()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
             .collect::<Result<_, _>>()?,
         weight: to_u32(row.try_get::<i64, _>(8)?)?,
         status: parse_status(&row.try_get::<String, _>(9)?)?,
@@ -312,7 +343,8 @@ fn provider_from_row(row: &AnyRow) -> Result<ProviderKey, StoreError> {
 }
 
 fn parse_id<T: std::str::FromStr>(text: &str) -> Result<T, StoreError> {
-    text.parse().map_err(|_| StoreError::Corrupt(format!("id {text:?}")))
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("id {text:?}")))
 }
 
 fn parse_hash(text: &str) -> Result<KeyHash, StoreError> {

@@ -68,16 +68,27 @@ impl Keyring {
     pub fn parse(spec: &str) -> Result<Self, CryptoError> {
         let mut active = None;
         let mut ciphers = BTreeMap::new();
-        for (i, entry) in spec.split(',').map(str::trim).filter(|e| !e.is_empty()).enumerate() {
+        for (i, entry) in spec
+            .split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .enumerate()
+        {
             let (id, key) = entry.split_once(':').ok_or(CryptoError::BadEntry(i))?;
             if id.is_empty()
                 || id.len() > 32
-                || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
             {
                 return Err(CryptoError::BadKeyId(id.to_owned()));
             }
-            let bytes = Zeroizing::new(B64.decode(key).map_err(|_| CryptoError::BadKey(id.to_owned()))?);
-            let cipher = Aes256GcmSiv::new_from_slice(&bytes).map_err(|_| CryptoError::BadKey(id.to_owned()))?;
+            let bytes = Zeroizing::new(
+                B64.decode(key)
+                    .map_err(|_| CryptoError::BadKey(id.to_owned()))?,
+            );
+            let cipher = Aes256GcmSiv::new_from_slice(&bytes)
+                .map_err(|_| CryptoError::BadKey(id.to_owned()))?;
             if ciphers.insert(id.to_owned(), cipher).is_some() {
                 return Err(CryptoError::DuplicateKeyId(id.to_owned()));
             }
@@ -107,7 +118,13 @@ impl Keyring {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rng().fill(&mut nonce[..]);
         let ct = cipher
-            .encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad })
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
             .map_err(|_| CryptoError::Malformed)?;
         let mut blob = Vec::with_capacity(NONCE_LEN + ct.len());
         blob.extend_from_slice(&nonce);
@@ -151,7 +168,10 @@ mod tests {
         let ring = ring();
         let sealed = ring.seal(b"sk-upstream", b"record-1").unwrap();
         assert_eq!(sealed.key_id, "k2");
-        assert_eq!(&ring.open(&sealed, b"record-1").unwrap()[..], b"sk-upstream");
+        assert_eq!(
+            &ring.open(&sealed, b"record-1").unwrap()[..],
+            b"sk-upstream"
+        );
     }
 
     #[test]
@@ -197,10 +217,22 @@ mod tests {
     #[test]
     fn bad_specs_are_refused() {
         assert_eq!(Keyring::parse("").err(), Some(CryptoError::Empty));
-        assert_eq!(Keyring::parse("nocolon").err(), Some(CryptoError::BadEntry(0)));
-        assert_eq!(Keyring::parse("a:notbase64!").err(), Some(CryptoError::BadKey("a".into())));
-        assert_eq!(Keyring::parse("a:c2hvcnQ=").err(), Some(CryptoError::BadKey("a".into())));
-        assert_eq!(Keyring::parse("bad id:c2hvcnQ=").err(), Some(CryptoError::BadKeyId("bad id".into())));
+        assert_eq!(
+            Keyring::parse("nocolon").err(),
+            Some(CryptoError::BadEntry(0))
+        );
+        assert_eq!(
+            Keyring::parse("a:notbase64!").err(),
+            Some(CryptoError::BadKey("a".into()))
+        );
+        assert_eq!(
+            Keyring::parse("a:c2hvcnQ=").err(),
+            Some(CryptoError::BadKey("a".into()))
+        );
+        assert_eq!(
+            Keyring::parse("bad id:c2hvcnQ=").err(),
+            Some(CryptoError::BadKeyId("bad id".into()))
+        );
         let k = Keyring::generate_spec("a");
         assert_eq!(
             Keyring::parse(&format!("{},{}", k.as_str(), k.as_str())).err(),

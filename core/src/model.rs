@@ -94,9 +94,21 @@ mod tests {
     #[test]
     fn bad_patterns() {
         assert_eq!("".parse::<ModelPattern>(), Err(PatternError::Empty));
-        assert!(matches!("g*pt".parse::<ModelPattern>(), Err(PatternError::MisplacedStar(_))));
-        assert!(matches!("**".parse::<ModelPattern>(), Err(PatternError::MisplacedStar(_))));
-        assert!(matches!("gpt 4".parse::<ModelPattern>(), Err(PatternError::BadCharacter(_))));
-        assert_eq!("x".repeat(201).parse::<ModelPattern>(), Err(PatternError::TooLong));
+        assert!(matches!(
+            "g*pt".parse::<ModelPattern>(),
+            Err(PatternError::MisplacedStar(_))
+        ));
+        assert!(matches!(
+            "**".parse::<ModelPattern>(),
+            Err(PatternError::MisplacedStar(_))
+        ));
+        assert!(matches!(
+            "gpt 4".parse::<ModelPattern>(),
+            Err(PatternError::BadCharacter(_))
+        ));
+        assert_eq!(
+            "x".repeat(201).parse::<ModelPattern>(),
+            Err(PatternError::TooLong)
+        );
     }
 }

@@ -142,14 +142,26 @@ mod tests {
 
     #[test]
     fn bad_bodies() {
-        assert!(matches!(parse_facts(b"{nope"), Err(FactsError::Malformed(_))));
+        assert!(matches!(
+            parse_facts(b"{nope"),
+            Err(FactsError::Malformed(_))
+        ));
         assert!(matches!(parse_facts(b""), Err(FactsError::Malformed(_))));
         assert_eq!(parse_facts(b"[1]"), Err(FactsError::NotAnObject));
-        assert_eq!(parse_facts(br#"{"messages":[]}"#), Err(FactsError::MissingModel));
-        assert_eq!(parse_facts(br#"{"model":null}"#), Err(FactsError::MissingModel));
+        assert_eq!(
+            parse_facts(br#"{"messages":[]}"#),
+            Err(FactsError::MissingModel)
+        );
+        assert_eq!(
+            parse_facts(br#"{"model":null}"#),
+            Err(FactsError::MissingModel)
+        );
         assert_eq!(parse_facts(br#"{"model":""}"#), Err(FactsError::BadModel));
         assert_eq!(parse_facts(br#"{"model":7}"#), Err(FactsError::BadModel));
-        assert_eq!(parse_facts(br#"{"model":"m","stream":"yes"}"#), Err(FactsError::BadStream));
+        assert_eq!(
+            parse_facts(br#"{"model":"m","stream":"yes"}"#),
+            Err(FactsError::BadStream)
+        );
     }
 
     #[test]
@@ -169,7 +181,10 @@ mod tests {
         let facts = parse_facts(body).unwrap();
         let out = with_stream_usage(body, &facts).unwrap().unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["stream_options"], serde_json::json!({"include_usage": true, "x": 1}));
+        assert_eq!(
+            v["stream_options"],
+            serde_json::json!({"include_usage": true, "x": 1})
+        );
     }
 
     #[test]

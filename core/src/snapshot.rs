@@ -104,17 +104,29 @@ pub enum SnapshotError {
     #[error("account {0} appears twice")]
     DuplicateAccount(AccountId),
     #[error("account {account} names unknown parent {parent}")]
-    UnknownParent { account: AccountId, parent: AccountId },
+    UnknownParent {
+        account: AccountId,
+        parent: AccountId,
+    },
     #[error("account {0} is part of a cycle")]
     Cycle(AccountId),
     #[error("issued key {key} belongs to unknown account {account}")]
-    KeyOfUnknownAccount { key: IssuedKeyId, account: AccountId },
+    KeyOfUnknownAccount {
+        key: IssuedKeyId,
+        account: AccountId,
+    },
     #[error("two issued keys share one hash")]
     DuplicateKeyHash,
     #[error("provider key {key} belongs to unknown account {owner}")]
-    ProviderOfUnknownAccount { key: ProviderKeyId, owner: AccountId },
+    ProviderOfUnknownAccount {
+        key: ProviderKeyId,
+        owner: AccountId,
+    },
     #[error("provider key {key} belongs to {owner}, which is not a main account")]
-    ProviderOfSubAccount { key: ProviderKeyId, owner: AccountId },
+    ProviderOfSubAccount {
+        key: ProviderKeyId,
+        owner: AccountId,
+    },
 }
 
 /// What the data plane knows about the caller after authentication.
@@ -196,7 +208,10 @@ impl Compiled {
             let mut cursor = a.parent;
             while let Some(p) = cursor {
                 let Some(grand) = parents.get(&p) else {
-                    return Err(SnapshotError::UnknownParent { account: a.id, parent: p });
+                    return Err(SnapshotError::UnknownParent {
+                        account: a.id,
+                        parent: p,
+                    });
                 };
                 if !seen.insert(p) {
                     return Err(SnapshotError::Cycle(a.id));
@@ -210,7 +225,10 @@ impl Compiled {
         let mut keys = HashMap::with_capacity(snapshot.issued_keys.len());
         for k in snapshot.issued_keys {
             let Some(chain) = chains.get(&k.account) else {
-                return Err(SnapshotError::KeyOfUnknownAccount { key: k.id, account: k.account });
+                return Err(SnapshotError::KeyOfUnknownAccount {
+                    key: k.id,
+                    account: k.account,
+                });
             };
             let disabled = chain
                 .iter()
@@ -232,10 +250,16 @@ impl Compiled {
         for p in snapshot.provider_keys {
             match parents.get(&p.owner) {
                 None => {
-                    return Err(SnapshotError::ProviderOfUnknownAccount { key: p.id, owner: p.owner });
+                    return Err(SnapshotError::ProviderOfUnknownAccount {
+                        key: p.id,
+                        owner: p.owner,
+                    });
                 }
                 Some(Some(_)) => {
-                    return Err(SnapshotError::ProviderOfSubAccount { key: p.id, owner: p.owner });
+                    return Err(SnapshotError::ProviderOfSubAccount {
+                        key: p.id,
+                        owner: p.owner,
+                    });
                 }
                 Some(None) => {}
             }
@@ -243,7 +267,8 @@ impl Compiled {
         }
         for pool in pools.values_mut() {
             // Stable order so round-robin and levels behave the same on every replica.
-            pool.keys.sort_by(|a, b| a.level.cmp(&b.level).then(a.id.cmp(&b.id)));
+            pool.keys
+                .sort_by(|a, b| a.level.cmp(&b.level).then(a.id.cmp(&b.id)));
         }
 
         Ok(Self {
@@ -295,7 +320,8 @@ impl Compiled {
     pub fn route(&self, owner: AccountId, model: &str) -> Result<&ProviderKey, RouteError> {
         let no_route = || RouteError::NoProviderForModel(model.to_owned());
         let pool = self.pools.get(&owner).ok_or_else(no_route)?;
-        let serves = |k: &&ProviderKey| k.status == Status::Active && model::any_matches(&k.models, model);
+        let serves =
+            |k: &&ProviderKey| k.status == Status::Active && model::any_matches(&k.models, model);
         let level = pool.keys.iter().find(serves).ok_or_else(no_route)?.level;
         let candidates = pool.keys.iter().filter(|k| k.level == level).filter(serves);
         let count = candidates.clone().count();
@@ -324,7 +350,10 @@ mod tests {
             owner,
             kind: ProviderKind::OpenAi,
             base_url: "https://api.example.com/v1".into(),
-            secret: Sealed { key_id: "k".into(), blob: vec![0; 40] },
+            secret: Sealed {
+                key_id: "k".into(),
+                blob: vec![0; 40],
+            },
             level,
             models: models.iter().map(|m| m.parse().unwrap()).collect(),
             weight: 1,
@@ -379,11 +408,23 @@ mod tests {
             provider_keys: vec![],
         };
         let compiled = Compiled::build(snap(main.clone())).unwrap();
-        assert_eq!(compiled.authenticate(generate().clear.expose(), 0), Err(AuthError::UnknownKey));
-        assert_eq!(compiled.authenticate("garbage", 0), Err(AuthError::UnknownKey));
-        assert_eq!(compiled.authenticate(k2.clear.expose(), 0), Err(AuthError::Revoked));
+        assert_eq!(
+            compiled.authenticate(generate().clear.expose(), 0),
+            Err(AuthError::UnknownKey)
+        );
+        assert_eq!(
+            compiled.authenticate("garbage", 0),
+            Err(AuthError::UnknownKey)
+        );
+        assert_eq!(
+            compiled.authenticate(k2.clear.expose(), 0),
+            Err(AuthError::Revoked)
+        );
         assert!(compiled.authenticate(k3.clear.expose(), 999).is_ok());
-        assert_eq!(compiled.authenticate(k3.clear.expose(), 1_000), Err(AuthError::Expired));
+        assert_eq!(
+            compiled.authenticate(k3.clear.expose(), 1_000),
+            Err(AuthError::Expired)
+        );
         main.status = Status::Disabled;
         let compiled = Compiled::build(snap(main.clone())).unwrap();
         assert_eq!(
@@ -416,7 +457,10 @@ mod tests {
         let main = account(None);
         let orphan = account(Some(AccountId::new()));
         assert!(matches!(
-            Compiled::build(Snapshot { accounts: vec![main.clone(), orphan], ..Default::default() }),
+            Compiled::build(Snapshot {
+                accounts: vec![main.clone(), orphan],
+                ..Default::default()
+            }),
             Err(SnapshotError::UnknownParent { .. })
         ));
 
@@ -424,12 +468,19 @@ mod tests {
         let b = account(Some(a.id));
         a.parent = Some(b.id);
         assert!(matches!(
-            Compiled::build(Snapshot { accounts: vec![a, b], ..Default::default() }),
+            Compiled::build(Snapshot {
+                accounts: vec![a, b],
+                ..Default::default()
+            }),
             Err(SnapshotError::Cycle(_))
         ));
 
         assert_eq!(
-            Compiled::build(Snapshot { accounts: vec![main.clone(), main.clone()], ..Default::default() }).err(),
+            Compiled::build(Snapshot {
+                accounts: vec![main.clone(), main.clone()],
+                ..Default::default()
+            })
+            .err(),
             Some(SnapshotError::DuplicateAccount(main.id))
         );
 
@@ -473,7 +524,9 @@ mod tests {
             provider_keys: vec![a.clone(), b.clone(), backup.clone(), off, foreign],
         })
         .unwrap();
-        let picks: Vec<_> = (0..4).map(|_| compiled.route(main.id, "gpt-4o-mini").unwrap().id).collect();
+        let picks: Vec<_> = (0..4)
+            .map(|_| compiled.route(main.id, "gpt-4o-mini").unwrap().id)
+            .collect();
         assert_eq!(picks.iter().filter(|&&id| id == a.id).count(), 2);
         assert_eq!(picks.iter().filter(|&&id| id == b.id).count(), 2);
         assert_ne!(picks[0], picks[1]);

@@ -131,8 +131,14 @@ mod tests {
 
     #[test]
     fn data_lines() {
-        assert_eq!(event_data(b"data: a\ndata: b\n\n").as_deref(), Some(&b"a\nb"[..]));
-        assert_eq!(event_data(b"data:tight\n\n").as_deref(), Some(&b"tight"[..]));
+        assert_eq!(
+            event_data(b"data: a\ndata: b\n\n").as_deref(),
+            Some(&b"a\nb"[..])
+        );
+        assert_eq!(
+            event_data(b"data:tight\n\n").as_deref(),
+            Some(&b"tight"[..])
+        );
         assert_eq!(event_data(b": comment\n\n"), None);
     }
 }

@@ -22,7 +22,9 @@ pub fn parse_utc_day(text: &str) -> Option<i64> {
     }
     let num = |range: std::ops::Range<usize>| -> Option<i64> {
         let part = &text[range];
-        part.bytes().all(|b| b.is_ascii_digit()).then(|| part.parse().ok())?
+        part.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| part.parse().ok())?
     };
     let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
@@ -82,9 +84,24 @@ mod tests {
     #[test]
     fn parse_days() {
         assert_eq!(parse_utc_day("1970-01-01"), Some(0));
-        assert_eq!(parse_utc_day("2026-11-21"), Some(1_795_219_200_000 / 86_400_000));
-        assert_eq!(day_text(parse_utc_day("2024-02-29").unwrap() + 1), "2024-03-01");
-        for bad in ["2026-02-30", "2026-13-01", "26-01-01", "2026-1-01", "x", "2026-01-01x", "2026-0a-01", "+026-01-01"] {
+        assert_eq!(
+            parse_utc_day("2026-11-21"),
+            Some(1_795_219_200_000 / 86_400_000)
+        );
+        assert_eq!(
+            day_text(parse_utc_day("2024-02-29").unwrap() + 1),
+            "2024-03-01"
+        );
+        for bad in [
+            "2026-02-30",
+            "2026-13-01",
+            "26-01-01",
+            "2026-1-01",
+            "x",
+            "2026-01-01x",
+            "2026-0a-01",
+            "+026-01-01",
+        ] {
             assert_eq!(parse_utc_day(bad), None, "{bad}");
         }
         for days in -700_000..2_900_000i64 {

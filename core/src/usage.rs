@@ -151,7 +151,11 @@ mod tests {
         let body = br#"{"id":"x","choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15,"prompt_tokens_details":{"cached_tokens":4}}}"#;
         assert_eq!(
             openai_usage_from_json(body),
-            Some(TokenUsage { input: 12, output: 3, cached: 4 })
+            Some(TokenUsage {
+                input: 12,
+                output: 3,
+                cached: 4
+            })
         );
         assert_eq!(openai_usage_from_json(br#"{"choices":[]}"#), None);
         assert_eq!(openai_usage_from_json(b"not json"), None);
@@ -165,18 +169,33 @@ mod tests {
 
     #[test]
     fn sse_usage_chunks() {
-        assert_eq!(openai_usage_from_sse_data(b"[DONE]"), StreamChunkUsage::None);
+        assert_eq!(
+            openai_usage_from_sse_data(b"[DONE]"),
+            StreamChunkUsage::None
+        );
         assert_eq!(
             openai_usage_from_sse_data(br#"{"choices":[{"delta":{"content":"a"}}]}"#),
             StreamChunkUsage::None
         );
         assert_eq!(
-            openai_usage_from_sse_data(br#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7}}"#),
-            StreamChunkUsage::UsageOnly(TokenUsage { input: 5, output: 7, cached: 0 })
+            openai_usage_from_sse_data(
+                br#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7}}"#
+            ),
+            StreamChunkUsage::UsageOnly(TokenUsage {
+                input: 5,
+                output: 7,
+                cached: 0
+            })
         );
         assert_eq!(
-            openai_usage_from_sse_data(br#"{"choices":[{"delta":{}}],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#),
-            StreamChunkUsage::WithContent(TokenUsage { input: 1, output: 2, cached: 0 })
+            openai_usage_from_sse_data(
+                br#"{"choices":[{"delta":{}}],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#
+            ),
+            StreamChunkUsage::WithContent(TokenUsage {
+                input: 1,
+                output: 2,
+                cached: 0
+            })
         );
         assert_eq!(
             openai_usage_from_sse_data(br#"{"choices":[],"usage":null}"#),

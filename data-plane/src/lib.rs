@@ -86,7 +86,11 @@ async fn ready(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {
 
 /// Serve until `shutdown`: in-flight requests and streams finish, then queued usage
 /// is delivered (bounded by `usage_flush_timeout`).
-pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> Result<(), DataPlaneError> {
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: Shutdown,
+) -> Result<(), DataPlaneError> {
     let live = Arc::new(Live::default());
     let (sink, queue) = UsageSink::new(config.usage_queue);
     let delivery = tokio::spawn(usage::deliver(config.collector_url, queue));
@@ -106,12 +110,18 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: Shutdown) -> R
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    let served = axum::serve(listener, router(app).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown.wait())
-        .await;
+    let served = axum::serve(
+        listener,
+        router(app).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.wait())
+    .await;
     following.abort();
     // The router (and with it every sink) is gone; the sender drains and returns.
-    if tokio::time::timeout(config.usage_flush_timeout, delivery).await.is_err() {
+    if tokio::time::timeout(config.usage_flush_timeout, delivery)
+        .await
+        .is_err()
+    {
         tracing::error!("usage not fully delivered before the shutdown deadline");
     }
     served?;

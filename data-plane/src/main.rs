@@ -10,19 +10,32 @@ use clap::Parser;
 use switchyard_core::crypto::Keyring;
 use switchyard_data_plane::Config;
 use switchyard_data_plane::proxy::Limits;
-use switchyard_runtime::{bind, init_logging, shutdown_pair, termination_signal, value_or_file, write_addr_file};
+use switchyard_runtime::{
+    bind, init_logging, shutdown_pair, termination_signal, value_or_file, write_addr_file,
+};
 
 #[derive(Parser)]
-#[command(version, about = "Switchyard data plane: the OpenAI/Anthropic-compatible proxy")]
+#[command(
+    version,
+    about = "Switchyard data plane: the OpenAI/Anthropic-compatible proxy"
+)]
 struct Args {
     /// Proxy API listen address.
     #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "127.0.0.1:8000")]
     listen: String,
     /// The control plane's gRPC URL.
-    #[arg(long, env = "SWITCHYARD_CONTROL_PLANE_URL", default_value = "http://127.0.0.1:8081")]
+    #[arg(
+        long,
+        env = "SWITCHYARD_CONTROL_PLANE_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
     control_plane_url: String,
     /// The usage collector's gRPC URL.
-    #[arg(long, env = "SWITCHYARD_COLLECTOR_URL", default_value = "http://127.0.0.1:8091")]
+    #[arg(
+        long,
+        env = "SWITCHYARD_COLLECTOR_URL",
+        default_value = "http://127.0.0.1:8091"
+    )]
     collector_url: String,
     /// Key-encryption keys, `id:base64key[,id:base64key...]` (the control plane's).
     #[arg(long, env = "SWITCHYARD_KEK", hide_env_values = true)]

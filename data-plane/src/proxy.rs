@@ -99,20 +99,28 @@ impl From<RouteError> for ProxyError {
 /// An error response in OpenAI's shape.
 pub fn error_response(code: ErrorCode, message: &str) -> Response {
     let mut response = Response::new(Body::from(openai_error_body(code, message)));
-    *response.status_mut() = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    *response.status_mut() =
+        StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
 /// The bearer of `Authorization: Bearer …`, or of `x-api-key` (Anthropic clients).
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         let (scheme, rest) = v.split_once(' ')?;
         return scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim());
     }
-    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
 }
 
 pub async fn chat_completions(
@@ -162,7 +170,11 @@ impl Meter {
             latency_ms: millis(self.started.elapsed()),
             ttfb_ms: ttfb.map(millis),
             tokens: tokens.unwrap_or_default(),
-            source: if tokens.is_some() { UsageSource::Reported } else { UsageSource::Missing },
+            source: if tokens.is_some() {
+                UsageSource::Reported
+            } else {
+                UsageSource::Missing
+            },
             cost_nanos: 0,
             path: self.path.to_owned(),
             client_addr: self.client_addr,
@@ -171,14 +183,24 @@ impl Meter {
     }
 }
 
-async fn forward(app: &App, peer: SocketAddr, request: Request, started: Instant) -> Result<Response, ProxyError> {
-    let snapshot = app
-        .live
-        .load()
-        .ok_or_else(|| ProxyError::new(ErrorCode::Unavailable, "the router has not received its configuration yet"))?;
+async fn forward(
+    app: &App,
+    peer: SocketAddr,
+    request: Request,
+    started: Instant,
+) -> Result<Response, ProxyError> {
+    let snapshot = app.live.load().ok_or_else(|| {
+        ProxyError::new(
+            ErrorCode::Unavailable,
+            "the router has not received its configuration yet",
+        )
+    })?;
     let (parts, body) = request.into_parts();
     let presented = presented_key(&parts.headers).ok_or_else(|| {
-        ProxyError::new(ErrorCode::Unauthenticated, "missing API key: send `Authorization: Bearer <key>`")
+        ProxyError::new(
+            ErrorCode::Unauthenticated,
+            "missing API key: send `Authorization: Bearer <key>`",
+        )
     })?;
     let caller = snapshot.authenticate(presented, now_ms())?;
 
@@ -223,7 +245,12 @@ async fn forward(app: &App, peer: SocketAddr, request: Request, started: Instant
 }
 
 async fn read_body(body: Body, headers: &HeaderMap, max: usize) -> Result<Bytes, ProxyError> {
-    let too_large = || ProxyError::new(ErrorCode::PayloadTooLarge, format!("request body is larger than {max} bytes"));
+    let too_large = || {
+        ProxyError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("request body is larger than {max} bytes"),
+        )
+    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -232,8 +259,10 @@ async fn read_body(body: Body, headers: &HeaderMap, max: usize) -> Result<Bytes,
         return Err(too_large());
     }
     axum::body::to_bytes(body, max).await.map_err(|e| {
-        let limit = std::error::Error::source(&e)
-            .is_some_and(|s| s.downcast_ref::<http_body_util::LengthLimitError>().is_some());
+        let limit = std::error::Error::source(&e).is_some_and(|s| {
+            s.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+        });
         if limit {
             too_large()
         } else {
@@ -242,7 +271,12 @@ async fn read_body(body: Body, headers: &HeaderMap, max: usize) -> Result<Bytes,
     })
 }
 
-async fn send_upstream(app: &App, provider: &ProviderKey, body: Bytes, client_headers: &HeaderMap) -> Result<reqwest::Response, ProxyError> {
+async fn send_upstream(
+    app: &App,
+    provider: &ProviderKey,
+    body: Bytes,
+    client_headers: &HeaderMap,
+) -> Result<reqwest::Response, ProxyError> {
     // Opened just in time; wiped when this function returns. The header value built
     // from it is marked sensitive so no layer logs it.
     let secret: Zeroizing<Vec<u8>> = app.keyring.open(&provider.secret, provider.id.0.as_bytes()).map_err(|e| {
@@ -252,8 +286,12 @@ async fn send_upstream(app: &App, provider: &ProviderKey, body: Bytes, client_he
     let mut auth = Zeroizing::new(Vec::with_capacity(secret.len() + 7));
     auth.extend_from_slice(b"Bearer ");
     auth.extend_from_slice(&secret);
-    let mut auth = HeaderValue::from_bytes(&auth)
-        .map_err(|_| ProxyError::new(ErrorCode::Unavailable, "the provider key holds characters a header cannot carry"))?;
+    let mut auth = HeaderValue::from_bytes(&auth).map_err(|_| {
+        ProxyError::new(
+            ErrorCode::Unavailable,
+            "the provider key holds characters a header cannot carry",
+        )
+    })?;
     auth.set_sensitive(true);
 
     let url = format!("{}/chat/completions", provider.base_url);
@@ -267,16 +305,28 @@ async fn send_upstream(app: &App, provider: &ProviderKey, body: Bytes, client_he
         builder = builder.header(header::ACCEPT, accept.clone());
     }
     match tokio::time::timeout(app.limits.first_byte_timeout, builder.send()).await {
-        Err(_) => Err(ProxyError::new(ErrorCode::UpstreamTimeout, "the upstream provider did not answer in time")),
+        Err(_) => Err(ProxyError::new(
+            ErrorCode::UpstreamTimeout,
+            "the upstream provider did not answer in time",
+        )),
         Ok(Err(e)) => {
             tracing::warn!(provider_key = %provider.id, error = %e, "upstream request failed");
-            Err(ProxyError::new(ErrorCode::UpstreamFailed, "the upstream provider could not be reached"))
+            Err(ProxyError::new(
+                ErrorCode::UpstreamFailed,
+                "the upstream provider could not be reached",
+            ))
         }
         Ok(Ok(r)) => Ok(r),
     }
 }
 
-async fn buffer_back(app: &App, upstream: reqwest::Response, meter: Meter, facts: &RequestFacts, ttfb: Duration) -> Result<Response, ProxyError> {
+async fn buffer_back(
+    app: &App,
+    upstream: reqwest::Response,
+    meter: Meter,
+    facts: &RequestFacts,
+    ttfb: Duration,
+) -> Result<Response, ProxyError> {
     let status = upstream.status();
     let content_type = upstream.headers().get(header::CONTENT_TYPE).cloned();
     let mut body = Vec::new();
@@ -287,18 +337,28 @@ async fn buffer_back(app: &App, upstream: reqwest::Response, meter: Meter, facts
             Ok(Some(Ok(chunk))) => {
                 if body.len() + chunk.len() > app.limits.max_response_body {
                     meter.finish(502, None, Some(ttfb));
-                    return Err(ProxyError::new(ErrorCode::UpstreamFailed, "the upstream response is too large"));
+                    return Err(ProxyError::new(
+                        ErrorCode::UpstreamFailed,
+                        "the upstream response is too large",
+                    ));
                 }
                 body.extend_from_slice(&chunk);
             }
             Ok(None) => break,
             Ok(Some(Err(_))) | Err(_) => {
                 meter.finish(502, None, Some(ttfb));
-                return Err(ProxyError::new(ErrorCode::UpstreamFailed, "the upstream response was cut off"));
+                return Err(ProxyError::new(
+                    ErrorCode::UpstreamFailed,
+                    "the upstream response was cut off",
+                ));
             }
         }
     }
-    let tokens = if status.is_success() { usage::openai_usage_from_json(&body) } else { None };
+    let tokens = if status.is_success() {
+        usage::openai_usage_from_json(&body)
+    } else {
+        None
+    };
     if status.is_success() && tokens.is_none() && !facts.stream {
         tracing::warn!(provider_key = %meter.provider, "upstream response carried no usage");
     }
@@ -315,7 +375,13 @@ async fn buffer_back(app: &App, upstream: reqwest::Response, meter: Meter, facts
 /// small channel (backpressure both ways); it reads the usage chunk on the way, holds
 /// it back when the router added the request for it, and meters once at the end
 /// whether the client stayed or went.
-fn stream_back(app: &App, upstream: reqwest::Response, meter: Meter, strip_usage_chunk: bool, ttfb: Duration) -> Response {
+fn stream_back(
+    app: &App,
+    upstream: reqwest::Response,
+    meter: Meter,
+    strip_usage_chunk: bool,
+    ttfb: Duration,
+) -> Response {
     let status = upstream.status();
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let idle = app.limits.idle_timeout;
@@ -361,7 +427,10 @@ fn stream_back(app: &App, upstream: reqwest::Response, meter: Meter, strip_usage
         }
         if failed && !client_gone {
             // End with an error event, never a clean close that looks like success.
-            let body = openai_error_body(ErrorCode::UpstreamFailed, "the upstream stream was interrupted");
+            let body = openai_error_body(
+                ErrorCode::UpstreamFailed,
+                "the upstream stream was interrupted",
+            );
             let mut event = b"data: ".to_vec();
             event.extend_from_slice(&body);
             event.extend_from_slice(b"\n\n");
@@ -373,7 +442,10 @@ fn stream_back(app: &App, upstream: reqwest::Response, meter: Meter, strip_usage
     let mut response = Response::new(Body::from_stream(ReceiverStream::new(rx)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
@@ -390,7 +462,10 @@ mod tests {
         assert_eq!(presented_key(&h), Some("k1"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer k2"));
         assert_eq!(presented_key(&h), Some("k2"));
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer  k3 "));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer  k3 "),
+        );
         assert_eq!(presented_key(&h), Some("k3"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(presented_key(&h), None);

@@ -8,7 +8,9 @@ use switchyard_core::apikey::KeyHash;
 use switchyard_core::crypto::Sealed;
 use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::model::ModelPattern;
-use switchyard_core::snapshot::{Account, Compiled, IssuedKey, ProviderKey, ProviderKind, Snapshot, Status};
+use switchyard_core::snapshot::{
+    Account, Compiled, IssuedKey, ProviderKey, ProviderKind, Snapshot, Status,
+};
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::snapshot_service_client::SnapshotServiceClient;
 use switchyard_runtime::Shutdown;
@@ -73,7 +75,8 @@ pub fn decode(s: pb::Snapshot) -> Result<Snapshot, DecodeError> {
         .into_iter()
         .map(|k| {
             Ok(IssuedKey {
-                hash: KeyHash::from_slice(&k.hash).ok_or_else(|| DecodeError::Hash(k.id.clone()))?,
+                hash: KeyHash::from_slice(&k.hash)
+                    .ok_or_else(|| DecodeError::Hash(k.id.clone()))?,
                 id: id::<IssuedKeyId>("issued_key.id", &k.id)?,
                 account: id::<AccountId>("issued_key.account_id", &k.account_id)?,
                 expires_at_ms: k.expires_at_unix_ms,
@@ -167,7 +170,8 @@ async fn follow_once(url: &str, replica_id: &str, live: &Live) -> Result<(), Syn
         .keep_alive_timeout(Duration::from_secs(5))
         .connect()
         .await?;
-    let mut client = SnapshotServiceClient::new(channel).max_decoding_message_size(MAX_SNAPSHOT_BYTES);
+    let mut client =
+        SnapshotServiceClient::new(channel).max_decoding_message_size(MAX_SNAPSHOT_BYTES);
     let (tx, rx) = mpsc::channel(8);
     let hello = pb::SyncRequest {
         kind: Some(pb::sync_request::Kind::Hello(pb::Hello {
@@ -182,7 +186,10 @@ async fn follow_once(url: &str, replica_id: &str, live: &Live) -> Result<(), Syn
     while let Some(update) = updates.message().await? {
         let Some(full) = update.full else { continue };
         let version = full.version;
-        let reply = match decode(full).map_err(|e| e.to_string()).and_then(|s| Compiled::build(s).map_err(|e| e.to_string())) {
+        let reply = match decode(full)
+            .map_err(|e| e.to_string())
+            .and_then(|s| Compiled::build(s).map_err(|e| e.to_string()))
+        {
             Ok(compiled) => {
                 let keys = compiled.key_count();
                 if live.install(compiled) {
@@ -195,7 +202,11 @@ async fn follow_once(url: &str, replica_id: &str, live: &Live) -> Result<(), Syn
                 pb::sync_request::Kind::Rejected(pb::Rejected { version, reason })
             }
         };
-        if tx.send(pb::SyncRequest { kind: Some(reply) }).await.is_err() {
+        if tx
+            .send(pb::SyncRequest { kind: Some(reply) })
+            .await
+            .is_err()
+        {
             break;
         }
     }
@@ -223,13 +234,20 @@ mod tests {
         let mut bad = account.clone();
         bad.status = 0;
         assert_eq!(
-            decode(pb::Snapshot { accounts: vec![bad], ..Default::default() }).err(),
+            decode(pb::Snapshot {
+                accounts: vec![bad],
+                ..Default::default()
+            })
+            .err(),
             Some(DecodeError::Status("account.status"))
         );
         let mut bad = account;
         bad.id = "x".into();
         assert!(matches!(
-            decode(pb::Snapshot { accounts: vec![bad], ..Default::default() }),
+            decode(pb::Snapshot {
+                accounts: vec![bad],
+                ..Default::default()
+            }),
             Err(DecodeError::Id { .. })
         ));
         let key = pb::IssuedKey {
@@ -240,7 +258,10 @@ mod tests {
             status: pb::Status::Active.into(),
         };
         assert!(matches!(
-            decode(pb::Snapshot { issued_keys: vec![key], ..Default::default() }),
+            decode(pb::Snapshot {
+                issued_keys: vec![key],
+                ..Default::default()
+            }),
             Err(DecodeError::Hash(_))
         ));
     }

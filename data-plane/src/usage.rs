@@ -103,7 +103,11 @@ pub async fn deliver(url: String, mut rx: mpsc::Receiver<UsageEvent>) {
             let _ = btx.try_send(batch.clone());
         }
         let acks = match endpoint.connect().await {
-            Ok(channel) => UsageServiceClient::new(channel).ingest(ReceiverStream::new(brx)).await,
+            Ok(channel) => {
+                UsageServiceClient::new(channel)
+                    .ingest(ReceiverStream::new(brx))
+                    .await
+            }
             Err(e) => Err(tonic::Status::unavailable(e.to_string())),
         };
         let mut acks = match acks {

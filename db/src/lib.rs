@@ -85,7 +85,9 @@ pub async fn open(url: &str, migrations: &Migrations, max_connections: u32) -> R
 /// A database URL without its password, for error messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://*****@{}", &url[..scheme], &url[at + 1..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://*****@{}", &url[..scheme], &url[at + 1..])
+        }
         _ => url.to_owned(),
     }
 }
@@ -96,14 +98,23 @@ mod tests {
 
     #[test]
     fn backends_by_url() {
-        assert_eq!(Backend::of_url("postgres://u@h/db").unwrap(), Backend::Postgres);
-        assert_eq!(Backend::of_url("sqlite://x.db?mode=rwc").unwrap(), Backend::Sqlite);
+        assert_eq!(
+            Backend::of_url("postgres://u@h/db").unwrap(),
+            Backend::Postgres
+        );
+        assert_eq!(
+            Backend::of_url("sqlite://x.db?mode=rwc").unwrap(),
+            Backend::Sqlite
+        );
         assert!(Backend::of_url("mysql://u:p@h/db").is_err());
     }
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact("postgres://u:secret@h:5432/db"), "postgres://*****@h:5432/db");
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://*****@h:5432/db"
+        );
         assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
         assert!(!format!("{}", DbError::UnsupportedUrl(redact("mysql://u:pw@h"))).contains("pw"));
     }

@@ -75,7 +75,9 @@ fn secret_file(path: &Path, make: impl FnOnce() -> String) -> anyhow::Result<Str
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
     file.write_all(value.as_bytes())?;
     Ok(value)
 }
@@ -85,12 +87,20 @@ fn sqlite_url(path: &Path) -> String {
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let root_key = secret_file(&args.data_dir.join("root-key"), || {
-        apikey::generate_with_prefix("sy-root-").clear.expose().clone()
+        apikey::generate_with_prefix("sy-root-")
+            .clear
+            .expose()
+            .clone()
     })?;
-    let kek = secret_file(&args.data_dir.join("kek"), || Keyring::generate_spec("k1").to_string())?;
-    let keyring = Arc::new(Keyring::parse(&kek).context("invalid key-encryption keys in the data directory")?);
+    let kek = secret_file(&args.data_dir.join("kek"), || {
+        Keyring::generate_spec("k1").to_string()
+    })?;
+    let keyring = Arc::new(
+        Keyring::parse(&kek).context("invalid key-encryption keys in the data directory")?,
+    );
 
     let (trigger, shutdown) = shutdown_pair();
     tokio::spawn(async move {
@@ -156,14 +166,29 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let admin_url = format!("http://{admin_addr}");
     let proxy_url = format!("http://{proxy_addr}/v1");
     let mut out = std::io::stdout().lock();
-    writeln!(out, "Switchyard is running (embedded: SQLite in {}).", args.data_dir.display())?;
+    writeln!(
+        out,
+        "Switchyard is running (embedded: SQLite in {}).",
+        args.data_dir.display()
+    )?;
     writeln!(out, "  proxy API (apps):        {proxy_url}")?;
     writeln!(out, "  admin/manage REST API:   {admin_url}")?;
-    writeln!(out, "  operator root key:       {}", args.data_dir.join("root-key").display())?;
+    writeln!(
+        out,
+        "  operator root key:       {}",
+        args.data_dir.join("root-key").display()
+    )?;
     if args.demo_upstream {
         let demo = demo(&args, &admin_url, &root_key).await?;
-        writeln!(out, "  demo upstream:           {demo} (echo model, models demo-*)")?;
-        writeln!(out, "  demo account API key:    {}", args.data_dir.join("demo-key").display())?;
+        writeln!(
+            out,
+            "  demo upstream:           {demo} (echo model, models demo-*)"
+        )?;
+        writeln!(
+            out,
+            "  demo account API key:    {}",
+            args.data_dir.join("demo-key").display()
+        )?;
         writeln!(out)?;
         writeln!(out, "Try it:")?;
         writeln!(
@@ -173,8 +198,15 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         )?;
     } else {
         writeln!(out)?;
-        writeln!(out, "Create a main account, add a provider key, call a model:")?;
-        writeln!(out, "  ROOT=$(cat {})", args.data_dir.join("root-key").display())?;
+        writeln!(
+            out,
+            "Create a main account, add a provider key, call a model:"
+        )?;
+        writeln!(
+            out,
+            "  ROOT=$(cat {})",
+            args.data_dir.join("root-key").display()
+        )?;
         writeln!(
             out,
             "  curl -s {admin_url}/x-users -H \"Authorization: Bearer $ROOT\" -H 'content-type: application/json' -d '{{\"name\":\"acme\"}}'"
@@ -188,7 +220,10 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             out,
             "  curl {proxy_url}/chat/completions -H \"Authorization: Bearer $KEY\" -H 'content-type: application/json' \\\n    -d '{{\"model\":\"gpt-4o-mini\",\"messages\":[{{\"role\":\"user\",\"content\":\"hello\"}}]}}'"
         )?;
-        writeln!(out, "  (or restart with --demo-upstream for an offline echo model)")?;
+        writeln!(
+            out,
+            "  (or restart with --demo-upstream for an offline echo model)"
+        )?;
     }
     writeln!(out, "Stop with Ctrl-C.")?;
     drop(out);

@@ -131,7 +131,8 @@ fn error(status: StatusCode, kind: &str, message: &str) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
-        json!({"error": {"message": message, "type": kind, "param": null, "code": null}}).to_string(),
+        json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
+            .to_string(),
     )
         .into_response()
 }
@@ -157,25 +158,46 @@ async fn chat(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) ->
     if let Ok(mut seen) = fake.observed.authorizations.lock() {
         seen.push(auth.clone());
     }
-    if let Some(expected) = &fake.expected_secret {
-        if auth != format!("Bearer {expected}") {
-            return error(StatusCode::UNAUTHORIZED, "invalid_request_error", "Incorrect API key provided");
-        }
+    if let Some(expected) = &fake.expected_secret
+        && auth != format!("Bearer {expected}")
+    {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "Incorrect API key provided",
+        );
     }
     let value: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(_) => return error(StatusCode::BAD_REQUEST, "invalid_request_error", "body is not JSON"),
+        Err(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "body is not JSON",
+            );
+        }
     };
     if let Ok(mut bodies) = fake.observed.bodies.lock() {
         bodies.push(value.clone());
     }
     let req: ChatRequest = match serde_json::from_value(value) {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request_error", &e.to_string()),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                &e.to_string(),
+            );
+        }
     };
     fake.observed.calls.fetch_add(1, Ordering::SeqCst);
 
-    let prompt: String = req.messages.iter().map(|m| text_of(&m.content)).collect::<Vec<_>>().join(" ");
+    let prompt: String = req
+        .messages
+        .iter()
+        .map(|m| text_of(&m.content))
+        .collect::<Vec<_>>()
+        .join(" ");
     let last_user = req
         .messages
         .iter()
@@ -186,8 +208,12 @@ async fn chat(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) ->
     let reply = format!("echo: {last_user}");
     let input = count_tokens(&prompt);
     let output = count_tokens(&reply);
-    fake.observed.input_tokens.fetch_add(input, Ordering::SeqCst);
-    fake.observed.output_tokens.fetch_add(output, Ordering::SeqCst);
+    fake.observed
+        .input_tokens
+        .fetch_add(input, Ordering::SeqCst);
+    fake.observed
+        .output_tokens
+        .fetch_add(output, Ordering::SeqCst);
     let usage = json!({"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output,
                        "prompt_tokens_details": {"cached_tokens": 0}});
 
@@ -197,7 +223,11 @@ async fn chat(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) ->
             "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
             "usage": usage,
         });
-        return ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+        return (
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
     }
 
     let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
@@ -210,7 +240,11 @@ async fn chat(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) ->
     let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
     let words: Vec<&str> = reply.split(' ').collect();
     for (i, w) in words.iter().enumerate() {
-        let piece = if i == 0 { (*w).to_owned() } else { format!(" {w}") };
+        let piece = if i == 0 {
+            (*w).to_owned()
+        } else {
+            format!(" {w}")
+        };
         events.push(chunk(json!({"content": piece}), None));
     }
     events.push(chunk(json!({}), Some("stop")));
@@ -237,5 +271,11 @@ async fn chat(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) ->
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "api_error", "fake failed"))
+        .unwrap_or_else(|_| {
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                "fake failed",
+            )
+        })
 }

@@ -5,6 +5,9 @@
 //! ordinary build needs no code generator.
 
 pub mod v1 {
-    #![expect(clippy::allow_attributes, reason = "generated code carries its own allows")]
+    #![expect(
+        clippy::allow_attributes,
+        reason = "generated code carries its own allows"
+    )]
     include!("gen/switchyard.v1.rs");
 }

@@ -46,15 +46,20 @@ pub fn init_logging() {
 
 /// Bind a TCP listener. Port 0 picks a free port; read it back with `local_addr`.
 pub async fn bind(addr: &str) -> Result<TcpListener, RuntimeError> {
-    TcpListener::bind(addr).await.map_err(|source| RuntimeError::Bind {
-        addr: addr.to_owned(),
-        source,
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| RuntimeError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })
 }
 
 /// Write `{"name": "ip:port", ...}` atomically, so a supervisor or test that started
 /// the process with port 0 learns where it listens once every listener is bound.
-pub fn write_addr_file(path: &Path, addrs: &BTreeMap<&str, SocketAddr>) -> Result<(), RuntimeError> {
+pub fn write_addr_file(
+    path: &Path,
+    addrs: &BTreeMap<&str, SocketAddr>,
+) -> Result<(), RuntimeError> {
     let err = |source| RuntimeError::AddrFile {
         path: path.display().to_string(),
         source,
@@ -161,7 +166,8 @@ mod tests {
         let l = bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
         write_addr_file(&path, &BTreeMap::from([("http", addr)])).unwrap();
-        let v: BTreeMap<String, String> = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let v: BTreeMap<String, String> =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(v["http"], addr.to_string());
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -22,7 +22,12 @@ fn bin_dir() -> Result<PathBuf, HarnessError> {
         return Ok(PathBuf::from(dir));
     }
     let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path().join("bin")).collect())
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
         .unwrap_or_default();
     found.retain(|p| p.join("initdb").exists());
     found.sort();
@@ -50,7 +55,9 @@ impl PgServer {
     pub fn start() -> Result<Self, HarnessError> {
         let bin = bin_dir()?;
         let as_postgres = is_root();
-        let dir = tempfile::Builder::new().prefix("switchyard-pg-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("switchyard-pg-")
+            .tempdir()?;
         let server = |port| Self {
             dir,
             bin,
@@ -59,10 +66,30 @@ impl PgServer {
         };
         let mut pg = server(0);
         if as_postgres {
-            pg.run_plain("chown", &["-R", "postgres:postgres", &pg.dir.path().display().to_string()])?;
+            pg.run_plain(
+                "chown",
+                &[
+                    "-R",
+                    "postgres:postgres",
+                    &pg.dir.path().display().to_string(),
+                ],
+            )?;
         }
         let data = pg.data_dir();
-        pg.run_pg("initdb", &["-D", &data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"])?;
+        pg.run_pg(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        )?;
         let mut last = None;
         for _ in 0..5 {
             pg.port = free_port()?;
@@ -72,7 +99,12 @@ impl PgServer {
                 pg.dir.path().display()
             );
             let log = pg.dir.path().join("postgres.log").display().to_string();
-            match pg.run_pg("pg_ctl", &["-D", &data, "-w", "-t", "30", "-l", &log, "-o", &options, "start"]) {
+            match pg.run_pg(
+                "pg_ctl",
+                &[
+                    "-D", &data, "-w", "-t", "30", "-l", &log, "-o", &options, "start",
+                ],
+            ) {
                 Ok(_) => return Ok(pg),
                 Err(e) => last = Some(e),
             }
@@ -110,7 +142,10 @@ impl PgServer {
     /// A fresh database; returns its URL.
     pub fn create_database(&self, name: &str) -> Result<String, HarnessError> {
         let port = self.port.to_string();
-        self.run_pg("createdb", &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", name])?;
+        self.run_pg(
+            "createdb",
+            &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", name],
+        )?;
         Ok(self.url(name))
     }
 
@@ -123,7 +158,19 @@ impl PgServer {
         let port = self.port.to_string();
         let out = self.run_pg(
             "psql",
-            &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", database, "-tA", "-c", sql],
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-tA",
+                "-c",
+                sql,
+            ],
         )?;
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
     }

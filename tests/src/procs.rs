@@ -31,7 +31,12 @@ pub struct Proc {
 
 impl Proc {
     /// Start `bin` with `args` (plus `--addr-file`) and wait for its address file.
-    pub fn spawn(bin: &str, args: &[&str], env: &[(&str, &str)], dir: &Path) -> Result<Self, HarnessError> {
+    pub fn spawn(
+        bin: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        dir: &Path,
+    ) -> Result<Self, HarnessError> {
         let path = bin_dir()?.join(bin);
         if !path.exists() {
             return Err(HarnessError::Missing(format!(
@@ -39,7 +44,12 @@ impl Proc {
                 path.display()
             )));
         }
-        let unique = format!("{bin}-{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+        let unique = format!(
+            "{bin}-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        );
         let addr_file = dir.join(format!("{unique}.addr.json"));
         let log = dir.join(format!("{unique}.log"));
         let log_file = std::fs::File::create(&log)?;
@@ -49,7 +59,10 @@ impl Proc {
             .arg(&addr_file)
             .env_remove("SWITCHYARD_ROOT_KEY")
             .env_remove("SWITCHYARD_KEK")
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file);
@@ -66,21 +79,29 @@ impl Proc {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(text) = std::fs::read_to_string(&addr_file) {
-                let parsed: BTreeMap<String, String> = serde_json::from_str(&text)
-                    .map_err(|e| HarnessError::NotReady(bin.into(), format!("bad address file: {e}")))?;
+                let parsed: BTreeMap<String, String> =
+                    serde_json::from_str(&text).map_err(|e| {
+                        HarnessError::NotReady(bin.into(), format!("bad address file: {e}"))
+                    })?;
                 for (k, v) in parsed {
-                    let addr = v
-                        .parse()
-                        .map_err(|_| HarnessError::NotReady(bin.into(), format!("bad address {v}")))?;
+                    let addr = v.parse().map_err(|_| {
+                        HarnessError::NotReady(bin.into(), format!("bad address {v}"))
+                    })?;
                     proc.addrs.insert(k, addr);
                 }
                 return Ok(proc);
             }
             if let Some(status) = proc.child.try_wait()? {
-                return Err(HarnessError::NotReady(bin.into(), format!("exited with {status}; log:\n{}", proc.log_tail())));
+                return Err(HarnessError::NotReady(
+                    bin.into(),
+                    format!("exited with {status}; log:\n{}", proc.log_tail()),
+                ));
             }
             if Instant::now() > deadline {
-                return Err(HarnessError::NotReady(bin.into(), format!("no address file after 60 s; log:\n{}", proc.log_tail())));
+                return Err(HarnessError::NotReady(
+                    bin.into(),
+                    format!("no address file after 60 s; log:\n{}", proc.log_tail()),
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -115,7 +136,10 @@ impl Proc {
 
     /// SIGTERM, then wait (up to `grace`) for a clean exit; SIGKILL after that.
     pub fn terminate(&mut self, grace: Duration) -> Result<ExitStatus, HarnessError> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + grace;
         loop {
             if let Some(status) = self.child.try_wait()? {
@@ -123,7 +147,10 @@ impl Proc {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                return Err(HarnessError::NotReady(self.name.clone(), "did not stop after SIGTERM".into()));
+                return Err(HarnessError::NotReady(
+                    self.name.clone(),
+                    "did not stop after SIGTERM".into(),
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }

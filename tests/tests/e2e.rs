@@ -2,6 +2,11 @@
 //! processes on Postgres, a fake OpenAI-compatible upstream, accounts and keys made
 //! through REST, calls both ways, and the rollup checked to the token.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "helpers of a test fail loudly on the first surprise"
+)]
+
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -35,13 +40,26 @@ impl System {
     }
 
     async fn post(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
-        let r = self.http.post(self.admin(path)).bearer_auth(key).json(&body).send().await.unwrap();
+        let r = self
+            .http
+            .post(self.admin(path))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let status = r.status();
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
     async fn bill(&self, key: &str) -> Value {
-        let r = self.http.get(self.admin("/x-bill")).bearer_auth(key).send().await.unwrap();
+        let r = self
+            .http
+            .get(self.admin("/x-bill"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         r.json().await.unwrap()
     }
@@ -57,12 +75,22 @@ async fn start_system(max_request_body: usize) -> System {
     let control_db = pg.create_database("control").unwrap();
     let usage_db = pg.create_database("usage").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let root = apikey::generate_with_prefix("sy-root-").clear.expose().clone();
+    let root = apikey::generate_with_prefix("sy-root-")
+        .clear
+        .expose()
+        .clone();
     let kek = Keyring::generate_spec("k1").to_string();
 
     let collector = Proc::spawn(
         "switchyard-usage-collector",
-        &["--database-url", &usage_db, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"],
+        &[
+            "--database-url",
+            &usage_db,
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ],
         &[],
         dir.path(),
     )
@@ -108,8 +136,17 @@ async fn start_system(max_request_body: usize) -> System {
     let http = reqwest::Client::new();
     let ready = format!("{}/readyz", data.url("http"));
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !http.get(&ready).send().await.is_ok_and(|r| r.status() == StatusCode::OK) {
-        assert!(Instant::now() < deadline, "data plane never became ready:\n{}", data.log_tail());
+    while !http
+        .get(&ready)
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == StatusCode::OK)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "data plane never became ready:\n{}",
+            data.log_tail()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     System {
@@ -133,26 +170,43 @@ fn chat(content: &str, stream: bool) -> Value {
 async fn wait_for_key(sys: &System, key: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let r = sys.http.post(sys.proxy("/v1/chat/completions")).bearer_auth(key).body("{").send().await.unwrap();
+        let r = sys
+            .http
+            .post(sys.proxy("/v1/chat/completions"))
+            .bearer_auth(key)
+            .body("{")
+            .send()
+            .await
+            .unwrap();
         if r.status() != StatusCode::UNAUTHORIZED {
             return;
         }
-        assert!(Instant::now() < deadline, "key never reached the data plane");
+        assert!(
+            Instant::now() < deadline,
+            "key never reached the data plane"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 fn expected_tokens(system: &str, user: &str) -> (u64, u64) {
-    (count_tokens(&format!("{system} {user}")), count_tokens(&format!("echo: {user}")))
+    (
+        count_tokens(&format!("{system} {user}")),
+        count_tokens(&format!("echo: {user}")),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_request_travels_the_whole_system() {
     let sys = start_system(32 * 1024).await;
-    let fake = FakeUpstream::start(Some(UPSTREAM_SECRET.into())).await.unwrap();
+    let fake = FakeUpstream::start(Some(UPSTREAM_SECRET.into()))
+        .await
+        .unwrap();
 
     // The operator creates a main account; the account adds its provider key.
-    let (status, created) = sys.post("/x-users", &sys.root, json!({"name": "acme"})).await;
+    let (status, created) = sys
+        .post("/x-users", &sys.root, json!({"name": "acme"}))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let main_key = created["api_key"].as_str().unwrap().to_owned();
     let main_id = created["account"]["id"].as_str().unwrap().to_owned();
@@ -170,11 +224,31 @@ async fn one_request_travels_the_whole_system() {
     assert!(!pk.to_string().contains(UPSTREAM_SECRET));
     // At rest the secret is sealed, and the issued key is only a hash.
     assert_eq!(sys.count("control", &format!("SELECT count(*) FROM provider_keys WHERE position('{UPSTREAM_SECRET}' in encode(secret_blob, 'escape')) > 0")), 0);
-    assert_eq!(sys.count("control", &format!("SELECT count(*) FROM issued_keys WHERE hash = '{}'", apikey::KeyHash::of(&main_key).to_hex())), 1);
-    assert_eq!(sys.count("control", &format!("SELECT count(*) FROM issued_keys WHERE tail LIKE '%{}%'", &main_key[6..30])), 0);
+    assert_eq!(
+        sys.count(
+            "control",
+            &format!(
+                "SELECT count(*) FROM issued_keys WHERE hash = '{}'",
+                apikey::KeyHash::of(&main_key).to_hex()
+            )
+        ),
+        1
+    );
+    assert_eq!(
+        sys.count(
+            "control",
+            &format!(
+                "SELECT count(*) FROM issued_keys WHERE tail LIKE '%{}%'",
+                &main_key[6..30]
+            )
+        ),
+        0
+    );
 
     // A sub-account with its own key.
-    let (status, child) = sys.post("/x-users", &main_key, json!({"name": "team-a"})).await;
+    let (status, child) = sys
+        .post("/x-users", &main_key, json!({"name": "team-a"}))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{child}");
     assert_eq!(child["account"]["parent_id"], main_id.as_str());
     let child_key = child["api_key"].as_str().unwrap().to_owned();
@@ -193,12 +267,23 @@ async fn one_request_travels_the_whole_system() {
     assert_eq!(r.status(), 200);
     assert!(r.headers().contains_key("x-request-id"));
     let body: Value = r.json().await.unwrap();
-    assert_eq!(body["choices"][0]["message"]["content"], "echo: hello from the test");
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "echo: hello from the test"
+    );
     let (in1, out1) = expected_tokens("be brief", "hello from the test");
     assert_eq!(body["usage"]["prompt_tokens"], in1);
     assert_eq!(body["usage"]["completion_tokens"], out1);
     // The owner's secret reached the upstream, opened just in time.
-    assert_eq!(fake.observed().authorizations.lock().unwrap().last().unwrap(), &format!("Bearer {UPSTREAM_SECRET}"));
+    assert_eq!(
+        fake.observed()
+            .authorizations
+            .lock()
+            .unwrap()
+            .last()
+            .unwrap(),
+        &format!("Bearer {UPSTREAM_SECRET}")
+    );
 
     // Streaming, from the sub-account. The fake holds the stream after its first
     // content chunk: receiving that chunk first proves events pass through as they come.
@@ -234,7 +319,11 @@ async fn one_request_travels_the_whole_system() {
         .filter_map(|e| e.strip_prefix("data: "))
         .filter(|d| d.starts_with('{'))
         .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
         .collect();
     assert_eq!(text, "echo: stream me please");
     // The router asked the upstream for usage and kept that chunk from the client,
@@ -267,11 +356,19 @@ async fn one_request_travels_the_whole_system() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let bill = loop {
         let bill = sys.bill(&main_key).await;
-        let requests: u64 = bill["rows"].as_array().unwrap().iter().map(|r| r["requests"].as_u64().unwrap()).sum();
+        let requests: u64 = bill["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["requests"].as_u64().unwrap())
+            .sum();
         if requests >= 2 {
             break bill;
         }
-        assert!(Instant::now() < deadline, "usage never reached the rollup: {bill}");
+        assert!(
+            Instant::now() < deadline,
+            "usage never reached the rollup: {bill}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let rows = bill["rows"].as_array().unwrap();
@@ -279,12 +376,34 @@ async fn one_request_travels_the_whole_system() {
     let row_of = |id: &str| rows.iter().find(|r| r["account_id"] == id).unwrap().clone();
     let main_row = row_of(&main_id);
     let child_row = row_of(&child_id);
-    assert_eq!((main_row["requests"].as_u64(), main_row["input_tokens"].as_u64(), main_row["output_tokens"].as_u64()), (Some(1), Some(in1), Some(out1)));
-    assert_eq!((child_row["requests"].as_u64(), child_row["input_tokens"].as_u64(), child_row["output_tokens"].as_u64()), (Some(1), Some(in2), Some(out2)));
+    assert_eq!(
+        (
+            main_row["requests"].as_u64(),
+            main_row["input_tokens"].as_u64(),
+            main_row["output_tokens"].as_u64()
+        ),
+        (Some(1), Some(in1), Some(out1))
+    );
+    assert_eq!(
+        (
+            child_row["requests"].as_u64(),
+            child_row["input_tokens"].as_u64(),
+            child_row["output_tokens"].as_u64()
+        ),
+        (Some(1), Some(in2), Some(out2))
+    );
     assert_eq!(main_row["model"], "gpt-4o-mini");
     assert_eq!(main_row["errors"], 0);
-    let total_in: u64 = rows.iter().map(|r| r["input_tokens"].as_u64().unwrap()).sum();
-    assert_eq!(total_in, fake.observed().input_tokens.load(std::sync::atomic::Ordering::SeqCst));
+    let total_in: u64 = rows
+        .iter()
+        .map(|r| r["input_tokens"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        total_in,
+        fake.observed()
+            .input_tokens
+            .load(std::sync::atomic::Ordering::SeqCst)
+    );
     let child_bill = sys.bill(&child_key).await;
     assert_eq!(child_bill["rows"].as_array().unwrap().len(), 1);
     assert_eq!(child_bill["rows"][0]["account_id"], child_id.as_str());
@@ -296,7 +415,12 @@ async fn one_request_travels_the_whole_system() {
     assert!(status.success(), "{status}\n{}", data.log_tail());
     // No secret, issued key or upstream credential appears in any log.
     for log in [data.log(), sys.control.log()] {
-        for secret in [UPSTREAM_SECRET, main_key.as_str(), child_key.as_str(), sys.root.as_str()] {
+        for secret in [
+            UPSTREAM_SECRET,
+            main_key.as_str(),
+            child_key.as_str(),
+            sys.root.as_str(),
+        ] {
             assert!(!log.contains(secret), "a log line carries key material");
         }
     }
@@ -306,13 +430,17 @@ async fn one_request_travels_the_whole_system() {
 async fn bad_input_gets_clear_errors_and_changes_nothing() {
     let sys = start_system(1024).await;
     let fake = FakeUpstream::start(None).await.unwrap();
-    let (_, created) = sys.post("/x-users", &sys.root, json!({"name": "acme"})).await;
+    let (_, created) = sys
+        .post("/x-users", &sys.root, json!({"name": "acme"}))
+        .await;
     let main_key = created["api_key"].as_str().unwrap().to_owned();
     let (status, _) = sys
         .post("/x-keys", &main_key, json!({"provider": "openai", "base_url": fake.base_url(), "secret": "sk-abc-123456789", "models": ["gpt-*"]}))
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    let (_, child) = sys.post("/x-users", &main_key, json!({"name": "sub"})).await;
+    let (_, child) = sys
+        .post("/x-users", &main_key, json!({"name": "sub"}))
+        .await;
     let child_key = child["api_key"].as_str().unwrap().to_owned();
     wait_for_key(&sys, &main_key).await;
     let accounts = sys.count("control", "SELECT count(*) FROM accounts");
@@ -338,32 +466,98 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
     // Admin and Manage API.
     expect_error(raw("/x-users", &main_key, "{not json").await.unwrap(), 400).await;
     expect_error(raw("/x-users", &main_key, "{}").await.unwrap(), 400).await;
-    let m = expect_error(raw("/x-users", &main_key, r#"{"name":"x","quota":5}"#).await.unwrap(), 400).await;
+    let m = expect_error(
+        raw("/x-users", &main_key, r#"{"name":"x","quota":5}"#)
+            .await
+            .unwrap(),
+        400,
+    )
+    .await;
     assert!(m.contains("quota"), "{m}");
-    expect_error(raw("/x-users", &main_key, r#"{"name":"   "}"#).await.unwrap(), 400).await;
+    expect_error(
+        raw("/x-users", &main_key, r#"{"name":"   "}"#)
+            .await
+            .unwrap(),
+        400,
+    )
+    .await;
     let big = format!(r#"{{"name":"{}"}}"#, "x".repeat(70 * 1024));
-    let r = sys.http.post(sys.admin("/x-users")).bearer_auth(&main_key).header("content-type", "application/json").body(big).send().await.unwrap();
+    let r = sys
+        .http
+        .post(sys.admin("/x-users"))
+        .bearer_auth(&main_key)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     expect_error(r, 413).await;
     expect_error(raw("/x-users", "", r#"{"name":"x"}"#).await.unwrap(), 401).await;
-    expect_error(raw("/x-users", apikey::generate().clear.expose(), r#"{"name":"x"}"#).await.unwrap(), 401).await;
+    expect_error(
+        raw(
+            "/x-users",
+            apikey::generate().clear.expose(),
+            r#"{"name":"x"}"#,
+        )
+        .await
+        .unwrap(),
+        401,
+    )
+    .await;
     let key_body = |base: &str, models: Value| json!({"provider": "openai", "base_url": base, "secret": "sk-abc-123456789", "models": models});
     for (body, key, want) in [
-        (key_body(&fake.base_url(), json!(["gpt-*"])), &child_key, 403u16),
+        (
+            key_body(&fake.base_url(), json!(["gpt-*"])),
+            &child_key,
+            403u16,
+        ),
         (key_body(&fake.base_url(), json!(["gpt-*"])), &sys.root, 403),
-        (key_body("ftp://example.com", json!(["gpt-*"])), &main_key, 400),
-        (key_body("https://user:pw@example.com/v1", json!(["gpt-*"])), &main_key, 400),
+        (
+            key_body("ftp://example.com", json!(["gpt-*"])),
+            &main_key,
+            400,
+        ),
+        (
+            key_body("https://user:pw@example.com/v1", json!(["gpt-*"])),
+            &main_key,
+            400,
+        ),
         (key_body(&fake.base_url(), json!(["g*pt"])), &main_key, 400),
         (key_body(&fake.base_url(), json!([])), &main_key, 400),
-        (json!({"provider": "bogus", "base_url": fake.base_url(), "secret": "s", "models": ["m"]}), &main_key, 400),
-        (json!({"provider": "openai", "base_url": fake.base_url(), "secret": "", "models": ["m"]}), &main_key, 400),
-        (json!({"provider": "openai", "base_url": fake.base_url(), "secret": "s", "models": ["m"], "level": 5000}), &main_key, 400),
+        (
+            json!({"provider": "bogus", "base_url": fake.base_url(), "secret": "s", "models": ["m"]}),
+            &main_key,
+            400,
+        ),
+        (
+            json!({"provider": "openai", "base_url": fake.base_url(), "secret": "", "models": ["m"]}),
+            &main_key,
+            400,
+        ),
+        (
+            json!({"provider": "openai", "base_url": fake.base_url(), "secret": "s", "models": ["m"], "level": 5000}),
+            &main_key,
+            400,
+        ),
     ] {
         let (status, v) = sys.post("/x-keys", key, body.clone()).await;
         assert_eq!(status.as_u16(), want, "{body} → {v}");
         assert!(v["error"]["message"].is_string());
     }
-    for q in ["from=yesterday", "granularity=hour", "from=2026-02-30", "from=2026-05-01&to=2026-04-01", "bogus=1"] {
-        let r = sys.http.get(format!("{}?{q}", sys.admin("/x-bill"))).bearer_auth(&main_key).send().await.unwrap();
+    for q in [
+        "from=yesterday",
+        "granularity=hour",
+        "from=2026-02-30",
+        "from=2026-05-01&to=2026-04-01",
+        "bogus=1",
+    ] {
+        let r = sys
+            .http
+            .get(format!("{}?{q}", sys.admin("/x-bill")))
+            .bearer_auth(&main_key)
+            .send()
+            .await
+            .unwrap();
         expect_error(r, 400).await;
     }
 
@@ -380,20 +574,57 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
     let m = expect_error(proxy(&main_key, r#"{"messages":[]}"#).await.unwrap(), 400).await;
     assert!(m.contains("model"), "{m}");
     expect_error(proxy(&main_key, r#"{"model":42}"#).await.unwrap(), 400).await;
-    let m = expect_error(proxy(&main_key, r#"{"model":"llama-3","messages":[]}"#).await.unwrap(), 404).await;
+    let m = expect_error(
+        proxy(&main_key, r#"{"model":"llama-3","messages":[]}"#)
+            .await
+            .unwrap(),
+        404,
+    )
+    .await;
     assert!(m.contains("llama-3"), "{m}");
-    let big = format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{}"}}]}}"#, "x".repeat(2048));
-    let r = sys.http.post(sys.proxy("/v1/chat/completions")).bearer_auth(&main_key).body(big).send().await.unwrap();
+    let big = format!(
+        r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(2048)
+    );
+    let r = sys
+        .http
+        .post(sys.proxy("/v1/chat/completions"))
+        .bearer_auth(&main_key)
+        .body(big)
+        .send()
+        .await
+        .unwrap();
     expect_error(r, 413).await;
-    let r = sys.http.post(sys.proxy("/v1/chat/completions")).json(&chat("x", false)).send().await.unwrap();
+    let r = sys
+        .http
+        .post(sys.proxy("/v1/chat/completions"))
+        .json(&chat("x", false))
+        .send()
+        .await
+        .unwrap();
     expect_error(r, 401).await;
-    let r = sys.http.post(sys.proxy("/v1/nope")).bearer_auth(&main_key).send().await.unwrap();
+    let r = sys
+        .http
+        .post(sys.proxy("/v1/nope"))
+        .bearer_auth(&main_key)
+        .send()
+        .await
+        .unwrap();
     expect_error(r, 404).await;
 
     // Nothing was stored, nothing reached the upstream.
-    assert_eq!(sys.count("control", "SELECT count(*) FROM accounts"), accounts);
-    assert_eq!(sys.count("control", "SELECT count(*) FROM provider_keys"), providers);
-    assert_eq!(sys.count("control", "SELECT revision FROM config_revision"), revision);
+    assert_eq!(
+        sys.count("control", "SELECT count(*) FROM accounts"),
+        accounts
+    );
+    assert_eq!(
+        sys.count("control", "SELECT count(*) FROM provider_keys"),
+        providers
+    );
+    assert_eq!(
+        sys.count("control", "SELECT revision FROM config_revision"),
+        revision
+    );
     assert_eq!(fake.calls(), 0);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sys.count("usage", "SELECT count(*) FROM usage_events"), 0);

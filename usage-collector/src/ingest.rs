@@ -56,7 +56,9 @@ pub fn decode_event(e: pb::UsageEvent) -> Result<UsageEvent, EventError> {
         .ok()
         .filter(|s| (100..=599).contains(s))
         .ok_or(EventError::BadStatus(e.status))?;
-    if e.cached_tokens > e.input_tokens || i64::try_from(e.input_tokens.max(e.output_tokens)).is_err() {
+    if e.cached_tokens > e.input_tokens
+        || i64::try_from(e.input_tokens.max(e.output_tokens)).is_err()
+    {
         return Err(EventError::BadTokens);
     }
     let source = match pb::UsageSource::try_from(e.source) {
@@ -102,7 +104,10 @@ type AckStream = Pin<Box<dyn Stream<Item = Result<pb::UsageAck, Status>> + Send>
 impl UsageService for UsageGrpc {
     type IngestStream = AckStream;
 
-    async fn ingest(&self, request: Request<Streaming<pb::UsageBatch>>) -> Result<Response<Self::IngestStream>, Status> {
+    async fn ingest(
+        &self,
+        request: Request<Streaming<pb::UsageBatch>>,
+    ) -> Result<Response<Self::IngestStream>, Status> {
         let mut inbound = request.into_inner();
         let store = self.store.clone();
         let (tx, rx) = mpsc::channel(16);
@@ -139,7 +144,9 @@ impl UsageService for UsageGrpc {
                     },
                     Err(e) => {
                         tracing::error!(error = %e, seq = batch.seq, "storing usage failed");
-                        let _ = tx.send(Err(Status::unavailable("usage store failed; retry"))).await;
+                        let _ = tx
+                            .send(Err(Status::unavailable("usage store failed; retry")))
+                            .await;
                         return;
                     }
                 };
@@ -151,12 +158,18 @@ impl UsageService for UsageGrpc {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn query_rollups(&self, request: Request<pb::RollupQuery>) -> Result<Response<pb::RollupReply>, Status> {
+    async fn query_rollups(
+        &self,
+        request: Request<pb::RollupQuery>,
+    ) -> Result<Response<pb::RollupReply>, Status> {
         let q = request.into_inner();
         let main_account = if q.main_account_id.is_empty() {
             None
         } else {
-            Some(id::<AccountId>(&q.main_account_id, "main_account_id").map_err(|e| Status::invalid_argument(e.to_string()))?)
+            Some(
+                id::<AccountId>(&q.main_account_id, "main_account_id")
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?,
+            )
         };
         let accounts = q
             .account_ids
@@ -166,7 +179,9 @@ impl UsageService for UsageGrpc {
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         for (day, field) in [(&q.from_day, "from_day"), (&q.to_day, "to_day")] {
             if switchyard_core::time::parse_utc_day(day).is_none() {
-                return Err(Status::invalid_argument(format!("{field} must be YYYY-MM-DD")));
+                return Err(Status::invalid_argument(format!(
+                    "{field} must be YYYY-MM-DD"
+                )));
             }
         }
         let granularity = match pb::Granularity::try_from(q.granularity) {
@@ -236,14 +251,24 @@ mod tests {
 
     #[test]
     fn refuses_bad_events() {
-        let cases: Vec<(fn(&mut pb::UsageEvent), EventError)> = vec![
+        type Mutation = fn(&mut pb::UsageEvent);
+        let cases: Vec<(Mutation, EventError)> = vec![
             (|e| e.id = "nope".into(), EventError::BadId("id")),
             (|e| e.account_chain.clear(), EventError::BadChain),
-            (|e| e.account_chain = vec!["x".into()], EventError::BadId("account_chain")),
+            (
+                |e| e.account_chain = vec!["x".into()],
+                EventError::BadId("account_chain"),
+            ),
             (|e| e.status = 42, EventError::BadStatus(42)),
             (|e| e.cached_tokens = 9, EventError::BadTokens),
-            (|e| e.model_served = String::new(), EventError::BadText("model_served")),
-            (|e| e.provider_key_id = "bad".into(), EventError::BadId("provider_key_id")),
+            (
+                |e| e.model_served = String::new(),
+                EventError::BadText("model_served"),
+            ),
+            (
+                |e| e.provider_key_id = "bad".into(),
+                EventError::BadId("provider_key_id"),
+            ),
         ];
         for (mutate, want) in cases {
             let mut e = event();

@@ -33,14 +33,20 @@ pub struct Listeners {
 }
 
 /// Serve until `shutdown`; in-flight batches finish (and are acked) first.
-pub async fn run(store: UsageStore, listeners: Listeners, shutdown: Shutdown) -> Result<(), CollectorError> {
+pub async fn run(
+    store: UsageStore,
+    listeners: Listeners,
+    shutdown: Shutdown,
+) -> Result<(), CollectorError> {
     let incoming = TcpListenerStream::new(listeners.grpc).map(|conn| {
         conn.inspect(|s| {
             let _ = s.set_nodelay(true);
         })
     });
     let grpc = tonic::transport::Server::builder()
-        .add_service(UsageServiceServer::new(ingest::UsageGrpc { store: store.clone() }))
+        .add_service(UsageServiceServer::new(ingest::UsageGrpc {
+            store: store.clone(),
+        }))
         .serve_with_incoming_shutdown(incoming, shutdown.clone().wait());
     let health = axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -51,7 +57,10 @@ pub async fn run(store: UsageStore, listeners: Listeners, shutdown: Shutdown) ->
                 async move {
                     match store.ping().await {
                         Ok(()) => (axum::http::StatusCode::OK, "ready"),
-                        Err(_) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "database unreachable"),
+                        Err(_) => (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            "database unreachable",
+                        ),
                     }
                 }
             }),

@@ -9,7 +9,10 @@ use switchyard_usage_collector::Listeners;
 use switchyard_usage_collector::store::UsageStore;
 
 #[derive(Parser)]
-#[command(version, about = "Switchyard usage collector: acked ingest, idempotent storage, rollups")]
+#[command(
+    version,
+    about = "Switchyard usage collector: acked ingest, idempotent storage, rollups"
+)]
 struct Args {
     /// Database URL: postgres://user@host/db, or sqlite://path?mode=rwc.
     #[arg(long, env = "SWITCHYARD_DATABASE_URL", hide_env_values = true)]

@@ -114,7 +114,12 @@ impl UsageStore {
                 continue; // validated at the edge; an empty chain never reaches here
             };
             let day = switchyard_core::time::utc_day(e.at_unix_ms);
-            let chain = e.account_chain.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+            let chain = e
+                .account_chain
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
             let inserted = sqlx::query(INSERT_EVENT)
                 .bind(e.id.to_string())
                 .bind(e.at_unix_ms)
@@ -182,8 +187,10 @@ impl UsageStore {
                     .await?
             }
         };
-        let wanted: std::collections::HashSet<String> = filter.accounts.iter().map(ToString::to_string).collect();
-        let mut out: std::collections::BTreeMap<(String, String, String), RollupRow> = Default::default();
+        let wanted: std::collections::HashSet<String> =
+            filter.accounts.iter().map(ToString::to_string).collect();
+        let mut out: std::collections::BTreeMap<(String, String, String), RollupRow> =
+            Default::default();
         for r in rows {
             let day: String = r.try_get(0)?;
             let account_id: String = r.try_get(1)?;
