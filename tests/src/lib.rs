@@ -3,6 +3,7 @@
 //! - [`procs`]: starts Switchyard's real binaries as separate processes and learns
 //!   where they listen from their address files.
 
+pub mod backends;
 pub mod pg;
 pub mod procs;
 

@@ -1,0 +1,177 @@
+//! The control plane's store, every scenario on SQLite and on Postgres.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "scenarios fail loudly on the first surprise"
+)]
+
+use switchyard_control_plane::store::{
+    AccountRecord, IssuedKeyRecord, ProviderKeyRecord, Store, StoreError,
+};
+use switchyard_core::apikey;
+use switchyard_core::crypto::Keyring;
+use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
+use switchyard_core::snapshot::{Account, Compiled, IssuedKey, ProviderKey, ProviderKind, Status};
+
+switchyard_tests::every_backend!(
+    account_tree,
+    provider_keys_stay_sealed,
+    failed_writes_change_nothing
+);
+
+fn account(parent: Option<AccountId>, name: &str) -> AccountRecord {
+    AccountRecord {
+        account: Account {
+            id: AccountId::new(),
+            parent,
+            name: name.into(),
+            status: Status::Active,
+        },
+        created_at_ms: 1_000,
+    }
+}
+
+fn key_for(account: &AccountRecord) -> (IssuedKeyRecord, String) {
+    let new = apikey::generate();
+    let clear = new.clear.expose().clone();
+    (
+        IssuedKeyRecord {
+            key: IssuedKey {
+                id: IssuedKeyId::new(),
+                account: account.account.id,
+                hash: new.hash,
+                expires_at_ms: None,
+                status: Status::Active,
+            },
+            tail: apikey::display_tail(&clear),
+            created_at_ms: 1_000,
+        },
+        clear,
+    )
+}
+
+async fn account_tree(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    let start = store.revision().await.unwrap();
+    let main = account(None, "main");
+    let child = account(Some(main.account.id), "child");
+    let grandchild = account(Some(child.account.id), "grandchild");
+    let other = account(None, "other");
+    let mut keys = Vec::new();
+    for a in [&main, &child, &grandchild, &other] {
+        let (k, clear) = key_for(a);
+        store.create_account(a, &k).await.unwrap();
+        keys.push((k, clear));
+    }
+    assert_eq!(store.revision().await.unwrap(), start + 4);
+
+    let ancestors: Vec<_> = store
+        .ancestors(grandchild.account.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(ancestors, vec![child.account.id, main.account.id]);
+    assert!(store.ancestors(main.account.id).await.unwrap().is_empty());
+    let mut subtree = store.subtree(main.account.id).await.unwrap();
+    subtree.sort();
+    let mut want = vec![main.account.id, child.account.id, grandchild.account.id];
+    want.sort();
+    assert_eq!(subtree, want);
+    assert_eq!(
+        store.subtree(other.account.id).await.unwrap(),
+        vec![other.account.id]
+    );
+
+    let (found_key, found_account) = store
+        .find_key(&apikey::KeyHash::of(&keys[2].1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found_key.id, keys[2].0.key.id);
+    assert_eq!(found_account, grandchild.account);
+    assert!(
+        store
+            .find_key(&apikey::KeyHash::of("nope"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store.account(child.account.id).await.unwrap(),
+        Some(child.clone())
+    );
+
+    let snapshot = store.load_snapshot().await.unwrap();
+    assert_eq!(snapshot.version, start + 4);
+    assert_eq!(snapshot.accounts.len(), 4);
+    let compiled = Compiled::build(snapshot).unwrap();
+    let caller = compiled.authenticate(&keys[2].1, 0).unwrap();
+    assert_eq!(
+        &caller.chain[..],
+        &[grandchild.account.id, child.account.id, main.account.id]
+    );
+}
+
+async fn provider_keys_stay_sealed(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    let main = account(None, "main");
+    store
+        .create_account(&main, &key_for(&main).0)
+        .await
+        .unwrap();
+    let ring = Keyring::parse(&Keyring::generate_spec("k1")).unwrap();
+    let id = ProviderKeyId::new();
+    let sealed = ring.seal(b"sk-live-secret", id.0.as_bytes()).unwrap();
+    let record = ProviderKeyRecord {
+        key: ProviderKey {
+            id,
+            owner: main.account.id,
+            kind: ProviderKind::Anthropic,
+            base_url: "https://api.anthropic.com/v1".into(),
+            secret: sealed.clone(),
+            level: 2,
+            models: vec!["claude*".parse().unwrap(), "gpt-4o".parse().unwrap()],
+            weight: 3,
+            status: Status::Active,
+        },
+        secret_hint: "****cret".into(),
+        created_at_ms: 5,
+    };
+    store.add_provider_key(&record).await.unwrap();
+    let snapshot = store.load_snapshot().await.unwrap();
+    assert_eq!(snapshot.provider_keys, vec![record.key.clone()]);
+    let loaded = &snapshot.provider_keys[0];
+    assert_eq!(
+        &ring.open(&loaded.secret, id.0.as_bytes()).unwrap()[..],
+        b"sk-live-secret"
+    );
+}
+
+async fn failed_writes_change_nothing(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    let main = account(None, "main");
+    let (key, _) = key_for(&main);
+    store.create_account(&main, &key).await.unwrap();
+    let revision = store.revision().await.unwrap();
+
+    // A parent that does not exist.
+    let orphan = account(Some(AccountId::new()), "orphan");
+    let err = store
+        .create_account(&orphan, &key_for(&orphan).0)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+
+    // A key hash that already exists: the account insert rolls back with it.
+    let mut dup = key_for(&account(None, "x")).0;
+    let twin = account(None, "twin");
+    dup.key.account = twin.account.id;
+    dup.key.hash = key.key.hash;
+    assert!(store.create_account(&twin, &dup).await.is_err());
+    assert!(store.account(twin.account.id).await.unwrap().is_none());
+
+    assert_eq!(store.revision().await.unwrap(), revision);
+    assert_eq!(store.load_snapshot().await.unwrap().accounts.len(), 1);
+}

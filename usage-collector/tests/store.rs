@@ -1,0 +1,155 @@
+//! The usage store, every scenario on SQLite and on Postgres.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "scenarios fail loudly on the first surprise"
+)]
+
+use switchyard_core::ids::{AccountId, EventId, IssuedKeyId, ProviderKeyId};
+use switchyard_core::usage::{TokenUsage, UsageEvent, UsageSource};
+use switchyard_usage_collector::store::{Granularity, RollupFilter, UsageStore};
+
+switchyard_tests::every_backend!(replays_change_nothing, rollups_by_day_month_and_account);
+
+// 2026-11-21T10:00:00Z and the next days.
+const DAY: i64 = 1_795_219_200_000 + 10 * 3_600_000;
+const MS_PER_DAY: i64 = 86_400_000;
+
+fn event(
+    chain: &[AccountId],
+    at: i64,
+    model: &str,
+    status: u16,
+    input: u64,
+    output: u64,
+) -> UsageEvent {
+    UsageEvent {
+        id: EventId::new(),
+        at_unix_ms: at,
+        account_chain: chain.to_vec(),
+        issued_key: IssuedKeyId::new(),
+        provider_key: Some(ProviderKeyId::new()),
+        model_requested: model.into(),
+        model_served: model.into(),
+        level: 1,
+        status,
+        latency_ms: 10,
+        ttfb_ms: Some(5),
+        tokens: TokenUsage {
+            input,
+            output,
+            cached: input / 2,
+        },
+        source: UsageSource::Reported,
+        cost_nanos: 7,
+        path: "/v1/chat/completions".into(),
+        client_addr: "127.0.0.1".into(),
+        streamed: false,
+    }
+}
+
+fn filter(main: AccountId, granularity: Granularity) -> RollupFilter {
+    RollupFilter {
+        main_account: Some(main),
+        accounts: vec![],
+        from_day: "2026-11-01".into(),
+        to_day: "2026-12-31".into(),
+        granularity,
+    }
+}
+
+async fn replays_change_nothing(url: &str) {
+    let store = UsageStore::open(url).await.unwrap();
+    let main = AccountId::new();
+    let batch: Vec<_> = (0..50)
+        .map(|i| event(&[main], DAY + i, "m", 200, 10, 3))
+        .collect();
+    let first = store.insert(&batch).await.unwrap();
+    assert_eq!((first.new, first.duplicates), (50, 0));
+    let before = store
+        .rollups(&filter(main, Granularity::Day))
+        .await
+        .unwrap();
+
+    // The same batch again, and a batch that overlaps it by half.
+    let again = store.insert(&batch).await.unwrap();
+    assert_eq!((again.new, again.duplicates), (0, 50));
+    let mut overlap: Vec<_> = batch[25..].to_vec();
+    overlap.extend((0..25).map(|i| event(&[main], DAY + i, "m", 200, 10, 3)));
+    let mixed = store.insert(&overlap).await.unwrap();
+    assert_eq!((mixed.new, mixed.duplicates), (25, 25));
+
+    let after = store
+        .rollups(&filter(main, Granularity::Day))
+        .await
+        .unwrap();
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0].requests, 50);
+    assert_eq!(after[0].requests, 75);
+    assert_eq!(after[0].input_tokens, 750);
+    assert_eq!(after[0].output_tokens, 225);
+    assert_eq!(after[0].cached_tokens, 375);
+    assert_eq!(after[0].cost_nanos, 525);
+}
+
+async fn rollups_by_day_month_and_account(url: &str) {
+    let store = UsageStore::open(url).await.unwrap();
+    let main = AccountId::new();
+    let child = AccountId::new();
+    let stranger = AccountId::new();
+    store
+        .insert(&[
+            event(&[main], DAY, "a", 200, 1, 1),
+            event(&[main], DAY + 1, "a", 500, 2, 0),
+            event(&[child, main], DAY + MS_PER_DAY, "a", 200, 4, 4),
+            event(&[child, main], DAY + 10 * MS_PER_DAY, "b", 200, 8, 8),
+            event(&[stranger], DAY, "a", 200, 100, 100),
+        ])
+        .await
+        .unwrap();
+
+    let days = store
+        .rollups(&filter(main, Granularity::Day))
+        .await
+        .unwrap();
+    assert_eq!(days.len(), 3, "{days:?}");
+    let first = days.iter().find(|r| r.period == "2026-11-21").unwrap();
+    assert_eq!(
+        (first.requests, first.errors, first.input_tokens),
+        (2, 1, 3)
+    );
+
+    let months = store
+        .rollups(&filter(main, Granularity::Month))
+        .await
+        .unwrap();
+    let child_a = months
+        .iter()
+        .find(|r| r.account_id == child.to_string() && r.model == "a")
+        .unwrap();
+    assert_eq!((child_a.period.as_str(), child_a.requests), ("2026-11", 1));
+    assert_eq!(months.iter().map(|r| r.requests).sum::<u64>(), 4);
+
+    let mut only_child = filter(main, Granularity::Month);
+    only_child.accounts = vec![child];
+    let rows = store.rollups(&only_child).await.unwrap();
+    assert!(rows.iter().all(|r| r.account_id == child.to_string()));
+    assert_eq!(rows.iter().map(|r| r.input_tokens).sum::<u64>(), 12);
+
+    let mut narrow = filter(main, Granularity::Day);
+    narrow.to_day = "2026-11-21".into();
+    assert_eq!(store.rollups(&narrow).await.unwrap().len(), 1);
+
+    let mut everyone = filter(main, Granularity::Day);
+    everyone.main_account = None;
+    assert_eq!(
+        store
+            .rollups(&everyone)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.requests)
+            .sum::<u64>(),
+        5
+    );
+}
