@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Switchyard's whole test suite, on a fresh machine.
+#
+# Installs what the tests need when it is missing (Debian packages, when run as
+# root), checks formatting and lints, builds the binaries that the end-to-end tests
+# start as separate processes, and runs every test. Tests that need PostgreSQL start
+# throwaway servers themselves (temp dir, free loopback port) and stop them after.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+have_postgres() {
+    [ -n "${PG_BIN:-}" ] && [ -x "${PG_BIN}/initdb" ] && return 0
+    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
+}
+
+if ! have_postgres; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "test.sh: installing PostgreSQL (Debian package postgresql)"
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql
+    else
+        echo "test.sh: PostgreSQL server binaries are missing." >&2
+        echo "  install Debian's postgresql package (apt-get install postgresql)," >&2
+        echo "  or set PG_BIN to the directory that holds initdb and pg_ctl." >&2
+        exit 1
+    fi
+fi
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo build --workspace --bins --locked
+cargo test --workspace --locked
