@@ -52,6 +52,9 @@ struct UpArgs {
     /// Allow provider base URLs on loopback and private networks (local models).
     #[arg(long)]
     allow_private_upstreams: bool,
+    /// Write the bound addresses as JSON to this file once everything is up.
+    #[arg(long)]
+    addr_file: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -227,6 +230,11 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     writeln!(out, "Stop with Ctrl-C.")?;
     drop(out);
+    if let Some(path) = &args.addr_file {
+        let addrs =
+            std::collections::BTreeMap::from([("proxy", proxy_addr), ("admin", admin_addr)]);
+        switchyard_runtime::write_addr_file(path, &addrs)?;
+    }
 
     let (c, cp, dp) = tokio::join!(collector, control, data);
     c??;

@@ -629,3 +629,152 @@ async fn bad_input_gets_clear_errors_and_changes_nothing() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sys.count("usage", "SELECT count(*) FROM usage_events"), 0);
 }
+
+fn authed<T>(key: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    request
+}
+
+/// The gRPC face runs the same operations with the same authorisation as REST.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_face_matches_rest() {
+    use switchyard_proto::v1 as pb;
+    use switchyard_proto::v1::admin_service_client::AdminServiceClient;
+    use switchyard_proto::v1::manage_service_client::ManageServiceClient;
+    use tonic::Code;
+
+    let sys = start_system(32 * 1024).await;
+    let fake = FakeUpstream::start(Some(UPSTREAM_SECRET.into()))
+        .await
+        .unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(sys.control.url("grpc"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut manage = ManageServiceClient::new(channel.clone());
+    let mut admin = AdminServiceClient::new(channel);
+
+    let created = manage
+        .create_account(authed(
+            &sys.root,
+            pb::CreateAccountRequest {
+                name: "grpc-co".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let key = created.api_key.clone();
+    assert!(apikey::is_well_formed(&key));
+    assert!(created.account.unwrap().parent_id.is_empty());
+
+    let add = |models: Vec<String>, base_url: String| pb::AddProviderKeyRequest {
+        provider: "openai".into(),
+        base_url,
+        secret: UPSTREAM_SECRET.into(),
+        models,
+        level: None,
+        weight: None,
+    };
+    let view = admin
+        .add_provider_key(authed(&key, add(vec!["gpt-*".into()], fake.base_url())))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(view.secret_hint, "****6789");
+
+    // The same refusals as REST, as gRPC codes.
+    let err = manage
+        .create_account(authed(
+            apikey::generate().clear.expose(),
+            pb::CreateAccountRequest { name: "x".into() },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let err = manage
+        .create_account(tonic::Request::new(pb::CreateAccountRequest {
+            name: "x".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let err = manage
+        .create_account(authed(
+            &key,
+            pb::CreateAccountRequest {
+                name: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = admin
+        .add_provider_key(authed(&key, add(vec!["g*pt".into()], fake.base_url())))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let child = manage
+        .create_account(authed(
+            &key,
+            pb::CreateAccountRequest {
+                name: "child".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let err = admin
+        .add_provider_key(authed(
+            &child.api_key,
+            add(vec!["gpt-*".into()], fake.base_url()),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = manage
+        .get_bill(authed(
+            &key,
+            pb::GetBillRequest {
+                granularity: "hour".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    // The key made over gRPC works on the proxy, and its use shows in the gRPC bill.
+    wait_for_key(&sys, &key).await;
+    let r = sys
+        .http
+        .post(sys.proxy("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&chat("over grpc", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let bill = manage
+            .get_bill(authed(&key, pb::GetBillRequest::default()))
+            .await
+            .unwrap()
+            .into_inner();
+        if let Some(row) = bill.rows.first() {
+            assert_eq!(row.requests, 1);
+            assert_eq!(row.input_tokens, expected_tokens("be brief", "over grpc").0);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "usage never reached the gRPC bill"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
