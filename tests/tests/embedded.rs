@@ -1,11 +1,6 @@
 //! The README's quick start, as a newcomer runs it: `switchyard up --demo-upstream`,
 //! then a call with the demo key, then the bill.
 
-#![expect(
-    clippy::unwrap_used,
-    reason = "a test fails loudly on the first surprise"
-)]
-
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
