@@ -11,9 +11,8 @@ use switchyard_control_plane::service::Policy;
 use switchyard_control_plane::store::Store;
 use switchyard_control_plane::{Config, Listeners, MIN_ROOT_KEY_LEN};
 use switchyard_core::apikey::KeyHash;
-use switchyard_core::crypto::Keyring;
 use switchyard_runtime::{
-    bind, init_logging, shutdown_pair, termination_signal, value_or_file, write_addr_file,
+    KeyringArgs, bind, init_logging, shutdown_on_signal, value_or_file, write_addr_file,
 };
 
 #[derive(Parser)]
@@ -44,12 +43,8 @@ struct Args {
     /// A file holding the root key.
     #[arg(long, env = "SWITCHYARD_ROOT_KEY_FILE")]
     root_key_file: Option<PathBuf>,
-    /// Key-encryption keys, `id:base64key[,id:base64key...]`; the first seals.
-    #[arg(long, env = "SWITCHYARD_KEK", hide_env_values = true)]
-    kek: Option<String>,
-    /// A file holding the key-encryption keys.
-    #[arg(long, env = "SWITCHYARD_KEK_FILE")]
-    kek_file: Option<PathBuf>,
+    #[command(flatten)]
+    keyring: KeyringArgs,
     /// Allow provider base URLs on loopback and private networks.
     #[arg(long, env = "SWITCHYARD_ALLOW_PRIVATE_UPSTREAMS")]
     allow_private_upstreams: bool,
@@ -70,9 +65,7 @@ async fn main() -> anyhow::Result<()> {
     if root_key.len() < MIN_ROOT_KEY_LEN {
         bail!("the root key must be at least {MIN_ROOT_KEY_LEN} characters");
     }
-    let kek = value_or_file("key-encryption key", args.kek, args.kek_file.as_deref())?
-        .context("key-encryption keys are required: set SWITCHYARD_KEK or SWITCHYARD_KEK_FILE")?;
-    let keyring = Keyring::parse(&kek).context("invalid key-encryption keys")?;
+    let keyring = args.keyring.load()?;
     let store = Store::open(&args.database_url).await?;
 
     let http = bind(&args.http_listen).await?;
@@ -83,12 +76,7 @@ async fn main() -> anyhow::Result<()> {
         write_addr_file(path, &addrs)?;
     }
 
-    let (trigger, shutdown) = shutdown_pair();
-    tokio::spawn(async move {
-        termination_signal().await;
-        tracing::info!("shutting down");
-        trigger.trigger();
-    });
+    let shutdown = shutdown_on_signal();
     let config = Config {
         store,
         keyring: Arc::new(keyring),

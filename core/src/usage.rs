@@ -1,6 +1,6 @@
 //! Token usage as providers report it, and the usage event the data plane emits.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ids::{AccountId, EventId, IssuedKeyId, ProviderKeyId};
 
@@ -107,6 +107,20 @@ pub fn openai_usage_from_sse_data(data: &[u8]) -> StreamChunkUsage {
         (Some(u), _) => StreamChunkUsage::WithContent(u.into()),
         (None, _) => StreamChunkUsage::None,
     }
+}
+
+/// Usage totals of one account and model over one period (`YYYY-MM-DD` or `YYYY-MM`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RollupRow {
+    pub period: String,
+    pub account_id: String,
+    pub model: String,
+    pub requests: u64,
+    pub errors: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_tokens: u64,
+    pub cost_nanos: i64,
 }
 
 /// One metered call, as the data plane reports it to the collector.

@@ -5,14 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
-use switchyard_core::crypto::Keyring;
 use switchyard_data_plane::Config;
 use switchyard_data_plane::proxy::Limits;
-use switchyard_runtime::{
-    bind, init_logging, shutdown_pair, termination_signal, value_or_file, write_addr_file,
-};
+use switchyard_runtime::{KeyringArgs, bind, init_logging, shutdown_on_signal, write_addr_file};
 
 #[derive(Parser)]
 #[command(
@@ -37,12 +33,9 @@ struct Args {
         default_value = "http://127.0.0.1:8091"
     )]
     collector_url: String,
-    /// Key-encryption keys, `id:base64key[,id:base64key...]` (the control plane's).
-    #[arg(long, env = "SWITCHYARD_KEK", hide_env_values = true)]
-    kek: Option<String>,
-    /// A file holding the key-encryption keys.
-    #[arg(long, env = "SWITCHYARD_KEK_FILE")]
-    kek_file: Option<PathBuf>,
+    /// The control plane's key-encryption keys.
+    #[command(flatten)]
+    keyring: KeyringArgs,
     /// Identifies this replica to the control plane (default: host name and pid).
     #[arg(long, env = "SWITCHYARD_REPLICA_ID")]
     replica_id: Option<String>,
@@ -64,9 +57,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     init_logging();
     let args = Args::parse();
-    let kek = value_or_file("key-encryption key", args.kek, args.kek_file.as_deref())?
-        .context("key-encryption keys are required: set SWITCHYARD_KEK or SWITCHYARD_KEK_FILE")?;
-    let keyring = Keyring::parse(&kek).context("invalid key-encryption keys")?;
+    let keyring = args.keyring.load()?;
     let listener = bind(&args.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "data plane listening");
@@ -77,12 +68,7 @@ async fn main() -> anyhow::Result<()> {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "data-plane".to_owned());
         format!("{host}-{}", std::process::id())
     });
-    let (trigger, shutdown) = shutdown_pair();
-    tokio::spawn(async move {
-        termination_signal().await;
-        tracing::info!("shutting down");
-        trigger.trigger();
-    });
+    let shutdown = shutdown_on_signal();
     let config = Config {
         control_plane_url: args.control_plane_url,
         collector_url: args.collector_url,

@@ -15,7 +15,7 @@ use switchyard_core::apikey::{self, KeyHash};
 use switchyard_core::crypto::Keyring;
 use switchyard_data_plane::proxy::Limits;
 use switchyard_fake_upstream::FakeUpstream;
-use switchyard_runtime::{bind, init_logging, shutdown_pair, termination_signal};
+use switchyard_runtime::{bind, init_logging, shutdown_on_signal};
 use switchyard_usage_collector::store::UsageStore;
 
 #[derive(Parser)]
@@ -105,12 +105,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         Keyring::parse(&kek).context("invalid key-encryption keys in the data directory")?,
     );
 
-    let (trigger, shutdown) = shutdown_pair();
-    tokio::spawn(async move {
-        termination_signal().await;
-        tracing::info!("shutting down");
-        trigger.trigger();
-    });
+    let shutdown = shutdown_on_signal();
 
     // Usage collector.
     let usage_store = UsageStore::open(&sqlite_url(&args.data_dir.join("usage.db"))).await?;

@@ -16,6 +16,10 @@ pub enum RuntimeError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("key-encryption keys are required: set SWITCHYARD_KEK or SWITCHYARD_KEK_FILE")]
+    MissingKeyring,
+    #[error("invalid key-encryption keys: {0}")]
+    Keyring(#[source] switchyard_core::crypto::CryptoError),
     #[error("{setting}: give a value or a file, not both")]
     ValueAndFile { setting: &'static str },
     #[error("{setting}: cannot read {path}: {source}")]
@@ -144,6 +148,37 @@ pub fn value_or_file(
                 source,
             }),
         (None, None) => Ok(None),
+    }
+}
+
+/// A shutdown that triggers on SIGINT or SIGTERM. Must be called inside a runtime.
+pub fn shutdown_on_signal() -> Shutdown {
+    let (trigger, shutdown) = shutdown_pair();
+    tokio::spawn(async move {
+        termination_signal().await;
+        tracing::info!("shutting down");
+        trigger.trigger();
+    });
+    shutdown
+}
+
+/// The key-encryption keys, as every service that seals or opens provider secrets
+/// takes them: inline (`SWITCHYARD_KEK`) or from a file (`SWITCHYARD_KEK_FILE`).
+#[derive(Debug, clap::Args)]
+pub struct KeyringArgs {
+    /// Key-encryption keys, `id:base64key[,id:base64key...]`; the first seals.
+    #[arg(long, env = "SWITCHYARD_KEK", hide_env_values = true)]
+    pub kek: Option<String>,
+    /// A file holding the key-encryption keys.
+    #[arg(long, env = "SWITCHYARD_KEK_FILE")]
+    pub kek_file: Option<std::path::PathBuf>,
+}
+
+impl KeyringArgs {
+    pub fn load(self) -> Result<switchyard_core::crypto::Keyring, RuntimeError> {
+        let spec = value_or_file("key-encryption key", self.kek, self.kek_file.as_deref())?
+            .ok_or(RuntimeError::MissingKeyring)?;
+        switchyard_core::crypto::Keyring::parse(&spec).map_err(RuntimeError::Keyring)
     }
 }
 

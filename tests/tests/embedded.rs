@@ -1,6 +1,5 @@
 //! The README's quick start, as a newcomer runs it: `switchyard up --demo-upstream`,
 //! then a call with the demo key, then the bill.
-
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::Parser;
-use switchyard_runtime::{bind, init_logging, shutdown_pair, termination_signal, write_addr_file};
+use switchyard_runtime::{bind, init_logging, shutdown_on_signal, write_addr_file};
 use switchyard_usage_collector::Listeners;
 use switchyard_usage_collector::store::UsageStore;
 
@@ -40,12 +40,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(path) = &args.addr_file {
         write_addr_file(path, &addrs)?;
     }
-    let (trigger, shutdown) = shutdown_pair();
-    tokio::spawn(async move {
-        termination_signal().await;
-        tracing::info!("shutting down");
-        trigger.trigger();
-    });
+    let shutdown = shutdown_on_signal();
     switchyard_usage_collector::run(store, Listeners { grpc, http }, shutdown).await?;
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 use switchyard_core::ids::AccountId;
-use switchyard_core::usage::UsageEvent;
+use switchyard_core::usage::{RollupRow, UsageEvent};
 use switchyard_db::{Db, DbError, Migrations};
 
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -30,19 +30,6 @@ pub struct Stored {
 pub enum Granularity {
     Day,
     Month,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RollupRow {
-    pub period: String,
-    pub account_id: String,
-    pub model: String,
-    pub requests: u64,
-    pub errors: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cached_tokens: u64,
-    pub cost_nanos: i64,
 }
 
 /// What to read: a main account's tree (or all of them), some accounts in it, a range of days.
@@ -208,12 +195,7 @@ impl UsageStore {
                     period,
                     account_id,
                     model,
-                    requests: 0,
-                    errors: 0,
-                    input_tokens: 0,
-                    output_tokens: 0,
-                    cached_tokens: 0,
-                    cost_nanos: 0,
+                    ..RollupRow::default()
                 });
             row.requests += uint(r.try_get(3)?);
             row.errors += uint(r.try_get(4)?);
