@@ -6,6 +6,7 @@
 //! - [`apikey`]: issued API keys (format, checksum, hashing).
 //! - [`crypto`]: the key-encryption keyring sealing provider secrets (AES-256-GCM-SIV).
 //! - [`model`]: model name patterns (`exact` and `prefix*`).
+//! - [`policy`]: account policies, their intersection, and the bounds check.
 //! - [`snapshot`]: the snapshot as plain data, and its compiled lookup tables.
 //! - [`request`]: the few facts routing reads from a request body.
 //! - [`sse`]: framing of server-sent events.
@@ -18,6 +19,7 @@ pub mod crypto;
 pub mod error;
 pub mod ids;
 pub mod model;
+pub mod policy;
 pub mod request;
 pub mod secret;
 pub mod snapshot;

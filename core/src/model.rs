@@ -5,7 +5,8 @@ use std::str::FromStr;
 
 const MAX_LEN: usize = 200;
 
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum ModelPattern {
     Exact(String),
     Prefix(String),
@@ -53,6 +54,44 @@ impl FromStr for ModelPattern {
     }
 }
 
+impl TryFrom<String> for ModelPattern {
+    type Error = PatternError;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+impl From<ModelPattern> for String {
+    fn from(p: ModelPattern) -> Self {
+        p.to_string()
+    }
+}
+
+impl ModelPattern {
+    /// Whether every name this pattern admits is admitted by `other` too.
+    pub fn within(&self, other: &Self) -> bool {
+        match (self, other) {
+            (_, Self::Prefix(p)) => match self {
+                Self::Exact(name) | Self::Prefix(name) => name.starts_with(p.as_str()),
+            },
+            (Self::Exact(a), Self::Exact(b)) => a == b,
+            (Self::Prefix(_), Self::Exact(_)) => false,
+        }
+    }
+
+    /// The names both patterns admit, as a pattern (patterns nest or are disjoint).
+    pub fn intersect(&self, other: &Self) -> Option<Self> {
+        if self.within(other) {
+            Some(self.clone())
+        } else if other.within(self) {
+            Some(other.clone())
+        } else {
+            None
+        }
+    }
+}
+
 impl fmt::Display for ModelPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -89,6 +128,20 @@ mod tests {
         assert!(!prefix.matches("gpt-4"));
         assert!(all.matches("anything"));
         assert_eq!(prefix.to_string(), "gpt-4o*");
+    }
+
+    #[test]
+    fn nesting_and_intersection() {
+        let p = |s: &str| s.parse::<ModelPattern>().unwrap();
+        assert!(p("gpt-4o").within(&p("gpt-4o")));
+        assert!(p("gpt-4o").within(&p("gpt*")));
+        assert!(p("gpt-4o*").within(&p("gpt*")));
+        assert!(!p("gpt*").within(&p("gpt-4o*")));
+        assert!(!p("gpt*").within(&p("gpt")));
+        assert_eq!(p("gpt*").intersect(&p("gpt-4o*")), Some(p("gpt-4o*")));
+        assert_eq!(p("gpt*").intersect(&p("gpt-4o")), Some(p("gpt-4o")));
+        assert_eq!(p("gpt*").intersect(&p("claude*")), None);
+        assert_eq!(serde_json::to_string(&p("a*")).unwrap(), "\"a*\"");
     }
 
     #[test]
