@@ -196,6 +196,8 @@ impl ManageService for ApiGrpc {
                 &caller,
                 CreateAccount {
                     name: request.into_inner().name,
+                    // Policies over gRPC arrive with the typed Policy message.
+                    policy: None,
                 },
                 now_ms(),
             )

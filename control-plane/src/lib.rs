@@ -30,7 +30,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::publisher::Publisher;
-use crate::service::{Policy, Service};
+use crate::service::{OperatorOptions, Service};
 use crate::store::Store;
 
 /// The shortest root key accepted: it guards every main account.
@@ -43,7 +43,7 @@ pub struct Config {
     pub root_key_hash: KeyHash,
     /// Where the usage collector's gRPC service listens (for `/x-bill`).
     pub collector_url: String,
-    pub policy: Policy,
+    pub options: OperatorOptions,
     /// How often the snapshot is re-read even without a change signal.
     pub resync: Duration,
 }
@@ -81,7 +81,7 @@ pub async fn run(
         config.root_key_hash,
         publisher.clone(),
         UsageServiceClient::new(usage_channel),
-        config.policy,
+        config.options,
     ));
 
     let publishing = tokio::spawn(publisher.clone().run(

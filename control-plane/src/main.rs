@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use switchyard_control_plane::service::Policy;
+use switchyard_control_plane::service::OperatorOptions;
 use switchyard_control_plane::store::Store;
 use switchyard_control_plane::{Config, Listeners, MIN_ROOT_KEY_LEN};
 use switchyard_core::apikey::KeyHash;
@@ -82,7 +82,7 @@ async fn main() -> anyhow::Result<()> {
         keyring: Arc::new(keyring),
         root_key_hash: KeyHash::of(&root_key),
         collector_url: args.collector_url,
-        policy: Policy {
+        options: OperatorOptions {
             allow_private_upstreams: args.allow_private_upstreams,
         },
         resync: Duration::from_secs(args.resync_seconds.max(1)),

@@ -2,16 +2,22 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use switchyard_core::error::{ErrorCode, openai_error_body};
 use switchyard_runtime::now_ms;
 
-use crate::service::{AddProviderKey, ApiError, BillQuery, Caller, CreateAccount, Service};
+use serde::Deserialize;
+use switchyard_core::ids::AccountId;
+
+use crate::service::{
+    AddProviderKey, ApiError, BillQuery, Caller, CreateAccount, Service, UpdateAccount,
+};
 
 /// Admin and Manage bodies are small; anything larger is refused before parsing.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -46,6 +52,8 @@ fn query_error(rejection: QueryRejection) -> ApiError {
 pub fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route("/x-users", post(create_account))
+        .route("/x-users/{id}", patch(update_account))
+        .route("/x-info", get(info))
         .route("/x-keys", post(add_provider_key))
         .route("/x-bill", get(bill))
         .route("/healthz", get(|| async { "ok" }))
@@ -97,6 +105,45 @@ async fn bill(
     let Query(query) = query.map_err(query_error)?;
     let today = switchyard_core::time::utc_day(now_ms());
     Ok(Json(service.bill(&caller, query, &today).await?))
+}
+
+fn account_id(text: &str) -> Result<AccountId, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("{text:?} is not an account id"),
+        )
+    })
+}
+
+async fn update_account(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<Json<UpdateAccount>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let caller = caller(&service, &headers).await?;
+    let Path(id) = id.map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))?;
+    let id = account_id(&id)?;
+    let Json(req) = body.map_err(json_error)?;
+    Ok(Json(service.update_account(&caller, id, req).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InfoQuery {
+    id: Option<String>,
+}
+
+async fn info(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    query: Result<Query<InfoQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let caller = caller(&service, &headers).await?;
+    let Query(query) = query.map_err(query_error)?;
+    let id = query.id.as_deref().map(account_id).transpose()?;
+    Ok(Json(service.info(&caller, id).await?))
 }
 
 async fn ready(State(service): State<Arc<Service>>) -> Result<&'static str, ApiError> {

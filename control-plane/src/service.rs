@@ -10,6 +10,7 @@ use switchyard_core::crypto::Keyring;
 use switchyard_core::error::ErrorCode;
 use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::model::ModelPattern;
+use switchyard_core::policy::Policy;
 use switchyard_core::snapshot::{Account, IssuedKey, ProviderKey, ProviderKind, Status};
 use switchyard_core::usage::RollupRow;
 use switchyard_proto::v1 as pb;
@@ -17,7 +18,9 @@ use switchyard_proto::v1::usage_service_client::UsageServiceClient;
 use tonic::transport::Channel;
 
 use crate::publisher::Publisher;
-use crate::store::{AccountRecord, IssuedKeyRecord, ProviderKeyRecord, Store, StoreError};
+use crate::store::{
+    AccountRecord, AccountUpdate, IssuedKeyRecord, ProviderKeyRecord, Store, StoreError,
+};
 
 const MAX_NAME: usize = 100;
 const MAX_SECRET: usize = 4096;
@@ -86,6 +89,33 @@ impl Caller {
 #[serde(deny_unknown_fields)]
 pub struct CreateAccount {
     pub name: String,
+    /// The child's own policy; it must stay within the caller's effective policy.
+    #[serde(default)]
+    pub policy: Option<Policy>,
+}
+
+/// `PATCH /x-users/{id}`: rename, disable or enable, or set the own policy of a
+/// descendant.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAccount {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub policy: Option<Policy>,
+}
+
+/// `GET /x-info`: an account with its own and effective policy, so an admin sees why
+/// a call would be refused.
+#[derive(Debug, Serialize)]
+pub struct AccountInfo {
+    pub account: AccountView,
+    pub policy: Policy,
+    pub effective_policy: Policy,
+    /// Ancestors, nearest first.
+    pub ancestors: Vec<AccountId>,
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -149,7 +179,7 @@ pub struct Bill {
 
 /// Operator choices that shape validation.
 #[derive(Clone, Debug, Default)]
-pub struct Policy {
+pub struct OperatorOptions {
     /// Allow provider base URLs on loopback and private ranges (tests, local models).
     pub allow_private_upstreams: bool,
 }
@@ -160,7 +190,7 @@ pub struct Service {
     root_hash: KeyHash,
     publisher: Publisher,
     usage: UsageServiceClient<Channel>,
-    policy: Policy,
+    options: OperatorOptions,
 }
 
 impl Service {
@@ -170,7 +200,7 @@ impl Service {
         root_hash: KeyHash,
         publisher: Publisher,
         usage: UsageServiceClient<Channel>,
-        policy: Policy,
+        options: OperatorOptions,
     ) -> Self {
         Self {
             store,
@@ -178,7 +208,7 @@ impl Service {
             root_hash,
             publisher,
             usage,
-            policy,
+            options,
         }
     }
 
@@ -226,10 +256,10 @@ impl Service {
             ));
         }
         for ancestor in self.store.ancestors(account.id).await? {
-            if ancestor.status != Status::Active {
+            if ancestor.account.status != Status::Active {
                 return Err(ApiError::new(
                     ErrorCode::PermissionDenied,
-                    format!("account {} is disabled", ancestor.id),
+                    format!("account {} is disabled", ancestor.account.id),
                 ));
             }
         }
@@ -265,8 +295,12 @@ impl Service {
             tail: apikey::display_tail(new_key.clear.expose()),
             created_at_ms: now_ms,
         };
+        let policy = req.policy.unwrap_or_default();
+        self.check_bounds(caller.account().map(|a| a.id), &policy)
+            .await?;
         let record = AccountRecord {
             account,
+            policy,
             created_at_ms: now_ms,
         };
         let revision = self.store.create_account(&record, &key).await?;
@@ -276,6 +310,146 @@ impl Service {
             account: account_view(&record),
             api_key: new_key.clear.expose().clone(),
             api_key_id: key.key.id,
+        })
+    }
+
+    /// The effective policy of `account` (the intersection along its chain), or the
+    /// unrestricted policy for the operator (`None`).
+    async fn effective_policy(&self, account: Option<AccountId>) -> Result<Policy, ApiError> {
+        let Some(id) = account else {
+            return Ok(Policy::default());
+        };
+        let own =
+            self.store.account(id).await?.ok_or_else(|| {
+                ApiError::new(ErrorCode::NotFound, format!("account {id} not found"))
+            })?;
+        let ancestors = self.store.ancestors(id).await?;
+        let chain = ancestors
+            .iter()
+            .rev()
+            .map(|a| &a.policy)
+            .chain(std::iter::once(&own.policy));
+        Ok(Policy::effective(chain))
+    }
+
+    /// Refuse a policy that gives a child of `parent` more than `parent` has.
+    async fn check_bounds(
+        &self,
+        parent: Option<AccountId>,
+        policy: &Policy,
+    ) -> Result<(), ApiError> {
+        policy
+            .validate()
+            .map_err(|e| ApiError::invalid(format!("policy: {e}")))?;
+        let bound = self.effective_policy(parent).await?;
+        let excesses = bound.excesses(policy);
+        if excesses.is_empty() {
+            return Ok(());
+        }
+        let listed: Vec<String> = excesses.iter().map(ToString::to_string).collect();
+        Err(ApiError::new(
+            ErrorCode::Unprocessable,
+            format!("policy exceeds the parent's: {}", listed.join("; ")),
+        ))
+    }
+
+    /// A descendant of the caller (any account for the operator). Anything else is
+    /// "not found", so accounts outside a tenant's tree stay invisible.
+    async fn descendant(
+        &self,
+        caller: &Caller,
+        id: AccountId,
+        include_self: bool,
+    ) -> Result<AccountRecord, ApiError> {
+        let not_found = || ApiError::new(ErrorCode::NotFound, format!("account {id} not found"));
+        let record = self.store.account(id).await?.ok_or_else(not_found)?;
+        match caller {
+            Caller::Root => Ok(record),
+            Caller::Account { account, .. } if account.id == id => {
+                if include_self {
+                    Ok(record)
+                } else {
+                    Err(ApiError::new(
+                        ErrorCode::PermissionDenied,
+                        "an account cannot change itself; its parent can",
+                    ))
+                }
+            }
+            Caller::Account { account, .. } => {
+                let ancestors = self.store.ancestors(id).await?;
+                if ancestors.iter().any(|a| a.account.id == account.id) {
+                    Ok(record)
+                } else {
+                    Err(not_found())
+                }
+            }
+        }
+    }
+
+    /// `PATCH /x-users/{id}`.
+    pub async fn update_account(
+        &self,
+        caller: &Caller,
+        id: AccountId,
+        req: UpdateAccount,
+    ) -> Result<AccountInfo, ApiError> {
+        let target = self.descendant(caller, id, false).await?;
+        let name = req.name.as_deref().map(validate_name).transpose()?;
+        let status = match req.status.as_deref() {
+            None => None,
+            Some(text) => Some(Status::parse(text).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "status must be \"active\" or \"disabled\", not {text:?}"
+                ))
+            })?),
+        };
+        if let Some(policy) = &req.policy {
+            self.check_bounds(target.account.parent, policy).await?;
+        }
+        if name.is_none() && status.is_none() && req.policy.is_none() {
+            return Err(ApiError::invalid(
+                "nothing to change: give name, status or policy",
+            ));
+        }
+        let update = AccountUpdate {
+            name,
+            status,
+            policy: req.policy,
+        };
+        let revision = self.store.update_account(id, &update).await?;
+        self.publisher.changed(revision);
+        tracing::info!(account = %id, revision, "account updated");
+        self.info(caller, Some(id)).await
+    }
+
+    /// `GET /x-info`: the caller, or one of its descendants.
+    pub async fn info(
+        &self,
+        caller: &Caller,
+        id: Option<AccountId>,
+    ) -> Result<AccountInfo, ApiError> {
+        let id = match (id, caller.account()) {
+            (Some(id), _) => id,
+            (None, Some(me)) => me.id,
+            (None, None) => {
+                return Err(ApiError::invalid(
+                    "the operator has no account; pass ?id=<account>",
+                ));
+            }
+        };
+        let record = self.descendant(caller, id, true).await?;
+        let ancestors = self.store.ancestors(id).await?;
+        let chain = ancestors
+            .iter()
+            .rev()
+            .map(|a| &a.policy)
+            .chain(std::iter::once(&record.policy));
+        let effective_policy = Policy::effective(chain);
+        Ok(AccountInfo {
+            account: account_view(&record),
+            policy: record.policy,
+            effective_policy,
+            ancestors: ancestors.iter().map(|a| a.account.id).collect(),
         })
     }
 
@@ -307,7 +481,7 @@ impl Service {
                 req.provider
             ))
         })?;
-        let base_url = validate_base_url(&req.base_url, self.policy.allow_private_upstreams)?;
+        let base_url = validate_base_url(&req.base_url, self.options.allow_private_upstreams)?;
         let secret = req.secret.trim();
         if secret.is_empty() || secret.len() > MAX_SECRET || secret.chars().any(char::is_control) {
             return Err(ApiError::invalid(format!(
@@ -403,7 +577,7 @@ impl Service {
             Caller::Account { account, .. } => {
                 let subtree = self.store.subtree(account.id).await?;
                 let main = match self.store.ancestors(account.id).await?.last() {
-                    Some(top) => top.id,
+                    Some(top) => top.account.id,
                     None => account.id,
                 };
                 (

@@ -8,6 +8,7 @@ use switchyard_core::apikey::KeyHash;
 use switchyard_core::crypto::Sealed;
 use switchyard_core::ids::AccountId;
 use switchyard_core::model::ModelPattern;
+use switchyard_core::policy::Policy;
 use switchyard_core::snapshot::{Account, IssuedKey, ProviderKey, ProviderKind, Snapshot, Status};
 use switchyard_db::{Backend, Db, DbError, Migrations};
 
@@ -30,7 +31,17 @@ pub enum StoreError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccountRecord {
     pub account: Account,
+    /// The account's own policy; the effective one is computed along the chain.
+    pub policy: Policy,
     pub created_at_ms: i64,
+}
+
+/// A change to an account; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct AccountUpdate {
+    pub name: Option<String>,
+    pub status: Option<Status>,
+    pub policy: Option<Policy>,
 }
 
 #[derive(Clone, Debug)]
@@ -97,12 +108,13 @@ impl Store {
                 return Err(StoreError::NotFound("parent account"));
             }
         }
-        sqlx::query("INSERT INTO accounts (id, parent_id, name, status, created_at) VALUES ($1, $2, $3, $4, $5)")
+        sqlx::query("INSERT INTO accounts (id, parent_id, name, status, created_at, policy) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(account.account.id.to_string())
             .bind(account.account.parent.map(|p| p.to_string()))
             .bind(account.account.name.clone())
             .bind(account.account.status.as_str())
             .bind(account.created_at_ms)
+            .bind(policy_json(&account.policy)?)
             .execute(&mut *tx)
             .await?;
         insert_issued_key(&mut tx, key).await?;
@@ -174,18 +186,59 @@ impl Store {
     }
 
     /// The ancestors of an account, nearest first (empty for a main account).
-    pub async fn ancestors(&self, id: AccountId) -> Result<Vec<Account>, StoreError> {
+    pub async fn ancestors(&self, id: AccountId) -> Result<Vec<AccountRecord>, StoreError> {
         let rows = sqlx::query(
-            "WITH RECURSIVE up(id, parent_id, name, status, depth) AS ( \
-               SELECT id, parent_id, name, status, 0 FROM accounts WHERE id = $1 \
+            "WITH RECURSIVE up(id, parent_id, name, status, created_at, policy, depth) AS ( \
+               SELECT id, parent_id, name, status, created_at, policy, 0 FROM accounts WHERE id = $1 \
                UNION ALL \
-               SELECT a.id, a.parent_id, a.name, a.status, up.depth + 1 FROM accounts a JOIN up ON a.id = up.parent_id \
-             ) SELECT id, parent_id, name, status FROM up WHERE depth > 0 ORDER BY depth",
+               SELECT a.id, a.parent_id, a.name, a.status, a.created_at, a.policy, up.depth + 1 \
+               FROM accounts a JOIN up ON a.id = up.parent_id \
+             ) SELECT id, parent_id, name, status, created_at, policy FROM up WHERE depth > 0 ORDER BY depth",
         )
         .bind(id.to_string())
         .fetch_all(&self.db.pool)
         .await?;
-        rows.iter().map(account_from_row).collect()
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// Change an account's name, status or own policy.
+    pub async fn update_account(
+        &self,
+        id: AccountId,
+        update: &AccountUpdate,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.db.pool.begin().await?;
+        let found = sqlx::query("SELECT 1 FROM accounts WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if found.is_none() {
+            return Err(StoreError::NotFound("account"));
+        }
+        if let Some(name) = &update.name {
+            sqlx::query("UPDATE accounts SET name = $1 WHERE id = $2")
+                .bind(name.clone())
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(status) = update.status {
+            sqlx::query("UPDATE accounts SET status = $1 WHERE id = $2")
+                .bind(status.as_str())
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(policy) = &update.policy {
+            sqlx::query("UPDATE accounts SET policy = $1 WHERE id = $2")
+                .bind(policy_json(policy)?)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        let revision = bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(revision)
     }
 
     /// An account and every descendant, at any depth.
@@ -207,18 +260,12 @@ impl Store {
 
     pub async fn account(&self, id: AccountId) -> Result<Option<AccountRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, parent_id, name, status, created_at FROM accounts WHERE id = $1",
+            "SELECT id, parent_id, name, status, created_at, policy FROM accounts WHERE id = $1",
         )
         .bind(id.to_string())
         .fetch_optional(&self.db.pool)
         .await?;
-        row.map(|r| {
-            Ok(AccountRecord {
-                account: account_from_row(&r)?,
-                created_at_ms: r.try_get(4)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(record_from_row).transpose()
     }
 
     /// Everything the data planes need, read at one consistent point in time.
@@ -299,6 +346,21 @@ async fn bump(tx: &mut Transaction<'_, Any>) -> Result<u64, StoreError> {
     .fetch_one(&mut **tx)
     .await?;
     to_u64(row.try_get::<i64, _>(0)?)
+}
+
+fn policy_json(policy: &Policy) -> Result<String, StoreError> {
+    serde_json::to_string(policy).map_err(|e| StoreError::Corrupt(format!("policy: {e}")))
+}
+
+/// Columns: id, parent_id, name, status, created_at, policy.
+fn record_from_row(row: &AnyRow) -> Result<AccountRecord, StoreError> {
+    let policy: String = row.try_get(5)?;
+    Ok(AccountRecord {
+        account: account_from_row(row)?,
+        created_at_ms: row.try_get(4)?,
+        policy: serde_json::from_str(&policy)
+            .map_err(|e| StoreError::Corrupt(format!("policy: {e}")))?,
+    })
 }
 
 fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {

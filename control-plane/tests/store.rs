@@ -6,15 +6,17 @@
 )]
 
 use switchyard_control_plane::store::{
-    AccountRecord, IssuedKeyRecord, ProviderKeyRecord, Store, StoreError,
+    AccountRecord, AccountUpdate, IssuedKeyRecord, ProviderKeyRecord, Store, StoreError,
 };
 use switchyard_core::apikey;
 use switchyard_core::crypto::Keyring;
 use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
+use switchyard_core::policy::Policy;
 use switchyard_core::snapshot::{Account, Compiled, IssuedKey, ProviderKey, ProviderKind, Status};
 
 switchyard_tests::every_backend!(
     account_tree,
+    updates_and_policies,
     provider_keys_stay_sealed,
     failed_writes_change_nothing
 );
@@ -27,6 +29,7 @@ fn account(parent: Option<AccountId>, name: &str) -> AccountRecord {
             name: name.into(),
             status: Status::Active,
         },
+        policy: Policy::default(),
         created_at_ms: 1_000,
     }
 }
@@ -70,7 +73,7 @@ async fn account_tree(url: &str) {
         .await
         .unwrap()
         .iter()
-        .map(|a| a.id)
+        .map(|a| a.account.id)
         .collect();
     assert_eq!(ancestors, vec![child.account.id, main.account.id]);
     assert!(store.ancestors(main.account.id).await.unwrap().is_empty());
@@ -174,4 +177,60 @@ async fn failed_writes_change_nothing(url: &str) {
 
     assert_eq!(store.revision().await.unwrap(), revision);
     assert_eq!(store.load_snapshot().await.unwrap().accounts.len(), 1);
+}
+
+async fn updates_and_policies(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    let mut main = account(None, "main");
+    main.policy = serde_json::from_str(r#"{"models":["gpt-4o*"],"rpm":100}"#).unwrap();
+    store
+        .create_account(&main, &key_for(&main).0)
+        .await
+        .unwrap();
+    let child = account(Some(main.account.id), "child");
+    store
+        .create_account(&child, &key_for(&child).0)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .account(main.account.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .policy,
+        main.policy
+    );
+    assert_eq!(
+        store.ancestors(child.account.id).await.unwrap()[0].policy,
+        main.policy
+    );
+
+    let before = store.revision().await.unwrap();
+    let narrower: Policy =
+        serde_json::from_str(r#"{"models":["gpt-4o-mini"],"client_cidrs":["10.0.0.0/8"]}"#)
+            .unwrap();
+    let revision = store
+        .update_account(
+            child.account.id,
+            &AccountUpdate {
+                name: Some("renamed".into()),
+                status: Some(Status::Disabled),
+                policy: Some(narrower.clone()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(revision, before + 1);
+    let updated = store.account(child.account.id).await.unwrap().unwrap();
+    assert_eq!(updated.account.name, "renamed");
+    assert_eq!(updated.account.status, Status::Disabled);
+    assert_eq!(updated.policy, narrower);
+
+    let err = store
+        .update_account(AccountId::new(), &AccountUpdate::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)));
+    assert_eq!(store.revision().await.unwrap(), revision);
 }

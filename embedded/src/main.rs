@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use switchyard_control_plane::service::Policy;
+use switchyard_control_plane::service::OperatorOptions;
 use switchyard_control_plane::store::Store;
 use switchyard_core::apikey::{self, KeyHash};
 use switchyard_core::crypto::Keyring;
@@ -132,7 +132,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             keyring: keyring.clone(),
             root_key_hash: KeyHash::of(&root_key),
             collector_url: collector_url.clone(),
-            policy: Policy {
+            options: OperatorOptions {
                 allow_private_upstreams: args.allow_private_upstreams || args.demo_upstream,
             },
             resync: Duration::from_secs(5),

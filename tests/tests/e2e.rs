@@ -778,3 +778,230 @@ async fn grpc_face_matches_rest() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Policies never exceed the parent; narrowing a parent narrows the effective policy
+/// of every descendant; only ancestors change an account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_never_exceed_the_parent() {
+    let sys = start_system(32 * 1024).await;
+    let fake = FakeUpstream::start(None).await.unwrap();
+    let patch = |path: String, key: String, body: Value| {
+        let http = sys.http.clone();
+        let url = sys.admin(&path);
+        async move {
+            let r = http
+                .patch(url)
+                .bearer_auth(key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let info = |key: String, id: Option<String>| {
+        let http = sys.http.clone();
+        let url = match id {
+            Some(id) => sys.admin(&format!("/x-info?id={id}")),
+            None => sys.admin("/x-info"),
+        };
+        async move {
+            let r = http.get(url).bearer_auth(key).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+
+    let (status, main) = sys
+        .post(
+            "/x-users",
+            &sys.root,
+            json!({"name": "acme", "policy": {"models": ["gpt-4o*", "claude*"], "rpm": 100, "client_cidrs": ["10.0.0.0/8", "127.0.0.0/8"]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{main}");
+    let main_key = main["api_key"].as_str().unwrap().to_owned();
+    let main_id = main["account"]["id"].as_str().unwrap().to_owned();
+    sys.post(
+        "/x-keys",
+        &main_key,
+        json!({"provider": "openai", "base_url": fake.base_url(), "secret": "sk-abc-123456789", "models": ["*"]}),
+    )
+    .await;
+    let accounts = sys.count("control", "SELECT count(*) FROM accounts");
+
+    // Wider than the parent: refused with 422, naming every offending entry.
+    let (status, err) = sys
+        .post(
+            "/x-users",
+            &main_key,
+            json!({"name": "greedy", "policy": {"models": ["gpt-*", "claude-3"], "rpm": 500, "client_cidrs": ["11.0.0.0/8"]}}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 422, "{err}");
+    let message = err["error"]["message"].as_str().unwrap();
+    for entry in ["models gpt-*", "rpm", "500", "client_cidrs 11.0.0.0/8"] {
+        assert!(message.contains(entry), "{message} should name {entry}");
+    }
+    assert!(!message.contains("claude-3"), "{message}");
+    assert_eq!(
+        sys.count("control", "SELECT count(*) FROM accounts"),
+        accounts
+    );
+
+    // Within bounds.
+    let (status, child) = sys
+        .post(
+            "/x-users",
+            &main_key,
+            json!({"name": "team", "policy": {"models": ["gpt-4o-mini"], "rpm": 50}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{child}");
+    let child_key = child["api_key"].as_str().unwrap().to_owned();
+    let child_id = child["account"]["id"].as_str().unwrap().to_owned();
+    let (_, sibling) = sys
+        .post("/x-users", &main_key, json!({"name": "other"}))
+        .await;
+    let sibling_key = sibling["api_key"].as_str().unwrap().to_owned();
+    let sibling_id = sibling["account"]["id"].as_str().unwrap().to_owned();
+
+    let (status, view) = info(main_key.clone(), Some(child_id.clone())).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["effective_policy"]["models"], json!(["gpt-4o-mini"]));
+    assert_eq!(view["effective_policy"]["rpm"], 50);
+    assert_eq!(
+        view["effective_policy"]["client_cidrs"],
+        json!(["10.0.0.0/8", "127.0.0.0/8"])
+    );
+    assert_eq!(
+        view["policy"],
+        json!({"models": ["gpt-4o-mini"], "rpm": 50})
+    );
+    assert_eq!(view["ancestors"], json!([main_id]));
+
+    // The operator narrows the main account: the child's effective policy narrows at
+    // once, its own policy is untouched.
+    let (status, v) = patch(
+        format!("/x-users/{main_id}"),
+        sys.root.clone(),
+        json!({"policy": {"models": ["claude*"]}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let (_, view) = info(child_key.clone(), None).await;
+    assert_eq!(view["effective_policy"]["models"], json!([]));
+    assert_eq!(view["effective_policy"]["rpm"], 50);
+    assert_eq!(
+        view["policy"],
+        json!({"models": ["gpt-4o-mini"], "rpm": 50})
+    );
+    let (status, err) = patch(
+        format!("/x-users/{child_id}"),
+        main_key.clone(),
+        json!({"policy": {"models": ["gpt-4o-mini"]}}),
+    )
+    .await;
+    assert_eq!(status, 422, "{err}");
+
+    // Only ancestors change an account; other trees stay invisible.
+    let (status, _) = patch(
+        format!("/x-users/{child_id}"),
+        child_key.clone(),
+        json!({"name": "me"}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = patch(
+        format!("/x-users/{main_id}"),
+        child_key.clone(),
+        json!({"name": "boss"}),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = patch(
+        format!("/x-users/{child_id}"),
+        sibling_key.clone(),
+        json!({"name": "x"}),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = info(sibling_key.clone(), Some(child_id.clone())).await;
+    assert_eq!(status, 404);
+    let (status, _) = info(child_key.clone(), Some(main_id.clone())).await;
+    assert_eq!(status, 404);
+    let (status, v) = info(sibling_key.clone(), None).await;
+    assert_eq!(
+        (status, v["account"]["id"].as_str()),
+        (200, Some(sibling_id.as_str()))
+    );
+
+    // Bad updates change nothing.
+    let revision = sys.count("control", "SELECT revision FROM config_revision");
+    for (path, body, want) in [
+        (
+            format!("/x-users/{child_id}"),
+            json!({"status": "paused"}),
+            400,
+        ),
+        (format!("/x-users/{child_id}"), json!({}), 400),
+        (
+            format!("/x-users/{child_id}"),
+            json!({"policy": {"client_cidrs": ["10.0.0.0/33"]}}),
+            400,
+        ),
+        (
+            format!("/x-users/{child_id}"),
+            json!({"policy": {"rpm": 0}}),
+            400,
+        ),
+        (format!("/x-users/{child_id}"), json!({"nmae": "typo"}), 400),
+        (format!("/x-users/{child_id}"), json!({"name": ""}), 400),
+        (
+            format!("/x-users/{}", switchyard_core::ids::AccountId::new()),
+            json!({"name": "x"}),
+            404,
+        ),
+        ("/x-users/not-an-id".to_owned(), json!({"name": "x"}), 400),
+    ] {
+        let (status, v) = patch(path.clone(), main_key.clone(), body.clone()).await;
+        assert_eq!(status, want, "{path} {body} → {v}");
+        assert!(v["error"]["message"].is_string(), "{v}");
+    }
+    assert_eq!(
+        sys.count("control", "SELECT revision FROM config_revision"),
+        revision
+    );
+
+    // Disabling an account reaches the data plane: its key stops working.
+    wait_for_key(&sys, &sibling_key).await;
+    let (status, _) = patch(
+        format!("/x-users/{sibling_id}"),
+        main_key.clone(),
+        json!({"status": "disabled"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = sys
+            .http
+            .post(sys.proxy("/v1/chat/completions"))
+            .bearer_auth(&sibling_key)
+            .json(&chat("x", false))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::FORBIDDEN {
+            let v: Value = r.json().await.unwrap();
+            assert!(v["error"]["message"].as_str().unwrap().contains("disabled"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "disabled account still served");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And its Manage API access ends at once.
+    let (status, _) = info(sibling_key, None).await;
+    assert_eq!(status, 403);
+}
