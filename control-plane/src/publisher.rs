@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use switchyard_core::policy::{Period, Policy};
 use switchyard_core::snapshot::{ProviderKind, Snapshot, Status};
 use switchyard_proto::v1 as pb;
 use switchyard_runtime::Shutdown;
@@ -134,6 +135,42 @@ fn status(s: Status) -> i32 {
     }
 }
 
+fn strings<T: ToString>(list: &Option<Vec<T>>) -> Option<pb::StringList> {
+    list.as_ref().map(|l| pb::StringList {
+        values: l.iter().map(ToString::to_string).collect(),
+    })
+}
+
+pub fn encode_policy(p: &Policy) -> pb::Policy {
+    pb::Policy {
+        models: strings(&p.models),
+        resources: strings(&p.resources),
+        client_cidrs: strings(&p.client_cidrs),
+        rpm: p.rpm,
+        key_rpm: p.key_rpm,
+        model_limits: p
+            .model_limits
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    pb::ModelLimit {
+                        rpm: v.rpm,
+                        tpm: v.tpm,
+                    },
+                )
+            })
+            .collect(),
+        credit: p.credit.map(|c| pb::CreditLimit {
+            limit_nanos: c.limit_nanos,
+            period: match c.period {
+                Period::Day => "day".into(),
+                Period::Month => "month".into(),
+            },
+        }),
+    }
+}
+
 /// The snapshot in its wire form. Provider secrets stay sealed.
 pub fn encode(s: &Snapshot) -> pb::Snapshot {
     pb::Snapshot {
@@ -146,6 +183,7 @@ pub fn encode(s: &Snapshot) -> pb::Snapshot {
                 parent_id: a.parent.map(|p| p.to_string()).unwrap_or_default(),
                 name: a.name.clone(),
                 status: status(a.status),
+                policy: Some(encode_policy(&a.policy)),
             })
             .collect(),
         issued_keys: s

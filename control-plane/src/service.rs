@@ -71,7 +71,7 @@ pub enum Caller {
     /// The operator, holding the bootstrap root key.
     Root,
     Account {
-        account: Account,
+        account: Box<Account>,
         key: IssuedKeyId,
     },
 }
@@ -264,7 +264,7 @@ impl Service {
             }
         }
         Ok(Caller::Account {
-            account,
+            account: Box::new(account),
             key: key.id,
         })
     }
@@ -277,11 +277,15 @@ impl Service {
         now_ms: i64,
     ) -> Result<CreatedAccount, ApiError> {
         let name = validate_name(&req.name)?;
+        let policy = req.policy.unwrap_or_default();
+        self.check_bounds(caller.account().map(|a| a.id), &policy)
+            .await?;
         let account = Account {
             id: AccountId::new(),
             parent: caller.account().map(|a| a.id),
             name,
             status: Status::Active,
+            policy,
         };
         let new_key = apikey::generate();
         let key = IssuedKeyRecord {
@@ -295,12 +299,8 @@ impl Service {
             tail: apikey::display_tail(new_key.clear.expose()),
             created_at_ms: now_ms,
         };
-        let policy = req.policy.unwrap_or_default();
-        self.check_bounds(caller.account().map(|a| a.id), &policy)
-            .await?;
         let record = AccountRecord {
             account,
-            policy,
             created_at_ms: now_ms,
         };
         let revision = self.store.create_account(&record, &key).await?;
@@ -327,8 +327,8 @@ impl Service {
         let chain = ancestors
             .iter()
             .rev()
-            .map(|a| &a.policy)
-            .chain(std::iter::once(&own.policy));
+            .map(|a| &a.account.policy)
+            .chain(std::iter::once(&own.account.policy));
         Ok(Policy::effective(chain))
     }
 
@@ -442,12 +442,12 @@ impl Service {
         let chain = ancestors
             .iter()
             .rev()
-            .map(|a| &a.policy)
-            .chain(std::iter::once(&record.policy));
+            .map(|a| &a.account.policy)
+            .chain(std::iter::once(&record.account.policy));
         let effective_policy = Policy::effective(chain);
         Ok(AccountInfo {
             account: account_view(&record),
-            policy: record.policy,
+            policy: record.account.policy.clone(),
             effective_policy,
             ancestors: ancestors.iter().map(|a| a.account.id).collect(),
         })

@@ -31,8 +31,6 @@ pub enum StoreError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccountRecord {
     pub account: Account,
-    /// The account's own policy; the effective one is computed along the chain.
-    pub policy: Policy,
     pub created_at_ms: i64,
 }
 
@@ -114,7 +112,7 @@ impl Store {
             .bind(account.account.name.clone())
             .bind(account.account.status.as_str())
             .bind(account.created_at_ms)
-            .bind(policy_json(&account.policy)?)
+            .bind(policy_json(&account.account.policy)?)
             .execute(&mut *tx)
             .await?;
         insert_issued_key(&mut tx, key).await?;
@@ -158,7 +156,7 @@ impl Store {
         hash: &KeyHash,
     ) -> Result<Option<(IssuedKey, Account)>, StoreError> {
         let row = sqlx::query(
-            "SELECT k.id, k.account_id, k.hash, k.status, k.expires_at, a.id, a.parent_id, a.name, a.status \
+            "SELECT k.id, k.account_id, k.hash, k.status, k.expires_at, a.id, a.parent_id, a.name, a.status, a.policy \
              FROM issued_keys k JOIN accounts a ON a.id = k.account_id WHERE k.hash = $1",
         )
         .bind(hash.to_hex())
@@ -172,17 +170,7 @@ impl Store {
             status: parse_status(&row.try_get::<String, _>(3)?)?,
             expires_at_ms: row.try_get::<Option<i64>, _>(4)?,
         };
-        let account = Account {
-            id: parse_id(&row.try_get::<String, _>(5)?)?,
-            parent: row
-                .try_get::<Option<String>, _>(6)?
-                .as_deref()
-                .map(parse_id)
-                .transpose()?,
-            name: row.try_get(7)?,
-            status: parse_status(&row.try_get::<String, _>(8)?)?,
-        };
-        Ok(Some((key, account)))
+        Ok(Some((key, account_at(&row, 5)?)))
     }
 
     /// The ancestors of an account, nearest first (empty for a main account).
@@ -193,7 +181,7 @@ impl Store {
                UNION ALL \
                SELECT a.id, a.parent_id, a.name, a.status, a.created_at, a.policy, up.depth + 1 \
                FROM accounts a JOIN up ON a.id = up.parent_id \
-             ) SELECT id, parent_id, name, status, created_at, policy FROM up WHERE depth > 0 ORDER BY depth",
+             ) SELECT id, parent_id, name, status, policy, created_at FROM up WHERE depth > 0 ORDER BY depth",
         )
         .bind(id.to_string())
         .fetch_all(&self.db.pool)
@@ -260,7 +248,7 @@ impl Store {
 
     pub async fn account(&self, id: AccountId) -> Result<Option<AccountRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, parent_id, name, status, created_at, policy FROM accounts WHERE id = $1",
+            "SELECT id, parent_id, name, status, policy, created_at FROM accounts WHERE id = $1",
         )
         .bind(id.to_string())
         .fetch_optional(&self.db.pool)
@@ -281,7 +269,7 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         let version = to_u64(revision.try_get::<i64, _>(0)?)?;
-        let accounts = sqlx::query("SELECT id, parent_id, name, status FROM accounts")
+        let accounts = sqlx::query("SELECT id, parent_id, name, status, policy FROM accounts")
             .fetch_all(&mut *tx)
             .await?
             .iter()
@@ -352,27 +340,32 @@ fn policy_json(policy: &Policy) -> Result<String, StoreError> {
     serde_json::to_string(policy).map_err(|e| StoreError::Corrupt(format!("policy: {e}")))
 }
 
-/// Columns: id, parent_id, name, status, created_at, policy.
+/// Columns: id, parent_id, name, status, policy, created_at.
 fn record_from_row(row: &AnyRow) -> Result<AccountRecord, StoreError> {
-    let policy: String = row.try_get(5)?;
     Ok(AccountRecord {
         account: account_from_row(row)?,
-        created_at_ms: row.try_get(4)?,
-        policy: serde_json::from_str(&policy)
-            .map_err(|e| StoreError::Corrupt(format!("policy: {e}")))?,
+        created_at_ms: row.try_get(5)?,
     })
 }
 
 fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
+    account_at(row, 0)
+}
+
+/// Columns from `at`: id, parent_id, name, status, policy.
+fn account_at(row: &AnyRow, at: usize) -> Result<Account, StoreError> {
+    let policy: String = row.try_get(at + 4)?;
     Ok(Account {
-        id: parse_id(&row.try_get::<String, _>(0)?)?,
+        id: parse_id(&row.try_get::<String, _>(at)?)?,
         parent: row
-            .try_get::<Option<String>, _>(1)?
+            .try_get::<Option<String>, _>(at + 1)?
             .as_deref()
             .map(parse_id)
             .transpose()?,
-        name: row.try_get(2)?,
-        status: parse_status(&row.try_get::<String, _>(3)?)?,
+        name: row.try_get(at + 2)?,
+        status: parse_status(&row.try_get::<String, _>(at + 3)?)?,
+        policy: serde_json::from_str(&policy)
+            .map_err(|e| StoreError::Corrupt(format!("policy: {e}")))?,
     })
 }
 

@@ -28,8 +28,8 @@ fn account(parent: Option<AccountId>, name: &str) -> AccountRecord {
             parent,
             name: name.into(),
             status: Status::Active,
+            policy: Policy::default(),
         },
-        policy: Policy::default(),
         created_at_ms: 1_000,
     }
 }
@@ -182,7 +182,7 @@ async fn failed_writes_change_nothing(url: &str) {
 async fn updates_and_policies(url: &str) {
     let store = Store::open(url).await.unwrap();
     let mut main = account(None, "main");
-    main.policy = serde_json::from_str(r#"{"models":["gpt-4o*"],"rpm":100}"#).unwrap();
+    main.account.policy = serde_json::from_str(r#"{"models":["gpt-4o*"],"rpm":100}"#).unwrap();
     store
         .create_account(&main, &key_for(&main).0)
         .await
@@ -198,12 +198,15 @@ async fn updates_and_policies(url: &str) {
             .await
             .unwrap()
             .unwrap()
+            .account
             .policy,
-        main.policy
+        main.account.policy
     );
     assert_eq!(
-        store.ancestors(child.account.id).await.unwrap()[0].policy,
-        main.policy
+        store.ancestors(child.account.id).await.unwrap()[0]
+            .account
+            .policy,
+        main.account.policy
     );
 
     let before = store.revision().await.unwrap();
@@ -225,7 +228,7 @@ async fn updates_and_policies(url: &str) {
     let updated = store.account(child.account.id).await.unwrap().unwrap();
     assert_eq!(updated.account.name, "renamed");
     assert_eq!(updated.account.status, Status::Disabled);
-    assert_eq!(updated.policy, narrower);
+    assert_eq!(updated.account.policy, narrower);
 
     let err = store
         .update_account(AccountId::new(), &AccountUpdate::default())

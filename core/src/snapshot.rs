@@ -10,6 +10,7 @@ use crate::apikey::{self, KeyHash};
 use crate::crypto::Sealed;
 use crate::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use crate::model::{self, ModelPattern};
+use crate::policy::Policy;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -65,6 +66,8 @@ pub struct Account {
     pub parent: Option<AccountId>,
     pub name: String,
     pub status: Status,
+    /// The account's own policy; [`Compiled`] intersects it along the chain.
+    pub policy: Policy,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,6 +138,8 @@ pub struct Caller {
     pub key: IssuedKeyId,
     /// The caller's account first, the main account last.
     pub chain: Arc<[AccountId]>,
+    /// The account's effective policy (its own, intersected with every ancestor's).
+    pub policy: Arc<Policy>,
 }
 
 impl Caller {
@@ -170,6 +175,7 @@ struct KeyEntry {
     expires_at_ms: Option<i64>,
     status: Status,
     chain: Arc<[AccountId]>,
+    policy: Arc<Policy>,
     /// The first disabled account on the chain, if any.
     disabled: Option<AccountId>,
 }
@@ -195,11 +201,13 @@ impl Compiled {
     pub fn build(snapshot: Snapshot) -> Result<Self, SnapshotError> {
         let mut parents: HashMap<AccountId, Option<AccountId>> = HashMap::new();
         let mut status: HashMap<AccountId, Status> = HashMap::new();
+        let mut own: HashMap<AccountId, &Policy> = HashMap::new();
         for a in &snapshot.accounts {
             if parents.insert(a.id, a.parent).is_some() {
                 return Err(SnapshotError::DuplicateAccount(a.id));
             }
             status.insert(a.id, a.status);
+            own.insert(a.id, &a.policy);
         }
         let mut chains: HashMap<AccountId, Arc<[AccountId]>> = HashMap::new();
         for a in &snapshot.accounts {
@@ -221,6 +229,14 @@ impl Compiled {
             }
             chains.insert(a.id, chain.into());
         }
+        // Effective policies: the intersection from the main account down.
+        let effective: HashMap<AccountId, Arc<Policy>> = chains
+            .iter()
+            .map(|(id, chain)| {
+                let policies = chain.iter().rev().filter_map(|a| own.get(a).copied());
+                (*id, Arc::new(Policy::effective(policies)))
+            })
+            .collect();
 
         let mut keys = HashMap::with_capacity(snapshot.issued_keys.len());
         for k in snapshot.issued_keys {
@@ -239,6 +255,7 @@ impl Compiled {
                 expires_at_ms: k.expires_at_ms,
                 status: k.status,
                 chain: chain.clone(),
+                policy: effective.get(&k.account).cloned().unwrap_or_default(),
                 disabled,
             };
             if keys.insert(k.hash, entry).is_some() {
@@ -312,6 +329,7 @@ impl Compiled {
         Ok(Caller {
             key: entry.id,
             chain: entry.chain.clone(),
+            policy: entry.policy.clone(),
         })
     }
 
@@ -341,6 +359,7 @@ mod tests {
             parent,
             name: "a".into(),
             status: Status::Active,
+            policy: Policy::default(),
         }
     }
 
@@ -431,6 +450,26 @@ mod tests {
             compiled.authenticate(k1.clear.expose(), 0),
             Err(AuthError::AccountDisabled(main.id))
         );
+    }
+
+    #[test]
+    fn callers_carry_the_effective_policy() {
+        let mut main = account(None);
+        main.policy = serde_json::from_str(r#"{"models":["gpt-4o*"],"rpm":10}"#).unwrap();
+        let mut child = account(Some(main.id));
+        child.policy = serde_json::from_str(r#"{"models":["gpt*"],"rpm":50}"#).unwrap();
+        let k = generate();
+        let compiled = Compiled::build(Snapshot {
+            version: 1,
+            accounts: vec![main.clone(), child.clone()],
+            issued_keys: vec![key(child.id, k.hash)],
+            provider_keys: vec![],
+        })
+        .unwrap();
+        let caller = compiled.authenticate(k.clear.expose(), 0).unwrap();
+        assert!(caller.policy.allows_model("gpt-4o-mini"));
+        assert!(!caller.policy.allows_model("gpt-3.5"));
+        assert_eq!(caller.policy.rpm, Some(10));
     }
 
     #[test]

@@ -203,9 +203,34 @@ async fn forward(
         )
     })?;
     let caller = snapshot.authenticate(presented, now_ms())?;
+    let path = parts.uri.path();
+    if !caller.policy.allows_resource(path) {
+        return Err(ProxyError::new(
+            ErrorCode::PermissionDenied,
+            format!("{path} is not among this account's allowed resources"),
+        ));
+    }
+    if !caller.policy.allows_ip(peer.ip()) {
+        return Err(ProxyError::new(
+            ErrorCode::PermissionDenied,
+            format!(
+                "client address {} is not among this account's allowed networks",
+                peer.ip()
+            ),
+        ));
+    }
 
     let body = read_body(body, &parts.headers, app.limits.max_request_body).await?;
     let facts = request::parse_facts(&body)?;
+    if !caller.policy.allows_model(&facts.model) {
+        return Err(ProxyError::new(
+            ErrorCode::PermissionDenied,
+            format!(
+                "model {:?} is not among this account's allowed models",
+                facts.model
+            ),
+        ));
+    }
     let provider = snapshot.route(caller.main_account(), &facts.model)?;
     let injected = request::with_stream_usage(&body, &facts)?;
     let upstream_body = match injected {

@@ -4,10 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use switchyard_core::apikey::KeyHash;
 use switchyard_core::crypto::Sealed;
 use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::model::ModelPattern;
+use switchyard_core::policy::{CreditLimit, ModelLimit, Period, Policy};
 use switchyard_core::snapshot::{
     Account, Compiled, IssuedKey, ProviderKey, ProviderKind, Snapshot, Status,
 };
@@ -35,6 +37,65 @@ pub enum DecodeError {
     Model { key: String, why: String },
     #[error("issued key {0}: hash must be 32 bytes")]
     Hash(String),
+    #[error("account {account}: policy: {why}")]
+    Policy { account: String, why: String },
+}
+
+fn parse_list<T: std::str::FromStr>(
+    list: Option<pb::StringList>,
+    field: &str,
+) -> Result<Option<Vec<T>>, String>
+where
+    T::Err: std::fmt::Display,
+{
+    list.map(|l| {
+        l.values
+            .iter()
+            .map(|v| v.parse::<T>().map_err(|e| format!("{field} {v:?}: {e}")))
+            .collect()
+    })
+    .transpose()
+}
+
+fn decode_policy(p: pb::Policy) -> Result<Policy, String> {
+    let mut model_limits = std::collections::BTreeMap::new();
+    for (pattern, limit) in p.model_limits {
+        let pattern = pattern
+            .parse::<ModelPattern>()
+            .map_err(|e| format!("model_limits {pattern:?}: {e}"))?;
+        model_limits.insert(
+            pattern,
+            ModelLimit {
+                rpm: limit.rpm,
+                tpm: limit.tpm,
+            },
+        );
+    }
+    let credit = p
+        .credit
+        .map(|c| {
+            let period = match c.period.as_str() {
+                "day" => Period::Day,
+                "month" => Period::Month,
+                other => return Err(format!("credit period {other:?}")),
+            };
+            Ok(CreditLimit {
+                limit_nanos: c.limit_nanos,
+                period,
+            })
+        })
+        .transpose()?;
+    let policy = Policy {
+        models: parse_list(p.models, "models")?,
+        resources: parse_list(p.resources, "resources")?,
+        client_cidrs: parse_list::<IpNet>(p.client_cidrs, "client_cidrs")?,
+        rpm: p.rpm,
+        key_rpm: p.key_rpm,
+        model_limits,
+        credit,
+    };
+    policy.validate().map_err(|e| e.to_string())?;
+    Ok(policy)
 }
 
 fn id<T: std::str::FromStr>(field: &'static str, value: &str) -> Result<T, DecodeError> {
@@ -65,8 +126,14 @@ pub fn decode(s: pb::Snapshot) -> Result<Snapshot, DecodeError> {
                 } else {
                     Some(id::<AccountId>("account.parent_id", &a.parent_id)?)
                 },
-                name: a.name,
                 status: status("account.status", a.status)?,
+                policy: decode_policy(a.policy.unwrap_or_default()).map_err(|why| {
+                    DecodeError::Policy {
+                        account: a.id.clone(),
+                        why,
+                    }
+                })?,
+                name: a.name,
             })
         })
         .collect::<Result<Vec<_>, DecodeError>>()?;
@@ -224,6 +291,7 @@ mod tests {
             parent_id: String::new(),
             name: "a".into(),
             status: pb::Status::Active.into(),
+            policy: None,
         };
         let good = pb::Snapshot {
             version: 1,

@@ -881,6 +881,71 @@ async fn policies_never_exceed_the_parent() {
     );
     assert_eq!(view["ancestors"], json!([main_id]));
 
+    // The data plane enforces the effective policy: model, resource, client network.
+    let call = |key: String, model: &'static str| {
+        let http = sys.http.clone();
+        let url = sys.proxy("/v1/chat/completions");
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(key)
+                .json(&json!({"model": model, "messages": []}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    wait_for_key(&sys, &child_key).await;
+    assert_eq!(call(child_key.clone(), "gpt-4o-mini").await.0, 200);
+    let (status, err) = call(child_key.clone(), "gpt-4o").await;
+    assert_eq!(status, 403, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"gpt-4o\" is not among this account's allowed models"),
+        "{err}"
+    );
+    let (_, remote) = sys
+        .post(
+            "/x-users",
+            &main_key,
+            json!({"name": "remote", "policy": {"client_cidrs": ["10.0.0.0/8"]}}),
+        )
+        .await;
+    let remote_key = remote["api_key"].as_str().unwrap().to_owned();
+    let (_, embed) = sys
+        .post(
+            "/x-users",
+            &main_key,
+            json!({"name": "embed", "policy": {"resources": ["/v1/embeddings"]}}),
+        )
+        .await;
+    let embed_key = embed["api_key"].as_str().unwrap().to_owned();
+    wait_for_key(&sys, &remote_key).await;
+    wait_for_key(&sys, &embed_key).await;
+    let (status, err) = call(remote_key, "gpt-4o").await;
+    assert_eq!(status, 403, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("client address 127.0.0.1"),
+        "{err}"
+    );
+    let (status, err) = call(embed_key, "gpt-4o").await;
+    assert_eq!(status, 403, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/v1/chat/completions is not among"),
+        "{err}"
+    );
+    assert_eq!(fake.calls(), 1);
+
     // The operator narrows the main account: the child's effective policy narrows at
     // once, its own policy is untouched.
     let (status, v) = patch(
@@ -890,6 +955,12 @@ async fn policies_never_exceed_the_parent() {
     )
     .await;
     assert_eq!(status, 200, "{v}");
+    // The data plane enforces the narrowed policy from the next snapshot on.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while call(child_key.clone(), "gpt-4o-mini").await.0 != 403 {
+        assert!(Instant::now() < deadline, "narrowed parent not enforced");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (_, view) = info(child_key.clone(), None).await;
     assert_eq!(view["effective_policy"]["models"], json!([]));
     assert_eq!(view["effective_policy"]["rpm"], 50);

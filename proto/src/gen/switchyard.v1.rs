@@ -830,7 +830,7 @@ pub struct Snapshot {
     #[prost(message, repeated, tag = "4")]
     pub provider_keys: ::prost::alloc::vec::Vec<ProviderKey>,
 }
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Account {
     #[prost(string, tag = "1")]
     pub id: ::prost::alloc::string::String,
@@ -841,6 +841,56 @@ pub struct Account {
     pub name: ::prost::alloc::string::String,
     #[prost(enumeration = "Status", tag = "4")]
     pub status: i32,
+    /// The account's own policy. Data planes intersect it along the chain, so a change
+    /// to a parent is one account's change on the wire.
+    #[prost(message, optional, tag = "5")]
+    pub policy: ::core::option::Option<Policy>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct StringList {
+    #[prost(string, repeated, tag = "1")]
+    pub values: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ModelLimit {
+    #[prost(uint32, optional, tag = "1")]
+    pub rpm: ::core::option::Option<u32>,
+    #[prost(uint64, optional, tag = "2")]
+    pub tpm: ::core::option::Option<u64>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CreditLimit {
+    #[prost(uint64, tag = "1")]
+    pub limit_nanos: u64,
+    /// `day` or `month` (UTC).
+    #[prost(string, tag = "2")]
+    pub period: ::prost::alloc::string::String,
+}
+/// A field left unset restricts nothing of its own; a set list (even empty) allows
+/// only its entries.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Policy {
+    /// Exact names and `prefix*` patterns.
+    #[prost(message, optional, tag = "1")]
+    pub models: ::core::option::Option<StringList>,
+    /// API paths and `prefix*` patterns.
+    #[prost(message, optional, tag = "2")]
+    pub resources: ::core::option::Option<StringList>,
+    /// CIDRs, v4 and v6.
+    #[prost(message, optional, tag = "3")]
+    pub client_cidrs: ::core::option::Option<StringList>,
+    #[prost(uint32, optional, tag = "4")]
+    pub rpm: ::core::option::Option<u32>,
+    #[prost(uint32, optional, tag = "5")]
+    pub key_rpm: ::core::option::Option<u32>,
+    /// Keyed by model pattern.
+    #[prost(map = "string, message", tag = "6")]
+    pub model_limits: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        ModelLimit,
+    >,
+    #[prost(message, optional, tag = "7")]
+    pub credit: ::core::option::Option<CreditLimit>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct IssuedKey {
