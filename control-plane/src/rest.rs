@@ -7,16 +7,17 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 use switchyard_core::error::{ErrorCode, openai_error_body};
 use switchyard_runtime::now_ms;
 
 use serde::Deserialize;
-use switchyard_core::ids::AccountId;
+use switchyard_core::ids::{AccountId, IssuedKeyId};
 
 use crate::service::{
-    AddProviderKey, ApiError, BillQuery, Caller, CreateAccount, Service, UpdateAccount,
+    AddProviderKey, ApiError, BillQuery, Caller, CreateAccount, NewKey, Rotate, Service,
+    UpdateAccount,
 };
 
 /// Admin and Manage bodies are small; anything larger is refused before parsing.
@@ -54,6 +55,11 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/x-users", post(create_account))
         .route("/x-users/{id}", patch(update_account))
         .route("/x-info", get(info))
+        .route("/x-users/{id}/keys", post(create_key_for))
+        .route("/x-self", get(self_view))
+        .route("/x-self/keys", post(create_own_key))
+        .route("/x-self/keys/{key}", delete(revoke_own_key))
+        .route("/x-self/rotate", post(rotate))
         .route("/x-keys", post(add_provider_key))
         .route("/x-bill", get(bill))
         .route("/healthz", get(|| async { "ok" }))
@@ -107,6 +113,89 @@ async fn bill(
     Ok(Json(service.bill(&caller, query, &today).await?))
 }
 
+/// An optional JSON body: empty means the defaults.
+fn optional_json<T: Default>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    match body {
+        Ok(Json(v)) => Ok(v),
+        Err(JsonRejection::MissingJsonContentType(_)) => Ok(T::default()),
+        Err(e) => Err(json_error(e)),
+    }
+}
+
+fn path_error(e: PathRejection) -> ApiError {
+    ApiError::new(ErrorCode::InvalidRequest, e.body_text())
+}
+
+fn key_id(text: &str) -> Result<IssuedKeyId, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("{text:?} is not a key id"),
+        )
+    })
+}
+
+async fn self_view(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let caller = caller(&service, &headers).await?;
+    Ok(Json(service.self_view(&caller, now_ms()).await?))
+}
+
+async fn create_own_key(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    body: Result<Json<NewKey>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let caller = caller(&service, &headers).await?;
+    let req = optional_json(body)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(service.create_key(&caller, None, req, now_ms()).await?),
+    ))
+}
+
+async fn create_key_for(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<Json<NewKey>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let caller = caller(&service, &headers).await?;
+    let Path(id) = id.map_err(path_error)?;
+    let id = account_id(&id)?;
+    let req = optional_json(body)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(service.create_key(&caller, Some(id), req, now_ms()).await?),
+    ))
+}
+
+async fn revoke_own_key(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    key: Result<Path<String>, PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let caller = caller(&service, &headers).await?;
+    let Path(key) = key.map_err(path_error)?;
+    service.revoke_key(&caller, key_id(&key)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rotate(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    body: Result<Json<Rotate>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let caller = caller(&service, &headers).await?;
+    let req = optional_json(body)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(service.rotate(&caller, req, now_ms()).await?),
+    ))
+}
+
 fn account_id(text: &str) -> Result<AccountId, ApiError> {
     text.parse().map_err(|_| {
         ApiError::new(
@@ -123,7 +212,7 @@ async fn update_account(
     body: Result<Json<UpdateAccount>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let caller = caller(&service, &headers).await?;
-    let Path(id) = id.map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.body_text()))?;
+    let Path(id) = id.map_err(path_error)?;
     let id = account_id(&id)?;
     let Json(req) = body.map_err(json_error)?;
     Ok(Json(service.update_account(&caller, id, req).await?))

@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use switchyard_core::apikey::KeyHash;
 use switchyard_core::crypto::Sealed;
-use switchyard_core::ids::AccountId;
+use switchyard_core::ids::{AccountId, IssuedKeyId};
 use switchyard_core::model::ModelPattern;
 use switchyard_core::policy::Policy;
 use switchyard_core::snapshot::{Account, IssuedKey, ProviderKey, ProviderKind, Snapshot, Status};
@@ -90,6 +90,79 @@ impl Store {
         to_u64(row.try_get::<i64, _>(0)?)
     }
 
+    /// Another key for an account; with `retire`, the key that key replaces expires at
+    /// the given time (now for an immediate stop) in the same transaction.
+    pub async fn add_issued_key(
+        &self,
+        key: &IssuedKeyRecord,
+        retire: Option<(IssuedKeyId, i64)>,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.db.pool.begin().await?;
+        insert_issued_key(&mut tx, key).await?;
+        if let Some((old, at)) = retire {
+            // Never lengthen a key's life: keep an earlier expiry if it has one.
+            sqlx::query(
+                "UPDATE issued_keys SET expires_at = CASE WHEN expires_at IS NOT NULL AND expires_at < $1 \
+                 THEN expires_at ELSE $2 END WHERE id = $3 AND account_id = $4",
+            )
+            .bind(at)
+            .bind(at)
+            .bind(old.to_string())
+            .bind(key.key.account.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let revision = bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(revision)
+    }
+
+    /// The issued keys of an account, oldest first.
+    pub async fn issued_keys(
+        &self,
+        account: AccountId,
+    ) -> Result<Vec<IssuedKeyRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, account_id, hash, status, expires_at, tail, created_at FROM issued_keys \
+             WHERE account_id = $1 ORDER BY created_at, id",
+        )
+        .bind(account.to_string())
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(IssuedKeyRecord {
+                    key: key_at(r, 0)?,
+                    tail: r.try_get(5)?,
+                    created_at_ms: r.try_get(6)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Revoke one key of an account.
+    pub async fn revoke_key(
+        &self,
+        account: AccountId,
+        key: IssuedKeyId,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.db.pool.begin().await?;
+        let changed =
+            sqlx::query("UPDATE issued_keys SET status = $1 WHERE id = $2 AND account_id = $3")
+                .bind(Status::Disabled.as_str())
+                .bind(key.to_string())
+                .bind(account.to_string())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::NotFound("key"));
+        }
+        let revision = bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(revision)
+    }
+
     /// Create an account and its first issued key, atomically.
     pub async fn create_account(
         &self,
@@ -163,14 +236,7 @@ impl Store {
         .fetch_optional(&self.db.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let key = IssuedKey {
-            id: parse_id(&row.try_get::<String, _>(0)?)?,
-            account: parse_id(&row.try_get::<String, _>(1)?)?,
-            hash: parse_hash(&row.try_get::<String, _>(2)?)?,
-            status: parse_status(&row.try_get::<String, _>(3)?)?,
-            expires_at_ms: row.try_get::<Option<i64>, _>(4)?,
-        };
-        Ok(Some((key, account_at(&row, 5)?)))
+        Ok(Some((key_at(&row, 0)?, account_at(&row, 5)?)))
     }
 
     /// The ancestors of an account, nearest first (empty for a main account).
@@ -280,15 +346,7 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await?
                 .iter()
-                .map(|r| {
-                    Ok(IssuedKey {
-                        id: parse_id(&r.try_get::<String, _>(0)?)?,
-                        account: parse_id(&r.try_get::<String, _>(1)?)?,
-                        hash: parse_hash(&r.try_get::<String, _>(2)?)?,
-                        status: parse_status(&r.try_get::<String, _>(3)?)?,
-                        expires_at_ms: r.try_get::<Option<i64>, _>(4)?,
-                    })
-                })
+                .map(|r| key_at(r, 0))
                 .collect::<Result<Vec<_>, StoreError>>()?;
         let provider_keys = sqlx::query(
             "SELECT id, owner_id, kind, base_url, secret_key_id, secret_blob, level, models, weight, status FROM provider_keys",
@@ -345,6 +403,17 @@ fn record_from_row(row: &AnyRow) -> Result<AccountRecord, StoreError> {
     Ok(AccountRecord {
         account: account_from_row(row)?,
         created_at_ms: row.try_get(5)?,
+    })
+}
+
+/// Columns from `at`: id, account_id, hash, status, expires_at.
+fn key_at(row: &AnyRow, at: usize) -> Result<IssuedKey, StoreError> {
+    Ok(IssuedKey {
+        id: parse_id(&row.try_get::<String, _>(at)?)?,
+        account: parse_id(&row.try_get::<String, _>(at + 1)?)?,
+        hash: parse_hash(&row.try_get::<String, _>(at + 2)?)?,
+        status: parse_status(&row.try_get::<String, _>(at + 3)?)?,
+        expires_at_ms: row.try_get::<Option<i64>, _>(at + 4)?,
     })
 }
 

@@ -1076,3 +1076,205 @@ async fn policies_never_exceed_the_parent() {
     let (status, _) = info(sibling_key, None).await;
     assert_eq!(status, 403);
 }
+
+/// Several keys per account, expiry, revocation, and rotation with and without an
+/// overlap window, seen by the Manage API and by the data plane.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issued_keys_rotate_expire_and_revoke() {
+    let sys = start_system(32 * 1024).await;
+    let fake = FakeUpstream::start(None).await.unwrap();
+    let (_, main) = sys
+        .post("/x-users", &sys.root, json!({"name": "acme"}))
+        .await;
+    let main_key = main["api_key"].as_str().unwrap().to_owned();
+    sys.post(
+        "/x-keys",
+        &main_key,
+        json!({"provider": "openai", "base_url": fake.base_url(), "secret": "sk-abc-123456789", "models": ["*"]}),
+    )
+    .await;
+    let (_, child) = sys
+        .post("/x-users", &main_key, json!({"name": "team"}))
+        .await;
+    let child_id = child["account"]["id"].as_str().unwrap().to_owned();
+    let (_, sibling) = sys
+        .post("/x-users", &main_key, json!({"name": "other"}))
+        .await;
+    let sibling_key = sibling["api_key"].as_str().unwrap().to_owned();
+    let proxy_status = |key: String| {
+        let http = sys.http.clone();
+        let url = sys.proxy("/v1/chat/completions");
+        async move {
+            http.post(url)
+                .bearer_auth(key)
+                .json(&chat("hi", false))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let eventually = |key: String, want: u16| async move {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = proxy_status(key.clone()).await;
+            if got == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "expected {want}, still {got}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+
+    // A second key, then its revocation.
+    let (status, extra) = sys.post("/x-self/keys", &main_key, json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{extra}");
+    let extra_key = extra["api_key"].as_str().unwrap().to_owned();
+    let extra_id = extra["key"]["id"].as_str().unwrap().to_owned();
+    assert!(apikey::is_well_formed(&extra_key));
+    eventually(extra_key.clone(), 200).await;
+    let me: Value = sys
+        .http
+        .get(sys.admin("/x-self"))
+        .bearer_auth(&main_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["keys"].as_array().unwrap().len(), 2);
+    assert_eq!(me["keys"][0]["in_use"], true);
+    assert_eq!(me["account"]["name"], "acme");
+    assert!(
+        !me.to_string().contains(&extra_key),
+        "a listed key shows only its tail"
+    );
+    let r = sys
+        .http
+        .delete(sys.admin(&format!("/x-self/keys/{extra_id}")))
+        .bearer_auth(&main_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    eventually(extra_key.clone(), 401).await;
+    let r = sys
+        .http
+        .get(sys.admin("/x-self"))
+        .bearer_auth(&extra_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // A key that expires: refused once the time has passed.
+    let soon = switchyard_core::time::parse_utc_day("2000-01-01").unwrap();
+    let (status, _) = sys
+        .post(
+            "/x-self/keys",
+            &main_key,
+            json!({"expires_at_unix_ms": soon}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 400);
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let (status, short) = sys
+        .post(
+            "/x-self/keys",
+            &main_key,
+            json!({"expires_at_unix_ms": now_ms + 3000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{short}");
+    let short_key = short["api_key"].as_str().unwrap().to_owned();
+    eventually(short_key.clone(), 200).await;
+    eventually(short_key.clone(), 401).await;
+
+    // A parent issues a key for its child; a sibling cannot.
+    let (status, issued) = sys
+        .post(&format!("/x-users/{child_id}/keys"), &main_key, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    eventually(issued["api_key"].as_str().unwrap().to_owned(), 200).await;
+    let (status, _) = sys
+        .post(
+            &format!("/x-users/{child_id}/keys"),
+            &sibling_key,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 404);
+
+    // Rotation with an overlap: both keys work for now.
+    let (status, rotated) = sys
+        .post("/x-self/rotate", &main_key, json!({"overlap_seconds": 600}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rotated}");
+    let new_key = rotated["api_key"].as_str().unwrap().to_owned();
+    eventually(new_key.clone(), 200).await;
+    assert_eq!(proxy_status(main_key.clone()).await, 200);
+    // Rotation without one: the key used stops at once, on the Manage API and, with the
+    // next snapshot, on the proxy.
+    let (status, again) = sys.post("/x-self/rotate", &new_key, json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{again}");
+    let newest = again["api_key"].as_str().unwrap().to_owned();
+    let r = sys
+        .http
+        .get(sys.admin("/x-self"))
+        .bearer_auth(&new_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    eventually(new_key.clone(), 401).await;
+    eventually(newest.clone(), 200).await;
+
+    // Bad input changes nothing.
+    let revision = sys.count("control", "SELECT revision FROM config_revision");
+    for (path, body) in [
+        ("/x-self/rotate", json!({"overlap_seconds": 99_999_999})),
+        ("/x-self/rotate", json!({"overlap": 5})),
+        ("/x-self/keys", json!({"expires_at_unix_ms": "tomorrow"})),
+    ] {
+        let (status, v) = sys.post(path, &newest, body.clone()).await;
+        assert_eq!(status.as_u16(), 400, "{path} {body} → {v}");
+    }
+    for (path, key, want) in [
+        ("/x-self/keys/not-a-key".to_owned(), newest.clone(), 400u16),
+        (
+            format!("/x-self/keys/{}", switchyard_core::ids::IssuedKeyId::new()),
+            newest.clone(),
+            404,
+        ),
+        (format!("/x-self/keys/{extra_id}"), sibling_key.clone(), 404),
+    ] {
+        let r = sys
+            .http
+            .delete(sys.admin(&path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), want, "{path}");
+    }
+    let r = sys
+        .http
+        .get(sys.admin("/x-self"))
+        .bearer_auth(&sys.root)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        sys.count("control", "SELECT revision FROM config_revision"),
+        revision
+    );
+}
