@@ -13,11 +13,11 @@ use switchyard_core::error::{ErrorCode, openai_error_body};
 use switchyard_runtime::now_ms;
 
 use serde::Deserialize;
-use switchyard_core::ids::{AccountId, IssuedKeyId};
+use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 
 use crate::service::{
     AddProviderKey, ApiError, BillQuery, Caller, CreateAccount, NewKey, Rotate, Service,
-    UpdateAccount,
+    UpdateAccount, UpdateProviderKey,
 };
 
 /// Admin and Manage bodies are small; anything larger is refused before parsing.
@@ -60,7 +60,13 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/x-self/keys", post(create_own_key))
         .route("/x-self/keys/{key}", delete(revoke_own_key))
         .route("/x-self/rotate", post(rotate))
-        .route("/x-keys", post(add_provider_key))
+        .route("/x-keys", post(add_provider_key).get(list_provider_keys))
+        .route(
+            "/x-keys/{id}",
+            get(get_provider_key)
+                .patch(update_provider_key)
+                .delete(delete_provider_key),
+        )
         .route("/x-bill", get(bill))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
@@ -111,6 +117,59 @@ async fn bill(
     let Query(query) = query.map_err(query_error)?;
     let today = switchyard_core::time::utc_day(now_ms());
     Ok(Json(service.bill(&caller, query, &today).await?))
+}
+
+fn provider_key_id(id: Result<Path<String>, PathRejection>) -> Result<ProviderKeyId, ApiError> {
+    let Path(text) = id.map_err(path_error)?;
+    text.parse().map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("{text:?} is not a provider key id"),
+        )
+    })
+}
+
+async fn list_provider_keys(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let caller = caller(&service, &headers).await?;
+    Ok(Json(service.provider_keys(&caller).await?))
+}
+
+async fn get_provider_key(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let caller = caller(&service, &headers).await?;
+    Ok(Json(
+        service.provider_key(&caller, provider_key_id(id)?).await?,
+    ))
+}
+
+async fn update_provider_key(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    body: Result<Json<UpdateProviderKey>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let caller = caller(&service, &headers).await?;
+    let id = provider_key_id(id)?;
+    let Json(req) = body.map_err(json_error)?;
+    Ok(Json(service.update_provider_key(&caller, id, req).await?))
+}
+
+async fn delete_provider_key(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let caller = caller(&service, &headers).await?;
+    service
+        .delete_provider_key(&caller, provider_key_id(id)?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// An optional JSON body: empty means the defaults.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use switchyard_core::apikey::{self, KeyHash};
-use switchyard_core::crypto::Keyring;
+use switchyard_core::crypto::{Keyring, Sealed};
 use switchyard_core::error::ErrorCode;
 use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::model::ModelPattern;
@@ -149,6 +149,26 @@ pub struct AddProviderKey {
     pub weight: Option<u32>,
 }
 
+/// `PATCH /x-keys/{id}`: every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProviderKey {
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+    #[serde(default)]
+    pub level: Option<u32>,
+    #[serde(default)]
+    pub weight: Option<u32>,
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct ProviderKeyView {
     pub id: ProviderKeyId,
@@ -159,6 +179,8 @@ pub struct ProviderKeyView {
     pub level: u32,
     pub weight: u32,
     pub status: &'static str,
+    /// What data planes last reported: `unknown`, `healthy` or `unhealthy`.
+    pub health: String,
     pub created_at_unix_ms: i64,
 }
 
@@ -578,6 +600,32 @@ impl Service {
         })
     }
 
+    /// The main account whose provider keys the caller manages.
+    fn key_owner(caller: &Caller) -> Result<AccountId, ApiError> {
+        match caller {
+            Caller::Root => Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                "the operator holds no provider keys; call with a main account's key",
+            )),
+            Caller::Account { account, .. } if account.parent.is_some() => Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                "only a main account manages provider keys",
+            )),
+            Caller::Account { account, .. } => Ok(account.id),
+        }
+    }
+
+    /// Seal a secret for the provider key `id`. The record's id is the associated
+    /// data: a sealed secret moved onto another record does not open.
+    fn seal(&self, id: ProviderKeyId, secret: &str) -> Result<Sealed, ApiError> {
+        self.keyring
+            .seal(secret.as_bytes(), id.0.as_bytes())
+            .map_err(|e| {
+                tracing::error!(error = %e, "sealing a provider secret failed");
+                ApiError::new(ErrorCode::Internal, "internal error")
+            })
+    }
+
     /// `POST /x-keys`: an upstream provider key for the caller's main account.
     pub async fn add_provider_key(
         &self,
@@ -585,84 +633,127 @@ impl Service {
         req: AddProviderKey,
         now_ms: i64,
     ) -> Result<ProviderKeyView, ApiError> {
-        let owner = match caller {
-            Caller::Root => {
-                return Err(ApiError::new(
-                    ErrorCode::PermissionDenied,
-                    "the operator holds no provider keys; call with a main account's key",
-                ));
-            }
-            Caller::Account { account, .. } if account.parent.is_some() => {
-                return Err(ApiError::new(
-                    ErrorCode::PermissionDenied,
-                    "only a main account can add provider keys",
-                ));
-            }
-            Caller::Account { account, .. } => account.id,
-        };
-        let kind = ProviderKind::parse(&req.provider).ok_or_else(|| {
-            ApiError::invalid(format!(
-                "provider must be \"openai\" or \"anthropic\", not {:?}",
-                req.provider
-            ))
-        })?;
-        let base_url = validate_base_url(&req.base_url, self.options.allow_private_upstreams)?;
-        let secret = req.secret.trim();
-        if secret.is_empty() || secret.len() > MAX_SECRET || secret.chars().any(char::is_control) {
-            return Err(ApiError::invalid(format!(
-                "secret must be 1-{MAX_SECRET} printable characters"
-            )));
-        }
-        if req.models.is_empty() || req.models.len() > MAX_MODELS {
-            return Err(ApiError::invalid(format!(
-                "models must list 1-{MAX_MODELS} names or `prefix*` patterns"
-            )));
-        }
-        let models = req
-            .models
-            .iter()
-            .map(|m| {
-                m.parse::<ModelPattern>()
-                    .map_err(|e| ApiError::invalid(format!("models: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let level = req.level.unwrap_or(1);
-        if level > MAX_LEVEL {
-            return Err(ApiError::invalid(format!("level must be 0-{MAX_LEVEL}")));
-        }
-        let weight = req.weight.unwrap_or(1);
-        if weight == 0 || weight > MAX_WEIGHT {
-            return Err(ApiError::invalid(format!("weight must be 1-{MAX_WEIGHT}")));
-        }
+        let owner = Self::key_owner(caller)?;
+        let secret = validate_secret(&req.secret)?;
         let id = ProviderKeyId::new();
-        // The record's id is the associated data: a sealed secret moved onto another
-        // record does not open.
-        let sealed = self
-            .keyring
-            .seal(secret.as_bytes(), id.0.as_bytes())
-            .map_err(|e| {
-                tracing::error!(error = %e, "sealing a provider secret failed");
-                ApiError::new(ErrorCode::Internal, "internal error")
-            })?;
         let record = ProviderKeyRecord {
             key: ProviderKey {
                 id,
                 owner,
-                kind,
-                base_url,
-                secret: sealed,
-                level,
-                models,
-                weight,
+                kind: validate_kind(&req.provider)?,
+                base_url: validate_base_url(&req.base_url, self.options.allow_private_upstreams)?,
+                secret: self.seal(id, secret)?,
+                level: validate_level(req.level.unwrap_or(1))?,
+                models: validate_models(&req.models)?,
+                weight: validate_weight(req.weight.unwrap_or(1))?,
                 status: Status::Active,
             },
             secret_hint: secret_hint(secret),
+            health: "unknown".to_owned(),
             created_at_ms: now_ms,
         };
         let revision = self.store.add_provider_key(&record).await?;
         self.publisher.changed(revision);
         tracing::info!(provider_key = %id, owner = %owner, revision, "provider key added");
         Ok(provider_view(&record))
+    }
+
+    /// `GET /x-keys`.
+    pub async fn provider_keys(&self, caller: &Caller) -> Result<Vec<ProviderKeyView>, ApiError> {
+        let owner = Self::key_owner(caller)?;
+        Ok(self
+            .store
+            .provider_keys(owner)
+            .await?
+            .iter()
+            .map(provider_view)
+            .collect())
+    }
+
+    async fn owned_provider_key(
+        &self,
+        caller: &Caller,
+        id: ProviderKeyId,
+    ) -> Result<ProviderKeyRecord, ApiError> {
+        let owner = Self::key_owner(caller)?;
+        self.store.provider_key(owner, id).await?.ok_or_else(|| {
+            ApiError::new(ErrorCode::NotFound, format!("provider key {id} not found"))
+        })
+    }
+
+    /// `GET /x-keys/{id}`.
+    pub async fn provider_key(
+        &self,
+        caller: &Caller,
+        id: ProviderKeyId,
+    ) -> Result<ProviderKeyView, ApiError> {
+        Ok(provider_view(&self.owned_provider_key(caller, id).await?))
+    }
+
+    /// `PATCH /x-keys/{id}`: change any setting; a new secret is sealed anew.
+    pub async fn update_provider_key(
+        &self,
+        caller: &Caller,
+        id: ProviderKeyId,
+        req: UpdateProviderKey,
+    ) -> Result<ProviderKeyView, ApiError> {
+        let mut record = self.owned_provider_key(caller, id).await?;
+        let k = &mut record.key;
+        let mut changed = false;
+        if let Some(kind) = &req.provider {
+            k.kind = validate_kind(kind)?;
+            changed = true;
+        }
+        if let Some(url) = &req.base_url {
+            k.base_url = validate_base_url(url, self.options.allow_private_upstreams)?;
+            changed = true;
+        }
+        if let Some(models) = &req.models {
+            k.models = validate_models(models)?;
+            changed = true;
+        }
+        if let Some(level) = req.level {
+            k.level = validate_level(level)?;
+            changed = true;
+        }
+        if let Some(weight) = req.weight {
+            k.weight = validate_weight(weight)?;
+            changed = true;
+        }
+        if let Some(status) = &req.status {
+            k.status = Status::parse(status).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "status must be \"active\" or \"disabled\", not {status:?}"
+                ))
+            })?;
+            changed = true;
+        }
+        if let Some(secret) = &req.secret {
+            let secret = validate_secret(secret)?;
+            k.secret = self.seal(id, secret)?;
+            record.secret_hint = secret_hint(secret);
+            changed = true;
+        }
+        if !changed {
+            return Err(ApiError::invalid("nothing to change"));
+        }
+        let revision = self.store.update_provider_key(&record).await?;
+        self.publisher.changed(revision);
+        tracing::info!(provider_key = %id, revision, "provider key updated");
+        Ok(provider_view(&record))
+    }
+
+    /// `DELETE /x-keys/{id}`.
+    pub async fn delete_provider_key(
+        &self,
+        caller: &Caller,
+        id: ProviderKeyId,
+    ) -> Result<(), ApiError> {
+        let owner = Self::key_owner(caller)?;
+        let revision = self.store.delete_provider_key(owner, id).await?;
+        self.publisher.changed(revision);
+        tracing::info!(provider_key = %id, revision, "provider key deleted");
+        Ok(())
     }
 
     /// `GET /x-bill`: rollups of the caller and its descendants.
@@ -813,8 +904,56 @@ fn provider_view(r: &ProviderKeyRecord) -> ProviderKeyView {
         level: r.key.level,
         weight: r.key.weight,
         status: r.key.status.as_str(),
+        health: r.health.clone(),
         created_at_unix_ms: r.created_at_ms,
     }
+}
+
+fn validate_kind(text: &str) -> Result<ProviderKind, ApiError> {
+    ProviderKind::parse(text).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "provider must be \"openai\" or \"anthropic\", not {text:?}"
+        ))
+    })
+}
+
+fn validate_secret(secret: &str) -> Result<&str, ApiError> {
+    let secret = secret.trim();
+    if secret.is_empty() || secret.len() > MAX_SECRET || secret.chars().any(char::is_control) {
+        return Err(ApiError::invalid(format!(
+            "secret must be 1-{MAX_SECRET} printable characters"
+        )));
+    }
+    Ok(secret)
+}
+
+fn validate_models(models: &[String]) -> Result<Vec<ModelPattern>, ApiError> {
+    if models.is_empty() || models.len() > MAX_MODELS {
+        return Err(ApiError::invalid(format!(
+            "models must list 1-{MAX_MODELS} names or `prefix*` patterns"
+        )));
+    }
+    models
+        .iter()
+        .map(|m| {
+            m.parse::<ModelPattern>()
+                .map_err(|e| ApiError::invalid(format!("models: {e}")))
+        })
+        .collect()
+}
+
+fn validate_level(level: u32) -> Result<u32, ApiError> {
+    if level > MAX_LEVEL {
+        return Err(ApiError::invalid(format!("level must be 0-{MAX_LEVEL}")));
+    }
+    Ok(level)
+}
+
+fn validate_weight(weight: u32) -> Result<u32, ApiError> {
+    if weight == 0 || weight > MAX_WEIGHT {
+        return Err(ApiError::invalid(format!("weight must be 1-{MAX_WEIGHT}")));
+    }
+    Ok(weight)
 }
 
 fn validate_name(name: &str) -> Result<String, ApiError> {

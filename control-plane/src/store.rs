@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use switchyard_core::apikey::KeyHash;
 use switchyard_core::crypto::Sealed;
-use switchyard_core::ids::{AccountId, IssuedKeyId};
+use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::model::ModelPattern;
 use switchyard_core::policy::Policy;
 use switchyard_core::snapshot::{Account, IssuedKey, ProviderKey, ProviderKind, Snapshot, Status};
@@ -55,6 +55,8 @@ pub struct ProviderKeyRecord {
     pub key: ProviderKey,
     /// The last characters of the secret, for recognition.
     pub secret_hint: String,
+    /// What data planes last reported: `unknown`, `healthy` or `unhealthy`.
+    pub health: String,
     pub created_at_ms: i64,
 }
 
@@ -194,11 +196,90 @@ impl Store {
         Ok(revision)
     }
 
+    /// The provider keys of a main account, oldest first.
+    pub async fn provider_keys(
+        &self,
+        owner: AccountId,
+    ) -> Result<Vec<ProviderKeyRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, owner_id, kind, base_url, secret_key_id, secret_blob, level, models, weight, status, secret_hint, health, created_at \
+             FROM provider_keys WHERE owner_id = $1 ORDER BY created_at, id",
+        )
+        .bind(owner.to_string())
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter().map(provider_record_from_row).collect()
+    }
+
+    pub async fn provider_key(
+        &self,
+        owner: AccountId,
+        id: ProviderKeyId,
+    ) -> Result<Option<ProviderKeyRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, owner_id, kind, base_url, secret_key_id, secret_blob, level, models, weight, status, secret_hint, health, created_at \
+             FROM provider_keys WHERE owner_id = $1 AND id = $2",
+        )
+        .bind(owner.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&self.db.pool)
+        .await?;
+        row.as_ref().map(provider_record_from_row).transpose()
+    }
+
+    /// Replace a provider key's settings (its id, owner and creation time stay).
+    pub async fn update_provider_key(&self, record: &ProviderKeyRecord) -> Result<u64, StoreError> {
+        let k = &record.key;
+        let mut tx = self.db.pool.begin().await?;
+        let changed = sqlx::query(
+            "UPDATE provider_keys SET kind = $1, base_url = $2, secret_key_id = $3, secret_blob = $4, secret_hint = $5, \
+             level = $6, models = $7, weight = $8, status = $9 WHERE id = $10 AND owner_id = $11",
+        )
+        .bind(k.kind.as_str())
+        .bind(k.base_url.clone())
+        .bind(k.secret.key_id.clone())
+        .bind(k.secret.blob.clone())
+        .bind(record.secret_hint.clone())
+        .bind(i64::from(k.level))
+        .bind(models_json(&k.models)?)
+        .bind(i64::from(k.weight))
+        .bind(k.status.as_str())
+        .bind(k.id.to_string())
+        .bind(k.owner.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::NotFound("provider key"));
+        }
+        let revision = bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(revision)
+    }
+
+    pub async fn delete_provider_key(
+        &self,
+        owner: AccountId,
+        id: ProviderKeyId,
+    ) -> Result<u64, StoreError> {
+        let mut tx = self.db.pool.begin().await?;
+        let changed = sqlx::query("DELETE FROM provider_keys WHERE id = $1 AND owner_id = $2")
+            .bind(id.to_string())
+            .bind(owner.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if changed == 0 {
+            return Err(StoreError::NotFound("provider key"));
+        }
+        let revision = bump(&mut tx).await?;
+        tx.commit().await?;
+        Ok(revision)
+    }
+
     pub async fn add_provider_key(&self, record: &ProviderKeyRecord) -> Result<u64, StoreError> {
         let k = &record.key;
-        let models =
-            serde_json::to_string(&k.models.iter().map(ToString::to_string).collect::<Vec<_>>())
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let models = models_json(&k.models)?;
         let mut tx = self.db.pool.begin().await?;
         sqlx::query(
             "INSERT INTO provider_keys (id, owner_id, kind, base_url, secret_key_id, secret_blob, secret_hint, level, models, weight, status, created_at) \
@@ -435,6 +516,20 @@ fn account_at(row: &AnyRow, at: usize) -> Result<Account, StoreError> {
         status: parse_status(&row.try_get::<String, _>(at + 3)?)?,
         policy: serde_json::from_str(&policy)
             .map_err(|e| StoreError::Corrupt(format!("policy: {e}")))?,
+    })
+}
+
+fn models_json(models: &[ModelPattern]) -> Result<String, StoreError> {
+    serde_json::to_string(models).map_err(|e| StoreError::Corrupt(format!("models: {e}")))
+}
+
+/// Columns: the provider columns, then secret_hint, health, created_at.
+fn provider_record_from_row(row: &AnyRow) -> Result<ProviderKeyRecord, StoreError> {
+    Ok(ProviderKeyRecord {
+        key: provider_from_row(row)?,
+        secret_hint: row.try_get(10)?,
+        health: row.try_get(11)?,
+        created_at_ms: row.try_get(12)?,
     })
 }
 

@@ -17,6 +17,7 @@ use switchyard_core::snapshot::{Account, Compiled, IssuedKey, ProviderKey, Provi
 switchyard_tests::every_backend!(
     account_tree,
     updates_and_policies,
+    provider_key_lifecycle,
     provider_keys_stay_sealed,
     failed_writes_change_nothing
 );
@@ -140,6 +141,7 @@ async fn provider_keys_stay_sealed(url: &str) {
             status: Status::Active,
         },
         secret_hint: "****cret".into(),
+        health: "unknown".into(),
         created_at_ms: 5,
     };
     store.add_provider_key(&record).await.unwrap();
@@ -236,4 +238,97 @@ async fn updates_and_policies(url: &str) {
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)));
     assert_eq!(store.revision().await.unwrap(), revision);
+}
+
+async fn provider_key_lifecycle(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    let ring = Keyring::parse(&Keyring::generate_spec("k1")).unwrap();
+    let main = account(None, "main");
+    let other = account(None, "other");
+    for a in [&main, &other] {
+        store.create_account(a, &key_for(a).0).await.unwrap();
+    }
+    let id = ProviderKeyId::new();
+    let mut record = ProviderKeyRecord {
+        key: ProviderKey {
+            id,
+            owner: main.account.id,
+            kind: ProviderKind::OpenAi,
+            base_url: "https://api.example.com/v1".into(),
+            secret: ring.seal(b"first", id.0.as_bytes()).unwrap(),
+            level: 1,
+            models: vec!["gpt*".parse().unwrap()],
+            weight: 1,
+            status: Status::Active,
+        },
+        secret_hint: "****irst".into(),
+        health: "unknown".into(),
+        created_at_ms: 1,
+    };
+    store.add_provider_key(&record).await.unwrap();
+    assert_eq!(store.provider_keys(main.account.id).await.unwrap().len(), 1);
+    assert!(
+        store
+            .provider_keys(other.account.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .provider_key(other.account.id, id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    record.key.secret = ring.seal(b"second", id.0.as_bytes()).unwrap();
+    record.key.models = vec!["claude*".parse().unwrap()];
+    record.key.status = Status::Disabled;
+    record.key.level = 3;
+    store.update_provider_key(&record).await.unwrap();
+    let loaded = store
+        .provider_key(main.account.id, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(loaded.key, record.key);
+    assert_eq!(
+        &ring.open(&loaded.key.secret, id.0.as_bytes()).unwrap()[..],
+        b"second"
+    );
+
+    // Another owner can neither change nor delete it.
+    let revision = store.revision().await.unwrap();
+    let mut foreign = record.clone();
+    foreign.key.owner = other.account.id;
+    assert!(matches!(
+        store.update_provider_key(&foreign).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.delete_provider_key(other.account.id, id).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.revision().await.unwrap(), revision);
+
+    store
+        .delete_provider_key(main.account.id, id)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .provider_keys(main.account.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .load_snapshot()
+            .await
+            .unwrap()
+            .provider_keys
+            .is_empty()
+    );
 }

@@ -1278,3 +1278,219 @@ async fn issued_keys_rotate_expire_and_revoke() {
         revision
     );
 }
+
+/// Provider keys: list, get, update (a new secret reaches the upstream), disable,
+/// delete; only the owning main account sees them; the secret never comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_keys_lifecycle() {
+    let sys = start_system(32 * 1024).await;
+    let fake = FakeUpstream::start(None).await.unwrap();
+    let (_, main) = sys
+        .post("/x-users", &sys.root, json!({"name": "acme"}))
+        .await;
+    let main_key = main["api_key"].as_str().unwrap().to_owned();
+    let (_, other) = sys
+        .post("/x-users", &sys.root, json!({"name": "other"}))
+        .await;
+    let other_key = other["api_key"].as_str().unwrap().to_owned();
+    let (_, child) = sys
+        .post("/x-users", &main_key, json!({"name": "team"}))
+        .await;
+    let child_key = child["api_key"].as_str().unwrap().to_owned();
+    let (status, pk) = sys
+        .post(
+            "/x-keys",
+            &main_key,
+            json!({"provider": "openai", "base_url": fake.base_url(), "secret": "sk-first-secret-0001", "models": ["gpt*"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = pk["id"].as_str().unwrap().to_owned();
+    assert_eq!(pk["health"], "unknown");
+    let send = |method: reqwest::Method, path: String, key: String, body: Option<Value>| {
+        let http = sys.http.clone();
+        let url = sys.admin(&path);
+        async move {
+            let mut req = http.request(method, url).bearer_auth(key);
+            if let Some(body) = body {
+                req = req.json(&body);
+            }
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    use reqwest::Method;
+
+    let (status, list) = send(Method::GET, "/x-keys".into(), main_key.clone(), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert!(!list.to_string().contains("sk-first-secret"));
+    let (status, one) = send(Method::GET, format!("/x-keys/{id}"), main_key.clone(), None).await;
+    assert_eq!(
+        (status, one["secret_hint"].as_str()),
+        (200, Some("****0001"))
+    );
+    assert_eq!(
+        send(Method::GET, "/x-keys".into(), child_key.clone(), None)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        send(
+            Method::GET,
+            format!("/x-keys/{id}"),
+            other_key.clone(),
+            None
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        send(
+            Method::PATCH,
+            format!("/x-keys/{id}"),
+            other_key.clone(),
+            Some(json!({"level": 2}))
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        send(
+            Method::DELETE,
+            format!("/x-keys/{id}"),
+            other_key.clone(),
+            None
+        )
+        .await
+        .0,
+        404
+    );
+
+    // A new secret reaches the upstream with the next snapshot.
+    wait_for_key(&sys, &main_key).await;
+    let call = || {
+        let http = sys.http.clone();
+        let url = sys.proxy("/v1/chat/completions");
+        let key = main_key.clone();
+        async move {
+            http.post(url)
+                .bearer_auth(key)
+                .json(&chat("hi", false))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(call().await, 200);
+    let (status, v) = send(
+        Method::PATCH,
+        format!("/x-keys/{id}"),
+        main_key.clone(),
+        Some(json!({"secret": "sk-second-secret-0002", "level": 2})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["secret_hint"].as_str(), v["level"].as_u64()),
+        (Some("****0002"), Some(2))
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert_eq!(call().await, 200);
+        let last = fake
+            .observed()
+            .authorizations
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap();
+        if last == "Bearer sk-second-secret-0002" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new secret never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Bad updates change nothing.
+    let revision = sys.count("control", "SELECT revision FROM config_revision");
+    for body in [
+        json!({}),
+        json!({"status": "paused"}),
+        json!({"models": []}),
+        json!({"models": ["a*b"]}),
+        json!({"weight": 0}),
+        json!({"secret": "  "}),
+        json!({"base_url": "ftp://x"}),
+        json!({"provider": "cohere"}),
+        json!({"colour": "red"}),
+    ] {
+        let (status, v) = send(
+            Method::PATCH,
+            format!("/x-keys/{id}"),
+            main_key.clone(),
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(status, 400, "{body} → {v}");
+    }
+    assert_eq!(
+        send(Method::GET, "/x-keys/nope".into(), main_key.clone(), None)
+            .await
+            .0,
+        400
+    );
+    assert_eq!(
+        sys.count("control", "SELECT revision FROM config_revision"),
+        revision
+    );
+
+    // Disabled: nothing serves the model any more; deleted: gone.
+    let (status, _) = send(
+        Method::PATCH,
+        format!("/x-keys/{id}"),
+        main_key.clone(),
+        Some(json!({"status": "disabled"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while call().await != 404 {
+        assert!(
+            Instant::now() < deadline,
+            "a disabled provider key still serves"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        send(
+            Method::DELETE,
+            format!("/x-keys/{id}"),
+            main_key.clone(),
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(
+        send(Method::GET, format!("/x-keys/{id}"), main_key.clone(), None)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        sys.count("control", "SELECT count(*) FROM provider_keys"),
+        0
+    );
+}
