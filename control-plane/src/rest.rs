@@ -16,8 +16,8 @@ use serde::Deserialize;
 use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 
 use crate::service::{
-    AddProviderKey, ApiError, BillQuery, Caller, CreateAccount, NewKey, Rotate, Service,
-    UpdateAccount, UpdateProviderKey,
+    AddProviderKey, ApiError, AuditQuery, BillQuery, Caller, CreateAccount, NewKey, Rotate,
+    Service, UpdateAccount, UpdateProviderKey,
 };
 
 /// Admin and Manage bodies are small; anything larger is refused before parsing.
@@ -68,6 +68,7 @@ pub fn router(service: Arc<Service>) -> Router {
                 .delete(delete_provider_key),
         )
         .route("/x-bill", get(bill))
+        .route("/x-audit", get(audit_log))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -292,6 +293,16 @@ async fn info(
     let Query(query) = query.map_err(query_error)?;
     let id = query.id.as_deref().map(account_id).transpose()?;
     Ok(Json(service.info(&caller, id).await?))
+}
+
+async fn audit_log(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let caller = caller(&service, &headers).await?;
+    let Query(query) = query.map_err(query_error)?;
+    Ok(Json(service.audit_log(&caller, query).await?))
 }
 
 async fn ready(State(service): State<Arc<Service>>) -> Result<&'static str, ApiError> {

@@ -20,7 +20,8 @@ use tonic::transport::Channel;
 
 use crate::publisher::Publisher;
 use crate::store::{
-    AccountRecord, AccountUpdate, IssuedKeyRecord, ProviderKeyRecord, Store, StoreError,
+    AccountRecord, AccountUpdate, AuditEntry, AuditRecord, IssuedKeyRecord, ProviderKeyRecord,
+    Store, StoreError,
 };
 
 const MAX_NAME: usize = 100;
@@ -182,6 +183,15 @@ pub struct ProviderKeyView {
     /// What data planes last reported: `unknown`, `healthy` or `unhealthy`.
     pub health: String,
     pub created_at_unix_ms: i64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Entries older than this sequence number (for paging).
+    pub before: Option<i64>,
+    /// At most this many (1-1000, default 100).
+    pub limit: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -362,7 +372,19 @@ impl Service {
             account,
             created_at_ms: now_ms,
         };
-        let revision = self.store.create_account(&record, &key).await?;
+        let owner = match caller.account() {
+            Some(parent) => self.main_of(parent.id).await?,
+            None => record.account.id,
+        };
+        let audit = self.audit(
+            caller,
+            Some(owner),
+            "account.create",
+            record.account.id.to_string(),
+            None,
+            Some(account_state(&record)),
+        );
+        let revision = self.store.create_account(&record, &key, &audit).await?;
         self.publisher.changed(revision);
         tracing::info!(account = %record.account.id, parent = ?record.account.parent, revision, "account created");
         Ok(CreatedAccount {
@@ -475,7 +497,25 @@ impl Service {
             status,
             policy: req.policy,
         };
-        let revision = self.store.update_account(id, &update).await?;
+        let mut after = target.clone();
+        if let Some(name) = &update.name {
+            after.account.name.clone_from(name);
+        }
+        if let Some(status) = update.status {
+            after.account.status = status;
+        }
+        if let Some(policy) = &update.policy {
+            after.account.policy = policy.clone();
+        }
+        let audit = self.audit(
+            caller,
+            Some(self.main_of(id).await?),
+            "account.update",
+            id.to_string(),
+            Some(account_state(&target)),
+            Some(account_state(&after)),
+        );
+        let revision = self.store.update_account(id, &update, &audit).await?;
         self.publisher.changed(revision);
         tracing::info!(account = %id, revision, "account updated");
         self.info(caller, Some(id)).await
@@ -510,6 +550,63 @@ impl Service {
             effective_policy,
             ancestors: ancestors.iter().map(|a| a.account.id).collect(),
         })
+    }
+
+    /// The main account at the top of `id`'s tree.
+    async fn main_of(&self, id: AccountId) -> Result<AccountId, ApiError> {
+        Ok(self
+            .store
+            .ancestors(id)
+            .await?
+            .last()
+            .map_or(id, |top| top.account.id))
+    }
+
+    fn audit(
+        &self,
+        caller: &Caller,
+        owner: Option<AccountId>,
+        action: &'static str,
+        target: String,
+        before: Option<serde_json::Value>,
+        after: Option<serde_json::Value>,
+    ) -> AuditEntry {
+        AuditEntry {
+            at_ms: switchyard_runtime::now_ms(),
+            actor: match caller {
+                Caller::Root => "root".to_owned(),
+                Caller::Account { account, .. } => account.id.to_string(),
+            },
+            owner,
+            action,
+            target,
+            before,
+            after,
+        }
+    }
+
+    /// `GET /x-audit`: the caller's tree's changes, newest first. Main accounts and
+    /// the operator only.
+    pub async fn audit_log(
+        &self,
+        caller: &Caller,
+        query: AuditQuery,
+    ) -> Result<Vec<AuditRecord>, ApiError> {
+        let owner = match caller {
+            Caller::Root => None,
+            Caller::Account { account, .. } if account.parent.is_none() => Some(account.id),
+            Caller::Account { .. } => {
+                return Err(ApiError::new(
+                    ErrorCode::PermissionDenied,
+                    "only a main account reads its audit log",
+                ));
+            }
+        };
+        let limit = query.limit.unwrap_or(100);
+        if limit == 0 || limit > 1000 {
+            return Err(ApiError::invalid("limit must be 1-1000"));
+        }
+        Ok(self.store.audit_log(owner, query.before, limit).await?)
     }
 
     fn own_account(caller: &Caller) -> Result<(&Account, IssuedKeyId), ApiError> {
@@ -553,7 +650,15 @@ impl Service {
             ));
         }
         let (record, clear) = new_issued_key(account, req.expires_at_unix_ms, now_ms);
-        let revision = self.store.add_issued_key(&record, None).await?;
+        let audit = self.audit(
+            caller,
+            Some(self.main_of(account).await?),
+            "issued_key.create",
+            record.key.id.to_string(),
+            None,
+            state(key_view(&record, None, now_ms)),
+        );
+        let revision = self.store.add_issued_key(&record, None, &audit).await?;
         self.publisher.changed(revision);
         tracing::info!(account = %account, key = %record.key.id, revision, "issued key created");
         Ok(CreatedKey {
@@ -565,7 +670,15 @@ impl Service {
     /// `DELETE /x-self/keys/{key}`: revoke one of the caller's keys.
     pub async fn revoke_key(&self, caller: &Caller, key: IssuedKeyId) -> Result<(), ApiError> {
         let (account, _) = Self::own_account(caller)?;
-        let revision = self.store.revoke_key(account.id, key).await?;
+        let audit = self.audit(
+            caller,
+            Some(self.main_of(account.id).await?),
+            "issued_key.revoke",
+            key.to_string(),
+            None,
+            None,
+        );
+        let revision = self.store.revoke_key(account.id, key, &audit).await?;
         self.publisher.changed(revision);
         tracing::info!(account = %account.id, key = %key, revision, "issued key revoked");
         Ok(())
@@ -588,9 +701,18 @@ impl Service {
         }
         let overlap_ms = i64::try_from(overlap * 1000).unwrap_or(i64::MAX);
         let (record, clear) = new_issued_key(account.id, None, now_ms);
+        let retire_at = now_ms.saturating_add(overlap_ms);
+        let audit = self.audit(
+            caller,
+            Some(self.main_of(account.id).await?),
+            "issued_key.rotate",
+            old.to_string(),
+            None,
+            Some(serde_json::json!({"new_key": key_view(&record, None, now_ms), "old_key_expires_at_unix_ms": retire_at})),
+        );
         let revision = self
             .store
-            .add_issued_key(&record, Some((old, now_ms.saturating_add(overlap_ms))))
+            .add_issued_key(&record, Some((old, retire_at)), &audit)
             .await?;
         self.publisher.changed(revision);
         tracing::info!(account = %account.id, old = %old, new = %record.key.id, overlap, revision, "issued key rotated");
@@ -652,7 +774,15 @@ impl Service {
             health: "unknown".to_owned(),
             created_at_ms: now_ms,
         };
-        let revision = self.store.add_provider_key(&record).await?;
+        let audit = self.audit(
+            caller,
+            Some(owner),
+            "provider_key.create",
+            id.to_string(),
+            None,
+            state(provider_view(&record)),
+        );
+        let revision = self.store.add_provider_key(&record, &audit).await?;
         self.publisher.changed(revision);
         tracing::info!(provider_key = %id, owner = %owner, revision, "provider key added");
         Ok(provider_view(&record))
@@ -698,6 +828,7 @@ impl Service {
         req: UpdateProviderKey,
     ) -> Result<ProviderKeyView, ApiError> {
         let mut record = self.owned_provider_key(caller, id).await?;
+        let before = provider_view(&record);
         let k = &mut record.key;
         let mut changed = false;
         if let Some(kind) = &req.provider {
@@ -737,7 +868,15 @@ impl Service {
         if !changed {
             return Err(ApiError::invalid("nothing to change"));
         }
-        let revision = self.store.update_provider_key(&record).await?;
+        let audit = self.audit(
+            caller,
+            Some(record.key.owner),
+            "provider_key.update",
+            id.to_string(),
+            state(before),
+            state(provider_view(&record)),
+        );
+        let revision = self.store.update_provider_key(&record, &audit).await?;
         self.publisher.changed(revision);
         tracing::info!(provider_key = %id, revision, "provider key updated");
         Ok(provider_view(&record))
@@ -749,8 +888,17 @@ impl Service {
         caller: &Caller,
         id: ProviderKeyId,
     ) -> Result<(), ApiError> {
-        let owner = Self::key_owner(caller)?;
-        let revision = self.store.delete_provider_key(owner, id).await?;
+        let existing = self.owned_provider_key(caller, id).await?;
+        let owner = existing.key.owner;
+        let audit = self.audit(
+            caller,
+            Some(owner),
+            "provider_key.delete",
+            id.to_string(),
+            state(provider_view(&existing)),
+            None,
+        );
+        let revision = self.store.delete_provider_key(owner, id, &audit).await?;
         self.publisher.changed(revision);
         tracing::info!(provider_key = %id, revision, "provider key deleted");
         Ok(())
@@ -882,6 +1030,21 @@ fn key_view(r: &IssuedKeyRecord, in_use: Option<IssuedKeyId>, now_ms: i64) -> Is
         created_at_unix_ms: r.created_at_ms,
         in_use: in_use == Some(r.key.id),
     }
+}
+
+/// A redacted view as audit state.
+fn state(view: impl Serialize) -> Option<serde_json::Value> {
+    serde_json::to_value(view).ok()
+}
+
+/// An account's auditable state.
+fn account_state(r: &AccountRecord) -> serde_json::Value {
+    serde_json::json!({
+        "name": r.account.name,
+        "parent_id": r.account.parent,
+        "status": r.account.status.as_str(),
+        "policy": r.account.policy,
+    })
 }
 
 fn account_view(r: &AccountRecord) -> AccountView {

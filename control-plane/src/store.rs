@@ -34,6 +34,33 @@ pub struct AccountRecord {
     pub created_at_ms: i64,
 }
 
+/// One audit log entry. `before` and `after` are redacted views, never secrets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub at_ms: i64,
+    /// `root`, or the acting account's id.
+    pub actor: String,
+    /// The main account whose tree changed (`None` for operator-level changes).
+    pub owner: Option<AccountId>,
+    pub action: &'static str,
+    pub target: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+/// A stored audit entry.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AuditRecord {
+    pub seq: i64,
+    pub at_unix_ms: i64,
+    pub actor: String,
+    pub owner_id: Option<String>,
+    pub action: String,
+    pub target: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
 /// A change to an account; `None` leaves a field as it is.
 #[derive(Clone, Debug, Default)]
 pub struct AccountUpdate {
@@ -98,6 +125,7 @@ impl Store {
         &self,
         key: &IssuedKeyRecord,
         retire: Option<(IssuedKeyId, i64)>,
+        audit: &AuditEntry,
     ) -> Result<u64, StoreError> {
         let mut tx = self.db.pool.begin().await?;
         insert_issued_key(&mut tx, key).await?;
@@ -114,9 +142,61 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        let revision = bump(&mut tx).await?;
-        tx.commit().await?;
-        Ok(revision)
+        finish(tx, audit).await
+    }
+
+    /// Audit entries of one main account's tree (or every entry for `None`), newest
+    /// first, older than `before` when given.
+    pub async fn audit_log(
+        &self,
+        owner: Option<AccountId>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let before = before.unwrap_or(i64::MAX);
+        let rows = match owner {
+            Some(owner) => {
+                sqlx::query(
+                    "SELECT seq, at, actor, owner_id, action, target, before_state, after_state FROM audit_log \
+                     WHERE owner_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+                )
+                .bind(owner.to_string())
+                .bind(before)
+                .bind(i64::from(limit))
+                .fetch_all(&self.db.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT seq, at, actor, owner_id, action, target, before_state, after_state FROM audit_log \
+                     WHERE seq < $1 ORDER BY seq DESC LIMIT $2",
+                )
+                .bind(before)
+                .bind(i64::from(limit))
+                .fetch_all(&self.db.pool)
+                .await?
+            }
+        };
+        let json = |v: Option<String>| -> Result<Option<serde_json::Value>, StoreError> {
+            v.map(|t| {
+                serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("audit: {e}")))
+            })
+            .transpose()
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRecord {
+                    seq: r.try_get(0)?,
+                    at_unix_ms: r.try_get(1)?,
+                    actor: r.try_get(2)?,
+                    owner_id: r.try_get(3)?,
+                    action: r.try_get(4)?,
+                    target: r.try_get(5)?,
+                    before: json(r.try_get(6)?)?,
+                    after: json(r.try_get(7)?)?,
+                })
+            })
+            .collect()
     }
 
     /// The issued keys of an account, oldest first.
@@ -147,6 +227,7 @@ impl Store {
         &self,
         account: AccountId,
         key: IssuedKeyId,
+        audit: &AuditEntry,
     ) -> Result<u64, StoreError> {
         let mut tx = self.db.pool.begin().await?;
         let changed =
@@ -160,9 +241,7 @@ impl Store {
         if changed == 0 {
             return Err(StoreError::NotFound("key"));
         }
-        let revision = bump(&mut tx).await?;
-        tx.commit().await?;
-        Ok(revision)
+        finish(tx, audit).await
     }
 
     /// Create an account and its first issued key, atomically.
@@ -170,6 +249,7 @@ impl Store {
         &self,
         account: &AccountRecord,
         key: &IssuedKeyRecord,
+        audit: &AuditEntry,
     ) -> Result<u64, StoreError> {
         let mut tx = self.db.pool.begin().await?;
         if let Some(parent) = account.account.parent {
@@ -191,9 +271,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         insert_issued_key(&mut tx, key).await?;
-        let revision = bump(&mut tx).await?;
-        tx.commit().await?;
-        Ok(revision)
+        finish(tx, audit).await
     }
 
     /// The provider keys of a main account, oldest first.
@@ -228,7 +306,11 @@ impl Store {
     }
 
     /// Replace a provider key's settings (its id, owner and creation time stay).
-    pub async fn update_provider_key(&self, record: &ProviderKeyRecord) -> Result<u64, StoreError> {
+    pub async fn update_provider_key(
+        &self,
+        record: &ProviderKeyRecord,
+        audit: &AuditEntry,
+    ) -> Result<u64, StoreError> {
         let k = &record.key;
         let mut tx = self.db.pool.begin().await?;
         let changed = sqlx::query(
@@ -252,15 +334,14 @@ impl Store {
         if changed == 0 {
             return Err(StoreError::NotFound("provider key"));
         }
-        let revision = bump(&mut tx).await?;
-        tx.commit().await?;
-        Ok(revision)
+        finish(tx, audit).await
     }
 
     pub async fn delete_provider_key(
         &self,
         owner: AccountId,
         id: ProviderKeyId,
+        audit: &AuditEntry,
     ) -> Result<u64, StoreError> {
         let mut tx = self.db.pool.begin().await?;
         let changed = sqlx::query("DELETE FROM provider_keys WHERE id = $1 AND owner_id = $2")
@@ -272,12 +353,14 @@ impl Store {
         if changed == 0 {
             return Err(StoreError::NotFound("provider key"));
         }
-        let revision = bump(&mut tx).await?;
-        tx.commit().await?;
-        Ok(revision)
+        finish(tx, audit).await
     }
 
-    pub async fn add_provider_key(&self, record: &ProviderKeyRecord) -> Result<u64, StoreError> {
+    pub async fn add_provider_key(
+        &self,
+        record: &ProviderKeyRecord,
+        audit: &AuditEntry,
+    ) -> Result<u64, StoreError> {
         let k = &record.key;
         let models = models_json(&k.models)?;
         let mut tx = self.db.pool.begin().await?;
@@ -299,9 +382,7 @@ impl Store {
         .bind(record.created_at_ms)
         .execute(&mut *tx)
         .await?;
-        let revision = bump(&mut tx).await?;
-        tx.commit().await?;
-        Ok(revision)
+        finish(tx, audit).await
     }
 
     /// The issued key with this hash and the account holding it.
@@ -341,6 +422,7 @@ impl Store {
         &self,
         id: AccountId,
         update: &AccountUpdate,
+        audit: &AuditEntry,
     ) -> Result<u64, StoreError> {
         let mut tx = self.db.pool.begin().await?;
         let found = sqlx::query("SELECT 1 FROM accounts WHERE id = $1")
@@ -371,9 +453,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        let revision = bump(&mut tx).await?;
-        tx.commit().await?;
-        Ok(revision)
+        finish(tx, audit).await
     }
 
     /// An account and every descendant, at any depth.
@@ -464,6 +544,29 @@ async fn insert_issued_key(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Record the change in the audit log, bump the revision, and commit, all at once.
+async fn finish(mut tx: Transaction<'_, Any>, audit: &AuditEntry) -> Result<u64, StoreError> {
+    let revision = bump(&mut tx).await?;
+    let text = |v: &Option<serde_json::Value>| v.as_ref().map(ToString::to_string);
+    // The revision orders entries: every write bumps it exactly once.
+    sqlx::query(
+        "INSERT INTO audit_log (seq, at, actor, owner_id, action, target, before_state, after_state) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(i64::try_from(revision).map_err(|_| StoreError::Corrupt("revision overflow".into()))?)
+    .bind(audit.at_ms)
+    .bind(audit.actor.clone())
+    .bind(audit.owner.map(|o| o.to_string()))
+    .bind(audit.action)
+    .bind(audit.target.clone())
+    .bind(text(&audit.before))
+    .bind(text(&audit.after))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(revision)
 }
 
 async fn bump(tx: &mut Transaction<'_, Any>) -> Result<u64, StoreError> {

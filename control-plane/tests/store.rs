@@ -6,7 +6,7 @@
 )]
 
 use switchyard_control_plane::store::{
-    AccountRecord, AccountUpdate, IssuedKeyRecord, ProviderKeyRecord, Store, StoreError,
+    AccountRecord, AccountUpdate, AuditEntry, IssuedKeyRecord, ProviderKeyRecord, Store, StoreError,
 };
 use switchyard_core::apikey;
 use switchyard_core::crypto::Keyring;
@@ -18,9 +18,22 @@ switchyard_tests::every_backend!(
     account_tree,
     updates_and_policies,
     provider_key_lifecycle,
+    the_audit_log_follows_every_write,
     provider_keys_stay_sealed,
     failed_writes_change_nothing
 );
+
+fn audit() -> AuditEntry {
+    AuditEntry {
+        at_ms: 1,
+        actor: "root".into(),
+        owner: None,
+        action: "test",
+        target: "t".into(),
+        before: None,
+        after: Some(serde_json::json!({"k": 1})),
+    }
+}
 
 fn account(parent: Option<AccountId>, name: &str) -> AccountRecord {
     AccountRecord {
@@ -64,7 +77,7 @@ async fn account_tree(url: &str) {
     let mut keys = Vec::new();
     for a in [&main, &child, &grandchild, &other] {
         let (k, clear) = key_for(a);
-        store.create_account(a, &k).await.unwrap();
+        store.create_account(a, &k, &audit()).await.unwrap();
         keys.push((k, clear));
     }
     assert_eq!(store.revision().await.unwrap(), start + 4);
@@ -122,7 +135,7 @@ async fn provider_keys_stay_sealed(url: &str) {
     let store = Store::open(url).await.unwrap();
     let main = account(None, "main");
     store
-        .create_account(&main, &key_for(&main).0)
+        .create_account(&main, &key_for(&main).0, &audit())
         .await
         .unwrap();
     let ring = Keyring::parse(&Keyring::generate_spec("k1")).unwrap();
@@ -144,7 +157,7 @@ async fn provider_keys_stay_sealed(url: &str) {
         health: "unknown".into(),
         created_at_ms: 5,
     };
-    store.add_provider_key(&record).await.unwrap();
+    store.add_provider_key(&record, &audit()).await.unwrap();
     let snapshot = store.load_snapshot().await.unwrap();
     assert_eq!(snapshot.provider_keys, vec![record.key.clone()]);
     let loaded = &snapshot.provider_keys[0];
@@ -158,13 +171,13 @@ async fn failed_writes_change_nothing(url: &str) {
     let store = Store::open(url).await.unwrap();
     let main = account(None, "main");
     let (key, _) = key_for(&main);
-    store.create_account(&main, &key).await.unwrap();
+    store.create_account(&main, &key, &audit()).await.unwrap();
     let revision = store.revision().await.unwrap();
 
     // A parent that does not exist.
     let orphan = account(Some(AccountId::new()), "orphan");
     let err = store
-        .create_account(&orphan, &key_for(&orphan).0)
+        .create_account(&orphan, &key_for(&orphan).0, &audit())
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err}");
@@ -174,7 +187,7 @@ async fn failed_writes_change_nothing(url: &str) {
     let twin = account(None, "twin");
     dup.key.account = twin.account.id;
     dup.key.hash = key.key.hash;
-    assert!(store.create_account(&twin, &dup).await.is_err());
+    assert!(store.create_account(&twin, &dup, &audit()).await.is_err());
     assert!(store.account(twin.account.id).await.unwrap().is_none());
 
     assert_eq!(store.revision().await.unwrap(), revision);
@@ -186,12 +199,12 @@ async fn updates_and_policies(url: &str) {
     let mut main = account(None, "main");
     main.account.policy = serde_json::from_str(r#"{"models":["gpt-4o*"],"rpm":100}"#).unwrap();
     store
-        .create_account(&main, &key_for(&main).0)
+        .create_account(&main, &key_for(&main).0, &audit())
         .await
         .unwrap();
     let child = account(Some(main.account.id), "child");
     store
-        .create_account(&child, &key_for(&child).0)
+        .create_account(&child, &key_for(&child).0, &audit())
         .await
         .unwrap();
     assert_eq!(
@@ -223,6 +236,7 @@ async fn updates_and_policies(url: &str) {
                 status: Some(Status::Disabled),
                 policy: Some(narrower.clone()),
             },
+            &audit(),
         )
         .await
         .unwrap();
@@ -233,7 +247,7 @@ async fn updates_and_policies(url: &str) {
     assert_eq!(updated.account.policy, narrower);
 
     let err = store
-        .update_account(AccountId::new(), &AccountUpdate::default())
+        .update_account(AccountId::new(), &AccountUpdate::default(), &audit())
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)));
@@ -246,7 +260,10 @@ async fn provider_key_lifecycle(url: &str) {
     let main = account(None, "main");
     let other = account(None, "other");
     for a in [&main, &other] {
-        store.create_account(a, &key_for(a).0).await.unwrap();
+        store
+            .create_account(a, &key_for(a).0, &audit())
+            .await
+            .unwrap();
     }
     let id = ProviderKeyId::new();
     let mut record = ProviderKeyRecord {
@@ -265,7 +282,7 @@ async fn provider_key_lifecycle(url: &str) {
         health: "unknown".into(),
         created_at_ms: 1,
     };
-    store.add_provider_key(&record).await.unwrap();
+    store.add_provider_key(&record, &audit()).await.unwrap();
     assert_eq!(store.provider_keys(main.account.id).await.unwrap().len(), 1);
     assert!(
         store
@@ -286,7 +303,7 @@ async fn provider_key_lifecycle(url: &str) {
     record.key.models = vec!["claude*".parse().unwrap()];
     record.key.status = Status::Disabled;
     record.key.level = 3;
-    store.update_provider_key(&record).await.unwrap();
+    store.update_provider_key(&record, &audit()).await.unwrap();
     let loaded = store
         .provider_key(main.account.id, id)
         .await
@@ -303,17 +320,19 @@ async fn provider_key_lifecycle(url: &str) {
     let mut foreign = record.clone();
     foreign.key.owner = other.account.id;
     assert!(matches!(
-        store.update_provider_key(&foreign).await,
+        store.update_provider_key(&foreign, &audit()).await,
         Err(StoreError::NotFound(_))
     ));
     assert!(matches!(
-        store.delete_provider_key(other.account.id, id).await,
+        store
+            .delete_provider_key(other.account.id, id, &audit())
+            .await,
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(store.revision().await.unwrap(), revision);
 
     store
-        .delete_provider_key(main.account.id, id)
+        .delete_provider_key(main.account.id, id, &audit())
         .await
         .unwrap();
     assert!(
@@ -331,4 +350,49 @@ async fn provider_key_lifecycle(url: &str) {
             .provider_keys
             .is_empty()
     );
+}
+
+async fn the_audit_log_follows_every_write(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    let main = account(None, "main");
+    let mut entry = audit();
+    entry.owner = Some(main.account.id);
+    entry.action = "account.create";
+    store
+        .create_account(&main, &key_for(&main).0, &entry)
+        .await
+        .unwrap();
+    let other = account(None, "other");
+    store
+        .create_account(&other, &key_for(&other).0, &audit())
+        .await
+        .unwrap();
+    // A failed write leaves no entry.
+    let orphan = account(Some(AccountId::new()), "orphan");
+    assert!(
+        store
+            .create_account(&orphan, &key_for(&orphan).0, &entry)
+            .await
+            .is_err()
+    );
+
+    let mine = store
+        .audit_log(Some(main.account.id), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].action, "account.create");
+    assert_eq!(mine[0].after, Some(serde_json::json!({"k": 1})));
+    let all = store.audit_log(None, None, 10).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all[0].seq > all[1].seq);
+    assert_eq!(
+        store
+            .audit_log(None, Some(all[0].seq), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(store.audit_log(None, None, 1).await.unwrap().len(), 1);
 }

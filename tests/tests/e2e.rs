@@ -1503,4 +1503,77 @@ async fn provider_keys_lifecycle() {
         sys.count("control", "SELECT count(*) FROM provider_keys"),
         0
     );
+
+    // Every change is in the owner's audit log, newest first, secrets redacted.
+    let (status, log) = send(Method::GET, "/x-audit".into(), main_key.clone(), None).await;
+    assert_eq!(status, 200, "{log}");
+    let actions: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            "provider_key.delete",
+            "provider_key.update",
+            "provider_key.update",
+            "provider_key.create",
+            "account.create",
+            "account.create",
+        ]
+    );
+    let text = log.to_string();
+    assert!(
+        !text.contains("sk-first-secret") && !text.contains("sk-second-secret"),
+        "{text}"
+    );
+    let update = &log[2];
+    assert_eq!(update["before"]["secret_hint"], "****0001");
+    assert_eq!(update["after"]["secret_hint"], "****0002");
+    assert_eq!(update["actor"], main["account"]["id"]);
+    let seq = log[0]["seq"].as_i64().unwrap();
+    let (_, older) = send(
+        Method::GET,
+        format!("/x-audit?before={seq}&limit=2"),
+        main_key.clone(),
+        None,
+    )
+    .await;
+    assert_eq!(older.as_array().unwrap().len(), 2);
+    assert_eq!(older[0]["action"], "provider_key.update");
+    let (_, theirs) = send(Method::GET, "/x-audit".into(), other_key.clone(), None).await;
+    assert_eq!(theirs.as_array().unwrap().len(), 1);
+    assert_eq!(
+        send(Method::GET, "/x-audit".into(), child_key.clone(), None)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        send(
+            Method::GET,
+            "/x-audit?limit=0".into(),
+            main_key.clone(),
+            None
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        send(
+            Method::GET,
+            "/x-audit?limit=x".into(),
+            main_key.clone(),
+            None
+        )
+        .await
+        .0,
+        400
+    );
+    let (status, everything) = send(Method::GET, "/x-audit".into(), sys.root.clone(), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(everything.as_array().unwrap().len(), 7);
 }
