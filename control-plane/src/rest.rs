@@ -17,7 +17,7 @@ use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 
 use crate::service::{
     AddProviderKey, ApiError, AuditQuery, BillQuery, Caller, CreateAccount, NewKey, Rotate,
-    Service, UpdateAccount, UpdateProviderKey,
+    Service, TreeQuery, UpdateAccount, UpdateProviderKey,
 };
 
 /// Admin and Manage bodies are small; anything larger is refused before parsing.
@@ -52,8 +52,12 @@ fn query_error(rejection: QueryRejection) -> ApiError {
 
 pub fn router(service: Arc<Service>) -> Router {
     Router::new()
-        .route("/x-users", post(create_account))
-        .route("/x-users/{id}", patch(update_account))
+        .route("/x-users", post(create_account).get(children))
+        .route(
+            "/x-users/{id}",
+            patch(update_account).delete(delete_account),
+        )
+        .route("/x-dna", get(dna))
         .route("/x-info", get(info))
         .route("/x-users/{id}/keys", post(create_key_for))
         .route("/x-self", get(self_view))
@@ -293,6 +297,53 @@ async fn info(
     let Query(query) = query.map_err(query_error)?;
     let id = query.id.as_deref().map(account_id).transpose()?;
     Ok(Json(service.info(&caller, id).await?))
+}
+
+/// Deepest tree `/x-dna` walks; the control plane refuses deeper trees long before.
+const MAX_TREE_DEPTH: u32 = 64;
+
+async fn dna(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    query: Result<Query<TreeQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let caller = caller(&service, &headers).await?;
+    let Query(query) = query.map_err(query_error)?;
+    Ok(Json(
+        service.descendants(&caller, query, MAX_TREE_DEPTH).await?,
+    ))
+}
+
+async fn children(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    query: Result<Query<TreeQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let caller = caller(&service, &headers).await?;
+    let Query(query) = query.map_err(query_error)?;
+    Ok(Json(service.descendants(&caller, query, 1).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteQuery {
+    #[serde(default)]
+    cascade: bool,
+}
+
+async fn delete_account(
+    State(service): State<Arc<Service>>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<DeleteQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let caller = caller(&service, &headers).await?;
+    let Path(id) = id.map_err(path_error)?;
+    let id = account_id(&id)?;
+    let Query(query) = query.map_err(query_error)?;
+    Ok(Json(
+        service.delete_account(&caller, id, query.cascade).await?,
+    ))
 }
 
 async fn audit_log(

@@ -56,6 +56,10 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
+            StoreError::HasDescendants(n) => Self::new(
+                ErrorCode::Conflict,
+                format!("the account has {n} descendants; delete them first or pass cascade=true"),
+            ),
             StoreError::NotFound(what) => {
                 Self::new(ErrorCode::NotFound, format!("{what} not found"))
             }
@@ -183,6 +187,29 @@ pub struct ProviderKeyView {
     /// What data planes last reported: `unknown`, `healthy` or `unhealthy`.
     pub health: String,
     pub created_at_unix_ms: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeletedAccounts {
+    /// Accounts removed (the target and, with cascade, its descendants).
+    pub deleted: usize,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TreeQuery {
+    /// Whose tree (the caller's by default; a descendant's).
+    pub id: Option<String>,
+    pub offset: Option<u32>,
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TreeEntry {
+    #[serde(flatten)]
+    pub account: AccountView,
+    /// 1 for a direct child.
+    pub depth: u32,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -519,6 +546,63 @@ impl Service {
         self.publisher.changed(revision);
         tracing::info!(account = %id, revision, "account updated");
         self.info(caller, Some(id)).await
+    }
+
+    /// `DELETE /x-users/{id}[?cascade=true]`.
+    pub async fn delete_account(
+        &self,
+        caller: &Caller,
+        id: AccountId,
+        cascade: bool,
+    ) -> Result<DeletedAccounts, ApiError> {
+        let target = self.descendant(caller, id, false).await?;
+        let owner = self.main_of(id).await?;
+        let audit = self.audit(
+            caller,
+            Some(owner),
+            "account.delete",
+            id.to_string(),
+            Some(account_state(&target)),
+            Some(serde_json::json!({"cascade": cascade})),
+        );
+        let (revision, deleted) = self.store.delete_account(id, cascade, &audit).await?;
+        self.publisher.changed(revision);
+        tracing::info!(account = %id, deleted, revision, "account deleted");
+        Ok(DeletedAccounts { deleted })
+    }
+
+    /// `GET /x-dna` (the whole tree below) and `GET /x-users` (direct children).
+    pub async fn descendants(
+        &self,
+        caller: &Caller,
+        query: TreeQuery,
+        max_depth: u32,
+    ) -> Result<Vec<TreeEntry>, ApiError> {
+        let top = match (query.id.as_deref(), caller) {
+            (Some(text), _) => {
+                let id: AccountId = text
+                    .parse()
+                    .map_err(|_| ApiError::invalid(format!("{text:?} is not an account id")))?;
+                Some(self.descendant(caller, id, true).await?.account.id)
+            }
+            (None, Caller::Account { account, .. }) => Some(account.id),
+            (None, Caller::Root) => None,
+        };
+        let limit = query.limit.unwrap_or(100);
+        if limit == 0 || limit > 1000 {
+            return Err(ApiError::invalid("limit must be 1-1000"));
+        }
+        let rows = self
+            .store
+            .descendants(top, max_depth, query.offset.unwrap_or(0), limit)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(record, depth)| TreeEntry {
+                account: account_view(&record),
+                depth,
+            })
+            .collect())
     }
 
     /// `GET /x-info`: the caller, or one of its descendants.

@@ -25,6 +25,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0} not found")]
     NotFound(&'static str),
+    #[error("the account has {0} descendants")]
+    HasDescendants(usize),
 }
 
 /// An account row with its bookkeeping fields.
@@ -454,6 +456,93 @@ impl Store {
                 .await?;
         }
         finish(tx, audit).await
+    }
+
+    /// Descendants of `top` (or every account, main accounts at depth 1, for `None`),
+    /// breadth first, at most `max_depth` below, paged by `offset` and `limit`.
+    pub async fn descendants(
+        &self,
+        top: Option<AccountId>,
+        max_depth: u32,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<(AccountRecord, u32)>, StoreError> {
+        let query = match top {
+            Some(_) => {
+                "WITH RECURSIVE down(id, depth) AS ( \
+                   SELECT id, 0 FROM accounts WHERE id = $1 \
+                   UNION ALL \
+                   SELECT a.id, down.depth + 1 FROM accounts a JOIN down ON a.parent_id = down.id WHERE down.depth < $2 \
+                 ) SELECT a.id, a.parent_id, a.name, a.status, a.policy, a.created_at, down.depth \
+                 FROM down JOIN accounts a ON a.id = down.id WHERE down.depth > 0 \
+                 ORDER BY down.depth, a.created_at, a.id LIMIT $3 OFFSET $4"
+            }
+            None => {
+                "WITH RECURSIVE down(id, depth) AS ( \
+                   SELECT id, 1 FROM accounts WHERE parent_id IS NULL AND $1 = $1 \
+                   UNION ALL \
+                   SELECT a.id, down.depth + 1 FROM accounts a JOIN down ON a.parent_id = down.id WHERE down.depth < $2 \
+                 ) SELECT a.id, a.parent_id, a.name, a.status, a.policy, a.created_at, down.depth \
+                 FROM down JOIN accounts a ON a.id = down.id \
+                 ORDER BY down.depth, a.created_at, a.id LIMIT $3 OFFSET $4"
+            }
+        };
+        let rows = sqlx::query(query)
+            .bind(top.map(|t| t.to_string()).unwrap_or_default())
+            .bind(i64::from(max_depth))
+            .bind(i64::from(limit))
+            .bind(i64::from(offset))
+            .fetch_all(&self.db.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let depth: i64 = r.try_get(6)?;
+                Ok((record_from_row(r)?, to_u32(depth)?))
+            })
+            .collect()
+    }
+
+    /// Delete an account with its keys; with `cascade`, its whole subtree too.
+    /// Returns how many accounts went. Refused while it has descendants otherwise.
+    pub async fn delete_account(
+        &self,
+        id: AccountId,
+        cascade: bool,
+        audit: &AuditEntry,
+    ) -> Result<(u64, usize), StoreError> {
+        let mut tx = self.db.pool.begin().await?;
+        let rows = sqlx::query(
+            "WITH RECURSIVE down(id, depth) AS ( \
+               SELECT id, 0 FROM accounts WHERE id = $1 \
+               UNION ALL \
+               SELECT a.id, down.depth + 1 FROM accounts a JOIN down ON a.parent_id = down.id \
+             ) SELECT id FROM down ORDER BY depth DESC",
+        )
+        .bind(id.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Err(StoreError::NotFound("account"));
+        }
+        if rows.len() > 1 && !cascade {
+            return Err(StoreError::HasDescendants(rows.len() - 1));
+        }
+        // Deepest first, so no row is left pointing at a deleted parent.
+        for row in &rows {
+            let account: String = row.try_get(0)?;
+            for statement in [
+                "DELETE FROM issued_keys WHERE account_id = $1",
+                "DELETE FROM provider_keys WHERE owner_id = $1",
+                "DELETE FROM accounts WHERE id = $1",
+            ] {
+                sqlx::query(statement)
+                    .bind(account.clone())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let revision = finish(tx, audit).await?;
+        Ok((revision, rows.len()))
     }
 
     /// An account and every descendant, at any depth.

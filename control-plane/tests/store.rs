@@ -19,6 +19,7 @@ switchyard_tests::every_backend!(
     updates_and_policies,
     provider_key_lifecycle,
     the_audit_log_follows_every_write,
+    trees_page_and_delete,
     provider_keys_stay_sealed,
     failed_writes_change_nothing
 );
@@ -395,4 +396,90 @@ async fn the_audit_log_follows_every_write(url: &str) {
         1
     );
     assert_eq!(store.audit_log(None, None, 1).await.unwrap().len(), 1);
+}
+
+async fn trees_page_and_delete(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    let main = account(None, "main");
+    store
+        .create_account(&main, &key_for(&main).0, &audit())
+        .await
+        .unwrap();
+    let a = account(Some(main.account.id), "a");
+    let b = account(Some(main.account.id), "b");
+    let (a_key, a_clear) = key_for(&a);
+    store.create_account(&a, &a_key, &audit()).await.unwrap();
+    store
+        .create_account(&b, &key_for(&b).0, &audit())
+        .await
+        .unwrap();
+    let a1 = account(Some(a.account.id), "a1");
+    store
+        .create_account(&a1, &key_for(&a1).0, &audit())
+        .await
+        .unwrap();
+    let other = account(None, "other");
+    store
+        .create_account(&other, &key_for(&other).0, &audit())
+        .await
+        .unwrap();
+
+    let tree = store
+        .descendants(Some(main.account.id), 64, 0, 100)
+        .await
+        .unwrap();
+    let names: Vec<(&str, u32)> = tree
+        .iter()
+        .map(|(r, d)| (r.account.name.as_str(), *d))
+        .collect();
+    assert_eq!(names, vec![("a", 1), ("b", 1), ("a1", 2)]);
+    let children = store
+        .descendants(Some(main.account.id), 1, 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(children.len(), 2);
+    let page = store
+        .descendants(Some(main.account.id), 64, 1, 1)
+        .await
+        .unwrap();
+    assert_eq!(page[0].0.account.name, "b");
+    let mains = store.descendants(None, 1, 0, 100).await.unwrap();
+    assert_eq!(mains.len(), 2);
+    assert!(
+        mains
+            .iter()
+            .all(|(r, d)| r.account.parent.is_none() && *d == 1)
+    );
+
+    let revision = store.revision().await.unwrap();
+    assert!(matches!(
+        store.delete_account(a.account.id, false, &audit()).await,
+        Err(StoreError::HasDescendants(1))
+    ));
+    assert_eq!(store.revision().await.unwrap(), revision);
+    let (_, deleted) = store
+        .delete_account(a.account.id, true, &audit())
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2);
+    assert!(store.account(a1.account.id).await.unwrap().is_none());
+    assert!(
+        store
+            .find_key(&apikey::KeyHash::of(&a_clear))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .descendants(Some(main.account.id), 64, 0, 100)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(matches!(
+        store.delete_account(a.account.id, true, &audit()).await,
+        Err(StoreError::NotFound(_))
+    ));
 }

@@ -1577,3 +1577,167 @@ async fn provider_keys_lifecycle() {
     assert_eq!(status, 200);
     assert_eq!(everything.as_array().unwrap().len(), 7);
 }
+
+/// The tree: children and descendants paged, deletion refused while descendants
+/// exist unless cascading, and deleted accounts' keys stop working everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_tree_listing_and_deletion() {
+    let sys = start_system(32 * 1024).await;
+    let fake = FakeUpstream::start(None).await.unwrap();
+    let (_, main) = sys
+        .post("/x-users", &sys.root, json!({"name": "acme"}))
+        .await;
+    let main_key = main["api_key"].as_str().unwrap().to_owned();
+    sys.post(
+        "/x-keys",
+        &main_key,
+        json!({"provider": "openai", "base_url": fake.base_url(), "secret": "sk-abc-123456789", "models": ["*"]}),
+    )
+    .await;
+    let (_, team) = sys
+        .post("/x-users", &main_key, json!({"name": "team"}))
+        .await;
+    let team_key = team["api_key"].as_str().unwrap().to_owned();
+    let team_id = team["account"]["id"].as_str().unwrap().to_owned();
+    let (_, dev) = sys
+        .post("/x-users", &team_key, json!({"name": "dev"}))
+        .await;
+    let dev_key = dev["api_key"].as_str().unwrap().to_owned();
+    let dev_id = dev["account"]["id"].as_str().unwrap().to_owned();
+    sys.post("/x-users", &main_key, json!({"name": "ops"}))
+        .await;
+    let get = |path: String, key: String| {
+        let http = sys.http.clone();
+        let url = sys.admin(&path);
+        async move {
+            let r = http.get(url).bearer_auth(key).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let delete = |path: String, key: String| {
+        let http = sys.http.clone();
+        let url = sys.admin(&path);
+        async move {
+            let r = http.delete(url).bearer_auth(key).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let names = |v: &Value| -> Vec<(String, u64)> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap().to_owned(),
+                    e["depth"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+
+    let (status, dna) = get("/x-dna".into(), main_key.clone()).await;
+    assert_eq!(status, 200, "{dna}");
+    assert_eq!(
+        names(&dna),
+        vec![("team".into(), 1), ("ops".into(), 1), ("dev".into(), 2)]
+    );
+    let (_, children) = get("/x-users".into(), main_key.clone()).await;
+    assert_eq!(
+        names(&children),
+        vec![("team".into(), 1), ("ops".into(), 1)]
+    );
+    let (_, page) = get("/x-dna?offset=1&limit=1".into(), main_key.clone()).await;
+    assert_eq!(names(&page), vec![("ops".into(), 1)]);
+    let (_, sub) = get(format!("/x-dna?id={team_id}"), main_key.clone()).await;
+    assert_eq!(names(&sub), vec![("dev".into(), 1)]);
+    let (_, mine) = get("/x-dna".into(), team_key.clone()).await;
+    assert_eq!(names(&mine), vec![("dev".into(), 1)]);
+    assert_eq!(
+        get(format!("/x-dna?id={team_id}"), dev_key.clone()).await.0,
+        404
+    );
+    let (status, mains) = get("/x-users".into(), sys.root.clone()).await;
+    assert_eq!((status, names(&mains)), (200, vec![("acme".into(), 1)]));
+    for bad in [
+        "/x-dna?limit=0",
+        "/x-dna?id=nope",
+        "/x-dna?offset=-1",
+        "/x-dna?depth=2",
+    ] {
+        assert_eq!(get(bad.into(), main_key.clone()).await.0, 400, "{bad}");
+    }
+
+    // Deletion: refused while descendants exist, unless cascading.
+    wait_for_key(&sys, &dev_key).await;
+    let accounts = sys.count("control", "SELECT count(*) FROM accounts");
+    let (status, err) = delete(format!("/x-users/{team_id}"), main_key.clone()).await;
+    assert_eq!(status, 409, "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cascade")
+    );
+    assert_eq!(
+        delete(format!("/x-users/{team_id}?cascade=true"), dev_key.clone())
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        delete(format!("/x-users/{team_id}?cascade=true"), team_key.clone())
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        delete(
+            format!("/x-users/{team_id}?cascade=maybe"),
+            main_key.clone()
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        sys.count("control", "SELECT count(*) FROM accounts"),
+        accounts
+    );
+    let (status, done) = delete(format!("/x-users/{team_id}?cascade=true"), main_key.clone()).await;
+    assert_eq!((status, done["deleted"].as_u64()), (200, Some(2)), "{done}");
+    assert_eq!(
+        sys.count("control", "SELECT count(*) FROM accounts"),
+        accounts - 2
+    );
+    assert_eq!(get("/x-self".into(), dev_key.clone()).await.0, 401);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = sys
+            .http
+            .post(sys.proxy("/v1/chat/completions"))
+            .bearer_auth(&dev_key)
+            .json(&chat("x", false))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a deleted account's key still works"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        get(format!("/x-info?id={dev_id}"), main_key.clone())
+            .await
+            .0,
+        404
+    );
+    let (_, log) = get("/x-audit?limit=1".into(), main_key.clone()).await;
+    assert_eq!(log[0]["action"], "account.delete");
+    assert_eq!(log[0]["before"]["name"], "team");
+}
