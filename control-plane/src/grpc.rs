@@ -133,11 +133,7 @@ impl ApiGrpc {
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim);
+            .and_then(switchyard_core::apikey::bearer_token);
         self.service
             .authenticate(bearer, now_ms())
             .await

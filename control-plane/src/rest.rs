@@ -1,19 +1,22 @@
-//! The REST face of the Admin and Manage APIs.
+//! The REST face of the Admin and Manage APIs: extractors that turn every malformed
+//! input into the shared error shape, and one thin handler per route.
 
+use std::str::FromStr;
 use std::sync::Arc;
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
-use switchyard_core::error::{ErrorCode, openai_error_body};
-use switchyard_runtime::now_ms;
-
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use switchyard_core::apikey;
+use switchyard_core::error::{ErrorCode, openai_error_body};
 use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
+use switchyard_runtime::now_ms;
 
 use crate::service::{
     AddProviderKey, ApiError, AuditQuery, BillQuery, Caller, CreateAccount, NewKey, Rotate,
@@ -22,6 +25,11 @@ use crate::service::{
 
 /// Admin and Manage bodies are small; anything larger is refused before parsing.
 pub const MAX_BODY: usize = 64 * 1024;
+
+/// Deepest tree `/x-dna` walks.
+const MAX_TREE_DEPTH: u32 = 64;
+
+type Svc = State<Arc<Service>>;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -36,18 +44,90 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn json_error(rejection: JsonRejection) -> ApiError {
-    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("request body is larger than {MAX_BODY} bytes"),
-        );
-    }
-    ApiError::new(ErrorCode::InvalidRequest, rejection.body_text())
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidRequest, message)
 }
 
-fn query_error(rejection: QueryRejection) -> ApiError {
-    ApiError::new(ErrorCode::InvalidRequest, rejection.body_text())
+/// The authenticated caller (`Authorization: Bearer <key>`).
+struct Authed(Caller);
+
+impl FromRequestParts<Arc<Service>> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        service: &Arc<Service>,
+    ) -> Result<Self, ApiError> {
+        let bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(apikey::bearer_token);
+        service.authenticate(bearer, now_ms()).await.map(Authed)
+    }
+}
+
+/// A JSON body; malformed, unknown fields and oversized bodies become clear errors.
+struct Body<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Self(v)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("request body is larger than {MAX_BODY} bytes"),
+            )),
+            Err(e) => Err(invalid(e.body_text())),
+        }
+    }
+}
+
+/// A JSON body that may be left out entirely (then every field takes its default).
+struct OptionalBody<T>(T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Self(v)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Ok(Self(T::default())),
+            Err(e) => Err(invalid(e.body_text())),
+        }
+    }
+}
+
+/// Query parameters; unknown or malformed ones become clear errors.
+struct Params<T>(T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| Self(v))
+            .map_err(|e| invalid(e.body_text()))
+    }
+}
+
+/// One id in the path, parsed.
+struct Id<T>(T);
+
+impl<T: FromStr + Send, S: Send + Sync> FromRequestParts<S> for Id<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(text) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| invalid(e.body_text()))?;
+        text.parse()
+            .map(Self)
+            .map_err(|_| invalid(format!("{text:?} is not a valid id")))
+    }
 }
 
 pub fn router(service: Arc<Service>) -> Router {
@@ -57,9 +137,9 @@ pub fn router(service: Arc<Service>) -> Router {
             "/x-users/{id}",
             patch(update_account).delete(delete_account),
         )
+        .route("/x-users/{id}/keys", post(create_key_for))
         .route("/x-dna", get(dna))
         .route("/x-info", get(info))
-        .route("/x-users/{id}/keys", post(create_key_for))
         .route("/x-self", get(self_view))
         .route("/x-self/keys", post(create_own_key))
         .route("/x-self/keys/{key}", delete(revoke_own_key))
@@ -79,249 +159,31 @@ pub fn router(service: Arc<Service>) -> Router {
         .with_state(service)
 }
 
-async fn caller(service: &Service, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    service.authenticate(bearer, now_ms()).await
+type Answer = Result<Response, ApiError>;
+
+fn created(body: impl serde::Serialize) -> Answer {
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+fn ok(body: impl serde::Serialize) -> Answer {
+    Ok(Json(body).into_response())
 }
 
 async fn create_account(
-    State(service): State<Arc<Service>>,
-    headers: HeaderMap,
-    body: Result<Json<CreateAccount>, JsonRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let caller = caller(&service, &headers).await?;
-    let Json(req) = body.map_err(json_error)?;
-    let created = service.create_account(&caller, req, now_ms()).await?;
-    Ok((StatusCode::CREATED, Json(created)))
-}
-
-async fn add_provider_key(
-    State(service): State<Arc<Service>>,
-    headers: HeaderMap,
-    body: Result<Json<AddProviderKey>, JsonRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let caller = caller(&service, &headers).await?;
-    let Json(req) = body.map_err(json_error)?;
-    let view = service.add_provider_key(&caller, req, now_ms()).await?;
-    Ok((StatusCode::CREATED, Json(view)))
-}
-
-async fn bill(
-    State(service): State<Arc<Service>>,
-    headers: HeaderMap,
-    query: Result<Query<BillQuery>, QueryRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let caller = caller(&service, &headers).await?;
-    let Query(query) = query.map_err(query_error)?;
-    let today = switchyard_core::time::utc_day(now_ms());
-    Ok(Json(service.bill(&caller, query, &today).await?))
-}
-
-fn provider_key_id(id: Result<Path<String>, PathRejection>) -> Result<ProviderKeyId, ApiError> {
-    let Path(text) = id.map_err(path_error)?;
-    text.parse().map_err(|_| {
-        ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!("{text:?} is not a provider key id"),
-        )
-    })
-}
-
-async fn list_provider_keys(
-    State(service): State<Arc<Service>>,
-    headers: HeaderMap,
-) -> Result<impl IntoResponse, ApiError> {
-    let caller = caller(&service, &headers).await?;
-    Ok(Json(service.provider_keys(&caller).await?))
-}
-
-async fn get_provider_key(
-    State(service): State<Arc<Service>>,
-    headers: HeaderMap,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let caller = caller(&service, &headers).await?;
-    Ok(Json(
-        service.provider_key(&caller, provider_key_id(id)?).await?,
-    ))
-}
-
-async fn update_provider_key(
-    State(service): State<Arc<Service>>,
-    headers: HeaderMap,
-    id: Result<Path<String>, PathRejection>,
-    body: Result<Json<UpdateProviderKey>, JsonRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let caller = caller(&service, &headers).await?;
-    let id = provider_key_id(id)?;
-    let Json(req) = body.map_err(json_error)?;
-    Ok(Json(service.update_provider_key(&caller, id, req).await?))
-}
-
-async fn delete_provider_key(
-    State(service): State<Arc<Service>>,
-    headers: HeaderMap,
-    id: Result<Path<String>, PathRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let caller = caller(&service, &headers).await?;
-    service
-        .delete_provider_key(&caller, provider_key_id(id)?)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// An optional JSON body: empty means the defaults.
-fn optional_json<T: Default>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    match body {
-        Ok(Json(v)) => Ok(v),
-        Err(JsonRejection::MissingJsonContentType(_)) => Ok(T::default()),
-        Err(e) => Err(json_error(e)),
-    }
-}
-
-fn path_error(e: PathRejection) -> ApiError {
-    ApiError::new(ErrorCode::InvalidRequest, e.body_text())
-}
-
-fn key_id(text: &str) -> Result<IssuedKeyId, ApiError> {
-    text.parse().map_err(|_| {
-        ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!("{text:?} is not a key id"),
-        )
-    })
-}
-
-async fn self_view(
-    State(service): State<Arc<Service>>,
-    headers: HeaderMap,
-) -> Result<impl IntoResponse, ApiError> {
-    let caller = caller(&service, &headers).await?;
-    Ok(Json(service.self_view(&caller, now_ms()).await?))
-}
-
-async fn create_own_key(
-    State(service): State<Arc<Service>>,
-    headers: HeaderMap,
-    body: Result<Json<NewKey>, JsonRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let caller = caller(&service, &headers).await?;
-    let req = optional_json(body)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(service.create_key(&caller, None, req, now_ms()).await?),
-    ))
-}
-
-async fn create_key_for(
-    State(service): State<Arc<Service>>,
-    headers: HeaderMap,
-    id: Result<Path<String>, PathRejection>,
-    body: Result<Json<NewKey>, JsonRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let caller = caller(&service, &headers).await?;
-    let Path(id) = id.map_err(path_error)?;
-    let id = account_id(&id)?;
-    let req = optional_json(body)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(service.create_key(&caller, Some(id), req, now_ms()).await?),
-    ))
-}
-
-async fn revoke_own_key(
-    State(service): State<Arc<Service>>,
-    headers: HeaderMap,
-    key: Result<Path<String>, PathRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let caller = caller(&service, &headers).await?;
-    let Path(key) = key.map_err(path_error)?;
-    service.revoke_key(&caller, key_id(&key)?).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-async fn rotate(
-    State(service): State<Arc<Service>>,
-    headers: HeaderMap,
-    body: Result<Json<Rotate>, JsonRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let caller = caller(&service, &headers).await?;
-    let req = optional_json(body)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(service.rotate(&caller, req, now_ms()).await?),
-    ))
-}
-
-fn account_id(text: &str) -> Result<AccountId, ApiError> {
-    text.parse().map_err(|_| {
-        ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!("{text:?} is not an account id"),
-        )
-    })
+    State(s): Svc,
+    Authed(c): Authed,
+    Body(req): Body<CreateAccount>,
+) -> Answer {
+    created(s.create_account(&c, req, now_ms()).await?)
 }
 
 async fn update_account(
-    State(service): State<Arc<Service>>,
-    headers: HeaderMap,
-    id: Result<Path<String>, PathRejection>,
-    body: Result<Json<UpdateAccount>, JsonRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let caller = caller(&service, &headers).await?;
-    let Path(id) = id.map_err(path_error)?;
-    let id = account_id(&id)?;
-    let Json(req) = body.map_err(json_error)?;
-    Ok(Json(service.update_account(&caller, id, req).await?))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InfoQuery {
-    id: Option<String>,
-}
-
-async fn info(
-    State(service): State<Arc<Service>>,
-    headers: HeaderMap,
-    query: Result<Query<InfoQuery>, QueryRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let caller = caller(&service, &headers).await?;
-    let Query(query) = query.map_err(query_error)?;
-    let id = query.id.as_deref().map(account_id).transpose()?;
-    Ok(Json(service.info(&caller, id).await?))
-}
-
-/// Deepest tree `/x-dna` walks; the control plane refuses deeper trees long before.
-const MAX_TREE_DEPTH: u32 = 64;
-
-async fn dna(
-    State(service): State<Arc<Service>>,
-    headers: HeaderMap,
-    query: Result<Query<TreeQuery>, QueryRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let caller = caller(&service, &headers).await?;
-    let Query(query) = query.map_err(query_error)?;
-    Ok(Json(
-        service.descendants(&caller, query, MAX_TREE_DEPTH).await?,
-    ))
-}
-
-async fn children(
-    State(service): State<Arc<Service>>,
-    headers: HeaderMap,
-    query: Result<Query<TreeQuery>, QueryRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let caller = caller(&service, &headers).await?;
-    let Query(query) = query.map_err(query_error)?;
-    Ok(Json(service.descendants(&caller, query, 1).await?))
+    State(s): Svc,
+    Authed(c): Authed,
+    Id(id): Id<AccountId>,
+    Body(req): Body<UpdateAccount>,
+) -> Answer {
+    ok(s.update_account(&c, id, req).await?)
 }
 
 #[derive(Deserialize)]
@@ -332,33 +194,117 @@ struct DeleteQuery {
 }
 
 async fn delete_account(
-    State(service): State<Arc<Service>>,
-    headers: HeaderMap,
-    id: Result<Path<String>, PathRejection>,
-    query: Result<Query<DeleteQuery>, QueryRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let caller = caller(&service, &headers).await?;
-    let Path(id) = id.map_err(path_error)?;
-    let id = account_id(&id)?;
-    let Query(query) = query.map_err(query_error)?;
-    Ok(Json(
-        service.delete_account(&caller, id, query.cascade).await?,
-    ))
+    State(s): Svc,
+    Authed(c): Authed,
+    Id(id): Id<AccountId>,
+    Params(q): Params<DeleteQuery>,
+) -> Answer {
+    ok(s.delete_account(&c, id, q.cascade).await?)
 }
 
-async fn audit_log(
-    State(service): State<Arc<Service>>,
-    headers: HeaderMap,
-    query: Result<Query<AuditQuery>, QueryRejection>,
-) -> Result<impl IntoResponse, ApiError> {
-    let caller = caller(&service, &headers).await?;
-    let Query(query) = query.map_err(query_error)?;
-    Ok(Json(service.audit_log(&caller, query).await?))
+async fn children(State(s): Svc, Authed(c): Authed, Params(q): Params<TreeQuery>) -> Answer {
+    ok(s.descendants(&c, q, 1).await?)
 }
 
-async fn ready(State(service): State<Arc<Service>>) -> Result<&'static str, ApiError> {
-    service
-        .store()
+async fn dna(State(s): Svc, Authed(c): Authed, Params(q): Params<TreeQuery>) -> Answer {
+    ok(s.descendants(&c, q, MAX_TREE_DEPTH).await?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InfoQuery {
+    id: Option<String>,
+}
+
+async fn info(State(s): Svc, Authed(c): Authed, Params(q): Params<InfoQuery>) -> Answer {
+    let id =
+        q.id.map(|t| {
+            t.parse::<AccountId>()
+                .map_err(|_| invalid(format!("{t:?} is not an account id")))
+        })
+        .transpose()?;
+    ok(s.info(&c, id).await?)
+}
+
+async fn self_view(State(s): Svc, Authed(c): Authed) -> Answer {
+    ok(s.self_view(&c, now_ms()).await?)
+}
+
+async fn create_own_key(
+    State(s): Svc,
+    Authed(c): Authed,
+    OptionalBody(req): OptionalBody<NewKey>,
+) -> Answer {
+    created(s.create_key(&c, None, req, now_ms()).await?)
+}
+
+async fn create_key_for(
+    State(s): Svc,
+    Authed(c): Authed,
+    Id(id): Id<AccountId>,
+    OptionalBody(req): OptionalBody<NewKey>,
+) -> Answer {
+    created(s.create_key(&c, Some(id), req, now_ms()).await?)
+}
+
+async fn revoke_own_key(State(s): Svc, Authed(c): Authed, Id(key): Id<IssuedKeyId>) -> Answer {
+    s.revoke_key(&c, key).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn rotate(
+    State(s): Svc,
+    Authed(c): Authed,
+    OptionalBody(req): OptionalBody<Rotate>,
+) -> Answer {
+    created(s.rotate(&c, req, now_ms()).await?)
+}
+
+async fn add_provider_key(
+    State(s): Svc,
+    Authed(c): Authed,
+    Body(req): Body<AddProviderKey>,
+) -> Answer {
+    created(s.add_provider_key(&c, req, now_ms()).await?)
+}
+
+async fn list_provider_keys(State(s): Svc, Authed(c): Authed) -> Answer {
+    ok(s.provider_keys(&c).await?)
+}
+
+async fn get_provider_key(State(s): Svc, Authed(c): Authed, Id(id): Id<ProviderKeyId>) -> Answer {
+    ok(s.provider_key(&c, id).await?)
+}
+
+async fn update_provider_key(
+    State(s): Svc,
+    Authed(c): Authed,
+    Id(id): Id<ProviderKeyId>,
+    Body(req): Body<UpdateProviderKey>,
+) -> Answer {
+    ok(s.update_provider_key(&c, id, req).await?)
+}
+
+async fn delete_provider_key(
+    State(s): Svc,
+    Authed(c): Authed,
+    Id(id): Id<ProviderKeyId>,
+) -> Answer {
+    s.delete_provider_key(&c, id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn bill(State(s): Svc, Authed(c): Authed, Params(q): Params<BillQuery>) -> Answer {
+    let today = switchyard_core::time::utc_day(now_ms());
+    ok(s.bill(&c, q, &today).await?)
+}
+
+async fn audit_log(State(s): Svc, Authed(c): Authed, Params(q): Params<AuditQuery>) -> Answer {
+    ok(s.audit_log(&c, q).await?)
+}
+
+async fn ready(State(s): Svc) -> Result<&'static str, ApiError> {
+    s.store()
         .ping()
         .await
         .map_err(|_| ApiError::new(ErrorCode::Unavailable, "database unreachable"))?;

@@ -91,6 +91,13 @@ pub fn is_well_formed(presented: &str) -> bool {
     checksum(body) == check
 }
 
+/// The credential of an `Authorization: Bearer <key>` header value (scheme matched
+/// without regard to case), or `None` for any other scheme.
+pub fn bearer_token(header_value: &str) -> Option<&str> {
+    let (scheme, key) = header_value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+}
+
 /// A short, non-secret tail for display (`…AbC123`): the checksum characters,
 /// which carry no entropy of the key body beyond 32 bits.
 pub fn display_tail(presented: &str) -> String {
@@ -151,6 +158,14 @@ mod tests {
         ] {
             assert!(!is_well_formed(noise), "{noise}");
         }
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
     }
 
     #[test]

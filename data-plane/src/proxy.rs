@@ -11,6 +11,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
+use switchyard_core::apikey;
 use switchyard_core::crypto::Keyring;
 use switchyard_core::error::{ErrorCode, openai_error_body};
 use switchyard_core::ids::EventId;
@@ -114,8 +115,7 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
-        let (scheme, rest) = v.split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim());
+        return apikey::bearer_token(v);
     }
     headers
         .get("x-api-key")

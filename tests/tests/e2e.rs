@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use switchyard_core::apikey;
 use switchyard_core::crypto::Keyring;
@@ -49,6 +49,26 @@ impl System {
             .await
             .unwrap();
         let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Any Admin/Manage call: the status and the JSON answer (`null` when none).
+    async fn call(
+        &self,
+        method: Method,
+        path: String,
+        key: String,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, self.admin(&path))
+            .bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let r = request.send().await.unwrap();
+        let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
@@ -785,32 +805,11 @@ async fn grpc_face_matches_rest() {
 async fn policies_never_exceed_the_parent() {
     let sys = start_system(32 * 1024).await;
     let fake = FakeUpstream::start(None).await.unwrap();
-    let patch = |path: String, key: String, body: Value| {
-        let http = sys.http.clone();
-        let url = sys.admin(&path);
-        async move {
-            let r = http
-                .patch(url)
-                .bearer_auth(key)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let status = r.status().as_u16();
-            (status, r.json::<Value>().await.unwrap_or(Value::Null))
-        }
-    };
+    let patch =
+        |path: String, key: String, body: Value| sys.call(Method::PATCH, path, key, Some(body));
     let info = |key: String, id: Option<String>| {
-        let http = sys.http.clone();
-        let url = match id {
-            Some(id) => sys.admin(&format!("/x-info?id={id}")),
-            None => sys.admin("/x-info"),
-        };
-        async move {
-            let r = http.get(url).bearer_auth(key).send().await.unwrap();
-            let status = r.status().as_u16();
-            (status, r.json::<Value>().await.unwrap_or(Value::Null))
-        }
+        let path = id.map_or_else(|| "/x-info".to_owned(), |id| format!("/x-info?id={id}"));
+        sys.call(Method::GET, path, key, None)
     };
 
     let (status, main) = sys
@@ -1317,20 +1316,9 @@ async fn provider_keys_lifecycle() {
     assert_eq!(status, StatusCode::CREATED);
     let id = pk["id"].as_str().unwrap().to_owned();
     assert_eq!(pk["health"], "unknown");
-    let send = |method: reqwest::Method, path: String, key: String, body: Option<Value>| {
-        let http = sys.http.clone();
-        let url = sys.admin(&path);
-        async move {
-            let mut req = http.request(method, url).bearer_auth(key);
-            if let Some(body) = body {
-                req = req.json(&body);
-            }
-            let r = req.send().await.unwrap();
-            let status = r.status().as_u16();
-            (status, r.json::<Value>().await.unwrap_or(Value::Null))
-        }
+    let send = |method: Method, path: String, key: String, body: Option<Value>| {
+        sys.call(method, path, key, body)
     };
-    use reqwest::Method;
 
     let (status, list) = send(Method::GET, "/x-keys".into(), main_key.clone(), None).await;
     assert_eq!(status, 200);
@@ -1606,24 +1594,8 @@ async fn account_tree_listing_and_deletion() {
     let dev_id = dev["account"]["id"].as_str().unwrap().to_owned();
     sys.post("/x-users", &main_key, json!({"name": "ops"}))
         .await;
-    let get = |path: String, key: String| {
-        let http = sys.http.clone();
-        let url = sys.admin(&path);
-        async move {
-            let r = http.get(url).bearer_auth(key).send().await.unwrap();
-            let status = r.status().as_u16();
-            (status, r.json::<Value>().await.unwrap_or(Value::Null))
-        }
-    };
-    let delete = |path: String, key: String| {
-        let http = sys.http.clone();
-        let url = sys.admin(&path);
-        async move {
-            let r = http.delete(url).bearer_auth(key).send().await.unwrap();
-            let status = r.status().as_u16();
-            (status, r.json::<Value>().await.unwrap_or(Value::Null))
-        }
-    };
+    let get = |path: String, key: String| sys.call(Method::GET, path, key, None);
+    let delete = |path: String, key: String| sys.call(Method::DELETE, path, key, None);
     let names = |v: &Value| -> Vec<(String, u64)> {
         v.as_array()
             .unwrap()
