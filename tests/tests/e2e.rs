@@ -52,6 +52,25 @@ impl System {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// A main account made by the operator, with one provider key (the fake) serving
+    /// every model: its creation answer and its key.
+    async fn owner(&self, name: &str, fake: &FakeUpstream) -> (Value, String) {
+        let (status, created) = self
+            .post("/x-users", &self.root, json!({"name": name}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let key = created["api_key"].as_str().unwrap().to_owned();
+        let (status, pk) = self
+            .post(
+                "/x-keys",
+                &key,
+                json!({"provider": "openai", "base_url": fake.base_url(), "secret": "sk-abc-123456789", "models": ["*"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{pk}");
+        (created, key)
+    }
+
     /// Any Admin/Manage call: the status and the JSON answer (`null` when none).
     async fn call(
         &self,
@@ -1092,16 +1111,7 @@ async fn policies_never_exceed_the_parent() {
 async fn issued_keys_rotate_expire_and_revoke() {
     let sys = start_system(32 * 1024).await;
     let fake = FakeUpstream::start(None).await.unwrap();
-    let (_, main) = sys
-        .post("/x-users", &sys.root, json!({"name": "acme"}))
-        .await;
-    let main_key = main["api_key"].as_str().unwrap().to_owned();
-    sys.post(
-        "/x-keys",
-        &main_key,
-        json!({"provider": "openai", "base_url": fake.base_url(), "secret": "sk-abc-123456789", "models": ["*"]}),
-    )
-    .await;
+    let (_, main_key) = sys.owner("acme", &fake).await;
     let (_, child) = sys
         .post("/x-users", &main_key, json!({"name": "team"}))
         .await;
@@ -1572,16 +1582,7 @@ async fn provider_keys_lifecycle() {
 async fn account_tree_listing_and_deletion() {
     let sys = start_system(32 * 1024).await;
     let fake = FakeUpstream::start(None).await.unwrap();
-    let (_, main) = sys
-        .post("/x-users", &sys.root, json!({"name": "acme"}))
-        .await;
-    let main_key = main["api_key"].as_str().unwrap().to_owned();
-    sys.post(
-        "/x-keys",
-        &main_key,
-        json!({"provider": "openai", "base_url": fake.base_url(), "secret": "sk-abc-123456789", "models": ["*"]}),
-    )
-    .await;
+    let (_, main_key) = sys.owner("acme", &fake).await;
     let (_, team) = sys
         .post("/x-users", &main_key, json!({"name": "team"}))
         .await;
