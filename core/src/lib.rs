@@ -9,6 +9,7 @@
 //! - [`policy`]: account policies, their intersection, and the bounds check.
 //! - [`snapshot`]: the snapshot as plain data, and its compiled lookup tables.
 //! - [`request`]: the few facts routing reads from a request body.
+//! - [`rules`]: a main account's rules (mappers, switch-over, resources, limits, prices).
 //! - [`sse`]: framing of server-sent events.
 //! - [`usage`]: token usage parsing and the usage event.
 //! - [`error`]: the error vocabulary shared by every service.
@@ -21,6 +22,7 @@ pub mod ids;
 pub mod model;
 pub mod policy;
 pub mod request;
+pub mod rules;
 pub mod secret;
 pub mod snapshot;
 pub mod sse;
