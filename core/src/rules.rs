@@ -244,6 +244,132 @@ impl Rules {
     }
 }
 
+/// The sections of a rules document, as `/x-config/{section}` names them.
+pub const SECTIONS: [&str; 6] = [
+    "model_mapper",
+    "level_mapper",
+    "switch_over",
+    "resources",
+    "model_limits",
+    "pricing",
+];
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EditError {
+    #[error("unknown section {0:?}; sections are {SECTIONS:?}")]
+    UnknownSection(String),
+    #[error("{section} has no entry {key:?}")]
+    NoSuchEntry { section: String, key: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Rules {
+    fn to_json(&self) -> Result<serde_json::Map<String, serde_json::Value>, EditError> {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(map)) => Ok(map),
+            Ok(_) => Err(EditError::Invalid("rules are not an object".into())),
+            Err(e) => Err(EditError::Invalid(e.to_string())),
+        }
+    }
+
+    fn from_json(map: serde_json::Map<String, serde_json::Value>) -> Result<Self, EditError> {
+        serde_json::from_value(serde_json::Value::Object(map))
+            .map_err(|e| EditError::Invalid(e.to_string()))
+    }
+
+    fn check_section(section: &str) -> Result<(), EditError> {
+        if SECTIONS.contains(&section) {
+            Ok(())
+        } else {
+            Err(EditError::UnknownSection(section.to_owned()))
+        }
+    }
+
+    /// One section as JSON (an empty object or `null` when unset).
+    pub fn section(&self, section: &str) -> Result<serde_json::Value, EditError> {
+        Self::check_section(section)?;
+        let mut map = self.to_json()?;
+        Ok(map.remove(section).unwrap_or(if section == "resources" {
+            serde_json::Value::Null
+        } else {
+            serde_json::Value::Object(serde_json::Map::new())
+        }))
+    }
+
+    /// Replace the sections present in `patch` (`null` clears one), keep the others.
+    pub fn patched(
+        &self,
+        patch: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Self, EditError> {
+        let mut map = self.to_json()?;
+        for (section, value) in patch {
+            Self::check_section(&section)?;
+            if value.is_null() {
+                map.remove(&section);
+            } else {
+                map.insert(section, value);
+            }
+        }
+        Self::from_json(map)
+    }
+
+    /// Set one entry: `key → value` in a map section, or add the path `key` to
+    /// `resources` (the value is ignored there).
+    pub fn with_entry(
+        &self,
+        section: &str,
+        key: &str,
+        value: serde_json::Value,
+    ) -> Result<Self, EditError> {
+        Self::check_section(section)?;
+        let mut map = self.to_json()?;
+        if section == "resources" {
+            let list = map
+                .entry(section)
+                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+            if let serde_json::Value::Array(items) = list
+                && !items.iter().any(|i| i.as_str() == Some(key))
+            {
+                items.push(serde_json::Value::String(key.to_owned()));
+            }
+        } else {
+            let entries = map
+                .entry(section)
+                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+            if let serde_json::Value::Object(entries) = entries {
+                entries.insert(key.to_owned(), value);
+            }
+        }
+        Self::from_json(map)
+    }
+
+    /// Remove one entry (for `resources`, one path; the list may become empty, which
+    /// allows nothing: clear the whole section to allow every path again).
+    pub fn without_entry(&self, section: &str, key: &str) -> Result<Self, EditError> {
+        Self::check_section(section)?;
+        let mut map = self.to_json()?;
+        let missing = || EditError::NoSuchEntry {
+            section: section.to_owned(),
+            key: key.to_owned(),
+        };
+        match map.get_mut(section) {
+            Some(serde_json::Value::Array(items)) => {
+                let before = items.len();
+                items.retain(|i| i.as_str() != Some(key));
+                if items.len() == before {
+                    return Err(missing());
+                }
+            }
+            Some(serde_json::Value::Object(entries)) => {
+                entries.remove(key).ok_or_else(missing)?;
+            }
+            _ => return Err(missing()),
+        }
+        Self::from_json(map)
+    }
+}
+
 impl Price {
     /// The cost of one call in nano-dollars. Cached input tokens are a part of the
     /// input tokens and are charged at the cached price only (never twice).
@@ -332,6 +458,70 @@ mod tests {
         );
         assert!(serde_json::from_str::<Rules>(r#"{"levels":{}}"#).is_err());
         assert!(serde_json::from_str::<Rules>(r#"{"switch_over":{"one":2}}"#).is_err());
+    }
+
+    #[test]
+    fn entries_and_sections() {
+        let r = Rules::default()
+            .with_entry("model_mapper", "gpt-4", serde_json::json!("gpt-4o"))
+            .unwrap()
+            .with_entry("switch_over", "1", serde_json::json!(2))
+            .unwrap()
+            .with_entry("resources", "/v1/chat/completions", serde_json::Value::Null)
+            .unwrap()
+            .with_entry(
+                "pricing",
+                "gpt*",
+                serde_json::json!({"per_request_nanos": 5}),
+            )
+            .unwrap();
+        assert_eq!(r.map_model("gpt-4"), "gpt-4o");
+        assert_eq!(r.switch_over.get(&1), Some(&2));
+        assert_eq!(
+            r.section("resources").unwrap(),
+            serde_json::json!(["/v1/chat/completions"])
+        );
+        assert_eq!(r.section("level_mapper").unwrap(), serde_json::json!({}));
+        assert_eq!(r.price_for("gpt-x").unwrap().per_request_nanos, 5);
+
+        let r = r.without_entry("switch_over", "1").unwrap();
+        assert!(r.switch_over.is_empty());
+        assert!(matches!(
+            r.without_entry("switch_over", "1"),
+            Err(EditError::NoSuchEntry { .. })
+        ));
+        assert!(matches!(
+            r.with_entry("levels", "a", serde_json::json!(1)),
+            Err(EditError::UnknownSection(_))
+        ));
+        assert!(matches!(
+            r.with_entry("switch_over", "one", serde_json::json!(1)),
+            Err(EditError::Invalid(_))
+        ));
+        assert!(matches!(
+            r.with_entry("level_mapper", "g*x", serde_json::json!(1)),
+            Err(EditError::Invalid(_))
+        ));
+        assert!(matches!(
+            r.with_entry("pricing", "m", serde_json::json!({"input": 1})),
+            Err(EditError::Invalid(_))
+        ));
+
+        let cleared = r
+            .patched(serde_json::Map::from_iter([(
+                "resources".to_owned(),
+                serde_json::Value::Null,
+            )]))
+            .unwrap();
+        assert_eq!(cleared.resources, None);
+        assert_eq!(cleared.model_mapper, r.model_mapper);
+        assert!(
+            r.patched(serde_json::Map::from_iter([(
+                "bogus".to_owned(),
+                serde_json::json!({})
+            )]))
+            .is_err()
+        );
     }
 
     #[test]
