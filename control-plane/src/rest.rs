@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use switchyard_core::apikey;
 use switchyard_core::error::{ErrorCode, openai_error_body};
 use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
+use switchyard_core::rules::Rules;
 use switchyard_runtime::now_ms;
 
 use crate::service::{
@@ -150,6 +151,11 @@ pub fn router(service: Arc<Service>) -> Router {
             get(get_provider_key)
                 .patch(update_provider_key)
                 .delete(delete_provider_key),
+        )
+        .route("/x-conf", get(rules).put(replace_rules).patch(patch_rules))
+        .route(
+            "/x-config/{section}",
+            get(rule_section).put(put_rule).delete(delete_rule),
         )
         .route("/x-bill", get(bill))
         .route("/x-audit", get(audit_log))
@@ -292,6 +298,72 @@ async fn delete_provider_key(
 ) -> Answer {
     s.delete_provider_key(&c, id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn rules(State(s): Svc, Authed(c): Authed) -> Answer {
+    ok(s.rules(&c).await?)
+}
+
+async fn replace_rules(State(s): Svc, Authed(c): Authed, Body(doc): Body<Rules>) -> Answer {
+    ok(s.edit_rules(&c, |_| Ok(doc.clone())).await?)
+}
+
+async fn patch_rules(
+    State(s): Svc,
+    Authed(c): Authed,
+    Body(patch): Body<serde_json::Map<String, serde_json::Value>>,
+) -> Answer {
+    ok(s.edit_rules(&c, |current| current.patched(patch.clone()))
+        .await?)
+}
+
+/// The section of a `/x-config/{section}` path.
+struct Section(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Section {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(section)| Self(section))
+            .map_err(|e| invalid(e.body_text()))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryKey {
+    key: String,
+}
+
+async fn rule_section(State(s): Svc, Authed(c): Authed, Section(section): Section) -> Answer {
+    ok(s.rule_section(&c, &section).await?)
+}
+
+async fn put_rule(
+    State(s): Svc,
+    Authed(c): Authed,
+    Section(section): Section,
+    Params(q): Params<EntryKey>,
+    OptionalBody(value): OptionalBody<serde_json::Value>,
+) -> Answer {
+    ok(s.edit_rules(&c, |current| {
+        current.with_entry(&section, &q.key, value.clone())
+    })
+    .await?)
+}
+
+async fn delete_rule(
+    State(s): Svc,
+    Authed(c): Authed,
+    Section(section): Section,
+    Params(q): Params<EntryKey>,
+) -> Answer {
+    ok(
+        s.edit_rules(&c, |current| current.without_entry(&section, &q.key))
+            .await?,
+    )
 }
 
 async fn bill(State(s): Svc, Authed(c): Authed, Params(q): Params<BillQuery>) -> Answer {

@@ -1,6 +1,7 @@
 //! The service layer: every operation of the Admin and Manage APIs, with its
 //! authorisation and validation. REST and gRPC are thin faces over these methods.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use switchyard_core::error::ErrorCode;
 use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::model::ModelPattern;
 use switchyard_core::policy::Policy;
+use switchyard_core::rules::{EditError, Rules};
 use switchyard_core::secret::Secret;
 use switchyard_core::snapshot::{Account, IssuedKey, ProviderKey, ProviderKind, Status};
 use switchyard_core::usage::RollupRow;
@@ -56,6 +58,10 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
+            StoreError::Conflict(what) => Self::new(
+                ErrorCode::Conflict,
+                format!("{what} changed concurrently; read them again and retry"),
+            ),
             StoreError::HasDescendants(n) => Self::new(
                 ErrorCode::Conflict,
                 format!("the account has {n} descendants; delete them first or pass cascade=true"),
@@ -872,6 +878,71 @@ impl Service {
         Ok(provider_view(&record))
     }
 
+    /// `GET /x-conf`: the caller's main account's rules.
+    pub async fn rules(&self, caller: &Caller) -> Result<Rules, ApiError> {
+        let owner = Self::key_owner(caller)?;
+        Ok(self.store.rules(owner).await?.0)
+    }
+
+    /// `GET /x-config/{section}`.
+    pub async fn rule_section(
+        &self,
+        caller: &Caller,
+        section: &str,
+    ) -> Result<serde_json::Value, ApiError> {
+        self.rules(caller)
+            .await?
+            .section(section)
+            .map_err(edit_error)
+    }
+
+    /// Every rules write: read, edit, validate the whole document against the owner's
+    /// levels, store if nobody changed it meanwhile (retrying a few times if someone did).
+    pub async fn edit_rules(
+        &self,
+        caller: &Caller,
+        edit: impl Fn(&Rules) -> Result<Rules, EditError>,
+    ) -> Result<Rules, ApiError> {
+        let owner = Self::key_owner(caller)?;
+        for _ in 0..3 {
+            let (current, version) = self.store.rules(owner).await?;
+            let next = edit(&current).map_err(edit_error)?;
+            let levels: BTreeSet<u32> = self
+                .store
+                .provider_keys(owner)
+                .await?
+                .iter()
+                .map(|k| k.key.level)
+                .collect();
+            let problems = next.problems(&levels);
+            if !problems.is_empty() {
+                let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                return Err(ApiError::new(
+                    ErrorCode::Unprocessable,
+                    format!("rules refused: {}", listed.join("; ")),
+                ));
+            }
+            let audit = self.audit(
+                caller,
+                Some(owner),
+                "rules.update",
+                owner.to_string(),
+                state(&current),
+                state(&next),
+            );
+            match self.store.put_rules(owner, &next, version, &audit).await {
+                Ok(revision) => {
+                    self.publisher.changed(revision);
+                    tracing::info!(owner = %owner, revision, "rules updated");
+                    return Ok(next);
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Conflict("rules").into())
+    }
+
     /// `GET /x-keys`.
     pub async fn provider_keys(&self, caller: &Caller) -> Result<Vec<ProviderKeyView>, ApiError> {
         let owner = Self::key_owner(caller)?;
@@ -1153,6 +1224,13 @@ fn provider_view(r: &ProviderKeyRecord) -> ProviderKeyView {
         status: r.key.status.as_str(),
         health: r.health.clone(),
         created_at_unix_ms: r.created_at_ms,
+    }
+}
+
+fn edit_error(e: EditError) -> ApiError {
+    match e {
+        EditError::NoSuchEntry { .. } => ApiError::new(ErrorCode::NotFound, e.to_string()),
+        EditError::UnknownSection(_) | EditError::Invalid(_) => ApiError::invalid(e.to_string()),
     }
 }
 

@@ -12,6 +12,7 @@ use switchyard_core::apikey;
 use switchyard_core::crypto::Keyring;
 use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::policy::Policy;
+use switchyard_core::rules::Rules;
 use switchyard_core::snapshot::{Account, Compiled, IssuedKey, ProviderKey, ProviderKind, Status};
 
 switchyard_tests::every_backend!(
@@ -20,6 +21,7 @@ switchyard_tests::every_backend!(
     provider_key_lifecycle,
     the_audit_log_follows_every_write,
     trees_page_and_delete,
+    rules_are_compare_and_set,
     provider_keys_stay_sealed,
     failed_writes_change_nothing
 );
@@ -482,4 +484,37 @@ async fn trees_page_and_delete(url: &str) {
         store.delete_account(a.account.id, true, &audit()).await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+async fn rules_are_compare_and_set(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    let main = account(None, "main");
+    store
+        .create_account(&main, &key_for(&main).0, &audit())
+        .await
+        .unwrap();
+    let owner = main.account.id;
+    let (empty, version) = store.rules(owner).await.unwrap();
+    assert_eq!((empty, version), (Rules::default(), 0));
+    let first: Rules = serde_json::from_str(r#"{"model_mapper":{"a":"b"}}"#).unwrap();
+    store.put_rules(owner, &first, 0, &audit()).await.unwrap();
+    let (loaded, version) = store.rules(owner).await.unwrap();
+    assert_eq!((loaded, version), (first.clone(), 1));
+    // A writer that read version 0 (or 1, after someone else wrote 2) loses.
+    let second: Rules = serde_json::from_str(r#"{"model_mapper":{"a":"c"}}"#).unwrap();
+    assert!(matches!(
+        store.put_rules(owner, &second, 0, &audit()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store.put_rules(owner, &second, 1, &audit()).await.unwrap();
+    let revision = store.revision().await.unwrap();
+    assert!(matches!(
+        store.put_rules(owner, &first, 1, &audit()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.revision().await.unwrap(), revision);
+    assert_eq!(store.rules(owner).await.unwrap(), (second, 2));
+    // Rules go with their account.
+    store.delete_account(owner, false, &audit()).await.unwrap();
+    assert_eq!(store.rules(owner).await.unwrap().1, 0);
 }

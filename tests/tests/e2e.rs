@@ -1714,3 +1714,126 @@ async fn account_tree_listing_and_deletion() {
     assert_eq!(log[0]["action"], "account.delete");
     assert_eq!(log[0]["before"]["name"], "team");
 }
+
+/// Rules of a main account: the whole document (`/x-conf`) and single entries
+/// (`/x-config`), validated as a whole; a bad edit changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_are_validated_as_a_whole() {
+    let sys = start_system(32 * 1024).await;
+    let fake = FakeUpstream::start(None).await.unwrap();
+    let (_, main_key) = sys.owner("acme", &fake).await;
+    let (status, _) = sys
+        .post(
+            "/x-keys",
+            &main_key,
+            json!({"provider": "openai", "base_url": fake.base_url(), "secret": "sk-abc-123456789", "models": ["*"], "level": 2}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, child) = sys
+        .post("/x-users", &main_key, json!({"name": "team"}))
+        .await;
+    let child_key = child["api_key"].as_str().unwrap().to_owned();
+    let call = |method: Method, path: &str, body: Option<Value>| {
+        sys.call(method, path.to_owned(), main_key.clone(), body)
+    };
+
+    let (status, empty) = call(Method::GET, "/x-conf", None).await;
+    assert_eq!((status, empty), (200, json!({})));
+    let doc = json!({
+        "model_mapper": {"gpt-4": "gpt-4o", "old": "gpt-4"},
+        "level_mapper": {"gpt-4o*": 1, "*": 2},
+        "switch_over": {"1": 2},
+        "resources": ["/v1/chat/completions"],
+        "model_limits": {"gpt-4o*": {"rpm": 100, "tpm": 100000}},
+        "pricing": {"gpt-4o*": {"input_per_million_nanos": 2500000000u64, "cached_input_per_million_nanos": 0,
+                                 "output_per_million_nanos": 10000000000u64, "per_request_nanos": 0}}
+    });
+    let (status, stored) = call(Method::PUT, "/x-conf", Some(doc.clone())).await;
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(call(Method::GET, "/x-conf", None).await.1, doc);
+
+    // Whole-document problems are all named, and nothing changes.
+    let revision = sys.count("control", "SELECT revision FROM config_revision");
+    let (status, err) = call(
+        Method::PUT,
+        "/x-conf",
+        Some(json!({"model_mapper": {"a": "b", "b": "a"}, "level_mapper": {"x*": 9}, "switch_over": {"1": 2, "2": 1}})),
+    )
+    .await;
+    assert_eq!(status, 422, "{err}");
+    let message = err["error"]["message"].as_str().unwrap();
+    for want in ["mapping cycle", "level 9 has no provider key", "never ends"] {
+        assert!(message.contains(want), "{message} should say {want}");
+    }
+    for (method, path, body, want) in [
+        (
+            Method::PUT,
+            "/x-conf",
+            json!({"pricing": {"m": {"input_per_million_nanos": -1}}}),
+            400,
+        ),
+        (Method::PUT, "/x-conf", json!({"levels": {}}), 400),
+        (Method::PATCH, "/x-conf", json!({"bogus": {}}), 400),
+        (Method::PUT, "/x-config/levels?key=a", json!(1), 400),
+        (Method::PUT, "/x-config/switch_over?key=2", json!(1), 422),
+        (Method::PUT, "/x-config/level_mapper?key=g*x", json!(1), 400),
+        (Method::PUT, "/x-config/model_mapper", json!("x"), 400),
+        (
+            Method::DELETE,
+            "/x-config/model_mapper?key=nope",
+            Value::Null,
+            404,
+        ),
+    ] {
+        let (status, v) = call(method.clone(), path, Some(body.clone())).await;
+        assert_eq!(status, want, "{method} {path} {body} → {v}");
+        assert!(v["error"]["message"].is_string(), "{v}");
+    }
+    assert_eq!(
+        sys.count("control", "SELECT revision FROM config_revision"),
+        revision
+    );
+    assert_eq!(call(Method::GET, "/x-conf", None).await.1, doc);
+
+    // Sections replace only themselves; entries one at a time.
+    let (status, v) = call(Method::PATCH, "/x-conf", Some(json!({"resources": null}))).await;
+    assert_eq!(status, 200, "{v}");
+    assert!(v.get("resources").is_none());
+    assert_eq!(v["model_mapper"], doc["model_mapper"]);
+    let (status, v) = call(
+        Method::PUT,
+        "/x-config/model_mapper?key=legacy",
+        Some(json!("gpt-4o")),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let (_, section) = call(Method::GET, "/x-config/model_mapper", None).await;
+    assert_eq!(
+        section,
+        json!({"gpt-4": "gpt-4o", "legacy": "gpt-4o", "old": "gpt-4"})
+    );
+    let (status, _) = call(Method::DELETE, "/x-config/model_mapper?key=legacy", None).await;
+    assert_eq!(status, 200);
+    let (status, v) = call(Method::PUT, "/x-config/resources?key=/v1/audio/*", None).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["resources"], json!(["/v1/audio/*"]));
+    assert_eq!(call(Method::GET, "/x-config/nope", None).await.0, 400);
+
+    // Only a main account has rules.
+    assert_eq!(
+        sys.call(Method::GET, "/x-conf".into(), child_key.clone(), None)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        sys.call(Method::PUT, "/x-conf".into(), child_key, Some(json!({})))
+            .await
+            .0,
+        403
+    );
+    let (_, log) = call(Method::GET, "/x-audit?limit=1", None).await;
+    assert_eq!(log[0]["action"], "rules.update");
+    assert_eq!(log[0]["after"]["resources"], json!(["/v1/audio/*"]));
+}
