@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use switchyard_core::ids::AccountId;
 use switchyard_core::policy::{Period, Policy};
+use switchyard_core::rules::Rules;
 use switchyard_core::snapshot::{ProviderKind, Snapshot, Status};
 use switchyard_proto::v1 as pb;
 use switchyard_runtime::Shutdown;
@@ -171,6 +173,48 @@ pub fn encode_policy(p: &Policy) -> pb::Policy {
     }
 }
 
+fn encode_rules(owner: AccountId, r: &Rules) -> pb::Rules {
+    pb::Rules {
+        owner_id: owner.to_string(),
+        model_mapper: r.model_mapper.clone().into_iter().collect(),
+        level_mapper: r
+            .level_mapper
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
+        switch_over: r.switch_over.clone().into_iter().collect(),
+        resources: strings(&r.resources),
+        model_limits: r
+            .model_limits
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    pb::ModelLimit {
+                        rpm: v.rpm,
+                        tpm: v.tpm,
+                    },
+                )
+            })
+            .collect(),
+        pricing: r
+            .pricing
+            .iter()
+            .map(|(k, p)| {
+                (
+                    k.to_string(),
+                    pb::Price {
+                        input_per_million_nanos: p.input_per_million_nanos,
+                        cached_input_per_million_nanos: p.cached_input_per_million_nanos,
+                        output_per_million_nanos: p.output_per_million_nanos,
+                        per_request_nanos: p.per_request_nanos,
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
 /// The snapshot in its wire form. Provider secrets stay sealed.
 pub fn encode(s: &Snapshot) -> pb::Snapshot {
     pb::Snapshot {
@@ -217,6 +261,11 @@ pub fn encode(s: &Snapshot) -> pb::Snapshot {
                 weight: p.weight,
                 status: status(p.status),
             })
+            .collect(),
+        rules: s
+            .rules
+            .iter()
+            .map(|(owner, r)| encode_rules(*owner, r))
             .collect(),
     }
 }

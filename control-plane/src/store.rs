@@ -660,12 +660,24 @@ impl Store {
         .iter()
         .map(provider_from_row)
         .collect::<Result<Vec<_>, _>>()?;
+        let mut rules = std::collections::BTreeMap::new();
+        for row in sqlx::query("SELECT owner_id, doc FROM rules")
+            .fetch_all(&mut *tx)
+            .await?
+        {
+            let owner: AccountId = parse_id(&row.try_get::<String, _>(0)?)?;
+            let doc: String = row.try_get(1)?;
+            let parsed = serde_json::from_str(&doc)
+                .map_err(|e| StoreError::Corrupt(format!("rules: {e}")))?;
+            rules.insert(owner, parsed);
+        }
         tx.commit().await?;
         Ok(Snapshot {
             version,
             accounts,
             issued_keys,
             provider_keys,
+            rules,
         })
     }
 }

@@ -2,7 +2,7 @@
 //! ([`Snapshot`]), and the lookup tables built from it once ([`Compiled`]) so the
 //! request path does hash lookups and an atomic increment, nothing more.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -11,6 +11,7 @@ use crate::crypto::Sealed;
 use crate::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use crate::model::{self, ModelPattern};
 use crate::policy::Policy;
+use crate::rules::{Price, Rules};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -100,6 +101,8 @@ pub struct Snapshot {
     pub accounts: Vec<Account>,
     pub issued_keys: Vec<IssuedKey>,
     pub provider_keys: Vec<ProviderKey>,
+    /// Rules by main account.
+    pub rules: BTreeMap<AccountId, Rules>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -125,6 +128,8 @@ pub enum SnapshotError {
         key: ProviderKeyId,
         owner: AccountId,
     },
+    #[error("rules belong to {0}, which is not a main account")]
+    RulesOfSubAccount(AccountId),
     #[error("provider key {key} belongs to {owner}, which is not a main account")]
     ProviderOfSubAccount {
         key: ProviderKeyId,
@@ -192,6 +197,7 @@ pub struct Compiled {
     version: u64,
     keys: HashMap<KeyHash, KeyEntry>,
     pools: HashMap<AccountId, Pool>,
+    rules: HashMap<AccountId, Rules>,
     accounts: usize,
 }
 
@@ -229,11 +235,25 @@ impl Compiled {
             }
             chains.insert(a.id, chain.into());
         }
+        for owner in snapshot.rules.keys() {
+            if !matches!(parents.get(owner), Some(None)) {
+                return Err(SnapshotError::RulesOfSubAccount(*owner));
+            }
+        }
+        // The main account's rules bound its whole tree (resources, model caps).
+        let bounds: HashMap<AccountId, Policy> = snapshot
+            .rules
+            .iter()
+            .map(|(owner, rules)| (*owner, rules.as_policy()))
+            .collect();
         // Effective policies: the intersection from the main account down.
         let effective: HashMap<AccountId, Arc<Policy>> = chains
             .iter()
             .map(|(id, chain)| {
-                let policies = chain.iter().rev().filter_map(|a| own.get(a).copied());
+                let main = chain.last().and_then(|m| bounds.get(m));
+                let policies = main
+                    .into_iter()
+                    .chain(chain.iter().rev().filter_map(|a| own.get(a).copied()));
                 (*id, Arc::new(Policy::effective(policies)))
             })
             .collect();
@@ -292,6 +312,7 @@ impl Compiled {
             version: snapshot.version,
             keys,
             pools,
+            rules: snapshot.rules.into_iter().collect(),
             accounts: snapshot.accounts.len(),
         })
     }
@@ -306,6 +327,11 @@ impl Compiled {
 
     pub fn account_count(&self) -> usize {
         self.accounts
+    }
+
+    /// The price a main account set for a model, if any.
+    pub fn price(&self, owner: AccountId, model: &str) -> Option<Price> {
+        self.rules.get(&owner).and_then(|r| r.price_for(model))
     }
 
     /// Recognise a presented API key.
@@ -401,6 +427,7 @@ mod tests {
             accounts: vec![main.clone(), child.clone(), grandchild.clone()],
             issued_keys: vec![key(grandchild.id, k.hash)],
             provider_keys: vec![],
+            rules: BTreeMap::new(),
         };
         let compiled = Compiled::build(snap).unwrap();
         assert_eq!(compiled.version(), 3);
@@ -425,6 +452,7 @@ mod tests {
             accounts: vec![main.clone()],
             issued_keys: vec![key(main.id, k1.hash), revoked.clone(), expired.clone()],
             provider_keys: vec![],
+            rules: BTreeMap::new(),
         };
         let compiled = Compiled::build(snap(main.clone())).unwrap();
         assert_eq!(
@@ -464,12 +492,44 @@ mod tests {
             accounts: vec![main.clone(), child.clone()],
             issued_keys: vec![key(child.id, k.hash)],
             provider_keys: vec![],
+            rules: BTreeMap::new(),
         })
         .unwrap();
         let caller = compiled.authenticate(k.clear.expose(), 0).unwrap();
         assert!(caller.policy.allows_model("gpt-4o-mini"));
         assert!(!caller.policy.allows_model("gpt-3.5"));
         assert_eq!(caller.policy.rpm, Some(10));
+    }
+
+    #[test]
+    fn a_main_accounts_rules_bound_its_tree() {
+        let main = account(None);
+        let child = account(Some(main.id));
+        let k = generate();
+        let rules: Rules = serde_json::from_str(
+            r#"{"resources":["/v1/embeddings"],"pricing":{"m*":{"per_request_nanos":3}}}"#,
+        )
+        .unwrap();
+        let snapshot = |owner: AccountId| Snapshot {
+            version: 1,
+            accounts: vec![main.clone(), child.clone()],
+            issued_keys: vec![key(child.id, k.hash)],
+            provider_keys: vec![],
+            rules: BTreeMap::from([(owner, rules.clone())]),
+        };
+        let compiled = Compiled::build(snapshot(main.id)).unwrap();
+        let caller = compiled.authenticate(k.clear.expose(), 0).unwrap();
+        assert!(caller.policy.allows_resource("/v1/embeddings"));
+        assert!(!caller.policy.allows_resource("/v1/chat/completions"));
+        assert_eq!(
+            compiled.price(main.id, "m1").map(|p| p.per_request_nanos),
+            Some(3)
+        );
+        assert_eq!(compiled.price(main.id, "x"), None);
+        assert_eq!(
+            Compiled::build(snapshot(child.id)).err(),
+            Some(SnapshotError::RulesOfSubAccount(child.id))
+        );
     }
 
     #[test]
@@ -483,6 +543,7 @@ mod tests {
             accounts: vec![main.clone(), child.clone()],
             issued_keys: vec![key(child.id, k.hash)],
             provider_keys: vec![],
+            rules: BTreeMap::new(),
         })
         .unwrap();
         assert_eq!(
@@ -561,6 +622,7 @@ mod tests {
             accounts: vec![main.clone(), other],
             issued_keys: vec![],
             provider_keys: vec![a.clone(), b.clone(), backup.clone(), off, foreign],
+            rules: BTreeMap::new(),
         })
         .unwrap();
         let picks: Vec<_> = (0..4)

@@ -16,6 +16,7 @@ use switchyard_core::crypto::Keyring;
 use switchyard_core::error::{ErrorCode, openai_error_body};
 use switchyard_core::ids::EventId;
 use switchyard_core::request::{self, FactsError, RequestFacts};
+use switchyard_core::rules::Price;
 use switchyard_core::snapshot::{AuthError, Caller, ProviderKey, RouteError};
 use switchyard_core::sse::{self, SseFramer};
 use switchyard_core::usage::{self, StreamChunkUsage, TokenUsage, UsageEvent, UsageSource};
@@ -152,6 +153,8 @@ struct Meter {
     path: &'static str,
     client_addr: String,
     streamed: bool,
+    /// The owner's price for the model at request time.
+    price: Option<Price>,
 }
 
 impl Meter {
@@ -169,13 +172,17 @@ impl Meter {
             status,
             latency_ms: millis(self.started.elapsed()),
             ttfb_ms: ttfb.map(millis),
+            cost_nanos: match (self.price, tokens) {
+                (Some(price), Some(t)) => price.cost_nanos(&t),
+                (Some(price), None) if status < 400 => price.cost_nanos(&TokenUsage::default()),
+                _ => 0,
+            },
             tokens: tokens.unwrap_or_default(),
             source: if tokens.is_some() {
                 UsageSource::Reported
             } else {
                 UsageSource::Missing
             },
-            cost_nanos: 0,
             path: self.path.to_owned(),
             client_addr: self.client_addr,
             streamed: self.streamed,
@@ -238,6 +245,7 @@ async fn forward(
         None => body,
     };
 
+    let price = snapshot.price(caller.main_account(), &facts.model);
     let meter = Meter {
         sink: app.usage.clone(),
         started,
@@ -248,6 +256,7 @@ async fn forward(
         path: "/v1/chat/completions",
         client_addr: peer.ip().to_string(),
         streamed: facts.stream,
+        price,
     };
     let upstream = match send_upstream(app, provider, upstream_body, &parts.headers).await {
         Ok(r) => r,

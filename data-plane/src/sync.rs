@@ -10,6 +10,7 @@ use switchyard_core::crypto::Sealed;
 use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::model::ModelPattern;
 use switchyard_core::policy::{CreditLimit, ModelLimit, Period, Policy};
+use switchyard_core::rules::{Price, Rules};
 use switchyard_core::snapshot::{
     Account, Compiled, IssuedKey, ProviderKey, ProviderKind, Snapshot, Status,
 };
@@ -39,6 +40,8 @@ pub enum DecodeError {
     Hash(String),
     #[error("account {account}: policy: {why}")]
     Policy { account: String, why: String },
+    #[error("rules of {owner}: {why}")]
+    Rules { owner: String, why: String },
 }
 
 fn parse_list<T: std::str::FromStr>(
@@ -55,6 +58,54 @@ where
             .collect()
     })
     .transpose()
+}
+
+fn patterns<T>(
+    map: impl IntoIterator<Item = (String, T)>,
+    field: &str,
+) -> Result<std::collections::BTreeMap<ModelPattern, T>, String> {
+    map.into_iter()
+        .map(|(k, v)| {
+            k.parse::<ModelPattern>()
+                .map(|p| (p, v))
+                .map_err(|e| format!("{field} {k:?}: {e}"))
+        })
+        .collect()
+}
+
+fn decode_rules(r: pb::Rules) -> Result<Rules, String> {
+    Ok(Rules {
+        model_mapper: r.model_mapper.into_iter().collect(),
+        level_mapper: patterns(r.level_mapper, "level_mapper")?,
+        switch_over: r.switch_over.into_iter().collect(),
+        resources: parse_list(r.resources, "resources")?,
+        model_limits: patterns(
+            r.model_limits.into_iter().map(|(k, l)| {
+                (
+                    k,
+                    ModelLimit {
+                        rpm: l.rpm,
+                        tpm: l.tpm,
+                    },
+                )
+            }),
+            "model_limits",
+        )?,
+        pricing: patterns(
+            r.pricing.into_iter().map(|(k, p)| {
+                (
+                    k,
+                    Price {
+                        input_per_million_nanos: p.input_per_million_nanos,
+                        cached_input_per_million_nanos: p.cached_input_per_million_nanos,
+                        output_per_million_nanos: p.output_per_million_nanos,
+                        per_request_nanos: p.per_request_nanos,
+                    },
+                )
+            }),
+            "pricing",
+        )?,
+    })
 }
 
 fn decode_policy(p: pb::Policy) -> Result<Policy, String> {
@@ -187,11 +238,24 @@ pub fn decode(s: pb::Snapshot) -> Result<Snapshot, DecodeError> {
             })
         })
         .collect::<Result<Vec<_>, DecodeError>>()?;
+    let rules = s
+        .rules
+        .into_iter()
+        .map(|r| {
+            let owner = id::<AccountId>("rules.owner_id", &r.owner_id)?;
+            let rules = decode_rules(r).map_err(|why| DecodeError::Rules {
+                owner: owner.to_string(),
+                why,
+            })?;
+            Ok((owner, rules))
+        })
+        .collect::<Result<std::collections::BTreeMap<_, _>, DecodeError>>()?;
     Ok(Snapshot {
         version: s.version,
         accounts,
         issued_keys,
         provider_keys,
+        rules,
     })
 }
 

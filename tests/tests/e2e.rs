@@ -1836,4 +1836,67 @@ async fn rules_are_validated_as_a_whole() {
     let (_, log) = call(Method::GET, "/x-audit?limit=1", None).await;
     assert_eq!(log[0]["action"], "rules.update");
     assert_eq!(log[0]["after"]["resources"], json!(["/v1/audio/*"]));
+
+    // The rules reach the data plane: the Resources rule bounds every account of the
+    // tree, and prices turn into the cost of each call.
+    let proxy = |key: &str| {
+        let r = sys
+            .http
+            .post(sys.proxy("/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&chat("hi", false))
+            .send();
+        async move {
+            let r = r.await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, v) = proxy(&main_key).await;
+        if status == 403 {
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("/v1/chat/completions is not among"),
+                "{v}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Resources rule never reached the data plane"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, _) = call(Method::PATCH, "/x-conf", Some(json!({"resources": null}))).await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy(&main_key).await.0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "clearing the Resources rule never reached the data plane"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (input, output) = expected_tokens("be brief", "hi");
+    // gpt-4o* costs 2,500 nano-dollars per input token and 10,000 per output token.
+    let per_call = i64::try_from(input * 2_500 + output * 10_000).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let bill = sys.bill(&main_key).await;
+        if let Some(row) = bill["rows"].as_array().unwrap().first() {
+            let requests = row["requests"].as_i64().unwrap();
+            assert_eq!(
+                row["cost_nanos"].as_i64().unwrap(),
+                per_call * requests,
+                "{bill}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "usage never reached the bill");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -829,6 +829,48 @@ pub struct Snapshot {
     pub issued_keys: ::prost::alloc::vec::Vec<IssuedKey>,
     #[prost(message, repeated, tag = "4")]
     pub provider_keys: ::prost::alloc::vec::Vec<ProviderKey>,
+    /// The rules of each main account that has any.
+    #[prost(message, repeated, tag = "5")]
+    pub rules: ::prost::alloc::vec::Vec<Rules>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Price {
+    #[prost(uint64, tag = "1")]
+    pub input_per_million_nanos: u64,
+    #[prost(uint64, tag = "2")]
+    pub cached_input_per_million_nanos: u64,
+    #[prost(uint64, tag = "3")]
+    pub output_per_million_nanos: u64,
+    #[prost(uint64, tag = "4")]
+    pub per_request_nanos: u64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Rules {
+    /// The main account they belong to.
+    #[prost(string, tag = "1")]
+    pub owner_id: ::prost::alloc::string::String,
+    /// Requested model name → execution model name.
+    #[prost(map = "string, string", tag = "2")]
+    pub model_mapper: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
+    /// Model or `prefix*` → level.
+    #[prost(map = "string, uint32", tag = "3")]
+    pub level_mapper: ::std::collections::HashMap<::prost::alloc::string::String, u32>,
+    /// Level → backup level.
+    #[prost(map = "uint32, uint32", tag = "4")]
+    pub switch_over: ::std::collections::HashMap<u32, u32>,
+    /// API paths that may be called; unset: every path.
+    #[prost(message, optional, tag = "5")]
+    pub resources: ::core::option::Option<StringList>,
+    #[prost(map = "string, message", tag = "6")]
+    pub model_limits: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        ModelLimit,
+    >,
+    #[prost(map = "string, message", tag = "7")]
+    pub pricing: ::std::collections::HashMap<::prost::alloc::string::String, Price>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Account {
