@@ -231,6 +231,8 @@ impl ManageService for ApiGrpc {
                     from: non_empty(r.from_day),
                     to: non_empty(r.to_day),
                     granularity: non_empty(r.granularity),
+                    account: non_empty(r.account_id),
+                    model: non_empty(r.model),
                 },
                 &switchyard_core::time::utc_day(now_ms()),
             )

@@ -233,6 +233,10 @@ pub struct BillQuery {
     pub from: Option<String>,
     pub to: Option<String>,
     pub granularity: Option<String>,
+    /// Only this account (the caller or a descendant) and its descendants.
+    pub account: Option<String>,
+    /// Only this served model.
+    pub model: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -1091,16 +1095,22 @@ impl Service {
                 )));
             }
         };
-        let (main_account_id, account_ids) = match caller {
-            Caller::Root => (String::new(), Vec::new()),
-            Caller::Account { account, .. } => {
-                let subtree = self.store.subtree(account.id).await?;
-                let main = match self.store.ancestors(account.id).await?.last() {
-                    Some(top) => top.account.id,
-                    None => account.id,
-                };
+        let top = match (&query.account, caller) {
+            (Some(text), _) => {
+                let id: AccountId = text.parse().map_err(|_| {
+                    ApiError::invalid(format!("account {text:?} is not an account id"))
+                })?;
+                Some(self.descendant(caller, id, true).await?.account.id)
+            }
+            (None, Caller::Account { account, .. }) => Some(account.id),
+            (None, Caller::Root) => None,
+        };
+        let (main_account_id, account_ids) = match top {
+            None => (String::new(), Vec::new()),
+            Some(id) => {
+                let subtree = self.store.subtree(id).await?;
                 (
-                    main.to_string(),
+                    self.main_of(id).await?.to_string(),
                     subtree.iter().map(ToString::to_string).collect(),
                 )
             }
@@ -1127,6 +1137,7 @@ impl Service {
         let rows = reply
             .rows
             .into_iter()
+            .filter(|r| query.model.as_ref().is_none_or(|m| *m == r.model))
             .map(|r| RollupRow {
                 period: r.period,
                 account_id: r.account_id,

@@ -447,6 +447,38 @@ async fn one_request_travels_the_whole_system() {
     assert_eq!(child_bill["rows"].as_array().unwrap().len(), 1);
     assert_eq!(child_bill["rows"][0]["account_id"], child_id.as_str());
     assert_eq!(sys.count("usage", "SELECT count(*) FROM usage_events"), 2);
+    // Filters: one account's subtree, one model; only within the caller's tree.
+    let rows = |path: String, key: String| {
+        let call = sys.call(Method::GET, path, key, None);
+        async move {
+            let (status, v) = call.await;
+            (status, v["rows"].as_array().map_or(0, Vec::len))
+        }
+    };
+    assert_eq!(
+        rows(format!("/x-bill?account={child_id}"), main_key.clone()).await,
+        (200, 1)
+    );
+    assert_eq!(
+        rows("/x-bill?model=gpt-4o-mini".into(), main_key.clone()).await,
+        (200, 2)
+    );
+    assert_eq!(
+        rows("/x-bill?model=other".into(), main_key.clone()).await,
+        (200, 0)
+    );
+    assert_eq!(
+        rows(format!("/x-bill?account={main_id}"), child_key.clone())
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        rows("/x-bill?account=nope".into(), main_key.clone())
+            .await
+            .0,
+        400
+    );
 
     // Graceful shutdown: the data plane exits cleanly.
     let mut data = sys.data;

@@ -76,6 +76,12 @@ pub struct GetBillRequest {
     /// `day` (default) or `month`.
     #[prost(string, tag = "3")]
     pub granularity: ::prost::alloc::string::String,
+    /// Only this account (the caller or a descendant) and its descendants.
+    #[prost(string, tag = "4")]
+    pub account_id: ::prost::alloc::string::String,
+    /// Only this served model.
+    #[prost(string, tag = "5")]
+    pub model: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct BillRow {
