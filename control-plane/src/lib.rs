@@ -7,9 +7,11 @@
 //! - [`service`]: every operation with its authorisation and validation.
 //! - [`rest`], [`grpc`]: the two faces over the service layer.
 //! - [`publisher`]: compiles snapshots and fans them out to connected data planes.
+//! - [`reseal`]: re-seals provider secrets under a new key-encryption key.
 
 pub mod grpc;
 pub mod publisher;
+pub mod reseal;
 pub mod rest;
 pub mod service;
 pub mod store;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use switchyard_control_plane::reseal::reseal_all;
 use switchyard_control_plane::service::OperatorOptions;
 use switchyard_control_plane::store::Store;
 use switchyard_control_plane::{Config, Listeners, MIN_ROOT_KEY_LEN};
@@ -54,12 +55,44 @@ struct Args {
     /// Write the bound addresses as JSON to this file once listening.
     #[arg(long)]
     addr_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the Admin and Manage APIs and the snapshot stream (the default).
+    Serve,
+    /// Re-seal every provider secret under the keyring's first (active) key id, then
+    /// exit. Non-zero exit if any secret could not be opened.
+    Reseal,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     init_logging();
     let args = Args::parse();
+    if let Some(Command::Reseal) = args.command {
+        let keyring = args.keyring.load()?;
+        let store = Store::open(&args.database_url).await?;
+        let report = reseal_all(&store, &keyring, switchyard_runtime::now_ms()).await?;
+        tracing::info!(
+            total = report.total,
+            resealed = report.resealed,
+            current = report.current,
+            failed = report.failed.len(),
+            active = keyring.active_id(),
+            "reseal finished"
+        );
+        if !report.failed.is_empty() {
+            bail!(
+                "{} provider secrets could not be re-sealed: {:?}",
+                report.failed.len(),
+                report.failed
+            );
+        }
+        return Ok(());
+    }
     let root_key = value_or_file("root key", args.root_key, args.root_key_file.as_deref())?
         .context("a root key is required: set SWITCHYARD_ROOT_KEY or SWITCHYARD_ROOT_KEY_FILE")?;
     if root_key.len() < MIN_ROOT_KEY_LEN {

@@ -329,6 +329,17 @@ impl Store {
         finish(tx, audit).await
     }
 
+    /// Every main account's id.
+    pub async fn main_accounts(&self) -> Result<Vec<AccountId>, StoreError> {
+        let rows =
+            sqlx::query("SELECT id FROM accounts WHERE parent_id IS NULL ORDER BY created_at, id")
+                .fetch_all(&self.db.pool)
+                .await?;
+        rows.iter()
+            .map(|r| parse_id(&r.try_get::<String, _>(0)?))
+            .collect()
+    }
+
     /// The provider keys of a main account, oldest first.
     pub async fn provider_keys(
         &self,

@@ -22,6 +22,7 @@ switchyard_tests::every_backend!(
     the_audit_log_follows_every_write,
     trees_page_and_delete,
     rules_are_compare_and_set,
+    reseal_moves_every_secret_to_the_active_key,
     provider_keys_stay_sealed,
     failed_writes_change_nothing
 );
@@ -517,4 +518,69 @@ async fn rules_are_compare_and_set(url: &str) {
     // Rules go with their account.
     store.delete_account(owner, false, &audit()).await.unwrap();
     assert_eq!(store.rules(owner).await.unwrap().1, 0);
+}
+
+async fn reseal_moves_every_secret_to_the_active_key(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    let old = Keyring::generate_spec("k1");
+    let new = Keyring::generate_spec("k2");
+    let ring_old = Keyring::parse(&old).unwrap();
+    let ring_both = Keyring::parse(&format!("{},{}", new.as_str(), old.as_str())).unwrap();
+    let mut secrets = Vec::new();
+    for (i, name) in ["a", "b"].iter().enumerate() {
+        let main = account(None, name);
+        store
+            .create_account(&main, &key_for(&main).0, &audit())
+            .await
+            .unwrap();
+        for j in 0..2 {
+            let id = ProviderKeyId::new();
+            let secret = format!("sk-{i}-{j}-secret");
+            let record = ProviderKeyRecord {
+                key: ProviderKey {
+                    id,
+                    owner: main.account.id,
+                    kind: ProviderKind::OpenAi,
+                    base_url: "https://api.example.com/v1".into(),
+                    secret: ring_old.seal(secret.as_bytes(), id.0.as_bytes()).unwrap(),
+                    level: 1,
+                    models: vec!["*".parse().unwrap()],
+                    weight: 1,
+                    status: Status::Active,
+                },
+                secret_hint: "****".into(),
+                health: "unknown".into(),
+                created_at_ms: 1,
+            };
+            store.add_provider_key(&record, &audit()).await.unwrap();
+            secrets.push((id, secret));
+        }
+    }
+    let report = switchyard_control_plane::reseal::reseal_all(&store, &ring_both, 5)
+        .await
+        .unwrap();
+    assert_eq!((report.total, report.resealed, report.current), (4, 4, 0));
+    assert!(report.failed.is_empty());
+    let snapshot = store.load_snapshot().await.unwrap();
+    for (id, secret) in &secrets {
+        let key = snapshot.provider_keys.iter().find(|k| k.id == *id).unwrap();
+        assert_eq!(key.secret.key_id, "k2");
+        assert_eq!(
+            &ring_both.open(&key.secret, id.0.as_bytes()).unwrap()[..],
+            secret.as_bytes()
+        );
+    }
+    // A second run has nothing to do; a keyring that lacks the sealing key reports
+    // every secret as failed and changes nothing.
+    let again = switchyard_control_plane::reseal::reseal_all(&store, &ring_both, 6)
+        .await
+        .unwrap();
+    assert_eq!((again.resealed, again.current), (0, 4));
+    let revision = store.revision().await.unwrap();
+    let stranger = Keyring::parse(&Keyring::generate_spec("k3")).unwrap();
+    let failed = switchyard_control_plane::reseal::reseal_all(&store, &stranger, 7)
+        .await
+        .unwrap();
+    assert_eq!(failed.failed.len(), 4);
+    assert_eq!(store.revision().await.unwrap(), revision);
 }

@@ -21,6 +21,7 @@ use switchyard_tests::procs::Proc;
 const UPSTREAM_SECRET: &str = "sk-upstream-secret-0123456789";
 
 struct System {
+    control_db: String,
     _collector: Proc,
     control: Proc,
     data: Proc,
@@ -109,6 +110,13 @@ impl System {
 }
 
 async fn start_system(max_request_body: usize) -> System {
+    let kek = Keyring::generate_spec("k1").to_string();
+    start_system_with(max_request_body, &kek, &kek).await
+}
+
+/// The system with separate keyrings for the control plane (seals) and the data plane
+/// (opens), as during a key-encryption-key rotation.
+async fn start_system_with(max_request_body: usize, control_kek: &str, data_kek: &str) -> System {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let pg = PgServer::start().unwrap();
     let control_db = pg.create_database("control").unwrap();
@@ -118,7 +126,6 @@ async fn start_system(max_request_body: usize) -> System {
         .clear
         .expose()
         .clone();
-    let kek = Keyring::generate_spec("k1").to_string();
 
     let collector = Proc::spawn(
         "switchyard-usage-collector",
@@ -150,7 +157,10 @@ async fn start_system(max_request_body: usize) -> System {
             "--resync-seconds",
             "1",
         ],
-        &[("SWITCHYARD_ROOT_KEY", &root), ("SWITCHYARD_KEK", &kek)],
+        &[
+            ("SWITCHYARD_ROOT_KEY", &root),
+            ("SWITCHYARD_KEK", control_kek),
+        ],
         dir.path(),
     )
     .unwrap();
@@ -168,7 +178,7 @@ async fn start_system(max_request_body: usize) -> System {
             "--max-request-body",
             &body_limit,
         ],
-        &[("SWITCHYARD_KEK", &kek)],
+        &[("SWITCHYARD_KEK", data_kek)],
         dir.path(),
     )
     .unwrap();
@@ -189,6 +199,7 @@ async fn start_system(max_request_body: usize) -> System {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     System {
+        control_db,
         _collector: collector,
         control,
         data,
@@ -1931,4 +1942,91 @@ async fn rules_are_validated_as_a_whole() {
         assert!(Instant::now() < deadline, "usage never reached the bill");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Key-encryption-key rotation without downtime: data planes already hold the new and
+/// the old key, `switchyard-control-plane reseal` moves every secret to the new one
+/// while calls keep flowing, and none fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_encryption_keys_rotate_without_downtime() {
+    let old = Keyring::generate_spec("k1").to_string();
+    let new = Keyring::generate_spec("k2").to_string();
+    let both = format!("{new},{old}");
+    let sys = start_system_with(32 * 1024, &old, &both).await;
+    let fake = FakeUpstream::start(Some("sk-abc-123456789".into()))
+        .await
+        .unwrap();
+    let (_, main_key) = sys.owner("acme", &fake).await;
+    wait_for_key(&sys, &main_key).await;
+    assert_eq!(
+        sys.pg
+            .query("control", "SELECT secret_key_id FROM provider_keys")
+            .unwrap(),
+        "k1"
+    );
+
+    let calls = {
+        let http = sys.http.clone();
+        let url = sys.proxy("/v1/chat/completions");
+        let key = main_key.clone();
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for _ in 0..150 {
+                let r = http
+                    .post(&url)
+                    .bearer_auth(&key)
+                    .json(&chat("rotate", false))
+                    .send()
+                    .await
+                    .unwrap();
+                statuses.push(r.status().as_u16());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            statuses
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let bin = switchyard_tests::procs::bin_dir()
+        .unwrap()
+        .join("switchyard-control-plane");
+    let out = std::process::Command::new(bin)
+        .args(["--database-url", &sys.control_db, "reseal"])
+        .env("SWITCHYARD_KEK", &both)
+        .env_remove("SWITCHYARD_ROOT_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"resealed\":1"));
+    assert_eq!(
+        sys.pg
+            .query("control", "SELECT secret_key_id FROM provider_keys")
+            .unwrap(),
+        "k2"
+    );
+
+    // Calls kept working through the rotation and after the new snapshot arrived.
+    let statuses = calls.await.unwrap();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(
+        fake.observed()
+            .authorizations
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|a| a == "Bearer sk-abc-123456789")
+    );
+    let (_, log) = sys
+        .call(
+            Method::GET,
+            "/x-audit?limit=1".into(),
+            main_key.clone(),
+            None,
+        )
+        .await;
+    assert_eq!(log[0]["action"], "provider_key.reseal");
+    assert_eq!(log[0]["after"]["key_id"], "k2");
 }
