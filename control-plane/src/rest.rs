@@ -157,6 +157,8 @@ pub fn router(service: Arc<Service>) -> Router {
             "/x-config/{section}",
             get(rule_section).put(put_rule).delete(delete_rule),
         )
+        .route("/dashboard/models", get(dashboard_models))
+        .route("/dashboard/status", get(dashboard_status))
         .route("/x-bill", get(bill))
         .route("/x-audit", get(audit_log))
         .route("/healthz", get(|| async { "ok" }))
@@ -364,6 +366,14 @@ async fn delete_rule(
         s.edit_rules(&c, |current| current.without_entry(&section, &q.key))
             .await?,
     )
+}
+
+async fn dashboard_models(State(s): Svc, Authed(c): Authed) -> Answer {
+    ok(s.dashboard_models(&c).await?)
+}
+
+async fn dashboard_status(State(s): Svc, Authed(_): Authed) -> Answer {
+    ok(s.dashboard_status())
 }
 
 async fn bill(State(s): Svc, Authed(c): Authed, Params(q): Params<BillQuery>) -> Answer {

@@ -196,6 +196,28 @@ pub struct ProviderKeyView {
 }
 
 #[derive(Debug, Serialize)]
+pub struct ModelList {
+    /// Exact names and `prefix*` patterns.
+    pub models: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DataPlaneStatus {
+    pub replica: String,
+    pub applied_version: u64,
+    /// Versions behind the control plane's newest snapshot.
+    pub lag: u64,
+    pub last_rejection: Option<String>,
+}
+
+/// `GET /dashboard/status`.
+#[derive(Debug, Serialize)]
+pub struct SystemStatus {
+    pub snapshot_version: u64,
+    pub data_planes: Vec<DataPlaneStatus>,
+}
+
+#[derive(Debug, Serialize)]
 pub struct DeletedAccounts {
     /// Accounts removed (the target and, with cascade, its descendants).
     pub deleted: usize,
@@ -442,11 +464,22 @@ impl Service {
                 ApiError::new(ErrorCode::NotFound, format!("account {id} not found"))
             })?;
         let ancestors = self.store.ancestors(id).await?;
-        let chain = ancestors
-            .iter()
-            .rev()
-            .map(|a| &a.account.policy)
-            .chain(std::iter::once(&own.account.policy));
+        self.effective_of(&own, &ancestors).await
+    }
+
+    /// The policy the data plane enforces for `record`: its main account's rules
+    /// (Resources, ModelLimits), then every own policy from the top down — the same
+    /// intersection `Compiled::build` computes.
+    async fn effective_of(
+        &self,
+        record: &AccountRecord,
+        ancestors: &[AccountRecord],
+    ) -> Result<Policy, ApiError> {
+        let main = ancestors.last().unwrap_or(record).account.id;
+        let bound = self.store.rules(main).await?.0.as_policy();
+        let chain = std::iter::once(&bound)
+            .chain(ancestors.iter().rev().map(|a| &a.account.policy))
+            .chain(std::iter::once(&record.account.policy));
         Ok(Policy::effective(chain))
     }
 
@@ -632,12 +665,7 @@ impl Service {
         };
         let record = self.descendant(caller, id, true).await?;
         let ancestors = self.store.ancestors(id).await?;
-        let chain = ancestors
-            .iter()
-            .rev()
-            .map(|a| &a.account.policy)
-            .chain(std::iter::once(&record.account.policy));
-        let effective_policy = Policy::effective(chain);
+        let effective_policy = self.effective_of(&record, &ancestors).await?;
         Ok(AccountInfo {
             account: account_view(&record),
             policy: record.account.policy.clone(),
@@ -880,6 +908,52 @@ impl Service {
         self.publisher.changed(revision);
         tracing::info!(provider_key = %id, owner = %owner, revision, "provider key added");
         Ok(provider_view(&record))
+    }
+
+    /// `GET /dashboard/models`: exactly what the caller may call — the models its main
+    /// account's active provider keys serve, narrowed by its effective policy.
+    pub async fn dashboard_models(&self, caller: &Caller) -> Result<ModelList, ApiError> {
+        let (account, _) = Self::own_account(caller)?;
+        let record = self.descendant(caller, account.id, true).await?;
+        let ancestors = self.store.ancestors(account.id).await?;
+        let effective = self.effective_of(&record, &ancestors).await?;
+        let main = ancestors.last().unwrap_or(&record).account.id;
+        let served: Vec<ModelPattern> = self
+            .store
+            .provider_keys(main)
+            .await?
+            .into_iter()
+            .filter(|k| k.key.status == Status::Active)
+            .flat_map(|k| k.key.models)
+            .collect();
+        Ok(ModelList {
+            models: effective
+                .callable_models(&served)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        })
+    }
+
+    /// `GET /dashboard/status`: the snapshot version and every connected data plane.
+    pub fn dashboard_status(&self) -> SystemStatus {
+        let version = self.publisher.current_version();
+        let mut data_planes: Vec<DataPlaneStatus> = self
+            .publisher
+            .replicas()
+            .into_iter()
+            .map(|(replica, state)| DataPlaneStatus {
+                replica,
+                applied_version: state.applied_version,
+                lag: version.saturating_sub(state.applied_version),
+                last_rejection: state.last_rejection,
+            })
+            .collect();
+        data_planes.sort_by(|a, b| a.replica.cmp(&b.replica));
+        SystemStatus {
+            snapshot_version: version,
+            data_planes,
+        }
     }
 
     /// `GET /x-conf`: the caller's main account's rules.

@@ -222,6 +222,15 @@ impl Policy {
             .fold(Policy::default(), |acc, p| acc.intersect(p))
     }
 
+    /// Of the models `served` (provider key patterns), those this policy lets an
+    /// account call, as patterns: what `/v1/models` and `/dashboard/models` list.
+    pub fn callable_models(&self, served: &[ModelPattern]) -> Vec<ModelPattern> {
+        match &self.models {
+            Some(allowed) => intersect_patterns(allowed, served),
+            None => intersect_patterns(served, served),
+        }
+    }
+
     pub fn allows_model(&self, model: &str) -> bool {
         self.models
             .as_ref()
@@ -527,6 +536,16 @@ mod tests {
                     prop_assert!(parent.allows_ip(ip));
                 }
             }
+        }
+
+        /// The callable list admits a model exactly when the policy allows it and some
+        /// served pattern serves it.
+        #[test]
+        fn callable_models_are_allowed_and_served(policy in policy(), served in prop::collection::vec(pattern(), 0..4),
+                                                  model in "[ab]{0,4}") {
+            let listed = policy.callable_models(&served).iter().any(|p| p.matches(&model));
+            let expected = policy.allows_model(&model) && served.iter().any(|p| p.matches(&model));
+            prop_assert_eq!(listed, expected);
         }
 
         /// Intersection is commutative in what it allows.

@@ -1007,6 +1007,48 @@ async fn policies_never_exceed_the_parent() {
     );
     assert_eq!(fake.calls(), 1);
 
+    // The dashboard lists exactly what the data plane lets each account call.
+    let models = |key: String| {
+        let call = sys.call(Method::GET, "/dashboard/models".into(), key, None);
+        async move { call.await.1["models"].clone() }
+    };
+    assert_eq!(models(child_key.clone()).await, json!(["gpt-4o-mini"]));
+    assert_eq!(
+        models(main_key.clone()).await,
+        json!(["claude*", "gpt-4o*"])
+    );
+    assert_eq!(
+        sys.call(
+            Method::GET,
+            "/dashboard/models".into(),
+            sys.root.clone(),
+            None
+        )
+        .await
+        .0,
+        400
+    );
+    let (status, health) = sys
+        .call(
+            Method::GET,
+            "/dashboard/status".into(),
+            main_key.clone(),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        health["data_planes"].as_array().unwrap().len(),
+        1,
+        "{health}"
+    );
+    assert!(
+        health["snapshot_version"].as_u64().unwrap()
+            >= health["data_planes"][0]["applied_version"]
+                .as_u64()
+                .unwrap()
+    );
+
     // The operator narrows the main account: the child's effective policy narrows at
     // once, its own policy is untouched.
     let (status, v) = patch(
