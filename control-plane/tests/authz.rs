@@ -1,0 +1,271 @@
+//! The authorisation matrix: every caller role against every endpoint, on SQLite and
+//! on Postgres, through the real router without a socket. An account reaches only
+//! itself and its descendants; only main accounts reach the Admin API; an account
+//! never changes itself.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "scenarios fail loudly on the first surprise"
+)]
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use switchyard_control_plane::publisher::Publisher;
+use switchyard_control_plane::rest;
+use switchyard_control_plane::service::{OperatorOptions, Service};
+use switchyard_control_plane::store::Store;
+use switchyard_core::apikey::{self, KeyHash};
+use switchyard_core::crypto::Keyring;
+use switchyard_proto::v1::usage_service_client::UsageServiceClient;
+use tower::ServiceExt;
+
+switchyard_tests::every_backend!(every_role_against_every_endpoint);
+
+async fn call(
+    app: &Router,
+    method: Method,
+    path: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(key) = key {
+        req = req.header("authorization", format!("Bearer {key}"));
+    }
+    let req = match body {
+        Some(b) => req
+            .header("content-type", "application/json")
+            .body(Body::from(b.to_string())),
+        None => req.body(Body::empty()),
+    }
+    .unwrap();
+    let response = app.clone().oneshot(req).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn every_role_against_every_endpoint(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    let keyring = Arc::new(Keyring::parse(&Keyring::generate_spec("k1")).unwrap());
+    let root = apikey::generate_with_prefix("sy-root-")
+        .clear
+        .expose()
+        .clone();
+    // Bills need the collector; none runs here, so an allowed bill answers 503.
+    let usage = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+    let service = Arc::new(Service::new(
+        store,
+        keyring,
+        KeyHash::of(&root),
+        Publisher::new(),
+        UsageServiceClient::new(usage),
+        OperatorOptions {
+            allow_private_upstreams: true,
+        },
+    ));
+    let app = rest::router(service);
+
+    let make = |parent: String, name: &'static str| {
+        let app = app.clone();
+        async move {
+            let (status, v) = call(
+                &app,
+                Method::POST,
+                "/x-users",
+                Some(&parent),
+                Some(json!({"name": name})),
+            )
+            .await;
+            assert_eq!(status, 201, "{v}");
+            (
+                v["account"]["id"].as_str().unwrap().to_owned(),
+                v["api_key"].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    let (_main_id, main) = make(root.clone(), "main").await;
+    let (_, other) = make(root.clone(), "other-main").await;
+    let (child_id, child) = make(main.clone(), "child").await;
+    let (_, grandchild) = make(child.clone(), "grandchild").await;
+    let (_, sibling) = make(main.clone(), "sibling").await;
+    let (status, pk) = call(
+        &app,
+        Method::POST,
+        "/x-keys",
+        Some(&main),
+        Some(json!({"provider": "openai", "base_url": "http://127.0.0.1:1/v1", "secret": "sk-abc-123456789", "models": ["*"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{pk}");
+    let pk_id = pk["id"].as_str().unwrap().to_owned();
+
+    let roles: [(&str, &str); 6] = [
+        ("root", &root),
+        ("main", &main),
+        ("child", &child),
+        ("grandchild", &grandchild),
+        ("sibling", &sibling),
+        ("other-main", &other),
+    ];
+    // Expected status per role, in the order of `roles`. The target is `child`.
+    let matrix: Vec<(Method, String, Option<Value>, [u16; 6])> = vec![
+        (
+            Method::GET,
+            format!("/x-info?id={child_id}"),
+            None,
+            [200, 200, 200, 404, 404, 404],
+        ),
+        (
+            Method::GET,
+            format!("/x-dna?id={child_id}"),
+            None,
+            [200, 200, 200, 404, 404, 404],
+        ),
+        (
+            Method::PATCH,
+            format!("/x-users/{child_id}"),
+            Some(json!({"name": "renamed"})),
+            [200, 200, 403, 404, 404, 404],
+        ),
+        (
+            Method::POST,
+            format!("/x-users/{child_id}/keys"),
+            Some(json!({})),
+            [201, 201, 403, 404, 404, 404],
+        ),
+        (
+            Method::GET,
+            format!("/x-bill?account={child_id}"),
+            None,
+            [503, 503, 503, 404, 404, 404],
+        ),
+        (
+            Method::GET,
+            "/x-keys".into(),
+            None,
+            [403, 200, 403, 403, 403, 200],
+        ),
+        (
+            Method::GET,
+            format!("/x-keys/{pk_id}"),
+            None,
+            [403, 200, 403, 403, 403, 404],
+        ),
+        (
+            Method::PATCH,
+            format!("/x-keys/{pk_id}"),
+            Some(json!({"weight": 2})),
+            [403, 200, 403, 403, 403, 404],
+        ),
+        (
+            Method::GET,
+            "/x-conf".into(),
+            None,
+            [403, 200, 403, 403, 403, 200],
+        ),
+        (
+            Method::PATCH,
+            "/x-conf".into(),
+            Some(json!({"model_mapper": {"a": "b"}})),
+            [403, 200, 403, 403, 403, 200],
+        ),
+        (
+            Method::GET,
+            "/x-config/model_mapper".into(),
+            None,
+            [403, 200, 403, 403, 403, 200],
+        ),
+        (
+            Method::GET,
+            "/x-audit".into(),
+            None,
+            [200, 200, 403, 403, 403, 200],
+        ),
+        (
+            Method::GET,
+            "/x-self".into(),
+            None,
+            [400, 200, 200, 200, 200, 200],
+        ),
+        (
+            Method::GET,
+            "/dashboard/models".into(),
+            None,
+            [400, 200, 200, 200, 200, 200],
+        ),
+        (
+            Method::GET,
+            "/dashboard/status".into(),
+            None,
+            [200, 200, 200, 200, 200, 200],
+        ),
+        (
+            Method::GET,
+            "/x-users".into(),
+            None,
+            [200, 200, 200, 200, 200, 200],
+        ),
+    ];
+    for (method, path, body, expected) in &matrix {
+        // No key at all: always 401, before anything else is looked at.
+        let (status, _) = call(&app, method.clone(), path, None, body.clone()).await;
+        assert_eq!(status, 401, "{method} {path} without a key");
+        for ((role, key), want) in roles.iter().zip(expected) {
+            let (status, v) = call(&app, method.clone(), path, Some(key), body.clone()).await;
+            assert_eq!(status, *want, "{role}: {method} {path} → {v}");
+            if status >= 400 {
+                assert!(
+                    v["error"]["message"].is_string(),
+                    "{role}: {method} {path} → {v}"
+                );
+            }
+        }
+    }
+
+    // Deleting: only strict ancestors, and the account then is gone for everyone.
+    for (role, key, want) in [
+        ("child", &child, 403u16),
+        ("sibling", &sibling, 404),
+        ("other-main", &other, 404),
+    ] {
+        let (status, _) = call(
+            &app,
+            Method::DELETE,
+            &format!("/x-users/{child_id}?cascade=true"),
+            Some(key),
+            None,
+        )
+        .await;
+        assert_eq!(status, want, "{role} deleting child");
+    }
+    let (status, v) = call(
+        &app,
+        Method::DELETE,
+        &format!("/x-users/{child_id}?cascade=true"),
+        Some(&main),
+        None,
+    )
+    .await;
+    assert_eq!((status, v["deleted"].as_u64()), (200, Some(2)), "{v}");
+    for key in [&child, &grandchild] {
+        assert_eq!(
+            call(&app, Method::GET, "/x-self", Some(key), None).await.0,
+            401
+        );
+    }
+    assert_eq!(
+        call(&app, Method::GET, "/x-self", Some(&sibling), None)
+            .await
+            .0,
+        200
+    );
+}
