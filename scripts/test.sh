@@ -26,6 +26,15 @@ if ! have_postgres; then
     fi
 fi
 
+# The OpenAPI document must be a valid OpenAPI 3.1 document (its agreement with the
+# routes is checked by control-plane/tests/openapi.rs).
+validator_dir="${TMPDIR:-/tmp}/switchyard-openapi-validator"
+if [ ! -x "$validator_dir/bin/python" ]; then
+    python3 -m venv "$validator_dir"
+    "$validator_dir/bin/pip" install -q openapi-spec-validator
+fi
+"$validator_dir/bin/python" -c 'import json, sys; from openapi_spec_validator import validate; validate(json.load(open(sys.argv[1]))); print("openapi.json: valid OpenAPI 3.1")' control-plane/openapi.json
+
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --bins --locked

@@ -131,6 +131,34 @@ impl<T: FromStr + Send, S: Send + Sync> FromRequestParts<S> for Id<T> {
     }
 }
 
+/// The OpenAPI document of this API, served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Every route and its methods. `tests/openapi.rs` checks that the router serves
+/// exactly these and that the OpenAPI document describes exactly these.
+pub const ROUTES: &[(&str, &[&str])] = &[
+    ("/x-users", &["GET", "POST"]),
+    ("/x-users/{id}", &["PATCH", "DELETE"]),
+    ("/x-users/{id}/keys", &["POST"]),
+    ("/x-dna", &["GET"]),
+    ("/x-info", &["GET"]),
+    ("/x-self", &["GET"]),
+    ("/x-self/keys", &["POST"]),
+    ("/x-self/keys/{key}", &["DELETE"]),
+    ("/x-self/rotate", &["POST"]),
+    ("/x-keys", &["GET", "POST"]),
+    ("/x-keys/{id}", &["GET", "PATCH", "DELETE"]),
+    ("/x-conf", &["GET", "PUT", "PATCH"]),
+    ("/x-config/{section}", &["GET", "PUT", "DELETE"]),
+    ("/x-bill", &["GET"]),
+    ("/x-audit", &["GET"]),
+    ("/dashboard/models", &["GET"]),
+    ("/dashboard/status", &["GET"]),
+    ("/healthz", &["GET"]),
+    ("/readyz", &["GET"]),
+    ("/openapi.json", &["GET"]),
+];
+
 pub fn router(service: Arc<Service>) -> Router {
     Router::new()
         .route("/x-users", post(create_account).get(children))
@@ -162,6 +190,10 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/x-bill", get(bill))
         .route("/x-audit", get(audit_log))
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
         .route("/readyz", get(ready))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(service)
