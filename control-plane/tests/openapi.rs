@@ -1,10 +1,5 @@
 //! The OpenAPI document describes exactly the routes the router serves.
 
-#![expect(
-    clippy::unwrap_used,
-    reason = "a test fails loudly on the first surprise"
-)]
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
