@@ -20,8 +20,8 @@ use switchyard_core::rules::Rules;
 use switchyard_runtime::now_ms;
 
 use crate::service::{
-    AddProviderKey, ApiError, AuditQuery, BillQuery, Caller, CreateAccount, NewKey, Rotate,
-    Service, TreeQuery, UpdateAccount, UpdateProviderKey,
+    AddProviderKey, ApiError, AuditQuery, BillQuery, Caller, CreateAccount, NewKey, NewsQuery,
+    PostNews, Rotate, Service, TreeQuery, UpdateAccount, UpdateProviderKey,
 };
 
 /// Admin and Manage bodies are small; anything larger is refused before parsing.
@@ -154,6 +154,8 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/x-audit", &["GET"]),
     ("/dashboard/models", &["GET"]),
     ("/dashboard/status", &["GET"]),
+    ("/dashboard/news", &["GET", "POST"]),
+    ("/dashboard/news/{id}", &["DELETE"]),
     ("/healthz", &["GET"]),
     ("/readyz", &["GET"]),
     ("/openapi.json", &["GET"]),
@@ -187,6 +189,8 @@ pub fn router(service: Arc<Service>) -> Router {
         )
         .route("/dashboard/models", get(dashboard_models))
         .route("/dashboard/status", get(dashboard_status))
+        .route("/dashboard/news", get(news).post(post_news))
+        .route("/dashboard/news/{id}", delete(delete_news))
         .route("/x-bill", get(bill))
         .route("/x-audit", get(audit_log))
         .route("/healthz", get(|| async { "ok" }))
@@ -406,6 +410,19 @@ async fn dashboard_models(State(s): Svc, Authed(c): Authed) -> Answer {
 
 async fn dashboard_status(State(s): Svc, Authed(_): Authed) -> Answer {
     ok(s.dashboard_status())
+}
+
+async fn news(State(s): Svc, Authed(c): Authed, Params(q): Params<NewsQuery>) -> Answer {
+    ok(s.news(&c, q).await?)
+}
+
+async fn post_news(State(s): Svc, Authed(c): Authed, Body(req): Body<PostNews>) -> Answer {
+    created(s.post_news(&c, req, now_ms()).await?)
+}
+
+async fn delete_news(State(s): Svc, Authed(c): Authed, Id(id): Id<uuid::Uuid>) -> Answer {
+    s.delete_news(&c, &id.to_string()).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn bill(State(s): Svc, Authed(c): Authed, Params(q): Params<BillQuery>) -> Answer {

@@ -269,3 +269,145 @@ async fn every_role_against_every_endpoint(url: &str) {
         200
     );
 }
+
+switchyard_tests::every_backend!(news_reaches_descendants_only);
+
+async fn news_reaches_descendants_only(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    let root = apikey::generate_with_prefix("sy-root-")
+        .clear
+        .expose()
+        .clone();
+    let usage = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+    let service = Arc::new(Service::new(
+        store,
+        Arc::new(Keyring::parse(&Keyring::generate_spec("k1")).unwrap()),
+        KeyHash::of(&root),
+        Publisher::new(),
+        UsageServiceClient::new(usage),
+        OperatorOptions::default(),
+    ));
+    let app = rest::router(service);
+    let make = |parent: String, name: &'static str| {
+        let app = app.clone();
+        async move {
+            let (_, v) = call(
+                &app,
+                Method::POST,
+                "/x-users",
+                Some(&parent),
+                Some(json!({"name": name})),
+            )
+            .await;
+            v["api_key"].as_str().unwrap().to_owned()
+        }
+    };
+    let main = make(root.clone(), "main").await;
+    let other = make(root.clone(), "other").await;
+    let child = make(main.clone(), "child").await;
+    let grandchild = make(child.clone(), "grandchild").await;
+    let post = |key: String, title: &'static str| {
+        let app = app.clone();
+        async move {
+            call(
+                &app,
+                Method::POST,
+                "/dashboard/news",
+                Some(&key),
+                Some(json!({"title": title, "body": "b"})),
+            )
+            .await
+        }
+    };
+    let titles = |key: String| {
+        let app = app.clone();
+        async move {
+            let (status, v) = call(&app, Method::GET, "/dashboard/news", Some(&key), None).await;
+            assert_eq!(status, 200, "{v}");
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["title"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(post(root.clone(), "maintenance").await.0, 201);
+    let (status, from_main) = post(main.clone(), "new models").await;
+    assert_eq!(status, 201);
+    assert_eq!(post(child.clone(), "team news").await.0, 201);
+    assert_eq!(
+        titles(grandchild.clone()).await,
+        vec!["team news", "new models", "maintenance"]
+    );
+    assert_eq!(
+        titles(child.clone()).await,
+        vec!["team news", "new models", "maintenance"]
+    );
+    assert_eq!(
+        titles(main.clone()).await,
+        vec!["new models", "maintenance"]
+    );
+    assert_eq!(titles(other.clone()).await, vec!["maintenance"]);
+
+    // Bad input and strangers change nothing.
+    for body in [
+        json!({"title": ""}),
+        json!({"title": "x".repeat(201)}),
+        json!({"title": "t", "body": "x".repeat(10_001)}),
+        json!({"title": "t", "colour": 1}),
+    ] {
+        assert_eq!(
+            call(
+                &app,
+                Method::POST,
+                "/dashboard/news",
+                Some(&main),
+                Some(body)
+            )
+            .await
+            .0,
+            400
+        );
+    }
+    let id = from_main["id"].as_str().unwrap();
+    let path = format!("/dashboard/news/{id}");
+    assert_eq!(
+        call(&app, Method::DELETE, &path, Some(&child), None)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        call(
+            &app,
+            Method::DELETE,
+            "/dashboard/news/nope",
+            Some(&main),
+            None
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        call(
+            &app,
+            Method::GET,
+            "/dashboard/news?limit=0",
+            Some(&main),
+            None
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(titles(child.clone()).await.len(), 3);
+    assert_eq!(
+        call(&app, Method::DELETE, &path, Some(&main), None).await.0,
+        204
+    );
+    assert_eq!(
+        titles(child.clone()).await,
+        vec!["team news", "maintenance"]
+    );
+}
