@@ -20,8 +20,8 @@ use switchyard_core::rules::Rules;
 use switchyard_runtime::now_ms;
 
 use crate::service::{
-    AddProviderKey, ApiError, AuditQuery, BillQuery, Caller, CreateAccount, NewKey, NewsQuery,
-    PostNews, Rotate, Service, TreeQuery, UpdateAccount, UpdateProviderKey,
+    AddProviderKey, ApiError, AuditQuery, BillQuery, Caller, CreateAccount, LogsQuery, NewKey,
+    NewsQuery, PostNews, Rotate, Service, TreeQuery, UpdateAccount, UpdateProviderKey,
 };
 
 /// Admin and Manage bodies are small; anything larger is refused before parsing.
@@ -154,6 +154,8 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/x-audit", &["GET"]),
     ("/dashboard/models", &["GET"]),
     ("/dashboard/status", &["GET"]),
+    ("/dashboard/logs", &["GET"]),
+    ("/dashboard/billing", &["GET"]),
     ("/dashboard/news", &["GET", "POST"]),
     ("/dashboard/news/{id}", &["DELETE"]),
     ("/healthz", &["GET"]),
@@ -189,6 +191,8 @@ pub fn router(service: Arc<Service>) -> Router {
         )
         .route("/dashboard/models", get(dashboard_models))
         .route("/dashboard/status", get(dashboard_status))
+        .route("/dashboard/logs", get(logs))
+        .route("/dashboard/billing", get(bill))
         .route("/dashboard/news", get(news).post(post_news))
         .route("/dashboard/news/{id}", delete(delete_news))
         .route("/x-bill", get(bill))
@@ -410,6 +414,10 @@ async fn dashboard_models(State(s): Svc, Authed(c): Authed) -> Answer {
 
 async fn dashboard_status(State(s): Svc, Authed(_): Authed) -> Answer {
     ok(s.dashboard_status())
+}
+
+async fn logs(State(s): Svc, Authed(c): Authed, Params(q): Params<LogsQuery>) -> Answer {
+    ok(s.logs(&c, q, now_ms()).await?)
 }
 
 async fn news(State(s): Svc, Authed(c): Authed, Params(q): Params<NewsQuery>) -> Answer {

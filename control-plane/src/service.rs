@@ -195,6 +195,81 @@ pub struct ProviderKeyView {
     pub created_at_unix_ms: i64,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsQuery {
+    /// Unix milliseconds, inclusive; default: seven days before `to`.
+    pub from: Option<i64>,
+    /// Unix milliseconds, exclusive; default: now.
+    pub to: Option<i64>,
+    /// Only this account's subtree (the caller or a descendant).
+    pub account: Option<String>,
+    pub model: Option<String>,
+    pub status: Option<u16>,
+    /// The `next` cursor of the previous page.
+    pub before: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// One metered call, as the logs show it (never prompt or completion content).
+#[derive(Debug, Serialize)]
+pub struct LogEntry {
+    pub id: String,
+    pub at_unix_ms: i64,
+    pub account_id: String,
+    pub account_chain: Vec<String>,
+    pub issued_key_id: String,
+    pub provider_key_id: Option<String>,
+    pub model_requested: String,
+    pub model_served: String,
+    pub level: u32,
+    pub status: u16,
+    pub latency_ms: u32,
+    pub ttfb_ms: Option<u32>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_tokens: u64,
+    pub usage_source: &'static str,
+    pub cost_nanos: i64,
+    pub path: String,
+    pub client_addr: String,
+    pub streamed: bool,
+}
+
+impl From<&switchyard_core::usage::UsageEvent> for LogEntry {
+    fn from(e: &switchyard_core::usage::UsageEvent) -> Self {
+        Self {
+            id: e.id.to_string(),
+            at_unix_ms: e.at_unix_ms,
+            account_id: e.account().map(|a| a.to_string()).unwrap_or_default(),
+            account_chain: e.account_chain.iter().map(ToString::to_string).collect(),
+            issued_key_id: e.issued_key.to_string(),
+            provider_key_id: e.provider_key.map(|p| p.to_string()),
+            model_requested: e.model_requested.clone(),
+            model_served: e.model_served.clone(),
+            level: e.level,
+            status: e.status,
+            latency_ms: e.latency_ms,
+            ttfb_ms: e.ttfb_ms,
+            input_tokens: e.tokens.input,
+            output_tokens: e.tokens.output,
+            cached_tokens: e.tokens.cached,
+            usage_source: e.source.as_str(),
+            cost_nanos: e.cost_nanos,
+            path: e.path.clone(),
+            client_addr: e.client_addr.clone(),
+            streamed: e.streamed,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct LogPage {
+    pub events: Vec<LogEntry>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    pub next: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PostNews {
@@ -1016,6 +1091,82 @@ impl Service {
             .store
             .delete_news(caller.account().map(|a| a.id), id)
             .await?)
+    }
+
+    /// `GET /dashboard/logs`: raw usage events of the caller's tree (or of one
+    /// descendant's subtree), newest first, a page at a time.
+    pub async fn logs(
+        &self,
+        caller: &Caller,
+        query: LogsQuery,
+        now_ms: i64,
+    ) -> Result<LogPage, ApiError> {
+        let to = query.to.unwrap_or(now_ms.saturating_add(1));
+        let from = query.from.unwrap_or(to.saturating_sub(7 * 86_400_000));
+        if from >= to || to - from > 400 * 86_400_000 {
+            return Err(ApiError::invalid(
+                "`from` must be before `to`, at most 400 days apart (unix milliseconds)",
+            ));
+        }
+        let limit = query.limit.unwrap_or(100);
+        if limit == 0 || limit > 1000 {
+            return Err(ApiError::invalid("limit must be 1-1000"));
+        }
+        let within = match (&query.account, caller) {
+            (Some(text), _) => {
+                let id: AccountId = text.parse().map_err(|_| {
+                    ApiError::invalid(format!("account {text:?} is not an account id"))
+                })?;
+                Some(self.descendant(caller, id, true).await?.account.id)
+            }
+            (None, Caller::Account { account, .. }) => Some(account.id),
+            (None, Caller::Root) => None,
+        };
+        let main = match within {
+            Some(id) => self.main_of(id).await?.to_string(),
+            None => String::new(),
+        };
+        let page = self
+            .usage
+            .clone()
+            .query_events(pb::EventQuery {
+                main_account_id: main,
+                within_account_id: within.map(|w| w.to_string()).unwrap_or_default(),
+                from_unix_ms: from,
+                to_unix_ms: to,
+                model: query.model.unwrap_or_default(),
+                status: u32::from(query.status.unwrap_or(0)),
+                before: query.before.unwrap_or_default(),
+                limit,
+            })
+            .await
+            .map_err(|status| match status.code() {
+                tonic::Code::InvalidArgument => ApiError::invalid(status.message().to_owned()),
+                _ => {
+                    tracing::error!(error = %status, "usage collector query failed");
+                    ApiError::new(
+                        ErrorCode::Unavailable,
+                        "usage data is unavailable right now; try again",
+                    )
+                }
+            })?
+            .into_inner();
+        let events = page
+            .events
+            .into_iter()
+            .map(|e| {
+                switchyard_wire::decode_event(e)
+                    .map(|e| LogEntry::from(&e))
+                    .map_err(|why| {
+                        tracing::error!(error = %why, "collector returned a malformed event");
+                        ApiError::new(ErrorCode::Internal, "internal error")
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(LogPage {
+            events,
+            next: (!page.next.is_empty()).then_some(page.next),
+        })
     }
 
     /// `GET /x-conf`: the caller's main account's rules.

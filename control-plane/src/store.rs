@@ -144,21 +144,27 @@ impl Store {
         audit: &AuditEntry,
     ) -> Result<u64, StoreError> {
         let mut tx = self.db.pool.begin().await?;
-        insert_issued_key(&mut tx, key).await?;
-        if let Some((old, at)) = retire {
-            // Never lengthen a key's life: keep an earlier expiry if it has one.
-            sqlx::query(
-                "UPDATE issued_keys SET expires_at = CASE WHEN expires_at IS NOT NULL AND expires_at < $1 \
-                 THEN expires_at ELSE $2 END WHERE id = $3 AND account_id = $4",
-            )
-            .bind(at)
-            .bind(at)
-            .bind(old.to_string())
-            .bind(key.key.account.to_string())
-            .execute(&mut *tx)
-            .await?;
+        let outcome = async {
+            insert_issued_key(&mut tx, key).await?;
+            if let Some((old, at)) = retire {
+                // Never lengthen a key's life: keep an earlier expiry if it has one.
+                sqlx::query(
+                    "UPDATE issued_keys SET expires_at = CASE WHEN expires_at IS NOT NULL AND expires_at < $1 \
+                     THEN expires_at ELSE $2 END WHERE id = $3 AND account_id = $4",
+                )
+                .bind(at)
+                .bind(at)
+                .bind(old.to_string())
+                .bind(key.key.account.to_string())
+                .execute(&mut *tx)
+                .await?;
+            }
+            Ok(())
         }
-        finish(tx, audit).await
+        .await;
+        settle(tx, outcome, audit)
+            .await
+            .map(|((), revision)| revision)
     }
 
     /// Audit entries of one main account's tree (or every entry for `None`), newest
@@ -246,18 +252,24 @@ impl Store {
         audit: &AuditEntry,
     ) -> Result<u64, StoreError> {
         let mut tx = self.db.pool.begin().await?;
-        let changed =
-            sqlx::query("UPDATE issued_keys SET status = $1 WHERE id = $2 AND account_id = $3")
-                .bind(Status::Disabled.as_str())
-                .bind(key.to_string())
-                .bind(account.to_string())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        if changed == 0 {
-            return Err(StoreError::NotFound("key"));
+        let outcome = async {
+            let changed =
+                sqlx::query("UPDATE issued_keys SET status = $1 WHERE id = $2 AND account_id = $3")
+                    .bind(Status::Disabled.as_str())
+                    .bind(key.to_string())
+                    .bind(account.to_string())
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            if changed == 0 {
+                return Err(StoreError::NotFound("key"));
+            }
+            Ok(())
         }
-        finish(tx, audit).await
+        .await;
+        settle(tx, outcome, audit)
+            .await
+            .map(|((), revision)| revision)
     }
 
     /// Create an account and its first issued key, atomically.
@@ -268,26 +280,32 @@ impl Store {
         audit: &AuditEntry,
     ) -> Result<u64, StoreError> {
         let mut tx = self.db.pool.begin().await?;
-        if let Some(parent) = account.account.parent {
-            let found = sqlx::query("SELECT 1 FROM accounts WHERE id = $1")
-                .bind(parent.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
-            if found.is_none() {
-                return Err(StoreError::NotFound("parent account"));
+        let outcome = async {
+            if let Some(parent) = account.account.parent {
+                let found = sqlx::query("SELECT 1 FROM accounts WHERE id = $1")
+                    .bind(parent.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if found.is_none() {
+                    return Err(StoreError::NotFound("parent account"));
+                }
             }
+            sqlx::query("INSERT INTO accounts (id, parent_id, name, status, created_at, policy) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(account.account.id.to_string())
+                .bind(account.account.parent.map(|p| p.to_string()))
+                .bind(account.account.name.clone())
+                .bind(account.account.status.as_str())
+                .bind(account.created_at_ms)
+                .bind(policy_json(&account.account.policy)?)
+                .execute(&mut *tx)
+                .await?;
+            insert_issued_key(&mut tx, key).await?;
+            Ok(())
         }
-        sqlx::query("INSERT INTO accounts (id, parent_id, name, status, created_at, policy) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(account.account.id.to_string())
-            .bind(account.account.parent.map(|p| p.to_string()))
-            .bind(account.account.name.clone())
-            .bind(account.account.status.as_str())
-            .bind(account.created_at_ms)
-            .bind(policy_json(&account.account.policy)?)
-            .execute(&mut *tx)
-            .await?;
-        insert_issued_key(&mut tx, key).await?;
-        finish(tx, audit).await
+        .await;
+        settle(tx, outcome, audit)
+            .await
+            .map(|((), revision)| revision)
     }
 
     /// A main account's rules and their version (0 when it has none yet).
@@ -318,26 +336,32 @@ impl Store {
         let doc =
             serde_json::to_string(rules).map_err(|e| StoreError::Corrupt(format!("rules: {e}")))?;
         let mut tx = self.db.pool.begin().await?;
-        let changed = if expected == 0 {
-            sqlx::query("INSERT INTO rules (owner_id, doc, version) VALUES ($1, $2, 1) ON CONFLICT (owner_id) DO NOTHING")
-                .bind(owner.to_string())
-                .bind(doc)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-        } else {
-            sqlx::query("UPDATE rules SET doc = $1, version = version + 1 WHERE owner_id = $2 AND version = $3")
-                .bind(doc)
-                .bind(owner.to_string())
-                .bind(expected)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-        };
-        if changed == 0 {
-            return Err(StoreError::Conflict("rules"));
+        let outcome = async {
+            let changed = if expected == 0 {
+                sqlx::query("INSERT INTO rules (owner_id, doc, version) VALUES ($1, $2, 1) ON CONFLICT (owner_id) DO NOTHING")
+                    .bind(owner.to_string())
+                    .bind(doc)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+            } else {
+                sqlx::query("UPDATE rules SET doc = $1, version = version + 1 WHERE owner_id = $2 AND version = $3")
+                    .bind(doc)
+                    .bind(owner.to_string())
+                    .bind(expected)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+            };
+            if changed == 0 {
+                return Err(StoreError::Conflict("rules"));
+            }
+            Ok(())
         }
-        finish(tx, audit).await
+        .await;
+        settle(tx, outcome, audit)
+            .await
+            .map(|((), revision)| revision)
     }
 
     /// Post an announcement (news does not reach data planes: no revision bump).
@@ -461,28 +485,34 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let k = &record.key;
         let mut tx = self.db.pool.begin().await?;
-        let changed = sqlx::query(
-            "UPDATE provider_keys SET kind = $1, base_url = $2, secret_key_id = $3, secret_blob = $4, secret_hint = $5, \
-             level = $6, models = $7, weight = $8, status = $9 WHERE id = $10 AND owner_id = $11",
-        )
-        .bind(k.kind.as_str())
-        .bind(k.base_url.clone())
-        .bind(k.secret.key_id.clone())
-        .bind(k.secret.blob.clone())
-        .bind(record.secret_hint.clone())
-        .bind(i64::from(k.level))
-        .bind(models_json(&k.models)?)
-        .bind(i64::from(k.weight))
-        .bind(k.status.as_str())
-        .bind(k.id.to_string())
-        .bind(k.owner.to_string())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if changed == 0 {
-            return Err(StoreError::NotFound("provider key"));
+        let outcome = async {
+            let changed = sqlx::query(
+                "UPDATE provider_keys SET kind = $1, base_url = $2, secret_key_id = $3, secret_blob = $4, secret_hint = $5, \
+                 level = $6, models = $7, weight = $8, status = $9 WHERE id = $10 AND owner_id = $11",
+            )
+            .bind(k.kind.as_str())
+            .bind(k.base_url.clone())
+            .bind(k.secret.key_id.clone())
+            .bind(k.secret.blob.clone())
+            .bind(record.secret_hint.clone())
+            .bind(i64::from(k.level))
+            .bind(models_json(&k.models)?)
+            .bind(i64::from(k.weight))
+            .bind(k.status.as_str())
+            .bind(k.id.to_string())
+            .bind(k.owner.to_string())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                return Err(StoreError::NotFound("provider key"));
+            }
+            Ok(())
         }
-        finish(tx, audit).await
+        .await;
+        settle(tx, outcome, audit)
+            .await
+            .map(|((), revision)| revision)
     }
 
     pub async fn delete_provider_key(
@@ -492,16 +522,22 @@ impl Store {
         audit: &AuditEntry,
     ) -> Result<u64, StoreError> {
         let mut tx = self.db.pool.begin().await?;
-        let changed = sqlx::query("DELETE FROM provider_keys WHERE id = $1 AND owner_id = $2")
-            .bind(id.to_string())
-            .bind(owner.to_string())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if changed == 0 {
-            return Err(StoreError::NotFound("provider key"));
+        let outcome = async {
+            let changed = sqlx::query("DELETE FROM provider_keys WHERE id = $1 AND owner_id = $2")
+                .bind(id.to_string())
+                .bind(owner.to_string())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if changed == 0 {
+                return Err(StoreError::NotFound("provider key"));
+            }
+            Ok(())
         }
-        finish(tx, audit).await
+        .await;
+        settle(tx, outcome, audit)
+            .await
+            .map(|((), revision)| revision)
     }
 
     pub async fn add_provider_key(
@@ -512,25 +548,31 @@ impl Store {
         let k = &record.key;
         let models = models_json(&k.models)?;
         let mut tx = self.db.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO provider_keys (id, owner_id, kind, base_url, secret_key_id, secret_blob, secret_hint, level, models, weight, status, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(k.id.to_string())
-        .bind(k.owner.to_string())
-        .bind(k.kind.as_str())
-        .bind(k.base_url.clone())
-        .bind(k.secret.key_id.clone())
-        .bind(k.secret.blob.clone())
-        .bind(record.secret_hint.clone())
-        .bind(i64::from(k.level))
-        .bind(models)
-        .bind(i64::from(k.weight))
-        .bind(k.status.as_str())
-        .bind(record.created_at_ms)
-        .execute(&mut *tx)
-        .await?;
-        finish(tx, audit).await
+        let outcome = async {
+            sqlx::query(
+                "INSERT INTO provider_keys (id, owner_id, kind, base_url, secret_key_id, secret_blob, secret_hint, level, models, weight, status, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(k.id.to_string())
+            .bind(k.owner.to_string())
+            .bind(k.kind.as_str())
+            .bind(k.base_url.clone())
+            .bind(k.secret.key_id.clone())
+            .bind(k.secret.blob.clone())
+            .bind(record.secret_hint.clone())
+            .bind(i64::from(k.level))
+            .bind(models)
+            .bind(i64::from(k.weight))
+            .bind(k.status.as_str())
+            .bind(record.created_at_ms)
+            .execute(&mut *tx)
+            .await?;
+            Ok(())
+        }
+        .await;
+        settle(tx, outcome, audit)
+            .await
+            .map(|((), revision)| revision)
     }
 
     /// The issued key with this hash and the account holding it.
@@ -573,35 +615,41 @@ impl Store {
         audit: &AuditEntry,
     ) -> Result<u64, StoreError> {
         let mut tx = self.db.pool.begin().await?;
-        let found = sqlx::query("SELECT 1 FROM accounts WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if found.is_none() {
-            return Err(StoreError::NotFound("account"));
-        }
-        if let Some(name) = &update.name {
-            sqlx::query("UPDATE accounts SET name = $1 WHERE id = $2")
-                .bind(name.clone())
+        let outcome = async {
+            let found = sqlx::query("SELECT 1 FROM accounts WHERE id = $1")
                 .bind(id.to_string())
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
+            if found.is_none() {
+                return Err(StoreError::NotFound("account"));
+            }
+            if let Some(name) = &update.name {
+                sqlx::query("UPDATE accounts SET name = $1 WHERE id = $2")
+                    .bind(name.clone())
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(status) = update.status {
+                sqlx::query("UPDATE accounts SET status = $1 WHERE id = $2")
+                    .bind(status.as_str())
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(policy) = &update.policy {
+                sqlx::query("UPDATE accounts SET policy = $1 WHERE id = $2")
+                    .bind(policy_json(policy)?)
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok(())
         }
-        if let Some(status) = update.status {
-            sqlx::query("UPDATE accounts SET status = $1 WHERE id = $2")
-                .bind(status.as_str())
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
-        if let Some(policy) = &update.policy {
-            sqlx::query("UPDATE accounts SET policy = $1 WHERE id = $2")
-                .bind(policy_json(policy)?)
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
-        finish(tx, audit).await
+        .await;
+        settle(tx, outcome, audit)
+            .await
+            .map(|((), revision)| revision)
     }
 
     /// Descendants of `top` (or every account, main accounts at depth 1, for `None`),
@@ -657,40 +705,45 @@ impl Store {
         audit: &AuditEntry,
     ) -> Result<(u64, usize), StoreError> {
         let mut tx = self.db.pool.begin().await?;
-        let rows = sqlx::query(
-            "WITH RECURSIVE down(id, depth) AS ( \
-               SELECT id, 0 FROM accounts WHERE id = $1 \
-               UNION ALL \
-               SELECT a.id, down.depth + 1 FROM accounts a JOIN down ON a.parent_id = down.id \
-             ) SELECT id FROM down ORDER BY depth DESC",
-        )
-        .bind(id.to_string())
-        .fetch_all(&mut *tx)
-        .await?;
-        if rows.is_empty() {
-            return Err(StoreError::NotFound("account"));
-        }
-        if rows.len() > 1 && !cascade {
-            return Err(StoreError::HasDescendants(rows.len() - 1));
-        }
-        // Deepest first, so no row is left pointing at a deleted parent.
-        for row in &rows {
-            let account: String = row.try_get(0)?;
-            for statement in [
-                "DELETE FROM news WHERE author_id = $1",
-                "DELETE FROM rules WHERE owner_id = $1",
-                "DELETE FROM issued_keys WHERE account_id = $1",
-                "DELETE FROM provider_keys WHERE owner_id = $1",
-                "DELETE FROM accounts WHERE id = $1",
-            ] {
-                sqlx::query(statement)
-                    .bind(account.clone())
-                    .execute(&mut *tx)
-                    .await?;
+        let outcome = async {
+            let rows = sqlx::query(
+                "WITH RECURSIVE down(id, depth) AS ( \
+                   SELECT id, 0 FROM accounts WHERE id = $1 \
+                   UNION ALL \
+                   SELECT a.id, down.depth + 1 FROM accounts a JOIN down ON a.parent_id = down.id \
+                 ) SELECT id FROM down ORDER BY depth DESC",
+            )
+            .bind(id.to_string())
+            .fetch_all(&mut *tx)
+            .await?;
+            if rows.is_empty() {
+                return Err(StoreError::NotFound("account"));
             }
+            if rows.len() > 1 && !cascade {
+                return Err(StoreError::HasDescendants(rows.len() - 1));
+            }
+            // Deepest first, so no row is left pointing at a deleted parent.
+            for row in &rows {
+                let account: String = row.try_get(0)?;
+                for statement in [
+                    "DELETE FROM news WHERE author_id = $1",
+                    "DELETE FROM rules WHERE owner_id = $1",
+                    "DELETE FROM issued_keys WHERE account_id = $1",
+                    "DELETE FROM provider_keys WHERE owner_id = $1",
+                    "DELETE FROM accounts WHERE id = $1",
+                ] {
+                    sqlx::query(statement)
+                        .bind(account.clone())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            Ok(rows.len())
         }
-        let revision = finish(tx, audit).await?;
-        Ok((revision, rows.len()))
+        .await;
+        settle(tx, outcome, audit)
+            .await
+            .map(|(deleted, revision)| (revision, deleted))
     }
 
     /// An account and every descendant, at any depth.
@@ -793,6 +846,25 @@ async fn insert_issued_key(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// End a write: on success, audit, bump and commit; on failure, roll back at once so no
+/// lock outlives the request (a dropped transaction would hold SQLite's write lock
+/// until its connection is next used).
+async fn settle<T>(
+    tx: Transaction<'_, Any>,
+    outcome: Result<T, StoreError>,
+    audit: &AuditEntry,
+) -> Result<(T, u64), StoreError> {
+    match outcome {
+        Ok(value) => Ok((value, finish(tx, audit).await?)),
+        Err(e) => {
+            if let Err(rollback) = tx.rollback().await {
+                tracing::error!(error = %rollback, "rollback failed");
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Record the change in the audit log, bump the revision, and commit, all at once.

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use switchyard_core::usage::{UsageEvent, UsageSource};
+use switchyard_core::usage::UsageEvent;
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::usage_service_client::UsageServiceClient;
+use switchyard_wire::encode_event;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -51,33 +52,6 @@ impl UsageSink {
 
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
-    }
-}
-
-pub fn encode(e: UsageEvent) -> pb::UsageEvent {
-    pb::UsageEvent {
-        id: e.id.to_string(),
-        at_unix_ms: e.at_unix_ms,
-        account_chain: e.account_chain.iter().map(ToString::to_string).collect(),
-        issued_key_id: e.issued_key.to_string(),
-        provider_key_id: e.provider_key.map(|p| p.to_string()).unwrap_or_default(),
-        model_requested: e.model_requested,
-        model_served: e.model_served,
-        level: e.level,
-        status: u32::from(e.status),
-        latency_ms: e.latency_ms,
-        ttfb_ms: e.ttfb_ms,
-        input_tokens: e.tokens.input,
-        output_tokens: e.tokens.output,
-        cached_tokens: e.tokens.cached,
-        source: match e.source {
-            UsageSource::Reported => pb::UsageSource::Reported.into(),
-            UsageSource::Missing => pb::UsageSource::Missing.into(),
-        },
-        cost_nanos: e.cost_nanos,
-        path: e.path,
-        client_addr: e.client_addr,
-        streamed: e.streamed,
     }
 }
 
@@ -125,10 +99,10 @@ pub async fn deliver(url: String, mut rx: mpsc::Receiver<UsageEvent>) {
                 event = rx.recv(), if !closed && pending.len() < MAX_PENDING => match event {
                     None => closed = true,
                     Some(first) => {
-                        let mut events = vec![encode(first)];
+                        let mut events = vec![encode_event(first)];
                         while events.len() < MAX_BATCH {
                             match rx.try_recv() {
-                                Ok(e) => events.push(encode(e)),
+                                Ok(e) => events.push(encode_event(e)),
                                 Err(_) => break,
                             }
                         }

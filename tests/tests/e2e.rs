@@ -491,6 +491,92 @@ async fn one_request_travels_the_whole_system() {
         400
     );
 
+    assert_eq!(
+        sys.call(
+            Method::GET,
+            "/dashboard/billing".into(),
+            main_key.clone(),
+            None
+        )
+        .await
+        .1["rows"],
+        bill["rows"]
+    );
+
+    // Request logs page through the raw events, newest first, without content.
+    let logs = |path: String, key: String| sys.call(Method::GET, path, key, None);
+    let (status, page) = logs("/dashboard/logs".into(), main_key.clone()).await;
+    assert_eq!(status, 200, "{page}");
+    let events = page["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["account_id"], child_id.as_str());
+    assert_eq!(events[0]["streamed"], true);
+    assert_eq!(events[1]["account_id"], main_id.as_str());
+    assert_eq!(events[1]["input_tokens"], in1);
+    assert_eq!(events[1]["usage_source"], "reported");
+    assert!(
+        !page.to_string().contains("hello from the test"),
+        "logs carry no content"
+    );
+    assert!(page["next"].is_null());
+    let (_, first) = logs("/dashboard/logs?limit=1".into(), main_key.clone()).await;
+    let cursor = first["next"].as_str().unwrap().to_owned();
+    let (_, second) = logs(
+        format!("/dashboard/logs?limit=1&before={cursor}"),
+        main_key.clone(),
+    )
+    .await;
+    assert_eq!(second["events"][0]["id"], events[1]["id"]);
+    let count = |v: &Value| v["events"].as_array().map_or(0, Vec::len);
+    assert_eq!(
+        count(&logs("/dashboard/logs".into(), child_key.clone()).await.1),
+        1
+    );
+    assert_eq!(
+        count(
+            &logs(
+                format!("/dashboard/logs?account={child_id}"),
+                main_key.clone()
+            )
+            .await
+            .1
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &logs("/dashboard/logs?model=other".into(), main_key.clone())
+                .await
+                .1
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &logs("/dashboard/logs?status=200".into(), main_key.clone())
+                .await
+                .1
+        ),
+        2
+    );
+    for bad in [
+        "/dashboard/logs?before=garbage",
+        "/dashboard/logs?limit=0",
+        "/dashboard/logs?from=10&to=5",
+        "/dashboard/logs?status=abc",
+    ] {
+        assert_eq!(logs(bad.into(), main_key.clone()).await.0, 400, "{bad}");
+    }
+    assert_eq!(
+        logs(
+            format!("/dashboard/logs?account={main_id}"),
+            child_key.clone()
+        )
+        .await
+        .0,
+        404
+    );
+
     // Graceful shutdown: the data plane exits cleanly.
     let mut data = sys.data;
     let status = data.terminate(Duration::from_secs(20)).unwrap();

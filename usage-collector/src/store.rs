@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 use switchyard_core::ids::AccountId;
-use switchyard_core::usage::{RollupRow, UsageEvent};
+use switchyard_core::usage::{RollupRow, TokenUsage, UsageEvent, UsageSource};
 use switchyard_db::{Db, DbError, Migrations};
 
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -42,6 +42,32 @@ pub struct RollupFilter {
     pub granularity: Granularity,
 }
 
+/// Which raw events to read: newest first, older than the cursor.
+#[derive(Clone, Debug)]
+pub struct EventFilter {
+    pub main_account: Option<AccountId>,
+    /// Only events whose account chain holds this account.
+    pub within: Option<AccountId>,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub model: Option<String>,
+    pub status: Option<u16>,
+    /// `(at_ms, id)` of the last event of the previous page.
+    pub before: Option<(i64, String)>,
+    pub limit: u32,
+}
+
+const SELECT_EVENTS: &str = "SELECT id, at_ms, account_chain, issued_key_id, provider_key_id, model_requested, model_served, \
+     level, status, latency_ms, ttfb_ms, input_tokens, output_tokens, cached_tokens, usage_source, cost_nanos, path, \
+     client_addr, streamed FROM usage_events \
+     WHERE ($1 = '' OR main_account_id = $1) \
+     AND ($2 = '' OR (',' || account_chain || ',') LIKE ('%,' || $3 || ',%')) \
+     AND at_ms >= $4 AND at_ms < $5 \
+     AND ($6 = '' OR model_served = $7) \
+     AND ($8 = 0 OR status = $9) \
+     AND (at_ms < $10 OR (at_ms = $11 AND id < $12)) \
+     ORDER BY at_ms DESC, id DESC LIMIT $13";
+
 #[derive(Clone, Debug)]
 pub struct UsageStore {
     db: Db,
@@ -66,6 +92,50 @@ const SELECT_DAILY_MAIN: &str = "SELECT day, account_id, model, requests, errors
 
 const SELECT_DAILY_ALL: &str = "SELECT day, account_id, model, requests, errors, input_tokens, output_tokens, cached_tokens, \
      cost_nanos FROM usage_daily WHERE day >= $1 AND day <= $2";
+
+fn parse_text<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, StoreError> {
+    text.parse()
+        .map_err(|_| StoreError::Range(format!("stored event has a bad {what}")))
+}
+
+fn event_from_row(r: &sqlx::any::AnyRow) -> Result<UsageEvent, StoreError> {
+    let bad = |what: &str| StoreError::Range(format!("stored event has a bad {what}"));
+    let chain: String = r.try_get(2)?;
+    let provider: Option<String> = r.try_get(4)?;
+    let source: String = r.try_get(14)?;
+    let narrow = |v: i64, what: &str| u32::try_from(v).map_err(|_| bad(what));
+    Ok(UsageEvent {
+        id: parse_text(&r.try_get::<String, _>(0)?, "id")?,
+        at_unix_ms: r.try_get(1)?,
+        account_chain: chain
+            .split(',')
+            .map(|a| parse_text(a, "account chain"))
+            .collect::<Result<_, _>>()?,
+        issued_key: parse_text(&r.try_get::<String, _>(3)?, "issued key")?,
+        provider_key: provider
+            .map(|p| parse_text(&p, "provider key"))
+            .transpose()?,
+        model_requested: r.try_get(5)?,
+        model_served: r.try_get(6)?,
+        level: narrow(r.try_get(7)?, "level")?,
+        status: u16::try_from(r.try_get::<i64, _>(8)?).map_err(|_| bad("status"))?,
+        latency_ms: narrow(r.try_get(9)?, "latency")?,
+        ttfb_ms: r
+            .try_get::<Option<i64>, _>(10)?
+            .map(|v| narrow(v, "ttfb"))
+            .transpose()?,
+        tokens: TokenUsage {
+            input: uint(r.try_get(11)?),
+            output: uint(r.try_get(12)?),
+            cached: uint(r.try_get(13)?),
+        },
+        source: UsageSource::parse(&source).ok_or_else(|| bad("usage source"))?,
+        cost_nanos: r.try_get(15)?,
+        path: r.try_get(16)?,
+        client_addr: r.try_get(17)?,
+        streamed: r.try_get::<i64, _>(18)? != 0,
+    })
+}
 
 fn int(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::Range(v.to_string()))
@@ -96,63 +166,106 @@ impl UsageStore {
     pub async fn insert(&self, events: &[UsageEvent]) -> Result<Stored, StoreError> {
         let mut stored = Stored::default();
         let mut tx = self.db.pool.begin().await?;
-        for e in events {
-            let (Some(account), Some(main)) = (e.account(), e.main_account()) else {
-                continue; // validated at the edge; an empty chain never reaches here
-            };
-            let day = switchyard_core::time::utc_day(e.at_unix_ms);
-            let chain = e
-                .account_chain
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(",");
-            let inserted = sqlx::query(INSERT_EVENT)
-                .bind(e.id.to_string())
-                .bind(e.at_unix_ms)
-                .bind(day.clone())
-                .bind(account.to_string())
-                .bind(main.to_string())
-                .bind(chain)
-                .bind(e.issued_key.to_string())
-                .bind(e.provider_key.map(|p| p.to_string()))
-                .bind(e.model_requested.clone())
-                .bind(e.model_served.clone())
-                .bind(i64::from(e.level))
-                .bind(i64::from(e.status))
-                .bind(i64::from(e.latency_ms))
-                .bind(e.ttfb_ms.map(i64::from))
-                .bind(int(e.tokens.input)?)
-                .bind(int(e.tokens.output)?)
-                .bind(int(e.tokens.cached)?)
-                .bind(e.source.as_str())
-                .bind(e.cost_nanos)
-                .bind(e.path.clone())
-                .bind(e.client_addr.clone())
-                .bind(i64::from(e.streamed))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if inserted == 0 {
-                stored.duplicates += 1;
-                continue;
+        let outcome: Result<(), StoreError> = async {
+            for e in events {
+                let (Some(account), Some(main)) = (e.account(), e.main_account()) else {
+                    continue; // validated at the edge; an empty chain never reaches here
+                };
+                let day = switchyard_core::time::utc_day(e.at_unix_ms);
+                let chain = e
+                    .account_chain
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let inserted = sqlx::query(INSERT_EVENT)
+                    .bind(e.id.to_string())
+                    .bind(e.at_unix_ms)
+                    .bind(day.clone())
+                    .bind(account.to_string())
+                    .bind(main.to_string())
+                    .bind(chain)
+                    .bind(e.issued_key.to_string())
+                    .bind(e.provider_key.map(|p| p.to_string()))
+                    .bind(e.model_requested.clone())
+                    .bind(e.model_served.clone())
+                    .bind(i64::from(e.level))
+                    .bind(i64::from(e.status))
+                    .bind(i64::from(e.latency_ms))
+                    .bind(e.ttfb_ms.map(i64::from))
+                    .bind(int(e.tokens.input)?)
+                    .bind(int(e.tokens.output)?)
+                    .bind(int(e.tokens.cached)?)
+                    .bind(e.source.as_str())
+                    .bind(e.cost_nanos)
+                    .bind(e.path.clone())
+                    .bind(e.client_addr.clone())
+                    .bind(i64::from(e.streamed))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if inserted == 0 {
+                    stored.duplicates += 1;
+                    continue;
+                }
+                stored.new += 1;
+                sqlx::query(UPSERT_DAILY)
+                    .bind(day)
+                    .bind(main.to_string())
+                    .bind(account.to_string())
+                    .bind(e.model_served.clone())
+                    .bind(i64::from(e.status >= 400))
+                    .bind(int(e.tokens.input)?)
+                    .bind(int(e.tokens.output)?)
+                    .bind(int(e.tokens.cached)?)
+                    .bind(e.cost_nanos)
+                    .execute(&mut *tx)
+                    .await?;
             }
-            stored.new += 1;
-            sqlx::query(UPSERT_DAILY)
-                .bind(day)
-                .bind(main.to_string())
-                .bind(account.to_string())
-                .bind(e.model_served.clone())
-                .bind(i64::from(e.status >= 400))
-                .bind(int(e.tokens.input)?)
-                .bind(int(e.tokens.output)?)
-                .bind(int(e.tokens.cached)?)
-                .bind(e.cost_nanos)
-                .execute(&mut *tx)
-                .await?;
+            Ok(())
         }
-        tx.commit().await?;
-        Ok(stored)
+        .await;
+        match outcome {
+            Ok(()) => {
+                tx.commit().await?;
+                Ok(stored)
+            }
+            Err(e) => {
+                // Roll back now: a dropped transaction would keep SQLite's write lock
+                // until its connection is next used.
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::error!(error = %rollback, "rollback failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Raw events, newest first.
+    pub async fn events(&self, f: &EventFilter) -> Result<Vec<UsageEvent>, StoreError> {
+        let main = f.main_account.map(|m| m.to_string()).unwrap_or_default();
+        let within = f.within.map(|w| w.to_string()).unwrap_or_default();
+        let model = f.model.clone().unwrap_or_default();
+        let status = i64::from(f.status.unwrap_or(0));
+        let (before_ms, before_id) = f.before.clone().unwrap_or((i64::MAX, String::new()));
+        // Each value is bound once per placeholder: `$n` must appear in order for SQLite.
+        let rows = sqlx::query(SELECT_EVENTS)
+            .bind(main.clone())
+            .bind(within.clone())
+            .bind(within)
+            .bind(f.from_ms)
+            .bind(f.to_ms)
+            .bind(model.clone())
+            .bind(model)
+            .bind(status)
+            .bind(status)
+            .bind(before_ms)
+            .bind(before_ms)
+            .bind(before_id)
+            .bind(i64::from(f.limit))
+            .fetch_all(&self.db.pool)
+            .await?;
+        rows.iter().map(event_from_row).collect()
     }
 
     /// Rollups for a tree, summed by month when asked, ordered by period, account, model.

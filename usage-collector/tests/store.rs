@@ -7,9 +7,13 @@
 
 use switchyard_core::ids::{AccountId, EventId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::usage::{TokenUsage, UsageEvent, UsageSource};
-use switchyard_usage_collector::store::{Granularity, RollupFilter, UsageStore};
+use switchyard_usage_collector::store::{EventFilter, Granularity, RollupFilter, UsageStore};
 
-switchyard_tests::every_backend!(replays_change_nothing, rollups_by_day_month_and_account);
+switchyard_tests::every_backend!(
+    replays_change_nothing,
+    rollups_by_day_month_and_account,
+    events_page_newest_first
+);
 
 // 2026-11-21T10:00:00Z and the next days.
 const DAY: i64 = 1_795_219_200_000 + 10 * 3_600_000;
@@ -152,4 +156,52 @@ async fn rollups_by_day_month_and_account(url: &str) {
             .sum::<u64>(),
         5
     );
+}
+
+async fn events_page_newest_first(url: &str) {
+    let store = UsageStore::open(url).await.unwrap();
+    let main = AccountId::new();
+    let child = AccountId::new();
+    let stranger = AccountId::new();
+    let all = vec![
+        event(&[main], DAY, "a", 200, 1, 1),
+        event(&[child, main], DAY + 1, "b", 500, 2, 2),
+        event(&[child, main], DAY + 2, "a", 200, 3, 3),
+        event(&[stranger], DAY + 3, "a", 200, 4, 4),
+    ];
+    store.insert(&all).await.unwrap();
+    let filter = |within: Option<AccountId>| EventFilter {
+        main_account: Some(main),
+        within,
+        from_ms: DAY,
+        to_ms: DAY + MS_PER_DAY,
+        model: None,
+        status: None,
+        before: None,
+        limit: 10,
+    };
+    let got = store.events(&filter(None)).await.unwrap();
+    assert_eq!(
+        got.iter().map(|e| e.at_unix_ms).collect::<Vec<_>>(),
+        vec![DAY + 2, DAY + 1, DAY]
+    );
+    assert_eq!(got[0], all[2]);
+    assert_eq!(store.events(&filter(Some(child))).await.unwrap().len(), 2);
+    let mut f = filter(None);
+    f.model = Some("a".into());
+    assert_eq!(store.events(&f).await.unwrap().len(), 2);
+    let mut f = filter(None);
+    f.status = Some(500);
+    assert_eq!(store.events(&f).await.unwrap().len(), 1);
+    let mut f = filter(None);
+    f.limit = 1;
+    f.before = Some((all[2].at_unix_ms, all[2].id.to_string()));
+    assert_eq!(store.events(&f).await.unwrap()[0].id, all[1].id);
+    let mut f = filter(None);
+    f.from_ms = DAY + 1;
+    f.to_ms = DAY + 2;
+    assert_eq!(store.events(&f).await.unwrap().len(), 1);
+    let mut every = filter(None);
+    every.main_account = None;
+    assert_eq!(store.events(&every).await.unwrap().len(), 4);
 }

@@ -1355,6 +1355,39 @@ pub mod snapshot_service_server {
         const NAME: &'static str = SERVICE_NAME;
     }
 }
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct EventQuery {
+    /// The main account whose events are read; empty for every main account.
+    #[prost(string, tag = "1")]
+    pub main_account_id: ::prost::alloc::string::String,
+    /// Only events of this account's subtree (it appears in the event's chain); empty: all.
+    #[prost(string, tag = "2")]
+    pub within_account_id: ::prost::alloc::string::String,
+    /// \[from, to) in unix milliseconds.
+    #[prost(int64, tag = "3")]
+    pub from_unix_ms: i64,
+    #[prost(int64, tag = "4")]
+    pub to_unix_ms: i64,
+    /// Only this served model; empty: all.
+    #[prost(string, tag = "5")]
+    pub model: ::prost::alloc::string::String,
+    /// Only this HTTP status; 0: all.
+    #[prost(uint32, tag = "6")]
+    pub status: u32,
+    /// Only events older than this cursor (from a previous page's `next`); empty: newest.
+    #[prost(string, tag = "7")]
+    pub before: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "8")]
+    pub limit: u32,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct EventPage {
+    #[prost(message, repeated, tag = "1")]
+    pub events: ::prost::alloc::vec::Vec<UsageEvent>,
+    /// Cursor for the next (older) page; empty when this page is the last.
+    #[prost(string, tag = "2")]
+    pub next: ::prost::alloc::string::String,
+}
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct UsageBatch {
     /// Chosen by the sender, echoed in the ack.
@@ -1665,6 +1698,28 @@ pub mod usage_service_client {
                 .insert(GrpcMethod::new("switchyard.v1.UsageService", "QueryRollups"));
             self.inner.unary(req, path, codec).await
         }
+        /// Raw events, newest first, a page at a time (for request logs).
+        pub async fn query_events(
+            &mut self,
+            request: impl tonic::IntoRequest<super::EventQuery>,
+        ) -> std::result::Result<tonic::Response<super::EventPage>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchyard.v1.UsageService/QueryEvents",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("switchyard.v1.UsageService", "QueryEvents"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1698,6 +1753,11 @@ pub mod usage_service_server {
             &self,
             request: tonic::Request<super::RollupQuery>,
         ) -> std::result::Result<tonic::Response<super::RollupReply>, tonic::Status>;
+        /// Raw events, newest first, a page at a time (for request logs).
+        async fn query_events(
+            &self,
+            request: tonic::Request<super::EventQuery>,
+        ) -> std::result::Result<tonic::Response<super::EventPage>, tonic::Status>;
     }
     /// Metering: data planes deliver usage events, the collector stores them once.
     #[derive(Debug)]
@@ -1850,6 +1910,49 @@ pub mod usage_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = QueryRollupsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/switchyard.v1.UsageService/QueryEvents" => {
+                    #[allow(non_camel_case_types)]
+                    struct QueryEventsSvc<T: UsageService>(pub Arc<T>);
+                    impl<T: UsageService> tonic::server::UnaryService<super::EventQuery>
+                    for QueryEventsSvc<T> {
+                        type Response = super::EventPage;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::EventQuery>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as UsageService>::query_events(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = QueryEventsSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

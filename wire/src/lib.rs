@@ -1,0 +1,178 @@
+//! Conversions between domain types and the gRPC contracts. Each service meets prost
+//! types only at its gRPC edge, through these functions.
+
+use switchyard_core::ids::{AccountId, EventId, IssuedKeyId, ProviderKeyId};
+use switchyard_core::usage::{TokenUsage, UsageEvent, UsageSource};
+use switchyard_proto::v1 as pb;
+
+/// Longest account chain accepted; deeper trees are refused at the control plane.
+const MAX_CHAIN: usize = 64;
+const MAX_TEXT: usize = 512;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EventError {
+    #[error("field {0} is not a valid id")]
+    BadId(&'static str),
+    #[error("account_chain must hold 1-{MAX_CHAIN} accounts")]
+    BadChain,
+    #[error("field {0} is empty or longer than {MAX_TEXT} bytes")]
+    BadText(&'static str),
+    #[error("status {0} is not an HTTP status")]
+    BadStatus(u32),
+    #[error("token counts do not fit")]
+    BadTokens,
+}
+
+pub fn id<T: std::str::FromStr>(text: &str, field: &'static str) -> Result<T, EventError> {
+    text.parse().map_err(|_| EventError::BadId(field))
+}
+
+fn text(value: String, field: &'static str, may_be_empty: bool) -> Result<String, EventError> {
+    if (value.is_empty() && !may_be_empty) || value.len() > MAX_TEXT {
+        return Err(EventError::BadText(field));
+    }
+    Ok(value)
+}
+
+/// The wire event as a domain event, or why it is refused.
+pub fn decode_event(e: pb::UsageEvent) -> Result<UsageEvent, EventError> {
+    if e.account_chain.is_empty() || e.account_chain.len() > MAX_CHAIN {
+        return Err(EventError::BadChain);
+    }
+    let account_chain = e
+        .account_chain
+        .iter()
+        .map(|a| id::<AccountId>(a, "account_chain"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let status = u16::try_from(e.status)
+        .ok()
+        .filter(|s| (100..=599).contains(s))
+        .ok_or(EventError::BadStatus(e.status))?;
+    if e.cached_tokens > e.input_tokens
+        || i64::try_from(e.input_tokens.max(e.output_tokens)).is_err()
+    {
+        return Err(EventError::BadTokens);
+    }
+    let source = match pb::UsageSource::try_from(e.source) {
+        Ok(pb::UsageSource::Reported) => UsageSource::Reported,
+        _ => UsageSource::Missing,
+    };
+    Ok(UsageEvent {
+        id: id::<EventId>(&e.id, "id")?,
+        at_unix_ms: e.at_unix_ms,
+        account_chain,
+        issued_key: id::<IssuedKeyId>(&e.issued_key_id, "issued_key_id")?,
+        provider_key: if e.provider_key_id.is_empty() {
+            None
+        } else {
+            Some(id::<ProviderKeyId>(&e.provider_key_id, "provider_key_id")?)
+        },
+        model_requested: text(e.model_requested, "model_requested", false)?,
+        model_served: text(e.model_served, "model_served", false)?,
+        level: e.level,
+        status,
+        latency_ms: e.latency_ms,
+        ttfb_ms: e.ttfb_ms,
+        tokens: TokenUsage {
+            input: e.input_tokens,
+            output: e.output_tokens,
+            cached: e.cached_tokens,
+        },
+        source,
+        cost_nanos: e.cost_nanos,
+        path: text(e.path, "path", false)?,
+        client_addr: text(e.client_addr, "client_addr", true)?,
+        streamed: e.streamed,
+    })
+}
+
+/// A domain event in its wire form.
+pub fn encode_event(e: UsageEvent) -> pb::UsageEvent {
+    pb::UsageEvent {
+        id: e.id.to_string(),
+        at_unix_ms: e.at_unix_ms,
+        account_chain: e.account_chain.iter().map(ToString::to_string).collect(),
+        issued_key_id: e.issued_key.to_string(),
+        provider_key_id: e.provider_key.map(|p| p.to_string()).unwrap_or_default(),
+        model_requested: e.model_requested,
+        model_served: e.model_served,
+        level: e.level,
+        status: u32::from(e.status),
+        latency_ms: e.latency_ms,
+        ttfb_ms: e.ttfb_ms,
+        input_tokens: e.tokens.input,
+        output_tokens: e.tokens.output,
+        cached_tokens: e.tokens.cached,
+        source: match e.source {
+            UsageSource::Reported => pb::UsageSource::Reported.into(),
+            UsageSource::Missing => pb::UsageSource::Missing.into(),
+        },
+        cost_nanos: e.cost_nanos,
+        path: e.path,
+        client_addr: e.client_addr,
+        streamed: e.streamed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> pb::UsageEvent {
+        pb::UsageEvent {
+            id: EventId::new().to_string(),
+            at_unix_ms: 1,
+            account_chain: vec![AccountId::new().to_string()],
+            issued_key_id: IssuedKeyId::new().to_string(),
+            provider_key_id: String::new(),
+            model_requested: "m".into(),
+            model_served: "m".into(),
+            status: 200,
+            path: "/v1/chat/completions".into(),
+            input_tokens: 3,
+            cached_tokens: 1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn events_round_trip() {
+        let event = decode_event(event()).unwrap();
+        assert_eq!(decode_event(encode_event(event.clone())).unwrap(), event);
+    }
+
+    #[test]
+    fn decodes_a_good_event() {
+        let e = decode_event(event()).unwrap();
+        assert_eq!(e.tokens.input, 3);
+        assert_eq!(e.provider_key, None);
+    }
+
+    #[test]
+    fn refuses_bad_events() {
+        type Mutation = fn(&mut pb::UsageEvent);
+        let cases: Vec<(Mutation, EventError)> = vec![
+            (|e| e.id = "nope".into(), EventError::BadId("id")),
+            (|e| e.account_chain.clear(), EventError::BadChain),
+            (
+                |e| e.account_chain = vec!["x".into()],
+                EventError::BadId("account_chain"),
+            ),
+            (|e| e.status = 42, EventError::BadStatus(42)),
+            (|e| e.cached_tokens = 9, EventError::BadTokens),
+            (
+                |e| e.model_served = String::new(),
+                EventError::BadText("model_served"),
+            ),
+            (
+                |e| e.provider_key_id = "bad".into(),
+                EventError::BadId("provider_key_id"),
+            ),
+        ];
+        for (mutate, want) in cases {
+            let mut e = event();
+            mutate(&mut e);
+            assert_eq!(decode_event(e), Err(want));
+        }
+    }
+}
