@@ -9,12 +9,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use switchyard_core::ids::AccountId;
-use switchyard_core::policy::{Period, Policy};
-use switchyard_core::rules::Rules;
-use switchyard_core::snapshot::{ProviderKind, Snapshot, Status};
 use switchyard_proto::v1 as pb;
 use switchyard_runtime::Shutdown;
+use switchyard_wire::snapshot::encode;
 use tokio::sync::watch;
 
 use crate::store::Store;
@@ -127,145 +124,5 @@ impl Publisher {
             provider_keys = snapshot.provider_keys.len(),
             "snapshot published"
         );
-    }
-}
-
-fn status(s: Status) -> i32 {
-    match s {
-        Status::Active => pb::Status::Active.into(),
-        Status::Disabled => pb::Status::Disabled.into(),
-    }
-}
-
-fn strings<T: ToString>(list: &Option<Vec<T>>) -> Option<pb::StringList> {
-    list.as_ref().map(|l| pb::StringList {
-        values: l.iter().map(ToString::to_string).collect(),
-    })
-}
-
-pub fn encode_policy(p: &Policy) -> pb::Policy {
-    pb::Policy {
-        models: strings(&p.models),
-        resources: strings(&p.resources),
-        client_cidrs: strings(&p.client_cidrs),
-        rpm: p.rpm,
-        key_rpm: p.key_rpm,
-        model_limits: p
-            .model_limits
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    pb::ModelLimit {
-                        rpm: v.rpm,
-                        tpm: v.tpm,
-                    },
-                )
-            })
-            .collect(),
-        credit: p.credit.map(|c| pb::CreditLimit {
-            limit_nanos: c.limit_nanos,
-            period: match c.period {
-                Period::Day => "day".into(),
-                Period::Month => "month".into(),
-            },
-        }),
-    }
-}
-
-fn encode_rules(owner: AccountId, r: &Rules) -> pb::Rules {
-    pb::Rules {
-        owner_id: owner.to_string(),
-        model_mapper: r.model_mapper.clone().into_iter().collect(),
-        level_mapper: r
-            .level_mapper
-            .iter()
-            .map(|(k, v)| (k.to_string(), *v))
-            .collect(),
-        switch_over: r.switch_over.clone().into_iter().collect(),
-        resources: strings(&r.resources),
-        model_limits: r
-            .model_limits
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    pb::ModelLimit {
-                        rpm: v.rpm,
-                        tpm: v.tpm,
-                    },
-                )
-            })
-            .collect(),
-        pricing: r
-            .pricing
-            .iter()
-            .map(|(k, p)| {
-                (
-                    k.to_string(),
-                    pb::Price {
-                        input_per_million_nanos: p.input_per_million_nanos,
-                        cached_input_per_million_nanos: p.cached_input_per_million_nanos,
-                        output_per_million_nanos: p.output_per_million_nanos,
-                        per_request_nanos: p.per_request_nanos,
-                    },
-                )
-            })
-            .collect(),
-    }
-}
-
-/// The snapshot in its wire form. Provider secrets stay sealed.
-pub fn encode(s: &Snapshot) -> pb::Snapshot {
-    pb::Snapshot {
-        version: s.version,
-        accounts: s
-            .accounts
-            .iter()
-            .map(|a| pb::Account {
-                id: a.id.to_string(),
-                parent_id: a.parent.map(|p| p.to_string()).unwrap_or_default(),
-                name: a.name.clone(),
-                status: status(a.status),
-                policy: Some(encode_policy(&a.policy)),
-            })
-            .collect(),
-        issued_keys: s
-            .issued_keys
-            .iter()
-            .map(|k| pb::IssuedKey {
-                id: k.id.to_string(),
-                account_id: k.account.to_string(),
-                hash: k.hash.0.to_vec(),
-                expires_at_unix_ms: k.expires_at_ms,
-                status: status(k.status),
-            })
-            .collect(),
-        provider_keys: s
-            .provider_keys
-            .iter()
-            .map(|p| pb::ProviderKey {
-                id: p.id.to_string(),
-                owner_id: p.owner.to_string(),
-                kind: match p.kind {
-                    ProviderKind::OpenAi => pb::ProviderKind::Openai.into(),
-                    ProviderKind::Anthropic => pb::ProviderKind::Anthropic.into(),
-                },
-                base_url: p.base_url.clone(),
-                secret: Some(pb::SealedSecret {
-                    key_id: p.secret.key_id.clone(),
-                    blob: p.secret.blob.clone(),
-                }),
-                level: p.level,
-                models: p.models.iter().map(ToString::to_string).collect(),
-                weight: p.weight,
-                status: status(p.status),
-            })
-            .collect(),
-        rules: s
-            .rules
-            .iter()
-            .map(|(owner, r)| encode_rules(*owner, r))
-            .collect(),
     }
 }

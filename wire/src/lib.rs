@@ -1,6 +1,8 @@
 //! Conversions between domain types and the gRPC contracts. Each service meets prost
 //! types only at its gRPC edge, through these functions.
 
+pub mod snapshot;
+
 use switchyard_core::ids::{AccountId, EventId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::usage::{TokenUsage, UsageEvent, UsageSource};
 use switchyard_proto::v1 as pb;

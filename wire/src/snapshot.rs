@@ -1,0 +1,443 @@
+//! The snapshot and its parts (policies, rules) in their wire form and back. The
+//! control plane encodes; data planes decode and validate; the Admin API's gRPC face
+//! uses the policy and rules conversions too.
+
+use ipnet::IpNet;
+use switchyard_core::apikey::KeyHash;
+use switchyard_core::crypto::Sealed;
+use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
+use switchyard_core::model::ModelPattern;
+use switchyard_core::policy::{CreditLimit, ModelLimit, Period, Policy};
+use switchyard_core::rules::{Price, Rules};
+use switchyard_core::snapshot::{Account, IssuedKey, ProviderKey, ProviderKind, Snapshot, Status};
+use switchyard_proto::v1 as pb;
+
+fn encode_status(s: Status) -> i32 {
+    match s {
+        Status::Active => pb::Status::Active.into(),
+        Status::Disabled => pb::Status::Disabled.into(),
+    }
+}
+
+fn strings<T: ToString>(list: &Option<Vec<T>>) -> Option<pb::StringList> {
+    list.as_ref().map(|l| pb::StringList {
+        values: l.iter().map(ToString::to_string).collect(),
+    })
+}
+
+pub fn encode_policy(p: &Policy) -> pb::Policy {
+    pb::Policy {
+        models: strings(&p.models),
+        resources: strings(&p.resources),
+        client_cidrs: strings(&p.client_cidrs),
+        rpm: p.rpm,
+        key_rpm: p.key_rpm,
+        model_limits: p
+            .model_limits
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    pb::ModelLimit {
+                        rpm: v.rpm,
+                        tpm: v.tpm,
+                    },
+                )
+            })
+            .collect(),
+        credit: p.credit.map(|c| pb::CreditLimit {
+            limit_nanos: c.limit_nanos,
+            period: match c.period {
+                Period::Day => "day".into(),
+                Period::Month => "month".into(),
+            },
+        }),
+    }
+}
+
+pub fn encode_rules(owner: AccountId, r: &Rules) -> pb::Rules {
+    pb::Rules {
+        owner_id: owner.to_string(),
+        model_mapper: r.model_mapper.clone().into_iter().collect(),
+        level_mapper: r
+            .level_mapper
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect(),
+        switch_over: r.switch_over.clone().into_iter().collect(),
+        resources: strings(&r.resources),
+        model_limits: r
+            .model_limits
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    pb::ModelLimit {
+                        rpm: v.rpm,
+                        tpm: v.tpm,
+                    },
+                )
+            })
+            .collect(),
+        pricing: r
+            .pricing
+            .iter()
+            .map(|(k, p)| {
+                (
+                    k.to_string(),
+                    pb::Price {
+                        input_per_million_nanos: p.input_per_million_nanos,
+                        cached_input_per_million_nanos: p.cached_input_per_million_nanos,
+                        output_per_million_nanos: p.output_per_million_nanos,
+                        per_request_nanos: p.per_request_nanos,
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+/// The snapshot in its wire form. Provider secrets stay sealed.
+pub fn encode(s: &Snapshot) -> pb::Snapshot {
+    pb::Snapshot {
+        version: s.version,
+        accounts: s
+            .accounts
+            .iter()
+            .map(|a| pb::Account {
+                id: a.id.to_string(),
+                parent_id: a.parent.map(|p| p.to_string()).unwrap_or_default(),
+                name: a.name.clone(),
+                status: encode_status(a.status),
+                policy: Some(encode_policy(&a.policy)),
+            })
+            .collect(),
+        issued_keys: s
+            .issued_keys
+            .iter()
+            .map(|k| pb::IssuedKey {
+                id: k.id.to_string(),
+                account_id: k.account.to_string(),
+                hash: k.hash.0.to_vec(),
+                expires_at_unix_ms: k.expires_at_ms,
+                status: encode_status(k.status),
+            })
+            .collect(),
+        provider_keys: s
+            .provider_keys
+            .iter()
+            .map(|p| pb::ProviderKey {
+                id: p.id.to_string(),
+                owner_id: p.owner.to_string(),
+                kind: match p.kind {
+                    ProviderKind::OpenAi => pb::ProviderKind::Openai.into(),
+                    ProviderKind::Anthropic => pb::ProviderKind::Anthropic.into(),
+                },
+                base_url: p.base_url.clone(),
+                secret: Some(pb::SealedSecret {
+                    key_id: p.secret.key_id.clone(),
+                    blob: p.secret.blob.clone(),
+                }),
+                level: p.level,
+                models: p.models.iter().map(ToString::to_string).collect(),
+                weight: p.weight,
+                status: encode_status(p.status),
+            })
+            .collect(),
+        rules: s
+            .rules
+            .iter()
+            .map(|(owner, r)| encode_rules(*owner, r))
+            .collect(),
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("{field}: {value:?} is not a valid id")]
+    Id { field: &'static str, value: String },
+    #[error("{0}: unknown status")]
+    Status(&'static str),
+    #[error("provider key {0}: unknown provider kind")]
+    Kind(String),
+    #[error("provider key {0}: missing sealed secret")]
+    Secret(String),
+    #[error("provider key {key}: model pattern: {why}")]
+    Model { key: String, why: String },
+    #[error("issued key {0}: hash must be 32 bytes")]
+    Hash(String),
+    #[error("account {account}: policy: {why}")]
+    Policy { account: String, why: String },
+    #[error("rules of {owner}: {why}")]
+    Rules { owner: String, why: String },
+}
+
+fn parse_list<T: std::str::FromStr>(
+    list: Option<pb::StringList>,
+    field: &str,
+) -> Result<Option<Vec<T>>, String>
+where
+    T::Err: std::fmt::Display,
+{
+    list.map(|l| {
+        l.values
+            .iter()
+            .map(|v| v.parse::<T>().map_err(|e| format!("{field} {v:?}: {e}")))
+            .collect()
+    })
+    .transpose()
+}
+
+fn patterns<T>(
+    map: impl IntoIterator<Item = (String, T)>,
+    field: &str,
+) -> Result<std::collections::BTreeMap<ModelPattern, T>, String> {
+    map.into_iter()
+        .map(|(k, v)| {
+            k.parse::<ModelPattern>()
+                .map(|p| (p, v))
+                .map_err(|e| format!("{field} {k:?}: {e}"))
+        })
+        .collect()
+}
+
+pub fn decode_rules(r: pb::Rules) -> Result<Rules, String> {
+    Ok(Rules {
+        model_mapper: r.model_mapper.into_iter().collect(),
+        level_mapper: patterns(r.level_mapper, "level_mapper")?,
+        switch_over: r.switch_over.into_iter().collect(),
+        resources: parse_list(r.resources, "resources")?,
+        model_limits: patterns(
+            r.model_limits.into_iter().map(|(k, l)| {
+                (
+                    k,
+                    ModelLimit {
+                        rpm: l.rpm,
+                        tpm: l.tpm,
+                    },
+                )
+            }),
+            "model_limits",
+        )?,
+        pricing: patterns(
+            r.pricing.into_iter().map(|(k, p)| {
+                (
+                    k,
+                    Price {
+                        input_per_million_nanos: p.input_per_million_nanos,
+                        cached_input_per_million_nanos: p.cached_input_per_million_nanos,
+                        output_per_million_nanos: p.output_per_million_nanos,
+                        per_request_nanos: p.per_request_nanos,
+                    },
+                )
+            }),
+            "pricing",
+        )?,
+    })
+}
+
+pub fn decode_policy(p: pb::Policy) -> Result<Policy, String> {
+    let mut model_limits = std::collections::BTreeMap::new();
+    for (pattern, limit) in p.model_limits {
+        let pattern = pattern
+            .parse::<ModelPattern>()
+            .map_err(|e| format!("model_limits {pattern:?}: {e}"))?;
+        model_limits.insert(
+            pattern,
+            ModelLimit {
+                rpm: limit.rpm,
+                tpm: limit.tpm,
+            },
+        );
+    }
+    let credit = p
+        .credit
+        .map(|c| {
+            let period = match c.period.as_str() {
+                "day" => Period::Day,
+                "month" => Period::Month,
+                other => return Err(format!("credit period {other:?}")),
+            };
+            Ok(CreditLimit {
+                limit_nanos: c.limit_nanos,
+                period,
+            })
+        })
+        .transpose()?;
+    let policy = Policy {
+        models: parse_list(p.models, "models")?,
+        resources: parse_list(p.resources, "resources")?,
+        client_cidrs: parse_list::<IpNet>(p.client_cidrs, "client_cidrs")?,
+        rpm: p.rpm,
+        key_rpm: p.key_rpm,
+        model_limits,
+        credit,
+    };
+    policy.validate().map_err(|e| e.to_string())?;
+    Ok(policy)
+}
+
+fn id<T: std::str::FromStr>(field: &'static str, value: &str) -> Result<T, DecodeError> {
+    value.parse().map_err(|_| DecodeError::Id {
+        field,
+        value: value.to_owned(),
+    })
+}
+
+fn status(field: &'static str, value: i32) -> Result<Status, DecodeError> {
+    match pb::Status::try_from(value) {
+        Ok(pb::Status::Active) => Ok(Status::Active),
+        Ok(pb::Status::Disabled) => Ok(Status::Disabled),
+        _ => Err(DecodeError::Status(field)),
+    }
+}
+
+/// The wire snapshot as plain data. Beyond this edge nothing touches prost types.
+pub fn decode(s: pb::Snapshot) -> Result<Snapshot, DecodeError> {
+    let accounts = s
+        .accounts
+        .into_iter()
+        .map(|a| {
+            Ok(Account {
+                id: id::<AccountId>("account.id", &a.id)?,
+                parent: if a.parent_id.is_empty() {
+                    None
+                } else {
+                    Some(id::<AccountId>("account.parent_id", &a.parent_id)?)
+                },
+                status: status("account.status", a.status)?,
+                policy: decode_policy(a.policy.unwrap_or_default()).map_err(|why| {
+                    DecodeError::Policy {
+                        account: a.id.clone(),
+                        why,
+                    }
+                })?,
+                name: a.name,
+            })
+        })
+        .collect::<Result<Vec<_>, DecodeError>>()?;
+    let issued_keys = s
+        .issued_keys
+        .into_iter()
+        .map(|k| {
+            Ok(IssuedKey {
+                hash: KeyHash::from_slice(&k.hash)
+                    .ok_or_else(|| DecodeError::Hash(k.id.clone()))?,
+                id: id::<IssuedKeyId>("issued_key.id", &k.id)?,
+                account: id::<AccountId>("issued_key.account_id", &k.account_id)?,
+                expires_at_ms: k.expires_at_unix_ms,
+                status: status("issued_key.status", k.status)?,
+            })
+        })
+        .collect::<Result<Vec<_>, DecodeError>>()?;
+    let provider_keys = s
+        .provider_keys
+        .into_iter()
+        .map(|p| {
+            let kind = match pb::ProviderKind::try_from(p.kind) {
+                Ok(pb::ProviderKind::Openai) => ProviderKind::OpenAi,
+                Ok(pb::ProviderKind::Anthropic) => ProviderKind::Anthropic,
+                _ => return Err(DecodeError::Kind(p.id)),
+            };
+            let secret = p.secret.ok_or_else(|| DecodeError::Secret(p.id.clone()))?;
+            let models = p
+                .models
+                .iter()
+                .map(|m| {
+                    m.parse::<ModelPattern>().map_err(|e| DecodeError::Model {
+                        key: p.id.clone(),
+                        why: e.to_string(),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(ProviderKey {
+                id: id::<ProviderKeyId>("provider_key.id", &p.id)?,
+                owner: id::<AccountId>("provider_key.owner_id", &p.owner_id)?,
+                kind,
+                base_url: p.base_url,
+                secret: Sealed {
+                    key_id: secret.key_id,
+                    blob: secret.blob,
+                },
+                level: p.level,
+                models,
+                weight: p.weight,
+                status: status("provider_key.status", p.status)?,
+            })
+        })
+        .collect::<Result<Vec<_>, DecodeError>>()?;
+    let rules = s
+        .rules
+        .into_iter()
+        .map(|r| {
+            let owner = id::<AccountId>("rules.owner_id", &r.owner_id)?;
+            let rules = decode_rules(r).map_err(|why| DecodeError::Rules {
+                owner: owner.to_string(),
+                why,
+            })?;
+            Ok((owner, rules))
+        })
+        .collect::<Result<std::collections::BTreeMap<_, _>, DecodeError>>()?;
+    Ok(Snapshot {
+        version: s.version,
+        accounts,
+        issued_keys,
+        provider_keys,
+        rules,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_wire_snapshots_are_refused() {
+        let account = pb::Account {
+            id: AccountId::new().to_string(),
+            parent_id: String::new(),
+            name: "a".into(),
+            status: pb::Status::Active.into(),
+            policy: None,
+        };
+        let good = pb::Snapshot {
+            version: 1,
+            accounts: vec![account.clone()],
+            ..Default::default()
+        };
+        assert!(decode(good).is_ok());
+        let mut bad = account.clone();
+        bad.status = 0;
+        assert_eq!(
+            decode(pb::Snapshot {
+                accounts: vec![bad],
+                ..Default::default()
+            })
+            .err(),
+            Some(DecodeError::Status("account.status"))
+        );
+        let mut bad = account;
+        bad.id = "x".into();
+        assert!(matches!(
+            decode(pb::Snapshot {
+                accounts: vec![bad],
+                ..Default::default()
+            }),
+            Err(DecodeError::Id { .. })
+        ));
+        let key = pb::IssuedKey {
+            id: IssuedKeyId::new().to_string(),
+            account_id: AccountId::new().to_string(),
+            hash: vec![1, 2, 3],
+            expires_at_unix_ms: None,
+            status: pb::Status::Active.into(),
+        };
+        assert!(matches!(
+            decode(pb::Snapshot {
+                issued_keys: vec![key],
+                ..Default::default()
+            }),
+            Err(DecodeError::Hash(_))
+        ));
+    }
+}
