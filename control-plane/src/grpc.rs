@@ -16,7 +16,18 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::publisher::Publisher;
-use crate::service::{AddProviderKey, ApiError, BillQuery, Caller, CreateAccount, Service};
+use switchyard_core::ids::{AccountId, IssuedKeyId};
+use switchyard_core::policy::Policy;
+use switchyard_wire::encode_event;
+use switchyard_wire::snapshot::{decode_policy, encode_policy};
+
+use crate::rest::MAX_TREE_DEPTH;
+use crate::service::{
+    AccountInfo, AccountView, AddProviderKey, ApiError, BillQuery, Caller, CreateAccount,
+    CreatedKey, IssuedKeyView, LogsQuery, NewKey, NewsQuery, PostNews, Rotate, Service, TreeQuery,
+    UpdateAccount,
+};
+use crate::store::NewsItem;
 
 /// The shared error vocabulary, mapped once to gRPC codes.
 pub fn to_status(e: ApiError) -> Status {
@@ -179,6 +190,68 @@ impl AdminService for ApiGrpc {
     }
 }
 
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+fn account_view(a: AccountView) -> pb::AccountView {
+    pb::AccountView {
+        id: a.id.to_string(),
+        parent_id: a.parent_id.map(|p| p.to_string()).unwrap_or_default(),
+        name: a.name,
+        status: a.status.to_owned(),
+        created_at_unix_ms: a.created_at_unix_ms,
+    }
+}
+
+fn account_info(i: AccountInfo) -> pb::AccountInfo {
+    pb::AccountInfo {
+        account: Some(account_view(i.account)),
+        policy: Some(encode_policy(&i.policy)),
+        effective_policy: Some(encode_policy(&i.effective_policy)),
+        ancestors: i.ancestors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn key_view(k: IssuedKeyView) -> pb::IssuedKeyView {
+    pb::IssuedKeyView {
+        id: k.id.to_string(),
+        tail: k.tail,
+        status: k.status.to_owned(),
+        expires_at_unix_ms: k.expires_at_unix_ms,
+        created_at_unix_ms: k.created_at_unix_ms,
+        in_use: k.in_use,
+    }
+}
+
+fn created_key(c: CreatedKey) -> pb::CreatedKey {
+    pb::CreatedKey {
+        api_key: c.api_key,
+        key: Some(key_view(c.key)),
+    }
+}
+
+fn news_item(n: NewsItem) -> pb::NewsItem {
+    pb::NewsItem {
+        id: n.id,
+        author_id: n.author_id.unwrap_or_default(),
+        at_unix_ms: n.at_unix_ms,
+        title: n.title,
+        body: n.body,
+    }
+}
+
+/// A policy from the wire; malformed entries are the caller's error.
+fn policy_in(p: Option<pb::Policy>) -> Result<Option<Policy>, Status> {
+    p.map(|p| decode_policy(p).map_err(|why| Status::invalid_argument(format!("policy: {why}"))))
+        .transpose()
+}
+
+fn parsed<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, Status> {
+    text.parse()
+        .map_err(|_| Status::invalid_argument(format!("{text:?} is not a valid {what}")))
+}
+
 #[tonic::async_trait]
 impl ManageService for ApiGrpc {
     async fn create_account(
@@ -186,34 +259,169 @@ impl ManageService for ApiGrpc {
         request: Request<pb::CreateAccountRequest>,
     ) -> Result<Response<pb::CreatedAccount>, Status> {
         let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let req = CreateAccount {
+            name: r.name,
+            policy: policy_in(r.policy)?,
+        };
         let created = self
             .service
-            .create_account(
-                &caller,
-                CreateAccount {
-                    name: request.into_inner().name,
-                    // Policies over gRPC arrive with the typed Policy message.
-                    policy: None,
-                },
-                now_ms(),
-            )
+            .create_account(&caller, req, now_ms())
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::CreatedAccount {
-            account: Some(pb::AccountView {
-                id: created.account.id.to_string(),
-                parent_id: created
-                    .account
-                    .parent_id
-                    .map(|p| p.to_string())
-                    .unwrap_or_default(),
-                name: created.account.name,
-                status: created.account.status.to_owned(),
-                created_at_unix_ms: created.account.created_at_unix_ms,
-            }),
+            account: Some(account_view(created.account)),
             api_key: created.api_key,
             api_key_id: created.api_key_id.to_string(),
         }))
+    }
+
+    async fn update_account(
+        &self,
+        request: Request<pb::UpdateAccountRequest>,
+    ) -> Result<Response<pb::AccountInfo>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let id: AccountId = parsed(&r.id, "account id")?;
+        let req = UpdateAccount {
+            name: r.name,
+            status: r.status,
+            policy: policy_in(r.policy)?,
+        };
+        let info = self
+            .service
+            .update_account(&caller, id, req)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(account_info(info)))
+    }
+
+    async fn delete_account(
+        &self,
+        request: Request<pb::DeleteAccountRequest>,
+    ) -> Result<Response<pb::DeleteAccountReply>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let id: AccountId = parsed(&r.id, "account id")?;
+        let done = self
+            .service
+            .delete_account(&caller, id, r.cascade)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::DeleteAccountReply {
+            deleted: done.deleted as u64,
+        }))
+    }
+
+    async fn list_accounts(
+        &self,
+        request: Request<pb::ListAccountsRequest>,
+    ) -> Result<Response<pb::AccountList>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let query = TreeQuery {
+            id: non_empty(r.id),
+            offset: Some(r.offset),
+            limit: (r.limit != 0).then_some(r.limit),
+        };
+        let depth = if r.descendants { MAX_TREE_DEPTH } else { 1 };
+        let entries = self
+            .service
+            .descendants(&caller, query, depth)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::AccountList {
+            accounts: entries
+                .into_iter()
+                .map(|e| pb::TreeEntry {
+                    account: Some(account_view(e.account)),
+                    depth: e.depth,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_info(
+        &self,
+        request: Request<pb::GetInfoRequest>,
+    ) -> Result<Response<pb::AccountInfo>, Status> {
+        let caller = self.caller(&request).await?;
+        let id = request.into_inner().id;
+        let id = if id.is_empty() {
+            None
+        } else {
+            Some(parsed::<AccountId>(&id, "account id")?)
+        };
+        Ok(Response::new(account_info(
+            self.service.info(&caller, id).await.map_err(to_status)?,
+        )))
+    }
+
+    async fn get_self(
+        &self,
+        request: Request<pb::GetSelfRequest>,
+    ) -> Result<Response<pb::SelfView>, Status> {
+        let caller = self.caller(&request).await?;
+        let view = self
+            .service
+            .self_view(&caller, now_ms())
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::SelfView {
+            info: Some(account_info(view.info)),
+            keys: view.keys.into_iter().map(key_view).collect(),
+        }))
+    }
+
+    async fn create_key(
+        &self,
+        request: Request<pb::CreateKeyRequest>,
+    ) -> Result<Response<pb::CreatedKey>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let target = if r.account_id.is_empty() {
+            None
+        } else {
+            Some(parsed::<AccountId>(&r.account_id, "account id")?)
+        };
+        let req = NewKey {
+            expires_at_unix_ms: r.expires_at_unix_ms,
+        };
+        let created = self
+            .service
+            .create_key(&caller, target, req, now_ms())
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(created_key(created)))
+    }
+
+    async fn revoke_key(
+        &self,
+        request: Request<pb::RevokeKeyRequest>,
+    ) -> Result<Response<pb::RevokeKeyReply>, Status> {
+        let caller = self.caller(&request).await?;
+        let key: IssuedKeyId = parsed(&request.into_inner().key_id, "key id")?;
+        self.service
+            .revoke_key(&caller, key)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::RevokeKeyReply {}))
+    }
+
+    async fn rotate_key(
+        &self,
+        request: Request<pb::RotateKeyRequest>,
+    ) -> Result<Response<pb::CreatedKey>, Status> {
+        let caller = self.caller(&request).await?;
+        let req = Rotate {
+            overlap_seconds: request.into_inner().overlap_seconds,
+        };
+        Ok(Response::new(created_key(
+            self.service
+                .rotate(&caller, req, now_ms())
+                .await
+                .map_err(to_status)?,
+        )))
     }
 
     async fn get_bill(
@@ -222,20 +430,17 @@ impl ManageService for ApiGrpc {
     ) -> Result<Response<pb::Bill>, Status> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
-        let non_empty = |s: String| (!s.is_empty()).then_some(s);
+        let query = BillQuery {
+            from: non_empty(r.from_day),
+            to: non_empty(r.to_day),
+            granularity: non_empty(r.granularity),
+            account: non_empty(r.account_id),
+            model: non_empty(r.model),
+        };
+        let today = switchyard_core::time::utc_day(now_ms());
         let bill = self
             .service
-            .bill(
-                &caller,
-                BillQuery {
-                    from: non_empty(r.from_day),
-                    to: non_empty(r.to_day),
-                    granularity: non_empty(r.granularity),
-                    account: non_empty(r.account_id),
-                    model: non_empty(r.model),
-                },
-                &switchyard_core::time::utc_day(now_ms()),
-            )
+            .bill(&caller, query, &today)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::Bill {
@@ -255,5 +460,127 @@ impl ManageService for ApiGrpc {
                 })
                 .collect(),
         }))
+    }
+
+    async fn list_models(
+        &self,
+        request: Request<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ModelList>, Status> {
+        let caller = self.caller(&request).await?;
+        let list = self
+            .service
+            .dashboard_models(&caller)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ModelList {
+            models: list.models,
+        }))
+    }
+
+    async fn get_status(
+        &self,
+        request: Request<pb::GetStatusRequest>,
+    ) -> Result<Response<pb::SystemStatus>, Status> {
+        self.caller(&request).await?;
+        let status = self.service.dashboard_status();
+        Ok(Response::new(pb::SystemStatus {
+            snapshot_version: status.snapshot_version,
+            data_planes: status
+                .data_planes
+                .into_iter()
+                .map(|d| pb::DataPlaneStatus {
+                    replica: d.replica,
+                    applied_version: d.applied_version,
+                    lag: d.lag,
+                    last_rejection: d.last_rejection,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_logs(
+        &self,
+        request: Request<pb::GetLogsRequest>,
+    ) -> Result<Response<pb::LogPage>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let query = LogsQuery {
+            from: r.from_unix_ms,
+            to: r.to_unix_ms,
+            account: non_empty(r.account_id),
+            model: non_empty(r.model),
+            status: (r.status != 0)
+                .then(|| {
+                    u16::try_from(r.status)
+                        .map_err(|_| Status::invalid_argument("status is not an HTTP status"))
+                })
+                .transpose()?,
+            before: non_empty(r.before),
+            limit: (r.limit != 0).then_some(r.limit),
+        };
+        let page = self
+            .service
+            .logs(&caller, query, now_ms())
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::LogPage {
+            events: page.events.into_iter().map(encode_event).collect(),
+            next: page.next.unwrap_or_default(),
+        }))
+    }
+
+    async fn post_news(
+        &self,
+        request: Request<pb::PostNewsRequest>,
+    ) -> Result<Response<pb::NewsItem>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let item = self
+            .service
+            .post_news(
+                &caller,
+                PostNews {
+                    title: r.title,
+                    body: r.body,
+                },
+                now_ms(),
+            )
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(news_item(item)))
+    }
+
+    async fn list_news(
+        &self,
+        request: Request<pb::ListNewsRequest>,
+    ) -> Result<Response<pb::NewsList>, Status> {
+        let caller = self.caller(&request).await?;
+        let limit = request.into_inner().limit;
+        let items = self
+            .service
+            .news(
+                &caller,
+                NewsQuery {
+                    limit: (limit != 0).then_some(limit),
+                },
+            )
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::NewsList {
+            items: items.into_iter().map(news_item).collect(),
+        }))
+    }
+
+    async fn delete_news(
+        &self,
+        request: Request<pb::DeleteNewsRequest>,
+    ) -> Result<Response<pb::DeleteNewsReply>, Status> {
+        let caller = self.caller(&request).await?;
+        let id: uuid::Uuid = parsed(&request.into_inner().id, "announcement id")?;
+        self.service
+            .delete_news(&caller, &id.to_string())
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::DeleteNewsReply {}))
     }
 }

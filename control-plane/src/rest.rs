@@ -20,15 +20,15 @@ use switchyard_core::rules::Rules;
 use switchyard_runtime::now_ms;
 
 use crate::service::{
-    AddProviderKey, ApiError, AuditQuery, BillQuery, Caller, CreateAccount, LogsQuery, NewKey,
-    NewsQuery, PostNews, Rotate, Service, TreeQuery, UpdateAccount, UpdateProviderKey,
+    AddProviderKey, ApiError, AuditQuery, BillQuery, Caller, CreateAccount, LogPageView, LogsQuery,
+    NewKey, NewsQuery, PostNews, Rotate, Service, TreeQuery, UpdateAccount, UpdateProviderKey,
 };
 
 /// Admin and Manage bodies are small; anything larger is refused before parsing.
 pub const MAX_BODY: usize = 64 * 1024;
 
 /// Deepest tree `/x-dna` walks.
-const MAX_TREE_DEPTH: u32 = 64;
+pub const MAX_TREE_DEPTH: u32 = 64;
 
 type Svc = State<Arc<Service>>;
 
@@ -417,7 +417,7 @@ async fn dashboard_status(State(s): Svc, Authed(_): Authed) -> Answer {
 }
 
 async fn logs(State(s): Svc, Authed(c): Authed, Params(q): Params<LogsQuery>) -> Answer {
-    ok(s.logs(&c, q, now_ms()).await?)
+    ok(LogPageView::from(s.logs(&c, q, now_ms()).await?))
 }
 
 async fn news(State(s): Svc, Authed(c): Authed, Params(q): Params<NewsQuery>) -> Answer {

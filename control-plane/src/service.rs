@@ -263,11 +263,28 @@ impl From<&switchyard_core::usage::UsageEvent> for LogEntry {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// A page of raw events.
+#[derive(Debug)]
 pub struct LogPage {
-    pub events: Vec<LogEntry>,
+    pub events: Vec<switchyard_core::usage::UsageEvent>,
     /// Pass as `before` for the next (older) page; absent on the last page.
     pub next: Option<String>,
+}
+
+/// A page of raw events as the REST API shows it.
+#[derive(Debug, Serialize)]
+pub struct LogPageView {
+    pub events: Vec<LogEntry>,
+    pub next: Option<String>,
+}
+
+impl From<LogPage> for LogPageView {
+    fn from(page: LogPage) -> Self {
+        Self {
+            events: page.events.iter().map(LogEntry::from).collect(),
+            next: page.next,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -1155,12 +1172,10 @@ impl Service {
             .events
             .into_iter()
             .map(|e| {
-                switchyard_wire::decode_event(e)
-                    .map(|e| LogEntry::from(&e))
-                    .map_err(|why| {
-                        tracing::error!(error = %why, "collector returned a malformed event");
-                        ApiError::new(ErrorCode::Internal, "internal error")
-                    })
+                switchyard_wire::decode_event(e).map_err(|why| {
+                    tracing::error!(error = %why, "collector returned a malformed event");
+                    ApiError::new(ErrorCode::Internal, "internal error")
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(LogPage {

@@ -831,6 +831,7 @@ async fn grpc_face_matches_rest() {
             &sys.root,
             pb::CreateAccountRequest {
                 name: "grpc-co".into(),
+                policy: None,
             },
         ))
         .await
@@ -838,7 +839,8 @@ async fn grpc_face_matches_rest() {
         .into_inner();
     let key = created.api_key.clone();
     assert!(apikey::is_well_formed(&key));
-    assert!(created.account.unwrap().parent_id.is_empty());
+    let main_account = created.account.clone().unwrap();
+    assert!(main_account.parent_id.is_empty());
 
     let add = |models: Vec<String>, base_url: String| pb::AddProviderKeyRequest {
         provider: "openai".into(),
@@ -859,7 +861,10 @@ async fn grpc_face_matches_rest() {
     let err = manage
         .create_account(authed(
             apikey::generate().clear.expose(),
-            pb::CreateAccountRequest { name: "x".into() },
+            pb::CreateAccountRequest {
+                name: "x".into(),
+                policy: None,
+            },
         ))
         .await
         .unwrap_err();
@@ -867,6 +872,7 @@ async fn grpc_face_matches_rest() {
     let err = manage
         .create_account(tonic::Request::new(pb::CreateAccountRequest {
             name: "x".into(),
+            policy: None,
         }))
         .await
         .unwrap_err();
@@ -876,6 +882,7 @@ async fn grpc_face_matches_rest() {
             &key,
             pb::CreateAccountRequest {
                 name: String::new(),
+                policy: None,
             },
         ))
         .await
@@ -891,6 +898,7 @@ async fn grpc_face_matches_rest() {
             &key,
             pb::CreateAccountRequest {
                 name: "child".into(),
+                policy: None,
             },
         ))
         .await
@@ -945,6 +953,210 @@ async fn grpc_face_matches_rest() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // The rest of the Manage face: policies, the tree, keys, dashboards, logs, news.
+    let narrow = pb::Policy {
+        models: Some(pb::StringList {
+            values: vec!["gpt-4o-mini".into()],
+        }),
+        ..Default::default()
+    };
+    let wide = pb::Policy {
+        models: Some(pb::StringList {
+            values: vec!["*".into()],
+        }),
+        ..Default::default()
+    };
+    let (status, _) = sys
+        .call(
+            Method::PATCH,
+            format!("/x-users/{}", main_account.id),
+            sys.root.clone(),
+            Some(json!({"policy": {"models": ["gpt-*"]}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let err = manage
+        .create_account(authed(
+            &key,
+            pb::CreateAccountRequest {
+                name: "greedy".into(),
+                policy: Some(wide),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("models *"), "{}", err.message());
+    let team = manage
+        .create_account(authed(
+            &key,
+            pb::CreateAccountRequest {
+                name: "team".into(),
+                policy: Some(narrow),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let team_id = team.account.unwrap().id;
+    let info = manage
+        .get_info(authed(
+            &key,
+            pb::GetInfoRequest {
+                id: team_id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        info.effective_policy.unwrap().models.unwrap().values,
+        vec!["gpt-4o-mini".to_owned()]
+    );
+    let renamed = manage
+        .update_account(authed(
+            &key,
+            pb::UpdateAccountRequest {
+                id: team_id.clone(),
+                name: Some("renamed".into()),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(renamed.account.unwrap().name, "renamed");
+    let err = manage
+        .update_account(authed(
+            &team.api_key,
+            pb::UpdateAccountRequest {
+                id: team_id.clone(),
+                name: Some("me".into()),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let tree = manage
+        .list_accounts(authed(
+            &key,
+            pb::ListAccountsRequest {
+                descendants: true,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(tree.accounts.len(), 2);
+    let me = manage
+        .get_self(authed(&team.api_key, pb::GetSelfRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(me.keys.len(), 1);
+    assert!(me.keys[0].in_use);
+    let extra = manage
+        .create_key(authed(
+            &key,
+            pb::CreateKeyRequest {
+                account_id: team_id.clone(),
+                expires_at_unix_ms: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(apikey::is_well_formed(&extra.api_key));
+    manage
+        .revoke_key(authed(
+            &team.api_key,
+            pb::RevokeKeyRequest {
+                key_id: extra.key.unwrap().id,
+            },
+        ))
+        .await
+        .unwrap();
+    let rotated = manage
+        .rotate_key(authed(
+            &team.api_key,
+            pb::RotateKeyRequest {
+                overlap_seconds: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let err = manage
+        .get_self(authed(&team.api_key, pb::GetSelfRequest {}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let models = manage
+        .list_models(authed(&rotated.api_key, pb::ListModelsRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(models.models, vec!["gpt-4o-mini".to_owned()]);
+    let status = manage
+        .get_status(authed(&key, pb::GetStatusRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status.data_planes.len(), 1);
+    let logs = manage
+        .get_logs(authed(&key, pb::GetLogsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(logs.events.len(), 1);
+    assert_eq!(logs.events[0].model_served, "gpt-4o-mini");
+    let err = manage
+        .get_logs(authed(
+            &key,
+            pb::GetLogsRequest {
+                before: "garbage".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let posted = manage
+        .post_news(authed(
+            &key,
+            pb::PostNewsRequest {
+                title: "hello team".into(),
+                body: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let news = manage
+        .list_news(authed(&rotated.api_key, pb::ListNewsRequest { limit: 0 }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(news.items[0].title, "hello team");
+    manage
+        .delete_news(authed(&key, pb::DeleteNewsRequest { id: posted.id }))
+        .await
+        .unwrap();
+    let gone = manage
+        .delete_account(authed(
+            &key,
+            pb::DeleteAccountRequest {
+                id: team_id,
+                cascade: false,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(gone.deleted, 1);
 }
 
 /// Policies never exceed the parent; narrowing a parent narrows the effective policy
