@@ -16,16 +16,17 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::publisher::Publisher;
-use switchyard_core::ids::{AccountId, IssuedKeyId};
+use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::policy::Policy;
+use switchyard_core::rules::Rules;
 use switchyard_wire::encode_event;
-use switchyard_wire::snapshot::{decode_policy, encode_policy};
+use switchyard_wire::snapshot::{decode_policy, decode_rules, encode_policy, encode_rules};
 
 use crate::rest::MAX_TREE_DEPTH;
 use crate::service::{
-    AccountInfo, AccountView, AddProviderKey, ApiError, BillQuery, Caller, CreateAccount,
-    CreatedKey, IssuedKeyView, LogsQuery, NewKey, NewsQuery, PostNews, Rotate, Service, TreeQuery,
-    UpdateAccount,
+    AccountInfo, AccountView, AddProviderKey, ApiError, AuditQuery, BillQuery, Caller,
+    CreateAccount, CreatedKey, IssuedKeyView, LogsQuery, NewKey, NewsQuery, PostNews,
+    ProviderKeyView, Rotate, Service, TreeQuery, UpdateAccount, UpdateProviderKey,
 };
 use crate::store::NewsItem;
 
@@ -152,6 +153,37 @@ impl ApiGrpc {
     }
 }
 
+fn provider_view(v: ProviderKeyView) -> pb::ProviderKeyView {
+    pb::ProviderKeyView {
+        id: v.id.to_string(),
+        provider: v.provider.to_owned(),
+        base_url: v.base_url,
+        secret_hint: v.secret_hint,
+        models: v.models,
+        level: v.level,
+        weight: v.weight,
+        status: v.status.to_owned(),
+        created_at_unix_ms: v.created_at_unix_ms,
+        health: v.health,
+    }
+}
+
+fn rules_in(r: Option<pb::Rules>) -> Result<Rules, Status> {
+    decode_rules(r.unwrap_or_default())
+        .map_err(|why| Status::invalid_argument(format!("rules: {why}")))
+}
+
+impl ApiGrpc {
+    /// The rules in their wire form, owned by the caller's main account.
+    fn rules_out(caller: &Caller, rules: &Rules) -> pb::Rules {
+        let owner = match caller {
+            Caller::Account { account, .. } => account.id,
+            Caller::Root => AccountId(uuid::Uuid::nil()),
+        };
+        encode_rules(owner, rules)
+    }
+}
+
 #[tonic::async_trait]
 impl AdminService for ApiGrpc {
     async fn add_provider_key(
@@ -160,32 +192,199 @@ impl AdminService for ApiGrpc {
     ) -> Result<Response<pb::ProviderKeyView>, Status> {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
+        let req = AddProviderKey {
+            provider: r.provider,
+            base_url: r.base_url,
+            secret: r.secret,
+            models: r.models,
+            level: r.level,
+            weight: r.weight,
+        };
         let view = self
             .service
-            .add_provider_key(
-                &caller,
-                AddProviderKey {
-                    provider: r.provider,
-                    base_url: r.base_url,
-                    secret: r.secret,
-                    models: r.models,
-                    level: r.level,
-                    weight: r.weight,
-                },
-                now_ms(),
-            )
+            .add_provider_key(&caller, req, now_ms())
             .await
             .map_err(to_status)?;
-        Ok(Response::new(pb::ProviderKeyView {
-            id: view.id.to_string(),
-            provider: view.provider.to_owned(),
-            base_url: view.base_url,
-            secret_hint: view.secret_hint,
-            models: view.models,
-            level: view.level,
-            weight: view.weight,
-            status: view.status.to_owned(),
-            created_at_unix_ms: view.created_at_unix_ms,
+        Ok(Response::new(provider_view(view)))
+    }
+
+    async fn list_provider_keys(
+        &self,
+        request: Request<pb::ListProviderKeysRequest>,
+    ) -> Result<Response<pb::ProviderKeyList>, Status> {
+        let caller = self.caller(&request).await?;
+        let keys = self
+            .service
+            .provider_keys(&caller)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ProviderKeyList {
+            keys: keys.into_iter().map(provider_view).collect(),
+        }))
+    }
+
+    async fn get_provider_key(
+        &self,
+        request: Request<pb::GetProviderKeyRequest>,
+    ) -> Result<Response<pb::ProviderKeyView>, Status> {
+        let caller = self.caller(&request).await?;
+        let id: ProviderKeyId = parsed(&request.into_inner().id, "provider key id")?;
+        Ok(Response::new(provider_view(
+            self.service
+                .provider_key(&caller, id)
+                .await
+                .map_err(to_status)?,
+        )))
+    }
+
+    async fn update_provider_key(
+        &self,
+        request: Request<pb::UpdateProviderKeyRequest>,
+    ) -> Result<Response<pb::ProviderKeyView>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let id: ProviderKeyId = parsed(&r.id, "provider key id")?;
+        let req = UpdateProviderKey {
+            provider: r.provider,
+            base_url: r.base_url,
+            secret: r.secret,
+            models: r.models.map(|m| m.values),
+            level: r.level,
+            weight: r.weight,
+            status: r.status,
+        };
+        Ok(Response::new(provider_view(
+            self.service
+                .update_provider_key(&caller, id, req)
+                .await
+                .map_err(to_status)?,
+        )))
+    }
+
+    async fn delete_provider_key(
+        &self,
+        request: Request<pb::DeleteProviderKeyRequest>,
+    ) -> Result<Response<pb::DeleteProviderKeyReply>, Status> {
+        let caller = self.caller(&request).await?;
+        let id: ProviderKeyId = parsed(&request.into_inner().id, "provider key id")?;
+        self.service
+            .delete_provider_key(&caller, id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::DeleteProviderKeyReply {}))
+    }
+
+    async fn get_rules(
+        &self,
+        request: Request<pb::GetRulesRequest>,
+    ) -> Result<Response<pb::Rules>, Status> {
+        let caller = self.caller(&request).await?;
+        let rules = self.service.rules(&caller).await.map_err(to_status)?;
+        Ok(Response::new(Self::rules_out(&caller, &rules)))
+    }
+
+    async fn put_rules(
+        &self,
+        request: Request<pb::PutRulesRequest>,
+    ) -> Result<Response<pb::Rules>, Status> {
+        let caller = self.caller(&request).await?;
+        let doc = rules_in(request.into_inner().rules)?;
+        let stored = self
+            .service
+            .edit_rules(&caller, |_| Ok(doc.clone()))
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(Self::rules_out(&caller, &stored)))
+    }
+
+    async fn patch_rules(
+        &self,
+        request: Request<pb::PatchRulesRequest>,
+    ) -> Result<Response<pb::Rules>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let given = rules_in(r.rules)?;
+        let mut patch = serde_json::Map::new();
+        for section in r.sections {
+            let value = given
+                .section(&section)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            patch.insert(section, value);
+        }
+        let stored = self
+            .service
+            .edit_rules(&caller, |current| current.patched(patch.clone()))
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(Self::rules_out(&caller, &stored)))
+    }
+
+    async fn put_rule_entry(
+        &self,
+        request: Request<pb::PutRuleEntryRequest>,
+    ) -> Result<Response<pb::Rules>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let value: serde_json::Value = if r.value_json.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&r.value_json)
+                .map_err(|e| Status::invalid_argument(format!("value_json: {e}")))?
+        };
+        let stored = self
+            .service
+            .edit_rules(&caller, |current| {
+                current.with_entry(&r.section, &r.key, value.clone())
+            })
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(Self::rules_out(&caller, &stored)))
+    }
+
+    async fn delete_rule_entry(
+        &self,
+        request: Request<pb::DeleteRuleEntryRequest>,
+    ) -> Result<Response<pb::Rules>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let stored = self
+            .service
+            .edit_rules(&caller, |current| current.without_entry(&r.section, &r.key))
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(Self::rules_out(&caller, &stored)))
+    }
+
+    async fn get_audit(
+        &self,
+        request: Request<pb::GetAuditRequest>,
+    ) -> Result<Response<pb::AuditPage>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let query = AuditQuery {
+            before: r.before,
+            limit: (r.limit != 0).then_some(r.limit),
+        };
+        let entries = self
+            .service
+            .audit_log(&caller, query)
+            .await
+            .map_err(to_status)?;
+        let json = |v: Option<serde_json::Value>| v.map(|v| v.to_string()).unwrap_or_default();
+        Ok(Response::new(pb::AuditPage {
+            entries: entries
+                .into_iter()
+                .map(|e| pb::AuditEntry {
+                    seq: e.seq,
+                    at_unix_ms: e.at_unix_ms,
+                    actor: e.actor,
+                    owner_id: e.owner_id.unwrap_or_default(),
+                    action: e.action,
+                    target: e.target,
+                    before_json: json(e.before),
+                    after_json: json(e.after),
+                })
+                .collect(),
         }))
     }
 }

@@ -2370,3 +2370,213 @@ async fn key_encryption_keys_rotate_without_downtime() {
     assert_eq!(log[0]["action"], "provider_key.reseal");
     assert_eq!(log[0]["after"]["key_id"], "k2");
 }
+
+/// The Admin face over gRPC: provider keys, rules and the audit log, with the REST
+/// face's validation and refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_admin_face_matches_rest() {
+    use switchyard_proto::v1 as pb;
+    use switchyard_proto::v1::admin_service_client::AdminServiceClient;
+    use tonic::Code;
+
+    let sys = start_system(32 * 1024).await;
+    let fake = FakeUpstream::start(None).await.unwrap();
+    let (_, key) = sys.owner("acme", &fake).await;
+    let (_, child) = sys.post("/x-users", &key, json!({"name": "team"})).await;
+    let child_key = child["api_key"].as_str().unwrap().to_owned();
+    let channel = tonic::transport::Endpoint::from_shared(sys.control.url("grpc"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut admin = AdminServiceClient::new(channel);
+
+    let keys = admin
+        .list_provider_keys(authed(&key, pb::ListProviderKeysRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(keys.keys.len(), 1);
+    let id = keys.keys[0].id.clone();
+    assert_eq!(keys.keys[0].health, "unknown");
+    let updated = admin
+        .update_provider_key(authed(
+            &key,
+            pb::UpdateProviderKeyRequest {
+                id: id.clone(),
+                models: Some(pb::StringList {
+                    values: vec!["gpt*".into()],
+                }),
+                level: Some(2),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (updated.level, updated.models.clone()),
+        (2, vec!["gpt*".to_owned()])
+    );
+    let err = admin
+        .update_provider_key(authed(
+            &key,
+            pb::UpdateProviderKeyRequest {
+                id: id.clone(),
+                weight: Some(0),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = admin
+        .get_provider_key(authed(
+            &child_key,
+            pb::GetProviderKeyRequest { id: id.clone() },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert_eq!(
+        admin
+            .get_provider_key(authed(&key, pb::GetProviderKeyRequest { id: id.clone() }))
+            .await
+            .unwrap()
+            .into_inner()
+            .level,
+        2
+    );
+
+    // Rules: whole, patched, by entry; refused documents change nothing.
+    let rules = pb::Rules {
+        model_mapper: [("gpt-4".to_owned(), "gpt-4o".to_owned())].into(),
+        level_mapper: [("gpt*".to_owned(), 2)].into(),
+        ..Default::default()
+    };
+    let stored = admin
+        .put_rules(authed(&key, pb::PutRulesRequest { rules: Some(rules) }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        stored.model_mapper.get("gpt-4").map(String::as_str),
+        Some("gpt-4o")
+    );
+    let bad = pb::Rules {
+        switch_over: [(2, 7)].into(),
+        ..Default::default()
+    };
+    let err = admin
+        .put_rules(authed(&key, pb::PutRulesRequest { rules: Some(bad) }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("backup level 7 has no provider key"),
+        "{}",
+        err.message()
+    );
+    let patched = admin
+        .patch_rules(authed(
+            &key,
+            pb::PatchRulesRequest {
+                rules: Some(pb::Rules {
+                    resources: Some(pb::StringList {
+                        values: vec!["/v1/chat/completions".into()],
+                    }),
+                    ..Default::default()
+                }),
+                sections: vec!["resources".into(), "model_mapper".into()],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(patched.model_mapper.is_empty());
+    assert_eq!(patched.level_mapper.get("gpt*"), Some(&2));
+    assert_eq!(
+        patched.resources.unwrap().values,
+        vec!["/v1/chat/completions".to_owned()]
+    );
+    let with_price = admin
+        .put_rule_entry(authed(
+            &key,
+            pb::PutRuleEntryRequest {
+                section: "pricing".into(),
+                key: "gpt*".into(),
+                value_json: r#"{"per_request_nanos": 5}"#.into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(with_price.pricing["gpt*"].per_request_nanos, 5);
+    let err = admin
+        .put_rule_entry(authed(
+            &key,
+            pb::PutRuleEntryRequest {
+                section: "pricing".into(),
+                key: "gpt*".into(),
+                value_json: "{".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let cleared = admin
+        .delete_rule_entry(authed(
+            &key,
+            pb::DeleteRuleEntryRequest {
+                section: "pricing".into(),
+                key: "gpt*".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(cleared.pricing.is_empty());
+    assert_eq!(
+        admin
+            .get_rules(authed(&key, pb::GetRulesRequest {}))
+            .await
+            .unwrap()
+            .into_inner(),
+        cleared
+    );
+    let err = admin
+        .get_rules(authed(&child_key, pb::GetRulesRequest {}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    // The audit log holds all of it, newest first.
+    let audit = admin
+        .get_audit(authed(
+            &key,
+            pb::GetAuditRequest {
+                before: None,
+                limit: 3,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let actions: Vec<&str> = audit.entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        vec!["rules.update", "rules.update", "rules.update"]
+    );
+    admin
+        .delete_provider_key(authed(
+            &key,
+            pb::DeleteProviderKeyRequest { id: id.clone() },
+        ))
+        .await
+        .unwrap();
+    let err = admin
+        .get_provider_key(authed(&key, pb::GetProviderKeyRequest { id }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+}

@@ -1227,6 +1227,113 @@ pub mod usage_service_server {
         const NAME: &'static str = SERVICE_NAME;
     }
 }
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListProviderKeysRequest {}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ProviderKeyList {
+    #[prost(message, repeated, tag = "1")]
+    pub keys: ::prost::alloc::vec::Vec<ProviderKeyView>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetProviderKeyRequest {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct UpdateProviderKeyRequest {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    #[prost(string, optional, tag = "2")]
+    pub provider: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(string, optional, tag = "3")]
+    pub base_url: ::core::option::Option<::prost::alloc::string::String>,
+    /// Write-only.
+    #[prost(string, optional, tag = "4")]
+    pub secret: ::core::option::Option<::prost::alloc::string::String>,
+    /// Unset: unchanged.
+    #[prost(message, optional, tag = "5")]
+    pub models: ::core::option::Option<StringList>,
+    #[prost(uint32, optional, tag = "6")]
+    pub level: ::core::option::Option<u32>,
+    #[prost(uint32, optional, tag = "7")]
+    pub weight: ::core::option::Option<u32>,
+    /// `active` or `disabled`.
+    #[prost(string, optional, tag = "8")]
+    pub status: ::core::option::Option<::prost::alloc::string::String>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DeleteProviderKeyRequest {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DeleteProviderKeyReply {}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetRulesRequest {}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct PutRulesRequest {
+    #[prost(message, optional, tag = "1")]
+    pub rules: ::core::option::Option<Rules>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct PatchRulesRequest {
+    /// The named sections take their value from `rules`; a section empty there is cleared.
+    #[prost(message, optional, tag = "1")]
+    pub rules: ::core::option::Option<Rules>,
+    #[prost(string, repeated, tag = "2")]
+    pub sections: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PutRuleEntryRequest {
+    #[prost(string, tag = "1")]
+    pub section: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub key: ::prost::alloc::string::String,
+    /// The entry's value as JSON (a model name, a level, a ModelLimit or a Price object);
+    /// ignored for `resources`.
+    #[prost(string, tag = "3")]
+    pub value_json: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DeleteRuleEntryRequest {
+    #[prost(string, tag = "1")]
+    pub section: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub key: ::prost::alloc::string::String,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetAuditRequest {
+    #[prost(int64, optional, tag = "1")]
+    pub before: ::core::option::Option<i64>,
+    /// 0: the default (100).
+    #[prost(uint32, tag = "2")]
+    pub limit: u32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AuditEntry {
+    #[prost(int64, tag = "1")]
+    pub seq: i64,
+    #[prost(int64, tag = "2")]
+    pub at_unix_ms: i64,
+    #[prost(string, tag = "3")]
+    pub actor: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub owner_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "5")]
+    pub action: ::prost::alloc::string::String,
+    #[prost(string, tag = "6")]
+    pub target: ::prost::alloc::string::String,
+    /// Redacted views, as JSON.
+    #[prost(string, tag = "7")]
+    pub before_json: ::prost::alloc::string::String,
+    #[prost(string, tag = "8")]
+    pub after_json: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AuditPage {
+    #[prost(message, repeated, tag = "1")]
+    pub entries: ::prost::alloc::vec::Vec<AuditEntry>,
+}
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CreateAccountRequest {
     #[prost(string, tag = "1")]
@@ -1506,6 +1613,9 @@ pub struct ProviderKeyView {
     pub status: ::prost::alloc::string::String,
     #[prost(int64, tag = "9")]
     pub created_at_unix_ms: i64,
+    /// What data planes last reported: unknown, healthy or unhealthy.
+    #[prost(string, tag = "10")]
+    pub health: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GetBillRequest {
@@ -1643,7 +1753,7 @@ pub mod admin_service_client {
             self.inner = self.inner.max_encoding_message_size(limit);
             self
         }
-        /// Add an upstream provider key to the caller's main account.
+        /// POST /x-keys: add an upstream provider key to the caller's main account.
         pub async fn add_provider_key(
             &mut self,
             request: impl tonic::IntoRequest<super::AddProviderKeyRequest>,
@@ -1668,6 +1778,246 @@ pub mod admin_service_client {
                 .insert(GrpcMethod::new("switchyard.v1.AdminService", "AddProviderKey"));
             self.inner.unary(req, path, codec).await
         }
+        /// GET /x-keys.
+        pub async fn list_provider_keys(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListProviderKeysRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ProviderKeyList>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchyard.v1.AdminService/ListProviderKeys",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("switchyard.v1.AdminService", "ListProviderKeys"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// GET /x-keys/{id}.
+        pub async fn get_provider_key(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetProviderKeyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ProviderKeyView>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchyard.v1.AdminService/GetProviderKey",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("switchyard.v1.AdminService", "GetProviderKey"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// PATCH /x-keys/{id}.
+        pub async fn update_provider_key(
+            &mut self,
+            request: impl tonic::IntoRequest<super::UpdateProviderKeyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ProviderKeyView>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchyard.v1.AdminService/UpdateProviderKey",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("switchyard.v1.AdminService", "UpdateProviderKey"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// DELETE /x-keys/{id}.
+        pub async fn delete_provider_key(
+            &mut self,
+            request: impl tonic::IntoRequest<super::DeleteProviderKeyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::DeleteProviderKeyReply>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchyard.v1.AdminService/DeleteProviderKey",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("switchyard.v1.AdminService", "DeleteProviderKey"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// GET /x-conf.
+        pub async fn get_rules(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetRulesRequest>,
+        ) -> std::result::Result<tonic::Response<super::Rules>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchyard.v1.AdminService/GetRules",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("switchyard.v1.AdminService", "GetRules"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// PUT /x-conf: replace the whole document.
+        pub async fn put_rules(
+            &mut self,
+            request: impl tonic::IntoRequest<super::PutRulesRequest>,
+        ) -> std::result::Result<tonic::Response<super::Rules>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchyard.v1.AdminService/PutRules",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("switchyard.v1.AdminService", "PutRules"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// PATCH /x-conf: replace the named sections.
+        pub async fn patch_rules(
+            &mut self,
+            request: impl tonic::IntoRequest<super::PatchRulesRequest>,
+        ) -> std::result::Result<tonic::Response<super::Rules>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchyard.v1.AdminService/PatchRules",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("switchyard.v1.AdminService", "PatchRules"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// PUT /x-config/{section}?key=.
+        pub async fn put_rule_entry(
+            &mut self,
+            request: impl tonic::IntoRequest<super::PutRuleEntryRequest>,
+        ) -> std::result::Result<tonic::Response<super::Rules>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchyard.v1.AdminService/PutRuleEntry",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("switchyard.v1.AdminService", "PutRuleEntry"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// DELETE /x-config/{section}?key=.
+        pub async fn delete_rule_entry(
+            &mut self,
+            request: impl tonic::IntoRequest<super::DeleteRuleEntryRequest>,
+        ) -> std::result::Result<tonic::Response<super::Rules>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchyard.v1.AdminService/DeleteRuleEntry",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("switchyard.v1.AdminService", "DeleteRuleEntry"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// GET /x-audit.
+        pub async fn get_audit(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetAuditRequest>,
+        ) -> std::result::Result<tonic::Response<super::AuditPage>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchyard.v1.AdminService/GetAudit",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("switchyard.v1.AdminService", "GetAudit"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -1683,11 +2033,64 @@ pub mod admin_service_server {
     /// Generated trait containing gRPC methods that should be implemented for use with AdminServiceServer.
     #[async_trait]
     pub trait AdminService: std::marker::Send + std::marker::Sync + 'static {
-        /// Add an upstream provider key to the caller's main account.
+        /// POST /x-keys: add an upstream provider key to the caller's main account.
         async fn add_provider_key(
             &self,
             request: tonic::Request<super::AddProviderKeyRequest>,
         ) -> std::result::Result<tonic::Response<super::ProviderKeyView>, tonic::Status>;
+        /// GET /x-keys.
+        async fn list_provider_keys(
+            &self,
+            request: tonic::Request<super::ListProviderKeysRequest>,
+        ) -> std::result::Result<tonic::Response<super::ProviderKeyList>, tonic::Status>;
+        /// GET /x-keys/{id}.
+        async fn get_provider_key(
+            &self,
+            request: tonic::Request<super::GetProviderKeyRequest>,
+        ) -> std::result::Result<tonic::Response<super::ProviderKeyView>, tonic::Status>;
+        /// PATCH /x-keys/{id}.
+        async fn update_provider_key(
+            &self,
+            request: tonic::Request<super::UpdateProviderKeyRequest>,
+        ) -> std::result::Result<tonic::Response<super::ProviderKeyView>, tonic::Status>;
+        /// DELETE /x-keys/{id}.
+        async fn delete_provider_key(
+            &self,
+            request: tonic::Request<super::DeleteProviderKeyRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::DeleteProviderKeyReply>,
+            tonic::Status,
+        >;
+        /// GET /x-conf.
+        async fn get_rules(
+            &self,
+            request: tonic::Request<super::GetRulesRequest>,
+        ) -> std::result::Result<tonic::Response<super::Rules>, tonic::Status>;
+        /// PUT /x-conf: replace the whole document.
+        async fn put_rules(
+            &self,
+            request: tonic::Request<super::PutRulesRequest>,
+        ) -> std::result::Result<tonic::Response<super::Rules>, tonic::Status>;
+        /// PATCH /x-conf: replace the named sections.
+        async fn patch_rules(
+            &self,
+            request: tonic::Request<super::PatchRulesRequest>,
+        ) -> std::result::Result<tonic::Response<super::Rules>, tonic::Status>;
+        /// PUT /x-config/{section}?key=.
+        async fn put_rule_entry(
+            &self,
+            request: tonic::Request<super::PutRuleEntryRequest>,
+        ) -> std::result::Result<tonic::Response<super::Rules>, tonic::Status>;
+        /// DELETE /x-config/{section}?key=.
+        async fn delete_rule_entry(
+            &self,
+            request: tonic::Request<super::DeleteRuleEntryRequest>,
+        ) -> std::result::Result<tonic::Response<super::Rules>, tonic::Status>;
+        /// GET /x-audit.
+        async fn get_audit(
+            &self,
+            request: tonic::Request<super::GetAuditRequest>,
+        ) -> std::result::Result<tonic::Response<super::AuditPage>, tonic::Status>;
     }
     /// The gRPC face of the Admin API (main accounts). Callers authenticate with
     /// `authorization: Bearer <issued key>` metadata, exactly as over REST.
@@ -1797,6 +2200,460 @@ pub mod admin_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = AddProviderKeySvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/switchyard.v1.AdminService/ListProviderKeys" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListProviderKeysSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::ListProviderKeysRequest>
+                    for ListProviderKeysSvc<T> {
+                        type Response = super::ProviderKeyList;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListProviderKeysRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::list_provider_keys(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListProviderKeysSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/switchyard.v1.AdminService/GetProviderKey" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetProviderKeySvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::GetProviderKeyRequest>
+                    for GetProviderKeySvc<T> {
+                        type Response = super::ProviderKeyView;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetProviderKeyRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::get_provider_key(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetProviderKeySvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/switchyard.v1.AdminService/UpdateProviderKey" => {
+                    #[allow(non_camel_case_types)]
+                    struct UpdateProviderKeySvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::UpdateProviderKeyRequest>
+                    for UpdateProviderKeySvc<T> {
+                        type Response = super::ProviderKeyView;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::UpdateProviderKeyRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::update_provider_key(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = UpdateProviderKeySvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/switchyard.v1.AdminService/DeleteProviderKey" => {
+                    #[allow(non_camel_case_types)]
+                    struct DeleteProviderKeySvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::DeleteProviderKeyRequest>
+                    for DeleteProviderKeySvc<T> {
+                        type Response = super::DeleteProviderKeyReply;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::DeleteProviderKeyRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::delete_provider_key(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = DeleteProviderKeySvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/switchyard.v1.AdminService/GetRules" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetRulesSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::GetRulesRequest>
+                    for GetRulesSvc<T> {
+                        type Response = super::Rules;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetRulesRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::get_rules(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetRulesSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/switchyard.v1.AdminService/PutRules" => {
+                    #[allow(non_camel_case_types)]
+                    struct PutRulesSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::PutRulesRequest>
+                    for PutRulesSvc<T> {
+                        type Response = super::Rules;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::PutRulesRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::put_rules(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = PutRulesSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/switchyard.v1.AdminService/PatchRules" => {
+                    #[allow(non_camel_case_types)]
+                    struct PatchRulesSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::PatchRulesRequest>
+                    for PatchRulesSvc<T> {
+                        type Response = super::Rules;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::PatchRulesRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::patch_rules(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = PatchRulesSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/switchyard.v1.AdminService/PutRuleEntry" => {
+                    #[allow(non_camel_case_types)]
+                    struct PutRuleEntrySvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::PutRuleEntryRequest>
+                    for PutRuleEntrySvc<T> {
+                        type Response = super::Rules;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::PutRuleEntryRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::put_rule_entry(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = PutRuleEntrySvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/switchyard.v1.AdminService/DeleteRuleEntry" => {
+                    #[allow(non_camel_case_types)]
+                    struct DeleteRuleEntrySvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::DeleteRuleEntryRequest>
+                    for DeleteRuleEntrySvc<T> {
+                        type Response = super::Rules;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::DeleteRuleEntryRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::delete_rule_entry(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = DeleteRuleEntrySvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/switchyard.v1.AdminService/GetAudit" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetAuditSvc<T: AdminService>(pub Arc<T>);
+                    impl<
+                        T: AdminService,
+                    > tonic::server::UnaryService<super::GetAuditRequest>
+                    for GetAuditSvc<T> {
+                        type Response = super::AuditPage;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetAuditRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as AdminService>::get_audit(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetAuditSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
