@@ -24,9 +24,9 @@ use switchyard_wire::snapshot::{decode_policy, decode_rules, encode_policy, enco
 
 use crate::rest::MAX_TREE_DEPTH;
 use crate::service::{
-    AccountInfo, AccountView, AddProviderKey, ApiError, AuditQuery, BillQuery, Caller,
-    CreateAccount, CreatedKey, IssuedKeyView, LogsQuery, NewKey, NewsQuery, PostNews,
-    ProviderKeyView, Rotate, Service, TreeQuery, UpdateAccount, UpdateProviderKey,
+    AccountInfo, AccountView, AddProviderKey, AllocateCredit, ApiError, AuditQuery, BillQuery,
+    Caller, CreateAccount, CreatedKey, CreditView, IssuedKeyView, LogsQuery, NewKey, NewsQuery,
+    PostNews, ProviderKeyView, Rotate, Service, TreeQuery, UpdateAccount, UpdateProviderKey,
 };
 use crate::store::NewsItem;
 
@@ -430,6 +430,28 @@ fn created_key(c: CreatedKey) -> pb::CreatedKey {
     }
 }
 
+fn credit_view(v: CreditView) -> pb::CreditView {
+    pb::CreditView {
+        account_id: v.account_id.to_string(),
+        allocated_nanos: v.allocated_nanos,
+        delegated_nanos: v.delegated_nanos,
+        available_to_delegate_nanos: v.available_to_delegate_nanos,
+        ledger: v
+            .ledger
+            .into_iter()
+            .map(|e| pb::CreditEntry {
+                id: e.id,
+                at_unix_ms: e.at_unix_ms,
+                account_id: e.account_id,
+                parent_id: e.parent_id.unwrap_or_default(),
+                actor: e.actor,
+                amount_nanos: e.amount_nanos,
+                note: e.note,
+            })
+            .collect(),
+    }
+}
+
 fn news_item(n: NewsItem) -> pb::NewsItem {
     pb::NewsItem {
         id: n.id,
@@ -768,6 +790,36 @@ impl ManageService for ApiGrpc {
         Ok(Response::new(pb::NewsList {
             items: items.into_iter().map(news_item).collect(),
         }))
+    }
+
+    async fn allocate_credit(
+        &self,
+        request: Request<pb::AllocateCreditRequest>,
+    ) -> Result<Response<pb::CreditView>, Status> {
+        let caller = self.caller(&request).await?;
+        let r = request.into_inner();
+        let id: AccountId = parsed(&r.account_id, "account id")?;
+        let req = AllocateCredit {
+            amount_nanos: r.amount_nanos,
+            note: non_empty(r.note),
+        };
+        Ok(Response::new(credit_view(
+            self.service
+                .allocate_credit(&caller, id, req, now_ms())
+                .await
+                .map_err(to_status)?,
+        )))
+    }
+
+    async fn get_credit(
+        &self,
+        request: Request<pb::GetCreditRequest>,
+    ) -> Result<Response<pb::CreditView>, Status> {
+        let caller = self.caller(&request).await?;
+        let id: AccountId = parsed(&request.into_inner().account_id, "account id")?;
+        Ok(Response::new(credit_view(
+            self.service.credit(&caller, id).await.map_err(to_status)?,
+        )))
     }
 
     async fn delete_news(

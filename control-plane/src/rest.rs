@@ -20,8 +20,9 @@ use switchyard_core::rules::Rules;
 use switchyard_runtime::now_ms;
 
 use crate::service::{
-    AddProviderKey, ApiError, AuditQuery, BillQuery, Caller, CreateAccount, LogPageView, LogsQuery,
-    NewKey, NewsQuery, PostNews, Rotate, Service, TreeQuery, UpdateAccount, UpdateProviderKey,
+    AddProviderKey, AllocateCredit, ApiError, AuditQuery, BillQuery, Caller, CreateAccount,
+    LogPageView, LogsQuery, NewKey, NewsQuery, PostNews, Rotate, Service, TreeQuery, UpdateAccount,
+    UpdateProviderKey,
 };
 
 /// Admin and Manage bodies are small; anything larger is refused before parsing.
@@ -140,6 +141,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/x-users", &["GET", "POST"]),
     ("/x-users/{id}", &["PATCH", "DELETE"]),
     ("/x-users/{id}/keys", &["POST"]),
+    ("/x-users/{id}/credits", &["GET", "POST"]),
     ("/x-dna", &["GET"]),
     ("/x-info", &["GET"]),
     ("/x-self", &["GET"]),
@@ -171,6 +173,7 @@ pub fn router(service: Arc<Service>) -> Router {
             patch(update_account).delete(delete_account),
         )
         .route("/x-users/{id}/keys", post(create_key_for))
+        .route("/x-users/{id}/credits", get(credit).post(allocate_credit))
         .route("/x-dna", get(dna))
         .route("/x-info", get(info))
         .route("/x-self", get(self_view))
@@ -418,6 +421,19 @@ async fn dashboard_status(State(s): Svc, Authed(_): Authed) -> Answer {
 
 async fn logs(State(s): Svc, Authed(c): Authed, Params(q): Params<LogsQuery>) -> Answer {
     ok(LogPageView::from(s.logs(&c, q, now_ms()).await?))
+}
+
+async fn credit(State(s): Svc, Authed(c): Authed, Id(id): Id<AccountId>) -> Answer {
+    ok(s.credit(&c, id).await?)
+}
+
+async fn allocate_credit(
+    State(s): Svc,
+    Authed(c): Authed,
+    Id(id): Id<AccountId>,
+    Body(req): Body<AllocateCredit>,
+) -> Answer {
+    ok(s.allocate_credit(&c, id, req, now_ms()).await?)
 }
 
 async fn news(State(s): Svc, Authed(c): Authed, Params(q): Params<NewsQuery>) -> Answer {

@@ -22,7 +22,7 @@ use tonic::transport::Channel;
 
 use crate::publisher::Publisher;
 use crate::store::{
-    AccountRecord, AccountUpdate, AuditEntry, AuditRecord, IssuedKeyRecord, NewsItem,
+    AccountRecord, AccountUpdate, AuditEntry, AuditRecord, CreditEntry, IssuedKeyRecord, NewsItem,
     ProviderKeyRecord, Store, StoreError,
 };
 
@@ -62,6 +62,9 @@ impl From<StoreError> for ApiError {
                 ErrorCode::Conflict,
                 format!("{what} changed concurrently; read them again and retry"),
             ),
+            StoreError::Credit(why) => {
+                Self::new(ErrorCode::Unprocessable, format!("credit refused: {why}"))
+            }
             StoreError::HasDescendants(n) => Self::new(
                 ErrorCode::Conflict,
                 format!("the account has {n} descendants; delete them first or pass cascade=true"),
@@ -286,6 +289,31 @@ impl From<LogPage> for LogPageView {
         }
     }
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllocateCredit {
+    /// Positive: a top-up; negative: a withdrawal. Nano-dollars.
+    pub amount_nanos: i64,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// An account's credit: what its parent allocated, what it passed on, and the history.
+#[derive(Debug, Serialize)]
+pub struct CreditView {
+    pub account_id: AccountId,
+    pub allocated_nanos: i64,
+    pub delegated_nanos: i64,
+    /// What it may still pass on to its children (absent for a main account, which
+    /// funds its tree from its own provider keys).
+    pub available_to_delegate_nanos: Option<i64>,
+    /// Newest first.
+    pub ledger: Vec<CreditEntry>,
+}
+
+/// The largest single allocation: a billion dollars.
+const MAX_CREDIT_NANOS: u64 = 1_000_000_000_000_000_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1181,6 +1209,86 @@ impl Service {
         Ok(LogPage {
             events,
             next: (!page.next.is_empty()).then_some(page.next),
+        })
+    }
+
+    /// `POST /x-users/{id}/credits`: the parent tops up (positive) or withdraws
+    /// (negative) a child's credit; the operator does so for main accounts.
+    pub async fn allocate_credit(
+        &self,
+        caller: &Caller,
+        id: AccountId,
+        req: AllocateCredit,
+        now_ms: i64,
+    ) -> Result<CreditView, ApiError> {
+        let target = self.descendant(caller, id, false).await?;
+        let parent = target.account.parent;
+        let direct = match caller {
+            Caller::Root => parent.is_none(),
+            Caller::Account { account, .. } => parent == Some(account.id),
+        };
+        if !direct {
+            return Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                "only an account's parent allocates its credit",
+            ));
+        }
+        if req.amount_nanos == 0 || req.amount_nanos.unsigned_abs() > MAX_CREDIT_NANOS {
+            return Err(ApiError::invalid(format!(
+                "amount_nanos must be non-zero and at most {MAX_CREDIT_NANOS} either way"
+            )));
+        }
+        let note = req.note.unwrap_or_default();
+        if note.chars().count() > 500 || note.chars().any(char::is_control) {
+            return Err(ApiError::invalid(
+                "note must be at most 500 printable characters",
+            ));
+        }
+        let parent_is_main = match parent {
+            Some(p) => self.store.ancestors(p).await?.is_empty(),
+            None => false,
+        };
+        let entry = CreditEntry {
+            id: uuid::Uuid::now_v7().to_string(),
+            at_unix_ms: now_ms,
+            account_id: id.to_string(),
+            parent_id: parent.map(|p| p.to_string()),
+            actor: match caller {
+                Caller::Root => "root".to_owned(),
+                Caller::Account { account, .. } => account.id.to_string(),
+            },
+            amount_nanos: req.amount_nanos,
+            note,
+        };
+        let audit = self.audit(
+            caller,
+            Some(self.main_of(id).await?),
+            "credit.allocate",
+            id.to_string(),
+            None,
+            state(&entry),
+        );
+        let revision = self
+            .store
+            .allocate_credit(&entry, parent_is_main, &audit)
+            .await?;
+        self.publisher.changed(revision);
+        tracing::info!(account = %id, amount_nanos = entry.amount_nanos, revision, "credit allocated");
+        self.credit(caller, id).await
+    }
+
+    /// `GET /x-users/{id}/credits`: an account's credit (itself or a descendant).
+    pub async fn credit(&self, caller: &Caller, id: AccountId) -> Result<CreditView, ApiError> {
+        let target = self.descendant(caller, id, true).await?;
+        let (balance, ledger) = self.store.credit(id, 100).await?;
+        let main = target.account.parent.is_none();
+        Ok(CreditView {
+            account_id: id,
+            allocated_nanos: balance.allocated_nanos,
+            delegated_nanos: balance.delegated_nanos,
+            available_to_delegate_nanos: (!main)
+                .then(|| balance.allocated_nanos - balance.delegated_nanos),
+            ledger,
         })
     }
 

@@ -411,3 +411,160 @@ async fn news_reaches_descendants_only(url: &str) {
         vec!["team news", "maintenance"]
     );
 }
+
+switchyard_tests::every_backend!(credit_never_exceeds_what_the_parent_can_cover);
+
+async fn credit_never_exceeds_what_the_parent_can_cover(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    let root = apikey::generate_with_prefix("sy-root-")
+        .clear
+        .expose()
+        .clone();
+    let usage = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+    let service = Arc::new(Service::new(
+        store,
+        Arc::new(Keyring::parse(&Keyring::generate_spec("k1")).unwrap()),
+        KeyHash::of(&root),
+        Publisher::new(),
+        UsageServiceClient::new(usage),
+        OperatorOptions::default(),
+    ));
+    let app = rest::router(service);
+    let make = |parent: String, name: &'static str| {
+        let app = app.clone();
+        async move {
+            let (_, v) = call(
+                &app,
+                Method::POST,
+                "/x-users",
+                Some(&parent),
+                Some(json!({"name": name})),
+            )
+            .await;
+            (
+                v["account"]["id"].as_str().unwrap().to_owned(),
+                v["api_key"].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    let (main_id, main) = make(root.clone(), "main").await;
+    let (child_id, child) = make(main.clone(), "child").await;
+    let (grand_id, grand) = make(child.clone(), "grandchild").await;
+    let (_, sibling) = make(main.clone(), "sibling").await;
+    let allocate = |key: String, id: String, amount: i64| {
+        let app = app.clone();
+        async move {
+            call(
+                &app,
+                Method::POST,
+                &format!("/x-users/{id}/credits"),
+                Some(&key),
+                Some(json!({"amount_nanos": amount, "note": "t"})),
+            )
+            .await
+        }
+    };
+    let view = |key: String, id: String| {
+        let app = app.clone();
+        async move {
+            call(
+                &app,
+                Method::GET,
+                &format!("/x-users/{id}/credits"),
+                Some(&key),
+                None,
+            )
+            .await
+        }
+    };
+
+    // The operator grants a main account; a main account funds its children.
+    assert_eq!(allocate(root.clone(), main_id.clone(), 1_000).await.0, 200);
+    let (status, v) = allocate(main.clone(), child_id.clone(), 100).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (
+            v["allocated_nanos"].as_i64(),
+            v["available_to_delegate_nanos"].as_i64()
+        ),
+        (Some(100), Some(100))
+    );
+    let (_, m) = view(main.clone(), main_id.clone()).await;
+    assert_eq!(
+        (
+            m["delegated_nanos"].as_i64(),
+            m["available_to_delegate_nanos"].as_i64()
+        ),
+        (Some(100), None)
+    );
+
+    // A sub-account passes on no more than it holds.
+    assert_eq!(allocate(child.clone(), grand_id.clone(), 60).await.0, 200);
+    let (status, v) = allocate(child.clone(), grand_id.clone(), 50).await;
+    assert_eq!(status, 422, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot cover")
+    );
+    // Withdrawals never take what was already passed on, nor go below zero.
+    let (status, v) = allocate(main.clone(), child_id.clone(), -50).await;
+    assert_eq!(status, 422, "{v}");
+    assert_eq!(allocate(main.clone(), child_id.clone(), -40).await.0, 200);
+    assert_eq!(allocate(child.clone(), grand_id.clone(), -61).await.0, 422);
+
+    // Only the direct parent allocates; strangers see nothing.
+    assert_eq!(allocate(main.clone(), grand_id.clone(), 1).await.0, 403);
+    assert_eq!(allocate(grand.clone(), grand_id.clone(), 1).await.0, 403);
+    assert_eq!(allocate(sibling.clone(), child_id.clone(), 1).await.0, 404);
+    assert_eq!(view(sibling.clone(), child_id.clone()).await.0, 404);
+    assert_eq!(view(grand.clone(), child_id.clone()).await.0, 404);
+    for body in [
+        json!({"amount_nanos": 0}),
+        json!({"amount_nanos": "5"}),
+        json!({"amount_nanos": 5, "memo": "x"}),
+        json!({"amount_nanos": i64::MAX}),
+    ] {
+        let (status, _) = call(
+            &app,
+            Method::POST,
+            &format!("/x-users/{child_id}/credits"),
+            Some(&main),
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+    }
+
+    // Concurrent top-ups: exactly what the parent can cover gets through.
+    let (_, c) = view(child.clone(), child_id.clone()).await;
+    let room = c["available_to_delegate_nanos"].as_i64().unwrap();
+    assert_eq!(room, 0);
+    assert_eq!(allocate(main.clone(), child_id.clone(), 100).await.0, 200);
+    let tries = (0..30).map(|_| allocate(child.clone(), grand_id.clone(), 10));
+    let results = futures_util::future::join_all(tries).await;
+    assert_eq!(results.iter().filter(|(s, _)| *s == 200).count(), 10);
+    assert!(results.iter().all(|(s, _)| *s == 200 || *s == 422));
+    let (_, c) = view(child.clone(), child_id.clone()).await;
+    assert_eq!(
+        (c["allocated_nanos"].as_i64(), c["delegated_nanos"].as_i64()),
+        (Some(160), Some(160))
+    );
+    let (_, g) = view(grand.clone(), grand_id.clone()).await;
+    assert_eq!(g["allocated_nanos"].as_i64(), Some(160));
+    assert_eq!(g["ledger"].as_array().unwrap().len(), 11);
+
+    // Deleting a subtree returns its credit to the parent's pool.
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        &format!("/x-users/{grand_id}"),
+        Some(&child),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, c) = view(child.clone(), child_id.clone()).await;
+    assert_eq!(c["delegated_nanos"].as_i64(), Some(0));
+}

@@ -1145,6 +1145,45 @@ async fn grpc_face_matches_rest() {
         .delete_news(authed(&key, pb::DeleteNewsRequest { id: posted.id }))
         .await
         .unwrap();
+    let credit = manage
+        .allocate_credit(authed(
+            &key,
+            pb::AllocateCreditRequest {
+                account_id: team_id.clone(),
+                amount_nanos: 100,
+                note: "grant".into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (credit.allocated_nanos, credit.available_to_delegate_nanos),
+        (100, Some(100))
+    );
+    let err = manage
+        .allocate_credit(authed(
+            &key,
+            pb::AllocateCreditRequest {
+                account_id: team_id.clone(),
+                amount_nanos: -101,
+                note: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let seen = manage
+        .get_credit(authed(
+            &rotated.api_key,
+            pb::GetCreditRequest {
+                account_id: team_id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(seen.ledger.len(), 1);
     let gone = manage
         .delete_account(authed(
             &key,

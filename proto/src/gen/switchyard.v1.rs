@@ -1334,6 +1334,54 @@ pub struct AuditPage {
     #[prost(message, repeated, tag = "1")]
     pub entries: ::prost::alloc::vec::Vec<AuditEntry>,
 }
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AllocateCreditRequest {
+    #[prost(string, tag = "1")]
+    pub account_id: ::prost::alloc::string::String,
+    /// Positive: a top-up; negative: a withdrawal. Nano-dollars.
+    #[prost(int64, tag = "2")]
+    pub amount_nanos: i64,
+    #[prost(string, tag = "3")]
+    pub note: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetCreditRequest {
+    #[prost(string, tag = "1")]
+    pub account_id: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CreditEntry {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    #[prost(int64, tag = "2")]
+    pub at_unix_ms: i64,
+    #[prost(string, tag = "3")]
+    pub account_id: ::prost::alloc::string::String,
+    /// Empty when the operator granted it.
+    #[prost(string, tag = "4")]
+    pub parent_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "5")]
+    pub actor: ::prost::alloc::string::String,
+    #[prost(int64, tag = "6")]
+    pub amount_nanos: i64,
+    #[prost(string, tag = "7")]
+    pub note: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct CreditView {
+    #[prost(string, tag = "1")]
+    pub account_id: ::prost::alloc::string::String,
+    #[prost(int64, tag = "2")]
+    pub allocated_nanos: i64,
+    #[prost(int64, tag = "3")]
+    pub delegated_nanos: i64,
+    /// Unset for a main account, which funds its tree from its own provider keys.
+    #[prost(int64, optional, tag = "4")]
+    pub available_to_delegate_nanos: ::core::option::Option<i64>,
+    /// Newest first.
+    #[prost(message, repeated, tag = "5")]
+    pub ledger: ::prost::alloc::vec::Vec<CreditEntry>,
+}
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct CreateAccountRequest {
     #[prost(string, tag = "1")]
@@ -3160,6 +3208,52 @@ pub mod manage_service_client {
                 .insert(GrpcMethod::new("switchyard.v1.ManageService", "DeleteNews"));
             self.inner.unary(req, path, codec).await
         }
+        /// POST /x-users/{id}/credits.
+        pub async fn allocate_credit(
+            &mut self,
+            request: impl tonic::IntoRequest<super::AllocateCreditRequest>,
+        ) -> std::result::Result<tonic::Response<super::CreditView>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchyard.v1.ManageService/AllocateCredit",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("switchyard.v1.ManageService", "AllocateCredit"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// GET /x-users/{id}/credits.
+        pub async fn get_credit(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetCreditRequest>,
+        ) -> std::result::Result<tonic::Response<super::CreditView>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchyard.v1.ManageService/GetCredit",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("switchyard.v1.ManageService", "GetCredit"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -3258,6 +3352,16 @@ pub mod manage_service_server {
             &self,
             request: tonic::Request<super::DeleteNewsRequest>,
         ) -> std::result::Result<tonic::Response<super::DeleteNewsReply>, tonic::Status>;
+        /// POST /x-users/{id}/credits.
+        async fn allocate_credit(
+            &self,
+            request: tonic::Request<super::AllocateCreditRequest>,
+        ) -> std::result::Result<tonic::Response<super::CreditView>, tonic::Status>;
+        /// GET /x-users/{id}/credits.
+        async fn get_credit(
+            &self,
+            request: tonic::Request<super::GetCreditRequest>,
+        ) -> std::result::Result<tonic::Response<super::CreditView>, tonic::Status>;
     }
     /// The gRPC face of the Manage API (every account). Each call is the REST call of the
     /// same name, with the same authorisation and validation.
@@ -4042,6 +4146,96 @@ pub mod manage_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = DeleteNewsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/switchyard.v1.ManageService/AllocateCredit" => {
+                    #[allow(non_camel_case_types)]
+                    struct AllocateCreditSvc<T: ManageService>(pub Arc<T>);
+                    impl<
+                        T: ManageService,
+                    > tonic::server::UnaryService<super::AllocateCreditRequest>
+                    for AllocateCreditSvc<T> {
+                        type Response = super::CreditView;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::AllocateCreditRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ManageService>::allocate_credit(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = AllocateCreditSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/switchyard.v1.ManageService/GetCredit" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetCreditSvc<T: ManageService>(pub Arc<T>);
+                    impl<
+                        T: ManageService,
+                    > tonic::server::UnaryService<super::GetCreditRequest>
+                    for GetCreditSvc<T> {
+                        type Response = super::CreditView;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetCreditRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ManageService>::get_credit(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetCreditSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
