@@ -16,11 +16,14 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::publisher::Publisher;
+use switchyard_core::billing::Billing;
 use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::policy::Policy;
 use switchyard_core::rules::Rules;
 use switchyard_wire::encode_event;
-use switchyard_wire::snapshot::{decode_policy, decode_rules, encode_policy, encode_rules};
+use switchyard_wire::snapshot::{
+    decode_billing, decode_policy, decode_rules, encode_billing, encode_policy, encode_rules,
+};
 
 use crate::rest::MAX_TREE_DEPTH;
 use crate::service::{
@@ -408,6 +411,7 @@ fn account_info(i: AccountInfo) -> pb::AccountInfo {
         account: Some(account_view(i.account)),
         policy: Some(encode_policy(&i.policy)),
         effective_policy: Some(encode_policy(&i.effective_policy)),
+        billing: Some(encode_billing(&i.billing)),
         ancestors: i.ancestors.iter().map(ToString::to_string).collect(),
     }
 }
@@ -468,6 +472,12 @@ fn policy_in(p: Option<pb::Policy>) -> Result<Option<Policy>, Status> {
         .transpose()
 }
 
+/// Billing from the wire; malformed entries are the caller's error.
+fn billing_in(b: Option<pb::Billing>) -> Result<Option<Billing>, Status> {
+    b.map(|b| decode_billing(b).map_err(|why| Status::invalid_argument(format!("billing: {why}"))))
+        .transpose()
+}
+
 fn parsed<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, Status> {
     text.parse()
         .map_err(|_| Status::invalid_argument(format!("{text:?} is not a valid {what}")))
@@ -484,6 +494,7 @@ impl ManageService for ApiGrpc {
         let req = CreateAccount {
             name: r.name,
             policy: policy_in(r.policy)?,
+            billing: billing_in(r.billing)?,
         };
         let created = self
             .service
@@ -508,6 +519,7 @@ impl ManageService for ApiGrpc {
             name: r.name,
             status: r.status,
             policy: policy_in(r.policy)?,
+            billing: billing_in(r.billing)?,
         };
         let info = self
             .service
@@ -678,6 +690,7 @@ impl ManageService for ApiGrpc {
                     output_tokens: r.output_tokens,
                     cached_tokens: r.cached_tokens,
                     cost_nanos: r.cost_nanos,
+                    billed_nanos: r.billed_nanos,
                 })
                 .collect(),
         }))

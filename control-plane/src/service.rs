@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use switchyard_core::apikey::{self, KeyHash};
+use switchyard_core::billing::Billing;
 use switchyard_core::crypto::{Keyring, Sealed};
 use switchyard_core::error::ErrorCode;
 use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
@@ -107,6 +108,9 @@ pub struct CreateAccount {
     /// The child's own policy; it must stay within the caller's effective policy.
     #[serde(default)]
     pub policy: Option<Policy>,
+    /// What the caller bills the child (default: the provider cost as is).
+    #[serde(default)]
+    pub billing: Option<Billing>,
 }
 
 /// `PATCH /x-users/{id}`: rename, disable or enable, or set the own policy of a
@@ -120,6 +124,9 @@ pub struct UpdateAccount {
     pub status: Option<String>,
     #[serde(default)]
     pub policy: Option<Policy>,
+    /// Only the direct parent sets it.
+    #[serde(default)]
+    pub billing: Option<Billing>,
 }
 
 /// `GET /x-info`: an account with its own and effective policy, so an admin sees why
@@ -129,6 +136,8 @@ pub struct AccountInfo {
     pub account: AccountView,
     pub policy: Policy,
     pub effective_policy: Policy,
+    /// What its parent bills it.
+    pub billing: Billing,
     /// Ancestors, nearest first.
     pub ancestors: Vec<AccountId>,
 }
@@ -234,6 +243,7 @@ pub struct LogEntry {
     pub cached_tokens: u64,
     pub usage_source: &'static str,
     pub cost_nanos: i64,
+    pub billed_nanos: i64,
     pub path: String,
     pub client_addr: String,
     pub streamed: bool,
@@ -259,6 +269,7 @@ impl From<&switchyard_core::usage::UsageEvent> for LogEntry {
             cached_tokens: e.tokens.cached,
             usage_source: e.source.as_str(),
             cost_nanos: e.cost_nanos,
+            billed_nanos: e.billed_nanos,
             path: e.path.clone(),
             client_addr: e.client_addr.clone(),
             streamed: e.streamed,
@@ -559,6 +570,7 @@ impl Service {
             name,
             status: Status::Active,
             policy,
+            billing: validate_billing(req.billing)?,
         };
         let (key, clear) = new_issued_key(account.id, None, now_ms);
         let record = AccountRecord {
@@ -691,15 +703,29 @@ impl Service {
         if let Some(policy) = &req.policy {
             self.check_bounds(target.account.parent, policy).await?;
         }
-        if name.is_none() && status.is_none() && req.policy.is_none() {
+        if req.billing.is_some() {
+            let direct = match caller {
+                Caller::Root => target.account.parent.is_none(),
+                Caller::Account { account, .. } => target.account.parent == Some(account.id),
+            };
+            if !direct {
+                return Err(ApiError::new(
+                    ErrorCode::PermissionDenied,
+                    "only an account's parent sets what it bills it",
+                ));
+            }
+        }
+        let billing = req.billing.map(|b| validate_billing(Some(b))).transpose()?;
+        if name.is_none() && status.is_none() && req.policy.is_none() && billing.is_none() {
             return Err(ApiError::invalid(
-                "nothing to change: give name, status or policy",
+                "nothing to change: give name, status, policy or billing",
             ));
         }
         let update = AccountUpdate {
             name,
             status,
             policy: req.policy,
+            billing,
         };
         let mut after = target.clone();
         if let Some(name) = &update.name {
@@ -710,6 +736,9 @@ impl Service {
         }
         if let Some(policy) = &update.policy {
             after.account.policy = policy.clone();
+        }
+        if let Some(billing) = &update.billing {
+            after.account.billing = billing.clone();
         }
         let audit = self.audit(
             caller,
@@ -804,6 +833,7 @@ impl Service {
             account: account_view(&record),
             policy: record.account.policy.clone(),
             effective_policy,
+            billing: record.account.billing.clone(),
             ancestors: ancestors.iter().map(|a| a.account.id).collect(),
         })
     }
@@ -1558,6 +1588,7 @@ impl Service {
                 output_tokens: r.output_tokens,
                 cached_tokens: r.cached_tokens,
                 cost_nanos: r.cost_nanos,
+                billed_nanos: r.billed_nanos,
             })
             .collect();
         Ok(Bill {
@@ -1620,7 +1651,16 @@ fn account_state(r: &AccountRecord) -> serde_json::Value {
         "parent_id": r.account.parent,
         "status": r.account.status.as_str(),
         "policy": r.account.policy,
+        "billing": r.account.billing,
     })
+}
+
+fn validate_billing(billing: Option<Billing>) -> Result<Billing, ApiError> {
+    let billing = billing.unwrap_or_default();
+    billing
+        .validate()
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    Ok(billing)
 }
 
 fn account_view(r: &AccountRecord) -> AccountView {

@@ -5,6 +5,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use switchyard_core::apikey::KeyHash;
+use switchyard_core::billing::Billing;
 use switchyard_core::crypto::Sealed;
 use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::model::ModelPattern;
@@ -108,6 +109,7 @@ pub struct AccountUpdate {
     pub name: Option<String>,
     pub status: Option<Status>,
     pub policy: Option<Policy>,
+    pub billing: Option<Billing>,
 }
 
 #[derive(Clone, Debug)]
@@ -315,13 +317,17 @@ impl Store {
                     return Err(StoreError::NotFound("parent account"));
                 }
             }
-            sqlx::query("INSERT INTO accounts (id, parent_id, name, status, created_at, policy) VALUES ($1, $2, $3, $4, $5, $6)")
+            sqlx::query("INSERT INTO accounts (id, parent_id, name, status, created_at, policy, billing) VALUES ($1, $2, $3, $4, $5, $6, $7)")
                 .bind(account.account.id.to_string())
                 .bind(account.account.parent.map(|p| p.to_string()))
                 .bind(account.account.name.clone())
                 .bind(account.account.status.as_str())
                 .bind(account.created_at_ms)
                 .bind(policy_json(&account.account.policy)?)
+                .bind(
+                    serde_json::to_string(&account.account.billing)
+                        .map_err(|e| StoreError::Corrupt(format!("billing: {e}")))?,
+                )
                 .execute(&mut *tx)
                 .await?;
             insert_issued_key(&mut tx, key).await?;
@@ -717,7 +723,7 @@ impl Store {
         hash: &KeyHash,
     ) -> Result<Option<(IssuedKey, Account)>, StoreError> {
         let row = sqlx::query(
-            "SELECT k.id, k.account_id, k.hash, k.status, k.expires_at, a.id, a.parent_id, a.name, a.status, a.policy \
+            "SELECT k.id, k.account_id, k.hash, k.status, k.expires_at, a.id, a.parent_id, a.name, a.status, a.policy, a.billing \
              FROM issued_keys k JOIN accounts a ON a.id = k.account_id WHERE k.hash = $1",
         )
         .bind(hash.to_hex())
@@ -730,12 +736,12 @@ impl Store {
     /// The ancestors of an account, nearest first (empty for a main account).
     pub async fn ancestors(&self, id: AccountId) -> Result<Vec<AccountRecord>, StoreError> {
         let rows = sqlx::query(
-            "WITH RECURSIVE up(id, parent_id, name, status, created_at, policy, depth) AS ( \
-               SELECT id, parent_id, name, status, created_at, policy, 0 FROM accounts WHERE id = $1 \
+            "WITH RECURSIVE up(id, parent_id, name, status, created_at, policy, billing, depth) AS ( \
+               SELECT id, parent_id, name, status, created_at, policy, billing, 0 FROM accounts WHERE id = $1 \
                UNION ALL \
-               SELECT a.id, a.parent_id, a.name, a.status, a.created_at, a.policy, up.depth + 1 \
+               SELECT a.id, a.parent_id, a.name, a.status, a.created_at, a.policy, a.billing, up.depth + 1 \
                FROM accounts a JOIN up ON a.id = up.parent_id \
-             ) SELECT id, parent_id, name, status, policy, created_at FROM up WHERE depth > 0 ORDER BY depth",
+             ) SELECT id, parent_id, name, status, policy, billing, created_at FROM up WHERE depth > 0 ORDER BY depth",
         )
         .bind(id.to_string())
         .fetch_all(&self.db.pool)
@@ -773,6 +779,15 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
+            if let Some(billing) = &update.billing {
+                let text = serde_json::to_string(billing)
+                    .map_err(|e| StoreError::Corrupt(format!("billing: {e}")))?;
+                sqlx::query("UPDATE accounts SET billing = $1 WHERE id = $2")
+                    .bind(text)
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
             if let Some(policy) = &update.policy {
                 sqlx::query("UPDATE accounts SET policy = $1 WHERE id = $2")
                     .bind(policy_json(policy)?)
@@ -803,7 +818,7 @@ impl Store {
                    SELECT id, 0 FROM accounts WHERE id = $1 \
                    UNION ALL \
                    SELECT a.id, down.depth + 1 FROM accounts a JOIN down ON a.parent_id = down.id WHERE down.depth < $2 \
-                 ) SELECT a.id, a.parent_id, a.name, a.status, a.policy, a.created_at, down.depth \
+                 ) SELECT a.id, a.parent_id, a.name, a.status, a.policy, a.billing, a.created_at, down.depth \
                  FROM down JOIN accounts a ON a.id = down.id WHERE down.depth > 0 \
                  ORDER BY down.depth, a.created_at, a.id LIMIT $3 OFFSET $4"
             }
@@ -812,7 +827,7 @@ impl Store {
                    SELECT id, 1 FROM accounts WHERE parent_id IS NULL AND $1 = $1 \
                    UNION ALL \
                    SELECT a.id, down.depth + 1 FROM accounts a JOIN down ON a.parent_id = down.id WHERE down.depth < $2 \
-                 ) SELECT a.id, a.parent_id, a.name, a.status, a.policy, a.created_at, down.depth \
+                 ) SELECT a.id, a.parent_id, a.name, a.status, a.policy, a.billing, a.created_at, down.depth \
                  FROM down JOIN accounts a ON a.id = down.id \
                  ORDER BY down.depth, a.created_at, a.id LIMIT $3 OFFSET $4"
             }
@@ -826,7 +841,7 @@ impl Store {
             .await?;
         rows.iter()
             .map(|r| {
-                let depth: i64 = r.try_get(6)?;
+                let depth: i64 = r.try_get(7)?;
                 Ok((record_from_row(r)?, to_u32(depth)?))
             })
             .collect()
@@ -912,7 +927,7 @@ impl Store {
 
     pub async fn account(&self, id: AccountId) -> Result<Option<AccountRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, parent_id, name, status, policy, created_at FROM accounts WHERE id = $1",
+            "SELECT id, parent_id, name, status, policy, billing, created_at FROM accounts WHERE id = $1",
         )
         .bind(id.to_string())
         .fetch_optional(&self.db.pool)
@@ -933,12 +948,13 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
         let version = to_u64(revision.try_get::<i64, _>(0)?)?;
-        let accounts = sqlx::query("SELECT id, parent_id, name, status, policy FROM accounts")
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(account_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
+        let accounts =
+            sqlx::query("SELECT id, parent_id, name, status, policy, billing FROM accounts")
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(account_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
         let issued_keys =
             sqlx::query("SELECT id, account_id, hash, status, expires_at FROM issued_keys")
                 .fetch_all(&mut *tx)
@@ -1054,7 +1070,7 @@ fn policy_json(policy: &Policy) -> Result<String, StoreError> {
 fn record_from_row(row: &AnyRow) -> Result<AccountRecord, StoreError> {
     Ok(AccountRecord {
         account: account_from_row(row)?,
-        created_at_ms: row.try_get(5)?,
+        created_at_ms: row.try_get(6)?,
     })
 }
 
@@ -1073,9 +1089,10 @@ fn account_from_row(row: &AnyRow) -> Result<Account, StoreError> {
     account_at(row, 0)
 }
 
-/// Columns from `at`: id, parent_id, name, status, policy.
+/// Columns from `at`: id, parent_id, name, status, policy, billing.
 fn account_at(row: &AnyRow, at: usize) -> Result<Account, StoreError> {
     let policy: String = row.try_get(at + 4)?;
+    let billing: String = row.try_get(at + 5)?;
     Ok(Account {
         id: parse_id(&row.try_get::<String, _>(at)?)?,
         parent: row
@@ -1087,6 +1104,8 @@ fn account_at(row: &AnyRow, at: usize) -> Result<Account, StoreError> {
         status: parse_status(&row.try_get::<String, _>(at + 3)?)?,
         policy: serde_json::from_str(&policy)
             .map_err(|e| StoreError::Corrupt(format!("policy: {e}")))?,
+        billing: serde_json::from_str(&billing)
+            .map_err(|e| StoreError::Corrupt(format!("billing: {e}")))?,
     })
 }
 

@@ -9,6 +9,7 @@ use switchyard_control_plane::store::{
     AccountRecord, AccountUpdate, AuditEntry, IssuedKeyRecord, ProviderKeyRecord, Store, StoreError,
 };
 use switchyard_core::apikey;
+use switchyard_core::billing::Billing;
 use switchyard_core::crypto::Keyring;
 use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::policy::Policy;
@@ -47,6 +48,7 @@ fn account(parent: Option<AccountId>, name: &str) -> AccountRecord {
             name: name.into(),
             status: Status::Active,
             policy: Policy::default(),
+            billing: Billing::default(),
         },
         created_at_ms: 1_000,
     }
@@ -239,6 +241,7 @@ async fn updates_and_policies(url: &str) {
                 name: Some("renamed".into()),
                 status: Some(Status::Disabled),
                 policy: Some(narrower.clone()),
+                billing: Some(serde_json::from_str(r#"{"multiplier_ppm":1500000}"#).unwrap()),
             },
             &audit(),
         )
@@ -249,6 +252,19 @@ async fn updates_and_policies(url: &str) {
     assert_eq!(updated.account.name, "renamed");
     assert_eq!(updated.account.status, Status::Disabled);
     assert_eq!(updated.account.policy, narrower);
+    assert_eq!(updated.account.billing.multiplier_ppm, Some(1_500_000));
+    assert_eq!(
+        store
+            .load_snapshot()
+            .await
+            .unwrap()
+            .accounts
+            .iter()
+            .find(|a| a.id == child.account.id)
+            .unwrap()
+            .billing,
+        updated.account.billing
+    );
 
     let err = store
         .update_account(AccountId::new(), &AccountUpdate::default(), &audit())

@@ -4,6 +4,7 @@
 //! - [`ids`]: typed identifiers for accounts, keys and provider keys.
 //! - [`secret`]: `Secret<T>`, a wrapper that never prints its content.
 //! - [`apikey`]: issued API keys (format, checksum, hashing).
+//! - [`billing`]: what a parent bills its child (cost, multiplier, own prices).
 //! - [`crypto`]: the key-encryption keyring sealing provider secrets (AES-256-GCM-SIV).
 //! - [`model`]: model name patterns (`exact` and `prefix*`).
 //! - [`policy`]: account policies, their intersection, and the bounds check.
@@ -16,6 +17,7 @@
 //! - [`time`]: clock-free calendar arithmetic for rollup buckets.
 
 pub mod apikey;
+pub mod billing;
 pub mod crypto;
 pub mod error;
 pub mod ids;

@@ -85,7 +85,10 @@ fn valid_model_name(name: &str) -> bool {
 
 /// Of the patterns that match `model`, the most specific (exact beats prefix, the
 /// longer prefix beats the shorter).
-fn most_specific<'a, T>(map: &'a BTreeMap<ModelPattern, T>, model: &str) -> Option<&'a T> {
+pub(crate) fn most_specific<'a, T>(
+    map: &'a BTreeMap<ModelPattern, T>,
+    model: &str,
+) -> Option<&'a T> {
     map.iter()
         .filter(|(p, _)| p.matches(model))
         .max_by_key(|(p, _)| match p {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::apikey::{self, KeyHash};
+use crate::billing::Billing;
 use crate::crypto::Sealed;
 use crate::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use crate::model::{self, ModelPattern};
@@ -69,6 +70,8 @@ pub struct Account {
     pub status: Status,
     /// The account's own policy; [`Compiled`] intersects it along the chain.
     pub policy: Policy,
+    /// What its parent bills it.
+    pub billing: Billing,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,6 +148,8 @@ pub struct Caller {
     pub chain: Arc<[AccountId]>,
     /// The account's effective policy (its own, intersected with every ancestor's).
     pub policy: Arc<Policy>,
+    /// What its parent bills it.
+    pub billing: Arc<Billing>,
 }
 
 impl Caller {
@@ -181,6 +186,7 @@ struct KeyEntry {
     status: Status,
     chain: Arc<[AccountId]>,
     policy: Arc<Policy>,
+    billing: Arc<Billing>,
     /// The first disabled account on the chain, if any.
     disabled: Option<AccountId>,
 }
@@ -208,6 +214,11 @@ impl Compiled {
         let mut parents: HashMap<AccountId, Option<AccountId>> = HashMap::new();
         let mut status: HashMap<AccountId, Status> = HashMap::new();
         let mut own: HashMap<AccountId, &Policy> = HashMap::new();
+        let billing: HashMap<AccountId, Arc<Billing>> = snapshot
+            .accounts
+            .iter()
+            .map(|a| (a.id, Arc::new(a.billing.clone())))
+            .collect();
         for a in &snapshot.accounts {
             if parents.insert(a.id, a.parent).is_some() {
                 return Err(SnapshotError::DuplicateAccount(a.id));
@@ -276,6 +287,7 @@ impl Compiled {
                 status: k.status,
                 chain: chain.clone(),
                 policy: effective.get(&k.account).cloned().unwrap_or_default(),
+                billing: billing.get(&k.account).cloned().unwrap_or_default(),
                 disabled,
             };
             if keys.insert(k.hash, entry).is_some() {
@@ -356,6 +368,7 @@ impl Compiled {
             key: entry.id,
             chain: entry.chain.clone(),
             policy: entry.policy.clone(),
+            billing: entry.billing.clone(),
         })
     }
 
@@ -386,6 +399,7 @@ mod tests {
             name: "a".into(),
             status: Status::Active,
             policy: Policy::default(),
+            billing: Billing::default(),
         }
     }
 

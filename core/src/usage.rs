@@ -120,7 +120,10 @@ pub struct RollupRow {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cached_tokens: u64,
+    /// What the providers cost, at the owner's prices.
     pub cost_nanos: i64,
+    /// What the account's parent bills it.
+    pub billed_nanos: i64,
 }
 
 /// One metered call, as the data plane reports it to the collector.
@@ -140,7 +143,10 @@ pub struct UsageEvent {
     pub ttfb_ms: Option<u32>,
     pub tokens: TokenUsage,
     pub source: UsageSource,
+    /// What the call cost at the owner's prices.
     pub cost_nanos: i64,
+    /// What the calling account's parent bills it for the call.
+    pub billed_nanos: i64,
     pub path: String,
     pub client_addr: String,
     pub streamed: bool,

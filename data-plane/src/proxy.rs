@@ -160,6 +160,23 @@ struct Meter {
 impl Meter {
     fn finish(self, status: u16, tokens: Option<TokenUsage>, ttfb: Option<Duration>) {
         let millis = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        // A successful call without reported usage still costs its per-request price.
+        let charged = match (tokens, status < 400) {
+            (Some(t), _) => Some(t),
+            (None, true) => Some(TokenUsage::default()),
+            (None, false) => None,
+        };
+        let cost_nanos = match (self.price, charged) {
+            (Some(price), Some(t)) => price.cost_nanos(&t),
+            _ => 0,
+        };
+        let billed_nanos = match charged {
+            Some(t) => self
+                .caller
+                .billing
+                .billed_nanos(&self.model, &t, cost_nanos),
+            None => 0,
+        };
         self.sink.emit(UsageEvent {
             id: EventId::new(),
             at_unix_ms: now_ms(),
@@ -172,11 +189,8 @@ impl Meter {
             status,
             latency_ms: millis(self.started.elapsed()),
             ttfb_ms: ttfb.map(millis),
-            cost_nanos: match (self.price, tokens) {
-                (Some(price), Some(t)) => price.cost_nanos(&t),
-                (Some(price), None) if status < 400 => price.cost_nanos(&TokenUsage::default()),
-                _ => 0,
-            },
+            cost_nanos,
+            billed_nanos,
             tokens: tokens.unwrap_or_default(),
             source: if tokens.is_some() {
                 UsageSource::Reported

@@ -832,6 +832,7 @@ async fn grpc_face_matches_rest() {
             pb::CreateAccountRequest {
                 name: "grpc-co".into(),
                 policy: None,
+                billing: None,
             },
         ))
         .await
@@ -864,6 +865,7 @@ async fn grpc_face_matches_rest() {
             pb::CreateAccountRequest {
                 name: "x".into(),
                 policy: None,
+                billing: None,
             },
         ))
         .await
@@ -873,6 +875,7 @@ async fn grpc_face_matches_rest() {
         .create_account(tonic::Request::new(pb::CreateAccountRequest {
             name: "x".into(),
             policy: None,
+            billing: None,
         }))
         .await
         .unwrap_err();
@@ -883,6 +886,7 @@ async fn grpc_face_matches_rest() {
             pb::CreateAccountRequest {
                 name: String::new(),
                 policy: None,
+                billing: None,
             },
         ))
         .await
@@ -899,6 +903,7 @@ async fn grpc_face_matches_rest() {
             pb::CreateAccountRequest {
                 name: "child".into(),
                 policy: None,
+                billing: None,
             },
         ))
         .await
@@ -982,6 +987,7 @@ async fn grpc_face_matches_rest() {
             pb::CreateAccountRequest {
                 name: "greedy".into(),
                 policy: Some(wide),
+                billing: None,
             },
         ))
         .await
@@ -994,6 +1000,7 @@ async fn grpc_face_matches_rest() {
             pb::CreateAccountRequest {
                 name: "team".into(),
                 policy: Some(narrow),
+                billing: None,
             },
         ))
         .await
@@ -2618,4 +2625,139 @@ async fn grpc_admin_face_matches_rest() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
+}
+
+/// A reseller bills its customers at its own prices; usage keeps both what the
+/// providers cost and what each account is billed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resellers_bill_their_customers() {
+    let sys = start_system(32 * 1024).await;
+    let fake = FakeUpstream::start(None).await.unwrap();
+    let (_, main_key) = sys.owner("acme", &fake).await;
+    // The owner's price: 1,000 nano-dollars per input token, 2,000 per output token.
+    let (status, _) = sys
+        .call(
+            Method::PUT,
+            "/x-config/pricing?key=gpt*".into(),
+            main_key.clone(),
+            Some(json!({"input_per_million_nanos": 1_000_000_000u64, "output_per_million_nanos": 2_000_000_000u64})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // The reseller is billed the cost plus 50%; it bills its customer a flat price per request.
+    let (status, reseller) = sys
+        .post(
+            "/x-users",
+            &main_key,
+            json!({"name": "reseller", "billing": {"multiplier_ppm": 1_500_000}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{reseller}");
+    let reseller_key = reseller["api_key"].as_str().unwrap().to_owned();
+    let reseller_id = reseller["account"]["id"].as_str().unwrap().to_owned();
+    let (status, customer) = sys
+        .post(
+            "/x-users",
+            &reseller_key,
+            json!({"name": "customer", "billing": {"prices": {"gpt*": {"per_request_nanos": 1_000_000}}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{customer}");
+    let customer_key = customer["api_key"].as_str().unwrap().to_owned();
+    let customer_id = customer["account"]["id"].as_str().unwrap().to_owned();
+
+    // Only the direct parent sets billing; bad billing is refused.
+    let patch = |path: String, key: &str, body: Value| {
+        sys.call(Method::PATCH, path, key.to_owned(), Some(body))
+    };
+    assert_eq!(
+        patch(
+            format!("/x-users/{customer_id}"),
+            &main_key,
+            json!({"billing": {}})
+        )
+        .await
+        .0,
+        403
+    );
+    assert_eq!(
+        patch(
+            format!("/x-users/{customer_id}"),
+            &reseller_key,
+            json!({"billing": {"multiplier_ppm": 5_000_000_000u64}})
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        patch(
+            format!("/x-users/{customer_id}"),
+            &reseller_key,
+            json!({"billing": {"markup": 2}})
+        )
+        .await
+        .0,
+        400
+    );
+    let (_, info) = sys
+        .call(
+            Method::GET,
+            format!("/x-info?id={customer_id}"),
+            reseller_key.clone(),
+            None,
+        )
+        .await;
+    assert_eq!(
+        info["billing"]["prices"]["gpt*"]["per_request_nanos"],
+        1_000_000
+    );
+
+    for key in [&reseller_key, &customer_key] {
+        wait_for_key(&sys, key).await;
+        let r = sys
+            .http
+            .post(sys.proxy("/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&chat("hi", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let (input, output) = expected_tokens("be brief", "hi");
+    let cost = i64::try_from(input * 1_000 + output * 2_000).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rows = loop {
+        let bill = sys.bill(&main_key).await;
+        let rows = bill["rows"].as_array().unwrap().clone();
+        if rows.len() == 2 {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "usage never reached the bill: {bill}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let row = |id: &str| rows.iter().find(|r| r["account_id"] == id).unwrap().clone();
+    let r = row(&reseller_id);
+    assert_eq!(
+        (r["cost_nanos"].as_i64(), r["billed_nanos"].as_i64()),
+        (Some(cost), Some(cost * 3 / 2))
+    );
+    let c = row(&customer_id);
+    assert_eq!(
+        (c["cost_nanos"].as_i64(), c["billed_nanos"].as_i64()),
+        (Some(cost), Some(1_000_000))
+    );
+    let (_, logs) = sys
+        .call(
+            Method::GET,
+            "/dashboard/logs".into(),
+            customer_key.clone(),
+            None,
+        )
+        .await;
+    assert_eq!(logs["events"][0]["billed_nanos"], 1_000_000);
 }

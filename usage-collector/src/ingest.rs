@@ -192,6 +192,7 @@ impl UsageService for UsageGrpc {
                     output_tokens: r.output_tokens,
                     cached_tokens: r.cached_tokens,
                     cost_nanos: r.cost_nanos,
+                    billed_nanos: r.billed_nanos,
                 })
                 .collect(),
         }))

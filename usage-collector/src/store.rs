@@ -59,7 +59,7 @@ pub struct EventFilter {
 
 const SELECT_EVENTS: &str = "SELECT id, at_ms, account_chain, issued_key_id, provider_key_id, model_requested, model_served, \
      level, status, latency_ms, ttfb_ms, input_tokens, output_tokens, cached_tokens, usage_source, cost_nanos, path, \
-     client_addr, streamed FROM usage_events \
+     client_addr, streamed, billed_nanos FROM usage_events \
      WHERE ($1 = '' OR main_account_id = $1) \
      AND ($2 = '' OR (',' || account_chain || ',') LIKE ('%,' || $3 || ',%')) \
      AND at_ms >= $4 AND at_ms < $5 \
@@ -75,23 +75,24 @@ pub struct UsageStore {
 
 const INSERT_EVENT: &str = "INSERT INTO usage_events (id, at_ms, day, account_id, main_account_id, account_chain, issued_key_id, \
      provider_key_id, model_requested, model_served, level, status, latency_ms, ttfb_ms, input_tokens, output_tokens, \
-     cached_tokens, usage_source, cost_nanos, path, client_addr, streamed) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22) \
+     cached_tokens, usage_source, cost_nanos, path, client_addr, streamed, billed_nanos) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) \
      ON CONFLICT (id) DO NOTHING";
 
 const UPSERT_DAILY: &str = "INSERT INTO usage_daily (day, main_account_id, account_id, model, requests, errors, input_tokens, \
-     output_tokens, cached_tokens, cost_nanos) VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $9) \
+     output_tokens, cached_tokens, cost_nanos, billed_nanos) VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $9, $10) \
      ON CONFLICT (day, account_id, model) DO UPDATE SET requests = usage_daily.requests + 1, \
      errors = usage_daily.errors + excluded.errors, input_tokens = usage_daily.input_tokens + excluded.input_tokens, \
      output_tokens = usage_daily.output_tokens + excluded.output_tokens, \
      cached_tokens = usage_daily.cached_tokens + excluded.cached_tokens, \
-     cost_nanos = usage_daily.cost_nanos + excluded.cost_nanos";
+     cost_nanos = usage_daily.cost_nanos + excluded.cost_nanos, \
+     billed_nanos = usage_daily.billed_nanos + excluded.billed_nanos";
 
 const SELECT_DAILY_MAIN: &str = "SELECT day, account_id, model, requests, errors, input_tokens, output_tokens, cached_tokens, \
-     cost_nanos FROM usage_daily WHERE main_account_id = $1 AND day >= $2 AND day <= $3";
+     cost_nanos, billed_nanos FROM usage_daily WHERE main_account_id = $1 AND day >= $2 AND day <= $3";
 
 const SELECT_DAILY_ALL: &str = "SELECT day, account_id, model, requests, errors, input_tokens, output_tokens, cached_tokens, \
-     cost_nanos FROM usage_daily WHERE day >= $1 AND day <= $2";
+     cost_nanos, billed_nanos FROM usage_daily WHERE day >= $1 AND day <= $2";
 
 fn parse_text<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, StoreError> {
     text.parse()
@@ -134,6 +135,7 @@ fn event_from_row(r: &sqlx::any::AnyRow) -> Result<UsageEvent, StoreError> {
         path: r.try_get(16)?,
         client_addr: r.try_get(17)?,
         streamed: r.try_get::<i64, _>(18)? != 0,
+        billed_nanos: r.try_get(19)?,
     })
 }
 
@@ -201,6 +203,7 @@ impl UsageStore {
                     .bind(e.path.clone())
                     .bind(e.client_addr.clone())
                     .bind(i64::from(e.streamed))
+                    .bind(e.billed_nanos)
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
@@ -219,6 +222,7 @@ impl UsageStore {
                     .bind(int(e.tokens.output)?)
                     .bind(int(e.tokens.cached)?)
                     .bind(e.cost_nanos)
+                    .bind(e.billed_nanos)
                     .execute(&mut *tx)
                     .await?;
             }
@@ -316,6 +320,7 @@ impl UsageStore {
             row.output_tokens += uint(r.try_get(6)?);
             row.cached_tokens += uint(r.try_get(7)?);
             row.cost_nanos += r.try_get::<i64, _>(8)?;
+            row.billed_nanos += r.try_get::<i64, _>(9)?;
         }
         Ok(out.into_values().collect())
     }

@@ -46,6 +46,7 @@ fn event(
         },
         source: UsageSource::Reported,
         cost_nanos: 7,
+        billed_nanos: 9,
         path: "/v1/chat/completions".into(),
         client_addr: "127.0.0.1".into(),
         streamed: false,
@@ -94,6 +95,7 @@ async fn replays_change_nothing(url: &str) {
     assert_eq!(after[0].output_tokens, 225);
     assert_eq!(after[0].cached_tokens, 375);
     assert_eq!(after[0].cost_nanos, 525);
+    assert_eq!(after[0].billed_nanos, 675);
 }
 
 async fn rollups_by_day_month_and_account(url: &str) {

@@ -4,6 +4,7 @@
 
 use ipnet::IpNet;
 use switchyard_core::apikey::KeyHash;
+use switchyard_core::billing::Billing;
 use switchyard_core::crypto::Sealed;
 use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::model::ModelPattern;
@@ -53,6 +54,48 @@ pub fn encode_policy(p: &Policy) -> pb::Policy {
             },
         }),
     }
+}
+
+pub fn encode_billing(b: &Billing) -> pb::Billing {
+    pb::Billing {
+        multiplier_ppm: b.multiplier_ppm,
+        prices: b
+            .prices
+            .iter()
+            .map(|(k, p)| (k.to_string(), encode_price(p)))
+            .collect(),
+    }
+}
+
+fn encode_price(p: &Price) -> pb::Price {
+    pb::Price {
+        input_per_million_nanos: p.input_per_million_nanos,
+        cached_input_per_million_nanos: p.cached_input_per_million_nanos,
+        output_per_million_nanos: p.output_per_million_nanos,
+        per_request_nanos: p.per_request_nanos,
+    }
+}
+
+fn decode_price(p: pb::Price) -> Price {
+    Price {
+        input_per_million_nanos: p.input_per_million_nanos,
+        cached_input_per_million_nanos: p.cached_input_per_million_nanos,
+        output_per_million_nanos: p.output_per_million_nanos,
+        per_request_nanos: p.per_request_nanos,
+    }
+}
+
+/// Billing from the wire, validated.
+pub fn decode_billing(b: pb::Billing) -> Result<Billing, String> {
+    let billing = Billing {
+        multiplier_ppm: b.multiplier_ppm,
+        prices: patterns(
+            b.prices.into_iter().map(|(k, p)| (k, decode_price(p))),
+            "billing prices",
+        )?,
+    };
+    billing.validate().map_err(|e| e.to_string())?;
+    Ok(billing)
 }
 
 pub fn encode_rules(owner: AccountId, r: &Rules) -> pb::Rules {
@@ -110,6 +153,7 @@ pub fn encode(s: &Snapshot) -> pb::Snapshot {
                 name: a.name.clone(),
                 status: encode_status(a.status),
                 policy: Some(encode_policy(&a.policy)),
+                billing: Some(encode_billing(&a.billing)),
             })
             .collect(),
         issued_keys: s
@@ -312,6 +356,12 @@ pub fn decode(s: pb::Snapshot) -> Result<Snapshot, DecodeError> {
                         why,
                     }
                 })?,
+                billing: decode_billing(a.billing.unwrap_or_default()).map_err(|why| {
+                    DecodeError::Policy {
+                        account: a.id.clone(),
+                        why,
+                    }
+                })?,
                 name: a.name,
             })
         })
@@ -399,6 +449,7 @@ mod tests {
             name: "a".into(),
             status: pb::Status::Active.into(),
             policy: None,
+            billing: None,
         };
         let good = pb::Snapshot {
             version: 1,

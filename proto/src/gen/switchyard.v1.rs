@@ -112,6 +112,18 @@ pub struct Account {
     /// to a parent is one account's change on the wire.
     #[prost(message, optional, tag = "5")]
     pub policy: ::core::option::Option<Policy>,
+    /// What its parent bills it.
+    #[prost(message, optional, tag = "6")]
+    pub billing: ::core::option::Option<Billing>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Billing {
+    /// Bill the provider cost times this, in millionths; unset: the cost as is.
+    #[prost(uint64, optional, tag = "1")]
+    pub multiplier_ppm: ::core::option::Option<u64>,
+    /// Prices replacing the provider cost for the models (patterns) they name.
+    #[prost(map = "string, message", tag = "2")]
+    pub prices: ::std::collections::HashMap<::prost::alloc::string::String, Price>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct StringList {
@@ -672,6 +684,9 @@ pub struct UsageEvent {
     pub client_addr: ::prost::alloc::string::String,
     #[prost(bool, tag = "19")]
     pub streamed: bool,
+    /// What the calling account's parent bills it for the call.
+    #[prost(int64, tag = "20")]
+    pub billed_nanos: i64,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RollupQuery {
@@ -710,6 +725,8 @@ pub struct RollupRow {
     pub cached_tokens: u64,
     #[prost(int64, tag = "9")]
     pub cost_nanos: i64,
+    #[prost(int64, tag = "10")]
+    pub billed_nanos: i64,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct RollupReply {
@@ -1389,6 +1406,9 @@ pub struct CreateAccountRequest {
     /// Unset: no restriction of its own.
     #[prost(message, optional, tag = "2")]
     pub policy: ::core::option::Option<Policy>,
+    /// Unset: billed at the provider cost.
+    #[prost(message, optional, tag = "3")]
+    pub billing: ::core::option::Option<Billing>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct UpdateAccountRequest {
@@ -1402,6 +1422,9 @@ pub struct UpdateAccountRequest {
     /// Unset: unchanged.
     #[prost(message, optional, tag = "4")]
     pub policy: ::core::option::Option<Policy>,
+    /// Unset: unchanged.
+    #[prost(message, optional, tag = "5")]
+    pub billing: ::core::option::Option<Billing>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct AccountInfo {
@@ -1411,6 +1434,8 @@ pub struct AccountInfo {
     pub policy: ::core::option::Option<Policy>,
     #[prost(message, optional, tag = "3")]
     pub effective_policy: ::core::option::Option<Policy>,
+    #[prost(message, optional, tag = "5")]
+    pub billing: ::core::option::Option<Billing>,
     /// Nearest first.
     #[prost(string, repeated, tag = "4")]
     pub ancestors: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
@@ -1700,8 +1725,12 @@ pub struct BillRow {
     pub output_tokens: u64,
     #[prost(uint64, tag = "8")]
     pub cached_tokens: u64,
+    /// What the providers cost.
     #[prost(int64, tag = "9")]
     pub cost_nanos: i64,
+    /// What the account's parent bills it.
+    #[prost(int64, tag = "10")]
+    pub billed_nanos: i64,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Bill {

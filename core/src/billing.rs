@@ -1,0 +1,102 @@
+//! What a parent bills its child for the child's usage: the provider cost as is, times
+//! a multiplier, or at the parent's own prices for the models it names — so a reseller
+//! can charge its customers. Usage keeps both the provider cost and the billed amount.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::ModelPattern;
+use crate::rules::{Price, most_specific};
+use crate::usage::TokenUsage;
+
+/// The largest multiplier accepted: ×1000.
+const MAX_MULTIPLIER_PPM: u64 = 1_000_000_000;
+const MAX_PRICES: usize = 1024;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Billing {
+    /// Bill the provider cost times this, in millionths (`1250000` is ×1.25).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multiplier_ppm: Option<u64>,
+    /// Prices that replace the provider cost for the models they name; the most
+    /// specific pattern wins.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub prices: BTreeMap<ModelPattern, Price>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BillingError {
+    #[error("billing multiplier_ppm must be at most {MAX_MULTIPLIER_PPM} (×1000)")]
+    Multiplier,
+    #[error("billing prices list more than {MAX_PRICES} models")]
+    TooManyPrices,
+}
+
+impl Billing {
+    pub fn validate(&self) -> Result<(), BillingError> {
+        if self.multiplier_ppm.is_some_and(|m| m > MAX_MULTIPLIER_PPM) {
+            return Err(BillingError::Multiplier);
+        }
+        if self.prices.len() > MAX_PRICES {
+            return Err(BillingError::TooManyPrices);
+        }
+        Ok(())
+    }
+
+    /// The amount billed for one call, given its provider cost.
+    pub fn billed_nanos(&self, model: &str, tokens: &TokenUsage, cost_nanos: i64) -> i64 {
+        if let Some(price) = most_specific(&self.prices, model) {
+            return price.cost_nanos(tokens);
+        }
+        match self.multiplier_ppm {
+            None => cost_nanos,
+            Some(ppm) => {
+                let billed = i128::from(cost_nanos) * i128::from(ppm) / 1_000_000;
+                i64::try_from(billed).unwrap_or(if billed < 0 { i64::MIN } else { i64::MAX })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cost_multiplier_or_own_prices() {
+        let tokens = TokenUsage {
+            input: 1_000,
+            output: 100,
+            cached: 0,
+        };
+        assert_eq!(Billing::default().billed_nanos("m", &tokens, 700), 700);
+        let markup: Billing = serde_json::from_str(r#"{"multiplier_ppm":1250000}"#).unwrap();
+        assert_eq!(markup.billed_nanos("m", &tokens, 800), 1_000);
+        let own: Billing = serde_json::from_str(
+            r#"{"multiplier_ppm":2000000,"prices":{"gpt*":{"input_per_million_nanos":1000000000}}}"#,
+        )
+        .unwrap();
+        // Named models at the parent's prices (1,000 input tokens at 1,000 each)…
+        assert_eq!(own.billed_nanos("gpt-4o", &tokens, 5), 1_000_000);
+        // …others at the multiplier.
+        assert_eq!(own.billed_nanos("claude", &tokens, 5), 10);
+        let huge = Billing {
+            multiplier_ppm: Some(MAX_MULTIPLIER_PPM),
+            prices: BTreeMap::new(),
+        };
+        assert_eq!(huge.billed_nanos("m", &tokens, i64::MAX), i64::MAX);
+    }
+
+    #[test]
+    fn bad_billing() {
+        assert!(serde_json::from_str::<Billing>(r#"{"multiplier":2}"#).is_err());
+        assert!(serde_json::from_str::<Billing>(r#"{"multiplier_ppm":-1}"#).is_err());
+        let big = Billing {
+            multiplier_ppm: Some(MAX_MULTIPLIER_PPM + 1),
+            prices: BTreeMap::new(),
+        };
+        assert_eq!(big.validate(), Err(BillingError::Multiplier));
+    }
+}
