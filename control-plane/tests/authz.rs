@@ -214,6 +214,48 @@ async fn every_role_against_every_endpoint(url: &str) {
             None,
             [200, 200, 200, 200, 200, 200],
         ),
+        (
+            Method::GET,
+            format!("/x-users/{child_id}/credits"),
+            None,
+            [200, 200, 200, 404, 404, 404],
+        ),
+        (
+            Method::POST,
+            format!("/x-users/{child_id}/credits"),
+            Some(json!({"amount_nanos": 1})),
+            [403, 200, 403, 404, 404, 404],
+        ),
+        (
+            Method::GET,
+            format!("/dashboard/logs?account={child_id}"),
+            None,
+            [503, 503, 503, 404, 404, 404],
+        ),
+        (
+            Method::GET,
+            format!("/dashboard/billing?account={child_id}"),
+            None,
+            [503, 503, 503, 404, 404, 404],
+        ),
+        (
+            Method::GET,
+            "/dashboard/news".into(),
+            None,
+            [200, 200, 200, 200, 200, 200],
+        ),
+        (
+            Method::PUT,
+            "/x-config/model_mapper?key=x".into(),
+            Some(json!("y")),
+            [403, 200, 403, 403, 403, 200],
+        ),
+        (
+            Method::DELETE,
+            format!("/x-self/keys/{}", uuid::Uuid::now_v7()),
+            None,
+            [400, 404, 404, 404, 404, 404],
+        ),
     ];
     for (method, path, body, expected) in &matrix {
         // No key at all: always 401, before anything else is looked at.
