@@ -125,17 +125,7 @@ pub fn encode_rules(owner: AccountId, r: &Rules) -> pb::Rules {
         pricing: r
             .pricing
             .iter()
-            .map(|(k, p)| {
-                (
-                    k.to_string(),
-                    pb::Price {
-                        input_per_million_nanos: p.input_per_million_nanos,
-                        cached_input_per_million_nanos: p.cached_input_per_million_nanos,
-                        output_per_million_nanos: p.output_per_million_nanos,
-                        per_request_nanos: p.per_request_nanos,
-                    },
-                )
-            })
+            .map(|(k, p)| (k.to_string(), encode_price(p)))
             .collect(),
     }
 }
@@ -212,6 +202,8 @@ pub enum DecodeError {
     Hash(String),
     #[error("account {account}: policy: {why}")]
     Policy { account: String, why: String },
+    #[error("account {account}: billing: {why}")]
+    Billing { account: String, why: String },
     #[error("rules of {owner}: {why}")]
     Rules { owner: String, why: String },
 }
@@ -264,17 +256,7 @@ pub fn decode_rules(r: pb::Rules) -> Result<Rules, String> {
             "model_limits",
         )?,
         pricing: patterns(
-            r.pricing.into_iter().map(|(k, p)| {
-                (
-                    k,
-                    Price {
-                        input_per_million_nanos: p.input_per_million_nanos,
-                        cached_input_per_million_nanos: p.cached_input_per_million_nanos,
-                        output_per_million_nanos: p.output_per_million_nanos,
-                        per_request_nanos: p.per_request_nanos,
-                    },
-                )
-            }),
+            r.pricing.into_iter().map(|(k, p)| (k, decode_price(p))),
             "pricing",
         )?,
     })
@@ -357,7 +339,7 @@ pub fn decode(s: pb::Snapshot) -> Result<Snapshot, DecodeError> {
                     }
                 })?,
                 billing: decode_billing(a.billing.unwrap_or_default()).map_err(|why| {
-                    DecodeError::Policy {
+                    DecodeError::Billing {
                         account: a.id.clone(),
                         why,
                     }
