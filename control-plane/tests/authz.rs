@@ -26,6 +26,28 @@ use tower::ServiceExt;
 
 switchyard_tests::every_backend!(every_role_against_every_endpoint);
 
+/// The REST router over a fresh store, and the operator's root key. Bills and logs
+/// need the collector; none runs here, so an allowed bill answers 503.
+async fn router(url: &str, allow_private_upstreams: bool) -> (Router, String) {
+    let store = Store::open(url).await.unwrap();
+    let root = apikey::generate_with_prefix("sy-root-")
+        .clear
+        .expose()
+        .clone();
+    let usage = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+    let service = Arc::new(Service::new(
+        store,
+        Arc::new(Keyring::parse(&Keyring::generate_spec("k1")).unwrap()),
+        KeyHash::of(&root),
+        Publisher::new(),
+        UsageServiceClient::new(usage),
+        OperatorOptions {
+            allow_private_upstreams,
+        },
+    ));
+    (rest::router(service), root)
+}
+
 async fn call(
     app: &Router,
     method: Method,
@@ -54,25 +76,7 @@ async fn call(
 }
 
 async fn every_role_against_every_endpoint(url: &str) {
-    let store = Store::open(url).await.unwrap();
-    let keyring = Arc::new(Keyring::parse(&Keyring::generate_spec("k1")).unwrap());
-    let root = apikey::generate_with_prefix("sy-root-")
-        .clear
-        .expose()
-        .clone();
-    // Bills need the collector; none runs here, so an allowed bill answers 503.
-    let usage = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
-    let service = Arc::new(Service::new(
-        store,
-        keyring,
-        KeyHash::of(&root),
-        Publisher::new(),
-        UsageServiceClient::new(usage),
-        OperatorOptions {
-            allow_private_upstreams: true,
-        },
-    ));
-    let app = rest::router(service);
+    let (app, root) = router(url, true).await;
 
     let make = |parent: String, name: &'static str| {
         let app = app.clone();
@@ -315,21 +319,7 @@ async fn every_role_against_every_endpoint(url: &str) {
 switchyard_tests::every_backend!(news_reaches_descendants_only);
 
 async fn news_reaches_descendants_only(url: &str) {
-    let store = Store::open(url).await.unwrap();
-    let root = apikey::generate_with_prefix("sy-root-")
-        .clear
-        .expose()
-        .clone();
-    let usage = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
-    let service = Arc::new(Service::new(
-        store,
-        Arc::new(Keyring::parse(&Keyring::generate_spec("k1")).unwrap()),
-        KeyHash::of(&root),
-        Publisher::new(),
-        UsageServiceClient::new(usage),
-        OperatorOptions::default(),
-    ));
-    let app = rest::router(service);
+    let (app, root) = router(url, false).await;
     let make = |parent: String, name: &'static str| {
         let app = app.clone();
         async move {
@@ -457,21 +447,7 @@ async fn news_reaches_descendants_only(url: &str) {
 switchyard_tests::every_backend!(credit_never_exceeds_what_the_parent_can_cover);
 
 async fn credit_never_exceeds_what_the_parent_can_cover(url: &str) {
-    let store = Store::open(url).await.unwrap();
-    let root = apikey::generate_with_prefix("sy-root-")
-        .clear
-        .expose()
-        .clone();
-    let usage = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
-    let service = Arc::new(Service::new(
-        store,
-        Arc::new(Keyring::parse(&Keyring::generate_spec("k1")).unwrap()),
-        KeyHash::of(&root),
-        Publisher::new(),
-        UsageServiceClient::new(usage),
-        OperatorOptions::default(),
-    ));
-    let app = rest::router(service);
+    let (app, root) = router(url, false).await;
     let make = |parent: String, name: &'static str| {
         let app = app.clone();
         async move {
