@@ -104,6 +104,15 @@ impl Publisher {
     }
 
     async fn rebuild(&self, store: &Store) {
+        // A one-row read decides; the whole state is read only when it changed.
+        match store.revision().await {
+            Ok(revision) if revision <= self.current_version() => return,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the config revision; serving the previous snapshot");
+                return;
+            }
+        }
         let snapshot = match store.load_snapshot().await {
             Ok(s) => s,
             Err(e) => {

@@ -253,10 +253,10 @@ async fn forward(
         ));
     }
     let provider = snapshot.route(caller.main_account(), &facts.model)?;
-    let injected = request::with_stream_usage(&body, &facts)?;
-    let upstream_body = match injected {
-        Some(ref rewritten) => Bytes::from(rewritten.clone()),
-        None => body,
+    // When the router asked the upstream for usage, it keeps that chunk from the client.
+    let (upstream_body, strip_usage_chunk) = match request::with_stream_usage(&body, &facts)? {
+        Some(rewritten) => (Bytes::from(rewritten), true),
+        None => (body, false),
     };
 
     let price = snapshot.price(caller.main_account(), &facts.model);
@@ -287,7 +287,7 @@ async fn forward(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
     if facts.stream && status.is_success() && is_sse {
-        return Ok(stream_back(app, upstream, meter, injected.is_some(), ttfb));
+        return Ok(stream_back(app, upstream, meter, strip_usage_chunk, ttfb));
     }
     buffer_back(app, upstream, meter, &facts, ttfb).await
 }
