@@ -81,6 +81,19 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// An account with its ancestors (nearest first).
+struct Placed {
+    record: AccountRecord,
+    ancestors: Vec<AccountRecord>,
+}
+
+impl Placed {
+    /// The main account at the top of its tree.
+    fn main(&self) -> AccountId {
+        self.ancestors.last().unwrap_or(&self.record).account.id
+    }
+}
+
 /// Who is calling.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Caller {
@@ -93,6 +106,22 @@ pub enum Caller {
 }
 
 impl Caller {
+    /// `root`, or the calling account's id: the actor in audit and credit entries.
+    fn actor(&self) -> String {
+        match self {
+            Self::Root => "root".to_owned(),
+            Self::Account { account, .. } => account.id.to_string(),
+        }
+    }
+
+    /// Whether the caller is `target`'s direct parent (the operator for main accounts).
+    fn is_parent_of(&self, target: &Account) -> bool {
+        match self {
+            Self::Root => target.parent.is_none(),
+            Self::Account { account, .. } => target.parent == Some(account.id),
+        }
+    }
+
     fn account(&self) -> Option<&Account> {
         match self {
             Self::Root => None,
@@ -658,28 +687,35 @@ impl Service {
         id: AccountId,
         include_self: bool,
     ) -> Result<AccountRecord, ApiError> {
+        Ok(self.placed(caller, id, include_self).await?.record)
+    }
+
+    /// Like [`Self::descendant`], keeping the ancestors it had to read anyway.
+    async fn placed(
+        &self,
+        caller: &Caller,
+        id: AccountId,
+        include_self: bool,
+    ) -> Result<Placed, ApiError> {
         let not_found = || ApiError::new(ErrorCode::NotFound, format!("account {id} not found"));
         let record = self.store.account(id).await?.ok_or_else(not_found)?;
+        if let Caller::Account { account, .. } = caller
+            && account.id == id
+            && !include_self
+        {
+            return Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                "an account cannot change itself; its parent can",
+            ));
+        }
+        let ancestors = self.store.ancestors(id).await?;
         match caller {
-            Caller::Root => Ok(record),
-            Caller::Account { account, .. } if account.id == id => {
-                if include_self {
-                    Ok(record)
-                } else {
-                    Err(ApiError::new(
-                        ErrorCode::PermissionDenied,
-                        "an account cannot change itself; its parent can",
-                    ))
-                }
+            Caller::Account { account, .. }
+                if account.id != id && !ancestors.iter().any(|a| a.account.id == account.id) =>
+            {
+                Err(not_found())
             }
-            Caller::Account { account, .. } => {
-                let ancestors = self.store.ancestors(id).await?;
-                if ancestors.iter().any(|a| a.account.id == account.id) {
-                    Ok(record)
-                } else {
-                    Err(not_found())
-                }
-            }
+            _ => Ok(Placed { record, ancestors }),
         }
     }
 
@@ -690,7 +726,8 @@ impl Service {
         id: AccountId,
         req: UpdateAccount,
     ) -> Result<AccountInfo, ApiError> {
-        let target = self.descendant(caller, id, false).await?;
+        let placed = self.placed(caller, id, false).await?;
+        let target = &placed.record;
         let name = req.name.as_deref().map(validate_name).transpose()?;
         let status = match req.status.as_deref() {
             None => None,
@@ -703,17 +740,11 @@ impl Service {
         if let Some(policy) = &req.policy {
             self.check_bounds(target.account.parent, policy).await?;
         }
-        if req.billing.is_some() {
-            let direct = match caller {
-                Caller::Root => target.account.parent.is_none(),
-                Caller::Account { account, .. } => target.account.parent == Some(account.id),
-            };
-            if !direct {
-                return Err(ApiError::new(
-                    ErrorCode::PermissionDenied,
-                    "only an account's parent sets what it bills it",
-                ));
-            }
+        if req.billing.is_some() && !caller.is_parent_of(&target.account) {
+            return Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                "only an account's parent sets what it bills it",
+            ));
         }
         let billing = req.billing.map(|b| validate_billing(Some(b))).transpose()?;
         if name.is_none() && status.is_none() && req.policy.is_none() && billing.is_none() {
@@ -742,10 +773,10 @@ impl Service {
         }
         let audit = self.audit(
             caller,
-            Some(self.main_of(id).await?),
+            Some(placed.main()),
             "account.update",
             id.to_string(),
-            Some(account_state(&target)),
+            Some(account_state(target)),
             Some(account_state(&after)),
         );
         let revision = self.store.update_account(id, &update, &audit).await?;
@@ -761,14 +792,15 @@ impl Service {
         id: AccountId,
         cascade: bool,
     ) -> Result<DeletedAccounts, ApiError> {
-        let target = self.descendant(caller, id, false).await?;
-        let owner = self.main_of(id).await?;
+        let placed = self.placed(caller, id, false).await?;
+        let target = &placed.record;
+        let owner = placed.main();
         let audit = self.audit(
             caller,
             Some(owner),
             "account.delete",
             id.to_string(),
-            Some(account_state(&target)),
+            Some(account_state(target)),
             Some(serde_json::json!({"cascade": cascade})),
         );
         let (revision, deleted) = self.store.delete_account(id, cascade, &audit).await?;
@@ -826,8 +858,7 @@ impl Service {
                 ));
             }
         };
-        let record = self.descendant(caller, id, true).await?;
-        let ancestors = self.store.ancestors(id).await?;
+        let Placed { record, ancestors } = self.placed(caller, id, true).await?;
         let effective_policy = self.effective_of(&record, &ancestors).await?;
         Ok(AccountInfo {
             account: account_view(&record),
@@ -859,10 +890,7 @@ impl Service {
     ) -> AuditEntry {
         AuditEntry {
             at_ms: switchyard_runtime::now_ms(),
-            actor: match caller {
-                Caller::Root => "root".to_owned(),
-                Caller::Account { account, .. } => account.id.to_string(),
-            },
+            actor: caller.actor(),
             owner,
             action,
             target,
@@ -1078,10 +1106,9 @@ impl Service {
     /// account's active provider keys serve, narrowed by its effective policy.
     pub async fn dashboard_models(&self, caller: &Caller) -> Result<ModelList, ApiError> {
         let (account, _) = Self::own_account(caller)?;
-        let record = self.descendant(caller, account.id, true).await?;
-        let ancestors = self.store.ancestors(account.id).await?;
-        let effective = self.effective_of(&record, &ancestors).await?;
-        let main = ancestors.last().unwrap_or(&record).account.id;
+        let placed = self.placed(caller, account.id, true).await?;
+        let effective = self.effective_of(&placed.record, &placed.ancestors).await?;
+        let main = placed.main();
         let served: Vec<ModelPattern> = self
             .store
             .provider_keys(main)
@@ -1251,13 +1278,9 @@ impl Service {
         req: AllocateCredit,
         now_ms: i64,
     ) -> Result<CreditView, ApiError> {
-        let target = self.descendant(caller, id, false).await?;
-        let parent = target.account.parent;
-        let direct = match caller {
-            Caller::Root => parent.is_none(),
-            Caller::Account { account, .. } => parent == Some(account.id),
-        };
-        if !direct {
+        let placed = self.placed(caller, id, false).await?;
+        let parent = placed.record.account.parent;
+        if !caller.is_parent_of(&placed.record.account) {
             return Err(ApiError::new(
                 ErrorCode::PermissionDenied,
                 "only an account's parent allocates its credit",
@@ -1274,25 +1297,20 @@ impl Service {
                 "note must be at most 500 printable characters",
             ));
         }
-        let parent_is_main = match parent {
-            Some(p) => self.store.ancestors(p).await?.is_empty(),
-            None => false,
-        };
+        // The parent is a main account when it is the only ancestor.
+        let parent_is_main = placed.ancestors.len() == 1;
         let entry = CreditEntry {
             id: uuid::Uuid::now_v7().to_string(),
             at_unix_ms: now_ms,
             account_id: id.to_string(),
             parent_id: parent.map(|p| p.to_string()),
-            actor: match caller {
-                Caller::Root => "root".to_owned(),
-                Caller::Account { account, .. } => account.id.to_string(),
-            },
+            actor: caller.actor(),
             amount_nanos: req.amount_nanos,
             note,
         };
         let audit = self.audit(
             caller,
-            Some(self.main_of(id).await?),
+            Some(placed.main()),
             "credit.allocate",
             id.to_string(),
             None,
