@@ -145,10 +145,6 @@ impl Store {
         Ok(Self { db })
     }
 
-    pub fn backend(&self) -> Backend {
-        self.db.backend
-    }
-
     /// Whether the database answers (readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.db.pool).await?;

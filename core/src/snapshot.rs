@@ -204,7 +204,6 @@ pub struct Compiled {
     keys: HashMap<KeyHash, KeyEntry>,
     pools: HashMap<AccountId, Pool>,
     rules: HashMap<AccountId, Rules>,
-    accounts: usize,
 }
 
 impl Compiled {
@@ -325,7 +324,6 @@ impl Compiled {
             keys,
             pools,
             rules: snapshot.rules.into_iter().collect(),
-            accounts: snapshot.accounts.len(),
         })
     }
 
@@ -335,10 +333,6 @@ impl Compiled {
 
     pub fn key_count(&self) -> usize {
         self.keys.len()
-    }
-
-    pub fn account_count(&self) -> usize {
-        self.accounts
     }
 
     /// The price a main account set for a model, if any.

@@ -85,15 +85,6 @@ pub fn event_data(event: &[u8]) -> Option<Cow<'_, [u8]>> {
     }
 }
 
-/// The `event:` name of an event, if it has one.
-pub fn event_name(event: &[u8]) -> Option<&[u8]> {
-    event
-        .split(|&b| b == b'\n')
-        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
-        .find_map(|line| line.strip_prefix(b"event:"))
-        .map(|v| v.strip_prefix(b" ").unwrap_or(v))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,7 +115,6 @@ mod tests {
         framer.push(b"event: ping\r\ndata: x\r\n\r\ndata: y\r\n");
         let events = all(&mut framer);
         assert_eq!(events.len(), 1);
-        assert_eq!(event_name(&events[0]), Some(&b"ping"[..]));
         assert_eq!(event_data(&events[0]).as_deref(), Some(&b"x"[..]));
         assert_eq!(framer.take_rest(), b"data: y\r\n".to_vec());
     }

@@ -7,13 +7,6 @@ pub fn utc_day(unix_ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-/// The UTC month (`YYYY-MM`) of a unix timestamp in milliseconds.
-pub fn utc_month(unix_ms: i64) -> String {
-    let days = unix_ms.div_euclid(86_400_000);
-    let (y, m, _) = civil_from_days(days);
-    format!("{y:04}-{m:02}")
-}
-
 /// The day number (days since 1970-01-01) of a `YYYY-MM-DD` date, if it is one.
 pub fn parse_utc_day(text: &str) -> Option<i64> {
     let bytes = text.as_bytes();
@@ -78,7 +71,6 @@ mod tests {
         assert_eq!(utc_day(1_709_208_000_000), "2024-02-29");
         // 2026-11-21T00:00:00Z
         assert_eq!(utc_day(1_795_219_200_000), "2026-11-21");
-        assert_eq!(utc_month(1_795_219_200_000), "2026-11");
     }
 
     #[test]

@@ -49,10 +49,6 @@ impl UsageSink {
             tracing::error!(reason, dropped_total = total, "usage event dropped");
         }
     }
-
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
 }
 
 /// Deliver events until every sink is dropped and everything sent is acknowledged.

@@ -3,7 +3,7 @@
 //! server runs as the `postgres` user, since `initdb` refuses root.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use crate::HarnessError;
@@ -135,10 +135,6 @@ impl PgServer {
         check(tool, out)
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// A fresh database; returns its URL.
     pub fn create_database(&self, name: &str) -> Result<String, HarnessError> {
         let port = self.port.to_string();
@@ -173,10 +169,6 @@ impl PgServer {
             ],
         )?;
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 

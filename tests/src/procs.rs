@@ -119,10 +119,6 @@ impl Proc {
         format!("http://{}", self.addr(name))
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// The last lines of the process's log, for failure messages.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
