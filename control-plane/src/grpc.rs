@@ -20,10 +20,10 @@ use switchyard_core::billing::Billing;
 use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::policy::Policy;
 use switchyard_core::rules::Rules;
-use switchyard_wire::encode_event;
 use switchyard_wire::snapshot::{
     decode_billing, decode_policy, decode_rules, encode_billing, encode_policy, encode_rules,
 };
+use switchyard_wire::{encode_event, encode_rollup};
 
 use crate::rest::MAX_TREE_DEPTH;
 use crate::service::{
@@ -677,22 +677,7 @@ impl ManageService for ApiGrpc {
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::Bill {
-            rows: bill
-                .rows
-                .into_iter()
-                .map(|r| pb::BillRow {
-                    period: r.period,
-                    account_id: r.account_id,
-                    model: r.model,
-                    requests: r.requests,
-                    errors: r.errors,
-                    input_tokens: r.input_tokens,
-                    output_tokens: r.output_tokens,
-                    cached_tokens: r.cached_tokens,
-                    cost_nanos: r.cost_nanos,
-                    billed_nanos: r.billed_nanos,
-                })
-                .collect(),
+            rows: bill.rows.into_iter().map(encode_rollup).collect(),
         }))
     }
 

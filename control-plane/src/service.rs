@@ -1596,18 +1596,7 @@ impl Service {
             .rows
             .into_iter()
             .filter(|r| query.model.as_ref().is_none_or(|m| *m == r.model))
-            .map(|r| RollupRow {
-                period: r.period,
-                account_id: r.account_id,
-                model: r.model,
-                requests: r.requests,
-                errors: r.errors,
-                input_tokens: r.input_tokens,
-                output_tokens: r.output_tokens,
-                cached_tokens: r.cached_tokens,
-                cost_nanos: r.cost_nanos,
-                billed_nanos: r.billed_nanos,
-            })
+            .map(switchyard_wire::decode_rollup)
             .collect();
         Ok(Bill {
             from,

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use switchyard_wire::{EventError, decode_event, encode_event, id};
+use switchyard_wire::{EventError, decode_event, encode_event, encode_rollup, id};
 
 use crate::store::{EventFilter, Granularity, RollupFilter, UsageStore};
 
@@ -180,21 +180,7 @@ impl UsageService for UsageGrpc {
                 Status::unavailable("usage store unavailable")
             })?;
         Ok(Response::new(pb::RollupReply {
-            rows: rows
-                .into_iter()
-                .map(|r| pb::RollupRow {
-                    period: r.period,
-                    account_id: r.account_id,
-                    model: r.model,
-                    requests: r.requests,
-                    errors: r.errors,
-                    input_tokens: r.input_tokens,
-                    output_tokens: r.output_tokens,
-                    cached_tokens: r.cached_tokens,
-                    cost_nanos: r.cost_nanos,
-                    billed_nanos: r.billed_nanos,
-                })
-                .collect(),
+            rows: rows.into_iter().map(encode_rollup).collect(),
         }))
     }
 }

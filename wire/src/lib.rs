@@ -4,7 +4,7 @@
 pub mod snapshot;
 
 use switchyard_core::ids::{AccountId, EventId, IssuedKeyId, ProviderKeyId};
-use switchyard_core::usage::{TokenUsage, UsageEvent, UsageSource};
+use switchyard_core::usage::{RollupRow, TokenUsage, UsageEvent, UsageSource};
 use switchyard_proto::v1 as pb;
 
 /// Longest account chain accepted; deeper trees are refused at the control plane.
@@ -87,6 +87,38 @@ pub fn decode_event(e: pb::UsageEvent) -> Result<UsageEvent, EventError> {
         client_addr: text(e.client_addr, "client_addr", true)?,
         streamed: e.streamed,
     })
+}
+
+/// A rollup row in its wire form.
+pub fn encode_rollup(r: RollupRow) -> pb::RollupRow {
+    pb::RollupRow {
+        period: r.period,
+        account_id: r.account_id,
+        model: r.model,
+        requests: r.requests,
+        errors: r.errors,
+        input_tokens: r.input_tokens,
+        output_tokens: r.output_tokens,
+        cached_tokens: r.cached_tokens,
+        cost_nanos: r.cost_nanos,
+        billed_nanos: r.billed_nanos,
+    }
+}
+
+/// A rollup row from the wire.
+pub fn decode_rollup(r: pb::RollupRow) -> RollupRow {
+    RollupRow {
+        period: r.period,
+        account_id: r.account_id,
+        model: r.model,
+        requests: r.requests,
+        errors: r.errors,
+        input_tokens: r.input_tokens,
+        output_tokens: r.output_tokens,
+        cached_tokens: r.cached_tokens,
+        cost_nanos: r.cost_nanos,
+        billed_nanos: r.billed_nanos,
+    }
 }
 
 /// A domain event in its wire form.

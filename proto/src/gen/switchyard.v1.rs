@@ -723,8 +723,10 @@ pub struct RollupRow {
     pub output_tokens: u64,
     #[prost(uint64, tag = "8")]
     pub cached_tokens: u64,
+    /// What the providers cost.
     #[prost(int64, tag = "9")]
     pub cost_nanos: i64,
+    /// What the account's parent bills it.
     #[prost(int64, tag = "10")]
     pub billed_nanos: i64,
 }
@@ -1707,35 +1709,10 @@ pub struct GetBillRequest {
     #[prost(string, tag = "5")]
     pub model: ::prost::alloc::string::String,
 }
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
-pub struct BillRow {
-    #[prost(string, tag = "1")]
-    pub period: ::prost::alloc::string::String,
-    #[prost(string, tag = "2")]
-    pub account_id: ::prost::alloc::string::String,
-    #[prost(string, tag = "3")]
-    pub model: ::prost::alloc::string::String,
-    #[prost(uint64, tag = "4")]
-    pub requests: u64,
-    #[prost(uint64, tag = "5")]
-    pub errors: u64,
-    #[prost(uint64, tag = "6")]
-    pub input_tokens: u64,
-    #[prost(uint64, tag = "7")]
-    pub output_tokens: u64,
-    #[prost(uint64, tag = "8")]
-    pub cached_tokens: u64,
-    /// What the providers cost.
-    #[prost(int64, tag = "9")]
-    pub cost_nanos: i64,
-    /// What the account's parent bills it.
-    #[prost(int64, tag = "10")]
-    pub billed_nanos: i64,
-}
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Bill {
     #[prost(message, repeated, tag = "1")]
-    pub rows: ::prost::alloc::vec::Vec<BillRow>,
+    pub rows: ::prost::alloc::vec::Vec<RollupRow>,
 }
 /// Generated client implementations.
 pub mod admin_service_client {
