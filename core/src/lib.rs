@@ -6,6 +6,8 @@
 //! - [`apikey`]: issued API keys (format, checksum, hashing).
 //! - [`billing`]: what a parent bills its child (cost, multiplier, own prices).
 //! - [`crypto`]: the key-encryption keyring sealing provider secrets (AES-256-GCM-SIV).
+//! - [`endpoint`]: the proxied endpoints, their protocols, and error shapes per protocol.
+//! - [`route`]: provider-key choice: levels, weighted round-robin, cool-down, switch-over.
 //! - [`model`]: model name patterns (`exact` and `prefix*`).
 //! - [`policy`]: account policies, their intersection, and the bounds check.
 //! - [`snapshot`]: the snapshot as plain data, and its compiled lookup tables.
@@ -19,11 +21,13 @@
 pub mod apikey;
 pub mod billing;
 pub mod crypto;
+pub mod endpoint;
 pub mod error;
 pub mod ids;
 pub mod model;
 pub mod policy;
 pub mod request;
+pub mod route;
 pub mod rules;
 pub mod secret;
 pub mod snapshot;

@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FactsError {
@@ -28,12 +29,14 @@ pub struct RequestFacts {
     pub stream_usage_requested: bool,
     /// Whether the body carries `stream_options` at all (decides how to add usage).
     pub has_stream_options: bool,
+    /// Byte range of the `model` value (with its quotes), for rewriting it alone.
+    pub model_span: (usize, usize),
 }
 
 #[derive(Deserialize)]
-struct RawFacts {
-    #[serde(default)]
-    model: Option<serde_json::Value>,
+struct RawFacts<'a> {
+    #[serde(default, borrow)]
+    model: Option<&'a RawValue>,
     #[serde(default)]
     stream: Option<serde_json::Value>,
     #[serde(default)]
@@ -63,10 +66,20 @@ pub fn parse_facts(body: &[u8]) -> Result<RequestFacts, FactsError> {
     }
     let raw: RawFacts =
         serde_json::from_slice(body).map_err(|e| FactsError::Malformed(e.to_string()))?;
-    let model = match raw.model {
-        None | Some(serde_json::Value::Null) => return Err(FactsError::MissingModel),
-        Some(serde_json::Value::String(s)) if !s.trim().is_empty() => s,
-        Some(_) => return Err(FactsError::BadModel),
+    let Some(model_raw) = raw.model else {
+        return Err(FactsError::MissingModel);
+    };
+    let text = model_raw.get();
+    // The raw value borrows from `body`; its address gives its place there.
+    let start = (text.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
+    let model_span = (start, start + text.len());
+    if body.get(model_span.0..model_span.1) != Some(text.as_bytes()) {
+        return Err(FactsError::Malformed("cannot locate `model`".into()));
+    }
+    let model = match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Null) => return Err(FactsError::MissingModel),
+        Ok(serde_json::Value::String(s)) if !s.trim().is_empty() => s,
+        _ => return Err(FactsError::BadModel),
     };
     let stream = match raw.stream {
         None | Some(serde_json::Value::Null) => false,
@@ -83,7 +96,101 @@ pub fn parse_facts(body: &[u8]) -> Result<RequestFacts, FactsError> {
             .and_then(|o| o.include_usage)
             .unwrap_or(false),
         has_stream_options: raw.stream_options.is_some(),
+        model_span,
     })
+}
+
+/// The body with only its `model` value replaced (the ModelMapper's rewrite); every
+/// other byte stays as the client sent it.
+pub fn with_model(body: &[u8], facts: &RequestFacts, model: &str) -> Vec<u8> {
+    let (start, end) = facts.model_span;
+    let quoted = serde_json::Value::String(model.to_owned()).to_string();
+    let mut out = Vec::with_capacity(body.len() + quoted.len());
+    out.extend_from_slice(&body[..start]);
+    out.extend_from_slice(quoted.as_bytes());
+    out.extend_from_slice(&body[end..]);
+    out
+}
+
+/// What a scan of a multipart prefix found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FieldScan {
+    Found(String),
+    /// The field may still come: read more.
+    NeedMore,
+    /// The body ended without it.
+    Absent,
+}
+
+/// The boundary of a `multipart/form-data` content type.
+pub fn multipart_boundary(content_type: &str) -> Option<&str> {
+    let mut parts = content_type.split(';');
+    let mime = parts.next()?.trim();
+    if !mime.eq_ignore_ascii_case("multipart/form-data") {
+        return None;
+    }
+    parts
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("boundary"))
+        .map(|(_, v)| v.trim().trim_matches('"'))
+        .filter(|b| !b.is_empty() && b.len() <= 70)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The `name` parameter of a part's Content-Disposition header.
+fn part_name(headers: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(headers).ok()?;
+    let line = text.split("\r\n").find(|l| {
+        l.split_once(':')
+            .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case("content-disposition"))
+    })?;
+    line.split(';')
+        .skip(1)
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim() == "name")
+        .map(|(_, v)| v.trim().trim_matches('"'))
+}
+
+/// Look for the text field `field` in the first bytes of a multipart body, so routing
+/// can start before a large upload has arrived.
+pub fn multipart_text_field(buf: &[u8], boundary: &str, field: &str) -> FieldScan {
+    let delim = format!("--{boundary}");
+    let Some(mut pos) = find(buf, delim.as_bytes()) else {
+        return FieldScan::NeedMore;
+    };
+    loop {
+        let after = pos + delim.len();
+        let Some(rest) = buf.get(after..) else {
+            return FieldScan::NeedMore;
+        };
+        if rest.len() < 2 {
+            return FieldScan::NeedMore;
+        }
+        if rest.starts_with(b"--") {
+            return FieldScan::Absent;
+        }
+        let Some(headers_end) = find(rest, b"\r\n\r\n") else {
+            return FieldScan::NeedMore;
+        };
+        let headers = &rest[..headers_end];
+        let content_start = after + headers_end + 4;
+        let mut closing = b"\r\n".to_vec();
+        closing.extend_from_slice(delim.as_bytes());
+        let Some(len) = find(&buf[content_start..], &closing) else {
+            return FieldScan::NeedMore;
+        };
+        if part_name(headers) == Some(field) {
+            let value = &buf[content_start..content_start + len];
+            return match std::str::from_utf8(value) {
+                Ok(v) if !v.trim().is_empty() => FieldScan::Found(v.trim().to_owned()),
+                _ => FieldScan::Absent,
+            };
+        }
+        pos = content_start + len + 2;
+    }
 }
 
 /// For a stream whose client did not ask for usage, return a body that asks the
@@ -127,6 +234,36 @@ pub fn with_stream_usage(body: &[u8], facts: &RequestFacts) -> Result<Option<Vec
         .map_err(|e| FactsError::Malformed(e.to_string()))
 }
 
+/// The client's address. Without trusted proxies it is the peer. When the peer is a
+/// trusted proxy, `X-Forwarded-For` (every header value, in order) is read from the
+/// right: each trusted hop is skipped, and the first untrusted address is the client.
+/// An entry that is not an address stops the walk at the hop that reported it.
+pub fn client_ip<'a>(
+    peer: std::net::IpAddr,
+    forwarded_for: impl DoubleEndedIterator<Item = &'a str>,
+    trusted: &[ipnet::IpNet],
+) -> std::net::IpAddr {
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let mut client = peer;
+    if !is_trusted(&client) {
+        return client;
+    }
+    for header in forwarded_for.rev() {
+        for hop in header.rsplit(',') {
+            match hop.trim().parse::<std::net::IpAddr>() {
+                Ok(ip) => {
+                    client = ip;
+                    if !is_trusted(&ip) {
+                        return client;
+                    }
+                }
+                Err(_) => return client,
+            }
+        }
+    }
+    client
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +275,83 @@ mod tests {
         assert!(f.stream);
         assert_eq!(f.max_tokens, Some(5));
         assert!(!f.stream_usage_requested);
+    }
+
+    #[test]
+    fn rewrites_only_the_model() {
+        let body = br#"{ "messages":[{"content":"model"}], "model" : "alias" ,"x":1}"#;
+        let facts = parse_facts(body).unwrap();
+        assert_eq!(facts.model, "alias");
+        let out = with_model(body, &facts, "real-\"model\"");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{ "messages":[{"content":"model"}], "model" : "real-\"model\"" ,"x":1}"#
+        );
+        let escaped = br#"{"model":"a\u0062"}"#;
+        let facts = parse_facts(escaped).unwrap();
+        assert_eq!(facts.model, "ab");
+        assert_eq!(with_model(escaped, &facts, "c"), br#"{"model":"c"}"#.to_vec());
+        assert!(matches!(
+            parse_facts(br#"{"model":"a","model":"b"}"#),
+            Err(FactsError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn finds_the_model_of_a_multipart_upload() {
+        let ct = "multipart/form-data; boundary=XyZ";
+        let boundary = multipart_boundary(ct).unwrap();
+        assert_eq!(boundary, "XyZ");
+        assert_eq!(multipart_boundary("application/json"), None);
+        assert_eq!(
+            multipart_boundary("multipart/form-data; boundary=\"q q\""),
+            Some("q q")
+        );
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\nContent-Type: audio/wav\r\n\r\nRIFF....\r\n--XyZ\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--XyZ--\r\n";
+        assert_eq!(
+            multipart_text_field(body, boundary, "model"),
+            FieldScan::Found("whisper-1".into())
+        );
+        for cut in 0..body.len() - 20 {
+            assert_eq!(
+                multipart_text_field(&body[..cut], boundary, "model"),
+                FieldScan::NeedMore,
+                "cut at {cut}"
+            );
+        }
+        assert_eq!(
+            multipart_text_field(body, boundary, "language"),
+            FieldScan::Absent
+        );
+    }
+
+    #[test]
+    fn client_addresses_behind_trusted_proxies() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let lb: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let peer = ip("10.0.0.5");
+        // Off by default: the header is ignored.
+        assert_eq!(client_ip(peer, ["1.2.3.4"].into_iter(), &[]), peer);
+        // An untrusted peer cannot claim another address.
+        assert_eq!(
+            client_ip(ip("8.8.8.8"), ["1.2.3.4"].into_iter(), &lb),
+            ip("8.8.8.8")
+        );
+        // Multi-hop: the rightmost untrusted entry, across several header lines.
+        assert_eq!(
+            client_ip(peer, ["6.6.6.6, 1.2.3.4", "10.1.1.1"].into_iter(), &lb),
+            ip("1.2.3.4")
+        );
+        assert_eq!(
+            client_ip(peer, ["  2001:db8::1 ,10.9.9.9"].into_iter(), &lb),
+            ip("2001:db8::1")
+        );
+        // Garbage stops at the hop that reported it; no header leaves the peer.
+        assert_eq!(
+            client_ip(peer, ["1.2.3.4, junk, 10.2.2.2"].into_iter(), &lb),
+            ip("10.2.2.2")
+        );
+        assert_eq!(client_ip(peer, std::iter::empty(), &lb), peer);
     }
 
     #[test]

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::apikey::{self, KeyHash};
 use crate::billing::Billing;
@@ -12,6 +11,7 @@ use crate::crypto::Sealed;
 use crate::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use crate::model::{self, ModelPattern};
 use crate::policy::Policy;
+use crate::route::{Attempts, KeyHealth, OwnerKeys};
 use crate::rules::{Price, Rules};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,12 +174,6 @@ pub enum AuthError {
     AccountDisabled(AccountId),
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum RouteError {
-    #[error("no provider key of this account serves model {0:?}")]
-    NoProviderForModel(String),
-}
-
 struct KeyEntry {
     id: IssuedKeyId,
     expires_at_ms: Option<i64>,
@@ -191,18 +185,11 @@ struct KeyEntry {
     disabled: Option<AccountId>,
 }
 
-#[derive(Default)]
-struct Pool {
-    keys: Vec<ProviderKey>,
-    /// Round-robin cursor, shared by every request of this owner.
-    next: AtomicUsize,
-}
-
 /// A snapshot turned into lookup tables. Built once per version, then only read.
 pub struct Compiled {
     version: u64,
     keys: HashMap<KeyHash, KeyEntry>,
-    pools: HashMap<AccountId, Pool>,
+    owners: HashMap<AccountId, OwnerKeys>,
     rules: HashMap<AccountId, Rules>,
 }
 
@@ -210,6 +197,15 @@ impl Compiled {
     /// Validate a snapshot and build its tables. A snapshot that fails validation is
     /// refused whole; callers keep the last good one.
     pub fn build(snapshot: Snapshot) -> Result<Self, SnapshotError> {
+        Self::build_after(snapshot, None)
+    }
+
+    /// [`Self::build`], carrying provider-key health over from the snapshot it
+    /// replaces, so a configuration change wakes no sleeping key.
+    pub fn build_after(
+        snapshot: Snapshot,
+        previous: Option<&Compiled>,
+    ) -> Result<Self, SnapshotError> {
         let mut parents: HashMap<AccountId, Option<AccountId>> = HashMap::new();
         let mut status: HashMap<AccountId, Status> = HashMap::new();
         let mut own: HashMap<AccountId, &Policy> = HashMap::new();
@@ -294,7 +290,7 @@ impl Compiled {
             }
         }
 
-        let mut pools: HashMap<AccountId, Pool> = HashMap::new();
+        let mut by_owner: HashMap<AccountId, Vec<ProviderKey>> = HashMap::new();
         for p in snapshot.provider_keys {
             match parents.get(&p.owner) {
                 None => {
@@ -311,18 +307,27 @@ impl Compiled {
                 }
                 Some(None) => {}
             }
-            pools.entry(p.owner).or_default().keys.push(p);
+            by_owner.entry(p.owner).or_default().push(p);
         }
-        for pool in pools.values_mut() {
-            // Stable order so round-robin and levels behave the same on every replica.
-            pool.keys
-                .sort_by(|a, b| a.level.cmp(&b.level).then(a.id.cmp(&b.id)));
-        }
+        let known_health: HashMap<ProviderKeyId, Arc<KeyHealth>> = previous
+            .into_iter()
+            .flat_map(|c| c.owners.values())
+            .flat_map(|o| o.keys().map(|(k, h)| (k.id, h.clone())))
+            .collect();
+        let owners = by_owner
+            .into_iter()
+            .map(|(owner, keys)| {
+                let pool = OwnerKeys::new(keys, |k| {
+                    known_health.get(&k.id).cloned().unwrap_or_default()
+                });
+                (owner, pool)
+            })
+            .collect();
 
         Ok(Self {
             version: snapshot.version,
             keys,
-            pools,
+            owners,
             rules: snapshot.rules.into_iter().collect(),
         })
     }
@@ -366,20 +371,78 @@ impl Compiled {
         })
     }
 
-    /// Pick the provider key for `model` among the owner's: the lowest level that has
-    /// an active key serving the model, round-robin within that level.
-    pub fn route(&self, owner: AccountId, model: &str) -> Result<&ProviderKey, RouteError> {
-        let no_route = || RouteError::NoProviderForModel(model.to_owned());
-        let pool = self.pools.get(&owner).ok_or_else(no_route)?;
-        let serves =
-            |k: &&ProviderKey| k.status == Status::Active && model::any_matches(&k.models, model);
-        let level = pool.keys.iter().find(serves).ok_or_else(no_route)?.level;
-        let candidates = pool.keys.iter().filter(|k| k.level == level).filter(serves);
-        let count = candidates.clone().count();
-        let turn = pool.next.fetch_add(1, Ordering::Relaxed) % count;
-        candidates.clone().nth(turn).ok_or_else(no_route)
+    /// The execution model for a requested one under the owner's ModelMapper.
+    pub fn map_model<'a>(&'a self, owner: AccountId, requested: &'a str) -> &'a str {
+        match self.rules.get(&owner) {
+            Some(rules) => rules.map_model(requested),
+            None => requested,
+        }
+    }
+
+    /// Plan the attempts for one call of `owner`'s tree on `model` (already mapped):
+    /// the LevelMapper's level or the lowest that serves it, then SwitchOver.
+    pub fn attempts<'a>(
+        &'a self,
+        owner: AccountId,
+        model: &'a str,
+        kind: ProviderKind,
+        max_per_level: u32,
+    ) -> Attempts<'a> {
+        let rules = self.rules.get(&owner);
+        let mapped = rules.and_then(|r| r.level_for(model));
+        let switch_over = rules.map(|r| &r.switch_over);
+        self.owners
+            .get(&owner)
+            .unwrap_or(&NO_KEYS)
+            .attempts(model, kind, mapped, switch_over, max_per_level)
+    }
+
+    /// Every provider key with its health, for reporting.
+    pub fn provider_health(&self) -> impl Iterator<Item = (&ProviderKey, &Arc<KeyHealth>)> {
+        self.owners.values().flat_map(|o| o.keys())
+    }
+
+    /// The models a caller may name on an endpoint speaking `kind`: the exact model
+    /// names its policy allows that an active key of that kind serves (directly or
+    /// through a ModelMapper alias), sorted.
+    pub fn callable_models(&self, caller: &Caller, kind: ProviderKind) -> Vec<String> {
+        let owner = caller.main_account();
+        let Some(keys) = self.owners.get(&owner) else {
+            return Vec::new();
+        };
+        let served: Vec<ModelPattern> = keys
+            .keys()
+            .map(|(k, _)| k)
+            .filter(|k| k.status == Status::Active && k.kind == kind)
+            .flat_map(|k| k.models.iter().cloned())
+            .collect();
+        let serves = |m: &str| model::any_matches(&served, m);
+        let exact = |p: &ModelPattern| match p {
+            ModelPattern::Exact(name) => Some(name.clone()),
+            ModelPattern::Prefix(_) => None,
+        };
+        // Wildcards cannot be listed; the names that can are those spelled out by a
+        // key, by the policy, or as a ModelMapper alias.
+        let mut out: Vec<String> = served
+            .iter()
+            .chain(caller.policy.models.iter().flatten())
+            .filter_map(exact)
+            .chain(
+                self.rules
+                    .get(&owner)
+                    .into_iter()
+                    .flat_map(|r| r.model_mapper.keys().cloned()),
+            )
+            .filter(|m| caller.policy.allows_model(m))
+            .collect();
+        out.retain(|m| serves(self.map_model(owner, m)));
+        out.sort();
+        out.dedup();
+        out
     }
 }
+
+static NO_KEYS: std::sync::LazyLock<OwnerKeys> = std::sync::LazyLock::new(OwnerKeys::default);
 
 #[cfg(test)]
 mod tests {
@@ -616,36 +679,72 @@ mod tests {
     }
 
     #[test]
-    fn routes_lowest_level_round_robin() {
+    fn routes_within_the_owner_and_lists_callable_models() {
         let main = account(None);
         let other = account(None);
-        let a = provider(main.id, 1, &["gpt-4o*"]);
-        let b = provider(main.id, 1, &["gpt-4o*"]);
-        let backup = provider(main.id, 2, &["gpt-4o*", "claude*"]);
-        let mut off = provider(main.id, 1, &["claude*"]);
+        let a = provider(main.id, 1, &["gpt-4o", "gpt-4o-mini"]);
+        let backup = provider(main.id, 2, &["gpt-4o*", "claude-3"]);
+        let mut off = provider(main.id, 1, &["o1"]);
         off.status = Status::Disabled;
         let foreign = provider(other.id, 0, &["*"]);
+        let rules: Rules = serde_json::from_str(
+            r#"{"model_mapper":{"fast":"gpt-4o-mini","gone":"o1"},"level_mapper":{"claude*":2},"switch_over":{"1":2}}"#,
+        )
+        .unwrap();
+        let k = generate();
         let compiled = Compiled::build(Snapshot {
             version: 1,
-            accounts: vec![main.clone(), other],
-            issued_keys: vec![],
-            provider_keys: vec![a.clone(), b.clone(), backup.clone(), off, foreign],
-            rules: BTreeMap::new(),
+            accounts: vec![main.clone(), other.clone()],
+            issued_keys: vec![key(main.id, k.hash)],
+            provider_keys: vec![a.clone(), backup.clone(), off, foreign],
+            rules: BTreeMap::from([(main.id, rules)]),
         })
         .unwrap();
-        let picks: Vec<_> = (0..4)
-            .map(|_| compiled.route(main.id, "gpt-4o-mini").unwrap().id)
-            .collect();
-        assert_eq!(picks.iter().filter(|&&id| id == a.id).count(), 2);
-        assert_eq!(picks.iter().filter(|&&id| id == b.id).count(), 2);
-        assert_ne!(picks[0], picks[1]);
-        // The disabled level-1 key does not serve; the level-2 key does.
-        assert_eq!(compiled.route(main.id, "claude-3").unwrap().id, backup.id);
-        assert_eq!(
-            compiled.route(main.id, "llama").err(),
-            Some(RouteError::NoProviderForModel("llama".into()))
-        );
+        let first = |owner, model| {
+            compiled
+                .attempts(owner, model, ProviderKind::OpenAi, 3)
+                .next(0)
+                .map(|c| c.key.id)
+        };
+        assert_eq!(first(main.id, "gpt-4o-mini"), Ok(a.id));
+        assert_eq!(first(main.id, "claude-3"), Ok(backup.id));
+        assert_eq!(compiled.map_model(main.id, "fast"), "gpt-4o-mini");
+        assert_eq!(compiled.map_model(other.id, "fast"), "fast");
         // Another owner's keys are never candidates.
-        assert!(compiled.route(AccountId::new(), "gpt-4o").is_err());
+        assert!(first(AccountId::new(), "gpt-4o").is_err());
+        let caller = compiled.authenticate(k.clear.expose(), 0).unwrap();
+        assert_eq!(
+            compiled.callable_models(&caller, ProviderKind::OpenAi),
+            vec!["claude-3", "fast", "gpt-4o", "gpt-4o-mini"]
+        );
+        assert!(
+            compiled
+                .callable_models(&caller, ProviderKind::Anthropic)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn health_survives_a_new_version() {
+        let main = account(None);
+        let a = provider(main.id, 1, &["*"]);
+        let snapshot = |version| Snapshot {
+            version,
+            accounts: vec![main.clone()],
+            provider_keys: vec![a.clone()],
+            ..Default::default()
+        };
+        let first = Compiled::build(snapshot(1)).unwrap();
+        let (_, health) = first.provider_health().next().unwrap();
+        health.record_failure(
+            &crate::route::CoolDown::default(),
+            crate::route::Failure::ServerError,
+            0,
+        );
+        let second = Compiled::build_after(snapshot(2), Some(&first)).unwrap();
+        let (_, carried) = second.provider_health().next().unwrap();
+        assert!(!carried.is_awake(10));
+        let fresh = Compiled::build(snapshot(2)).unwrap();
+        assert!(fresh.provider_health().next().unwrap().1.is_awake(10));
     }
 }

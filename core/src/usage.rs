@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::endpoint::UsageShape;
 use crate::ids::{AccountId, EventId, IssuedKeyId, ProviderKeyId};
 
 /// Tokens of one call. `input` counts every prompt token, `cached` the part of them
@@ -109,6 +110,174 @@ pub fn openai_usage_from_sse_data(data: &[u8]) -> StreamChunkUsage {
     }
 }
 
+/// The Responses API's usage (also what audio transcription reports).
+#[derive(Deserialize)]
+struct ResponsesUsage {
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+    #[serde(default)]
+    input_tokens_details: Option<PromptDetails>,
+}
+
+impl From<ResponsesUsage> for TokenUsage {
+    fn from(u: ResponsesUsage) -> Self {
+        let cached = u.input_tokens_details.map_or(0, |d| d.cached_tokens);
+        Self {
+            input: u.input_tokens,
+            output: u.output_tokens,
+            cached: cached.min(u.input_tokens),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct WithResponsesUsage {
+    #[serde(default)]
+    usage: Option<ResponsesUsage>,
+}
+
+/// Anthropic's usage. Its `input_tokens` leaves out cache reads and cache writes;
+/// Switchyard's `input` counts every prompt token, `cached` the cache reads.
+#[derive(Deserialize, Default, Clone, Copy)]
+struct AnthropicUsage {
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct WithAnthropicUsage {
+    #[serde(default)]
+    usage: Option<AnthropicUsage>,
+}
+
+impl AnthropicUsage {
+    fn apply(self, to: &mut TokenUsage) {
+        let read = self.cache_read_input_tokens;
+        if self.input_tokens.is_some() || read.is_some() || self.cache_creation_input_tokens.is_some() {
+            let read = read.unwrap_or(0);
+            to.input = self
+                .input_tokens
+                .unwrap_or(0)
+                .saturating_add(read)
+                .saturating_add(self.cache_creation_input_tokens.unwrap_or(0));
+            to.cached = read.min(to.input);
+        }
+        if let Some(out) = self.output_tokens {
+            // Cumulative in Anthropic's stream: the last one counts.
+            to.output = out;
+        }
+    }
+}
+
+/// Usage from a whole JSON response of the given shape.
+pub fn usage_from_json(shape: UsageShape, body: &[u8]) -> Option<TokenUsage> {
+    match shape {
+        UsageShape::OpenAiChat => openai_usage_from_json(body),
+        UsageShape::OpenAiResponses => serde_json::from_slice::<WithResponsesUsage>(body)
+            .ok()?
+            .usage
+            .map(TokenUsage::from),
+        UsageShape::Anthropic => {
+            let u = serde_json::from_slice::<WithAnthropicUsage>(body).ok()?.usage?;
+            let mut t = TokenUsage::default();
+            u.apply(&mut t);
+            Some(t)
+        }
+        UsageShape::None => Some(TokenUsage::default()),
+    }
+}
+
+#[derive(Deserialize)]
+struct TypedEvent<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    response: Option<WithResponsesUsage>,
+    #[serde(default)]
+    message: Option<WithAnthropicUsage>,
+    #[serde(default)]
+    usage: Option<AnthropicUsage>,
+}
+
+/// What the stream meter says about one event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventVerdict {
+    Forward,
+    /// The usage-only chunk the router asked for on the client's behalf.
+    UsageOnly,
+}
+
+/// Reads usage from a stream, event by event, whatever its dialect.
+#[derive(Debug)]
+pub struct StreamMeter {
+    shape: UsageShape,
+    usage: Option<TokenUsage>,
+}
+
+impl StreamMeter {
+    pub fn new(shape: UsageShape) -> Self {
+        Self { shape, usage: None }
+    }
+
+    /// The usage seen so far (complete once the stream has ended).
+    pub fn usage(&self) -> Option<TokenUsage> {
+        self.usage
+    }
+
+    /// Inspect the `data` of one event.
+    pub fn observe(&mut self, data: &[u8]) -> EventVerdict {
+        if data.first() != Some(&b'{') {
+            return EventVerdict::Forward;
+        }
+        match self.shape {
+            UsageShape::OpenAiChat => match openai_usage_from_sse_data(data) {
+                StreamChunkUsage::UsageOnly(u) => {
+                    self.usage = Some(u);
+                    return EventVerdict::UsageOnly;
+                }
+                StreamChunkUsage::WithContent(u) => self.usage = Some(u),
+                StreamChunkUsage::None => {}
+            },
+            UsageShape::OpenAiResponses | UsageShape::Anthropic => {
+                let Ok(event) = serde_json::from_slice::<TypedEvent<'_>>(data) else {
+                    return EventVerdict::Forward;
+                };
+                match (self.shape, event.kind.as_deref()) {
+                    (
+                        UsageShape::OpenAiResponses,
+                        Some("response.completed" | "response.incomplete" | "response.failed"),
+                    ) => {
+                        if let Some(u) = event.response.and_then(|r| r.usage) {
+                            self.usage = Some(u.into());
+                        }
+                    }
+                    (UsageShape::Anthropic, Some("message_start")) => {
+                        if let Some(u) = event.message.and_then(|m| m.usage) {
+                            u.apply(self.usage.get_or_insert_with(TokenUsage::default));
+                        }
+                    }
+                    (UsageShape::Anthropic, Some("message_delta")) => {
+                        if let Some(u) = event.usage {
+                            u.apply(self.usage.get_or_insert_with(TokenUsage::default));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            UsageShape::None => {}
+        }
+        EventVerdict::Forward
+    }
+}
+
 /// Usage totals of one account and model over one period (`YYYY-MM-DD` or `YYYY-MM`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RollupRow {
@@ -179,6 +348,75 @@ mod tests {
         );
         assert_eq!(openai_usage_from_json(br#"{"choices":[]}"#), None);
         assert_eq!(openai_usage_from_json(b"not json"), None);
+    }
+
+    #[test]
+    fn responses_and_anthropic_json() {
+        let body = br#"{"id":"resp_1","output":[],"usage":{"input_tokens":20,"output_tokens":4,"input_tokens_details":{"cached_tokens":8},"total_tokens":24}}"#;
+        assert_eq!(
+            usage_from_json(UsageShape::OpenAiResponses, body),
+            Some(TokenUsage {
+                input: 20,
+                output: 4,
+                cached: 8
+            })
+        );
+        let body = br#"{"type":"message","content":[],"usage":{"input_tokens":10,"cache_read_input_tokens":30,"cache_creation_input_tokens":5,"output_tokens":7}}"#;
+        assert_eq!(
+            usage_from_json(UsageShape::Anthropic, body),
+            Some(TokenUsage {
+                input: 45,
+                output: 7,
+                cached: 30
+            })
+        );
+        assert_eq!(usage_from_json(UsageShape::Anthropic, b"{}"), None);
+        assert_eq!(
+            usage_from_json(UsageShape::None, b"RIFF"),
+            Some(TokenUsage::default())
+        );
+    }
+
+    #[test]
+    fn stream_meters_read_each_dialect() {
+        let mut m = StreamMeter::new(UsageShape::Anthropic);
+        for data in [
+            &br#"{"type":"message_start","message":{"id":"m","usage":{"input_tokens":12,"cache_read_input_tokens":3,"output_tokens":1}}}"#[..],
+            br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}"#,
+            br#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":9}}"#,
+            br#"{"type":"message_stop"}"#,
+        ] {
+            assert_eq!(m.observe(data), EventVerdict::Forward);
+        }
+        assert_eq!(
+            m.usage(),
+            Some(TokenUsage {
+                input: 15,
+                output: 9,
+                cached: 3
+            })
+        );
+
+        let mut m = StreamMeter::new(UsageShape::OpenAiResponses);
+        m.observe(br#"{"type":"response.output_text.delta","delta":"hi"}"#);
+        assert_eq!(m.usage(), None);
+        m.observe(br#"{"type":"response.completed","response":{"id":"r","usage":{"input_tokens":5,"output_tokens":2}}}"#);
+        assert_eq!(
+            m.usage(),
+            Some(TokenUsage {
+                input: 5,
+                output: 2,
+                cached: 0
+            })
+        );
+
+        let mut m = StreamMeter::new(UsageShape::OpenAiChat);
+        assert_eq!(
+            m.observe(br#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7}}"#),
+            EventVerdict::UsageOnly
+        );
+        assert_eq!(m.observe(b"[DONE]"), EventVerdict::Forward);
+        assert_eq!(m.usage().map(|u| u.output), Some(7));
     }
 
     #[test]

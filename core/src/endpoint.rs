@@ -1,0 +1,283 @@
+//! The endpoints the data plane serves, the protocol each speaks, and what the proxy
+//! does with their bodies. One table, so adding an endpoint is one line here.
+
+use serde::Serialize;
+
+use crate::error::ErrorCode;
+use crate::snapshot::ProviderKind;
+
+/// A client-facing wire protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    OpenAi,
+    Anthropic,
+}
+
+impl Protocol {
+    /// The provider kind that speaks this protocol natively. Switchyard does not
+    /// translate between protocols, so a request goes only to keys of this kind.
+    pub fn provider_kind(self) -> ProviderKind {
+        match self {
+            Self::OpenAi => ProviderKind::OpenAi,
+            Self::Anthropic => ProviderKind::Anthropic,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OpenAi => "OpenAI",
+            Self::Anthropic => "Anthropic",
+        }
+    }
+}
+
+/// How a request body is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestBody {
+    /// A JSON object carrying `model` (read whole, bounded, so it can be retried).
+    Json,
+    /// `multipart/form-data` with a `model` field (audio uploads: read until the model
+    /// is known, then streamed).
+    Multipart,
+}
+
+/// How the usage of a response is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UsageShape {
+    /// `usage.prompt_tokens` / `completion_tokens` (chat, embeddings); streams end with
+    /// a usage chunk.
+    OpenAiChat,
+    /// `usage.input_tokens` / `output_tokens`; streams carry it in `response.completed`.
+    OpenAiResponses,
+    /// Anthropic's `usage`; streams carry it in `message_start` and `message_delta`.
+    Anthropic,
+    /// Nothing to read (binary audio, token counting): the call is one request.
+    None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    ChatCompletions,
+    Responses,
+    Embeddings,
+    AudioSpeech,
+    AudioTranscriptions,
+    AudioTranslations,
+    Messages,
+    CountTokens,
+}
+
+impl Endpoint {
+    pub const ALL: [Self; 8] = [
+        Self::ChatCompletions,
+        Self::Responses,
+        Self::Embeddings,
+        Self::AudioSpeech,
+        Self::AudioTranscriptions,
+        Self::AudioTranslations,
+        Self::Messages,
+        Self::CountTokens,
+    ];
+
+    /// The client-facing path.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "/v1/chat/completions",
+            Self::Responses => "/v1/responses",
+            Self::Embeddings => "/v1/embeddings",
+            Self::AudioSpeech => "/v1/audio/speech",
+            Self::AudioTranscriptions => "/v1/audio/transcriptions",
+            Self::AudioTranslations => "/v1/audio/translations",
+            Self::Messages => "/v1/messages",
+            Self::CountTokens => "/v1/messages/count_tokens",
+        }
+    }
+
+    pub fn from_path(path: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|e| e.path() == path)
+    }
+
+    /// Appended to a provider key's base URL (which ends in its version, e.g. `/v1`).
+    pub fn upstream_suffix(self) -> &'static str {
+        &self.path()[3..]
+    }
+
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Self::Messages | Self::CountTokens => Protocol::Anthropic,
+            _ => Protocol::OpenAi,
+        }
+    }
+
+    pub fn request_body(self) -> RequestBody {
+        match self {
+            Self::AudioTranscriptions | Self::AudioTranslations => RequestBody::Multipart,
+            _ => RequestBody::Json,
+        }
+    }
+
+    pub fn usage_shape(self) -> UsageShape {
+        match self {
+            Self::ChatCompletions | Self::Embeddings => UsageShape::OpenAiChat,
+            Self::Responses | Self::AudioTranscriptions | Self::AudioTranslations => {
+                UsageShape::OpenAiResponses
+            }
+            Self::Messages => UsageShape::Anthropic,
+            Self::AudioSpeech | Self::CountTokens => UsageShape::None,
+        }
+    }
+
+    /// Whether a non-streamed answer is passed through as it arrives rather than read
+    /// whole for its usage (binary audio).
+    pub fn passes_body_through(self) -> bool {
+        matches!(self, Self::AudioSpeech)
+    }
+}
+
+/// The `type` of an Anthropic error object.
+fn anthropic_type(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::InvalidRequest | ErrorCode::Conflict | ErrorCode::Unprocessable => {
+            "invalid_request_error"
+        }
+        ErrorCode::Unauthenticated => "authentication_error",
+        ErrorCode::PermissionDenied | ErrorCode::QuotaExceeded => "permission_error",
+        ErrorCode::NotFound => "not_found_error",
+        ErrorCode::PayloadTooLarge => "request_too_large",
+        ErrorCode::RateLimited => "rate_limit_error",
+        ErrorCode::Unavailable => "overloaded_error",
+        ErrorCode::UpstreamFailed | ErrorCode::UpstreamTimeout | ErrorCode::Internal => {
+            "api_error"
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct AnthropicErrorBody<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    error: AnthropicError<'a>,
+}
+
+#[derive(Serialize)]
+struct AnthropicError<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    message: &'a str,
+}
+
+/// The JSON body of an error in Anthropic's shape (also the data of its `error` event).
+pub fn anthropic_error_body(code: ErrorCode, message: &str) -> Vec<u8> {
+    let body = AnthropicErrorBody {
+        kind: "error",
+        error: AnthropicError {
+            kind: anthropic_type(code),
+            message,
+        },
+    };
+    serde_json::to_vec(&body).unwrap_or_else(|_| {
+        br#"{"type":"error","error":{"type":"api_error","message":"internal error"}}"#.to_vec()
+    })
+}
+
+#[derive(Serialize)]
+struct ResponsesErrorEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    code: &'static str,
+    message: &'a str,
+    param: Option<&'a str>,
+}
+
+/// An error body in the shape `protocol` clients parse.
+pub fn error_body(protocol: Protocol, code: ErrorCode, message: &str) -> Vec<u8> {
+    match protocol {
+        Protocol::OpenAi => crate::error::openai_error_body(code, message),
+        Protocol::Anthropic => anthropic_error_body(code, message),
+    }
+}
+
+/// The SSE event that ends a stream which failed after it started, in the form the
+/// endpoint's clients recognise as an error (never a clean end that looks like success).
+pub fn stream_error_event(endpoint: Endpoint, code: ErrorCode, message: &str) -> Vec<u8> {
+    let (name, data) = match endpoint {
+        Endpoint::Messages | Endpoint::CountTokens => {
+            (Some("error"), anthropic_error_body(code, message))
+        }
+        Endpoint::Responses => {
+            let event = ResponsesErrorEvent {
+                kind: "error",
+                code: code.as_str(),
+                message,
+                param: None,
+            };
+            let data = serde_json::to_vec(&event).unwrap_or_default();
+            (Some("error"), data)
+        }
+        _ => (None, crate::error::openai_error_body(code, message)),
+    };
+    let mut out = Vec::with_capacity(data.len() + 24);
+    if let Some(name) = name {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(&data);
+    out.extend_from_slice(b"\n\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_round_trip_and_suffixes_follow_the_version() {
+        for e in Endpoint::ALL {
+            assert_eq!(Endpoint::from_path(e.path()), Some(e));
+            assert!(e.upstream_suffix().starts_with('/'));
+            assert_eq!(format!("/v1{}", e.upstream_suffix()), e.path());
+        }
+        assert_eq!(Endpoint::from_path("/v1/chat/completions/"), None);
+        assert_eq!(Endpoint::from_path("/v2/messages"), None);
+        assert_eq!(Endpoint::Messages.upstream_suffix(), "/messages");
+    }
+
+    #[test]
+    fn protocols_pick_provider_kinds() {
+        assert_eq!(Endpoint::Messages.protocol(), Protocol::Anthropic);
+        assert_eq!(Endpoint::CountTokens.protocol(), Protocol::Anthropic);
+        assert_eq!(Endpoint::Responses.protocol(), Protocol::OpenAi);
+        assert_eq!(
+            Protocol::Anthropic.provider_kind(),
+            ProviderKind::Anthropic
+        );
+    }
+
+    #[test]
+    fn anthropic_error_shape() {
+        let body = anthropic_error_body(ErrorCode::RateLimited, "slow down");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "rate_limit_error");
+        assert_eq!(v["error"]["message"], "slow down");
+    }
+
+    #[test]
+    fn stream_errors_in_each_dialect() {
+        let e = stream_error_event(Endpoint::Messages, ErrorCode::UpstreamFailed, "cut");
+        let text = String::from_utf8(e).unwrap();
+        assert!(text.starts_with("event: error\ndata: {\"type\":\"error\""));
+        assert!(text.ends_with("\n\n"));
+        let e = stream_error_event(Endpoint::ChatCompletions, ErrorCode::UpstreamFailed, "cut");
+        let text = String::from_utf8(e).unwrap();
+        assert!(text.starts_with("data: {\"error\":"));
+        let e = stream_error_event(Endpoint::Responses, ErrorCode::UpstreamFailed, "cut");
+        let text = String::from_utf8(e).unwrap();
+        let data = text.split("data: ").nth(1).unwrap().trim();
+        let v: serde_json::Value = serde_json::from_str(data).unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["code"], "upstream_failed");
+    }
+}

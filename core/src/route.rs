@@ -1,0 +1,715 @@
+//! Route choice: which provider key serves a call, and what happens when one fails.
+//!
+//! A main account's provider keys are grouped by level. A call starts at the level
+//! the LevelMapper names (else the lowest level that serves the model), tries that
+//! level's awake keys in weighted round-robin order (one atomic increment picks the
+//! start), at most a bounded number of times, then follows SwitchOver to the backup
+//! level, then fails with the reason. A failing key sleeps (its cool-down) without
+//! touching the others; everything here is atomics and plain data.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
+
+use crate::model;
+use crate::snapshot::{ProviderKey, ProviderKind, Status};
+
+/// Why an attempt on a provider key failed, as far as the key's health is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// 429: the provider asked us to slow down, perhaps saying for how long.
+    RateLimited { retry_after_ms: Option<u64> },
+    /// 5xx (and 529 overloaded).
+    ServerError,
+    /// No answer, or a stall, within the timeout.
+    Timeout,
+    /// Connection refused, reset, TLS failure.
+    Unreachable,
+    /// 401/403: the provider refused the credential itself.
+    Rejected,
+}
+
+impl Failure {
+    /// The failure an upstream status means for the key, if any. Other 4xx answers
+    /// are the request's fault and pass to the client untouched.
+    pub fn from_status(status: u16, retry_after_ms: Option<u64>) -> Option<Self> {
+        match status {
+            429 => Some(Self::RateLimited { retry_after_ms }),
+            401 | 403 => Some(Self::Rejected),
+            408 => Some(Self::Timeout),
+            500..=599 => Some(Self::ServerError),
+            _ => None,
+        }
+    }
+}
+
+/// How long failing keys sleep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoolDown {
+    /// The first sleep after a failure; doubles with each consecutive one.
+    pub base_ms: u64,
+    /// The longest back-off sleep.
+    pub cap_ms: u64,
+    /// A key whose credential was refused sleeps this long.
+    pub rejected_ms: u64,
+    /// Retry-After is honoured up to this bound.
+    pub max_retry_after_ms: u64,
+}
+
+impl Default for CoolDown {
+    fn default() -> Self {
+        Self {
+            base_ms: 1_000,
+            cap_ms: 60_000,
+            rejected_ms: 600_000,
+            max_retry_after_ms: 3_600_000,
+        }
+    }
+}
+
+/// The sleep after the `consecutive`-th failure in a row (1 for the first).
+pub fn cool_down_ms(policy: &CoolDown, failure: Failure, consecutive: u32) -> u64 {
+    let backoff = || {
+        let doublings = consecutive.saturating_sub(1).min(32);
+        policy
+            .base_ms
+            .saturating_mul(1u64 << doublings)
+            .min(policy.cap_ms)
+    };
+    match failure {
+        Failure::RateLimited {
+            retry_after_ms: Some(ms),
+        } => ms.min(policy.max_retry_after_ms),
+        Failure::RateLimited {
+            retry_after_ms: None,
+        }
+        | Failure::ServerError
+        | Failure::Timeout
+        | Failure::Unreachable => backoff(),
+        Failure::Rejected => policy.rejected_ms,
+    }
+}
+
+/// Retry-After in milliseconds: OpenAI's `retry-after-ms`, else `retry-after` in
+/// (possibly fractional) seconds. HTTP dates are not used by LLM providers and count
+/// as absent.
+pub fn retry_after_ms(retry_after_ms: Option<&str>, retry_after: Option<&str>) -> Option<u64> {
+    if let Some(ms) = retry_after_ms.and_then(|v| v.trim().parse::<f64>().ok())
+        && ms.is_finite()
+        && ms >= 0.0
+    {
+        return Some(ms.ceil() as u64);
+    }
+    let secs = retry_after?.trim().parse::<f64>().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| (secs * 1000.0).ceil() as u64)
+}
+
+/// The shared health of one provider key. Survives snapshot versions (carried over
+/// by key id), so a configuration change does not wake a sleeping key.
+#[derive(Debug, Default)]
+pub struct KeyHealth {
+    sleep_until_ms: AtomicI64,
+    consecutive_failures: AtomicU32,
+    rejected: AtomicBool,
+}
+
+/// What a key's health says, as reported to operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HealthState {
+    Healthy,
+    CoolingDown { until_ms: i64 },
+    /// The provider refused the credential; sleeping long.
+    Rejected { until_ms: i64 },
+}
+
+impl KeyHealth {
+    pub fn is_awake(&self, now_ms: i64) -> bool {
+        self.sleep_until_ms.load(Ordering::Relaxed) <= now_ms
+    }
+
+    pub fn sleep_until_ms(&self) -> i64 {
+        self.sleep_until_ms.load(Ordering::Relaxed)
+    }
+
+    pub fn record_success(&self) {
+        // Loads first: the common case (already healthy) writes nothing shared.
+        if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+        }
+        if self.rejected.load(Ordering::Relaxed) {
+            self.rejected.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Put the key to sleep; returns how long.
+    pub fn record_failure(&self, policy: &CoolDown, failure: Failure, now_ms: i64) -> u64 {
+        let consecutive = self
+            .consecutive_failures
+            .fetch_add(1, Ordering::Relaxed)
+            .saturating_add(1);
+        let sleep = cool_down_ms(policy, failure, consecutive);
+        let until = now_ms.saturating_add(i64::try_from(sleep).unwrap_or(i64::MAX));
+        // Concurrent failures keep the later wake-up.
+        self.sleep_until_ms.fetch_max(until, Ordering::Relaxed);
+        if failure == Failure::Rejected {
+            self.rejected.store(true, Ordering::Relaxed);
+        }
+        sleep
+    }
+
+    pub fn state(&self, now_ms: i64) -> HealthState {
+        let until_ms = self.sleep_until_ms();
+        if self.rejected.load(Ordering::Relaxed) {
+            HealthState::Rejected { until_ms }
+        } else if until_ms > now_ms {
+            HealthState::CoolingDown { until_ms }
+        } else {
+            HealthState::Healthy
+        }
+    }
+}
+
+/// Largest wheel built for one level; bigger weights are scaled down to fit.
+const MAX_WHEEL: u64 = 1024;
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// The round-robin wheel of a level: key positions, each as often as its weight
+/// (reduced by the common divisor, scaled to at most [`MAX_WHEEL`] slots), spread
+/// evenly by the smooth weighted round-robin rule so heavy keys do not come in bursts.
+/// A weight of 0 counts as 1: a key the owner configured is never starved.
+pub fn wheel(weights: &[u32]) -> Vec<u16> {
+    let mut w: Vec<u64> = weights.iter().map(|&w| u64::from(w.max(1))).collect();
+    let g = w.iter().copied().fold(0, gcd).max(1);
+    w.iter_mut().for_each(|x| *x /= g);
+    let total: u64 = w.iter().sum();
+    if total > MAX_WHEEL {
+        w.iter_mut()
+            .for_each(|x| *x = (*x * MAX_WHEEL / total).max(1));
+    }
+    let total: u64 = w.iter().sum();
+    let total_i = i64::try_from(total).unwrap_or(i64::MAX);
+    let mut current = vec![0i64; w.len()];
+    let mut out = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    for _ in 0..total {
+        let mut best = 0;
+        for (i, weight) in w.iter().enumerate() {
+            current[i] += i64::try_from(*weight).unwrap_or(i64::MAX);
+            if current[i] > current[best] {
+                best = i;
+            }
+        }
+        current[best] -= total_i;
+        out.push(u16::try_from(best).unwrap_or(u16::MAX));
+    }
+    out
+}
+
+/// Walk `wheel` from `start` and return the first key position that is usable.
+pub fn pick(wheel: &[u16], start: usize, mut usable: impl FnMut(u16) -> bool) -> Option<u16> {
+    let n = wheel.len();
+    (0..n).map(|i| wheel[(start + i) % n]).find(|&k| usable(k))
+}
+
+/// One level of an owner's keys.
+#[derive(Debug)]
+struct Level {
+    /// Positions in [`OwnerKeys::keys`].
+    members: Vec<usize>,
+    wheel: Vec<u16>,
+    next: AtomicUsize,
+}
+
+/// A main account's provider keys, grouped by level, with their health.
+#[derive(Debug, Default)]
+pub struct OwnerKeys {
+    keys: Vec<ProviderKey>,
+    health: Vec<Arc<KeyHealth>>,
+    levels: BTreeMap<u32, Level>,
+}
+
+impl OwnerKeys {
+    /// Group `keys` (any order) by level. `health_of` supplies each key's health,
+    /// carried over from the previous snapshot when the key was already known.
+    pub fn new(
+        mut keys: Vec<ProviderKey>,
+        mut health_of: impl FnMut(&ProviderKey) -> Arc<KeyHealth>,
+    ) -> Self {
+        // Stable order so round-robin behaves the same on every replica.
+        keys.sort_by(|a, b| a.level.cmp(&b.level).then(a.id.cmp(&b.id)));
+        let health = keys.iter().map(&mut health_of).collect();
+        let mut grouped: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (i, k) in keys.iter().enumerate() {
+            grouped.entry(k.level).or_default().push(i);
+        }
+        let levels = grouped
+            .into_iter()
+            .map(|(level, members)| {
+                let weights: Vec<u32> = members.iter().map(|&i| keys[i].weight).collect();
+                let wheel = wheel(&weights);
+                let level_pool = Level {
+                    members,
+                    wheel,
+                    next: AtomicUsize::new(0),
+                };
+                (level, level_pool)
+            })
+            .collect();
+        Self {
+            keys,
+            health,
+            levels,
+        }
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = (&ProviderKey, &Arc<KeyHealth>)> {
+        self.keys.iter().zip(&self.health)
+    }
+
+    fn serves(&self, i: usize, model: &str, kind: ProviderKind) -> bool {
+        let k = &self.keys[i];
+        k.status == Status::Active && k.kind == kind && model::any_matches(&k.models, model)
+    }
+
+    /// Plan the attempts for one call.
+    pub fn attempts<'a>(
+        &'a self,
+        model: &'a str,
+        kind: ProviderKind,
+        mapped_level: Option<u32>,
+        switch_over: Option<&'a BTreeMap<u32, u32>>,
+        max_per_level: u32,
+    ) -> Attempts<'a> {
+        let level = mapped_level.or_else(|| {
+            (0..self.keys.len())
+                .find(|&i| self.serves(i, model, kind))
+                .map(|i| self.keys[i].level)
+        });
+        Attempts {
+            owner: self,
+            model,
+            kind,
+            level,
+            visited: Vec::new(),
+            tried: Vec::new(),
+            tries_here: 0,
+            max_per_level: max_per_level.max(1),
+            switch_over,
+            earliest_wake: None,
+            tried_total: 0,
+        }
+    }
+}
+
+/// One provider key chosen for an attempt.
+#[derive(Clone, Copy, Debug)]
+pub struct Choice<'a> {
+    pub key: &'a ProviderKey,
+    pub health: &'a KeyHealth,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("no provider key of this account serves model {0:?}")]
+    NoProviderForModel(String),
+    #[error(
+        "model {model:?} is served only by {served_by} provider keys, and this endpoint speaks {wanted}'s protocol; Switchyard does not translate between protocols"
+    )]
+    WrongProtocol {
+        model: String,
+        served_by: &'static str,
+        wanted: &'static str,
+    },
+    #[error(
+        "every provider key that serves model {model:?} is cooling down after failures; the first wakes in {wake_in_ms} ms"
+    )]
+    AllCoolingDown { model: String, wake_in_ms: u64 },
+    #[error("{tried} attempt(s) on provider keys serving model {model:?} failed")]
+    AllFailed { model: String, tried: u32 },
+}
+
+/// The attempts of one call: same-level keys first, then switch-over levels.
+pub struct Attempts<'a> {
+    owner: &'a OwnerKeys,
+    model: &'a str,
+    kind: ProviderKind,
+    level: Option<u32>,
+    visited: Vec<u32>,
+    /// Key positions tried on the current level.
+    tried: Vec<usize>,
+    tries_here: u32,
+    max_per_level: u32,
+    switch_over: Option<&'a BTreeMap<u32, u32>>,
+    earliest_wake: Option<i64>,
+    tried_total: u32,
+}
+
+impl<'a> Attempts<'a> {
+    /// The next key to try, or why there is none.
+    pub fn next(&mut self, now_ms: i64) -> Result<Choice<'a>, RouteError> {
+        let owner = self.owner;
+        while let Some(level_no) = self.level {
+            if self.tries_here < self.max_per_level
+                && let Some(level) = owner.levels.get(&level_no)
+                && !level.wheel.is_empty()
+            {
+                let start = level.next.fetch_add(1, Ordering::Relaxed);
+                let mut earliest = self.earliest_wake;
+                let found = pick(&level.wheel, start, |slot| {
+                    let i = level.members[usize::from(slot)];
+                    if self.tried.contains(&i) || !owner.serves(i, self.model, self.kind) {
+                        return false;
+                    }
+                    let health = &owner.health[i];
+                    if health.is_awake(now_ms) {
+                        return true;
+                    }
+                    let wake = health.sleep_until_ms();
+                    earliest = Some(earliest.map_or(wake, |e: i64| e.min(wake)));
+                    false
+                });
+                self.earliest_wake = earliest;
+                if let Some(slot) = found {
+                    let i = level.members[usize::from(slot)];
+                    self.tried.push(i);
+                    self.tries_here += 1;
+                    self.tried_total += 1;
+                    return Ok(Choice {
+                        key: &owner.keys[i],
+                        health: &owner.health[i],
+                    });
+                }
+            }
+            // This level is done: move to its backup, never back to a level seen.
+            self.visited.push(level_no);
+            self.level = self
+                .switch_over
+                .and_then(|s| s.get(&level_no).copied())
+                .filter(|next| !self.visited.contains(next));
+            self.tried.clear();
+            self.tries_here = 0;
+        }
+        Err(self.exhausted(now_ms))
+    }
+
+    /// How many keys were handed out.
+    pub fn tried(&self) -> u32 {
+        self.tried_total
+    }
+
+    fn exhausted(&self, now_ms: i64) -> RouteError {
+        let model = self.model.to_owned();
+        if self.tried_total > 0 {
+            return RouteError::AllFailed {
+                model,
+                tried: self.tried_total,
+            };
+        }
+        if let Some(wake) = self.earliest_wake {
+            return RouteError::AllCoolingDown {
+                model,
+                wake_in_ms: u64::try_from(wake.saturating_sub(now_ms)).unwrap_or(0),
+            };
+        }
+        let other = self
+            .owner
+            .keys
+            .iter()
+            .find(|k| {
+                k.status == Status::Active
+                    && k.kind != self.kind
+                    && model::any_matches(&k.models, self.model)
+            })
+            .map(|k| k.kind);
+        match other {
+            Some(kind) => RouteError::WrongProtocol {
+                model,
+                served_by: kind.as_str(),
+                wanted: match self.kind {
+                    ProviderKind::OpenAi => "OpenAI",
+                    ProviderKind::Anthropic => "Anthropic",
+                },
+            },
+            None => RouteError::NoProviderForModel(model),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Sealed;
+    use crate::ids::{AccountId, ProviderKeyId};
+    use proptest::prelude::*;
+
+    fn key(level: u32, weight: u32, models: &[&str], kind: ProviderKind) -> ProviderKey {
+        ProviderKey {
+            id: ProviderKeyId::new(),
+            owner: AccountId::new(),
+            kind,
+            base_url: "https://api.example.com/v1".into(),
+            secret: Sealed {
+                key_id: "k".into(),
+                blob: vec![0; 40],
+            },
+            level,
+            models: models.iter().map(|m| m.parse().unwrap()).collect(),
+            weight,
+            status: Status::Active,
+        }
+    }
+
+    fn owner(keys: Vec<ProviderKey>) -> OwnerKeys {
+        OwnerKeys::new(keys, |_| Arc::new(KeyHealth::default()))
+    }
+
+    const OPENAI: ProviderKind = ProviderKind::OpenAi;
+
+    #[test]
+    fn cool_down_grows_and_is_capped() {
+        let p = CoolDown::default();
+        assert_eq!(cool_down_ms(&p, Failure::ServerError, 1), 1_000);
+        assert_eq!(cool_down_ms(&p, Failure::ServerError, 2), 2_000);
+        assert_eq!(cool_down_ms(&p, Failure::Timeout, 3), 4_000);
+        assert_eq!(cool_down_ms(&p, Failure::Unreachable, 40), 60_000);
+        assert_eq!(cool_down_ms(&p, Failure::ServerError, u32::MAX), 60_000);
+        assert_eq!(cool_down_ms(&p, Failure::Rejected, 1), 600_000);
+        let limited = |ms| Failure::RateLimited { retry_after_ms: ms };
+        assert_eq!(cool_down_ms(&p, limited(Some(7_500)), 5), 7_500);
+        assert_eq!(cool_down_ms(&p, limited(Some(u64::MAX)), 1), 3_600_000);
+        assert_eq!(cool_down_ms(&p, limited(None), 2), 2_000);
+    }
+
+    #[test]
+    fn statuses_map_to_failures() {
+        assert_eq!(
+            Failure::from_status(429, Some(5)),
+            Some(Failure::RateLimited {
+                retry_after_ms: Some(5)
+            })
+        );
+        assert_eq!(Failure::from_status(401, None), Some(Failure::Rejected));
+        assert_eq!(Failure::from_status(403, None), Some(Failure::Rejected));
+        assert_eq!(Failure::from_status(500, None), Some(Failure::ServerError));
+        assert_eq!(Failure::from_status(529, None), Some(Failure::ServerError));
+        assert_eq!(Failure::from_status(400, None), None);
+        assert_eq!(Failure::from_status(404, None), None);
+        assert_eq!(Failure::from_status(200, None), None);
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(retry_after_ms(None, Some("3")), Some(3_000));
+        assert_eq!(retry_after_ms(None, Some(" 1.5 ")), Some(1_500));
+        assert_eq!(retry_after_ms(Some("250"), Some("3")), Some(250));
+        assert_eq!(retry_after_ms(Some("x"), Some("2")), Some(2_000));
+        assert_eq!(retry_after_ms(None, Some("-1")), None);
+        assert_eq!(
+            retry_after_ms(None, Some("Wed, 21 Oct 2015 07:28:00 GMT")),
+            None
+        );
+        assert_eq!(retry_after_ms(None, None), None);
+    }
+
+    #[test]
+    fn health_sleeps_and_recovers() {
+        let h = KeyHealth::default();
+        let p = CoolDown::default();
+        assert!(h.is_awake(0));
+        assert_eq!(h.record_failure(&p, Failure::ServerError, 1_000), 1_000);
+        assert!(!h.is_awake(1_999));
+        assert!(h.is_awake(2_000));
+        assert_eq!(h.record_failure(&p, Failure::ServerError, 2_000), 2_000);
+        assert_eq!(
+            h.state(2_500),
+            HealthState::CoolingDown { until_ms: 4_000 }
+        );
+        h.record_success();
+        assert_eq!(h.record_failure(&p, Failure::ServerError, 10_000), 1_000);
+        h.record_failure(&p, Failure::Rejected, 20_000);
+        assert!(matches!(h.state(20_001), HealthState::Rejected { .. }));
+        h.record_success();
+        assert_eq!(h.state(700_000), HealthState::Healthy);
+    }
+
+    #[test]
+    fn wheels_spread_by_weight() {
+        assert_eq!(wheel(&[1, 1, 1]), vec![0, 1, 2]);
+        let w = wheel(&[3, 1]);
+        assert_eq!(w.len(), 4);
+        assert_eq!(w.iter().filter(|&&k| k == 0).count(), 3);
+        // Smooth: the light key is not last-in-a-burst of four.
+        assert_eq!(wheel(&[2, 4]), vec![1, 0, 1]);
+        assert_eq!(wheel(&[0, 0]), vec![0, 1]);
+        assert_eq!(wheel(&[]), Vec::<u16>::new());
+        let big = wheel(&[u32::MAX, 1]);
+        assert!(big.len() <= 1025);
+        assert!(big.contains(&1));
+    }
+
+    #[test]
+    fn round_robin_spreads_within_the_lowest_level() {
+        let a = key(1, 1, &["gpt*"], OPENAI);
+        let b = key(1, 1, &["gpt*"], OPENAI);
+        let backup = key(2, 1, &["gpt*"], OPENAI);
+        let o = owner(vec![a.clone(), b.clone(), backup]);
+        let picks: Vec<_> = (0..6)
+            .map(|_| {
+                o.attempts("gpt-4", OPENAI, None, None, 3)
+                    .next(0)
+                    .unwrap()
+                    .key
+                    .id
+            })
+            .collect();
+        assert_eq!(picks.iter().filter(|&&id| id == a.id).count(), 3);
+        assert_eq!(picks.iter().filter(|&&id| id == b.id).count(), 3);
+        assert_ne!(picks[0], picks[1]);
+    }
+
+    #[test]
+    fn failures_move_to_the_next_key_then_the_backup_level_then_fail() {
+        let a = key(1, 1, &["*"], OPENAI);
+        let b = key(1, 1, &["*"], OPENAI);
+        let c = key(2, 1, &["*"], OPENAI);
+        let o = owner(vec![a.clone(), b.clone(), c.clone()]);
+        let switch = BTreeMap::from([(1, 2)]);
+        let mut attempts = o.attempts("m", OPENAI, None, Some(&switch), 3);
+        let first = attempts.next(0).unwrap().key.id;
+        let second = attempts.next(0).unwrap().key.id;
+        assert_ne!(first, second);
+        assert!([a.id, b.id].contains(&first) && [a.id, b.id].contains(&second));
+        assert_eq!(attempts.next(0).unwrap().key.id, c.id);
+        assert_eq!(
+            attempts.next(0).err(),
+            Some(RouteError::AllFailed {
+                model: "m".into(),
+                tried: 3
+            })
+        );
+    }
+
+    #[test]
+    fn same_level_tries_are_bounded() {
+        let keys: Vec<_> = (0..5).map(|_| key(1, 1, &["*"], OPENAI)).collect();
+        let backup = key(2, 1, &["*"], OPENAI);
+        let o = owner([keys, vec![backup.clone()]].concat());
+        let switch = BTreeMap::from([(1, 2)]);
+        let mut attempts = o.attempts("m", OPENAI, None, Some(&switch), 2);
+        attempts.next(0).unwrap();
+        attempts.next(0).unwrap();
+        assert_eq!(attempts.next(0).unwrap().key.id, backup.id);
+    }
+
+    #[test]
+    fn sleeping_keys_are_skipped_and_a_sleeping_level_switches_over() {
+        let a = key(1, 1, &["*"], OPENAI);
+        let b = key(1, 1, &["*"], OPENAI);
+        let c = key(2, 1, &["*"], OPENAI);
+        let o = owner(vec![a.clone(), b.clone(), c.clone()]);
+        let p = CoolDown::default();
+        let health = |id| o.keys().find(|(k, _)| k.id == id).unwrap().1.clone();
+        health(a.id).record_failure(&p, Failure::ServerError, 0);
+        for _ in 0..4 {
+            let mut attempts = o.attempts("m", OPENAI, None, None, 3);
+            assert_eq!(attempts.next(10).unwrap().key.id, b.id);
+        }
+        health(b.id).record_failure(&p, Failure::Rejected, 0);
+        let switch = BTreeMap::from([(1, 2)]);
+        let mut attempts = o.attempts("m", OPENAI, None, Some(&switch), 3);
+        assert_eq!(attempts.next(10).unwrap().key.id, c.id);
+        // Without a backup level: an explicit error naming the wait.
+        let mut attempts = o.attempts("m", OPENAI, None, None, 3);
+        assert_eq!(
+            attempts.next(10).err(),
+            Some(RouteError::AllCoolingDown {
+                model: "m".into(),
+                wake_in_ms: 990
+            })
+        );
+        // Recovery: after its sleep the first key serves again.
+        let mut attempts = o.attempts("m", OPENAI, None, None, 3);
+        assert_eq!(attempts.next(1_000).unwrap().key.id, a.id);
+    }
+
+    #[test]
+    fn level_mapper_and_protocols_and_models() {
+        let a = key(1, 1, &["gpt*"], OPENAI);
+        let b = key(2, 1, &["gpt*"], OPENAI);
+        let claude = key(1, 1, &["claude*"], ProviderKind::Anthropic);
+        let o = owner(vec![a, b.clone(), claude.clone()]);
+        let mut attempts = o.attempts("gpt-4", OPENAI, Some(2), None, 3);
+        assert_eq!(attempts.next(0).unwrap().key.id, b.id);
+        let mut attempts = o.attempts("claude-3", ProviderKind::Anthropic, None, None, 3);
+        assert_eq!(attempts.next(0).unwrap().key.id, claude.id);
+        let mut attempts = o.attempts("claude-3", OPENAI, None, None, 3);
+        assert!(matches!(
+            attempts.next(0),
+            Err(RouteError::WrongProtocol {
+                served_by: "anthropic",
+                ..
+            })
+        ));
+        let mut attempts = o.attempts("llama", OPENAI, None, None, 3);
+        assert_eq!(
+            attempts.next(0).err(),
+            Some(RouteError::NoProviderForModel("llama".into()))
+        );
+        // A mapped level without a key for the model fails rather than wander off.
+        let mut attempts = o.attempts("gpt-4", OPENAI, Some(7), None, 3);
+        assert!(attempts.next(0).is_err());
+    }
+
+    #[test]
+    fn a_switch_over_cycle_ends() {
+        let a = key(1, 1, &["*"], OPENAI);
+        let b = key(2, 1, &["*"], OPENAI);
+        let o = owner(vec![a, b]);
+        let switch = BTreeMap::from([(1, 2), (2, 1)]);
+        let mut attempts = o.attempts("m", OPENAI, None, Some(&switch), 1);
+        assert!(attempts.next(0).is_ok());
+        assert!(attempts.next(0).is_ok());
+        assert!(attempts.next(0).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn wheel_counts_follow_weights(weights in proptest::collection::vec(1u32..20, 1..8)) {
+            let w = wheel(&weights);
+            let g = weights.iter().map(|&x| u64::from(x)).fold(0, gcd);
+            for (i, weight) in weights.iter().enumerate() {
+                let count = w.iter().filter(|&&k| usize::from(k) == i).count() as u64;
+                prop_assert_eq!(count, u64::from(*weight) / g);
+            }
+        }
+
+        #[test]
+        fn attempts_never_repeat_a_key_and_never_leave_the_owner(
+            levels in proptest::collection::vec((1u32..4, 1u32..5, any::<bool>(), any::<bool>()), 1..10),
+            switch in proptest::collection::btree_map(1u32..4, 1u32..4, 0..4),
+            max in 1u32..5,
+            mapped in proptest::option::of(1u32..4),
+        ) {
+            let keys: Vec<ProviderKey> = levels
+                .iter()
+                .map(|&(level, weight, serves, anthropic)| {
+                    let kind = if anthropic { ProviderKind::Anthropic } else { OPENAI };
+                    key(level, weight, &[if serves { "m*" } else { "other" }], kind)
+                })
+                .collect();
+            let o = owner(keys.clone());
+            let mut attempts = o.attempts("m1", OPENAI, mapped, Some(&switch), max);
+            let mut seen = Vec::new();
+            while let Ok(choice) = attempts.next(0) {
+                prop_assert!(keys.iter().any(|k| k.id == choice.key.id));
+                prop_assert_eq!(choice.key.kind, OPENAI);
+                prop_assert!(model::any_matches(&choice.key.models, "m1"));
+                prop_assert!(!seen.contains(&choice.key.id));
+                seen.push(choice.key.id);
+                prop_assert!(seen.len() <= keys.len());
+            }
+        }
+    }
+}
