@@ -146,9 +146,7 @@ fn anthropic_type(code: ErrorCode) -> &'static str {
         ErrorCode::PayloadTooLarge => "request_too_large",
         ErrorCode::RateLimited => "rate_limit_error",
         ErrorCode::Unavailable => "overloaded_error",
-        ErrorCode::UpstreamFailed | ErrorCode::UpstreamTimeout | ErrorCode::Internal => {
-            "api_error"
-        }
+        ErrorCode::UpstreamFailed | ErrorCode::UpstreamTimeout | ErrorCode::Internal => "api_error",
     }
 }
 
@@ -249,10 +247,7 @@ mod tests {
         assert_eq!(Endpoint::Messages.protocol(), Protocol::Anthropic);
         assert_eq!(Endpoint::CountTokens.protocol(), Protocol::Anthropic);
         assert_eq!(Endpoint::Responses.protocol(), Protocol::OpenAi);
-        assert_eq!(
-            Protocol::Anthropic.provider_kind(),
-            ProviderKind::Anthropic
-        );
+        assert_eq!(Protocol::Anthropic.provider_kind(), ProviderKind::Anthropic);
     }
 
     #[test]

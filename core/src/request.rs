@@ -290,7 +290,10 @@ mod tests {
         let escaped = br#"{"model":"a\u0062"}"#;
         let facts = parse_facts(escaped).unwrap();
         assert_eq!(facts.model, "ab");
-        assert_eq!(with_model(escaped, &facts, "c"), br#"{"model":"c"}"#.to_vec());
+        assert_eq!(
+            with_model(escaped, &facts, "c"),
+            br#"{"model":"c"}"#.to_vec()
+        );
         assert!(matches!(
             parse_facts(br#"{"model":"a","model":"b"}"#),
             Err(FactsError::Malformed(_))

@@ -117,9 +117,13 @@ pub struct KeyHealth {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HealthState {
     Healthy,
-    CoolingDown { until_ms: i64 },
+    CoolingDown {
+        until_ms: i64,
+    },
     /// The provider refused the credential; sleeping long.
-    Rejected { until_ms: i64 },
+    Rejected {
+        until_ms: i64,
+    },
 }
 
 impl KeyHealth {
@@ -522,10 +526,7 @@ mod tests {
         assert!(!h.is_awake(1_999));
         assert!(h.is_awake(2_000));
         assert_eq!(h.record_failure(&p, Failure::ServerError, 2_000), 2_000);
-        assert_eq!(
-            h.state(2_500),
-            HealthState::CoolingDown { until_ms: 4_000 }
-        );
+        assert_eq!(h.state(2_500), HealthState::CoolingDown { until_ms: 4_000 });
         h.record_success();
         assert_eq!(h.record_failure(&p, Failure::ServerError, 10_000), 1_000);
         h.record_failure(&p, Failure::Rejected, 20_000);

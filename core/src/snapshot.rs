@@ -391,10 +391,13 @@ impl Compiled {
         let rules = self.rules.get(&owner);
         let mapped = rules.and_then(|r| r.level_for(model));
         let switch_over = rules.map(|r| &r.switch_over);
-        self.owners
-            .get(&owner)
-            .unwrap_or(&NO_KEYS)
-            .attempts(model, kind, mapped, switch_over, max_per_level)
+        self.owners.get(&owner).unwrap_or(&NO_KEYS).attempts(
+            model,
+            kind,
+            mapped,
+            switch_over,
+            max_per_level,
+        )
     }
 
     /// Every provider key with its health, for reporting.

@@ -161,7 +161,10 @@ struct WithAnthropicUsage {
 impl AnthropicUsage {
     fn apply(self, to: &mut TokenUsage) {
         let read = self.cache_read_input_tokens;
-        if self.input_tokens.is_some() || read.is_some() || self.cache_creation_input_tokens.is_some() {
+        if self.input_tokens.is_some()
+            || read.is_some()
+            || self.cache_creation_input_tokens.is_some()
+        {
             let read = read.unwrap_or(0);
             to.input = self
                 .input_tokens
@@ -186,7 +189,9 @@ pub fn usage_from_json(shape: UsageShape, body: &[u8]) -> Option<TokenUsage> {
             .usage
             .map(TokenUsage::from),
         UsageShape::Anthropic => {
-            let u = serde_json::from_slice::<WithAnthropicUsage>(body).ok()?.usage?;
+            let u = serde_json::from_slice::<WithAnthropicUsage>(body)
+                .ok()?
+                .usage?;
             let mut t = TokenUsage::default();
             u.apply(&mut t);
             Some(t)

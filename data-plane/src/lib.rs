@@ -3,12 +3,17 @@
 //! Layout:
 //! - [`live`]: the compiled snapshot behind one `ArcSwap`.
 //! - [`sync`]: follows the control plane's snapshot stream (the proto edge).
-//! - [`proxy`]: the request path.
+//! - [`proxy`]: the request path: admission, routing facts, the attempt loop.
+//! - `upstream`: one attempt on one provider key. `relay`: answers back to the
+//!   client (whole, passed through, or event by event). `meter`: the usage event.
 //! - [`usage`]: delivery of usage events to the collector.
 
 pub mod live;
+mod meter;
 pub mod proxy;
+mod relay;
 pub mod sync;
+mod upstream;
 pub mod usage;
 
 use std::net::SocketAddr;
@@ -21,7 +26,9 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use switchyard_core::crypto::Keyring;
+use switchyard_core::endpoint::{Endpoint, Protocol};
 use switchyard_core::error::ErrorCode;
+use switchyard_core::route::CoolDown;
 use switchyard_runtime::Shutdown;
 use tokio::net::TcpListener;
 
@@ -38,6 +45,11 @@ pub struct Config {
     /// Identifies this process to the control plane.
     pub replica_id: String,
     pub limits: Limits,
+    pub cool_down: CoolDown,
+    /// Proxies whose `X-Forwarded-For` is believed (none by default).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Longest wait to open a connection to an upstream.
+    pub connect_timeout: Duration,
     /// Usage events held in memory before delivery.
     pub usage_queue: usize,
     /// How long shutdown waits for usage to be acknowledged.
@@ -57,10 +69,11 @@ pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-pub fn upstream_client() -> Result<reqwest::Client, reqwest::Error> {
+/// Pooled keep-alive connections per upstream; HTTP/2 where TLS negotiates it.
+pub fn upstream_client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
     install_tls_provider();
     reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
+        .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)
@@ -68,11 +81,16 @@ pub fn upstream_client() -> Result<reqwest::Client, reqwest::Error> {
 }
 
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/v1/chat/completions", post(proxy::chat_completions))
+    let proxied = Endpoint::ALL
+        .iter()
+        .fold(Router::new(), |r, e| r.route(e.path(), post(proxy::handle)));
+    proxied
+        .route("/v1/models", get(proxy::models))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .fallback(|| async { error_response(ErrorCode::NotFound, "no such endpoint") })
+        .fallback(|| async {
+            error_response(Protocol::OpenAi, ErrorCode::NotFound, "no such endpoint")
+        })
         .with_state(app)
 }
 
@@ -103,9 +121,11 @@ pub async fn run(
     let app = Arc::new(App {
         live,
         keyring: config.keyring,
-        client: upstream_client()?,
+        client: upstream_client(config.connect_timeout)?,
         usage: sink,
         limits: config.limits,
+        cool_down: config.cool_down,
+        trusted_proxies: config.trusted_proxies,
     });
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use switchyard_core::route::CoolDown;
 use switchyard_data_plane::Config;
 use switchyard_data_plane::proxy::Limits;
 use switchyard_runtime::{KeyringArgs, bind, init_logging, shutdown_on_signal, write_addr_file};
@@ -48,6 +49,19 @@ struct Args {
     /// Seconds of silence tolerated between chunks of a response.
     #[arg(long, default_value_t = 120)]
     idle_timeout_seconds: u64,
+    /// Seconds to wait for a connection to an upstream.
+    #[arg(long, default_value_t = 10)]
+    connect_timeout_seconds: u64,
+    /// Seconds a stream whose client left keeps draining for its usage.
+    #[arg(long, default_value_t = 300)]
+    drain_timeout_seconds: u64,
+    /// Provider keys tried on one level before switching over to its backup.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=16))]
+    tries_per_level: u32,
+    /// Networks of proxies in front of the router whose `X-Forwarded-For` is believed
+    /// (comma-separated CIDRs). Empty: the peer address is the client.
+    #[arg(long, env = "SWITCHYARD_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Vec<ipnet::IpNet>,
     /// Write the bound address as JSON to this file once listening.
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -78,8 +92,13 @@ async fn main() -> anyhow::Result<()> {
             max_request_body: args.max_request_body,
             first_byte_timeout: Duration::from_secs(args.first_byte_timeout_seconds),
             idle_timeout: Duration::from_secs(args.idle_timeout_seconds),
+            drain_timeout: Duration::from_secs(args.drain_timeout_seconds),
+            tries_per_level: args.tries_per_level,
             ..Limits::default()
         },
+        cool_down: CoolDown::default(),
+        trusted_proxies: args.trusted_proxies,
+        connect_timeout: Duration::from_secs(args.connect_timeout_seconds),
         usage_queue: 65_536,
         usage_flush_timeout: Duration::from_secs(15),
     };

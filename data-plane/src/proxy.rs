@@ -1,8 +1,10 @@
-//! The request path: authenticate from the snapshot, read the routing facts, pick a
-//! provider key, open its secret just in time, forward, stream back, meter.
+//! The request path: authenticate from the snapshot, check the policy, read the
+//! routing facts, map the model, try provider keys (same level, then switch-over),
+//! relay the answer, meter.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -13,19 +15,17 @@ use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use switchyard_core::apikey;
 use switchyard_core::crypto::Keyring;
-use switchyard_core::error::{ErrorCode, openai_error_body};
-use switchyard_core::ids::EventId;
-use switchyard_core::request::{self, FactsError, RequestFacts};
-use switchyard_core::rules::Price;
-use switchyard_core::snapshot::{AuthError, Caller, ProviderKey, RouteError};
-use switchyard_core::sse::{self, SseFramer};
-use switchyard_core::usage::{self, StreamChunkUsage, TokenUsage, UsageEvent, UsageSource};
+use switchyard_core::endpoint::{Endpoint, Protocol, RequestBody, error_body};
+use switchyard_core::error::ErrorCode;
+use switchyard_core::request::{self, FactsError, FieldScan};
+use switchyard_core::route::{CoolDown, Failure, RouteError};
+use switchyard_core::snapshot::{AuthError, Caller, Compiled};
 use switchyard_runtime::now_ms;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use zeroize::Zeroizing;
 
 use crate::live::Live;
+use crate::meter::Meter;
+use crate::relay::{self, Relay};
+use crate::upstream::{self, AttemptFailure, Sent, UpstreamBody};
 use crate::usage::UsageSink;
 
 pub const REQUEST_ID: &str = "x-request-id";
@@ -35,10 +35,16 @@ pub const REQUEST_ID: &str = "x-request-id";
 pub struct Limits {
     pub max_request_body: usize,
     pub max_response_body: usize,
-    /// From sending the request to the upstream's response headers.
+    /// From sending a request to the upstream's first event (streams) or headers.
     pub first_byte_timeout: Duration,
-    /// Longest silence between two chunks of a streamed response.
+    /// Longest silence between two chunks of an answer.
     pub idle_timeout: Duration,
+    /// How long a stream whose client left keeps draining for its usage.
+    pub drain_timeout: Duration,
+    /// Keys tried on one level before switching over.
+    pub tries_per_level: u32,
+    /// Bytes of a multipart upload read while looking for its `model` field.
+    pub multipart_prefix: usize,
 }
 
 impl Default for Limits {
@@ -48,6 +54,9 @@ impl Default for Limits {
             max_response_body: 64 * 1024 * 1024,
             first_byte_timeout: Duration::from_secs(120),
             idle_timeout: Duration::from_secs(120),
+            drain_timeout: Duration::from_secs(300),
+            tries_per_level: 3,
+            multipart_prefix: 1024 * 1024,
         }
     }
 }
@@ -58,6 +67,9 @@ pub struct App {
     pub client: reqwest::Client,
     pub usage: UsageSink,
     pub limits: Limits,
+    pub cool_down: CoolDown,
+    /// Proxies whose `X-Forwarded-For` is believed (none by default).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// A refusal or failure, in the vocabulary every service shares.
@@ -65,6 +77,7 @@ pub struct App {
 pub struct ProxyError {
     code: ErrorCode,
     message: String,
+    retry_after_secs: Option<u64>,
 }
 
 impl ProxyError {
@@ -72,7 +85,12 @@ impl ProxyError {
         Self {
             code,
             message: message.into(),
+            retry_after_secs: None,
         }
+    }
+
+    fn denied(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::PermissionDenied, message)
     }
 }
 
@@ -92,21 +110,25 @@ impl From<FactsError> for ProxyError {
     }
 }
 
-impl From<RouteError> for ProxyError {
-    fn from(e: RouteError) -> Self {
-        Self::new(ErrorCode::NotFound, e.to_string())
-    }
-}
-
-/// An error response in OpenAI's shape.
-pub fn error_response(code: ErrorCode, message: &str) -> Response {
-    let mut response = Response::new(Body::from(openai_error_body(code, message)));
+/// An error response in the shape of the client's protocol.
+pub fn error_response(protocol: Protocol, code: ErrorCode, message: &str) -> Response {
+    let mut response = Response::new(Body::from(error_body(protocol, code, message)));
     *response.status_mut() =
         StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    response
+}
+
+fn proxy_error_response(protocol: Protocol, e: &ProxyError) -> Response {
+    let mut response = error_response(protocol, e.code, &e.message);
+    if let Some(secs) = e.retry_after_secs
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
     response
 }
 
@@ -124,17 +146,8 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-pub async fn chat_completions(
-    State(app): State<Arc<App>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
-) -> Response {
-    let started = Instant::now();
+fn with_request_id(mut response: Response) -> Response {
     let request_id = uuid::Uuid::now_v7();
-    let mut response = match forward(&app, peer, request, started).await {
-        Ok(r) => r,
-        Err(e) => error_response(e.code, &e.message),
-    };
     let mut text = uuid::Uuid::encode_buffer();
     if let Ok(v) = HeaderValue::from_str(request_id.hyphenated().encode_lower(&mut text)) {
         response.headers_mut().insert(REQUEST_ID, v);
@@ -142,169 +155,342 @@ pub async fn chat_completions(
     response
 }
 
-/// Everything one metered call records, filled in as the call goes.
-struct Meter {
-    sink: UsageSink,
-    started: Instant,
-    caller: Caller,
-    provider: switchyard_core::ids::ProviderKeyId,
-    level: u32,
-    model: String,
-    path: &'static str,
-    client_addr: String,
-    streamed: bool,
-    /// The owner's price for the model at request time.
-    price: Option<Price>,
-}
-
-impl Meter {
-    fn finish(self, status: u16, tokens: Option<TokenUsage>, ttfb: Option<Duration>) {
-        let millis = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
-        // A successful call without reported usage still costs its per-request price.
-        let charged = match (tokens, status < 400) {
-            (Some(t), _) => Some(t),
-            (None, true) => Some(TokenUsage::default()),
-            (None, false) => None,
-        };
-        let cost_nanos = match (self.price, charged) {
-            (Some(price), Some(t)) => price.cost_nanos(&t),
-            _ => 0,
-        };
-        let billed_nanos = match charged {
-            Some(t) => self
-                .caller
-                .billing
-                .billed_nanos(&self.model, &t, cost_nanos),
-            None => 0,
-        };
-        self.sink.emit(UsageEvent {
-            id: EventId::new(),
-            at_unix_ms: now_ms(),
-            account_chain: self.caller.chain.to_vec(),
-            issued_key: self.caller.key,
-            provider_key: Some(self.provider),
-            model_requested: self.model.clone(),
-            model_served: self.model,
-            level: self.level,
-            status,
-            latency_ms: millis(self.started.elapsed()),
-            ttfb_ms: ttfb.map(millis),
-            cost_nanos,
-            billed_nanos,
-            tokens: tokens.unwrap_or_default(),
-            source: if tokens.is_some() {
-                UsageSource::Reported
-            } else {
-                UsageSource::Missing
-            },
-            path: self.path.to_owned(),
-            client_addr: self.client_addr,
-            streamed: self.streamed,
-        });
-    }
-}
-
-async fn forward(
-    app: &App,
-    peer: SocketAddr,
+/// Every proxied endpoint lands here; the path names the endpoint.
+pub async fn handle(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
-    started: Instant,
-) -> Result<Response, ProxyError> {
-    let snapshot = app.live.load().ok_or_else(|| {
+) -> Response {
+    let started = Instant::now();
+    let Some(endpoint) = Endpoint::from_path(request.uri().path()) else {
+        return with_request_id(error_response(
+            Protocol::OpenAi,
+            ErrorCode::NotFound,
+            "no such endpoint",
+        ));
+    };
+    let protocol = endpoint.protocol();
+    let response = match forward(&app, endpoint, peer, request, started).await {
+        Ok(r) => r,
+        Err(e) => proxy_error_response(protocol, &e),
+    };
+    with_request_id(response)
+}
+
+/// Who calls, checked against the snapshot and the caller's effective policy in the
+/// order the design gives: key, resource, client address.
+fn admit(
+    app: &App,
+    snapshot: &Compiled,
+    path: &str,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<(Caller, std::net::IpAddr), ProxyError> {
+    let presented = presented_key(headers).ok_or_else(|| {
+        ProxyError::new(
+            ErrorCode::Unauthenticated,
+            "missing API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`",
+        )
+    })?;
+    let caller = snapshot.authenticate(presented, now_ms())?;
+    if !caller.policy.allows_resource(path) {
+        return Err(ProxyError::denied(format!(
+            "{path} is not among this account's allowed resources"
+        )));
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let client = request::client_ip(peer.ip(), forwarded, &app.trusted_proxies);
+    if !caller.policy.allows_ip(client) {
+        return Err(ProxyError::denied(format!(
+            "client address {client} is not among this account's allowed networks"
+        )));
+    }
+    Ok((caller, client))
+}
+
+fn loaded(app: &App) -> Result<Arc<Compiled>, ProxyError> {
+    app.live.load().ok_or_else(|| {
         ProxyError::new(
             ErrorCode::Unavailable,
             "the router has not received its configuration yet",
         )
-    })?;
+    })
+}
+
+/// What the request body gave routing.
+struct Prepared {
+    model: String,
+    stream: bool,
+    body: UpstreamBody,
+    strip_usage_chunk: bool,
+}
+
+async fn forward(
+    app: &App,
+    endpoint: Endpoint,
+    peer: SocketAddr,
+    request: Request,
+    started: Instant,
+) -> Result<Response, ProxyError> {
+    let snapshot = loaded(app)?;
     let (parts, body) = request.into_parts();
-    let presented = presented_key(&parts.headers).ok_or_else(|| {
-        ProxyError::new(
-            ErrorCode::Unauthenticated,
-            "missing API key: send `Authorization: Bearer <key>`",
-        )
-    })?;
-    let caller = snapshot.authenticate(presented, now_ms())?;
-    let path = parts.uri.path();
-    if !caller.policy.allows_resource(path) {
-        return Err(ProxyError::new(
-            ErrorCode::PermissionDenied,
-            format!("{path} is not among this account's allowed resources"),
-        ));
-    }
-    if !caller.policy.allows_ip(peer.ip()) {
-        return Err(ProxyError::new(
-            ErrorCode::PermissionDenied,
-            format!(
-                "client address {} is not among this account's allowed networks",
-                peer.ip()
-            ),
-        ));
-    }
+    let (caller, client) = admit(app, &snapshot, parts.uri.path(), peer, &parts.headers)?;
+    let owner = caller.main_account();
+    let too_large = Arc::new(AtomicBool::new(false));
 
-    let body = read_body(body, &parts.headers, app.limits.max_request_body).await?;
-    let facts = request::parse_facts(&body)?;
-    if !caller.policy.allows_model(&facts.model) {
-        return Err(ProxyError::new(
-            ErrorCode::PermissionDenied,
-            format!(
-                "model {:?} is not among this account's allowed models",
-                facts.model
-            ),
-        ));
-    }
-    let provider = snapshot.route(caller.main_account(), &facts.model)?;
-    // When the router asked the upstream for usage, it keeps that chunk from the client.
-    let (upstream_body, strip_usage_chunk) = match request::with_stream_usage(&body, &facts)? {
-        Some(rewritten) => (Bytes::from(rewritten), true),
-        None => (body, false),
-    };
-
-    let price = snapshot.price(caller.main_account(), &facts.model);
-    let meter = Meter {
-        sink: app.usage.clone(),
-        started,
-        caller,
-        provider: provider.id,
-        level: provider.level,
-        model: facts.model.clone(),
-        path: "/v1/chat/completions",
-        client_addr: peer.ip().to_string(),
-        streamed: facts.stream,
-        price,
-    };
-    let upstream = match send_upstream(app, provider, upstream_body, &parts.headers).await {
-        Ok(r) => r,
-        Err(e) => {
-            meter.finish(e.code.http_status(), None, None);
-            return Err(e);
+    // Read only what routing needs; the model allowlist applies to the requested name,
+    // the ModelMapper then names the model that is served.
+    let mut prepared = match endpoint.request_body() {
+        RequestBody::Json => {
+            let body = read_body(body, &parts.headers, app.limits.max_request_body).await?;
+            let facts = request::parse_facts(&body)?;
+            check_model(&caller, &facts.model)?;
+            let served = snapshot.map_model(owner, &facts.model);
+            let body = if served != facts.model {
+                Bytes::from(request::with_model(&body, &facts, served))
+            } else {
+                body
+            };
+            let mut strip_usage_chunk = false;
+            let body = if endpoint == Endpoint::ChatCompletions {
+                // Re-read the facts only if the body changed: the splice needs them.
+                let facts = if served != facts.model {
+                    request::parse_facts(&body)?
+                } else {
+                    facts.clone()
+                };
+                match request::with_stream_usage(&body, &facts)? {
+                    Some(rewritten) => {
+                        strip_usage_chunk = true;
+                        Bytes::from(rewritten)
+                    }
+                    None => body,
+                }
+            } else {
+                body
+            };
+            Prepared {
+                model: facts.model,
+                stream: facts.stream,
+                body: UpstreamBody::Whole(body),
+                strip_usage_chunk,
+            }
+        }
+        RequestBody::Multipart => {
+            let (model, body) =
+                read_multipart(app, body, &parts.headers, too_large.clone()).await?;
+            check_model(&caller, &model)?;
+            if snapshot.map_model(owner, &model) != model {
+                // Rewriting a field of a streamed upload is not supported; say so.
+                return Err(ProxyError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("model {model:?} is an alias; uploads must name the model served"),
+                ));
+            }
+            Prepared {
+                model,
+                stream: false,
+                body,
+                strip_usage_chunk: false,
+            }
         }
     };
-    let ttfb = started.elapsed();
-    let status = upstream.status();
-    let is_sse = upstream
+
+    let served = snapshot.map_model(owner, &prepared.model).to_owned();
+    let price = snapshot.price(owner, &served);
+    let mut meter = Meter::new(
+        app.usage.clone(),
+        started,
+        caller,
+        prepared.model.clone(),
+        served.clone(),
+        endpoint.path(),
+        client.to_string(),
+        prepared.stream,
+        price,
+    );
+    let kind = endpoint.protocol().provider_kind();
+    let mut attempts = snapshot.attempts(owner, &served, kind, app.limits.tries_per_level);
+    let mut last: Option<AttemptFailure> = None;
+    loop {
+        let choice = match attempts.next(now_ms()) {
+            Ok(c) => c,
+            Err(e) => {
+                let error = exhausted(e, last.as_ref(), &app.cool_down);
+                meter.finish(error.code.http_status(), None);
+                return Err(error);
+            }
+        };
+        let key = choice.key;
+        meter.provider = Some(key.id);
+        meter.level = key.level;
+        let deadline = Instant::now() + app.limits.first_byte_timeout;
+        let sent = upstream::send(
+            &app.client,
+            &app.keyring,
+            key,
+            endpoint,
+            &mut prepared.body,
+            &parts.headers,
+            deadline,
+        )
+        .await;
+        let failure = match sent {
+            Sent::Answer(answer) => {
+                match answered(app, endpoint, &prepared, answer, deadline, meter, started).await {
+                    Ok(response) => {
+                        choice.health.record_success();
+                        return Ok(response);
+                    }
+                    Err((failure, m)) => {
+                        meter = m;
+                        failure
+                    }
+                }
+            }
+            Sent::KeyFailed(failure) => failure,
+            Sent::NotReplayable => {
+                let error = ProxyError::new(
+                    ErrorCode::UpstreamFailed,
+                    format!(
+                        "the upload could not be retried on another provider key after: {}",
+                        last.as_ref().map_or("a failure", |f| f.detail.as_str())
+                    ),
+                );
+                meter.finish(error.code.http_status(), None);
+                return Err(error);
+            }
+            Sent::Unusable(reason) => AttemptFailure::new(Failure::Rejected, reason),
+        };
+        if too_large.load(Ordering::Relaxed) {
+            let error = body_too_large(app.limits.max_request_body);
+            meter.finish(error.code.http_status(), None);
+            return Err(error);
+        }
+        let slept = choice
+            .health
+            .record_failure(&app.cool_down, failure.failure, now_ms());
+        tracing::warn!(
+            provider_key = %key.id,
+            level = key.level,
+            failure = ?failure.failure,
+            detail = %failure.detail,
+            cool_down_ms = slept,
+            "provider key failed; trying the next"
+        );
+        if failure.failure == Failure::Rejected {
+            tracing::error!(provider_key = %key.id, "provider refused the key's credential; it is unhealthy until it works again");
+        }
+        last = Some(failure);
+    }
+}
+
+/// The upstream answered with a status that is not the key's fault: relay it, unless
+/// it breaks before anything reached the client (then it is the key's failure).
+async fn answered(
+    app: &App,
+    endpoint: Endpoint,
+    prepared: &Prepared,
+    answer: reqwest::Response,
+    deadline: Instant,
+    mut meter: Meter,
+    started: Instant,
+) -> Result<Response, (AttemptFailure, Meter)> {
+    let status = answer.status();
+    let is_sse = answer
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
-    if facts.stream && status.is_success() && is_sse {
-        return Ok(stream_back(app, upstream, meter, strip_usage_chunk, ttfb));
+    if prepared.stream && status.is_success() && is_sse {
+        let started_stream = match relay::first_event(answer, deadline).await {
+            Ok(s) => s,
+            Err(f) => return Err((f, meter)),
+        };
+        meter.ttfb = Some(started.elapsed());
+        let relay = Relay {
+            endpoint,
+            strip_usage_chunk: prepared.strip_usage_chunk,
+            idle: app.limits.idle_timeout,
+            drain: app.limits.drain_timeout,
+        };
+        return Ok(relay::stream_back(started_stream, relay, meter));
     }
-    buffer_back(app, upstream, meter, &facts, ttfb).await
+    meter.ttfb = Some(started.elapsed());
+    if endpoint.passes_body_through() && status.is_success() {
+        return Ok(relay::pass_through(answer, meter, app.limits.idle_timeout));
+    }
+    match relay::read_whole(
+        answer,
+        app.limits.max_response_body,
+        app.limits.idle_timeout,
+    )
+    .await
+    {
+        Ok(whole) => Ok(relay::whole_back(endpoint, whole, meter)),
+        Err(f) => Err((f, meter)),
+    }
+}
+
+fn check_model(caller: &Caller, model: &str) -> Result<(), ProxyError> {
+    if caller.policy.allows_model(model) {
+        Ok(())
+    } else {
+        Err(ProxyError::denied(format!(
+            "model {model:?} is not among this account's allowed models"
+        )))
+    }
+}
+
+/// The error once no key is left, naming why.
+fn exhausted(e: RouteError, last: Option<&AttemptFailure>, cool_down: &CoolDown) -> ProxyError {
+    match e {
+        RouteError::NoProviderForModel(_) => ProxyError::new(ErrorCode::NotFound, e.to_string()),
+        RouteError::WrongProtocol { .. } => {
+            ProxyError::new(ErrorCode::InvalidRequest, e.to_string())
+        }
+        RouteError::AllCoolingDown { wake_in_ms, .. } => {
+            let mut error = ProxyError::new(ErrorCode::Unavailable, e.to_string());
+            error.retry_after_secs = Some(wake_in_ms.div_ceil(1000).max(1));
+            error
+        }
+        RouteError::AllFailed { .. } => {
+            let detail = last.map_or("no detail", |f| f.detail.as_str());
+            let message = format!("{e}; the last: {detail}");
+            match last.map(|f| f.failure) {
+                Some(Failure::RateLimited { retry_after_ms }) => {
+                    let mut error = ProxyError::new(ErrorCode::RateLimited, message);
+                    let ms = retry_after_ms.unwrap_or(cool_down.base_ms);
+                    error.retry_after_secs = Some(ms.div_ceil(1000).max(1));
+                    error
+                }
+                Some(Failure::Timeout) => ProxyError::new(ErrorCode::UpstreamTimeout, message),
+                _ => ProxyError::new(ErrorCode::UpstreamFailed, message),
+            }
+        }
+    }
+}
+
+fn body_too_large(max: usize) -> ProxyError {
+    ProxyError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("request body is larger than {max} bytes"),
+    )
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 async fn read_body(body: Body, headers: &HeaderMap, max: usize) -> Result<Bytes, ProxyError> {
-    let too_large = || {
-        ProxyError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("request body is larger than {max} bytes"),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > max as u64) {
-        return Err(too_large());
+    if declared_length(headers).is_some_and(|len| len > max as u64) {
+        return Err(body_too_large(max));
     }
     axum::body::to_bytes(body, max).await.map_err(|e| {
         let limit = std::error::Error::source(&e).is_some_and(|s| {
@@ -312,190 +498,138 @@ async fn read_body(body: Body, headers: &HeaderMap, max: usize) -> Result<Bytes,
                 .is_some()
         });
         if limit {
-            too_large()
+            body_too_large(max)
         } else {
             ProxyError::new(ErrorCode::InvalidRequest, "could not read the request body")
         }
     })
 }
 
-async fn send_upstream(
+/// Read a multipart upload until its `model` field is known. A body that arrived
+/// whole stays replayable; a larger one is streamed on, counted against the limit.
+async fn read_multipart(
     app: &App,
-    provider: &ProviderKey,
-    body: Bytes,
-    client_headers: &HeaderMap,
-) -> Result<reqwest::Response, ProxyError> {
-    // Opened just in time; wiped when this function returns. The header value built
-    // from it is marked sensitive so no layer logs it.
-    let secret: Zeroizing<Vec<u8>> = app.keyring.open(&provider.secret, provider.id.0.as_bytes()).map_err(|e| {
-        tracing::error!(provider_key = %provider.id, error = %e, "cannot open a provider secret");
-        ProxyError::new(ErrorCode::Unavailable, "the provider key for this model cannot be used; its owner must re-add it")
-    })?;
-    let mut auth = Zeroizing::new(Vec::with_capacity(secret.len() + 7));
-    auth.extend_from_slice(b"Bearer ");
-    auth.extend_from_slice(&secret);
-    let mut auth = HeaderValue::from_bytes(&auth).map_err(|_| {
+    body: Body,
+    headers: &HeaderMap,
+    too_large: Arc<AtomicBool>,
+) -> Result<(String, UpstreamBody), ProxyError> {
+    let max = app.limits.max_request_body;
+    if declared_length(headers).is_some_and(|len| len > max as u64) {
+        return Err(body_too_large(max));
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let boundary = request::multipart_boundary(content_type)
+        .ok_or_else(|| {
+            ProxyError::new(
+                ErrorCode::InvalidRequest,
+                "this endpoint takes `multipart/form-data` with a boundary",
+            )
+        })?
+        .to_owned();
+    let mut stream = body.into_data_stream();
+    let mut prefix: Vec<u8> = Vec::new();
+    let missing = || {
         ProxyError::new(
-            ErrorCode::Unavailable,
-            "the provider key holds characters a header cannot carry",
+            ErrorCode::InvalidRequest,
+            FactsError::MissingModel.to_string(),
         )
-    })?;
-    auth.set_sensitive(true);
-
-    let url = format!("{}/chat/completions", provider.base_url);
-    let mut builder = app
-        .client
-        .post(url)
-        .header(header::AUTHORIZATION, auth)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(body);
-    if let Some(accept) = client_headers.get(header::ACCEPT) {
-        builder = builder.header(header::ACCEPT, accept.clone());
-    }
-    match tokio::time::timeout(app.limits.first_byte_timeout, builder.send()).await {
-        Err(_) => Err(ProxyError::new(
-            ErrorCode::UpstreamTimeout,
-            "the upstream provider did not answer in time",
-        )),
-        Ok(Err(e)) => {
-            tracing::warn!(provider_key = %provider.id, error = %e, "upstream request failed");
-            Err(ProxyError::new(
-                ErrorCode::UpstreamFailed,
-                "the upstream provider could not be reached",
-            ))
+    };
+    let model = loop {
+        match request::multipart_text_field(&prefix, &boundary, "model") {
+            FieldScan::Found(model) => break model,
+            FieldScan::Absent => return Err(missing()),
+            FieldScan::NeedMore => {}
         }
-        Ok(Ok(r)) => Ok(r),
-    }
-}
-
-async fn buffer_back(
-    app: &App,
-    upstream: reqwest::Response,
-    meter: Meter,
-    facts: &RequestFacts,
-    ttfb: Duration,
-) -> Result<Response, ProxyError> {
-    let status = upstream.status();
-    let content_type = upstream.headers().get(header::CONTENT_TYPE).cloned();
-    let mut body = Vec::new();
-    let mut chunks = upstream.bytes_stream();
-    loop {
-        let next = tokio::time::timeout(app.limits.idle_timeout, chunks.next()).await;
-        match next {
-            Ok(Some(Ok(chunk))) => {
-                if body.len() + chunk.len() > app.limits.max_response_body {
-                    meter.finish(502, None, Some(ttfb));
-                    return Err(ProxyError::new(
-                        ErrorCode::UpstreamFailed,
-                        "the upstream response is too large",
-                    ));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => break,
-            Ok(Some(Err(_))) | Err(_) => {
-                meter.finish(502, None, Some(ttfb));
+        if prefix.len() > app.limits.multipart_prefix.min(max) {
+            return Err(ProxyError::new(
+                ErrorCode::InvalidRequest,
+                "put the `model` field before the file: it was not found in the first part of the upload",
+            ));
+        }
+        match stream.next().await {
+            Some(Ok(chunk)) => prefix.extend_from_slice(&chunk),
+            Some(Err(_)) => {
                 return Err(ProxyError::new(
-                    ErrorCode::UpstreamFailed,
-                    "the upstream response was cut off",
+                    ErrorCode::InvalidRequest,
+                    "could not read the request body",
                 ));
             }
+            None => return Err(missing()),
         }
-    }
-    let tokens = if status.is_success() {
-        usage::openai_usage_from_json(&body)
-    } else {
-        None
     };
-    if status.is_success() && tokens.is_none() && !facts.stream {
-        tracing::warn!(provider_key = %meter.provider, "upstream response carried no usage");
+    let received = prefix.len();
+    if received > max {
+        return Err(body_too_large(max));
     }
-    meter.finish(status.as_u16(), tokens, Some(ttfb));
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    if let Some(ct) = content_type {
-        response.headers_mut().insert(header::CONTENT_TYPE, ct);
+    // Did the whole body arrive already? Then it can be replayed on another key.
+    let complete = declared_length(headers).is_some_and(|len| len == received as u64);
+    if complete {
+        return Ok((model, UpstreamBody::Whole(Bytes::from(prefix))));
     }
-    Ok(response)
+    let mut seen = received;
+    let rest = stream.map(move |chunk| {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        seen += chunk.len();
+        if seen > max {
+            too_large.store(true, Ordering::Relaxed);
+            return Err(std::io::Error::other("request body too large"));
+        }
+        Ok::<_, std::io::Error>(chunk)
+    });
+    let whole = futures_util::stream::once(async move { Ok(Bytes::from(prefix)) }).chain(rest);
+    Ok((
+        model,
+        UpstreamBody::Streamed(Some(reqwest::Body::wrap_stream(whole))),
+    ))
 }
 
-/// Pass the stream through event by event. A task pumps upstream → client through a
-/// small channel (backpressure both ways); it reads the usage chunk on the way, holds
-/// it back when the router added the request for it, and meters once at the end
-/// whether the client stayed or went.
-fn stream_back(
-    app: &App,
-    upstream: reqwest::Response,
-    meter: Meter,
-    strip_usage_chunk: bool,
-    ttfb: Duration,
+/// `GET /v1/models`: exactly what the caller may name and some key serves, in the
+/// shape of the client's protocol (Anthropic's when it sends `anthropic-version`).
+pub async fn models(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
 ) -> Response {
-    let status = upstream.status();
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
-    let idle = app.limits.idle_timeout;
-    tokio::spawn(async move {
-        let mut framer = SseFramer::default();
-        let mut chunks = upstream.bytes_stream();
-        let mut tokens = None;
-        let mut client_gone = false;
-        let mut failed = false;
-        loop {
-            match tokio::time::timeout(idle, chunks.next()).await {
-                Ok(Some(Ok(chunk))) => {
-                    framer.push(&chunk);
-                    while let Some(event) = framer.next_event() {
-                        if let Some(data) = sse::event_data(&event) {
-                            match usage::openai_usage_from_sse_data(&data) {
-                                StreamChunkUsage::UsageOnly(u) => {
-                                    tokens = Some(u);
-                                    if strip_usage_chunk {
-                                        continue;
-                                    }
-                                }
-                                StreamChunkUsage::WithContent(u) => tokens = Some(u),
-                                StreamChunkUsage::None => {}
-                            }
-                        }
-                        if !client_gone && tx.send(Ok(Bytes::from(event))).await.is_err() {
-                            // Keep reading so the usage still arrives and is metered.
-                            client_gone = true;
-                        }
-                    }
-                }
-                Ok(None) => break,
-                Ok(Some(Err(_))) | Err(_) => {
-                    failed = true;
-                    break;
-                }
-            }
-        }
-        let rest = framer.take_rest();
-        if !client_gone && !rest.is_empty() {
-            let _ = tx.send(Ok(Bytes::from(rest))).await;
-        }
-        if failed && !client_gone {
-            // End with an error event, never a clean close that looks like success.
-            let body = openai_error_body(
-                ErrorCode::UpstreamFailed,
-                "the upstream stream was interrupted",
-            );
-            let mut event = b"data: ".to_vec();
-            event.extend_from_slice(&body);
-            event.extend_from_slice(b"\n\n");
-            let _ = tx.send(Ok(Bytes::from(event))).await;
-        }
-        let final_status = if failed { 502 } else { status.as_u16() };
-        meter.finish(final_status, tokens, Some(ttfb));
+    let protocol = if headers.contains_key("anthropic-version") {
+        Protocol::Anthropic
+    } else {
+        Protocol::OpenAi
+    };
+    let listed = loaded(&app).and_then(|snapshot| {
+        let (caller, _) = admit(&app, &snapshot, "/v1/models", peer, &headers)?;
+        Ok(snapshot.callable_models(&caller, protocol.provider_kind()))
     });
-    let mut response = Response::new(Body::from_stream(ReceiverStream::new(rx)));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    response
+    let response = match listed {
+        Err(e) => proxy_error_response(protocol, &e),
+        Ok(names) => {
+            let body = match protocol {
+                Protocol::OpenAi => serde_json::json!({
+                    "object": "list",
+                    "data": names.iter().map(|id| serde_json::json!({
+                        "id": id, "object": "model", "created": 0, "owned_by": "switchyard"
+                    })).collect::<Vec<_>>(),
+                }),
+                Protocol::Anthropic => serde_json::json!({
+                    "data": names.iter().map(|id| serde_json::json!({
+                        "type": "model", "id": id, "display_name": id, "created_at": "1970-01-01T00:00:00Z"
+                    })).collect::<Vec<_>>(),
+                    "has_more": false,
+                    "first_id": names.first(),
+                    "last_id": names.last(),
+                }),
+            };
+            let mut response = Response::new(Body::from(body.to_string()));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+    };
+    with_request_id(response)
 }
 
 #[cfg(test)]

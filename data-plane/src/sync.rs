@@ -74,10 +74,10 @@ async fn follow_once(url: &str, replica_id: &str, live: &Live) -> Result<(), Syn
     while let Some(update) = updates.message().await? {
         let Some(full) = update.full else { continue };
         let version = full.version;
-        let reply = match decode(full)
-            .map_err(|e| e.to_string())
-            .and_then(|s| Compiled::build(s).map_err(|e| e.to_string()))
-        {
+        let reply = match decode(full).map_err(|e| e.to_string()).and_then(|s| {
+            let previous = live.load();
+            Compiled::build_after(s, previous.as_deref()).map_err(|e| e.to_string())
+        }) {
             Ok(compiled) => {
                 let keys = compiled.key_count();
                 if live.install(compiled) {

@@ -1,23 +1,28 @@
-//! An OpenAI-compatible upstream that answers locally, speaking the real wire format
-//! (JSON and SSE). It echoes the last user message and reports token usage by a
-//! simple documented rule: one token per whitespace-separated word.
+//! An upstream that answers locally, speaking the real wire formats of both
+//! protocols Switchyard proxies: OpenAI (chat completions, Responses, embeddings,
+//! audio) and Anthropic (messages, token counting), as JSON and as SSE. It echoes the
+//! last user message and reports token usage by one documented rule: one token per
+//! whitespace-separated word.
 //!
 //! Two users: the embedded quick start's clearly named *demo upstream*, and the test
-//! suites, which also read what it received, check the credential it was sent, and
-//! can hold streams open to prove the proxy passes events through as they come.
+//! suites and benchmark, which also tell it per credential how to misbehave (rate
+//! limit, fail, refuse, stall, cut streams), read what it received, and hold streams
+//! open to prove the proxy passes events through as they come.
 
-use std::convert::Infallible;
+mod anthropic;
+mod openai;
+
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use serde::Deserialize;
-use serde_json::json;
+use axum::routing::{get, post};
+use futures_util::StreamExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -26,24 +31,52 @@ pub fn count_tokens(text: &str) -> u64 {
     text.split_whitespace().count() as u64
 }
 
+/// How the fake answers calls made with one credential.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Behaviour {
+    #[default]
+    Succeed,
+    /// 429 with `Retry-After` in seconds.
+    RateLimit { retry_after_secs: u64 },
+    /// An error status (500, 503…) in the protocol's error shape.
+    Fail { status: u16 },
+    /// 401: the credential is refused.
+    Reject,
+    /// Accept the connection and never answer.
+    Stall,
+    /// Send this many SSE events (or the first half of a JSON body), then break the
+    /// connection.
+    CutAfter { events: usize },
+}
+
 /// What the fake has seen and reported.
 #[derive(Default)]
 pub struct Observed {
     pub calls: AtomicU64,
     pub input_tokens: AtomicU64,
     pub output_tokens: AtomicU64,
-    /// Bodies received, in order.
+    /// Calls whose connection went away before the fake answered.
+    pub abandoned: AtomicU64,
+    /// Streams sent to their end.
+    pub streams_finished: AtomicU64,
+    /// JSON bodies received, in order.
     pub bodies: Mutex<Vec<serde_json::Value>>,
-    /// `Authorization` headers received, in order.
+    /// Credentials received (`Authorization` or `x-api-key`), in order.
     pub authorizations: Mutex<Vec<String>>,
+    /// Request headers of the last call.
+    pub last_headers: Mutex<HeaderMap>,
+    /// Bytes of each multipart upload received.
+    pub upload_sizes: Mutex<Vec<usize>>,
+    calls_by_secret: Mutex<HashMap<String, u64>>,
 }
 
-pub struct Fake {
-    /// When set, calls whose bearer differs get a 401 in OpenAI's shape.
+pub(crate) struct Fake {
+    /// When set, calls with another credential get a 401.
     expected_secret: Option<String>,
     observed: Observed,
-    /// While true, streams pause after their first content chunk.
+    /// While true, streams pause after their first content event.
     hold: watch::Sender<bool>,
+    behaviours: Mutex<HashMap<String, Behaviour>>,
 }
 
 /// A running fake.
@@ -61,9 +94,18 @@ impl FakeUpstream {
             expected_secret,
             observed: Observed::default(),
             hold: watch::channel(false).0,
+            behaviours: Mutex::new(HashMap::new()),
         });
         let app = Router::new()
-            .route("/v1/chat/completions", post(chat))
+            .route("/v1/chat/completions", post(openai::chat))
+            .route("/v1/responses", post(openai::responses))
+            .route("/v1/embeddings", post(openai::embeddings))
+            .route("/v1/audio/speech", post(openai::speech))
+            .route("/v1/audio/transcriptions", post(openai::transcription))
+            .route("/v1/audio/translations", post(openai::transcription))
+            .route("/v1/messages", post(anthropic::messages))
+            .route("/v1/messages/count_tokens", post(anthropic::count))
+            .route("/v1/models", get(openai::models))
             .with_state(state.clone());
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -92,7 +134,24 @@ impl FakeUpstream {
         self.state.observed.calls.load(Ordering::SeqCst)
     }
 
-    /// Hold every stream after its first content chunk until [`Self::release_streams`].
+    /// Calls that reached the point of answering with `secret` (misbehaving ones too).
+    pub fn calls_with(&self, secret: &str) -> u64 {
+        self.state
+            .observed
+            .calls_by_secret
+            .lock()
+            .map(|m| m.get(secret).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// From now on, answer calls made with `secret` this way.
+    pub fn set_behaviour(&self, secret: &str, behaviour: Behaviour) {
+        if let Ok(mut map) = self.state.behaviours.lock() {
+            map.insert(secret.to_owned(), behaviour);
+        }
+    }
+
+    /// Hold every stream after its first content event until [`Self::release_streams`].
     pub fn hold_streams(&self) {
         self.state.hold.send_replace(true);
     }
@@ -102,42 +161,223 @@ impl FakeUpstream {
     }
 }
 
-#[derive(Deserialize)]
-struct ChatRequest {
-    model: String,
-    #[serde(default)]
-    messages: Vec<Message>,
-    #[serde(default)]
-    stream: bool,
-    #[serde(default)]
-    stream_options: Option<StreamOptions>,
+/// The protocol whose shapes an answer takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    OpenAi,
+    Anthropic,
 }
 
-#[derive(Deserialize)]
-struct Message {
-    #[serde(default)]
-    role: String,
-    #[serde(default)]
-    content: serde_json::Value,
-}
-
-#[derive(Deserialize)]
-struct StreamOptions {
-    #[serde(default)]
-    include_usage: bool,
-}
-
-fn error(status: StatusCode, kind: &str, message: &str) -> Response {
+pub(crate) fn error(dialect: Dialect, status: StatusCode, kind: &str, message: &str) -> Response {
+    let body = match dialect {
+        Dialect::OpenAi => {
+            serde_json::json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
+        }
+        Dialect::Anthropic => {
+            serde_json::json!({"type": "error", "error": {"type": kind, "message": message}})
+        }
+    };
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
-        json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
-            .to_string(),
+        body.to_string(),
     )
         .into_response()
 }
 
-fn text_of(content: &serde_json::Value) -> String {
+pub(crate) fn json_response(body: &serde_json::Value) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Counts a call that went away before its answer.
+struct Abandon<'a> {
+    fake: &'a Fake,
+    armed: bool,
+}
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.fake.observed.abandoned.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Fake {
+    /// Check the credential, record the call, and apply the credential's behaviour.
+    /// `Ok` carries the behaviour left for the answer itself (success or a cut).
+    pub(crate) async fn admit(
+        &self,
+        dialect: Dialect,
+        headers: &HeaderMap,
+    ) -> Result<Behaviour, Box<Response>> {
+        let secret = match dialect {
+            Dialect::Anthropic => headers.get("x-api-key"),
+            Dialect::OpenAi => headers.get(header::AUTHORIZATION),
+        }
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+        let secret = secret.strip_prefix("Bearer ").unwrap_or(secret).to_owned();
+        if let Ok(mut seen) = self.observed.authorizations.lock() {
+            seen.push(secret.clone());
+        }
+        if let Ok(mut last) = self.observed.last_headers.lock() {
+            *last = headers.clone();
+        }
+        if let Some(expected) = &self.expected_secret
+            && &secret != expected
+        {
+            return Err(Box::new(error(
+                dialect,
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "Incorrect API key provided",
+            )));
+        }
+        if let Ok(mut by) = self.observed.calls_by_secret.lock() {
+            *by.entry(secret.clone()).or_default() += 1;
+        }
+        let behaviour = self
+            .behaviours
+            .lock()
+            .map(|m| m.get(&secret).copied().unwrap_or_default())
+            .unwrap_or_default();
+        match behaviour {
+            Behaviour::RateLimit { retry_after_secs } => {
+                let mut r = error(
+                    dialect,
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limit_error",
+                    "Rate limit reached",
+                );
+                if let Ok(v) = retry_after_secs.to_string().parse() {
+                    r.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                Err(Box::new(r))
+            }
+            Behaviour::Fail { status } => Err(Box::new(error(
+                dialect,
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                "api_error",
+                "The server had an error while processing your request",
+            ))),
+            Behaviour::Reject => Err(Box::new(error(
+                dialect,
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "Incorrect API key provided",
+            ))),
+            Behaviour::Stall => {
+                let mut guard = Abandon {
+                    fake: self,
+                    armed: true,
+                };
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                guard.armed = false;
+                Err(Box::new(error(
+                    dialect,
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "api_error",
+                    "stalled",
+                )))
+            }
+            other => Ok(other),
+        }
+    }
+
+    pub(crate) fn record_body(&self, value: &serde_json::Value) {
+        if let Ok(mut bodies) = self.observed.bodies.lock() {
+            bodies.push(value.clone());
+        }
+    }
+
+    pub(crate) fn record_tokens(&self, input: u64, output: u64) {
+        self.observed.calls.fetch_add(1, Ordering::SeqCst);
+        self.observed
+            .input_tokens
+            .fetch_add(input, Ordering::SeqCst);
+        self.observed
+            .output_tokens
+            .fetch_add(output, Ordering::SeqCst);
+    }
+
+    /// An SSE response of `events`, honouring holds and cuts.
+    pub(crate) fn sse(self: &Arc<Self>, events: Vec<String>, behaviour: Behaviour) -> Response {
+        let cut = match behaviour {
+            Behaviour::CutAfter { events } => Some(events),
+            _ => None,
+        };
+        let hold = self.hold.subscribe();
+        let total = events.len();
+        let fake = self.clone();
+        let stream = futures_util::stream::unfold(
+            (events.into_iter().enumerate(), hold),
+            move |(mut it, mut hold)| {
+                let fake = fake.clone();
+                async move {
+                    let (i, event) = it.next()?;
+                    if cut == Some(i) {
+                        return Some((
+                            Err(std::io::Error::other("cut by the fake upstream")),
+                            (it, hold),
+                        ));
+                    }
+                    if i == 2 {
+                        // After the first content event: wait while the test holds streams.
+                        let _ = hold.wait_for(|held| !*held).await;
+                    }
+                    if i + 1 == total {
+                        fake.observed
+                            .streams_finished
+                            .fetch_add(1, Ordering::SeqCst);
+                    }
+                    Some((Ok(Bytes::from(event)), (it, hold)))
+                }
+            },
+        );
+        // A cut stream stops after its error.
+        let stream = stream.scan(false, |failed, item| {
+            if *failed {
+                return futures_util::future::ready(None);
+            }
+            *failed = item.is_err();
+            futures_util::future::ready(Some(item))
+        });
+        (
+            [
+                (header::CONTENT_TYPE, "text/event-stream"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            Body::from_stream(stream),
+        )
+            .into_response()
+    }
+
+    /// A JSON answer, or half of it and a broken connection when told to cut.
+    pub(crate) fn json(&self, body: &serde_json::Value, behaviour: Behaviour) -> Response {
+        if !matches!(behaviour, Behaviour::CutAfter { .. }) {
+            return json_response(body);
+        }
+        let text = body.to_string().into_bytes();
+        let half = Bytes::from(text[..text.len() / 2].to_vec());
+        let stream = futures_util::stream::iter([
+            Ok(half),
+            Err(std::io::Error::other("cut by the fake upstream")),
+        ]);
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            Body::from_stream(stream),
+        )
+            .into_response()
+    }
+}
+
+/// The text of a message's content: a string, or the text of its parts.
+pub(crate) fn text_of(content: &serde_json::Value) -> String {
     match content {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Array(parts) => parts
@@ -149,133 +389,17 @@ fn text_of(content: &serde_json::Value) -> String {
     }
 }
 
-async fn chat(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) -> Response {
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    if let Ok(mut seen) = fake.observed.authorizations.lock() {
-        seen.push(auth.clone());
-    }
-    if let Some(expected) = &fake.expected_secret
-        && auth != format!("Bearer {expected}")
-    {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_request_error",
-            "Incorrect API key provided",
-        );
-    }
-    let value: serde_json::Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                "body is not JSON",
-            );
-        }
-    };
-    if let Ok(mut bodies) = fake.observed.bodies.lock() {
-        bodies.push(value.clone());
-    }
-    let req: ChatRequest = match serde_json::from_value(value) {
-        Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                &e.to_string(),
-            );
-        }
-    };
-    fake.observed.calls.fetch_add(1, Ordering::SeqCst);
-
-    let prompt: String = req
-        .messages
-        .iter()
-        .map(|m| text_of(&m.content))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let last_user = req
-        .messages
-        .iter()
-        .rev()
-        .find(|m| m.role == "user")
-        .map(|m| text_of(&m.content))
-        .unwrap_or_default();
-    let reply = format!("echo: {last_user}");
-    let input = count_tokens(&prompt);
-    let output = count_tokens(&reply);
-    fake.observed
-        .input_tokens
-        .fetch_add(input, Ordering::SeqCst);
-    fake.observed
-        .output_tokens
-        .fetch_add(output, Ordering::SeqCst);
-    let usage = json!({"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output,
-                       "prompt_tokens_details": {"cached_tokens": 0}});
-
-    if !req.stream {
-        let body = json!({
-            "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": req.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
-            "usage": usage,
-        });
-        return (
-            [(header::CONTENT_TYPE, "application/json")],
-            body.to_string(),
-        )
-            .into_response();
-    }
-
-    let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
-    let model = req.model;
-    let chunk = |delta: serde_json::Value, finish: Option<&str>| {
-        let c = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": model,
-                       "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
-        format!("data: {c}\n\n")
-    };
-    let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
-    let words: Vec<&str> = reply.split(' ').collect();
-    for (i, w) in words.iter().enumerate() {
-        let piece = if i == 0 {
-            (*w).to_owned()
-        } else {
-            format!(" {w}")
-        };
-        events.push(chunk(json!({"content": piece}), None));
-    }
-    events.push(chunk(json!({}), Some("stop")));
-    if include_usage {
-        let c = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": model,
-                       "choices": [], "usage": usage});
-        events.push(format!("data: {c}\n\n"));
-    }
-    events.push("data: [DONE]\n\n".to_owned());
-
-    let hold = fake.hold.subscribe();
-    let stream = futures_util::stream::unfold(events.into_iter().enumerate(), move |mut it| {
-        let mut hold = hold.clone();
-        async move {
-            let (i, event) = it.next()?;
-            if i == 2 {
-                // After the first content chunk: wait while the test holds streams.
-                let _ = hold.wait_for(|held| !*held).await;
+/// The reply and its pieces, one per word, as streams send them.
+pub(crate) fn pieces(reply: &str) -> Vec<String> {
+    reply
+        .split(' ')
+        .enumerate()
+        .map(|(i, w)| {
+            if i == 0 {
+                w.to_owned()
+            } else {
+                format!(" {w}")
             }
-            Some((Ok::<_, Infallible>(Bytes::from(event)), it))
-        }
-    });
-    Response::builder()
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| {
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "api_error",
-                "fake failed",
-            )
         })
+        .collect()
 }

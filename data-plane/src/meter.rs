@@ -1,0 +1,126 @@
+//! The usage event of one client call, filled in as the call goes and emitted once:
+//! when the call ends, or, if the client went away first, when it is dropped.
+
+use std::time::{Duration, Instant};
+
+use switchyard_core::ids::{EventId, ProviderKeyId};
+use switchyard_core::rules::Price;
+use switchyard_core::snapshot::Caller;
+use switchyard_core::usage::{TokenUsage, UsageEvent, UsageSource};
+use switchyard_runtime::now_ms;
+
+use crate::usage::UsageSink;
+
+/// Status recorded for a call whose client left before it ended (nginx's convention).
+pub const CLIENT_CLOSED: u16 = 499;
+
+pub struct Meter {
+    sink: UsageSink,
+    started: Instant,
+    caller: Caller,
+    pub provider: Option<ProviderKeyId>,
+    pub level: u32,
+    model_requested: String,
+    pub model_served: String,
+    path: &'static str,
+    client_addr: String,
+    streamed: bool,
+    /// The owner's price for the served model at request time.
+    pub price: Option<Price>,
+    pub ttfb: Option<Duration>,
+    done: bool,
+}
+
+impl Meter {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one constructor, called once, names every field"
+    )]
+    pub fn new(
+        sink: UsageSink,
+        started: Instant,
+        caller: Caller,
+        model_requested: String,
+        model_served: String,
+        path: &'static str,
+        client_addr: String,
+        streamed: bool,
+        price: Option<Price>,
+    ) -> Self {
+        Self {
+            sink,
+            started,
+            caller,
+            provider: None,
+            level: 0,
+            model_requested,
+            model_served,
+            path,
+            client_addr,
+            streamed,
+            price,
+            ttfb: None,
+            done: false,
+        }
+    }
+
+    pub fn finish(mut self, status: u16, tokens: Option<TokenUsage>) {
+        self.emit(status, tokens);
+    }
+
+    fn emit(&mut self, status: u16, tokens: Option<TokenUsage>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let millis = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        // A successful call without reported usage still costs its per-request price.
+        let charged = match (tokens, status < 400) {
+            (Some(t), _) => Some(t),
+            (None, true) => Some(TokenUsage::default()),
+            (None, false) => None,
+        };
+        let cost_nanos = match (self.price, charged) {
+            (Some(price), Some(t)) => price.cost_nanos(&t),
+            _ => 0,
+        };
+        let billed_nanos = match charged {
+            Some(t) => self
+                .caller
+                .billing
+                .billed_nanos(&self.model_served, &t, cost_nanos),
+            None => 0,
+        };
+        self.sink.emit(UsageEvent {
+            id: EventId::new(),
+            at_unix_ms: now_ms(),
+            account_chain: self.caller.chain.to_vec(),
+            issued_key: self.caller.key,
+            provider_key: self.provider,
+            model_requested: std::mem::take(&mut self.model_requested),
+            model_served: std::mem::take(&mut self.model_served),
+            level: self.level,
+            status,
+            latency_ms: millis(self.started.elapsed()),
+            ttfb_ms: self.ttfb.map(millis),
+            cost_nanos,
+            billed_nanos,
+            tokens: tokens.unwrap_or_default(),
+            source: if tokens.is_some() {
+                UsageSource::Reported
+            } else {
+                UsageSource::Missing
+            },
+            path: self.path.to_owned(),
+            client_addr: std::mem::take(&mut self.client_addr),
+            streamed: self.streamed,
+        });
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        // Only a call abandoned by its client gets here unfinished.
+        self.emit(CLIENT_CLOSED, None);
+    }
+}

@@ -1,0 +1,259 @@
+//! Answers back to the client: read whole (for usage), passed through as it comes
+//! (binary audio), or relayed event by event (SSE).
+
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use http::{HeaderValue, StatusCode, header};
+use switchyard_core::endpoint::{Endpoint, stream_error_event};
+use switchyard_core::error::ErrorCode;
+use switchyard_core::route::Failure;
+use switchyard_core::sse::{self, SseFramer};
+use switchyard_core::usage::{EventVerdict, StreamMeter, usage_from_json};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::meter::Meter;
+use crate::upstream::AttemptFailure;
+
+type Chunks = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+
+/// A whole upstream answer.
+pub struct Whole {
+    pub status: StatusCode,
+    pub content_type: Option<HeaderValue>,
+    pub body: Bytes,
+}
+
+/// Read an answer whole, bounded in size and by `idle` between chunks. A cut before
+/// the end is the key's failure: nothing reached the client yet, so the call can be
+/// tried again.
+pub async fn read_whole(
+    upstream: reqwest::Response,
+    max: usize,
+    idle: Duration,
+) -> Result<Whole, AttemptFailure> {
+    let status = upstream.status();
+    let content_type = upstream.headers().get(header::CONTENT_TYPE).cloned();
+    let mut body = Vec::new();
+    let mut chunks = upstream.bytes_stream();
+    loop {
+        match tokio::time::timeout(idle, chunks.next()).await {
+            Ok(Some(Ok(chunk))) => {
+                if body.len() + chunk.len() > max {
+                    return Err(AttemptFailure::new(
+                        Failure::ServerError,
+                        "the upstream answer is too large",
+                    ));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Ok(Some(Err(_))) => {
+                return Err(AttemptFailure::new(
+                    Failure::Unreachable,
+                    "the upstream answer was cut off",
+                ));
+            }
+            Err(_) => {
+                return Err(AttemptFailure::new(
+                    Failure::Timeout,
+                    "the upstream answer stalled",
+                ));
+            }
+        }
+    }
+    Ok(Whole {
+        status,
+        content_type,
+        body: Bytes::from(body),
+    })
+}
+
+/// Send a whole answer and meter it.
+pub fn whole_back(endpoint: Endpoint, whole: Whole, meter: Meter) -> Response {
+    let tokens = if whole.status.is_success() {
+        usage_from_json(endpoint.usage_shape(), &whole.body)
+    } else {
+        None
+    };
+    if whole.status.is_success() && tokens.is_none() {
+        tracing::warn!(provider_key = ?meter.provider, "upstream answer carried no usage");
+    }
+    meter.finish(whole.status.as_u16(), tokens);
+    let mut response = Response::new(Body::from(whole.body));
+    *response.status_mut() = whole.status;
+    if let Some(ct) = whole.content_type {
+        response.headers_mut().insert(header::CONTENT_TYPE, ct);
+    }
+    response
+}
+
+/// Pass a (binary) answer through as it arrives; meter when it ends.
+pub fn pass_through(upstream: reqwest::Response, meter: Meter, idle: Duration) -> Response {
+    let status = upstream.status();
+    let content_type = upstream.headers().get(header::CONTENT_TYPE).cloned();
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    let mut chunks = upstream.bytes_stream();
+    tokio::spawn(async move {
+        let mut failed = false;
+        loop {
+            match tokio::time::timeout(idle, chunks.next()).await {
+                Ok(Some(Ok(chunk))) => {
+                    if tx.send(Ok(chunk)).await.is_err() {
+                        // The client left; the upstream call is dropped with `chunks`.
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Ok(Some(Err(_))) | Err(_) => {
+                    failed = true;
+                    // An aborted body tells the client the answer is incomplete.
+                    let _ = tx
+                        .send(Err(std::io::Error::other("upstream interrupted")))
+                        .await;
+                    break;
+                }
+            }
+        }
+        meter.finish(if failed { 502 } else { status.as_u16() }, None);
+    });
+    let mut response = Response::new(Body::from_stream(ReceiverStream::new(rx)));
+    *response.status_mut() = status;
+    if let Some(ct) = content_type {
+        response.headers_mut().insert(header::CONTENT_TYPE, ct);
+    }
+    response
+}
+
+/// A stream whose first event has arrived: from here on it is committed.
+pub struct Started {
+    status: StatusCode,
+    chunks: Chunks,
+    framer: SseFramer,
+    first: Vec<u8>,
+}
+
+/// Wait for the first complete SSE event, until `deadline`. A failure before it is the
+/// key's failure and the call can still move to another key.
+pub async fn first_event(
+    upstream: reqwest::Response,
+    deadline: Instant,
+) -> Result<Started, AttemptFailure> {
+    let status = upstream.status();
+    let mut chunks: Chunks = Box::pin(upstream.bytes_stream());
+    let mut framer = SseFramer::default();
+    loop {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(wait, chunks.next()).await {
+            Ok(Some(Ok(chunk))) => {
+                framer.push(&chunk);
+                if let Some(first) = framer.next_event() {
+                    return Ok(Started {
+                        status,
+                        chunks,
+                        framer,
+                        first,
+                    });
+                }
+            }
+            Ok(None) | Ok(Some(Err(_))) => {
+                return Err(AttemptFailure::new(
+                    Failure::Unreachable,
+                    "the upstream stream ended before its first event",
+                ));
+            }
+            Err(_) => {
+                return Err(AttemptFailure::new(
+                    Failure::Timeout,
+                    "the upstream stream sent nothing in time",
+                ));
+            }
+        }
+    }
+}
+
+/// How a committed stream is relayed.
+pub struct Relay {
+    pub endpoint: Endpoint,
+    /// Hold back the usage-only chunk the router asked for on the client's behalf.
+    pub strip_usage_chunk: bool,
+    pub idle: Duration,
+    /// How long a stream whose client left keeps draining for its usage.
+    pub drain: Duration,
+}
+
+/// Relay a started stream event by event. A task pumps upstream → client through a
+/// small channel (backpressure both ways), reads usage on the way, ends a broken
+/// stream with the protocol's error event, keeps draining (bounded) when the client
+/// leaves so the usage still arrives, and meters once at the end.
+pub fn stream_back(started: Started, relay: Relay, meter: Meter) -> Response {
+    let Started {
+        status,
+        mut chunks,
+        mut framer,
+        first,
+    } = started;
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    tokio::spawn(async move {
+        let mut usage = StreamMeter::new(relay.endpoint.usage_shape());
+        let mut client_gone = false;
+        let mut drain_deadline: Option<Instant> = None;
+        let mut failed = false;
+        let mut pending = Some(first);
+        loop {
+            while let Some(event) = pending.take().or_else(|| framer.next_event()) {
+                if let Some(data) = sse::event_data(&event)
+                    && usage.observe(&data) == EventVerdict::UsageOnly
+                    && relay.strip_usage_chunk
+                {
+                    continue;
+                }
+                if !client_gone && tx.send(Ok(Bytes::from(event))).await.is_err() {
+                    client_gone = true;
+                    drain_deadline = Some(Instant::now() + relay.drain);
+                }
+            }
+            let wait = match drain_deadline {
+                Some(d) => relay.idle.min(d.saturating_duration_since(Instant::now())),
+                None => relay.idle,
+            };
+            match tokio::time::timeout(wait, chunks.next()).await {
+                Ok(Some(Ok(chunk))) => framer.push(&chunk),
+                Ok(None) => break,
+                Ok(Some(Err(_))) | Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        let rest = framer.take_rest();
+        if !client_gone && !rest.is_empty() {
+            let _ = tx.send(Ok(Bytes::from(rest))).await;
+        }
+        if failed && !client_gone {
+            // End with an error event, never a clean close that looks like success.
+            let event = stream_error_event(
+                relay.endpoint,
+                ErrorCode::UpstreamFailed,
+                "the upstream stream was interrupted",
+            );
+            let _ = tx.send(Ok(Bytes::from(event))).await;
+        }
+        let final_status = if failed { 502 } else { status.as_u16() };
+        meter.finish(final_status, usage.usage());
+    });
+    let mut response = Response::new(Body::from_stream(ReceiverStream::new(rx)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}

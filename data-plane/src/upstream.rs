@@ -1,0 +1,161 @@
+//! One attempt on one provider key: build the upstream request (the secret opened
+//! just in time), send it, and classify the answer for the key's health.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+use switchyard_core::crypto::Keyring;
+use switchyard_core::endpoint::{Endpoint, Protocol};
+use switchyard_core::route::{Failure, retry_after_ms};
+use switchyard_core::snapshot::ProviderKey;
+use zeroize::Zeroizing;
+
+/// The body sent upstream: whole (replayable on the next key) or streamed once.
+pub enum UpstreamBody {
+    Whole(Bytes),
+    /// A large upload: already read bytes, then the rest as it arrives. Single use.
+    Streamed(Option<reqwest::Body>),
+}
+
+impl UpstreamBody {
+    /// The body for the next attempt; `None` once a streamed body has been used.
+    fn take(&mut self) -> Option<reqwest::Body> {
+        match self {
+            Self::Whole(b) => Some(reqwest::Body::from(b.clone())),
+            Self::Streamed(b) => b.take(),
+        }
+    }
+}
+
+/// Client headers forwarded upstream, per protocol. Everything else (cookies, the
+/// client's own credentials, hop-by-hop headers) stays behind.
+const OPENAI_FORWARD: [&str; 3] = ["accept", "content-type", "openai-beta"];
+const ANTHROPIC_FORWARD: [&str; 5] = [
+    "accept",
+    "content-type",
+    "anthropic-version",
+    "anthropic-beta",
+    "anthropic-dangerous-direct-browser-access",
+];
+/// Sent when an Anthropic client did not say which version it speaks.
+const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// Why an attempt failed, for the key's health and for the client's error.
+#[derive(Debug)]
+pub struct AttemptFailure {
+    pub failure: Failure,
+    pub detail: String,
+}
+
+impl AttemptFailure {
+    pub fn new(failure: Failure, detail: impl Into<String>) -> Self {
+        Self {
+            failure,
+            detail: detail.into(),
+        }
+    }
+}
+
+pub enum Sent {
+    /// The upstream answered with a status that is not the key's fault (2xx, or a
+    /// 4xx about the request itself).
+    Answer(reqwest::Response),
+    KeyFailed(AttemptFailure),
+    /// A streamed body was already used by an earlier attempt.
+    NotReplayable,
+    /// The key cannot be used at all (its secret does not open).
+    Unusable(&'static str),
+}
+
+pub async fn send(
+    client: &reqwest::Client,
+    keyring: &Keyring,
+    key: &ProviderKey,
+    endpoint: Endpoint,
+    body: &mut UpstreamBody,
+    client_headers: &HeaderMap,
+    deadline: Instant,
+) -> Sent {
+    // Opened just in time; wiped when this function returns. The header built from it
+    // is marked sensitive so no layer logs it.
+    let secret: Zeroizing<Vec<u8>> = match keyring.open(&key.secret, key.id.0.as_bytes()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(provider_key = %key.id, error = %e, "cannot open a provider secret");
+            return Sent::Unusable(
+                "the provider key for this model cannot be used; its owner must re-add it",
+            );
+        }
+    };
+    let protocol = endpoint.protocol();
+    let (auth_name, mut auth) = match protocol {
+        Protocol::OpenAi => {
+            let mut v = Zeroizing::new(Vec::with_capacity(secret.len() + 7));
+            v.extend_from_slice(b"Bearer ");
+            v.extend_from_slice(&secret);
+            (header::AUTHORIZATION, v)
+        }
+        Protocol::Anthropic => (
+            HeaderName::from_static("x-api-key"),
+            Zeroizing::new(secret.to_vec()),
+        ),
+    };
+    let Ok(mut auth_value) = HeaderValue::from_bytes(&auth) else {
+        return Sent::Unusable("the provider key holds characters a header cannot carry");
+    };
+    zeroize::Zeroize::zeroize(&mut *auth);
+    auth_value.set_sensitive(true);
+
+    let Some(body) = body.take() else {
+        return Sent::NotReplayable;
+    };
+    let url = format!("{}{}", key.base_url, endpoint.upstream_suffix());
+    let mut builder = client.post(url).header(auth_name, auth_value).body(body);
+    let forward: &[&str] = match protocol {
+        Protocol::OpenAi => &OPENAI_FORWARD,
+        Protocol::Anthropic => &ANTHROPIC_FORWARD,
+    };
+    for name in forward {
+        for value in client_headers.get_all(*name) {
+            builder = builder.header(*name, value.clone());
+        }
+    }
+    if !client_headers.contains_key(header::CONTENT_TYPE) {
+        builder = builder.header(header::CONTENT_TYPE, "application/json");
+    }
+    if protocol == Protocol::Anthropic && !client_headers.contains_key("anthropic-version") {
+        builder = builder.header("anthropic-version", DEFAULT_ANTHROPIC_VERSION);
+    }
+    let wait = deadline.saturating_duration_since(Instant::now());
+    let response = match tokio::time::timeout(wait, builder.send()).await {
+        Err(_) => {
+            return Sent::KeyFailed(AttemptFailure::new(
+                Failure::Timeout,
+                format!("no answer within {} ms", wait.as_millis()),
+            ));
+        }
+        Ok(Err(e)) => {
+            let failure = if e.is_timeout() {
+                Failure::Timeout
+            } else {
+                Failure::Unreachable
+            };
+            return Sent::KeyFailed(AttemptFailure::new(
+                failure,
+                "the upstream could not be reached",
+            ));
+        }
+        Ok(Ok(r)) => r,
+    };
+    let status = response.status();
+    let header_text = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
+    let retry_after = retry_after_ms(header_text("retry-after-ms"), header_text("retry-after"));
+    match Failure::from_status(status.as_u16(), retry_after) {
+        Some(failure) => Sent::KeyFailed(AttemptFailure::new(
+            failure,
+            format!("the upstream answered {}", status.as_u16()),
+        )),
+        None => Sent::Answer(response),
+    }
+}

@@ -1,0 +1,169 @@
+//! Anthropic's endpoints: messages (JSON and SSE, text and tool use) and token
+//! counting.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{Dialect, Fake, count_tokens, error, json_response, pieces, text_of};
+
+#[derive(Deserialize)]
+struct MessagesRequest {
+    model: String,
+    #[serde(default)]
+    system: Value,
+    #[serde(default)]
+    messages: Vec<Message>,
+    #[serde(default)]
+    tools: Vec<Tool>,
+    #[serde(default)]
+    stream: bool,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    content: Value,
+}
+
+#[derive(Deserialize)]
+struct Tool {
+    name: String,
+}
+
+fn bad_request(message: &str) -> Response {
+    error(
+        Dialect::Anthropic,
+        StatusCode::BAD_REQUEST,
+        "invalid_request_error",
+        message,
+    )
+}
+
+async fn read(
+    fake: &Fake,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(MessagesRequest, crate::Behaviour), Box<Response>> {
+    let behaviour = fake.admit(Dialect::Anthropic, headers).await?;
+    if headers.get("anthropic-version").is_none() {
+        return Err(Box::new(bad_request(
+            "anthropic-version header is required",
+        )));
+    }
+    let value: Value =
+        serde_json::from_slice(body).map_err(|_| Box::new(bad_request("body is not JSON")))?;
+    fake.record_body(&value);
+    let req = serde_json::from_value(value).map_err(|e| Box::new(bad_request(&e.to_string())))?;
+    Ok((req, behaviour))
+}
+
+fn prompt_of(req: &MessagesRequest) -> String {
+    std::iter::once(text_of(&req.system))
+        .chain(req.messages.iter().map(|m| text_of(&m.content)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub(crate) async fn count(
+    State(fake): State<Arc<Fake>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match read(&fake, &headers, &body).await {
+        Ok((req, _)) => json_response(&json!({"input_tokens": count_tokens(&prompt_of(&req))})),
+        Err(r) => *r,
+    }
+}
+
+pub(crate) async fn messages(
+    State(fake): State<Arc<Fake>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (req, behaviour) = match read(&fake, &headers, &body).await {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    let last_user = req
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .map(|m| text_of(&m.content))
+        .unwrap_or_default();
+    let reply = format!("echo: {last_user}");
+    let input = count_tokens(&prompt_of(&req));
+    let output = count_tokens(&reply);
+    fake.record_tokens(input, output);
+    // With tools offered, answer the way a coding agent expects: text, then a call to
+    // the first tool.
+    let tool = req.tools.first().map(|t| t.name.clone());
+    let stop_reason = if tool.is_some() {
+        "tool_use"
+    } else {
+        "end_turn"
+    };
+    if !req.stream {
+        let mut content = vec![json!({"type": "text", "text": reply})];
+        if let Some(name) = &tool {
+            content.push(json!({"type": "tool_use", "id": "toolu_fake", "name": name, "input": {"echo": last_user}}));
+        }
+        let body = json!({"id": "msg_fake", "type": "message", "role": "assistant", "model": req.model,
+                          "content": content, "stop_reason": stop_reason, "stop_sequence": null,
+                          "usage": {"input_tokens": input, "output_tokens": output,
+                                    "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}});
+        return fake.json(&body, behaviour);
+    }
+    let event = |kind: &str, data: Value| format!("event: {kind}\ndata: {data}\n\n");
+    let mut events = vec![
+        event(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message", "role": "assistant",
+                   "model": req.model, "content": [], "stop_reason": null, "stop_sequence": null,
+                   "usage": {"input_tokens": input, "output_tokens": 1, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}}}),
+        ),
+        event(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+    ];
+    for p in pieces(&reply) {
+        events.push(event(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}),
+        ));
+    }
+    events.push(event(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    if let Some(name) = &tool {
+        let args = json!({"echo": last_user}).to_string();
+        events.push(event(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_fake", "name": name, "input": {}}}),
+        ));
+        events.push(event(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": args}}),
+        ));
+        events.push(event(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": 1}),
+        ));
+    }
+    events.push(event(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null}, "usage": {"output_tokens": output}}),
+    ));
+    events.push(event("message_stop", json!({"type": "message_stop"})));
+    fake.sse(events, behaviour)
+}
