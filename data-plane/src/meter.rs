@@ -64,6 +64,11 @@ impl Meter {
         }
     }
 
+    /// A call refused before any upstream was tried records nothing.
+    pub fn discard(mut self) {
+        self.done = true;
+    }
+
     pub fn finish(mut self, status: u16, tokens: Option<TokenUsage>) {
         self.emit(status, tokens);
     }

@@ -320,7 +320,11 @@ async fn forward(
             Ok(c) => c,
             Err(e) => {
                 let error = exhausted(e, last.as_ref(), &app.cool_down);
-                meter.finish(error.code.http_status(), None);
+                if attempts.tried() == 0 {
+                    meter.discard();
+                } else {
+                    meter.finish(error.code.http_status(), None);
+                }
                 return Err(error);
             }
         };

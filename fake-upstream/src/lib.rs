@@ -61,7 +61,7 @@ pub struct Observed {
     pub streams_finished: AtomicU64,
     /// JSON bodies received, in order.
     pub bodies: Mutex<Vec<serde_json::Value>>,
-    /// Credentials received (`Authorization` or `x-api-key`), in order.
+    /// Credential headers received (`Authorization` or `x-api-key`), in order.
     pub authorizations: Mutex<Vec<String>>,
     /// Request headers of the last call.
     pub last_headers: Mutex<HeaderMap>,
@@ -221,10 +221,10 @@ impl Fake {
         }
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-        let secret = secret.strip_prefix("Bearer ").unwrap_or(secret).to_owned();
         if let Ok(mut seen) = self.observed.authorizations.lock() {
-            seen.push(secret.clone());
+            seen.push(secret.to_owned());
         }
+        let secret = secret.strip_prefix("Bearer ").unwrap_or(secret).to_owned();
         if let Ok(mut last) = self.observed.last_headers.lock() {
             *last = headers.clone();
         }
