@@ -106,6 +106,8 @@ impl FakeUpstream {
             .route("/v1/messages", post(anthropic::messages))
             .route("/v1/messages/count_tokens", post(anthropic::count))
             .route("/v1/models", get(openai::models))
+            // Uploads of any size: the proxy in front decides what it accepts.
+            .layer(axum::extract::DefaultBodyLimit::disable())
             .with_state(state.clone());
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -321,6 +323,8 @@ impl Fake {
                 async move {
                     let (i, event) = it.next()?;
                     if cut == Some(i) {
+                        // Let what was sent reach the wire first, as a real cut does.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                         return Some((
                             Err(std::io::Error::other("cut by the fake upstream")),
                             (it, hold),
@@ -364,10 +368,11 @@ impl Fake {
         }
         let text = body.to_string().into_bytes();
         let half = Bytes::from(text[..text.len() / 2].to_vec());
-        let stream = futures_util::stream::iter([
-            Ok(half),
-            Err(std::io::Error::other("cut by the fake upstream")),
-        ]);
+        let stream =
+            futures_util::stream::iter([Ok(half)]).chain(futures_util::stream::once(async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Err(std::io::Error::other("cut by the fake upstream"))
+            }));
         (
             [(header::CONTENT_TYPE, "application/json")],
             Body::from_stream(stream),

@@ -2,10 +2,12 @@
 //! - [`pg`]: a throwaway PostgreSQL server in a temp dir on a free loopback port.
 //! - [`procs`]: starts Switchyard's real binaries as separate processes and learns
 //!   where they listen from their address files.
+//! - [`system`]: the whole system started as processes, and helpers to call it.
 
 pub mod backends;
 pub mod pg;
 pub mod procs;
+pub mod system;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {

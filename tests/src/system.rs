@@ -1,0 +1,263 @@
+//! The whole system as separate processes: a throwaway Postgres, the usage
+//! collector, the control plane and the data plane, with helpers to call them.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "helpers of a test fail loudly on the first surprise"
+)]
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use switchyard_core::apikey;
+use switchyard_core::crypto::Keyring;
+use switchyard_fake_upstream::{FakeUpstream, count_tokens};
+
+use crate::pg::PgServer;
+use crate::procs::Proc;
+
+pub const UPSTREAM_SECRET: &str = "sk-upstream-secret-0123456789";
+
+pub struct System {
+    pub control_db: String,
+    pub _collector: Proc,
+    pub control: Proc,
+    pub data: Proc,
+    pub pg: PgServer,
+    pub root: String,
+    pub http: reqwest::Client,
+    pub _dir: tempfile::TempDir,
+}
+
+impl System {
+    pub fn admin(&self, path: &str) -> String {
+        format!("{}{path}", self.control.url("http"))
+    }
+
+    pub fn proxy(&self, path: &str) -> String {
+        format!("{}{path}", self.data.url("http"))
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(self.admin(path))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A main account made by the operator, with one provider key (the fake) serving
+    /// every model: its creation answer and its key.
+    pub async fn owner(&self, name: &str, fake: &FakeUpstream) -> (Value, String) {
+        let (status, created) = self
+            .post("/x-users", &self.root, json!({"name": name}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        let key = created["api_key"].as_str().unwrap().to_owned();
+        let (status, pk) = self
+            .post(
+                "/x-keys",
+                &key,
+                json!({"provider": "openai", "base_url": fake.base_url(), "secret": "sk-abc-123456789", "models": ["*"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{pk}");
+        (created, key)
+    }
+
+    /// Any Admin/Manage call: the status and the JSON answer (`null` when none).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: String,
+        key: String,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, self.admin(&path))
+            .bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let r = request.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn bill(&self, key: &str) -> Value {
+        let r = self
+            .http
+            .get(self.admin("/x-bill"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    pub fn count(&self, db: &str, sql: &str) -> i64 {
+        self.pg.query(db, sql).unwrap().parse().unwrap()
+    }
+}
+
+pub async fn start_system(max_request_body: usize) -> System {
+    let kek = Keyring::generate_spec("k1").to_string();
+    start_system_with(max_request_body, &kek, &kek).await
+}
+
+/// The system with separate keyrings for the control plane (seals) and the data plane
+/// (opens), as during a key-encryption-key rotation.
+pub async fn start_system_with(
+    max_request_body: usize,
+    control_kek: &str,
+    data_kek: &str,
+) -> System {
+    start_system_opts(max_request_body, control_kek, data_kek, &[]).await
+}
+
+/// The system with extra data-plane flags (short timeouts for failure scenarios).
+pub async fn start_system_opts(
+    max_request_body: usize,
+    control_kek: &str,
+    data_kek: &str,
+    data_args: &[&str],
+) -> System {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pg = PgServer::start().unwrap();
+    let control_db = pg.create_database("control").unwrap();
+    let usage_db = pg.create_database("usage").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = apikey::generate_with_prefix("sy-root-")
+        .clear
+        .expose()
+        .clone();
+
+    let collector = Proc::spawn(
+        "switchyard-usage-collector",
+        &[
+            "--database-url",
+            &usage_db,
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+        dir.path(),
+    )
+    .unwrap();
+    let collector_url = collector.url("grpc");
+    let control = Proc::spawn(
+        "switchyard-control-plane",
+        &[
+            "--database-url",
+            &control_db,
+            "--http-listen",
+            "127.0.0.1:0",
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--collector-url",
+            &collector_url,
+            "--allow-private-upstreams",
+            "--resync-seconds",
+            "1",
+        ],
+        &[
+            ("SWITCHYARD_ROOT_KEY", &root),
+            ("SWITCHYARD_KEK", control_kek),
+        ],
+        dir.path(),
+    )
+    .unwrap();
+    let control_url = control.url("grpc");
+    let body_limit = max_request_body.to_string();
+    let data = Proc::spawn(
+        "switchyard-data-plane",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--control-plane-url",
+            &control_url,
+            "--collector-url",
+            &collector_url,
+            "--max-request-body",
+            &body_limit,
+        ]
+        .into_iter()
+        .chain(data_args.iter().copied())
+        .collect::<Vec<_>>(),
+        &[("SWITCHYARD_KEK", data_kek)],
+        dir.path(),
+    )
+    .unwrap();
+    let http = reqwest::Client::new();
+    let ready = format!("{}/readyz", data.url("http"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !http
+        .get(&ready)
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == StatusCode::OK)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "data plane never became ready:\n{}",
+            data.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    System {
+        control_db,
+        _collector: collector,
+        control,
+        data,
+        pg,
+        root,
+        http,
+        _dir: dir,
+    }
+}
+
+pub fn chat(content: &str, stream: bool) -> Value {
+    json!({"model": "gpt-4o-mini", "stream": stream, "messages": [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": content}]})
+}
+
+/// Calls the proxy until the snapshot carrying `key` has reached the data plane.
+pub async fn wait_for_key(sys: &System, key: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = sys
+            .http
+            .post(sys.proxy("/v1/chat/completions"))
+            .bearer_auth(key)
+            .body("{")
+            .send()
+            .await
+            .unwrap();
+        if r.status() != StatusCode::UNAUTHORIZED {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "key never reached the data plane"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn expected_tokens(system: &str, user: &str) -> (u64, u64) {
+    (
+        count_tokens(&format!("{system} {user}")),
+        count_tokens(&format!("echo: {user}")),
+    )
+}

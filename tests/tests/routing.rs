@@ -1,0 +1,784 @@
+//! Routing across provider keys against the real processes and a fake upstream that
+//! misbehaves per credential: round-robin spread, cool-down and recovery, Retry-After,
+//! switch-over after same-level failures, explicit failure when all fail, streams that
+//! stall before their first event or break after it, and client disconnects.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "helpers of a test fail loudly on the first surprise"
+)]
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use switchyard_core::crypto::Keyring;
+use switchyard_fake_upstream::{Behaviour, FakeUpstream};
+use switchyard_tests::system::{System, chat, start_system_opts, wait_for_key};
+
+/// A data plane with short timeouts so failure scenarios take seconds.
+async fn start() -> System {
+    let kek = Keyring::generate_spec("k1").to_string();
+    start_system_opts(
+        4 * 1024 * 1024,
+        &kek,
+        &kek,
+        &[
+            "--first-byte-timeout-seconds",
+            "1",
+            "--tries-per-level",
+            "2",
+            "--trusted-proxies",
+            "127.0.0.1/32",
+        ],
+    )
+    .await
+}
+
+/// A main account with the given provider keys: (kind, secret, level, models).
+async fn owner_with_keys(
+    sys: &System,
+    fake: &FakeUpstream,
+    name: &str,
+    keys: &[(&str, &str, u32, &[&str])],
+) -> String {
+    let (status, created) = sys.post("/x-users", &sys.root, json!({"name": name})).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let key = created["api_key"].as_str().unwrap().to_owned();
+    for (kind, secret, level, models) in keys {
+        let (status, pk) = sys
+            .post(
+                "/x-keys",
+                &key,
+                json!({"provider": kind, "base_url": fake.base_url(), "secret": secret, "models": models, "level": level}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{pk}");
+    }
+    key
+}
+
+async fn put_rules(sys: &System, key: &str, rules: Value) {
+    let (status, body) = sys
+        .call(Method::PUT, "/x-conf".into(), key.into(), Some(rules))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+async fn call_chat(
+    sys: &System,
+    key: &str,
+    body: &Value,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let r = sys
+        .http
+        .post(sys.proxy("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let headers = r.headers().clone();
+    (status, headers, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The newest usage events of the caller's tree, once `n` have arrived.
+async fn logs(sys: &System, key: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, page) = sys
+            .call(
+                Method::GET,
+                "/dashboard/logs?limit=200".into(),
+                key.into(),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        let events = page["events"].as_array().cloned().unwrap_or_default();
+        if events.len() >= n {
+            return events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} usage events arrived",
+            events.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until the snapshot carrying the latest change is applied (rules, keys):
+/// the control plane's status shows every replica at its revision.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(400)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_spread_cool_down_recover_and_switch_over() {
+    let sys = start().await;
+    let fake = FakeUpstream::start(None).await.unwrap();
+    let key = owner_with_keys(
+        &sys,
+        &fake,
+        "acme",
+        &[
+            ("openai", "sk-a-0001", 1, &["gpt*"]),
+            ("openai", "sk-b-0002", 1, &["gpt*"]),
+            ("openai", "sk-c-0003", 2, &["gpt*"]),
+        ],
+    )
+    .await;
+    put_rules(&sys, &key, json!({"switch_over": {"1": 2}})).await;
+    wait_for_key(&sys, &key).await;
+    settle().await;
+    let body = chat("hi", false);
+
+    // Round-robin: the level-1 keys share the calls evenly; the backup level idles.
+    for _ in 0..20 {
+        assert_eq!(call_chat(&sys, &key, &body).await.0, 200);
+    }
+    let (a, b) = (fake.calls_with("sk-a-0001"), fake.calls_with("sk-b-0002"));
+    assert_eq!(a + b, 20);
+    assert!((9..=11).contains(&a), "a={a} b={b}");
+    assert_eq!(fake.calls_with("sk-c-0003"), 0);
+
+    // A failing key sleeps; the healthy one takes every call meanwhile, none fails.
+    fake.set_behaviour("sk-a-0001", Behaviour::Fail { status: 500 });
+    let a_before = fake.calls_with("sk-a-0001");
+    for _ in 0..10 {
+        assert_eq!(call_chat(&sys, &key, &body).await.0, 200);
+    }
+    assert_eq!(
+        fake.calls_with("sk-a-0001") - a_before,
+        1,
+        "slept after one failure"
+    );
+    // Recovery: once its cool-down (1 s after the first failure) passes and it works
+    // again, it is back in the rotation.
+    fake.set_behaviour("sk-a-0001", Behaviour::Succeed);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let a_before = fake.calls_with("sk-a-0001");
+    for _ in 0..6 {
+        assert_eq!(call_chat(&sys, &key, &body).await.0, 200);
+    }
+    assert!(fake.calls_with("sk-a-0001") - a_before >= 2);
+
+    // 429 honours Retry-After: the key is left alone for the time the provider asked.
+    fake.set_behaviour(
+        "sk-a-0001",
+        Behaviour::RateLimit {
+            retry_after_secs: 3,
+        },
+    );
+    let limited_at = Instant::now();
+    let a_before = fake.calls_with("sk-a-0001");
+    for _ in 0..12 {
+        assert_eq!(call_chat(&sys, &key, &body).await.0, 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if limited_at.elapsed() < Duration::from_secs(3) {
+        assert_eq!(fake.calls_with("sk-a-0001") - a_before, 1);
+    }
+    fake.set_behaviour("sk-a-0001", Behaviour::Succeed);
+
+    // Same-level failures switch over to the backup level.
+    fake.set_behaviour("sk-a-0001", Behaviour::Fail { status: 503 });
+    fake.set_behaviour("sk-b-0002", Behaviour::Reject);
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    let (status, headers, answer) = call_chat(&sys, &key, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(headers.contains_key("x-request-id"));
+    assert_eq!(fake.calls_with("sk-c-0003"), 1);
+    let newest = &logs(&sys, &key, 1).await[0];
+    assert_eq!(newest["level"], 2);
+    assert_eq!(newest["status"], 200);
+
+    // Every key failing: an explicit error that says so, in OpenAI's shape.
+    fake.set_behaviour("sk-c-0003", Behaviour::Fail { status: 500 });
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let (status, headers, answer) = call_chat(&sys, &key, &body).await;
+    assert_eq!(status, 502, "{answer}");
+    assert!(headers.contains_key("x-request-id"));
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("failed"), "{message}");
+    assert!(message.contains("gpt-4o-mini"), "{message}");
+    assert_eq!(answer["error"]["type"], "api_error");
+    // Right after, every key sleeps: refused at once with the wait, no upstream call.
+    let calls = fake.calls_with("sk-c-0003");
+    let (status, headers, answer) = call_chat(&sys, &key, &body).await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(headers.contains_key("retry-after"));
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cooling down")
+    );
+    assert_eq!(fake.calls_with("sk-c-0003"), calls);
+
+    // Never a provider the owner did not configure: another owner's key is untouched.
+    let other = owner_with_keys(
+        &sys,
+        &fake,
+        "other",
+        &[("openai", "sk-z-0009", 1, &["gpt*"])],
+    )
+    .await;
+    wait_for_key(&sys, &other).await;
+    let (status, _, _) = call_chat(&sys, &key, &body).await;
+    assert_ne!(status, 200);
+    assert_eq!(fake.calls_with("sk-z-0009"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_retry_before_their_first_event_and_report_breaks_after_it() {
+    let sys = start().await;
+    let fake = FakeUpstream::start(None).await.unwrap();
+    let key = owner_with_keys(
+        &sys,
+        &fake,
+        "acme",
+        &[
+            ("openai", "sk-stall-01", 1, &["gpt*"]),
+            ("openai", "sk-good-02", 1, &["gpt*"]),
+            ("anthropic", "sk-ant-cut-03", 1, &["claude*"]),
+        ],
+    )
+    .await;
+    wait_for_key(&sys, &key).await;
+    fake.set_behaviour("sk-stall-01", Behaviour::Stall);
+    let stream_body = chat("stream me please", true);
+
+    // A stall before the first byte moves to the next key within the timeout; the
+    // client sees one clean stream.
+    for _ in 0..2 {
+        let r = sys
+            .http
+            .post(sys.proxy("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&stream_body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, 200, "{text}");
+        assert!(text.contains("data: [DONE]"), "{text}");
+        assert!(!text.contains("\"error\""), "{text}");
+    }
+    assert_eq!(fake.calls_with("sk-good-02"), 2);
+
+    // A stream cut before its first event is retried too.
+    fake.set_behaviour("sk-stall-01", Behaviour::CutAfter { events: 0 });
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    for _ in 0..2 {
+        let r = sys
+            .http
+            .post(sys.proxy("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&stream_body)
+            .send()
+            .await
+            .unwrap();
+        let text = r.text().await.unwrap();
+        assert!(text.contains("data: [DONE]"), "{text}");
+    }
+
+    // A cut after the stream started ends it with an error event, never [DONE].
+    fake.set_behaviour("sk-stall-01", Behaviour::Stall);
+    fake.set_behaviour("sk-good-02", Behaviour::CutAfter { events: 3 });
+    let r = sys
+        .http
+        .post(sys.proxy("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&stream_body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert!(!text.contains("[DONE]"), "{text}");
+    let last = text.trim_end().rsplit("\n\n").next().unwrap();
+    assert!(last.starts_with("data: {\"error\":"), "{text}");
+    fake.set_behaviour("sk-good-02", Behaviour::Succeed);
+
+    // Anthropic streams end with Anthropic's `error` event.
+    fake.set_behaviour("sk-ant-cut-03", Behaviour::CutAfter { events: 3 });
+    let r = sys
+        .http
+        .post(sys.proxy("/v1/messages"))
+        .header("x-api-key", &key)
+        .header("anthropic-version", "2023-06-01")
+        .json(
+            &json!({"model": "claude-sonnet-4", "max_tokens": 64, "stream": true,
+                      "messages": [{"role": "user", "content": "hello there"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    assert!(text.starts_with("event: message_start"), "{text}");
+    assert!(text.trim_end().ends_with("}"), "{text}");
+    let last = text.trim_end().rsplit("\n\n").next().unwrap();
+    assert!(
+        last.starts_with("event: error\ndata: {\"type\":\"error\""),
+        "{text}"
+    );
+    assert!(!text.contains("message_stop"), "{text}");
+
+    // A client that leaves a started stream: the stream drains upstream and its
+    // usage is still recorded, to the token.
+    let before = logs(&sys, &key, 0).await.len();
+    fake.hold_streams();
+    let mut r = sys
+        .http
+        .post(sys.proxy("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&chat("leave early please", true))
+        .send()
+        .await
+        .unwrap();
+    let first = r.chunk().await.unwrap().unwrap();
+    assert!(first.starts_with(b"data: "));
+    drop(r);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    fake.release_streams();
+    let events = logs(&sys, &key, before + 1).await;
+    let left = &events[0];
+    assert_eq!(left["status"], 200, "{left}");
+    assert_eq!(left["usage_source"], "reported");
+    assert_eq!(left["output_tokens"], 4); // "echo: leave early please"
+
+    // A client that leaves a non-streamed call cancels the upstream call at once.
+    fake.set_behaviour("sk-good-02", Behaviour::Stall);
+    let abandoned = fake
+        .observed()
+        .abandoned
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let slow = sys
+        .http
+        .post(sys.proxy("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .timeout(Duration::from_millis(300))
+        .json(&chat("never mind", false))
+        .send()
+        .await;
+    assert!(slow.is_err());
+    let events = logs(&sys, &key, before + 2).await;
+    assert_eq!(events[0]["status"], 499, "{}", events[0]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fake
+        .observed()
+        .abandoned
+        .load(std::sync::atomic::Ordering::SeqCst)
+        == abandoned
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the upstream call was not cancelled"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn post_json(
+    sys: &System,
+    path: &str,
+    auth: (&str, &str),
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> reqwest::Response {
+    let mut r = sys
+        .http
+        .post(sys.proxy(path))
+        .header(auth.0, auth.1)
+        .json(body);
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    r.send().await.unwrap()
+}
+
+/// A `multipart/form-data` upload as transcription clients send it.
+fn multipart(model: Option<&str>, file: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    if let Some(model) = model {
+        out.extend_from_slice(
+            format!("--sy-test-boundary\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\n{model}\r\n").as_bytes(),
+        );
+    }
+    out.extend_from_slice(b"--sy-test-boundary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\nContent-Type: audio/wav\r\n\r\n");
+    out.extend_from_slice(file);
+    out.extend_from_slice(b"\r\n--sy-test-boundary--\r\n");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_in_both_protocols_with_policies_enforced() {
+    let sys = start().await;
+    let fake = FakeUpstream::start(None).await.unwrap();
+    let key = owner_with_keys(
+        &sys,
+        &fake,
+        "acme",
+        &[
+            (
+                "openai",
+                "sk-oai-0001",
+                1,
+                &[
+                    "gpt-4o",
+                    "gpt-4o-mini",
+                    "text-embedding-3-small",
+                    "tts-1",
+                    "whisper-1",
+                ],
+            ),
+            ("anthropic", "sk-ant-0002", 1, &["claude-sonnet-4"]),
+        ],
+    )
+    .await;
+    put_rules(
+        &sys,
+        &key,
+        json!({"model_mapper": {"smart": "gpt-4o", "sonnet": "claude-sonnet-4"}}),
+    )
+    .await;
+    wait_for_key(&sys, &key).await;
+    settle().await;
+    let bearer = format!("Bearer {key}");
+
+    // Anthropic messages, with x-api-key or Bearer; version and beta headers pass
+    // through; tool use comes back as the upstream sent it.
+    let tools =
+        json!([{"name": "read_file", "description": "read", "input_schema": {"type": "object"}}]);
+    let msg = json!({"model": "claude-sonnet-4", "max_tokens": 64, "tools": tools,
+                     "messages": [{"role": "user", "content": "open main rs"}]});
+    for auth in [
+        ("x-api-key", key.as_str()),
+        ("authorization", bearer.as_str()),
+    ] {
+        let r = post_json(
+            &sys,
+            "/v1/messages",
+            auth,
+            &[
+                ("anthropic-version", "2023-06-01"),
+                ("anthropic-beta", "tools-2024-05-16"),
+            ],
+            &msg,
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["content"][1]["type"], "tool_use");
+        assert_eq!(v["stop_reason"], "tool_use");
+        let seen = fake.observed().last_headers.lock().unwrap().clone();
+        assert_eq!(seen["anthropic-version"], "2023-06-01");
+        assert_eq!(seen["anthropic-beta"], "tools-2024-05-16");
+        assert_eq!(seen["x-api-key"], "sk-ant-0002");
+        assert!(!seen.contains_key("authorization"));
+    }
+    // Streaming, the way Claude Code calls: every event passes through in order.
+    let mut stream_msg = msg.clone();
+    stream_msg["stream"] = json!(true);
+    let r = post_json(
+        &sys,
+        "/v1/messages",
+        ("x-api-key", &key),
+        &[("anthropic-version", "2023-06-01")],
+        &stream_msg,
+    )
+    .await;
+    let text = r.text().await.unwrap();
+    let kinds: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(kinds.first(), Some(&"message_start"));
+    assert_eq!(kinds.last(), Some(&"message_stop"));
+    assert!(text.contains("input_json_delta"));
+    // Token counting.
+    let r = post_json(&sys, "/v1/messages/count_tokens", ("x-api-key", &key), &[("anthropic-version", "2023-06-01")], &json!({"model": "claude-sonnet-4", "messages": [{"role": "user", "content": "one two three"}]})).await;
+    assert_eq!(r.json::<Value>().await.unwrap()["input_tokens"], 3);
+
+    // Responses API, JSON and streamed (Codex-style); usage comes from
+    // `response.completed`.
+    let before = logs(&sys, &key, 0).await.len();
+    let r = post_json(
+        &sys,
+        "/v1/responses",
+        ("authorization", &bearer),
+        &[],
+        &json!({"model": "gpt-4o", "input": "write tests", "stream": true}),
+    )
+    .await;
+    let text = r.text().await.unwrap();
+    assert!(text.contains("event: response.output_text.delta"));
+    assert!(text.contains("event: response.completed"));
+    let events = logs(&sys, &key, before + 1).await;
+    assert_eq!(events[0]["path"], "/v1/responses");
+    assert_eq!(
+        (
+            events[0]["input_tokens"].as_u64(),
+            events[0]["output_tokens"].as_u64()
+        ),
+        (Some(2), Some(3))
+    );
+    let r = post_json(&sys, "/v1/responses", ("authorization", &bearer), &[], &json!({"model": "gpt-4o", "input": [{"role": "user", "content": [{"type": "input_text", "text": "hi there"}]}]})).await;
+    assert_eq!(r.json::<Value>().await.unwrap()["usage"]["input_tokens"], 2);
+
+    // Embeddings.
+    let r = post_json(
+        &sys,
+        "/v1/embeddings",
+        ("authorization", &bearer),
+        &[],
+        &json!({"model": "text-embedding-3-small", "input": ["a b", "c"]}),
+    )
+    .await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["data"].as_array().unwrap().len(), 2);
+    assert_eq!(v["usage"]["prompt_tokens"], 3);
+
+    // Audio: binary speech streamed back whole, and a large multipart upload streamed
+    // to the upstream (model field first, as clients send it).
+    let r = post_json(
+        &sys,
+        "/v1/audio/speech",
+        ("authorization", &bearer),
+        &[],
+        &json!({"model": "tts-1", "input": "three words here", "voice": "alloy"}),
+    )
+    .await;
+    assert_eq!(r.headers()["content-type"], "audio/mpeg");
+    assert_eq!(r.bytes().await.unwrap().len(), 3 * 16 * 1024);
+    let audio = vec![7u8; 3 * 1024 * 1024];
+    let upload = |body: Vec<u8>| {
+        sys.http
+            .post(sys.proxy("/v1/audio/transcriptions"))
+            .bearer_auth(&key)
+            .header(
+                "content-type",
+                "multipart/form-data; boundary=sy-test-boundary",
+            )
+            .body(body)
+            .send()
+    };
+    let r = upload(multipart(Some("whisper-1"), &audio)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let received = *fake.observed().upload_sizes.lock().unwrap().last().unwrap();
+    assert_eq!(received, multipart(Some("whisper-1"), &audio).len());
+    assert_eq!(v["text"], format!("received {received} bytes"));
+    // No model field: a clear error, nothing sent.
+    let uploads = fake.observed().upload_sizes.lock().unwrap().len();
+    let r = upload(multipart(None, &audio[..10])).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(fake.observed().upload_sizes.lock().unwrap().len(), uploads);
+
+    // ModelMapper: the forwarded body names the served model, nothing else changes;
+    // the usage records both names.
+    let r = post_json(&sys, "/v1/chat/completions", ("authorization", &bearer), &[], &json!({"model": "smart", "messages": [{"role": "user", "content": "x"}], "temperature": 0.5})).await;
+    assert_eq!(r.status(), 200);
+    let sent = fake
+        .observed()
+        .bodies
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        sent,
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}], "temperature": 0.5})
+    );
+    let events = logs(&sys, &key, 1).await;
+    assert_eq!(
+        (
+            events[0]["model_requested"].as_str(),
+            events[0]["model_served"].as_str()
+        ),
+        (Some("smart"), Some("gpt-4o"))
+    );
+
+    // A model served only in the other protocol: the error says so, in the client's shape.
+    let r = post_json(
+        &sys,
+        "/v1/messages",
+        ("x-api-key", &key),
+        &[("anthropic-version", "2023-06-01")],
+        &json!({"model": "gpt-4o", "max_tokens": 5, "messages": []}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "error");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not translate"),
+        "{v}"
+    );
+    let r = post_json(
+        &sys,
+        "/v1/chat/completions",
+        ("authorization", &bearer),
+        &[],
+        &json!({"model": "claude-sonnet-4", "messages": []}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert!(
+        r.json::<Value>().await.unwrap()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("anthropic")
+    );
+
+    // /v1/models: the owner sees every listed model and alias of the protocol asked.
+    let list = |k: String, anthropic: bool| {
+        let mut r = sys.http.get(sys.proxy("/v1/models")).bearer_auth(k);
+        if anthropic {
+            r = r.header("anthropic-version", "2023-06-01");
+        }
+        async move { r.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let ids = |v: &Value| {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(&list(key.clone(), false).await),
+        [
+            "gpt-4o",
+            "gpt-4o-mini",
+            "smart",
+            "text-embedding-3-small",
+            "tts-1",
+            "whisper-1"
+        ]
+    );
+    assert_eq!(
+        ids(&list(key.clone(), true).await),
+        ["claude-sonnet-4", "sonnet"]
+    );
+
+    // A sub-account narrowed by policy: /v1/models shows only what it may call, and
+    // each allowlist refuses with its reason, in the client's protocol.
+    let (status, child) = sys
+        .post(
+            "/x-users",
+            &key,
+            json!({"name": "team", "policy": {
+        "models": ["gpt-4o-mini", "claude*"],
+        "resources": ["/v1/chat/completions", "/v1/messages", "/v1/models"],
+        "client_cidrs": ["203.0.113.0/24"]}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{child}");
+    let child_key = child["api_key"].as_str().unwrap().to_owned();
+    wait_for_key(&sys, &child_key).await;
+    let from = |ip: &'static str| [("x-forwarded-for", ip)];
+    let ok_ip = from("198.51.100.1, 203.0.113.9");
+    let r = sys
+        .http
+        .get(sys.proxy("/v1/models"))
+        .bearer_auth(&child_key)
+        .header("x-forwarded-for", "203.0.113.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ids(&r.json().await.unwrap()), ["gpt-4o-mini"]);
+    let child_bearer = format!("Bearer {child_key}");
+    let r = post_json(
+        &sys,
+        "/v1/chat/completions",
+        ("authorization", &child_bearer),
+        &ok_ip,
+        &chat("hi", false),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    // The network allowlist (no forwarded address: the peer is 127.0.0.1).
+    let r = post_json(
+        &sys,
+        "/v1/chat/completions",
+        ("authorization", &child_bearer),
+        &[],
+        &chat("hi", false),
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    assert!(
+        r.json::<Value>().await.unwrap()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.1 is not among this account's allowed networks")
+    );
+    // The resource allowlist.
+    let r = post_json(
+        &sys,
+        "/v1/embeddings",
+        ("authorization", &child_bearer),
+        &ok_ip,
+        &json!({"model": "gpt-4o-mini", "input": "x"}),
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    assert!(
+        r.json::<Value>().await.unwrap()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/v1/embeddings is not among")
+    );
+    // The model allowlist, in Anthropic's shape on the Anthropic endpoint.
+    let r = post_json(
+        &sys,
+        "/v1/messages",
+        ("x-api-key", &child_key),
+        &[("anthropic-version", "2023-06-01"), ok_ip[0]],
+        &json!({"model": "sonnet", "max_tokens": 5, "messages": []}),
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "permission_error");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"sonnet\" is not among this account's allowed models")
+    );
+    let r = post_json(
+        &sys,
+        "/v1/chat/completions",
+        ("authorization", &child_bearer),
+        &ok_ip,
+        &json!({"model": "gpt-4o", "messages": []}),
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    // Unknown keys get the protocol's authentication error.
+    let r = post_json(
+        &sys,
+        "/v1/messages",
+        ("x-api-key", "sk-sy-nope"),
+        &[("anthropic-version", "2023-06-01")],
+        &msg,
+    )
+    .await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["type"],
+        "authentication_error"
+    );
+}
