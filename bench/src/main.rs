@@ -1,0 +1,443 @@
+//! `switchyard-bench`: what the data plane adds to a call, measured in one run against
+//! two baselines: the fake upstream called directly, and nginx as a reverse proxy in
+//! front of it (the practical limit of a proxy). Every process is separate: the fake
+//! upstream, nginx, the collector, the control plane and the data plane (SQLite).
+//!
+//! - Added latency at fixed open-loop rates: requests are sent on a fixed schedule
+//!   whatever the answers do, and each latency counts from its scheduled time, so a
+//!   stall shows up instead of slowing the load (no coordinated omission).
+//! - Time to first byte of streams, added over the direct call.
+//! - Maximum throughput with 64 connections (closed loop).
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use switchyard_core::apikey;
+use switchyard_tests::procs::Proc;
+
+#[derive(Parser)]
+#[command(about = "Switchyard's proxy benchmark")]
+struct Args {
+    /// Seconds of each open-loop and throughput phase.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Open-loop rates in requests per second.
+    #[arg(long, value_delimiter = ',', default_value = "1000,2000")]
+    rates: Vec<u32>,
+    /// Connections of the throughput phase.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Streams measured for time to first byte.
+    #[arg(long, default_value_t = 2000)]
+    streams: usize,
+}
+
+#[derive(Clone)]
+struct Target {
+    url: String,
+    key: String,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// nginx in front of the fake upstream, with pooled keep-alive connections.
+struct Nginx(Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_nginx(dir: &Path, upstream: std::net::SocketAddr) -> anyhow::Result<(Nginx, u16)> {
+    let bin = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .context("nginx is not installed (scripts/bench.sh installs it)")?;
+    let port = free_port()?;
+    let d = dir.display();
+    let conf = format!(
+        "worker_processes auto; daemon off; pid {d}/nginx.pid; error_log {d}/nginx.err warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fcgi;
+  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  upstream fake {{ server {upstream}; keepalive 256; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://fake; proxy_http_version 1.1; proxy_set_header Connection \"\";
+      proxy_buffering off;
+    }}
+  }}
+}}
+"
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf)?;
+    let child = Command::new(bin)
+        .arg("-c")
+        .arg(&path)
+        .arg("-p")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start nginx")?;
+    let nginx = Nginx(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("nginx did not start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok((nginx, port))
+}
+
+/// The processes of the system, on SQLite, with one owner whose provider key is the
+/// fake upstream. Returns them (stopped on drop) and an issued key.
+async fn start_system(
+    dir: &Path,
+    upstream: &str,
+    http: &reqwest::Client,
+) -> anyhow::Result<(Vec<Proc>, String, String)> {
+    let root = apikey::generate_with_prefix("sy-root-")
+        .clear
+        .expose()
+        .clone();
+    let kek = switchyard_core::crypto::Keyring::generate_spec("k1").to_string();
+    let db = |name: &str| format!("sqlite://{}?mode=rwc", dir.join(name).display());
+    let collector = Proc::spawn(
+        "switchyard-usage-collector",
+        &[
+            "--database-url",
+            &db("usage.db"),
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+        dir,
+    )?;
+    let control = Proc::spawn(
+        "switchyard-control-plane",
+        &[
+            "--database-url",
+            &db("control.db"),
+            "--http-listen",
+            "127.0.0.1:0",
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--collector-url",
+            &collector.url("grpc"),
+            "--allow-private-upstreams",
+        ],
+        &[("SWITCHYARD_ROOT_KEY", &root), ("SWITCHYARD_KEK", &kek)],
+        dir,
+    )?;
+    let data = Proc::spawn(
+        "switchyard-data-plane",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--control-plane-url",
+            &control.url("grpc"),
+            "--collector-url",
+            &collector.url("grpc"),
+        ],
+        &[("SWITCHYARD_KEK", &kek), ("RUST_LOG", "warn")],
+        dir,
+    )?;
+    let admin = control.url("http");
+    let created: Value = http
+        .post(format!("{admin}/x-users"))
+        .bearer_auth(&root)
+        .json(&json!({"name": "bench"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let key = created["api_key"]
+        .as_str()
+        .context("no api key in the answer")?
+        .to_owned();
+    let added = http
+        .post(format!("{admin}/x-keys"))
+        .bearer_auth(&key)
+        .json(&json!({"provider": "openai", "base_url": upstream, "secret": "sk-bench-0001", "models": ["*"]}))
+        .send()
+        .await?;
+    if !added.status().is_success() {
+        bail!("adding the provider key failed: {}", added.text().await?);
+    }
+    let proxy = data.url("http");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = http
+            .post(format!("{proxy}/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&chat(false))
+            .send()
+            .await?;
+        if r.status().is_success() {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the data plane never served the key: {}", r.status());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok((vec![collector, control, data], proxy, key))
+}
+
+fn chat(stream: bool) -> Value {
+    json!({"model": "gpt-4o-mini", "stream": stream,
+           "messages": [{"role": "user", "content": "hello from the benchmark"}]})
+}
+
+async fn one_call(client: &reqwest::Client, target: &Target, body: &Arc<Vec<u8>>) -> bool {
+    let sent = client
+        .post(&target.url)
+        .bearer_auth(&target.key)
+        .header("content-type", "application/json")
+        .body(body.as_ref().clone())
+        .send()
+        .await;
+    match sent {
+        Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+struct Latencies {
+    micros: Vec<u64>,
+    errors: usize,
+}
+
+impl Latencies {
+    fn pct(&self, p: f64) -> f64 {
+        if self.micros.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.micros.len() as f64 - 1.0) * p).round() as usize;
+        self.micros[i.min(self.micros.len() - 1)] as f64 / 1000.0
+    }
+}
+
+/// Fixed-rate load: request `i` is due at `start + i / rate`, sent then whatever
+/// the earlier ones are doing, and timed from when it was due.
+async fn open_loop(
+    client: &reqwest::Client,
+    target: &Target,
+    rate: u32,
+    seconds: u64,
+) -> Latencies {
+    let body = Arc::new(serde_json::to_vec(&chat(false)).unwrap_or_default());
+    let total = u64::from(rate) * seconds;
+    let start = tokio::time::Instant::now() + Duration::from_millis(50);
+    let mut tasks = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    for i in 0..total {
+        let due = start + Duration::from_nanos(i * 1_000_000_000 / u64::from(rate));
+        tokio::time::sleep_until(due).await;
+        let client = client.clone();
+        let body = body.clone();
+        let target = target.clone();
+        tasks.push(tokio::spawn(async move {
+            let ok = one_call(&client, &target, &body).await;
+            (ok, due.elapsed())
+        }));
+    }
+    let mut micros = Vec::with_capacity(tasks.len());
+    let mut errors = 0;
+    for t in tasks {
+        match t.await {
+            Ok((true, d)) => micros.push(u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+            _ => errors += 1,
+        }
+    }
+    micros.sort_unstable();
+    Latencies { micros, errors }
+}
+
+/// Time to the first body byte of streamed calls, one at a time.
+async fn stream_ttfb(client: &reqwest::Client, target: &Target, n: usize) -> Latencies {
+    let body = serde_json::to_vec(&chat(true)).unwrap_or_default();
+    let mut micros = Vec::with_capacity(n);
+    let mut errors = 0;
+    for _ in 0..n {
+        let started = Instant::now();
+        let sent = client
+            .post(&target.url)
+            .bearer_auth(&target.key)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await;
+        let Ok(r) = sent else {
+            errors += 1;
+            continue;
+        };
+        let mut chunks = r.bytes_stream();
+        match chunks.next().await {
+            Some(Ok(_)) => {
+                micros.push(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX))
+            }
+            _ => errors += 1,
+        }
+        while chunks.next().await.is_some() {}
+    }
+    micros.sort_unstable();
+    Latencies { micros, errors }
+}
+
+/// Closed loop: `connections` workers call back to back; completed calls per second.
+async fn throughput(
+    client: &reqwest::Client,
+    target: &Target,
+    connections: usize,
+    seconds: u64,
+) -> f64 {
+    let body = Arc::new(serde_json::to_vec(&chat(false)).unwrap_or_default());
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..connections)
+        .map(|_| {
+            let client = client.clone();
+            let body = body.clone();
+            let target = target.clone();
+            tokio::spawn(async move {
+                let mut done = 0u64;
+                while Instant::now() < end {
+                    if one_call(&client, &target, &body).await {
+                        done += 1;
+                    }
+                }
+                done
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for w in workers {
+        total += w.await.unwrap_or(0);
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dir = tempfile::tempdir()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .tcp_nodelay(true)
+        .build()?;
+    let fake = Proc::spawn(
+        "switchyard-fake-upstream",
+        &["--listen", "127.0.0.1:0"],
+        &[("RUST_LOG", "warn")],
+        dir.path(),
+    )?;
+    let fake_url = fake.url("http");
+    let fake_addr: std::net::SocketAddr = fake_url
+        .trim_start_matches("http://")
+        .parse()
+        .context("fake upstream address")?;
+    let (_nginx, nginx_port) = start_nginx(dir.path(), fake_addr)?;
+    let (_procs, proxy, key) = start_system(dir.path(), &format!("{fake_url}/v1"), &http).await?;
+    let path = "/v1/chat/completions";
+    let targets = [
+        Target {
+            url: format!("{fake_url}{path}"),
+            key: "sk-bench-0001".into(),
+        },
+        Target {
+            url: format!("http://127.0.0.1:{nginx_port}{path}"),
+            key: "sk-bench-0001".into(),
+        },
+        Target {
+            url: format!("{proxy}{path}"),
+            key,
+        },
+    ];
+    // Warm every pool.
+    for t in &targets {
+        throughput(&http, t, 8, 1).await;
+    }
+
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "| phase | direct | nginx | switchyard | switchyard added | nginx added |"
+    )?;
+    writeln!(out, "|---|---|---|---|---|---|")?;
+    for &rate in &args.rates {
+        let mut lat = Vec::new();
+        for t in &targets {
+            lat.push(open_loop(&http, t, rate, args.seconds).await);
+        }
+        for (label, p) in [("p50", 0.50), ("p99", 0.99)] {
+            let v: Vec<f64> = lat.iter().map(|l| l.pct(p)).collect();
+            writeln!(
+                out,
+                "| {rate} req/s latency {label} (ms) | {:.3} | {:.3} | {:.3} | {:+.3} | {:+.3} |",
+                v[0],
+                v[1],
+                v[2],
+                v[2] - v[0],
+                v[1] - v[0]
+            )?;
+        }
+        let errors: Vec<usize> = lat.iter().map(|l| l.errors).collect();
+        writeln!(
+            out,
+            "| {rate} req/s errors | {} | {} | {} | | |",
+            errors[0], errors[1], errors[2]
+        )?;
+    }
+    let mut ttfb = Vec::new();
+    for t in &targets {
+        ttfb.push(stream_ttfb(&http, t, args.streams).await);
+    }
+    for (label, p) in [("p50", 0.50), ("p99", 0.99)] {
+        let v: Vec<f64> = ttfb.iter().map(|l| l.pct(p)).collect();
+        writeln!(
+            out,
+            "| stream first byte {label} (ms) | {:.3} | {:.3} | {:.3} | {:+.3} | {:+.3} |",
+            v[0],
+            v[1],
+            v[2],
+            v[2] - v[0],
+            v[1] - v[0]
+        )?;
+    }
+    let mut rps = Vec::new();
+    for t in &targets {
+        rps.push(throughput(&http, t, args.connections, args.seconds).await);
+    }
+    writeln!(
+        out,
+        "| throughput, {} connections (req/s) | {:.0} | {:.0} | {:.0} | {:.2}× nginx | |",
+        args.connections,
+        rps[0],
+        rps[1],
+        rps[2],
+        rps[2] / rps[1]
+    )?;
+    drop(fake);
+    Ok(())
+}

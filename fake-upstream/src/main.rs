@@ -1,0 +1,35 @@
+//! `switchyard-fake-upstream`: the fake upstream as its own process, for the benchmark
+//! (a separate process so it does not share the load generator's runtime).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::Parser;
+use switchyard_fake_upstream::FakeUpstream;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "A local OpenAI/Anthropic-compatible upstream for tests and benchmarks"
+)]
+struct Args {
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: String,
+    /// Write the bound address as JSON to this file once listening.
+    #[arg(long)]
+    addr_file: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    switchyard_runtime::init_logging();
+    let args = Args::parse();
+    let listener = tokio::net::TcpListener::bind(&args.listen).await?;
+    let fake = FakeUpstream::serve(listener, None)?;
+    if let Some(path) = &args.addr_file {
+        switchyard_runtime::write_addr_file(path, &BTreeMap::from([("http", fake.addr)]))?;
+    }
+    tracing::info!(addr = %fake.addr, "fake upstream listening");
+    switchyard_runtime::shutdown_on_signal().wait().await;
+    Ok(())
+}
