@@ -341,6 +341,7 @@ async fn throughput(
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir()?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
