@@ -21,6 +21,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use switchyard_core::apikey;
 use switchyard_tests::procs::Proc;
+use switchyard_tests::system::{ServiceSpec, Services, spawn_services};
 
 #[derive(Parser)]
 #[command(about = "Switchyard's proxy benchmark")]
@@ -121,47 +122,21 @@ async fn start_system(
         .clone();
     let kek = switchyard_core::crypto::Keyring::generate_spec("k1").to_string();
     let db = |name: &str| format!("sqlite://{}?mode=rwc", dir.join(name).display());
-    let collector = Proc::spawn(
-        "switchyard-usage-collector",
-        &[
-            "--database-url",
-            &db("usage.db"),
-            "--grpc-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ],
-        &[],
+    let Services {
+        collector,
+        control,
+        data,
+    } = spawn_services(
         dir,
-    )?;
-    let control = Proc::spawn(
-        "switchyard-control-plane",
-        &[
-            "--database-url",
-            &db("control.db"),
-            "--http-listen",
-            "127.0.0.1:0",
-            "--grpc-listen",
-            "127.0.0.1:0",
-            "--collector-url",
-            &collector.url("grpc"),
-            "--allow-private-upstreams",
-        ],
-        &[("SWITCHYARD_ROOT_KEY", &root), ("SWITCHYARD_KEK", &kek)],
-        dir,
-    )?;
-    let data = Proc::spawn(
-        "switchyard-data-plane",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--control-plane-url",
-            &control.url("grpc"),
-            "--collector-url",
-            &collector.url("grpc"),
-        ],
-        &[("SWITCHYARD_KEK", &kek), ("RUST_LOG", "warn")],
-        dir,
+        &ServiceSpec {
+            control_db: &db("control.db"),
+            usage_db: &db("usage.db"),
+            root: &root,
+            control_kek: &kek,
+            data_kek: &kek,
+            data_args: &[],
+            data_env: &[("RUST_LOG", "warn")],
+        },
     )?;
     let admin = control.url("http");
     let created: Value = http

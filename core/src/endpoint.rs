@@ -22,13 +22,6 @@ impl Protocol {
             Self::Anthropic => ProviderKind::Anthropic,
         }
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::OpenAi => "OpenAI",
-            Self::Anthropic => "Anthropic",
-        }
-    }
 }
 
 /// How a request body is read.

@@ -234,6 +234,13 @@ pub struct OwnerKeys {
     levels: BTreeMap<u32, Level>,
 }
 
+/// The keys of an account that has none.
+pub static NO_KEYS: OwnerKeys = OwnerKeys {
+    keys: Vec::new(),
+    health: Vec::new(),
+    levels: BTreeMap::new(),
+};
+
 impl OwnerKeys {
     /// Group `keys` (any order) by level. `health_of` supplies each key's health,
     /// carried over from the previous snapshot when the key was already known.
@@ -319,7 +326,7 @@ pub enum RouteError {
     #[error("no provider key of this account serves model {0:?}")]
     NoProviderForModel(String),
     #[error(
-        "model {model:?} is served only by {served_by} provider keys, and this endpoint speaks {wanted}'s protocol; Switchyard does not translate between protocols"
+        "model {model:?} is served only by `{served_by}` provider keys, and this endpoint speaks the `{wanted}` protocol; Switchyard does not translate between protocols"
     )]
     WrongProtocol {
         model: String,
@@ -431,10 +438,7 @@ impl<'a> Attempts<'a> {
             Some(kind) => RouteError::WrongProtocol {
                 model,
                 served_by: kind.as_str(),
-                wanted: match self.kind {
-                    ProviderKind::OpenAi => "OpenAI",
-                    ProviderKind::Anthropic => "Anthropic",
-                },
+                wanted: self.kind.as_str(),
             },
             None => RouteError::NoProviderForModel(model),
         }

@@ -11,7 +11,7 @@ use crate::crypto::Sealed;
 use crate::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use crate::model::{self, ModelPattern};
 use crate::policy::Policy;
-use crate::route::{Attempts, KeyHealth, OwnerKeys};
+use crate::route::{Attempts, KeyHealth, NO_KEYS, OwnerKeys};
 use crate::rules::{Price, Rules};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -444,8 +444,6 @@ impl Compiled {
         out
     }
 }
-
-static NO_KEYS: std::sync::LazyLock<OwnerKeys> = std::sync::LazyLock::new(OwnerKeys::default);
 
 #[cfg(test)]
 mod tests {

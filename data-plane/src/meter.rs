@@ -27,7 +27,7 @@ pub struct Meter {
     streamed: bool,
     /// The owner's price for the served model at request time.
     pub price: Option<Price>,
-    pub ttfb: Option<Duration>,
+    ttfb: Option<Duration>,
     done: bool,
 }
 
@@ -62,6 +62,11 @@ impl Meter {
             ttfb: None,
             done: false,
         }
+    }
+
+    /// The upstream's first byte (or first event, for streams) has arrived.
+    pub fn mark_first_byte(&mut self) {
+        self.ttfb = Some(self.started.elapsed());
     }
 
     /// A call refused before any upstream was tried records nothing.

@@ -222,7 +222,10 @@ fn loaded(app: &App) -> Result<Arc<Compiled>, ProxyError> {
 
 /// What the request body gave routing.
 struct Prepared {
-    model: String,
+    /// The model the client named (what its policy is checked against).
+    requested: String,
+    /// The model after the ModelMapper (what is routed, priced and sent).
+    served: String,
     stream: bool,
     body: UpstreamBody,
     strip_usage_chunk: bool,
@@ -243,37 +246,36 @@ async fn forward(
 
     // Read only what routing needs; the model allowlist applies to the requested name,
     // the ModelMapper then names the model that is served.
-    let mut prepared = match endpoint.request_body() {
+    let Prepared {
+        requested,
+        served,
+        stream,
+        mut body,
+        strip_usage_chunk,
+    } = match endpoint.request_body() {
         RequestBody::Json => {
             let body = read_body(body, &parts.headers, app.limits.max_request_body).await?;
             let facts = request::parse_facts(&body)?;
             check_model(&caller, &facts.model)?;
-            let served = snapshot.map_model(owner, &facts.model);
-            let body = if served != facts.model {
-                Bytes::from(request::with_model(&body, &facts, served))
+            let served = snapshot.map_model(owner, &facts.model).to_owned();
+            let mut body = if served != facts.model {
+                Bytes::from(request::with_model(&body, &facts, &served))
             } else {
                 body
             };
-            let mut strip_usage_chunk = false;
-            let body = if endpoint == Endpoint::ChatCompletions {
-                // Re-read the facts only if the body changed: the splice needs them.
-                let facts = if served != facts.model {
-                    request::parse_facts(&body)?
-                } else {
-                    facts.clone()
-                };
-                match request::with_stream_usage(&body, &facts)? {
-                    Some(rewritten) => {
-                        strip_usage_chunk = true;
-                        Bytes::from(rewritten)
-                    }
-                    None => body,
-                }
+            // The splice reads only the stream fields, which the model rewrite left alone.
+            let with_usage = if endpoint == Endpoint::ChatCompletions {
+                request::with_stream_usage(&body, &facts)?
             } else {
-                body
+                None
             };
+            let strip_usage_chunk = with_usage.is_some();
+            if let Some(rewritten) = with_usage {
+                body = Bytes::from(rewritten);
+            }
             Prepared {
-                model: facts.model,
+                requested: facts.model,
+                served,
                 stream: facts.stream,
                 body: UpstreamBody::Whole(body),
                 strip_usage_chunk,
@@ -291,7 +293,8 @@ async fn forward(
                 ));
             }
             Prepared {
-                model,
+                served: model.clone(),
+                requested: model,
                 stream: false,
                 body,
                 strip_usage_chunk: false,
@@ -299,19 +302,24 @@ async fn forward(
         }
     };
 
-    let served = snapshot.map_model(owner, &prepared.model).to_owned();
     let price = snapshot.price(owner, &served);
     let mut meter = Meter::new(
         app.usage.clone(),
         started,
         caller,
-        prepared.model.clone(),
+        requested,
         served.clone(),
         endpoint.path(),
         client.to_string(),
-        prepared.stream,
+        stream,
         price,
     );
+    let relay = Relay {
+        endpoint,
+        strip_usage_chunk,
+        idle: app.limits.idle_timeout,
+        drain: app.limits.drain_timeout,
+    };
     let kind = endpoint.protocol().provider_kind();
     let mut attempts = snapshot.attempts(owner, &served, kind, app.limits.tries_per_level);
     let mut last: Option<AttemptFailure> = None;
@@ -337,14 +345,14 @@ async fn forward(
             &app.keyring,
             key,
             endpoint,
-            &mut prepared.body,
+            &mut body,
             &parts.headers,
             deadline,
         )
         .await;
         let failure = match sent {
             Sent::Answer(answer) => {
-                match answered(app, endpoint, &prepared, answer, deadline, meter, started).await {
+                match answered(app, relay, stream, answer, deadline, meter).await {
                     Ok(response) => {
                         choice.health.record_success();
                         return Ok(response);
@@ -396,12 +404,11 @@ async fn forward(
 /// it breaks before anything reached the client (then it is the key's failure).
 async fn answered(
     app: &App,
-    endpoint: Endpoint,
-    prepared: &Prepared,
+    relay: Relay,
+    stream: bool,
     answer: reqwest::Response,
     deadline: Instant,
     mut meter: Meter,
-    started: Instant,
 ) -> Result<Response, (AttemptFailure, Meter)> {
     let status = answer.status();
     let is_sse = answer
@@ -409,32 +416,20 @@ async fn answered(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("text/event-stream"));
-    if prepared.stream && status.is_success() && is_sse {
+    if stream && status.is_success() && is_sse {
         let started_stream = match relay::first_event(answer, deadline).await {
             Ok(s) => s,
             Err(f) => return Err((f, meter)),
         };
-        meter.ttfb = Some(started.elapsed());
-        let relay = Relay {
-            endpoint,
-            strip_usage_chunk: prepared.strip_usage_chunk,
-            idle: app.limits.idle_timeout,
-            drain: app.limits.drain_timeout,
-        };
+        meter.mark_first_byte();
         return Ok(relay::stream_back(started_stream, relay, meter));
     }
-    meter.ttfb = Some(started.elapsed());
-    if endpoint.passes_body_through() && status.is_success() {
-        return Ok(relay::pass_through(answer, meter, app.limits.idle_timeout));
+    meter.mark_first_byte();
+    if relay.endpoint.passes_body_through() && status.is_success() {
+        return Ok(relay::pass_through(answer, meter, relay.idle));
     }
-    match relay::read_whole(
-        answer,
-        app.limits.max_response_body,
-        app.limits.idle_timeout,
-    )
-    .await
-    {
-        Ok(whole) => Ok(relay::whole_back(endpoint, whole, meter)),
+    match relay::read_whole(answer, app.limits.max_response_body, relay.idle).await {
+        Ok(whole) => Ok(relay::whole_back(relay.endpoint, whole, meter)),
         Err(f) => Err((f, meter)),
     }
 }

@@ -177,7 +177,8 @@ pub async fn first_event(
     }
 }
 
-/// How a committed stream is relayed.
+/// How an answer is relayed.
+#[derive(Clone, Copy)]
 pub struct Relay {
     pub endpoint: Endpoint,
     /// Hold back the usage-only chunk the router asked for on the client's behalf.

@@ -89,7 +89,7 @@ pub async fn send(
         }
     };
     let protocol = endpoint.protocol();
-    let (auth_name, mut auth) = match protocol {
+    let (auth_name, auth) = match protocol {
         Protocol::OpenAi => {
             let mut v = Zeroizing::new(Vec::with_capacity(secret.len() + 7));
             v.extend_from_slice(b"Bearer ");
@@ -104,7 +104,6 @@ pub async fn send(
     let Ok(mut auth_value) = HeaderValue::from_bytes(&auth) else {
         return Sent::Unusable("the provider key holds characters a header cannot carry");
     };
-    zeroize::Zeroize::zeroize(&mut *auth);
     auth_value.set_sensitive(true);
 
     let Some(body) = body.take() else {

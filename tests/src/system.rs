@@ -6,6 +6,7 @@
     reason = "helpers of a test fail loudly on the first surprise"
 )]
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
@@ -14,6 +15,7 @@ use switchyard_core::apikey;
 use switchyard_core::crypto::Keyring;
 use switchyard_fake_upstream::{FakeUpstream, count_tokens};
 
+use crate::HarnessError;
 use crate::pg::PgServer;
 use crate::procs::Proc;
 
@@ -108,6 +110,86 @@ impl System {
     }
 }
 
+/// How to start the three services.
+pub struct ServiceSpec<'a> {
+    pub control_db: &'a str,
+    pub usage_db: &'a str,
+    pub root: &'a str,
+    pub control_kek: &'a str,
+    pub data_kek: &'a str,
+    /// Extra data-plane flags.
+    pub data_args: &'a [&'a str],
+    /// Extra data-plane environment.
+    pub data_env: &'a [(&'a str, &'a str)],
+}
+
+/// The collector, the control plane and the data plane as separate processes, wired
+/// to each other on loopback.
+pub struct Services {
+    pub collector: Proc,
+    pub control: Proc,
+    pub data: Proc,
+}
+
+pub fn spawn_services(dir: &Path, spec: &ServiceSpec<'_>) -> Result<Services, HarnessError> {
+    let collector = Proc::spawn(
+        "switchyard-usage-collector",
+        &[
+            "--database-url",
+            spec.usage_db,
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+        dir,
+    )?;
+    let collector_url = collector.url("grpc");
+    let control = Proc::spawn(
+        "switchyard-control-plane",
+        &[
+            "--database-url",
+            spec.control_db,
+            "--http-listen",
+            "127.0.0.1:0",
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--collector-url",
+            &collector_url,
+            "--allow-private-upstreams",
+            "--resync-seconds",
+            "1",
+        ],
+        &[
+            ("SWITCHYARD_ROOT_KEY", spec.root),
+            ("SWITCHYARD_KEK", spec.control_kek),
+        ],
+        dir,
+    )?;
+    let control_url = control.url("grpc");
+    let args: Vec<&str> = [
+        "--listen",
+        "127.0.0.1:0",
+        "--control-plane-url",
+        &control_url,
+        "--collector-url",
+        &collector_url,
+    ]
+    .into_iter()
+    .chain(spec.data_args.iter().copied())
+    .collect();
+    let env: Vec<(&str, &str)> = std::iter::once(("SWITCHYARD_KEK", spec.data_kek))
+        .chain(spec.data_env.iter().copied())
+        .collect();
+    let data = Proc::spawn("switchyard-data-plane", &args, &env, dir)?;
+    Ok(Services {
+        collector,
+        control,
+        data,
+    })
+}
+
 pub async fn start_system(max_request_body: usize) -> System {
     let kek = Keyring::generate_spec("k1").to_string();
     start_system_with(max_request_body, &kek, &kek).await
@@ -140,62 +222,26 @@ pub async fn start_system_opts(
         .expose()
         .clone();
 
-    let collector = Proc::spawn(
-        "switchyard-usage-collector",
-        &[
-            "--database-url",
-            &usage_db,
-            "--grpc-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-        dir.path(),
-    )
-    .unwrap();
-    let collector_url = collector.url("grpc");
-    let control = Proc::spawn(
-        "switchyard-control-plane",
-        &[
-            "--database-url",
-            &control_db,
-            "--http-listen",
-            "127.0.0.1:0",
-            "--grpc-listen",
-            "127.0.0.1:0",
-            "--collector-url",
-            &collector_url,
-            "--allow-private-upstreams",
-            "--resync-seconds",
-            "1",
-        ],
-        &[
-            ("SWITCHYARD_ROOT_KEY", &root),
-            ("SWITCHYARD_KEK", control_kek),
-        ],
-        dir.path(),
-    )
-    .unwrap();
-    let control_url = control.url("grpc");
     let body_limit = max_request_body.to_string();
-    let data = Proc::spawn(
-        "switchyard-data-plane",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--control-plane-url",
-            &control_url,
-            "--collector-url",
-            &collector_url,
-            "--max-request-body",
-            &body_limit,
-        ]
+    let data_args: Vec<&str> = ["--max-request-body", body_limit.as_str()]
         .into_iter()
         .chain(data_args.iter().copied())
-        .collect::<Vec<_>>(),
-        &[("SWITCHYARD_KEK", data_kek)],
+        .collect();
+    let Services {
+        collector,
+        control,
+        data,
+    } = spawn_services(
         dir.path(),
+        &ServiceSpec {
+            control_db: &control_db,
+            usage_db: &usage_db,
+            root: &root,
+            control_kek,
+            data_kek,
+            data_args: &data_args,
+            data_env: &[],
+        },
     )
     .unwrap();
     let http = reqwest::Client::new();
