@@ -10,7 +10,9 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{Dialect, Fake, count_tokens, error, json_response, pieces, text_of};
+use crate::{
+    Dialect, Fake, Message, count_tokens, echo_last_user, error, json_response, pieces, text_of,
+};
 
 #[derive(Deserialize)]
 struct MessagesRequest {
@@ -26,25 +28,8 @@ struct MessagesRequest {
 }
 
 #[derive(Deserialize)]
-struct Message {
-    #[serde(default)]
-    role: String,
-    #[serde(default)]
-    content: Value,
-}
-
-#[derive(Deserialize)]
 struct Tool {
     name: String,
-}
-
-fn bad_request(message: &str) -> Response {
-    error(
-        Dialect::Anthropic,
-        StatusCode::BAD_REQUEST,
-        "invalid_request_error",
-        message,
-    )
 }
 
 async fn read(
@@ -52,17 +37,15 @@ async fn read(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(MessagesRequest, crate::Behaviour), Box<Response>> {
-    let behaviour = fake.admit(Dialect::Anthropic, headers).await?;
     if headers.get("anthropic-version").is_none() {
-        return Err(Box::new(bad_request(
+        return Err(Box::new(error(
+            Dialect::Anthropic,
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
             "anthropic-version header is required",
         )));
     }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|_| Box::new(bad_request("body is not JSON")))?;
-    fake.record_body(&value);
-    let req = serde_json::from_value(value).map_err(|e| Box::new(bad_request(&e.to_string())))?;
-    Ok((req, behaviour))
+    fake.read(Dialect::Anthropic, headers, body).await
 }
 
 fn prompt_of(req: &MessagesRequest) -> String {
@@ -92,14 +75,7 @@ pub(crate) async fn messages(
         Ok(r) => r,
         Err(r) => return *r,
     };
-    let last_user = req
-        .messages
-        .iter()
-        .rev()
-        .find(|m| m.role == "user")
-        .map(|m| text_of(&m.content))
-        .unwrap_or_default();
-    let reply = format!("echo: {last_user}");
+    let (last_user, reply) = echo_last_user(&req.messages);
     let input = count_tokens(&prompt_of(&req));
     let output = count_tokens(&reply);
     fake.record_tokens(input, output);

@@ -21,7 +21,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use futures_util::StreamExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -105,7 +105,6 @@ impl FakeUpstream {
             .route("/v1/audio/translations", post(openai::transcription))
             .route("/v1/messages", post(anthropic::messages))
             .route("/v1/messages/count_tokens", post(anthropic::count))
-            .route("/v1/models", get(openai::models))
             // Uploads of any size: the proxy in front decides what it accepts.
             .layer(axum::extract::DefaultBodyLimit::disable())
             .with_state(state.clone());
@@ -291,10 +290,29 @@ impl Fake {
         }
     }
 
-    pub(crate) fn record_body(&self, value: &serde_json::Value) {
+    /// Admit the call, then parse and record its JSON body.
+    pub(crate) async fn read<T: serde::de::DeserializeOwned>(
+        &self,
+        dialect: Dialect,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(T, Behaviour), Box<Response>> {
+        let behaviour = self.admit(dialect, headers).await?;
+        let bad = |message: &str| {
+            Box::new(error(
+                dialect,
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                message,
+            ))
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|_| bad("body is not JSON"))?;
         if let Ok(mut bodies) = self.observed.bodies.lock() {
             bodies.push(value.clone());
         }
+        let parsed = serde_json::from_value(value).map_err(|e| bad(&e.to_string()))?;
+        Ok((parsed, behaviour))
     }
 
     pub(crate) fn record_tokens(&self, input: u64, output: u64) {
@@ -379,6 +397,27 @@ impl Fake {
         )
             .into_response()
     }
+}
+
+/// A chat message of either protocol.
+#[derive(serde::Deserialize)]
+pub(crate) struct Message {
+    #[serde(default)]
+    pub role: String,
+    #[serde(default)]
+    pub content: serde_json::Value,
+}
+
+/// The fake's answer to `messages`: an echo of the last user message.
+pub(crate) fn echo_last_user(messages: &[Message]) -> (String, String) {
+    let last_user = messages
+        .iter()
+        .rev()
+        .find(|m| m.role == "user")
+        .map(|m| text_of(&m.content))
+        .unwrap_or_default();
+    let reply = format!("echo: {last_user}");
+    (last_user, reply)
 }
 
 /// The text of a message's content: a string, or the text of its parts.

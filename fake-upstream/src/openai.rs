@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{Dialect, Fake, count_tokens, error, json_response, pieces, text_of};
+use crate::{Dialect, Fake, Message, count_tokens, echo_last_user, error, pieces, text_of};
 
 #[derive(Deserialize)]
 struct ChatRequest {
@@ -20,14 +20,6 @@ struct ChatRequest {
     stream: bool,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
-}
-
-#[derive(Deserialize)]
-struct Message {
-    #[serde(default)]
-    role: String,
-    #[serde(default)]
-    content: Value,
 }
 
 #[derive(Deserialize)]
@@ -45,24 +37,13 @@ fn bad_request(message: &str) -> Response {
     )
 }
 
-/// Parse and record a JSON body.
-fn parse<T: serde::de::DeserializeOwned>(fake: &Fake, body: &[u8]) -> Result<T, Box<Response>> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|_| Box::new(bad_request("body is not JSON")))?;
-    fake.record_body(&value);
-    serde_json::from_value(value).map_err(|e| Box::new(bad_request(&e.to_string())))
-}
-
 pub(crate) async fn chat(
     State(fake): State<Arc<Fake>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let behaviour = match fake.admit(Dialect::OpenAi, &headers).await {
-        Ok(b) => b,
-        Err(r) => return *r,
-    };
-    let req: ChatRequest = match parse(&fake, &body) {
+    let (req, behaviour): (ChatRequest, _) = match fake.read(Dialect::OpenAi, &headers, &body).await
+    {
         Ok(r) => r,
         Err(r) => return *r,
     };
@@ -72,14 +53,7 @@ pub(crate) async fn chat(
         .map(|m| text_of(&m.content))
         .collect::<Vec<_>>()
         .join(" ");
-    let last_user = req
-        .messages
-        .iter()
-        .rev()
-        .find(|m| m.role == "user")
-        .map(|m| text_of(&m.content))
-        .unwrap_or_default();
-    let reply = format!("echo: {last_user}");
+    let (_, reply) = echo_last_user(&req.messages);
     let (input, output) = (count_tokens(&prompt), count_tokens(&reply));
     fake.record_tokens(input, output);
     let usage = json!({"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output,
@@ -151,14 +125,11 @@ pub(crate) async fn responses(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let behaviour = match fake.admit(Dialect::OpenAi, &headers).await {
-        Ok(b) => b,
-        Err(r) => return *r,
-    };
-    let req: ResponsesRequest = match parse(&fake, &body) {
-        Ok(r) => r,
-        Err(r) => return *r,
-    };
+    let (req, behaviour): (ResponsesRequest, _) =
+        match fake.read(Dialect::OpenAi, &headers, &body).await {
+            Ok(r) => r,
+            Err(r) => return *r,
+        };
     let texts = input_texts(&req.input);
     let prompt: String = req
         .instructions
@@ -240,14 +211,11 @@ pub(crate) async fn embeddings(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let behaviour = match fake.admit(Dialect::OpenAi, &headers).await {
-        Ok(b) => b,
-        Err(r) => return *r,
-    };
-    let req: EmbeddingsRequest = match parse(&fake, &body) {
-        Ok(r) => r,
-        Err(r) => return *r,
-    };
+    let (req, behaviour): (EmbeddingsRequest, _) =
+        match fake.read(Dialect::OpenAi, &headers, &body).await {
+            Ok(r) => r,
+            Err(r) => return *r,
+        };
     let inputs: Vec<String> = match &req.input {
         Value::String(s) => vec![s.clone()],
         Value::Array(a) => a
@@ -283,10 +251,7 @@ pub(crate) async fn speech(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = fake.admit(Dialect::OpenAi, &headers).await {
-        return *r;
-    }
-    let req: SpeechRequest = match parse(&fake, &body) {
+    let (req, _): (SpeechRequest, _) = match fake.read(Dialect::OpenAi, &headers, &body).await {
         Ok(r) => r,
         Err(r) => return *r,
     };
@@ -331,10 +296,4 @@ pub(crate) async fn transcription(
     fake.record_tokens(input, output);
     let answer = json!({"text": text, "usage": {"type": "tokens", "input_tokens": input, "output_tokens": output, "total_tokens": input + output}});
     fake.json(&answer, behaviour)
-}
-
-pub(crate) async fn models() -> Response {
-    json_response(
-        &json!({"object": "list", "data": [{"id": "demo-echo", "object": "model", "created": 0, "owned_by": "fake"}]}),
-    )
 }
