@@ -313,6 +313,24 @@ async fn throughput(
     total as f64 / started.elapsed().as_secs_f64()
 }
 
+/// p50 and p99 rows for the three targets (direct, nginx, switchyard), with what each
+/// proxy adds over the direct call.
+fn percentile_rows(out: &mut impl Write, phase: &str, lat: &[Latencies]) -> std::io::Result<()> {
+    for (label, p) in [("p50", 0.50), ("p99", 0.99)] {
+        let v: Vec<f64> = lat.iter().map(|l| l.pct(p)).collect();
+        writeln!(
+            out,
+            "| {phase} {label} (ms) | {:.3} | {:.3} | {:.3} | {:+.3} | {:+.3} |",
+            v[0],
+            v[1],
+            v[2],
+            v[2] - v[0],
+            v[1] - v[0]
+        )?;
+    }
+    Ok(())
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -366,18 +384,7 @@ async fn main() -> anyhow::Result<()> {
         for t in &targets {
             lat.push(open_loop(&http, t, rate, args.seconds).await);
         }
-        for (label, p) in [("p50", 0.50), ("p99", 0.99)] {
-            let v: Vec<f64> = lat.iter().map(|l| l.pct(p)).collect();
-            writeln!(
-                out,
-                "| {rate} req/s latency {label} (ms) | {:.3} | {:.3} | {:.3} | {:+.3} | {:+.3} |",
-                v[0],
-                v[1],
-                v[2],
-                v[2] - v[0],
-                v[1] - v[0]
-            )?;
-        }
+        percentile_rows(&mut out, &format!("{rate} req/s latency"), &lat)?;
         let errors: Vec<usize> = lat.iter().map(|l| l.errors).collect();
         writeln!(
             out,
@@ -389,18 +396,7 @@ async fn main() -> anyhow::Result<()> {
     for t in &targets {
         ttfb.push(stream_ttfb(&http, t, args.streams).await);
     }
-    for (label, p) in [("p50", 0.50), ("p99", 0.99)] {
-        let v: Vec<f64> = ttfb.iter().map(|l| l.pct(p)).collect();
-        writeln!(
-            out,
-            "| stream first byte {label} (ms) | {:.3} | {:.3} | {:.3} | {:+.3} | {:+.3} |",
-            v[0],
-            v[1],
-            v[2],
-            v[2] - v[0],
-            v[1] - v[0]
-        )?;
-    }
+    percentile_rows(&mut out, "stream first byte", &ttfb)?;
     let mut rps = Vec::new();
     for t in &targets {
         rps.push(throughput(&http, t, args.connections, args.seconds).await);

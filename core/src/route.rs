@@ -446,13 +446,14 @@ impl<'a> Attempts<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::crypto::Sealed;
     use crate::ids::{AccountId, ProviderKeyId};
     use proptest::prelude::*;
 
-    fn key(level: u32, weight: u32, models: &[&str], kind: ProviderKind) -> ProviderKey {
+    /// A provider key for tests (a random owner; set `owner` where it matters).
+    pub(crate) fn key(level: u32, weight: u32, models: &[&str], kind: ProviderKind) -> ProviderKey {
         ProviderKey {
             id: ProviderKeyId::new(),
             owner: AccountId::new(),

@@ -463,18 +463,8 @@ mod tests {
 
     fn provider(owner: AccountId, level: u32, models: &[&str]) -> ProviderKey {
         ProviderKey {
-            id: ProviderKeyId::new(),
             owner,
-            kind: ProviderKind::OpenAi,
-            base_url: "https://api.example.com/v1".into(),
-            secret: Sealed {
-                key_id: "k".into(),
-                blob: vec![0; 40],
-            },
-            level,
-            models: models.iter().map(|m| m.parse().unwrap()).collect(),
-            weight: 1,
-            status: Status::Active,
+            ..crate::route::tests::key(level, 1, models, ProviderKind::OpenAi)
         }
     }
 

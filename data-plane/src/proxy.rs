@@ -513,7 +513,8 @@ async fn read_multipart(
     too_large: Arc<AtomicBool>,
 ) -> Result<(String, UpstreamBody), ProxyError> {
     let max = app.limits.max_request_body;
-    if declared_length(headers).is_some_and(|len| len > max as u64) {
+    let declared = declared_length(headers);
+    if declared.is_some_and(|len| len > max as u64) {
         return Err(body_too_large(max));
     }
     let content_type = headers
@@ -564,7 +565,7 @@ async fn read_multipart(
         return Err(body_too_large(max));
     }
     // Did the whole body arrive already? Then it can be replayed on another key.
-    let complete = declared_length(headers).is_some_and(|len| len == received as u64);
+    let complete = declared == Some(received as u64);
     if complete {
         return Ok((model, UpstreamBody::Whole(Bytes::from(prefix))));
     }

@@ -65,19 +65,45 @@ async fn put_rules(sys: &System, key: &str, rules: Value) {
     assert_eq!(status, 200, "{body}");
 }
 
+/// A POST to the proxy with one credential header (`authorization` or `x-api-key`).
+async fn post_json(
+    sys: &System,
+    path: &str,
+    auth: (&str, &str),
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> reqwest::Response {
+    let mut r = sys
+        .http
+        .post(sys.proxy(path))
+        .header(auth.0, auth.1)
+        .json(body);
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    r.send().await.unwrap()
+}
+
+/// A streamed answer read to its end.
+async fn status_and_text(r: reqwest::Response) -> (StatusCode, String) {
+    let status = r.status();
+    (status, r.text().await.unwrap())
+}
+
 async fn call_chat(
     sys: &System,
     key: &str,
     body: &Value,
 ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-    let r = sys
-        .http
-        .post(sys.proxy("/v1/chat/completions"))
-        .bearer_auth(key)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
+    let bearer = format!("Bearer {key}");
+    let r = post_json(
+        sys,
+        "/v1/chat/completions",
+        ("authorization", &bearer),
+        &[],
+        body,
+    )
+    .await;
     let status = r.status();
     let headers = r.headers().clone();
     (status, headers, r.json().await.unwrap_or(Value::Null))
@@ -250,20 +276,23 @@ async fn streams_retry_before_their_first_event_and_report_breaks_after_it() {
     wait_for_key(&sys, &key).await;
     fake.set_behaviour("sk-stall-01", Behaviour::Stall);
     let stream_body = chat("stream me please", true);
+    let bearer = format!("Bearer {key}");
+    let (sys_ref, bearer_ref) = (&sys, &bearer);
+    let stream = |body: Value| async move {
+        post_json(
+            sys_ref,
+            "/v1/chat/completions",
+            ("authorization", bearer_ref),
+            &[],
+            &body,
+        )
+        .await
+    };
 
     // A stall before the first byte moves to the next key within the timeout; the
     // client sees one clean stream.
     for _ in 0..2 {
-        let r = sys
-            .http
-            .post(sys.proxy("/v1/chat/completions"))
-            .bearer_auth(&key)
-            .json(&stream_body)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let text = r.text().await.unwrap();
+        let (status, text) = status_and_text(stream(stream_body.clone()).await).await;
         assert_eq!(status, 200, "{text}");
         assert!(text.contains("data: [DONE]"), "{text}");
         assert!(!text.contains("\"error\""), "{text}");
@@ -274,31 +303,14 @@ async fn streams_retry_before_their_first_event_and_report_breaks_after_it() {
     fake.set_behaviour("sk-stall-01", Behaviour::CutAfter { events: 0 });
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     for _ in 0..2 {
-        let r = sys
-            .http
-            .post(sys.proxy("/v1/chat/completions"))
-            .bearer_auth(&key)
-            .json(&stream_body)
-            .send()
-            .await
-            .unwrap();
-        let text = r.text().await.unwrap();
+        let (_, text) = status_and_text(stream(stream_body.clone()).await).await;
         assert!(text.contains("data: [DONE]"), "{text}");
     }
 
     // A cut after the stream started ends it with an error event, never [DONE].
     fake.set_behaviour("sk-stall-01", Behaviour::Stall);
     fake.set_behaviour("sk-good-02", Behaviour::CutAfter { events: 3 });
-    let r = sys
-        .http
-        .post(sys.proxy("/v1/chat/completions"))
-        .bearer_auth(&key)
-        .json(&stream_body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let text = r.text().await.unwrap();
+    let (status, text) = status_and_text(stream(stream_body.clone()).await).await;
     assert_eq!(status, 200, "{text}");
     assert!(!text.contains("[DONE]"), "{text}");
     let last = text.trim_end().rsplit("\n\n").next().unwrap();
@@ -307,19 +319,17 @@ async fn streams_retry_before_their_first_event_and_report_breaks_after_it() {
 
     // Anthropic streams end with Anthropic's `error` event.
     fake.set_behaviour("sk-ant-cut-03", Behaviour::CutAfter { events: 3 });
-    let r = sys
-        .http
-        .post(sys.proxy("/v1/messages"))
-        .header("x-api-key", &key)
-        .header("anthropic-version", "2023-06-01")
-        .json(
-            &json!({"model": "claude-sonnet-4", "max_tokens": 64, "stream": true,
-                      "messages": [{"role": "user", "content": "hello there"}]}),
-        )
-        .send()
-        .await
-        .unwrap();
-    let text = r.text().await.unwrap();
+    let messages = json!({"model": "claude-sonnet-4", "max_tokens": 64, "stream": true,
+                          "messages": [{"role": "user", "content": "hello there"}]});
+    let r = post_json(
+        &sys,
+        "/v1/messages",
+        ("x-api-key", &key),
+        &[("anthropic-version", "2023-06-01")],
+        &messages,
+    )
+    .await;
+    let (_, text) = status_and_text(r).await;
     assert!(text.starts_with("event: message_start"), "{text}");
     assert!(text.trim_end().ends_with("}"), "{text}");
     let last = text.trim_end().rsplit("\n\n").next().unwrap();
@@ -333,14 +343,7 @@ async fn streams_retry_before_their_first_event_and_report_breaks_after_it() {
     // usage is still recorded, to the token.
     let before = logs(&sys, &key, 0).await.len();
     fake.hold_streams();
-    let mut r = sys
-        .http
-        .post(sys.proxy("/v1/chat/completions"))
-        .bearer_auth(&key)
-        .json(&chat("leave early please", true))
-        .send()
-        .await
-        .unwrap();
+    let mut r = stream(chat("leave early please", true)).await;
     let first = r.chunk().await.unwrap().unwrap();
     assert!(first.starts_with(b"data: "));
     drop(r);
@@ -382,24 +385,6 @@ async fn streams_retry_before_their_first_event_and_report_breaks_after_it() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn post_json(
-    sys: &System,
-    path: &str,
-    auth: (&str, &str),
-    headers: &[(&str, &str)],
-    body: &Value,
-) -> reqwest::Response {
-    let mut r = sys
-        .http
-        .post(sys.proxy(path))
-        .header(auth.0, auth.1)
-        .json(body);
-    for (k, v) in headers {
-        r = r.header(*k, *v);
-    }
-    r.send().await.unwrap()
 }
 
 /// A `multipart/form-data` upload as transcription clients send it.
