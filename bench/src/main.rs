@@ -215,7 +215,9 @@ impl Latencies {
 }
 
 /// Fixed-rate load: request `i` is due at `start + i / rate`, sent then whatever
-/// the earlier ones are doing, and timed from when it was due.
+/// the earlier ones are doing, and timed from when it was due. A dedicated thread
+/// keeps the schedule: the runtime's timer ticks in whole milliseconds, which at
+/// these rates would add more jitter than the proxy adds latency.
 async fn open_loop(
     client: &reqwest::Client,
     target: &Target,
@@ -224,19 +226,29 @@ async fn open_loop(
 ) -> Latencies {
     let body = Arc::new(serde_json::to_vec(&chat(false)).unwrap_or_default());
     let total = u64::from(rate) * seconds;
-    let start = tokio::time::Instant::now() + Duration::from_millis(50);
-    let mut tasks = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
-    for i in 0..total {
-        let due = start + Duration::from_nanos(i * 1_000_000_000 / u64::from(rate));
-        tokio::time::sleep_until(due).await;
-        let client = client.clone();
-        let body = body.clone();
-        let target = target.clone();
-        tasks.push(tokio::spawn(async move {
-            let ok = one_call(&client, &target, &body).await;
-            (ok, due.elapsed())
-        }));
-    }
+    let runtime = tokio::runtime::Handle::current();
+    let client = client.clone();
+    let target = target.clone();
+    let dispatch = tokio::task::spawn_blocking(move || {
+        let start = Instant::now() + Duration::from_millis(50);
+        let mut tasks = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+        for i in 0..total {
+            let due = start + Duration::from_nanos(i * 1_000_000_000 / u64::from(rate));
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            let client = client.clone();
+            let body = body.clone();
+            let target = target.clone();
+            tasks.push(runtime.spawn(async move {
+                let ok = one_call(&client, &target, &body).await;
+                (ok, due.elapsed())
+            }));
+        }
+        tasks
+    });
+    let tasks = dispatch.await.unwrap_or_default();
     let mut micros = Vec::with_capacity(tasks.len());
     let mut errors = 0;
     for t in tasks {

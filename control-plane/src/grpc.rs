@@ -31,7 +31,7 @@ use crate::service::{
     Caller, CreateAccount, CreatedKey, CreditView, IssuedKeyView, LogsQuery, NewKey, NewsQuery,
     PostNews, ProviderKeyView, Rotate, Service, TreeQuery, UpdateAccount, UpdateProviderKey,
 };
-use crate::store::NewsItem;
+use crate::store::{KeyHealthReport, NewsItem};
 
 /// The shared error vocabulary, mapped once to gRPC codes.
 pub fn to_status(e: ApiError) -> Status {
@@ -53,6 +53,34 @@ pub fn to_status(e: ApiError) -> Status {
 
 pub struct SnapshotGrpc {
     pub publisher: Publisher,
+    pub service: Arc<Service>,
+}
+
+/// Reports read from one message at most; a data plane sends only changes.
+const MAX_HEALTH_REPORTS: usize = 10_000;
+
+/// A data plane's health report as store rows: unreadable ids and unspecified states
+/// are skipped (the rest of the report still counts).
+fn health_reports(report: pb::HealthReport) -> Vec<KeyHealthReport> {
+    report
+        .keys
+        .into_iter()
+        .take(MAX_HEALTH_REPORTS)
+        .filter_map(|k| {
+            let id = k.provider_key_id.parse::<ProviderKeyId>().ok()?;
+            let (health, resting) = match pb::KeyHealthState::try_from(k.state).ok()? {
+                pb::KeyHealthState::Unspecified => return None,
+                pb::KeyHealthState::Healthy => ("healthy", false),
+                pb::KeyHealthState::CoolingDown => ("cooling_down", true),
+                pb::KeyHealthState::Unhealthy => ("unhealthy", true),
+            };
+            Some(KeyHealthReport {
+                id,
+                health,
+                until_ms: resting.then_some(k.until_unix_ms),
+            })
+        })
+        .collect()
 }
 
 type SyncStream = Pin<Box<dyn Stream<Item = Result<pb::SnapshotUpdate, Status>> + Send>>;
@@ -109,7 +137,8 @@ impl SnapshotService for SnapshotGrpc {
                 }
             }
         });
-        // Inbound: what the data plane applied or refused.
+        // Inbound: what the data plane applied or refused, and its keys' health.
+        let service = self.service.clone();
         tokio::spawn(async move {
             loop {
                 match inbound.message().await {
@@ -124,6 +153,17 @@ impl SnapshotService for SnapshotGrpc {
                     })) => {
                         tracing::error!(replica = %replica, version = r.version, reason = %r.reason, "data plane refused a snapshot");
                         publisher.record_replica(&replica, |s| s.last_rejection = Some(r.reason));
+                    }
+                    Ok(Some(pb::SyncRequest {
+                        kind: Some(pb::sync_request::Kind::Health(h)),
+                    })) => {
+                        let reports = health_reports(h);
+                        for r in &reports {
+                            tracing::info!(replica = %replica, provider_key = %r.id, health = r.health, "provider key health reported");
+                        }
+                        if let Err(e) = service.store().record_key_health(&reports).await {
+                            tracing::warn!(replica = %replica, error = %e, "cannot store provider key health");
+                        }
                     }
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => break,
@@ -168,6 +208,7 @@ fn provider_view(v: ProviderKeyView) -> pb::ProviderKeyView {
         status: v.status.to_owned(),
         created_at_unix_ms: v.created_at_unix_ms,
         health: v.health,
+        health_until_unix_ms: v.health_until_unix_ms,
     }
 }
 

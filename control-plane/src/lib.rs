@@ -105,7 +105,10 @@ pub async fn run(
     });
     let grpc_shutdown = shutdown.clone();
     let grpc = tonic::transport::Server::builder()
-        .add_service(SnapshotServiceServer::new(grpc::SnapshotGrpc { publisher }))
+        .add_service(SnapshotServiceServer::new(grpc::SnapshotGrpc {
+            publisher,
+            service: service.clone(),
+        }))
         .add_service(AdminServiceServer::new(api))
         .add_service(ManageServiceServer::new(api_manage))
         .serve_with_incoming_shutdown(incoming, grpc_shutdown.wait());

@@ -231,8 +231,12 @@ pub struct ProviderKeyView {
     pub level: u32,
     pub weight: u32,
     pub status: &'static str,
-    /// What data planes last reported: `unknown`, `healthy` or `unhealthy`.
+    /// What data planes last reported: `unknown`, `healthy`, `cooling_down` or
+    /// `unhealthy`.
     pub health: String,
+    /// When a resting key is tried again (Unix ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_until_unix_ms: Option<i64>,
     pub created_at_unix_ms: i64,
 }
 
@@ -1086,6 +1090,7 @@ impl Service {
             },
             secret_hint: secret_hint(secret),
             health: "unknown".to_owned(),
+            health_until_ms: None,
             created_at_ms: now_ms,
         };
         let audit = self.audit(
@@ -1691,6 +1696,7 @@ fn provider_view(r: &ProviderKeyRecord) -> ProviderKeyView {
         weight: r.key.weight,
         status: r.key.status.as_str(),
         health: r.health.clone(),
+        health_until_unix_ms: r.health_until_ms,
         created_at_unix_ms: r.created_at_ms,
     }
 }

@@ -125,9 +125,20 @@ pub struct ProviderKeyRecord {
     pub key: ProviderKey,
     /// The last characters of the secret, for recognition.
     pub secret_hint: String,
-    /// What data planes last reported: `unknown`, `healthy` or `unhealthy`.
+    /// What data planes last reported: `unknown`, `healthy`, `cooling_down` or
+    /// `unhealthy`.
     pub health: String,
+    /// When a resting key is tried again (Unix ms).
+    pub health_until_ms: Option<i64>,
     pub created_at_ms: i64,
+}
+
+/// A data plane's word on one provider key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyHealthReport {
+    pub id: ProviderKeyId,
+    pub health: &'static str,
+    pub until_ms: Option<i64>,
 }
 
 #[derive(Clone, Debug)]
@@ -391,6 +402,23 @@ impl Store {
             .map(|((), revision)| revision)
     }
 
+    /// Record what a data plane reported about provider keys. Health is an observation,
+    /// not configuration: no revision bump, no audit entry. Unknown ids are skipped
+    /// (a key deleted since the report).
+    pub async fn record_key_health(&self, reports: &[KeyHealthReport]) -> Result<(), StoreError> {
+        let mut tx = self.db.pool.begin().await?;
+        for r in reports {
+            sqlx::query("UPDATE provider_keys SET health = $1, health_until = $2 WHERE id = $3")
+                .bind(r.health)
+                .bind(r.until_ms)
+                .bind(r.id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Post an announcement (news does not reach data planes: no revision bump).
     pub async fn post_news(&self, item: &NewsItem) -> Result<(), StoreError> {
         sqlx::query(
@@ -590,7 +618,7 @@ impl Store {
         owner: AccountId,
     ) -> Result<Vec<ProviderKeyRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, owner_id, kind, base_url, secret_key_id, secret_blob, level, models, weight, status, secret_hint, health, created_at \
+            "SELECT id, owner_id, kind, base_url, secret_key_id, secret_blob, level, models, weight, status, secret_hint, health, created_at, health_until \
              FROM provider_keys WHERE owner_id = $1 ORDER BY created_at, id",
         )
         .bind(owner.to_string())
@@ -605,7 +633,7 @@ impl Store {
         id: ProviderKeyId,
     ) -> Result<Option<ProviderKeyRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, owner_id, kind, base_url, secret_key_id, secret_blob, level, models, weight, status, secret_hint, health, created_at \
+            "SELECT id, owner_id, kind, base_url, secret_key_id, secret_blob, level, models, weight, status, secret_hint, health, created_at, health_until \
              FROM provider_keys WHERE owner_id = $1 AND id = $2",
         )
         .bind(owner.to_string())
@@ -1109,13 +1137,14 @@ fn models_json(models: &[ModelPattern]) -> Result<String, StoreError> {
     serde_json::to_string(models).map_err(|e| StoreError::Corrupt(format!("models: {e}")))
 }
 
-/// Columns: the provider columns, then secret_hint, health, created_at.
+/// Columns: the provider columns, then secret_hint, health, created_at, health_until.
 fn provider_record_from_row(row: &AnyRow) -> Result<ProviderKeyRecord, StoreError> {
     Ok(ProviderKeyRecord {
         key: provider_from_row(row)?,
         secret_hint: row.try_get(10)?,
         health: row.try_get(11)?,
         created_at_ms: row.try_get(12)?,
+        health_until_ms: row.try_get(13)?,
     })
 }
 

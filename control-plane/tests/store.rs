@@ -6,7 +6,8 @@
 )]
 
 use switchyard_control_plane::store::{
-    AccountRecord, AccountUpdate, AuditEntry, IssuedKeyRecord, ProviderKeyRecord, Store, StoreError,
+    AccountRecord, AccountUpdate, AuditEntry, IssuedKeyRecord, KeyHealthReport, ProviderKeyRecord,
+    Store, StoreError,
 };
 use switchyard_core::apikey;
 use switchyard_core::billing::Billing;
@@ -161,6 +162,7 @@ async fn provider_keys_stay_sealed(url: &str) {
         },
         secret_hint: "****cret".into(),
         health: "unknown".into(),
+        health_until_ms: None,
         created_at_ms: 5,
     };
     store.add_provider_key(&record, &audit()).await.unwrap();
@@ -300,6 +302,7 @@ async fn provider_key_lifecycle(url: &str) {
         },
         secret_hint: "****irst".into(),
         health: "unknown".into(),
+        health_until_ms: None,
         created_at_ms: 1,
     };
     store.add_provider_key(&record, &audit()).await.unwrap();
@@ -334,6 +337,36 @@ async fn provider_key_lifecycle(url: &str) {
         &ring.open(&loaded.key.secret, id.0.as_bytes()).unwrap()[..],
         b"second"
     );
+
+    // Health reports are observations: stored, with no revision bump; a report on a
+    // key that no longer exists changes nothing.
+    let revision = store.revision().await.unwrap();
+    store
+        .record_key_health(&[
+            KeyHealthReport {
+                id,
+                health: "cooling_down",
+                until_ms: Some(5_000),
+            },
+            KeyHealthReport {
+                id: ProviderKeyId::new(),
+                health: "unhealthy",
+                until_ms: Some(1),
+            },
+        ])
+        .await
+        .unwrap();
+    let reported = store
+        .provider_key(main.account.id, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (reported.health.as_str(), reported.health_until_ms),
+        ("cooling_down", Some(5_000))
+    );
+    assert_eq!(store.revision().await.unwrap(), revision);
+    assert_eq!(store.provider_keys(main.account.id).await.unwrap().len(), 1);
 
     // Another owner can neither change nor delete it.
     let revision = store.revision().await.unwrap();
@@ -566,6 +599,7 @@ async fn reseal_moves_every_secret_to_the_active_key(url: &str) {
                 },
                 secret_hint: "****".into(),
                 health: "unknown".into(),
+                health_until_ms: None,
                 created_at_ms: 1,
             };
             store.add_provider_key(&record, &audit()).await.unwrap();

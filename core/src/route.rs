@@ -111,11 +111,15 @@ pub struct KeyHealth {
     sleep_until_ms: AtomicI64,
     consecutive_failures: AtomicU32,
     rejected: AtomicBool,
+    /// Whether any call has used the key on this replica yet.
+    tried: AtomicBool,
 }
 
 /// What a key's health says, as reported to operators.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HealthState {
+    /// No call has used it here yet.
+    Unknown,
     Healthy,
     CoolingDown {
         until_ms: i64,
@@ -137,6 +141,9 @@ impl KeyHealth {
 
     pub fn record_success(&self) {
         // Loads first: the common case (already healthy) writes nothing shared.
+        if !self.tried.load(Ordering::Relaxed) {
+            self.tried.store(true, Ordering::Relaxed);
+        }
         if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
             self.consecutive_failures.store(0, Ordering::Relaxed);
         }
@@ -158,6 +165,7 @@ impl KeyHealth {
         if failure == Failure::Rejected {
             self.rejected.store(true, Ordering::Relaxed);
         }
+        self.tried.store(true, Ordering::Relaxed);
         sleep
     }
 
@@ -167,6 +175,8 @@ impl KeyHealth {
             HealthState::Rejected { until_ms }
         } else if until_ms > now_ms {
             HealthState::CoolingDown { until_ms }
+        } else if !self.tried.load(Ordering::Relaxed) {
+            HealthState::Unknown
         } else {
             HealthState::Healthy
         }
@@ -527,6 +537,7 @@ pub(crate) mod tests {
         let h = KeyHealth::default();
         let p = CoolDown::default();
         assert!(h.is_awake(0));
+        assert_eq!(h.state(0), HealthState::Unknown);
         assert_eq!(h.record_failure(&p, Failure::ServerError, 1_000), 1_000);
         assert!(!h.is_awake(1_999));
         assert!(h.is_awake(2_000));

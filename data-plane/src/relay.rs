@@ -188,10 +188,18 @@ pub struct Relay {
     pub drain: Duration,
 }
 
-/// Relay a started stream event by event. A task pumps upstream → client through a
-/// small channel (backpressure both ways), reads usage on the way, ends a broken
-/// stream with the protocol's error event, keeps draining (bounded) when the client
-/// leaves so the usage still arrives, and meters once at the end.
+/// Whether an event goes to the client, having read its usage.
+fn forwarded(usage: &mut StreamMeter, relay: Relay, event: &[u8]) -> bool {
+    let usage_only =
+        sse::event_data(event).is_some_and(|data| usage.observe(&data) == EventVerdict::UsageOnly);
+    !(usage_only && relay.strip_usage_chunk)
+}
+
+/// Relay a started stream event by event. The first event goes out with the response
+/// itself; a task pumps the rest upstream → client through a small channel
+/// (backpressure both ways), reads usage on the way, ends a broken stream with the
+/// protocol's error event, keeps draining (bounded) when the client leaves so the
+/// usage still arrives, and meters once at the end.
 pub fn stream_back(started: Started, relay: Relay, meter: Meter) -> Response {
     let Started {
         status,
@@ -199,19 +207,16 @@ pub fn stream_back(started: Started, relay: Relay, meter: Meter) -> Response {
         mut framer,
         first,
     } = started;
+    let mut usage = StreamMeter::new(relay.endpoint.usage_shape());
+    let first = forwarded(&mut usage, relay, &first).then(|| Ok(Bytes::from(first)));
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     tokio::spawn(async move {
-        let mut usage = StreamMeter::new(relay.endpoint.usage_shape());
         let mut client_gone = false;
         let mut drain_deadline: Option<Instant> = None;
         let mut failed = false;
-        let mut pending = Some(first);
         loop {
-            while let Some(event) = pending.take().or_else(|| framer.next_event()) {
-                if let Some(data) = sse::event_data(&event)
-                    && usage.observe(&data) == EventVerdict::UsageOnly
-                    && relay.strip_usage_chunk
-                {
+            while let Some(event) = framer.next_event() {
+                if !forwarded(&mut usage, relay, &event) {
                     continue;
                 }
                 if !client_gone && tx.send(Ok(Bytes::from(event))).await.is_err() {
@@ -248,7 +253,8 @@ pub fn stream_back(started: Started, relay: Relay, meter: Meter) -> Response {
         let final_status = if failed { 502 } else { status.as_u16() };
         meter.finish(final_status, usage.usage());
     });
-    let mut response = Response::new(Body::from_stream(ReceiverStream::new(rx)));
+    let body = futures_util::stream::iter(first).chain(ReceiverStream::new(rx));
+    let mut response = Response::new(Body::from_stream(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(

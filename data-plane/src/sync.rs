@@ -1,13 +1,18 @@
 //! Follows the control plane's snapshot stream: decode, validate, build, swap, ack.
-//! Reconnects with backoff; keeps serving the last good snapshot meanwhile.
+//! Reconnects with backoff; keeps serving the last good snapshot meanwhile. On the
+//! same stream it reports provider keys whose health changed.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard_core::snapshot::Compiled;
+use switchyard_core::ids::ProviderKeyId;
+use switchyard_core::route::{HealthState, KeyHealth};
+use switchyard_core::snapshot::{Compiled, ProviderKey};
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::snapshot_service_client::SnapshotServiceClient;
 use switchyard_runtime::Shutdown;
+use switchyard_runtime::now_ms;
 use switchyard_wire::snapshot::decode;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -15,6 +20,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::live::Live;
 
 const MAX_SNAPSHOT_BYTES: usize = 512 * 1024 * 1024;
+/// How often key health is compared with what was last reported.
+const HEALTH_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 enum SyncError {
@@ -71,7 +78,27 @@ async fn follow_once(url: &str, replica_id: &str, live: &Live) -> Result<(), Syn
     let _ = tx.send(hello).await;
     let mut updates = client.sync(ReceiverStream::new(rx)).await?.into_inner();
     tracing::info!(url, "following the control plane");
-    while let Some(update) = updates.message().await? {
+    // What this stream has reported; a new stream reports everything known again.
+    let mut reported = HashMap::new();
+    let mut health_tick = tokio::time::interval(HEALTH_EVERY);
+    health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        let update = tokio::select! {
+            update = updates.message() => update?,
+            _ = health_tick.tick() => {
+                let Some(snapshot) = live.load() else { continue };
+                let keys = health_changes(&mut reported, snapshot.provider_health(), now_ms());
+                if keys.is_empty() {
+                    continue;
+                }
+                let report = pb::sync_request::Kind::Health(pb::HealthReport { keys });
+                if tx.send(pb::SyncRequest { kind: Some(report) }).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
+        let Some(update) = update else { break };
         let Some(full) = update.full else { continue };
         let version = full.version;
         let reply = match decode(full).map_err(|e| e.to_string()).and_then(|s| {
@@ -99,4 +126,78 @@ async fn follow_once(url: &str, replica_id: &str, live: &Live) -> Result<(), Syn
         }
     }
     Ok(())
+}
+
+/// The keys whose health differs from what was last reported (and records them as
+/// reported). Keys no call has used yet are left out.
+fn health_changes<'a>(
+    reported: &mut HashMap<ProviderKeyId, HealthState>,
+    keys: impl Iterator<Item = (&'a ProviderKey, &'a Arc<KeyHealth>)>,
+    now_ms: i64,
+) -> Vec<pb::ProviderKeyHealth> {
+    let mut changes = Vec::new();
+    for (key, health) in keys {
+        let state = health.state(now_ms);
+        let (wire_state, until_unix_ms) = match state {
+            HealthState::Unknown => continue,
+            HealthState::Healthy => (pb::KeyHealthState::Healthy, 0),
+            HealthState::CoolingDown { until_ms } => (pb::KeyHealthState::CoolingDown, until_ms),
+            HealthState::Rejected { until_ms } => (pb::KeyHealthState::Unhealthy, until_ms),
+        };
+        if reported.insert(key.id, state) == Some(state) {
+            continue;
+        }
+        changes.push(pb::ProviderKeyHealth {
+            provider_key_id: key.id.to_string(),
+            state: wire_state.into(),
+            until_unix_ms,
+        });
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_core::route::{CoolDown, Failure};
+
+    #[test]
+    fn only_changes_are_reported() {
+        let key = ProviderKey {
+            id: ProviderKeyId::new(),
+            owner: switchyard_core::ids::AccountId::new(),
+            kind: switchyard_core::snapshot::ProviderKind::OpenAi,
+            base_url: "https://api.example.com/v1".into(),
+            secret: switchyard_core::crypto::Sealed {
+                key_id: "k".into(),
+                blob: vec![0; 40],
+            },
+            level: 1,
+            models: Vec::new(),
+            weight: 1,
+            status: switchyard_core::snapshot::Status::Active,
+        };
+        let health = Arc::new(KeyHealth::default());
+        let mut reported = HashMap::new();
+        let policy = CoolDown::default();
+        let changes =
+            |r: &mut HashMap<_, _>, now| health_changes(r, std::iter::once((&key, &health)), now);
+        // Never used: nothing to say.
+        assert!(changes(&mut reported, 0).is_empty());
+        health.record_success();
+        let first = changes(&mut reported, 0);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].state, i32::from(pb::KeyHealthState::Healthy));
+        assert!(changes(&mut reported, 1).is_empty());
+        health.record_failure(&policy, Failure::ServerError, 1_000);
+        let cooling = changes(&mut reported, 1_000);
+        assert_eq!(cooling[0].state, i32::from(pb::KeyHealthState::CoolingDown));
+        assert_eq!(cooling[0].until_unix_ms, 2_000);
+        // Waking up is a change too, without any call.
+        let awake = changes(&mut reported, 2_000);
+        assert_eq!(awake[0].state, i32::from(pb::KeyHealthState::Healthy));
+        health.record_failure(&policy, Failure::Rejected, 3_000);
+        let rejected = changes(&mut reported, 3_000);
+        assert_eq!(rejected[0].state, i32::from(pb::KeyHealthState::Unhealthy));
+    }
 }

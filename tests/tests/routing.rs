@@ -244,6 +244,26 @@ async fn keys_spread_cool_down_recover_and_switch_over() {
     );
     assert_eq!(fake.calls_with("sk-c-0003"), calls);
 
+    // The data plane reports key health to the control plane: the refused credential
+    // shows as unhealthy to its owner, with when it is tried again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rejected = loop {
+        let (status, listed) = sys
+            .call(Method::GET, "/x-keys".into(), key.clone(), None)
+            .await;
+        assert_eq!(status, 200, "{listed}");
+        let keys = listed.as_array().cloned().unwrap_or_default();
+        // Secrets this short have no hint: the refused one is the only unhealthy key.
+        let unhealthy: Vec<&Value> = keys.iter().filter(|k| k["health"] == "unhealthy").collect();
+        let backup = keys.iter().find(|k| k["level"] == 2).unwrap();
+        if unhealthy.len() == 1 && backup["health"] != "unknown" {
+            break unhealthy[0].clone();
+        }
+        assert!(Instant::now() < deadline, "health not reported: {keys:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(rejected["health_until_unix_ms"].as_i64().unwrap() > 0);
+
     // Never a provider the owner did not configure: another owner's key is untouched.
     let other = owner_with_keys(
         &sys,

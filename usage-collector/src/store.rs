@@ -73,20 +73,128 @@ pub struct UsageStore {
     db: Db,
 }
 
-const INSERT_EVENT: &str = "INSERT INTO usage_events (id, at_ms, day, account_id, main_account_id, account_chain, issued_key_id, \
+/// The columns of a raw event, in the order [`bind_event`] binds them.
+const EVENT_COLUMNS: &str = "id, at_ms, day, account_id, main_account_id, account_chain, issued_key_id, \
      provider_key_id, model_requested, model_served, level, status, latency_ms, ttfb_ms, input_tokens, output_tokens, \
-     cached_tokens, usage_source, cost_nanos, path, client_addr, streamed, billed_nanos) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) \
-     ON CONFLICT (id) DO NOTHING";
+     cached_tokens, usage_source, cost_nanos, path, client_addr, streamed, billed_nanos";
+const EVENT_PARAMS: usize = 23;
+/// Rows per INSERT: one statement per chunk instead of one per event (well under both
+/// databases' bound-parameter limits).
+const EVENTS_PER_STATEMENT: usize = 256;
 
 const UPSERT_DAILY: &str = "INSERT INTO usage_daily (day, main_account_id, account_id, model, requests, errors, input_tokens, \
-     output_tokens, cached_tokens, cost_nanos, billed_nanos) VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $9, $10) \
-     ON CONFLICT (day, account_id, model) DO UPDATE SET requests = usage_daily.requests + 1, \
+     output_tokens, cached_tokens, cost_nanos, billed_nanos) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+     ON CONFLICT (day, account_id, model) DO UPDATE SET requests = usage_daily.requests + excluded.requests, \
      errors = usage_daily.errors + excluded.errors, input_tokens = usage_daily.input_tokens + excluded.input_tokens, \
      output_tokens = usage_daily.output_tokens + excluded.output_tokens, \
      cached_tokens = usage_daily.cached_tokens + excluded.cached_tokens, \
      cost_nanos = usage_daily.cost_nanos + excluded.cost_nanos, \
      billed_nanos = usage_daily.billed_nanos + excluded.billed_nanos";
+
+/// `INSERT … VALUES (…), (…) … ON CONFLICT (id) DO NOTHING RETURNING id` for `rows`
+/// events: the ids returned are the events that were new.
+fn insert_events_sql(rows: usize) -> String {
+    let mut sql = format!("INSERT INTO usage_events ({EVENT_COLUMNS}) VALUES ");
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for col in 0..EVENT_PARAMS {
+            if col > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(row * EVENT_PARAMS + col + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
+    sql
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+fn bind_event<'q>(q: AnyQuery<'q>, e: &UsageEvent) -> Result<AnyQuery<'q>, StoreError> {
+    let account = e.account().map(|a| a.to_string()).unwrap_or_default();
+    let main = e.main_account().map(|a| a.to_string()).unwrap_or_default();
+    let chain = e
+        .account_chain
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    Ok(q.bind(e.id.to_string())
+        .bind(e.at_unix_ms)
+        .bind(switchyard_core::time::utc_day(e.at_unix_ms))
+        .bind(account)
+        .bind(main)
+        .bind(chain)
+        .bind(e.issued_key.to_string())
+        .bind(e.provider_key.map(|p| p.to_string()))
+        .bind(e.model_requested.clone())
+        .bind(e.model_served.clone())
+        .bind(i64::from(e.level))
+        .bind(i64::from(e.status))
+        .bind(i64::from(e.latency_ms))
+        .bind(e.ttfb_ms.map(i64::from))
+        .bind(int(e.tokens.input)?)
+        .bind(int(e.tokens.output)?)
+        .bind(int(e.tokens.cached)?)
+        .bind(e.source.as_str())
+        .bind(e.cost_nanos)
+        .bind(e.path.clone())
+        .bind(e.client_addr.clone())
+        .bind(i64::from(e.streamed))
+        .bind(e.billed_nanos))
+}
+
+/// Where a rollup row lives.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct RollupKey {
+    day: String,
+    main_account: AccountId,
+    account: AccountId,
+    model: String,
+}
+
+/// What a batch adds to one rollup row.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct RollupDelta {
+    requests: i64,
+    errors: i64,
+    input: u64,
+    output: u64,
+    cached: u64,
+    cost_nanos: i64,
+    billed_nanos: i64,
+}
+
+/// The rollup changes of some new events, one per row touched, so a batch costs one
+/// upsert per (day, account, model) instead of one per event.
+fn rollup_deltas<'a>(
+    events: impl Iterator<Item = &'a UsageEvent>,
+) -> std::collections::BTreeMap<RollupKey, RollupDelta> {
+    let mut out = std::collections::BTreeMap::<RollupKey, RollupDelta>::new();
+    for e in events {
+        let (Some(account), Some(main_account)) = (e.account(), e.main_account()) else {
+            continue;
+        };
+        let d = out
+            .entry(RollupKey {
+                day: switchyard_core::time::utc_day(e.at_unix_ms),
+                main_account,
+                account,
+                model: e.model_served.clone(),
+            })
+            .or_default();
+        d.requests += 1;
+        d.errors += i64::from(e.status >= 400);
+        d.input = d.input.saturating_add(e.tokens.input);
+        d.output = d.output.saturating_add(e.tokens.output);
+        d.cached = d.cached.saturating_add(e.tokens.cached);
+        d.cost_nanos = d.cost_nanos.saturating_add(e.cost_nanos);
+        d.billed_nanos = d.billed_nanos.saturating_add(e.billed_nanos);
+    }
+    out
+}
 
 const SELECT_DAILY_MAIN: &str = "SELECT day, account_id, model, requests, errors, input_tokens, output_tokens, cached_tokens, \
      cost_nanos, billed_nanos FROM usage_daily WHERE main_account_id = $1 AND day >= $2 AND day <= $3";
@@ -166,71 +274,54 @@ impl UsageStore {
     /// Store a batch in one transaction. Events already held are skipped, and only new
     /// ones touch the rollups, so a replayed batch changes nothing.
     pub async fn insert(&self, events: &[UsageEvent]) -> Result<Stored, StoreError> {
-        let mut stored = Stored::default();
+        // An empty chain is refused at the edge; it never reaches here.
+        let events: Vec<&UsageEvent> = events.iter().filter(|e| e.account().is_some()).collect();
         let mut tx = self.db.pool.begin().await?;
-        let outcome: Result<(), StoreError> = async {
-            for e in events {
-                let (Some(account), Some(main)) = (e.account(), e.main_account()) else {
-                    continue; // validated at the edge; an empty chain never reaches here
-                };
-                let day = switchyard_core::time::utc_day(e.at_unix_ms);
-                let chain = e
-                    .account_chain
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",");
-                let inserted = sqlx::query(INSERT_EVENT)
-                    .bind(e.id.to_string())
-                    .bind(e.at_unix_ms)
-                    .bind(day.clone())
-                    .bind(account.to_string())
-                    .bind(main.to_string())
-                    .bind(chain)
-                    .bind(e.issued_key.to_string())
-                    .bind(e.provider_key.map(|p| p.to_string()))
-                    .bind(e.model_requested.clone())
-                    .bind(e.model_served.clone())
-                    .bind(i64::from(e.level))
-                    .bind(i64::from(e.status))
-                    .bind(i64::from(e.latency_ms))
-                    .bind(e.ttfb_ms.map(i64::from))
-                    .bind(int(e.tokens.input)?)
-                    .bind(int(e.tokens.output)?)
-                    .bind(int(e.tokens.cached)?)
-                    .bind(e.source.as_str())
-                    .bind(e.cost_nanos)
-                    .bind(e.path.clone())
-                    .bind(e.client_addr.clone())
-                    .bind(i64::from(e.streamed))
-                    .bind(e.billed_nanos)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if inserted == 0 {
-                    stored.duplicates += 1;
-                    continue;
+        let outcome: Result<Stored, StoreError> = async {
+            let mut new_ids = std::collections::HashSet::new();
+            for chunk in events.chunks(EVENTS_PER_STATEMENT) {
+                // Built from numbered placeholders only; every value is bound.
+                let sql = sqlx::AssertSqlSafe(insert_events_sql(chunk.len()));
+                let mut q = sqlx::query(sql);
+                for e in chunk {
+                    q = bind_event(q, e)?;
                 }
-                stored.new += 1;
+                for row in q.fetch_all(&mut *tx).await? {
+                    new_ids.insert(row.try_get::<String, _>(0)?);
+                }
+            }
+            // An id twice in one batch is new once.
+            let new: Vec<&UsageEvent> = events
+                .iter()
+                .copied()
+                .filter(|e| new_ids.remove(&e.id.to_string()))
+                .collect();
+            for (key, d) in rollup_deltas(new.iter().copied()) {
                 sqlx::query(UPSERT_DAILY)
-                    .bind(day)
-                    .bind(main.to_string())
-                    .bind(account.to_string())
-                    .bind(e.model_served.clone())
-                    .bind(i64::from(e.status >= 400))
-                    .bind(int(e.tokens.input)?)
-                    .bind(int(e.tokens.output)?)
-                    .bind(int(e.tokens.cached)?)
-                    .bind(e.cost_nanos)
-                    .bind(e.billed_nanos)
+                    .bind(key.day)
+                    .bind(key.main_account.to_string())
+                    .bind(key.account.to_string())
+                    .bind(key.model)
+                    .bind(d.requests)
+                    .bind(d.errors)
+                    .bind(int(d.input)?)
+                    .bind(int(d.output)?)
+                    .bind(int(d.cached)?)
+                    .bind(d.cost_nanos)
+                    .bind(d.billed_nanos)
                     .execute(&mut *tx)
                     .await?;
             }
-            Ok(())
+            let new_count = u32::try_from(new.len()).unwrap_or(u32::MAX);
+            let total = u32::try_from(events.len()).unwrap_or(u32::MAX);
+            Ok(Stored {
+                new: new_count,
+                duplicates: total - new_count,
+            })
         }
         .await;
         match outcome {
-            Ok(()) => {
+            Ok(stored) => {
                 tx.commit().await?;
                 Ok(stored)
             }
@@ -323,5 +414,62 @@ impl UsageStore {
             row.billed_nanos += r.try_get::<i64, _>(9)?;
         }
         Ok(out.into_values().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_statement_numbers_every_row() {
+        let sql = insert_events_sql(2);
+        assert!(sql.contains("($1, $2,"));
+        assert!(sql.contains("$23), ($24, "));
+        assert!(sql.ends_with("$46) ON CONFLICT (id) DO NOTHING RETURNING id"));
+    }
+
+    #[test]
+    fn deltas_add_up_per_row() {
+        let main = AccountId::new();
+        let child = AccountId::new();
+        let event = |chain: Vec<AccountId>, status: u16, at: i64| UsageEvent {
+            id: switchyard_core::ids::EventId::new(),
+            at_unix_ms: at,
+            account_chain: chain,
+            issued_key: switchyard_core::ids::IssuedKeyId::new(),
+            provider_key: None,
+            model_requested: "m".into(),
+            model_served: "m".into(),
+            level: 1,
+            status,
+            latency_ms: 1,
+            ttfb_ms: None,
+            tokens: TokenUsage {
+                input: 3,
+                output: 2,
+                cached: 1,
+            },
+            source: UsageSource::Reported,
+            cost_nanos: 5,
+            billed_nanos: 6,
+            path: "/v1/chat/completions".into(),
+            client_addr: String::new(),
+            streamed: false,
+        };
+        let day = 1_795_219_200_000;
+        let events = [
+            event(vec![main], 200, day),
+            event(vec![main], 500, day + 1),
+            event(vec![child, main], 200, day),
+            event(vec![main], 200, day + 86_400_000),
+            event(vec![], 200, day),
+        ];
+        let deltas = rollup_deltas(events.iter());
+        assert_eq!(deltas.len(), 3);
+        let (key, first) = deltas.iter().find(|(k, _)| k.account == main).unwrap();
+        assert_eq!(key.day, "2026-11-21");
+        assert_eq!((first.requests, first.errors, first.input), (2, 1, 6));
+        assert_eq!((first.cost_nanos, first.billed_nanos), (10, 12));
     }
 }

@@ -11,6 +11,7 @@ use switchyard_usage_collector::store::{EventFilter, Granularity, RollupFilter, 
 
 switchyard_tests::every_backend!(
     replays_change_nothing,
+    large_batches_with_repeats_count_once,
     rollups_by_day_month_and_account,
     events_page_newest_first
 );
@@ -96,6 +97,43 @@ async fn replays_change_nothing(url: &str) {
     assert_eq!(after[0].cached_tokens, 375);
     assert_eq!(after[0].cost_nanos, 525);
     assert_eq!(after[0].billed_nanos, 675);
+}
+
+/// A batch spanning several statements, holding one event twice: stored and rolled
+/// up once each.
+async fn large_batches_with_repeats_count_once(url: &str) {
+    let store = UsageStore::open(url).await.unwrap();
+    let main = AccountId::new();
+    let child = AccountId::new();
+    let mut batch: Vec<_> = (0..600)
+        .map(|i| {
+            let chain: &[AccountId] = if i % 3 == 0 { &[child, main] } else { &[main] };
+            event(
+                chain,
+                DAY + i,
+                "m",
+                if i % 10 == 0 { 500 } else { 200 },
+                2,
+                1,
+            )
+        })
+        .collect();
+    batch.push(batch[7].clone());
+    let stored = store.insert(&batch).await.unwrap();
+    assert_eq!((stored.new, stored.duplicates), (600, 1));
+    let rows = store
+        .rollups(&filter(main, Granularity::Day))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows.iter().map(|r| r.requests).sum::<u64>(), 600);
+    assert_eq!(rows.iter().map(|r| r.errors).sum::<u64>(), 60);
+    assert_eq!(rows.iter().map(|r| r.input_tokens).sum::<u64>(), 1200);
+    let child_row = rows
+        .iter()
+        .find(|r| r.account_id == child.to_string())
+        .unwrap();
+    assert_eq!(child_row.requests, 200);
 }
 
 async fn rollups_by_day_month_and_account(url: &str) {
