@@ -4,7 +4,7 @@
 use sqlx::Row;
 use switchyard_core::ids::AccountId;
 use switchyard_core::usage::{RollupRow, TokenUsage, UsageEvent, UsageSource};
-use switchyard_db::{Db, DbError, Migrations};
+use switchyard_db::{Backend, Db, DbError, Migrations};
 
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -78,9 +78,21 @@ const EVENT_COLUMNS: &str = "id, at_ms, day, account_id, main_account_id, accoun
      provider_key_id, model_requested, model_served, level, status, latency_ms, ttfb_ms, input_tokens, output_tokens, \
      cached_tokens, usage_source, cost_nanos, path, client_addr, streamed, billed_nanos";
 const EVENT_PARAMS: usize = 23;
-/// Rows per INSERT: one statement per chunk instead of one per event (well under both
-/// databases' bound-parameter limits).
-const EVENTS_PER_STATEMENT: usize = 256;
+/// Rows per INSERT, largest first: a batch is cut greedily into these sizes, so a few
+/// statements carry it and each shape is prepared once per connection.
+const STATEMENT_ROWS: [usize; 4] = [64, 16, 4, 1];
+
+/// How many rows each INSERT of a batch of `n` carries.
+fn statement_rows(mut n: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    for size in STATEMENT_ROWS {
+        while n >= size {
+            out.push(size);
+            n -= size;
+        }
+    }
+    out
+}
 
 const UPSERT_DAILY: &str = "INSERT INTO usage_daily (day, main_account_id, account_id, model, requests, errors, input_tokens, \
      output_tokens, cached_tokens, cost_nanos, billed_nanos) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
@@ -92,8 +104,10 @@ const UPSERT_DAILY: &str = "INSERT INTO usage_daily (day, main_account_id, accou
      billed_nanos = usage_daily.billed_nanos + excluded.billed_nanos";
 
 /// `INSERT … VALUES (…), (…) … ON CONFLICT (id) DO NOTHING RETURNING id` for `rows`
-/// events: the ids returned are the events that were new.
-fn insert_events_sql(rows: usize) -> String {
+/// events: the ids returned are the events that were new. SQLite gets anonymous `?`
+/// placeholders: binding to numbered ones looks each name up in a list, which grows
+/// quadratic with the row count.
+fn insert_events_sql(rows: usize, backend: Backend) -> String {
     let mut sql = format!("INSERT INTO usage_events ({EVENT_COLUMNS}) VALUES ");
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
@@ -101,8 +115,13 @@ fn insert_events_sql(rows: usize) -> String {
             if col > 0 {
                 sql.push_str(", ");
             }
-            sql.push('$');
-            sql.push_str(&(row * EVENT_PARAMS + col + 1).to_string());
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    sql.push('$');
+                    sql.push_str(&(row * EVENT_PARAMS + col + 1).to_string());
+                }
+            }
         }
         sql.push(')');
     }
@@ -279,9 +298,12 @@ impl UsageStore {
         let mut tx = self.db.pool.begin().await?;
         let outcome: Result<Stored, StoreError> = async {
             let mut new_ids = std::collections::HashSet::new();
-            for chunk in events.chunks(EVENTS_PER_STATEMENT) {
-                // Built from numbered placeholders only; every value is bound.
-                let sql = sqlx::AssertSqlSafe(insert_events_sql(chunk.len()));
+            let mut rest = events.as_slice();
+            for rows in statement_rows(events.len()) {
+                let (chunk, after) = rest.split_at(rows);
+                rest = after;
+                // Built from placeholders only; every value is bound.
+                let sql = sqlx::AssertSqlSafe(insert_events_sql(rows, self.db.backend));
                 let mut q = sqlx::query(sql);
                 for e in chunk {
                     q = bind_event(q, e)?;
@@ -423,10 +445,24 @@ mod tests {
 
     #[test]
     fn one_statement_numbers_every_row() {
-        let sql = insert_events_sql(2);
+        let sql = insert_events_sql(2, Backend::Postgres);
         assert!(sql.contains("($1, $2,"));
         assert!(sql.contains("$23), ($24, "));
         assert!(sql.ends_with("$46) ON CONFLICT (id) DO NOTHING RETURNING id"));
+        let sql = insert_events_sql(2, Backend::Sqlite);
+        assert_eq!(sql.matches('?').count(), 46);
+    }
+
+    #[test]
+    fn batches_cut_into_few_shapes() {
+        assert_eq!(statement_rows(0), Vec::<usize>::new());
+        assert_eq!(statement_rows(1), vec![1]);
+        assert_eq!(statement_rows(85), vec![64, 16, 4, 1]);
+        assert_eq!(statement_rows(256), vec![64; 4]);
+        for n in 0..300 {
+            assert_eq!(statement_rows(n).iter().sum::<usize>(), n);
+            assert!(statement_rows(n).len() <= n / 64 + 3 + 3 + 3);
+        }
     }
 
     #[test]
