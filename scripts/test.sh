@@ -3,8 +3,9 @@
 #
 # Installs what the tests need when it is missing (Debian packages, when run as
 # root), checks formatting and lints, builds the binaries that the end-to-end tests
-# start as separate processes, and runs every test. Tests that need PostgreSQL start
-# throwaway servers themselves (temp dir, free loopback port) and stop them after.
+# start as separate processes, and runs every test. Tests that need PostgreSQL or
+# Redis start throwaway servers themselves (temp dir, free loopback port) and stop
+# them after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,20 @@ if ! have_postgres; then
         echo "test.sh: PostgreSQL server binaries are missing." >&2
         echo "  install Debian's postgresql package (apt-get install postgresql)," >&2
         echo "  or set PG_BIN to the directory that holds initdb and pg_ctl." >&2
+        exit 1
+    fi
+fi
+
+# Limits shared across data planes are tested against a real Redis.
+if ! command -v redis-server >/dev/null && [ ! -x /usr/bin/redis-server ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "test.sh: installing Redis (Debian package redis-server)"
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends redis-server
+        # The package may start a system Redis; the tests run their own.
+        (service redis-server stop || true) >/dev/null 2>&1
+    else
+        echo "test.sh: redis-server is missing: install Debian's redis-server package." >&2
         exit 1
     fi
 fi

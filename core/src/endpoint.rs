@@ -134,7 +134,8 @@ fn anthropic_type(code: ErrorCode) -> &'static str {
             "invalid_request_error"
         }
         ErrorCode::Unauthenticated => "authentication_error",
-        ErrorCode::PermissionDenied | ErrorCode::QuotaExceeded => "permission_error",
+        ErrorCode::PermissionDenied => "permission_error",
+        ErrorCode::QuotaExceeded => "billing_error",
         ErrorCode::NotFound => "not_found_error",
         ErrorCode::PayloadTooLarge => "request_too_large",
         ErrorCode::RateLimited => "rate_limit_error",
@@ -178,6 +179,15 @@ struct ResponsesErrorEvent<'a> {
     code: &'static str,
     message: &'a str,
     param: Option<&'a str>,
+}
+
+/// The HTTP status of an error for `protocol` clients: OpenAI signals exhausted credit
+/// as 429 `insufficient_quota`, Anthropic as 402 `billing_error`.
+pub fn error_status(protocol: Protocol, code: ErrorCode) -> u16 {
+    match (protocol, code) {
+        (Protocol::OpenAi, ErrorCode::QuotaExceeded) => 429,
+        _ => code.http_status(),
+    }
 }
 
 /// An error body in the shape `protocol` clients parse.

@@ -24,6 +24,7 @@ pub mod crypto;
 pub mod endpoint;
 pub mod error;
 pub mod ids;
+pub mod limits;
 pub mod model;
 pub mod policy;
 pub mod request;

@@ -43,6 +43,9 @@ struct RawFacts<'a> {
     max_tokens: Option<u64>,
     #[serde(default)]
     max_completion_tokens: Option<u64>,
+    /// The Responses API's name for it.
+    #[serde(default)]
+    max_output_tokens: Option<u64>,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
 }
@@ -89,7 +92,10 @@ pub fn parse_facts(body: &[u8]) -> Result<RequestFacts, FactsError> {
     Ok(RequestFacts {
         model,
         stream,
-        max_tokens: raw.max_completion_tokens.or(raw.max_tokens),
+        max_tokens: raw
+            .max_completion_tokens
+            .or(raw.max_tokens)
+            .or(raw.max_output_tokens),
         stream_usage_requested: raw
             .stream_options
             .as_ref()

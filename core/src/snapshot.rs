@@ -9,6 +9,7 @@ use crate::apikey::{self, KeyHash};
 use crate::billing::Billing;
 use crate::crypto::Sealed;
 use crate::ids::{AccountId, IssuedKeyId, ProviderKeyId};
+use crate::limits::AccountLimits;
 use crate::model::{self, ModelPattern};
 use crate::policy::Policy;
 use crate::route::{Attempts, KeyHealth, NO_KEYS, OwnerKeys};
@@ -150,6 +151,8 @@ pub struct Caller {
     pub policy: Arc<Policy>,
     /// What its parent bills it.
     pub billing: Arc<Billing>,
+    /// The own limits of its account and every ancestor that sets any, caller first.
+    pub limits: Arc<[AccountLimits]>,
 }
 
 impl Caller {
@@ -181,6 +184,7 @@ struct KeyEntry {
     chain: Arc<[AccountId]>,
     policy: Arc<Policy>,
     billing: Arc<Billing>,
+    limits: Arc<[AccountLimits]>,
     /// The first disabled account on the chain, if any.
     disabled: Option<AccountId>,
 }
@@ -264,6 +268,27 @@ impl Compiled {
             })
             .collect();
 
+        // Limits: every account on the chain keeps its own counters.
+        let mut own_limits: HashMap<AccountId, Option<AccountLimits>> = HashMap::new();
+        let chain_limits: HashMap<AccountId, Arc<[AccountLimits]>> = chains
+            .iter()
+            .map(|(id, chain)| {
+                let limits: Vec<AccountLimits> = chain
+                    .iter()
+                    .filter_map(|a| {
+                        own_limits
+                            .entry(*a)
+                            .or_insert_with(|| {
+                                let policy = own.get(a).copied().cloned().unwrap_or_default();
+                                AccountLimits::of(*a, &policy, bounds.get(a))
+                            })
+                            .clone()
+                    })
+                    .collect();
+                (*id, limits.into())
+            })
+            .collect();
+
         let mut keys = HashMap::with_capacity(snapshot.issued_keys.len());
         for k in snapshot.issued_keys {
             let Some(chain) = chains.get(&k.account) else {
@@ -283,6 +308,7 @@ impl Compiled {
                 chain: chain.clone(),
                 policy: effective.get(&k.account).cloned().unwrap_or_default(),
                 billing: billing.get(&k.account).cloned().unwrap_or_default(),
+                limits: chain_limits.get(&k.account).cloned().unwrap_or_default(),
                 disabled,
             };
             if keys.insert(k.hash, entry).is_some() {
@@ -368,6 +394,7 @@ impl Compiled {
             chain: entry.chain.clone(),
             policy: entry.policy.clone(),
             billing: entry.billing.clone(),
+            limits: entry.limits.clone(),
         })
     }
 

@@ -8,6 +8,7 @@
 //!   client (whole, passed through, or event by event). `meter`: the usage event.
 //! - [`usage`]: delivery of usage events to the collector.
 
+pub mod limiter;
 pub mod live;
 mod meter;
 pub mod proxy;
@@ -32,8 +33,9 @@ use switchyard_core::route::CoolDown;
 use switchyard_runtime::Shutdown;
 use tokio::net::TcpListener;
 
+use crate::limiter::{Limiter, LimiterError, LocalCounters, RedisCounters};
 use crate::live::Live;
-use crate::proxy::{App, Limits, error_response};
+use crate::proxy::{App, LimiterDown, Limits, error_response};
 use crate::usage::UsageSink;
 
 pub struct Config {
@@ -54,6 +56,18 @@ pub struct Config {
     pub usage_queue: usize,
     /// How long shutdown waits for usage to be acknowledged.
     pub usage_flush_timeout: Duration,
+    /// Shared limit counters; `None`: counters in this process (embedded mode).
+    pub redis: Option<RedisConfig>,
+    /// With Redis away: refuse (`None`), or admit on this share of each limit.
+    pub local_share_replicas: Option<u32>,
+}
+
+pub struct RedisConfig {
+    pub url: String,
+    /// Separates deployments sharing one Redis.
+    pub namespace: String,
+    /// Longest wait for one limiter call.
+    pub timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +76,8 @@ pub enum DataPlaneError {
     Client(#[from] reqwest::Error),
     #[error("HTTP server failed: {0}")]
     Http(#[from] std::io::Error),
+    #[error("invalid Redis settings: {0}")]
+    Redis(#[from] LimiterError),
 }
 
 /// Install the process-wide TLS provider (ring) once; later calls are no-ops.
@@ -118,6 +134,17 @@ pub async fn run(
         live.clone(),
         shutdown.clone(),
     ));
+    let limiter = Arc::new(match &config.redis {
+        Some(r) => Limiter::Redis(RedisCounters::open(&r.url, &r.namespace, r.timeout)?),
+        None => Limiter::Local(LocalCounters::default()),
+    });
+    let limiter_down = match config.local_share_replicas {
+        Some(replicas) => LimiterDown::LocalShare {
+            replicas,
+            counters: Arc::new(Limiter::Local(LocalCounters::default())),
+        },
+        None => LimiterDown::Refuse,
+    };
     let app = Arc::new(App {
         live,
         keyring: config.keyring,
@@ -126,6 +153,8 @@ pub async fn run(
         limits: config.limits,
         cool_down: config.cool_down,
         trusted_proxies: config.trusted_proxies,
+        limiter,
+        limiter_down,
     });
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use switchyard_core::route::CoolDown;
-use switchyard_data_plane::Config;
 use switchyard_data_plane::proxy::Limits;
+use switchyard_data_plane::{Config, RedisConfig};
 use switchyard_runtime::{KeyringArgs, bind, init_logging, shutdown_on_signal, write_addr_file};
 
 // The request path allocates many small, short-lived buffers across threads, where
@@ -67,6 +67,24 @@ struct Args {
     /// (comma-separated CIDRs). Empty: the peer address is the client.
     #[arg(long, env = "SWITCHYARD_TRUSTED_PROXIES", value_delimiter = ',')]
     trusted_proxies: Vec<ipnet::IpNet>,
+    /// Redis holding the limit counters every replica shares (`redis://host:port/db`).
+    /// Unset: counters live in this process, right for a single replica.
+    #[arg(long, env = "SWITCHYARD_REDIS_URL")]
+    redis_url: Option<String>,
+    /// Separates deployments (or tests) that share one Redis.
+    #[arg(long, env = "SWITCHYARD_REDIS_NAMESPACE", default_value = "default:")]
+    redis_namespace: String,
+    /// Milliseconds one limiter call may take before Redis counts as away.
+    #[arg(long, default_value_t = 250)]
+    redis_timeout_ms: u64,
+    /// With Redis away, admit requests against this replica's own counters, each
+    /// limit divided by this replica count. Unset: refuse requests that have limits
+    /// (fail closed).
+    #[arg(long, env = "SWITCHYARD_LIMITS_LOCAL_SHARE_REPLICAS", value_parser = clap::value_parser!(u32).range(1..))]
+    limits_local_share_replicas: Option<u32>,
+    /// Output tokens reserved for a request that does not name `max_tokens`.
+    #[arg(long, default_value_t = 4096)]
+    default_max_output_tokens: u64,
     /// Write the bound address as JSON to this file once listening.
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -99,6 +117,7 @@ async fn main() -> anyhow::Result<()> {
             idle_timeout: Duration::from_secs(args.idle_timeout_seconds),
             drain_timeout: Duration::from_secs(args.drain_timeout_seconds),
             tries_per_level: args.tries_per_level,
+            default_max_output_tokens: args.default_max_output_tokens,
             ..Limits::default()
         },
         cool_down: CoolDown::default(),
@@ -106,6 +125,12 @@ async fn main() -> anyhow::Result<()> {
         connect_timeout: Duration::from_secs(args.connect_timeout_seconds),
         usage_queue: 65_536,
         usage_flush_timeout: Duration::from_secs(15),
+        redis: args.redis_url.map(|url| RedisConfig {
+            url,
+            namespace: args.redis_namespace,
+            timeout: Duration::from_millis(args.redis_timeout_ms),
+        }),
+        local_share_replicas: args.limits_local_share_replicas,
     };
     switchyard_data_plane::run(config, listener, shutdown).await?;
     Ok(())

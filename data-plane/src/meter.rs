@@ -4,11 +4,13 @@
 use std::time::{Duration, Instant};
 
 use switchyard_core::ids::{EventId, ProviderKeyId};
+use switchyard_core::limits::Used;
 use switchyard_core::rules::Price;
 use switchyard_core::snapshot::Caller;
 use switchyard_core::usage::{TokenUsage, UsageEvent, UsageSource};
 use switchyard_runtime::now_ms;
 
+use crate::proxy::Admitted;
 use crate::usage::UsageSink;
 
 /// Status recorded for a call whose client left before it ended (nginx's convention).
@@ -28,6 +30,8 @@ pub struct Meter {
     /// The owner's price for the served model at request time.
     pub price: Option<Price>,
     ttfb: Option<Duration>,
+    /// Limit reservations to settle when the call ends.
+    admitted: Option<Admitted>,
     done: bool,
 }
 
@@ -46,6 +50,7 @@ impl Meter {
         client_addr: String,
         streamed: bool,
         price: Option<Price>,
+        admitted: Option<Admitted>,
     ) -> Self {
         Self {
             sink,
@@ -60,6 +65,7 @@ impl Meter {
             streamed,
             price,
             ttfb: None,
+            admitted,
             done: false,
         }
     }
@@ -101,6 +107,7 @@ impl Meter {
                 .billed_nanos(&self.model_served, &t, cost_nanos),
             None => 0,
         };
+        self.settle_limits(status, tokens, cost_nanos);
         self.sink.emit(UsageEvent {
             id: EventId::new(),
             at_unix_ms: now_ms(),
@@ -124,6 +131,41 @@ impl Meter {
             path: self.path.to_owned(),
             client_addr: std::mem::take(&mut self.client_addr),
             streamed: self.streamed,
+        });
+    }
+}
+
+impl Meter {
+    /// Replace the limit reservations by what the call used. When tokens may have been
+    /// spent but none were reported (a client that left, a broken stream, an answer
+    /// without usage), the reservation stands: counters never under-count.
+    fn settle_limits(&mut self, status: u16, tokens: Option<TokenUsage>, cost_nanos: i64) {
+        let Some(admitted) = self.admitted.take() else {
+            return;
+        };
+        let used = match tokens {
+            Some(t) => Used {
+                tokens: t.input.saturating_add(t.output),
+                cost_nanos: u64::try_from(cost_nanos).unwrap_or(0),
+            },
+            None if status == CLIENT_CLOSED
+                || (self.ttfb.is_some() && !(400..500).contains(&status)) =>
+            {
+                return;
+            }
+            None => Used::default(),
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            if let Err(e) = admitted
+                .limiter
+                .settle(&admitted.charges, used, now_ms())
+                .await
+            {
+                tracing::warn!(error = %e, "limit settlement lost; the reservation stands until its window ends");
+            }
         });
     }
 }

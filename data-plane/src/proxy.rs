@@ -15,13 +15,15 @@ use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use switchyard_core::apikey;
 use switchyard_core::crypto::Keyring;
-use switchyard_core::endpoint::{Endpoint, Protocol, RequestBody, error_body};
+use switchyard_core::endpoint::{Endpoint, Protocol, RequestBody, error_body, error_status};
 use switchyard_core::error::ErrorCode;
+use switchyard_core::limits::{self, Charge, LimitSubject, Refusal};
 use switchyard_core::request::{self, FactsError, FieldScan};
 use switchyard_core::route::{CoolDown, Failure, RouteError};
 use switchyard_core::snapshot::{AuthError, Caller, Compiled};
 use switchyard_runtime::now_ms;
 
+use crate::limiter::{Limiter, LimiterError};
 use crate::live::Live;
 use crate::meter::Meter;
 use crate::relay::{self, Relay};
@@ -45,6 +47,8 @@ pub struct Limits {
     pub tries_per_level: u32,
     /// Bytes of a multipart upload read while looking for its `model` field.
     pub multipart_prefix: usize,
+    /// Output tokens reserved for a request that names no `max_tokens`.
+    pub default_max_output_tokens: u64,
 }
 
 impl Default for Limits {
@@ -57,6 +61,7 @@ impl Default for Limits {
             drain_timeout: Duration::from_secs(300),
             tries_per_level: 3,
             multipart_prefix: 1024 * 1024,
+            default_max_output_tokens: 4096,
         }
     }
 }
@@ -70,6 +75,20 @@ pub struct App {
     pub cool_down: CoolDown,
     /// Proxies whose `X-Forwarded-For` is believed (none by default).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Where limit counters live (Redis, shared; or this process).
+    pub limiter: Arc<Limiter>,
+    /// What happens when the shared limiter cannot be reached.
+    pub limiter_down: LimiterDown,
+}
+
+/// When the shared limiter is unreachable: refuse (the default), or admit against
+/// this replica's own counters with every limit divided by the replica count.
+pub enum LimiterDown {
+    Refuse,
+    LocalShare {
+        replicas: u32,
+        counters: Arc<Limiter>,
+    },
 }
 
 /// A refusal or failure, in the vocabulary every service shares.
@@ -113,8 +132,8 @@ impl From<FactsError> for ProxyError {
 /// An error response in the shape of the client's protocol.
 pub fn error_response(protocol: Protocol, code: ErrorCode, message: &str) -> Response {
     let mut response = Response::new(Body::from(error_body(protocol, code, message)));
-    *response.status_mut() =
-        StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() = StatusCode::from_u16(error_status(protocol, code))
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -229,6 +248,9 @@ struct Prepared {
     stream: bool,
     body: UpstreamBody,
     strip_usage_chunk: bool,
+    /// What the request may cost at most: its prompt's bytes and output tokens.
+    prompt_bytes: usize,
+    max_output: u64,
 }
 
 async fn forward(
@@ -252,6 +274,8 @@ async fn forward(
         stream,
         mut body,
         strip_usage_chunk,
+        prompt_bytes,
+        max_output,
     } = match endpoint.request_body() {
         RequestBody::Json => {
             let body = read_body(body, &parts.headers, app.limits.max_request_body).await?;
@@ -277,8 +301,12 @@ async fn forward(
                 requested: facts.model,
                 served,
                 stream: facts.stream,
+                prompt_bytes: body.len(),
                 body: UpstreamBody::Whole(body),
                 strip_usage_chunk,
+                max_output: facts
+                    .max_tokens
+                    .unwrap_or(app.limits.default_max_output_tokens),
             }
         }
         RequestBody::Multipart => {
@@ -298,11 +326,16 @@ async fn forward(
                 stream: false,
                 body,
                 strip_usage_chunk: false,
+                // Audio is priced per request or second, not by its bytes.
+                prompt_bytes: 0,
+                max_output: 0,
             }
         }
     };
 
     let price = snapshot.price(owner, &served);
+    let reservation = limits::reservation(prompt_bytes, max_output, price.as_ref());
+    let admitted = admit_limits(app, &caller, &served, reservation).await?;
     let mut meter = Meter::new(
         app.usage.clone(),
         started,
@@ -313,6 +346,7 @@ async fn forward(
         client.to_string(),
         stream,
         price,
+        admitted,
     );
     let relay = Relay {
         endpoint,
@@ -431,6 +465,74 @@ async fn answered(
     match relay::read_whole(answer, app.limits.max_response_body, relay.idle).await {
         Ok(whole) => Ok(relay::whole_back(relay.endpoint, whole, meter)),
         Err(f) => Err((f, meter)),
+    }
+}
+
+/// Counters charged for an admitted request, and where they live.
+pub struct Admitted {
+    pub limiter: Arc<Limiter>,
+    pub charges: Vec<Charge>,
+}
+
+/// Reserve the request's cost on every counter of its key and account chain, or
+/// refuse it naming the limit. `None`: no limit applies.
+async fn admit_limits(
+    app: &App,
+    caller: &Caller,
+    model: &str,
+    reservation: limits::Reservation,
+) -> Result<Option<Admitted>, ProxyError> {
+    let now = now_ms();
+    let subject = LimitSubject {
+        key: caller.key,
+        key_rpm: caller.policy.key_rpm,
+        chain: &caller.limits,
+    };
+    let charges = limits::plan(&subject, model, reservation, now);
+    if charges.is_empty() {
+        return Ok(None);
+    }
+    let (limiter, charges, verdict) = match app.limiter.admit(&charges, now).await {
+        Ok(verdict) => (app.limiter.clone(), charges, verdict),
+        Err(LimiterError::Unavailable(reason)) => match &app.limiter_down {
+            LimiterDown::Refuse => {
+                tracing::error!(%reason, "limit store unreachable; refusing (fail closed)");
+                return Err(ProxyError::new(
+                    ErrorCode::Unavailable,
+                    "limits cannot be checked right now (the shared limit store is unreachable); retry shortly",
+                ));
+            }
+            LimiterDown::LocalShare { replicas, counters } => {
+                tracing::warn!(%reason, "limit store unreachable; admitting on this replica's share of each limit");
+                let share: Vec<Charge> = charges
+                    .into_iter()
+                    .map(|mut c| {
+                        c.limit = c.limit.div_ceil(u64::from((*replicas).max(1)));
+                        c
+                    })
+                    .collect();
+                let verdict = counters.admit(&share, now).await.unwrap_or(Ok(()));
+                (counters.clone(), share, verdict)
+            }
+        },
+    };
+    match verdict {
+        Ok(()) => Ok(Some(Admitted { limiter, charges })),
+        Err(i) => {
+            let refusal = charges.get(i).map(|c| Refusal::of(c, now));
+            let Some(refusal) = refusal else {
+                return Err(ProxyError::new(ErrorCode::Internal, "limit check failed"));
+            };
+            let code = if refusal.is_credit() {
+                ErrorCode::QuotaExceeded
+            } else {
+                ErrorCode::RateLimited
+            };
+            let mut error = ProxyError::new(code, refusal.to_string());
+            let wait_ms = u64::try_from(refusal.retry_after_ms).unwrap_or(0);
+            error.retry_after_secs = Some(wait_ms.div_ceil(1000).max(1));
+            Err(error)
+        }
     }
 }
 

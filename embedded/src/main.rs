@@ -159,6 +159,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             connect_timeout: Duration::from_secs(10),
             usage_queue: 65_536,
             usage_flush_timeout: Duration::from_secs(10),
+            // One replica: limit counters in this process.
+            redis: None,
+            local_share_replicas: None,
         },
         proxy,
         shutdown.clone(),

@@ -7,6 +7,7 @@
 pub mod backends;
 pub mod pg;
 pub mod procs;
+pub mod redis;
 pub mod system;
 
 #[derive(Debug, thiserror::Error)]

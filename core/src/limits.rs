@@ -1,0 +1,560 @@
+//! Rate limits and credits: which counters a request touches, and the arithmetic of
+//! admission and settlement. Pure: the limiters (in-process, Redis) apply exactly
+//! these rules to their counters.
+//!
+//! - A request counts against its issued key, its account **and every ancestor**:
+//!   each account's own limits bind the sum of its subtree.
+//! - Admission reserves the request's most it can cost on every counter at once, all
+//!   or nothing: it is admitted only if every reservation fits under its limit.
+//! - Settlement replaces the reservation by what was used. So a counter can pass its
+//!   limit only by what actual usage exceeded its reservation (the overshoot bound).
+//! - Windows are fixed: the UTC minute (RPM, TPM), the UTC day or month (credit).
+
+use std::fmt;
+
+use crate::ids::{AccountId, IssuedKeyId};
+use crate::model::ModelPattern;
+use crate::policy::{CreditLimit, ModelLimit, Period, Policy};
+use crate::rules::Price;
+use crate::usage::TokenUsage;
+
+const MINUTE_MS: i64 = 60_000;
+const DAY_MS: i64 = 86_400_000;
+/// Counters outlive their window a little, so a late settlement still finds them.
+const GRACE_MS: i64 = 60_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Window {
+    Minute,
+    Day,
+    Month,
+}
+
+impl Window {
+    /// The number of the window `now_ms` falls in (minutes, days or months since 1970).
+    pub fn id(self, now_ms: i64) -> i64 {
+        match self {
+            Self::Minute => now_ms.div_euclid(MINUTE_MS),
+            Self::Day => now_ms.div_euclid(DAY_MS),
+            Self::Month => {
+                let (y, m) = year_month(now_ms);
+                y * 12 + i64::from(m) - 1
+            }
+        }
+    }
+
+    /// When the window holding `now_ms` ends.
+    pub fn end_ms(self, now_ms: i64) -> i64 {
+        match self {
+            Self::Minute => (now_ms.div_euclid(MINUTE_MS) + 1) * MINUTE_MS,
+            Self::Day => (now_ms.div_euclid(DAY_MS) + 1) * DAY_MS,
+            Self::Month => {
+                let (y, m) = year_month(now_ms);
+                let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+                let first = crate::time::parse_utc_day(&format!("{ny:04}-{nm:02}-01"))
+                    .unwrap_or_else(|| now_ms.div_euclid(DAY_MS) + 31);
+                first * DAY_MS
+            }
+        }
+    }
+}
+
+fn year_month(now_ms: i64) -> (i64, u32) {
+    let day = crate::time::utc_day(now_ms);
+    let y = day.get(0..4).and_then(|s| s.parse().ok()).unwrap_or(1970);
+    let m = day.get(5..7).and_then(|s| s.parse().ok()).unwrap_or(1);
+    (y, m)
+}
+
+impl From<Period> for Window {
+    fn from(p: Period) -> Self {
+        match p {
+            Period::Day => Self::Day,
+            Period::Month => Self::Month,
+        }
+    }
+}
+
+/// What a counter limits, for the refusal a client reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LimitKind {
+    KeyRpm,
+    AccountRpm,
+    ModelRpm(ModelPattern),
+    ModelTpm(ModelPattern),
+    Credit(Period),
+}
+
+/// One counter a request is charged to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Charge {
+    /// The counter's name, window included (limiters add their own prefix).
+    pub counter: String,
+    pub limit: u64,
+    /// Reserved at admission.
+    pub reserve: u64,
+    /// What is spent: requests, tokens or nano-dollars.
+    pub unit: Unit,
+    /// The counter is dropped after this (its window's end, plus grace).
+    pub expires_at_ms: i64,
+    /// When the window ends: the wait a refusal names.
+    pub window_end_ms: i64,
+    pub kind: LimitKind,
+    /// The account whose limit it is (`None`: the issued key's).
+    pub account: Option<AccountId>,
+}
+
+/// What a counter counts, so settlement knows what to put in place of the reservation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    Requests,
+    Tokens,
+    CostNanos,
+}
+
+/// The limits of one account that bind its subtree.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccountLimits {
+    pub account: AccountId,
+    pub rpm: Option<u32>,
+    pub model_limits: Vec<(ModelPattern, ModelLimit)>,
+    pub credit: Option<CreditLimit>,
+}
+
+impl AccountLimits {
+    /// The account's own limits (`None` when it sets none), with the main account's
+    /// rules' model caps added for a main account.
+    pub fn of(account: AccountId, own: &Policy, rules_caps: Option<&Policy>) -> Option<Self> {
+        let mut model_limits: Vec<(ModelPattern, ModelLimit)> = own
+            .model_limits
+            .iter()
+            .map(|(p, l)| (p.clone(), *l))
+            .collect();
+        for (p, l) in rules_caps.iter().flat_map(|r| r.model_limits.iter()) {
+            match model_limits.iter_mut().find(|(q, _)| q == p) {
+                Some((_, mine)) => {
+                    mine.rpm = min_opt(mine.rpm, l.rpm);
+                    mine.tpm = min_opt(mine.tpm, l.tpm);
+                }
+                None => model_limits.push((p.clone(), *l)),
+            }
+        }
+        let limits = Self {
+            account,
+            rpm: own.rpm,
+            model_limits,
+            credit: own.credit,
+        };
+        let none =
+            limits.rpm.is_none() && limits.model_limits.is_empty() && limits.credit.is_none();
+        (!none).then_some(limits)
+    }
+}
+
+fn min_opt<T: Ord + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+/// The most a request can cost, reserved at admission.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reservation {
+    pub tokens: u64,
+    pub cost_nanos: u64,
+}
+
+/// A prompt's tokens are estimated as half its body's bytes: a token carries at
+/// least two bytes of JSON-encoded text in practice, so this rarely falls short.
+pub const BYTES_PER_TOKEN_ESTIMATE: u64 = 2;
+
+/// The reservation of a request: its prompt estimate plus the most output it asked
+/// for (or the owner's default), priced with the owner's price for the model.
+pub fn reservation(body_bytes: usize, max_output: u64, price: Option<&Price>) -> Reservation {
+    let prompt = u64::try_from(body_bytes).unwrap_or(u64::MAX) / BYTES_PER_TOKEN_ESTIMATE;
+    let tokens = prompt.saturating_add(max_output);
+    let cost = price.map_or(0, |p| {
+        p.cost_nanos(&TokenUsage {
+            input: prompt,
+            output: max_output,
+            cached: 0,
+        })
+    });
+    Reservation {
+        tokens,
+        cost_nanos: u64::try_from(cost).unwrap_or(0),
+    }
+}
+
+/// Who calls, as limits see it.
+pub struct LimitSubject<'a> {
+    pub key: IssuedKeyId,
+    /// The effective per-key RPM of the key's account.
+    pub key_rpm: Option<u32>,
+    /// The limits of the caller's account and its ancestors that set any.
+    pub chain: &'a [AccountLimits],
+}
+
+/// Every counter a request to `model` is charged to, at `now_ms`.
+pub fn plan(subject: &LimitSubject<'_>, model: &str, r: Reservation, now_ms: i64) -> Vec<Charge> {
+    let minute = Window::Minute;
+    let charge =
+        |counter: String, limit: u64, reserve: u64, unit, window: Window, kind, account| {
+            let end = window.end_ms(now_ms);
+            Charge {
+                counter,
+                limit,
+                reserve,
+                unit,
+                expires_at_ms: end + GRACE_MS,
+                window_end_ms: end,
+                kind,
+                account,
+            }
+        };
+    let m = minute.id(now_ms);
+    let mut out = Vec::new();
+    if let Some(rpm) = subject.key_rpm {
+        out.push(charge(
+            format!("k:{}:rpm:{m}", subject.key),
+            u64::from(rpm),
+            1,
+            Unit::Requests,
+            minute,
+            LimitKind::KeyRpm,
+            None,
+        ));
+    }
+    for a in subject.chain {
+        let id = a.account;
+        if let Some(rpm) = a.rpm {
+            out.push(charge(
+                format!("a:{id}:rpm:{m}"),
+                u64::from(rpm),
+                1,
+                Unit::Requests,
+                minute,
+                LimitKind::AccountRpm,
+                Some(id),
+            ));
+        }
+        for (pattern, limit) in a.model_limits.iter().filter(|(p, _)| p.matches(model)) {
+            if let Some(rpm) = limit.rpm {
+                out.push(charge(
+                    format!("a:{id}:m:{pattern}:rpm:{m}"),
+                    u64::from(rpm),
+                    1,
+                    Unit::Requests,
+                    minute,
+                    LimitKind::ModelRpm(pattern.clone()),
+                    Some(id),
+                ));
+            }
+            if let Some(tpm) = limit.tpm {
+                out.push(charge(
+                    format!("a:{id}:m:{pattern}:tpm:{m}"),
+                    tpm,
+                    r.tokens,
+                    Unit::Tokens,
+                    minute,
+                    LimitKind::ModelTpm(pattern.clone()),
+                    Some(id),
+                ));
+            }
+        }
+        if let Some(credit) = a.credit {
+            let window = Window::from(credit.period);
+            out.push(charge(
+                format!("a:{id}:credit:{}", window.id(now_ms)),
+                credit.limit_nanos,
+                r.cost_nanos,
+                Unit::CostNanos,
+                window,
+                LimitKind::Credit(credit.period),
+                Some(id),
+            ));
+        }
+    }
+    out
+}
+
+/// Whether every reservation fits: `Err(i)` names the first charge that does not.
+/// `current[i]` is the value of `charges[i]`'s counter.
+pub fn admit(current: &[u64], charges: &[Charge]) -> Result<(), usize> {
+    for (i, c) in charges.iter().enumerate() {
+        let now = current.get(i).copied().unwrap_or(0);
+        if now.saturating_add(c.reserve) > c.limit {
+            return Err(i);
+        }
+    }
+    Ok(())
+}
+
+/// What a request used, per unit, once it is over.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Used {
+    pub tokens: u64,
+    pub cost_nanos: u64,
+}
+
+impl Charge {
+    /// What this counter keeps of the request: a request stays counted; tokens and
+    /// money become what was used.
+    pub fn actual(&self, used: Used) -> u64 {
+        match self.unit {
+            Unit::Requests => self.reserve,
+            Unit::Tokens => used.tokens,
+            Unit::CostNanos => used.cost_nanos,
+        }
+    }
+}
+
+/// A counter after settlement: the reservation replaced by the actual amount, never
+/// below zero.
+pub fn settle(current: u64, reserved: u64, actual: u64) -> u64 {
+    current.saturating_add(actual).saturating_sub(reserved)
+}
+
+/// A refusal, in words a client can act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub kind: LimitKind,
+    pub account: Option<AccountId>,
+    pub limit: u64,
+    /// Milliseconds until the window ends.
+    pub retry_after_ms: i64,
+}
+
+impl Refusal {
+    pub fn of(charge: &Charge, now_ms: i64) -> Self {
+        Self {
+            kind: charge.kind.clone(),
+            account: charge.account,
+            limit: charge.limit,
+            retry_after_ms: (charge.window_end_ms - now_ms).max(0),
+        }
+    }
+
+    /// Credit is exhausted (as opposed to a rate limit).
+    pub fn is_credit(&self) -> bool {
+        matches!(self.kind, LimitKind::Credit(_))
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let whose = match self.account {
+            Some(a) => format!("account {a}"),
+            None => "this API key".to_owned(),
+        };
+        match &self.kind {
+            LimitKind::KeyRpm | LimitKind::AccountRpm => write!(
+                f,
+                "rate limit of {whose} reached: {} requests per minute",
+                self.limit
+            ),
+            LimitKind::ModelRpm(p) => write!(
+                f,
+                "rate limit of {whose} for model {p} reached: {} requests per minute",
+                self.limit
+            ),
+            LimitKind::ModelTpm(p) => write!(
+                f,
+                "token limit of {whose} for model {p} reached: {} tokens per minute \
+                 (this request reserves its prompt and max_tokens)",
+                self.limit
+            ),
+            LimitKind::Credit(period) => write!(
+                f,
+                "credit of {whose} for this {} is used up: limit {} nano-dollars",
+                match period {
+                    Period::Day => "day",
+                    Period::Month => "month",
+                },
+                self.limit
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    // 2026-11-21T10:00:30Z
+    const NOW: i64 = 1_795_219_200_000 + 10 * 3_600_000 + 30_000;
+
+    fn limits(rpm: Option<u32>, credit: Option<u64>) -> AccountLimits {
+        AccountLimits {
+            account: AccountId::new(),
+            rpm,
+            model_limits: vec![(
+                "gpt*".parse().unwrap(),
+                ModelLimit {
+                    rpm: Some(5),
+                    tpm: Some(1_000),
+                },
+            )],
+            credit: credit.map(|limit_nanos| CreditLimit {
+                limit_nanos,
+                period: Period::Month,
+            }),
+        }
+    }
+
+    #[test]
+    fn windows_and_their_ends() {
+        assert_eq!(Window::Minute.end_ms(NOW) - NOW, 30_000);
+        assert_eq!(Window::Minute.id(NOW), NOW / 60_000);
+        assert_eq!(crate::time::utc_day(Window::Day.end_ms(NOW)), "2026-11-22");
+        assert_eq!(
+            crate::time::utc_day(Window::Month.end_ms(NOW)),
+            "2026-12-01"
+        );
+        let december = Window::Month.end_ms(NOW) + 1;
+        assert_eq!(Window::Month.id(december), Window::Month.id(NOW) + 1);
+        assert_eq!(
+            crate::time::utc_day(Window::Month.end_ms(december)),
+            "2027-01-01"
+        );
+    }
+
+    #[test]
+    fn a_request_is_charged_to_its_key_and_every_ancestor() {
+        let child = limits(Some(10), None);
+        let main = limits(Some(100), Some(5_000));
+        let chain = [child.clone(), main.clone()];
+        let subject = LimitSubject {
+            key: IssuedKeyId::new(),
+            key_rpm: Some(3),
+            chain: &chain,
+        };
+        let r = Reservation {
+            tokens: 300,
+            cost_nanos: 40,
+        };
+        let charges = plan(&subject, "gpt-4o", r, NOW);
+        let kinds: Vec<_> = charges.iter().map(|c| (&c.kind, c.account)).collect();
+        assert_eq!(charges.len(), 1 + 3 + 4);
+        assert_eq!(kinds[0], (&LimitKind::KeyRpm, None));
+        assert!(kinds.contains(&(&LimitKind::AccountRpm, Some(child.account))));
+        assert!(kinds.contains(&(&LimitKind::AccountRpm, Some(main.account))));
+        let credit = charges
+            .iter()
+            .find(|c| matches!(c.kind, LimitKind::Credit(_)))
+            .unwrap();
+        assert_eq!((credit.reserve, credit.limit), (40, 5_000));
+        assert!(credit.counter.ends_with(&Window::Month.id(NOW).to_string()));
+        // A model no cap names touches only the request counters.
+        let other = plan(&subject, "claude-3", r, NOW);
+        assert_eq!(other.len(), 1 + 2 + 1);
+    }
+
+    #[test]
+    fn admission_is_all_or_nothing_and_names_the_first_breach() {
+        let chain = [limits(Some(2), None)];
+        let subject = LimitSubject {
+            key: IssuedKeyId::new(),
+            key_rpm: None,
+            chain: &chain,
+        };
+        let charges = plan(&subject, "gpt-4o", Reservation::default(), NOW);
+        assert_eq!(admit(&[0, 0, 0], &charges), Ok(()));
+        assert_eq!(admit(&[2, 0, 0], &charges), Err(0));
+        assert_eq!(admit(&[1, 5, 0], &charges), Err(1));
+        let refusal = Refusal::of(&charges[1], NOW);
+        assert_eq!(refusal.retry_after_ms, 30_000);
+        assert!(refusal.to_string().contains("gpt*"), "{refusal}");
+    }
+
+    #[test]
+    fn rules_caps_join_the_main_accounts_own() {
+        let mut own = Policy::default();
+        own.model_limits.insert(
+            "gpt*".parse().unwrap(),
+            ModelLimit {
+                rpm: Some(50),
+                tpm: None,
+            },
+        );
+        let mut caps = Policy::default();
+        caps.model_limits.insert(
+            "gpt*".parse().unwrap(),
+            ModelLimit {
+                rpm: Some(20),
+                tpm: Some(9),
+            },
+        );
+        let id = AccountId::new();
+        let l = AccountLimits::of(id, &own, Some(&caps)).unwrap();
+        assert_eq!(
+            l.model_limits[0].1,
+            ModelLimit {
+                rpm: Some(20),
+                tpm: Some(9)
+            }
+        );
+        assert_eq!(AccountLimits::of(id, &Policy::default(), None), None);
+    }
+
+    #[test]
+    fn reservations_cover_prompt_and_output() {
+        let price = Price {
+            input_per_million_nanos: 1_000_000,
+            cached_input_per_million_nanos: 0,
+            output_per_million_nanos: 2_000_000,
+            per_request_nanos: 7,
+        };
+        let r = reservation(400, 100, Some(&price));
+        assert_eq!(r.tokens, 200 + 100);
+        assert_eq!(r.cost_nanos, 200 + 200 + 7);
+        assert_eq!(reservation(400, 100, None).cost_nanos, 0);
+    }
+
+    proptest! {
+        /// However requests interleave, a counter passes its limit only by what actual
+        /// usage exceeded reservations.
+        #[test]
+        fn overshoot_is_bounded_by_usage_beyond_reservations(
+            limit in 1u64..10_000,
+            requests in proptest::collection::vec((1u64..500, 0u64..600), 1..60),
+        ) {
+            let charge = Charge {
+                counter: "c".into(),
+                limit,
+                reserve: 0,
+                unit: Unit::CostNanos,
+                expires_at_ms: 0,
+                window_end_ms: 0,
+                kind: LimitKind::Credit(Period::Day),
+                account: None,
+            };
+            let mut counter = 0u64;
+            let mut excess = 0u64;
+            let mut in_flight = Vec::new();
+            // Admit everything that fits, then settle all (worst case: all in flight).
+            for (reserve, actual) in &requests {
+                let c = Charge { reserve: *reserve, ..charge.clone() };
+                if admit(&[counter], std::slice::from_ref(&c)).is_ok() {
+                    counter += reserve;
+                    in_flight.push((*reserve, *actual));
+                }
+            }
+            prop_assert!(counter <= limit);
+            for (reserve, actual) in in_flight {
+                counter = settle(counter, reserve, actual);
+                excess += actual.saturating_sub(reserve);
+            }
+            prop_assert!(counter <= limit + excess);
+        }
+
+        #[test]
+        fn settlement_never_goes_below_zero(current in 0u64..1000, reserved in 0u64..2000, actual in 0u64..2000) {
+            let after = settle(current, reserved, actual);
+            prop_assert_eq!(after, (current + actual).saturating_sub(reserved));
+        }
+    }
+}

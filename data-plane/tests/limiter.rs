@@ -1,0 +1,315 @@
+//! The limiters, every scenario against the in-process counters and against a real
+//! Redis; and the Redis scripts checked against the pure arithmetic on the same inputs.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "scenarios fail loudly on the first surprise"
+)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard_core::ids::{AccountId, IssuedKeyId};
+use switchyard_core::limits::{
+    self, AccountLimits, Charge, LimitKind, LimitSubject, Reservation, Unit, Used,
+};
+use switchyard_core::policy::{CreditLimit, Period};
+use switchyard_data_plane::limiter::{Limiter, LocalCounters, RedisCounters};
+use switchyard_tests::redis::RedisServer;
+
+/// A limiter of each kind for one scenario; keeps its Redis alive while in use.
+struct Backend {
+    limiter: Arc<Limiter>,
+    _redis: Option<RedisServer>,
+}
+
+fn local() -> Backend {
+    Backend {
+        limiter: Arc::new(Limiter::Local(LocalCounters::default())),
+        _redis: None,
+    }
+}
+
+fn redis() -> Backend {
+    let server = RedisServer::start().unwrap();
+    let counters = RedisCounters::open(&server.url(), "test:", Duration::from_secs(2)).unwrap();
+    Backend {
+        limiter: Arc::new(Limiter::Redis(counters)),
+        _redis: Some(server),
+    }
+}
+
+macro_rules! every_limiter {
+    ($($scenario:ident),+ $(,)?) => {
+        $(
+            mod $scenario {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn in_process() {
+                    let b = super::local();
+                    super::$scenario(b.limiter.clone()).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn redis() {
+                    let b = super::redis();
+                    super::$scenario(b.limiter.clone()).await;
+                }
+            }
+        )+
+    };
+}
+
+every_limiter!(
+    an_rpm_cap_admits_exactly_its_number,
+    parent_credit_binds_the_sum_of_its_children,
+    settlement_replaces_the_reservation
+);
+
+/// The clock every call of a scenario uses: one instant, so one window holds every
+/// request, and a real one, so Redis's expiry times lie ahead.
+fn clock() -> i64 {
+    static START: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *START.get_or_init(|| {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        i64::try_from(since.as_millis()).unwrap()
+    })
+}
+
+fn account(rpm: Option<u32>, credit: Option<u64>) -> AccountLimits {
+    AccountLimits {
+        account: AccountId::new(),
+        rpm,
+        model_limits: Vec::new(),
+        credit: credit.map(|limit_nanos| CreditLimit {
+            limit_nanos,
+            period: Period::Day,
+        }),
+    }
+}
+
+fn charges(chain: &[AccountLimits], cost: u64) -> Vec<Charge> {
+    let subject = LimitSubject {
+        key: IssuedKeyId::new(),
+        key_rpm: None,
+        chain,
+    };
+    limits::plan(
+        &subject,
+        "gpt-4o",
+        Reservation {
+            tokens: 0,
+            cost_nanos: cost,
+        },
+        clock(),
+    )
+}
+
+async fn an_rpm_cap_admits_exactly_its_number(limiter: Arc<Limiter>) {
+    let chain = Arc::new(vec![account(Some(60), None)]);
+    let tasks: Vec<_> = (0..200)
+        .map(|_| {
+            let limiter = limiter.clone();
+            let chain = chain.clone();
+            tokio::spawn(async move {
+                let c = charges(&chain, 0);
+                limiter.admit(&c, clock()).await.unwrap().is_ok()
+            })
+        })
+        .collect();
+    let mut admitted = 0;
+    for t in tasks {
+        admitted += usize::from(t.await.unwrap());
+    }
+    assert_eq!(admitted, 60);
+    let counter = &charges(&chain, 0)[0].counter;
+    assert_eq!(limiter.value(counter).await.unwrap(), 60);
+}
+
+async fn parent_credit_binds_the_sum_of_its_children(limiter: Arc<Limiter>) {
+    let parent = account(None, Some(1_000));
+    let a = Arc::new(vec![account(None, Some(800)), parent.clone()]);
+    let b = Arc::new(vec![account(None, Some(800)), parent.clone()]);
+    let tasks: Vec<_> = (0..60)
+        .map(|i| {
+            let limiter = limiter.clone();
+            let chain = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                let c = charges(&chain, 100);
+                limiter.admit(&c, clock()).await.unwrap().is_ok()
+            })
+        })
+        .collect();
+    let mut admitted = 0;
+    for t in tasks {
+        admitted += usize::from(t.await.unwrap());
+    }
+    // The parent's 1,000 holds ten reservations of 100, whichever child made them.
+    assert_eq!(admitted, 10);
+    let parent_counter = charges(&a, 100)[1].counter.clone();
+    assert_eq!(limiter.value(&parent_counter).await.unwrap(), 1_000);
+    // A child alone is bound by its own 800 before its parent's 1,000.
+    let solo_parent = account(None, Some(1_000));
+    let child = vec![account(None, Some(800)), solo_parent];
+    let mut solo = 0;
+    for _ in 0..12 {
+        solo += usize::from(
+            limiter
+                .admit(&charges(&child, 100), clock())
+                .await
+                .unwrap()
+                .is_ok(),
+        );
+    }
+    assert_eq!(solo, 8);
+    let refused = limiter.admit(&charges(&child, 100), clock()).await.unwrap();
+    assert_eq!(refused, Err(0), "the child's own cap is named first");
+}
+
+async fn settlement_replaces_the_reservation(limiter: Arc<Limiter>) {
+    let chain = vec![account(Some(100), Some(1_000))];
+    let c = charges(&chain, 300);
+    assert_eq!(limiter.admit(&c, clock()).await.unwrap(), Ok(()));
+    let credit = c
+        .iter()
+        .find(|c| matches!(c.kind, LimitKind::Credit(_)))
+        .unwrap();
+    assert_eq!(limiter.value(&credit.counter).await.unwrap(), 300);
+    limiter
+        .settle(
+            &c,
+            Used {
+                tokens: 10,
+                cost_nanos: 120,
+            },
+            clock(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(limiter.value(&credit.counter).await.unwrap(), 120);
+    // The request itself stays counted.
+    assert_eq!(limiter.value(&c[0].counter).await.unwrap(), 1);
+    // Used more than reserved: the counter shows it (the overshoot the bound allows).
+    assert_eq!(limiter.admit(&c, clock()).await.unwrap(), Ok(()));
+    limiter
+        .settle(
+            &c,
+            Used {
+                tokens: 0,
+                cost_nanos: 900,
+            },
+            clock(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(limiter.value(&credit.counter).await.unwrap(), 1_020);
+    assert_eq!(limiter.admit(&c, clock()).await.unwrap(), Err(1));
+}
+
+/// A small deterministic generator, so a failure replays.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % below
+    }
+}
+
+/// The Redis scripts and the in-process counters against the pure functions of
+/// `switchyard_core::limits`, on the same random admissions and settlements.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_scripts_mirror_the_pure_arithmetic() {
+    let redis = redis();
+    let local = local();
+    let counters: Vec<String> = (0..4).map(|i| format!("mirror:{i}")).collect();
+    let mut model: HashMap<String, u64> = HashMap::new();
+    let mut rng = Lcg(7);
+    let mut admitted_charges: Vec<Vec<Charge>> = Vec::new();
+    for step in 0..400 {
+        if rng.next(3) > 0 || admitted_charges.is_empty() {
+            // An admission on a random subset of counters.
+            let mut c: Vec<Charge> = Vec::new();
+            for name in &counters {
+                if rng.next(2) == 0 {
+                    c.push(Charge {
+                        counter: name.clone(),
+                        limit: 200 + rng.next(800),
+                        reserve: rng.next(120),
+                        unit: Unit::CostNanos,
+                        expires_at_ms: clock() + 3_600_000,
+                        window_end_ms: clock() + 60_000,
+                        kind: LimitKind::Credit(Period::Day),
+                        account: None,
+                    });
+                }
+            }
+            let current: Vec<u64> = c
+                .iter()
+                .map(|c| model.get(&c.counter).copied().unwrap_or(0))
+                .collect();
+            let expected = limits::admit(&current, &c);
+            if expected.is_ok() {
+                for x in &c {
+                    *model.entry(x.counter.clone()).or_default() += x.reserve;
+                }
+            }
+            let got_redis = redis.limiter.admit(&c, clock()).await.unwrap();
+            let got_local = local.limiter.admit(&c, clock()).await.unwrap();
+            assert_eq!(got_redis, expected, "redis, step {step}");
+            assert_eq!(got_local, expected, "in-process, step {step}");
+            if expected.is_ok() && !c.is_empty() {
+                admitted_charges.push(c);
+            }
+        } else {
+            let i = usize::try_from(rng.next(admitted_charges.len() as u64)).unwrap();
+            let c = admitted_charges.swap_remove(i);
+            let used = Used {
+                tokens: 0,
+                cost_nanos: rng.next(200),
+            };
+            for x in &c {
+                let v = model.entry(x.counter.clone()).or_default();
+                *v = limits::settle(*v, x.reserve, x.actual(used));
+            }
+            redis.limiter.settle(&c, used, clock()).await.unwrap();
+            local.limiter.settle(&c, used, clock()).await.unwrap();
+        }
+        for name in &counters {
+            let expected = model.get(name).copied().unwrap_or(0);
+            assert_eq!(
+                redis.limiter.value(name).await.unwrap(),
+                expected,
+                "redis {name}, step {step}"
+            );
+            assert_eq!(
+                local.limiter.value(name).await.unwrap(),
+                expected,
+                "in-process {name}, step {step}"
+            );
+        }
+    }
+}
+
+/// Redis away: the call fails fast with an error the data plane turns into its
+/// owner's policy, instead of hanging the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_redis_is_an_error_not_a_wait() {
+    let mut server = RedisServer::start().unwrap();
+    let counters = RedisCounters::open(&server.url(), "test:", Duration::from_millis(300)).unwrap();
+    let limiter = Limiter::Redis(counters);
+    let chain = vec![account(Some(5), None)];
+    assert_eq!(
+        limiter.admit(&charges(&chain, 0), clock()).await.unwrap(),
+        Ok(())
+    );
+    server.kill();
+    let started = std::time::Instant::now();
+    assert!(limiter.admit(&charges(&chain, 0), clock()).await.is_err());
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

@@ -1,0 +1,79 @@
+//! A throwaway Redis server: no persistence, a temp dir, a free loopback port;
+//! killed on drop. Tests share nothing else: each names its own key namespace.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::HarnessError;
+
+pub struct RedisServer {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+fn binary() -> Result<PathBuf, HarnessError> {
+    ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or_else(|| {
+            HarnessError::Missing(
+                "redis-server not found: install Debian's `redis-server` package \
+                 (scripts/test.sh does this when run as root)"
+                    .into(),
+            )
+        })
+}
+
+impl RedisServer {
+    pub fn start() -> Result<Self, HarnessError> {
+        let bin = binary()?;
+        let dir = tempfile::Builder::new()
+            .prefix("switchyard-redis-")
+            .tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new(bin)
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let server = Self {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err(HarnessError::NotReady(
+                    "redis-server".into(),
+                    format!("nothing listens on port {port}"),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Stop it at once (a crash, as far as its clients can tell).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
