@@ -29,6 +29,8 @@ pub struct System {
     pub pg: PgServer,
     pub root: String,
     pub http: reqwest::Client,
+    /// The data plane's key-encryption keys, for more replicas.
+    pub data_kek: String,
     pub _dir: tempfile::TempDir,
 }
 
@@ -39,6 +41,33 @@ impl System {
 
     pub fn proxy(&self, path: &str) -> String {
         format!("{}{path}", self.data.url("http"))
+    }
+
+    /// Another data-plane replica following the same control plane and collector,
+    /// with `args` added; returned once it serves a snapshot.
+    pub async fn another_data_plane(&self, args: &[&str]) -> Proc {
+        let control = self.control.url("grpc");
+        let collector = self._collector.url("grpc");
+        let all: Vec<&str> = [
+            "--listen",
+            "127.0.0.1:0",
+            "--control-plane-url",
+            &control,
+            "--collector-url",
+            &collector,
+        ]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+        let data = Proc::spawn(
+            "switchyard-data-plane",
+            &all,
+            &[("SWITCHYARD_KEK", &self.data_kek)],
+            self._dir.path(),
+        )
+        .unwrap();
+        wait_ready(&self.http, &data).await;
+        data
     }
 
     pub async fn post(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
@@ -245,6 +274,22 @@ pub async fn start_system_opts(
     )
     .unwrap();
     let http = reqwest::Client::new();
+    wait_ready(&http, &data).await;
+    System {
+        control_db,
+        _collector: collector,
+        control,
+        data,
+        pg,
+        root,
+        http,
+        data_kek: data_kek.to_owned(),
+        _dir: dir,
+    }
+}
+
+/// Until a data plane serves a snapshot.
+async fn wait_ready(http: &reqwest::Client, data: &Proc) {
     let ready = format!("{}/readyz", data.url("http"));
     let deadline = Instant::now() + Duration::from_secs(30);
     while !http
@@ -259,16 +304,6 @@ pub async fn start_system_opts(
             data.log_tail()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    System {
-        control_db,
-        _collector: collector,
-        control,
-        data,
-        pg,
-        root,
-        http,
-        _dir: dir,
     }
 }
 

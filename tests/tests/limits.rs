@@ -1,0 +1,257 @@
+//! Limits across replicas: four data-plane processes share one Redis, and the caps an
+//! owner sets hold for the sum of what they admit.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "helpers of a test fail loudly on the first surprise"
+)]
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use switchyard_core::crypto::Keyring;
+use switchyard_fake_upstream::FakeUpstream;
+use switchyard_tests::procs::Proc;
+use switchyard_tests::redis::RedisServer;
+use switchyard_tests::system::{System, chat, start_system_opts};
+
+/// A sub-account of `parent_key`'s account with `policy`: its API key.
+async fn child(sys: &System, parent_key: &str, name: &str, policy: Value) -> String {
+    let (status, created) = sys
+        .post(
+            "/x-users",
+            parent_key,
+            json!({"name": name, "policy": policy}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    created["api_key"].as_str().unwrap().to_owned()
+}
+
+/// Until every replica knows `key`.
+async fn known_everywhere(sys: &System, urls: &[String], key: &str) {
+    for url in urls {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = sys
+                .http
+                .post(format!("{url}/v1/chat/completions"))
+                .bearer_auth(key)
+                .body("{")
+                .send()
+                .await
+                .unwrap();
+            if r.status() != StatusCode::UNAUTHORIZED {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{url} never learned the key");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Fixed windows: start a burst early in a UTC minute, so one minute holds it.
+async fn early_in_a_minute() {
+    let ms = u64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let into = ms % 60_000;
+    if into > 40_000 {
+        tokio::time::sleep(Duration::from_millis(60_000 - into + 200)).await;
+    }
+}
+
+/// `n` chat calls at once with `key`, spread over the replicas: each status and body.
+async fn burst(sys: &System, urls: &[String], key: &str, n: usize) -> Vec<(u16, Value)> {
+    let mut body = chat("count me", false);
+    body["max_tokens"] = json!(20);
+    let calls: Vec<_> = (0..n)
+        .map(|i| {
+            let http = sys.http.clone();
+            let url = format!("{}/v1/chat/completions", urls[i % urls.len()]);
+            let key = key.to_owned();
+            let body = body.clone();
+            tokio::spawn(async move {
+                let r = http
+                    .post(url)
+                    .bearer_auth(key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                let retry_after = r.headers().contains_key("retry-after");
+                let mut answer: Value = r.json().await.unwrap_or(Value::Null);
+                answer["retry_after_header"] = json!(retry_after);
+                (status, answer)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for c in calls {
+        out.push(c.await.unwrap());
+    }
+    out
+}
+
+/// The cost of every usage event of `key`'s tree, once `n` events have arrived.
+async fn spend(sys: &System, key: &str, n: usize) -> Vec<(String, i64)> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, page) = sys
+            .call(
+                Method::GET,
+                "/dashboard/logs?limit=500".into(),
+                key.into(),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        let events = page["events"].as_array().cloned().unwrap_or_default();
+        if events.len() >= n {
+            return events
+                .iter()
+                .map(|e| {
+                    (
+                        e["account_id"].as_str().unwrap_or_default().to_owned(),
+                        e["cost_nanos"].as_i64().unwrap(),
+                    )
+                })
+                .collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} usage events arrived",
+            events.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caps_hold_across_four_replicas_sharing_redis() {
+    let mut redis = RedisServer::start().unwrap();
+    let redis_url = redis.url();
+    let shared = [
+        "--redis-url",
+        redis_url.as_str(),
+        "--redis-namespace",
+        "e2e:",
+    ];
+    let kek = Keyring::generate_spec("k1").to_string();
+    let sys = start_system_opts(4 * 1024 * 1024, &kek, &kek, &shared).await;
+    let mut replicas: Vec<Proc> = Vec::new();
+    for _ in 0..3 {
+        replicas.push(sys.another_data_plane(&shared).await);
+    }
+    let urls: Vec<String> = std::iter::once(sys.data.url("http"))
+        .chain(replicas.iter().map(|p| p.url("http")))
+        .collect();
+    let fake = FakeUpstream::start(None).await.unwrap();
+    let (_, owner) = sys.owner("acme", &fake).await;
+    // One nano-dollar per token, in and out: a call's cost is its token count.
+    let (status, body) = sys
+        .call(
+            Method::PUT,
+            "/x-conf".into(),
+            owner.clone(),
+            Some(json!({"pricing": {"*": {
+                "input_per_million_nanos": 1_000_000,
+                "cached_input_per_million_nanos": 1_000_000,
+                "output_per_million_nanos": 1_000_000,
+                "per_request_nanos": 0
+            }}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // RPM: 60 a minute for the account, 200 calls at once over four replicas.
+    let rated = child(&sys, &owner, "rated", json!({"rpm": 60})).await;
+    known_everywhere(&sys, &urls, &rated).await;
+    early_in_a_minute().await;
+    let answers = burst(&sys, &urls, &rated, 200).await;
+    let ok = answers.iter().filter(|(s, _)| *s == 200).count();
+    let limited: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == 429)
+        .map(|(_, a)| a)
+        .collect();
+    assert_eq!(ok, 60, "exactly the cap is admitted");
+    assert_eq!(limited.len(), 140);
+    let message = limited[0]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("60 requests per minute"), "{message}");
+    assert_eq!(limited[0]["error"]["type"], "rate_limit_error");
+    assert_eq!(limited[0]["retry_after_header"], true);
+
+    // Credit: a team with 3,000 nano-dollars a day, and two members with 2,000 each.
+    // Every call reserves its prompt estimate plus 20 output tokens, and costs less.
+    let team = child(
+        &sys,
+        &owner,
+        "team",
+        json!({"credit": {"limit_nanos": 3_000, "period": "day"}}),
+    )
+    .await;
+    let credit = |n: u64| json!({"credit": {"limit_nanos": n, "period": "day"}});
+    let a = child(&sys, &team, "a", credit(2_000)).await;
+    let b = child(&sys, &team, "b", credit(2_000)).await;
+    known_everywhere(&sys, &urls, &a).await;
+    known_everywhere(&sys, &urls, &b).await;
+    let (from_a, from_b) = tokio::join!(burst(&sys, &urls, &a, 60), burst(&sys, &urls, &b, 60));
+    let admitted = from_a
+        .iter()
+        .chain(&from_b)
+        .filter(|(s, _)| *s == 200)
+        .count();
+    let refused: Vec<&Value> = from_a
+        .iter()
+        .chain(&from_b)
+        .filter(|(s, _)| *s == 429)
+        .map(|(_, a)| a)
+        .collect();
+    assert!(admitted > 0, "some calls fit");
+    assert_eq!(admitted + refused.len(), 120);
+    assert_eq!(refused[0]["error"]["type"], "insufficient_quota");
+    assert!(
+        refused[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("credit of account"),
+        "{}",
+        refused[0]
+    );
+    // What was spent: never more than the team's cap (every call cost less than it
+    // reserved, so the overshoot bound is zero here), and each member within its own.
+    let events = spend(&sys, &team, admitted).await;
+    let total: i64 = events.iter().map(|(_, c)| c).sum();
+    assert!(total > 0);
+    assert!(total <= 3_000, "team spent {total}");
+    for member in [&from_a, &from_b] {
+        let n = member.iter().filter(|(s, _)| *s == 200).count();
+        assert!(n > 0, "each member got some calls in");
+    }
+    let by_account =
+        |id: &str| -> i64 { events.iter().filter(|(a, _)| a == id).map(|(_, c)| c).sum() };
+    for (account, _) in &events {
+        assert!(
+            by_account(account) <= 2_000,
+            "{account} spent {}",
+            by_account(account)
+        );
+    }
+
+    // Redis gone: calls that have limits are refused (fail closed, the default), with
+    // a reason; calls without limits are not affected.
+    redis.kill();
+    let (status, answer) = burst(&sys, &urls[..1], &a, 1).await.remove(0);
+    assert_eq!(status, 503, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("limit store is unreachable"), "{message}");
+    let (status, answer) = burst(&sys, &urls[..1], &owner, 1).await.remove(0);
+    assert_eq!(status, 200, "{answer}");
+}
