@@ -142,7 +142,13 @@ async fn start_system(
     let created: Value = http
         .post(format!("{admin}/x-users"))
         .bearer_auth(&root)
-        .json(&json!({"name": "bench"}))
+        // Limits high enough never to refuse, so every call goes through admission
+        // and settlement on each counter kind.
+        .json(&json!({"name": "bench", "policy": {
+            "rpm": 100_000_000, "key_rpm": 100_000_000,
+            "model_limits": {"*": {"rpm": 100_000_000, "tpm": 100_000_000_000_u64}},
+            "credit": {"limit_nanos": 1_000_000_000_000_000_000_u64, "period": "month"}
+        }}))
         .send()
         .await?
         .json()

@@ -601,7 +601,15 @@ async fn every_endpoint_in_both_protocols_with_policies_enforced() {
         sent,
         json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}], "temperature": 0.5})
     );
-    let events = logs(&sys, &key, 1).await;
+    // Events arrive asynchronously: wait for the one of this call.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let events = loop {
+        let events = logs(&sys, &key, 1).await;
+        if events[0]["model_requested"] == "smart" || Instant::now() > deadline {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(
         (
             events[0]["model_requested"].as_str(),
