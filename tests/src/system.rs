@@ -315,11 +315,16 @@ pub fn chat(content: &str, stream: bool) -> Value {
 
 /// Calls the proxy until the snapshot carrying `key` has reached the data plane.
 pub async fn wait_for_key(sys: &System, key: &str) {
+    wait_for_key_at(sys, &sys.data.url("http"), key).await;
+}
+
+/// Calls the data plane at `url` until it knows `key`.
+pub async fn wait_for_key_at(sys: &System, url: &str, key: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let r = sys
             .http
-            .post(sys.proxy("/v1/chat/completions"))
+            .post(format!("{url}/v1/chat/completions"))
             .bearer_auth(key)
             .body("{")
             .send()
@@ -330,9 +335,35 @@ pub async fn wait_for_key(sys: &System, key: &str) {
         }
         assert!(
             Instant::now() < deadline,
-            "key never reached the data plane"
+            "key never reached the data plane at {url}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The newest usage events of `key`'s tree (up to 500), once `n` have arrived.
+pub async fn usage_logs(sys: &System, key: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, page) = sys
+            .call(
+                Method::GET,
+                "/dashboard/logs?limit=500".into(),
+                key.into(),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        let events = page["events"].as_array().cloned().unwrap_or_default();
+        if events.len() >= n {
+            return events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} usage events arrived",
+            events.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -6,7 +6,7 @@
     reason = "helpers of a test fail loudly on the first surprise"
 )]
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -14,7 +14,7 @@ use switchyard_core::crypto::Keyring;
 use switchyard_fake_upstream::FakeUpstream;
 use switchyard_tests::procs::Proc;
 use switchyard_tests::redis::RedisServer;
-use switchyard_tests::system::{System, chat, start_system_opts};
+use switchyard_tests::system::{System, chat, start_system_opts, usage_logs, wait_for_key_at};
 
 /// A sub-account of `parent_key`'s account with `policy`: its API key.
 async fn child(sys: &System, parent_key: &str, name: &str, policy: Value) -> String {
@@ -32,22 +32,7 @@ async fn child(sys: &System, parent_key: &str, name: &str, policy: Value) -> Str
 /// Until every replica knows `key`.
 async fn known_everywhere(sys: &System, urls: &[String], key: &str) {
     for url in urls {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let r = sys
-                .http
-                .post(format!("{url}/v1/chat/completions"))
-                .bearer_auth(key)
-                .body("{")
-                .send()
-                .await
-                .unwrap();
-            if r.status() != StatusCode::UNAUTHORIZED {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{url} never learned the key");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for_key_at(sys, url, key).await;
     }
 }
 
@@ -99,38 +84,18 @@ async fn burst(sys: &System, urls: &[String], key: &str, n: usize) -> Vec<(u16, 
     out
 }
 
-/// The cost of every usage event of `key`'s tree, once `n` events have arrived.
+/// The cost of every usage event of `key`'s tree, by account, once `n` have arrived.
 async fn spend(sys: &System, key: &str, n: usize) -> Vec<(String, i64)> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (status, page) = sys
-            .call(
-                Method::GET,
-                "/dashboard/logs?limit=500".into(),
-                key.into(),
-                None,
+    usage_logs(sys, key, n)
+        .await
+        .iter()
+        .map(|e| {
+            (
+                e["account_id"].as_str().unwrap_or_default().to_owned(),
+                e["cost_nanos"].as_i64().unwrap(),
             )
-            .await;
-        assert_eq!(status, 200, "{page}");
-        let events = page["events"].as_array().cloned().unwrap_or_default();
-        if events.len() >= n {
-            return events
-                .iter()
-                .map(|e| {
-                    (
-                        e["account_id"].as_str().unwrap_or_default().to_owned(),
-                        e["cost_nanos"].as_i64().unwrap(),
-                    )
-                })
-                .collect();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {n} usage events arrived",
-            events.len()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use switchyard_core::crypto::Keyring;
 use switchyard_fake_upstream::{Behaviour, FakeUpstream};
-use switchyard_tests::system::{System, chat, start_system_opts, wait_for_key};
+use switchyard_tests::system::{System, chat, start_system_opts, usage_logs, wait_for_key};
 
 /// A data plane with short timeouts so failure scenarios take seconds.
 async fn start() -> System {
@@ -109,32 +109,6 @@ async fn call_chat(
     (status, headers, r.json().await.unwrap_or(Value::Null))
 }
 
-/// The newest usage events of the caller's tree, once `n` have arrived.
-async fn logs(sys: &System, key: &str, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, page) = sys
-            .call(
-                Method::GET,
-                "/dashboard/logs?limit=200".into(),
-                key.into(),
-                None,
-            )
-            .await;
-        assert_eq!(status, 200, "{page}");
-        let events = page["events"].as_array().cloned().unwrap_or_default();
-        if events.len() >= n {
-            return events;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {n} usage events arrived",
-            events.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Waits until the snapshot carrying the latest change is applied (rules, keys):
 /// the control plane's status shows every replica at its revision.
 async fn settle() {
@@ -217,7 +191,7 @@ async fn keys_spread_cool_down_recover_and_switch_over() {
     assert_eq!(status, 200, "{answer}");
     assert!(headers.contains_key("x-request-id"));
     assert_eq!(fake.calls_with("sk-c-0003"), 1);
-    let newest = &logs(&sys, &key, 1).await[0];
+    let newest = &usage_logs(&sys, &key, 1).await[0];
     assert_eq!(newest["level"], 2);
     assert_eq!(newest["status"], 200);
 
@@ -361,7 +335,7 @@ async fn streams_retry_before_their_first_event_and_report_breaks_after_it() {
 
     // A client that leaves a started stream: the stream drains upstream and its
     // usage is still recorded, to the token.
-    let before = logs(&sys, &key, 0).await.len();
+    let before = usage_logs(&sys, &key, 0).await.len();
     fake.hold_streams();
     let mut r = stream(chat("leave early please", true)).await;
     let first = r.chunk().await.unwrap().unwrap();
@@ -369,7 +343,7 @@ async fn streams_retry_before_their_first_event_and_report_breaks_after_it() {
     drop(r);
     tokio::time::sleep(Duration::from_millis(200)).await;
     fake.release_streams();
-    let events = logs(&sys, &key, before + 1).await;
+    let events = usage_logs(&sys, &key, before + 1).await;
     let left = &events[0];
     assert_eq!(left["status"], 200, "{left}");
     assert_eq!(left["usage_source"], "reported");
@@ -390,7 +364,7 @@ async fn streams_retry_before_their_first_event_and_report_breaks_after_it() {
         .send()
         .await;
     assert!(slow.is_err());
-    let events = logs(&sys, &key, before + 2).await;
+    let events = usage_logs(&sys, &key, before + 2).await;
     assert_eq!(events[0]["status"], 499, "{}", events[0]);
     let deadline = Instant::now() + Duration::from_secs(5);
     while fake
@@ -512,7 +486,7 @@ async fn every_endpoint_in_both_protocols_with_policies_enforced() {
 
     // Responses API, JSON and streamed (Codex-style); usage comes from
     // `response.completed`.
-    let before = logs(&sys, &key, 0).await.len();
+    let before = usage_logs(&sys, &key, 0).await.len();
     let r = post_json(
         &sys,
         "/v1/responses",
@@ -524,7 +498,7 @@ async fn every_endpoint_in_both_protocols_with_policies_enforced() {
     let text = r.text().await.unwrap();
     assert!(text.contains("event: response.output_text.delta"));
     assert!(text.contains("event: response.completed"));
-    let events = logs(&sys, &key, before + 1).await;
+    let events = usage_logs(&sys, &key, before + 1).await;
     assert_eq!(events[0]["path"], "/v1/responses");
     assert_eq!(
         (
@@ -604,7 +578,7 @@ async fn every_endpoint_in_both_protocols_with_policies_enforced() {
     // Events arrive asynchronously: wait for the one of this call.
     let deadline = Instant::now() + Duration::from_secs(10);
     let events = loop {
-        let events = logs(&sys, &key, 1).await;
+        let events = usage_logs(&sys, &key, 1).await;
         if events[0]["model_requested"] == "smart" || Instant::now() > deadline {
             break events;
         }
