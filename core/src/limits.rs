@@ -14,8 +14,9 @@ use std::fmt;
 
 use crate::ids::{AccountId, IssuedKeyId};
 use crate::model::ModelPattern;
-use crate::policy::{CreditLimit, ModelLimit, Period, Policy};
+use crate::policy::{CreditLimit, ModelLimit, Period, Policy, min_opt};
 use crate::rules::Price;
+use crate::time;
 use crate::usage::TokenUsage;
 
 const MINUTE_MS: i64 = 60_000;
@@ -38,7 +39,7 @@ impl Window {
             Self::Day => now_ms.div_euclid(DAY_MS),
             Self::Month => {
                 let (y, m) = year_month(now_ms);
-                y * 12 + i64::from(m) - 1
+                y * 12 + m - 1
             }
         }
     }
@@ -51,19 +52,15 @@ impl Window {
             Self::Month => {
                 let (y, m) = year_month(now_ms);
                 let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-                let first = crate::time::parse_utc_day(&format!("{ny:04}-{nm:02}-01"))
-                    .unwrap_or_else(|| now_ms.div_euclid(DAY_MS) + 31);
-                first * DAY_MS
+                time::days_from_civil(ny, nm, 1) * DAY_MS
             }
         }
     }
 }
 
-fn year_month(now_ms: i64) -> (i64, u32) {
-    let day = crate::time::utc_day(now_ms);
-    let y = day.get(0..4).and_then(|s| s.parse().ok()).unwrap_or(1970);
-    let m = day.get(5..7).and_then(|s| s.parse().ok()).unwrap_or(1);
-    (y, m)
+fn year_month(now_ms: i64) -> (i64, i64) {
+    let (y, m, _) = time::civil_from_days(now_ms.div_euclid(DAY_MS));
+    (y, i64::from(m))
 }
 
 impl From<Period> for Window {
@@ -148,14 +145,6 @@ impl AccountLimits {
         let none =
             limits.rpm.is_none() && limits.model_limits.is_empty() && limits.credit.is_none();
         (!none).then_some(limits)
-    }
-}
-
-fn min_opt<T: Ord + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, None) => x,
-        (None, y) => y,
     }
 }
 
