@@ -4,7 +4,7 @@
 //! counter of a request at once, all or nothing; settlement trues them up.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -91,6 +91,26 @@ impl Limiter {
         }
     }
 
+    /// Settle without making the caller wait: in-process counters at once, Redis on
+    /// a task of its own. A lost settlement leaves the reservation standing (counters
+    /// over-count until the window ends, never under-count).
+    pub fn settle_in_background(self: &Arc<Self>, charges: Vec<Charge>, used: Used, now_ms: i64) {
+        match &**self {
+            Self::Local(l) => l.settle(&charges, used, now_ms),
+            Self::Redis(_) => {
+                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                    return;
+                };
+                let limiter = self.clone();
+                runtime.spawn(async move {
+                    if let Err(e) = limiter.settle(&charges, used, now_ms).await {
+                        tracing::warn!(error = %e, "limit settlement lost; the reservation stands until its window ends");
+                    }
+                });
+            }
+        }
+    }
+
     pub async fn settle(
         &self,
         charges: &[Charge],
@@ -128,6 +148,16 @@ struct LocalState {
     next_sweep_ms: i64,
 }
 
+/// Set a counter; its name is copied only the first time it is seen.
+fn put(map: &mut HashMap<String, Counter>, name: &str, counter: Counter) {
+    match map.get_mut(name) {
+        Some(existing) => *existing = counter,
+        None => {
+            map.insert(name.to_owned(), counter);
+        }
+    }
+}
+
 impl LocalCounters {
     fn admit(&self, charges: &[Charge], now_ms: i64) -> Result<(), usize> {
         let mut state = self
@@ -151,13 +181,11 @@ impl LocalCounters {
         limits::admit(&current, charges)?;
         for (c, value) in charges.iter().zip(current) {
             if c.reserve > 0 {
-                state.map.insert(
-                    c.counter.clone(),
-                    Counter {
-                        value: value.saturating_add(c.reserve),
-                        expires_at_ms: c.expires_at_ms,
-                    },
-                );
+                let counter = Counter {
+                    value: value.saturating_add(c.reserve),
+                    expires_at_ms: c.expires_at_ms,
+                };
+                put(&mut state.map, &c.counter, counter);
             }
         }
         Ok(())
@@ -173,15 +201,16 @@ impl LocalCounters {
             if actual == c.reserve {
                 continue;
             }
-            let entry = state.map.entry(c.counter.clone()).or_insert(Counter {
-                value: 0,
+            let current = state
+                .map
+                .get(&c.counter)
+                .filter(|v| v.expires_at_ms > now_ms)
+                .map_or(0, |v| v.value);
+            let counter = Counter {
+                value: limits::settle(current, c.reserve, actual),
                 expires_at_ms: c.expires_at_ms,
-            });
-            if entry.expires_at_ms <= now_ms {
-                entry.value = 0;
-            }
-            entry.value = limits::settle(entry.value, c.reserve, actual);
-            entry.expires_at_ms = c.expires_at_ms;
+            };
+            put(&mut state.map, &c.counter, counter);
         }
     }
 

@@ -155,18 +155,9 @@ impl Meter {
             }
             None => Used::default(),
         };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        runtime.spawn(async move {
-            if let Err(e) = admitted
-                .limiter
-                .settle(&admitted.charges, used, now_ms())
-                .await
-            {
-                tracing::warn!(error = %e, "limit settlement lost; the reservation stands until its window ends");
-            }
-        });
+        admitted
+            .limiter
+            .settle_in_background(admitted.charges, used, now_ms());
     }
 }
 

@@ -70,12 +70,7 @@ every_limiter!(
 /// request, and a real one, so Redis's expiry times lie ahead.
 fn clock() -> i64 {
     static START: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-    *START.get_or_init(|| {
-        let since = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap();
-        i64::try_from(since.as_millis()).unwrap()
-    })
+    *START.get_or_init(switchyard_runtime::now_ms)
 }
 
 fn account(rpm: Option<u32>, credit: Option<u64>) -> AccountLimits {
