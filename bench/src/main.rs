@@ -20,6 +20,7 @@ use clap::Parser;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use switchyard_core::apikey;
+use switchyard_tests::free_port;
 use switchyard_tests::procs::Proc;
 use switchyard_tests::system::{ServiceSpec, Services, spawn_services};
 
@@ -44,12 +45,6 @@ struct Args {
 struct Target {
     url: String,
     key: String,
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// nginx in front of the fake upstream, with pooled keep-alive connections.

@@ -10,6 +10,13 @@ pub mod procs;
 pub mod redis;
 pub mod system;
 
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> Result<u16, HarnessError> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
     #[error("{0}")]

@@ -2,11 +2,10 @@
 //! port with fsync off, stopped and removed on drop. When running as root (CI), the
 //! server runs as the `postgres` user, since `initdb` refuses root.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use crate::HarnessError;
+use crate::{HarnessError, free_port};
 
 pub struct PgServer {
     dir: tempfile::TempDir,
@@ -45,10 +44,6 @@ fn is_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-fn free_port() -> Result<u16, HarnessError> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 impl PgServer {

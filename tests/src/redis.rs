@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::HarnessError;
+use crate::{HarnessError, free_port};
 
 pub struct RedisServer {
     child: Child,
@@ -33,9 +33,7 @@ impl RedisServer {
         let dir = tempfile::Builder::new()
             .prefix("switchyard-redis-")
             .tempdir()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = free_port()?;
         let child = Command::new(bin)
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--save", "", "--appendonly", "no", "--dir"])

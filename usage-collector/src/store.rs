@@ -2,7 +2,7 @@
 //! transaction. One implementation over `sqlx::Any` for Postgres and SQLite.
 
 use sqlx::Row;
-use switchyard_core::ids::AccountId;
+use switchyard_core::ids::{AccountId, EventId};
 use switchyard_core::usage::{RollupRow, TokenUsage, UsageEvent, UsageSource};
 use switchyard_db::{Backend, Db, DbError, Migrations};
 
@@ -309,14 +309,17 @@ impl UsageStore {
                     q = bind_event(q, e)?;
                 }
                 for row in q.fetch_all(&mut *tx).await? {
-                    new_ids.insert(row.try_get::<String, _>(0)?);
+                    let id: String = row.try_get(0)?;
+                    if let Ok(id) = id.parse::<EventId>() {
+                        new_ids.insert(id);
+                    }
                 }
             }
             // An id twice in one batch is new once.
             let new: Vec<&UsageEvent> = events
                 .iter()
                 .copied()
-                .filter(|e| new_ids.remove(&e.id.to_string()))
+                .filter(|e| new_ids.remove(&e.id))
                 .collect();
             for (key, d) in rollup_deltas(new.iter().copied()) {
                 sqlx::query(UPSERT_DAILY)
