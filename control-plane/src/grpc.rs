@@ -745,6 +745,7 @@ impl ManageService for ApiGrpc {
         let status = self.service.dashboard_status();
         Ok(Response::new(pb::SystemStatus {
             snapshot_version: status.snapshot_version,
+            config_revision: status.config_revision,
             data_planes: status
                 .data_planes
                 .into_iter()

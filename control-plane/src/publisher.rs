@@ -61,6 +61,12 @@ impl Publisher {
         self.snapshot.subscribe()
     }
 
+    /// The newest revision a write on this replica committed (a snapshot of it may
+    /// still be building).
+    pub fn committed_revision(&self) -> u64 {
+        *self.revision.borrow()
+    }
+
     pub fn current_version(&self) -> u64 {
         self.snapshot.borrow().as_ref().map_or(0, |s| s.version)
     }

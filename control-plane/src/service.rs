@@ -383,7 +383,7 @@ pub struct ModelList {
 pub struct DataPlaneStatus {
     pub replica: String,
     pub applied_version: u64,
-    /// Versions behind the control plane's newest snapshot.
+    /// Versions behind the newest committed configuration.
     pub lag: u64,
     pub last_rejection: Option<String>,
 }
@@ -392,6 +392,9 @@ pub struct DataPlaneStatus {
 #[derive(Debug, Serialize)]
 pub struct SystemStatus {
     pub snapshot_version: u64,
+    /// The newest committed configuration revision; data planes are current once
+    /// they applied it.
+    pub config_revision: u64,
     pub data_planes: Vec<DataPlaneStatus>,
 }
 
@@ -1134,6 +1137,7 @@ impl Service {
     /// `GET /dashboard/status`: the snapshot version and every connected data plane.
     pub fn dashboard_status(&self) -> SystemStatus {
         let version = self.publisher.current_version();
+        let newest = version.max(self.publisher.committed_revision());
         let mut data_planes: Vec<DataPlaneStatus> = self
             .publisher
             .replicas()
@@ -1141,13 +1145,14 @@ impl Service {
             .map(|(replica, state)| DataPlaneStatus {
                 replica,
                 applied_version: state.applied_version,
-                lag: version.saturating_sub(state.applied_version),
+                lag: newest.saturating_sub(state.applied_version),
                 last_rejection: state.last_rejection,
             })
             .collect();
         data_planes.sort_by(|a, b| a.replica.cmp(&b.replica));
         SystemStatus {
             snapshot_version: version,
+            config_revision: newest,
             data_planes,
         }
     }

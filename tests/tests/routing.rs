@@ -110,9 +110,34 @@ async fn call_chat(
 }
 
 /// Waits until the snapshot carrying the latest change is applied (rules, keys):
-/// the control plane's status shows every replica at its revision.
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(400)).await;
+/// the control plane's status shows every replica at its newest revision.
+async fn settle(sys: &System) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = sys
+            .call(
+                Method::GET,
+                "/dashboard/status".into(),
+                sys.root.clone(),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let revision = body["config_revision"].as_u64().unwrap();
+        let planes = body["data_planes"].as_array().cloned().unwrap_or_default();
+        if !planes.is_empty()
+            && planes
+                .iter()
+                .all(|p| p["applied_version"].as_u64() >= Some(revision))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "data planes never applied revision {revision}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,7 +157,7 @@ async fn keys_spread_cool_down_recover_and_switch_over() {
     .await;
     put_rules(&sys, &key, json!({"switch_over": {"1": 2}})).await;
     wait_for_key(&sys, &key).await;
-    settle().await;
+    settle(&sys).await;
     let body = chat("hi", false);
 
     // Round-robin: the level-1 keys share the calls evenly; the backup level idles.
@@ -268,6 +293,7 @@ async fn streams_retry_before_their_first_event_and_report_breaks_after_it() {
     )
     .await;
     wait_for_key(&sys, &key).await;
+    settle(&sys).await;
     fake.set_behaviour("sk-stall-01", Behaviour::Stall);
     let stream_body = chat("stream me please", true);
     let bearer = format!("Bearer {key}");
@@ -427,7 +453,7 @@ async fn every_endpoint_in_both_protocols_with_policies_enforced() {
     )
     .await;
     wait_for_key(&sys, &key).await;
-    settle().await;
+    settle(&sys).await;
     let bearer = format!("Bearer {key}");
 
     // Anthropic messages, with x-api-key or Bearer; version and beta headers pass

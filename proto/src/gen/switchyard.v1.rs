@@ -1619,6 +1619,9 @@ pub struct SystemStatus {
     pub snapshot_version: u64,
     #[prost(message, repeated, tag = "2")]
     pub data_planes: ::prost::alloc::vec::Vec<DataPlaneStatus>,
+    /// The newest committed configuration; a data plane is current once it applied it.
+    #[prost(uint64, tag = "3")]
+    pub config_revision: u64,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GetLogsRequest {
