@@ -82,6 +82,19 @@ pub enum LimitKind {
     Credit(Period),
 }
 
+impl LimitKind {
+    /// A stable name, for metrics.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::KeyRpm => "key_rpm",
+            Self::AccountRpm => "account_rpm",
+            Self::ModelRpm(_) => "model_rpm",
+            Self::ModelTpm(_) => "model_tpm",
+            Self::Credit(_) => "credit",
+        }
+    }
+}
+
 /// One counter a request is charged to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Charge {
@@ -186,6 +199,74 @@ pub struct LimitSubject<'a> {
     pub chain: &'a [AccountLimits],
 }
 
+/// The counter of an account's credit in the window holding `now_ms`.
+fn credit_counter(account: AccountId, window: Window, now_ms: i64) -> String {
+    format!("a:{account}:credit:{}", window.id(now_ms))
+}
+
+/// One account's own spend on one UTC day (days since 1970), as the usage ledger's
+/// rollups hold it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DaySpend {
+    pub day: i64,
+    pub account: AccountId,
+    pub cost_nanos: u64,
+}
+
+/// A counter and the value it starts from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CounterValue {
+    pub counter: String,
+    pub value: u64,
+    pub expires_at_ms: i64,
+}
+
+/// Credit counters rebuilt from stored spend, after the counters were lost: for
+/// every account with a credit limit, what its subtree spent in the current window.
+/// `chain_of` names an account and its ancestors (the calling account first); spend
+/// of accounts no longer known is counted nowhere.
+pub fn rebuilt_credits<'a>(
+    credits: impl IntoIterator<Item = (AccountId, CreditLimit)>,
+    chain_of: impl Fn(AccountId) -> Option<&'a [AccountId]>,
+    spend: &[DaySpend],
+    now_ms: i64,
+) -> Vec<CounterValue> {
+    let today = Window::Day.id(now_ms);
+    let month = Window::Month.id(now_ms);
+    let mut day_total: std::collections::HashMap<AccountId, u64> = Default::default();
+    let mut month_total: std::collections::HashMap<AccountId, u64> = Default::default();
+    for s in spend {
+        let in_month = Window::Month.id(s.day * DAY_MS) == month;
+        if !in_month {
+            continue;
+        }
+        for a in chain_of(s.account).unwrap_or_default() {
+            let m = month_total.entry(*a).or_default();
+            *m = m.saturating_add(s.cost_nanos);
+            if s.day == today {
+                let d = day_total.entry(*a).or_default();
+                *d = d.saturating_add(s.cost_nanos);
+            }
+        }
+    }
+    credits
+        .into_iter()
+        .filter_map(|(account, credit)| {
+            let window = Window::from(credit.period);
+            let totals = match window {
+                Window::Day => &day_total,
+                _ => &month_total,
+            };
+            let value = totals.get(&account).copied().filter(|v| *v > 0)?;
+            Some(CounterValue {
+                counter: credit_counter(account, window, now_ms),
+                value,
+                expires_at_ms: window.end_ms(now_ms) + GRACE_MS,
+            })
+        })
+        .collect()
+}
+
 /// Every counter a request to `model` is charged to, at `now_ms`.
 pub fn plan(subject: &LimitSubject<'_>, model: &str, r: Reservation, now_ms: i64) -> Vec<Charge> {
     let minute = Window::Minute;
@@ -256,7 +337,7 @@ pub fn plan(subject: &LimitSubject<'_>, model: &str, r: Reservation, now_ms: i64
         if let Some(credit) = a.credit {
             let window = Window::from(credit.period);
             out.push(charge(
-                format!("a:{id}:credit:{}", window.id(now_ms)),
+                credit_counter(id, window, now_ms),
                 credit.limit_nanos,
                 r.cost_nanos,
                 Unit::CostNanos,
@@ -392,6 +473,80 @@ mod tests {
                 period: Period::Month,
             }),
         }
+    }
+
+    #[test]
+    fn credits_are_rebuilt_from_the_subtrees_spend() {
+        let (main, team, member, other) = (
+            AccountId::new(),
+            AccountId::new(),
+            AccountId::new(),
+            AccountId::new(),
+        );
+        let chains: std::collections::HashMap<AccountId, Vec<AccountId>> = [
+            (main, vec![main]),
+            (team, vec![team, main]),
+            (member, vec![member, team, main]),
+        ]
+        .into();
+        let today = Window::Day.id(NOW);
+        let spend = |day, account, cost_nanos| DaySpend {
+            day,
+            account,
+            cost_nanos,
+        };
+        let rows = [
+            spend(today, member, 100),
+            spend(today, team, 10),
+            spend(today - 1, member, 1_000),
+            // Last month, and an account the snapshot no longer holds.
+            spend(today - 25, member, 50_000),
+            spend(today, other, 7),
+        ];
+        let credit = |period| CreditLimit {
+            limit_nanos: 1,
+            period,
+        };
+        let credits = [
+            (main, credit(Period::Month)),
+            (team, credit(Period::Day)),
+            (member, credit(Period::Month)),
+            (other, credit(Period::Day)),
+        ];
+        let rebuilt = rebuilt_credits(credits, |a| chains.get(&a).map(Vec::as_slice), &rows, NOW);
+        let value_of = |a: AccountId, w: Window| {
+            rebuilt
+                .iter()
+                .find(|c| c.counter == credit_counter(a, w, NOW))
+                .map(|c| c.value)
+        };
+        assert_eq!(value_of(main, Window::Month), Some(1_110));
+        assert_eq!(value_of(team, Window::Day), Some(110));
+        assert_eq!(value_of(member, Window::Month), Some(1_100));
+        assert_eq!(
+            value_of(other, Window::Day),
+            None,
+            "unknown accounts count nowhere"
+        );
+        assert_eq!(rebuilt.len(), 3);
+        // The names are the ones admission charges.
+        let planned = plan(
+            &LimitSubject {
+                key: IssuedKeyId::new(),
+                key_rpm: None,
+                chain: &[AccountLimits {
+                    account: team,
+                    credit: Some(credit(Period::Day)),
+                    ..AccountLimits::default()
+                }],
+            },
+            "m",
+            Reservation::default(),
+            NOW,
+        );
+        assert_eq!(planned[0].counter, credit_counter(team, Window::Day, NOW));
+        let team_counter = rebuilt.iter().find(|c| c.value == 110).unwrap();
+        assert_eq!(team_counter.expires_at_ms, planned[0].expires_at_ms);
     }
 
     #[test]

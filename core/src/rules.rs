@@ -51,6 +51,50 @@ pub struct Rules {
     /// Price per model pattern; the most specific pattern wins.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pricing: BTreeMap<ModelPattern, Price>,
+    /// How the data planes enforce this tree's limits.
+    #[serde(default, skip_serializing_if = "LimitSettings::is_default")]
+    pub limits: LimitSettings,
+}
+
+/// Most output tokens an owner may name as the default reservation.
+pub const MAX_DEFAULT_OUTPUT_TOKENS: u32 = 1_000_000;
+
+/// How an owner's limits are enforced (`/x-config/limits`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Output tokens reserved for a call that names no maximum (`max_tokens` and its
+    /// kin); unset: the data plane's own default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_max_output_tokens: Option<u32>,
+    /// What the data planes do when the shared limit store cannot be reached.
+    #[serde(default)]
+    pub when_store_down: StoreDown,
+}
+
+impl LimitSettings {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// With the shared limit store away: refuse every call that has a limit, or admit it
+/// against each replica's own counters, every limit divided by the replica count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreDown {
+    #[default]
+    FailClosed,
+    FailOpen,
+}
+
+impl StoreDown {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FailClosed => "fail_closed",
+            Self::FailOpen => "fail_open",
+        }
+    }
 }
 
 /// Why a rules document is refused.
@@ -103,6 +147,15 @@ impl Rules {
     /// use. Empty means it may be stored.
     pub fn problems(&self, levels: &BTreeSet<u32>) -> Vec<RuleError> {
         let mut out = Vec::new();
+        if let Some(n) = self.limits.default_max_output_tokens
+            && !(1..=MAX_DEFAULT_OUTPUT_TOKENS).contains(&n)
+        {
+            out.push(err(
+                "limits",
+                "default_max_output_tokens",
+                format!("must be between 1 and {MAX_DEFAULT_OUTPUT_TOKENS}"),
+            ));
+        }
         let sizes = [
             ("model_mapper", self.model_mapper.len()),
             ("level_mapper", self.level_mapper.len()),
@@ -248,13 +301,14 @@ impl Rules {
 }
 
 /// The sections of a rules document, as `/x-config/{section}` names them.
-pub const SECTIONS: [&str; 6] = [
+pub const SECTIONS: [&str; 7] = [
     "model_mapper",
     "level_mapper",
     "switch_over",
     "resources",
     "model_limits",
     "pricing",
+    "limits",
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -525,6 +579,66 @@ mod tests {
             )]))
             .is_err()
         );
+    }
+
+    #[test]
+    fn limit_settings_are_a_section_of_their_own() {
+        let r = Rules::default();
+        assert_eq!(r.limits.when_store_down, StoreDown::FailClosed);
+        assert_eq!(r.section("limits").unwrap(), serde_json::json!({}));
+        let r = r
+            .with_entry("limits", "when_store_down", serde_json::json!("fail_open"))
+            .unwrap()
+            .with_entry(
+                "limits",
+                "default_max_output_tokens",
+                serde_json::json!(512),
+            )
+            .unwrap();
+        assert_eq!(r.limits.when_store_down, StoreDown::FailOpen);
+        assert_eq!(r.limits.default_max_output_tokens, Some(512));
+        assert!(r.problems(&BTreeSet::new()).is_empty());
+        let r = r
+            .without_entry("limits", "default_max_output_tokens")
+            .unwrap();
+        assert_eq!(r.limits.default_max_output_tokens, None);
+        assert_eq!(r.limits.when_store_down, StoreDown::FailOpen);
+
+        for bad in [
+            serde_json::json!("sometimes"),
+            serde_json::json!(true),
+            serde_json::Value::Null,
+        ] {
+            assert!(matches!(
+                r.with_entry("limits", "when_store_down", bad),
+                Err(EditError::Invalid(_))
+            ));
+        }
+        assert!(matches!(
+            r.with_entry("limits", "max", serde_json::json!(1)),
+            Err(EditError::Invalid(_))
+        ));
+        assert!(matches!(
+            r.with_entry("limits", "default_max_output_tokens", serde_json::json!(-1)),
+            Err(EditError::Invalid(_))
+        ));
+        for (tokens, ok) in [(0, false), (1, true), (1_000_000, true), (1_000_001, false)] {
+            let r = r
+                .with_entry(
+                    "limits",
+                    "default_max_output_tokens",
+                    serde_json::json!(tokens),
+                )
+                .unwrap();
+            let problems = r.problems(&BTreeSet::new());
+            assert_eq!(problems.is_empty(), ok, "{tokens}: {problems:?}");
+            if !ok {
+                assert_eq!(
+                    problems[0].to_string(),
+                    "limits default_max_output_tokens: must be between 1 and 1000000"
+                );
+            }
+        }
     }
 
     #[test]

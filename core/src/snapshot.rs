@@ -9,11 +9,11 @@ use crate::apikey::{self, KeyHash};
 use crate::billing::Billing;
 use crate::crypto::Sealed;
 use crate::ids::{AccountId, IssuedKeyId, ProviderKeyId};
-use crate::limits::AccountLimits;
+use crate::limits::{self, AccountLimits, CounterValue, DaySpend};
 use crate::model::{self, ModelPattern};
-use crate::policy::Policy;
+use crate::policy::{CreditLimit, Policy};
 use crate::route::{Attempts, KeyHealth, NO_KEYS, OwnerKeys};
-use crate::rules::{Price, Rules};
+use crate::rules::{LimitSettings, Price, Rules};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -195,6 +195,10 @@ pub struct Compiled {
     keys: HashMap<KeyHash, KeyEntry>,
     owners: HashMap<AccountId, OwnerKeys>,
     rules: HashMap<AccountId, Rules>,
+    /// Every account and its ancestors, the account first.
+    chains: HashMap<AccountId, Arc<[AccountId]>>,
+    /// The accounts that set a credit limit.
+    credits: Vec<(AccountId, CreditLimit)>,
 }
 
 impl Compiled {
@@ -289,6 +293,12 @@ impl Compiled {
             })
             .collect();
 
+        let credits = own_limits
+            .values()
+            .flatten()
+            .filter_map(|l| Some((l.account, l.credit?)))
+            .collect();
+
         let mut keys = HashMap::with_capacity(snapshot.issued_keys.len());
         for k in snapshot.issued_keys {
             let Some(chain) = chains.get(&k.account) else {
@@ -355,7 +365,25 @@ impl Compiled {
             keys,
             owners,
             rules: snapshot.rules.into_iter().collect(),
+            chains,
+            credits,
         })
+    }
+
+    /// How a main account's limits are enforced.
+    pub fn limit_settings(&self, owner: AccountId) -> LimitSettings {
+        self.rules.get(&owner).map(|r| r.limits).unwrap_or_default()
+    }
+
+    /// Credit counters rebuilt from the spend the usage ledger holds (see
+    /// [`limits::rebuilt_credits`]).
+    pub fn rebuilt_credits(&self, spend: &[DaySpend], now_ms: i64) -> Vec<CounterValue> {
+        limits::rebuilt_credits(
+            self.credits.iter().copied(),
+            |a| self.chains.get(&a).map(|c| &c[..]),
+            spend,
+            now_ms,
+        )
     }
 
     pub fn version(&self) -> u64 {

@@ -7,11 +7,15 @@
 //! - `upstream`: one attempt on one provider key. `relay`: answers back to the
 //!   client (whole, passed through, or event by event). `meter`: the usage event.
 //! - [`usage`]: delivery of usage events to the collector.
+//! - [`limiter`]: limit counters (Redis or in-process); [`rebuild`]: their credit
+//!   spend restored from the collector after a loss. `metric`: Prometheus names.
 
 pub mod limiter;
 pub mod live;
 mod meter;
+mod metric;
 pub mod proxy;
+pub mod rebuild;
 mod relay;
 pub mod sync;
 mod upstream;
@@ -35,7 +39,8 @@ use tokio::net::TcpListener;
 
 use crate::limiter::{Limiter, LimiterError, LocalCounters, RedisCounters};
 use crate::live::Live;
-use crate::proxy::{App, LimiterDown, Limits, error_response};
+use crate::proxy::{App, Limits, LocalShare, error_response};
+use crate::rebuild::Rebuilder;
 use crate::usage::UsageSink;
 
 pub struct Config {
@@ -58,9 +63,15 @@ pub struct Config {
     pub usage_flush_timeout: Duration,
     /// Shared limit counters; `None`: counters in this process (embedded mode).
     pub redis: Option<RedisConfig>,
-    /// With Redis away: refuse (`None`), or admit on this share of each limit.
-    pub local_share_replicas: Option<u32>,
+    /// With Redis away, owners who fail open get each limit divided by this count
+    /// on every replica.
+    pub local_share_replicas: u32,
+    /// Renders this process's metrics at `/metrics` (`None`: no metrics endpoint).
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
+
+/// Longest wait for the collector's spend when counters are rebuilt.
+const REBUILD_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct RedisConfig {
     pub url: String,
@@ -96,10 +107,20 @@ pub fn upstream_client(connect_timeout: Duration) -> Result<reqwest::Client, req
         .build()
 }
 
-pub fn router(app: Arc<App>) -> Router {
+pub fn router(
+    app: Arc<App>,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> Router {
     let proxied = Endpoint::ALL
         .iter()
         .fold(Router::new(), |r, e| r.route(e.path(), post(proxy::handle)));
+    let proxied = match metrics {
+        Some(handle) => {
+            metric::describe();
+            proxied.route("/metrics", get(move || async move { handle.render() }))
+        }
+        None => proxied,
+    };
     proxied
         .route("/v1/models", get(proxy::models))
         .route("/healthz", get(|| async { "ok" }))
@@ -127,6 +148,7 @@ pub async fn run(
 ) -> Result<(), DataPlaneError> {
     let live = Arc::new(Live::default());
     let (sink, queue) = UsageSink::new(config.usage_queue);
+    let rebuilder = Rebuilder::new(&config.collector_url, REBUILD_TIMEOUT);
     let delivery = tokio::spawn(usage::deliver(config.collector_url, queue));
     let following = tokio::spawn(sync::follow(
         config.control_plane_url,
@@ -138,12 +160,9 @@ pub async fn run(
         Some(r) => Limiter::Redis(RedisCounters::open(&r.url, &r.namespace, r.timeout)?),
         None => Limiter::Local(LocalCounters::default()),
     });
-    let limiter_down = match config.local_share_replicas {
-        Some(replicas) => LimiterDown::LocalShare {
-            replicas,
-            counters: Arc::new(Limiter::Local(LocalCounters::default())),
-        },
-        None => LimiterDown::Refuse,
+    let local_share = LocalShare {
+        replicas: config.local_share_replicas,
+        counters: Arc::new(Limiter::Local(LocalCounters::primed())),
     };
     let app = Arc::new(App {
         live,
@@ -154,14 +173,15 @@ pub async fn run(
         cool_down: config.cool_down,
         trusted_proxies: config.trusted_proxies,
         limiter,
-        limiter_down,
+        rebuilder,
+        local_share,
     });
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
     let served = axum::serve(
         listener,
-        router(app).into_make_service_with_connect_info::<SocketAddr>(),
+        router(app, config.metrics).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown.wait())
     .await;

@@ -4,23 +4,34 @@
 //! counter of a request at once, all or nothing; settlement trues them up.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use switchyard_core::limits::{self, Charge, Used};
+use switchyard_core::limits::{self, Charge, CounterValue, Used};
 
 /// Redis key prefix; the number changes with the counters' layout or the scripts'
 /// meaning, so old and new data planes never share counters they read differently.
-pub const KEY_VERSION: &str = "sy:l1:";
+pub const KEY_VERSION: &str = "sy:l2:";
+
+/// The key (under the prefix) whose presence says the credit counters were rebuilt
+/// from the usage ledger since this Redis last started empty. It has no expiry, so
+/// only a loss of Redis's data (or an eviction policy that ignores expiries) removes it.
+const PRIMED_KEY: &str = "primed";
 
 /// One round trip: check every counter, then reserve on all of them, or on none.
-/// Returns 0 when admitted, else the 1-based index of the first counter that does
-/// not fit. ARGV holds, per key: limit, reservation, expiry (Unix ms).
-const ADMIT_LUA: &str = r"-- switchyard admit v1
-local n = #KEYS
+/// KEYS[1] is the primed marker; without it nothing is admitted (-1), since the
+/// counters may have lost the period's spend. Returns 0 when admitted, else the
+/// 1-based index of the first counter that does not fit. ARGV holds, per counter:
+/// limit, reservation, expiry (Unix ms).
+const ADMIT_LUA: &str = r"-- switchyard admit v2
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return -1
+end
+local n = #KEYS - 1
 for i = 1, n do
-  local current = tonumber(redis.call('GET', KEYS[i]) or '0')
+  local current = tonumber(redis.call('GET', KEYS[i + 1]) or '0')
   if current + tonumber(ARGV[3 * i - 1]) > tonumber(ARGV[3 * i - 2]) then
     return i
   end
@@ -28,11 +39,27 @@ end
 for i = 1, n do
   local reserve = tonumber(ARGV[3 * i - 1])
   if reserve > 0 then
-    redis.call('INCRBY', KEYS[i], reserve)
-    redis.call('PEXPIREAT', KEYS[i], ARGV[3 * i])
+    redis.call('INCRBY', KEYS[i + 1], reserve)
+    redis.call('PEXPIREAT', KEYS[i + 1], ARGV[3 * i])
   end
 end
 return 0
+";
+
+/// One round trip, once per loss of data: add the rebuilt spend to each counter and
+/// set the primed marker (KEYS[1], value ARGV[1]). A replica that comes second finds
+/// the marker and changes nothing, so spend is never added twice. ARGV holds, per
+/// counter after the first argument: value, expiry (Unix ms).
+const PRIME_LUA: &str = r"-- switchyard prime v2
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+for i = 2, #KEYS do
+  redis.call('INCRBY', KEYS[i], ARGV[2 * i - 2])
+  redis.call('PEXPIREAT', KEYS[i], ARGV[2 * i - 1])
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
 ";
 
 /// One round trip: replace each reservation by the actual amount, never below zero.
@@ -54,6 +81,10 @@ return 0
 pub enum LimiterError {
     #[error("the shared limit store is unreachable: {0}")]
     Unavailable(String),
+    /// The counters started empty (a restart, a loss of Redis's data) and the period's
+    /// spend has not been rebuilt into them yet.
+    #[error("the limit counters have not been rebuilt from the usage ledger yet")]
+    Unprimed,
 }
 
 impl From<redis::RedisError> for LimiterError {
@@ -76,6 +107,23 @@ impl Limiter {
         }
     }
 
+    /// Whether the counters hold the period's spend (see [`LimiterError::Unprimed`]).
+    pub async fn is_primed(&self) -> Result<bool, LimiterError> {
+        match self {
+            Self::Local(l) => Ok(l.primed.load(Ordering::Acquire)),
+            Self::Redis(r) => r.is_primed().await,
+        }
+    }
+
+    /// Add rebuilt spend to the counters and mark them primed, unless another replica
+    /// did first. `true`: this call primed them.
+    pub async fn prime(&self, values: &[CounterValue], now_ms: i64) -> Result<bool, LimiterError> {
+        match self {
+            Self::Local(l) => Ok(l.prime(values, now_ms)),
+            Self::Redis(r) => r.prime(values, now_ms).await,
+        }
+    }
+
     /// `Ok(Err(i))`: `charges[i]` does not fit, nothing was reserved.
     pub async fn admit(
         &self,
@@ -86,7 +134,7 @@ impl Limiter {
             return Ok(Ok(()));
         }
         match self {
-            Self::Local(l) => Ok(l.admit(charges, now_ms)),
+            Self::Local(l) => l.admit(charges, now_ms),
             Self::Redis(r) => r.admit(charges).await,
         }
     }
@@ -140,6 +188,7 @@ struct Counter {
 #[derive(Default)]
 pub struct LocalCounters {
     counters: Mutex<LocalState>,
+    primed: AtomicBool,
 }
 
 #[derive(Default)]
@@ -159,7 +208,43 @@ fn put(map: &mut HashMap<String, Counter>, name: &str, counter: Counter) {
 }
 
 impl LocalCounters {
-    fn admit(&self, charges: &[Charge], now_ms: i64) -> Result<(), usize> {
+    /// Counters that need no rebuild: a replica's stand-in share while the shared
+    /// store is away, which starts from nothing by design.
+    pub fn primed() -> Self {
+        Self {
+            primed: AtomicBool::new(true),
+            ..Self::default()
+        }
+    }
+
+    fn prime(&self, values: &[CounterValue], now_ms: i64) -> bool {
+        let mut state = self
+            .counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.primed.load(Ordering::Acquire) {
+            return false;
+        }
+        for v in values {
+            let current = state
+                .map
+                .get(&v.counter)
+                .filter(|c| c.expires_at_ms > now_ms)
+                .map_or(0, |c| c.value);
+            let counter = Counter {
+                value: current.saturating_add(v.value),
+                expires_at_ms: v.expires_at_ms,
+            };
+            put(&mut state.map, &v.counter, counter);
+        }
+        self.primed.store(true, Ordering::Release);
+        true
+    }
+
+    fn admit(&self, charges: &[Charge], now_ms: i64) -> Result<Result<(), usize>, LimiterError> {
+        if !self.primed.load(Ordering::Acquire) {
+            return Err(LimiterError::Unprimed);
+        }
         let mut state = self
             .counters
             .lock()
@@ -178,7 +263,9 @@ impl LocalCounters {
                     .map_or(0, |v| v.value)
             })
             .collect();
-        limits::admit(&current, charges)?;
+        if let Err(i) = limits::admit(&current, charges) {
+            return Ok(Err(i));
+        }
         for (c, value) in charges.iter().zip(current) {
             if c.reserve > 0 {
                 let counter = Counter {
@@ -188,7 +275,7 @@ impl LocalCounters {
                 put(&mut state.map, &c.counter, counter);
             }
         }
-        Ok(())
+        Ok(Ok(()))
     }
 
     fn settle(&self, charges: &[Charge], used: Used, now_ms: i64) {
@@ -231,8 +318,10 @@ impl LocalCounters {
 pub struct RedisCounters {
     connection: ConnectionManager,
     prefix: String,
+    primed_key: String,
     admit: redis::Script,
     settle: redis::Script,
+    prime: redis::Script,
     timeout: Duration,
 }
 
@@ -250,28 +339,78 @@ impl RedisCounters {
         Ok(Self {
             connection,
             prefix: format!("{KEY_VERSION}{namespace}"),
+            primed_key: format!("{KEY_VERSION}{namespace}{PRIMED_KEY}"),
             admit: redis::Script::new(ADMIT_LUA),
             settle: redis::Script::new(SETTLE_LUA),
+            prime: redis::Script::new(PRIME_LUA),
             timeout,
         })
     }
 
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, LimiterError> {
+        Ok(tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| LimiterError::Unavailable("no answer in time".into()))??)
+    }
+
+    /// Run a script, once more when the connection broke under it: after Redis
+    /// restarts, the first call finds the old connection dead and the manager
+    /// reconnects. A retried admission that had run is counted twice, which errs on
+    /// the side of the limit.
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        call: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, LimiterError> {
+        let mut connection = self.connection.clone();
+        match tokio::time::timeout(self.timeout, call.invoke_async(&mut connection)).await {
+            Ok(Err(e)) if e.is_connection_dropped() || e.is_io_error() => {
+                let mut connection = self.connection.clone();
+                self.bounded(call.invoke_async(&mut connection)).await
+            }
+            Ok(answer) => Ok(answer?),
+            Err(_) => Err(LimiterError::Unavailable("no answer in time".into())),
+        }
+    }
+
+    async fn is_primed(&self) -> Result<bool, LimiterError> {
+        let mut connection = self.connection.clone();
+        let query = redis::cmd("EXISTS").arg(&self.primed_key).to_owned();
+        let n: i64 = self.bounded(query.query_async(&mut connection)).await?;
+        Ok(n == 1)
+    }
+
+    async fn prime(&self, values: &[CounterValue], now_ms: i64) -> Result<bool, LimiterError> {
+        let mut call = self.prime.prepare_invoke();
+        call.key(&self.primed_key).arg(now_ms);
+        for v in values {
+            call.key(format!("{}{}", self.prefix, v.counter))
+                .arg(v.value)
+                .arg(v.expires_at_ms);
+        }
+        let primed: i64 = self.invoke(&call).await?;
+        Ok(primed == 1)
+    }
+
     async fn admit(&self, charges: &[Charge]) -> Result<Result<(), usize>, LimiterError> {
         let mut call = self.admit.prepare_invoke();
+        call.key(&self.primed_key);
         for c in charges {
             call.key(format!("{}{}", self.prefix, c.counter))
                 .arg(c.limit)
                 .arg(c.reserve)
                 .arg(c.expires_at_ms);
         }
-        let mut connection = self.connection.clone();
-        let refused: usize = tokio::time::timeout(self.timeout, call.invoke_async(&mut connection))
-            .await
-            .map_err(|_| LimiterError::Unavailable("no answer in time".into()))??;
-        Ok(match refused {
-            0 => Ok(()),
-            i => Err(i - 1),
-        })
+        let refused: i64 = self.invoke(&call).await?;
+        match refused {
+            0 => Ok(Ok(())),
+            -1 => Err(LimiterError::Unprimed),
+            i => usize::try_from(i - 1)
+                .map(Err)
+                .map_err(|_| LimiterError::Unavailable(format!("unexpected answer {i}"))),
+        }
     }
 
     async fn settle(&self, charges: &[Charge], used: Used) -> Result<(), LimiterError> {
@@ -282,10 +421,7 @@ impl RedisCounters {
                 .arg(c.actual(used))
                 .arg(c.expires_at_ms);
         }
-        let mut connection = self.connection.clone();
-        let _: i64 = tokio::time::timeout(self.timeout, call.invoke_async(&mut connection))
-            .await
-            .map_err(|_| LimiterError::Unavailable("no answer in time".into()))??;
+        let _: i64 = self.invoke(&call).await?;
         Ok(())
     }
 

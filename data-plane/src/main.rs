@@ -77,12 +77,14 @@ struct Args {
     /// Milliseconds one limiter call may take before Redis counts as away.
     #[arg(long, default_value_t = 250)]
     redis_timeout_ms: u64,
-    /// With Redis away, admit requests against this replica's own counters, each
-    /// limit divided by this replica count. Unset: refuse requests that have limits
-    /// (fail closed).
-    #[arg(long, env = "SWITCHYARD_LIMITS_LOCAL_SHARE_REPLICAS", value_parser = clap::value_parser!(u32).range(1..))]
-    limits_local_share_replicas: Option<u32>,
-    /// Output tokens reserved for a request that does not name `max_tokens`.
+    /// With Redis away, owners whose rules say `when_store_down: fail_open` are
+    /// admitted against this replica's own counters, each limit divided by this
+    /// count: set it to the most data-plane replicas that run. Owners who fail closed
+    /// (the default) are refused.
+    #[arg(long, env = "SWITCHYARD_LIMITS_LOCAL_SHARE_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    limits_local_share_replicas: u32,
+    /// Output tokens reserved for a request that does not name `max_tokens`, unless
+    /// its owner's rules name their own default.
     #[arg(long, default_value_t = 4096)]
     default_max_output_tokens: u64,
     /// Write the bound address as JSON to this file once listening.
@@ -131,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
             timeout: Duration::from_millis(args.redis_timeout_ms),
         }),
         local_share_replicas: args.limits_local_share_replicas,
+        metrics: switchyard_runtime::install_metrics(),
     };
     switchyard_data_plane::run(config, listener, shutdown).await?;
     Ok(())

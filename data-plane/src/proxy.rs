@@ -20,12 +20,15 @@ use switchyard_core::error::ErrorCode;
 use switchyard_core::limits::{self, Charge, LimitSubject, Refusal};
 use switchyard_core::request::{self, FactsError, FieldScan};
 use switchyard_core::route::{CoolDown, Failure, RouteError};
+use switchyard_core::rules::StoreDown;
 use switchyard_core::snapshot::{AuthError, Caller, Compiled};
 use switchyard_runtime::now_ms;
 
 use crate::limiter::{Limiter, LimiterError};
 use crate::live::Live;
 use crate::meter::Meter;
+use crate::metric;
+use crate::rebuild::Rebuilder;
 use crate::relay::{self, Relay};
 use crate::upstream::{self, AttemptFailure, Sent, UpstreamBody};
 use crate::usage::UsageSink;
@@ -77,18 +80,17 @@ pub struct App {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Where limit counters live (Redis, shared; or this process).
     pub limiter: Arc<Limiter>,
-    /// What happens when the shared limiter cannot be reached.
-    pub limiter_down: LimiterDown,
+    /// Puts the period's spend back into counters that lost it.
+    pub rebuilder: Rebuilder,
+    /// Counters for owners who fail open while the shared limiter cannot be reached.
+    pub local_share: LocalShare,
 }
 
-/// When the shared limiter is unreachable: refuse (the default), or admit against
-/// this replica's own counters with every limit divided by the replica count.
-pub enum LimiterDown {
-    Refuse,
-    LocalShare {
-        replicas: u32,
-        counters: Arc<Limiter>,
-    },
+/// This replica's own counters, used while the shared limiter is unreachable for the
+/// owners whose rules say `fail_open`: every limit divided by the replica count.
+pub struct LocalShare {
+    pub replicas: u32,
+    pub counters: Arc<Limiter>,
 }
 
 /// A refusal or failure, in the vocabulary every service shares.
@@ -304,9 +306,12 @@ async fn forward(
                 prompt_bytes: body.len(),
                 body: UpstreamBody::Whole(body),
                 strip_usage_chunk,
-                max_output: facts
-                    .max_tokens
-                    .unwrap_or(app.limits.default_max_output_tokens),
+                max_output: facts.max_tokens.unwrap_or_else(|| {
+                    snapshot
+                        .limit_settings(owner)
+                        .default_max_output_tokens
+                        .map_or(app.limits.default_max_output_tokens, u64::from)
+                }),
             }
         }
         RequestBody::Multipart => {
@@ -335,7 +340,7 @@ async fn forward(
 
     let price = snapshot.price(owner, &served);
     let reservation = limits::reservation(prompt_bytes, max_output, price.as_ref());
-    let admitted = admit_limits(app, &caller, &served, reservation).await?;
+    let admitted = admit_limits(app, &snapshot, &caller, &served, reservation).await?;
     let mut meter = Meter::new(
         app.usage.clone(),
         started,
@@ -478,6 +483,7 @@ pub struct Admitted {
 /// refuse it naming the limit. `None`: no limit applies.
 async fn admit_limits(
     app: &App,
+    snapshot: &Compiled,
     caller: &Caller,
     model: &str,
     reservation: limits::Reservation,
@@ -492,29 +498,47 @@ async fn admit_limits(
     if charges.is_empty() {
         return Ok(None);
     }
-    let (limiter, charges, verdict) = match app.limiter.admit(&charges, now).await {
+    let mut outcome = app.limiter.admit(&charges, now).await;
+    if matches!(outcome, Err(LimiterError::Unprimed)) {
+        outcome = match app
+            .rebuilder
+            .ensure_primed(&app.limiter, snapshot, now)
+            .await
+        {
+            Ok(()) => app.limiter.admit(&charges, now).await,
+            Err(e) => Err(e),
+        };
+    }
+    metrics::gauge!(metric::LIMIT_STORE_UP).set(if outcome.is_ok() { 1.0 } else { 0.0 });
+    let (limiter, charges, verdict) = match outcome {
         Ok(verdict) => (app.limiter.clone(), charges, verdict),
-        Err(LimiterError::Unavailable(reason)) => match &app.limiter_down {
-            LimiterDown::Refuse => {
-                tracing::error!(%reason, "limit store unreachable; refusing (fail closed)");
-                return Err(ProxyError::new(
-                    ErrorCode::Unavailable,
-                    "limits cannot be checked right now (the shared limit store is unreachable); retry shortly",
-                ));
+        Err(e) => {
+            let policy = snapshot
+                .limit_settings(caller.main_account())
+                .when_store_down;
+            metrics::counter!(metric::LIMIT_STORE_DOWN_DECISIONS, "policy" => policy.as_str())
+                .increment(1);
+            match policy {
+                StoreDown::FailClosed => {
+                    tracing::error!(reason = %e, "limits cannot be checked; refusing (fail closed)");
+                    return Err(ProxyError::new(
+                        ErrorCode::Unavailable,
+                        format!("limits cannot be checked right now ({e}); retry shortly"),
+                    ));
+                }
+                StoreDown::FailOpen => {
+                    tracing::warn!(reason = %e, "limits cannot be checked; admitting on this replica's share of each limit (fail open)");
+                    let share = app.local_share.charges(charges);
+                    let verdict = app
+                        .local_share
+                        .counters
+                        .admit(&share, now)
+                        .await
+                        .unwrap_or(Ok(()));
+                    (app.local_share.counters.clone(), share, verdict)
+                }
             }
-            LimiterDown::LocalShare { replicas, counters } => {
-                tracing::warn!(%reason, "limit store unreachable; admitting on this replica's share of each limit");
-                let share: Vec<Charge> = charges
-                    .into_iter()
-                    .map(|mut c| {
-                        c.limit = c.limit.div_ceil(u64::from((*replicas).max(1)));
-                        c
-                    })
-                    .collect();
-                let verdict = counters.admit(&share, now).await.unwrap_or(Ok(()));
-                (counters.clone(), share, verdict)
-            }
-        },
+        }
     };
     match verdict {
         Ok(()) => Ok(Some(Admitted { limiter, charges })),
@@ -523,6 +547,8 @@ async fn admit_limits(
             let Some(refusal) = refusal else {
                 return Err(ProxyError::new(ErrorCode::Internal, "limit check failed"));
             };
+            metrics::counter!(metric::LIMIT_REFUSALS, "limit" => refusal.kind.as_str())
+                .increment(1);
             let code = if refusal.is_credit() {
                 ErrorCode::QuotaExceeded
             } else {
@@ -533,6 +559,20 @@ async fn admit_limits(
             error.retry_after_secs = Some(wait_ms.div_ceil(1000).max(1));
             Err(error)
         }
+    }
+}
+
+impl LocalShare {
+    /// The charges with every limit cut to this replica's share.
+    fn charges(&self, charges: Vec<Charge>) -> Vec<Charge> {
+        let replicas = u64::from(self.replicas.max(1));
+        charges
+            .into_iter()
+            .map(|mut c| {
+                c.limit = c.limit.div_ceil(replicas);
+                c
+            })
+            .collect()
     }
 }
 

@@ -12,22 +12,22 @@ use std::time::Duration;
 
 use switchyard_core::ids::{AccountId, IssuedKeyId};
 use switchyard_core::limits::{
-    self, AccountLimits, Charge, LimitKind, LimitSubject, Reservation, Unit, Used,
+    self, AccountLimits, Charge, CounterValue, LimitKind, LimitSubject, Reservation, Unit, Used,
 };
 use switchyard_core::policy::{CreditLimit, Period};
-use switchyard_data_plane::limiter::{Limiter, LocalCounters, RedisCounters};
+use switchyard_data_plane::limiter::{Limiter, LimiterError, LocalCounters, RedisCounters};
 use switchyard_tests::redis::RedisServer;
 
 /// A limiter of each kind for one scenario; keeps its Redis alive while in use.
 struct Backend {
     limiter: Arc<Limiter>,
-    _redis: Option<RedisServer>,
+    server: Option<RedisServer>,
 }
 
 fn local() -> Backend {
     Backend {
         limiter: Arc::new(Limiter::Local(LocalCounters::default())),
-        _redis: None,
+        server: None,
     }
 }
 
@@ -36,7 +36,7 @@ fn redis() -> Backend {
     let counters = RedisCounters::open(&server.url(), "test:", Duration::from_secs(2)).unwrap();
     Backend {
         limiter: Arc::new(Limiter::Redis(counters)),
-        _redis: Some(server),
+        server: Some(server),
     }
 }
 
@@ -47,17 +47,24 @@ macro_rules! every_limiter {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn in_process() {
                     let b = super::local();
+                    super::primed(&b.limiter).await;
                     super::$scenario(b.limiter.clone()).await;
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn redis() {
                     let b = super::redis();
+                    super::primed(&b.limiter).await;
                     super::$scenario(b.limiter.clone()).await;
                 }
             }
         )+
     };
+}
+
+/// Counters that start from nothing to rebuild, as after the first start.
+async fn primed(limiter: &Limiter) {
+    assert!(limiter.prime(&[], clock()).await.unwrap());
 }
 
 every_limiter!(
@@ -203,6 +210,68 @@ async fn settlement_replaces_the_reservation(limiter: Arc<Limiter>) {
     assert_eq!(limiter.admit(&c, clock()).await.unwrap(), Err(1));
 }
 
+/// Empty counters admit nothing until the period's spend is put back, and it is put
+/// back once however many replicas try.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_wait_for_their_rebuild_in_process() {
+    let b = local();
+    counters_wait_for_their_rebuild(&b.limiter).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_wait_for_their_rebuild_in_redis() {
+    let b = redis();
+    counters_wait_for_their_rebuild(&b.limiter).await;
+    // Redis loses its data: the marker goes with it, and admission waits again.
+    let server = b.server.as_ref().unwrap();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(!b.limiter.is_primed().await.unwrap());
+    let chain = vec![account(None, Some(1_000))];
+    assert!(matches!(
+        b.limiter.admit(&charges(&chain, 1), clock()).await,
+        Err(LimiterError::Unprimed)
+    ));
+}
+
+async fn counters_wait_for_their_rebuild(limiter: &Limiter) {
+    let chain = vec![account(None, Some(1_000))];
+    let c = charges(&chain, 200);
+    assert!(!limiter.is_primed().await.unwrap());
+    assert!(matches!(
+        limiter.admit(&c, clock()).await,
+        Err(LimiterError::Unprimed)
+    ));
+    assert_eq!(
+        limiter.value(&c[0].counter).await.unwrap(),
+        0,
+        "nothing reserved"
+    );
+    let spent = [CounterValue {
+        counter: c[0].counter.clone(),
+        value: 900,
+        expires_at_ms: c[0].expires_at_ms,
+    }];
+    // Two replicas rebuild at once: one adds the spend, the other finds it done.
+    let (first, second) = tokio::join!(
+        limiter.prime(&spent, clock()),
+        limiter.prime(&spent, clock())
+    );
+    assert!(first.unwrap() ^ second.unwrap());
+    assert!(limiter.is_primed().await.unwrap());
+    assert_eq!(limiter.value(&c[0].counter).await.unwrap(), 900);
+    assert_eq!(limiter.admit(&c, clock()).await.unwrap(), Err(0));
+    assert_eq!(
+        limiter.admit(&charges(&chain, 100), clock()).await.unwrap(),
+        Ok(())
+    );
+    assert_eq!(limiter.value(&c[0].counter).await.unwrap(), 1_000);
+}
+
 /// A small deterministic generator, so a failure replays.
 struct Lcg(u64);
 
@@ -222,6 +291,8 @@ impl Lcg {
 async fn redis_scripts_mirror_the_pure_arithmetic() {
     let redis = redis();
     let local = local();
+    primed(&redis.limiter).await;
+    primed(&local.limiter).await;
     let counters: Vec<String> = (0..4).map(|i| format!("mirror:{i}")).collect();
     let mut model: HashMap<String, u64> = HashMap::new();
     let mut rng = Lcg(7);
@@ -298,6 +369,7 @@ async fn an_unreachable_redis_is_an_error_not_a_wait() {
     let mut server = RedisServer::start().unwrap();
     let counters = RedisCounters::open(&server.url(), "test:", Duration::from_millis(300)).unwrap();
     let limiter = Limiter::Redis(counters);
+    primed(&limiter).await;
     let chain = vec![account(Some(5), None)];
     assert_eq!(
         limiter.admit(&charges(&chain, 0), clock()).await.unwrap(),

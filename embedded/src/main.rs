@@ -161,7 +161,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             usage_flush_timeout: Duration::from_secs(10),
             // One replica: limit counters in this process.
             redis: None,
-            local_share_replicas: None,
+            local_share_replicas: 1,
+            metrics: switchyard_runtime::install_metrics(),
         },
         proxy,
         shutdown.clone(),

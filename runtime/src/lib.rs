@@ -48,6 +48,15 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// Install the process-wide metrics recorder; its handle renders the Prometheus text
+/// format. `None` when one is installed already (embedded mode shares the first).
+pub fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
+        .ok()
+}
+
 /// Bind a TCP listener. Port 0 picks a free port; read it back with `local_addr`.
 pub async fn bind(addr: &str) -> Result<TcpListener, RuntimeError> {
     TcpListener::bind(addr)

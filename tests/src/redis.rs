@@ -29,34 +29,23 @@ fn binary() -> Result<PathBuf, HarnessError> {
 
 impl RedisServer {
     pub fn start() -> Result<Self, HarnessError> {
-        let bin = binary()?;
         let dir = tempfile::Builder::new()
             .prefix("switchyard-redis-")
             .tempdir()?;
         let port = free_port()?;
-        let child = Command::new(bin)
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let server = Self {
+        let child = spawn(port, dir.path())?;
+        Ok(Self {
             child,
             port,
             _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                return Err(HarnessError::NotReady(
-                    "redis-server".into(),
-                    format!("nothing listens on port {port}"),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(server)
+        })
+    }
+
+    /// Kill it and start an empty one on the same port: a restart that lost every key.
+    pub fn restart_empty(&mut self) -> Result<(), HarnessError> {
+        self.kill();
+        self.child = spawn(self.port, self._dir.path())?;
+        Ok(())
     }
 
     pub fn url(&self) -> String {
@@ -68,6 +57,30 @@ impl RedisServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Start redis-server on `port` and wait until it accepts connections.
+fn spawn(port: u16, dir: &std::path::Path) -> Result<Child, HarnessError> {
+    let mut child = Command::new(binary()?)
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--save", "", "--appendonly", "no", "--dir"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(HarnessError::NotReady(
+                "redis-server".into(),
+                format!("nothing listens on port {port}"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(child)
 }
 
 impl Drop for RedisServer {

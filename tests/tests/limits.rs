@@ -107,6 +107,8 @@ async fn caps_hold_across_four_replicas_sharing_redis() {
         redis_url.as_str(),
         "--redis-namespace",
         "e2e:",
+        "--limits-local-share-replicas",
+        "4",
     ];
     let kek = Keyring::generate_spec("k1").to_string();
     let sys = start_system_opts(4 * 1024 * 1024, &kek, &kek, &shared).await;
@@ -210,8 +212,56 @@ async fn caps_hold_across_four_replicas_sharing_redis() {
         );
     }
 
-    // Redis gone: calls that have limits are refused (fail closed, the default), with
-    // a reason; calls without limits are not affected.
+    // Redis restarts empty: every counter is gone. The period's spend is rebuilt from
+    // the collector's rollups before anything is admitted, so a cap still holds for
+    // the day instead of starting over. An account spends until its credit refuses.
+    let saver = child(&sys, &owner, "saver", credit(200)).await;
+    known_everywhere(&sys, &urls, &saver).await;
+    let mut calls = 0;
+    loop {
+        let (status, answer) = burst(&sys, &urls[..1], &saver, 1).await.remove(0);
+        if status == 429 {
+            assert_eq!(answer["error"]["type"], "insufficient_quota", "{answer}");
+            break;
+        }
+        assert_eq!(status, 200, "{answer}");
+        calls += 1;
+        assert!(calls < 100, "the credit never ran out");
+    }
+    let spent: i64 = spend(&sys, &saver, calls)
+        .await
+        .iter()
+        .map(|(_, c)| c)
+        .sum();
+    assert!(spent > 0 && spent <= 200, "spent {spent}");
+    redis.restart_empty().unwrap();
+    for url in &urls {
+        let (status, answer) = burst(&sys, std::slice::from_ref(url), &saver, 1)
+            .await
+            .remove(0);
+        assert_eq!(status, 429, "{url} after the restart: {answer}");
+        assert_eq!(answer["error"]["type"], "insufficient_quota", "{answer}");
+    }
+    // Calls within what is left still go through.
+    let (status, answer) = burst(&sys, &urls[1..2], &a, 1).await.remove(0);
+    assert!(status == 200 || status == 429, "{answer}");
+
+    // Redis gone: each owner's policy decides. Calls that have limits of an owner who
+    // fails closed (the default) are refused with a reason; calls without limits are
+    // not affected; an owner who fails open gets each replica's share of its limits
+    // (12 a minute over 4 replicas: 3 on each).
+    let (_, open_owner) = sys.owner("open", &fake).await;
+    let (status, body) = sys
+        .call(
+            Method::PUT,
+            "/x-config/limits?key=when_store_down".into(),
+            open_owner.clone(),
+            Some(json!("fail_open")),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let opened = child(&sys, &open_owner, "opened", json!({"rpm": 12})).await;
+    known_everywhere(&sys, &urls, &opened).await;
     redis.kill();
     let (status, answer) = burst(&sys, &urls[..1], &a, 1).await.remove(0);
     assert_eq!(status, 503, "{answer}");
@@ -219,4 +269,44 @@ async fn caps_hold_across_four_replicas_sharing_redis() {
     assert!(message.contains("limit store is unreachable"), "{message}");
     let (status, answer) = burst(&sys, &urls[..1], &owner, 1).await.remove(0);
     assert_eq!(status, 200, "{answer}");
+    early_in_a_minute().await;
+    let shares = burst(&sys, &urls[..1], &opened, 5).await;
+    let statuses: Vec<u16> = shares.iter().map(|(s, _)| *s).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        3,
+        "{shares:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        2,
+        "{shares:?}"
+    );
+
+    // The metrics say which policy decided, and that the store is down.
+    let metrics = sys
+        .http
+        .get(format!("{}/metrics", urls[0]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "switchyard_limit_store_up 0",
+        "switchyard_limit_store_down_decisions_total{policy=\"fail_closed\"} 1",
+        "switchyard_limit_store_down_decisions_total{policy=\"fail_open\"} 5",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("switchyard_limit_refusals_total{limit=\"credit\"}")),
+        "{metrics}"
+    );
 }

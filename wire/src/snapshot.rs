@@ -9,7 +9,7 @@ use switchyard_core::crypto::Sealed;
 use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::model::ModelPattern;
 use switchyard_core::policy::{CreditLimit, ModelLimit, Period, Policy};
-use switchyard_core::rules::{Price, Rules};
+use switchyard_core::rules::{LimitSettings, Price, Rules, StoreDown};
 use switchyard_core::snapshot::{Account, IssuedKey, ProviderKey, ProviderKind, Snapshot, Status};
 use switchyard_proto::v1 as pb;
 
@@ -127,6 +127,14 @@ pub fn encode_rules(owner: AccountId, r: &Rules) -> pb::Rules {
             .iter()
             .map(|(k, p)| (k.to_string(), encode_price(p)))
             .collect(),
+        limits: Some(pb::LimitSettings {
+            default_max_output_tokens: r.limits.default_max_output_tokens,
+            when_store_down: match r.limits.when_store_down {
+                StoreDown::FailClosed => pb::StoreDown::FailClosed,
+                StoreDown::FailOpen => pb::StoreDown::FailOpen,
+            }
+            .into(),
+        }),
     }
 }
 
@@ -259,6 +267,23 @@ pub fn decode_rules(r: pb::Rules) -> Result<Rules, String> {
             r.pricing.into_iter().map(|(k, p)| (k, decode_price(p))),
             "pricing",
         )?,
+        limits: r
+            .limits
+            .map(decode_limit_settings)
+            .transpose()?
+            .unwrap_or_default(),
+    })
+}
+
+fn decode_limit_settings(l: pb::LimitSettings) -> Result<LimitSettings, String> {
+    let when_store_down = match pb::StoreDown::try_from(l.when_store_down) {
+        Ok(pb::StoreDown::Unspecified | pb::StoreDown::FailClosed) => StoreDown::FailClosed,
+        Ok(pb::StoreDown::FailOpen) => StoreDown::FailOpen,
+        Err(_) => return Err(format!("limits when_store_down {}", l.when_store_down)),
+    };
+    Ok(LimitSettings {
+        default_max_output_tokens: l.default_max_output_tokens,
+        when_store_down,
     })
 }
 
@@ -472,5 +497,29 @@ mod tests {
             }),
             Err(DecodeError::Hash(_))
         ));
+    }
+
+    #[test]
+    fn limit_settings_round_trip() {
+        let owner = AccountId::new();
+        let mut rules = Rules::default();
+        assert_eq!(decode_rules(encode_rules(owner, &rules)), Ok(rules.clone()));
+        rules.limits = LimitSettings {
+            default_max_output_tokens: Some(300),
+            when_store_down: StoreDown::FailOpen,
+        };
+        assert_eq!(decode_rules(encode_rules(owner, &rules)), Ok(rules.clone()));
+        // An older control plane sends no settings: the defaults apply.
+        let mut wire = encode_rules(owner, &rules);
+        wire.limits = None;
+        assert_eq!(
+            decode_rules(wire).map(|r| r.limits),
+            Ok(LimitSettings::default())
+        );
+        let mut wire = encode_rules(owner, &rules);
+        if let Some(l) = wire.limits.as_mut() {
+            l.when_store_down = 9;
+        }
+        assert!(decode_rules(wire).is_err());
     }
 }

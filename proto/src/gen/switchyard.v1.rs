@@ -115,6 +115,16 @@ pub struct Rules {
     >,
     #[prost(map = "string, message", tag = "7")]
     pub pricing: ::std::collections::HashMap<::prost::alloc::string::String, Price>,
+    #[prost(message, optional, tag = "8")]
+    pub limits: ::core::option::Option<LimitSettings>,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct LimitSettings {
+    /// Output tokens reserved for a call that names no maximum; unset: the data plane's default.
+    #[prost(uint32, optional, tag = "1")]
+    pub default_max_output_tokens: ::core::option::Option<u32>,
+    #[prost(enumeration = "StoreDown", tag = "2")]
+    pub when_store_down: i32,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Account {
@@ -267,6 +277,38 @@ impl KeyHealthState {
             "KEY_HEALTH_STATE_HEALTHY" => Some(Self::Healthy),
             "KEY_HEALTH_STATE_COOLING_DOWN" => Some(Self::CoolingDown),
             "KEY_HEALTH_STATE_UNHEALTHY" => Some(Self::Unhealthy),
+            _ => None,
+        }
+    }
+}
+/// With the shared limit store away: refuse calls that have limits, or admit them on
+/// each replica's share of every limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum StoreDown {
+    /// Fail closed.
+    Unspecified = 0,
+    FailClosed = 1,
+    FailOpen = 2,
+}
+impl StoreDown {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "STORE_DOWN_UNSPECIFIED",
+            Self::FailClosed => "STORE_DOWN_FAIL_CLOSED",
+            Self::FailOpen => "STORE_DOWN_FAIL_OPEN",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "STORE_DOWN_UNSPECIFIED" => Some(Self::Unspecified),
+            "STORE_DOWN_FAIL_CLOSED" => Some(Self::FailClosed),
+            "STORE_DOWN_FAIL_OPEN" => Some(Self::FailOpen),
             _ => None,
         }
     }

@@ -1,0 +1,113 @@
+//! Rebuilding credit counters after they were lost. Counters start empty when Redis
+//! loses its data (or, in embedded mode, when the process restarts); admitting on
+//! empty counters would hand every account its whole period's credit again. So the
+//! limiter refuses to admit until the period's spend, as the usage collector's
+//! daily rollups hold it, has been added back to every credit counter.
+//!
+//! The rebuilt counter misses what calls in flight, or usage not yet delivered to the
+//! collector, cost at that moment; RPM and TPM counters are not rebuilt, since their
+//! windows are one minute.
+
+use std::time::Duration;
+
+use switchyard_core::limits::DaySpend;
+use switchyard_core::snapshot::Compiled;
+use switchyard_core::time;
+use switchyard_proto::v1 as pb;
+use switchyard_proto::v1::usage_service_client::UsageServiceClient;
+use tokio::sync::Mutex;
+use tonic::transport::Channel;
+
+use crate::limiter::{Limiter, LimiterError};
+
+/// Reads the period's spend from the collector and primes the counters with it.
+pub struct Rebuilder {
+    collector: Option<UsageServiceClient<Channel>>,
+    /// One rebuild at a time in this process; across replicas, the limiter's primed
+    /// marker makes sure spend is added once.
+    running: Mutex<()>,
+    timeout: Duration,
+}
+
+impl Rebuilder {
+    /// A rebuilder reading from the collector at `url` (connected on first use).
+    pub fn new(url: &str, timeout: Duration) -> Self {
+        let collector = tonic::transport::Endpoint::from_shared(url.to_owned())
+            .map(|e| {
+                let channel = e
+                    .connect_timeout(timeout)
+                    .timeout(timeout)
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                UsageServiceClient::new(channel)
+            })
+            .map_err(|e| tracing::error!(url, error = %e, "collector URL is invalid; credit counters cannot be rebuilt"))
+            .ok();
+        Self {
+            collector,
+            running: Mutex::new(()),
+            timeout,
+        }
+    }
+
+    /// Make sure `limiter` holds the current period's spend: a no-op when it already
+    /// does, else read it from the collector and add it, once.
+    pub async fn ensure_primed(
+        &self,
+        limiter: &Limiter,
+        snapshot: &Compiled,
+        now_ms: i64,
+    ) -> Result<(), LimiterError> {
+        let _one_at_a_time = self.running.lock().await;
+        if limiter.is_primed().await? {
+            return Ok(());
+        }
+        let spend = self.spend_this_month(now_ms).await?;
+        let values = snapshot.rebuilt_credits(&spend, now_ms);
+        let primed = limiter.prime(&values, now_ms).await?;
+        if primed {
+            tracing::warn!(
+                counters = values.len(),
+                "limit counters were empty; credit spend rebuilt from the usage ledger"
+            );
+        }
+        Ok(())
+    }
+
+    /// Every account's own spend per day, from the first of this month until today.
+    async fn spend_this_month(&self, now_ms: i64) -> Result<Vec<DaySpend>, LimiterError> {
+        let Some(collector) = &self.collector else {
+            return Err(LimiterError::Unavailable(
+                "no usage collector to rebuild credit counters from".into(),
+            ));
+        };
+        let today = now_ms.div_euclid(86_400_000);
+        let (y, m, _) = time::civil_from_days(today);
+        let first = time::days_from_civil(y, i64::from(m), 1);
+        let query = pb::RollupQuery {
+            main_account_id: String::new(),
+            account_ids: Vec::new(),
+            from_day: time::day_text(first),
+            to_day: time::day_text(today),
+            granularity: pb::Granularity::Day.into(),
+        };
+        let unreachable =
+            |e: String| LimiterError::Unavailable(format!("usage collector for the rebuild: {e}"));
+        let reply = tokio::time::timeout(self.timeout, collector.clone().query_rollups(query))
+            .await
+            .map_err(|_| unreachable("no answer in time".into()))?
+            .map_err(|e| unreachable(e.message().to_owned()))?
+            .into_inner();
+        Ok(reply
+            .rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(DaySpend {
+                    day: time::parse_utc_day(&r.period)?,
+                    account: r.account_id.parse().ok()?,
+                    cost_nanos: u64::try_from(r.cost_nanos).unwrap_or(0),
+                })
+            })
+            .collect())
+    }
+}
