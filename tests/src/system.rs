@@ -373,3 +373,34 @@ pub fn expected_tokens(system: &str, user: &str) -> (u64, u64) {
         count_tokens(&format!("echo: {user}")),
     )
 }
+
+/// Waits until the snapshot carrying the latest change is applied (rules, keys):
+/// the control plane's status shows every replica at its newest revision.
+pub async fn settle(sys: &System) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = sys
+            .call(
+                Method::GET,
+                "/dashboard/status".into(),
+                sys.root.clone(),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let revision = body["config_revision"].as_u64().unwrap();
+        let planes = body["data_planes"].as_array().cloned().unwrap_or_default();
+        if !planes.is_empty()
+            && planes
+                .iter()
+                .all(|p| p["applied_version"].as_u64() >= Some(revision))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "data planes never applied revision {revision}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -14,7 +14,9 @@ use switchyard_core::crypto::Keyring;
 use switchyard_fake_upstream::FakeUpstream;
 use switchyard_tests::procs::Proc;
 use switchyard_tests::redis::RedisServer;
-use switchyard_tests::system::{System, chat, start_system_opts, usage_logs, wait_for_key_at};
+use switchyard_tests::system::{
+    System, chat, settle, start_system_opts, usage_logs, wait_for_key_at,
+};
 
 /// A sub-account of `parent_key`'s account with `policy`: its API key.
 async fn child(sys: &System, parent_key: &str, name: &str, policy: Value) -> String {
@@ -245,6 +247,62 @@ async fn caps_hold_across_four_replicas_sharing_redis() {
     // Calls within what is left still go through.
     let (status, answer) = burst(&sys, &urls[1..2], &a, 1).await.remove(0);
     assert!(status == 200 || status == 429, "{answer}");
+
+    // The owner's default output reservation applies to calls that name no maximum:
+    // 5,000 tokens (5,000 nano-dollars here) cannot fit a 2,000 credit, 500 can.
+    let frugal = child(&sys, &owner, "frugal", credit(2_000)).await;
+    known_everywhere(&sys, &urls, &frugal).await;
+    let unbounded_call = |url: &str| {
+        sys.http
+            .post(format!("{url}/v1/chat/completions"))
+            .bearer_auth(&frugal)
+            .json(&chat("no maximum named", false))
+            .send()
+    };
+    for (tokens, admitted) in [(5_000, false), (500, true)] {
+        let (status, body) = sys
+            .call(
+                Method::PUT,
+                "/x-config/limits?key=default_max_output_tokens".into(),
+                owner.clone(),
+                Some(json!(tokens)),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        settle(&sys).await;
+        let r = unbounded_call(&urls[2]).await.unwrap();
+        assert_eq!(r.status() == StatusCode::OK, admitted, "default {tokens}");
+    }
+    // Bad settings are refused with a reason, and change nothing.
+    for (key, value, why) in [
+        (
+            "default_max_output_tokens",
+            json!(0),
+            "between 1 and 1000000",
+        ),
+        ("default_max_output_tokens", json!("lots"), "invalid type"),
+        ("when_store_down", json!("sometimes"), "unknown variant"),
+        ("burst", json!(1), "unknown field"),
+    ] {
+        let (status, body) = sys
+            .call(
+                Method::PUT,
+                format!("/x-config/limits?key={key}"),
+                owner.clone(),
+                Some(value),
+            )
+            .await;
+        assert!(status == 400 || status == 422, "{key}: {status} {body}");
+        assert!(body.to_string().contains(why), "{key}: {body}");
+    }
+    let (status, body) = sys
+        .call(Method::GET, "/x-config/limits".into(), owner.clone(), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"default_max_output_tokens": 500, "when_store_down": "fail_closed"})
+    );
 
     // Redis gone: each owner's policy decides. Calls that have limits of an owner who
     // fails closed (the default) are refused with a reason; calls without limits are

@@ -14,7 +14,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use switchyard_core::crypto::Keyring;
 use switchyard_fake_upstream::{Behaviour, FakeUpstream};
-use switchyard_tests::system::{System, chat, start_system_opts, usage_logs, wait_for_key};
+use switchyard_tests::system::{System, chat, settle, start_system_opts, usage_logs, wait_for_key};
 
 /// A data plane with short timeouts so failure scenarios take seconds.
 async fn start() -> System {
@@ -107,37 +107,6 @@ async fn call_chat(
     let status = r.status();
     let headers = r.headers().clone();
     (status, headers, r.json().await.unwrap_or(Value::Null))
-}
-
-/// Waits until the snapshot carrying the latest change is applied (rules, keys):
-/// the control plane's status shows every replica at its newest revision.
-async fn settle(sys: &System) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (status, body) = sys
-            .call(
-                Method::GET,
-                "/dashboard/status".into(),
-                sys.root.clone(),
-                None,
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-        let revision = body["config_revision"].as_u64().unwrap();
-        let planes = body["data_planes"].as_array().cloned().unwrap_or_default();
-        if !planes.is_empty()
-            && planes
-                .iter()
-                .all(|p| p["applied_version"].as_u64() >= Some(revision))
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "data planes never applied revision {revision}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
