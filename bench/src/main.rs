@@ -8,6 +8,9 @@
 //!   stall shows up instead of slowing the load (no coordinated omission).
 //! - Time to first byte of streams, added over the direct call.
 //! - Maximum throughput with 64 connections (closed loop).
+//! - The admission path: latency at a fixed rate of calls that have limits next to
+//!   calls of an account without any, on a data plane counting in-process and on one
+//!   counting in Redis (on loopback), in the same run.
 
 use std::io::Write;
 use std::path::Path;
@@ -22,7 +25,8 @@ use serde_json::{Value, json};
 use switchyard_core::apikey;
 use switchyard_tests::free_port;
 use switchyard_tests::procs::Proc;
-use switchyard_tests::system::{ServiceSpec, Services, spawn_services};
+use switchyard_tests::redis::RedisServer;
+use switchyard_tests::system::{ServiceSpec, Services, spawn_data_plane, spawn_services};
 
 #[derive(Parser)]
 #[command(about = "Switchyard's proxy benchmark")]
@@ -39,6 +43,9 @@ struct Args {
     /// Streams measured for time to first byte.
     #[arg(long, default_value_t = 2000)]
     streams: usize,
+    /// Open-loop rate of the admission-path phase.
+    #[arg(long, default_value_t = 1000)]
+    admission_rate: u32,
 }
 
 #[derive(Clone)]
@@ -104,13 +111,19 @@ http {{
     Ok((nginx, port))
 }
 
-/// The processes of the system, on SQLite, with one owner whose provider key is the
-/// fake upstream. Returns them (stopped on drop) and an issued key.
-async fn start_system(
-    dir: &Path,
-    upstream: &str,
-    http: &reqwest::Client,
-) -> anyhow::Result<(Vec<Proc>, String, String)> {
+/// The processes of the system, on SQLite, with two owners whose provider key is the
+/// fake upstream: one whose limits every call is checked against, one without limits.
+struct Bench {
+    procs: Vec<Proc>,
+    proxy: String,
+    limited_key: String,
+    free_key: String,
+    control_url: String,
+    collector_url: String,
+    kek: String,
+}
+
+async fn start_system(dir: &Path, upstream: &str, http: &reqwest::Client) -> anyhow::Result<Bench> {
     let root = apikey::generate_with_prefix("sy-root-")
         .clear
         .expose()
@@ -134,16 +147,43 @@ async fn start_system(
         },
     )?;
     let admin = control.url("http");
+    // Limits high enough never to refuse, so every call goes through admission and
+    // settlement on each counter kind.
+    let limits = json!({
+        "rpm": 100_000_000, "key_rpm": 100_000_000,
+        "model_limits": {"*": {"rpm": 100_000_000, "tpm": 100_000_000_000_u64}},
+        "credit": {"limit_nanos": 1_000_000_000_000_000_000_u64, "period": "month"}
+    });
+    let limited_key = owner(http, &admin, &root, "bench", limits, upstream).await?;
+    let free_key = owner(http, &admin, &root, "free", json!({}), upstream).await?;
+    let proxy = data.url("http");
+    for key in [&limited_key, &free_key] {
+        wait_served(http, &proxy, key).await?;
+    }
+    Ok(Bench {
+        control_url: control.url("grpc"),
+        collector_url: collector.url("grpc"),
+        procs: vec![collector, control, data],
+        proxy,
+        limited_key,
+        free_key,
+        kek,
+    })
+}
+
+/// A main account with `policy` and the fake upstream as its provider key: its key.
+async fn owner(
+    http: &reqwest::Client,
+    admin: &str,
+    root: &str,
+    name: &str,
+    policy: Value,
+    upstream: &str,
+) -> anyhow::Result<String> {
     let created: Value = http
         .post(format!("{admin}/x-users"))
-        .bearer_auth(&root)
-        // Limits high enough never to refuse, so every call goes through admission
-        // and settlement on each counter kind.
-        .json(&json!({"name": "bench", "policy": {
-            "rpm": 100_000_000, "key_rpm": 100_000_000,
-            "model_limits": {"*": {"rpm": 100_000_000, "tpm": 100_000_000_000_u64}},
-            "credit": {"limit_nanos": 1_000_000_000_000_000_000_u64, "period": "month"}
-        }}))
+        .bearer_auth(root)
+        .json(&json!({"name": name, "policy": policy}))
         .send()
         .await?
         .json()
@@ -161,24 +201,27 @@ async fn start_system(
     if !added.status().is_success() {
         bail!("adding the provider key failed: {}", added.text().await?);
     }
-    let proxy = data.url("http");
+    Ok(key)
+}
+
+/// Until the data plane at `proxy` serves `key`.
+async fn wait_served(http: &reqwest::Client, proxy: &str, key: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let r = http
+        let answer = http
             .post(format!("{proxy}/v1/chat/completions"))
-            .bearer_auth(&key)
+            .bearer_auth(key)
             .json(&chat(false))
             .send()
-            .await?;
-        if r.status().is_success() {
-            break;
+            .await;
+        if answer.as_ref().is_ok_and(|r| r.status().is_success()) {
+            return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("the data plane never served the key: {}", r.status());
+            bail!("the data plane at {proxy} never served the key: {answer:?}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Ok((vec![collector, control, data], proxy, key))
 }
 
 fn chat(stream: bool) -> Value {
@@ -365,7 +408,7 @@ async fn main() -> anyhow::Result<()> {
         .parse()
         .context("fake upstream address")?;
     let (_nginx, nginx_port) = start_nginx(dir.path(), fake_addr)?;
-    let (_procs, proxy, key) = start_system(dir.path(), &format!("{fake_url}/v1"), &http).await?;
+    let bench = start_system(dir.path(), &format!("{fake_url}/v1"), &http).await?;
     let path = "/v1/chat/completions";
     let targets = [
         Target {
@@ -377,8 +420,8 @@ async fn main() -> anyhow::Result<()> {
             key: "sk-bench-0001".into(),
         },
         Target {
-            url: format!("{proxy}{path}"),
-            key,
+            url: format!("{}{path}", bench.proxy),
+            key: bench.limited_key.clone(),
         },
     ];
     // Warm every pool.
@@ -423,6 +466,69 @@ async fn main() -> anyhow::Result<()> {
         rps[2],
         rps[2] / rps[1]
     )?;
+    admission(&mut out, &args, &http, &bench, dir.path()).await?;
+    drop(bench.procs);
     drop(fake);
+    Ok(())
+}
+
+/// The admission path: calls of the limited owner against calls of the owner without
+/// limits, on the in-process data plane and on a second one counting in Redis.
+async fn admission(
+    out: &mut impl Write,
+    args: &Args,
+    http: &reqwest::Client,
+    bench: &Bench,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let redis = RedisServer::start()?;
+    let redis_url = redis.url();
+    let shared = spawn_data_plane(
+        dir,
+        &bench.control_url,
+        &bench.collector_url,
+        &bench.kek,
+        &["--redis-url", &redis_url],
+        &[("RUST_LOG", "warn")],
+    )?;
+    let shared_url = shared.url("http");
+    for key in [&bench.limited_key, &bench.free_key] {
+        wait_served(http, &shared_url, key).await?;
+    }
+    let path = "/v1/chat/completions";
+    let rate = args.admission_rate;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "| admission at {rate} req/s | no limits | limits | limits added |"
+    )?;
+    writeln!(out, "|---|---|---|---|")?;
+    for (counters, proxy) in [("in-process", &bench.proxy), ("Redis", &shared_url)] {
+        let target = |key: &str| Target {
+            url: format!("{proxy}{path}"),
+            key: key.to_owned(),
+        };
+        let (free, limited) = (target(&bench.free_key), target(&bench.limited_key));
+        throughput(http, &free, 8, 1).await;
+        throughput(http, &limited, 8, 1).await;
+        let without = open_loop(http, &free, rate, args.seconds).await;
+        let with = open_loop(http, &limited, rate, args.seconds).await;
+        for (label, p) in [("p50", 0.50), ("p99", 0.99)] {
+            writeln!(
+                out,
+                "| {counters} {label} (ms) | {:.3} | {:.3} | {:+.3} |",
+                without.pct(p),
+                with.pct(p),
+                with.pct(p) - without.pct(p)
+            )?;
+        }
+        writeln!(
+            out,
+            "| {counters} errors | {} | {} | |",
+            without.errors, with.errors
+        )?;
+    }
+    drop(shared);
+    drop(redis);
     Ok(())
 }

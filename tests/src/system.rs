@@ -46,24 +46,13 @@ impl System {
     /// Another data-plane replica following the same control plane and collector,
     /// with `args` added; returned once it serves a snapshot.
     pub async fn another_data_plane(&self, args: &[&str]) -> Proc {
-        let control = self.control.url("grpc");
-        let collector = self._collector.url("grpc");
-        let all: Vec<&str> = [
-            "--listen",
-            "127.0.0.1:0",
-            "--control-plane-url",
-            &control,
-            "--collector-url",
-            &collector,
-        ]
-        .into_iter()
-        .chain(args.iter().copied())
-        .collect();
-        let data = Proc::spawn(
-            "switchyard-data-plane",
-            &all,
-            &[("SWITCHYARD_KEK", &self.data_kek)],
+        let data = spawn_data_plane(
             self._dir.path(),
+            &self.control.url("grpc"),
+            &self._collector.url("grpc"),
+            &self.data_kek,
+            args,
+            &[],
         )
         .unwrap();
         wait_ready(&self.http, &data).await;
@@ -160,6 +149,32 @@ pub struct Services {
     pub data: Proc,
 }
 
+/// A data plane following `control_url` and delivering usage to `collector_url`.
+pub fn spawn_data_plane(
+    dir: &Path,
+    control_url: &str,
+    collector_url: &str,
+    kek: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Proc, HarnessError> {
+    let all: Vec<&str> = [
+        "--listen",
+        "127.0.0.1:0",
+        "--control-plane-url",
+        control_url,
+        "--collector-url",
+        collector_url,
+    ]
+    .into_iter()
+    .chain(args.iter().copied())
+    .collect();
+    let env: Vec<(&str, &str)> = std::iter::once(("SWITCHYARD_KEK", kek))
+        .chain(env.iter().copied())
+        .collect();
+    Proc::spawn("switchyard-data-plane", &all, &env, dir)
+}
+
 pub fn spawn_services(dir: &Path, spec: &ServiceSpec<'_>) -> Result<Services, HarnessError> {
     let collector = Proc::spawn(
         "switchyard-usage-collector",
@@ -196,22 +211,14 @@ pub fn spawn_services(dir: &Path, spec: &ServiceSpec<'_>) -> Result<Services, Ha
         ],
         dir,
     )?;
-    let control_url = control.url("grpc");
-    let args: Vec<&str> = [
-        "--listen",
-        "127.0.0.1:0",
-        "--control-plane-url",
-        &control_url,
-        "--collector-url",
+    let data = spawn_data_plane(
+        dir,
+        &control.url("grpc"),
         &collector_url,
-    ]
-    .into_iter()
-    .chain(spec.data_args.iter().copied())
-    .collect();
-    let env: Vec<(&str, &str)> = std::iter::once(("SWITCHYARD_KEK", spec.data_kek))
-        .chain(spec.data_env.iter().copied())
-        .collect();
-    let data = Proc::spawn("switchyard-data-plane", &args, &env, dir)?;
+        spec.data_kek,
+        spec.data_args,
+        spec.data_env,
+    )?;
     Ok(Services {
         collector,
         control,
