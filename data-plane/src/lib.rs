@@ -175,6 +175,7 @@ pub async fn run(
         limiter,
         rebuilder,
         local_share,
+        limit_store_up: std::sync::atomic::AtomicU8::new(2),
     });
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -84,6 +84,8 @@ pub struct App {
     pub rebuilder: Rebuilder,
     /// Counters for owners who fail open while the shared limiter cannot be reached.
     pub local_share: LocalShare,
+    /// The last limit check reached the counters: 1, did not: 0, none yet: 2.
+    pub limit_store_up: AtomicU8,
 }
 
 /// This replica's own counters, used while the shared limiter is unreachable for the
@@ -509,7 +511,11 @@ async fn admit_limits(
             Err(e) => Err(e),
         };
     }
-    metrics::gauge!(metric::LIMIT_STORE_UP).set(if outcome.is_ok() { 1.0 } else { 0.0 });
+    // The gauge is set when the state flips, not on every call.
+    let up = u8::from(outcome.is_ok());
+    if app.limit_store_up.swap(up, Ordering::Relaxed) != up {
+        metrics::gauge!(metric::LIMIT_STORE_UP).set(f64::from(up));
+    }
     let (limiter, charges, verdict) = match outcome {
         Ok(verdict) => (app.limiter.clone(), charges, verdict),
         Err(e) => {
