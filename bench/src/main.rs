@@ -479,6 +479,9 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Pause between admission phases for the collector to catch up.
+const DRAIN: Duration = Duration::from_secs(3);
+
 /// The admission path: calls of the limited owner against calls of the owner without
 /// limits, on the in-process data plane and on a second one counting in Redis.
 async fn admission(
@@ -518,7 +521,11 @@ async fn admission(
         let (free, limited) = (target(&bench.free_key), target(&bench.limited_key));
         throughput(http, &free, 8, 1).await;
         throughput(http, &limited, 8, 1).await;
+        // Each phase starts once the collector stored the previous one's usage, so
+        // the second of a pair does not pay for the first.
+        tokio::time::sleep(DRAIN).await;
         let without = open_loop(http, &free, rate, args.seconds).await;
+        tokio::time::sleep(DRAIN).await;
         let with = open_loop(http, &limited, rate, args.seconds).await;
         for (label, p) in [("p50", 0.50), ("p99", 0.99)] {
             writeln!(
@@ -533,6 +540,16 @@ async fn admission(
             out,
             "| {counters} errors | {} | {} | |",
             without.errors, with.errors
+        )?;
+        tokio::time::sleep(DRAIN).await;
+        let rps_without = throughput(http, &free, args.connections, args.seconds).await;
+        tokio::time::sleep(DRAIN).await;
+        let rps_with = throughput(http, &limited, args.connections, args.seconds).await;
+        writeln!(
+            out,
+            "| {counters} throughput, {} connections (req/s) | {rps_without:.0} | {rps_with:.0} | {:.2}× |",
+            args.connections,
+            rps_with / rps_without
         )?;
     }
     drop(shared);

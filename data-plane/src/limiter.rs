@@ -10,10 +10,17 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use switchyard_core::limits::{self, Charge, CounterValue, Used};
+use tokio::sync::mpsc;
 
 /// Redis key prefix; the number changes with the counters' layout or the scripts'
 /// meaning, so old and new data planes never share counters they read differently.
 pub const KEY_VERSION: &str = "sy:l2:";
+
+/// Settlements waiting for the settling task; beyond this they are dropped (and
+/// their reservations stand).
+const SETTLE_QUEUE: usize = 65_536;
+/// Most settlements sent in one script call.
+const SETTLE_BATCH: usize = 64;
 
 /// The key (under the prefix) whose presence says the credit counters were rebuilt
 /// from the usage ledger since this Redis last started empty. It has no expiry, so
@@ -139,23 +146,17 @@ impl Limiter {
         }
     }
 
-    /// Settle without making the caller wait: in-process counters at once, Redis on
-    /// a task of its own. A lost settlement leaves the reservation standing (counters
-    /// over-count until the window ends, never under-count).
+    /// Settle without making the caller wait: in-process counters at once, Redis by
+    /// the settling task, which sends what queued up meanwhile in one script call. A
+    /// lost settlement leaves the reservation standing (counters over-count until the
+    /// window ends, never under-count).
     pub fn settle_in_background(self: &Arc<Self>, charges: Vec<Charge>, used: Used, now_ms: i64) {
+        if charges.iter().all(|c| c.actual(used) == c.reserve) {
+            return;
+        }
         match &**self {
             Self::Local(l) => l.settle(&charges, used, now_ms),
-            Self::Redis(_) => {
-                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                    return;
-                };
-                let limiter = self.clone();
-                runtime.spawn(async move {
-                    if let Err(e) = limiter.settle(&charges, used, now_ms).await {
-                        tracing::warn!(error = %e, "limit settlement lost; the reservation stands until its window ends");
-                    }
-                });
-            }
+            Self::Redis(r) => r.settle_later(charges, used),
         }
     }
 
@@ -316,6 +317,8 @@ impl LocalCounters {
 /// one per settlement, each covering every counter of the request.
 #[derive(Clone)]
 pub struct RedisCounters {
+    /// Feeds the settling task (`None` outside a runtime, or in that task's own copy).
+    settlements: Option<mpsc::Sender<(Vec<Charge>, Used)>>,
     connection: ConnectionManager,
     prefix: String,
     primed_key: String,
@@ -336,7 +339,8 @@ impl RedisCounters {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(1);
         let connection = ConnectionManager::new_lazy_with_config(client, config)?;
-        Ok(Self {
+        let mut counters = Self {
+            settlements: None,
             connection,
             prefix: format!("{KEY_VERSION}{namespace}"),
             primed_key: format!("{KEY_VERSION}{namespace}{PRIMED_KEY}"),
@@ -344,7 +348,58 @@ impl RedisCounters {
             settle: redis::Script::new(SETTLE_LUA),
             prime: redis::Script::new(PRIME_LUA),
             timeout,
-        })
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (tx, rx) = mpsc::channel(SETTLE_QUEUE);
+            runtime.spawn(counters.clone().settle_queued(rx));
+            counters.settlements = Some(tx);
+        }
+        Ok(counters)
+    }
+
+    fn settle_later(&self, charges: Vec<Charge>, used: Used) {
+        let queued = self
+            .settlements
+            .as_ref()
+            .is_some_and(|q| q.try_send((charges, used)).is_ok());
+        if !queued {
+            tracing::warn!(
+                "limit settlement queue full; the reservation stands until its window ends"
+            );
+        }
+    }
+
+    /// Send queued settlements, as many as are waiting (up to a bound) in one script
+    /// call: under load one round trip settles many calls. Ends when every sender is gone.
+    async fn settle_queued(self, mut queue: mpsc::Receiver<(Vec<Charge>, Used)>) {
+        let mut batch = Vec::with_capacity(SETTLE_BATCH);
+        while queue.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
+            let mut call = self.settle.prepare_invoke();
+            for (charges, used) in &batch {
+                self.add_settlement(&mut call, charges, *used);
+            }
+            if let Err(e) = self.invoke::<i64>(&call).await {
+                tracing::warn!(error = %e, calls = batch.len(), "limit settlements lost; their reservations stand until their windows end");
+            }
+            batch.clear();
+        }
+    }
+
+    fn add_settlement(
+        &self,
+        call: &mut redis::ScriptInvocation<'_>,
+        charges: &[Charge],
+        used: Used,
+    ) {
+        for c in charges {
+            let actual = c.actual(used);
+            if actual != c.reserve {
+                call.key(format!("{}{}", self.prefix, c.counter))
+                    .arg(c.reserve)
+                    .arg(actual)
+                    .arg(c.expires_at_ms);
+            }
+        }
     }
 
     async fn bounded<T>(
@@ -415,12 +470,7 @@ impl RedisCounters {
 
     async fn settle(&self, charges: &[Charge], used: Used) -> Result<(), LimiterError> {
         let mut call = self.settle.prepare_invoke();
-        for c in charges {
-            call.key(format!("{}{}", self.prefix, c.counter))
-                .arg(c.reserve)
-                .arg(c.actual(used))
-                .arg(c.expires_at_ms);
-        }
+        self.add_settlement(&mut call, charges, used);
         let _: i64 = self.invoke(&call).await?;
         Ok(())
     }

@@ -70,7 +70,8 @@ async fn primed(limiter: &Limiter) {
 every_limiter!(
     an_rpm_cap_admits_exactly_its_number,
     parent_credit_binds_the_sum_of_its_children,
-    settlement_replaces_the_reservation
+    settlement_replaces_the_reservation,
+    settlements_in_the_background_all_arrive
 );
 
 /// The clock every call of a scenario uses: one instant, so one window holds every
@@ -270,6 +271,35 @@ async fn counters_wait_for_their_rebuild(limiter: &Limiter) {
         Ok(())
     );
     assert_eq!(limiter.value(&c[0].counter).await.unwrap(), 1_000);
+}
+
+/// Settlements handed off without waiting (Redis sends queued ones together) all
+/// land: the counter ends at what was used.
+async fn settlements_in_the_background_all_arrive(limiter: Arc<Limiter>) {
+    let chain = vec![account(None, Some(1_000_000))];
+    let mut counter = String::new();
+    for _ in 0..200 {
+        let c = charges(&chain, 100);
+        assert_eq!(limiter.admit(&c, clock()).await.unwrap(), Ok(()));
+        counter.clone_from(&c[0].counter);
+        limiter.settle_in_background(
+            c,
+            Used {
+                tokens: 0,
+                cost_nanos: 7,
+            },
+            clock(),
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while limiter.value(&counter).await.unwrap() != 1_400 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "counter at {}",
+            limiter.value(&counter).await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// A small deterministic generator, so a failure replays.
