@@ -14,10 +14,15 @@ use switchyard_wire::encode_event;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+/// How long a batch waits for company after its first event: each batch is a
+/// collector transaction, and usage is not needed within milliseconds.
+const LINGER: Duration = Duration::from_millis(5);
 /// Events per batch at most.
-const MAX_BATCH: usize = 256;
-/// Unacknowledged batches held before the sender stops taking new events.
-const MAX_PENDING: usize = 64;
+const MAX_BATCH: usize = 512;
+/// Unacknowledged batches in flight. While they are, new events wait in the queue
+/// and leave together as the next batch: a quiet data plane sends each event at
+/// once, a busy one sends few large batches (one collector transaction each).
+const MAX_PENDING: usize = 2;
 
 /// The request path's handle: enqueue without waiting.
 #[derive(Clone)]
@@ -95,13 +100,20 @@ pub async fn deliver(url: String, mut rx: mpsc::Receiver<UsageEvent>) {
                 event = rx.recv(), if !closed && pending.len() < MAX_PENDING => match event {
                     None => closed = true,
                     Some(first) => {
-                        let mut events = vec![encode_event(first)];
-                        while events.len() < MAX_BATCH {
-                            match rx.try_recv() {
-                                Ok(e) => events.push(encode_event(e)),
+                        let mut held = vec![first];
+                        let deadline = tokio::time::Instant::now() + LINGER;
+                        while held.len() < MAX_BATCH {
+                            let room = MAX_BATCH - held.len();
+                            match tokio::time::timeout_at(deadline, rx.recv_many(&mut held, room)).await {
+                                Ok(0) => {
+                                    closed = true;
+                                    break;
+                                }
+                                Ok(_) => {}
                                 Err(_) => break,
                             }
                         }
+                        let events: Vec<pb::UsageEvent> = held.into_iter().map(encode_event).collect();
                         seq += 1;
                         let batch = pb::UsageBatch { seq, events };
                         pending.push_back(batch.clone());
