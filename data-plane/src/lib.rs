@@ -17,6 +17,7 @@ mod metric;
 pub mod proxy;
 pub mod rebuild;
 mod relay;
+pub mod spool;
 pub mod sync;
 mod upstream;
 pub mod usage;
