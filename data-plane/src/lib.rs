@@ -42,6 +42,7 @@ use crate::limiter::{Limiter, LimiterError, LocalCounters, RedisCounters};
 use crate::live::Live;
 use crate::proxy::{App, Limits, LocalShare, error_response};
 use crate::rebuild::Rebuilder;
+use crate::spool::{Spool, SpoolError};
 use crate::usage::UsageSink;
 
 pub struct Config {
@@ -60,8 +61,11 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Usage events held in memory before delivery.
     pub usage_queue: usize,
-    /// How long shutdown waits for usage to be acknowledged.
+    /// How long shutdown waits for usage to be acknowledged (then it is spooled).
     pub usage_flush_timeout: Duration,
+    /// Where usage the collector cannot take now waits, across restarts; `None`:
+    /// only the in-memory queue (lost with the process).
+    pub usage_spool: Option<SpoolConfig>,
     /// Shared limit counters; `None`: counters in this process (embedded mode).
     pub redis: Option<RedisConfig>,
     /// With Redis away, owners who fail open get each limit divided by this count
@@ -69,6 +73,11 @@ pub struct Config {
     pub local_share_replicas: u32,
     /// Renders this process's metrics at `/metrics` (`None`: no metrics endpoint).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+pub struct SpoolConfig {
+    pub dir: std::path::PathBuf,
+    pub max_bytes: u64,
 }
 
 /// Longest wait for the collector's spend when counters are rebuilt.
@@ -90,6 +99,8 @@ pub enum DataPlaneError {
     Http(#[from] std::io::Error),
     #[error("invalid Redis settings: {0}")]
     Redis(#[from] LimiterError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
 }
 
 /// Install the process-wide TLS provider (ring) once; later calls are no-ops.
@@ -150,7 +161,17 @@ pub async fn run(
     let live = Arc::new(Live::default());
     let (sink, queue) = UsageSink::new(config.usage_queue);
     let rebuilder = Rebuilder::new(&config.collector_url, REBUILD_TIMEOUT);
-    let delivery = tokio::spawn(usage::deliver(config.collector_url, queue));
+    let spool = match &config.usage_spool {
+        Some(s) => Some(Spool::open(&s.dir, s.max_bytes)?),
+        None => {
+            tracing::warn!(
+                "no usage spool: usage the collector cannot take is held in memory only"
+            );
+            None
+        }
+    };
+    let (stop_delivery, stop) = tokio::sync::oneshot::channel();
+    let mut delivery = tokio::spawn(usage::deliver(config.collector_url, queue, spool, stop));
     let following = tokio::spawn(sync::follow(
         config.control_plane_url,
         config.replica_id,
@@ -189,11 +210,17 @@ pub async fn run(
     .await;
     following.abort();
     // The router (and with it every sink) is gone; the sender drains and returns.
-    if tokio::time::timeout(config.usage_flush_timeout, delivery)
+    if tokio::time::timeout(config.usage_flush_timeout, &mut delivery)
         .await
         .is_err()
     {
-        tracing::error!("usage not fully delivered before the shutdown deadline");
+        // Past the deadline: what is left goes to the spool (if any) for the next start.
+        let _ = stop_delivery.send(());
+        let spooled = tokio::time::timeout(Duration::from_secs(10), delivery).await;
+        tracing::error!(
+            spooled = spooled.is_ok(),
+            "usage not acknowledged before the shutdown deadline"
+        );
     }
     served?;
     Ok(())

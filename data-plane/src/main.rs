@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use switchyard_core::route::CoolDown;
 use switchyard_data_plane::proxy::Limits;
-use switchyard_data_plane::{Config, RedisConfig};
+use switchyard_data_plane::{Config, RedisConfig, SpoolConfig};
 use switchyard_runtime::{KeyringArgs, bind, init_logging, shutdown_on_signal, write_addr_file};
 
 // The request path allocates many small, short-lived buffers across threads, where
@@ -87,6 +87,17 @@ struct Args {
     /// its owner's rules name their own default.
     #[arg(long, default_value_t = 4096)]
     default_max_output_tokens: u64,
+    /// Directory where usage events wait while the collector is away or slow, kept
+    /// across restarts (one data plane per directory). Unset: memory only.
+    #[arg(long, env = "SWITCHYARD_USAGE_SPOOL_DIR")]
+    usage_spool_dir: Option<PathBuf>,
+    /// Most bytes the usage spool may hold; beyond, events are lost and counted.
+    #[arg(long, default_value_t = 1 << 30)]
+    usage_spool_max_bytes: u64,
+    /// Seconds shutdown waits for the collector to acknowledge usage before it
+    /// spools the rest.
+    #[arg(long, default_value_t = 15)]
+    usage_flush_timeout_seconds: u64,
     /// Write the bound address as JSON to this file once listening.
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -126,7 +137,11 @@ async fn main() -> anyhow::Result<()> {
         trusted_proxies: args.trusted_proxies,
         connect_timeout: Duration::from_secs(args.connect_timeout_seconds),
         usage_queue: 65_536,
-        usage_flush_timeout: Duration::from_secs(15),
+        usage_flush_timeout: Duration::from_secs(args.usage_flush_timeout_seconds),
+        usage_spool: args.usage_spool_dir.map(|dir| SpoolConfig {
+            dir,
+            max_bytes: args.usage_spool_max_bytes,
+        }),
         redis: args.redis_url.map(|url| RedisConfig {
             url,
             namespace: args.redis_namespace,

@@ -9,7 +9,20 @@ pub const LIMIT_STORE_DOWN_DECISIONS: &str = "switchyard_limit_store_down_decisi
 /// Calls refused by a limit, by `limit` (key_rpm, account_rpm, model_rpm, model_tpm, credit).
 pub const LIMIT_REFUSALS: &str = "switchyard_limit_refusals_total";
 
+/// Bytes of usage events waiting in the spool for the collector.
+pub const USAGE_SPOOL_BYTES: &str = "switchyard_usage_spool_bytes";
+/// Usage events lost: the queue was full with no room in the spool (an alert).
+pub const USAGE_DROPPED: &str = "switchyard_usage_events_dropped_total";
+
 pub fn describe() {
+    describe_gauge!(
+        USAGE_SPOOL_BYTES,
+        "Bytes of usage events waiting in the spool for the collector"
+    );
+    describe_counter!(
+        USAGE_DROPPED,
+        "Usage events lost because neither the queue nor the spool could hold them"
+    );
     describe_gauge!(
         LIMIT_STORE_UP,
         "1 while limit checks reach the limit counters, 0 while they cannot"

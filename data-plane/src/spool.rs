@@ -31,6 +31,8 @@ pub enum SpoolError {
     },
     #[error("the usage spool is full ({max_bytes} bytes)")]
     Full { max_bytes: u64 },
+    #[error("the usage spool {0} is in use by another process")]
+    InUse(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
@@ -53,6 +55,8 @@ struct Segment {
 }
 
 pub struct Spool {
+    /// Held for the spool's life: one process per spool directory.
+    _lock: File,
     dir: PathBuf,
     max_bytes: u64,
     segment_bytes: u64,
@@ -61,6 +65,8 @@ pub struct Spool {
     writer: Option<(u64, BufWriter<File>)>,
     /// Where reading continues.
     cursor: Position,
+    /// Everything before this was acknowledged.
+    acked: Position,
     next_number: u64,
 }
 
@@ -80,6 +86,16 @@ impl Spool {
         segment_bytes: u64,
     ) -> Result<Self, SpoolError> {
         fs::create_dir_all(dir).map_err(io(dir))?;
+        let lock_path = dir.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        if lock.try_lock().is_err() {
+            return Err(SpoolError::InUse(dir.display().to_string()));
+        }
         let mut numbers: Vec<(u64, u64)> = Vec::new();
         for entry in fs::read_dir(dir).map_err(io(dir))? {
             let entry = entry.map_err(io(dir))?;
@@ -103,12 +119,17 @@ impl Spool {
         let first = segments.front().map_or(0, |s| s.number);
         let next_number = numbers.last().map_or(0, |(n, _)| n + 1);
         Ok(Self {
+            _lock: lock,
             dir: dir.to_owned(),
             max_bytes,
             segment_bytes,
             segments,
             writer: None,
             cursor: Position {
+                segment: first,
+                offset: 0,
+            },
+            acked: Position {
                 segment: first,
                 offset: 0,
             },
@@ -245,9 +266,27 @@ impl Spool {
         }
     }
 
+    /// Read again from the oldest event not acknowledged (after a lost connection,
+    /// batches read but unanswered are sent again).
+    pub fn rewind(&mut self) {
+        self.cursor = self.acked;
+        if !self
+            .segments
+            .iter()
+            .any(|s| s.number == self.cursor.segment)
+            && let Some(front) = self.segments.front()
+        {
+            self.cursor = Position {
+                segment: front.number,
+                offset: 0,
+            };
+        }
+    }
+
     /// Everything up to `position` reached the collector: delete the segments wholly
     /// behind it, and the last one too once it is read to its end and no longer written.
     pub fn acknowledge(&mut self, position: Position) -> Result<(), SpoolError> {
+        self.acked = position;
         while let Some(front) = self.segments.front() {
             let done = front.number < position.segment
                 || (front.number == position.segment && position.offset >= front.bytes);
@@ -311,8 +350,49 @@ mod tests {
         events.iter().map(|e| e.id.clone()).collect()
     }
 
+    /// Segment files (the lock file aside).
     fn files(dir: &Path) -> usize {
-        fs::read_dir(dir).unwrap().count()
+        segment_files(dir).len()
+    }
+
+    fn segment_files(dir: &Path) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "spool"))
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn one_process_per_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert!(matches!(
+            Spool::open(dir.path(), 1 << 20),
+            Err(SpoolError::InUse(_))
+        ));
+        drop(first);
+        assert!(Spool::open(dir.path(), 1 << 20).is_ok());
+    }
+
+    #[test]
+    fn a_lost_connection_reads_unacknowledged_batches_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open_with_segments(dir.path(), 1 << 20, 40).unwrap();
+        for i in 0..6 {
+            spool.append(&[event(i)]).unwrap();
+        }
+        let (first, at) = spool.read(2).unwrap().unwrap();
+        assert_eq!(ids(&first), vec!["event-0", "event-1"]);
+        spool.acknowledge(at).unwrap();
+        let (second, _) = spool.read(2).unwrap().unwrap();
+        assert_eq!(ids(&second), vec!["event-2"]);
+        // Sent, never answered: after the rewind it comes again.
+        spool.rewind();
+        let (again, _) = spool.read(2).unwrap().unwrap();
+        assert_eq!(ids(&again), vec!["event-2"]);
     }
 
     #[test]
@@ -378,12 +458,7 @@ mod tests {
             .append(&(0..5).map(event).collect::<Vec<_>>())
             .unwrap();
         drop(spool);
-        let path = fs::read_dir(dir.path())
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
+        let path = segment_files(dir.path()).remove(0);
         let len = fs::metadata(&path).unwrap().len();
         OpenOptions::new()
             .write(true)
@@ -410,12 +485,7 @@ mod tests {
         let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
         spool.append(&[event(0), event(1)]).unwrap();
         drop(spool);
-        let path = fs::read_dir(dir.path())
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
+        let path = segment_files(dir.path()).remove(0);
         let mut bytes = fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;

@@ -11,6 +11,9 @@ use switchyard_core::usage::UsageEvent;
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::usage_service_client::UsageServiceClient;
 use switchyard_wire::encode_event;
+
+use crate::metric;
+use crate::spool::{Position, Spool, SpoolError};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -47,6 +50,7 @@ impl UsageSink {
     pub fn emit(&self, event: UsageEvent) {
         if let Err(e) = self.tx.try_send(event) {
             let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            metrics::counter!(metric::USAGE_DROPPED).increment(1);
             let reason = match e {
                 mpsc::error::TrySendError::Full(_) => "queue full",
                 mpsc::error::TrySendError::Closed(_) => "sender stopped",
@@ -56,26 +60,188 @@ impl UsageSink {
     }
 }
 
-/// Deliver events until every sink is dropped and everything sent is acknowledged.
-pub async fn deliver(url: String, mut rx: mpsc::Receiver<UsageEvent>) {
-    let mut pending: VecDeque<pb::UsageBatch> = VecDeque::new();
-    let mut seq = 0u64;
-    let mut closed = false;
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        if closed && pending.is_empty() {
+/// Where a sent batch came from, so its acknowledgement releases the right thing.
+enum Origin {
+    Memory,
+    Spool(Position),
+}
+
+struct InFlight {
+    batch: pb::UsageBatch,
+    origin: Origin,
+}
+
+/// The delivery task's state: the queue from the request path, batches awaiting
+/// acknowledgement, and the spool (when configured) for everything the collector
+/// cannot take now.
+struct Delivery {
+    rx: mpsc::Receiver<UsageEvent>,
+    spool: Option<Spool>,
+    pending: VecDeque<InFlight>,
+    seq: u64,
+    /// Every sink is gone: nothing new will come.
+    closed: bool,
+}
+
+/// Queued events beyond this, with batches already in flight, go to the spool: the
+/// collector is slow, and the queue must keep room for the request path.
+const SPILL_AT: usize = 8192;
+
+impl Delivery {
+    fn spooling(&self) -> bool {
+        self.spool.as_ref().is_some_and(|s| !s.is_empty())
+    }
+
+    fn done(&self) -> bool {
+        self.closed && self.pending.is_empty() && !self.spooling()
+    }
+
+    /// Events to the spool; with none configured (or it full), they are counted lost.
+    fn spool_events(&mut self, events: &[pb::UsageEvent]) {
+        if events.is_empty() {
             return;
         }
-        let endpoint = match tonic::transport::Endpoint::from_shared(url.clone()) {
-            Ok(e) => e.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true),
-            Err(_) => {
-                tracing::error!(url, "collector URL is invalid; usage cannot be delivered");
-                return;
-            }
+        let result = match self.spool.as_mut() {
+            Some(spool) => spool.append(events),
+            None => Err(SpoolError::Full { max_bytes: 0 }),
         };
-        let (btx, brx) = mpsc::channel(MAX_PENDING + 1);
-        for batch in &pending {
-            let _ = btx.try_send(batch.clone());
+        if let Err(e) = result {
+            metrics::counter!(metric::USAGE_DROPPED).increment(events.len() as u64);
+            tracing::error!(error = %e, lost = events.len(), "usage events lost: the spool cannot take them");
+        }
+        self.report_spool();
+    }
+
+    fn report_spool(&self) {
+        if let Some(spool) = &self.spool {
+            metrics::gauge!(metric::USAGE_SPOOL_BYTES).set(spool.bytes() as f64);
+        }
+    }
+
+    /// Whatever waits in the queue, without waiting for more.
+    fn drain_queue(&mut self) -> Vec<pb::UsageEvent> {
+        let mut out = Vec::new();
+        while let Ok(e) = self.rx.try_recv() {
+            out.push(encode_event(e));
+        }
+        out
+    }
+
+    /// The connection is gone (or shutdown is due): with a spool, everything not yet
+    /// acknowledged goes there, so a restart cannot lose it; without one, in-memory
+    /// batches stay for the next connection.
+    fn park(&mut self) {
+        let Some(spool) = self.spool.as_mut() else {
+            return;
+        };
+        spool.rewind();
+        let memory: Vec<pb::UsageEvent> = self
+            .pending
+            .drain(..)
+            .filter(|f| matches!(f.origin, Origin::Memory))
+            .flat_map(|f| f.batch.events)
+            .collect();
+        self.spool_events(&memory);
+        let queued = self.drain_queue();
+        self.spool_events(&queued);
+    }
+
+    fn stream_ended(&mut self) {
+        tracing::warn!(
+            pending = self.pending.len(),
+            "usage stream ended; reconnecting"
+        );
+        self.park();
+    }
+
+    fn next_batch(&mut self, events: Vec<pb::UsageEvent>, origin: Origin) -> pb::UsageBatch {
+        self.seq += 1;
+        let batch = pb::UsageBatch {
+            seq: self.seq,
+            events,
+        };
+        self.pending.push_back(InFlight {
+            batch: batch.clone(),
+            origin,
+        });
+        batch
+    }
+
+    /// Batches to resend on a new connection: in-memory ones not yet acknowledged.
+    fn resend(&self) -> Vec<pb::UsageBatch> {
+        self.pending.iter().map(|f| f.batch.clone()).collect()
+    }
+
+    fn acknowledged(&mut self, a: &pb::UsageAck) {
+        while self.pending.front().is_some_and(|f| f.batch.seq <= a.seq) {
+            if let Some(InFlight {
+                origin: Origin::Spool(at),
+                ..
+            }) = self.pending.pop_front()
+                && let Some(spool) = self.spool.as_mut()
+                && let Err(e) = spool.acknowledge(at)
+            {
+                tracing::error!(error = %e, "usage spool segment not released; it will be sent again");
+            }
+        }
+        self.report_spool();
+        if a.rejected > 0 {
+            tracing::error!(
+                seq = a.seq,
+                rejected = a.rejected,
+                "collector refused usage events"
+            );
+        }
+    }
+
+    /// The next batch read back from the spool, if there is room in flight.
+    fn read_spooled(&mut self) -> Option<pb::UsageBatch> {
+        if self.pending.len() >= MAX_PENDING {
+            return None;
+        }
+        let read = self.spool.as_mut().map(|s| s.read(MAX_BATCH));
+        match read {
+            Some(Ok(Some((events, at)))) => Some(self.next_batch(events, Origin::Spool(at))),
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "usage spool unreadable");
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Deliver events until every sink is dropped and everything is acknowledged, or
+/// `stop` fires (shutdown's deadline): then what is left goes to the spool.
+pub async fn deliver(
+    url: String,
+    rx: mpsc::Receiver<UsageEvent>,
+    spool: Option<Spool>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let mut d = Delivery {
+        rx,
+        spool,
+        pending: VecDeque::new(),
+        seq: 0,
+        closed: false,
+    };
+    d.report_spool();
+    let mut backoff = Duration::from_millis(100);
+    let endpoint = match tonic::transport::Endpoint::from_shared(url.clone()) {
+        Ok(e) => e.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true),
+        Err(_) => {
+            tracing::error!(url, "collector URL is invalid; usage cannot be delivered");
+            return;
+        }
+    };
+    loop {
+        if d.done() {
+            return;
+        }
+        let (btx, brx) = mpsc::channel(MAX_PENDING + 2);
+        for batch in d.resend() {
+            let _ = btx.try_send(batch);
         }
         let acks = match endpoint.connect().await {
             Ok(channel) => {
@@ -88,25 +254,73 @@ pub async fn deliver(url: String, mut rx: mpsc::Receiver<UsageEvent>) {
         let mut acks = match acks {
             Ok(r) => r.into_inner(),
             Err(e) => {
-                tracing::warn!(error = %e, pending = pending.len(), "usage collector unreachable; will retry");
-                tokio::time::sleep(backoff).await;
+                tracing::warn!(error = %e, pending = d.pending.len(), "usage collector unreachable; will retry");
+                d.park();
+                if d.closed && d.spool.is_some() {
+                    // Shutting down with the collector away: the spool holds it all.
+                    return;
+                }
+                // Keep taking events while waiting, so the queue never fills.
+                let wake = tokio::time::Instant::now() + backoff;
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(wake) => break,
+                        _ = &mut stop => {
+                            d.park();
+                            return;
+                        }
+                        event = d.rx.recv(), if !d.closed && d.spool.is_some() => match event {
+                            None => d.closed = true,
+                            Some(e) => {
+                                let mut events = vec![encode_event(e)];
+                                events.extend(d.drain_queue());
+                                d.spool_events(&events);
+                            }
+                        },
+                    }
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
         };
         backoff = Duration::from_millis(100);
         loop {
+            // Spooled events first, in the order they were written.
+            let mut stream_open = true;
+            while let Some(batch) = d.read_spooled() {
+                if btx.send(batch).await.is_err() {
+                    stream_open = false;
+                    break;
+                }
+            }
+            if !stream_open {
+                d.stream_ended();
+                break;
+            }
+            let can_take = !d.closed
+                && (d.pending.len() < MAX_PENDING
+                    || d.spooling()
+                    || (d.spool.is_some() && d.rx.len() > SPILL_AT));
             tokio::select! {
-                event = rx.recv(), if !closed && pending.len() < MAX_PENDING => match event {
-                    None => closed = true,
+                _ = &mut stop => {
+                    d.park();
+                    return;
+                }
+                event = d.rx.recv(), if can_take => match event {
+                    None => d.closed = true,
+                    Some(first) if d.spooling() || d.pending.len() >= MAX_PENDING => {
+                        let mut events = vec![encode_event(first)];
+                        events.extend(d.drain_queue());
+                        d.spool_events(&events);
+                    }
                     Some(first) => {
                         let mut held = vec![first];
                         let deadline = tokio::time::Instant::now() + LINGER;
                         while held.len() < MAX_BATCH {
                             let room = MAX_BATCH - held.len();
-                            match tokio::time::timeout_at(deadline, rx.recv_many(&mut held, room)).await {
+                            match tokio::time::timeout_at(deadline, d.rx.recv_many(&mut held, room)).await {
                                 Ok(0) => {
-                                    closed = true;
+                                    d.closed = true;
                                     break;
                                 }
                                 Ok(_) => {}
@@ -114,30 +328,22 @@ pub async fn deliver(url: String, mut rx: mpsc::Receiver<UsageEvent>) {
                             }
                         }
                         let events: Vec<pb::UsageEvent> = held.into_iter().map(encode_event).collect();
-                        seq += 1;
-                        let batch = pb::UsageBatch { seq, events };
-                        pending.push_back(batch.clone());
+                        let batch = d.next_batch(events, Origin::Memory);
                         if btx.send(batch).await.is_err() {
+                            d.stream_ended();
                             break;
                         }
                     }
                 },
                 ack = acks.message() => match ack {
-                    Ok(Some(a)) => {
-                        while pending.front().is_some_and(|b| b.seq <= a.seq) {
-                            pending.pop_front();
-                        }
-                        if a.rejected > 0 {
-                            tracing::error!(seq = a.seq, rejected = a.rejected, "collector refused usage events");
-                        }
-                    }
+                    Ok(Some(a)) => d.acknowledged(&a),
                     Ok(None) | Err(_) => {
-                        tracing::warn!(pending = pending.len(), "usage stream ended; reconnecting");
+                        d.stream_ended();
                         break;
                     }
                 },
             }
-            if closed && pending.is_empty() {
+            if d.done() {
                 return;
             }
         }

@@ -3,8 +3,10 @@
 //! - [`procs`]: starts Switchyard's real binaries as separate processes and learns
 //!   where they listen from their address files.
 //! - [`system`]: the whole system started as processes, and helpers to call it.
+//! - [`redis`]: a throwaway Redis; [`link`]: a TCP link a test can cut.
 
 pub mod backends;
+pub mod link;
 pub mod pg;
 pub mod procs;
 pub mod redis;

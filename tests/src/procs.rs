@@ -130,6 +130,12 @@ impl Proc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// SIGKILL: a crash, as far as anyone else can tell.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, then wait (up to `grace`) for a clean exit; SIGKILL after that.
     pub fn terminate(&mut self, grace: Duration) -> Result<ExitStatus, HarnessError> {
         let _ = Command::new("kill")

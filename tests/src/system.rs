@@ -23,6 +23,7 @@ pub const UPSTREAM_SECRET: &str = "sk-upstream-secret-0123456789";
 
 pub struct System {
     pub control_db: String,
+    pub usage_db: String,
     pub _collector: Proc,
     pub control: Proc,
     pub data: Proc,
@@ -41,6 +42,17 @@ impl System {
 
     pub fn proxy(&self, path: &str) -> String {
         format!("{}{path}", self.data.url("http"))
+    }
+
+    /// Kill the collector (SIGKILL) and leave it down.
+    pub fn kill_collector(&mut self) {
+        self._collector.kill();
+    }
+
+    /// Start the collector again on the address it had, with the same database.
+    pub fn restart_collector(&mut self) {
+        let grpc = self._collector.addr("grpc").to_string();
+        self._collector = spawn_collector(self._dir.path(), &self.usage_db, &grpc).unwrap();
     }
 
     /// Another data-plane replica following the same control plane and collector,
@@ -175,20 +187,25 @@ pub fn spawn_data_plane(
     Proc::spawn("switchyard-data-plane", &all, &env, dir)
 }
 
-pub fn spawn_services(dir: &Path, spec: &ServiceSpec<'_>) -> Result<Services, HarnessError> {
-    let collector = Proc::spawn(
+/// A usage collector on `usage_db`, its gRPC listener on `grpc` (port 0: any).
+pub fn spawn_collector(dir: &Path, usage_db: &str, grpc: &str) -> Result<Proc, HarnessError> {
+    Proc::spawn(
         "switchyard-usage-collector",
         &[
             "--database-url",
-            spec.usage_db,
+            usage_db,
             "--grpc-listen",
-            "127.0.0.1:0",
+            grpc,
             "--http-listen",
             "127.0.0.1:0",
         ],
         &[],
         dir,
-    )?;
+    )
+}
+
+pub fn spawn_services(dir: &Path, spec: &ServiceSpec<'_>) -> Result<Services, HarnessError> {
+    let collector = spawn_collector(dir, spec.usage_db, "127.0.0.1:0")?;
     let collector_url = collector.url("grpc");
     let control = Proc::spawn(
         "switchyard-control-plane",
@@ -284,6 +301,7 @@ pub async fn start_system_opts(
     wait_ready(&http, &data).await;
     System {
         control_db,
+        usage_db,
         _collector: collector,
         control,
         data,
