@@ -367,6 +367,20 @@ pub async fn wait_for_key_at(sys: &System, url: &str, key: &str) {
 }
 
 /// The newest usage events of `key`'s tree (up to 500), once `n` have arrived.
+/// How many usage events `key`'s tree has once delivery is quiet: the same count
+/// twice, a quarter second apart (events leave the data plane in batches).
+pub async fn usage_count_settled(sys: &System, key: &str) -> usize {
+    let mut last = usage_logs(sys, key, 0).await.len();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = usage_logs(sys, key, 0).await.len();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
 pub async fn usage_logs(sys: &System, key: &str, n: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {

@@ -14,7 +14,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use switchyard_core::crypto::Keyring;
 use switchyard_fake_upstream::{Behaviour, FakeUpstream};
-use switchyard_tests::system::{System, chat, settle, start_system_opts, usage_logs, wait_for_key};
+use switchyard_tests::system::{
+    System, chat, settle, start_system_opts, usage_count_settled, usage_logs, wait_for_key,
+};
 
 /// A data plane with short timeouts so failure scenarios take seconds.
 async fn start() -> System {
@@ -330,7 +332,7 @@ async fn streams_retry_before_their_first_event_and_report_breaks_after_it() {
 
     // A client that leaves a started stream: the stream drains upstream and its
     // usage is still recorded, to the token.
-    let before = usage_logs(&sys, &key, 0).await.len();
+    let before = usage_count_settled(&sys, &key).await;
     fake.hold_streams();
     let mut r = stream(chat("leave early please", true)).await;
     let first = r.chunk().await.unwrap().unwrap();
@@ -481,7 +483,7 @@ async fn every_endpoint_in_both_protocols_with_policies_enforced() {
 
     // Responses API, JSON and streamed (Codex-style); usage comes from
     // `response.completed`.
-    let before = usage_logs(&sys, &key, 0).await.len();
+    let before = usage_count_settled(&sys, &key).await;
     let r = post_json(
         &sys,
         "/v1/responses",
