@@ -198,6 +198,13 @@ struct LocalState {
     next_sweep_ms: i64,
 }
 
+/// A counter's value, zero once its window has passed.
+fn live_value(map: &HashMap<String, Counter>, name: &str, now_ms: i64) -> u64 {
+    map.get(name)
+        .filter(|c| c.expires_at_ms > now_ms)
+        .map_or(0, |c| c.value)
+}
+
 /// Set a counter; its name is copied only the first time it is seen.
 fn put(map: &mut HashMap<String, Counter>, name: &str, counter: Counter) {
     match map.get_mut(name) {
@@ -227,11 +234,7 @@ impl LocalCounters {
             return false;
         }
         for v in values {
-            let current = state
-                .map
-                .get(&v.counter)
-                .filter(|c| c.expires_at_ms > now_ms)
-                .map_or(0, |c| c.value);
+            let current = live_value(&state.map, &v.counter, now_ms);
             let counter = Counter {
                 value: current.saturating_add(v.value),
                 expires_at_ms: v.expires_at_ms,
@@ -256,13 +259,7 @@ impl LocalCounters {
         }
         let current: Vec<u64> = charges
             .iter()
-            .map(|c| {
-                state
-                    .map
-                    .get(&c.counter)
-                    .filter(|v| v.expires_at_ms > now_ms)
-                    .map_or(0, |v| v.value)
-            })
+            .map(|c| live_value(&state.map, &c.counter, now_ms))
             .collect();
         if let Err(i) = limits::admit(&current, charges) {
             return Ok(Err(i));
@@ -289,11 +286,7 @@ impl LocalCounters {
             if actual == c.reserve {
                 continue;
             }
-            let current = state
-                .map
-                .get(&c.counter)
-                .filter(|v| v.expires_at_ms > now_ms)
-                .map_or(0, |v| v.value);
+            let current = live_value(&state.map, &c.counter, now_ms);
             let counter = Counter {
                 value: limits::settle(current, c.reserve, actual),
                 expires_at_ms: c.expires_at_ms,
