@@ -19,9 +19,16 @@ pub struct TokenUsage {
 pub enum UsageSource {
     /// The provider reported them.
     Reported,
-    /// No usage arrived: the call failed before any, or the stream was cut.
+    /// None: the call failed before any answer, or the answer (binary, or a stream
+    /// from a provider that ignores usage requests) carried none.
     #[default]
     Missing,
+    /// The answer succeeded without usage; counted from the text both ways (see
+    /// [`estimate_tokens`]).
+    Estimated,
+    /// The call ended early (the client left, the upstream cut the stream): tokens
+    /// were likely spent, and the counts hold only what was seen before the end.
+    Incomplete,
 }
 
 impl UsageSource {
@@ -29,6 +36,8 @@ impl UsageSource {
         match self {
             Self::Reported => "reported",
             Self::Missing => "missing",
+            Self::Estimated => "estimated",
+            Self::Incomplete => "incomplete",
         }
     }
 
@@ -36,9 +45,48 @@ impl UsageSource {
         match text {
             "reported" => Some(Self::Reported),
             "missing" => Some(Self::Missing),
+            "estimated" => Some(Self::Estimated),
+            "incomplete" => Some(Self::Incomplete),
             _ => None,
         }
     }
+
+    /// Where the tokens of a call that ended with `status` come from: `tokens` is
+    /// what the provider reported (possibly part of it), `answered` whether any of the
+    /// answer had arrived. A call cut short is incomplete whatever was seen; an
+    /// estimate is made by the caller, for successful JSON answers only.
+    pub fn of(tokens: Option<TokenUsage>, status: u16, answered: bool) -> Self {
+        let cut = status == CLIENT_CLOSED || (answered && status >= 500);
+        match (cut, tokens) {
+            (true, _) => Self::Incomplete,
+            (false, Some(_)) => Self::Reported,
+            (false, None) => Self::Missing,
+        }
+    }
+}
+
+/// Status recorded for a call whose client left before it ended (nginx's convention).
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// Bytes of text per token in the estimate: the usual figure for English text with
+/// the tokenizers of the major providers.
+pub const BYTES_PER_TOKEN: u64 = 4;
+
+/// Tokens of a JSON document, estimated: the bytes of its string values (not its keys,
+/// numbers or punctuation), four to a token, rounded up. The prompt's text is in the
+/// request's strings and the answer's in the answer's; ids and model names add a
+/// few. `None`: not JSON.
+pub fn estimate_tokens(json: &[u8]) -> Option<u64> {
+    fn text_bytes(v: &serde_json::Value) -> u64 {
+        match v {
+            serde_json::Value::String(s) => s.len() as u64,
+            serde_json::Value::Array(items) => items.iter().map(text_bytes).sum(),
+            serde_json::Value::Object(fields) => fields.values().map(text_bytes).sum(),
+            _ => 0,
+        }
+    }
+    let value: serde_json::Value = serde_json::from_slice(json).ok()?;
+    Some(text_bytes(&value).div_ceil(BYTES_PER_TOKEN))
 }
 
 #[derive(Deserialize)]
@@ -339,6 +387,50 @@ impl UsageEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sources_say_how_a_call_ended() {
+        let some = Some(TokenUsage {
+            input: 5,
+            output: 1,
+            cached: 0,
+        });
+        assert_eq!(UsageSource::of(some, 200, true), UsageSource::Reported);
+        assert_eq!(UsageSource::of(None, 200, true), UsageSource::Missing);
+        assert_eq!(UsageSource::of(None, 502, false), UsageSource::Missing);
+        assert_eq!(UsageSource::of(None, 429, false), UsageSource::Missing);
+        // A stream cut after it started: what was seen is only part of it.
+        assert_eq!(UsageSource::of(some, 502, true), UsageSource::Incomplete);
+        assert_eq!(UsageSource::of(None, 502, true), UsageSource::Incomplete);
+        // The client left.
+        assert_eq!(
+            UsageSource::of(None, CLIENT_CLOSED, false),
+            UsageSource::Incomplete
+        );
+        for s in [
+            UsageSource::Reported,
+            UsageSource::Missing,
+            UsageSource::Estimated,
+            UsageSource::Incomplete,
+        ] {
+            assert_eq!(UsageSource::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(UsageSource::parse("guessed"), None);
+    }
+
+    #[test]
+    fn estimates_count_the_text_not_the_json() {
+        // 16 bytes of text in two strings: 4 tokens, whatever the keys and numbers.
+        let answer =
+            br#"{"choices":[{"message":{"role":"","content":"sixteen bytes ok"}}],"n":12345}"#;
+        assert_eq!(estimate_tokens(answer), Some(4));
+        assert_eq!(estimate_tokens(br#"{"content":"abcde"}"#), Some(2));
+        assert_eq!(
+            estimate_tokens(br#"{"data":[{"embedding":[0.1,0.2]}]}"#),
+            Some(0)
+        );
+        assert_eq!(estimate_tokens(b"not json"), None);
+    }
 
     #[test]
     fn json_usage() {

@@ -7,14 +7,13 @@ use switchyard_core::ids::{EventId, ProviderKeyId};
 use switchyard_core::limits::Used;
 use switchyard_core::rules::Price;
 use switchyard_core::snapshot::Caller;
-use switchyard_core::usage::{TokenUsage, UsageEvent, UsageSource};
+use switchyard_core::usage::{TokenUsage, UsageEvent, UsageSource, estimate_tokens};
 use switchyard_runtime::now_ms;
 
 use crate::proxy::Admitted;
 use crate::usage::UsageSink;
 
-/// Status recorded for a call whose client left before it ended (nginx's convention).
-pub const CLIENT_CLOSED: u16 = 499;
+pub use switchyard_core::usage::CLIENT_CLOSED;
 
 pub struct Meter {
     sink: UsageSink,
@@ -32,6 +31,9 @@ pub struct Meter {
     ttfb: Option<Duration>,
     /// Limit reservations to settle when the call ends.
     admitted: Option<Admitted>,
+    /// The JSON request, kept (shared, not copied) to estimate its tokens should
+    /// the answer report none.
+    pub prompt: Option<bytes::Bytes>,
     done: bool,
 }
 
@@ -66,6 +68,7 @@ impl Meter {
             price,
             ttfb: None,
             admitted,
+            prompt: None,
             done: false,
         }
     }
@@ -81,10 +84,28 @@ impl Meter {
     }
 
     pub fn finish(mut self, status: u16, tokens: Option<TokenUsage>) {
-        self.emit(status, tokens);
+        let source = UsageSource::of(tokens, status, self.ttfb.is_some());
+        self.emit(status, tokens, source);
     }
 
-    fn emit(&mut self, status: u16, tokens: Option<TokenUsage>) {
+    /// A successful JSON answer without usage: its tokens estimated from the text
+    /// of the request and of `answer`.
+    pub fn finish_estimated(mut self, status: u16, answer: &[u8]) {
+        let input = self.prompt.as_deref().and_then(estimate_tokens);
+        let tokens = estimate_tokens(answer).map(|output| TokenUsage {
+            input: input.unwrap_or(0),
+            output,
+            cached: 0,
+        });
+        let source = if tokens.is_some() {
+            UsageSource::Estimated
+        } else {
+            UsageSource::Missing
+        };
+        self.emit(status, tokens, source);
+    }
+
+    fn emit(&mut self, status: u16, tokens: Option<TokenUsage>, source: UsageSource) {
         if self.done {
             return;
         }
@@ -107,7 +128,7 @@ impl Meter {
                 .billed_nanos(&self.model_served, &t, cost_nanos),
             None => 0,
         };
-        self.settle_limits(status, tokens, cost_nanos);
+        self.settle_limits(status, tokens, source, cost_nanos);
         self.sink.emit(UsageEvent {
             id: EventId::new(),
             at_unix_ms: now_ms(),
@@ -123,11 +144,7 @@ impl Meter {
             cost_nanos,
             billed_nanos,
             tokens: tokens.unwrap_or_default(),
-            source: if tokens.is_some() {
-                UsageSource::Reported
-            } else {
-                UsageSource::Missing
-            },
+            source,
             path: self.path.to_owned(),
             client_addr: std::mem::take(&mut self.client_addr),
             streamed: self.streamed,
@@ -137,23 +154,26 @@ impl Meter {
 
 impl Meter {
     /// Replace the limit reservations by what the call used. When tokens may have been
-    /// spent but none were reported (a client that left, a broken stream, an answer
+    /// spent but are not known in full (a client that left, a broken stream, an answer
     /// without usage), the reservation stands: counters never under-count.
-    fn settle_limits(&mut self, status: u16, tokens: Option<TokenUsage>, cost_nanos: i64) {
+    fn settle_limits(
+        &mut self,
+        status: u16,
+        tokens: Option<TokenUsage>,
+        source: UsageSource,
+        cost_nanos: i64,
+    ) {
         let Some(admitted) = self.admitted.take() else {
             return;
         };
-        let used = match tokens {
-            Some(t) => Used {
+        let used = match (tokens, source) {
+            (_, UsageSource::Incomplete) => return,
+            (Some(t), _) => Used {
                 tokens: t.input.saturating_add(t.output),
                 cost_nanos: u64::try_from(cost_nanos).unwrap_or(0),
             },
-            None if status == CLIENT_CLOSED
-                || (self.ttfb.is_some() && !(400..500).contains(&status)) =>
-            {
-                return;
-            }
-            None => Used::default(),
+            (None, _) if self.ttfb.is_some() && !(400..500).contains(&status) => return,
+            (None, _) => Used::default(),
         };
         admitted
             .limiter
@@ -164,6 +184,6 @@ impl Meter {
 impl Drop for Meter {
     fn drop(&mut self) {
         // Only a call abandoned by its client gets here unfinished.
-        self.emit(CLIENT_CLOSED, None);
+        self.emit(CLIENT_CLOSED, None, UsageSource::Incomplete);
     }
 }

@@ -355,6 +355,9 @@ async fn forward(
         price,
         admitted,
     );
+    if let (RequestBody::Json, UpstreamBody::Whole(b)) = (endpoint.request_body(), &body) {
+        meter.prompt = Some(b.clone());
+    }
     let relay = Relay {
         endpoint,
         strip_usage_chunk,

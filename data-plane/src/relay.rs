@@ -82,9 +82,11 @@ pub fn whole_back(endpoint: Endpoint, whole: Whole, meter: Meter) -> Response {
         None
     };
     if whole.status.is_success() && tokens.is_none() {
-        tracing::warn!(provider_key = ?meter.provider, "upstream answer carried no usage");
+        tracing::warn!(provider_key = ?meter.provider, "upstream answer carried no usage; estimated");
+        meter.finish_estimated(whole.status.as_u16(), &whole.body);
+    } else {
+        meter.finish(whole.status.as_u16(), tokens);
     }
-    meter.finish(whole.status.as_u16(), tokens);
     let mut response = Response::new(Body::from(whole.body));
     *response.status_mut() = whole.status;
     if let Some(ct) = whole.content_type {

@@ -47,6 +47,8 @@ pub enum Behaviour {
     /// Send this many SSE events (or the first half of a JSON body), then break the
     /// connection.
     CutAfter { events: usize },
+    /// Answer JSON without its `usage` (as some providers and routers do).
+    OmitUsage,
 }
 
 /// What the fake has seen and reported.
@@ -381,6 +383,13 @@ impl Fake {
 
     /// A JSON answer, or half of it and a broken connection when told to cut.
     pub(crate) fn json(&self, body: &serde_json::Value, behaviour: Behaviour) -> Response {
+        if behaviour == Behaviour::OmitUsage {
+            let mut body = body.clone();
+            if let Some(fields) = body.as_object_mut() {
+                fields.remove("usage");
+            }
+            return json_response(&body);
+        }
         if !matches!(behaviour, Behaviour::CutAfter { .. }) {
             return json_response(body);
         }

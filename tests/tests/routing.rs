@@ -766,3 +766,68 @@ async fn every_endpoint_in_both_protocols_with_policies_enforced() {
         "authentication_error"
     );
 }
+
+/// Every usage event says where its tokens came from: reported by the provider,
+/// estimated from the text when the answer had none, or incomplete when the call
+/// was cut short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_says_where_its_tokens_came_from() {
+    let sys = start().await;
+    let fake = FakeUpstream::start(None).await.unwrap();
+    let key = owner_with_keys(
+        &sys,
+        &fake,
+        "honest",
+        &[("openai", "sk-honest-01", 1, &["*"])],
+    )
+    .await;
+    wait_for_key(&sys, &key).await;
+    settle(&sys).await;
+    let call = |body: Vec<u8>| {
+        sys.http
+            .post(sys.proxy("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+
+    let reported = call(serde_json::to_vec(&chat("reported by the provider", false)).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(reported.status(), 200);
+    let events = usage_logs(&sys, &key, 1).await;
+    assert_eq!(events[0]["usage_source"], "reported");
+
+    // No usage in the answer: counted from the text of the request and the answer.
+    fake.set_behaviour("sk-honest-01", Behaviour::OmitUsage);
+    let request = serde_json::to_vec(&chat("estimate me from my words", false)).unwrap();
+    let answer = call(request.clone()).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let answer = answer.bytes().await.unwrap();
+    assert!(!String::from_utf8_lossy(&answer).contains("usage"));
+    let events = usage_logs(&sys, &key, 2).await;
+    let estimated = &events[0];
+    assert_eq!(estimated["usage_source"], "estimated", "{estimated}");
+    assert_eq!(
+        estimated["input_tokens"],
+        switchyard_core::usage::estimate_tokens(&request).unwrap()
+    );
+    assert_eq!(
+        estimated["output_tokens"],
+        switchyard_core::usage::estimate_tokens(&answer).unwrap()
+    );
+    assert!(estimated["output_tokens"].as_u64().unwrap() > 0);
+
+    // A stream cut after it started: whatever was seen, the event says incomplete.
+    fake.set_behaviour("sk-honest-01", Behaviour::CutAfter { events: 3 });
+    let mut body = chat("cut me off please", true);
+    body["stream_options"] = json!({"include_usage": true});
+    let cut = call(serde_json::to_vec(&body).unwrap()).await.unwrap();
+    assert_eq!(cut.status(), 200);
+    let text = cut.text().await.unwrap_or_default();
+    assert!(!text.contains("[DONE]"), "{text}");
+    let events = usage_logs(&sys, &key, 3).await;
+    assert_eq!(events[0]["usage_source"], "incomplete", "{}", events[0]);
+    assert_eq!(events[0]["status"], 502);
+}

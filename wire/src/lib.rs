@@ -57,6 +57,8 @@ pub fn decode_event(e: pb::UsageEvent) -> Result<UsageEvent, EventError> {
     }
     let source = match pb::UsageSource::try_from(e.source) {
         Ok(pb::UsageSource::Reported) => UsageSource::Reported,
+        Ok(pb::UsageSource::Estimated) => UsageSource::Estimated,
+        Ok(pb::UsageSource::Incomplete) => UsageSource::Incomplete,
         _ => UsageSource::Missing,
     };
     Ok(UsageEvent {
@@ -141,6 +143,8 @@ pub fn encode_event(e: UsageEvent) -> pb::UsageEvent {
         source: match e.source {
             UsageSource::Reported => pb::UsageSource::Reported.into(),
             UsageSource::Missing => pb::UsageSource::Missing.into(),
+            UsageSource::Estimated => pb::UsageSource::Estimated.into(),
+            UsageSource::Incomplete => pb::UsageSource::Incomplete.into(),
         },
         cost_nanos: e.cost_nanos,
         billed_nanos: e.billed_nanos,

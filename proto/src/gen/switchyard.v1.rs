@@ -837,8 +837,12 @@ pub enum UsageSource {
     Unspecified = 0,
     /// The provider reported the token counts.
     Reported = 1,
-    /// No usage arrived (the call failed, or the stream was cut before it).
+    /// None: the call failed before any answer, or the answer carried none.
     Missing = 2,
+    /// The answer succeeded without usage: counted from the text (four bytes a token).
+    Estimated = 3,
+    /// The call ended early (client gone, stream cut): the counts hold only what was seen.
+    Incomplete = 4,
 }
 impl UsageSource {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -850,6 +854,8 @@ impl UsageSource {
             Self::Unspecified => "USAGE_SOURCE_UNSPECIFIED",
             Self::Reported => "USAGE_SOURCE_REPORTED",
             Self::Missing => "USAGE_SOURCE_MISSING",
+            Self::Estimated => "USAGE_SOURCE_ESTIMATED",
+            Self::Incomplete => "USAGE_SOURCE_INCOMPLETE",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -858,6 +864,8 @@ impl UsageSource {
             "USAGE_SOURCE_UNSPECIFIED" => Some(Self::Unspecified),
             "USAGE_SOURCE_REPORTED" => Some(Self::Reported),
             "USAGE_SOURCE_MISSING" => Some(Self::Missing),
+            "USAGE_SOURCE_ESTIMATED" => Some(Self::Estimated),
+            "USAGE_SOURCE_INCOMPLETE" => Some(Self::Incomplete),
             _ => None,
         }
     }
