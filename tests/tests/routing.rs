@@ -183,11 +183,12 @@ async fn keys_spread_cool_down_recover_and_switch_over() {
     fake.set_behaviour("sk-a-0001", Behaviour::Fail { status: 503 });
     fake.set_behaviour("sk-b-0002", Behaviour::Reject);
     tokio::time::sleep(Duration::from_millis(3_000)).await;
+    let before = usage_count_settled(&sys, &key).await;
     let (status, headers, answer) = call_chat(&sys, &key, &body).await;
     assert_eq!(status, 200, "{answer}");
     assert!(headers.contains_key("x-request-id"));
     assert_eq!(fake.calls_with("sk-c-0003"), 1);
-    let newest = &usage_logs(&sys, &key, 1).await[0];
+    let newest = &usage_logs(&sys, &key, before + 1).await[0];
     assert_eq!(newest["level"], 2);
     assert_eq!(newest["status"], 200);
 
