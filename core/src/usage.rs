@@ -369,6 +369,8 @@ pub struct UsageEvent {
     pub cost_nanos: i64,
     /// What the calling account's parent bills it for the call.
     pub billed_nanos: i64,
+    /// The configuration version (snapshot) whose price table priced the call.
+    pub price_version: u64,
     pub path: String,
     pub client_addr: String,
     pub streamed: bool,

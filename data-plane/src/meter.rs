@@ -31,6 +31,8 @@ pub struct Meter {
     ttfb: Option<Duration>,
     /// Limit reservations to settle when the call ends.
     admitted: Option<Admitted>,
+    /// The configuration version whose prices apply.
+    pub price_version: u64,
     /// The JSON request, kept (shared, not copied) to estimate its tokens should
     /// the answer report none.
     pub prompt: Option<bytes::Bytes>,
@@ -69,6 +71,7 @@ impl Meter {
             ttfb: None,
             admitted,
             prompt: None,
+            price_version: 0,
             done: false,
         }
     }
@@ -143,6 +146,7 @@ impl Meter {
             ttfb_ms: self.ttfb.map(millis),
             cost_nanos,
             billed_nanos,
+            price_version: self.price_version,
             tokens: tokens.unwrap_or_default(),
             source,
             path: self.path.to_owned(),

@@ -355,6 +355,7 @@ async fn forward(
         price,
         admitted,
     );
+    meter.price_version = snapshot.version();
     if let (RequestBody::Json, UpstreamBody::Whole(b)) = (endpoint.request_body(), &body) {
         meter.prompt = Some(b.clone());
     }

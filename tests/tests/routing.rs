@@ -832,3 +832,47 @@ async fn usage_says_where_its_tokens_came_from() {
     assert_eq!(events[0]["usage_source"], "incomplete", "{}", events[0]);
     assert_eq!(events[0]["status"], 502);
 }
+
+/// A call is priced with its owner's prices at request time, and its event names
+/// the configuration version those prices came from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_name_the_price_version_that_priced_them() {
+    let sys = start().await;
+    let fake = FakeUpstream::start(None).await.unwrap();
+    let key = owner_with_keys(
+        &sys,
+        &fake,
+        "priced",
+        &[("openai", "sk-priced-01", 1, &["*"])],
+    )
+    .await;
+    let mut seen = Vec::new();
+    for (n, per_request) in [(1, 100u64), (2, 250)] {
+        let (status, body) = sys
+            .call(
+                Method::PUT,
+                "/x-config/pricing?key=*".into(),
+                key.clone(),
+                Some(json!({"per_request_nanos": per_request})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        settle(&sys).await;
+        let (_, status_page) = sys
+            .call(
+                Method::GET,
+                "/dashboard/status".into(),
+                sys.root.clone(),
+                None,
+            )
+            .await;
+        let revision = status_page["config_revision"].as_u64().unwrap();
+        let (status, _, answer) = call_chat(&sys, &key, &chat("price me", false)).await;
+        assert_eq!(status, 200, "{answer}");
+        let event = usage_logs(&sys, &key, n).await[0].clone();
+        assert_eq!(event["cost_nanos"], per_request, "{event}");
+        assert_eq!(event["price_version"], revision, "{event}");
+        seen.push(revision);
+    }
+    assert!(seen[1] > seen[0], "{seen:?}");
+}

@@ -59,7 +59,7 @@ pub struct EventFilter {
 
 const SELECT_EVENTS: &str = "SELECT id, at_ms, account_chain, issued_key_id, provider_key_id, model_requested, model_served, \
      level, status, latency_ms, ttfb_ms, input_tokens, output_tokens, cached_tokens, usage_source, cost_nanos, path, \
-     client_addr, streamed, billed_nanos FROM usage_events \
+     client_addr, streamed, billed_nanos, price_version FROM usage_events \
      WHERE ($1 = '' OR main_account_id = $1) \
      AND ($2 = '' OR (',' || account_chain || ',') LIKE ('%,' || $3 || ',%')) \
      AND at_ms >= $4 AND at_ms < $5 \
@@ -76,8 +76,8 @@ pub struct UsageStore {
 /// The columns of a raw event, in the order [`bind_event`] binds them.
 const EVENT_COLUMNS: &str = "id, at_ms, day, account_id, main_account_id, account_chain, issued_key_id, \
      provider_key_id, model_requested, model_served, level, status, latency_ms, ttfb_ms, input_tokens, output_tokens, \
-     cached_tokens, usage_source, cost_nanos, path, client_addr, streamed, billed_nanos";
-const EVENT_PARAMS: usize = 23;
+     cached_tokens, usage_source, cost_nanos, path, client_addr, streamed, billed_nanos, price_version";
+const EVENT_PARAMS: usize = 24;
 /// Rows per INSERT, largest first: a batch is cut greedily into these sizes, so a few
 /// statements carry it and each shape is prepared once per connection.
 const STATEMENT_ROWS: [usize; 4] = [64, 16, 4, 1];
@@ -162,7 +162,8 @@ fn bind_event<'q>(q: AnyQuery<'q>, e: &UsageEvent) -> Result<AnyQuery<'q>, Store
         .bind(e.path.clone())
         .bind(e.client_addr.clone())
         .bind(i64::from(e.streamed))
-        .bind(e.billed_nanos))
+        .bind(e.billed_nanos)
+        .bind(int(e.price_version)?))
 }
 
 /// Where a rollup row lives.
@@ -263,6 +264,7 @@ fn event_from_row(r: &sqlx::any::AnyRow) -> Result<UsageEvent, StoreError> {
         client_addr: r.try_get(17)?,
         streamed: r.try_get::<i64, _>(18)? != 0,
         billed_nanos: r.try_get(19)?,
+        price_version: uint(r.try_get(20)?),
     })
 }
 
@@ -450,10 +452,10 @@ mod tests {
     fn one_statement_numbers_every_row() {
         let sql = insert_events_sql(2, Backend::Postgres);
         assert!(sql.contains("($1, $2,"));
-        assert!(sql.contains("$23), ($24, "));
-        assert!(sql.ends_with("$46) ON CONFLICT (id) DO NOTHING RETURNING id"));
+        assert!(sql.contains("$24), ($25, "));
+        assert!(sql.ends_with("$48) ON CONFLICT (id) DO NOTHING RETURNING id"));
         let sql = insert_events_sql(2, Backend::Sqlite);
-        assert_eq!(sql.matches('?').count(), 46);
+        assert_eq!(sql.matches('?').count(), 48);
     }
 
     #[test]
@@ -492,6 +494,7 @@ mod tests {
             source: UsageSource::Reported,
             cost_nanos: 5,
             billed_nanos: 6,
+            price_version: 3,
             path: "/v1/chat/completions".into(),
             client_addr: String::new(),
             streamed: false,

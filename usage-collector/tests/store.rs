@@ -48,6 +48,7 @@ fn event(
         source: UsageSource::Reported,
         cost_nanos: 7,
         billed_nanos: 9,
+        price_version: 41,
         path: "/v1/chat/completions".into(),
         client_addr: "127.0.0.1".into(),
         streamed: false,

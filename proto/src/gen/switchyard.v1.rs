@@ -783,6 +783,9 @@ pub struct UsageEvent {
     /// What the calling account's parent bills it for the call.
     #[prost(int64, tag = "20")]
     pub billed_nanos: i64,
+    /// The configuration version whose price table priced the call.
+    #[prost(uint64, tag = "21")]
+    pub price_version: u64,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RollupQuery {
