@@ -117,6 +117,10 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             grpc: collector_grpc,
             http: bind("127.0.0.1:0").await?,
         },
+        Some(switchyard_usage_collector::Retention {
+            keep_days: 90,
+            every: Duration::from_secs(3600),
+        }),
         shutdown.clone(),
     ));
 

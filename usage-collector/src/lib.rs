@@ -26,6 +26,52 @@ pub enum CollectorError {
     Http(#[from] std::io::Error),
 }
 
+/// How long raw events are kept; rollups are kept for good.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    pub keep_days: u32,
+    /// How often old events are looked for.
+    pub every: std::time::Duration,
+}
+
+/// Events deleted per statement.
+const FORGET_BATCH: u32 = 10_000;
+const DAY_MS: i64 = 86_400_000;
+
+/// Delete raw events older than the retention, now and every `every`, until
+/// `shutdown`. Several collectors doing it at once is harmless.
+async fn keep_within(store: UsageStore, retention: Retention, shutdown: Shutdown) {
+    loop {
+        let cutoff = switchyard_runtime::now_ms() - i64::from(retention.keep_days) * DAY_MS;
+        let mut forgotten = 0u64;
+        loop {
+            match store.forget_events_before(cutoff, FORGET_BATCH).await {
+                Ok(n) => {
+                    forgotten += n;
+                    if n < u64::from(FORGET_BATCH) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "deleting old usage events failed; will retry");
+                    break;
+                }
+            }
+        }
+        if forgotten > 0 {
+            tracing::info!(
+                forgotten,
+                keep_days = retention.keep_days,
+                "old usage events deleted"
+            );
+        }
+        tokio::select! {
+            () = tokio::time::sleep(retention.every) => {}
+            () = shutdown.clone().wait() => return,
+        }
+    }
+}
+
 pub struct Listeners {
     pub grpc: TcpListener,
     /// Health endpoints.
@@ -36,8 +82,12 @@ pub struct Listeners {
 pub async fn run(
     store: UsageStore,
     listeners: Listeners,
+    retention: Option<Retention>,
     shutdown: Shutdown,
 ) -> Result<(), CollectorError> {
+    if let Some(retention) = retention {
+        tokio::spawn(keep_within(store.clone(), retention, shutdown.clone()));
+    }
     let incoming = TcpListenerStream::new(listeners.grpc).map(|conn| {
         conn.inspect(|s| {
             let _ = s.set_nodelay(true);

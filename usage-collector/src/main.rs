@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use switchyard_runtime::{bind, init_logging, shutdown_on_signal, write_addr_file};
-use switchyard_usage_collector::Listeners;
 use switchyard_usage_collector::store::UsageStore;
+use switchyard_usage_collector::{Listeners, Retention};
 
 #[derive(Parser)]
 #[command(
@@ -23,6 +23,10 @@ struct Args {
     /// Health endpoints listen address.
     #[arg(long, env = "SWITCHYARD_HTTP_LISTEN", default_value = "127.0.0.1:8092")]
     http_listen: String,
+    /// Days raw events are kept (request logs); rollups are kept for good. 0: keep
+    /// raw events for good too.
+    #[arg(long, env = "SWITCHYARD_RETENTION_DAYS", default_value_t = 90)]
+    retention_days: u32,
     /// Write the bound addresses as JSON to this file once listening.
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -41,6 +45,10 @@ async fn main() -> anyhow::Result<()> {
         write_addr_file(path, &addrs)?;
     }
     let shutdown = shutdown_on_signal();
-    switchyard_usage_collector::run(store, Listeners { grpc, http }, shutdown).await?;
+    let retention = (args.retention_days > 0).then_some(Retention {
+        keep_days: args.retention_days,
+        every: std::time::Duration::from_secs(3600),
+    });
+    switchyard_usage_collector::run(store, Listeners { grpc, http }, retention, shutdown).await?;
     Ok(())
 }

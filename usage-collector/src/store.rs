@@ -390,6 +390,25 @@ impl UsageStore {
         rows.iter().map(event_from_row).collect()
     }
 
+    /// Delete up to `limit` raw events older than `cutoff_ms`; rollups stay. Returns
+    /// how many went: callers repeat until fewer than `limit`, so no single statement
+    /// holds the table for long.
+    pub async fn forget_events_before(
+        &self,
+        cutoff_ms: i64,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM usage_events WHERE id IN \
+             (SELECT id FROM usage_events WHERE at_ms < $1 LIMIT $2)",
+        )
+        .bind(cutoff_ms)
+        .bind(i64::from(limit))
+        .execute(&self.db.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Rollups for a tree, summed by month when asked, ordered by period, account, model.
     pub async fn rollups(&self, filter: &RollupFilter) -> Result<Vec<RollupRow>, StoreError> {
         let rows = match filter.main_account {

@@ -13,7 +13,8 @@ switchyard_tests::every_backend!(
     replays_change_nothing,
     large_batches_with_repeats_count_once,
     rollups_by_day_month_and_account,
-    events_page_newest_first
+    events_page_newest_first,
+    old_events_are_forgotten_and_rollups_stay
 );
 
 // 2026-11-21T10:00:00Z and the next days.
@@ -245,4 +246,45 @@ async fn events_page_newest_first(url: &str) {
     let mut every = filter(None);
     every.main_account = None;
     assert_eq!(store.events(&every).await.unwrap().len(), 4);
+}
+
+async fn old_events_are_forgotten_and_rollups_stay(url: &str) {
+    let store = UsageStore::open(url).await.unwrap();
+    let main = AccountId::new();
+    let old: Vec<UsageEvent> = (0..5)
+        .map(|i| event(&[main], DAY + i, "a", 200, 1, 1))
+        .collect();
+    let recent = event(&[main], DAY + 3 * MS_PER_DAY, "a", 200, 1, 1);
+    store.insert(&old).await.unwrap();
+    store.insert(std::slice::from_ref(&recent)).await.unwrap();
+    let before = store
+        .rollups(&filter(main, Granularity::Month))
+        .await
+        .unwrap();
+
+    let cutoff = DAY + MS_PER_DAY;
+    assert_eq!(store.forget_events_before(cutoff, 2).await.unwrap(), 2);
+    assert_eq!(store.forget_events_before(cutoff, 10).await.unwrap(), 3);
+    assert_eq!(store.forget_events_before(cutoff, 10).await.unwrap(), 0);
+
+    let all = EventFilter {
+        main_account: Some(main),
+        within: None,
+        from_ms: 0,
+        to_ms: i64::MAX,
+        model: None,
+        status: None,
+        before: None,
+        limit: 100,
+    };
+    let left = store.events(&all).await.unwrap();
+    assert_eq!(left, vec![recent.clone()]);
+    assert_eq!(
+        store
+            .rollups(&filter(main, Granularity::Month))
+            .await
+            .unwrap(),
+        before,
+        "rollups are kept for good"
+    );
 }
