@@ -16,6 +16,14 @@ use crate::store::{EventFilter, Granularity, RollupFilter, UsageStore};
 
 pub struct UsageGrpc {
     pub store: UsageStore,
+    /// Days raw events are kept (`None`: for good).
+    pub keep_days: Option<u32>,
+}
+
+/// An event older than the retention cannot be checked for a replay (its raw copy
+/// may be gone), so storing it could count it twice.
+pub fn beyond_retention(at_ms: i64, now_ms: i64, keep_days: Option<u32>) -> bool {
+    keep_days.is_some_and(|days| at_ms < now_ms - i64::from(days) * 86_400_000)
 }
 
 type AckStream = Pin<Box<dyn Stream<Item = Result<pb::UsageAck, Status>> + Send>>;
@@ -30,6 +38,7 @@ impl UsageService for UsageGrpc {
     ) -> Result<Response<Self::IngestStream>, Status> {
         let mut inbound = request.into_inner();
         let store = self.store.clone();
+        let keep_days = self.keep_days;
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
             loop {
@@ -46,6 +55,16 @@ impl UsageService for UsageGrpc {
                 for e in batch.events {
                     let event_id = e.id.clone();
                     match decode_event(e) {
+                        Ok(ev)
+                            if beyond_retention(
+                                ev.at_unix_ms,
+                                switchyard_runtime::now_ms(),
+                                keep_days,
+                            ) =>
+                        {
+                            rejected += 1;
+                            tracing::error!(event = %event_id, at_unix_ms = ev.at_unix_ms, "usage event older than the retention refused: it cannot be checked for a replay");
+                        }
                         Ok(ev) => events.push(ev),
                         Err(why) => {
                             rejected += 1;
@@ -182,5 +201,20 @@ impl UsageService for UsageGrpc {
         Ok(Response::new(pb::RollupReply {
             rows: rows.into_iter().map(encode_rollup).collect(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_older_than_the_retention_are_refused() {
+        let day = 86_400_000;
+        let now = 100 * day;
+        assert!(!beyond_retention(now - 5 * day, now, None));
+        assert!(!beyond_retention(now - 5 * day, now, Some(5)));
+        assert!(beyond_retention(now - 5 * day - 1, now, Some(5)));
+        assert!(!beyond_retention(now + day, now, Some(5)));
     }
 }

@@ -96,6 +96,7 @@ pub async fn run(
     let grpc = tonic::transport::Server::builder()
         .add_service(UsageServiceServer::new(ingest::UsageGrpc {
             store: store.clone(),
+            keep_days: retention.map(|r| r.keep_days),
         }))
         .serve_with_incoming_shutdown(incoming, shutdown.clone().wait());
     let health = axum::Router::new()
