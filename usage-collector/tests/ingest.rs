@@ -1,11 +1,6 @@
 //! The collector's ingest over gRPC, in process on SQLite: acknowledgements count
 //! what was stored, replayed and refused.
 
-#![expect(
-    clippy::unwrap_used,
-    reason = "scenarios fail loudly on the first surprise"
-)]
-
 use std::time::Duration;
 
 use switchyard_core::ids::{AccountId, EventId, IssuedKeyId};
