@@ -414,8 +414,9 @@ pub fn expected_tokens(system: &str, user: &str) -> (u64, u64) {
 }
 
 /// Waits until the snapshot carrying the latest change is applied (rules, keys):
-/// the control plane's status shows every replica at its newest revision.
-pub async fn settle(sys: &System) {
+/// the control plane's status shows every replica at its newest revision, which is
+/// returned.
+pub async fn settle(sys: &System) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (status, body) = sys
@@ -434,7 +435,7 @@ pub async fn settle(sys: &System) {
                 .iter()
                 .all(|p| p["applied_version"].as_u64() >= Some(revision))
         {
-            return;
+            return revision;
         }
         assert!(
             Instant::now() < deadline,

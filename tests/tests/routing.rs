@@ -857,16 +857,7 @@ async fn events_name_the_price_version_that_priced_them() {
             )
             .await;
         assert_eq!(status, 200, "{body}");
-        settle(&sys).await;
-        let (_, status_page) = sys
-            .call(
-                Method::GET,
-                "/dashboard/status".into(),
-                sys.root.clone(),
-                None,
-            )
-            .await;
-        let revision = status_page["config_revision"].as_u64().unwrap();
+        let revision = settle(&sys).await;
         let (status, _, answer) = call_chat(&sys, &key, &chat("price me", false)).await;
         assert_eq!(status, 200, "{answer}");
         let event = usage_logs(&sys, &key, n).await[0].clone();
