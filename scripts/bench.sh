@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The proxy benchmark: the data plane against the fake upstream called directly and
-# through nginx, in one run, on release builds. Installs nginx when missing (as root).
+# through nginx, in one run, on release builds; then the collector's ingest rate into
+# Postgres. Installs nginx and PostgreSQL when missing (as root).
 # Extra arguments go to the bench binary (see `--help`), e.g. `--seconds 5`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,5 +18,19 @@ if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
   fi
 fi
 
+# The ingest benchmark runs its own throwaway Postgres.
+if [ -z "${PG_BIN:-}" ] && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  else
+    echo "PostgreSQL is needed: apt-get install postgresql (or set PG_BIN)" >&2
+    exit 1
+  fi
+fi
+
 cargo build --release --workspace --bins
-SWITCHYARD_BIN_DIR="$PWD/target/release" exec target/release/switchyard-bench "$@"
+export SWITCHYARD_BIN_DIR="$PWD/target/release"
+target/release/switchyard-bench "$@"
+echo
+# The usage collector's ingest into Postgres (rollups on), in events per second.
+target/release/ingest --seconds "${INGEST_SECONDS:-10}"
