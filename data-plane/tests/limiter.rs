@@ -110,14 +110,19 @@ fn charges(chain: &[AccountLimits], cost: u64) -> Vec<Charge> {
     )
 }
 
-async fn an_rpm_cap_admits_exactly_its_number(limiter: Arc<Limiter>) {
-    let chain = Arc::new(vec![account(Some(60), None)]);
-    let tasks: Vec<_> = (0..200)
-        .map(|_| {
+/// `n` admissions at once of `cost` each, taking the chains in turn: how many fit.
+async fn admitted_at_once(
+    limiter: &Arc<Limiter>,
+    chains: &[Arc<Vec<AccountLimits>>],
+    n: usize,
+    cost: u64,
+) -> usize {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
             let limiter = limiter.clone();
-            let chain = chain.clone();
+            let chain = chains[i % chains.len()].clone();
             tokio::spawn(async move {
-                let c = charges(&chain, 0);
+                let c = charges(&chain, cost);
                 limiter.admit(&c, clock()).await.unwrap().is_ok()
             })
         })
@@ -126,6 +131,12 @@ async fn an_rpm_cap_admits_exactly_its_number(limiter: Arc<Limiter>) {
     for t in tasks {
         admitted += usize::from(t.await.unwrap());
     }
+    admitted
+}
+
+async fn an_rpm_cap_admits_exactly_its_number(limiter: Arc<Limiter>) {
+    let chain = Arc::new(vec![account(Some(60), None)]);
+    let admitted = admitted_at_once(&limiter, std::slice::from_ref(&chain), 200, 0).await;
     assert_eq!(admitted, 60);
     let counter = &charges(&chain, 0)[0].counter;
     assert_eq!(limiter.value(counter).await.unwrap(), 60);
@@ -135,20 +146,7 @@ async fn parent_credit_binds_the_sum_of_its_children(limiter: Arc<Limiter>) {
     let parent = account(None, Some(1_000));
     let a = Arc::new(vec![account(None, Some(800)), parent.clone()]);
     let b = Arc::new(vec![account(None, Some(800)), parent.clone()]);
-    let tasks: Vec<_> = (0..60)
-        .map(|i| {
-            let limiter = limiter.clone();
-            let chain = if i % 2 == 0 { a.clone() } else { b.clone() };
-            tokio::spawn(async move {
-                let c = charges(&chain, 100);
-                limiter.admit(&c, clock()).await.unwrap().is_ok()
-            })
-        })
-        .collect();
-    let mut admitted = 0;
-    for t in tasks {
-        admitted += usize::from(t.await.unwrap());
-    }
+    let admitted = admitted_at_once(&limiter, &[a.clone(), b], 60, 100).await;
     // The parent's 1,000 holds ten reservations of 100, whichever child made them.
     assert_eq!(admitted, 10);
     let parent_counter = charges(&a, 100)[1].counter.clone();

@@ -37,7 +37,8 @@ async fn start() -> System {
     .await
 }
 
-/// A main account with the given provider keys: (kind, secret, level, models).
+/// A main account with the given provider keys: (kind, secret, level, models); its
+/// key, once every data plane has it.
 async fn owner_with_keys(
     sys: &System,
     fake: &FakeUpstream,
@@ -57,14 +58,17 @@ async fn owner_with_keys(
             .await;
         assert_eq!(status, StatusCode::CREATED, "{pk}");
     }
+    settle(sys).await;
     key
 }
 
+/// Replace the owner's rules and wait until every data plane applies them.
 async fn put_rules(sys: &System, key: &str, rules: Value) {
     let (status, body) = sys
         .call(Method::PUT, "/x-conf".into(), key.into(), Some(rules))
         .await;
     assert_eq!(status, 200, "{body}");
+    settle(sys).await;
 }
 
 /// A POST to the proxy with one credential header (`authorization` or `x-api-key`).
@@ -127,8 +131,6 @@ async fn keys_spread_cool_down_recover_and_switch_over() {
     )
     .await;
     put_rules(&sys, &key, json!({"switch_over": {"1": 2}})).await;
-    wait_for_key(&sys, &key).await;
-    settle(&sys).await;
     let body = chat("hi", false);
 
     // Round-robin: the level-1 keys share the calls evenly; the backup level idles.
@@ -236,14 +238,13 @@ async fn keys_spread_cool_down_recover_and_switch_over() {
     assert!(rejected["health_until_unix_ms"].as_i64().unwrap() > 0);
 
     // Never a provider the owner did not configure: another owner's key is untouched.
-    let other = owner_with_keys(
+    owner_with_keys(
         &sys,
         &fake,
         "other",
         &[("openai", "sk-z-0009", 1, &["gpt*"])],
     )
     .await;
-    wait_for_key(&sys, &other).await;
     let (status, _, _) = call_chat(&sys, &key, &body).await;
     assert_ne!(status, 200);
     assert_eq!(fake.calls_with("sk-z-0009"), 0);
@@ -264,8 +265,6 @@ async fn streams_retry_before_their_first_event_and_report_breaks_after_it() {
         ],
     )
     .await;
-    wait_for_key(&sys, &key).await;
-    settle(&sys).await;
     fake.set_behaviour("sk-stall-01", Behaviour::Stall);
     let stream_body = chat("stream me please", true);
     let bearer = format!("Bearer {key}");
@@ -424,8 +423,6 @@ async fn every_endpoint_in_both_protocols_with_policies_enforced() {
         json!({"model_mapper": {"smart": "gpt-4o", "sonnet": "claude-sonnet-4"}}),
     )
     .await;
-    wait_for_key(&sys, &key).await;
-    settle(&sys).await;
     let bearer = format!("Bearer {key}");
 
     // Anthropic messages, with x-api-key or Bearer; version and beta headers pass
@@ -782,8 +779,6 @@ async fn usage_says_where_its_tokens_came_from() {
         &[("openai", "sk-honest-01", 1, &["*"])],
     )
     .await;
-    wait_for_key(&sys, &key).await;
-    settle(&sys).await;
     let call = |body: Vec<u8>| {
         sys.http
             .post(sys.proxy("/v1/chat/completions"))
