@@ -8,7 +8,7 @@
 //! collector, cost at that moment; RPM and TPM counters are not rebuilt, since their
 //! windows are one minute.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use switchyard_core::limits::DaySpend;
 use switchyard_core::snapshot::Compiled;
@@ -23,11 +23,15 @@ use crate::limiter::{Limiter, LimiterError};
 /// Reads the period's spend from the collector and primes the counters with it.
 pub struct Rebuilder {
     collector: Option<UsageServiceClient<Channel>>,
-    /// One rebuild at a time in this process; across replicas, the limiter's primed
-    /// marker makes sure spend is added once.
-    running: Mutex<()>,
+    /// One rebuild at a time in this process (across replicas, the limiter's primed
+    /// marker makes sure spend is added once); it holds when the last one failed.
+    running: Mutex<Option<Instant>>,
     timeout: Duration,
 }
+
+/// After a failed rebuild, calls are answered by the owner's store-down policy at
+/// once for this long, instead of each waiting its turn for another try.
+const RETRY_AFTER: Duration = Duration::from_secs(2);
 
 impl Rebuilder {
     /// A rebuilder reading from the collector at `url` (connected on first use).
@@ -45,7 +49,7 @@ impl Rebuilder {
             .ok();
         Self {
             collector,
-            running: Mutex::new(()),
+            running: Mutex::new(None),
             timeout,
         }
     }
@@ -58,7 +62,23 @@ impl Rebuilder {
         snapshot: &Compiled,
         now_ms: i64,
     ) -> Result<(), LimiterError> {
-        let _one_at_a_time = self.running.lock().await;
+        let mut last_failure = self.running.lock().await;
+        if last_failure.is_some_and(|at| at.elapsed() < RETRY_AFTER) {
+            return Err(LimiterError::Unavailable(
+                "the credit rebuild failed moments ago".into(),
+            ));
+        }
+        let rebuilt = self.rebuild(limiter, snapshot, now_ms).await;
+        *last_failure = rebuilt.is_err().then(Instant::now);
+        rebuilt
+    }
+
+    async fn rebuild(
+        &self,
+        limiter: &Limiter,
+        snapshot: &Compiled,
+        now_ms: i64,
+    ) -> Result<(), LimiterError> {
         if limiter.is_primed().await? {
             return Ok(());
         }

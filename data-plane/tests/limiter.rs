@@ -15,7 +15,9 @@ use switchyard_core::limits::{
     self, AccountLimits, Charge, CounterValue, LimitKind, LimitSubject, Reservation, Unit, Used,
 };
 use switchyard_core::policy::{CreditLimit, Period};
+use switchyard_core::snapshot::{Compiled, Snapshot};
 use switchyard_data_plane::limiter::{Limiter, LimiterError, LocalCounters, RedisCounters};
+use switchyard_data_plane::rebuild::Rebuilder;
 use switchyard_tests::redis::RedisServer;
 
 /// A limiter of each kind for one scenario; keeps its Redis alive while in use.
@@ -407,4 +409,26 @@ async fn an_unreachable_redis_is_an_error_not_a_wait() {
     let started = std::time::Instant::now();
     assert!(limiter.admit(&charges(&chain, 0), clock()).await.is_err());
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// With the collector away, a failed rebuild is not retried by every call in turn:
+/// calls in the moments after it get the error at once (their owner's store-down
+/// policy then decides).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_rebuild_answers_the_next_calls_at_once() {
+    let port = switchyard_tests::free_port().unwrap();
+    let rebuilder = Rebuilder::new(&format!("http://127.0.0.1:{port}"), Duration::from_secs(2));
+    let limiter = Limiter::Local(LocalCounters::default());
+    let snapshot = Compiled::build(Snapshot::default()).unwrap();
+    let first = rebuilder.ensure_primed(&limiter, &snapshot, clock()).await;
+    assert!(
+        matches!(first, Err(LimiterError::Unavailable(_))),
+        "{first:?}"
+    );
+    let second = rebuilder.ensure_primed(&limiter, &snapshot, clock()).await;
+    match second {
+        Err(LimiterError::Unavailable(why)) => assert!(why.contains("moments ago"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!limiter.is_primed().await.unwrap());
 }
