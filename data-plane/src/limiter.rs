@@ -4,8 +4,8 @@
 //! counter of a request at once, all or nothing; settlement trues them up.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -150,11 +150,11 @@ impl Limiter {
     /// the settling task, which sends what queued up meanwhile in one script call. A
     /// lost settlement leaves the reservation standing (counters over-count until the
     /// window ends, never under-count).
-    pub fn settle_in_background(self: &Arc<Self>, charges: Vec<Charge>, used: Used, now_ms: i64) {
-        if charges.iter().all(|c| c.actual(used) == c.reserve) {
+    pub fn settle_in_background(&self, charges: Vec<Charge>, used: Used, now_ms: i64) {
+        if settles_nothing(&charges, used) {
             return;
         }
-        match &**self {
+        match self {
             Self::Local(l) => l.settle(&charges, used, now_ms),
             Self::Redis(r) => r.settle_later(charges, used),
         }
@@ -166,7 +166,7 @@ impl Limiter {
         used: Used,
         now_ms: i64,
     ) -> Result<(), LimiterError> {
-        if charges.iter().all(|c| c.actual(used) == c.reserve) {
+        if settles_nothing(charges, used) {
             return Ok(());
         }
         match self {
@@ -177,6 +177,11 @@ impl Limiter {
             Self::Redis(r) => r.settle(charges, used).await,
         }
     }
+}
+
+/// Every counter keeps what was reserved: settlement has nothing to change.
+fn settles_nothing(charges: &[Charge], used: Used) -> bool {
+    charges.iter().all(|c| c.actual(used) == c.reserve)
 }
 
 struct Counter {

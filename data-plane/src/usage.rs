@@ -13,7 +13,7 @@ use switchyard_proto::v1::usage_service_client::UsageServiceClient;
 use switchyard_wire::encode_event;
 
 use crate::metric;
-use crate::spool::{Position, Spool, SpoolError};
+use crate::spool::{Position, Spool};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -96,18 +96,19 @@ impl Delivery {
         self.closed && self.pending.is_empty() && !self.spooling()
     }
 
-    /// Events to the spool; with none configured (or it full), they are counted lost.
+    /// Events to the spool; when it cannot take them (or none is configured), they
+    /// are counted lost, never dropped silently.
     fn spool_events(&mut self, events: &[pb::UsageEvent]) {
         if events.is_empty() {
             return;
         }
-        let result = match self.spool.as_mut() {
-            Some(spool) => spool.append(events),
-            None => Err(SpoolError::Full { max_bytes: 0 }),
+        let refused = match self.spool.as_mut() {
+            Some(spool) => spool.append(events).err().map(|e| e.to_string()),
+            None => Some("no spool is configured".to_owned()),
         };
-        if let Err(e) = result {
+        if let Some(why) = refused {
             metrics::counter!(metric::USAGE_DROPPED).increment(events.len() as u64);
-            tracing::error!(error = %e, lost = events.len(), "usage events lost: the spool cannot take them");
+            tracing::error!(reason = %why, lost = events.len(), "usage events lost: the spool cannot take them");
         }
         self.report_spool();
     }

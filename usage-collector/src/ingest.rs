@@ -52,16 +52,11 @@ impl UsageService for UsageGrpc {
                 };
                 let mut events = Vec::with_capacity(batch.events.len());
                 let mut rejected = 0u32;
+                let now = switchyard_runtime::now_ms();
                 for e in batch.events {
                     let event_id = e.id.clone();
                     match decode_event(e) {
-                        Ok(ev)
-                            if beyond_retention(
-                                ev.at_unix_ms,
-                                switchyard_runtime::now_ms(),
-                                keep_days,
-                            ) =>
-                        {
+                        Ok(ev) if beyond_retention(ev.at_unix_ms, now, keep_days) => {
                             rejected += 1;
                             tracing::error!(event = %event_id, at_unix_ms = ev.at_unix_ms, "usage event older than the retention refused: it cannot be checked for a replay");
                         }
