@@ -710,6 +710,7 @@ impl ManageService for ApiGrpc {
             granularity: non_empty(r.granularity),
             account: non_empty(r.account_id),
             model: non_empty(r.model),
+            by: non_empty(r.by),
         };
         let today = switchyard_core::time::utc_day(now_ms());
         let bill = self

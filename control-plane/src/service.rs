@@ -274,6 +274,7 @@ pub struct LogEntry {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cached_tokens: u64,
+    pub cache_write_tokens: u64,
     pub usage_source: &'static str,
     pub cost_nanos: i64,
     pub billed_nanos: i64,
@@ -301,6 +302,7 @@ impl From<&switchyard_core::usage::UsageEvent> for LogEntry {
             input_tokens: e.tokens.input,
             output_tokens: e.tokens.output,
             cached_tokens: e.tokens.cached,
+            cache_write_tokens: e.tokens.cache_write,
             usage_source: e.source.as_str(),
             cost_nanos: e.cost_nanos,
             billed_nanos: e.billed_nanos,
@@ -442,6 +444,9 @@ pub struct BillQuery {
     pub account: Option<String>,
     /// Only this served model.
     pub model: Option<String>,
+    /// `account` (the default) or `provider_key`: rows per calling account, or,
+    /// for the owner of the keys, per provider key across the whole tree.
+    pub by: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -449,6 +454,7 @@ pub struct Bill {
     pub from: String,
     pub to: String,
     pub granularity: &'static str,
+    pub by: &'static str,
     pub rows: Vec<RollupRow>,
 }
 
@@ -1565,6 +1571,30 @@ impl Service {
                 )));
             }
         };
+        let by_provider_key = match query.by.as_deref() {
+            None | Some("account") => false,
+            Some("provider_key") => true,
+            Some(other) => {
+                return Err(ApiError::invalid(format!(
+                    "by must be \"account\" or \"provider_key\", not {other:?}"
+                )));
+            }
+        };
+        if by_provider_key {
+            if query.account.is_some() {
+                return Err(ApiError::invalid(
+                    "usage per provider key covers the owner's whole tree: leave out `account`",
+                ));
+            }
+            if let Caller::Account { account, .. } = caller
+                && account.parent.is_some()
+            {
+                return Err(ApiError::new(
+                    ErrorCode::PermissionDenied,
+                    "usage per provider key is for the owner of the keys (the main account)",
+                ));
+            }
+        }
         let top = match (&query.account, caller) {
             (Some(text), _) => {
                 let id: AccountId = text.parse().map_err(|_| {
@@ -1577,6 +1607,7 @@ impl Service {
         };
         let (main_account_id, account_ids) = match top {
             None => (String::new(), Vec::new()),
+            Some(id) if by_provider_key => (id.to_string(), Vec::new()),
             Some(id) => {
                 let subtree = self.store.subtree(id).await?;
                 (
@@ -1594,6 +1625,7 @@ impl Service {
                 from_day: from.clone(),
                 to_day: to.clone(),
                 granularity: granularity.into(),
+                by_provider_key,
             })
             .await
             .map_err(|status| {
@@ -1614,6 +1646,11 @@ impl Service {
             from,
             to,
             granularity: label,
+            by: if by_provider_key {
+                "provider_key"
+            } else {
+                "account"
+            },
             rows,
         })
     }

@@ -70,6 +70,7 @@ mod tests {
             input: 1_000,
             output: 100,
             cached: 0,
+            cache_write: 0,
         };
         assert_eq!(Billing::default().billed_nanos("m", &tokens, 700), 700);
         let markup: Billing = serde_json::from_str(r#"{"multiplier_ppm":1250000}"#).unwrap();

@@ -178,10 +178,16 @@ pub fn reservation(body_bytes: usize, max_output: u64, price: Option<&Price>) ->
     let prompt = u64::try_from(body_bytes).unwrap_or(u64::MAX) / BYTES_PER_TOKEN_ESTIMATE;
     let tokens = prompt.saturating_add(max_output);
     let cost = price.map_or(0, |p| {
+        // The prompt at the dearer of the input and cache-write prices: a call may
+        // write all of it to the provider's cache.
+        let writes_cost_more = p
+            .cache_write_per_million_nanos
+            .is_some_and(|w| w > p.input_per_million_nanos);
         p.cost_nanos(&TokenUsage {
             input: prompt,
             output: max_output,
             cached: 0,
+            cache_write: if writes_cost_more { prompt } else { 0 },
         })
     });
     Reservation {
@@ -651,6 +657,7 @@ mod tests {
             cached_input_per_million_nanos: 0,
             output_per_million_nanos: 2_000_000,
             per_request_nanos: 7,
+            ..Price::default()
         };
         let r = reservation(400, 100, Some(&price));
         assert_eq!(r.tokens, 200 + 100);

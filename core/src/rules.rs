@@ -15,8 +15,9 @@ use crate::policy::{ModelLimit, Policy};
 pub const MAX_MAPPING_HOPS: usize = 8;
 const MAX_ENTRIES: usize = 1024;
 
-/// Prices in nano-dollars: per million input, cached-input and output tokens, and per
-/// request.
+/// Prices in nano-dollars: per million input, cached-input, cache-write and output
+/// tokens, and per request. Cache writes without a price of their own cost the input
+/// price.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Price {
@@ -24,6 +25,8 @@ pub struct Price {
     pub input_per_million_nanos: u64,
     #[serde(default)]
     pub cached_input_per_million_nanos: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_per_million_nanos: Option<u64>,
     #[serde(default)]
     pub output_per_million_nanos: u64,
     #[serde(default)]
@@ -428,15 +431,20 @@ impl Rules {
 }
 
 impl Price {
-    /// The cost of one call in nano-dollars. Cached input tokens are a part of the
-    /// input tokens and are charged at the cached price only (never twice).
+    /// The cost of one call in nano-dollars. Cache reads and cache writes are parts
+    /// of the input tokens and are charged at their own price only (never twice).
     pub fn cost_nanos(&self, usage: &crate::usage::TokenUsage) -> i64 {
         let cached = usage.cached.min(usage.input);
-        let fresh = usage.input - cached;
+        let written = usage.cache_write.min(usage.input - cached);
+        let fresh = usage.input - cached - written;
         let per_million =
             |tokens: u64, price: u64| u128::from(tokens) * u128::from(price) / 1_000_000;
+        let write_price = self
+            .cache_write_per_million_nanos
+            .unwrap_or(self.input_per_million_nanos);
         let total = per_million(fresh, self.input_per_million_nanos)
             + per_million(cached, self.cached_input_per_million_nanos)
+            + per_million(written, write_price)
             + per_million(usage.output, self.output_per_million_nanos)
             + u128::from(self.per_request_nanos);
         i64::try_from(total).unwrap_or(i64::MAX)
@@ -662,11 +670,13 @@ mod tests {
             cached_input_per_million_nanos: 500_000_000,
             output_per_million_nanos: 8_000_000_000,
             per_request_nanos: 7,
+            ..Price::default()
         };
         let usage = TokenUsage {
             input: 1_000,
             output: 500,
             cached: 400,
+            cache_write: 0,
         };
         // 600 fresh × 2000 + 400 cached × 500 + 500 out × 8000 (nano-dollars per token) + 7
         assert_eq!(
@@ -678,8 +688,48 @@ mod tests {
         let huge = TokenUsage {
             input: u64::MAX,
             output: u64::MAX,
-            cached: 0,
+            ..TokenUsage::default()
         };
         assert_eq!(price.cost_nanos(&huge), i64::MAX);
+    }
+
+    #[test]
+    fn cache_writes_cost_their_own_price_or_the_input_price() {
+        let usage = TokenUsage {
+            input: 1_000,
+            output: 0,
+            cached: 300,
+            cache_write: 200,
+        };
+        let mut price = Price {
+            input_per_million_nanos: 1_000_000_000,
+            cached_input_per_million_nanos: 100_000_000,
+            ..Price::default()
+        };
+        // 500 fresh × 1000 + 300 read × 100 + 200 written × 1000 (the input price).
+        assert_eq!(price.cost_nanos(&usage), 500_000 + 30_000 + 200_000);
+        price.cache_write_per_million_nanos = Some(1_250_000_000);
+        assert_eq!(price.cost_nanos(&usage), 500_000 + 30_000 + 250_000);
+        // Parts never exceed the whole: a report claiming more is clamped, not doubled.
+        let claims_too_much = TokenUsage {
+            input: 100,
+            output: 0,
+            cached: 80,
+            cache_write: 80,
+        };
+        assert_eq!(price.cost_nanos(&claims_too_much), 80 * 100 + 20 * 1_250);
+        let text = r#"{"input_per_million_nanos":1,"cache_write_per_million_nanos":2}"#;
+        let parsed: Price = serde_json::from_str(text).unwrap();
+        assert_eq!(parsed.cache_write_per_million_nanos, Some(2));
+        assert!(
+            serde_json::to_string(&parsed)
+                .unwrap()
+                .contains("cache_write")
+        );
+        assert!(
+            !serde_json::to_string(&Price::default())
+                .unwrap()
+                .contains("cache_write")
+        );
     }
 }

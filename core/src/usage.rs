@@ -5,13 +5,15 @@ use serde::{Deserialize, Serialize};
 use crate::endpoint::UsageShape;
 use crate::ids::{AccountId, EventId, IssuedKeyId, ProviderKeyId};
 
-/// Tokens of one call. `input` counts every prompt token, `cached` the part of them
-/// served from the provider's cache (priced separately, never counted twice).
+/// Tokens of one call. `input` counts every prompt token; `cached` (read from the
+/// provider's prompt cache) and `cache_write` (written to it, Anthropic's cache
+/// creation) are parts of it, each priced at its own rate and never counted twice.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TokenUsage {
     pub input: u64,
     pub output: u64,
     pub cached: u64,
+    pub cache_write: u64,
 }
 
 /// Where an event's token counts come from.
@@ -19,12 +21,12 @@ pub struct TokenUsage {
 pub enum UsageSource {
     /// The provider reported them.
     Reported,
-    /// None: the call failed before any answer, or the answer (binary, or a stream
-    /// from a provider that ignores usage requests) carried none.
+    /// None: the call failed before any answer, or the answer (binary audio) carries
+    /// none, or an answer without usage had no text to estimate from.
     #[default]
     Missing,
-    /// The answer succeeded without usage; counted from the text both ways (see
-    /// [`estimate_tokens`]).
+    /// The answer (whole or streamed) succeeded without usage; counted from the text
+    /// both ways (see [`estimate_tokens`] and [`StreamMeter::estimated_output`]).
     Estimated,
     /// The call ended early (the client left, the upstream cut the stream): tokens
     /// were likely spent, and the counts hold only what was seen before the end.
@@ -73,20 +75,84 @@ pub const CLIENT_CLOSED: u16 = 499;
 pub const BYTES_PER_TOKEN: u64 = 4;
 
 /// Tokens of a JSON document, estimated: the bytes of its string values (not its keys,
-/// numbers or punctuation), four to a token, rounded up. The prompt's text is in the
-/// request's strings and the answer's in the answer's; ids and model names add a
-/// few. `None`: not JSON.
+/// numbers, punctuation, or `type` and `role` tags), four to a token, rounded up. The prompt's
+/// text is in the request's strings and the answer's in the answer's; ids and model
+/// names add a few. `None`: not JSON.
 pub fn estimate_tokens(json: &[u8]) -> Option<u64> {
-    fn text_bytes(v: &serde_json::Value) -> u64 {
-        match v {
-            serde_json::Value::String(s) => s.len() as u64,
-            serde_json::Value::Array(items) => items.iter().map(text_bytes).sum(),
-            serde_json::Value::Object(fields) => fields.values().map(text_bytes).sum(),
-            _ => 0,
-        }
+    let text: TextBytes = serde_json::from_slice(json).ok()?;
+    Some(text.tokens())
+}
+
+/// The bytes of text in a JSON value: its string values, at any depth, except the
+/// values of `type` and `role` keys (tags such as `text_delta`, not content). Read in one pass
+/// without building the value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct TextBytes(u64);
+
+impl TextBytes {
+    fn tokens(self) -> u64 {
+        self.0.div_ceil(BYTES_PER_TOKEN)
     }
-    let value: serde_json::Value = serde_json::from_slice(json).ok()?;
-    Some(text_bytes(&value).div_ceil(BYTES_PER_TOKEN))
+}
+
+impl<'de> Deserialize<'de> for TextBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TextBytesVisitor)
+    }
+}
+
+struct TextBytesVisitor;
+
+impl<'de> serde::de::Visitor<'de> for TextBytesVisitor {
+    type Value = TextBytes;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TextBytes, E> {
+        Ok(TextBytes(v.len() as u64))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<TextBytes, E> {
+        Ok(TextBytes(0))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<TextBytes, E> {
+        Ok(TextBytes(0))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<TextBytes, E> {
+        Ok(TextBytes(0))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<TextBytes, E> {
+        Ok(TextBytes(0))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<TextBytes, E> {
+        Ok(TextBytes(0))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<TextBytes, A::Error> {
+        let mut total = 0u64;
+        while let Some(TextBytes(n)) = seq.next_element()? {
+            total = total.saturating_add(n);
+        }
+        Ok(TextBytes(total))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<TextBytes, A::Error> {
+        let mut total = 0u64;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == "type" || key == "role" {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            } else {
+                total = total.saturating_add(map.next_value::<TextBytes>()?.0);
+            }
+        }
+        Ok(TextBytes(total))
+    }
 }
 
 #[derive(Deserialize)]
@@ -94,7 +160,14 @@ struct WithUsage {
     #[serde(default)]
     usage: Option<OpenAiUsage>,
     #[serde(default)]
-    choices: Option<Vec<serde::de::IgnoredAny>>,
+    choices: Option<Vec<Choice>>,
+}
+
+/// A choice of a chat answer; in a stream, its `delta` carries the new text.
+#[derive(Deserialize)]
+struct Choice {
+    #[serde(default)]
+    delta: TextBytes,
 }
 
 #[derive(Deserialize)]
@@ -120,6 +193,7 @@ impl From<OpenAiUsage> for TokenUsage {
             input: u.prompt_tokens,
             output: u.completion_tokens,
             cached: cached.min(u.prompt_tokens),
+            cache_write: 0,
         }
     }
 }
@@ -134,7 +208,7 @@ pub fn openai_usage_from_json(body: &[u8]) -> Option<TokenUsage> {
 
 /// What one chunk of an OpenAI-style stream says about usage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StreamChunkUsage {
+enum StreamChunkUsage {
     /// No usage in this chunk.
     None,
     /// Usage in a chunk that also carries choices.
@@ -143,19 +217,25 @@ pub enum StreamChunkUsage {
     UsageOnly(TokenUsage),
 }
 
-/// Inspect the `data` of one SSE event of an OpenAI-style stream.
-pub fn openai_usage_from_sse_data(data: &[u8]) -> StreamChunkUsage {
+/// Inspect the `data` of one SSE event of an OpenAI-style stream: its usage, and the
+/// bytes of text its choices add.
+fn openai_usage_from_sse_data(data: &[u8]) -> (StreamChunkUsage, u64) {
     if data.first() != Some(&b'{') {
-        return StreamChunkUsage::None; // `[DONE]` and other non-JSON payloads
+        return (StreamChunkUsage::None, 0); // `[DONE]` and other non-JSON payloads
     }
     let Ok(chunk) = serde_json::from_slice::<WithUsage>(data) else {
-        return StreamChunkUsage::None;
+        return (StreamChunkUsage::None, 0);
     };
-    match (chunk.usage, chunk.choices) {
+    let text = chunk
+        .choices
+        .as_ref()
+        .map_or(0, |c| c.iter().map(|c| c.delta.0).sum());
+    let usage = match (chunk.usage, chunk.choices) {
         (Some(u), Some(choices)) if choices.is_empty() => StreamChunkUsage::UsageOnly(u.into()),
         (Some(u), _) => StreamChunkUsage::WithContent(u.into()),
         (None, _) => StreamChunkUsage::None,
-    }
+    };
+    (usage, text)
 }
 
 /// The Responses API's usage (also what audio transcription reports).
@@ -176,6 +256,7 @@ impl From<ResponsesUsage> for TokenUsage {
             input: u.input_tokens,
             output: u.output_tokens,
             cached: cached.min(u.input_tokens),
+            cache_write: 0,
         }
     }
 }
@@ -187,7 +268,8 @@ struct WithResponsesUsage {
 }
 
 /// Anthropic's usage. Its `input_tokens` leaves out cache reads and cache writes;
-/// Switchyard's `input` counts every prompt token, `cached` the cache reads.
+/// Switchyard's `input` counts every prompt token, `cached` the cache reads and
+/// `cache_write` the cache creation.
 #[derive(Deserialize, Default, Clone, Copy)]
 struct AnthropicUsage {
     #[serde(default)]
@@ -214,12 +296,14 @@ impl AnthropicUsage {
             || self.cache_creation_input_tokens.is_some()
         {
             let read = read.unwrap_or(0);
+            let write = self.cache_creation_input_tokens.unwrap_or(0);
             to.input = self
                 .input_tokens
                 .unwrap_or(0)
                 .saturating_add(read)
-                .saturating_add(self.cache_creation_input_tokens.unwrap_or(0));
+                .saturating_add(write);
             to.cached = read.min(to.input);
+            to.cache_write = write.min(to.input - to.cached);
         }
         if let Some(out) = self.output_tokens {
             // Cumulative in Anthropic's stream: the last one counts.
@@ -258,6 +342,10 @@ struct TypedEvent<'a> {
     message: Option<WithAnthropicUsage>,
     #[serde(default)]
     usage: Option<AnthropicUsage>,
+    /// The text a delta event adds (Responses' `*.delta`, Anthropic's
+    /// `content_block_delta`).
+    #[serde(default)]
+    delta: TextBytes,
 }
 
 /// What the stream meter says about one event.
@@ -268,21 +356,33 @@ pub enum EventVerdict {
     UsageOnly,
 }
 
-/// Reads usage from a stream, event by event, whatever its dialect.
+/// Reads usage from a stream, event by event, whatever its dialect, and counts the
+/// text the answer streams, to estimate its output should no usage come.
 #[derive(Debug)]
 pub struct StreamMeter {
     shape: UsageShape,
     usage: Option<TokenUsage>,
+    text: TextBytes,
 }
 
 impl StreamMeter {
     pub fn new(shape: UsageShape) -> Self {
-        Self { shape, usage: None }
+        Self {
+            shape,
+            usage: None,
+            text: TextBytes(0),
+        }
     }
 
     /// The usage seen so far (complete once the stream has ended).
     pub fn usage(&self) -> Option<TokenUsage> {
         self.usage
+    }
+
+    /// The output tokens of the text streamed so far, estimated as
+    /// [`estimate_tokens`] does; `None` before any text.
+    pub fn estimated_output(&self) -> Option<u64> {
+        (self.text.0 > 0).then(|| self.text.tokens())
     }
 
     /// Inspect the `data` of one event.
@@ -291,18 +391,26 @@ impl StreamMeter {
             return EventVerdict::Forward;
         }
         match self.shape {
-            UsageShape::OpenAiChat => match openai_usage_from_sse_data(data) {
-                StreamChunkUsage::UsageOnly(u) => {
-                    self.usage = Some(u);
-                    return EventVerdict::UsageOnly;
+            UsageShape::OpenAiChat => {
+                let (usage, text) = openai_usage_from_sse_data(data);
+                self.text.0 = self.text.0.saturating_add(text);
+                match usage {
+                    StreamChunkUsage::UsageOnly(u) => {
+                        self.usage = Some(u);
+                        return EventVerdict::UsageOnly;
+                    }
+                    StreamChunkUsage::WithContent(u) => self.usage = Some(u),
+                    StreamChunkUsage::None => {}
                 }
-                StreamChunkUsage::WithContent(u) => self.usage = Some(u),
-                StreamChunkUsage::None => {}
-            },
+            }
             UsageShape::OpenAiResponses | UsageShape::Anthropic => {
                 let Ok(event) = serde_json::from_slice::<TypedEvent<'_>>(data) else {
                     return EventVerdict::Forward;
                 };
+                let kind = event.kind.as_deref().unwrap_or_default();
+                if kind.ends_with(".delta") || kind == "content_block_delta" {
+                    self.text.0 = self.text.0.saturating_add(event.delta.0);
+                }
                 match (self.shape, event.kind.as_deref()) {
                     (
                         UsageShape::OpenAiResponses,
@@ -331,17 +439,22 @@ impl StreamMeter {
     }
 }
 
-/// Usage totals of one account and model over one period (`YYYY-MM-DD` or `YYYY-MM`).
+/// Usage totals of one account (or, for the owner, one provider key) and model over
+/// one period (`YYYY-MM-DD` or `YYYY-MM`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RollupRow {
     pub period: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub account_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub provider_key_id: String,
     pub model: String,
     pub requests: u64,
     pub errors: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cached_tokens: u64,
+    pub cache_write_tokens: u64,
     /// What the providers cost, at the owner's prices.
     pub cost_nanos: i64,
     /// What the account's parent bills it.
@@ -396,6 +509,7 @@ mod tests {
             input: 5,
             output: 1,
             cached: 0,
+            cache_write: 0,
         });
         assert_eq!(UsageSource::of(some, 200, true), UsageSource::Reported);
         assert_eq!(UsageSource::of(None, 200, true), UsageSource::Missing);
@@ -442,7 +556,8 @@ mod tests {
             Some(TokenUsage {
                 input: 12,
                 output: 3,
-                cached: 4
+                cached: 4,
+                cache_write: 0
             })
         );
         assert_eq!(openai_usage_from_json(br#"{"choices":[]}"#), None);
@@ -457,7 +572,8 @@ mod tests {
             Some(TokenUsage {
                 input: 20,
                 output: 4,
-                cached: 8
+                cached: 8,
+                cache_write: 0
             })
         );
         let body = br#"{"type":"message","content":[],"usage":{"input_tokens":10,"cache_read_input_tokens":30,"cache_creation_input_tokens":5,"output_tokens":7}}"#;
@@ -466,7 +582,8 @@ mod tests {
             Some(TokenUsage {
                 input: 45,
                 output: 7,
-                cached: 30
+                cached: 30,
+                cache_write: 5
             })
         );
         assert_eq!(usage_from_json(UsageShape::Anthropic, b"{}"), None);
@@ -492,7 +609,8 @@ mod tests {
             Some(TokenUsage {
                 input: 15,
                 output: 9,
-                cached: 3
+                cached: 3,
+                cache_write: 0
             })
         );
 
@@ -505,7 +623,8 @@ mod tests {
             Some(TokenUsage {
                 input: 5,
                 output: 2,
-                cached: 0
+                cached: 0,
+                cache_write: 0
             })
         );
 
@@ -526,37 +645,91 @@ mod tests {
 
     #[test]
     fn sse_usage_chunks() {
+        let usage = |data: &[u8]| openai_usage_from_sse_data(data).0;
+        assert_eq!(usage(b"[DONE]"), StreamChunkUsage::None);
         assert_eq!(
-            openai_usage_from_sse_data(b"[DONE]"),
-            StreamChunkUsage::None
+            openai_usage_from_sse_data(br#"{"choices":[{"delta":{"content":"abc"}}]}"#),
+            (StreamChunkUsage::None, 3)
         );
         assert_eq!(
-            openai_usage_from_sse_data(br#"{"choices":[{"delta":{"content":"a"}}]}"#),
-            StreamChunkUsage::None
-        );
-        assert_eq!(
-            openai_usage_from_sse_data(
-                br#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7}}"#
-            ),
+            usage(br#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7}}"#),
             StreamChunkUsage::UsageOnly(TokenUsage {
                 input: 5,
                 output: 7,
-                cached: 0
+                ..TokenUsage::default()
             })
         );
         assert_eq!(
-            openai_usage_from_sse_data(
+            usage(
                 br#"{"choices":[{"delta":{}}],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#
             ),
             StreamChunkUsage::WithContent(TokenUsage {
                 input: 1,
                 output: 2,
-                cached: 0
+                ..TokenUsage::default()
             })
         );
         assert_eq!(
-            openai_usage_from_sse_data(br#"{"choices":[],"usage":null}"#),
+            usage(br#"{"choices":[],"usage":null}"#),
             StreamChunkUsage::None
         );
+    }
+
+    #[test]
+    fn text_is_string_values_without_type_tags() {
+        assert_eq!(
+            estimate_tokens(
+                br#"{"type":"message","content":[{"type":"text","text":"12345678"}],"n":42}"#
+            ),
+            Some(2)
+        );
+        assert_eq!(estimate_tokens(br#""\u00e9t\u00e9""#), Some(2));
+        assert_eq!(estimate_tokens(b"[1, true, null]"), Some(0));
+        assert_eq!(estimate_tokens(b"{not json"), None);
+    }
+
+    /// A stream without usage is estimated from the text its deltas carry, in every
+    /// dialect; tags, roles' keys and stop reasons are not text.
+    #[test]
+    fn streams_without_usage_estimate_their_output() {
+        let cases: [(UsageShape, &[&[u8]]); 3] = [
+            (
+                UsageShape::OpenAiChat,
+                &[
+                    br#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#,
+                    br#"{"choices":[{"index":0,"delta":{"content":"Hello "}}]}"#,
+                    br#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}}]}"#,
+                    br#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+                    b"[DONE]",
+                ],
+            ),
+            (
+                UsageShape::OpenAiResponses,
+                &[
+                    br#"{"type":"response.created","response":{"id":"resp_1","status":"in_progress"}}"#,
+                    br#"{"type":"response.output_text.delta","item_id":"i","delta":"Hello "}"#,
+                    br#"{"type":"response.function_call_arguments.delta","delta":"{}"}"#,
+                    br#"{"type":"response.output_text.done","text":"Hello "}"#,
+                ],
+            ),
+            (
+                UsageShape::Anthropic,
+                &[
+                    br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello "}}"#,
+                    br#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{}"}}"#,
+                    br#"{"type":"message_delta","delta":{"stop_reason":"end_turn"}}"#,
+                ],
+            ),
+        ];
+        for (shape, events) in cases {
+            let mut m = StreamMeter::new(shape);
+            assert_eq!(m.estimated_output(), None);
+            for e in events {
+                m.observe(e);
+            }
+            assert_eq!(m.usage(), None, "{shape:?}");
+            // "Hello " and "{}": 8 bytes, two tokens.
+            assert_eq!(m.estimated_output(), Some(2), "{shape:?}");
+        }
     }
 }

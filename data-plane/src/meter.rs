@@ -91,14 +91,15 @@ impl Meter {
         self.emit(status, tokens, source);
     }
 
-    /// A successful JSON answer without usage: its tokens estimated from the text
-    /// of the request and of `answer`.
-    pub fn finish_estimated(mut self, status: u16, answer: &[u8]) {
+    /// A successful answer without usage: its tokens estimated from the text of the
+    /// request and the `output` estimated from the answer's text (`None`: no text).
+    pub fn finish_estimated(mut self, status: u16, output: Option<u64>) {
         let input = self.prompt.as_deref().and_then(estimate_tokens);
-        let tokens = estimate_tokens(answer).map(|output| TokenUsage {
+        let tokens = output.map(|output| TokenUsage {
             input: input.unwrap_or(0),
             output,
             cached: 0,
+            cache_write: 0,
         });
         let source = if tokens.is_some() {
             UsageSource::Estimated

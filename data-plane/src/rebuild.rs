@@ -110,6 +110,7 @@ impl Rebuilder {
             from_day: time::day_text(first),
             to_day: time::day_text(today),
             granularity: pb::Granularity::Day.into(),
+            by_provider_key: false,
         };
         let unreachable =
             |e: String| LimiterError::Unavailable(format!("usage collector for the rebuild: {e}"));

@@ -13,7 +13,7 @@ use switchyard_core::endpoint::{Endpoint, stream_error_event};
 use switchyard_core::error::ErrorCode;
 use switchyard_core::route::Failure;
 use switchyard_core::sse::{self, SseFramer};
-use switchyard_core::usage::{EventVerdict, StreamMeter, usage_from_json};
+use switchyard_core::usage::{EventVerdict, StreamMeter, estimate_tokens, usage_from_json};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -83,7 +83,7 @@ pub fn whole_back(endpoint: Endpoint, whole: Whole, meter: Meter) -> Response {
     };
     if whole.status.is_success() && tokens.is_none() {
         tracing::warn!(provider_key = ?meter.provider, "upstream answer carried no usage; estimated");
-        meter.finish_estimated(whole.status.as_u16(), &whole.body);
+        meter.finish_estimated(whole.status.as_u16(), estimate_tokens(&whole.body));
     } else {
         meter.finish(whole.status.as_u16(), tokens);
     }
@@ -253,7 +253,15 @@ pub fn stream_back(started: Started, relay: Relay, meter: Meter) -> Response {
             let _ = tx.send(Ok(Bytes::from(event))).await;
         }
         let final_status = if failed { 502 } else { status.as_u16() };
-        meter.finish(final_status, usage.usage());
+        match usage.usage() {
+            // A stream that ended well without usage (a provider that ignores the
+            // request for it): estimated from the text it streamed.
+            None if !failed && status.is_success() => {
+                tracing::warn!(provider_key = ?meter.provider, "upstream stream carried no usage; estimated");
+                meter.finish_estimated(final_status, usage.estimated_output());
+            }
+            tokens => meter.finish(final_status, tokens),
+        }
     });
     let body = futures_util::stream::iter(first).chain(ReceiverStream::new(rx));
     let mut response = Response::new(Body::from_stream(body));

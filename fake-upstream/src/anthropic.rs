@@ -79,6 +79,20 @@ pub(crate) async fn messages(
     let input = count_tokens(&prompt_of(&req));
     let output = count_tokens(&reply);
     fake.record_tokens(input, output);
+    // A system prompt marked for caching is written to the cache on its first call
+    // and read from it afterwards; `input_tokens` counts only the rest, as Anthropic's does.
+    let (cache_read, cache_write) = if req.system.to_string().contains("cache_control") {
+        let system = text_of(&req.system);
+        let tokens = count_tokens(&system).min(input);
+        if fake.cached_before(&system) {
+            (tokens, 0)
+        } else {
+            (0, tokens)
+        }
+    } else {
+        (0, 0)
+    };
+    let fresh = input - cache_read - cache_write;
     // With tools offered, answer the way a coding agent expects: text, then a call to
     // the first tool.
     let tool = req.tools.first().map(|t| t.name.clone());
@@ -94,8 +108,8 @@ pub(crate) async fn messages(
         }
         let body = json!({"id": "msg_fake", "type": "message", "role": "assistant", "model": req.model,
                           "content": content, "stop_reason": stop_reason, "stop_sequence": null,
-                          "usage": {"input_tokens": input, "output_tokens": output,
-                                    "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}});
+                          "usage": {"input_tokens": fresh, "output_tokens": output,
+                                    "cache_read_input_tokens": cache_read, "cache_creation_input_tokens": cache_write}});
         return fake.json(&body, behaviour);
     }
     let event = |kind: &str, data: Value| format!("event: {kind}\ndata: {data}\n\n");
@@ -104,7 +118,7 @@ pub(crate) async fn messages(
             "message_start",
             json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message", "role": "assistant",
                    "model": req.model, "content": [], "stop_reason": null, "stop_sequence": null,
-                   "usage": {"input_tokens": input, "output_tokens": 1, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}}}),
+                   "usage": {"input_tokens": fresh, "output_tokens": 1, "cache_read_input_tokens": cache_read, "cache_creation_input_tokens": cache_write}}}),
         ),
         event(
             "content_block_start",

@@ -79,6 +79,9 @@ pub(crate) struct Fake {
     /// While true, streams pause after their first content event.
     hold: watch::Sender<bool>,
     behaviours: Mutex<HashMap<String, Behaviour>>,
+    /// System prompts marked `cache_control` that were seen before: Anthropic's
+    /// prompt cache, without expiry.
+    prompt_cache: Mutex<std::collections::HashSet<String>>,
 }
 
 /// A running fake.
@@ -97,6 +100,7 @@ impl FakeUpstream {
             observed: Observed::default(),
             hold: watch::channel(false).0,
             behaviours: Mutex::new(HashMap::new()),
+            prompt_cache: Mutex::new(std::collections::HashSet::new()),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(openai::chat))
@@ -327,8 +331,20 @@ impl Fake {
             .fetch_add(output, Ordering::SeqCst);
     }
 
+    /// Whether `prefix` was in the prompt cache; it is afterwards.
+    pub(crate) fn cached_before(&self, prefix: &str) -> bool {
+        self.prompt_cache
+            .lock()
+            .is_ok_and(|mut cache| !cache.insert(prefix.to_owned()))
+    }
+
     /// An SSE response of `events`, honouring holds and cuts.
     pub(crate) fn sse(self: &Arc<Self>, events: Vec<String>, behaviour: Behaviour) -> Response {
+        let events: Vec<String> = if behaviour == Behaviour::OmitUsage {
+            events.into_iter().filter_map(without_usage).collect()
+        } else {
+            events
+        };
         let cut = match behaviour {
             Behaviour::CutAfter { events } => Some(events),
             _ => None,
@@ -440,6 +456,32 @@ pub(crate) fn text_of(content: &serde_json::Value) -> String {
             .join(" "),
         _ => String::new(),
     }
+}
+
+/// An SSE event as a provider that ignores usage sends it: no `usage` anywhere, and
+/// no usage-only chunk at all.
+fn without_usage(event: String) -> Option<String> {
+    let Some((head, data)) = event.split_once("data: ") else {
+        return Some(event);
+    };
+    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(data.trim_end()) else {
+        return Some(event);
+    };
+    let had_usage = value.get("usage").is_some();
+    if let Some(fields) = value.as_object_mut() {
+        fields.remove("usage");
+        for inner in ["response", "message"] {
+            if let Some(obj) = fields.get_mut(inner).and_then(|v| v.as_object_mut()) {
+                obj.remove("usage");
+            }
+        }
+    }
+    let usage_only = had_usage
+        && value
+            .get("choices")
+            .and_then(|c| c.as_array())
+            .is_some_and(Vec::is_empty);
+    (!usage_only).then(|| format!("{head}data: {value}\n\n"))
 }
 
 /// The reply and its pieces, one per word, as streams send them.

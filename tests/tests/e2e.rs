@@ -263,6 +263,43 @@ async fn one_request_travels_the_whole_system() {
             .0,
         400
     );
+    // The owner sees what its provider key carried for the whole tree; nobody else does.
+    let (status, by_key) = sys
+        .call(
+            Method::GET,
+            "/x-bill?by=provider_key".into(),
+            main_key.clone(),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{by_key}");
+    assert_eq!(by_key["by"], "provider_key");
+    let key_rows = by_key["rows"].as_array().unwrap();
+    assert_eq!(key_rows.len(), 1, "{by_key}");
+    assert_eq!(key_rows[0]["provider_key_id"], pk["id"]);
+    assert!(key_rows[0].get("account_id").is_none());
+    assert_eq!(
+        (
+            key_rows[0]["requests"].as_u64(),
+            key_rows[0]["input_tokens"].as_u64()
+        ),
+        (Some(2), Some(total_in))
+    );
+    assert_eq!(
+        rows("/x-bill?by=provider_key".into(), child_key.clone())
+            .await
+            .0,
+        403
+    );
+    for bad in [
+        "by=key",
+        format!("by=provider_key&account={child_id}").as_str(),
+    ] {
+        assert_eq!(
+            rows(format!("/x-bill?{bad}"), main_key.clone()).await.0,
+            400
+        );
+    }
 
     assert_eq!(
         sys.call(

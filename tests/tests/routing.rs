@@ -815,6 +815,32 @@ async fn usage_says_where_its_tokens_came_from() {
     );
     assert!(estimated["output_tokens"].as_u64().unwrap() > 0);
 
+    // A stream without usage (the provider ignored the request for it): estimated
+    // from the text it streamed.
+    let mut body = chat("estimate my stream", true);
+    body["stream_options"] = json!({"include_usage": true});
+    let request = serde_json::to_vec(&body).unwrap();
+    let streamed = call(request.clone()).await.unwrap();
+    assert_eq!(streamed.status(), 200);
+    let text = streamed.text().await.unwrap();
+    assert!(
+        text.ends_with("data: [DONE]\n\n") && !text.contains("usage"),
+        "{text}"
+    );
+    let events = usage_logs(&sys, &key, 3).await;
+    let estimated = &events[0];
+    assert_eq!(estimated["usage_source"], "estimated", "{estimated}");
+    assert_eq!(estimated["streamed"], true);
+    let reply = "echo: estimate my stream";
+    assert_eq!(
+        estimated["output_tokens"].as_u64(),
+        Some((reply.len() as u64).div_ceil(4))
+    );
+    assert_eq!(
+        estimated["input_tokens"],
+        switchyard_core::usage::estimate_tokens(&request).unwrap()
+    );
+
     // A stream cut after it started: whatever was seen, the event says incomplete.
     fake.set_behaviour("sk-honest-01", Behaviour::CutAfter { events: 3 });
     let mut body = chat("cut me off please", true);
@@ -823,13 +849,14 @@ async fn usage_says_where_its_tokens_came_from() {
     assert_eq!(cut.status(), 200);
     let text = cut.text().await.unwrap_or_default();
     assert!(!text.contains("[DONE]"), "{text}");
-    let events = usage_logs(&sys, &key, 3).await;
+    let events = usage_logs(&sys, &key, 4).await;
     assert_eq!(events[0]["usage_source"], "incomplete", "{}", events[0]);
     assert_eq!(events[0]["status"], 502);
 }
 
-/// A call is priced with its owner's prices at request time, and its event names
-/// the configuration version those prices came from.
+/// A call is priced with its owner's prices at request time, its event names the
+/// configuration version those prices came from, and prompt-cache reads and writes
+/// are priced apart from the rest of the input.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_name_the_price_version_that_priced_them() {
     let sys = start().await;
@@ -861,4 +888,105 @@ async fn events_name_the_price_version_that_priced_them() {
         seen.push(revision);
     }
     assert!(seen[1] > seen[0], "{seen:?}");
+
+    // Anthropic's prompt cache: the first call writes the marked system prompt, the
+    // next reads it; each part of the input is counted and priced at its own rate.
+    let key = owner_with_keys(
+        &sys,
+        &fake,
+        "cached",
+        &[("anthropic", "sk-ant-cached-01", 1, &["claude*"])],
+    )
+    .await;
+    let (status, body) = sys
+        .call(
+            Method::PUT,
+            "/x-config/pricing?key=claude*".into(),
+            key.clone(),
+            Some(json!({"input_per_million_nanos": 1_000_000_000u64,
+                        "cached_input_per_million_nanos": 100_000_000u64,
+                        "cache_write_per_million_nanos": 1_250_000_000u64,
+                        "output_per_million_nanos": 2_000_000_000u64})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    settle(&sys).await;
+    let system = "you are a careful cached assistant";
+    let message = |stream: bool| {
+        json!({"model": "claude-sonnet-4", "max_tokens": 10, "stream": stream,
+               "system": [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
+               "messages": [{"role": "user", "content": "one two three"}]})
+    };
+    let headers = [("anthropic-version", "2023-06-01")];
+    let (status, text) = status_and_text(
+        post_json(
+            &sys,
+            "/v1/messages",
+            ("x-api-key", &key),
+            &headers,
+            &message(false),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer["usage"]["cache_creation_input_tokens"], 6);
+    let (status, text) = status_and_text(
+        post_json(
+            &sys,
+            "/v1/messages",
+            ("x-api-key", &key),
+            &headers,
+            &message(true),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"cache_read_input_tokens\":6"), "{text}");
+    let events = usage_logs(&sys, &key, 2).await;
+    let parts = |e: &Value| {
+        (
+            e["input_tokens"].as_u64(),
+            e["cached_tokens"].as_u64(),
+            e["cache_write_tokens"].as_u64(),
+            e["output_tokens"].as_u64(),
+            e["cost_nanos"].as_i64(),
+        )
+    };
+    // 3 fresh × 1000 + 6 written × 1250 + 4 out × 2000, in nano-dollars.
+    assert_eq!(
+        parts(&events[1]),
+        (
+            Some(9),
+            Some(0),
+            Some(6),
+            Some(4),
+            Some(3_000 + 7_500 + 8_000)
+        )
+    );
+    // 3 fresh × 1000 + 6 read × 100 + 4 out × 2000.
+    assert_eq!(
+        parts(&events[0]),
+        (
+            Some(9),
+            Some(6),
+            Some(0),
+            Some(4),
+            Some(3_000 + 600 + 8_000)
+        )
+    );
+    let bill = sys.bill(&key).await;
+    let row = &bill["rows"][0];
+    assert_eq!(
+        (
+            row["input_tokens"].as_u64(),
+            row["cached_tokens"].as_u64(),
+            row["cache_write_tokens"].as_u64(),
+            row["cost_nanos"].as_i64()
+        ),
+        (Some(18), Some(6), Some(6), Some(30_100)),
+        "{bill}"
+    );
 }

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use switchyard_wire::{EventError, decode_event, encode_event, encode_rollup, id};
 
-use crate::store::{EventFilter, Granularity, RollupFilter, UsageStore};
+use crate::store::{EventFilter, Granularity, RollupBy, RollupFilter, UsageStore};
 
 pub struct UsageGrpc {
     pub store: UsageStore,
@@ -179,11 +179,21 @@ impl UsageService for UsageGrpc {
             Ok(pb::Granularity::Month) => Granularity::Month,
             _ => Granularity::Day,
         };
+        if q.by_provider_key && !accounts.is_empty() {
+            return Err(Status::invalid_argument(
+                "rollups per provider key cover the whole tree: leave account_ids empty",
+            ));
+        }
         let rows = self
             .store
             .rollups(&RollupFilter {
                 main_account,
                 accounts,
+                by: if q.by_provider_key {
+                    RollupBy::ProviderKey
+                } else {
+                    RollupBy::Account
+                },
                 from_day: q.from_day,
                 to_day: q.to_day,
                 granularity,

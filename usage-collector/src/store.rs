@@ -32,11 +32,24 @@ pub enum Granularity {
     Month,
 }
 
-/// What to read: a main account's tree (or all of them), some accounts in it, a range of days.
+/// Whose totals a rollup row holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RollupBy {
+    /// The calling account's.
+    #[default]
+    Account,
+    /// The provider key's, across the owner's tree.
+    ProviderKey,
+}
+
+/// What to read: a main account's tree (or all of them), some accounts in it (or
+/// provider keys of it), a range of days.
 #[derive(Clone, Debug)]
 pub struct RollupFilter {
     pub main_account: Option<AccountId>,
+    /// Only these accounts (or provider keys, when `by` says so); empty: all.
     pub accounts: Vec<AccountId>,
+    pub by: RollupBy,
     pub from_day: String,
     pub to_day: String,
     pub granularity: Granularity,
@@ -59,7 +72,7 @@ pub struct EventFilter {
 
 const SELECT_EVENTS: &str = "SELECT id, at_ms, account_chain, issued_key_id, provider_key_id, model_requested, model_served, \
      level, status, latency_ms, ttfb_ms, input_tokens, output_tokens, cached_tokens, usage_source, cost_nanos, path, \
-     client_addr, streamed, billed_nanos, price_version FROM usage_events \
+     client_addr, streamed, billed_nanos, price_version, cache_write_tokens FROM usage_events \
      WHERE ($1 = '' OR main_account_id = $1) \
      AND ($2 = '' OR (',' || account_chain || ',') LIKE ('%,' || $3 || ',%')) \
      AND at_ms >= $4 AND at_ms < $5 \
@@ -76,8 +89,9 @@ pub struct UsageStore {
 /// The columns of a raw event, in the order [`bind_event`] binds them.
 const EVENT_COLUMNS: &str = "id, at_ms, day, account_id, main_account_id, account_chain, issued_key_id, \
      provider_key_id, model_requested, model_served, level, status, latency_ms, ttfb_ms, input_tokens, output_tokens, \
-     cached_tokens, usage_source, cost_nanos, path, client_addr, streamed, billed_nanos, price_version";
-const EVENT_PARAMS: usize = 24;
+     cached_tokens, usage_source, cost_nanos, path, client_addr, streamed, billed_nanos, price_version, \
+     cache_write_tokens";
+const EVENT_PARAMS: usize = 25;
 /// Rows per INSERT, largest first: a batch is cut greedily into these sizes, so a few
 /// statements carry it and each shape is prepared once per connection.
 const STATEMENT_ROWS: [usize; 4] = [64, 16, 4, 1];
@@ -95,13 +109,27 @@ fn statement_rows(mut n: usize) -> Vec<usize> {
 }
 
 const UPSERT_DAILY: &str = "INSERT INTO usage_daily (day, main_account_id, account_id, model, requests, errors, input_tokens, \
-     output_tokens, cached_tokens, cost_nanos, billed_nanos) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+     output_tokens, cached_tokens, cache_write_tokens, cost_nanos, billed_nanos) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
      ON CONFLICT (day, account_id, model) DO UPDATE SET requests = usage_daily.requests + excluded.requests, \
      errors = usage_daily.errors + excluded.errors, input_tokens = usage_daily.input_tokens + excluded.input_tokens, \
      output_tokens = usage_daily.output_tokens + excluded.output_tokens, \
      cached_tokens = usage_daily.cached_tokens + excluded.cached_tokens, \
+     cache_write_tokens = usage_daily.cache_write_tokens + excluded.cache_write_tokens, \
      cost_nanos = usage_daily.cost_nanos + excluded.cost_nanos, \
      billed_nanos = usage_daily.billed_nanos + excluded.billed_nanos";
+
+const UPSERT_DAILY_KEYS: &str = "INSERT INTO usage_daily_keys (main_account_id, day, provider_key_id, model, requests, \
+     errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens, cost_nanos) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+     ON CONFLICT (main_account_id, day, provider_key_id, model) DO UPDATE SET \
+     requests = usage_daily_keys.requests + excluded.requests, \
+     errors = usage_daily_keys.errors + excluded.errors, \
+     input_tokens = usage_daily_keys.input_tokens + excluded.input_tokens, \
+     output_tokens = usage_daily_keys.output_tokens + excluded.output_tokens, \
+     cached_tokens = usage_daily_keys.cached_tokens + excluded.cached_tokens, \
+     cache_write_tokens = usage_daily_keys.cache_write_tokens + excluded.cache_write_tokens, \
+     cost_nanos = usage_daily_keys.cost_nanos + excluded.cost_nanos";
 
 /// `INSERT … VALUES (…), (…) … ON CONFLICT (id) DO NOTHING RETURNING id` for `rows`
 /// events: the ids returned are the events that were new. SQLite gets anonymous `?`
@@ -163,15 +191,17 @@ fn bind_event<'q>(q: AnyQuery<'q>, e: &UsageEvent) -> Result<AnyQuery<'q>, Store
         .bind(e.client_addr.clone())
         .bind(i64::from(e.streamed))
         .bind(e.billed_nanos)
-        .bind(int(e.price_version)?))
+        .bind(int(e.price_version)?)
+        .bind(int(e.tokens.cache_write)?))
 }
 
-/// Where a rollup row lives.
+/// Where a rollup row lives: `of` is the calling account (in `usage_daily`) or the
+/// provider key (in `usage_daily_keys`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct RollupKey {
     day: String,
     main_account: AccountId,
-    account: AccountId,
+    of: String,
     model: String,
 }
 
@@ -183,44 +213,68 @@ struct RollupDelta {
     input: u64,
     output: u64,
     cached: u64,
+    cache_write: u64,
     cost_nanos: i64,
     billed_nanos: i64,
 }
 
+impl RollupDelta {
+    fn add(&mut self, e: &UsageEvent) {
+        self.requests += 1;
+        self.errors += i64::from(e.status >= 400);
+        self.input = self.input.saturating_add(e.tokens.input);
+        self.output = self.output.saturating_add(e.tokens.output);
+        self.cached = self.cached.saturating_add(e.tokens.cached);
+        self.cache_write = self.cache_write.saturating_add(e.tokens.cache_write);
+        self.cost_nanos = self.cost_nanos.saturating_add(e.cost_nanos);
+        self.billed_nanos = self.billed_nanos.saturating_add(e.billed_nanos);
+    }
+}
+
+type Deltas = std::collections::BTreeMap<RollupKey, RollupDelta>;
+
 /// The rollup changes of some new events, one per row touched, so a batch costs one
-/// upsert per (day, account, model) instead of one per event.
-fn rollup_deltas<'a>(
-    events: impl Iterator<Item = &'a UsageEvent>,
-) -> std::collections::BTreeMap<RollupKey, RollupDelta> {
-    let mut out = std::collections::BTreeMap::<RollupKey, RollupDelta>::new();
+/// upsert per (day, account, model) and per (day, provider key, model) instead of
+/// one per event. Returns the account rows and the provider-key rows.
+fn rollup_deltas<'a>(events: impl Iterator<Item = &'a UsageEvent>) -> (Deltas, Deltas) {
+    let (mut accounts, mut keys) = (Deltas::new(), Deltas::new());
     for e in events {
         let (Some(account), Some(main_account)) = (e.account(), e.main_account()) else {
             continue;
         };
-        let d = out
-            .entry(RollupKey {
-                day: switchyard_core::time::utc_day(e.at_unix_ms),
+        let day = switchyard_core::time::utc_day(e.at_unix_ms);
+        if let Some(provider) = e.provider_key {
+            keys.entry(RollupKey {
+                day: day.clone(),
                 main_account,
-                account,
+                of: provider.to_string(),
                 model: e.model_served.clone(),
             })
-            .or_default();
-        d.requests += 1;
-        d.errors += i64::from(e.status >= 400);
-        d.input = d.input.saturating_add(e.tokens.input);
-        d.output = d.output.saturating_add(e.tokens.output);
-        d.cached = d.cached.saturating_add(e.tokens.cached);
-        d.cost_nanos = d.cost_nanos.saturating_add(e.cost_nanos);
-        d.billed_nanos = d.billed_nanos.saturating_add(e.billed_nanos);
+            .or_default()
+            .add(e);
+        }
+        accounts
+            .entry(RollupKey {
+                day,
+                main_account,
+                of: account.to_string(),
+                model: e.model_served.clone(),
+            })
+            .or_default()
+            .add(e);
     }
-    out
+    (accounts, keys)
 }
 
-const SELECT_DAILY_MAIN: &str = "SELECT day, account_id, model, requests, errors, input_tokens, output_tokens, cached_tokens, \
-     cost_nanos, billed_nanos FROM usage_daily WHERE main_account_id = $1 AND day >= $2 AND day <= $3";
+/// Daily rows of a main account (`$1`, or every one when empty) between two days.
+const SELECT_DAILY: &str = "SELECT day, account_id, model, requests, errors, input_tokens, output_tokens, cached_tokens, \
+     cost_nanos, billed_nanos, cache_write_tokens FROM usage_daily \
+     WHERE ($1 = '' OR main_account_id = $2) AND day >= $3 AND day <= $4";
 
-const SELECT_DAILY_ALL: &str = "SELECT day, account_id, model, requests, errors, input_tokens, output_tokens, cached_tokens, \
-     cost_nanos, billed_nanos FROM usage_daily WHERE day >= $1 AND day <= $2";
+/// The same per provider key; a key has no parent to bill, so `billed_nanos` is 0.
+const SELECT_DAILY_KEYS: &str = "SELECT day, provider_key_id, model, requests, errors, input_tokens, output_tokens, \
+     cached_tokens, cost_nanos, 0, cache_write_tokens FROM usage_daily_keys \
+     WHERE ($1 = '' OR main_account_id = $2) AND day >= $3 AND day <= $4";
 
 fn parse_text<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, StoreError> {
     text.parse()
@@ -257,6 +311,7 @@ fn event_from_row(r: &sqlx::any::AnyRow) -> Result<UsageEvent, StoreError> {
             input: uint(r.try_get(11)?),
             output: uint(r.try_get(12)?),
             cached: uint(r.try_get(13)?),
+            cache_write: uint(r.try_get(21)?),
         },
         source: UsageSource::parse(&source).ok_or_else(|| bad("usage source"))?,
         cost_nanos: r.try_get(15)?,
@@ -323,19 +378,37 @@ impl UsageStore {
                 .copied()
                 .filter(|e| new_ids.remove(&e.id))
                 .collect();
-            for (key, d) in rollup_deltas(new.iter().copied()) {
+            let (accounts, keys) = rollup_deltas(new.iter().copied());
+            for (key, d) in accounts {
                 sqlx::query(UPSERT_DAILY)
                     .bind(key.day)
                     .bind(key.main_account.to_string())
-                    .bind(key.account.to_string())
+                    .bind(key.of)
                     .bind(key.model)
                     .bind(d.requests)
                     .bind(d.errors)
                     .bind(int(d.input)?)
                     .bind(int(d.output)?)
                     .bind(int(d.cached)?)
+                    .bind(int(d.cache_write)?)
                     .bind(d.cost_nanos)
                     .bind(d.billed_nanos)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            for (key, d) in keys {
+                sqlx::query(UPSERT_DAILY_KEYS)
+                    .bind(key.main_account.to_string())
+                    .bind(key.day)
+                    .bind(key.of)
+                    .bind(key.model)
+                    .bind(d.requests)
+                    .bind(d.errors)
+                    .bind(int(d.input)?)
+                    .bind(int(d.output)?)
+                    .bind(int(d.cached)?)
+                    .bind(int(d.cache_write)?)
+                    .bind(d.cost_nanos)
                     .execute(&mut *tx)
                     .await?;
             }
@@ -409,33 +482,32 @@ impl UsageStore {
         Ok(done.rows_affected())
     }
 
-    /// Rollups for a tree, summed by month when asked, ordered by period, account, model.
+    /// Rollups for a tree, summed by month when asked, ordered by period, account (or
+    /// provider key), model.
     pub async fn rollups(&self, filter: &RollupFilter) -> Result<Vec<RollupRow>, StoreError> {
-        let rows = match filter.main_account {
-            Some(main) => {
-                sqlx::query(SELECT_DAILY_MAIN)
-                    .bind(main.to_string())
-                    .bind(filter.from_day.clone())
-                    .bind(filter.to_day.clone())
-                    .fetch_all(&self.db.pool)
-                    .await?
-            }
-            None => {
-                sqlx::query(SELECT_DAILY_ALL)
-                    .bind(filter.from_day.clone())
-                    .bind(filter.to_day.clone())
-                    .fetch_all(&self.db.pool)
-                    .await?
-            }
+        let main = filter
+            .main_account
+            .map(|m| m.to_string())
+            .unwrap_or_default();
+        let sql = match filter.by {
+            RollupBy::Account => SELECT_DAILY,
+            RollupBy::ProviderKey => SELECT_DAILY_KEYS,
         };
+        let rows = sqlx::query(sql)
+            .bind(main.clone())
+            .bind(main)
+            .bind(filter.from_day.clone())
+            .bind(filter.to_day.clone())
+            .fetch_all(&self.db.pool)
+            .await?;
         let wanted: std::collections::HashSet<String> =
             filter.accounts.iter().map(ToString::to_string).collect();
         let mut out: std::collections::BTreeMap<(String, String, String), RollupRow> =
             Default::default();
         for r in rows {
             let day: String = r.try_get(0)?;
-            let account_id: String = r.try_get(1)?;
-            if !wanted.is_empty() && !wanted.contains(&account_id) {
+            let of: String = r.try_get(1)?;
+            if !wanted.is_empty() && !wanted.contains(&of) {
                 continue;
             }
             let model: String = r.try_get(2)?;
@@ -444,12 +516,19 @@ impl UsageStore {
                 Granularity::Month => day.get(..7).unwrap_or(&day).to_owned(),
             };
             let row = out
-                .entry((period.clone(), account_id.clone(), model.clone()))
-                .or_insert_with(|| RollupRow {
-                    period,
-                    account_id,
-                    model,
-                    ..RollupRow::default()
+                .entry((period.clone(), of.clone(), model.clone()))
+                .or_insert_with(|| {
+                    let (account_id, provider_key_id) = match filter.by {
+                        RollupBy::Account => (of, String::new()),
+                        RollupBy::ProviderKey => (String::new(), of),
+                    };
+                    RollupRow {
+                        period,
+                        account_id,
+                        provider_key_id,
+                        model,
+                        ..RollupRow::default()
+                    }
                 });
             row.requests += uint(r.try_get(3)?);
             row.errors += uint(r.try_get(4)?);
@@ -458,6 +537,7 @@ impl UsageStore {
             row.cached_tokens += uint(r.try_get(7)?);
             row.cost_nanos += r.try_get::<i64, _>(8)?;
             row.billed_nanos += r.try_get::<i64, _>(9)?;
+            row.cache_write_tokens += uint(r.try_get(10)?);
         }
         Ok(out.into_values().collect())
     }
@@ -471,10 +551,10 @@ mod tests {
     fn one_statement_numbers_every_row() {
         let sql = insert_events_sql(2, Backend::Postgres);
         assert!(sql.contains("($1, $2,"));
-        assert!(sql.contains("$24), ($25, "));
-        assert!(sql.ends_with("$48) ON CONFLICT (id) DO NOTHING RETURNING id"));
+        assert!(sql.contains("$25), ($26, "));
+        assert!(sql.ends_with("$50) ON CONFLICT (id) DO NOTHING RETURNING id"));
         let sql = insert_events_sql(2, Backend::Sqlite);
-        assert_eq!(sql.matches('?').count(), 48);
+        assert_eq!(sql.matches('?').count(), 50);
     }
 
     #[test]
@@ -493,12 +573,13 @@ mod tests {
     fn deltas_add_up_per_row() {
         let main = AccountId::new();
         let child = AccountId::new();
+        let key = switchyard_core::ids::ProviderKeyId::new();
         let event = |chain: Vec<AccountId>, status: u16, at: i64| UsageEvent {
             id: switchyard_core::ids::EventId::new(),
             at_unix_ms: at,
             account_chain: chain,
             issued_key: switchyard_core::ids::IssuedKeyId::new(),
-            provider_key: None,
+            provider_key: (status != 503).then_some(key),
             model_requested: "m".into(),
             model_served: "m".into(),
             level: 1,
@@ -509,6 +590,7 @@ mod tests {
                 input: 3,
                 output: 2,
                 cached: 1,
+                cache_write: 1,
             },
             source: UsageSource::Reported,
             cost_nanos: 5,
@@ -525,12 +607,26 @@ mod tests {
             event(vec![child, main], 200, day),
             event(vec![main], 200, day + 86_400_000),
             event(vec![], 200, day),
+            // Reached no provider key: counted for the account only.
+            event(vec![child, main], 503, day),
         ];
-        let deltas = rollup_deltas(events.iter());
-        assert_eq!(deltas.len(), 3);
-        let (key, first) = deltas.iter().find(|(k, _)| k.account == main).unwrap();
-        assert_eq!(key.day, "2026-11-21");
+        let (accounts, keys) = rollup_deltas(events.iter());
+        assert_eq!(accounts.len(), 3);
+        let (row, first) = accounts
+            .iter()
+            .find(|(k, _)| k.of == main.to_string())
+            .unwrap();
+        assert_eq!(row.day, "2026-11-21");
         assert_eq!((first.requests, first.errors, first.input), (2, 1, 6));
+        assert_eq!((first.cached, first.cache_write), (2, 2));
         assert_eq!((first.cost_nanos, first.billed_nanos), (10, 12));
+        // One key, two days; the whole tree's calls through it on the first.
+        assert_eq!(keys.len(), 2);
+        let (row, by_key) = keys.iter().next().unwrap();
+        assert_eq!(
+            (row.of.as_str(), row.main_account),
+            (key.to_string().as_str(), main)
+        );
+        assert_eq!((by_key.requests, by_key.errors, by_key.input), (3, 1, 9));
     }
 }

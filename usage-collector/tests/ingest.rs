@@ -28,6 +28,7 @@ fn event(at_unix_ms: i64) -> UsageEvent {
             input: 1,
             output: 1,
             cached: 0,
+            cache_write: 0,
         },
         source: UsageSource::Reported,
         cost_nanos: 1,

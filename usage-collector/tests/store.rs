@@ -7,14 +7,17 @@
 
 use switchyard_core::ids::{AccountId, EventId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::usage::{TokenUsage, UsageEvent, UsageSource};
-use switchyard_usage_collector::store::{EventFilter, Granularity, RollupFilter, UsageStore};
+use switchyard_usage_collector::store::{
+    EventFilter, Granularity, RollupBy, RollupFilter, UsageStore,
+};
 
 switchyard_tests::every_backend!(
     replays_change_nothing,
     large_batches_with_repeats_count_once,
     rollups_by_day_month_and_account,
     events_page_newest_first,
-    old_events_are_forgotten_and_rollups_stay
+    old_events_are_forgotten_and_rollups_stay,
+    rollups_per_provider_key_for_the_owner
 );
 
 // 2026-11-21T10:00:00Z and the next days.
@@ -45,6 +48,7 @@ fn event(
             input,
             output,
             cached: input / 2,
+            cache_write: 0,
         },
         source: UsageSource::Reported,
         cost_nanos: 7,
@@ -60,6 +64,7 @@ fn filter(main: AccountId, granularity: Granularity) -> RollupFilter {
     RollupFilter {
         main_account: Some(main),
         accounts: vec![],
+        by: RollupBy::Account,
         from_day: "2026-11-01".into(),
         to_day: "2026-12-31".into(),
         granularity,
@@ -287,4 +292,99 @@ async fn old_events_are_forgotten_and_rollups_stay(url: &str) {
         before,
         "rollups are kept for good"
     );
+}
+
+/// The owner sees what each of its provider keys carried, across its whole tree,
+/// with cache reads and writes apart; replays change nothing here either.
+async fn rollups_per_provider_key_for_the_owner(url: &str) {
+    let store = UsageStore::open(url).await.unwrap();
+    let (main, child, other_main) = (AccountId::new(), AccountId::new(), AccountId::new());
+    let (first, second) = (ProviderKeyId::new(), ProviderKeyId::new());
+    let through = |key: ProviderKeyId, chain: &[AccountId], at: i64, status: u16| {
+        let mut e = event(chain, at, "m", status, 10, 4);
+        e.provider_key = Some(key);
+        e.tokens.cache_write = 3;
+        e
+    };
+    let mut batch = vec![
+        through(first, &[main], DAY, 200),
+        through(first, &[child, main], DAY + 1, 500),
+        through(second, &[child, main], DAY + 2, 200),
+        through(first, &[main], DAY + MS_PER_DAY, 200),
+        through(first, &[other_main], DAY, 200),
+    ];
+    let mut no_key = event(&[main], DAY, "m", 503, 0, 0);
+    no_key.provider_key = None;
+    batch.push(no_key);
+    store.insert(&batch).await.unwrap();
+    store.insert(&batch).await.unwrap();
+
+    let by_key = |granularity| RollupFilter {
+        by: RollupBy::ProviderKey,
+        ..filter(main, granularity)
+    };
+    let days = store.rollups(&by_key(Granularity::Day)).await.unwrap();
+    let rows: Vec<_> = days
+        .iter()
+        .map(|r| {
+            (
+                r.provider_key_id.clone(),
+                r.period.clone(),
+                r.requests,
+                r.errors,
+            )
+        })
+        .collect();
+    let mut expected = vec![
+        (first.to_string(), "2026-11-21".to_owned(), 2, 1),
+        (first.to_string(), "2026-11-22".to_owned(), 1, 0),
+        (second.to_string(), "2026-11-21".to_owned(), 1, 0),
+    ];
+    let mut sorted = rows.clone();
+    sorted.sort();
+    expected.sort();
+    assert_eq!(sorted, expected);
+    assert!(days.iter().all(|r| r.account_id.is_empty()));
+    let months = store.rollups(&by_key(Granularity::Month)).await.unwrap();
+    let first_month = months
+        .iter()
+        .find(|r| r.provider_key_id == first.to_string())
+        .unwrap();
+    assert_eq!(first_month.period, "2026-11");
+    assert_eq!(
+        (
+            first_month.requests,
+            first_month.input_tokens,
+            first_month.cached_tokens,
+            first_month.cache_write_tokens,
+            first_month.cost_nanos
+        ),
+        (3, 30, 15, 9, 21)
+    );
+    // The account rows hold the same totals, cache writes included.
+    let accounts = store
+        .rollups(&filter(main, Granularity::Month))
+        .await
+        .unwrap();
+    assert_eq!(accounts.iter().map(|r| r.requests).sum::<u64>(), 5);
+    assert_eq!(
+        accounts.iter().map(|r| r.cache_write_tokens).sum::<u64>(),
+        12
+    );
+    // Raw events keep their cache writes too.
+    let events = store
+        .events(&EventFilter {
+            main_account: Some(main),
+            within: None,
+            from_ms: 0,
+            to_ms: i64::MAX,
+            model: None,
+            status: Some(500),
+            before: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].tokens.cache_write, 3);
 }

@@ -50,7 +50,7 @@ pub fn decode_event(e: pb::UsageEvent) -> Result<UsageEvent, EventError> {
         .ok()
         .filter(|s| (100..=599).contains(s))
         .ok_or(EventError::BadStatus(e.status))?;
-    if e.cached_tokens > e.input_tokens
+    if e.cached_tokens.saturating_add(e.cache_write_tokens) > e.input_tokens
         || i64::try_from(e.input_tokens.max(e.output_tokens)).is_err()
     {
         return Err(EventError::BadTokens);
@@ -81,6 +81,7 @@ pub fn decode_event(e: pb::UsageEvent) -> Result<UsageEvent, EventError> {
             input: e.input_tokens,
             output: e.output_tokens,
             cached: e.cached_tokens,
+            cache_write: e.cache_write_tokens,
         },
         source,
         cost_nanos: e.cost_nanos,
@@ -105,6 +106,8 @@ pub fn encode_rollup(r: RollupRow) -> pb::RollupRow {
         cached_tokens: r.cached_tokens,
         cost_nanos: r.cost_nanos,
         billed_nanos: r.billed_nanos,
+        cache_write_tokens: r.cache_write_tokens,
+        provider_key_id: r.provider_key_id,
     }
 }
 
@@ -121,6 +124,8 @@ pub fn decode_rollup(r: pb::RollupRow) -> RollupRow {
         cached_tokens: r.cached_tokens,
         cost_nanos: r.cost_nanos,
         billed_nanos: r.billed_nanos,
+        cache_write_tokens: r.cache_write_tokens,
+        provider_key_id: r.provider_key_id,
     }
 }
 
@@ -141,6 +146,7 @@ pub fn encode_event(e: UsageEvent) -> pb::UsageEvent {
         input_tokens: e.tokens.input,
         output_tokens: e.tokens.output,
         cached_tokens: e.tokens.cached,
+        cache_write_tokens: e.tokens.cache_write,
         source: match e.source {
             UsageSource::Reported => pb::UsageSource::Reported.into(),
             UsageSource::Missing => pb::UsageSource::Missing.into(),
@@ -173,6 +179,7 @@ mod tests {
             path: "/v1/chat/completions".into(),
             input_tokens: 3,
             cached_tokens: 1,
+            cache_write_tokens: 1,
             ..Default::default()
         }
     }
@@ -202,6 +209,8 @@ mod tests {
             ),
             (|e| e.status = 42, EventError::BadStatus(42)),
             (|e| e.cached_tokens = 9, EventError::BadTokens),
+            // Cache reads and writes are parts of the input: together no more than it.
+            (|e| e.cache_write_tokens = 3, EventError::BadTokens),
             (
                 |e| e.model_served = String::new(),
                 EventError::BadText("model_served"),

@@ -71,6 +71,7 @@ fn encode_price(p: &Price) -> pb::Price {
     pb::Price {
         input_per_million_nanos: p.input_per_million_nanos,
         cached_input_per_million_nanos: p.cached_input_per_million_nanos,
+        cache_write_per_million_nanos: p.cache_write_per_million_nanos,
         output_per_million_nanos: p.output_per_million_nanos,
         per_request_nanos: p.per_request_nanos,
     }
@@ -80,6 +81,7 @@ fn decode_price(p: pb::Price) -> Price {
     Price {
         input_per_million_nanos: p.input_per_million_nanos,
         cached_input_per_million_nanos: p.cached_input_per_million_nanos,
+        cache_write_per_million_nanos: p.cache_write_per_million_nanos,
         output_per_million_nanos: p.output_per_million_nanos,
         per_request_nanos: p.per_request_nanos,
     }

@@ -74,6 +74,7 @@ impl Population {
                 input: 200 + (i % 100) as u64,
                 output: 50,
                 cached: 20,
+                cache_write: 0,
             },
             source: UsageSource::Reported,
             cost_nanos: 1_000,

@@ -87,6 +87,9 @@ pub struct Price {
     pub output_per_million_nanos: u64,
     #[prost(uint64, tag = "4")]
     pub per_request_nanos: u64,
+    /// Per million tokens written to the provider's prompt cache; unset: the input price.
+    #[prost(uint64, optional, tag = "5")]
+    pub cache_write_per_million_nanos: ::core::option::Option<u64>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Rules {
@@ -786,6 +789,9 @@ pub struct UsageEvent {
     /// The configuration version whose price table priced the call.
     #[prost(uint64, tag = "21")]
     pub price_version: u64,
+    /// Prompt tokens written to the provider's cache (part of input_tokens, like cached_tokens).
+    #[prost(uint64, tag = "22")]
+    pub cache_write_tokens: u64,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RollupQuery {
@@ -802,6 +808,10 @@ pub struct RollupQuery {
     pub to_day: ::prost::alloc::string::String,
     #[prost(enumeration = "Granularity", tag = "4")]
     pub granularity: i32,
+    /// Rows per provider key and model instead of per account and model (the whole
+    /// main account's tree; `account_ids` must be empty).
+    #[prost(bool, tag = "6")]
+    pub by_provider_key: bool,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RollupRow {
@@ -828,6 +838,11 @@ pub struct RollupRow {
     /// What the account's parent bills it.
     #[prost(int64, tag = "10")]
     pub billed_nanos: i64,
+    #[prost(uint64, tag = "11")]
+    pub cache_write_tokens: u64,
+    /// Set in rows per provider key (then `account_id` and `billed_nanos` are empty).
+    #[prost(string, tag = "12")]
+    pub provider_key_id: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct RollupReply {
@@ -1822,6 +1837,9 @@ pub struct GetBillRequest {
     /// Only this served model.
     #[prost(string, tag = "5")]
     pub model: ::prost::alloc::string::String,
+    /// `account` (default) or `provider_key` (the owner only: per key, whole tree).
+    #[prost(string, tag = "6")]
+    pub by: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Bill {
