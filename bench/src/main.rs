@@ -250,12 +250,20 @@ async fn one_call(client: &reqwest::Client, target: &Target, body: &Arc<Vec<u8>>
     }
 }
 
+#[derive(Default)]
 struct Latencies {
     micros: Vec<u64>,
     errors: usize,
 }
 
 impl Latencies {
+    /// Pool another run's samples into these.
+    fn absorb(&mut self, other: Latencies) {
+        self.micros.extend(other.micros);
+        self.micros.sort_unstable();
+        self.errors += other.errors;
+    }
+
     fn pct(&self, p: f64) -> f64 {
         if self.micros.is_empty() {
             return f64::NAN;
@@ -474,6 +482,7 @@ async fn main() -> anyhow::Result<()> {
         rps[2] / rps[1]
     )?;
     admission(&mut out, &args, &http, &bench, dir.path()).await?;
+    emission(&mut out, &args, &http, &bench, dir.path()).await?;
     drop(bench.procs);
     drop(fake);
     Ok(())
@@ -554,5 +563,77 @@ async fn admission(
     }
     drop(shared);
     drop(redis);
+    Ok(())
+}
+
+/// The request path with usage events on (the bench's data plane) against a second
+/// data plane that meters nothing, at the admission rate and at full throughput.
+/// The pairs run in both orders, so neither side always follows the other.
+async fn emission(
+    out: &mut impl Write,
+    args: &Args,
+    http: &reqwest::Client,
+    bench: &Bench,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let quiet = spawn_data_plane(
+        dir,
+        &bench.control_url,
+        &bench.collector_url,
+        &bench.kek,
+        &["--usage-events", "off"],
+        &[("RUST_LOG", "warn")],
+    )?;
+    let quiet_url = quiet.url("http");
+    wait_served(http, &quiet_url, &bench.free_key).await?;
+    let path = "/v1/chat/completions";
+    let target = |proxy: &str| Target {
+        url: format!("{proxy}{path}"),
+        key: bench.free_key.clone(),
+    };
+    let (off, on) = (target(&quiet_url), target(&bench.proxy));
+    throughput(http, &off, 8, 1).await;
+    throughput(http, &on, 8, 1).await;
+    let rate = args.admission_rate;
+    let half = args.seconds.div_ceil(2);
+    let (mut lat_off, mut lat_on) = (Latencies::default(), Latencies::default());
+    for first_off in [true, false] {
+        for is_off in [first_off, !first_off] {
+            tokio::time::sleep(DRAIN).await;
+            let (t, into) = if is_off {
+                (&off, &mut lat_off)
+            } else {
+                (&on, &mut lat_on)
+            };
+            into.absorb(open_loop(http, t, rate, half).await);
+        }
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "| usage events at {rate} req/s | off | on | on added |"
+    )?;
+    writeln!(out, "|---|---|---|---|")?;
+    for (label, p) in [("p50", 0.50), ("p99", 0.99)] {
+        writeln!(
+            out,
+            "| {label} (ms) | {:.3} | {:.3} | {:+.3} |",
+            lat_off.pct(p),
+            lat_on.pct(p),
+            lat_on.pct(p) - lat_off.pct(p)
+        )?;
+    }
+    writeln!(out, "| errors | {} | {} | |", lat_off.errors, lat_on.errors)?;
+    tokio::time::sleep(DRAIN).await;
+    let rps_off = throughput(http, &off, args.connections, args.seconds).await;
+    tokio::time::sleep(DRAIN).await;
+    let rps_on = throughput(http, &on, args.connections, args.seconds).await;
+    writeln!(
+        out,
+        "| throughput, {} connections (req/s) | {rps_off:.0} | {rps_on:.0} | {:.2}× |",
+        args.connections,
+        rps_on / rps_off
+    )?;
+    drop(quiet);
     Ok(())
 }

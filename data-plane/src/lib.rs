@@ -61,6 +61,9 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Usage events held in memory before delivery.
     pub usage_queue: usize,
+    /// Record usage at all. Off, calls are served and limits enforced, but nothing
+    /// is metered: no events, no spend for the collector to rebuild credit from.
+    pub usage_events: bool,
     /// How long shutdown waits for usage to be acknowledged (then it is spooled).
     pub usage_flush_timeout: Duration,
     /// Where usage the collector cannot take now waits, across restarts; `None`:
@@ -159,19 +162,25 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Result<(), DataPlaneError> {
     let live = Arc::new(Live::default());
-    let (sink, queue) = UsageSink::new(config.usage_queue);
     let rebuilder = Rebuilder::new(&config.collector_url, REBUILD_TIMEOUT);
-    let spool = match &config.usage_spool {
-        Some(s) => Some(Spool::open(&s.dir, s.max_bytes)?),
-        None => {
-            tracing::warn!(
-                "no usage spool: usage the collector cannot take is held in memory only"
-            );
-            None
-        }
-    };
     let (stop_delivery, stop) = tokio::sync::oneshot::channel();
-    let mut delivery = tokio::spawn(usage::deliver(config.collector_url, queue, spool, stop));
+    let (sink, mut delivery) = if config.usage_events {
+        let (sink, queue) = UsageSink::new(config.usage_queue);
+        let spool = match &config.usage_spool {
+            Some(s) => Some(Spool::open(&s.dir, s.max_bytes)?),
+            None => {
+                tracing::warn!(
+                    "no usage spool: usage the collector cannot take is held in memory only"
+                );
+                None
+            }
+        };
+        let delivery = tokio::spawn(usage::deliver(config.collector_url, queue, spool, stop));
+        (sink, delivery)
+    } else {
+        tracing::warn!("usage events are off: calls are not metered");
+        (UsageSink::off(), tokio::spawn(async {}))
+    };
     let following = tokio::spawn(sync::follow(
         config.control_plane_url,
         config.replica_id,

@@ -94,6 +94,10 @@ struct Args {
     /// Most bytes the usage spool may hold; beyond, events are lost and counted.
     #[arg(long, default_value_t = 1 << 30)]
     usage_spool_max_bytes: u64,
+    /// Record a usage event per call (`on`), or meter nothing (`off`: no collector
+    /// needed, but no usage, bills or credit rebuild either).
+    #[arg(long, env = "SWITCHYARD_USAGE_EVENTS", value_enum, default_value_t = Switch::On)]
+    usage_events: Switch,
     /// Seconds shutdown waits for the collector to acknowledge usage before it
     /// spools the rest.
     #[arg(long, default_value_t = 15)]
@@ -101,6 +105,12 @@ struct Args {
     /// Write the bound address as JSON to this file once listening.
     #[arg(long)]
     addr_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Switch {
+    On,
+    Off,
 }
 
 #[tokio::main]
@@ -137,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
         trusted_proxies: args.trusted_proxies,
         connect_timeout: Duration::from_secs(args.connect_timeout_seconds),
         usage_queue: 65_536,
+        usage_events: args.usage_events == Switch::On,
         usage_flush_timeout: Duration::from_secs(args.usage_flush_timeout_seconds),
         usage_spool: args.usage_spool_dir.map(|dir| SpoolConfig {
             dir,

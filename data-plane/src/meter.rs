@@ -133,6 +133,9 @@ impl Meter {
             None => 0,
         };
         self.settle_limits(status, tokens, source, cost_nanos);
+        if !self.sink.is_on() {
+            return;
+        }
         self.sink.emit(UsageEvent {
             id: EventId::new(),
             at_unix_ms: now_ms(),

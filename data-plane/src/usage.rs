@@ -30,7 +30,8 @@ const MAX_PENDING: usize = 2;
 /// The request path's handle: enqueue without waiting.
 #[derive(Clone)]
 pub struct UsageSink {
-    tx: mpsc::Sender<UsageEvent>,
+    /// `None`: usage events are off; nothing is built or sent.
+    tx: Option<mpsc::Sender<UsageEvent>>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -40,15 +41,30 @@ impl UsageSink {
         let (tx, rx) = mpsc::channel(capacity);
         (
             Self {
-                tx,
+                tx: Some(tx),
                 dropped: Arc::default(),
             },
             rx,
         )
     }
 
+    /// A sink for a data plane that records no usage.
+    pub fn off() -> Self {
+        Self {
+            tx: None,
+            dropped: Arc::default(),
+        }
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.tx.is_some()
+    }
+
     pub fn emit(&self, event: UsageEvent) {
-        if let Err(e) = self.tx.try_send(event) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
+        if let Err(e) = tx.try_send(event) {
             let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             metrics::counter!(metric::USAGE_DROPPED).increment(1);
             let reason = match e {

@@ -163,6 +163,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             connect_timeout: Duration::from_secs(10),
             usage_queue: 65_536,
             usage_flush_timeout: Duration::from_secs(10),
+            usage_events: true,
             usage_spool: Some(switchyard_data_plane::SpoolConfig {
                 dir: args.data_dir.join("usage-spool"),
                 max_bytes: 1 << 30,

@@ -192,3 +192,51 @@ async fn every_call_is_counted_once_through_crashes_restarts_and_cuts() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A data plane started with usage events off serves calls and meters none of them;
+/// a bad value for the switch stops the process before it listens, naming the flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_events_can_be_switched_off() {
+    let kek = Keyring::generate_spec("k1").to_string();
+    let sys = start_system_opts(4 * 1024 * 1024, &kek, &kek, &[]).await;
+    let fake = FakeUpstream::start(None).await.unwrap();
+    let (created, key) = sys.owner("quiet", &fake).await;
+    let owner = created["account"]["id"].as_str().unwrap().to_owned();
+    let quiet = spawn_data_plane(
+        sys._dir.path(),
+        &sys.control.url("grpc"),
+        &sys._collector.url("grpc"),
+        &sys.data_kek,
+        &["--usage-events", "off"],
+        &[],
+    )
+    .unwrap();
+    wait_for_key_at(&sys, &quiet.url("http"), &key).await;
+    calls(&sys, &quiet.url("http"), &key, 4).await;
+    // One metered call through the usual data plane: once it is in, the quiet
+    // ones would be too, had they been sent.
+    calls(&sys, &sys.data.url("http"), &key, 1).await;
+    wait_for_requests(&sys, &owner, 1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(rollups(&sys, &owner).0, 1);
+    assert!(
+        quiet.log().contains("usage events are off"),
+        "{}",
+        quiet.log_tail()
+    );
+
+    let bin = switchyard_tests::procs::bin_dir()
+        .unwrap()
+        .join("switchyard-data-plane");
+    let refused = std::process::Command::new(bin)
+        .args(["--listen", "127.0.0.1:0", "--usage-events", "sometimes"])
+        .env("SWITCHYARD_KEK", &kek)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("--usage-events") && err.contains("sometimes"),
+        "{err}"
+    );
+}
