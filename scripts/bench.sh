@@ -18,6 +18,8 @@ if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
   fi
 fi
 
+./scripts/ensure-protoc.sh
+
 # The ingest benchmark runs its own throwaway Postgres.
 if [ -z "${PG_BIN:-}" ] && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
   if [ "$(id -u)" = 0 ]; then

@@ -3,9 +3,9 @@
 #
 # Installs what the tests need when it is missing (Debian packages, when run as
 # root), checks formatting and lints, builds the binaries that the end-to-end tests
-# start as separate processes, and runs every test. Tests that need PostgreSQL or
-# Redis start throwaway servers themselves (temp dir, free loopback port) and stop
-# them after.
+# start as separate processes, and runs every test. Tests that need PostgreSQL,
+# Redis or etcd start throwaway servers themselves (temp dir, free loopback port) and
+# stop them after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +40,21 @@ if ! command -v redis-server >/dev/null && [ ! -x /usr/bin/redis-server ]; then
         exit 1
     fi
 fi
+
+# Control-plane replicas coordinate through etcd: the tests run a real one.
+if ! command -v etcd >/dev/null && [ ! -x /usr/bin/etcd ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "test.sh: installing etcd (Debian package etcd-server)"
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends etcd-server
+        # The package may start a system etcd; the tests run their own.
+        (service etcd stop || true) >/dev/null 2>&1
+    else
+        echo "test.sh: etcd is missing: install Debian's etcd-server package." >&2
+        exit 1
+    fi
+fi
+./scripts/ensure-protoc.sh
 
 # The OpenAPI document must be a valid OpenAPI 3.1 document (its agreement with the
 # routes is checked by control-plane/tests/openapi.rs).

@@ -112,7 +112,9 @@ impl SnapshotService for SnapshotGrpc {
         let replica = hello.replica_id;
         tracing::info!(replica = %replica, have_version = hello.have_version, "data plane connected");
         let publisher = self.publisher.clone();
-        publisher.record_replica(&replica, |s| s.applied_version = hello.have_version);
+        publisher
+            .record_replica(&replica, |s| s.applied_version = hello.have_version)
+            .await;
 
         let (tx, rx) = mpsc::channel(4);
         let mut snapshots = publisher.subscribe();
@@ -145,14 +147,18 @@ impl SnapshotService for SnapshotGrpc {
                     Ok(Some(pb::SyncRequest {
                         kind: Some(pb::sync_request::Kind::Applied(a)),
                     })) => {
-                        publisher.record_replica(&replica, |s| s.applied_version = a.version);
+                        publisher
+                            .record_replica(&replica, |s| s.applied_version = a.version)
+                            .await;
                         tracing::debug!(replica = %replica, version = a.version, "snapshot applied");
                     }
                     Ok(Some(pb::SyncRequest {
                         kind: Some(pb::sync_request::Kind::Rejected(r)),
                     })) => {
                         tracing::error!(replica = %replica, version = r.version, reason = %r.reason, "data plane refused a snapshot");
-                        publisher.record_replica(&replica, |s| s.last_rejection = Some(r.reason));
+                        publisher
+                            .record_replica(&replica, |s| s.last_rejection = Some(r.reason))
+                            .await;
                     }
                     Ok(Some(pb::SyncRequest {
                         kind: Some(pb::sync_request::Kind::Health(h)),
@@ -170,7 +176,7 @@ impl SnapshotService for SnapshotGrpc {
                 }
             }
             sender.abort();
-            publisher.forget_replica(&replica);
+            publisher.forget_replica(&replica).await;
             tracing::info!(replica = %replica, "data plane disconnected");
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -743,7 +749,7 @@ impl ManageService for ApiGrpc {
         request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::SystemStatus>, Status> {
         self.caller(&request).await?;
-        let status = self.service.dashboard_status();
+        let status = self.service.dashboard_status().await;
         Ok(Response::new(pb::SystemStatus {
             snapshot_version: status.snapshot_version,
             config_revision: status.config_revision,
@@ -755,6 +761,7 @@ impl ManageService for ApiGrpc {
                     applied_version: d.applied_version,
                     lag: d.lag,
                     last_rejection: d.last_rejection,
+                    control_plane: d.control_plane,
                 })
                 .collect(),
         }))

@@ -48,6 +48,10 @@ pub struct Config {
     pub options: OperatorOptions,
     /// How often the snapshot is re-read even without a change signal.
     pub resync: Duration,
+    /// How the replicas learn of each other's writes and data planes.
+    pub coordinator: switchyard_coord::Coordinator,
+    /// This replica's name among the control planes.
+    pub replica_id: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +80,7 @@ pub async fn run(
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(30))
         .connect_lazy();
-    let publisher = Publisher::new();
+    let publisher = Publisher::with_coordinator(config.coordinator, &config.replica_id);
     let service = Arc::new(Service::new(
         config.store.clone(),
         config.keyring,

@@ -1,14 +1,21 @@
 //! Compiles the stored state into snapshots and hands the newest to every connected
 //! data plane.
 //!
-//! Writers call [`Publisher::changed`] with the revision they committed. One task
-//! rebuilds outside any request: on a change signal, and on a timer too, so a missed
-//! signal (or a write by another process) is caught by the next tick.
+//! Writers call [`Publisher::changed`] with the revision they committed; the
+//! coordinator announces it to every replica (in etcd when deployed). One task
+//! rebuilds outside any request: on a local signal, on an announcement from any
+//! replica, and on a timer too, so a missed signal is caught by the next tick.
+//!
+//! Which data plane applied which version is kept where every replica can read it:
+//! in the coordinator's registry, bound to the lease of the replica that serves
+//! the data plane's stream.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+use switchyard_coord::Coordinator;
 use switchyard_proto::v1 as pb;
 use switchyard_runtime::Shutdown;
 use switchyard_wire::snapshot::encode;
@@ -16,11 +23,16 @@ use tokio::sync::watch;
 
 use crate::store::Store;
 
-/// What a connected data plane last reported.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The registry group of connected data planes.
+const DATA_PLANES: &str = "data-planes";
+
+/// What a connected data plane last reported, and which control plane serves it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaState {
     pub applied_version: u64,
     pub last_rejection: Option<String>,
+    #[serde(default)]
+    pub control_plane: String,
 }
 
 #[derive(Clone)]
@@ -28,6 +40,9 @@ pub struct Publisher {
     revision: Arc<watch::Sender<u64>>,
     snapshot: Arc<watch::Sender<Option<Arc<pb::Snapshot>>>>,
     replicas: Arc<Mutex<HashMap<String, ReplicaState>>>,
+    coordinator: Coordinator,
+    /// This control plane's name among its replicas.
+    member: Arc<str>,
 }
 
 impl Default for Publisher {
@@ -37,23 +52,33 @@ impl Default for Publisher {
 }
 
 impl Publisher {
+    /// A publisher coordinating with nobody else (one replica).
     pub fn new() -> Self {
+        Self::with_coordinator(Coordinator::local(), "control-plane")
+    }
+
+    pub fn with_coordinator(coordinator: Coordinator, member: &str) -> Self {
         Self {
             revision: Arc::new(watch::channel(0).0),
             snapshot: Arc::new(watch::channel(None).0),
             replicas: Arc::default(),
+            coordinator,
+            member: member.into(),
         }
     }
 
-    /// A write committed `revision`; rebuild soon.
+    /// A write committed `revision`: rebuild soon, and tell the other replicas.
     pub fn changed(&self, revision: u64) {
-        self.revision.send_if_modified(|current| {
+        let newer = self.revision.send_if_modified(|current| {
             let newer = revision > *current;
             if newer {
                 *current = revision;
             }
             newer
         });
+        if newer {
+            self.coordinator.announce(revision);
+        }
     }
 
     /// The newest snapshot and every later one.
@@ -71,29 +96,58 @@ impl Publisher {
         self.snapshot.borrow().as_ref().map_or(0, |s| s.version)
     }
 
-    pub fn record_replica(&self, replica: &str, update: impl FnOnce(&mut ReplicaState)) {
-        if let Ok(mut replicas) = self.replicas.lock() {
-            let state = replicas.entry(replica.to_owned()).or_insert(ReplicaState {
-                applied_version: 0,
-                last_rejection: None,
-            });
+    /// Update what a data plane connected here reported, and publish it to the
+    /// registry every replica reads.
+    pub async fn record_replica(&self, replica: &str, update: impl FnOnce(&mut ReplicaState)) {
+        let state = {
+            let Ok(mut replicas) = self.replicas.lock() else {
+                return;
+            };
+            let state = replicas
+                .entry(replica.to_owned())
+                .or_insert_with(|| ReplicaState {
+                    control_plane: self.member.to_string(),
+                    ..ReplicaState::default()
+                });
             update(state);
+            state.clone()
+        };
+        if let Ok(value) = serde_json::to_string(&state) {
+            self.coordinator.register(DATA_PLANES, replica, value).await;
         }
     }
 
-    pub fn forget_replica(&self, replica: &str) {
+    pub async fn forget_replica(&self, replica: &str) {
         if let Ok(mut replicas) = self.replicas.lock() {
             replicas.remove(replica);
         }
+        self.coordinator.unregister(DATA_PLANES, replica).await;
     }
 
-    pub fn replicas(&self) -> HashMap<String, ReplicaState> {
-        self.replicas.lock().map(|r| r.clone()).unwrap_or_default()
+    /// Every data plane connected to any replica. When the registry cannot be read,
+    /// those connected here.
+    pub async fn replicas(&self) -> HashMap<String, ReplicaState> {
+        match self.coordinator.members(DATA_PLANES).await {
+            Ok(members) => members
+                .into_iter()
+                .filter_map(|(id, value)| Some((id, serde_json::from_str(&value).ok()?)))
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "registry unreadable; listing this replica's data planes only");
+                self.replicas.lock().map(|r| r.clone()).unwrap_or_default()
+            }
+        }
+    }
+
+    /// The newest revision any replica announced.
+    pub fn announced_revision(&self) -> u64 {
+        *self.coordinator.revisions().borrow()
     }
 
     /// Build once now, then keep rebuilding on changes and every `resync`.
     pub async fn run(self, store: Store, resync: Duration, shutdown: Shutdown) {
         let mut changes = self.revision.subscribe();
+        let mut announced = self.coordinator.revisions();
         let mut tick = tokio::time::interval(resync);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let stop = shutdown.wait();
@@ -104,6 +158,7 @@ impl Publisher {
             tokio::select! {
                 () = &mut stop => return,
                 changed = changes.changed() => if changed.is_err() { return },
+                changed = announced.changed() => if changed.is_err() { return },
                 _ = tick.tick() => {}
             }
         }

@@ -416,7 +416,7 @@ async fn dashboard_models(State(s): Svc, Authed(c): Authed) -> Answer {
 }
 
 async fn dashboard_status(State(s): Svc, Authed(_): Authed) -> Answer {
-    ok(s.dashboard_status())
+    ok(s.dashboard_status().await)
 }
 
 async fn logs(State(s): Svc, Authed(c): Authed, Params(q): Params<LogsQuery>) -> Answer {

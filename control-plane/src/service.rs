@@ -390,6 +390,8 @@ pub struct DataPlaneStatus {
     /// Versions behind the newest committed configuration.
     pub lag: u64,
     pub last_rejection: Option<String>,
+    /// The control-plane replica serving its snapshot stream.
+    pub control_plane: String,
 }
 
 /// `GET /dashboard/status`.
@@ -1143,18 +1145,22 @@ impl Service {
     }
 
     /// `GET /dashboard/status`: the snapshot version and every connected data plane.
-    pub fn dashboard_status(&self) -> SystemStatus {
+    pub async fn dashboard_status(&self) -> SystemStatus {
         let version = self.publisher.current_version();
-        let newest = version.max(self.publisher.committed_revision());
+        let newest = version
+            .max(self.publisher.committed_revision())
+            .max(self.publisher.announced_revision());
         let mut data_planes: Vec<DataPlaneStatus> = self
             .publisher
             .replicas()
+            .await
             .into_iter()
             .map(|(replica, state)| DataPlaneStatus {
                 replica,
                 applied_version: state.applied_version,
                 lag: newest.saturating_sub(state.applied_version),
                 last_rejection: state.last_rejection,
+                control_plane: state.control_plane,
             })
             .collect();
         data_planes.sort_by(|a, b| a.replica.cmp(&b.replica));

@@ -14,6 +14,7 @@ pub mod limiter;
 pub mod live;
 mod meter;
 mod metric;
+pub mod persist;
 pub mod proxy;
 pub mod rebuild;
 mod relay;
@@ -47,7 +48,7 @@ use crate::usage::UsageSink;
 
 pub struct Config {
     /// The control plane's gRPC URL.
-    pub control_plane_url: String,
+    pub control_plane_urls: Vec<String>,
     /// The usage collector's gRPC URL.
     pub collector_url: String,
     pub keyring: Arc<Keyring>,
@@ -61,6 +62,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Usage events held in memory before delivery.
     pub usage_queue: usize,
+    /// Where the last good snapshot is kept across restarts; `None`: memory only.
+    pub snapshot_file: Option<persist::SnapshotFile>,
     /// Record usage at all. Off, calls are served and limits enforced, but nothing
     /// is metered: no events, no spend for the collector to rebuild credit from.
     pub usage_events: bool,
@@ -146,11 +149,57 @@ pub fn router(
         .with_state(app)
 }
 
-async fn ready(State(app): State<Arc<App>>) -> (StatusCode, &'static str) {
-    if app.live.load().is_some() {
-        (StatusCode::OK, "ready")
+/// Ready once a snapshot is served, from the control plane or from disk: a data
+/// plane whose control planes are away keeps serving what it has. The answer says
+/// whether that snapshot is fresh (a snapshot stream is up and its newest applied).
+async fn ready(State(app): State<Arc<App>>) -> (StatusCode, axum::Json<serde_json::Value>) {
+    let live = &app.live;
+    let source = match live.source() {
+        live::Source::None => "none",
+        live::Source::Disk => "disk",
+        live::Source::ControlPlane => "control_plane",
+    };
+    let status = if live.load().is_some() {
+        StatusCode::OK
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "waiting for a snapshot")
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "ready": status == StatusCode::OK,
+        "snapshot_version": live.version(),
+        "source": source,
+        "fresh": live.fresh(),
+    });
+    (status, axum::Json(body))
+}
+
+/// Serve the snapshot the last run persisted, if there is a good one, until a
+/// control plane answers.
+fn serve_persisted(file: &persist::SnapshotFile, live: &Live) {
+    let snapshot = match file.load() {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            tracing::info!(path = %file.path().display(), "no persisted snapshot yet");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "persisted snapshot not used");
+            return;
+        }
+    };
+    let version = snapshot.version;
+    let compiled = switchyard_wire::snapshot::decode(snapshot)
+        .map_err(|e| e.to_string())
+        .and_then(|s| switchyard_core::snapshot::Compiled::build(s).map_err(|e| e.to_string()));
+    match compiled {
+        Ok(c) => {
+            live.install_from_disk(c);
+            tracing::warn!(
+                version,
+                "serving the persisted snapshot until a control plane answers"
+            );
+        }
+        Err(reason) => tracing::error!(version, reason, "persisted snapshot refused"),
     }
 }
 
@@ -181,10 +230,15 @@ pub async fn run(
         tracing::warn!("usage events are off: calls are not metered");
         (UsageSink::off(), tokio::spawn(async {}))
     };
+    let persisted = config.snapshot_file.map(|file| {
+        serve_persisted(&file, &live);
+        sync::persist_to(file)
+    });
     let following = tokio::spawn(sync::follow(
-        config.control_plane_url,
+        config.control_plane_urls,
         config.replica_id,
         live.clone(),
+        persisted,
         shutdown.clone(),
     ));
     let limiter = Arc::new(match &config.redis {

@@ -4,16 +4,65 @@
 //! request sees one consistent version from start to end. Readers never lock.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use arc_swap::ArcSwapOption;
 use switchyard_core::snapshot::Compiled;
 
+/// Where the served snapshot came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    None,
+    /// The file the last run left (static stability); possibly stale.
+    Disk,
+    ControlPlane,
+}
+
 #[derive(Default)]
 pub struct Live {
     snapshot: ArcSwapOption<Compiled>,
+    source: AtomicU8,
+    /// A snapshot stream is up and its newest snapshot is served.
+    following: AtomicBool,
 }
 
 impl Live {
+    pub fn source(&self) -> Source {
+        match self.source.load(Ordering::Relaxed) {
+            1 => Source::Disk,
+            2 => Source::ControlPlane,
+            _ => Source::None,
+        }
+    }
+
+    /// Whether what is served is the control plane's newest, as far as is known.
+    pub fn fresh(&self) -> bool {
+        self.following.load(Ordering::Relaxed)
+    }
+
+    pub fn set_following(&self, following: bool) {
+        self.following.store(following, Ordering::Relaxed);
+    }
+
+    /// Install a snapshot read from disk at start, before any stream answered.
+    pub fn install_from_disk(&self, next: Compiled) -> bool {
+        let installed = self.install(next);
+        if installed {
+            // Only the first install can come from disk; a stream never lowers it.
+            let _ = self
+                .source
+                .compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        installed
+    }
+
+    /// Install a snapshot from the control plane.
+    pub fn install_followed(&self, next: Compiled) -> bool {
+        let installed = self.install(next);
+        self.source.store(2, Ordering::Relaxed);
+        installed
+    }
+
     /// The current snapshot, if one has arrived. Hold it for one request, never
     /// across a reload.
     pub fn load(&self) -> Option<Arc<Compiled>> {
@@ -55,6 +104,19 @@ mod tests {
             ..Default::default()
         })
         .unwrap()
+    }
+
+    #[test]
+    fn says_where_its_snapshot_came_from() {
+        let live = Live::default();
+        assert_eq!(live.source(), Source::None);
+        assert!(live.install_from_disk(compiled(5)));
+        assert_eq!((live.source(), live.fresh()), (Source::Disk, false));
+        // The stream's older version is not installed, yet the stream has spoken.
+        assert!(!live.install_followed(compiled(4)));
+        live.set_following(true);
+        assert_eq!((live.source(), live.fresh()), (Source::ControlPlane, true));
+        assert_eq!(live.version(), 5);
     }
 
     #[test]

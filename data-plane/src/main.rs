@@ -25,13 +25,15 @@ struct Args {
     /// Proxy API listen address.
     #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "127.0.0.1:8000")]
     listen: String,
-    /// The control plane's gRPC URL.
+    /// The control plane's gRPC URL: usually one address in front of every replica;
+    /// several, comma-separated, are tried in turn when a stream breaks.
     #[arg(
         long,
         env = "SWITCHYARD_CONTROL_PLANE_URL",
-        default_value = "http://127.0.0.1:8081"
+        default_value = "http://127.0.0.1:8081",
+        value_delimiter = ','
     )]
-    control_plane_url: String,
+    control_plane_url: Vec<String>,
     /// The usage collector's gRPC URL.
     #[arg(
         long,
@@ -94,6 +96,10 @@ struct Args {
     /// Most bytes the usage spool may hold; beyond, events are lost and counted.
     #[arg(long, default_value_t = 1 << 30)]
     usage_spool_max_bytes: u64,
+    /// Keep the last good snapshot in this file (provider secrets stay sealed), and
+    /// serve from it at start while no control plane answers.
+    #[arg(long, env = "SWITCHYARD_SNAPSHOT_FILE")]
+    snapshot_file: Option<PathBuf>,
     /// Record a usage event per call (`on`), or meter nothing (`off`: no collector
     /// needed, but no usage, bills or credit rebuild either).
     #[arg(long, env = "SWITCHYARD_USAGE_EVENTS", value_enum, default_value_t = Switch::On)]
@@ -130,7 +136,7 @@ async fn main() -> anyhow::Result<()> {
     });
     let shutdown = shutdown_on_signal();
     let config = Config {
-        control_plane_url: args.control_plane_url,
+        control_plane_urls: args.control_plane_url,
         collector_url: args.collector_url,
         keyring: Arc::new(keyring),
         replica_id,
@@ -148,6 +154,9 @@ async fn main() -> anyhow::Result<()> {
         connect_timeout: Duration::from_secs(args.connect_timeout_seconds),
         usage_queue: 65_536,
         usage_events: args.usage_events == Switch::On,
+        snapshot_file: args
+            .snapshot_file
+            .map(switchyard_data_plane::persist::SnapshotFile::new),
         usage_flush_timeout: Duration::from_secs(args.usage_flush_timeout_seconds),
         usage_spool: args.usage_spool_dir.map(|dir| SpoolConfig {
             dir,

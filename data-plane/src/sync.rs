@@ -18,6 +18,31 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::live::Live;
+use crate::persist::SnapshotFile;
+
+/// The newest applied snapshot, encoded, for the writer of the snapshot file.
+pub type Persisted = tokio::sync::watch::Sender<Option<Arc<Vec<u8>>>>;
+
+/// A task that keeps `file` holding the newest snapshot handed to the returned
+/// sender. Writes happen off the runtime's threads, one at a time; a burst of
+/// snapshots writes only the last.
+pub fn persist_to(file: SnapshotFile) -> Persisted {
+    let (tx, mut rx) = tokio::sync::watch::channel::<Option<Arc<Vec<u8>>>>(None);
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let Some(encoded) = rx.borrow_and_update().clone() else {
+                continue;
+            };
+            let file = file.clone();
+            match tokio::task::spawn_blocking(move || file.save(&encoded)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "cannot persist the snapshot"),
+                Err(e) => tracing::error!(error = %e, "snapshot writer failed"),
+            }
+        }
+    });
+    tx
+}
 
 const MAX_SNAPSHOT_BYTES: usize = 512 * 1024 * 1024;
 /// How often key health is compared with what was last reported.
@@ -33,11 +58,25 @@ enum SyncError {
     Stream(#[from] tonic::Status),
 }
 
-/// Follow the control plane until shutdown.
-pub async fn follow(url: String, replica_id: String, live: Arc<Live>, shutdown: Shutdown) {
+/// Follow a control plane until shutdown; with `persisted`, every applied snapshot
+/// is also handed to the snapshot file's writer. When a stream breaks, the next of
+/// `urls` is tried at once; the backoff applies once every one of them failed.
+pub async fn follow(
+    urls: Vec<String>,
+    replica_id: String,
+    live: Arc<Live>,
+    persisted: Option<Persisted>,
+    shutdown: Shutdown,
+) {
     let mut backoff = Duration::from_millis(100);
+    let mut next = 0usize;
     loop {
-        let attempt = follow_once(&url, &replica_id, &live);
+        let Some(url) = urls.get(next % urls.len().max(1)) else {
+            tracing::error!("no control plane URL to follow");
+            return;
+        };
+        next = next.wrapping_add(1);
+        let attempt = follow_once(url, &replica_id, &live, persisted.as_ref());
         tokio::select! {
             () = shutdown.clone().wait() => return,
             result = attempt => match result {
@@ -48,6 +87,10 @@ pub async fn follow(url: String, replica_id: String, live: Arc<Live>, shutdown: 
                 Err(e) => tracing::warn!(error = %e, version = live.version(), "snapshot stream down; serving the last good snapshot"),
             },
         }
+        live.set_following(false);
+        if !next.is_multiple_of(urls.len()) {
+            continue;
+        }
         tokio::select! {
             () = shutdown.clone().wait() => return,
             () = tokio::time::sleep(backoff) => {}
@@ -56,7 +99,12 @@ pub async fn follow(url: String, replica_id: String, live: Arc<Live>, shutdown: 
     }
 }
 
-async fn follow_once(url: &str, replica_id: &str, live: &Live) -> Result<(), SyncError> {
+async fn follow_once(
+    url: &str,
+    replica_id: &str,
+    live: &Live,
+    persisted: Option<&Persisted>,
+) -> Result<(), SyncError> {
     let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
         .map_err(|_| SyncError::Url(url.to_owned()))?
         .connect_timeout(Duration::from_secs(2))
@@ -101,15 +149,20 @@ async fn follow_once(url: &str, replica_id: &str, live: &Live) -> Result<(), Syn
         let Some(update) = update else { break };
         let Some(full) = update.full else { continue };
         let version = full.version;
+        let encoded = persisted.map(|_| Arc::new(prost::Message::encode_to_vec(&full)));
         let reply = match decode(full).map_err(|e| e.to_string()).and_then(|s| {
             let previous = live.load();
             Compiled::build_after(s, previous.as_deref()).map_err(|e| e.to_string())
         }) {
             Ok(compiled) => {
                 let keys = compiled.key_count();
-                if live.install(compiled) {
+                if live.install_followed(compiled) {
                     tracing::info!(version, keys, "snapshot applied");
+                    if let (Some(writer), Some(encoded)) = (persisted, encoded) {
+                        writer.send_replace(Some(encoded));
+                    }
                 }
+                live.set_following(true);
                 pb::sync_request::Kind::Applied(pb::Applied { version })
             }
             Err(reason) => {

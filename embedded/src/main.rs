@@ -140,6 +140,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
                 allow_private_upstreams: args.allow_private_upstreams || args.demo_upstream,
             },
             resync: Duration::from_secs(5),
+            coordinator: switchyard_coord::Coordinator::local(),
+            replica_id: "embedded".to_owned(),
         },
         switchyard_control_plane::Listeners {
             http: admin,
@@ -153,7 +155,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     let proxy_addr = proxy.local_addr()?;
     let data = tokio::spawn(switchyard_data_plane::run(
         switchyard_data_plane::Config {
-            control_plane_url,
+            control_plane_urls: vec![control_plane_url],
             collector_url,
             keyring,
             replica_id: "embedded".to_owned(),
@@ -164,6 +166,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             usage_queue: 65_536,
             usage_flush_timeout: Duration::from_secs(10),
             usage_events: true,
+            // The control plane is in this process: nothing to outlive.
+            snapshot_file: None,
             usage_spool: Some(switchyard_data_plane::SpoolConfig {
                 dir: args.data_dir.join("usage-spool"),
                 max_bytes: 1 << 30,

@@ -6,6 +6,7 @@
 //! - [`redis`]: a throwaway Redis; [`link`]: a TCP link a test can cut.
 
 pub mod backends;
+pub mod etcd;
 pub mod link;
 pub mod pg;
 pub mod procs;

@@ -32,6 +32,8 @@ pub struct System {
     pub http: reqwest::Client,
     /// The data plane's key-encryption keys, for more replicas.
     pub data_kek: String,
+    /// The control plane's, for a restart.
+    pub control_kek: String,
     pub _dir: tempfile::TempDir,
 }
 
@@ -47,6 +49,36 @@ impl System {
     /// Kill the collector (SIGKILL) and leave it down.
     pub fn kill_collector(&mut self) {
         self._collector.kill();
+    }
+
+    /// Kill the control plane (SIGKILL) and leave it down.
+    pub fn kill_control(&mut self) {
+        self.control.kill();
+    }
+
+    /// Start the control plane again on the addresses it had, with the same database.
+    pub fn restart_control(&mut self) {
+        let (http, grpc) = (
+            self.control.addr("http").to_string(),
+            self.control.addr("grpc").to_string(),
+        );
+        let spec = ServiceSpec {
+            control_db: &self.control_db,
+            usage_db: &self.usage_db,
+            root: &self.root,
+            control_kek: &self.control_kek,
+            data_kek: &self.data_kek,
+            data_args: &[],
+            data_env: &[],
+        };
+        self.control = spawn_control(
+            self._dir.path(),
+            &spec,
+            &self._collector.url("grpc"),
+            (&http, &grpc),
+            &[],
+        )
+        .unwrap();
     }
 
     /// Start the collector again on the address it had, with the same database.
@@ -204,29 +236,54 @@ pub fn spawn_collector(dir: &Path, usage_db: &str, grpc: &str) -> Result<Proc, H
     )
 }
 
-pub fn spawn_services(dir: &Path, spec: &ServiceSpec<'_>) -> Result<Services, HarnessError> {
-    let collector = spawn_collector(dir, spec.usage_db, "127.0.0.1:0")?;
-    let collector_url = collector.url("grpc");
-    let control = Proc::spawn(
+/// A control plane on `control_db`, listening on `http` and `grpc` (port 0: any),
+/// with `extra` flags (a `--resync-seconds` there replaces the default of 1).
+pub fn spawn_control(
+    dir: &Path,
+    spec: &ServiceSpec<'_>,
+    collector_url: &str,
+    (http, grpc): (&str, &str),
+    extra: &[&str],
+) -> Result<Proc, HarnessError> {
+    let args: Vec<&str> = [
+        "--database-url",
+        spec.control_db,
+        "--http-listen",
+        http,
+        "--grpc-listen",
+        grpc,
+        "--collector-url",
+        collector_url,
+        "--allow-private-upstreams",
+    ]
+    .into_iter()
+    .chain(
+        ["--resync-seconds", "1"]
+            .into_iter()
+            .filter(|_| !extra.contains(&"--resync-seconds")),
+    )
+    .chain(extra.iter().copied())
+    .collect();
+    Proc::spawn(
         "switchyard-control-plane",
-        &[
-            "--database-url",
-            spec.control_db,
-            "--http-listen",
-            "127.0.0.1:0",
-            "--grpc-listen",
-            "127.0.0.1:0",
-            "--collector-url",
-            &collector_url,
-            "--allow-private-upstreams",
-            "--resync-seconds",
-            "1",
-        ],
+        &args,
         &[
             ("SWITCHYARD_ROOT_KEY", spec.root),
             ("SWITCHYARD_KEK", spec.control_kek),
         ],
         dir,
+    )
+}
+
+pub fn spawn_services(dir: &Path, spec: &ServiceSpec<'_>) -> Result<Services, HarnessError> {
+    let collector = spawn_collector(dir, spec.usage_db, "127.0.0.1:0")?;
+    let collector_url = collector.url("grpc");
+    let control = spawn_control(
+        dir,
+        spec,
+        &collector_url,
+        ("127.0.0.1:0", "127.0.0.1:0"),
+        &[],
     )?;
     let data = spawn_data_plane(
         dir,
@@ -309,6 +366,7 @@ pub async fn start_system_opts(
         root,
         http,
         data_kek: data_kek.to_owned(),
+        control_kek: control_kek.to_owned(),
         _dir: dir,
     }
 }

@@ -1680,6 +1680,9 @@ pub struct DataPlaneStatus {
     pub lag: u64,
     #[prost(string, optional, tag = "4")]
     pub last_rejection: ::core::option::Option<::prost::alloc::string::String>,
+    /// The control-plane replica serving its snapshot stream.
+    #[prost(string, tag = "5")]
+    pub control_plane: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct SystemStatus {
