@@ -117,25 +117,40 @@ impl SnapshotService for SnapshotGrpc {
             .await;
 
         let (tx, rx) = mpsc::channel(4);
+        let (need_full, mut full_wanted) = mpsc::channel::<()>(1);
         let mut snapshots = publisher.subscribe();
-        // Outbound: the current snapshot, then every newer one.
+        // Outbound: the current snapshot whole, then each newer one as a delta from
+        // the one sent before when there is one, else whole.
         let send_replica = replica.clone();
         let sender = tokio::spawn(async move {
             let mut sent = 0u64;
             loop {
                 let next = snapshots.borrow_and_update().clone();
-                if let Some(snapshot) = next.filter(|s| s.version > sent) {
-                    sent = snapshot.version;
-                    let update = pb::SnapshotUpdate {
-                        full: Some((*snapshot).clone()),
+                if let Some(published) = next.filter(|p| p.full.version > sent) {
+                    let update = match &published.delta {
+                        Some(d) if sent != 0 && d.base_version == sent => pb::SnapshotUpdate {
+                            full: None,
+                            delta: Some(d.clone()),
+                        },
+                        _ => pb::SnapshotUpdate {
+                            full: Some(published.full.clone()),
+                            delta: None,
+                        },
                     };
+                    let whole = update.full.is_some();
+                    sent = published.full.version;
                     if tx.send(Ok(update)).await.is_err() {
                         return;
                     }
-                    tracing::debug!(replica = %send_replica, version = sent, "snapshot sent");
+                    tracing::debug!(replica = %send_replica, version = sent, whole, "snapshot sent");
                 }
-                if snapshots.changed().await.is_err() {
-                    return;
+                tokio::select! {
+                    changed = snapshots.changed() => if changed.is_err() { return },
+                    wanted = full_wanted.recv() => match wanted {
+                        // Sent again whole, from the top of the loop.
+                        Some(()) => sent = 0,
+                        None => return,
+                    },
                 }
             }
         });
@@ -170,6 +185,13 @@ impl SnapshotService for SnapshotGrpc {
                         if let Err(e) = service.store().record_key_health(&reports).await {
                             tracing::warn!(replica = %replica, error = %e, "cannot store provider key health");
                         }
+                    }
+                    Ok(Some(pb::SyncRequest {
+                        kind: Some(pb::sync_request::Kind::NeedFull(n)),
+                    })) => {
+                        tracing::warn!(replica = %replica, have_version = n.have_version, reason = %n.reason, "data plane asks for the whole snapshot");
+                        // A request already pending will do.
+                        let _ = need_full.try_send(());
                     }
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => break,

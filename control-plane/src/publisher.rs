@@ -35,10 +35,17 @@ pub struct ReplicaState {
     pub control_plane: String,
 }
 
+/// A snapshot as published: whole, and as the changes from the one before it.
+pub struct Published {
+    pub full: pb::Snapshot,
+    /// From the previously published version (none for the first).
+    pub delta: Option<pb::SnapshotDelta>,
+}
+
 #[derive(Clone)]
 pub struct Publisher {
     revision: Arc<watch::Sender<u64>>,
-    snapshot: Arc<watch::Sender<Option<Arc<pb::Snapshot>>>>,
+    snapshot: Arc<watch::Sender<Option<Arc<Published>>>>,
     replicas: Arc<Mutex<HashMap<String, ReplicaState>>>,
     coordinator: Coordinator,
     /// This control plane's name among its replicas.
@@ -82,7 +89,7 @@ impl Publisher {
     }
 
     /// The newest snapshot and every later one.
-    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<pb::Snapshot>>> {
+    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<Published>>> {
         self.snapshot.subscribe()
     }
 
@@ -93,7 +100,10 @@ impl Publisher {
     }
 
     pub fn current_version(&self) -> u64 {
-        self.snapshot.borrow().as_ref().map_or(0, |s| s.version)
+        self.snapshot
+            .borrow()
+            .as_ref()
+            .map_or(0, |s| s.full.version)
     }
 
     /// Update what a data plane connected here reported, and publish it to the
@@ -185,13 +195,29 @@ impl Publisher {
         if version <= self.current_version() {
             return;
         }
-        let encoded = Arc::new(encode(&snapshot));
-        self.snapshot.send_replace(Some(encoded));
+        let encoded = encode(&snapshot);
+        let previous = self.snapshot.borrow().clone();
+        let delta = previous.map(|p| switchyard_wire::delta::diff(&p.full, &encoded));
+        let delta_entries = delta.as_ref().map(|d| {
+            d.upsert_accounts.len()
+                + d.delete_accounts.len()
+                + d.upsert_issued_keys.len()
+                + d.delete_issued_keys.len()
+                + d.upsert_provider_keys.len()
+                + d.delete_provider_keys.len()
+                + d.upsert_rules.len()
+                + d.delete_rules.len()
+        });
+        self.snapshot.send_replace(Some(Arc::new(Published {
+            full: encoded,
+            delta,
+        })));
         tracing::info!(
             version,
             accounts = snapshot.accounts.len(),
             keys = snapshot.issued_keys.len(),
             provider_keys = snapshot.provider_keys.len(),
+            delta_entries,
             "snapshot published"
         );
     }

@@ -13,6 +13,7 @@ use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::snapshot_service_client::SnapshotServiceClient;
 use switchyard_runtime::Shutdown;
 use switchyard_runtime::now_ms;
+use switchyard_wire::delta::apply;
 use switchyard_wire::snapshot::decode;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -128,6 +129,8 @@ async fn follow_once(
     tracing::info!(url, "following the control plane");
     // What this stream has reported; a new stream reports everything known again.
     let mut reported = HashMap::new();
+    // The last snapshot applied from this stream, in wire form: the base of deltas.
+    let mut base: Option<pb::Snapshot> = None;
     let mut health_tick = tokio::time::interval(HEALTH_EVERY);
     health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -147,9 +150,35 @@ async fn follow_once(
             }
         };
         let Some(update) = update else { break };
-        let Some(full) = update.full else { continue };
+        let (full, whole) = match (update.full, update.delta) {
+            (Some(full), _) => (full, true),
+            (None, Some(delta)) => match base.as_ref().map(|b| apply(b, &delta)) {
+                Some(Ok(full)) => (full, false),
+                refused => {
+                    let reason = match refused {
+                        Some(Err(e)) => e.to_string(),
+                        _ => "no snapshot to apply a delta to".to_owned(),
+                    };
+                    tracing::warn!(
+                        version = delta.version,
+                        reason,
+                        "delta not applicable; asking for the whole snapshot"
+                    );
+                    let ask = pb::sync_request::Kind::NeedFull(pb::NeedFull {
+                        have_version: live.version(),
+                        reason,
+                    });
+                    if tx.send(pb::SyncRequest { kind: Some(ask) }).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+            },
+            (None, None) => continue,
+        };
         let version = full.version;
         let encoded = persisted.map(|_| Arc::new(prost::Message::encode_to_vec(&full)));
+        let kept = full.clone();
         let reply = match decode(full).map_err(|e| e.to_string()).and_then(|s| {
             let previous = live.load();
             Compiled::build_after(s, previous.as_deref()).map_err(|e| e.to_string())
@@ -157,11 +186,12 @@ async fn follow_once(
             Ok(compiled) => {
                 let keys = compiled.key_count();
                 if live.install_followed(compiled) {
-                    tracing::info!(version, keys, "snapshot applied");
+                    tracing::info!(version, keys, whole, "snapshot applied");
                     if let (Some(writer), Some(encoded)) = (persisted, encoded) {
                         writer.send_replace(Some(encoded));
                     }
                 }
+                base = Some(kept);
                 live.set_following(true);
                 pb::sync_request::Kind::Applied(pb::Applied { version })
             }

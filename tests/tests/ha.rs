@@ -311,6 +311,26 @@ async fn writes_on_any_replica_reach_every_data_plane_within_a_second() {
         samples[samples.len() / 2]
     );
     assert!(p99 <= Duration::from_secs(1), "p99 {p99:?}: {samples:?}");
+    // After the first whole snapshot, changes travel as deltas.
+    for dp in &c.data_planes {
+        let log = dp.log();
+        let applied: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("snapshot applied"))
+            .collect();
+        assert!(
+            applied.iter().any(|l| l.contains("\"whole\":true")),
+            "{log}"
+        );
+        assert!(
+            applied
+                .iter()
+                .filter(|l| l.contains("\"whole\":false"))
+                .count()
+                >= 12,
+            "{log}"
+        );
+    }
 
     // Either replica lists every data plane, which one serves it, and no lag.
     let status = c.status(1).await;

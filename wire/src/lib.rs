@@ -1,6 +1,7 @@
 //! Conversions between domain types and the gRPC contracts. Each service meets prost
 //! types only at its gRPC edge, through these functions.
 
+pub mod delta;
 pub mod snapshot;
 
 use switchyard_core::ids::{AccountId, EventId, IssuedKeyId, ProviderKeyId};
