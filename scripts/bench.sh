@@ -36,3 +36,7 @@ target/release/switchyard-bench "$@"
 echo
 # The usage collector's ingest into Postgres (rollups on), in events per second.
 target/release/ingest --seconds "${INGEST_SECONDS:-10}"
+echo
+# Snapshots at scale (100,000 issued keys, 10,000 accounts): encode, sizes, delta,
+# apply-and-swap, lookups during swaps, and a data plane's memory holding it.
+target/release/snapshot

@@ -79,7 +79,7 @@ impl Live {
     pub fn install(&self, next: Compiled) -> bool {
         let next = Arc::new(next);
         let mut installed = false;
-        self.snapshot.rcu(|current| match current {
+        let previous = self.snapshot.rcu(|current| match current {
             Some(cur) if cur.version() > next.version() => {
                 installed = false;
                 Some(cur.clone())
@@ -89,7 +89,29 @@ impl Live {
                 Some(next.clone())
             }
         });
+        if installed {
+            retire(previous);
+        }
         installed
+    }
+}
+
+/// How long a replaced snapshot is held after the swap.
+const RETIRE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Release a replaced snapshot off the request path. Freeing a large one takes
+/// milliseconds; held here until the requests that loaded it are done, the last
+/// reference (and the freeing) is this thread's rather than a request's.
+fn retire(old: Option<Arc<Compiled>>) {
+    let Some(old) = old else { return };
+    let spawned = std::thread::Builder::new()
+        .name("retire-snapshot".into())
+        .spawn(move || {
+            std::thread::sleep(RETIRE_AFTER);
+            drop(old);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start a thread to release the old snapshot");
     }
 }
 

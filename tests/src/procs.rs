@@ -108,6 +108,11 @@ impl Proc {
     }
 
     /// Where the listener called `name` is bound (`http`, `grpc`).
+    /// The operating system's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn addr(&self, name: &str) -> SocketAddr {
         match self.addrs.get(name) {
             Some(a) => *a,

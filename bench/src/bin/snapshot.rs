@@ -1,0 +1,383 @@
+//! Snapshots at scale: 10,000 accounts (1,000 owners with 9 sub-accounts each) and
+//! 100,000 issued keys. Measures, on this machine:
+//! - the control plane's encoding of the snapshot (after its database read) and its
+//!   size on the wire;
+//! - the delta of one change (a revoked key): computing it, its size;
+//! - the data plane's apply-and-swap of that delta (apply, decode, validate and
+//!   compile, one atomic store) and of the whole snapshot;
+//! - lookups running on other threads while swaps happen, against lookups alone;
+//! - the resident memory of a real data-plane process that cold-starts from the
+//!   snapshot written to its snapshot file.
+//!
+//! `cargo run --release -p switchyard-bench --bin snapshot`
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use prost::Message;
+use switchyard_core::apikey;
+use switchyard_core::crypto::Keyring;
+use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
+use switchyard_core::policy::Policy;
+use switchyard_core::rules::Rules;
+use switchyard_core::snapshot::{
+    Account, Compiled, IssuedKey, ProviderKey, ProviderKind, Snapshot, Status,
+};
+use switchyard_data_plane::live::Live;
+use switchyard_data_plane::persist::SnapshotFile;
+use switchyard_wire::delta::{apply, diff};
+use switchyard_wire::snapshot::{decode, encode};
+
+const OWNERS: usize = 1_000;
+const CHILDREN: usize = 9;
+const KEYS_PER_ACCOUNT: usize = 10;
+
+struct World {
+    snapshot: Snapshot,
+    /// Clear keys of a sample of accounts, for lookups.
+    sample_keys: Vec<String>,
+}
+
+fn world(keyring: &Keyring) -> anyhow::Result<World> {
+    let mut accounts = Vec::with_capacity(OWNERS * (CHILDREN + 1));
+    let mut issued_keys = Vec::new();
+    let mut provider_keys = Vec::new();
+    let mut rules = BTreeMap::new();
+    let mut sample_keys = Vec::new();
+    for o in 0..OWNERS {
+        let owner = AccountId::new();
+        let mut tree = vec![(owner, None)];
+        tree.extend((0..CHILDREN).map(|_| (AccountId::new(), Some(owner))));
+        for (i, (id, parent)) in tree.into_iter().enumerate() {
+            accounts.push(Account {
+                id,
+                parent,
+                name: format!("account-{o}-{i}"),
+                status: Status::Active,
+                policy: Policy::default(),
+                billing: Default::default(),
+            });
+            for k in 0..KEYS_PER_ACCOUNT {
+                let key = apikey::generate();
+                if o % 50 == 0 && k == 0 {
+                    sample_keys.push(key.clear.expose().clone());
+                }
+                issued_keys.push(IssuedKey {
+                    id: IssuedKeyId::new(),
+                    account: id,
+                    hash: key.hash,
+                    expires_at_ms: None,
+                    status: Status::Active,
+                });
+            }
+        }
+        for level in 1..=2 {
+            let id = ProviderKeyId::new();
+            let secret = keyring
+                .seal(b"sk-bench-provider-secret", id.0.as_bytes())
+                .context("sealing")?;
+            provider_keys.push(ProviderKey {
+                id,
+                owner,
+                kind: ProviderKind::OpenAi,
+                base_url: "https://api.openai.example/v1".into(),
+                secret,
+                level,
+                models: vec!["gpt-4o*".parse()?],
+                weight: 1,
+                status: Status::Active,
+            });
+        }
+        rules.insert(owner, Rules::default());
+    }
+    Ok(World {
+        snapshot: Snapshot {
+            version: 1,
+            accounts,
+            issued_keys,
+            provider_keys,
+            rules,
+        },
+        sample_keys,
+    })
+}
+
+/// Median and maximum of `runs` timings of `f`.
+fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, Duration, T) {
+    let mut took = Vec::with_capacity(runs);
+    let mut last = None;
+    for _ in 0..runs {
+        let start = Instant::now();
+        last = Some(f());
+        took.push(start.elapsed());
+    }
+    took.sort();
+    let out = last.unwrap_or_else(|| unreachable_result());
+    (took[took.len() / 2], took[took.len() - 1], out)
+}
+
+#[expect(
+    clippy::panic,
+    reason = "only reached when a timing loop ran zero times"
+)]
+fn unreachable_result<T>() -> T {
+    panic!("timed zero runs")
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+/// Lookups on `threads` threads for `for_how_long`, against whatever `live` holds:
+/// (lookups, p99 µs, max µs, failures).
+fn lookups(
+    live: &Arc<Live>,
+    keys: &[String],
+    threads: usize,
+    for_how_long: Duration,
+) -> (u64, f64, f64, u64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (live, keys, stop) = (live.clone(), keys.to_vec(), stop.clone());
+            std::thread::spawn(move || {
+                let mut lat = Vec::new();
+                let mut failures = 0u64;
+                let mut i = t;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = &keys[i % keys.len()];
+                    i += 1;
+                    let start = Instant::now();
+                    let ok = live.load().is_some_and(|c| c.authenticate(key, 0).is_ok());
+                    lat.push(start.elapsed().as_nanos() as u64);
+                    failures += u64::from(!ok);
+                }
+                (lat, failures)
+            })
+        })
+        .collect();
+    std::thread::sleep(for_how_long);
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    let mut failures = 0;
+    for h in handles {
+        if let Ok((lat, f)) = h.join() {
+            all.extend(lat);
+            failures += f;
+        }
+    }
+    all.sort_unstable();
+    let pct = |p: f64| {
+        all.get(((all.len().max(1) - 1) as f64 * p) as usize)
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    (all.len() as u64, pct(0.99), pct(1.0), failures)
+}
+
+/// Whether `/readyz` answers 200 (one plain HTTP/1.0 request).
+fn ready(addr: std::net::SocketAddr) -> bool {
+    use std::io::Read;
+    let Ok(mut conn) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    if conn.write_all(b"GET /readyz HTTP/1.0\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn main() -> anyhow::Result<()> {
+    let spec = Keyring::generate_spec("k1");
+    let keyring = Keyring::parse(&spec)?;
+    let World {
+        snapshot,
+        sample_keys,
+    } = world(&keyring)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "| snapshot: {} accounts, {} issued keys, {} provider keys | median | max | target |",
+        snapshot.accounts.len(),
+        snapshot.issued_keys.len(),
+        snapshot.provider_keys.len()
+    )?;
+    writeln!(out, "|---|---|---|---|")?;
+
+    // The control plane: encode what it read.
+    let (enc_mid, enc_max, full) = time(5, || encode(&snapshot));
+    writeln!(
+        out,
+        "| control plane: encode the snapshot (ms) | {} | {} | compile < 1000 |",
+        ms(enc_mid),
+        ms(enc_max)
+    )?;
+    let full_bytes = full.encoded_len();
+    writeln!(
+        out,
+        "| full snapshot on the wire (MiB) | {:.1} | | |",
+        full_bytes as f64 / 1_048_576.0
+    )?;
+
+    // One change: a revoked key.
+    let mut changed = full.clone();
+    changed.version = 2;
+    if let Some(k) = changed.issued_keys.get_mut(12_345) {
+        k.status = switchyard_proto::v1::Status::Disabled.into();
+    }
+    let (diff_mid, diff_max, delta) = time(5, || diff(&full, &changed));
+    writeln!(
+        out,
+        "| control plane: delta of one revoked key (ms) | {} | {} | |",
+        ms(diff_mid),
+        ms(diff_max)
+    )?;
+    writeln!(
+        out,
+        "| one-key delta on the wire (bytes) | {} | | < 1024 |",
+        delta.encoded_len()
+    )?;
+
+    // The data plane: whole snapshot, then the delta, each to one atomic swap.
+    let live = Arc::new(Live::default());
+    let (whole_mid, whole_max, ()) = time(3, || {
+        if let Ok(s) = decode(full.clone())
+            && let Ok(c) = Compiled::build(s)
+        {
+            live.install_followed(c);
+        }
+    });
+    writeln!(
+        out,
+        "| data plane: decode, compile and swap the whole snapshot (ms) | {} | {} | |",
+        ms(whole_mid),
+        ms(whole_max)
+    )?;
+    let mut next_version = 2u64;
+    let (apply_mid, apply_max, ()) = time(5, || {
+        let mut d = delta.clone();
+        d.base_version = full.version;
+        d.version = next_version;
+        next_version += 1;
+        let previous = live.load();
+        if let Ok(applied) = apply(&full, &d)
+            && let Ok(s) = decode(applied)
+            && let Ok(c) = Compiled::build_after(s, previous.as_deref())
+        {
+            live.install_followed(c);
+        }
+    });
+    writeln!(
+        out,
+        "| data plane: apply the delta, compile and swap (ms) | {} | {} | < 50 |",
+        ms(apply_mid),
+        ms(apply_max)
+    )?;
+
+    // Lookups while nothing changes, then while swaps happen back to back.
+    let threads = 2;
+    let quiet = lookups(&live, &sample_keys, threads, Duration::from_secs(2));
+    let swapping = Arc::new(AtomicBool::new(true));
+    let swapper = {
+        let (live, full, swapping) = (live.clone(), full.clone(), swapping.clone());
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            let mut version = 1_000u64;
+            while swapping.load(Ordering::Relaxed) {
+                let mut s = full.clone();
+                s.version = version;
+                version += 1;
+                if let Ok(s) = decode(s)
+                    && let Ok(c) = Compiled::build_after(s, live.load().as_deref())
+                {
+                    live.install_followed(c);
+                    swaps += 1;
+                }
+            }
+            swaps
+        })
+    };
+    let busy = lookups(&live, &sample_keys, threads, Duration::from_secs(4));
+    swapping.store(false, Ordering::Relaxed);
+    let swaps = swapper.join().unwrap_or(0);
+    writeln!(out)?;
+    writeln!(
+        out,
+        "| lookups on {threads} threads | lookups | p99 (µs) | max (µs) | failed |"
+    )?;
+    writeln!(out, "|---|---|---|---|---|")?;
+    writeln!(
+        out,
+        "| no swaps | {} | {:.1} | {:.1} | {} |",
+        quiet.0, quiet.1, quiet.2, quiet.3
+    )?;
+    writeln!(
+        out,
+        "| {swaps} whole-snapshot swaps meanwhile | {} | {:.1} | {:.1} | {} |",
+        busy.0, busy.1, busy.2, busy.3
+    )?;
+
+    // A real data plane holding it: cold start from the snapshot file.
+    let dir = tempfile::tempdir()?;
+    let file = SnapshotFile::new(dir.path().join("snapshot.bin"));
+    file.save(&full.encode_to_vec())?;
+    let file_arg = file.path().display().to_string();
+    let dp = switchyard_tests::procs::Proc::spawn(
+        "switchyard-data-plane",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--control-plane-url",
+            "http://127.0.0.1:9",
+            "--snapshot-file",
+            &file_arg,
+            "--usage-events",
+            "off",
+        ],
+        &[("SWITCHYARD_KEK", spec.as_str()), ("RUST_LOG", "warn")],
+        dir.path(),
+    )?;
+    let started = Instant::now();
+    let addr = dp.addr("http");
+    let mut loaded = None;
+    while started.elapsed() < Duration::from_secs(60) {
+        if ready(addr) {
+            loaded = Some(started.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let rss = rss_kib(dp.pid()).unwrap_or(0);
+    writeln!(out)?;
+    writeln!(
+        out,
+        "| data-plane process, cold start from the snapshot file | value | target |"
+    )?;
+    writeln!(out, "|---|---|---|")?;
+    writeln!(
+        out,
+        "| ready after (ms) | {} | |",
+        loaded.map_or("never".into(), ms)
+    )?;
+    writeln!(
+        out,
+        "| resident memory (MiB) | {:.0} | < 300 |",
+        rss as f64 / 1024.0
+    )?;
+    Ok(())
+}
