@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::{HarnessError, free_port};
+use crate::{HarnessError, free_port, wait_for_port};
 
 pub struct EtcdServer {
     child: Child,
@@ -77,18 +77,7 @@ fn spawn(client: u16, peer: u16, dir: &std::path::Path) -> Result<Child, Harness
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while std::net::TcpStream::connect(("127.0.0.1", client)).is_err() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(HarnessError::NotReady(
-                "etcd".into(),
-                format!("nothing listens on port {client}"),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_port(&mut child, client, "etcd", Duration::from_secs(15))?;
     Ok(child)
 }
 

@@ -13,6 +13,29 @@ pub mod procs;
 pub mod redis;
 pub mod system;
 
+/// Wait until something accepts connections on loopback `port`; kill `child` and
+/// fail, naming `what`, if nothing does within `patience`.
+pub fn wait_for_port(
+    child: &mut std::process::Child,
+    port: u16,
+    what: &str,
+    patience: std::time::Duration,
+) -> Result<(), HarnessError> {
+    let deadline = std::time::Instant::now() + patience;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(HarnessError::NotReady(
+                what.into(),
+                format!("nothing listens on port {port}"),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok(())
+}
+
 /// A loopback port nothing listens on right now.
 pub fn free_port() -> Result<u16, HarnessError> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?

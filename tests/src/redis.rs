@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::{HarnessError, free_port};
+use crate::{HarnessError, free_port, wait_for_port};
 
 pub struct RedisServer {
     child: Child,
@@ -68,18 +68,7 @@ fn spawn(port: u16, dir: &std::path::Path) -> Result<Child, HarnessError> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(HarnessError::NotReady(
-                "redis-server".into(),
-                format!("nothing listens on port {port}"),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_port(&mut child, port, "redis-server", Duration::from_secs(10))?;
     Ok(child)
 }
 

@@ -918,32 +918,19 @@ async fn events_name_the_price_version_that_priced_them() {
                "messages": [{"role": "user", "content": "one two three"}]})
     };
     let headers = [("anthropic-version", "2023-06-01")];
-    let (status, text) = status_and_text(
-        post_json(
-            &sys,
-            "/v1/messages",
-            ("x-api-key", &key),
-            &headers,
-            &message(false),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(status, 200, "{text}");
-    let answer: Value = serde_json::from_str(&text).unwrap();
+    let send = |stream: bool| {
+        let body = message(stream);
+        let (sys, key) = (&sys, &key);
+        async move {
+            let r = post_json(sys, "/v1/messages", ("x-api-key", key), &headers, &body).await;
+            let (status, text) = status_and_text(r).await;
+            assert_eq!(status, 200, "{text}");
+            text
+        }
+    };
+    let answer: Value = serde_json::from_str(&send(false).await).unwrap();
     assert_eq!(answer["usage"]["cache_creation_input_tokens"], 6);
-    let (status, text) = status_and_text(
-        post_json(
-            &sys,
-            "/v1/messages",
-            ("x-api-key", &key),
-            &headers,
-            &message(true),
-        )
-        .await,
-    )
-    .await;
-    assert_eq!(status, 200, "{text}");
+    let text = send(true).await;
     assert!(text.contains("\"cache_read_input_tokens\":6"), "{text}");
     let events = usage_logs(&sys, &key, 2).await;
     let parts = |e: &Value| {

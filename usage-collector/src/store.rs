@@ -119,7 +119,7 @@ const UPSERT_DAILY: &str = "INSERT INTO usage_daily (day, main_account_id, accou
      cost_nanos = usage_daily.cost_nanos + excluded.cost_nanos, \
      billed_nanos = usage_daily.billed_nanos + excluded.billed_nanos";
 
-const UPSERT_DAILY_KEYS: &str = "INSERT INTO usage_daily_keys (main_account_id, day, provider_key_id, model, requests, \
+const UPSERT_DAILY_KEYS: &str = "INSERT INTO usage_daily_keys (day, main_account_id, provider_key_id, model, requests, \
      errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens, cost_nanos) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
      ON CONFLICT (main_account_id, day, provider_key_id, model) DO UPDATE SET \
@@ -266,6 +266,27 @@ fn rollup_deltas<'a>(events: impl Iterator<Item = &'a UsageEvent>) -> (Deltas, D
     (accounts, keys)
 }
 
+/// One rollup row's upsert with its first eleven values bound: day, main account,
+/// account or provider key, model, then the counts and the cost.
+fn upsert(
+    sql: &'static str,
+    key: RollupKey,
+    d: RollupDelta,
+) -> Result<AnyQuery<'static>, StoreError> {
+    Ok(sqlx::query(sql)
+        .bind(key.day)
+        .bind(key.main_account.to_string())
+        .bind(key.of)
+        .bind(key.model)
+        .bind(d.requests)
+        .bind(d.errors)
+        .bind(int(d.input)?)
+        .bind(int(d.output)?)
+        .bind(int(d.cached)?)
+        .bind(int(d.cache_write)?)
+        .bind(d.cost_nanos))
+}
+
 /// Daily rows of a main account (`$1`, or every one when empty) between two days.
 const SELECT_DAILY: &str = "SELECT day, account_id, model, requests, errors, input_tokens, output_tokens, cached_tokens, \
      cost_nanos, billed_nanos, cache_write_tokens FROM usage_daily \
@@ -380,37 +401,14 @@ impl UsageStore {
                 .collect();
             let (accounts, keys) = rollup_deltas(new.iter().copied());
             for (key, d) in accounts {
-                sqlx::query(UPSERT_DAILY)
-                    .bind(key.day)
-                    .bind(key.main_account.to_string())
-                    .bind(key.of)
-                    .bind(key.model)
-                    .bind(d.requests)
-                    .bind(d.errors)
-                    .bind(int(d.input)?)
-                    .bind(int(d.output)?)
-                    .bind(int(d.cached)?)
-                    .bind(int(d.cache_write)?)
-                    .bind(d.cost_nanos)
-                    .bind(d.billed_nanos)
+                let billed = d.billed_nanos;
+                upsert(UPSERT_DAILY, key, d)?
+                    .bind(billed)
                     .execute(&mut *tx)
                     .await?;
             }
             for (key, d) in keys {
-                sqlx::query(UPSERT_DAILY_KEYS)
-                    .bind(key.main_account.to_string())
-                    .bind(key.day)
-                    .bind(key.of)
-                    .bind(key.model)
-                    .bind(d.requests)
-                    .bind(d.errors)
-                    .bind(int(d.input)?)
-                    .bind(int(d.output)?)
-                    .bind(int(d.cached)?)
-                    .bind(int(d.cache_write)?)
-                    .bind(d.cost_nanos)
-                    .execute(&mut *tx)
-                    .await?;
+                upsert(UPSERT_DAILY_KEYS, key, d)?.execute(&mut *tx).await?;
             }
             let new_count = u32::try_from(new.len()).unwrap_or(u32::MAX);
             let total = u32::try_from(events.len()).unwrap_or(u32::MAX);
