@@ -11,7 +11,7 @@ use switchyard_control_plane::reseal::reseal_all;
 use switchyard_control_plane::service::OperatorOptions;
 use switchyard_control_plane::store::Store;
 use switchyard_control_plane::{Config, Listeners, MIN_ROOT_KEY_LEN};
-use switchyard_coord::Coordinator;
+use switchyard_coord::CoordArgs;
 use switchyard_core::apikey::KeyHash;
 use switchyard_runtime::{
     KeyringArgs, bind, init_logging, shutdown_on_signal, value_or_file, write_addr_file,
@@ -53,21 +53,8 @@ struct Args {
     /// Seconds between snapshot re-reads when no change is signalled.
     #[arg(long, default_value_t = 5)]
     resync_seconds: u64,
-    /// etcd endpoints (comma-separated `http://host:port`) through which replicas
-    /// of the control plane signal changes to each other and share the list of
-    /// connected data planes. Unset: this replica works alone.
-    #[arg(long, env = "SWITCHYARD_ETCD_ENDPOINTS", value_delimiter = ',')]
-    etcd_endpoints: Vec<String>,
-    /// Prefix of Switchyard's keys in etcd (lets installations share one etcd).
-    #[arg(long, env = "SWITCHYARD_ETCD_PREFIX", default_value = "/switchyard/")]
-    etcd_prefix: String,
-    /// Seconds a replica that stopped answering keeps its etcd lease (its
-    /// leaderships and the data planes it serves, in the status).
-    #[arg(long, default_value_t = 10)]
-    etcd_lease_seconds: u64,
-    /// This replica's name among the control planes (default: host name and pid).
-    #[arg(long, env = "SWITCHYARD_REPLICA_ID")]
-    replica_id: Option<String>,
+    #[command(flatten)]
+    coord: CoordArgs,
     /// Write the bound addresses as JSON to this file once listening.
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -126,17 +113,10 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let shutdown = shutdown_on_signal();
-    let replica_id = args.replica_id.unwrap_or_else(|| {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "control-plane".to_owned());
-        format!("{host}-{}", std::process::id())
-    });
-    let coordinator = coordinator(
-        &args.etcd_endpoints,
-        &args.etcd_prefix,
-        &replica_id,
-        args.etcd_lease_seconds,
-        &shutdown,
-    )?;
+    let replica_id = args.coord.member("control-plane");
+    let coordinator = args
+        .coord
+        .coordinator("control-plane", &replica_id, &shutdown)?;
     let config = Config {
         store,
         keyring: Arc::new(keyring),
@@ -151,32 +131,4 @@ async fn main() -> anyhow::Result<()> {
     };
     switchyard_control_plane::run(config, Listeners { http, grpc }, shutdown).await?;
     Ok(())
-}
-
-/// etcd when endpoints are given, else this replica alone.
-fn coordinator(
-    endpoints: &[String],
-    prefix: &str,
-    member: &str,
-    lease_seconds: u64,
-    shutdown: &switchyard_runtime::Shutdown,
-) -> anyhow::Result<Coordinator> {
-    if endpoints.is_empty() {
-        return Ok(Coordinator::local());
-    }
-    #[cfg(feature = "etcd")]
-    {
-        let settings = switchyard_coord::EtcdSettings {
-            endpoints: endpoints.to_vec(),
-            prefix: prefix.to_owned(),
-            member: member.to_owned(),
-            lease_ttl: Duration::from_secs(lease_seconds),
-        };
-        Ok(Coordinator::etcd(settings, shutdown.clone())?)
-    }
-    #[cfg(not(feature = "etcd"))]
-    {
-        let _ = (prefix, member, lease_seconds, shutdown);
-        bail!("this build has no etcd support (the `etcd` feature is off)")
-    }
 }

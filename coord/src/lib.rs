@@ -6,8 +6,11 @@
 //! Everything here is advisory: a replica that misses a signal catches up on its own
 //! periodic re-read, and etcd being away never stops a request.
 
+mod args;
 #[cfg(feature = "etcd")]
 mod etcd;
+
+pub use args::CoordArgs;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

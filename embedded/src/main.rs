@@ -120,6 +120,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         Some(switchyard_usage_collector::Retention {
             keep_days: 90,
             every: Duration::from_secs(3600),
+            // One collector in this process: it always leads.
+            leader: switchyard_coord::Coordinator::local().leadership("usage-retention"),
         }),
         shutdown.clone(),
     ));

@@ -221,19 +221,28 @@ pub fn spawn_data_plane(
 
 /// A usage collector on `usage_db`, its gRPC listener on `grpc` (port 0: any).
 pub fn spawn_collector(dir: &Path, usage_db: &str, grpc: &str) -> Result<Proc, HarnessError> {
-    Proc::spawn(
-        "switchyard-usage-collector",
-        &[
-            "--database-url",
-            usage_db,
-            "--grpc-listen",
-            grpc,
-            "--http-listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-        dir,
-    )
+    spawn_collector_with(dir, usage_db, grpc, &[])
+}
+
+/// [`spawn_collector`] with `extra` flags.
+pub fn spawn_collector_with(
+    dir: &Path,
+    usage_db: &str,
+    grpc: &str,
+    extra: &[&str],
+) -> Result<Proc, HarnessError> {
+    let args: Vec<&str> = [
+        "--database-url",
+        usage_db,
+        "--grpc-listen",
+        grpc,
+        "--http-listen",
+        "127.0.0.1:0",
+    ]
+    .into_iter()
+    .chain(extra.iter().copied())
+    .collect();
+    Proc::spawn("switchyard-usage-collector", &args, &[], dir)
 }
 
 /// A control plane on `control_db`, listening on `http` and `grpc` (port 0: any),

@@ -19,7 +19,7 @@ use switchyard_tests::etcd::EtcdServer;
 use switchyard_tests::pg::PgServer;
 use switchyard_tests::procs::Proc;
 use switchyard_tests::system::{
-    ServiceSpec, chat, spawn_collector, spawn_control, spawn_data_plane,
+    ServiceSpec, chat, spawn_collector, spawn_collector_with, spawn_control, spawn_data_plane,
 };
 
 const SECRET: &str = "sk-ha-123456789";
@@ -409,5 +409,74 @@ async fn a_dying_replica_and_a_restarted_etcd_cost_no_call() {
         let child_key = child["api_key"].as_str().unwrap().to_owned();
         let took = c.enforced_everywhere(&child_key, 200, Instant::now()).await;
         assert!(took < Duration::from_secs(10), "{name}: {took:?}");
+    }
+}
+
+/// Whether `proc`'s log says it now leads usage retention.
+fn leads_retention(proc: &Proc) -> bool {
+    proc.log()
+        .lines()
+        .rfind(|l| l.contains("usage retention leadership changed"))
+        .is_some_and(|l| l.contains("\"leading\":true"))
+}
+
+/// Two collectors, one retention job: exactly one leads it, and when that one dies
+/// the other takes over once the dead one's lease runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_collector_leads_retention_and_leadership_moves_when_it_dies() {
+    let pg = PgServer::start().unwrap();
+    let usage_db = pg.create_database("usage").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdServer::start().unwrap();
+    let endpoint = etcd.endpoint();
+    let collector = |name: &str| {
+        spawn_collector_with(
+            dir.path(),
+            &usage_db,
+            "127.0.0.1:0",
+            &[
+                "--etcd-endpoints",
+                &endpoint,
+                "--etcd-lease-seconds",
+                "2",
+                "--replica-id",
+                name,
+                "--retention-check-seconds",
+                "1",
+            ],
+        )
+        .unwrap()
+    };
+    let mut collectors = [collector("col-a"), collector("col-b")];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let leader = loop {
+        let leading: Vec<usize> = (0..2)
+            .filter(|&i| leads_retention(&collectors[i]))
+            .collect();
+        if leading.len() == 1 {
+            break leading[0];
+        }
+        assert!(leading.len() < 2, "two leaders");
+        assert!(
+            Instant::now() < deadline,
+            "nobody leads:\n{}",
+            collectors[0].log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Still one a moment later.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!leads_retention(&collectors[1 - leader]));
+
+    collectors[leader].kill();
+    let other = &collectors[1 - leader];
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !leads_retention(other) {
+        assert!(
+            Instant::now() < deadline,
+            "leadership never moved:\n{}",
+            other.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

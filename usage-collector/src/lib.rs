@@ -27,21 +27,38 @@ pub enum CollectorError {
 }
 
 /// How long raw events are kept; rollups are kept for good.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Retention {
     pub keep_days: u32,
     /// How often old events are looked for.
     pub every: std::time::Duration,
+    /// Whether this collector leads the `usage-retention` election: only the
+    /// leader deletes, so replicas do not repeat each other's work.
+    pub leader: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Events deleted per statement.
 const FORGET_BATCH: u32 = 10_000;
 const DAY_MS: i64 = 86_400_000;
 
-/// Delete raw events older than the retention, now and every `every`, until
-/// `shutdown`. Several collectors doing it at once is harmless.
-async fn keep_within(store: UsageStore, retention: Retention, shutdown: Shutdown) {
+/// While this collector leads, delete raw events older than the retention, now and
+/// every `every`, until `shutdown`. (Several doing it at once would be harmless,
+/// only wasteful.)
+async fn keep_within(store: UsageStore, mut retention: Retention, shutdown: Shutdown) {
+    let mut leading = false;
     loop {
+        let now_leading = *retention.leader.borrow_and_update();
+        if now_leading != leading {
+            leading = now_leading;
+            tracing::info!(leading, "usage retention leadership changed");
+        }
+        if !leading {
+            tokio::select! {
+                changed = retention.leader.changed() => if changed.is_err() { return },
+                () = shutdown.clone().wait() => return,
+            }
+            continue;
+        }
         let cutoff = switchyard_runtime::now_ms() - i64::from(retention.keep_days) * DAY_MS;
         let mut forgotten = 0u64;
         loop {
@@ -67,6 +84,7 @@ async fn keep_within(store: UsageStore, retention: Retention, shutdown: Shutdown
         }
         tokio::select! {
             () = tokio::time::sleep(retention.every) => {}
+            _ = retention.leader.changed() => {}
             () = shutdown.clone().wait() => return,
         }
     }
@@ -85,6 +103,7 @@ pub async fn run(
     retention: Option<Retention>,
     shutdown: Shutdown,
 ) -> Result<(), CollectorError> {
+    let keep_days = retention.as_ref().map(|r| r.keep_days);
     if let Some(retention) = retention {
         tokio::spawn(keep_within(store.clone(), retention, shutdown.clone()));
     }
@@ -96,7 +115,7 @@ pub async fn run(
     let grpc = tonic::transport::Server::builder()
         .add_service(UsageServiceServer::new(ingest::UsageGrpc {
             store: store.clone(),
-            keep_days: retention.map(|r| r.keep_days),
+            keep_days,
         }))
         .serve_with_incoming_shutdown(incoming, shutdown.clone().wait());
     let health = axum::Router::new()

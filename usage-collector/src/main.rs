@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use clap::Parser;
+use switchyard_coord::CoordArgs;
 use switchyard_runtime::{bind, init_logging, shutdown_on_signal, write_addr_file};
 use switchyard_usage_collector::store::UsageStore;
 use switchyard_usage_collector::{Listeners, Retention};
@@ -27,6 +28,11 @@ struct Args {
     /// raw events for good too.
     #[arg(long, env = "SWITCHYARD_RETENTION_DAYS", default_value_t = 90)]
     retention_days: u32,
+    /// Seconds between looks for raw events past the retention.
+    #[arg(long, default_value_t = 3600)]
+    retention_check_seconds: u64,
+    #[command(flatten)]
+    coord: CoordArgs,
     /// Write the bound addresses as JSON to this file once listening.
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -45,9 +51,14 @@ async fn main() -> anyhow::Result<()> {
         write_addr_file(path, &addrs)?;
     }
     let shutdown = shutdown_on_signal();
-    let retention = (args.retention_days > 0).then_some(Retention {
+    let member = args.coord.member("usage-collector");
+    let coordinator = args
+        .coord
+        .coordinator("usage-collector", &member, &shutdown)?;
+    let retention = (args.retention_days > 0).then(|| Retention {
         keep_days: args.retention_days,
-        every: std::time::Duration::from_secs(3600),
+        every: std::time::Duration::from_secs(args.retention_check_seconds.max(1)),
+        leader: coordinator.leadership("usage-retention"),
     });
     switchyard_usage_collector::run(store, Listeners { grpc, http }, retention, shutdown).await?;
     Ok(())

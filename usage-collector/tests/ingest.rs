@@ -57,6 +57,7 @@ async fn events_older_than_the_retention_are_refused_not_counted() {
         Some(Retention {
             keep_days: 1,
             every: Duration::from_secs(3600),
+            leader: tokio::sync::watch::channel(true).1,
         }),
         shutdown,
     ));
