@@ -108,38 +108,51 @@ fn statement_rows(mut n: usize) -> Vec<usize> {
     out
 }
 
-const UPSERT_DAILY: &str = "INSERT INTO usage_daily (day, main_account_id, account_id, model, requests, errors, input_tokens, \
-     output_tokens, cached_tokens, cache_write_tokens, cost_nanos, billed_nanos) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-     ON CONFLICT (day, account_id, model) DO UPDATE SET requests = usage_daily.requests + excluded.requests, \
+/// A rollup table's multi-row upsert: its columns (the first four name the row,
+/// the rest are added on conflict) and the conflict clause.
+struct RollupTable {
+    head: &'static str,
+    params: usize,
+    tail: &'static str,
+}
+
+const DAILY: RollupTable = RollupTable {
+    head: "INSERT INTO usage_daily (day, main_account_id, account_id, model, requests, errors, input_tokens, \
+     output_tokens, cached_tokens, cache_write_tokens, cost_nanos, billed_nanos) VALUES ",
+    params: 12,
+    tail: " ON CONFLICT (day, account_id, model) DO UPDATE SET requests = usage_daily.requests + excluded.requests, \
      errors = usage_daily.errors + excluded.errors, input_tokens = usage_daily.input_tokens + excluded.input_tokens, \
      output_tokens = usage_daily.output_tokens + excluded.output_tokens, \
      cached_tokens = usage_daily.cached_tokens + excluded.cached_tokens, \
      cache_write_tokens = usage_daily.cache_write_tokens + excluded.cache_write_tokens, \
      cost_nanos = usage_daily.cost_nanos + excluded.cost_nanos, \
-     billed_nanos = usage_daily.billed_nanos + excluded.billed_nanos";
+     billed_nanos = usage_daily.billed_nanos + excluded.billed_nanos",
+};
 
-const UPSERT_DAILY_KEYS: &str = "INSERT INTO usage_daily_keys (day, main_account_id, provider_key_id, model, requests, \
-     errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens, cost_nanos) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-     ON CONFLICT (main_account_id, day, provider_key_id, model) DO UPDATE SET \
+/// Per provider key: no parent bills a key, so no billed amount.
+const DAILY_KEYS: RollupTable = RollupTable {
+    head: "INSERT INTO usage_daily_keys (day, main_account_id, provider_key_id, model, requests, \
+     errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens, cost_nanos) VALUES ",
+    params: 11,
+    tail: " ON CONFLICT (main_account_id, day, provider_key_id, model) DO UPDATE SET \
      requests = usage_daily_keys.requests + excluded.requests, \
      errors = usage_daily_keys.errors + excluded.errors, \
      input_tokens = usage_daily_keys.input_tokens + excluded.input_tokens, \
      output_tokens = usage_daily_keys.output_tokens + excluded.output_tokens, \
      cached_tokens = usage_daily_keys.cached_tokens + excluded.cached_tokens, \
      cache_write_tokens = usage_daily_keys.cache_write_tokens + excluded.cache_write_tokens, \
-     cost_nanos = usage_daily_keys.cost_nanos + excluded.cost_nanos";
+     cost_nanos = usage_daily_keys.cost_nanos + excluded.cost_nanos",
+};
 
-/// `INSERT … VALUES (…), (…) … ON CONFLICT (id) DO NOTHING RETURNING id` for `rows`
-/// events: the ids returned are the events that were new. SQLite gets anonymous `?`
-/// placeholders: binding to numbered ones looks each name up in a list, which grows
-/// quadratic with the row count.
-fn insert_events_sql(rows: usize, backend: Backend) -> String {
-    let mut sql = format!("INSERT INTO usage_events ({EVENT_COLUMNS}) VALUES ");
+/// `head` then `rows` parenthesised groups of `params` placeholders, then `tail`.
+/// SQLite gets anonymous `?` placeholders: binding to numbered ones looks each name
+/// up in a list, which grows quadratic with the row count.
+fn values_sql(head: &str, params: usize, rows: usize, tail: &str, backend: Backend) -> String {
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * params * 5);
+    sql.push_str(head);
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
-        for col in 0..EVENT_PARAMS {
+        for col in 0..params {
             if col > 0 {
                 sql.push_str(", ");
             }
@@ -147,14 +160,26 @@ fn insert_events_sql(rows: usize, backend: Backend) -> String {
                 Backend::Sqlite => sql.push('?'),
                 Backend::Postgres => {
                     sql.push('$');
-                    sql.push_str(&(row * EVENT_PARAMS + col + 1).to_string());
+                    sql.push_str(&(row * params + col + 1).to_string());
                 }
             }
         }
         sql.push(')');
     }
-    sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
+    sql.push_str(tail);
     sql
+}
+
+/// `INSERT … VALUES (…), (…) … ON CONFLICT (id) DO NOTHING RETURNING id` for `rows`
+/// events: the ids returned are the events that were new.
+fn insert_events_sql(rows: usize, backend: Backend) -> String {
+    values_sql(
+        &format!("INSERT INTO usage_events ({EVENT_COLUMNS}) VALUES "),
+        EVENT_PARAMS,
+        rows,
+        " ON CONFLICT (id) DO NOTHING RETURNING id",
+        backend,
+    )
 }
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
@@ -266,25 +291,31 @@ fn rollup_deltas<'a>(events: impl Iterator<Item = &'a UsageEvent>) -> (Deltas, D
     (accounts, keys)
 }
 
-/// One rollup row's upsert with its first eleven values bound: day, main account,
-/// account or provider key, model, then the counts and the cost.
-fn upsert(
-    sql: &'static str,
-    key: RollupKey,
-    d: RollupDelta,
-) -> Result<AnyQuery<'static>, StoreError> {
-    Ok(sqlx::query(sql)
-        .bind(key.day)
+/// One rollup row's values: day, main account, account or provider key, model,
+/// the counts and the cost, and the billed amount when the table has one.
+fn bind_rollup<'q>(
+    q: AnyQuery<'q>,
+    key: &RollupKey,
+    d: &RollupDelta,
+    params: usize,
+) -> Result<AnyQuery<'q>, StoreError> {
+    let q = q
+        .bind(key.day.clone())
         .bind(key.main_account.to_string())
-        .bind(key.of)
-        .bind(key.model)
+        .bind(key.of.clone())
+        .bind(key.model.clone())
         .bind(d.requests)
         .bind(d.errors)
         .bind(int(d.input)?)
         .bind(int(d.output)?)
         .bind(int(d.cached)?)
         .bind(int(d.cache_write)?)
-        .bind(d.cost_nanos))
+        .bind(d.cost_nanos);
+    Ok(if params == DAILY.params {
+        q.bind(d.billed_nanos)
+    } else {
+        q
+    })
 }
 
 /// Daily rows of a main account (`$1`, or every one when empty) between two days.
@@ -400,15 +431,22 @@ impl UsageStore {
                 .filter(|e| new_ids.remove(&e.id))
                 .collect();
             let (accounts, keys) = rollup_deltas(new.iter().copied());
-            for (key, d) in accounts {
-                let billed = d.billed_nanos;
-                upsert(UPSERT_DAILY, key, d)?
-                    .bind(billed)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            for (key, d) in keys {
-                upsert(UPSERT_DAILY_KEYS, key, d)?.execute(&mut *tx).await?;
+            // A few multi-row upserts per table; the rows are distinct, which one
+            // statement requires.
+            for (table, deltas) in [(&DAILY, accounts), (&DAILY_KEYS, keys)] {
+                let rows: Vec<(RollupKey, RollupDelta)> = deltas.into_iter().collect();
+                let mut rest = rows.as_slice();
+                for n in statement_rows(rows.len()) {
+                    let (chunk, after) = rest.split_at(n);
+                    rest = after;
+                    // Built from placeholders only; every value is bound.
+                    let sql = values_sql(table.head, table.params, n, table.tail, self.db.backend);
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for (key, d) in chunk {
+                        q = bind_rollup(q, key, d, table.params)?;
+                    }
+                    q.execute(&mut *tx).await?;
+                }
             }
             let new_count = u32::try_from(new.len()).unwrap_or(u32::MAX);
             let total = u32::try_from(events.len()).unwrap_or(u32::MAX);
@@ -553,6 +591,21 @@ mod tests {
         assert!(sql.ends_with("$50) ON CONFLICT (id) DO NOTHING RETURNING id"));
         let sql = insert_events_sql(2, Backend::Sqlite);
         assert_eq!(sql.matches('?').count(), 50);
+    }
+
+    #[test]
+    fn rollup_upserts_number_every_row() {
+        let sql = values_sql(DAILY.head, DAILY.params, 3, DAILY.tail, Backend::Postgres);
+        assert!(sql.contains("$12), ($13, "));
+        assert!(sql.contains("$36) ON CONFLICT (day, account_id, model)"));
+        let sql = values_sql(
+            DAILY_KEYS.head,
+            DAILY_KEYS.params,
+            2,
+            DAILY_KEYS.tail,
+            Backend::Sqlite,
+        );
+        assert_eq!(sql.matches('?').count(), 22);
     }
 
     #[test]

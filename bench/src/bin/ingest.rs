@@ -53,7 +53,8 @@ impl Population {
         }
         Self {
             chains,
-            keys: (0..5).map(|_| ProviderKeyId::new()).collect(),
+            // Two provider keys per owner, as an owner's calls go through its own keys.
+            keys: (0..20).map(|_| ProviderKeyId::new()).collect(),
         }
     }
 
@@ -63,7 +64,8 @@ impl Population {
             at_unix_ms: switchyard_runtime::now_ms(),
             account_chain: self.chains[i % self.chains.len()].clone(),
             issued_key: IssuedKeyId::new(),
-            provider_key: Some(self.keys[i % self.keys.len()]),
+            // The chain's owner is chain / 11 (one owner, then its ten children).
+            provider_key: Some(self.keys[(i % self.chains.len()) / 11 * 2 + i % 2]),
             model_requested: ["gpt-4o", "gpt-4o-mini", "claude-sonnet-4"][i % 3].into(),
             model_served: ["gpt-4o", "gpt-4o-mini", "claude-sonnet-4"][i % 3].into(),
             level: 1,
