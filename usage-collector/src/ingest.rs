@@ -13,9 +13,12 @@ use tonic::{Request, Response, Status, Streaming};
 use switchyard_wire::{EventError, decode_event, encode_event, encode_rollup, id};
 
 use crate::store::{EventFilter, Granularity, RollupBy, RollupFilter, UsageStore};
+use crate::writer::Writer;
 
 pub struct UsageGrpc {
     pub store: UsageStore,
+    /// Stores ingested batches, grouping concurrent ones into one transaction.
+    pub writer: Writer,
     /// Days raw events are kept (`None`: for good).
     pub keep_days: Option<u32>,
 }
@@ -37,7 +40,7 @@ impl UsageService for UsageGrpc {
         request: Request<Streaming<pb::UsageBatch>>,
     ) -> Result<Response<Self::IngestStream>, Status> {
         let mut inbound = request.into_inner();
-        let store = self.store.clone();
+        let writer = self.writer.clone();
         let keep_days = self.keep_days;
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
@@ -69,7 +72,7 @@ impl UsageService for UsageGrpc {
                 }
                 // Ack only after the transaction commits; on failure the stream ends
                 // and the sender replays the unacked batch.
-                let ack = match store.insert(&events).await {
+                let ack = match writer.store(events).await {
                     Ok(stored) => pb::UsageAck {
                         seq: batch.seq,
                         stored: stored.new,

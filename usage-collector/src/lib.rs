@@ -4,9 +4,11 @@
 //! Layout:
 //! - [`store`]: raw events and rollups in Postgres or SQLite.
 //! - [`ingest`]: the gRPC service (the edge where wire events become domain events).
+//! - [`writer`]: one writer grouping concurrent batches into one transaction.
 
 pub mod ingest;
 pub mod store;
+pub mod writer;
 
 use axum::routing::get;
 use axum::serve::ListenerExt;
@@ -115,6 +117,7 @@ pub async fn run(
     let grpc = tonic::transport::Server::builder()
         .add_service(UsageServiceServer::new(ingest::UsageGrpc {
             store: store.clone(),
+            writer: writer::Writer::start(store.clone()),
             keep_days,
         }))
         .serve_with_incoming_shutdown(incoming, shutdown.clone().wait());

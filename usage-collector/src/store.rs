@@ -402,10 +402,24 @@ impl UsageStore {
     /// Store a batch in one transaction. Events already held are skipped, and only new
     /// ones touch the rollups, so a replayed batch changes nothing.
     pub async fn insert(&self, events: &[UsageEvent]) -> Result<Stored, StoreError> {
+        let stored = self.insert_batches(&[events]).await?;
+        Ok(stored.first().copied().unwrap_or_default())
+    }
+
+    /// Store several batches in one transaction (see [`Self::insert`]), and say how
+    /// each landed. An id in two of them is new in the first only.
+    pub async fn insert_batches(
+        &self,
+        batches: &[&[UsageEvent]],
+    ) -> Result<Vec<Stored>, StoreError> {
         // An empty chain is refused at the edge; it never reaches here.
-        let events: Vec<&UsageEvent> = events.iter().filter(|e| e.account().is_some()).collect();
+        let events: Vec<&UsageEvent> = batches
+            .iter()
+            .flat_map(|b| b.iter())
+            .filter(|e| e.account().is_some())
+            .collect();
         let mut tx = self.db.pool.begin().await?;
-        let outcome: Result<Stored, StoreError> = async {
+        let outcome: Result<Vec<Stored>, StoreError> = async {
             let mut new_ids = std::collections::HashSet::new();
             let mut rest = events.as_slice();
             for rows in statement_rows(events.len()) {
@@ -424,12 +438,21 @@ impl UsageStore {
                     }
                 }
             }
-            // An id twice in one batch is new once.
-            let new: Vec<&UsageEvent> = events
-                .iter()
-                .copied()
-                .filter(|e| new_ids.remove(&e.id))
-                .collect();
+            // An id twice in one batch is new once, in the first place it appears.
+            let mut stored = Vec::with_capacity(batches.len());
+            let mut new: Vec<&UsageEvent> = Vec::with_capacity(events.len());
+            for batch in batches {
+                let mut landed = Stored::default();
+                for e in batch.iter().filter(|e| e.account().is_some()) {
+                    if new_ids.remove(&e.id) {
+                        landed.new += 1;
+                        new.push(e);
+                    } else {
+                        landed.duplicates += 1;
+                    }
+                }
+                stored.push(landed);
+            }
             let (accounts, keys) = rollup_deltas(new.iter().copied());
             // A few multi-row upserts per table; the rows are distinct, which one
             // statement requires.
@@ -448,12 +471,7 @@ impl UsageStore {
                     q.execute(&mut *tx).await?;
                 }
             }
-            let new_count = u32::try_from(new.len()).unwrap_or(u32::MAX);
-            let total = u32::try_from(events.len()).unwrap_or(u32::MAX);
-            Ok(Stored {
-                new: new_count,
-                duplicates: total - new_count,
-            })
+            Ok(stored)
         }
         .await;
         match outcome {

@@ -17,7 +17,8 @@ switchyard_tests::every_backend!(
     rollups_by_day_month_and_account,
     events_page_newest_first,
     old_events_are_forgotten_and_rollups_stay,
-    rollups_per_provider_key_for_the_owner
+    rollups_per_provider_key_for_the_owner,
+    batches_stored_together_say_how_each_landed
 );
 
 // 2026-11-21T10:00:00Z and the next days.
@@ -387,4 +388,32 @@ async fn rollups_per_provider_key_for_the_owner(url: &str) {
         .unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].tokens.cache_write, 3);
+}
+
+/// Batches of several streams stored in one transaction: each learns what of it was
+/// new, an event in two of them counts once (in the first), and the rollups agree.
+async fn batches_stored_together_say_how_each_landed(url: &str) {
+    let store = UsageStore::open(url).await.unwrap();
+    let main = AccountId::new();
+    let first: Vec<_> = (0..5)
+        .map(|i| event(&[main], DAY + i, "m", 200, 1, 1))
+        .collect();
+    let mut second: Vec<_> = (0..3)
+        .map(|i| event(&[main], DAY + i, "m", 200, 1, 1))
+        .collect();
+    second.push(first[0].clone());
+    store.insert(&first[3..]).await.unwrap();
+    let landed = store.insert_batches(&[&first, &second]).await.unwrap();
+    assert_eq!(
+        landed
+            .iter()
+            .map(|s| (s.new, s.duplicates))
+            .collect::<Vec<_>>(),
+        [(3, 2), (3, 1)]
+    );
+    let rows = store
+        .rollups(&filter(main, Granularity::Day))
+        .await
+        .unwrap();
+    assert_eq!(rows.iter().map(|r| r.requests).sum::<u64>(), 8);
 }
