@@ -181,6 +181,12 @@ struct KeyEntry {
     id: IssuedKeyId,
     expires_at_ms: Option<i64>,
     status: Status,
+    /// Shared by every key of the account: built once per account.
+    account: Arc<AccountEntry>,
+}
+
+/// What a key's calls inherit from its account.
+struct AccountEntry {
     chain: Arc<[AccountId]>,
     policy: Arc<Policy>,
     billing: Arc<Billing>,
@@ -299,27 +305,37 @@ impl Compiled {
             .filter_map(|l| Some((l.account, l.credit?)))
             .collect();
 
+        // What every key of an account shares, worked out once per account.
+        let shared: HashMap<AccountId, Arc<AccountEntry>> = chains
+            .iter()
+            .map(|(account, chain)| {
+                let disabled = chain
+                    .iter()
+                    .copied()
+                    .find(|id| status.get(id) != Some(&Status::Active));
+                let entry = AccountEntry {
+                    chain: chain.clone(),
+                    policy: effective.get(account).cloned().unwrap_or_default(),
+                    billing: billing.get(account).cloned().unwrap_or_default(),
+                    limits: chain_limits.get(account).cloned().unwrap_or_default(),
+                    disabled,
+                };
+                (*account, Arc::new(entry))
+            })
+            .collect();
         let mut keys = HashMap::with_capacity(snapshot.issued_keys.len());
         for k in snapshot.issued_keys {
-            let Some(chain) = chains.get(&k.account) else {
+            let Some(of_account) = shared.get(&k.account) else {
                 return Err(SnapshotError::KeyOfUnknownAccount {
                     key: k.id,
                     account: k.account,
                 });
             };
-            let disabled = chain
-                .iter()
-                .copied()
-                .find(|id| status.get(id) != Some(&Status::Active));
             let entry = KeyEntry {
                 id: k.id,
                 expires_at_ms: k.expires_at_ms,
                 status: k.status,
-                chain: chain.clone(),
-                policy: effective.get(&k.account).cloned().unwrap_or_default(),
-                billing: billing.get(&k.account).cloned().unwrap_or_default(),
-                limits: chain_limits.get(&k.account).cloned().unwrap_or_default(),
-                disabled,
+                account: of_account.clone(),
             };
             if keys.insert(k.hash, entry).is_some() {
                 return Err(SnapshotError::DuplicateKeyHash);
@@ -414,15 +430,16 @@ impl Compiled {
         if entry.expires_at_ms.is_some_and(|at| at <= now_ms) {
             return Err(AuthError::Expired);
         }
-        if let Some(account) = entry.disabled {
-            return Err(AuthError::AccountDisabled(account));
+        let account = &entry.account;
+        if let Some(disabled) = account.disabled {
+            return Err(AuthError::AccountDisabled(disabled));
         }
         Ok(Caller {
             key: entry.id,
-            chain: entry.chain.clone(),
-            policy: entry.policy.clone(),
-            billing: entry.billing.clone(),
-            limits: entry.limits.clone(),
+            chain: account.chain.clone(),
+            policy: account.policy.clone(),
+            billing: account.billing.clone(),
+            limits: account.limits.clone(),
         })
     }
 

@@ -177,7 +177,6 @@ async fn follow_once(
             (None, None) => continue,
         };
         let version = full.version;
-        let encoded = persisted.map(|_| Arc::new(prost::Message::encode_to_vec(&full)));
         let kept = full.clone();
         let reply = match decode(full).map_err(|e| e.to_string()).and_then(|s| {
             let previous = live.load();
@@ -187,8 +186,9 @@ async fn follow_once(
                 let keys = compiled.key_count();
                 if live.install_followed(compiled) {
                     tracing::info!(version, keys, whole, "snapshot applied");
-                    if let (Some(writer), Some(encoded)) = (persisted, encoded) {
-                        writer.send_replace(Some(encoded));
+                    // Encoded for the file only after the swap: it never delays one.
+                    if let Some(writer) = persisted {
+                        writer.send_replace(Some(Arc::new(prost::Message::encode_to_vec(&kept))));
                     }
                 }
                 base = Some(kept);

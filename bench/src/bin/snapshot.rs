@@ -268,6 +268,22 @@ fn main() -> anyhow::Result<()> {
         ms(whole_mid),
         ms(whole_max)
     )?;
+    let (dec_mid, dec_max, decoded) = time(3, || decode(full.clone()));
+    writeln!(
+        out,
+        "| of which: decode (ms) | {} | {} | |",
+        ms(dec_mid),
+        ms(dec_max)
+    )?;
+    if let Ok(decoded) = decoded {
+        let (c_mid, c_max, _) = time(3, || Compiled::build(decoded.clone()));
+        writeln!(
+            out,
+            "| of which: compile the lookup tables (ms) | {} | {} | |",
+            ms(c_mid),
+            ms(c_max)
+        )?;
+    }
     let mut next_version = 2u64;
     let (apply_mid, apply_max, ()) = time(5, || {
         let mut d = delta.clone();
