@@ -128,7 +128,11 @@ async fn data_planes_serve_through_a_control_plane_outage() {
     assert_eq!(body["source"], "disk", "{body}");
     assert_eq!(body["fresh"], false);
     assert!(dp.log().contains("serving the persisted snapshot"));
-    calls_for(Duration::from_secs(60).saturating_sub(outage.elapsed()), url.clone()).await;
+    calls_for(
+        Duration::from_secs(60).saturating_sub(outage.elapsed()),
+        url.clone(),
+    )
+    .await;
 
     // A damaged file is refused, named in the log, and the process still starts;
     // with nothing to serve it is not ready.
