@@ -67,5 +67,7 @@ fi
 
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The README's run command builds the embedded binary alone, without etcd (no protoc).
+cargo clippy -p switchyard-embedded --locked -- -D warnings
 cargo build --workspace --bins --locked
 cargo test --workspace --locked
