@@ -412,18 +412,45 @@ pub async fn wait_for_key(sys: &System, key: &str) {
 
 /// Calls the data plane at `url` until it knows `key`.
 pub async fn wait_for_key_at(sys: &System, url: &str, key: &str) {
+    // The newest configuration first: a data plane that holds the key but not yet
+    // the provider key written just after it would still refuse calls.
+    let (status, body) = sys
+        .call(
+            Method::GET,
+            "/dashboard/status".into(),
+            sys.root.clone(),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let newest = body["config_revision"].as_u64().unwrap_or(0);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let r = sys
+        let serves = sys
             .http
-            .post(format!("{url}/v1/chat/completions"))
-            .bearer_auth(key)
-            .body("{")
+            .get(format!("{url}/readyz"))
             .send()
             .await
-            .unwrap();
-        if r.status() != StatusCode::UNAUTHORIZED {
-            return;
+            .ok()
+            .filter(|r| r.status() == StatusCode::OK);
+        let version = match serves {
+            Some(r) => r.json::<Value>().await.unwrap_or(Value::Null)["snapshot_version"]
+                .as_u64()
+                .unwrap_or(0),
+            None => 0,
+        };
+        if version >= newest {
+            let r = sys
+                .http
+                .post(format!("{url}/v1/chat/completions"))
+                .bearer_auth(key)
+                .body("{")
+                .send()
+                .await
+                .unwrap();
+            if r.status() != StatusCode::UNAUTHORIZED {
+                return;
+            }
         }
         assert!(
             Instant::now() < deadline,
