@@ -488,6 +488,50 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// p50, p99 and errors of a baseline and a variant, with what the variant adds.
+fn pair_rows(
+    out: &mut impl Write,
+    prefix: &str,
+    base: &Latencies,
+    other: &Latencies,
+) -> std::io::Result<()> {
+    for (label, p) in [("p50", 0.50), ("p99", 0.99)] {
+        writeln!(
+            out,
+            "| {prefix}{label} (ms) | {:.3} | {:.3} | {:+.3} |",
+            base.pct(p),
+            other.pct(p),
+            other.pct(p) - base.pct(p)
+        )?;
+    }
+    writeln!(
+        out,
+        "| {prefix}errors | {} | {} | |",
+        base.errors, other.errors
+    )
+}
+
+/// Closed-loop throughput of a baseline and a variant, each after the pause, and
+/// their ratio.
+async fn pair_throughput(
+    out: &mut impl Write,
+    prefix: &str,
+    http: &reqwest::Client,
+    args: &Args,
+    (base, other): (&Target, &Target),
+) -> std::io::Result<()> {
+    tokio::time::sleep(DRAIN).await;
+    let rps_base = throughput(http, base, args.connections, args.seconds).await;
+    tokio::time::sleep(DRAIN).await;
+    let rps_other = throughput(http, other, args.connections, args.seconds).await;
+    writeln!(
+        out,
+        "| {prefix}throughput, {} connections (req/s) | {rps_base:.0} | {rps_other:.0} | {:.2}× |",
+        args.connections,
+        rps_other / rps_base
+    )
+}
+
 /// Pause between admission phases for the collector to catch up.
 const DRAIN: Duration = Duration::from_secs(3);
 
@@ -536,30 +580,8 @@ async fn admission(
         let without = open_loop(http, &free, rate, args.seconds).await;
         tokio::time::sleep(DRAIN).await;
         let with = open_loop(http, &limited, rate, args.seconds).await;
-        for (label, p) in [("p50", 0.50), ("p99", 0.99)] {
-            writeln!(
-                out,
-                "| {counters} {label} (ms) | {:.3} | {:.3} | {:+.3} |",
-                without.pct(p),
-                with.pct(p),
-                with.pct(p) - without.pct(p)
-            )?;
-        }
-        writeln!(
-            out,
-            "| {counters} errors | {} | {} | |",
-            without.errors, with.errors
-        )?;
-        tokio::time::sleep(DRAIN).await;
-        let rps_without = throughput(http, &free, args.connections, args.seconds).await;
-        tokio::time::sleep(DRAIN).await;
-        let rps_with = throughput(http, &limited, args.connections, args.seconds).await;
-        writeln!(
-            out,
-            "| {counters} throughput, {} connections (req/s) | {rps_without:.0} | {rps_with:.0} | {:.2}× |",
-            args.connections,
-            rps_with / rps_without
-        )?;
+        pair_rows(out, &format!("{counters} "), &without, &with)?;
+        pair_throughput(out, &format!("{counters} "), http, args, (&free, &limited)).await?;
     }
     drop(shared);
     drop(redis);
@@ -614,26 +636,8 @@ async fn emission(
         "| usage events at {rate} req/s | off | on | on added |"
     )?;
     writeln!(out, "|---|---|---|---|")?;
-    for (label, p) in [("p50", 0.50), ("p99", 0.99)] {
-        writeln!(
-            out,
-            "| {label} (ms) | {:.3} | {:.3} | {:+.3} |",
-            lat_off.pct(p),
-            lat_on.pct(p),
-            lat_on.pct(p) - lat_off.pct(p)
-        )?;
-    }
-    writeln!(out, "| errors | {} | {} | |", lat_off.errors, lat_on.errors)?;
-    tokio::time::sleep(DRAIN).await;
-    let rps_off = throughput(http, &off, args.connections, args.seconds).await;
-    tokio::time::sleep(DRAIN).await;
-    let rps_on = throughput(http, &on, args.connections, args.seconds).await;
-    writeln!(
-        out,
-        "| throughput, {} connections (req/s) | {rps_off:.0} | {rps_on:.0} | {:.2}× |",
-        args.connections,
-        rps_on / rps_off
-    )?;
+    pair_rows(out, "", &lat_off, &lat_on)?;
+    pair_throughput(out, "", http, args, (&off, &on)).await?;
     drop(quiet);
     Ok(())
 }

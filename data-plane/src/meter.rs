@@ -125,6 +125,10 @@ impl Meter {
             (Some(price), Some(t)) => price.cost_nanos(&t),
             _ => 0,
         };
+        self.settle_limits(status, tokens, source, cost_nanos);
+        if !self.sink.is_on() {
+            return;
+        }
         let billed_nanos = match charged {
             Some(t) => self
                 .caller
@@ -132,10 +136,6 @@ impl Meter {
                 .billed_nanos(&self.model_served, &t, cost_nanos),
             None => 0,
         };
-        self.settle_limits(status, tokens, source, cost_nanos);
-        if !self.sink.is_on() {
-            return;
-        }
         self.sink.emit(UsageEvent {
             id: EventId::new(),
             at_unix_ms: now_ms(),

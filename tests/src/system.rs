@@ -155,6 +155,20 @@ impl System {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// `GET /dashboard/status` as the operator sees it.
+    pub async fn status(&self) -> Value {
+        let (status, body) = self
+            .call(
+                Method::GET,
+                "/dashboard/status".into(),
+                self.root.clone(),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
     pub async fn bill(&self, key: &str) -> Value {
         let r = self
             .http
@@ -414,16 +428,7 @@ pub async fn wait_for_key(sys: &System, key: &str) {
 pub async fn wait_for_key_at(sys: &System, url: &str, key: &str) {
     // The newest configuration first: a data plane that holds the key but not yet
     // the provider key written just after it would still refuse calls.
-    let (status, body) = sys
-        .call(
-            Method::GET,
-            "/dashboard/status".into(),
-            sys.root.clone(),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let newest = body["config_revision"].as_u64().unwrap_or(0);
+    let newest = sys.status().await["config_revision"].as_u64().unwrap_or(0);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let serves = sys
@@ -513,15 +518,7 @@ pub fn expected_tokens(system: &str, user: &str) -> (u64, u64) {
 pub async fn settle(sys: &System) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (status, body) = sys
-            .call(
-                Method::GET,
-                "/dashboard/status".into(),
-                sys.root.clone(),
-                None,
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
+        let body = sys.status().await;
         let revision = body["config_revision"].as_u64().unwrap();
         let planes = body["data_planes"].as_array().cloned().unwrap_or_default();
         if !planes.is_empty()

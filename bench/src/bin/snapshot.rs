@@ -106,26 +106,21 @@ fn world(keyring: &Keyring) -> anyhow::Result<World> {
     })
 }
 
-/// Median and maximum of `runs` timings of `f`.
+/// Median and maximum of `runs` (at least one) timings of `f`, and its last result.
 fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, Duration, T) {
-    let mut took = Vec::with_capacity(runs);
-    let mut last = None;
-    for _ in 0..runs {
+    let mut took = Vec::with_capacity(runs.max(1));
+    let mut run = || {
         let start = Instant::now();
-        last = Some(f());
+        let out = f();
         took.push(start.elapsed());
+        out
+    };
+    let mut last = run();
+    for _ in 1..runs {
+        last = run();
     }
     took.sort();
-    let out = last.unwrap_or_else(|| unreachable_result());
-    (took[took.len() / 2], took[took.len() - 1], out)
-}
-
-#[expect(
-    clippy::panic,
-    reason = "only reached when a timing loop ran zero times"
-)]
-fn unreachable_result<T>() -> T {
-    panic!("timed zero runs")
+    (took[took.len() / 2], took[took.len() - 1], last)
 }
 
 fn ms(d: Duration) -> String {
