@@ -151,6 +151,7 @@ async fn start_system(dir: &Path, upstream: &str, http: &reqwest::Client) -> any
             data_kek: &kek,
             data_args: &[],
             data_env: &[("RUST_LOG", "warn")],
+            env: &[],
         },
     )?;
     let admin = control.url("http");

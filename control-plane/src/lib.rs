@@ -10,6 +10,7 @@
 //! - [`reseal`]: re-seals provider secrets under a new key-encryption key.
 
 pub mod grpc;
+pub mod metric;
 pub mod publisher;
 pub mod reseal;
 pub mod rest;
@@ -75,6 +76,9 @@ pub async fn run(
     listeners: Listeners,
     shutdown: Shutdown,
 ) -> Result<(), ControlPlaneError> {
+    // Installed before anything is counted; a recorder installed later misses it.
+    let _ = switchyard_runtime::metrics_handle();
+    metric::describe();
     let usage_channel = tonic::transport::Endpoint::from_shared(config.collector_url.clone())
         .map_err(|_| ControlPlaneError::CollectorUrl(config.collector_url.clone()))?
         .connect_timeout(Duration::from_secs(2))

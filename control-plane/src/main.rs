@@ -14,7 +14,7 @@ use switchyard_control_plane::{Config, Listeners, MIN_ROOT_KEY_LEN};
 use switchyard_coord::CoordArgs;
 use switchyard_core::apikey::KeyHash;
 use switchyard_runtime::{
-    KeyringArgs, bind, init_logging, shutdown_on_signal, value_or_file, write_addr_file,
+    KeyringArgs, bind, init_telemetry, shutdown_on_signal, value_or_file, write_addr_file,
 };
 
 #[derive(Parser)]
@@ -66,6 +66,9 @@ struct Args {
 enum Command {
     /// Serve the Admin and Manage APIs and the snapshot stream (the default).
     Serve,
+    /// Bring the database schema up to date, then exit (run once before an upgrade;
+    /// serving replicas also migrate at start, one at a time under a database lock).
+    Migrate,
     /// Re-seal every provider secret under the keyring's first (active) key id, then
     /// exit. Non-zero exit if any secret could not be opened.
     Reseal,
@@ -73,8 +76,13 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    init_logging();
+    let _telemetry = init_telemetry("switchyard-control-plane");
     let args = Args::parse();
+    if let Some(Command::Migrate) = args.command {
+        Store::open(&args.database_url).await?;
+        tracing::info!("control-plane schema is up to date");
+        return Ok(());
+    }
     if let Some(Command::Reseal) = args.command {
         let keyring = args.keyring.load()?;
         let store = Store::open(&args.database_url).await?;

@@ -149,6 +149,14 @@ impl Publisher {
         }
     }
 
+    /// The versions the data planes connected to this replica applied.
+    pub fn applied_here(&self) -> Vec<u64> {
+        self.replicas
+            .lock()
+            .map(|r| r.values().map(|s| s.applied_version).collect())
+            .unwrap_or_default()
+    }
+
     /// The newest revision any replica announced.
     pub fn announced_revision(&self) -> u64 {
         *self.coordinator.revisions().borrow()
@@ -184,6 +192,7 @@ impl Publisher {
                 return;
             }
         }
+        let building = std::time::Instant::now();
         let snapshot = match store.load_snapshot().await {
             Ok(s) => s,
             Err(e) => {
@@ -212,6 +221,7 @@ impl Publisher {
             full: encoded,
             delta,
         })));
+        metrics::histogram!(crate::metric::SNAPSHOT_BUILD).record(building.elapsed());
         tracing::info!(
             version,
             accounts = snapshot.accounts.len(),

@@ -163,6 +163,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/healthz", &["GET"]),
     ("/readyz", &["GET"]),
     ("/openapi.json", &["GET"]),
+    ("/metrics", &["GET"]),
 ];
 
 pub fn router(service: Arc<Service>) -> Router {
@@ -206,7 +207,12 @@ pub fn router(service: Arc<Service>) -> Router {
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
         )
         .route("/readyz", get(ready))
+        .route(
+            "/metrics",
+            get(crate::metric::render).with_state(service.publisher().clone()),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .route_layer(axum::middleware::from_fn(crate::metric::track))
         .with_state(service)
 }
 

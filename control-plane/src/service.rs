@@ -542,6 +542,10 @@ impl Service {
         }
     }
 
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }

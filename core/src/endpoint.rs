@@ -22,6 +22,14 @@ impl Protocol {
             Self::Anthropic => ProviderKind::Anthropic,
         }
     }
+
+    /// The OpenTelemetry GenAI `gen_ai.provider.name` of the providers speaking it.
+    pub fn gen_ai_provider(self) -> &'static str {
+        match self {
+            Self::OpenAi => "openai",
+            Self::Anthropic => "anthropic",
+        }
+    }
 }
 
 /// How a request body is read.
@@ -83,6 +91,18 @@ impl Endpoint {
             Self::AudioTranslations => "/v1/audio/translations",
             Self::Messages => "/v1/messages",
             Self::CountTokens => "/v1/messages/count_tokens",
+        }
+    }
+
+    /// The OpenTelemetry GenAI `gen_ai.operation.name` of a call to this endpoint.
+    pub fn gen_ai_operation(self) -> &'static str {
+        match self {
+            Self::ChatCompletions | Self::Responses | Self::Messages => "chat",
+            Self::Embeddings => "embeddings",
+            Self::AudioSpeech => "speech",
+            Self::AudioTranscriptions => "transcription",
+            Self::AudioTranslations => "translation",
+            Self::CountTokens => "count_tokens",
         }
     }
 

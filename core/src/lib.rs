@@ -27,6 +27,7 @@ pub mod ids;
 pub mod limits;
 pub mod model;
 pub mod policy;
+pub mod redact;
 pub mod request;
 pub mod route;
 pub mod rules;

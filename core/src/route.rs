@@ -41,6 +41,17 @@ impl Failure {
             _ => None,
         }
     }
+
+    /// A stable name for metrics and traces.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RateLimited { .. } => "rate_limited",
+            Self::ServerError => "server_error",
+            Self::Timeout => "timeout",
+            Self::Unreachable => "unreachable",
+            Self::Rejected => "rejected",
+        }
+    }
 }
 
 /// How long failing keys sleep.

@@ -20,6 +20,7 @@ pub mod rebuild;
 mod relay;
 pub mod spool;
 pub mod sync;
+mod trace;
 mod upstream;
 pub mod usage;
 
@@ -135,7 +136,13 @@ pub fn router(
     let proxied = match metrics {
         Some(handle) => {
             metric::describe();
-            proxied.route("/metrics", get(move || async move { handle.render() }))
+            proxied.route(
+                "/metrics",
+                get(move |State(app): State<Arc<App>>| async move {
+                    scrape_gauges(&app);
+                    handle.render()
+                }),
+            )
         }
         None => proxied,
     };
@@ -147,6 +154,18 @@ pub fn router(
             error_response(Protocol::OpenAi, ErrorCode::NotFound, "no such endpoint")
         })
         .with_state(app)
+}
+
+/// Gauges read at scrape time rather than kept current on the request path.
+fn scrape_gauges(app: &App) {
+    let live = &app.live;
+    metrics::gauge!(metric::SNAPSHOT_VERSION).set(live.version() as f64);
+    metrics::gauge!(metric::SNAPSHOT_FRESH).set(if live.fresh() { 1.0 } else { 0.0 });
+    if let Some(at) = live.installed_at_ms() {
+        let age_ms = (switchyard_runtime::now_ms() - at).max(0);
+        metrics::gauge!(metric::SNAPSHOT_AGE).set(age_ms as f64 / 1000.0);
+    }
+    metrics::gauge!(metric::USAGE_QUEUE_DEPTH).set(app.usage.queue_depth() as f64);
 }
 
 /// Ready once a snapshot is served, from the control plane or from disk: a data

@@ -4,7 +4,7 @@
 //! request sees one consistent version from start to end. Readers never lock.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
 
 use arc_swap::ArcSwapOption;
 use switchyard_core::snapshot::Compiled;
@@ -24,6 +24,8 @@ pub struct Live {
     source: AtomicU8,
     /// A snapshot stream is up and its newest snapshot is served.
     following: AtomicBool,
+    /// When the served snapshot was installed (Unix ms; 0: none yet).
+    installed_at_ms: AtomicI64,
 }
 
 impl Live {
@@ -69,6 +71,11 @@ impl Live {
         self.snapshot.load_full()
     }
 
+    /// When the served snapshot was installed (Unix ms), if one is.
+    pub fn installed_at_ms(&self) -> Option<i64> {
+        Some(self.installed_at_ms.load(Ordering::Relaxed)).filter(|at| *at > 0)
+    }
+
     pub fn version(&self) -> u64 {
         self.snapshot.load().as_ref().map_or(0, |s| s.version())
     }
@@ -90,6 +97,8 @@ impl Live {
             }
         });
         if installed {
+            self.installed_at_ms
+                .store(switchyard_runtime::now_ms(), Ordering::Relaxed);
             retire(previous);
         }
         installed

@@ -9,7 +9,7 @@ use clap::Parser;
 use switchyard_core::route::CoolDown;
 use switchyard_data_plane::proxy::Limits;
 use switchyard_data_plane::{Config, RedisConfig, SpoolConfig};
-use switchyard_runtime::{KeyringArgs, bind, init_logging, shutdown_on_signal, write_addr_file};
+use switchyard_runtime::{KeyringArgs, bind, init_telemetry, shutdown_on_signal, write_addr_file};
 
 // The request path allocates many small, short-lived buffers across threads, where
 // mimalloc's thread-local free lists beat the system allocator.
@@ -121,7 +121,7 @@ enum Switch {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    init_logging();
+    let _telemetry = init_telemetry("switchyard-data-plane");
     let args = Args::parse();
     let keyring = args.keyring.load()?;
     let listener = bind(&args.listen).await?;
@@ -168,7 +168,7 @@ async fn main() -> anyhow::Result<()> {
             timeout: Duration::from_millis(args.redis_timeout_ms),
         }),
         local_share_replicas: args.limits_local_share_replicas,
-        metrics: switchyard_runtime::install_metrics(),
+        metrics: switchyard_runtime::metrics_handle(),
     };
     switchyard_data_plane::run(config, listener, shutdown).await?;
     Ok(())

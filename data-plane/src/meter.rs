@@ -10,6 +10,7 @@ use switchyard_core::snapshot::Caller;
 use switchyard_core::usage::{TokenUsage, UsageEvent, UsageSource, estimate_tokens};
 use switchyard_runtime::now_ms;
 
+use crate::metric;
 use crate::proxy::Admitted;
 use crate::usage::UsageSink;
 
@@ -36,6 +37,8 @@ pub struct Meter {
     /// The JSON request, kept (shared, not copied) to estimate its tokens should
     /// the answer report none.
     pub prompt: Option<bytes::Bytes>,
+    /// The call's trace span, held open until its usage is known.
+    pub span: tracing::Span,
     done: bool,
 }
 
@@ -72,13 +75,16 @@ impl Meter {
             admitted,
             prompt: None,
             price_version: 0,
+            span: tracing::Span::none(),
             done: false,
         }
     }
 
     /// The upstream's first byte (or first event, for streams) has arrived.
     pub fn mark_first_byte(&mut self) {
-        self.ttfb = Some(self.started.elapsed());
+        let ttfb = self.started.elapsed();
+        self.ttfb = Some(ttfb);
+        metrics::histogram!(metric::TIME_TO_FIRST_BYTE, "route" => self.path).record(ttfb);
     }
 
     /// A call refused before any upstream was tried records nothing.
@@ -126,9 +132,15 @@ impl Meter {
             _ => 0,
         };
         self.settle_limits(status, tokens, source, cost_nanos);
+        if let Some(t) = tokens {
+            self.span.record("gen_ai.usage.input_tokens", t.input);
+            self.span.record("gen_ai.usage.output_tokens", t.output);
+        }
+        self.span.record("switchyard.usage_source", source.as_str());
         if !self.sink.is_on() {
             return;
         }
+        let _emit = tracing::info_span!(parent: &self.span, "usage.emit").entered();
         let billed_nanos = match charged {
             Some(t) => self
                 .caller

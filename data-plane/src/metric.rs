@@ -1,6 +1,21 @@
 //! The data plane's Prometheus metrics: names in one place, described once.
+//!
+//! Label values are bounded: `route` is one of the endpoint table's paths, `status`
+//! an HTTP status, `model` a model some provider key was tried for (never an
+//! arbitrary client string), `provider_key` an owner's key id.
 
-use metrics::{describe_counter, describe_gauge};
+use metrics::{SharedString, describe_counter, describe_gauge, describe_histogram};
+
+/// Proxied calls answered, by `route`, `status` and `model`.
+pub const REQUESTS: &str = "switchyard_requests_total";
+/// Time from the request to the response head, by `route`.
+pub const REQUEST_DURATION: &str = "switchyard_request_duration_seconds";
+/// Time from the request to the upstream's first byte (first event for streams), by `route`.
+pub const TIME_TO_FIRST_BYTE: &str = "switchyard_time_to_first_byte_seconds";
+/// Failed attempts on a provider key, by `provider_key` and `reason`.
+pub const UPSTREAM_ERRORS: &str = "switchyard_upstream_errors_total";
+/// Times a provider key was put to sleep, by `provider_key` and `reason`.
+pub const COOL_DOWNS: &str = "switchyard_provider_key_cool_downs_total";
 
 /// 1 while the last limit check reached the limit counters, 0 while it could not.
 pub const LIMIT_STORE_UP: &str = "switchyard_limit_store_up";
@@ -9,19 +24,42 @@ pub const LIMIT_STORE_DOWN_DECISIONS: &str = "switchyard_limit_store_down_decisi
 /// Calls refused by a limit, by `limit` (key_rpm, account_rpm, model_rpm, model_tpm, credit).
 pub const LIMIT_REFUSALS: &str = "switchyard_limit_refusals_total";
 
+/// The configuration version served.
+pub const SNAPSHOT_VERSION: &str = "switchyard_snapshot_version";
+/// Seconds since the served snapshot was installed.
+pub const SNAPSHOT_AGE: &str = "switchyard_snapshot_age_seconds";
+/// 1 while a snapshot stream is up and its newest snapshot is served.
+pub const SNAPSHOT_FRESH: &str = "switchyard_snapshot_fresh";
+
+/// Usage events waiting in memory for delivery.
+pub const USAGE_QUEUE_DEPTH: &str = "switchyard_usage_queue_depth";
 /// Bytes of usage events waiting in the spool for the collector.
 pub const USAGE_SPOOL_BYTES: &str = "switchyard_usage_spool_bytes";
 /// Usage events lost: the queue was full with no room in the spool (an alert).
 pub const USAGE_DROPPED: &str = "switchyard_usage_events_dropped_total";
 
 pub fn describe() {
-    describe_gauge!(
-        USAGE_SPOOL_BYTES,
-        "Bytes of usage events waiting in the spool for the collector"
+    describe_counter!(
+        REQUESTS,
+        "Proxied calls answered, by route, status and model"
+    );
+    describe_histogram!(
+        REQUEST_DURATION,
+        metrics::Unit::Seconds,
+        "Time from the request to the response head, by route"
+    );
+    describe_histogram!(
+        TIME_TO_FIRST_BYTE,
+        metrics::Unit::Seconds,
+        "Time from the request to the upstream's first byte or first stream event, by route"
     );
     describe_counter!(
-        USAGE_DROPPED,
-        "Usage events lost because neither the queue nor the spool could hold them"
+        UPSTREAM_ERRORS,
+        "Failed attempts on a provider key, by provider key and reason"
+    );
+    describe_counter!(
+        COOL_DOWNS,
+        "Times a provider key was put to sleep, by provider key and reason"
     );
     describe_gauge!(
         LIMIT_STORE_UP,
@@ -32,4 +70,51 @@ pub fn describe() {
         "Calls decided by the owner's policy for an unreachable limit store, by policy"
     );
     describe_counter!(LIMIT_REFUSALS, "Calls refused by a limit, by limit");
+    describe_gauge!(SNAPSHOT_VERSION, "The configuration version served");
+    describe_gauge!(
+        SNAPSHOT_AGE,
+        metrics::Unit::Seconds,
+        "Seconds since the served snapshot was installed"
+    );
+    describe_gauge!(
+        SNAPSHOT_FRESH,
+        "1 while a snapshot stream is up and its newest snapshot is served"
+    );
+    describe_gauge!(
+        USAGE_QUEUE_DEPTH,
+        "Usage events waiting in memory for delivery"
+    );
+    describe_gauge!(
+        USAGE_SPOOL_BYTES,
+        "Bytes of usage events waiting in the spool for the collector"
+    );
+    describe_counter!(
+        USAGE_DROPPED,
+        "Usage events lost because neither the queue nor the spool could hold them"
+    );
+}
+
+/// An HTTP status as a label value, without allocating for the common ones.
+pub fn status_label(status: u16) -> SharedString {
+    let fixed = match status {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        408 => "408",
+        413 => "413",
+        422 => "422",
+        429 => "429",
+        499 => "499",
+        500 => "500",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        529 => "529",
+        other => return SharedString::from(other.to_string()),
+    };
+    SharedString::const_str(fixed)
 }

@@ -13,6 +13,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
+use metrics::SharedString;
 use switchyard_core::apikey;
 use switchyard_core::crypto::Keyring;
 use switchyard_core::endpoint::{Endpoint, Protocol, RequestBody, error_body, error_status};
@@ -23,6 +24,7 @@ use switchyard_core::route::{CoolDown, Failure, RouteError};
 use switchyard_core::rules::StoreDown;
 use switchyard_core::snapshot::{AuthError, Caller, Compiled};
 use switchyard_runtime::now_ms;
+use tracing::{Instrument, field};
 
 use crate::limiter::{Limiter, LimiterError};
 use crate::live::Live;
@@ -169,8 +171,7 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-fn with_request_id(mut response: Response) -> Response {
-    let request_id = uuid::Uuid::now_v7();
+fn with_request_id(mut response: Response, request_id: uuid::Uuid) -> Response {
     let mut text = uuid::Uuid::encode_buffer();
     if let Ok(v) = HeaderValue::from_str(request_id.hyphenated().encode_lower(&mut text)) {
         response.headers_mut().insert(REQUEST_ID, v);
@@ -185,19 +186,59 @@ pub async fn handle(
     request: Request,
 ) -> Response {
     let started = Instant::now();
+    let request_id = uuid::Uuid::now_v7();
     let Some(endpoint) = Endpoint::from_path(request.uri().path()) else {
-        return with_request_id(error_response(
-            Protocol::OpenAi,
-            ErrorCode::NotFound,
-            "no such endpoint",
-        ));
+        return with_request_id(
+            error_response(Protocol::OpenAi, ErrorCode::NotFound, "no such endpoint"),
+            request_id,
+        );
     };
     let protocol = endpoint.protocol();
-    let response = match forward(&app, endpoint, peer, request, started).await {
+    // A span per call: its request id is on every log line the call writes, and it
+    // is exported when tracing is on. A streamed answer's meter holds it open until
+    // the stream's usage is known.
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id.hyphenated(),
+        otel.name = endpoint.path(),
+        otel.kind = "server",
+        otel.status_code = field::Empty,
+        http.request.method = "POST",
+        http.route = endpoint.path(),
+        http.response.status_code = field::Empty,
+        gen_ai.operation.name = endpoint.gen_ai_operation(),
+        gen_ai.provider.name = protocol.gen_ai_provider(),
+        gen_ai.request.model = field::Empty,
+        gen_ai.response.model = field::Empty,
+        gen_ai.usage.input_tokens = field::Empty,
+        gen_ai.usage.output_tokens = field::Empty,
+        switchyard.account = field::Empty,
+        switchyard.usage_source = field::Empty,
+    );
+    crate::trace::continue_from(&span, request.headers());
+    let mut model = SharedString::const_str("");
+    let response = match forward(&app, endpoint, peer, request, started, &mut model)
+        .instrument(span.clone())
+        .await
+    {
         Ok(r) => r,
         Err(e) => proxy_error_response(protocol, &e),
     };
-    with_request_id(response)
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "ERROR");
+    }
+    metrics::counter!(
+        metric::REQUESTS,
+        "route" => endpoint.path(),
+        "status" => metric::status_label(status),
+        "model" => model,
+    )
+    .increment(1);
+    metrics::histogram!(metric::REQUEST_DURATION, "route" => endpoint.path())
+        .record(started.elapsed());
+    with_request_id(response, request_id)
 }
 
 /// Who calls, checked against the snapshot and the caller's effective policy in the
@@ -257,17 +298,22 @@ struct Prepared {
     max_output: u64,
 }
 
+/// `model_label` gets the model once a provider key is tried for it, so the
+/// metrics' model label holds only models an owner routes.
 async fn forward(
     app: &App,
     endpoint: Endpoint,
     peer: SocketAddr,
     request: Request,
     started: Instant,
+    model_label: &mut SharedString,
 ) -> Result<Response, ProxyError> {
     let snapshot = loaded(app)?;
     let (parts, body) = request.into_parts();
-    let (caller, client) = admit(app, &snapshot, parts.uri.path(), peer, &parts.headers)?;
+    let (caller, client) = tracing::info_span!("auth")
+        .in_scope(|| admit(app, &snapshot, parts.uri.path(), peer, &parts.headers))?;
     let owner = caller.main_account();
+    tracing::Span::current().record("switchyard.account", field::display(&caller.account()));
     let too_large = Arc::new(AtomicBool::new(false));
 
     // Read only what routing needs; the model allowlist applies to the requested name,
@@ -342,7 +388,12 @@ async fn forward(
 
     let price = snapshot.price(owner, &served);
     let reservation = limits::reservation(prompt_bytes, max_output, price.as_ref());
-    let admitted = admit_limits(app, &snapshot, &caller, &served, reservation).await?;
+    let request_span = tracing::Span::current();
+    request_span.record("gen_ai.request.model", requested.as_str());
+    request_span.record("gen_ai.response.model", served.as_str());
+    let admitted = admit_limits(app, &snapshot, &caller, &served, reservation)
+        .instrument(tracing::info_span!("limits"))
+        .await?;
     let mut meter = Meter::new(
         app.usage.clone(),
         started,
@@ -356,6 +407,7 @@ async fn forward(
         admitted,
     );
     meter.price_version = snapshot.version();
+    meter.span = request_span;
     if let (RequestBody::Json, UpstreamBody::Whole(b)) = (endpoint.request_body(), &body) {
         meter.prompt = Some(b.clone());
     }
@@ -382,9 +434,21 @@ async fn forward(
             }
         };
         let key = choice.key;
+        if attempts.tried() == 1 {
+            *model_label = SharedString::from(served.clone());
+        }
         meter.provider = Some(key.id);
         meter.level = key.level;
         let deadline = Instant::now() + app.limits.first_byte_timeout;
+        let attempt = tracing::info_span!(
+            "upstream",
+            otel.kind = "client",
+            otel.status_code = field::Empty,
+            switchyard.provider_key = %key.id,
+            switchyard.level = key.level,
+            switchyard.attempt = attempts.tried(),
+            error.type = field::Empty,
+        );
         let sent = upstream::send(
             &app.client,
             &app.keyring,
@@ -394,6 +458,7 @@ async fn forward(
             &parts.headers,
             deadline,
         )
+        .instrument(attempt.clone())
         .await;
         let failure = match sent {
             Sent::Answer(answer) => {
@@ -430,6 +495,23 @@ async fn forward(
         let slept = choice
             .health
             .record_failure(&app.cool_down, failure.failure, now_ms());
+        attempt.record("otel.status_code", "ERROR");
+        attempt.record("error.type", failure.failure.as_str());
+        let key_label = SharedString::from(key.id.to_string());
+        metrics::counter!(
+            metric::UPSTREAM_ERRORS,
+            "provider_key" => key_label.clone(),
+            "reason" => failure.failure.as_str(),
+        )
+        .increment(1);
+        if slept > 0 {
+            metrics::counter!(
+                metric::COOL_DOWNS,
+                "provider_key" => key_label,
+                "reason" => failure.failure.as_str(),
+            )
+            .increment(1);
+        }
         tracing::warn!(
             provider_key = %key.id,
             level = key.level,
@@ -781,7 +863,7 @@ pub async fn models(
             response
         }
     };
-    with_request_id(response)
+    with_request_id(response, uuid::Uuid::now_v7())
 }
 
 #[cfg(test)]

@@ -120,6 +120,9 @@ pub async fn send(
             builder = builder.header(*name, value.clone());
         }
     }
+    for (name, value) in crate::trace::for_upstream(client_headers).0 {
+        builder = builder.header(name, value);
+    }
     if !client_headers.contains_key(header::CONTENT_TYPE) {
         builder = builder.header(header::CONTENT_TYPE, "application/json");
     }

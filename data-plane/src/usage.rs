@@ -56,6 +56,13 @@ impl UsageSink {
         }
     }
 
+    /// Events waiting in the queue for the delivery task.
+    pub fn queue_depth(&self) -> usize {
+        self.tx
+            .as_ref()
+            .map_or(0, |tx| tx.max_capacity() - tx.capacity())
+    }
+
     pub fn is_on(&self) -> bool {
         self.tx.is_some()
     }

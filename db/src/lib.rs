@@ -77,7 +77,19 @@ pub async fn open(url: &str, migrations: &Migrations, max_connections: u32) -> R
         Backend::Postgres => migrations.postgres,
         Backend::Sqlite => migrations.sqlite,
     };
-    migrator.run(&pool).await.map_err(DbError::Migrate)?;
+    // A migration newer than this binary is tolerated: during a rolling upgrade (or a
+    // rollback) the previous version runs on the schema the next one migrated.
+    // Migrations are therefore additive: a column or table is dropped only in a
+    // release after the last one that used it.
+    let tolerant = Migrator {
+        migrations: migrator.migrations.clone(),
+        ignore_missing: true,
+        locking: migrator.locking,
+        no_tx: migrator.no_tx,
+        table_name: migrator.table_name.clone(),
+        create_schemas: migrator.create_schemas.clone(),
+    };
+    tolerant.run(&pool).await.map_err(DbError::Migrate)?;
     tracing::info!(backend = ?backend, "database ready");
     Ok(Db { pool, backend })
 }

@@ -15,7 +15,7 @@ use switchyard_core::apikey::{self, KeyHash};
 use switchyard_core::crypto::Keyring;
 use switchyard_data_plane::proxy::Limits;
 use switchyard_fake_upstream::FakeUpstream;
-use switchyard_runtime::{bind, init_logging, shutdown_on_signal};
+use switchyard_runtime::{bind, init_telemetry, shutdown_on_signal};
 use switchyard_usage_collector::store::UsageStore;
 
 #[derive(Parser)]
@@ -59,7 +59,7 @@ struct UpArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    init_logging();
+    let _telemetry = init_telemetry("switchyard");
     match Cli::parse().command {
         Command::Up(args) => up(args).await,
     }
@@ -177,7 +177,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             // One replica: limit counters in this process.
             redis: None,
             local_share_replicas: 1,
-            metrics: switchyard_runtime::install_metrics(),
+            metrics: switchyard_runtime::metrics_handle(),
         },
         proxy,
         shutdown.clone(),

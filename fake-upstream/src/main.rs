@@ -22,7 +22,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    switchyard_runtime::init_logging();
+    let _telemetry = switchyard_runtime::init_telemetry("switchyard-fake-upstream");
     let args = Args::parse();
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     let fake = FakeUpstream::serve(listener, None)?;

@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
+mod telemetry;
+
+pub use telemetry::{Telemetry, init_telemetry, metrics_handle, otlp_traces_requested, tracing_on};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -33,28 +36,6 @@ pub enum RuntimeError {
         path: String,
         source: std::io::Error,
     },
-}
-
-/// JSON logs on stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // A second call (embedded mode, tests) keeps the first subscriber.
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_current_span(false)
-        .try_init();
-}
-
-/// Install the process-wide metrics recorder; its handle renders the Prometheus text
-/// format. `None` when one is installed already (embedded mode shares the first).
-pub fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
-        .ok()
 }
 
 /// Bind a TCP listener. Port 0 picks a free port; read it back with `local_addr`.

@@ -4,10 +4,12 @@
 //!   where they listen from their address files.
 //! - [`system`]: the whole system started as processes, and helpers to call it.
 //! - [`redis`]: a throwaway Redis; [`link`]: a TCP link a test can cut.
+//! - [`otlp`]: an OTLP trace receiver standing in for an OpenTelemetry collector.
 
 pub mod backends;
 pub mod etcd;
 pub mod link;
+pub mod otlp;
 pub mod pg;
 pub mod procs;
 pub mod redis;

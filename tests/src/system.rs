@@ -70,6 +70,7 @@ impl System {
             data_kek: &self.data_kek,
             data_args: &[],
             data_env: &[],
+            env: &[],
         };
         self.control = spawn_control(
             self._dir.path(),
@@ -197,6 +198,8 @@ pub struct ServiceSpec<'a> {
     pub data_args: &'a [&'a str],
     /// Extra data-plane environment.
     pub data_env: &'a [(&'a str, &'a str)],
+    /// Environment for every process (the data plane's own comes after it).
+    pub env: &'a [(&'a str, &'a str)],
 }
 
 /// The collector, the control plane and the data plane as separate processes, wired
@@ -245,6 +248,17 @@ pub fn spawn_collector_with(
     grpc: &str,
     extra: &[&str],
 ) -> Result<Proc, HarnessError> {
+    spawn_collector_env(dir, usage_db, grpc, extra, &[])
+}
+
+/// [`spawn_collector_with`] with `env` set.
+pub fn spawn_collector_env(
+    dir: &Path,
+    usage_db: &str,
+    grpc: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Proc, HarnessError> {
     let args: Vec<&str> = [
         "--database-url",
         usage_db,
@@ -256,7 +270,7 @@ pub fn spawn_collector_with(
     .into_iter()
     .chain(extra.iter().copied())
     .collect();
-    Proc::spawn("switchyard-usage-collector", &args, &[], dir)
+    Proc::spawn("switchyard-usage-collector", &args, env, dir)
 }
 
 /// A control plane on `control_db`, listening on `http` and `grpc` (port 0: any),
@@ -287,19 +301,18 @@ pub fn spawn_control(
     )
     .chain(extra.iter().copied())
     .collect();
-    Proc::spawn(
-        "switchyard-control-plane",
-        &args,
-        &[
-            ("SWITCHYARD_ROOT_KEY", spec.root),
-            ("SWITCHYARD_KEK", spec.control_kek),
-        ],
-        dir,
-    )
+    let env: Vec<(&str, &str)> = [
+        ("SWITCHYARD_ROOT_KEY", spec.root),
+        ("SWITCHYARD_KEK", spec.control_kek),
+    ]
+    .into_iter()
+    .chain(spec.env.iter().copied())
+    .collect();
+    Proc::spawn("switchyard-control-plane", &args, &env, dir)
 }
 
 pub fn spawn_services(dir: &Path, spec: &ServiceSpec<'_>) -> Result<Services, HarnessError> {
-    let collector = spawn_collector(dir, spec.usage_db, "127.0.0.1:0")?;
+    let collector = spawn_collector_env(dir, spec.usage_db, "127.0.0.1:0", &[], spec.env)?;
     let collector_url = collector.url("grpc");
     let control = spawn_control(
         dir,
@@ -308,13 +321,14 @@ pub fn spawn_services(dir: &Path, spec: &ServiceSpec<'_>) -> Result<Services, Ha
         ("127.0.0.1:0", "127.0.0.1:0"),
         &[],
     )?;
+    let data_env: Vec<(&str, &str)> = spec.env.iter().chain(spec.data_env).copied().collect();
     let data = spawn_data_plane(
         dir,
         &control.url("grpc"),
         &collector_url,
         spec.data_kek,
         spec.data_args,
-        spec.data_env,
+        &data_env,
     )?;
     Ok(Services {
         collector,
@@ -345,6 +359,17 @@ pub async fn start_system_opts(
     data_kek: &str,
     data_args: &[&str],
 ) -> System {
+    start_system_env(max_request_body, control_kek, data_kek, data_args, &[]).await
+}
+
+/// [`start_system_opts`] with `env` set for every process.
+pub async fn start_system_env(
+    max_request_body: usize,
+    control_kek: &str,
+    data_kek: &str,
+    data_args: &[&str],
+    env: &[(&str, &str)],
+) -> System {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let pg = PgServer::start().unwrap();
     let control_db = pg.create_database("control").unwrap();
@@ -374,6 +399,7 @@ pub async fn start_system_opts(
             data_kek,
             data_args: &data_args,
             data_env: &[],
+            env,
         },
     )
     .unwrap();

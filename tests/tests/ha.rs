@@ -91,6 +91,7 @@ impl Cluster {
             data_kek: &self.kek,
             data_args: &[],
             data_env: &[],
+            env: &[],
         };
         spawn_control(
             self.dir.path(),

@@ -7,6 +7,7 @@
 //! - [`writer`]: one writer grouping concurrent batches into one transaction.
 
 pub mod ingest;
+mod metric;
 pub mod store;
 pub mod writer;
 
@@ -105,6 +106,9 @@ pub async fn run(
     retention: Option<Retention>,
     shutdown: Shutdown,
 ) -> Result<(), CollectorError> {
+    // Installed before anything is counted; a recorder installed later misses it.
+    let _ = switchyard_runtime::metrics_handle();
+    metric::describe();
     let keep_days = retention.as_ref().map(|r| r.keep_days);
     if let Some(retention) = retention {
         tokio::spawn(keep_within(store.clone(), retention, shutdown.clone()));
@@ -123,6 +127,12 @@ pub async fn run(
         .serve_with_incoming_shutdown(incoming, shutdown.clone().wait());
     let health = axum::Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(|| async {
+                switchyard_runtime::metrics_handle().map_or_else(String::new, |h| h.render())
+            }),
+        )
         .route(
             "/readyz",
             get(move || {

@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use switchyard_coord::CoordArgs;
-use switchyard_runtime::{bind, init_logging, shutdown_on_signal, write_addr_file};
+use switchyard_runtime::{bind, init_telemetry, shutdown_on_signal, write_addr_file};
 use switchyard_usage_collector::store::UsageStore;
 use switchyard_usage_collector::{Listeners, Retention};
 
@@ -36,13 +36,28 @@ struct Args {
     /// Write the bound addresses as JSON to this file once listening.
     #[arg(long)]
     addr_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Ingest usage and answer rollup queries (the default).
+    Serve,
+    /// Bring the database schema up to date, then exit (run once before an upgrade;
+    /// serving replicas also migrate at start, one at a time under a database lock).
+    Migrate,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    init_logging();
+    let _telemetry = init_telemetry("switchyard-usage-collector");
     let args = Args::parse();
     let store = UsageStore::open(&args.database_url).await?;
+    if let Some(Command::Migrate) = args.command {
+        tracing::info!("usage-collector schema is up to date");
+        return Ok(());
+    }
     let grpc = bind(&args.grpc_listen).await?;
     let http = bind(&args.http_listen).await?;
     let addrs = BTreeMap::from([("grpc", grpc.local_addr()?), ("http", http.local_addr()?)]);

@@ -5,6 +5,7 @@
 use switchyard_core::usage::UsageEvent;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::metric;
 use crate::store::{Stored, UsageStore};
 
 /// Transactions in flight at once: one commits while the next is written.
@@ -70,7 +71,11 @@ async fn write(store: UsageStore, queue: std::sync::Arc<tokio::sync::Mutex<mpsc:
             jobs
         };
         let batches: Vec<&[UsageEvent]> = jobs.iter().map(|j| j.events.as_slice()).collect();
-        match store.insert_batches(&batches).await {
+        let started = std::time::Instant::now();
+        let written = store.insert_batches(&batches).await;
+        metrics::histogram!(metric::WRITE_DURATION).record(started.elapsed());
+        record(&batches, written.as_deref().ok());
+        match written {
             Ok(stored) => {
                 for (job, landed) in jobs.into_iter().zip(stored) {
                     let _ = job.done.send(Ok(landed));
@@ -83,5 +88,29 @@ async fn write(store: UsageStore, queue: std::sync::Arc<tokio::sync::Mutex<mpsc:
                 }
             }
         }
+    }
+}
+
+/// The metrics of one transaction: what it stored, and how long after each call.
+fn record(batches: &[&[UsageEvent]], stored: Option<&[Stored]>) {
+    let Some(stored) = stored else {
+        metrics::counter!(metric::WRITE_FAILURES).increment(1);
+        return;
+    };
+    let (new, duplicates) = stored.iter().fold((0u64, 0u64), |(n, d), s| {
+        (n + u64::from(s.new), d + u64::from(s.duplicates))
+    });
+    metrics::counter!(metric::EVENTS_STORED).increment(new);
+    metrics::counter!(metric::EVENTS_DUPLICATE).increment(duplicates);
+    metrics::histogram!(metric::WRITE_EVENTS).record((new + duplicates) as f64);
+    let now = switchyard_runtime::now_ms();
+    // The newest event of each batch: how far behind the collector is, not how long
+    // a replayed backlog waited.
+    let lag = metrics::histogram!(metric::INGEST_LAG);
+    for newest in batches
+        .iter()
+        .filter_map(|b| b.iter().map(|e| e.at_unix_ms).max())
+    {
+        lag.record((now - newest).max(0) as f64 / 1000.0);
     }
 }

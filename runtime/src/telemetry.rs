@@ -1,0 +1,227 @@
+//! Logs, traces and metrics for every service.
+//!
+//! - Logs: JSON lines on stderr, filtered by `RUST_LOG` (default `info`), every line
+//!   passed through [`switchyard_core::redact::scrub`] on its way out.
+//! - Traces: OpenTelemetry over OTLP/gRPC, configured by the standard `OTEL_*`
+//!   variables and off unless an OTLP endpoint is set. Spans go only to the exporter,
+//!   never into log lines, so with tracing off a span costs one disabled-callsite check.
+//! - Metrics: one Prometheus recorder per process, shared by every service in it.
+
+use std::io::Write;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use switchyard_core::redact::scrub;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::{EnvFilter, filter_fn};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+/// The process's telemetry; dropping it flushes the spans not yet exported.
+#[must_use = "dropping the guard stops trace export"]
+pub struct Telemetry {
+    traces: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    pub fn tracing_on(&self) -> bool {
+        self.traces.is_some()
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(provider) = self.traces.take()
+            && let Err(e) = provider.shutdown()
+        {
+            tracing::warn!(error = %e, "flushing traces at exit failed");
+        }
+    }
+}
+
+static TRACING_ON: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are exported (so trace context is worth propagating).
+pub fn tracing_on() -> bool {
+    TRACING_ON.load(Ordering::Relaxed)
+}
+
+/// Whether the `OTEL_*` environment asks for trace export: an OTLP endpoint is set
+/// and neither `OTEL_SDK_DISABLED=true` nor `OTEL_TRACES_EXPORTER=none` says no.
+pub fn otlp_traces_requested(env: impl Fn(&str) -> Option<String>) -> bool {
+    let set = |name: &str| env(name).is_some_and(|v| !v.trim().is_empty());
+    let disabled = env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let exporter_none =
+        env("OTEL_TRACES_EXPORTER").is_some_and(|v| v.trim().eq_ignore_ascii_case("none"));
+    (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+        && !disabled
+        && !exporter_none
+}
+
+/// Start logging and, when the environment asks for it, trace export. `service`
+/// names the process unless `OTEL_SERVICE_NAME` does. Must run inside a Tokio
+/// runtime (the OTLP channel is spawned on it). A second call in one process
+/// (embedded mode, tests) keeps the first setup and returns an inert guard.
+pub fn init_telemetry(service: &'static str) -> Telemetry {
+    let env = |name: &str| std::env::var(name).ok();
+    let traces = otlp_traces_requested(env)
+        .then(|| tracer_provider(service))
+        .flatten();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Of the spans, logs see only a call's `request` span, so every line a call
+    // writes carries its request id (and route, model); the finer spans are for
+    // the exporter alone.
+    let logs = tracing_subscriber::fmt::layer()
+        .json()
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_writer(RedactingStderr)
+        .with_filter(filter)
+        .with_filter(filter_fn(|meta| {
+            meta.is_event() || meta.name() == "request"
+        }));
+    let otel = traces.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("switchyard"))
+            .with_filter(filter_fn(|meta| {
+                meta.target().starts_with("switchyard") && *meta.level() <= tracing::Level::INFO
+            }))
+    });
+    let installed = tracing_subscriber::registry()
+        .with(logs)
+        .with(otel)
+        .try_init()
+        .is_ok();
+    if !installed {
+        return Telemetry { traces: None };
+    }
+    if traces.is_some() {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        TRACING_ON.store(true, Ordering::Relaxed);
+        tracing::info!(service, "exporting traces over OTLP");
+    }
+    Telemetry { traces }
+}
+
+fn tracer_provider(service: &'static str) -> Option<SdkTracerProvider> {
+    let exporter = match opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .build()
+    {
+        Ok(e) => e,
+        Err(e) => {
+            // Logging is not up yet; stderr is where the operator looks.
+            eprintln!("trace export is off: cannot build the OTLP exporter: {e}");
+            return None;
+        }
+    };
+    let mut resource = Resource::builder();
+    if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+        resource = resource.with_service_name(service);
+    }
+    Some(
+        SdkTracerProvider::builder()
+            .with_resource(resource.build())
+            .with_batch_exporter(exporter)
+            .build(),
+    )
+}
+
+/// Stderr, one scrubbed log line per write (the JSON formatter writes each event
+/// whole, in one call).
+struct RedactingStderr;
+
+impl<'a> MakeWriter<'a> for RedactingStderr {
+    type Writer = RedactingStderr;
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingStderr
+    }
+}
+
+impl Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr()
+            .lock()
+            .write_all(scrub(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// Histogram buckets in seconds, from a fast cache hit to a long generation.
+const SECONDS_BUCKETS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    120.0,
+];
+
+static METRICS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The process-wide metrics recorder, installed on first use; its handle renders
+/// the Prometheus text format. Every service of one process shares it. Metrics
+/// whose names end in `_seconds` are histograms with [`SECONDS_BUCKETS`].
+pub fn metrics_handle() -> Option<PrometheusHandle> {
+    METRICS
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &SECONDS_BUCKETS)
+                .and_then(|b| b.install_recorder())
+                .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
+                .ok()
+        })
+        .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn traces_only_when_an_endpoint_is_set_and_nothing_says_no() {
+        let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317");
+        let traces = (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://collector:4317",
+        );
+        assert!(!otlp_traces_requested(env(&[])));
+        assert!(!otlp_traces_requested(env(&[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            " "
+        )])));
+        assert!(otlp_traces_requested(env(&[endpoint])));
+        assert!(otlp_traces_requested(env(&[traces])));
+        assert!(!otlp_traces_requested(env(&[
+            endpoint,
+            ("OTEL_SDK_DISABLED", "TRUE")
+        ])));
+        assert!(otlp_traces_requested(env(&[
+            endpoint,
+            ("OTEL_SDK_DISABLED", "false")
+        ])));
+        assert!(!otlp_traces_requested(env(&[
+            traces,
+            ("OTEL_TRACES_EXPORTER", "none")
+        ])));
+        assert!(otlp_traces_requested(env(&[
+            endpoint,
+            ("OTEL_TRACES_EXPORTER", "otlp")
+        ])));
+    }
+}
