@@ -65,6 +65,10 @@ if [ ! -x "$validator_dir/bin/python" ]; then
 fi
 "$validator_dir/bin/python" -c 'import json, sys; from openapi_spec_validator import validate; validate(json.load(open(sys.argv[1]))); print("openapi.json: valid OpenAPI 3.1")' control-plane/openapi.json
 
+# The container image and the Helm chart: lint, render with default and production-like values, validate
+# against Kubernetes schemas offline, and refuse bad values with a clear message.
+./scripts/check-deploy.sh
+
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The README's run command builds the embedded binary alone, without etcd (no protoc).

@@ -1,0 +1,85 @@
+"""Checks on a rendered chart that no Kubernetes schema makes: the parts fit each
+other (Services and the autoscaler find their pods), every container is probed,
+bounded and unprivileged, and ServiceMonitors have the shape the operator reads.
+
+Usage: check_rendered.py RENDERED.yaml SERVICEMONITOR_SCHEMA.json
+"""
+
+import json
+import sys
+
+import jsonschema
+import yaml
+
+
+def fail(message):
+    print(f"check_rendered: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def main():
+    docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+    monitor_schema = json.load(open(sys.argv[2]))
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], []).append(d)
+
+    deployments = {d["metadata"]["name"]: d for d in by_kind.get("Deployment", [])}
+    if len(deployments) != 3:
+        fail(f"expected 3 Deployments, found {sorted(deployments)}")
+    pod_labels = {n: d["spec"]["template"]["metadata"]["labels"] for n, d in deployments.items()}
+
+    def selects(selector, what):
+        if not any(all(l.get(k) == v for k, v in selector.items()) for l in pod_labels.values()):
+            fail(f"{what} selects no pods: {selector}")
+
+    for name, d in deployments.items():
+        spec = d["spec"]["template"]["spec"]
+        if not spec.get("securityContext", {}).get("runAsNonRoot"):
+            fail(f"{name}: pods must run as non-root")
+        selects(d["spec"]["selector"]["matchLabels"], f"Deployment {name}")
+        for c in spec["containers"]:
+            for probe in ("readinessProbe", "livenessProbe"):
+                if probe not in c:
+                    fail(f"{name}/{c['name']}: no {probe}")
+            if "memory" not in c.get("resources", {}).get("limits", {}):
+                fail(f"{name}/{c['name']}: no memory limit")
+            sc = c.get("securityContext", {})
+            if sc.get("allowPrivilegeEscalation") is not False:
+                fail(f"{name}/{c['name']}: privilege escalation allowed")
+            if ":" not in c["image"] or c["image"].endswith(":"):
+                fail(f"{name}/{c['name']}: image without a tag: {c['image']}")
+    data_plane = [d for n, d in deployments.items() if n.endswith("-data-plane")][0]
+    probe = data_plane["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
+    if probe["httpGet"]["path"] != "/readyz":
+        fail("the data plane must be ready only with a snapshot (/readyz)")
+
+    for s in by_kind.get("Service", []):
+        selects(s["spec"]["selector"], f"Service {s['metadata']['name']}")
+    for h in by_kind.get("HorizontalPodAutoscaler", []):
+        target = h["spec"]["scaleTargetRef"]["name"]
+        if target not in deployments:
+            fail(f"HPA scales {target}, which is not rendered")
+        if "replicas" in deployments[target]["spec"]:
+            fail(f"{target} sets replicas while an HPA owns them")
+    for p in by_kind.get("PodDisruptionBudget", []):
+        selects(p["spec"]["selector"]["matchLabels"], f"PDB {p['metadata']['name']}")
+    for n in by_kind.get("NetworkPolicy", []):
+        selects(n["spec"]["podSelector"]["matchLabels"], f"NetworkPolicy {n['metadata']['name']}")
+    services = {s["metadata"]["name"]: s for s in by_kind.get("Service", [])}
+    for m in by_kind.get("ServiceMonitor", []):
+        try:
+            jsonschema.validate(m, monitor_schema)
+        except jsonschema.ValidationError as e:
+            fail(f"ServiceMonitor {m['metadata']['name']}: {e.message}")
+        wanted = m["spec"]["selector"]["matchLabels"]
+        ports = [p["name"] for s in services.values()
+                 if all(s["metadata"]["labels"].get(k) == v for k, v in wanted.items())
+                 for p in s["spec"]["ports"]]
+        if m["spec"]["endpoints"][0]["port"] not in ports:
+            fail(f"ServiceMonitor {m['metadata']['name']} finds no Service port {m['spec']['endpoints'][0]['port']}")
+    print(f"check_rendered: {len(docs)} resources fit together")
+
+
+if __name__ == "__main__":
+    main()
