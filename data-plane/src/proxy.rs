@@ -194,11 +194,18 @@ pub async fn handle(
         );
     };
     let protocol = endpoint.protocol();
-    // A span per call: its request id is on every log line the call writes, and it
-    // is exported when tracing is on. A streamed answer's meter holds it open until
-    // the stream's usage is known.
-    let span = tracing::info_span!(
+    // Two spans per call. `request`, for logs only, puts the request id on every line
+    // the call writes; it is small, because the log layer formats a span's fields
+    // as they are recorded. `call` is exported when tracing is on (otherwise
+    // disabled, and every record on it free); a streamed answer's meter holds it
+    // open until the stream's usage is known.
+    let logged = tracing::info_span!(
         "request",
+        request_id = %request_id.hyphenated(),
+        route = endpoint.path(),
+    );
+    let span = tracing::info_span!(
+        "call",
         request_id = %request_id.hyphenated(),
         otel.name = endpoint.path(),
         otel.kind = "server",
@@ -219,6 +226,7 @@ pub async fn handle(
     let mut model = SharedString::const_str("");
     let response = match forward(&app, endpoint, peer, request, started, &mut model)
         .instrument(span.clone())
+        .instrument(logged)
         .await
     {
         Ok(r) => r,

@@ -75,8 +75,7 @@ pub fn init_telemetry(service: &'static str) -> Telemetry {
         .flatten();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Of the spans, logs see only a call's `request` span, so every line a call
-    // writes carries its request id (and route, model); the finer spans are for
-    // the exporter alone.
+    // writes carries its request id and route; the others are for the exporter.
     let logs = tracing_subscriber::fmt::layer()
         .json()
         .with_current_span(true)
@@ -90,7 +89,9 @@ pub fn init_telemetry(service: &'static str) -> Telemetry {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("switchyard"))
             .with_filter(filter_fn(|meta| {
-                meta.target().starts_with("switchyard") && *meta.level() <= tracing::Level::INFO
+                meta.target().starts_with("switchyard")
+                    && *meta.level() <= tracing::Level::INFO
+                    && meta.name() != "request"
             }))
     });
     let installed = tracing_subscriber::registry()

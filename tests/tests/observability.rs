@@ -370,4 +370,28 @@ async fn calls_are_traced_measured_and_logged_without_secrets() {
         .find(|l| l["fields"]["message"] == "provider key failed; trying the next")
         .unwrap();
     assert_eq!(failover["span"]["request_id"], request_id.as_str());
+    assert_eq!(failover["span"]["route"], "/v1/chat/completions");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_trace_export_the_clients_trace_context_reaches_the_upstream_unchanged() {
+    let sys = switchyard_tests::system::start_system(1024 * 1024).await;
+    let fake = FakeUpstream::start(None).await.unwrap();
+    let (_, key) = sys.owner("acme", &fake).await;
+    wait_for_key(&sys, &key).await;
+    let traceparent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
+    let r = sys
+        .http
+        .post(sys.proxy("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .header("traceparent", &traceparent)
+        .header("tracestate", "vendor=opaque")
+        .json(&chat("hello", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let seen = fake.observed().last_headers.lock().unwrap().clone();
+    assert_eq!(seen["traceparent"], traceparent.as_str());
+    assert_eq!(seen["tracestate"], "vendor=opaque");
 }
