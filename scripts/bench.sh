@@ -21,15 +21,7 @@ fi
 ./scripts/ensure-protoc.sh
 
 # The ingest benchmark runs its own throwaway Postgres.
-if [ -z "${PG_BIN:-}" ] && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
-  if [ "$(id -u)" = 0 ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
-  else
-    echo "PostgreSQL is needed: apt-get install postgresql (or set PG_BIN)" >&2
-    exit 1
-  fi
-fi
-
+./scripts/ensure-services.sh
 cargo build --release --workspace --bins
 export SWITCHYARD_BIN_DIR="$PWD/target/release"
 target/release/switchyard-bench "$@"
