@@ -448,14 +448,22 @@ async fn forward(
         meter.provider = Some(key.id);
         meter.level = key.level;
         let deadline = Instant::now() + app.limits.first_byte_timeout;
+        // One routing try per key, and inside it the HTTP exchange with the upstream.
         let attempt = tracing::info_span!(
-            "upstream",
-            otel.kind = "client",
+            "route.try",
             otel.status_code = field::Empty,
             switchyard.provider_key = %key.id,
             switchyard.level = key.level,
             switchyard.attempt = attempts.tried(),
             error.type = field::Empty,
+        );
+        let exchange = tracing::info_span!(
+            parent: &attempt,
+            "upstream",
+            otel.kind = "client",
+            http.request.method = "POST",
+            http.response.status_code = field::Empty,
+            gen_ai.provider.name = endpoint.protocol().gen_ai_provider(),
         );
         let sent = upstream::send(
             &app.client,
@@ -466,11 +474,14 @@ async fn forward(
             &parts.headers,
             deadline,
         )
-        .instrument(attempt.clone())
+        .instrument(exchange)
         .await;
         let failure = match sent {
             Sent::Answer(answer) => {
-                match answered(app, relay, stream, answer, deadline, meter).await {
+                match answered(app, relay, stream, answer, deadline, meter)
+                    .instrument(attempt.clone())
+                    .await
+                {
                     Ok(response) => {
                         choice.health.record_success();
                         return Ok(response);

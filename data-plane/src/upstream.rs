@@ -151,6 +151,7 @@ pub async fn send(
         Ok(Ok(r)) => r,
     };
     let status = response.status();
+    tracing::Span::current().record("http.response.status_code", status.as_u16());
     let header_text = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
     let retry_after = retry_after_ms(header_text("retry-after-ms"), header_text("retry-after"));
     match Failure::from_status(status.as_u16(), retry_after) {

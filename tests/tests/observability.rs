@@ -60,7 +60,10 @@ async fn client_trace(otlp: &OtlpReceiver) -> Vec<ReceivedSpan> {
             .filter(|s| s.trace_id == CLIENT_TRACE)
             .collect();
         let names = |n: &str| spans.iter().filter(|s| s.name == n).count();
-        if names("/v1/chat/completions") == 1 && names("usage.emit") == 1 && names("upstream") == 2
+        if names("/v1/chat/completions") == 1
+            && names("usage.emit") == 1
+            && names("route.try") == 2
+            && names("upstream") == 2
         {
             return spans;
         }
@@ -200,17 +203,29 @@ async fn calls_are_traced_measured_and_logged_without_secrets() {
         let child = spans.iter().find(|s| s.name == step).unwrap();
         assert_eq!(child.parent_span_id, request.span_id, "{step}");
     }
-    let attempts: Vec<&ReceivedSpan> = spans.iter().filter(|s| s.name == "upstream").collect();
-    assert!(attempts.iter().all(|s| s.parent_span_id == request.span_id));
-    let failed = attempts
+    // One routing try per key, each holding its HTTP exchange with the upstream.
+    let tries: Vec<&ReceivedSpan> = spans.iter().filter(|s| s.name == "route.try").collect();
+    assert_eq!(tries.len(), 2);
+    assert!(tries.iter().all(|s| s.parent_span_id == request.span_id));
+    let failed = tries
         .iter()
         .find(|s| attr(s, "error.type") == "rate_limited")
         .unwrap();
     assert_eq!(attr(failed, "switchyard.provider_key"), limited_id);
-    let answered = attempts
+    let answered = tries
         .iter()
         .find(|s| attr(s, "error.type").is_empty())
         .unwrap();
+    let exchange = |of: &ReceivedSpan| {
+        spans
+            .iter()
+            .find(|s| s.name == "upstream" && s.parent_span_id == of.span_id)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(attr(&exchange(failed), "http.response.status_code"), "429");
+    let answered = exchange(answered);
+    assert_eq!(attr(&answered, "http.response.status_code"), "200");
     assert_eq!(
         upstream_parent,
         format!("00-{CLIENT_TRACE}-{}-01", answered.span_id)
