@@ -177,6 +177,7 @@ pub enum AuthError {
     AccountDisabled(AccountId),
 }
 
+#[derive(Clone)]
 struct KeyEntry {
     id: IssuedKeyId,
     expires_at_ms: Option<i64>,
@@ -196,15 +197,19 @@ struct AccountEntry {
 }
 
 /// A snapshot turned into lookup tables. Built once per version, then only read.
+/// The tables other than `keys` are shared (`Arc`) with the versions patched from
+/// this one by [`Compiled::with_issued_keys`].
 pub struct Compiled {
     version: u64,
     keys: HashMap<KeyHash, KeyEntry>,
-    owners: HashMap<AccountId, OwnerKeys>,
-    rules: HashMap<AccountId, Rules>,
+    /// What the keys of each account share (and a new key of it gets).
+    accounts: Arc<HashMap<AccountId, Arc<AccountEntry>>>,
+    owners: Arc<HashMap<AccountId, OwnerKeys>>,
+    rules: Arc<HashMap<AccountId, Rules>>,
     /// Every account and its ancestors, the account first.
-    chains: HashMap<AccountId, Arc<[AccountId]>>,
+    chains: Arc<HashMap<AccountId, Arc<[AccountId]>>>,
     /// The accounts that set a credit limit.
-    credits: Vec<(AccountId, CreditLimit)>,
+    credits: Arc<Vec<(AccountId, CreditLimit)>>,
 }
 
 impl Compiled {
@@ -379,10 +384,56 @@ impl Compiled {
         Ok(Self {
             version: snapshot.version,
             keys,
-            owners,
-            rules: snapshot.rules.into_iter().collect(),
-            chains,
-            credits,
+            accounts: Arc::new(shared),
+            owners: Arc::new(owners),
+            rules: Arc::new(snapshot.rules.into_iter().collect()),
+            chains: Arc::new(chains),
+            credits: Arc::new(credits),
+        })
+    }
+
+    /// This version with issued keys changed and nothing else, as `version`: the
+    /// key table is copied and patched, every other table shared with `self`. The
+    /// common change (a key issued, revoked or expiring) costs a copy of one table
+    /// rather than a build. Validated like [`Self::build`]: a key of an unknown
+    /// account, or a hash another key holds, refuses the whole change. (A key's hash
+    /// never changes: rotation issues a new key.)
+    pub fn with_issued_keys(
+        &self,
+        version: u64,
+        upserts: Vec<IssuedKey>,
+        deleted: &[IssuedKeyId],
+    ) -> Result<Self, SnapshotError> {
+        let mut keys = self.keys.clone();
+        if !deleted.is_empty() {
+            let gone: HashSet<&IssuedKeyId> = deleted.iter().collect();
+            keys.retain(|_, e| !gone.contains(&e.id));
+        }
+        for k in upserts {
+            let Some(of_account) = self.accounts.get(&k.account) else {
+                return Err(SnapshotError::KeyOfUnknownAccount {
+                    key: k.id,
+                    account: k.account,
+                });
+            };
+            let entry = KeyEntry {
+                id: k.id,
+                expires_at_ms: k.expires_at_ms,
+                status: k.status,
+                account: of_account.clone(),
+            };
+            if keys.insert(k.hash, entry).is_some_and(|was| was.id != k.id) {
+                return Err(SnapshotError::DuplicateKeyHash);
+            }
+        }
+        Ok(Self {
+            version,
+            keys,
+            accounts: self.accounts.clone(),
+            owners: self.owners.clone(),
+            rules: self.rules.clone(),
+            chains: self.chains.clone(),
+            credits: self.credits.clone(),
         })
     }
 
@@ -548,6 +599,65 @@ mod tests {
             expires_at_ms: None,
             status: Status::Active,
         }
+    }
+
+    #[test]
+    fn a_patch_of_issued_keys_answers_as_a_build_of_the_result() {
+        let main = account(None);
+        let child = account(Some(main.id));
+        let clears: Vec<_> = (0..4).map(|_| generate()).collect();
+        let mut keys: Vec<IssuedKey> = clears
+            .iter()
+            .enumerate()
+            .map(|(i, k)| key(if i % 2 == 0 { main.id } else { child.id }, k.hash))
+            .collect();
+        let before = Snapshot {
+            version: 7,
+            accounts: vec![main.clone(), child.clone()],
+            issued_keys: keys[..3].to_vec(),
+            provider_keys: vec![],
+            rules: BTreeMap::new(),
+        };
+        let compiled = Compiled::build(before.clone()).unwrap();
+
+        // Revoke key 0, delete key 1, keep key 2, issue key 3.
+        keys[0].status = Status::Disabled;
+        let upserts = vec![keys[0].clone(), keys[3].clone()];
+        let patched = compiled
+            .with_issued_keys(8, upserts, &[keys[1].id])
+            .unwrap();
+        let rebuilt = Compiled::build(Snapshot {
+            version: 8,
+            issued_keys: vec![keys[0].clone(), keys[2].clone(), keys[3].clone()],
+            ..before
+        })
+        .unwrap();
+        assert_eq!(patched.version(), 8);
+        assert_eq!(patched.key_count(), rebuilt.key_count());
+        for clear in &clears {
+            let got = patched.authenticate(clear.clear.expose(), 0);
+            let want = rebuilt.authenticate(clear.clear.expose(), 0);
+            assert_eq!(got.as_ref().err(), want.as_ref().err());
+            if let (Ok(got), Ok(want)) = (got, want) {
+                assert_eq!(got.chain, want.chain);
+                assert_eq!(got.key, want.key);
+            }
+        }
+        // The version patched from is untouched.
+        assert!(compiled.authenticate(clears[1].clear.expose(), 0).is_ok());
+        assert!(compiled.authenticate(clears[3].clear.expose(), 0).is_err());
+
+        // A key of an unknown account, or a hash another key holds: refused whole.
+        let stranger = key(AccountId::new(), generate().hash);
+        assert!(matches!(
+            compiled.with_issued_keys(8, vec![stranger], &[]),
+            Err(SnapshotError::KeyOfUnknownAccount { .. })
+        ));
+        let clash = key(main.id, keys[2].hash);
+        assert_eq!(
+            compiled.with_issued_keys(8, vec![clash], &[]).err(),
+            Some(SnapshotError::DuplicateKeyHash)
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::snapshot_service_client::SnapshotServiceClient;
 use switchyard_runtime::Shutdown;
 use switchyard_runtime::now_ms;
-use switchyard_wire::delta::apply;
-use switchyard_wire::snapshot::decode;
+use switchyard_wire::delta::{apply_in_place, only_issued_keys};
+use switchyard_wire::snapshot::{decode, decode_issued_key, decode_issued_key_id};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -129,8 +129,7 @@ async fn follow_once(
     tracing::info!(url, "following the control plane");
     // What this stream has reported; a new stream reports everything known again.
     let mut reported = HashMap::new();
-    // The last snapshot applied from this stream, in wire form: the base of deltas.
-    let mut base: Option<pb::Snapshot> = None;
+    let mut follower = Follower::default();
     let mut health_tick = tokio::time::interval(HEALTH_EVERY);
     health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -150,52 +149,39 @@ async fn follow_once(
             }
         };
         let Some(update) = update else { break };
-        let (full, whole) = match (update.full, update.delta) {
-            (Some(full), _) => (full, true),
-            (None, Some(delta)) => match base.as_ref().map(|b| apply(b, &delta)) {
-                Some(Ok(full)) => (full, false),
-                refused => {
-                    let reason = match refused {
-                        Some(Err(e)) => e.to_string(),
-                        _ => "no snapshot to apply a delta to".to_owned(),
-                    };
-                    tracing::warn!(
-                        version = delta.version,
-                        reason,
-                        "delta not applicable; asking for the whole snapshot"
+        let reply = match follower.update(live, update.full, update.delta) {
+            Step::Nothing => continue,
+            Step::NeedFull { reason } => {
+                tracing::warn!(
+                    reason,
+                    "delta not applicable; asking for the whole snapshot"
+                );
+                pb::sync_request::Kind::NeedFull(pb::NeedFull {
+                    have_version: live.version(),
+                    reason,
+                })
+            }
+            Step::Applied {
+                version,
+                installed,
+                how,
+            } => {
+                if installed {
+                    tracing::info!(
+                        version,
+                        keys = live.load().map_or(0, |c| c.key_count()),
+                        how,
+                        "snapshot applied"
                     );
-                    let ask = pb::sync_request::Kind::NeedFull(pb::NeedFull {
-                        have_version: live.version(),
-                        reason,
-                    });
-                    if tx.send(pb::SyncRequest { kind: Some(ask) }).await.is_err() {
-                        break;
-                    }
-                    continue;
-                }
-            },
-            (None, None) => continue,
-        };
-        let version = full.version;
-        let kept = full.clone();
-        let reply = match decode(full).map_err(|e| e.to_string()).and_then(|s| {
-            let previous = live.load();
-            Compiled::build_after(s, previous.as_deref()).map_err(|e| e.to_string())
-        }) {
-            Ok(compiled) => {
-                let keys = compiled.key_count();
-                if live.install_followed(compiled) {
-                    tracing::info!(version, keys, whole, "snapshot applied");
                     // Encoded for the file only after the swap: it never delays one.
-                    if let Some(writer) = persisted {
-                        writer.send_replace(Some(Arc::new(prost::Message::encode_to_vec(&kept))));
+                    if let (Some(writer), Some(base)) = (persisted, follower.base()) {
+                        writer.send_replace(Some(Arc::new(prost::Message::encode_to_vec(base))));
                     }
                 }
-                base = Some(kept);
                 live.set_following(true);
                 pb::sync_request::Kind::Applied(pb::Applied { version })
             }
-            Err(reason) => {
+            Step::Rejected { version, reason } => {
                 tracing::error!(version, reason = %reason, "snapshot refused; keeping the last good one");
                 pb::sync_request::Kind::Rejected(pb::Rejected { version, reason })
             }
@@ -209,6 +195,148 @@ async fn follow_once(
         }
     }
     Ok(())
+}
+
+/// What one update of the snapshot stream did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Validated and built; installed unless the same or a newer version is served.
+    Applied {
+        version: u64,
+        installed: bool,
+        /// `whole`, `delta` (rebuilt from the patched wire snapshot) or `keys`
+        /// (only issued keys changed: the served tables patched).
+        how: &'static str,
+    },
+    /// A delta that does not fit the snapshot held: the whole one is needed.
+    NeedFull { reason: String },
+    /// Refused by validation; the last good snapshot stays.
+    Rejected { version: u64, reason: String },
+    /// An update with nothing in it.
+    Nothing,
+}
+
+/// The data plane's side of one snapshot stream: the wire form of the last
+/// snapshot applied from it, the base of the next delta.
+#[derive(Default)]
+pub struct Follower {
+    base: Option<pb::Snapshot>,
+}
+
+impl Follower {
+    /// A follower whose stream already applied `base`.
+    pub fn with_base(base: pb::Snapshot) -> Self {
+        Self { base: Some(base) }
+    }
+
+    /// The last snapshot applied, in wire form.
+    pub fn base(&self) -> Option<&pb::Snapshot> {
+        self.base.as_ref()
+    }
+
+    /// Apply one update (a whole snapshot or a delta) to `live`: validate, build,
+    /// swap. A delta of issued keys alone patches the served tables instead of
+    /// building them all.
+    pub fn update(
+        &mut self,
+        live: &Live,
+        full: Option<pb::Snapshot>,
+        delta: Option<pb::SnapshotDelta>,
+    ) -> Step {
+        match (full, delta) {
+            (Some(full), _) => {
+                let version = full.version;
+                // Decoding consumes its input; the wire form is kept for the next delta.
+                match build(live, full.clone()) {
+                    Ok(compiled) => {
+                        self.base = Some(full);
+                        Step::Applied {
+                            version,
+                            installed: live.install_followed(compiled),
+                            how: "whole",
+                        }
+                    }
+                    Err(reason) => Step::Rejected { version, reason },
+                }
+            }
+            (None, Some(delta)) => self.delta(live, &delta),
+            (None, None) => Step::Nothing,
+        }
+    }
+
+    fn delta(&mut self, live: &Live, delta: &pb::SnapshotDelta) -> Step {
+        let Some(base) = self.base.as_mut() else {
+            return Step::NeedFull {
+                reason: "no snapshot to apply a delta to".to_owned(),
+            };
+        };
+        let version = delta.version;
+        let served = live.load();
+        let patchable = only_issued_keys(delta)
+            && base.version == delta.base_version
+            && served
+                .as_ref()
+                .is_some_and(|s| s.version() == delta.base_version);
+        if let (true, Some(served)) = (patchable, served) {
+            let step = match patch_keys(&served, delta) {
+                Ok(compiled) => Step::Applied {
+                    version,
+                    installed: live.install_followed(compiled),
+                    how: "keys",
+                },
+                Err(reason) => Step::Rejected { version, reason },
+            };
+            // The wire form follows after the swap; it cannot fail once the
+            // versions matched.
+            if apply_in_place(base, delta).is_err() || matches!(step, Step::Rejected { .. }) {
+                self.base = None;
+            }
+            return step;
+        }
+        if let Err(e) = apply_in_place(base, delta) {
+            return Step::NeedFull {
+                reason: e.to_string(),
+            };
+        }
+        match build(live, base.clone()) {
+            Ok(compiled) => Step::Applied {
+                version,
+                installed: live.install_followed(compiled),
+                how: "delta",
+            },
+            Err(reason) => {
+                // What is held is no longer what was applied: start over whole.
+                self.base = None;
+                Step::Rejected { version, reason }
+            }
+        }
+    }
+}
+
+/// Decode and build a whole snapshot, carrying key health over from what is served.
+fn build(live: &Live, snapshot: pb::Snapshot) -> Result<Compiled, String> {
+    let decoded = decode(snapshot).map_err(|e| e.to_string())?;
+    Compiled::build_after(decoded, live.load().as_deref()).map_err(|e| e.to_string())
+}
+
+/// The served snapshot with a delta's issued-key changes.
+fn patch_keys(served: &Compiled, delta: &pb::SnapshotDelta) -> Result<Compiled, String> {
+    let upserts = delta
+        .upsert_issued_keys
+        .iter()
+        .cloned()
+        .map(decode_issued_key)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let deleted = delta
+        .delete_issued_keys
+        .iter()
+        .map(|id| decode_issued_key_id(id))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    served
+        .with_issued_keys(delta.version, upserts, &deleted)
+        .map_err(|e| e.to_string())
 }
 
 /// The keys whose health differs from what was last reported (and records them as
@@ -243,6 +371,120 @@ fn health_changes<'a>(
 mod tests {
     use super::*;
     use switchyard_core::route::{CoolDown, Failure};
+
+    use switchyard_core::apikey;
+    use switchyard_core::ids::{AccountId, IssuedKeyId};
+    use switchyard_core::snapshot::{Account, IssuedKey, Snapshot, Status};
+    use switchyard_wire::delta::diff;
+    use switchyard_wire::snapshot::encode;
+
+    fn account(parent: Option<AccountId>) -> Account {
+        Account {
+            id: AccountId::new(),
+            parent,
+            name: "a".into(),
+            status: Status::Active,
+            policy: Default::default(),
+            billing: Default::default(),
+        }
+    }
+
+    fn issued(account: AccountId) -> (String, IssuedKey) {
+        let k = apikey::generate();
+        let key = IssuedKey {
+            id: IssuedKeyId::new(),
+            account,
+            hash: k.hash,
+            expires_at_ms: None,
+            status: Status::Active,
+        };
+        (k.clear.expose().clone(), key)
+    }
+
+    #[test]
+    fn deltas_of_keys_patch_others_rebuild_and_misfits_ask_for_the_whole() {
+        let main = account(None);
+        let (first_clear, first) = issued(main.id);
+        let v1 = Snapshot {
+            version: 1,
+            accounts: vec![main.clone()],
+            issued_keys: vec![first.clone()],
+            ..Default::default()
+        };
+        let live = Live::default();
+        let mut follower = Follower::default();
+        assert_eq!(
+            follower.update(&live, None, Some(diff(&encode(&v1), &encode(&v1)))),
+            Step::NeedFull {
+                reason: "no snapshot to apply a delta to".into()
+            }
+        );
+        let step = follower.update(&live, Some(encode(&v1)), None);
+        assert!(matches!(
+            step,
+            Step::Applied {
+                version: 1,
+                installed: true,
+                how: "whole"
+            }
+        ));
+
+        // A key issued: the served tables are patched.
+        let (second_clear, second) = issued(main.id);
+        let v2 = Snapshot {
+            version: 2,
+            issued_keys: vec![first.clone(), second.clone()],
+            ..v1.clone()
+        };
+        let step = follower.update(&live, None, Some(diff(&encode(&v1), &encode(&v2))));
+        assert!(matches!(
+            step,
+            Step::Applied {
+                version: 2,
+                installed: true,
+                how: "keys"
+            }
+        ));
+        let served = live.load().unwrap();
+        assert!(served.authenticate(&second_clear, 0).is_ok());
+        assert!(served.authenticate(&first_clear, 0).is_ok());
+        assert_eq!(follower.base(), Some(&encode(&v2)));
+
+        // An account added with its key: rebuilt from the patched wire form.
+        let child = account(Some(main.id));
+        let (third_clear, third) = issued(child.id);
+        let mut v3 = v2.clone();
+        v3.version = 3;
+        v3.accounts.push(child.clone());
+        v3.issued_keys.push(third);
+        let step = follower.update(&live, None, Some(diff(&encode(&v2), &encode(&v3))));
+        assert!(matches!(
+            step,
+            Step::Applied {
+                version: 3,
+                installed: true,
+                how: "delta"
+            }
+        ));
+        assert!(live.load().unwrap().authenticate(&third_clear, 0).is_ok());
+
+        // A delta from another base: the whole snapshot is needed, nothing changes.
+        let step = follower.update(&live, None, Some(diff(&encode(&v1), &encode(&v2))));
+        assert!(matches!(step, Step::NeedFull { .. }));
+        assert_eq!(live.version(), 3);
+
+        // A key of an account nobody knows: refused, the last good one stays, and
+        // the next delta asks for the whole snapshot.
+        let (_, stray) = issued(AccountId::new());
+        let mut v4 = v3.clone();
+        v4.version = 4;
+        v4.issued_keys.push(stray);
+        let step = follower.update(&live, None, Some(diff(&encode(&v3), &encode(&v4))));
+        assert!(matches!(step, Step::Rejected { version: 4, .. }));
+        assert_eq!(live.version(), 3);
+        let step = follower.update(&live, None, Some(diff(&encode(&v3), &encode(&v4))));
+        assert!(matches!(step, Step::NeedFull { .. }));
+    }
 
     #[test]
     fn only_changes_are_reported() {

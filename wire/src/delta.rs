@@ -39,6 +39,59 @@ pub fn diff(old: &pb::Snapshot, new: &pb::Snapshot) -> pb::SnapshotDelta {
 
 /// `base` with `delta` applied. Entries keep their order; new ones go at the end.
 pub fn apply(base: &pb::Snapshot, delta: &pb::SnapshotDelta) -> Result<pb::Snapshot, DeltaError> {
+    check(base, delta)?;
+    let mut next = base.clone();
+    apply_in_place(&mut next, delta)?;
+    Ok(next)
+}
+
+/// [`apply`] without copying `base`: only the entries the delta names are touched.
+/// On an error `base` is unchanged.
+pub fn apply_in_place(
+    base: &mut pb::Snapshot,
+    delta: &pb::SnapshotDelta,
+) -> Result<(), DeltaError> {
+    check(base, delta)?;
+    base.version = delta.version;
+    patch(
+        &mut base.accounts,
+        &delta.upsert_accounts,
+        &delta.delete_accounts,
+        |a| &a.id,
+    );
+    patch(
+        &mut base.issued_keys,
+        &delta.upsert_issued_keys,
+        &delta.delete_issued_keys,
+        |k| &k.id,
+    );
+    patch(
+        &mut base.provider_keys,
+        &delta.upsert_provider_keys,
+        &delta.delete_provider_keys,
+        |k| &k.id,
+    );
+    patch(
+        &mut base.rules,
+        &delta.upsert_rules,
+        &delta.delete_rules,
+        |r| &r.owner_id,
+    );
+    Ok(())
+}
+
+/// Whether the delta changes issued keys and nothing else (the common change:
+/// a key issued, revoked or expiring), which a data plane can patch in place.
+pub fn only_issued_keys(delta: &pb::SnapshotDelta) -> bool {
+    delta.upsert_accounts.is_empty()
+        && delta.delete_accounts.is_empty()
+        && delta.upsert_provider_keys.is_empty()
+        && delta.delete_provider_keys.is_empty()
+        && delta.upsert_rules.is_empty()
+        && delta.delete_rules.is_empty()
+}
+
+fn check(base: &pb::Snapshot, delta: &pb::SnapshotDelta) -> Result<(), DeltaError> {
     if delta.base_version != base.version {
         return Err(DeltaError::WrongBase {
             delta: delta.base_version,
@@ -51,30 +104,7 @@ pub fn apply(base: &pb::Snapshot, delta: &pb::SnapshotDelta) -> Result<pb::Snaps
             version: delta.version,
         });
     }
-    Ok(pb::Snapshot {
-        version: delta.version,
-        accounts: patched(
-            &base.accounts,
-            &delta.upsert_accounts,
-            &delta.delete_accounts,
-            |a| &a.id,
-        ),
-        issued_keys: patched(
-            &base.issued_keys,
-            &delta.upsert_issued_keys,
-            &delta.delete_issued_keys,
-            |k| &k.id,
-        ),
-        provider_keys: patched(
-            &base.provider_keys,
-            &delta.upsert_provider_keys,
-            &delta.delete_provider_keys,
-            |k| &k.id,
-        ),
-        rules: patched(&base.rules, &delta.upsert_rules, &delta.delete_rules, |r| {
-            &r.owner_id
-        }),
-    })
+    Ok(())
 }
 
 /// Entries of `new` that `old` lacks or holds differently, and ids of `old` that
@@ -100,33 +130,34 @@ fn changes<T: Clone + PartialEq, K: Eq + Hash + Clone>(
     (upserts, deletes)
 }
 
-fn patched<T: Clone, K: Eq + Hash>(
-    base: &[T],
+fn patch<T: Clone, K: Eq + Hash>(
+    entries: &mut Vec<T>,
     upserts: &[T],
     deletes: &[K],
     id: impl Fn(&T) -> &K,
-) -> Vec<T> {
+) {
+    if upserts.is_empty() && deletes.is_empty() {
+        return;
+    }
     let mut replacing: HashMap<&K, &T> = upserts.iter().map(|e| (id(e), e)).collect();
     let gone: std::collections::HashSet<&K> = deletes.iter().collect();
-    let mut out: Vec<T> = Vec::with_capacity(base.len() + upserts.len());
-    for e in base {
+    entries.retain_mut(|e| {
         let k = id(e);
         if gone.contains(k) {
-            continue;
+            return false;
         }
-        match replacing.remove(k) {
-            Some(newer) => out.push(newer.clone()),
-            None => out.push(e.clone()),
+        if let Some(newer) = replacing.remove(k) {
+            *e = newer.clone();
         }
-    }
+        true
+    });
     // What was not replaced is new, in the order the delta lists it.
-    out.extend(
+    entries.extend(
         upserts
             .iter()
             .filter(|e| replacing.contains_key(id(e)))
             .cloned(),
     );
-    out
 }
 
 #[cfg(test)]

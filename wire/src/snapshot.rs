@@ -346,6 +346,20 @@ fn status(field: &'static str, value: i32) -> Result<Status, DecodeError> {
 }
 
 /// The wire snapshot as plain data. Beyond this edge nothing touches prost types.
+pub fn decode_issued_key(k: pb::IssuedKey) -> Result<IssuedKey, DecodeError> {
+    Ok(IssuedKey {
+        hash: KeyHash::from_slice(&k.hash).ok_or_else(|| DecodeError::Hash(k.id.clone()))?,
+        id: decode_issued_key_id(&k.id)?,
+        account: id::<AccountId>("issued_key.account_id", &k.account_id)?,
+        expires_at_ms: k.expires_at_unix_ms,
+        status: status("issued_key.status", k.status)?,
+    })
+}
+
+pub fn decode_issued_key_id(text: &str) -> Result<IssuedKeyId, DecodeError> {
+    id::<IssuedKeyId>("issued_key.id", text)
+}
+
 pub fn decode(s: pb::Snapshot) -> Result<Snapshot, DecodeError> {
     let accounts = s
         .accounts
@@ -378,16 +392,7 @@ pub fn decode(s: pb::Snapshot) -> Result<Snapshot, DecodeError> {
     let issued_keys = s
         .issued_keys
         .into_iter()
-        .map(|k| {
-            Ok(IssuedKey {
-                hash: KeyHash::from_slice(&k.hash)
-                    .ok_or_else(|| DecodeError::Hash(k.id.clone()))?,
-                id: id::<IssuedKeyId>("issued_key.id", &k.id)?,
-                account: id::<AccountId>("issued_key.account_id", &k.account_id)?,
-                expires_at_ms: k.expires_at_unix_ms,
-                status: status("issued_key.status", k.status)?,
-            })
-        })
+        .map(decode_issued_key)
         .collect::<Result<Vec<_>, DecodeError>>()?;
     let provider_keys = s
         .provider_keys
