@@ -130,6 +130,11 @@ fn changes<T: Clone + PartialEq, K: Eq + Hash + Clone>(
     (upserts, deletes)
 }
 
+/// Changes up to this many are looked up by comparing ids, beyond by hashing them:
+/// for the usual delta of one or two entries, a comparison that stops at the first
+/// differing byte is cheaper than hashing each of 100,000 ids.
+const FEW_CHANGES: usize = 16;
+
 fn patch<T: Clone, K: Eq + Hash>(
     entries: &mut Vec<T>,
     upserts: &[T],
@@ -139,24 +144,46 @@ fn patch<T: Clone, K: Eq + Hash>(
     if upserts.is_empty() && deletes.is_empty() {
         return;
     }
-    let mut replacing: HashMap<&K, &T> = upserts.iter().map(|e| (id(e), e)).collect();
-    let gone: std::collections::HashSet<&K> = deletes.iter().collect();
-    entries.retain_mut(|e| {
-        let k = id(e);
-        if gone.contains(k) {
-            return false;
-        }
-        if let Some(newer) = replacing.remove(k) {
-            *e = newer.clone();
-        }
-        true
-    });
+    // Which upserts replaced an entry; the others are new.
+    let mut replaced = vec![false; upserts.len()];
+    if upserts.len() + deletes.len() <= FEW_CHANGES {
+        entries.retain_mut(|e| {
+            let k = id(e);
+            if deletes.contains(k) {
+                return false;
+            }
+            if let Some(i) = upserts.iter().position(|u| id(u) == k) {
+                replaced[i] = true;
+                *e = upserts[i].clone();
+            }
+            true
+        });
+    } else {
+        let replacing: HashMap<&K, usize> = upserts
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (id(e), i))
+            .collect();
+        let gone: std::collections::HashSet<&K> = deletes.iter().collect();
+        entries.retain_mut(|e| {
+            let k = id(e);
+            if gone.contains(k) {
+                return false;
+            }
+            if let Some(&i) = replacing.get(k) {
+                replaced[i] = true;
+                *e = upserts[i].clone();
+            }
+            true
+        });
+    }
     // What was not replaced is new, in the order the delta lists it.
     entries.extend(
         upserts
             .iter()
-            .filter(|e| replacing.contains_key(id(e)))
-            .cloned(),
+            .zip(&replaced)
+            .filter(|(_, was)| !**was)
+            .map(|(e, _)| e.clone()),
     );
 }
 
