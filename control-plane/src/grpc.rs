@@ -113,7 +113,10 @@ impl SnapshotService for SnapshotGrpc {
         tracing::info!(replica = %replica, have_version = hello.have_version, "data plane connected");
         let publisher = self.publisher.clone();
         publisher
-            .record_replica(&replica, |s| s.applied_version = hello.have_version)
+            .record_replica(&replica, |s| {
+                s.applied_version = hello.have_version;
+                s.key_ids = hello.key_ids;
+            })
             .await;
 
         let (tx, rx) = mpsc::channel(4);

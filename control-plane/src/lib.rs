@@ -53,6 +53,9 @@ pub struct Config {
     pub coordinator: switchyard_coord::Coordinator,
     /// This replica's name among the control planes.
     pub replica_id: String,
+    /// How often the `key-reseal` leader looks for secrets to re-seal under the
+    /// active key (`None`: never; re-seal with the `reseal` command).
+    pub reseal_every: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +87,18 @@ pub async fn run(
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(30))
         .connect_lazy();
+    let reseal_leader = config.coordinator.leadership("key-reseal");
     let publisher = Publisher::with_coordinator(config.coordinator, &config.replica_id);
+    let resealing = config.reseal_every.map(|every| {
+        tokio::spawn(reseal::reseal_when_safe(
+            config.store.clone(),
+            config.keyring.clone(),
+            publisher.clone(),
+            reseal_leader,
+            every,
+            shutdown.clone(),
+        ))
+    });
     let service = Arc::new(Service::new(
         config.store.clone(),
         config.keyring,
@@ -129,6 +143,9 @@ pub async fn run(
 
     let (grpc_result, http_result) = tokio::join!(grpc, async { http.await });
     publishing.abort();
+    if let Some(task) = resealing {
+        task.abort();
+    }
     grpc_result?;
     http_result?;
     Ok(())

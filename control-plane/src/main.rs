@@ -53,6 +53,11 @@ struct Args {
     /// Seconds between snapshot re-reads when no change is signalled.
     #[arg(long, default_value_t = 5)]
     resync_seconds: u64,
+    /// Seconds between looks for provider secrets sealed under a key other than the
+    /// active one; the replica leading `key-reseal` re-seals them once every data
+    /// plane holds the active key. 0: never (use the `reseal` command).
+    #[arg(long, env = "SWITCHYARD_RESEAL_CHECK_SECONDS", default_value_t = 60)]
+    reseal_check_seconds: u64,
     #[command(flatten)]
     coord: CoordArgs,
     /// Write the bound addresses as JSON to this file once listening.
@@ -134,6 +139,8 @@ async fn main() -> anyhow::Result<()> {
             allow_private_upstreams: args.allow_private_upstreams,
         },
         resync: Duration::from_secs(args.resync_seconds.max(1)),
+        reseal_every: (args.reseal_check_seconds > 0)
+            .then(|| Duration::from_secs(args.reseal_check_seconds)),
         coordinator,
         replica_id,
     };

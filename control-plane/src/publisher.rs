@@ -33,6 +33,9 @@ pub struct ReplicaState {
     pub last_rejection: Option<String>,
     #[serde(default)]
     pub control_plane: String,
+    /// The key-encryption key ids the data plane can open secrets with.
+    #[serde(default)]
+    pub key_ids: Vec<String>,
 }
 
 /// A snapshot as published: whole, and as the changes from the one before it.

@@ -7,10 +7,20 @@
 //! row and one transaction at a time, audited. Running data planes keep serving
 //! throughout; the control planes pick the change up on their next re-read. When the
 //! report shows nothing left under the old id, drop it from the keyring.
+//!
+//! The control plane does the second step itself: the replica that leads
+//! `key-reseal` re-seals as soon as every data plane reports holding the active key
+//! ([`reseal_when_safe`]), so a rotation is only a matter of rolling out keyrings.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use switchyard_core::crypto::Keyring;
+use switchyard_runtime::Shutdown;
+use tokio::sync::watch;
 
+use crate::publisher::Publisher;
 use crate::store::{AuditEntry, Store, StoreError};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -23,6 +33,9 @@ pub struct ResealReport {
     pub current: usize,
     /// Could not be opened with any loaded key (id and reason); left as they were.
     pub failed: Vec<(String, String)>,
+    /// The configuration revision of the last re-seal (0: none).
+    #[serde(skip)]
+    pub revision: u64,
 }
 
 /// Re-seal every provider secret not sealed under the keyring's active key id.
@@ -62,9 +75,123 @@ pub async fn reseal_all(
                 before: Some(serde_json::json!({"key_id": from.key_id})),
                 after: Some(serde_json::json!({"key_id": key.secret.key_id})),
             };
-            store.update_provider_key(&record, &audit).await?;
+            report.revision = report
+                .revision
+                .max(store.update_provider_key(&record, &audit).await?);
             report.resealed += 1;
         }
     }
     Ok(report)
+}
+
+/// The data planes (by replica id) that cannot open secrets sealed under `active`.
+pub fn lacking_key<'a>(
+    data_planes: impl IntoIterator<Item = (&'a String, &'a crate::publisher::ReplicaState)>,
+    active: &str,
+) -> Vec<&'a str> {
+    let mut lacking: Vec<&str> = data_planes
+        .into_iter()
+        .filter(|(_, s)| !s.key_ids.iter().any(|k| k == active))
+        .map(|(id, _)| id.as_str())
+        .collect();
+    lacking.sort_unstable();
+    lacking
+}
+
+/// How long a new leader waits before its first re-seal: until then, data planes
+/// may still be reconnecting and missing from the registry (their reconnect backoff
+/// is at most 5 s), and a data plane nobody knows of cannot be waited for.
+pub const SETTLE: Duration = Duration::from_secs(10);
+
+/// While this replica leads `key-reseal` (see `leader`), and has for [`SETTLE`],
+/// look every `every` for provider secrets sealed under a key other than the active
+/// one, and re-seal them once every registered data plane holds the active key;
+/// until then, say which ones do not. Re-sealing earlier would hand data planes
+/// secrets they cannot open. (A data plane that is not connected at all is not
+/// known: rolling the new keyring out to every data plane stays the first step.)
+pub async fn reseal_when_safe(
+    store: Store,
+    keyring: Arc<Keyring>,
+    publisher: Publisher,
+    mut leader: watch::Receiver<bool>,
+    every: Duration,
+    shutdown: Shutdown,
+) {
+    let mut waiting_for: Vec<String> = Vec::new();
+    let mut leading_since: Option<std::time::Instant> = None;
+    let mut leader_can_change = true;
+    loop {
+        let leading = *leader.borrow_and_update();
+        if !leading {
+            leading_since = None;
+        }
+        let since = *leading_since.get_or_insert_with(std::time::Instant::now);
+        if leading && since.elapsed() >= SETTLE {
+            let data_planes = publisher.replicas().await;
+            let lacking = lacking_key(&data_planes, keyring.active_id());
+            if lacking.is_empty() {
+                waiting_for.clear();
+                match reseal_all(&store, &keyring, switchyard_runtime::now_ms()).await {
+                    Ok(report) => {
+                        if report.resealed > 0 || !report.failed.is_empty() {
+                            tracing::info!(
+                                resealed = report.resealed,
+                                failed = report.failed.len(),
+                                active = keyring.active_id(),
+                                "provider secrets re-sealed under the active key"
+                            );
+                        }
+                        if report.resealed > 0 {
+                            publisher.changed(report.revision);
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "re-sealing failed; will retry"),
+                }
+            } else if lacking != waiting_for {
+                tracing::warn!(
+                    active = keyring.active_id(),
+                    data_planes = ?lacking,
+                    "not re-sealing yet: these data planes do not hold the active key-encryption key"
+                );
+                waiting_for = lacking.into_iter().map(str::to_owned).collect();
+            }
+        }
+        tokio::select! {
+            () = shutdown.clone().wait() => return,
+            // A closed channel means leadership never changes again (one replica
+            // alone leads for good): only the timer wakes this loop then.
+            changed = leader.changed(), if leader_can_change => {
+                leader_can_change = changed.is_ok();
+            }
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::publisher::ReplicaState;
+
+    #[test]
+    fn waits_for_every_data_plane_that_lacks_the_active_key() {
+        let holding = |ids: &[&str]| ReplicaState {
+            key_ids: ids.iter().map(|s| (*s).to_owned()).collect(),
+            ..ReplicaState::default()
+        };
+        let mut planes = HashMap::from([
+            ("dp-b".to_owned(), holding(&["k1"])),
+            ("dp-a".to_owned(), holding(&["k2", "k1"])),
+            // A data plane that reports no keys (an older release) is waited for too.
+            ("dp-c".to_owned(), holding(&[])),
+        ]);
+        assert_eq!(lacking_key(&planes, "k2"), ["dp-b", "dp-c"]);
+        assert!(lacking_key(&planes, "k1").contains(&"dp-c"));
+        planes.remove("dp-c");
+        planes.insert("dp-b".to_owned(), holding(&["k2"]));
+        assert!(lacking_key(&planes, "k2").is_empty());
+        assert!(lacking_key(&HashMap::new(), "k2").is_empty());
+    }
 }

@@ -109,6 +109,11 @@ impl Keyring {
         &self.active
     }
 
+    /// Every key id this keyring opens secrets with.
+    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
+        self.ciphers.keys().map(String::as_str)
+    }
+
     /// Seal `plaintext` for the record identified by `aad`.
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Sealed, CryptoError> {
         let cipher = self

@@ -256,6 +256,7 @@ pub async fn run(
     let following = tokio::spawn(sync::follow(
         config.control_plane_urls,
         config.replica_id,
+        config.keyring.key_ids().map(str::to_owned).collect(),
         live.clone(),
         persisted,
         shutdown.clone(),

@@ -65,6 +65,7 @@ enum SyncError {
 pub async fn follow(
     urls: Vec<String>,
     replica_id: String,
+    key_ids: Vec<String>,
     live: Arc<Live>,
     persisted: Option<Persisted>,
     shutdown: Shutdown,
@@ -77,7 +78,7 @@ pub async fn follow(
             return;
         };
         next = next.wrapping_add(1);
-        let attempt = follow_once(url, &replica_id, &live, persisted.as_ref());
+        let attempt = follow_once(url, &replica_id, &key_ids, &live, persisted.as_ref());
         tokio::select! {
             () = shutdown.clone().wait() => return,
             result = attempt => match result {
@@ -103,6 +104,7 @@ pub async fn follow(
 async fn follow_once(
     url: &str,
     replica_id: &str,
+    key_ids: &[String],
     live: &Live,
     persisted: Option<&Persisted>,
 ) -> Result<(), SyncError> {
@@ -121,6 +123,7 @@ async fn follow_once(
         kind: Some(pb::sync_request::Kind::Hello(pb::Hello {
             replica_id: replica_id.to_owned(),
             have_version: live.version(),
+            key_ids: key_ids.to_vec(),
         })),
     };
     // The receiver is alive (held just below); a failure here cannot happen.

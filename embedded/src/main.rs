@@ -144,6 +144,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             resync: Duration::from_secs(5),
             coordinator: switchyard_coord::Coordinator::local(),
             replica_id: "embedded".to_owned(),
+            reseal_every: Some(Duration::from_secs(60)),
         },
         switchyard_control_plane::Listeners {
             http: admin,

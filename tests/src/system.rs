@@ -299,6 +299,11 @@ pub fn spawn_control(
             .into_iter()
             .filter(|_| !extra.contains(&"--resync-seconds")),
     )
+    .chain(
+        ["--reseal-check-seconds", "1"]
+            .into_iter()
+            .filter(|_| !extra.contains(&"--reseal-check-seconds")),
+    )
     .chain(extra.iter().copied())
     .collect();
     let env: Vec<(&str, &str)> = [

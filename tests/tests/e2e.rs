@@ -16,7 +16,7 @@ use switchyard_core::apikey;
 use switchyard_core::crypto::Keyring;
 use switchyard_fake_upstream::FakeUpstream;
 use switchyard_tests::system::{
-    UPSTREAM_SECRET, chat, expected_tokens, start_system, start_system_with, wait_for_key,
+    System, UPSTREAM_SECRET, chat, expected_tokens, start_system, start_system_with, wait_for_key,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2215,6 +2215,82 @@ async fn key_encryption_keys_rotate_without_downtime() {
             .iter()
             .all(|a| a == "Bearer sk-abc-123456789")
     );
+    let (_, log) = sys
+        .call(
+            Method::GET,
+            "/x-audit?limit=1".into(),
+            main_key.clone(),
+            None,
+        )
+        .await;
+    assert_eq!(log[0]["action"], "provider_key.reseal");
+    assert_eq!(log[0]["after"]["key_id"], "k2");
+}
+
+/// A rotation needs no command: the control plane re-seals provider secrets under
+/// its new active key by itself, but only once every data plane holds that key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_plane_reseals_once_every_data_plane_holds_the_new_key() {
+    let old = Keyring::generate_spec("k1").to_string();
+    let new = Keyring::generate_spec("k2").to_string();
+    let both = format!("{new},{old}");
+    let mut sys = start_system_with(32 * 1024, &old, &old).await;
+    let fake = FakeUpstream::start(Some("sk-abc-123456789".into()))
+        .await
+        .unwrap();
+    let (_, main_key) = sys.owner("acme", &fake).await;
+    wait_for_key(&sys, &main_key).await;
+    let sealed_under = |sys: &System| {
+        sys.pg
+            .query("control", "SELECT secret_key_id FROM provider_keys")
+            .unwrap()
+    };
+    let call = |sys: &System| {
+        let r = sys
+            .http
+            .post(sys.proxy("/v1/chat/completions"))
+            .bearer_auth(&main_key)
+            .json(&chat("rotate", false))
+            .send();
+        async move { r.await.unwrap().status() }
+    };
+    assert_eq!(sealed_under(&sys), "k1");
+
+    // The control plane moves to the new key first. Its data plane cannot open
+    // secrets sealed under it yet, so nothing is re-sealed, look after look.
+    sys.control_kek = both.clone();
+    sys.kill_control();
+    sys.restart_control();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sys.status().await["data_planes"]
+        .as_array()
+        .is_none_or(|d| d.len() != 1)
+    {
+        assert!(Instant::now() < deadline, "the data plane never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while !sys.control.log().contains("not re-sealing yet") {
+        assert!(Instant::now() < deadline, "{}", sys.control.log_tail());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(sealed_under(&sys), "k1");
+    assert_eq!(call(&sys).await, StatusCode::OK);
+
+    // The data plane gets the new keyring: the next look re-seals, and calls go on.
+    sys.data_kek = both.clone();
+    let replacement = sys.another_data_plane(&[]).await;
+    let mut previous = std::mem::replace(&mut sys.data, replacement);
+    previous.kill();
+    // A new leader first lets data planes reconnect (`reseal::SETTLE`, 10 s).
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while sealed_under(&sys) != "k2" {
+        assert!(Instant::now() < deadline, "{}", sys.control.log_tail());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_for_key(&sys, &main_key).await;
+    assert_eq!(call(&sys).await, StatusCode::OK);
     let (_, log) = sys
         .call(
             Method::GET,

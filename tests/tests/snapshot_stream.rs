@@ -42,6 +42,7 @@ async fn changes_travel_as_deltas_and_the_whole_comes_on_request() {
     tx.send(say(pb::sync_request::Kind::Hello(pb::Hello {
         replica_id: "probe".into(),
         have_version: 0,
+        key_ids: vec!["k1".into()],
     })))
     .await
     .unwrap();

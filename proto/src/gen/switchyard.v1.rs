@@ -37,6 +37,10 @@ pub struct Hello {
     /// The version it already serves (from a persisted copy), 0 if none.
     #[prost(uint64, tag = "2")]
     pub have_version: u64,
+    /// The key-encryption key ids it can open provider secrets with. Secrets are
+    /// re-sealed under a new key only once every data plane holds it.
+    #[prost(string, repeated, tag = "3")]
+    pub key_ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct Applied {
