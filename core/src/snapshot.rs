@@ -186,6 +186,27 @@ struct KeyEntry {
     account: Arc<AccountEntry>,
 }
 
+impl KeyEntry {
+    /// The entry of `key`, sharing its account's; its account must be known.
+    fn of(
+        key: &IssuedKey,
+        accounts: &HashMap<AccountId, Arc<AccountEntry>>,
+    ) -> Result<Self, SnapshotError> {
+        let account = accounts
+            .get(&key.account)
+            .ok_or(SnapshotError::KeyOfUnknownAccount {
+                key: key.id,
+                account: key.account,
+            })?;
+        Ok(Self {
+            id: key.id,
+            expires_at_ms: key.expires_at_ms,
+            status: key.status,
+            account: account.clone(),
+        })
+    }
+}
+
 /// What a key's calls inherit from its account.
 struct AccountEntry {
     chain: Arc<[AccountId]>,
@@ -330,18 +351,7 @@ impl Compiled {
             .collect();
         let mut keys = HashMap::with_capacity(snapshot.issued_keys.len());
         for k in snapshot.issued_keys {
-            let Some(of_account) = shared.get(&k.account) else {
-                return Err(SnapshotError::KeyOfUnknownAccount {
-                    key: k.id,
-                    account: k.account,
-                });
-            };
-            let entry = KeyEntry {
-                id: k.id,
-                expires_at_ms: k.expires_at_ms,
-                status: k.status,
-                account: of_account.clone(),
-            };
+            let entry = KeyEntry::of(&k, &shared)?;
             if keys.insert(k.hash, entry).is_some() {
                 return Err(SnapshotError::DuplicateKeyHash);
             }
@@ -410,18 +420,7 @@ impl Compiled {
             keys.retain(|_, e| !gone.contains(&e.id));
         }
         for k in upserts {
-            let Some(of_account) = self.accounts.get(&k.account) else {
-                return Err(SnapshotError::KeyOfUnknownAccount {
-                    key: k.id,
-                    account: k.account,
-                });
-            };
-            let entry = KeyEntry {
-                id: k.id,
-                expires_at_ms: k.expires_at_ms,
-                status: k.status,
-                account: of_account.clone(),
-            };
+            let entry = KeyEntry::of(&k, &self.accounts)?;
             if keys.insert(k.hash, entry).is_some_and(|was| was.id != k.id) {
                 return Err(SnapshotError::DuplicateKeyHash);
             }

@@ -2215,16 +2215,16 @@ async fn key_encryption_keys_rotate_without_downtime() {
             .iter()
             .all(|a| a == "Bearer sk-abc-123456789")
     );
+    last_audit_is_a_reseal_to(&sys, &main_key, "k2").await;
+}
+
+/// The newest audit entry `key` sees records a re-seal under `key_id`.
+async fn last_audit_is_a_reseal_to(sys: &System, key: &str, key_id: &str) {
     let (_, log) = sys
-        .call(
-            Method::GET,
-            "/x-audit?limit=1".into(),
-            main_key.clone(),
-            None,
-        )
+        .call(Method::GET, "/x-audit?limit=1".into(), key.to_owned(), None)
         .await;
     assert_eq!(log[0]["action"], "provider_key.reseal");
-    assert_eq!(log[0]["after"]["key_id"], "k2");
+    assert_eq!(log[0]["after"]["key_id"], key_id);
 }
 
 /// A rotation needs no command: the control plane re-seals provider secrets under
@@ -2291,16 +2291,7 @@ async fn the_control_plane_reseals_once_every_data_plane_holds_the_new_key() {
     }
     wait_for_key(&sys, &main_key).await;
     assert_eq!(call(&sys).await, StatusCode::OK);
-    let (_, log) = sys
-        .call(
-            Method::GET,
-            "/x-audit?limit=1".into(),
-            main_key.clone(),
-            None,
-        )
-        .await;
-    assert_eq!(log[0]["action"], "provider_key.reseal");
-    assert_eq!(log[0]["after"]["key_id"], "k2");
+    last_audit_is_a_reseal_to(&sys, &main_key, "k2").await;
 }
 
 /// The Admin face over gRPC: provider keys, rules and the audit log, with the REST
