@@ -360,6 +360,18 @@ async fn calls_are_traced_measured_and_logged_without_secrets() {
         ("provider secret", SHAPED_SECRET),
         ("prompt", "zebra-4711"),
     ];
+    // No span of any call holds them either.
+    for span in otlp.spans() {
+        for (name, value) in &span.attributes {
+            for (what, secret) in secrets {
+                assert!(
+                    !value.contains(secret),
+                    "span {} attribute {name} holds the {what}",
+                    span.name
+                );
+            }
+        }
+    }
     let mut lines = 0;
     for (process, log) in &logs {
         for line in log.lines().filter(|l| !l.trim().is_empty()) {
