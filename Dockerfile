@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # One image with Switchyard's binaries: switchyard-control-plane,
 # switchyard-data-plane, switchyard-usage-collector, and `switchyard` (everything in
 # one process on SQLite). Kubernetes and the local stack pick one by its command.
