@@ -152,7 +152,10 @@ async fn follow_once(
             }
         };
         let Some(update) = update else { break };
-        let reply = match follower.update(live, update.full, update.delta) {
+        // Building tables takes a core for up to a hundred milliseconds at scale:
+        // done in place of a runtime worker, calls queued behind it would wait.
+        let step = tokio::task::block_in_place(|| follower.update(live, update.full, update.delta));
+        let reply = match step {
             Step::Nothing => continue,
             Step::NeedFull { reason } => {
                 tracing::warn!(

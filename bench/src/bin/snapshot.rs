@@ -34,6 +34,9 @@ use switchyard_data_plane::sync::{Follower, Step};
 use switchyard_wire::delta::diff;
 use switchyard_wire::snapshot::{decode, encode};
 
+#[path = "snapshot/during_changes.rs"]
+mod during_changes;
+
 const OWNERS: usize = 1_000;
 const CHILDREN: usize = 9;
 const KEYS_PER_ACCOUNT: usize = 10;
@@ -433,5 +436,106 @@ fn main() -> anyhow::Result<()> {
         "| resident memory (MiB) | {:.0} | < 300 |",
         rss as f64 / 1024.0
     )?;
+    drop(dp);
+
+    calls_during_changes(&mut out, full, &spec, &sample_keys)
+}
+
+/// Calls through a data-plane process, with and without a change streamed every
+/// 200 ms (see `during_changes`), each phase 5 s at 500 calls a second.
+fn calls_during_changes(
+    out: &mut impl Write,
+    mut full: switchyard_proto::v1::Snapshot,
+    spec: &str,
+    sample_keys: &[String],
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let upstream = switchyard_tests::procs::Proc::spawn(
+        "switchyard-fake-upstream",
+        &["--listen", "127.0.0.1:0"],
+        &[("RUST_LOG", "warn")],
+        dir.path(),
+    )?;
+    let base_url = format!("{}/v1", upstream.url("http"));
+    for p in &mut full.provider_keys {
+        p.base_url.clone_from(&base_url);
+    }
+    let version = full.version;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (quiet, changing) = runtime.block_on(async {
+        let (control, streaming) =
+            during_changes::stand_in_control_plane(full, Duration::from_millis(200)).await?;
+        let dp = switchyard_tests::procs::Proc::spawn(
+            "switchyard-data-plane",
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--control-plane-url",
+                &control,
+                "--usage-events",
+                "off",
+            ],
+            &[("SWITCHYARD_KEK", spec), ("RUST_LOG", "warn")],
+            dir.path(),
+        )?;
+        let base = dp.url("http");
+        switchyard_data_plane::install_tls_provider();
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        while during_changes::served_version(&client, &base).await != Some(version) {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(60),
+                "the data plane never served the snapshot:\n{}",
+                dp.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Warm the connections, then measure without and with changes.
+        during_changes::open_loop(&client, &base, sample_keys, 500, 1).await;
+        let quiet = during_changes::open_loop(&client, &base, sample_keys, 500, 5).await;
+        streaming.store(true, std::sync::atomic::Ordering::Relaxed);
+        let changing = during_changes::open_loop(&client, &base, sample_keys, 500, 5).await;
+        streaming.store(false, std::sync::atomic::Ordering::Relaxed);
+        drop(dp);
+        anyhow::Ok((quiet, changing))
+    })?;
+    drop(upstream);
+    writeln!(out)?;
+    writeln!(
+        out,
+        "| calls through a data-plane process at 500/s, 5 s | p50 (ms) | p99 (ms) | max (ms) | failed | swaps |"
+    )?;
+    writeln!(out, "|---|---|---|---|---|---|")?;
+    for (name, phase) in [
+        ("no changes", &quiet),
+        (
+            "a change every 200 ms (keys and accounts alternating)",
+            &changing,
+        ),
+    ] {
+        let at = |q: f64| {
+            phase
+                .latencies
+                .get(((phase.latencies.len() as f64 - 1.0) * q) as usize)
+                .copied()
+                .unwrap_or_default()
+        };
+        writeln!(
+            out,
+            "| {name} | {} | {} | {} | {} | {} |",
+            ms3(at(0.5)),
+            ms3(at(0.99)),
+            ms3(at(1.0)),
+            phase.failed,
+            phase.swaps
+        )?;
+    }
     Ok(())
+}
+
+fn ms3(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1000.0)
 }
