@@ -121,40 +121,14 @@ pub async fn reseal_when_safe(
     let mut leading_since: Option<std::time::Instant> = None;
     let mut leader_can_change = true;
     loop {
-        let leading = *leader.borrow_and_update();
-        if !leading {
+        if !*leader.borrow_and_update() {
             leading_since = None;
-        }
-        let since = *leading_since.get_or_insert_with(std::time::Instant::now);
-        if leading && since.elapsed() >= SETTLE {
-            let data_planes = publisher.replicas().await;
-            let lacking = lacking_key(&data_planes, keyring.active_id());
-            if lacking.is_empty() {
-                waiting_for.clear();
-                match reseal_all(&store, &keyring, switchyard_runtime::now_ms()).await {
-                    Ok(report) => {
-                        if report.resealed > 0 || !report.failed.is_empty() {
-                            tracing::info!(
-                                resealed = report.resealed,
-                                failed = report.failed.len(),
-                                active = keyring.active_id(),
-                                "provider secrets re-sealed under the active key"
-                            );
-                        }
-                        if report.resealed > 0 {
-                            publisher.changed(report.revision);
-                        }
-                    }
-                    Err(e) => tracing::error!(error = %e, "re-sealing failed; will retry"),
-                }
-            } else if lacking != waiting_for {
-                tracing::warn!(
-                    active = keyring.active_id(),
-                    data_planes = ?lacking,
-                    "not re-sealing yet: these data planes do not hold the active key-encryption key"
-                );
-                waiting_for = lacking.into_iter().map(str::to_owned).collect();
-            }
+        } else if leading_since
+            .get_or_insert_with(std::time::Instant::now)
+            .elapsed()
+            >= SETTLE
+        {
+            look(&store, &keyring, &publisher, &mut waiting_for).await;
         }
         tokio::select! {
             () = shutdown.clone().wait() => return,
@@ -165,6 +139,46 @@ pub async fn reseal_when_safe(
             }
             () = tokio::time::sleep(every) => {}
         }
+    }
+}
+
+/// One look of the leader: re-seal if every data plane holds the active key, else
+/// say which do not (once per change of that list, kept in `waiting_for`).
+async fn look(
+    store: &Store,
+    keyring: &Keyring,
+    publisher: &Publisher,
+    waiting_for: &mut Vec<String>,
+) {
+    let data_planes = publisher.replicas().await;
+    let lacking = lacking_key(&data_planes, keyring.active_id());
+    if !lacking.is_empty() {
+        if lacking != *waiting_for {
+            tracing::warn!(
+                active = keyring.active_id(),
+                data_planes = ?lacking,
+                "not re-sealing yet: these data planes do not hold the active key-encryption key"
+            );
+            *waiting_for = lacking.into_iter().map(str::to_owned).collect();
+        }
+        return;
+    }
+    waiting_for.clear();
+    match reseal_all(store, keyring, switchyard_runtime::now_ms()).await {
+        Ok(report) => {
+            if report.resealed > 0 || !report.failed.is_empty() {
+                tracing::info!(
+                    resealed = report.resealed,
+                    failed = report.failed.len(),
+                    active = keyring.active_id(),
+                    "provider secrets re-sealed under the active key"
+                );
+            }
+            if report.resealed > 0 {
+                publisher.changed(report.revision);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "re-sealing failed; will retry"),
     }
 }
 

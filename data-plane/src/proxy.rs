@@ -321,7 +321,9 @@ async fn forward(
     let (caller, client) = tracing::info_span!("auth")
         .in_scope(|| admit(app, &snapshot, parts.uri.path(), peer, &parts.headers))?;
     let owner = caller.main_account();
-    tracing::Span::current().record("switchyard.account", field::display(&caller.account()));
+    // The call's span (see `handle`); its meter holds it once there is one.
+    let call_span = tracing::Span::current();
+    call_span.record("switchyard.account", field::display(&caller.account()));
     let too_large = Arc::new(AtomicBool::new(false));
 
     // Read only what routing needs; the model allowlist applies to the requested name,
@@ -396,9 +398,8 @@ async fn forward(
 
     let price = snapshot.price(owner, &served);
     let reservation = limits::reservation(prompt_bytes, max_output, price.as_ref());
-    let request_span = tracing::Span::current();
-    request_span.record("gen_ai.request.model", requested.as_str());
-    request_span.record("gen_ai.response.model", served.as_str());
+    call_span.record("gen_ai.request.model", requested.as_str());
+    call_span.record("gen_ai.response.model", served.as_str());
     let admitted = admit_limits(app, &snapshot, &caller, &served, reservation)
         .instrument(tracing::info_span!("limits"))
         .await?;
@@ -415,7 +416,7 @@ async fn forward(
         admitted,
     );
     meter.price_version = snapshot.version();
-    meter.span = request_span;
+    meter.span = call_span;
     if let (RequestBody::Json, UpstreamBody::Whole(b)) = (endpoint.request_body(), &body) {
         meter.prompt = Some(b.clone());
     }

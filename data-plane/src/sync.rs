@@ -277,13 +277,13 @@ impl Follower {
             };
         };
         let version = delta.version;
-        let served = live.load();
-        let patchable = only_issued_keys(delta)
-            && base.version == delta.base_version
-            && served
-                .as_ref()
-                .is_some_and(|s| s.version() == delta.base_version);
-        if let (true, Some(served)) = (patchable, served) {
+        // Patchable: keys alone change, on top of exactly what is served.
+        let patchable = live.load().filter(|served| {
+            only_issued_keys(delta)
+                && base.version == delta.base_version
+                && served.version() == delta.base_version
+        });
+        if let Some(served) = patchable {
             let step = match patch_keys(&served, delta) {
                 Ok(compiled) => Step::Applied {
                     version,

@@ -51,41 +51,11 @@ pub fn continue_from(span: &Span, headers: &HeaderMap) {
     let _ = span.set_parent(parent);
 }
 
-/// The trace headers for the upstream call made inside the current span.
-pub fn for_upstream(client: &HeaderMap) -> Outgoing {
+/// The trace headers for the upstream call made inside the current span, when
+/// traces are exported.
+pub fn injected() -> Outgoing {
     let mut out = Outgoing::default();
-    if !switchyard_runtime::tracing_on() {
-        for name in TRACE_HEADERS {
-            if let Some(v) = client.get(name).and_then(|v| v.to_str().ok()) {
-                out.0.push((name, v.to_owned()));
-            }
-        }
-        return out;
-    }
     let cx = Span::current().context();
     opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut out));
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn without_export_the_clients_context_goes_upstream_unchanged() {
-        let mut client = HeaderMap::new();
-        let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
-        client.insert("traceparent", http::HeaderValue::from_static(parent));
-        client.insert("tracestate", http::HeaderValue::from_static("vendor=1"));
-        client.insert("cookie", http::HeaderValue::from_static("a=b"));
-        let out = for_upstream(&client).0;
-        assert_eq!(
-            out,
-            vec![
-                ("traceparent", parent.to_owned()),
-                ("tracestate", "vendor=1".to_owned())
-            ]
-        );
-        assert!(for_upstream(&HeaderMap::new()).0.is_empty());
-    }
 }

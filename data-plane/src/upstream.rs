@@ -11,6 +11,8 @@ use switchyard_core::route::{Failure, retry_after_ms};
 use switchyard_core::snapshot::ProviderKey;
 use zeroize::Zeroizing;
 
+use crate::trace::TRACE_HEADERS;
+
 /// The body sent upstream: whole (replayable on the next key) or streamed once.
 pub enum UpstreamBody {
     Whole(Bytes),
@@ -38,6 +40,25 @@ const ANTHROPIC_FORWARD: [&str; 5] = [
     "anthropic-beta",
     "anthropic-dangerous-direct-browser-access",
 ];
+/// The client's headers sent upstream as they are: the protocol's list, and the W3C
+/// trace headers unless this process exports traces (then the attempt's own trace
+/// context goes instead).
+fn forwarded<'a>(
+    protocol: Protocol,
+    client: &'a HeaderMap,
+    exporting: bool,
+) -> impl Iterator<Item = (&'static str, &'a HeaderValue)> + 'a {
+    let names: &'static [&'static str] = match protocol {
+        Protocol::OpenAi => &OPENAI_FORWARD,
+        Protocol::Anthropic => &ANTHROPIC_FORWARD,
+    };
+    let trace: &'static [&'static str] = if exporting { &[] } else { &TRACE_HEADERS };
+    names
+        .iter()
+        .chain(trace)
+        .flat_map(move |name| client.get_all(*name).iter().map(move |v| (*name, v)))
+}
+
 /// Sent when an Anthropic client did not say which version it speaks.
 const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 
@@ -111,17 +132,14 @@ pub async fn send(
     };
     let url = format!("{}{}", key.base_url, endpoint.upstream_suffix());
     let mut builder = client.post(url).header(auth_name, auth_value).body(body);
-    let forward: &[&str] = match protocol {
-        Protocol::OpenAi => &OPENAI_FORWARD,
-        Protocol::Anthropic => &ANTHROPIC_FORWARD,
-    };
-    for name in forward {
-        for value in client_headers.get_all(*name) {
-            builder = builder.header(*name, value.clone());
-        }
+    let exporting = switchyard_runtime::tracing_on();
+    for (name, value) in forwarded(protocol, client_headers, exporting) {
+        builder = builder.header(name, value.clone());
     }
-    for (name, value) in crate::trace::for_upstream(client_headers).0 {
-        builder = builder.header(name, value);
+    if exporting {
+        for (name, value) in crate::trace::injected().0 {
+            builder = builder.header(name, value);
+        }
     }
     if !client_headers.contains_key(header::CONTENT_TYPE) {
         builder = builder.header(header::CONTENT_TYPE, "application/json");
@@ -160,5 +178,32 @@ pub async fn send(
             format!("the upstream answered {}", status.as_u16()),
         )),
         None => Sent::Answer(response),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_export_the_clients_context_goes_upstream_unchanged() {
+        let mut client = HeaderMap::new();
+        let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        client.insert("traceparent", HeaderValue::from_static(parent));
+        client.insert("tracestate", HeaderValue::from_static("vendor=1"));
+        client.insert("cookie", HeaderValue::from_static("a=b"));
+        let out: Vec<(&str, &str)> = forwarded(Protocol::OpenAi, &client, false)
+            .filter_map(|(n, v)| Some((n, v.to_str().ok()?)))
+            .collect();
+        assert_eq!(
+            out,
+            vec![("traceparent", parent), ("tracestate", "vendor=1")]
+        );
+        assert_eq!(
+            forwarded(Protocol::OpenAi, &HeaderMap::new(), false).count(),
+            0
+        );
+        // Exporting, the attempt's own context replaces the client's.
+        assert_eq!(forwarded(Protocol::Anthropic, &client, true).count(), 0);
     }
 }

@@ -29,12 +29,6 @@ pub struct Telemetry {
     traces: Option<SdkTracerProvider>,
 }
 
-impl Telemetry {
-    pub fn tracing_on(&self) -> bool {
-        self.traces.is_some()
-    }
-}
-
 impl Drop for Telemetry {
     fn drop(&mut self) {
         if let Some(provider) = self.traces.take()
@@ -54,7 +48,7 @@ pub fn tracing_on() -> bool {
 
 /// Whether the `OTEL_*` environment asks for trace export: an OTLP endpoint is set
 /// and neither `OTEL_SDK_DISABLED=true` nor `OTEL_TRACES_EXPORTER=none` says no.
-pub fn otlp_traces_requested(env: impl Fn(&str) -> Option<String>) -> bool {
+fn otlp_traces_requested(env: impl Fn(&str) -> Option<String>) -> bool {
     let set = |name: &str| env(name).is_some_and(|v| !v.trim().is_empty());
     let disabled = env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
     let exporter_none =

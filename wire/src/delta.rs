@@ -37,16 +37,9 @@ pub fn diff(old: &pb::Snapshot, new: &pb::Snapshot) -> pb::SnapshotDelta {
     }
 }
 
-/// `base` with `delta` applied. Entries keep their order; new ones go at the end.
-pub fn apply(base: &pb::Snapshot, delta: &pb::SnapshotDelta) -> Result<pb::Snapshot, DeltaError> {
-    check(base, delta)?;
-    let mut next = base.clone();
-    apply_in_place(&mut next, delta)?;
-    Ok(next)
-}
-
-/// [`apply`] without copying `base`: only the entries the delta names are touched.
-/// On an error `base` is unchanged.
+/// Apply `delta` to `base` in place: only the entries the delta names are touched;
+/// entries keep their order and new ones go at the end. On an error `base` is
+/// unchanged.
 pub fn apply_in_place(
     base: &mut pb::Snapshot,
     delta: &pb::SnapshotDelta,
@@ -190,6 +183,13 @@ fn patch<T: Clone, K: Eq + Hash>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `base` with `delta` applied, `base` kept.
+    fn apply(base: &pb::Snapshot, delta: &pb::SnapshotDelta) -> Result<pb::Snapshot, DeltaError> {
+        let mut next = base.clone();
+        apply_in_place(&mut next, delta)?;
+        Ok(next)
+    }
     use prost::Message;
 
     fn account(id: &str, name: &str) -> pb::Account {
