@@ -45,10 +45,22 @@ enum Inner {
 }
 
 /// The in-process stand-in: one replica, so it always leads and hears itself.
-#[derive(Default)]
 struct Local {
     revisions: watch::Sender<u64>,
+    /// Always true, and kept open: a closed channel would wake its receivers'
+    /// `changed()` at once, every time.
+    leading: watch::Sender<bool>,
     members: Mutex<BTreeMap<(String, String), String>>,
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Self {
+            revisions: watch::Sender::default(),
+            leading: watch::Sender::new(true),
+            members: Mutex::default(),
+        }
+    }
 }
 
 impl Coordinator {
@@ -103,10 +115,10 @@ impl Coordinator {
     /// another replica when this one stops or loses etcd for longer than its lease.
     pub fn leadership(&self, election: &str) -> watch::Receiver<bool> {
         match &*self.inner {
-            Inner::Local(_) => {
-                // One replica: it leads every election.
+            Inner::Local(l) => {
+                // One replica: it leads every election, for good.
                 let _ = election;
-                watch::channel(true).1
+                l.leading.subscribe()
             }
             #[cfg(feature = "etcd")]
             Inner::Etcd(e) => e.leadership(election),
@@ -190,7 +202,10 @@ mod tests {
         c.announce(3);
         assert!(revisions.has_changed().unwrap());
         assert_eq!(*revisions.borrow_and_update(), 4);
-        assert!(*c.leadership("anything").borrow());
+        let leader = c.leadership("anything");
+        assert!(*leader.borrow());
+        // Open and unchanged: a loop waiting on `changed()` sleeps instead of spinning.
+        assert!(!leader.has_changed().unwrap());
         c.register("data-planes", "b", "2".into()).await;
         c.register("data-planes", "a", "1".into()).await;
         c.register("other", "c", "3".into()).await;

@@ -49,6 +49,7 @@ const DAY_MS: i64 = 86_400_000;
 /// only wasteful.)
 async fn keep_within(store: UsageStore, mut retention: Retention, shutdown: Shutdown) {
     let mut leading = false;
+    let mut leader_can_change = true;
     loop {
         let now_leading = *retention.leader.borrow_and_update();
         if now_leading != leading {
@@ -87,7 +88,11 @@ async fn keep_within(store: UsageStore, mut retention: Retention, shutdown: Shut
         }
         tokio::select! {
             () = tokio::time::sleep(retention.every) => {}
-            _ = retention.leader.changed() => {}
+            // A closed channel means leadership never changes again: only the timer
+            // wakes this loop then, or it would delete in a tight loop.
+            changed = retention.leader.changed(), if leader_can_change => {
+                leader_can_change = changed.is_ok();
+            }
             () = shutdown.clone().wait() => return,
         }
     }

@@ -517,20 +517,24 @@ impl UsageStore {
         rows.iter().map(event_from_row).collect()
     }
 
-    /// Delete up to `limit` raw events older than `cutoff_ms`; rollups stay. Returns
-    /// how many went: callers repeat until fewer than `limit`, so no single statement
-    /// holds the table for long.
+    /// Delete the oldest `limit` raw events older than `cutoff_ms` (a few more when
+    /// several share the last one's millisecond); rollups stay. Returns how many
+    /// went: callers repeat until fewer than `limit`, so no single statement holds
+    /// the table for long. Both parts walk the index on time, never the table: a
+    /// look that finds nothing old costs one index probe.
     pub async fn forget_events_before(
         &self,
         cutoff_ms: i64,
         limit: u32,
     ) -> Result<u64, StoreError> {
         let done = sqlx::query(
-            "DELETE FROM usage_events WHERE id IN \
-             (SELECT id FROM usage_events WHERE at_ms < $1 LIMIT $2)",
+            "DELETE FROM usage_events WHERE at_ms < $1 AND at_ms <= COALESCE(\
+             (SELECT at_ms FROM usage_events WHERE at_ms < $2 ORDER BY at_ms LIMIT 1 OFFSET $3), $4)",
         )
         .bind(cutoff_ms)
-        .bind(i64::from(limit))
+        .bind(cutoff_ms)
+        .bind(i64::from(limit.max(1) - 1))
+        .bind(cutoff_ms)
         .execute(&self.db.pool)
         .await?;
         Ok(done.rows_affected())
