@@ -6,6 +6,8 @@ use switchyard_core::ids::{AccountId, EventId};
 use switchyard_core::usage::{RollupRow, TokenUsage, UsageEvent, UsageSource};
 use switchyard_db::{Backend, Db, DbError, Migrations};
 
+mod postgres;
+
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -84,13 +86,11 @@ const SELECT_EVENTS: &str = "SELECT id, at_ms, account_chain, issued_key_id, pro
 #[derive(Clone, Debug)]
 pub struct UsageStore {
     db: Db,
+    /// Postgres's own pool for the write path (column arrays, which `sqlx::Any`
+    /// cannot bind); `None` on SQLite.
+    postgres: Option<sqlx::PgPool>,
 }
 
-/// The columns of a raw event, in the order [`bind_event`] binds them.
-const EVENT_COLUMNS: &str = "id, at_ms, day, account_id, main_account_id, account_chain, issued_key_id, \
-     provider_key_id, model_requested, model_served, level, status, latency_ms, ttfb_ms, input_tokens, output_tokens, \
-     cached_tokens, usage_source, cost_nanos, path, client_addr, streamed, billed_nanos, price_version, \
-     cache_write_tokens";
 const EVENT_PARAMS: usize = 25;
 /// Rows per INSERT, largest first: a batch is cut greedily into these sizes, so a few
 /// statements carry it and each shape is prepared once per connection.
@@ -108,17 +108,17 @@ fn statement_rows(mut n: usize) -> Vec<usize> {
     out
 }
 
-/// A rollup table's multi-row upsert: its columns (the first four name the row,
-/// the rest are added on conflict) and the conflict clause.
+/// A rollup table's upsert: its insert clause (of the columns, the first four name
+/// the row, the rest are added on conflict), how many, and the conflict clause.
 struct RollupTable {
-    head: &'static str,
+    insert: &'static str,
     params: usize,
     tail: &'static str,
 }
 
 const DAILY: RollupTable = RollupTable {
-    head: "INSERT INTO usage_daily (day, main_account_id, account_id, model, requests, errors, input_tokens, \
-     output_tokens, cached_tokens, cache_write_tokens, cost_nanos, billed_nanos) VALUES ",
+    insert: "INSERT INTO usage_daily (day, main_account_id, account_id, model, requests, errors, input_tokens, \
+     output_tokens, cached_tokens, cache_write_tokens, cost_nanos, billed_nanos)",
     params: 12,
     tail: " ON CONFLICT (day, account_id, model) DO UPDATE SET requests = usage_daily.requests + excluded.requests, \
      errors = usage_daily.errors + excluded.errors, input_tokens = usage_daily.input_tokens + excluded.input_tokens, \
@@ -131,8 +131,8 @@ const DAILY: RollupTable = RollupTable {
 
 /// Per provider key: no parent bills a key, so no billed amount.
 const DAILY_KEYS: RollupTable = RollupTable {
-    head: "INSERT INTO usage_daily_keys (day, main_account_id, provider_key_id, model, requests, \
-     errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens, cost_nanos) VALUES ",
+    insert: "INSERT INTO usage_daily_keys (day, main_account_id, provider_key_id, model, requests, \
+     errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens, cost_nanos)",
     params: 11,
     tail: " ON CONFLICT (main_account_id, day, provider_key_id, model) DO UPDATE SET \
      requests = usage_daily_keys.requests + excluded.requests, \
@@ -144,25 +144,18 @@ const DAILY_KEYS: RollupTable = RollupTable {
      cost_nanos = usage_daily_keys.cost_nanos + excluded.cost_nanos",
 };
 
-/// `head` then `rows` parenthesised groups of `params` placeholders, then `tail`.
-/// SQLite gets anonymous `?` placeholders: binding to numbered ones looks each name
-/// up in a list, which grows quadratic with the row count.
-fn values_sql(head: &str, params: usize, rows: usize, tail: &str, backend: Backend) -> String {
-    let mut sql = String::with_capacity(head.len() + tail.len() + rows * params * 5);
-    sql.push_str(head);
+/// `insert VALUES`, then `rows` parenthesised groups of `params` placeholders, then
+/// `tail` (SQLite's multi-row statement). The placeholders are anonymous `?`: binding
+/// to numbered ones looks each name up in a list, which grows quadratic with the row
+/// count.
+fn values_sql(insert: &str, params: usize, rows: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(insert.len() + tail.len() + rows * params * 3 + 8);
+    sql.push_str(insert);
+    sql.push_str(" VALUES ");
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
         for col in 0..params {
-            if col > 0 {
-                sql.push_str(", ");
-            }
-            match backend {
-                Backend::Sqlite => sql.push('?'),
-                Backend::Postgres => {
-                    sql.push('$');
-                    sql.push_str(&(row * params + col + 1).to_string());
-                }
-            }
+            sql.push_str(if col == 0 { "?" } else { ", ?" });
         }
         sql.push(')');
     }
@@ -170,54 +163,108 @@ fn values_sql(head: &str, params: usize, rows: usize, tail: &str, backend: Backe
     sql
 }
 
-/// `INSERT … VALUES (…), (…) … ON CONFLICT (id) DO NOTHING RETURNING id` for `rows`
-/// events: the ids returned are the events that were new.
-fn insert_events_sql(rows: usize, backend: Backend) -> String {
-    values_sql(
-        &format!("INSERT INTO usage_events ({EVENT_COLUMNS}) VALUES "),
-        EVENT_PARAMS,
-        rows,
-        " ON CONFLICT (id) DO NOTHING RETURNING id",
-        backend,
-    )
+const EVENTS_INSERT: &str = "INSERT INTO usage_events (id, at_ms, day, account_id, main_account_id, \
+     account_chain, issued_key_id, provider_key_id, model_requested, model_served, level, status, latency_ms, \
+     ttfb_ms, input_tokens, output_tokens, cached_tokens, usage_source, cost_nanos, path, client_addr, streamed, \
+     billed_nanos, price_version, cache_write_tokens)";
+/// The ids returned are the events that were new.
+const EVENTS_TAIL: &str = " ON CONFLICT (id) DO NOTHING RETURNING id";
+
+/// One raw event's row, field for column of [`EVENTS_INSERT`].
+struct EventRow {
+    id: String,
+    at_ms: i64,
+    day: String,
+    account: String,
+    main_account: String,
+    chain: String,
+    issued_key: String,
+    provider_key: Option<String>,
+    model_requested: String,
+    model_served: String,
+    level: i64,
+    status: i64,
+    latency_ms: i64,
+    ttfb_ms: Option<i64>,
+    input: i64,
+    output: i64,
+    cached: i64,
+    source: &'static str,
+    cost_nanos: i64,
+    path: String,
+    client_addr: String,
+    streamed: i64,
+    billed_nanos: i64,
+    price_version: i64,
+    cache_write: i64,
+}
+
+impl EventRow {
+    fn of(e: &UsageEvent) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: e.id.to_string(),
+            at_ms: e.at_unix_ms,
+            day: switchyard_core::time::utc_day(e.at_unix_ms),
+            account: e.account().map(|a| a.to_string()).unwrap_or_default(),
+            main_account: e.main_account().map(|a| a.to_string()).unwrap_or_default(),
+            chain: e
+                .account_chain
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            issued_key: e.issued_key.to_string(),
+            provider_key: e.provider_key.map(|p| p.to_string()),
+            model_requested: e.model_requested.clone(),
+            model_served: e.model_served.clone(),
+            level: i64::from(e.level),
+            status: i64::from(e.status),
+            latency_ms: i64::from(e.latency_ms),
+            ttfb_ms: e.ttfb_ms.map(i64::from),
+            input: int(e.tokens.input)?,
+            output: int(e.tokens.output)?,
+            cached: int(e.tokens.cached)?,
+            source: e.source.as_str(),
+            cost_nanos: e.cost_nanos,
+            path: e.path.clone(),
+            client_addr: e.client_addr.clone(),
+            streamed: i64::from(e.streamed),
+            billed_nanos: e.billed_nanos,
+            price_version: int(e.price_version)?,
+            cache_write: int(e.tokens.cache_write)?,
+        })
+    }
 }
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
 fn bind_event<'q>(q: AnyQuery<'q>, e: &UsageEvent) -> Result<AnyQuery<'q>, StoreError> {
-    let account = e.account().map(|a| a.to_string()).unwrap_or_default();
-    let main = e.main_account().map(|a| a.to_string()).unwrap_or_default();
-    let chain = e
-        .account_chain
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    Ok(q.bind(e.id.to_string())
-        .bind(e.at_unix_ms)
-        .bind(switchyard_core::time::utc_day(e.at_unix_ms))
-        .bind(account)
-        .bind(main)
-        .bind(chain)
-        .bind(e.issued_key.to_string())
-        .bind(e.provider_key.map(|p| p.to_string()))
-        .bind(e.model_requested.clone())
-        .bind(e.model_served.clone())
-        .bind(i64::from(e.level))
-        .bind(i64::from(e.status))
-        .bind(i64::from(e.latency_ms))
-        .bind(e.ttfb_ms.map(i64::from))
-        .bind(int(e.tokens.input)?)
-        .bind(int(e.tokens.output)?)
-        .bind(int(e.tokens.cached)?)
-        .bind(e.source.as_str())
-        .bind(e.cost_nanos)
-        .bind(e.path.clone())
-        .bind(e.client_addr.clone())
-        .bind(i64::from(e.streamed))
-        .bind(e.billed_nanos)
-        .bind(int(e.price_version)?)
-        .bind(int(e.tokens.cache_write)?))
+    let r = EventRow::of(e)?;
+    Ok(q.bind(r.id)
+        .bind(r.at_ms)
+        .bind(r.day)
+        .bind(r.account)
+        .bind(r.main_account)
+        .bind(r.chain)
+        .bind(r.issued_key)
+        .bind(r.provider_key)
+        .bind(r.model_requested)
+        .bind(r.model_served)
+        .bind(r.level)
+        .bind(r.status)
+        .bind(r.latency_ms)
+        .bind(r.ttfb_ms)
+        .bind(r.input)
+        .bind(r.output)
+        .bind(r.cached)
+        .bind(r.source)
+        .bind(r.cost_nanos)
+        .bind(r.path)
+        .bind(r.client_addr)
+        .bind(r.streamed)
+        .bind(r.billed_nanos)
+        .bind(r.price_version)
+        .bind(r.cache_write))
 }
 
 /// Where a rollup row lives: `of` is the calling account (in `usage_daily`) or the
@@ -291,31 +338,65 @@ fn rollup_deltas<'a>(events: impl Iterator<Item = &'a UsageEvent>) -> (Deltas, D
     (accounts, keys)
 }
 
-/// One rollup row's values: day, main account, account or provider key, model,
-/// the counts and the cost, and the billed amount when the table has one.
+/// What a rollup row adds, in the order of the table's columns after the four that
+/// name it: requests, errors, input, output, cached, cache writes, cost, and the
+/// billed amount (only `usage_daily` has the last).
+fn rollup_numbers(d: &RollupDelta) -> Result<[i64; 8], StoreError> {
+    Ok([
+        d.requests,
+        d.errors,
+        int(d.input)?,
+        int(d.output)?,
+        int(d.cached)?,
+        int(d.cache_write)?,
+        d.cost_nanos,
+        d.billed_nanos,
+    ])
+}
+
+/// Columns a rollup table has after the four that name a row.
+fn number_columns(table: &RollupTable) -> usize {
+    table.params - 4
+}
+
 fn bind_rollup<'q>(
     q: AnyQuery<'q>,
     key: &RollupKey,
     d: &RollupDelta,
-    params: usize,
+    table: &RollupTable,
 ) -> Result<AnyQuery<'q>, StoreError> {
-    let q = q
+    let mut q = q
         .bind(key.day.clone())
         .bind(key.main_account.to_string())
         .bind(key.of.clone())
-        .bind(key.model.clone())
-        .bind(d.requests)
-        .bind(d.errors)
-        .bind(int(d.input)?)
-        .bind(int(d.output)?)
-        .bind(int(d.cached)?)
-        .bind(int(d.cache_write)?)
-        .bind(d.cost_nanos);
-    Ok(if params == DAILY.params {
-        q.bind(d.billed_nanos)
-    } else {
-        q
-    })
+        .bind(key.model.clone());
+    for n in rollup_numbers(d)?.into_iter().take(number_columns(table)) {
+        q = q.bind(n);
+    }
+    Ok(q)
+}
+
+/// How each batch landed, given the ids the insert found new, and the new events in
+/// batch order. An id twice in one transaction is new once, where it first appears.
+fn landed<'a>(
+    batches: &[&'a [UsageEvent]],
+    mut new_ids: std::collections::HashSet<EventId>,
+) -> (Vec<Stored>, Vec<&'a UsageEvent>) {
+    let mut stored = Vec::with_capacity(batches.len());
+    let mut new = Vec::with_capacity(new_ids.len());
+    for batch in batches {
+        let mut landed = Stored::default();
+        for e in batch.iter().filter(|e| e.account().is_some()) {
+            if new_ids.remove(&e.id) {
+                landed.new += 1;
+                new.push(e);
+            } else {
+                landed.duplicates += 1;
+            }
+        }
+        stored.push(landed);
+    }
+    (stored, new)
 }
 
 /// Daily rows of a main account (`$1`, or every one when empty) between two days.
@@ -389,9 +470,12 @@ impl UsageStore {
             postgres: &POSTGRES,
             sqlite: &SQLITE,
         };
-        Ok(Self {
-            db: switchyard_db::open(url, &migrations, 8).await?,
-        })
+        let db = switchyard_db::open(url, &migrations, 8).await?;
+        let postgres = match db.backend {
+            Backend::Postgres => Some(postgres::connect(url).await?),
+            Backend::Sqlite => None,
+        };
+        Ok(Self { db, postgres })
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -418,16 +502,28 @@ impl UsageStore {
             .flat_map(|b| b.iter())
             .filter(|e| e.account().is_some())
             .collect();
+        match &self.postgres {
+            Some(pool) => postgres::insert(pool, batches, &events).await,
+            None => self.insert_sqlite(batches, &events).await,
+        }
+    }
+
+    /// [`Self::insert_batches`] in SQLite: multi-row statements of a few fixed sizes.
+    async fn insert_sqlite(
+        &self,
+        batches: &[&[UsageEvent]],
+        events: &[&UsageEvent],
+    ) -> Result<Vec<Stored>, StoreError> {
         let mut tx = self.db.pool.begin().await?;
         let outcome: Result<Vec<Stored>, StoreError> = async {
             let mut new_ids = std::collections::HashSet::new();
-            let mut rest = events.as_slice();
+            let mut rest = events;
             for rows in statement_rows(events.len()) {
                 let (chunk, after) = rest.split_at(rows);
                 rest = after;
                 // Built from placeholders only; every value is bound.
-                let sql = sqlx::AssertSqlSafe(insert_events_sql(rows, self.db.backend));
-                let mut q = sqlx::query(sql);
+                let sql = values_sql(EVENTS_INSERT, EVENT_PARAMS, rows, EVENTS_TAIL);
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for e in chunk {
                     q = bind_event(q, e)?;
                 }
@@ -438,21 +534,7 @@ impl UsageStore {
                     }
                 }
             }
-            // An id twice in one batch is new once, in the first place it appears.
-            let mut stored = Vec::with_capacity(batches.len());
-            let mut new: Vec<&UsageEvent> = Vec::with_capacity(events.len());
-            for batch in batches {
-                let mut landed = Stored::default();
-                for e in batch.iter().filter(|e| e.account().is_some()) {
-                    if new_ids.remove(&e.id) {
-                        landed.new += 1;
-                        new.push(e);
-                    } else {
-                        landed.duplicates += 1;
-                    }
-                }
-                stored.push(landed);
-            }
+            let (stored, new) = landed(batches, new_ids);
             let (accounts, keys) = rollup_deltas(new.iter().copied());
             // A few multi-row upserts per table; the rows are distinct, which one
             // statement requires.
@@ -463,10 +545,10 @@ impl UsageStore {
                     let (chunk, after) = rest.split_at(n);
                     rest = after;
                     // Built from placeholders only; every value is bound.
-                    let sql = values_sql(table.head, table.params, n, table.tail, self.db.backend);
+                    let sql = values_sql(table.insert, table.params, n, table.tail);
                     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                     for (key, d) in chunk {
-                        q = bind_rollup(q, key, d, table.params)?;
+                        q = bind_rollup(q, key, d, table)?;
                     }
                     q.execute(&mut *tx).await?;
                 }
@@ -606,28 +688,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_statement_numbers_every_row() {
-        let sql = insert_events_sql(2, Backend::Postgres);
-        assert!(sql.contains("($1, $2,"));
-        assert!(sql.contains("$25), ($26, "));
-        assert!(sql.ends_with("$50) ON CONFLICT (id) DO NOTHING RETURNING id"));
-        let sql = insert_events_sql(2, Backend::Sqlite);
+    fn multi_row_statements_have_a_placeholder_per_value() {
+        let sql = values_sql(EVENTS_INSERT, EVENT_PARAMS, 2, EVENTS_TAIL);
         assert_eq!(sql.matches('?').count(), 50);
-    }
-
-    #[test]
-    fn rollup_upserts_number_every_row() {
-        let sql = values_sql(DAILY.head, DAILY.params, 3, DAILY.tail, Backend::Postgres);
-        assert!(sql.contains("$12), ($13, "));
-        assert!(sql.contains("$36) ON CONFLICT (day, account_id, model)"));
-        let sql = values_sql(
-            DAILY_KEYS.head,
-            DAILY_KEYS.params,
-            2,
-            DAILY_KEYS.tail,
-            Backend::Sqlite,
-        );
+        assert!(sql.contains("cache_write_tokens) VALUES (?, ?,"));
+        assert!(sql.ends_with("?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING id"));
+        let sql = values_sql(DAILY_KEYS.insert, DAILY_KEYS.params, 2, DAILY_KEYS.tail);
         assert_eq!(sql.matches('?').count(), 22);
+        assert!(sql.contains(") VALUES (?"));
     }
 
     #[test]
