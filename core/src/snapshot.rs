@@ -182,33 +182,35 @@ struct KeyEntry {
     id: IssuedKeyId,
     expires_at_ms: Option<i64>,
     status: Status,
-    /// Shared by every key of the account: built once per account.
-    account: Arc<AccountEntry>,
+    /// Looked up in [`Tables::accounts`] on each call, so a change to an account
+    /// (or an ancestor) touches its entry only, never its keys.
+    account: AccountId,
 }
 
 impl KeyEntry {
-    /// The entry of `key`, sharing its account's; its account must be known.
+    /// The entry of `key`; its account must be in `accounts`.
     fn of(
         key: &IssuedKey,
-        accounts: &HashMap<AccountId, Arc<AccountEntry>>,
+        accounts: &HashMap<AccountId, AccountEntry>,
     ) -> Result<Self, SnapshotError> {
-        let account = accounts
-            .get(&key.account)
-            .ok_or(SnapshotError::KeyOfUnknownAccount {
+        if !accounts.contains_key(&key.account) {
+            return Err(SnapshotError::KeyOfUnknownAccount {
                 key: key.id,
                 account: key.account,
-            })?;
+            });
+        }
         Ok(Self {
             id: key.id,
             expires_at_ms: key.expires_at_ms,
             status: key.status,
-            account: account.clone(),
+            account: key.account,
         })
     }
 }
 
 /// What a key's calls inherit from its account.
 struct AccountEntry {
+    /// The account and its ancestors, the account first.
     chain: Arc<[AccountId]>,
     policy: Arc<Policy>,
     billing: Arc<Billing>,
@@ -217,44 +219,39 @@ struct AccountEntry {
     disabled: Option<AccountId>,
 }
 
-/// A snapshot turned into lookup tables. Built once per version, then only read.
-/// The tables other than `keys` are shared (`Arc`) with the versions patched from
-/// this one by [`Compiled::with_issued_keys`].
-pub struct Compiled {
-    version: u64,
-    keys: HashMap<KeyHash, KeyEntry>,
-    /// What the keys of each account share (and a new key of it gets).
-    accounts: Arc<HashMap<AccountId, Arc<AccountEntry>>>,
-    owners: Arc<HashMap<AccountId, OwnerKeys>>,
-    rules: Arc<HashMap<AccountId, Rules>>,
-    /// Every account and its ancestors, the account first.
-    chains: Arc<HashMap<AccountId, Arc<[AccountId]>>>,
-    /// The accounts that set a credit limit.
-    credits: Arc<Vec<(AccountId, CreditLimit)>>,
+/// A snapshot's configuration: everything in it but the issued keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Configuration {
+    pub accounts: Vec<Account>,
+    pub provider_keys: Vec<ProviderKey>,
+    /// Rules by main account.
+    pub rules: BTreeMap<AccountId, Rules>,
 }
 
-impl Compiled {
-    /// Validate a snapshot and build its tables. A snapshot that fails validation is
-    /// refused whole; callers keep the last good one.
-    pub fn build(snapshot: Snapshot) -> Result<Self, SnapshotError> {
-        Self::build_after(snapshot, None)
-    }
+/// The tables built from a [`Configuration`]: at most tens of thousands of rows,
+/// rebuilt whole when any of it changes.
+struct Tables {
+    /// What the keys of each account share (and a new key of it gets).
+    accounts: HashMap<AccountId, AccountEntry>,
+    owners: HashMap<AccountId, OwnerKeys>,
+    rules: HashMap<AccountId, Rules>,
+    /// The accounts that set a credit limit.
+    credits: Vec<(AccountId, CreditLimit)>,
+}
 
-    /// [`Self::build`], carrying provider-key health over from the snapshot it
-    /// replaces, so a configuration change wakes no sleeping key.
-    pub fn build_after(
-        snapshot: Snapshot,
-        previous: Option<&Compiled>,
-    ) -> Result<Self, SnapshotError> {
+impl Tables {
+    /// Validate a configuration and build its tables, carrying provider-key health
+    /// over from `previous`.
+    fn build(config: Configuration, previous: Option<&Tables>) -> Result<Self, SnapshotError> {
+        let Configuration {
+            accounts,
+            provider_keys,
+            rules,
+        } = config;
         let mut parents: HashMap<AccountId, Option<AccountId>> = HashMap::new();
         let mut status: HashMap<AccountId, Status> = HashMap::new();
         let mut own: HashMap<AccountId, &Policy> = HashMap::new();
-        let billing: HashMap<AccountId, Arc<Billing>> = snapshot
-            .accounts
-            .iter()
-            .map(|a| (a.id, Arc::new(a.billing.clone())))
-            .collect();
-        for a in &snapshot.accounts {
+        for a in &accounts {
             if parents.insert(a.id, a.parent).is_some() {
                 return Err(SnapshotError::DuplicateAccount(a.id));
             }
@@ -262,7 +259,7 @@ impl Compiled {
             own.insert(a.id, &a.policy);
         }
         let mut chains: HashMap<AccountId, Arc<[AccountId]>> = HashMap::new();
-        for a in &snapshot.accounts {
+        for a in &accounts {
             let mut chain = vec![a.id];
             let mut seen = HashSet::from([a.id]);
             let mut cursor = a.parent;
@@ -281,84 +278,62 @@ impl Compiled {
             }
             chains.insert(a.id, chain.into());
         }
-        for owner in snapshot.rules.keys() {
+        for owner in rules.keys() {
             if !matches!(parents.get(owner), Some(None)) {
                 return Err(SnapshotError::RulesOfSubAccount(*owner));
             }
         }
         // The main account's rules bound its whole tree (resources, model caps).
-        let bounds: HashMap<AccountId, Policy> = snapshot
-            .rules
+        let bounds: HashMap<AccountId, Policy> = rules
             .iter()
             .map(|(owner, rules)| (*owner, rules.as_policy()))
-            .collect();
-        // Effective policies: the intersection from the main account down.
-        let effective: HashMap<AccountId, Arc<Policy>> = chains
-            .iter()
-            .map(|(id, chain)| {
-                let main = chain.last().and_then(|m| bounds.get(m));
-                let policies = main
-                    .into_iter()
-                    .chain(chain.iter().rev().filter_map(|a| own.get(a).copied()));
-                (*id, Arc::new(Policy::effective(policies)))
-            })
             .collect();
 
         // Limits: every account on the chain keeps its own counters.
         let mut own_limits: HashMap<AccountId, Option<AccountLimits>> = HashMap::new();
-        let chain_limits: HashMap<AccountId, Arc<[AccountLimits]>> = chains
-            .iter()
-            .map(|(id, chain)| {
-                let limits: Vec<AccountLimits> = chain
-                    .iter()
-                    .filter_map(|a| {
-                        own_limits
-                            .entry(*a)
-                            .or_insert_with(|| {
-                                let policy = own.get(a).copied().cloned().unwrap_or_default();
-                                AccountLimits::of(*a, &policy, bounds.get(a))
-                            })
-                            .clone()
-                    })
-                    .collect();
-                (*id, limits.into())
-            })
-            .collect();
-
+        let mut entries = HashMap::with_capacity(accounts.len());
+        for a in &accounts {
+            let Some(chain) = chains.get(&a.id) else {
+                continue;
+            };
+            // Effective policy: the intersection from the main account down.
+            let main = chain.last().and_then(|m| bounds.get(m));
+            let policies = main
+                .into_iter()
+                .chain(chain.iter().rev().filter_map(|a| own.get(a).copied()));
+            let limits: Vec<AccountLimits> = chain
+                .iter()
+                .filter_map(|a| {
+                    own_limits
+                        .entry(*a)
+                        .or_insert_with(|| {
+                            let policy = own.get(a).copied().cloned().unwrap_or_default();
+                            AccountLimits::of(*a, &policy, bounds.get(a))
+                        })
+                        .clone()
+                })
+                .collect();
+            let disabled = chain
+                .iter()
+                .copied()
+                .find(|id| status.get(id) != Some(&Status::Active));
+            let entry = AccountEntry {
+                chain: chain.clone(),
+                policy: Arc::new(Policy::effective(policies)),
+                billing: Arc::new(a.billing.clone()),
+                limits: limits.into(),
+                disabled,
+            };
+            entries.insert(a.id, entry);
+        }
         let credits = own_limits
             .values()
             .flatten()
             .filter_map(|l| Some((l.account, l.credit?)))
             .collect();
 
-        // What every key of an account shares, worked out once per account.
-        let shared: HashMap<AccountId, Arc<AccountEntry>> = chains
-            .iter()
-            .map(|(account, chain)| {
-                let disabled = chain
-                    .iter()
-                    .copied()
-                    .find(|id| status.get(id) != Some(&Status::Active));
-                let entry = AccountEntry {
-                    chain: chain.clone(),
-                    policy: effective.get(account).cloned().unwrap_or_default(),
-                    billing: billing.get(account).cloned().unwrap_or_default(),
-                    limits: chain_limits.get(account).cloned().unwrap_or_default(),
-                    disabled,
-                };
-                (*account, Arc::new(entry))
-            })
-            .collect();
-        let mut keys = HashMap::with_capacity(snapshot.issued_keys.len());
-        for k in snapshot.issued_keys {
-            let entry = KeyEntry::of(&k, &shared)?;
-            if keys.insert(k.hash, entry).is_some() {
-                return Err(SnapshotError::DuplicateKeyHash);
-            }
-        }
-
         let mut by_owner: HashMap<AccountId, Vec<ProviderKey>> = HashMap::new();
-        for p in snapshot.provider_keys {
+        for p in provider_keys {
             match parents.get(&p.owner) {
                 None => {
                     return Err(SnapshotError::ProviderOfUnknownAccount {
@@ -378,7 +353,7 @@ impl Compiled {
         }
         let known_health: HashMap<ProviderKeyId, Arc<KeyHealth>> = previous
             .into_iter()
-            .flat_map(|c| c.owners.values())
+            .flat_map(|t| t.owners.values())
             .flat_map(|o| o.keys().map(|(k, h)| (k.id, h.clone())))
             .collect();
         let owners = by_owner
@@ -392,61 +367,137 @@ impl Compiled {
             .collect();
 
         Ok(Self {
-            version: snapshot.version,
-            keys,
-            accounts: Arc::new(shared),
-            owners: Arc::new(owners),
-            rules: Arc::new(snapshot.rules.into_iter().collect()),
-            chains: Arc::new(chains),
-            credits: Arc::new(credits),
+            accounts: entries,
+            owners,
+            rules: rules.into_iter().collect(),
+            credits,
         })
     }
+}
 
-    /// This version with issued keys changed and nothing else, as `version`: the
-    /// key table is copied and patched, every other table shared with `self`. The
-    /// common change (a key issued, revoked or expiring) costs a copy of one table
-    /// rather than a build. Validated like [`Self::build`]: a key of an unknown
-    /// account, or a hash another key holds, refuses the whole change. (A key's hash
-    /// never changes: rotation issues a new key.)
-    pub fn with_issued_keys(
-        &self,
-        version: u64,
-        upserts: Vec<IssuedKey>,
-        deleted: &[IssuedKeyId],
+/// A snapshot turned into lookup tables. Built once per version, then only read.
+/// The two parts are shared (`Arc`) with the versions patched from this one by
+/// [`Compiled::patched`]: a change of issued keys copies the key table alone, a
+/// change of configuration rebuilds the configuration's tables alone.
+pub struct Compiled {
+    version: u64,
+    keys: Arc<HashMap<KeyHash, KeyEntry>>,
+    tables: Arc<Tables>,
+}
+
+impl Compiled {
+    /// Validate a snapshot and build its tables. A snapshot that fails validation is
+    /// refused whole; callers keep the last good one.
+    pub fn build(snapshot: Snapshot) -> Result<Self, SnapshotError> {
+        Self::build_after(snapshot, None)
+    }
+
+    /// [`Self::build`], carrying provider-key health over from the snapshot it
+    /// replaces, so a configuration change wakes no sleeping key.
+    pub fn build_after(
+        snapshot: Snapshot,
+        previous: Option<&Compiled>,
     ) -> Result<Self, SnapshotError> {
-        let mut keys = self.keys.clone();
-        if !deleted.is_empty() {
-            let gone: HashSet<&IssuedKeyId> = deleted.iter().collect();
-            keys.retain(|_, e| !gone.contains(&e.id));
-        }
-        for k in upserts {
-            let entry = KeyEntry::of(&k, &self.accounts)?;
-            if keys.insert(k.hash, entry).is_some_and(|was| was.id != k.id) {
+        let Snapshot {
+            version,
+            accounts,
+            issued_keys,
+            provider_keys,
+            rules,
+        } = snapshot;
+        let config = Configuration {
+            accounts,
+            provider_keys,
+            rules,
+        };
+        let tables = Tables::build(config, previous.map(|p| &*p.tables))?;
+        let mut keys = HashMap::with_capacity(issued_keys.len());
+        for k in issued_keys {
+            let entry = KeyEntry::of(&k, &tables.accounts)?;
+            if keys.insert(k.hash, entry).is_some() {
                 return Err(SnapshotError::DuplicateKeyHash);
             }
         }
         Ok(Self {
             version,
+            keys: Arc::new(keys),
+            tables: Arc::new(tables),
+        })
+    }
+
+    /// This version changed by a delta, as `version`: a new configuration (when
+    /// `config` is given) and issued keys upserted or deleted. What did not change is
+    /// shared with `self`, so the common changes cost a fraction of a build: a key
+    /// issued or revoked copies the key table; an account disabled or a policy
+    /// narrowed rebuilds the configuration's tables and leaves the keys alone.
+    /// Validated like [`Self::build`]: a key of an unknown account, or a hash another
+    /// key holds, refuses the whole change. (A key's hash never changes: rotation
+    /// issues a new key.)
+    pub fn patched(
+        &self,
+        version: u64,
+        config: Option<Configuration>,
+        upserts: Vec<IssuedKey>,
+        deleted: &[IssuedKeyId],
+    ) -> Result<Self, SnapshotError> {
+        let tables = match config {
+            Some(config) => Arc::new(Tables::build(config, Some(&self.tables))?),
+            None => self.tables.clone(),
+        };
+        let keys = if upserts.is_empty() && deleted.is_empty() {
+            self.keys.clone()
+        } else {
+            let mut keys = (*self.keys).clone();
+            if !deleted.is_empty() {
+                let gone: HashSet<&IssuedKeyId> = deleted.iter().collect();
+                keys.retain(|_, e| !gone.contains(&e.id));
+            }
+            for k in upserts {
+                let entry = KeyEntry::of(&k, &tables.accounts)?;
+                if keys.insert(k.hash, entry).is_some_and(|was| was.id != k.id) {
+                    return Err(SnapshotError::DuplicateKeyHash);
+                }
+            }
+            Arc::new(keys)
+        };
+        // An account gone: none of the keys kept may still belong to it.
+        let gone = self
+            .tables
+            .accounts
+            .keys()
+            .any(|a| !tables.accounts.contains_key(a));
+        if gone
+            && let Some(e) = keys
+                .values()
+                .find(|e| !tables.accounts.contains_key(&e.account))
+        {
+            return Err(SnapshotError::KeyOfUnknownAccount {
+                key: e.id,
+                account: e.account,
+            });
+        }
+        Ok(Self {
+            version,
             keys,
-            accounts: self.accounts.clone(),
-            owners: self.owners.clone(),
-            rules: self.rules.clone(),
-            chains: self.chains.clone(),
-            credits: self.credits.clone(),
+            tables,
         })
     }
 
     /// How a main account's limits are enforced.
     pub fn limit_settings(&self, owner: AccountId) -> LimitSettings {
-        self.rules.get(&owner).map(|r| r.limits).unwrap_or_default()
+        self.tables
+            .rules
+            .get(&owner)
+            .map(|r| r.limits)
+            .unwrap_or_default()
     }
 
     /// Credit counters rebuilt from the spend the usage ledger holds (see
     /// [`limits::rebuilt_credits`]).
     pub fn rebuilt_credits(&self, spend: &[DaySpend], now_ms: i64) -> Vec<CounterValue> {
         limits::rebuilt_credits(
-            self.credits.iter().copied(),
-            |a| self.chains.get(&a).map(|c| &c[..]),
+            self.tables.credits.iter().copied(),
+            |a| self.tables.accounts.get(&a).map(|e| &e.chain[..]),
             spend,
             now_ms,
         )
@@ -462,7 +513,10 @@ impl Compiled {
 
     /// The price a main account set for a model, if any.
     pub fn price(&self, owner: AccountId, model: &str) -> Option<Price> {
-        self.rules.get(&owner).and_then(|r| r.price_for(model))
+        self.tables
+            .rules
+            .get(&owner)
+            .and_then(|r| r.price_for(model))
     }
 
     /// Recognise a presented API key.
@@ -480,7 +534,11 @@ impl Compiled {
         if entry.expires_at_ms.is_some_and(|at| at <= now_ms) {
             return Err(AuthError::Expired);
         }
-        let account = &entry.account;
+        let account = self
+            .tables
+            .accounts
+            .get(&entry.account)
+            .ok_or(AuthError::UnknownKey)?;
         if let Some(disabled) = account.disabled {
             return Err(AuthError::AccountDisabled(disabled));
         }
@@ -495,7 +553,7 @@ impl Compiled {
 
     /// The execution model for a requested one under the owner's ModelMapper.
     pub fn map_model<'a>(&'a self, owner: AccountId, requested: &'a str) -> &'a str {
-        match self.rules.get(&owner) {
+        match self.tables.rules.get(&owner) {
             Some(rules) => rules.map_model(requested),
             None => requested,
         }
@@ -510,10 +568,10 @@ impl Compiled {
         kind: ProviderKind,
         max_per_level: u32,
     ) -> Attempts<'a> {
-        let rules = self.rules.get(&owner);
+        let rules = self.tables.rules.get(&owner);
         let mapped = rules.and_then(|r| r.level_for(model));
         let switch_over = rules.map(|r| &r.switch_over);
-        self.owners.get(&owner).unwrap_or(&NO_KEYS).attempts(
+        self.tables.owners.get(&owner).unwrap_or(&NO_KEYS).attempts(
             model,
             kind,
             mapped,
@@ -524,7 +582,7 @@ impl Compiled {
 
     /// Every provider key with its health, for reporting.
     pub fn provider_health(&self) -> impl Iterator<Item = (&ProviderKey, &Arc<KeyHealth>)> {
-        self.owners.values().flat_map(|o| o.keys())
+        self.tables.owners.values().flat_map(|o| o.keys())
     }
 
     /// The models a caller may name on an endpoint speaking `kind`: the exact model
@@ -532,7 +590,7 @@ impl Compiled {
     /// through a ModelMapper alias), sorted.
     pub fn callable_models(&self, caller: &Caller, kind: ProviderKind) -> Vec<String> {
         let owner = caller.main_account();
-        let Some(keys) = self.owners.get(&owner) else {
+        let Some(keys) = self.tables.owners.get(&owner) else {
             return Vec::new();
         };
         let served: Vec<ModelPattern> = keys
@@ -553,7 +611,8 @@ impl Compiled {
             .chain(caller.policy.models.iter().flatten())
             .filter_map(exact)
             .chain(
-                self.rules
+                self.tables
+                    .rules
                     .get(&owner)
                     .into_iter()
                     .flat_map(|r| r.model_mapper.keys().cloned()),
@@ -622,9 +681,7 @@ mod tests {
         // Revoke key 0, delete key 1, keep key 2, issue key 3.
         keys[0].status = Status::Disabled;
         let upserts = vec![keys[0].clone(), keys[3].clone()];
-        let patched = compiled
-            .with_issued_keys(8, upserts, &[keys[1].id])
-            .unwrap();
+        let patched = compiled.patched(8, None, upserts, &[keys[1].id]).unwrap();
         let rebuilt = Compiled::build(Snapshot {
             version: 8,
             issued_keys: vec![keys[0].clone(), keys[2].clone(), keys[3].clone()],
@@ -649,12 +706,12 @@ mod tests {
         // A key of an unknown account, or a hash another key holds: refused whole.
         let stranger = key(AccountId::new(), generate().hash);
         assert!(matches!(
-            compiled.with_issued_keys(8, vec![stranger], &[]),
+            compiled.patched(8, None, vec![stranger], &[]),
             Err(SnapshotError::KeyOfUnknownAccount { .. })
         ));
         let clash = key(main.id, keys[2].hash);
         assert_eq!(
-            compiled.with_issued_keys(8, vec![clash], &[]).err(),
+            compiled.patched(8, None, vec![clash], &[]).err(),
             Some(SnapshotError::DuplicateKeyHash)
         );
     }
@@ -894,6 +951,95 @@ mod tests {
                 .callable_models(&caller, ProviderKind::Anthropic)
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_patch_of_the_configuration_answers_as_a_build_of_the_result() {
+        let main = account(None);
+        let child = account(Some(main.id));
+        let grandchild = account(Some(child.id));
+        let other = account(Some(main.id));
+        let clears: Vec<_> = (0..4).map(|_| generate()).collect();
+        let owners = [main.id, child.id, grandchild.id, other.id];
+        let keys: Vec<IssuedKey> = clears
+            .iter()
+            .zip(owners)
+            .map(|(k, a)| key(a, k.hash))
+            .collect();
+        let p = provider(main.id, 1, &["*"]);
+        let before = Snapshot {
+            version: 3,
+            accounts: vec![
+                main.clone(),
+                child.clone(),
+                grandchild.clone(),
+                other.clone(),
+            ],
+            issued_keys: keys.clone(),
+            provider_keys: vec![p.clone()],
+            rules: BTreeMap::new(),
+        };
+        let compiled = Compiled::build(before.clone()).unwrap();
+        let (_, health) = compiled.provider_health().next().unwrap();
+        health.record_failure(
+            &crate::route::CoolDown::default(),
+            crate::route::Failure::ServerError,
+            0,
+        );
+
+        // Disable the child (its subtree with it), narrow main's policy, and remove
+        // `other` together with its key.
+        let mut after = before.clone();
+        after.version = 4;
+        after.accounts[1].status = Status::Disabled;
+        after.accounts[0].policy.models = Some(vec!["gpt-4o".parse().unwrap()]);
+        after.accounts.remove(3);
+        after.issued_keys.remove(3);
+        let config = |s: &Snapshot| Configuration {
+            accounts: s.accounts.clone(),
+            provider_keys: s.provider_keys.clone(),
+            rules: s.rules.clone(),
+        };
+        let patched = compiled
+            .patched(4, Some(config(&after)), vec![], &[keys[3].id])
+            .unwrap();
+        let rebuilt = Compiled::build(after.clone()).unwrap();
+        assert_eq!(patched.key_count(), 3);
+        for clear in &clears {
+            let got = patched.authenticate(clear.clear.expose(), 0);
+            let want = rebuilt.authenticate(clear.clear.expose(), 0);
+            assert_eq!(got.as_ref().err(), want.as_ref().err());
+            if let (Ok(got), Ok(want)) = (got, want) {
+                assert_eq!(got.chain, want.chain);
+                assert_eq!(got.policy, want.policy);
+                assert!(!got.policy.allows_model("gpt-4o-mini"));
+            }
+        }
+        assert_eq!(
+            patched.authenticate(clears[2].clear.expose(), 0).err(),
+            Some(AuthError::AccountDisabled(child.id))
+        );
+        // Provider-key health is carried over; the key table is shared, not copied.
+        assert!(!patched.provider_health().next().unwrap().1.is_awake(10));
+        let same_keys = compiled.patched(4, Some(config(&after)), vec![], &[]);
+        // ...but an account may not go while a key of it stays.
+        assert!(matches!(
+            same_keys.err(),
+            Some(SnapshotError::KeyOfUnknownAccount { account, .. }) if account == other.id
+        ));
+        let only_config = compiled
+            .patched(4, Some(config(&before)), vec![], &[])
+            .unwrap();
+        assert!(Arc::ptr_eq(&only_config.keys, &compiled.keys));
+        // An invalid configuration is refused like a build would refuse it.
+        let mut cyclic = config(&before);
+        cyclic.accounts[0].parent = Some(grandchild.id);
+        assert!(matches!(
+            compiled.patched(4, Some(cyclic), vec![], &[]).err(),
+            Some(SnapshotError::Cycle(_))
+        ));
+        // The version patched from is untouched.
+        assert!(compiled.authenticate(clears[3].clear.expose(), 0).is_ok());
     }
 
     #[test]

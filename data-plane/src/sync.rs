@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use switchyard_core::ids::ProviderKeyId;
 use switchyard_core::route::{HealthState, KeyHealth};
-use switchyard_core::snapshot::{Compiled, ProviderKey};
+use switchyard_core::snapshot::{Compiled, Configuration, ProviderKey};
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::snapshot_service_client::SnapshotServiceClient;
 use switchyard_runtime::Shutdown;
 use switchyard_runtime::now_ms;
 use switchyard_wire::delta::{apply_in_place, only_issued_keys};
-use switchyard_wire::snapshot::{decode, decode_issued_key, decode_issued_key_id};
+use switchyard_wire::snapshot::{
+    decode, decode_configuration, decode_issued_key, decode_issued_key_id,
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -210,8 +212,10 @@ pub enum Step {
     Applied {
         version: u64,
         installed: bool,
-        /// `whole`, `delta` (rebuilt from the patched wire snapshot) or `keys`
-        /// (only issued keys changed: the served tables patched).
+        /// How: `whole` (a whole snapshot built), `keys` (only issued keys changed:
+        /// the served key table patched), `delta` (the configuration changed: its
+        /// tables rebuilt, the served key table patched or shared) or `rebuild` (a
+        /// delta on a base other than what is served: rebuilt whole).
         how: &'static str,
     },
     /// A delta that does not fit the snapshot held: the whole one is needed.
@@ -241,8 +245,9 @@ impl Follower {
     }
 
     /// Apply one update (a whole snapshot or a delta) to `live`: validate, build,
-    /// swap. A delta of issued keys alone patches the served tables instead of
-    /// building them all.
+    /// swap. A delta patches the served tables instead of building them all: the
+    /// key table (100,000s of rows) is copied only when keys change, and the
+    /// configuration's tables are rebuilt only when it changes.
     pub fn update(
         &mut self,
         live: &Live,
@@ -277,38 +282,30 @@ impl Follower {
             };
         };
         let version = delta.version;
-        // Patchable: keys alone change, on top of exactly what is served.
-        let patchable = live.load().filter(|served| {
-            only_issued_keys(delta)
-                && base.version == delta.base_version
-                && served.version() == delta.base_version
+        // Patchable: on top of exactly what is served.
+        let served = live.load().filter(|served| {
+            base.version == delta.base_version && served.version() == delta.base_version
         });
-        if let Some(served) = patchable {
-            let step = match patch_keys(&served, delta) {
-                Ok(compiled) => Step::Applied {
-                    version,
-                    installed: live.install_followed(compiled),
-                    how: "keys",
-                },
-                Err(reason) => Step::Rejected { version, reason },
-            };
-            // The wire form follows after the swap; it cannot fail once the
-            // versions matched.
-            if apply_in_place(base, delta).is_err() || matches!(step, Step::Rejected { .. }) {
-                self.base = None;
-            }
-            return step;
-        }
         if let Err(e) = apply_in_place(base, delta) {
             return Step::NeedFull {
                 reason: e.to_string(),
             };
         }
-        match build(live, base.clone()) {
+        let (built, how) = match served {
+            Some(served) if only_issued_keys(delta) => (patch(&served, None, delta), "keys"),
+            Some(served) => (
+                decode_configuration(base)
+                    .map_err(|e| e.to_string())
+                    .and_then(|config| patch(&served, Some(config), delta)),
+                "delta",
+            ),
+            None => (build(live, base.clone()), "rebuild"),
+        };
+        match built {
             Ok(compiled) => Step::Applied {
                 version,
                 installed: live.install_followed(compiled),
-                how: "delta",
+                how,
             },
             Err(reason) => {
                 // What is held is no longer what was applied: start over whole.
@@ -325,8 +322,13 @@ fn build(live: &Live, snapshot: pb::Snapshot) -> Result<Compiled, String> {
     Compiled::build_after(decoded, live.load().as_deref()).map_err(|e| e.to_string())
 }
 
-/// The served snapshot with a delta's issued-key changes.
-fn patch_keys(served: &Compiled, delta: &pb::SnapshotDelta) -> Result<Compiled, String> {
+/// The served snapshot with a delta's changes: its issued keys, and the new
+/// configuration when the delta changed any of it.
+fn patch(
+    served: &Compiled,
+    config: Option<Configuration>,
+    delta: &pb::SnapshotDelta,
+) -> Result<Compiled, String> {
     let upserts = delta
         .upsert_issued_keys
         .iter()
@@ -341,7 +343,7 @@ fn patch_keys(served: &Compiled, delta: &pb::SnapshotDelta) -> Result<Compiled, 
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
     served
-        .with_issued_keys(delta.version, upserts, &deleted)
+        .patched(delta.version, config, upserts, &deleted)
         .map_err(|e| e.to_string())
 }
 
@@ -380,7 +382,7 @@ mod tests {
 
     use switchyard_core::apikey;
     use switchyard_core::ids::{AccountId, IssuedKeyId};
-    use switchyard_core::snapshot::{Account, IssuedKey, Snapshot, Status};
+    use switchyard_core::snapshot::{Account, AuthError, IssuedKey, Snapshot, Status};
     use switchyard_wire::delta::diff;
     use switchyard_wire::snapshot::encode;
 
@@ -408,7 +410,7 @@ mod tests {
     }
 
     #[test]
-    fn deltas_of_keys_patch_others_rebuild_and_misfits_ask_for_the_whole() {
+    fn deltas_patch_what_they_change_and_misfits_ask_for_the_whole() {
         let main = account(None);
         let (first_clear, first) = issued(main.id);
         let v1 = Snapshot {
@@ -456,7 +458,8 @@ mod tests {
         assert!(served.authenticate(&first_clear, 0).is_ok());
         assert_eq!(follower.base(), Some(&encode(&v2)));
 
-        // An account added with its key: rebuilt from the patched wire form.
+        // An account added with its key: the configuration's tables rebuilt, the
+        // key table patched.
         let child = account(Some(main.id));
         let (third_clear, third) = issued(child.id);
         let mut v3 = v2.clone();
@@ -474,22 +477,55 @@ mod tests {
         ));
         assert!(live.load().unwrap().authenticate(&third_clear, 0).is_ok());
 
+        // The account disabled: its key is refused from this version on.
+        let mut v4 = v3.clone();
+        v4.version = 4;
+        v4.accounts[1].status = Status::Disabled;
+        let step = follower.update(&live, None, Some(diff(&encode(&v3), &encode(&v4))));
+        assert!(matches!(
+            step,
+            Step::Applied {
+                version: 4,
+                installed: true,
+                how: "delta"
+            }
+        ));
+        assert_eq!(
+            live.load().unwrap().authenticate(&third_clear, 0).err(),
+            Some(AuthError::AccountDisabled(child.id))
+        );
+
         // A delta from another base: the whole snapshot is needed, nothing changes.
         let step = follower.update(&live, None, Some(diff(&encode(&v1), &encode(&v2))));
         assert!(matches!(step, Step::NeedFull { .. }));
-        assert_eq!(live.version(), 3);
+        assert_eq!(live.version(), 4);
 
         // A key of an account nobody knows: refused, the last good one stays, and
         // the next delta asks for the whole snapshot.
         let (_, stray) = issued(AccountId::new());
-        let mut v4 = v3.clone();
-        v4.version = 4;
-        v4.issued_keys.push(stray);
-        let step = follower.update(&live, None, Some(diff(&encode(&v3), &encode(&v4))));
-        assert!(matches!(step, Step::Rejected { version: 4, .. }));
-        assert_eq!(live.version(), 3);
-        let step = follower.update(&live, None, Some(diff(&encode(&v3), &encode(&v4))));
+        let mut v5 = v4.clone();
+        v5.version = 5;
+        v5.issued_keys.push(stray);
+        let step = follower.update(&live, None, Some(diff(&encode(&v4), &encode(&v5))));
+        assert!(matches!(step, Step::Rejected { version: 5, .. }));
+        assert_eq!(live.version(), 4);
+        let step = follower.update(&live, None, Some(diff(&encode(&v4), &encode(&v5))));
         assert!(matches!(step, Step::NeedFull { .. }));
+
+        // A stream whose base is not what is served (another stream installed a
+        // newer version): its delta is applied to its own base and built whole.
+        let mut behind = Follower::with_base(encode(&v2));
+        let step = behind.update(&live, None, Some(diff(&encode(&v2), &encode(&v3))));
+        assert!(matches!(
+            step,
+            Step::Applied {
+                version: 3,
+                installed: false,
+                how: "rebuild"
+            }
+        ));
+        assert_eq!(behind.base(), Some(&encode(&v3)));
+        assert_eq!(live.version(), 4);
     }
 
     #[test]

@@ -10,7 +10,9 @@ use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::model::ModelPattern;
 use switchyard_core::policy::{CreditLimit, ModelLimit, Period, Policy};
 use switchyard_core::rules::{LimitSettings, Price, Rules, StoreDown};
-use switchyard_core::snapshot::{Account, IssuedKey, ProviderKey, ProviderKind, Snapshot, Status};
+use switchyard_core::snapshot::{
+    Account, Configuration, IssuedKey, ProviderKey, ProviderKind, Snapshot, Status,
+};
 use switchyard_proto::v1 as pb;
 
 fn encode_status(s: Status) -> i32 {
@@ -361,8 +363,33 @@ pub fn decode_issued_key_id(text: &str) -> Result<IssuedKeyId, DecodeError> {
 }
 
 pub fn decode(s: pb::Snapshot) -> Result<Snapshot, DecodeError> {
-    let accounts = s
-        .accounts
+    let issued_keys = s
+        .issued_keys
+        .into_iter()
+        .map(decode_issued_key)
+        .collect::<Result<Vec<_>, DecodeError>>()?;
+    let config = configuration(s.accounts, s.provider_keys, s.rules)?;
+    Ok(Snapshot {
+        version: s.version,
+        accounts: config.accounts,
+        issued_keys,
+        provider_keys: config.provider_keys,
+        rules: config.rules,
+    })
+}
+
+/// The configuration of a wire snapshot (everything but its issued keys), read
+/// without touching the keys: what a data plane rebuilds when a delta changes it.
+pub fn decode_configuration(s: &pb::Snapshot) -> Result<Configuration, DecodeError> {
+    configuration(s.accounts.clone(), s.provider_keys.clone(), s.rules.clone())
+}
+
+fn configuration(
+    accounts: Vec<pb::Account>,
+    provider_keys: Vec<pb::ProviderKey>,
+    rules: Vec<pb::Rules>,
+) -> Result<Configuration, DecodeError> {
+    let accounts = accounts
         .into_iter()
         .map(|a| {
             Ok(Account {
@@ -389,13 +416,7 @@ pub fn decode(s: pb::Snapshot) -> Result<Snapshot, DecodeError> {
             })
         })
         .collect::<Result<Vec<_>, DecodeError>>()?;
-    let issued_keys = s
-        .issued_keys
-        .into_iter()
-        .map(decode_issued_key)
-        .collect::<Result<Vec<_>, DecodeError>>()?;
-    let provider_keys = s
-        .provider_keys
+    let provider_keys = provider_keys
         .into_iter()
         .map(|p| {
             let kind = match pb::ProviderKind::try_from(p.kind) {
@@ -430,8 +451,7 @@ pub fn decode(s: pb::Snapshot) -> Result<Snapshot, DecodeError> {
             })
         })
         .collect::<Result<Vec<_>, DecodeError>>()?;
-    let rules = s
-        .rules
+    let rules = rules
         .into_iter()
         .map(|r| {
             let owner = id::<AccountId>("rules.owner_id", &r.owner_id)?;
@@ -442,10 +462,8 @@ pub fn decode(s: pb::Snapshot) -> Result<Snapshot, DecodeError> {
             Ok((owner, rules))
         })
         .collect::<Result<std::collections::BTreeMap<_, _>, DecodeError>>()?;
-    Ok(Snapshot {
-        version: s.version,
+    Ok(Configuration {
         accounts,
-        issued_keys,
         provider_keys,
         rules,
     })

@@ -2,8 +2,8 @@
 //! full scale: a stand-in control plane (the real `Snapshot.Sync` protocol) sends
 //! the 100,000-key snapshot, then, when told to, a delta every `every`, alternating
 //! a key revoked or restored (the data plane patches its key table) and an account
-//! renamed (it rebuilds every table). An open-loop load of calls runs meanwhile, and
-//! once with no changes, against the same data plane and upstream.
+//! renamed (it rebuilds the configuration's tables). An open-loop load of calls runs
+//! meanwhile, and once with no changes, against the same data plane and upstream.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
