@@ -248,38 +248,36 @@ impl Tables {
             provider_keys,
             rules,
         } = config;
-        let mut parents: HashMap<AccountId, Option<AccountId>> = HashMap::new();
-        let mut status: HashMap<AccountId, Status> = HashMap::new();
-        let mut own: HashMap<AccountId, &Policy> = HashMap::new();
-        for a in &accounts {
-            if parents.insert(a.id, a.parent).is_some() {
+        let mut index: HashMap<AccountId, usize> = HashMap::with_capacity(accounts.len());
+        for (i, a) in accounts.iter().enumerate() {
+            if index.insert(a.id, i).is_some() {
                 return Err(SnapshotError::DuplicateAccount(a.id));
             }
-            status.insert(a.id, a.status);
-            own.insert(a.id, &a.policy);
         }
-        let mut chains: HashMap<AccountId, Arc<[AccountId]>> = HashMap::new();
+        let parent_of = |i: usize| accounts[i].parent.and_then(|p| index.get(&p).copied());
+        let mut chains: Vec<Arc<[AccountId]>> = Vec::with_capacity(accounts.len());
         for a in &accounts {
             let mut chain = vec![a.id];
-            let mut seen = HashSet::from([a.id]);
             let mut cursor = a.parent;
             while let Some(p) = cursor {
-                let Some(grand) = parents.get(&p) else {
+                let Some(&up) = index.get(&p) else {
                     return Err(SnapshotError::UnknownParent {
                         account: a.id,
                         parent: p,
                     });
                 };
-                if !seen.insert(p) {
+                // Chains are short: a scan beats a set per account.
+                if chain.contains(&p) {
                     return Err(SnapshotError::Cycle(a.id));
                 }
                 chain.push(p);
-                cursor = *grand;
+                cursor = accounts[up].parent;
             }
-            chains.insert(a.id, chain.into());
+            chains.push(chain.into());
         }
+        let is_main = |id: &AccountId| index.get(id).is_some_and(|&i| accounts[i].parent.is_none());
         for owner in rules.keys() {
-            if !matches!(parents.get(owner), Some(None)) {
+            if !is_main(owner) {
                 return Err(SnapshotError::RulesOfSubAccount(*owner));
             }
         }
@@ -289,65 +287,66 @@ impl Tables {
             .map(|(owner, rules)| (*owner, rules.as_policy()))
             .collect();
 
-        // Limits: every account on the chain keeps its own counters.
-        let mut own_limits: HashMap<AccountId, Option<AccountLimits>> = HashMap::new();
-        let mut entries = HashMap::with_capacity(accounts.len());
-        for a in &accounts {
-            let Some(chain) = chains.get(&a.id) else {
-                continue;
+        // Parents before children, so each account's effective policy, limits and
+        // disabled ancestor extend its parent's, and an account that adds nothing
+        // shares its parent's.
+        let mut order: Vec<usize> = (0..accounts.len()).collect();
+        order.sort_by_key(|&i| chains[i].len());
+        let mut policies: Vec<Option<Arc<Policy>>> = vec![None; accounts.len()];
+        let mut limits: Vec<Option<Arc<[AccountLimits]>>> = vec![None; accounts.len()];
+        let mut disabled: Vec<Option<AccountId>> = vec![None; accounts.len()];
+        let mut credits = Vec::new();
+        let unrestricted = Policy::default();
+        for i in order {
+            let a = &accounts[i];
+            let up = parent_of(i);
+            let from_parent = |table: &[Option<_>]| up.and_then(|p| table[p].clone());
+            // The intersection from the main account down.
+            let policy = match up.and_then(|p| policies[p].clone()) {
+                Some(parent) if a.policy == unrestricted && parent.credit.is_none() => parent,
+                Some(parent) => Arc::new(parent.intersect(&a.policy)),
+                None => Arc::new(Policy::effective(
+                    bounds.get(&a.id).into_iter().chain([&a.policy]),
+                )),
             };
-            // Effective policy: the intersection from the main account down.
-            let main = chain.last().and_then(|m| bounds.get(m));
-            let policies = main
-                .into_iter()
-                .chain(chain.iter().rev().filter_map(|a| own.get(a).copied()));
-            let limits: Vec<AccountLimits> = chain
-                .iter()
-                .filter_map(|a| {
-                    own_limits
-                        .entry(*a)
-                        .or_insert_with(|| {
-                            let policy = own.get(a).copied().cloned().unwrap_or_default();
-                            AccountLimits::of(*a, &policy, bounds.get(a))
-                        })
-                        .clone()
-                })
-                .collect();
-            let disabled = chain
-                .iter()
-                .copied()
-                .find(|id| status.get(id) != Some(&Status::Active));
-            let entry = AccountEntry {
-                chain: chain.clone(),
-                policy: Arc::new(Policy::effective(policies)),
-                billing: Arc::new(a.billing.clone()),
-                limits: limits.into(),
-                disabled,
+            // Every account on the chain keeps its own counters, caller first.
+            let own = AccountLimits::of(a.id, &a.policy, bounds.get(&a.id));
+            if let Some(credit) = own.as_ref().and_then(|l| l.credit) {
+                credits.push((a.id, credit));
+            }
+            let inherited: Option<Arc<[AccountLimits]>> = from_parent(&limits);
+            let chain_limits = match (own, inherited) {
+                (None, Some(inherited)) => inherited,
+                (own, inherited) => own
+                    .into_iter()
+                    .chain(inherited.iter().flat_map(|l| l.iter().cloned()))
+                    .collect(),
             };
-            entries.insert(a.id, entry);
+            disabled[i] = if a.status == Status::Active {
+                up.and_then(|p| disabled[p])
+            } else {
+                Some(a.id)
+            };
+            policies[i] = Some(policy);
+            limits[i] = Some(chain_limits);
         }
-        let credits = own_limits
-            .values()
-            .flatten()
-            .filter_map(|l| Some((l.account, l.credit?)))
-            .collect();
 
         let mut by_owner: HashMap<AccountId, Vec<ProviderKey>> = HashMap::new();
         for p in provider_keys {
-            match parents.get(&p.owner) {
+            match index.get(&p.owner) {
                 None => {
                     return Err(SnapshotError::ProviderOfUnknownAccount {
                         key: p.id,
                         owner: p.owner,
                     });
                 }
-                Some(Some(_)) => {
+                Some(_) if !is_main(&p.owner) => {
                     return Err(SnapshotError::ProviderOfSubAccount {
                         key: p.id,
                         owner: p.owner,
                     });
                 }
-                Some(None) => {}
+                Some(_) => {}
             }
             by_owner.entry(p.owner).or_default().push(p);
         }
@@ -366,6 +365,23 @@ impl Tables {
             })
             .collect();
 
+        let no_billing = Arc::new(Billing::default());
+        let mut entries = HashMap::with_capacity(accounts.len());
+        for (i, (a, chain)) in accounts.into_iter().zip(chains).enumerate() {
+            let billing = if a.billing == *no_billing {
+                no_billing.clone()
+            } else {
+                Arc::new(a.billing)
+            };
+            let entry = AccountEntry {
+                chain,
+                policy: policies[i].take().unwrap_or_default(),
+                billing,
+                limits: limits[i].take().unwrap_or_default(),
+                disabled: disabled[i],
+            };
+            entries.insert(a.id, entry);
+        }
         Ok(Self {
             accounts: entries,
             owners,
@@ -1040,6 +1056,117 @@ mod tests {
         ));
         // The version patched from is untouched.
         assert!(compiled.authenticate(clears[3].clear.expose(), 0).is_ok());
+    }
+
+    mod trees {
+        use super::*;
+        use crate::policy::{ModelLimit, Period};
+        use proptest::prelude::*;
+
+        /// An account's policy, status, and parent: an earlier account or none.
+        type Spec = (Policy, bool, Option<usize>);
+
+        fn policy() -> impl Strategy<Value = Policy> {
+            let models = prop::option::of(prop::sample::subsequence(vec!["a", "b", "c*"], 0..3));
+            let credit = prop::option::of(1u64..100);
+            let limit = prop::option::of(1u32..5);
+            (models, prop::option::of(1u32..50), credit, limit).prop_map(
+                |(models, rpm, credit, limit)| Policy {
+                    models: models.map(|m| m.iter().map(|p| p.parse().unwrap()).collect()),
+                    rpm,
+                    credit: credit.map(|limit_nanos| CreditLimit {
+                        limit_nanos,
+                        period: Period::Day,
+                    }),
+                    model_limits: limit
+                        .map(|rpm| {
+                            let limit = ModelLimit {
+                                rpm: Some(rpm),
+                                tpm: None,
+                            };
+                            BTreeMap::from([("a".parse().unwrap(), limit)])
+                        })
+                        .unwrap_or_default(),
+                    ..Policy::default()
+                },
+            )
+        }
+
+        fn trees() -> impl Strategy<Value = Vec<Spec>> {
+            prop::collection::vec(
+                (
+                    prop_oneof![3 => Just(Policy::default()), 2 => policy()],
+                    prop::bool::weighted(0.85),
+                    prop::option::weighted(0.8, 0usize..1000),
+                ),
+                1..14,
+            )
+        }
+
+        proptest! {
+            /// Whatever the tree, each account's caller carries what its chain says,
+            /// worked out account by account from the main one down: the effective
+            /// policy, the limits of each account on the chain (caller first), and
+            /// the first disabled account.
+            #[test]
+            fn every_caller_carries_what_its_chain_says(specs in trees(), capped in any::<bool>()) {
+                let mut accounts: Vec<Account> = Vec::new();
+                for (i, (policy, active, parent)) in specs.into_iter().enumerate() {
+                    let parent = parent.filter(|_| i > 0).map(|p| accounts[p % i].id);
+                    accounts.push(Account {
+                        policy,
+                        status: if active { Status::Active } else { Status::Disabled },
+                        ..account(parent)
+                    });
+                }
+                let mut rules = BTreeMap::new();
+                for a in accounts.iter().filter(|a| a.parent.is_none() && capped) {
+                    let mut r = Rules::default();
+                    r.model_limits.insert(
+                        "a".parse().unwrap(),
+                        ModelLimit { rpm: Some(2), tpm: Some(10) },
+                    );
+                    rules.insert(a.id, r);
+                }
+                let clears: Vec<_> = accounts.iter().map(|_| generate()).collect();
+                let compiled = Compiled::build(Snapshot {
+                    version: 1,
+                    accounts: accounts.clone(),
+                    issued_keys: accounts.iter().zip(&clears).map(|(a, k)| key(a.id, k.hash)).collect(),
+                    provider_keys: vec![],
+                    rules: rules.clone(),
+                })
+                .unwrap();
+                let by_id: HashMap<AccountId, &Account> = accounts.iter().map(|a| (a.id, a)).collect();
+                for (a, clear) in accounts.iter().zip(&clears) {
+                    let mut chain = vec![a.id];
+                    while let Some(p) = by_id[chain.last().unwrap()].parent {
+                        chain.push(p);
+                    }
+                    let main = *chain.last().unwrap();
+                    let bound = rules.get(&main).map(Rules::as_policy);
+                    let own: Vec<&Policy> = chain.iter().rev().map(|id| &by_id[id].policy).collect();
+                    let policy = Policy::effective(bound.iter().chain(own));
+                    let limits: Vec<AccountLimits> = chain
+                        .iter()
+                        .filter_map(|id| {
+                            let caps = rules.get(id).map(Rules::as_policy);
+                            AccountLimits::of(*id, &by_id[id].policy, caps.as_ref())
+                        })
+                        .collect();
+                    let disabled = chain.iter().copied().find(|id| by_id[id].status != Status::Active);
+                    match compiled.authenticate(clear.clear.expose(), 0) {
+                        Ok(caller) => {
+                            prop_assert_eq!(disabled, None);
+                            prop_assert_eq!(&caller.chain[..], &chain[..]);
+                            prop_assert_eq!(&*caller.policy, &policy);
+                            prop_assert_eq!(&caller.limits[..], &limits[..]);
+                        }
+                        Err(e) => prop_assert_eq!(Some(e), disabled.map(AuthError::AccountDisabled)),
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -35,7 +35,7 @@ use switchyard_data_plane::live::Live;
 use switchyard_data_plane::persist::SnapshotFile;
 use switchyard_data_plane::sync::{Follower, Step};
 use switchyard_wire::delta::diff;
-use switchyard_wire::snapshot::{decode, encode};
+use switchyard_wire::snapshot::{decode, decode_configuration, encode};
 
 #[path = "snapshot/during_changes.rs"]
 mod during_changes;
@@ -349,6 +349,27 @@ fn main() -> anyhow::Result<()> {
         ms(acc_mid),
         ms(acc_max)
     )?;
+
+    let (conf_mid, conf_max, config) = time(5, || decode_configuration(&disabled));
+    writeln!(
+        out,
+        "| of which: decode the configuration (ms) | {} | {} | |",
+        ms(conf_mid),
+        ms(conf_max)
+    )?;
+    if let (Ok(config), Some(served)) = (config, live.load()) {
+        let (t_mid, t_max, _) = time_prepared(
+            5,
+            || config.clone(),
+            |config| served.patched(2, Some(config), Vec::new(), &[]),
+        );
+        writeln!(
+            out,
+            "| of which: rebuild the configuration's tables (ms) | {} | {} | |",
+            ms(t_mid),
+            ms(t_max)
+        )?;
+    }
 
     // Lookups while nothing changes, then while swaps happen back to back.
     let threads = 2;
