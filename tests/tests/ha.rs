@@ -24,6 +24,10 @@ use switchyard_tests::system::{
 
 const SECRET: &str = "sk-ha-123456789";
 
+/// Each test runs a whole cluster of processes. Run side by side on two cores, the
+/// propagation test would time the other clusters' start-up, not propagation.
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Cluster {
     controls: Vec<Proc>,
     data_planes: Vec<Proc>,
@@ -241,6 +245,7 @@ async fn owner(c: &Cluster, fake: &FakeUpstream) -> (String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_on_any_replica_reach_every_data_plane_within_a_second() {
+    let _alone = ONE_CLUSTER_AT_A_TIME.lock().await;
     let c = Cluster::start().await;
     let fake = FakeUpstream::start(Some(SECRET.into())).await.unwrap();
     let (_, owner_key) = owner(&c, &fake).await;
@@ -346,6 +351,7 @@ async fn writes_on_any_replica_reach_every_data_plane_within_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dying_replica_and_a_restarted_etcd_cost_no_call() {
+    let _alone = ONE_CLUSTER_AT_A_TIME.lock().await;
     let mut c = Cluster::start().await;
     let fake = FakeUpstream::start(Some(SECRET.into())).await.unwrap();
     let (_, key) = owner(&c, &fake).await;
@@ -425,6 +431,7 @@ fn leads_retention(proc: &Proc) -> bool {
 /// the other takes over once the dead one's lease runs out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_collector_leads_retention_and_leadership_moves_when_it_dies() {
+    let _alone = ONE_CLUSTER_AT_A_TIME.lock().await;
     let pg = PgServer::start().unwrap();
     let usage_db = pg.create_database("usage").unwrap();
     let dir = tempfile::tempdir().unwrap();
