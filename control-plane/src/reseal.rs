@@ -119,7 +119,6 @@ pub async fn reseal_when_safe(
 ) {
     let mut waiting_for: Vec<String> = Vec::new();
     let mut leading_since: Option<std::time::Instant> = None;
-    let mut leader_can_change = true;
     loop {
         if !*leader.borrow_and_update() {
             leading_since = None;
@@ -132,11 +131,7 @@ pub async fn reseal_when_safe(
         }
         tokio::select! {
             () = shutdown.clone().wait() => return,
-            // A closed channel means leadership never changes again (one replica
-            // alone leads for good): only the timer wakes this loop then.
-            changed = leader.changed(), if leader_can_change => {
-                leader_can_change = changed.is_ok();
-            }
+            () = switchyard_coord::leadership_changed(&mut leader) => {}
             () = tokio::time::sleep(every) => {}
         }
     }

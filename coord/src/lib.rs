@@ -32,6 +32,15 @@ pub enum CoordError {
     Settings(String),
 }
 
+/// Wait until `leader` (from [`Coordinator::leadership`]) changes. A leadership that
+/// can no longer change (its coordinator dropped) never wakes this, so a loop that
+/// selects on it beside a timer sleeps instead of spinning on a closed channel.
+pub async fn leadership_changed(leader: &mut watch::Receiver<bool>) {
+    if leader.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// One process's handle on the coordination of its service.
 #[derive(Clone)]
 pub struct Coordinator {
@@ -206,6 +215,11 @@ mod tests {
         assert!(*leader.borrow());
         // Open and unchanged: a loop waiting on `changed()` sleeps instead of spinning.
         assert!(!leader.has_changed().unwrap());
+        // With its coordinator gone the channel closes, and waiting still sleeps.
+        let mut orphan = Coordinator::local().leadership("anything");
+        assert!(*orphan.borrow());
+        let waited = tokio::time::timeout(Duration::ZERO, leadership_changed(&mut orphan));
+        assert!(waited.await.is_err(), "woke on a closed channel");
         c.register("data-planes", "b", "2".into()).await;
         c.register("data-planes", "a", "1".into()).await;
         c.register("other", "c", "3".into()).await;

@@ -300,7 +300,6 @@ impl Tables {
         for i in order {
             let a = &accounts[i];
             let up = parent_of(i);
-            let from_parent = |table: &[Option<_>]| up.and_then(|p| table[p].clone());
             // The intersection from the main account down.
             let policy = match up.and_then(|p| policies[p].clone()) {
                 Some(parent) if a.policy == unrestricted && parent.credit.is_none() => parent,
@@ -314,7 +313,7 @@ impl Tables {
             if let Some(credit) = own.as_ref().and_then(|l| l.credit) {
                 credits.push((a.id, credit));
             }
-            let inherited: Option<Arc<[AccountLimits]>> = from_parent(&limits);
+            let inherited = up.and_then(|p| limits[p].clone());
             let chain_limits = match (own, inherited) {
                 (None, Some(inherited)) => inherited,
                 (own, inherited) => own
@@ -456,9 +455,18 @@ impl Compiled {
         upserts: Vec<IssuedKey>,
         deleted: &[IssuedKeyId],
     ) -> Result<Self, SnapshotError> {
-        let tables = match config {
-            Some(config) => Arc::new(Tables::build(config, Some(&self.tables))?),
-            None => self.tables.clone(),
+        // With a new configuration, whether an account went (whose keys must go too).
+        let (tables, accounts_gone) = match config {
+            Some(config) => {
+                let tables = Tables::build(config, Some(&self.tables))?;
+                let gone = self
+                    .tables
+                    .accounts
+                    .keys()
+                    .any(|a| !tables.accounts.contains_key(a));
+                (Arc::new(tables), gone)
+            }
+            None => (self.tables.clone(), false),
         };
         let keys = if upserts.is_empty() && deleted.is_empty() {
             self.keys.clone()
@@ -477,12 +485,7 @@ impl Compiled {
             Arc::new(keys)
         };
         // An account gone: none of the keys kept may still belong to it.
-        let gone = self
-            .tables
-            .accounts
-            .keys()
-            .any(|a| !tables.accounts.contains_key(a));
-        if gone
+        if accounts_gone
             && let Some(e) = keys
                 .values()
                 .find(|e| !tables.accounts.contains_key(&e.account))

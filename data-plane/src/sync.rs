@@ -282,10 +282,11 @@ impl Follower {
             };
         };
         let version = delta.version;
-        // Patchable: on top of exactly what is served.
-        let served = live.load().filter(|served| {
-            base.version == delta.base_version && served.version() == delta.base_version
-        });
+        // Patchable: on top of exactly what is served (the base is checked as the
+        // delta is applied to it).
+        let served = live
+            .load()
+            .filter(|served| served.version() == delta.base_version);
         if let Err(e) = apply_in_place(base, delta) {
             return Step::NeedFull {
                 reason: e.to_string(),

@@ -13,6 +13,7 @@ pub mod writer;
 
 use axum::routing::get;
 use axum::serve::ListenerExt;
+use switchyard_coord::leadership_changed;
 use switchyard_proto::v1::usage_service_server::UsageServiceServer;
 use switchyard_runtime::Shutdown;
 use tokio::net::TcpListener;
@@ -49,7 +50,6 @@ const DAY_MS: i64 = 86_400_000;
 /// only wasteful.)
 async fn keep_within(store: UsageStore, mut retention: Retention, shutdown: Shutdown) {
     let mut leading = false;
-    let mut leader_can_change = true;
     loop {
         let now_leading = *retention.leader.borrow_and_update();
         if now_leading != leading {
@@ -58,7 +58,7 @@ async fn keep_within(store: UsageStore, mut retention: Retention, shutdown: Shut
         }
         if !leading {
             tokio::select! {
-                changed = retention.leader.changed() => if changed.is_err() { return },
+                () = leadership_changed(&mut retention.leader) => {}
                 () = shutdown.clone().wait() => return,
             }
             continue;
@@ -88,11 +88,7 @@ async fn keep_within(store: UsageStore, mut retention: Retention, shutdown: Shut
         }
         tokio::select! {
             () = tokio::time::sleep(retention.every) => {}
-            // A closed channel means leadership never changes again: only the timer
-            // wakes this loop then, or it would delete in a tight loop.
-            changed = retention.leader.changed(), if leader_can_change => {
-                leader_can_change = changed.is_ok();
-            }
+            () = leadership_changed(&mut retention.leader) => {}
             () = shutdown.clone().wait() => return,
         }
     }

@@ -137,39 +137,49 @@ fn patch<T: Clone, K: Eq + Hash>(
     if upserts.is_empty() && deletes.is_empty() {
         return;
     }
-    // Which upserts replaced an entry; the others are new.
-    let mut replaced = vec![false; upserts.len()];
-    if upserts.len() + deletes.len() <= FEW_CHANGES {
-        entries.retain_mut(|e| {
-            let k = id(e);
-            if deletes.contains(k) {
-                return false;
-            }
-            if let Some(i) = upserts.iter().position(|u| id(u) == k) {
-                replaced[i] = true;
-                *e = upserts[i].clone();
-            }
-            true
-        });
+    // Few changes are found by comparing ids, many by hashing them.
+    let few = upserts.len() + deletes.len() <= FEW_CHANGES;
+    let replacing: HashMap<&K, usize> = if few {
+        HashMap::new()
     } else {
-        let replacing: HashMap<&K, usize> = upserts
+        upserts
             .iter()
             .enumerate()
             .map(|(i, e)| (id(e), i))
-            .collect();
-        let gone: std::collections::HashSet<&K> = deletes.iter().collect();
-        entries.retain_mut(|e| {
-            let k = id(e);
-            if gone.contains(k) {
-                return false;
-            }
-            if let Some(&i) = replacing.get(k) {
-                replaced[i] = true;
-                *e = upserts[i].clone();
-            }
-            true
-        });
-    }
+            .collect()
+    };
+    let gone: std::collections::HashSet<&K> = if few {
+        Default::default()
+    } else {
+        deletes.iter().collect()
+    };
+    let deleted = |k: &K| {
+        if few {
+            deletes.contains(k)
+        } else {
+            gone.contains(k)
+        }
+    };
+    let upsert_of = |k: &K| {
+        if few {
+            upserts.iter().position(|u| id(u) == k)
+        } else {
+            replacing.get(k).copied()
+        }
+    };
+    // Which upserts replaced an entry; the others are new.
+    let mut replaced = vec![false; upserts.len()];
+    entries.retain_mut(|e| {
+        let k = id(e);
+        if deleted(k) {
+            return false;
+        }
+        if let Some(i) = upsert_of(k) {
+            replaced[i] = true;
+            *e = upserts[i].clone();
+        }
+        true
+    });
     // What was not replaced is new, in the order the delta lists it.
     entries.extend(
         upserts

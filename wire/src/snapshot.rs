@@ -347,7 +347,6 @@ fn status(field: &'static str, value: i32) -> Result<Status, DecodeError> {
     }
 }
 
-/// The wire snapshot as plain data. Beyond this edge nothing touches prost types.
 pub fn decode_issued_key(k: pb::IssuedKey) -> Result<IssuedKey, DecodeError> {
     Ok(IssuedKey {
         hash: KeyHash::from_slice(&k.hash).ok_or_else(|| DecodeError::Hash(k.id.clone()))?,
@@ -362,6 +361,7 @@ pub fn decode_issued_key_id(text: &str) -> Result<IssuedKeyId, DecodeError> {
     id::<IssuedKeyId>("issued_key.id", text)
 }
 
+/// The wire snapshot as plain data. Beyond this edge nothing touches prost types.
 pub fn decode(s: pb::Snapshot) -> Result<Snapshot, DecodeError> {
     let issued_keys = s
         .issued_keys
