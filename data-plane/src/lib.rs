@@ -123,6 +123,10 @@ pub fn upstream_client(connect_timeout: Duration) -> Result<reqwest::Client, req
         .tcp_nodelay(true)
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)
+        // A redirect is the upstream's answer for the client to see, not one for the
+        // router to follow with the owner's credential.
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
         .build()
 }
 
@@ -273,6 +277,7 @@ pub async fn run(
         live,
         keyring: config.keyring,
         client: upstream_client(config.connect_timeout)?,
+        urls: upstream::UpstreamUrls::default(),
         usage: sink,
         limits: config.limits,
         cool_down: config.cool_down,

@@ -32,7 +32,7 @@ use crate::meter::Meter;
 use crate::metric;
 use crate::rebuild::Rebuilder;
 use crate::relay::{self, Relay};
-use crate::upstream::{self, AttemptFailure, Sent, UpstreamBody};
+use crate::upstream::{self, AttemptFailure, Sent, UpstreamBody, UpstreamUrls};
 use crate::usage::UsageSink;
 
 pub const REQUEST_ID: &str = "x-request-id";
@@ -75,6 +75,7 @@ pub struct App {
     pub live: Arc<Live>,
     pub keyring: Arc<Keyring>,
     pub client: reqwest::Client,
+    pub(crate) urls: UpstreamUrls,
     pub usage: UsageSink,
     pub limits: Limits,
     pub cool_down: CoolDown,
@@ -468,6 +469,7 @@ async fn forward(
         );
         let sent = upstream::send(
             &app.client,
+            &app.urls,
             &app.keyring,
             key,
             endpoint,

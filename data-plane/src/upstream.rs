@@ -1,12 +1,15 @@
 //! One attempt on one provider key: build the upstream request (the secret opened
 //! just in time), send it, and classify the answer for the key's health.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use switchyard_core::crypto::Keyring;
 use switchyard_core::endpoint::{Endpoint, Protocol};
+use switchyard_core::ids::ProviderKeyId;
 use switchyard_core::route::{Failure, retry_after_ms};
 use switchyard_core::snapshot::ProviderKey;
 use zeroize::Zeroizing;
@@ -27,6 +30,52 @@ impl UpstreamBody {
             Self::Whole(b) => Some(reqwest::Body::from(b.clone())),
             Self::Streamed(b) => b.take(),
         }
+    }
+}
+
+/// Upstream URLs parsed once per provider key and endpoint, not on every call:
+/// parsing one (its host through IDNA) cost more than the rest of building the
+/// request. Read without a lock; a miss copies the table, which happens once per key
+/// and endpoint.
+#[derive(Default)]
+pub struct UpstreamUrls(ArcSwap<HashMap<(ProviderKeyId, Endpoint), ParsedUrl>>);
+
+#[derive(Clone)]
+struct ParsedUrl {
+    /// The base URL this was parsed from: a key whose base URL changed parses again.
+    base: Box<str>,
+    url: reqwest::Url,
+}
+
+/// Entries kept at most; beyond, the table starts over (removed keys leave theirs).
+const MOST_URLS: usize = 16_384;
+
+impl UpstreamUrls {
+    /// The URL of `endpoint` on `key`'s upstream; `None` when its base URL is not one.
+    pub fn get(&self, key: &ProviderKey, endpoint: Endpoint) -> Option<reqwest::Url> {
+        if let Some(parsed) = self.0.load().get(&(key.id, endpoint))
+            && *parsed.base == *key.base_url
+        {
+            return Some(parsed.url.clone());
+        }
+        let url =
+            reqwest::Url::parse(&format!("{}{}", key.base_url, endpoint.upstream_suffix())).ok()?;
+        self.0.rcu(|table| {
+            let mut next = if table.len() >= MOST_URLS {
+                HashMap::new()
+            } else {
+                HashMap::clone(table)
+            };
+            next.insert(
+                (key.id, endpoint),
+                ParsedUrl {
+                    base: key.base_url.as_str().into(),
+                    url: url.clone(),
+                },
+            );
+            next
+        });
+        Some(url)
     }
 }
 
@@ -89,8 +138,13 @@ pub enum Sent {
     Unusable(&'static str),
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; each argument is a different part of the attempt"
+)]
 pub async fn send(
     client: &reqwest::Client,
+    urls: &UpstreamUrls,
     keyring: &Keyring,
     key: &ProviderKey,
     endpoint: Endpoint,
@@ -130,7 +184,11 @@ pub async fn send(
     let Some(body) = body.take() else {
         return Sent::NotReplayable;
     };
-    let url = format!("{}{}", key.base_url, endpoint.upstream_suffix());
+    let Some(url) = urls.get(key, endpoint) else {
+        return Sent::Unusable(
+            "the provider key's base URL is not a valid URL; its owner must fix it",
+        );
+    };
     let mut builder = client.post(url).header(auth_name, auth_value).body(body);
     let exporting = switchyard_runtime::tracing_on();
     for (name, value) in forwarded(protocol, client_headers, exporting) {
@@ -184,6 +242,49 @@ pub async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchyard_core::crypto::Sealed;
+    use switchyard_core::ids::AccountId;
+    use switchyard_core::snapshot::{ProviderKind, Status};
+
+    fn key(base_url: &str) -> ProviderKey {
+        ProviderKey {
+            id: ProviderKeyId::new(),
+            owner: AccountId::new(),
+            kind: ProviderKind::OpenAi,
+            base_url: base_url.into(),
+            secret: Sealed {
+                key_id: "k".into(),
+                blob: Vec::new(),
+            },
+            level: 0,
+            models: Vec::new(),
+            weight: 1,
+            status: Status::Active,
+        }
+    }
+
+    #[test]
+    fn urls_are_parsed_once_per_key_and_again_when_the_base_changes() {
+        let urls = UpstreamUrls::default();
+        let mut k = key("https://api.example.com/v1");
+        let chat = urls.get(&k, Endpoint::ChatCompletions).unwrap();
+        assert_eq!(chat.as_str(), "https://api.example.com/v1/chat/completions");
+        let messages = urls.get(&k, Endpoint::Messages).unwrap();
+        assert_eq!(messages.as_str(), "https://api.example.com/v1/messages");
+        assert_eq!(urls.0.load().len(), 2);
+        assert_eq!(urls.get(&k, Endpoint::ChatCompletions), Some(chat));
+        assert_eq!(urls.0.load().len(), 2, "a hit adds nothing");
+
+        k.base_url = "http://127.0.0.1:9000/openai/v1".into();
+        let moved = urls.get(&k, Endpoint::ChatCompletions).unwrap();
+        assert_eq!(
+            moved.as_str(),
+            "http://127.0.0.1:9000/openai/v1/chat/completions"
+        );
+
+        k.base_url = "not a url".into();
+        assert_eq!(urls.get(&k, Endpoint::ChatCompletions), None);
+    }
 
     #[test]
     fn without_export_the_clients_context_goes_upstream_unchanged() {

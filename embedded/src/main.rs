@@ -265,7 +265,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 /// provider key through the public REST API, and keep the account's key in a file.
 async fn demo(args: &UpArgs, admin_url: &str, root_key: &str) -> anyhow::Result<String> {
     let listener = bind(&args.demo_upstream_listen).await?;
-    let fake = FakeUpstream::serve(listener, None)?;
+    let fake = FakeUpstream::serve_unrecorded(listener)?;
     let key_path = args.data_dir.join("demo-key");
     if key_path.exists() {
         return Ok(fake.base_url());

@@ -61,7 +61,7 @@ pub struct Observed {
     pub abandoned: AtomicU64,
     /// Streams sent to their end.
     pub streams_finished: AtomicU64,
-    /// JSON bodies received, in order.
+    /// JSON bodies received, in order (these four only when recording).
     pub bodies: Mutex<Vec<serde_json::Value>>,
     /// Credential headers received (`Authorization` or `x-api-key`), in order.
     pub authorizations: Mutex<Vec<String>>,
@@ -75,6 +75,10 @@ pub struct Observed {
 pub(crate) struct Fake {
     /// When set, calls with another credential get a 401.
     expected_secret: Option<String>,
+    /// Keep what each call sent (bodies, credentials, headers) for tests to read. A
+    /// long-running process (the demo, the benchmark's baseline) keeps only counts, so
+    /// its memory stays flat.
+    record: bool,
     observed: Observed,
     /// While true, streams pause after their first content event.
     hold: watch::Sender<bool>,
@@ -92,11 +96,26 @@ pub struct FakeUpstream {
 }
 
 impl FakeUpstream {
-    /// Serve on `listener` until the process ends.
+    /// Serve on `listener` until the process ends, keeping what each call sent.
     pub fn serve(listener: TcpListener, expected_secret: Option<String>) -> std::io::Result<Self> {
+        Self::serve_with(listener, expected_secret, true)
+    }
+
+    /// Serve on `listener` until the process ends, keeping counts only: for a process
+    /// that runs for long (the demo upstream, the benchmark's baseline).
+    pub fn serve_unrecorded(listener: TcpListener) -> std::io::Result<Self> {
+        Self::serve_with(listener, None, false)
+    }
+
+    fn serve_with(
+        listener: TcpListener,
+        expected_secret: Option<String>,
+        record: bool,
+    ) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let state = Arc::new(Fake {
             expected_secret,
+            record,
             observed: Observed::default(),
             hold: watch::channel(false).0,
             behaviours: Mutex::new(HashMap::new()),
@@ -228,13 +247,15 @@ impl Fake {
         }
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-        if let Ok(mut seen) = self.observed.authorizations.lock() {
-            seen.push(secret.to_owned());
+        if self.record {
+            if let Ok(mut seen) = self.observed.authorizations.lock() {
+                seen.push(secret.to_owned());
+            }
+            if let Ok(mut last) = self.observed.last_headers.lock() {
+                *last = headers.clone();
+            }
         }
         let secret = secret.strip_prefix("Bearer ").unwrap_or(secret).to_owned();
-        if let Ok(mut last) = self.observed.last_headers.lock() {
-            *last = headers.clone();
-        }
         if let Some(expected) = &self.expected_secret
             && &secret != expected
         {
@@ -314,7 +335,9 @@ impl Fake {
         };
         let value: serde_json::Value =
             serde_json::from_slice(body).map_err(|_| bad("body is not JSON"))?;
-        if let Ok(mut bodies) = self.observed.bodies.lock() {
+        if self.record
+            && let Ok(mut bodies) = self.observed.bodies.lock()
+        {
             bodies.push(value.clone());
         }
         let parsed = serde_json::from_value(value).map_err(|e| bad(&e.to_string()))?;

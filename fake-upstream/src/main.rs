@@ -25,7 +25,7 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = switchyard_runtime::init_telemetry("switchyard-fake-upstream");
     let args = Args::parse();
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
-    let fake = FakeUpstream::serve(listener, None)?;
+    let fake = FakeUpstream::serve_unrecorded(listener)?;
     if let Some(path) = &args.addr_file {
         switchyard_runtime::write_addr_file(path, &BTreeMap::from([("http", fake.addr)]))?;
     }

@@ -287,7 +287,9 @@ pub(crate) async fn transcription(
     if !content_type.starts_with("multipart/form-data") {
         return bad_request("expected multipart/form-data");
     }
-    if let Ok(mut sizes) = fake.observed.upload_sizes.lock() {
+    if fake.record
+        && let Ok(mut sizes) = fake.observed.upload_sizes.lock()
+    {
         sizes.push(body.len());
     }
     let text = format!("received {} bytes", body.len());

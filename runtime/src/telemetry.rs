@@ -4,7 +4,8 @@
 //!   passed through [`switchyard_core::redact::scrub`] on its way out.
 //! - Traces: OpenTelemetry over OTLP/gRPC, configured by the standard `OTEL_*`
 //!   variables and off unless an OTLP endpoint is set. Spans go only to the exporter,
-//!   never into log lines, so with tracing off a span costs one disabled-callsite check.
+//!   never into log lines, so with tracing off a span costs one disabled-callsite check
+//!   (`tests/spans_off.rs`); only the `request` span reaches the logs.
 //! - Metrics: one Prometheus recorder per process, shared by every service in it.
 
 use std::io::Write;
@@ -79,20 +80,25 @@ pub fn init_telemetry(service: &'static str) -> Telemetry {
         .with_filter(filter_fn(|meta| {
             meta.is_event() || meta.name() == "request"
         }));
-    let otel = traces.as_ref().map(|provider| {
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("switchyard"))
-            .with_filter(filter_fn(|meta| {
-                meta.target().starts_with("switchyard")
-                    && *meta.level() <= tracing::Level::INFO
-                    && meta.name() != "request"
-            }))
-    });
-    let installed = tracing_subscriber::registry()
-        .with(logs)
-        .with(otel)
-        .try_init()
-        .is_ok();
+    // The exporter's layer exists only when traces are on: an absent layer (`None`)
+    // would count as interested in every span, and each disabled span would still be
+    // built in the registry on every call.
+    let with_logs = tracing_subscriber::registry().with(logs);
+    let installed = match &traces {
+        Some(provider) => with_logs
+            .with(
+                tracing_opentelemetry::layer()
+                    .with_tracer(provider.tracer("switchyard"))
+                    .with_filter(filter_fn(|meta| {
+                        meta.target().starts_with("switchyard")
+                            && *meta.level() <= tracing::Level::INFO
+                            && meta.name() != "request"
+                    })),
+            )
+            .try_init(),
+        None => with_logs.try_init(),
+    }
+    .is_ok();
     if !installed {
         return Telemetry { traces: None };
     }
