@@ -100,8 +100,8 @@ pub struct RedisConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataPlaneError {
-    #[error("cannot build the upstream client: {0}")]
-    Client(#[from] reqwest::Error),
+    #[error("cannot set up TLS for upstream calls: {0}")]
+    Tls(#[from] rustls::Error),
     #[error("HTTP server failed: {0}")]
     Http(#[from] std::io::Error),
     #[error("invalid Redis settings: {0}")]
@@ -113,21 +113,6 @@ pub enum DataPlaneError {
 /// Install the process-wide TLS provider (ring) once; later calls are no-ops.
 pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// Pooled keep-alive connections per upstream; HTTP/2 where TLS negotiates it.
-pub fn upstream_client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
-    install_tls_provider();
-    reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .tcp_nodelay(true)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        // A redirect is the upstream's answer for the client to see, not one for the
-        // router to follow with the owner's credential.
-        .redirect(reqwest::redirect::Policy::none())
-        .referer(false)
-        .build()
 }
 
 pub fn router(
@@ -276,7 +261,10 @@ pub async fn run(
     let app = Arc::new(App {
         live,
         keyring: config.keyring,
-        client: upstream_client(config.connect_timeout)?,
+        client: {
+            install_tls_provider();
+            upstream::client(config.connect_timeout)?
+        },
         urls: upstream::UpstreamUrls::default(),
         usage: sink,
         limits: config.limits,

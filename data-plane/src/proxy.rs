@@ -74,7 +74,7 @@ impl Default for Limits {
 pub struct App {
     pub live: Arc<Live>,
     pub keyring: Arc<Keyring>,
-    pub client: reqwest::Client,
+    pub client: upstream::UpstreamClient,
     pub(crate) urls: UpstreamUrls,
     pub usage: UsageSink,
     pub limits: Limits,
@@ -555,7 +555,7 @@ async fn answered(
     app: &App,
     relay: Relay,
     stream: bool,
-    answer: reqwest::Response,
+    answer: upstream::UpstreamResponse,
     deadline: Instant,
     mut meter: Meter,
 ) -> Result<Response, (AttemptFailure, Meter)> {
@@ -838,7 +838,7 @@ async fn read_multipart(
     let whole = futures_util::stream::once(async move { Ok(Bytes::from(prefix)) }).chain(rest);
     Ok((
         model,
-        UpstreamBody::Streamed(Some(reqwest::Body::wrap_stream(whole))),
+        UpstreamBody::Streamed(Some(Body::from_stream(whole))),
     ))
 }
 

@@ -18,9 +18,14 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::meter::Meter;
-use crate::upstream::AttemptFailure;
+use crate::upstream::{AttemptFailure, UpstreamResponse};
 
-type Chunks = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
+type Chunks = Pin<Box<dyn Stream<Item = Result<Bytes, hyper::Error>> + Send>>;
+
+/// An answer's body as the chunks of data it brings.
+fn chunks(upstream: UpstreamResponse) -> http_body_util::BodyDataStream<hyper::body::Incoming> {
+    http_body_util::BodyDataStream::new(upstream.into_body())
+}
 
 /// A whole upstream answer.
 pub struct Whole {
@@ -33,14 +38,14 @@ pub struct Whole {
 /// the end is the key's failure: nothing reached the client yet, so the call can be
 /// tried again.
 pub async fn read_whole(
-    upstream: reqwest::Response,
+    upstream: UpstreamResponse,
     max: usize,
     idle: Duration,
 ) -> Result<Whole, AttemptFailure> {
     let status = upstream.status();
     let content_type = upstream.headers().get(header::CONTENT_TYPE).cloned();
     let mut body = Vec::new();
-    let mut chunks = upstream.bytes_stream();
+    let mut chunks = chunks(upstream);
     loop {
         match tokio::time::timeout(idle, chunks.next()).await {
             Ok(Some(Ok(chunk))) => {
@@ -96,11 +101,11 @@ pub fn whole_back(endpoint: Endpoint, whole: Whole, meter: Meter) -> Response {
 }
 
 /// Pass a (binary) answer through as it arrives; meter when it ends.
-pub fn pass_through(upstream: reqwest::Response, meter: Meter, idle: Duration) -> Response {
+pub fn pass_through(upstream: UpstreamResponse, meter: Meter, idle: Duration) -> Response {
     let status = upstream.status();
     let content_type = upstream.headers().get(header::CONTENT_TYPE).cloned();
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
-    let mut chunks = upstream.bytes_stream();
+    let mut chunks = chunks(upstream);
     tokio::spawn(async move {
         let mut failed = false;
         loop {
@@ -143,11 +148,11 @@ pub struct Started {
 /// Wait for the first complete SSE event, until `deadline`. A failure before it is the
 /// key's failure and the call can still move to another key.
 pub async fn first_event(
-    upstream: reqwest::Response,
+    upstream: UpstreamResponse,
     deadline: Instant,
 ) -> Result<Started, AttemptFailure> {
     let status = upstream.status();
-    let mut chunks: Chunks = Box::pin(upstream.bytes_stream());
+    let mut chunks: Chunks = Box::pin(chunks(upstream));
     let mut framer = SseFramer::default();
     loop {
         let wait = deadline.saturating_duration_since(Instant::now());

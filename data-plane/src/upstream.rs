@@ -2,11 +2,15 @@
 //! just in time), send it, and classify the answer for the key's health.
 
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use axum::body::Body;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, header};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use switchyard_core::crypto::Keyring;
 use switchyard_core::endpoint::{Endpoint, Protocol};
 use switchyard_core::ids::ProviderKeyId;
@@ -16,27 +20,57 @@ use zeroize::Zeroizing;
 
 use crate::trace::TRACE_HEADERS;
 
+/// The client every attempt goes through: hyper's pooled client, without the
+/// layers a general HTTP client adds per request (URL parsing, redirects, retries).
+pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+
+/// An upstream's answer, its body still arriving.
+pub type UpstreamResponse = http::Response<hyper::body::Incoming>;
+
+/// Pooled keep-alive connections per upstream; HTTP/2 where TLS negotiates it; the
+/// system's roots verify TLS (the process's rustls provider must be installed).
+pub fn client(connect_timeout: Duration) -> Result<UpstreamClient, rustls::Error> {
+    use rustls_platform_verifier::BuilderVerifierExt as _;
+    let tls = rustls::ClientConfig::builder()
+        .with_platform_verifier()?
+        .with_no_client_auth();
+    let mut tcp = HttpConnector::new();
+    tcp.set_connect_timeout(Some(connect_timeout));
+    tcp.set_nodelay(true);
+    // The TLS layer takes `https` URLs; plain `http` ones pass through it.
+    tcp.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(tcp);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .build(connector))
+}
+
 /// The body sent upstream: whole (replayable on the next key) or streamed once.
 pub enum UpstreamBody {
     Whole(Bytes),
     /// A large upload: already read bytes, then the rest as it arrives. Single use.
-    Streamed(Option<reqwest::Body>),
+    Streamed(Option<Body>),
 }
 
 impl UpstreamBody {
     /// The body for the next attempt; `None` once a streamed body has been used.
-    fn take(&mut self) -> Option<reqwest::Body> {
+    fn take(&mut self) -> Option<Body> {
         match self {
-            Self::Whole(b) => Some(reqwest::Body::from(b.clone())),
+            Self::Whole(b) => Some(Body::from(b.clone())),
             Self::Streamed(b) => b.take(),
         }
     }
 }
 
-/// Upstream URLs parsed once per provider key and endpoint, not on every call:
-/// parsing one (its host through IDNA) cost more than the rest of building the
-/// request. Read without a lock; a miss copies the table, which happens once per key
-/// and endpoint.
+/// Upstream URIs parsed once per provider key and endpoint, not on every call. Read
+/// without a lock; a miss copies the table, which happens once per key and endpoint.
 #[derive(Default)]
 pub struct UpstreamUrls(ArcSwap<HashMap<(ProviderKeyId, Endpoint), ParsedUrl>>);
 
@@ -44,22 +78,28 @@ pub struct UpstreamUrls(ArcSwap<HashMap<(ProviderKeyId, Endpoint), ParsedUrl>>);
 struct ParsedUrl {
     /// The base URL this was parsed from: a key whose base URL changed parses again.
     base: Box<str>,
-    url: reqwest::Url,
+    uri: Uri,
 }
 
 /// Entries kept at most; beyond, the table starts over (removed keys leave theirs).
 const MOST_URLS: usize = 16_384;
 
 impl UpstreamUrls {
-    /// The URL of `endpoint` on `key`'s upstream; `None` when its base URL is not one.
-    pub fn get(&self, key: &ProviderKey, endpoint: Endpoint) -> Option<reqwest::Url> {
+    /// The URI of `endpoint` on `key`'s upstream; `None` when its base URL is not an
+    /// `http` or `https` URL.
+    pub fn get(&self, key: &ProviderKey, endpoint: Endpoint) -> Option<Uri> {
         if let Some(parsed) = self.0.load().get(&(key.id, endpoint))
             && *parsed.base == *key.base_url
         {
-            return Some(parsed.url.clone());
+            return Some(parsed.uri.clone());
         }
-        let url =
-            reqwest::Url::parse(&format!("{}{}", key.base_url, endpoint.upstream_suffix())).ok()?;
+        let text = format!("{}{}", key.base_url, endpoint.upstream_suffix());
+        // A URL parser first: it puts a host in IDNA form and escapes what a URI may
+        // not hold, as a general HTTP client would.
+        let uri: Uri = reqwest::Url::parse(&text).ok()?.as_str().parse().ok()?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+            return None;
+        }
         self.0.rcu(|table| {
             let mut next = if table.len() >= MOST_URLS {
                 HashMap::new()
@@ -70,12 +110,12 @@ impl UpstreamUrls {
                 (key.id, endpoint),
                 ParsedUrl {
                     base: key.base_url.as_str().into(),
-                    url: url.clone(),
+                    uri: uri.clone(),
                 },
             );
             next
         });
-        Some(url)
+        Some(uri)
     }
 }
 
@@ -130,7 +170,7 @@ impl AttemptFailure {
 pub enum Sent {
     /// The upstream answered with a status that is not the key's fault (2xx, or a
     /// 4xx about the request itself).
-    Answer(reqwest::Response),
+    Answer(UpstreamResponse),
     KeyFailed(AttemptFailure),
     /// A streamed body was already used by an earlier attempt.
     NotReplayable,
@@ -143,7 +183,7 @@ pub enum Sent {
     reason = "one call site; each argument is a different part of the attempt"
 )]
 pub async fn send(
-    client: &reqwest::Client,
+    client: &UpstreamClient,
     urls: &UpstreamUrls,
     keyring: &Keyring,
     key: &ProviderKey,
@@ -184,29 +224,41 @@ pub async fn send(
     let Some(body) = body.take() else {
         return Sent::NotReplayable;
     };
-    let Some(url) = urls.get(key, endpoint) else {
+    let Some(uri) = urls.get(key, endpoint) else {
         return Sent::Unusable(
-            "the provider key's base URL is not a valid URL; its owner must fix it",
+            "the provider key's base URL is not a valid http(s) URL; its owner must fix it",
         );
     };
-    let mut builder = client.post(url).header(auth_name, auth_value).body(body);
+    let mut request = Request::new(body);
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = uri;
+    let headers = request.headers_mut();
+    headers.insert(auth_name, auth_value);
     let exporting = switchyard_runtime::tracing_on();
     for (name, value) in forwarded(protocol, client_headers, exporting) {
-        builder = builder.header(name, value.clone());
+        headers.append(name, value.clone());
     }
     if exporting {
         for (name, value) in crate::trace::injected().0 {
-            builder = builder.header(name, value);
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
         }
     }
     if !client_headers.contains_key(header::CONTENT_TYPE) {
-        builder = builder.header(header::CONTENT_TYPE, "application/json");
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
     }
     if protocol == Protocol::Anthropic && !client_headers.contains_key("anthropic-version") {
-        builder = builder.header("anthropic-version", DEFAULT_ANTHROPIC_VERSION);
+        headers.insert(
+            "anthropic-version",
+            HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION),
+        );
     }
     let wait = deadline.saturating_duration_since(Instant::now());
-    let response = match tokio::time::timeout(wait, builder.send()).await {
+    let response = match tokio::time::timeout(wait, client.request(request)).await {
         Err(_) => {
             return Sent::KeyFailed(AttemptFailure::new(
                 Failure::Timeout,
@@ -214,7 +266,7 @@ pub async fn send(
             ));
         }
         Ok(Err(e)) => {
-            let failure = if e.is_timeout() {
+            let failure = if timed_out(&e) {
                 Failure::Timeout
             } else {
                 Failure::Unreachable
@@ -237,6 +289,20 @@ pub async fn send(
         )),
         None => Sent::Answer(response),
     }
+}
+
+/// Whether a failed exchange ran out of time somewhere (connecting, most often).
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 #[cfg(test)]
@@ -268,22 +334,25 @@ mod tests {
         let urls = UpstreamUrls::default();
         let mut k = key("https://api.example.com/v1");
         let chat = urls.get(&k, Endpoint::ChatCompletions).unwrap();
-        assert_eq!(chat.as_str(), "https://api.example.com/v1/chat/completions");
+        assert_eq!(chat, "https://api.example.com/v1/chat/completions");
         let messages = urls.get(&k, Endpoint::Messages).unwrap();
-        assert_eq!(messages.as_str(), "https://api.example.com/v1/messages");
+        assert_eq!(messages, "https://api.example.com/v1/messages");
         assert_eq!(urls.0.load().len(), 2);
         assert_eq!(urls.get(&k, Endpoint::ChatCompletions), Some(chat));
         assert_eq!(urls.0.load().len(), 2, "a hit adds nothing");
 
         k.base_url = "http://127.0.0.1:9000/openai/v1".into();
         let moved = urls.get(&k, Endpoint::ChatCompletions).unwrap();
-        assert_eq!(
-            moved.as_str(),
-            "http://127.0.0.1:9000/openai/v1/chat/completions"
-        );
+        assert_eq!(moved, "http://127.0.0.1:9000/openai/v1/chat/completions");
 
-        k.base_url = "not a url".into();
-        assert_eq!(urls.get(&k, Endpoint::ChatCompletions), None);
+        k.base_url = "https://bücher.example/v1".into();
+        let idna = urls.get(&k, Endpoint::Embeddings).unwrap();
+        assert_eq!(idna, "https://xn--bcher-kva.example/v1/embeddings");
+
+        for bad in ["not a url", "ftp://files.example.com/v1", "/v1", "http://exa mple.com/v1"] {
+            k.base_url = bad.into();
+            assert_eq!(urls.get(&k, Endpoint::ChatCompletions), None, "{bad}");
+        }
     }
 
     #[test]
