@@ -349,7 +349,12 @@ mod tests {
         let idna = urls.get(&k, Endpoint::Embeddings).unwrap();
         assert_eq!(idna, "https://xn--bcher-kva.example/v1/embeddings");
 
-        for bad in ["not a url", "ftp://files.example.com/v1", "/v1", "http://exa mple.com/v1"] {
+        for bad in [
+            "not a url",
+            "ftp://files.example.com/v1",
+            "/v1",
+            "http://exa mple.com/v1",
+        ] {
             k.base_url = bad.into();
             assert_eq!(urls.get(&k, Endpoint::ChatCompletions), None, "{bad}");
         }

@@ -18,8 +18,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 /// How long a batch waits for company after its first event: each batch is a
-/// collector transaction, and usage is not needed within milliseconds.
-const LINGER: Duration = Duration::from_millis(5);
+/// collector transaction (and a wake of both processes), and usage is not needed
+/// within milliseconds.
+const LINGER: Duration = Duration::from_millis(20);
 /// Events per batch at most.
 const MAX_BATCH: usize = 512;
 /// Unacknowledged batches in flight. While they are, new events wait in the queue
@@ -339,16 +340,17 @@ pub async fn deliver(
                     }
                     Some(first) => {
                         let mut held = vec![first];
-                        let deadline = tokio::time::Instant::now() + LINGER;
+                        // Sleep through the linger and take what came meanwhile: one
+                        // wake per batch, not one per event.
+                        tokio::time::sleep(LINGER).await;
                         while held.len() < MAX_BATCH {
-                            let room = MAX_BATCH - held.len();
-                            match tokio::time::timeout_at(deadline, d.rx.recv_many(&mut held, room)).await {
-                                Ok(0) => {
+                            match d.rx.try_recv() {
+                                Ok(event) => held.push(event),
+                                Err(mpsc::error::TryRecvError::Empty) => break,
+                                Err(mpsc::error::TryRecvError::Disconnected) => {
                                     d.closed = true;
                                     break;
                                 }
-                                Ok(_) => {}
-                                Err(_) => break,
                             }
                         }
                         let events: Vec<pb::UsageEvent> = held.into_iter().map(encode_event).collect();
