@@ -27,6 +27,16 @@ pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Bo
 /// An upstream's answer, its body still arriving.
 pub type UpstreamResponse = http::Response<hyper::body::Incoming>;
 
+/// Variables a general HTTP client would route calls through a proxy by.
+const PROXY_VARIABLES: [&str; 6] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
 /// Pooled keep-alive connections per upstream; HTTP/2 where TLS negotiates it; the
 /// system's roots verify TLS (the process's rustls provider must be installed).
 pub fn client(connect_timeout: Duration) -> Result<UpstreamClient, rustls::Error> {
@@ -34,6 +44,15 @@ pub fn client(connect_timeout: Duration) -> Result<UpstreamClient, rustls::Error
     let tls = rustls::ClientConfig::builder()
         .with_platform_verifier()?
         .with_no_client_auth();
+    if let Some(name) = PROXY_VARIABLES
+        .into_iter()
+        .find(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
+    {
+        tracing::warn!(
+            variable = name,
+            "egress proxy variables are not followed: the data plane connects to each provider key's base URL directly"
+        );
+    }
     let mut tcp = HttpConnector::new();
     tcp.set_connect_timeout(Some(connect_timeout));
     tcp.set_nodelay(true);
