@@ -261,11 +261,7 @@ pub async fn run(
     let app = Arc::new(App {
         live,
         keyring: config.keyring,
-        client: {
-            install_tls_provider();
-            upstream::client(config.connect_timeout)?
-        },
-        urls: upstream::UpstreamUrls::default(),
+        upstream: upstream::Upstream::new(config.connect_timeout)?,
         usage: sink,
         limits: config.limits,
         cool_down: config.cool_down,

@@ -32,7 +32,7 @@ use crate::meter::Meter;
 use crate::metric;
 use crate::rebuild::Rebuilder;
 use crate::relay::{self, Relay};
-use crate::upstream::{self, AttemptFailure, Sent, UpstreamBody, UpstreamUrls};
+use crate::upstream::{self, AttemptFailure, Sent, Upstream, UpstreamBody};
 use crate::usage::UsageSink;
 
 pub const REQUEST_ID: &str = "x-request-id";
@@ -74,8 +74,7 @@ impl Default for Limits {
 pub struct App {
     pub live: Arc<Live>,
     pub keyring: Arc<Keyring>,
-    pub client: upstream::UpstreamClient,
-    pub(crate) urls: UpstreamUrls,
+    pub(crate) upstream: Upstream,
     pub usage: UsageSink,
     pub limits: Limits,
     pub cool_down: CoolDown,
@@ -468,8 +467,7 @@ async fn forward(
             gen_ai.provider.name = endpoint.protocol().gen_ai_provider(),
         );
         let sent = upstream::send(
-            &app.client,
-            &app.urls,
+            &app.upstream,
             &app.keyring,
             key,
             endpoint,

@@ -20,9 +20,13 @@ use zeroize::Zeroizing;
 
 use crate::trace::TRACE_HEADERS;
 
-/// The client every attempt goes through: hyper's pooled client, without the
-/// layers a general HTTP client adds per request (URL parsing, redirects, retries).
-pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+/// What every attempt goes through: hyper's pooled client, without the layers a
+/// general HTTP client adds per request (URL parsing, redirects, retries), and each
+/// key's URIs, parsed once.
+pub struct Upstream {
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>,
+    urls: UpstreamUrls,
+}
 
 /// An upstream's answer, its body still arriving.
 pub type UpstreamResponse = http::Response<hyper::body::Incoming>;
@@ -37,38 +41,45 @@ const PROXY_VARIABLES: [&str; 6] = [
     "all_proxy",
 ];
 
-/// Pooled keep-alive connections per upstream; HTTP/2 where TLS negotiates it; the
-/// system's roots verify TLS (the process's rustls provider must be installed).
-pub fn client(connect_timeout: Duration) -> Result<UpstreamClient, rustls::Error> {
-    use rustls_platform_verifier::BuilderVerifierExt as _;
-    let tls = rustls::ClientConfig::builder()
-        .with_platform_verifier()?
-        .with_no_client_auth();
-    if let Some(name) = PROXY_VARIABLES
-        .into_iter()
-        .find(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
-    {
-        tracing::warn!(
-            variable = name,
-            "egress proxy variables are not followed: the data plane connects to each provider key's base URL directly"
-        );
+impl Upstream {
+    /// Pooled keep-alive connections per upstream; HTTP/2 where TLS negotiates it;
+    /// the system's roots verify TLS.
+    pub fn new(connect_timeout: Duration) -> Result<Self, rustls::Error> {
+        use rustls_platform_verifier::BuilderVerifierExt as _;
+        crate::install_tls_provider();
+        let tls = rustls::ClientConfig::builder()
+            .with_platform_verifier()?
+            .with_no_client_auth();
+        if let Some(name) = PROXY_VARIABLES
+            .into_iter()
+            .find(|name| std::env::var_os(name).is_some_and(|v| !v.is_empty()))
+        {
+            tracing::warn!(
+                variable = name,
+                "egress proxy variables are not followed: the data plane connects to each provider key's base URL directly"
+            );
+        }
+        let mut tcp = HttpConnector::new();
+        tcp.set_connect_timeout(Some(connect_timeout));
+        tcp.set_nodelay(true);
+        // The TLS layer takes `https` URLs; plain `http` ones pass through it.
+        tcp.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(tcp);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Ok(Self {
+            client,
+            urls: UpstreamUrls::default(),
+        })
     }
-    let mut tcp = HttpConnector::new();
-    tcp.set_connect_timeout(Some(connect_timeout));
-    tcp.set_nodelay(true);
-    // The TLS layer takes `https` URLs; plain `http` ones pass through it.
-    tcp.enforce_http(false);
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(tcp);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .build(connector))
 }
 
 /// The body sent upstream: whole (replayable on the next key) or streamed once.
@@ -91,7 +102,7 @@ impl UpstreamBody {
 /// Upstream URIs parsed once per provider key and endpoint, not on every call. Read
 /// without a lock; a miss copies the table, which happens once per key and endpoint.
 #[derive(Default)]
-pub struct UpstreamUrls(ArcSwap<HashMap<(ProviderKeyId, Endpoint), ParsedUrl>>);
+struct UpstreamUrls(ArcSwap<HashMap<(ProviderKeyId, Endpoint), ParsedUrl>>);
 
 #[derive(Clone)]
 struct ParsedUrl {
@@ -106,7 +117,7 @@ const MOST_URLS: usize = 16_384;
 impl UpstreamUrls {
     /// The URI of `endpoint` on `key`'s upstream; `None` when its base URL is not an
     /// `http` or `https` URL.
-    pub fn get(&self, key: &ProviderKey, endpoint: Endpoint) -> Option<Uri> {
+    fn get(&self, key: &ProviderKey, endpoint: Endpoint) -> Option<Uri> {
         if let Some(parsed) = self.0.load().get(&(key.id, endpoint))
             && *parsed.base == *key.base_url
         {
@@ -197,13 +208,8 @@ pub enum Sent {
     Unusable(&'static str),
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site; each argument is a different part of the attempt"
-)]
 pub async fn send(
-    client: &UpstreamClient,
-    urls: &UpstreamUrls,
+    upstream: &Upstream,
     keyring: &Keyring,
     key: &ProviderKey,
     endpoint: Endpoint,
@@ -243,7 +249,7 @@ pub async fn send(
     let Some(body) = body.take() else {
         return Sent::NotReplayable;
     };
-    let Some(uri) = urls.get(key, endpoint) else {
+    let Some(uri) = upstream.urls.get(key, endpoint) else {
         return Sent::Unusable(
             "the provider key's base URL is not a valid http(s) URL; its owner must fix it",
         );
@@ -277,7 +283,7 @@ pub async fn send(
         );
     }
     let wait = deadline.saturating_duration_since(Instant::now());
-    let response = match tokio::time::timeout(wait, client.request(request)).await {
+    let response = match tokio::time::timeout(wait, upstream.client.request(request)).await {
         Err(_) => {
             return Sent::KeyFailed(AttemptFailure::new(
                 Failure::Timeout,

@@ -143,10 +143,12 @@ impl Delivery {
         }
     }
 
-    /// Whatever waits in the queue, without waiting for more.
-    fn drain_queue(&mut self) -> Vec<pb::UsageEvent> {
+    /// Up to `most` of what waits in the queue, without waiting for more.
+    fn drain_queue(&mut self, most: usize) -> Vec<pb::UsageEvent> {
         let mut out = Vec::new();
-        while let Ok(e) = self.rx.try_recv() {
+        while out.len() < most
+            && let Ok(e) = self.rx.try_recv()
+        {
             out.push(encode_event(e));
         }
         out
@@ -167,7 +169,7 @@ impl Delivery {
             .flat_map(|f| f.batch.events)
             .collect();
         self.spool_events(&memory);
-        let queued = self.drain_queue();
+        let queued = self.drain_queue(usize::MAX);
         self.spool_events(&queued);
     }
 
@@ -298,7 +300,7 @@ pub async fn deliver(
                             None => d.closed = true,
                             Some(e) => {
                                 let mut events = vec![encode_event(e)];
-                                events.extend(d.drain_queue());
+                                events.extend(d.drain_queue(usize::MAX));
                                 d.spool_events(&events);
                             }
                         },
@@ -335,25 +337,15 @@ pub async fn deliver(
                     None => d.closed = true,
                     Some(first) if d.spooling() || d.pending.len() >= MAX_PENDING => {
                         let mut events = vec![encode_event(first)];
-                        events.extend(d.drain_queue());
+                        events.extend(d.drain_queue(usize::MAX));
                         d.spool_events(&events);
                     }
                     Some(first) => {
-                        let mut held = vec![first];
                         // Sleep through the linger and take what came meanwhile: one
                         // wake per batch, not one per event.
                         tokio::time::sleep(LINGER).await;
-                        while held.len() < MAX_BATCH {
-                            match d.rx.try_recv() {
-                                Ok(event) => held.push(event),
-                                Err(mpsc::error::TryRecvError::Empty) => break,
-                                Err(mpsc::error::TryRecvError::Disconnected) => {
-                                    d.closed = true;
-                                    break;
-                                }
-                            }
-                        }
-                        let events: Vec<pb::UsageEvent> = held.into_iter().map(encode_event).collect();
+                        let mut events = vec![encode_event(first)];
+                        events.extend(d.drain_queue(MAX_BATCH - 1));
                         let batch = d.next_batch(events, Origin::Memory);
                         if btx.send(batch).await.is_err() {
                             d.stream_ended();
