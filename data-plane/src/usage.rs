@@ -17,10 +17,13 @@ use crate::spool::{Position, Spool};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-/// How long a batch waits for company after its first event: each batch is a
-/// collector transaction (and a wake of both processes), and usage is not needed
-/// within milliseconds.
-const LINGER: Duration = Duration::from_millis(20);
+/// How long a batch waits for company after its first event, unless it fills
+/// first. Each batch is a collector transaction and a wake of both processes, which
+/// costs the calls beside it more than the events themselves; usage is not needed
+/// within a tenth of a second.
+const LINGER: Duration = Duration::from_millis(100);
+/// How often a lingering batch looks whether it is full.
+const FILL_CHECK: Duration = Duration::from_millis(10);
 /// Events per batch at most.
 const MAX_BATCH: usize = 512;
 /// Unacknowledged batches in flight. While they are, new events wait in the queue
@@ -238,6 +241,18 @@ impl Delivery {
     }
 }
 
+/// Wait out the linger, or less once a full batch waits.
+async fn linger(queue: &mpsc::Receiver<UsageEvent>) {
+    let until = tokio::time::Instant::now() + LINGER;
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= until || queue.len() + 1 >= MAX_BATCH {
+            return;
+        }
+        tokio::time::sleep(FILL_CHECK.min(until - now)).await;
+    }
+}
+
 /// Deliver events until every sink is dropped and everything is acknowledged, or
 /// `stop` fires (shutdown's deadline): then what is left goes to the spool.
 pub async fn deliver(
@@ -341,9 +356,9 @@ pub async fn deliver(
                         d.spool_events(&events);
                     }
                     Some(first) => {
-                        // Sleep through the linger and take what came meanwhile: one
-                        // wake per batch, not one per event.
-                        tokio::time::sleep(LINGER).await;
+                        // Sleep through the linger and take what came meanwhile: a
+                        // few wakes per batch, not one per event.
+                        linger(&d.rx).await;
                         let mut events = vec![encode_event(first)];
                         events.extend(d.drain_queue(MAX_BATCH - 1));
                         let batch = d.next_batch(events, Origin::Memory);
