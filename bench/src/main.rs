@@ -8,6 +8,8 @@
 //!   stall shows up instead of slowing the load (no coordinated omission).
 //! - Time to first byte of streams, added over the direct call.
 //! - Maximum throughput with 64 connections (closed loop).
+//! - Each of these phases is cut into rounds in which the three targets take turns,
+//!   after a short pause, so a slow spell of the machine is shared among them.
 //! - The admission path: latency at a fixed rate of calls that have limits next to
 //!   calls of an account without any, on a data plane counting in-process and on one
 //!   counting in Redis (on loopback), in the same run.
@@ -43,6 +45,13 @@ struct Args {
     /// Streams measured for time to first byte.
     #[arg(long, default_value_t = 2000)]
     streams: usize,
+    /// Rounds each phase is cut into, the targets taking turns, so a slow spell of
+    /// the machine falls on all of them rather than on whichever ran then.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
+    rounds: u64,
+    /// Only the phases against the two baselines: no admission or emission pairs.
+    #[arg(long)]
+    baselines_only: bool,
     /// Open-loop rate of the admission-path phase.
     #[arg(long, default_value_t = 1000)]
     admission_rate: u32,
@@ -451,10 +460,14 @@ async fn main() -> anyhow::Result<()> {
         "| phase | direct | nginx | switchyard | switchyard added | nginx added |"
     )?;
     writeln!(out, "|---|---|---|---|---|---|")?;
+    let per_round = args.seconds.div_ceil(args.rounds).max(1);
     for &rate in &args.rates {
-        let mut lat = Vec::new();
-        for t in &targets {
-            lat.push(open_loop(&http, t, rate, args.seconds).await);
+        let mut lat: Vec<Latencies> = targets.iter().map(|_| Latencies::default()).collect();
+        for _ in 0..args.rounds {
+            for (t, into) in targets.iter().zip(&mut lat) {
+                tokio::time::sleep(ROUND_PAUSE).await;
+                into.absorb(open_loop(&http, t, rate, per_round).await);
+            }
         }
         percentile_rows(&mut out, &format!("{rate} req/s latency"), &lat)?;
         let errors: Vec<usize> = lat.iter().map(|l| l.errors).collect();
@@ -464,14 +477,23 @@ async fn main() -> anyhow::Result<()> {
             errors[0], errors[1], errors[2]
         )?;
     }
-    let mut ttfb = Vec::new();
-    for t in &targets {
-        ttfb.push(stream_ttfb(&http, t, args.streams).await);
+    let streams_per_round = args
+        .streams
+        .div_ceil(usize::try_from(args.rounds).unwrap_or(1));
+    let mut ttfb: Vec<Latencies> = targets.iter().map(|_| Latencies::default()).collect();
+    for _ in 0..args.rounds {
+        for (t, into) in targets.iter().zip(&mut ttfb) {
+            tokio::time::sleep(ROUND_PAUSE).await;
+            into.absorb(stream_ttfb(&http, t, streams_per_round).await);
+        }
     }
     percentile_rows(&mut out, "stream first byte", &ttfb)?;
-    let mut rps = Vec::new();
-    for t in &targets {
-        rps.push(throughput(&http, t, args.connections, args.seconds).await);
+    let mut rps = vec![0.0; targets.len()];
+    for _ in 0..args.rounds {
+        for (t, sum) in targets.iter().zip(&mut rps) {
+            tokio::time::sleep(ROUND_PAUSE).await;
+            *sum += throughput(&http, t, args.connections, per_round).await / args.rounds as f64;
+        }
     }
     writeln!(
         out,
@@ -482,8 +504,10 @@ async fn main() -> anyhow::Result<()> {
         rps[2],
         rps[2] / rps[1]
     )?;
-    admission(&mut out, &args, &http, &bench, dir.path()).await?;
-    emission(&mut out, &args, &http, &bench, dir.path()).await?;
+    if !args.baselines_only {
+        admission(&mut out, &args, &http, &bench, dir.path()).await?;
+        emission(&mut out, &args, &http, &bench, dir.path()).await?;
+    }
     drop(bench.procs);
     drop(fake);
     Ok(())
@@ -532,6 +556,10 @@ async fn pair_throughput(
         rps_other / rps_base
     )
 }
+
+/// Pause before each round, for what the last one left (usage the collector is
+/// still storing) to settle before the next target is timed.
+const ROUND_PAUSE: Duration = Duration::from_millis(300);
 
 /// Pause between admission phases for the collector to catch up.
 const DRAIN: Duration = Duration::from_secs(3);
