@@ -7,6 +7,7 @@
 //! - `upstream`: one attempt on one provider key. `relay`: answers back to the
 //!   client (whole, passed through, or event by event). `meter`: the usage event.
 //! - [`usage`]: delivery of usage events to the collector.
+//! - [`serve`]: the serving threads, each with a runtime of its own.
 //! - [`limiter`]: limit counters (Redis or in-process); [`rebuild`]: their credit
 //!   spend restored from the collector after a loss. `metric`: Prometheus names.
 
@@ -18,13 +19,13 @@ pub mod persist;
 pub mod proxy;
 pub mod rebuild;
 mod relay;
+pub mod serve;
 pub mod spool;
 pub mod sync;
 mod trace;
 mod upstream;
 pub mod usage;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +33,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use switchyard_core::crypto::Keyring;
 use switchyard_core::endpoint::{Endpoint, Protocol};
 use switchyard_core::error::ErrorCode;
@@ -80,6 +80,8 @@ pub struct Config {
     pub local_share_replicas: u32,
     /// Renders this process's metrics at `/metrics` (`None`: no metrics endpoint).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Threads serving calls, each with a runtime of its own (see [`serve`]).
+    pub serving_threads: usize,
 }
 
 pub struct SpoolConfig {
@@ -261,7 +263,7 @@ pub async fn run(
     let app = Arc::new(App {
         live,
         keyring: config.keyring,
-        upstream: upstream::Upstream::new(config.connect_timeout)?,
+        upstream: upstream::Upstream::new(config.connect_timeout, config.serving_threads)?,
         usage: sink,
         limits: config.limits,
         cool_down: config.cool_down,
@@ -271,14 +273,12 @@ pub async fn run(
         local_share,
         limit_store_up: std::sync::atomic::AtomicU8::new(2),
     });
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let served = axum::serve(
+    let served = serve::serve(
         listener,
-        router(app, config.metrics).into_make_service_with_connect_info::<SocketAddr>(),
+        router(app, config.metrics),
+        config.serving_threads,
+        shutdown,
     )
-    .with_graceful_shutdown(shutdown.wait())
     .await;
     following.abort();
     // The router (and with it every sink) is gone; the sender drains and returns.
@@ -294,6 +294,7 @@ pub async fn run(
             "usage not acknowledged before the shutdown deadline"
         );
     }
-    served?;
+    // Streams that outlived their client have finished (or the deadline passed).
+    served?.stop().await;
     Ok(())
 }

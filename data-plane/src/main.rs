@@ -108,6 +108,10 @@ struct Args {
     /// spools the rest.
     #[arg(long, default_value_t = 15)]
     usage_flush_timeout_seconds: u64,
+    /// Threads serving calls, each with a runtime of its own; 0: one per CPU this
+    /// process may use.
+    #[arg(long, env = "SWITCHYARD_SERVING_THREADS", default_value_t = 0)]
+    serving_threads: usize,
     /// Write the bound address as JSON to this file once listening.
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -169,6 +173,10 @@ async fn main() -> anyhow::Result<()> {
         }),
         local_share_replicas: args.limits_local_share_replicas,
         metrics: switchyard_runtime::metrics_handle(),
+        serving_threads: match args.serving_threads {
+            0 => switchyard_data_plane::serve::default_threads(),
+            n => n,
+        },
     };
     switchyard_data_plane::run(config, listener, shutdown).await?;
     Ok(())

@@ -24,9 +24,13 @@ use crate::trace::TRACE_HEADERS;
 /// general HTTP client adds per request (URL parsing, redirects, retries), and each
 /// key's URIs, parsed once.
 pub struct Upstream {
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>,
+    /// One pool per serving thread: a connection's task runs on the thread that
+    /// opened it, so each thread calls only through its own.
+    clients: Box<[HttpClient]>,
     urls: UpstreamUrls,
 }
+
+type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
 
 /// An upstream's answer, its body still arriving.
 pub type UpstreamResponse = http::Response<hyper::body::Incoming>;
@@ -43,8 +47,8 @@ const PROXY_VARIABLES: [&str; 6] = [
 
 impl Upstream {
     /// Pooled keep-alive connections per upstream; HTTP/2 where TLS negotiates it;
-    /// the system's roots verify TLS.
-    pub fn new(connect_timeout: Duration) -> Result<Self, rustls::Error> {
+    /// the system's roots verify TLS. One pool for each of `threads` serving threads.
+    pub fn new(connect_timeout: Duration, threads: usize) -> Result<Self, rustls::Error> {
         use rustls_platform_verifier::BuilderVerifierExt as _;
         crate::install_tls_provider();
         let tls = rustls::ClientConfig::builder()
@@ -70,15 +74,25 @@ impl Upstream {
             .enable_http1()
             .enable_http2()
             .wrap_connector(tcp);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .build(connector);
+        let clients = (0..threads.max(1))
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .pool_max_idle_per_host(256)
+                    .build(connector.clone())
+            })
+            .collect();
         Ok(Self {
-            client,
+            clients,
             urls: UpstreamUrls::default(),
         })
+    }
+
+    /// The calling serving thread's pool.
+    fn client(&self) -> &HttpClient {
+        let i = crate::serve::thread_index();
+        &self.clients[i % self.clients.len()]
     }
 }
 
@@ -283,7 +297,7 @@ pub async fn send(
         );
     }
     let wait = deadline.saturating_duration_since(Instant::now());
-    let response = match tokio::time::timeout(wait, upstream.client.request(request)).await {
+    let response = match tokio::time::timeout(wait, upstream.client().request(request)).await {
         Err(_) => {
             return Sent::KeyFailed(AttemptFailure::new(
                 Failure::Timeout,

@@ -179,6 +179,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             redis: None,
             local_share_replicas: 1,
             metrics: switchyard_runtime::metrics_handle(),
+            serving_threads: switchyard_data_plane::serve::default_threads(),
         },
         proxy,
         shutdown.clone(),
