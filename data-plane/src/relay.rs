@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use http::{HeaderValue, StatusCode, header};
 use switchyard_core::endpoint::{Endpoint, stream_error_event};
 use switchyard_core::error::ErrorCode;
@@ -19,6 +19,28 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::meter::Meter;
 use crate::upstream::{AttemptFailure, UpstreamResponse};
+
+/// The most a burst of events gathers before it goes to the client.
+const BURST_MAX: usize = 64 * 1024;
+
+/// One turn at the back of the runtime's queue. Unlike `tokio::task::yield_now`,
+/// which waits for the next poll of the I/O driver (a syscall each time), the tasks
+/// already woken run and then this one does.
+#[derive(Default)]
+struct Turn(bool);
+
+impl std::future::Future for Turn {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
 
 type Chunks = Pin<Box<dyn Stream<Item = Result<Bytes, hyper::Error>> + Send>>;
 
@@ -221,15 +243,41 @@ pub fn stream_back(started: Started, relay: Relay, meter: Meter) -> Response {
         let mut client_gone = false;
         let mut drain_deadline: Option<Instant> = None;
         let mut failed = false;
+        let mut ended = false;
         loop {
-            while let Some(event) = framer.next_event() {
-                if !forwarded(&mut usage, relay, &event) {
-                    continue;
+            let mut burst = Vec::new();
+            loop {
+                while let Some(event) = framer.next_event() {
+                    if forwarded(&mut usage, relay, &event) {
+                        burst.extend_from_slice(&event);
+                    }
                 }
-                if !client_gone && tx.send(Ok(Bytes::from(event))).await.is_err() {
-                    client_gone = true;
-                    drain_deadline = Some(Instant::now() + relay.drain);
+                if burst.is_empty() || burst.len() >= BURST_MAX {
+                    break;
                 }
+                // Events that arrived in one read leave in one write: a turn lets the
+                // connection task decode what it has already read, and what it has
+                // joins this burst (one write per event cost more than the events).
+                Turn::default().await;
+                match chunks.next().now_or_never() {
+                    Some(Some(Ok(chunk))) => framer.push(&chunk),
+                    Some(None) => {
+                        ended = true;
+                        break;
+                    }
+                    Some(Some(Err(_))) => {
+                        failed = true;
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            if !burst.is_empty() && !client_gone && tx.send(Ok(Bytes::from(burst))).await.is_err() {
+                client_gone = true;
+                drain_deadline = Some(Instant::now() + relay.drain);
+            }
+            if ended || failed {
+                break;
             }
             let wait = match drain_deadline {
                 Some(d) => relay.idle.min(d.saturating_duration_since(Instant::now())),
@@ -278,4 +326,91 @@ pub fn stream_back(started: Started, relay: Relay, meter: Meter) -> Response {
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::unwrap_used, reason = "tests")]
+
+    use std::sync::Arc;
+
+    use http_body_util::BodyExt;
+    use switchyard_core::ids::{AccountId, IssuedKeyId};
+    use switchyard_core::snapshot::Caller;
+
+    use super::*;
+    use crate::usage::UsageSink;
+
+    fn meter() -> Meter {
+        let caller = Caller {
+            key: IssuedKeyId::new(),
+            chain: Arc::from([AccountId::new()]),
+            policy: Arc::default(),
+            billing: Arc::default(),
+            limits: Arc::from([]),
+        };
+        Meter::new(
+            UsageSink::off(),
+            Instant::now(),
+            caller,
+            "m".into(),
+            "m".into(),
+            "/v1/chat/completions",
+            "127.0.0.1".into(),
+            true,
+            None,
+            None,
+        )
+    }
+
+    fn relay() -> Relay {
+        Relay {
+            endpoint: Endpoint::ChatCompletions,
+            strip_usage_chunk: false,
+            idle: Duration::from_secs(5),
+            drain: Duration::from_secs(5),
+        }
+    }
+
+    fn event(n: u32) -> Bytes {
+        Bytes::from(format!("data: {{\"n\":{n}}}\n\n"))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_burst_leaves_together_and_a_lone_event_does_not_wait() {
+        let (upstream, rx) = mpsc::channel::<Result<Bytes, hyper::Error>>(8);
+        let started = Started {
+            status: StatusCode::OK,
+            chunks: Box::pin(ReceiverStream::new(rx)),
+            framer: SseFramer::default(),
+            first: event(1).to_vec(),
+        };
+        // Two events wait upstream before the relay starts: one burst.
+        upstream.send(Ok(event(2))).await.unwrap();
+        upstream.send(Ok(event(3))).await.unwrap();
+        let mut body = stream_back(started, relay(), meter()).into_body();
+        let mut next = async || {
+            tokio::time::timeout(Duration::from_secs(5), body.frame())
+                .await
+                .unwrap()
+                .map(|f| f.unwrap().into_data().unwrap())
+        };
+        assert_eq!(next().await.unwrap(), event(1));
+        assert_eq!(next().await.unwrap(), [event(2), event(3)].concat());
+        // An event while the upstream says nothing more goes out on its own, at once.
+        upstream.send(Ok(event(4))).await.unwrap();
+        assert_eq!(next().await.unwrap(), event(4));
+        // Half an event is held until its end arrives.
+        upstream
+            .send(Ok(Bytes::from_static(b"data: {\"n\"")))
+            .await
+            .unwrap();
+        upstream
+            .send(Ok(Bytes::from_static(b":5}\n\n")))
+            .await
+            .unwrap();
+        assert_eq!(next().await.unwrap(), event(5));
+        drop(upstream);
+        assert!(next().await.is_none());
+    }
 }

@@ -18,6 +18,11 @@ use switchyard_fake_upstream::FakeUpstream;
 use switchyard_runtime::{bind, init_telemetry, shutdown_on_signal};
 use switchyard_usage_collector::store::UsageStore;
 
+// The same allocator as the data plane and collector binaries: the request path and
+// usage batches allocate many small, short-lived buffers.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(version, about = "Switchyard, a self-hosted AI API router")]
 struct Cli {
