@@ -47,7 +47,7 @@ struct Args {
     streams: usize,
     /// Rounds each phase is cut into, the targets taking turns, so a slow spell of
     /// the machine falls on all of them rather than on whichever ran then.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     rounds: u64,
     /// Only the phases against the two baselines: no admission or emission pairs.
     #[arg(long)]
@@ -264,11 +264,14 @@ async fn one_call(client: &reqwest::Client, target: &Target, body: &Arc<Vec<u8>>
 struct Latencies {
     micros: Vec<u64>,
     errors: usize,
+    /// Each absorbed round's own p50 and p99.
+    rounds: Vec<[f64; 2]>,
 }
 
 impl Latencies {
-    /// Pool another run's samples into these.
+    /// Pool another run's samples into these, keeping its own percentiles.
     fn absorb(&mut self, other: Latencies) {
+        self.rounds.push([other.pct(0.50), other.pct(0.99)]);
         self.micros.extend(other.micros);
         self.micros.sort_unstable();
         self.errors += other.errors;
@@ -281,6 +284,25 @@ impl Latencies {
         let i = ((self.micros.len() as f64 - 1.0) * p).round() as usize;
         self.micros[i.min(self.micros.len() - 1)] as f64 / 1000.0
     }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_unstable_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// The median over rounds of `f` of the targets' percentiles in that round.
+fn median_of_rounds(lat: &[Latencies], f: impl Fn(&[[f64; 2]]) -> f64) -> f64 {
+    let rounds = lat.iter().map(|l| l.rounds.len()).min().unwrap_or(0);
+    median(
+        (0..rounds)
+            .map(|r| f(&lat.iter().map(|l| l.rounds[r]).collect::<Vec<_>>()))
+            .collect(),
+    )
 }
 
 /// Fixed-rate load: request `i` is due at `start + i / rate`, sent then whatever
@@ -327,7 +349,11 @@ async fn open_loop(
         }
     }
     micros.sort_unstable();
-    Latencies { micros, errors }
+    Latencies {
+        micros,
+        errors,
+        rounds: Vec::new(),
+    }
 }
 
 /// Time to the first body byte of streamed calls, one at a time.
@@ -358,7 +384,11 @@ async fn stream_ttfb(client: &reqwest::Client, target: &Target, n: usize) -> Lat
         while chunks.next().await.is_some() {}
     }
     micros.sort_unstable();
-    Latencies { micros, errors }
+    Latencies {
+        micros,
+        errors,
+        rounds: Vec::new(),
+    }
 }
 
 /// Closed loop: `connections` workers call back to back; completed calls per second.
@@ -396,6 +426,9 @@ async fn throughput(
 
 /// p50 and p99 rows for the three targets (direct, nginx, switchyard), with what each
 /// proxy adds over the direct call.
+/// Pooled p50 and p99 of the three targets, then (with several rounds) the median
+/// over rounds of each round's own p99 and of each round's added p99: a stall of
+/// the machine spoils the rounds it falls in rather than the whole figure.
 fn percentile_rows(out: &mut impl Write, phase: &str, lat: &[Latencies]) -> std::io::Result<()> {
     for (label, p) in [("p50", 0.50), ("p99", 0.99)] {
         let v: Vec<f64> = lat.iter().map(|l| l.pct(p)).collect();
@@ -407,6 +440,20 @@ fn percentile_rows(out: &mut impl Write, phase: &str, lat: &[Latencies]) -> std:
             v[2],
             v[2] - v[0],
             v[1] - v[0]
+        )?;
+    }
+    let rounds = lat.iter().map(|l| l.rounds.len()).min().unwrap_or(0);
+    if rounds > 1 {
+        // Targets in order: direct, nginx, switchyard.
+        let own: Vec<f64> = (0..3).map(|t| median_of_rounds(lat, |r| r[t][1])).collect();
+        writeln!(
+            out,
+            "| {phase} p99, median of {rounds} rounds (ms) | {:.3} | {:.3} | {:.3} | {:+.3} | {:+.3} |",
+            own[0],
+            own[1],
+            own[2],
+            median_of_rounds(lat, |r| r[2][1] - r[0][1]),
+            median_of_rounds(lat, |r| r[1][1] - r[0][1]),
         )?;
     }
     Ok(())
@@ -669,4 +716,46 @@ async fn emission(
     pair_throughput(out, "", http, args, (&off, &on)).await?;
     drop(quiet);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(micros: &[u64]) -> Latencies {
+        Latencies {
+            micros: micros.to_vec(),
+            errors: 0,
+            rounds: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn medians_of_odd_even_and_no_values() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(Vec::new()).is_nan());
+    }
+
+    #[test]
+    fn a_stall_in_one_round_spoils_the_pooled_p99_not_the_median_of_rounds() {
+        let quiet: Vec<u64> = (0..100).map(|i| 100 + i).collect();
+        let mut stalled = quiet.clone();
+        stalled.extend([50_000; 5]);
+        let (mut direct, mut proxy) = (Latencies::default(), Latencies::default());
+        for r in 0..3 {
+            direct.absorb(run(&quiet));
+            // The proxy adds 100 µs; its second round meets a stall.
+            let plus: Vec<u64> = if r == 1 { &stalled } else { &quiet }
+                .iter()
+                .map(|m| m + 100)
+                .collect();
+            proxy.absorb(run(&plus));
+        }
+        let lat = [direct, proxy];
+        assert!(lat[1].pct(0.99) - lat[0].pct(0.99) > 10.0);
+        let added = median_of_rounds(&lat, |r| r[1][1] - r[0][1]);
+        assert!((added - 0.1).abs() < 1e-9, "{added}");
+        assert_eq!(lat[1].rounds.len(), 3);
+    }
 }
