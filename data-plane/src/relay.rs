@@ -330,8 +330,6 @@ pub fn stream_back(started: Started, relay: Relay, meter: Meter) -> Response {
 
 #[cfg(test)]
 mod tests {
-    #![expect(clippy::unwrap_used, reason = "tests")]
-
     use std::sync::Arc;
 
     use http_body_util::BodyExt;
