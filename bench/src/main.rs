@@ -264,14 +264,14 @@ async fn one_call(client: &reqwest::Client, target: &Target, body: &Arc<Vec<u8>>
 struct Latencies {
     micros: Vec<u64>,
     errors: usize,
-    /// Each absorbed round's own p50 and p99.
-    rounds: Vec<[f64; 2]>,
+    /// Each absorbed round's own p99.
+    round_p99: Vec<f64>,
 }
 
 impl Latencies {
     /// Pool another run's samples into these, keeping its own percentiles.
     fn absorb(&mut self, other: Latencies) {
-        self.rounds.push([other.pct(0.50), other.pct(0.99)]);
+        self.round_p99.push(other.pct(0.99));
         self.micros.extend(other.micros);
         self.micros.sort_unstable();
         self.errors += other.errors;
@@ -295,12 +295,16 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// The median over rounds of `f` of the targets' percentiles in that round.
-fn median_of_rounds(lat: &[Latencies], f: impl Fn(&[[f64; 2]]) -> f64) -> f64 {
-    let rounds = lat.iter().map(|l| l.rounds.len()).min().unwrap_or(0);
+/// Rounds every target ran.
+fn rounds(lat: &[Latencies]) -> usize {
+    lat.iter().map(|l| l.round_p99.len()).min().unwrap_or(0)
+}
+
+/// The median over rounds of `f` of the targets' p99s in that round.
+fn median_of_rounds(lat: &[Latencies], f: impl Fn(&[f64]) -> f64) -> f64 {
     median(
-        (0..rounds)
-            .map(|r| f(&lat.iter().map(|l| l.rounds[r]).collect::<Vec<_>>()))
+        (0..rounds(lat))
+            .map(|r| f(&lat.iter().map(|l| l.round_p99[r]).collect::<Vec<_>>()))
             .collect(),
     )
 }
@@ -352,7 +356,7 @@ async fn open_loop(
     Latencies {
         micros,
         errors,
-        rounds: Vec::new(),
+        round_p99: Vec::new(),
     }
 }
 
@@ -387,7 +391,7 @@ async fn stream_ttfb(client: &reqwest::Client, target: &Target, n: usize) -> Lat
     Latencies {
         micros,
         errors,
-        rounds: Vec::new(),
+        round_p99: Vec::new(),
     }
 }
 
@@ -424,8 +428,6 @@ async fn throughput(
     total as f64 / started.elapsed().as_secs_f64()
 }
 
-/// p50 and p99 rows for the three targets (direct, nginx, switchyard), with what each
-/// proxy adds over the direct call.
 /// Pooled p50 and p99 of the three targets, then (with several rounds) the median
 /// over rounds of each round's own p99 and of each round's added p99: a stall of
 /// the machine spoils the rounds it falls in rather than the whole figure.
@@ -442,18 +444,18 @@ fn percentile_rows(out: &mut impl Write, phase: &str, lat: &[Latencies]) -> std:
             v[1] - v[0]
         )?;
     }
-    let rounds = lat.iter().map(|l| l.rounds.len()).min().unwrap_or(0);
+    let rounds = rounds(lat);
     if rounds > 1 {
         // Targets in order: direct, nginx, switchyard.
-        let own: Vec<f64> = (0..3).map(|t| median_of_rounds(lat, |r| r[t][1])).collect();
+        let own: Vec<f64> = (0..3).map(|t| median_of_rounds(lat, |r| r[t])).collect();
         writeln!(
             out,
             "| {phase} p99, median of {rounds} rounds (ms) | {:.3} | {:.3} | {:.3} | {:+.3} | {:+.3} |",
             own[0],
             own[1],
             own[2],
-            median_of_rounds(lat, |r| r[2][1] - r[0][1]),
-            median_of_rounds(lat, |r| r[1][1] - r[0][1]),
+            median_of_rounds(lat, |r| r[2] - r[0]),
+            median_of_rounds(lat, |r| r[1] - r[0]),
         )?;
     }
     Ok(())
@@ -726,7 +728,7 @@ mod tests {
         Latencies {
             micros: micros.to_vec(),
             errors: 0,
-            rounds: Vec::new(),
+            round_p99: Vec::new(),
         }
     }
 
@@ -754,8 +756,8 @@ mod tests {
         }
         let lat = [direct, proxy];
         assert!(lat[1].pct(0.99) - lat[0].pct(0.99) > 10.0);
-        let added = median_of_rounds(&lat, |r| r[1][1] - r[0][1]);
+        let added = median_of_rounds(&lat, |r| r[1] - r[0]);
         assert!((added - 0.1).abs() < 1e-9, "{added}");
-        assert_eq!(lat[1].rounds.len(), 3);
+        assert_eq!(lat[1].round_p99.len(), 3);
     }
 }

@@ -80,7 +80,8 @@ pub struct Config {
     pub local_share_replicas: u32,
     /// Renders this process's metrics at `/metrics` (`None`: no metrics endpoint).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    /// Threads serving calls, each with a runtime of its own (see [`serve`]).
+    /// Threads serving calls, each with a runtime of its own (see [`serve`]); 0: one
+    /// per CPU this process may use.
     pub serving_threads: usize,
 }
 
@@ -260,10 +261,14 @@ pub async fn run(
         replicas: config.local_share_replicas,
         counters: Arc::new(Limiter::Local(LocalCounters::primed())),
     };
+    let serving_threads = match config.serving_threads {
+        0 => serve::default_threads(),
+        n => n,
+    };
     let app = Arc::new(App {
         live,
         keyring: config.keyring,
-        upstream: upstream::Upstream::new(config.connect_timeout, config.serving_threads)?,
+        upstream: upstream::Upstream::new(config.connect_timeout, serving_threads)?,
         usage: sink,
         limits: config.limits,
         cool_down: config.cool_down,
@@ -276,7 +281,7 @@ pub async fn run(
     let served = serve::serve(
         listener,
         router(app, config.metrics),
-        config.serving_threads,
+        serving_threads,
         shutdown,
     )
     .await;

@@ -173,10 +173,7 @@ async fn main() -> anyhow::Result<()> {
         }),
         local_share_replicas: args.limits_local_share_replicas,
         metrics: switchyard_runtime::metrics_handle(),
-        serving_threads: match args.serving_threads {
-            0 => switchyard_data_plane::serve::default_threads(),
-            n => n,
-        },
+        serving_threads: args.serving_threads,
     };
     switchyard_data_plane::run(config, listener, shutdown).await?;
     Ok(())

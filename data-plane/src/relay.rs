@@ -224,6 +224,42 @@ fn forwarded(usage: &mut StreamMeter, relay: Relay, event: &[u8]) -> bool {
     !(usage_only && relay.strip_usage_chunk)
 }
 
+/// How the upstream stream ended while a burst gathered.
+enum BurstEnd {
+    Ended,
+    Failed,
+}
+
+/// The events ready now, to leave in one write: what the framer holds, and what the
+/// connection task decodes in one more turn of the runtime's queue from what it has
+/// already read (one write per event cost more than the events). Never waits for the
+/// upstream.
+async fn burst(
+    framer: &mut SseFramer,
+    chunks: &mut Chunks,
+    usage: &mut StreamMeter,
+    relay: Relay,
+) -> (Vec<u8>, Option<BurstEnd>) {
+    let mut burst = Vec::new();
+    loop {
+        while let Some(event) = framer.next_event() {
+            if forwarded(usage, relay, &event) {
+                burst.extend_from_slice(&event);
+            }
+        }
+        if burst.is_empty() || burst.len() >= BURST_MAX {
+            return (burst, None);
+        }
+        Turn::default().await;
+        match chunks.next().now_or_never() {
+            Some(Some(Ok(chunk))) => framer.push(&chunk),
+            Some(None) => return (burst, Some(BurstEnd::Ended)),
+            Some(Some(Err(_))) => return (burst, Some(BurstEnd::Failed)),
+            None => return (burst, None),
+        }
+    }
+}
+
 /// Relay a started stream event by event. The first event goes out with the response
 /// itself; a task pumps the rest upstream → client through a small channel
 /// (backpressure both ways), reads usage on the way, ends a broken stream with the
@@ -243,41 +279,19 @@ pub fn stream_back(started: Started, relay: Relay, meter: Meter) -> Response {
         let mut client_gone = false;
         let mut drain_deadline: Option<Instant> = None;
         let mut failed = false;
-        let mut ended = false;
         loop {
-            let mut burst = Vec::new();
-            loop {
-                while let Some(event) = framer.next_event() {
-                    if forwarded(&mut usage, relay, &event) {
-                        burst.extend_from_slice(&event);
-                    }
-                }
-                if burst.is_empty() || burst.len() >= BURST_MAX {
-                    break;
-                }
-                // Events that arrived in one read leave in one write: a turn lets the
-                // connection task decode what it has already read, and what it has
-                // joins this burst (one write per event cost more than the events).
-                Turn::default().await;
-                match chunks.next().now_or_never() {
-                    Some(Some(Ok(chunk))) => framer.push(&chunk),
-                    Some(None) => {
-                        ended = true;
-                        break;
-                    }
-                    Some(Some(Err(_))) => {
-                        failed = true;
-                        break;
-                    }
-                    None => break,
-                }
-            }
+            let (burst, end) = burst(&mut framer, &mut chunks, &mut usage, relay).await;
             if !burst.is_empty() && !client_gone && tx.send(Ok(Bytes::from(burst))).await.is_err() {
                 client_gone = true;
                 drain_deadline = Some(Instant::now() + relay.drain);
             }
-            if ended || failed {
-                break;
+            match end {
+                Some(BurstEnd::Ended) => break,
+                Some(BurstEnd::Failed) => {
+                    failed = true;
+                    break;
+                }
+                None => {}
             }
             let wait = match drain_deadline {
                 Some(d) => relay.idle.min(d.saturating_duration_since(Instant::now())),

@@ -30,9 +30,8 @@ pub(crate) fn thread_index() -> usize {
     THREAD_INDEX.with(Cell::get)
 }
 
-/// Serving threads for `threads` (at least one) when none is asked for: one per CPU
-/// this process may use.
-pub fn default_threads() -> usize {
+/// Serving threads when none is asked for: one per CPU this process may use.
+pub(crate) fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 

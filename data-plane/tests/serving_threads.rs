@@ -14,7 +14,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::routing::get;
-use switchyard_data_plane::serve::serve;
+use switchyard_data_plane::serve::{Draining, serve};
+use switchyard_runtime::ShutdownTrigger;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -48,12 +49,32 @@ async fn call(stream: &mut TcpStream, path: &str) -> String {
     body.to_owned()
 }
 
-#[tokio::test]
-async fn connections_spread_over_the_threads_and_each_call_knows_its_client() {
+type Server = tokio::task::JoinHandle<std::io::Result<Draining>>;
+
+/// Two serving threads on a free loopback port.
+async fn start() -> (SocketAddr, ShutdownTrigger, Server) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (trigger, shutdown) = switchyard_runtime::shutdown_pair();
-    let server = tokio::spawn(serve(listener, router(), 2, shutdown));
+    (
+        addr,
+        trigger,
+        tokio::spawn(serve(listener, router(), 2, shutdown)),
+    )
+}
+
+/// What is left once the server stopped taking connections (after its trigger).
+async fn stopped(server: Server) -> Draining {
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn connections_spread_over_the_threads_and_each_call_knows_its_client() {
+    let (addr, trigger, server) = start().await;
 
     // All four are open before any call, so the acceptor sees two on each thread.
     let mut streams = Vec::new();
@@ -75,20 +96,13 @@ async fn connections_spread_over_the_threads_and_each_call_knows_its_client() {
     );
 
     trigger.trigger();
-    let draining = tokio::time::timeout(Duration::from_secs(5), server)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let draining = stopped(server).await;
     draining.stop().await;
 }
 
 #[tokio::test]
 async fn shutdown_lets_a_call_in_flight_finish_and_refuses_new_connections() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (trigger, shutdown) = switchyard_runtime::shutdown_pair();
-    let server = tokio::spawn(serve(listener, router(), 2, shutdown));
+    let (addr, trigger, server) = start().await;
 
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let in_flight = tokio::spawn(async move { call(&mut stream, "/slow").await });
@@ -96,11 +110,7 @@ async fn shutdown_lets_a_call_in_flight_finish_and_refuses_new_connections() {
     trigger.trigger();
 
     assert_eq!(in_flight.await.unwrap(), "finished");
-    let draining = tokio::time::timeout(Duration::from_secs(5), server)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let draining = stopped(server).await;
     assert!(TcpStream::connect(addr).await.is_err());
     draining.stop().await;
 }

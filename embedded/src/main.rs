@@ -184,7 +184,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             redis: None,
             local_share_replicas: 1,
             metrics: switchyard_runtime::metrics_handle(),
-            serving_threads: switchyard_data_plane::serve::default_threads(),
+            // One per CPU.
+            serving_threads: 0,
         },
         proxy,
         shutdown.clone(),
