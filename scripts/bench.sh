@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The proxy benchmark: the data plane against the fake upstream called directly and
 # through nginx, in one run, on release builds; then the collector's ingest rate into
-# Postgres. Installs nginx and PostgreSQL when missing (as root).
+# Postgres and into SQLite. Installs nginx and PostgreSQL when missing (as root).
 # Extra arguments go to the bench binary (see `--help`), e.g. `--seconds 5`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,8 +26,11 @@ cargo build --release --workspace --bins
 export SWITCHYARD_BIN_DIR="$PWD/target/release"
 target/release/switchyard-bench "$@"
 echo
-# The usage collector's ingest into Postgres (rollups on), in events per second.
+# The usage collector's ingest (rollups on), in events per second: into Postgres,
+# then into SQLite (the embedded default).
 target/release/ingest --seconds "${INGEST_SECONDS:-10}"
+echo
+target/release/ingest --store sqlite --seconds "${INGEST_SECONDS:-10}"
 echo
 # Snapshots at scale (100,000 issued keys, 10,000 accounts): encode, sizes, delta,
 # apply-and-swap, lookups during swaps, and a data plane's memory holding it.

@@ -167,8 +167,23 @@ const EVENTS_INSERT: &str = "INSERT INTO usage_events (id, at_ms, day, account_i
      account_chain, issued_key_id, provider_key_id, model_requested, model_served, level, status, latency_ms, \
      ttfb_ms, input_tokens, output_tokens, cached_tokens, usage_source, cost_nanos, path, client_addr, streamed, \
      billed_nanos, price_version, cache_write_tokens)";
-/// The ids returned are the events that were new.
+/// A replayed event is skipped; the ids returned are the events that were new.
 const EVENTS_TAIL: &str = " ON CONFLICT (id) DO NOTHING RETURNING id";
+/// [`EVENTS_TAIL`] returning nothing. SQLite's driver hands each returned row to the
+/// caller from its own thread, a wake per event, so there the ids already held are
+/// read first instead: none, on a fresh batch.
+const EVENTS_TAIL_SILENT: &str = " ON CONFLICT (id) DO NOTHING";
+
+/// `SELECT id FROM usage_events WHERE id IN (?, …)` with `rows` placeholders.
+fn held_ids_sql(rows: usize) -> String {
+    let mut sql = String::with_capacity(48 + rows * 3);
+    sql.push_str("SELECT id FROM usage_events WHERE id IN (");
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "?" } else { ", ?" });
+    }
+    sql.push(')');
+    sql
+}
 
 /// One raw event's row, field for column of [`EVENTS_INSERT`].
 struct EventRow {
@@ -514,26 +529,43 @@ impl UsageStore {
         batches: &[&[UsageEvent]],
         events: &[&UsageEvent],
     ) -> Result<Vec<Stored>, StoreError> {
-        let mut tx = self.db.pool.begin().await?;
+        // The write lock from the start: no other writer can store one of these ids
+        // between reading which are held and inserting the rest.
+        let mut tx = self.db.pool.begin_with("BEGIN IMMEDIATE").await?;
         let outcome: Result<Vec<Stored>, StoreError> = async {
-            let mut new_ids = std::collections::HashSet::new();
+            // Every read before any insert, so an id twice in this transaction is not
+            // taken as held because its first copy was just inserted. Only replayed
+            // ids come back, so a fresh batch returns no rows.
+            let mut held = std::collections::HashSet::new();
+            let mut rest = events;
+            for rows in statement_rows(events.len()) {
+                let (chunk, after) = rest.split_at(rows);
+                rest = after;
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(held_ids_sql(rows)));
+                for e in chunk {
+                    q = q.bind(e.id.to_string());
+                }
+                for row in q.fetch_all(&mut *tx).await? {
+                    held.insert(row.try_get::<String, _>(0)?);
+                }
+            }
             let mut rest = events;
             for rows in statement_rows(events.len()) {
                 let (chunk, after) = rest.split_at(rows);
                 rest = after;
                 // Built from placeholders only; every value is bound.
-                let sql = values_sql(EVENTS_INSERT, EVENT_PARAMS, rows, EVENTS_TAIL);
+                let sql = values_sql(EVENTS_INSERT, EVENT_PARAMS, rows, EVENTS_TAIL_SILENT);
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for e in chunk {
                     q = bind_event(q, e)?;
                 }
-                for row in q.fetch_all(&mut *tx).await? {
-                    let id: String = row.try_get(0)?;
-                    if let Ok(id) = id.parse::<EventId>() {
-                        new_ids.insert(id);
-                    }
-                }
+                q.execute(&mut *tx).await?;
             }
+            let new_ids = events
+                .iter()
+                .map(|e| e.id)
+                .filter(|id| !held.contains(&id.to_string()))
+                .collect();
             let (stored, new) = landed(batches, new_ids);
             let (accounts, keys) = rollup_deltas(new.iter().copied());
             // A few multi-row upserts per table; the rows are distinct, which one

@@ -18,7 +18,8 @@ switchyard_tests::every_backend!(
     events_page_newest_first,
     old_events_are_forgotten_and_rollups_stay,
     rollups_per_provider_key_for_the_owner,
-    batches_stored_together_say_how_each_landed
+    batches_stored_together_say_how_each_landed,
+    overlapping_batches_at_once_count_each_event_once
 );
 
 // 2026-11-21T10:00:00Z and the next days.
@@ -419,4 +420,36 @@ async fn batches_stored_together_say_how_each_landed(url: &str) {
         .await
         .unwrap();
     assert_eq!(rows.iter().map(|r| r.requests).sum::<u64>(), 8);
+}
+
+/// Writers racing with overlapping batches (as replicas replaying a spool do): each
+/// event is new to exactly one of them, and the rollups count it once.
+async fn overlapping_batches_at_once_count_each_event_once(url: &str) {
+    let store = UsageStore::open(url).await.unwrap();
+    let main = AccountId::new();
+    let events: Vec<_> = (0..200)
+        .map(|i| event(&[main], DAY + i, "m", 200, 1, 1))
+        .collect();
+    // Four writers, each taking a window of 100 that overlaps its neighbours' by half.
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let store = store.clone();
+            let batch: Vec<_> = events[w * 33..w * 33 + 100].to_vec();
+            tokio::spawn(async move { store.insert(&batch).await.unwrap() })
+        })
+        .collect();
+    let mut new = 0;
+    let mut duplicates = 0;
+    for w in writers {
+        let landed = w.await.unwrap();
+        new += landed.new;
+        duplicates += landed.duplicates;
+    }
+    // The windows cover events 0..199, 400 copies in all.
+    assert_eq!((new, duplicates), (199, 201));
+    let rows = store
+        .rollups(&filter(main, Granularity::Day))
+        .await
+        .unwrap();
+    assert_eq!(rows.iter().map(|r| r.requests).sum::<u64>(), 199);
 }

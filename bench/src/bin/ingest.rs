@@ -1,6 +1,6 @@
-//! `ingest`: the usage collector's sustained ingest into Postgres with rollups on,
-//! in events per second. A throwaway Postgres and the collector binary run as their
-//! own processes; the load generator plays `--streams` data planes, each sending
+//! `ingest`: the usage collector's sustained ingest with rollups on, in events per
+//! second, into Postgres (a throwaway server) or SQLite (the embedded default). The
+//! database and the collector binary run as their own processes; the load generator plays `--streams` data planes, each sending
 //! batches of `--batch` events over one acked stream with up to two batches
 //! unacknowledged, as the data plane does. At the end the rollups are checked to
 //! hold exactly the events acknowledged.
@@ -17,12 +17,16 @@ use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::usage_service_client::UsageServiceClient;
 use switchyard_tests::pg::PgServer;
 use switchyard_tests::system::spawn_collector;
+use switchyard_usage_collector::store::{Granularity, RollupBy, RollupFilter, UsageStore};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 
 #[derive(Parser)]
-#[command(about = "Switchyard's usage ingest benchmark (Postgres, rollups on)")]
+#[command(about = "Switchyard's usage ingest benchmark (rollups on)")]
 struct Args {
+    /// The collector's database.
+    #[arg(long, value_enum, default_value_t = Store::Postgres)]
+    store: Store,
     /// Seconds of sustained load.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -32,6 +36,12 @@ struct Args {
     /// Events per batch.
     #[arg(long, default_value_t = 512)]
     batch: usize,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Store {
+    Postgres,
+    Sqlite,
 }
 
 /// Ten main accounts with ten sub-accounts each, three models: rollup rows are
@@ -142,8 +152,21 @@ async fn one_stream(
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
-    let pg = PgServer::start()?;
-    let db = pg.create_database("usage")?;
+    // The server lives until the end; SQLite is a file in `dir`.
+    let (_pg, db, store_name) = match args.store {
+        Store::Postgres => {
+            let pg = PgServer::start()?;
+            let db = pg.create_database("usage")?;
+            (Some(pg), db, "Postgres")
+        }
+        Store::Sqlite => {
+            let db = format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("usage.db").display()
+            );
+            (None, db, "SQLite")
+        }
+    };
     let collector = spawn_collector(dir.path(), &db, "127.0.0.1:0")?;
     let url = collector.url("grpc");
     let population = Arc::new(Population::new());
@@ -163,19 +186,30 @@ async fn main() -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed().as_secs_f64();
 
-    let in_rollups: u64 = pg
-        .query(
-            "usage",
-            "SELECT COALESCE(SUM(requests), 0) FROM usage_daily",
-        )?
-        .parse()?;
+    let in_rollups: u64 = UsageStore::open(&db)
+        .await?
+        .rollups(&RollupFilter {
+            main_account: None,
+            accounts: Vec::new(),
+            by: RollupBy::Account,
+            from_day: "0000-01-01".into(),
+            to_day: "9999-12-31".into(),
+            granularity: Granularity::Day,
+        })
+        .await?
+        .iter()
+        .map(|r| r.requests)
+        .sum();
     anyhow::ensure!(
         in_rollups == stored + warm,
         "rollups hold {in_rollups} requests, {} were stored",
         stored + warm
     );
     let mut out = std::io::stdout().lock();
-    writeln!(out, "| collector ingest (Postgres, rollups on) | value |")?;
+    writeln!(
+        out,
+        "| collector ingest ({store_name}, rollups on) | value |"
+    )?;
     writeln!(out, "|---|---|")?;
     writeln!(
         out,
