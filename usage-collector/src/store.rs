@@ -108,6 +108,23 @@ fn statement_rows(mut n: usize) -> Vec<usize> {
     out
 }
 
+/// `items` cut into the sizes of [`statement_rows`], in order.
+fn statement_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    statement_rows(items.len()).into_iter().map(move |n| {
+        let (chunk, after) = rest.split_at(n);
+        rest = after;
+        chunk
+    })
+}
+
+/// `n` anonymous placeholders, comma-separated.
+fn push_placeholders(sql: &mut String, n: usize) {
+    for i in 0..n {
+        sql.push_str(if i == 0 { "?" } else { ", ?" });
+    }
+}
+
 /// A rollup table's upsert: its insert clause (of the columns, the first four name
 /// the row, the rest are added on conflict), how many, and the conflict clause.
 struct RollupTable {
@@ -154,9 +171,7 @@ fn values_sql(insert: &str, params: usize, rows: usize, tail: &str) -> String {
     sql.push_str(" VALUES ");
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
-        for col in 0..params {
-            sql.push_str(if col == 0 { "?" } else { ", ?" });
-        }
+        push_placeholders(&mut sql, params);
         sql.push(')');
     }
     sql.push_str(tail);
@@ -178,9 +193,7 @@ const EVENTS_TAIL_SILENT: &str = " ON CONFLICT (id) DO NOTHING";
 fn held_ids_sql(rows: usize) -> String {
     let mut sql = String::with_capacity(48 + rows * 3);
     sql.push_str("SELECT id FROM usage_events WHERE id IN (");
-    for row in 0..rows {
-        sql.push_str(if row == 0 { "?" } else { ", ?" });
-    }
+    push_placeholders(&mut sql, rows);
     sql.push(')');
     sql
 }
@@ -537,24 +550,21 @@ impl UsageStore {
             // taken as held because its first copy was just inserted. Only replayed
             // ids come back, so a fresh batch returns no rows.
             let mut held = std::collections::HashSet::new();
-            let mut rest = events;
-            for rows in statement_rows(events.len()) {
-                let (chunk, after) = rest.split_at(rows);
-                rest = after;
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(held_ids_sql(rows)));
+            for chunk in statement_chunks(events) {
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(held_ids_sql(chunk.len())));
                 for e in chunk {
                     q = q.bind(e.id.to_string());
                 }
                 for row in q.fetch_all(&mut *tx).await? {
-                    held.insert(row.try_get::<String, _>(0)?);
+                    // An id that is not ours can match no event of the batch.
+                    if let Ok(id) = row.try_get::<String, _>(0)?.parse::<EventId>() {
+                        held.insert(id);
+                    }
                 }
             }
-            let mut rest = events;
-            for rows in statement_rows(events.len()) {
-                let (chunk, after) = rest.split_at(rows);
-                rest = after;
+            for chunk in statement_chunks(events) {
                 // Built from placeholders only; every value is bound.
-                let sql = values_sql(EVENTS_INSERT, EVENT_PARAMS, rows, EVENTS_TAIL_SILENT);
+                let sql = values_sql(EVENTS_INSERT, EVENT_PARAMS, chunk.len(), EVENTS_TAIL_SILENT);
                 let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for e in chunk {
                     q = bind_event(q, e)?;
@@ -564,7 +574,7 @@ impl UsageStore {
             let new_ids = events
                 .iter()
                 .map(|e| e.id)
-                .filter(|id| !held.contains(&id.to_string()))
+                .filter(|id| !held.contains(id))
                 .collect();
             let (stored, new) = landed(batches, new_ids);
             let (accounts, keys) = rollup_deltas(new.iter().copied());
@@ -572,12 +582,9 @@ impl UsageStore {
             // statement requires.
             for (table, deltas) in [(&DAILY, accounts), (&DAILY_KEYS, keys)] {
                 let rows: Vec<(RollupKey, RollupDelta)> = deltas.into_iter().collect();
-                let mut rest = rows.as_slice();
-                for n in statement_rows(rows.len()) {
-                    let (chunk, after) = rest.split_at(n);
-                    rest = after;
+                for chunk in statement_chunks(&rows) {
                     // Built from placeholders only; every value is bound.
-                    let sql = values_sql(table.insert, table.params, n, table.tail);
+                    let sql = values_sql(table.insert, table.params, chunk.len(), table.tail);
                     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
                     for (key, d) in chunk {
                         q = bind_rollup(q, key, d, table)?;
@@ -728,6 +735,10 @@ mod tests {
         let sql = values_sql(DAILY_KEYS.insert, DAILY_KEYS.params, 2, DAILY_KEYS.tail);
         assert_eq!(sql.matches('?').count(), 22);
         assert!(sql.contains(") VALUES (?"));
+        assert_eq!(
+            held_ids_sql(3),
+            "SELECT id FROM usage_events WHERE id IN (?, ?, ?)"
+        );
     }
 
     #[test]
@@ -740,6 +751,13 @@ mod tests {
             assert_eq!(statement_rows(n).iter().sum::<usize>(), n);
             assert!(statement_rows(n).len() <= n / 64 + 3 + 3 + 3);
         }
+        let items: Vec<usize> = (0..85).collect();
+        let chunks: Vec<&[usize]> = statement_chunks(&items).collect();
+        assert_eq!(
+            chunks.iter().map(|c| c.len()).collect::<Vec<_>>(),
+            [64, 16, 4, 1]
+        );
+        assert_eq!(chunks.concat(), items);
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! `ingest`: the usage collector's sustained ingest with rollups on, in events per
 //! second, into Postgres (a throwaway server) or SQLite (the embedded default). The
-//! database and the collector binary run as their own processes; the load generator plays `--streams` data planes, each sending
-//! batches of `--batch` events over one acked stream with up to two batches
-//! unacknowledged, as the data plane does. At the end the rollups are checked to
-//! hold exactly the events acknowledged.
+//! database and the collector binary run as their own processes; the load generator
+//! plays `--streams` data planes, each sending batches of `--batch` events over one
+//! acked stream with up to two batches unacknowledged, as the data plane does. At the
+//! end the rollups are checked to hold exactly the events acknowledged.
 
 use std::io::Write;
 use std::sync::Arc;
