@@ -1,5 +1,6 @@
 //! Usage storage: raw events stored once per id, daily rollups updated in the same
-//! transaction. One implementation over `sqlx::Any` for Postgres and SQLite.
+//! transaction. Reads and retention run over `sqlx::Any` for Postgres and SQLite; each
+//! backend has its own write path (`postgres`, `sqlite`).
 
 use sqlx::Row;
 use switchyard_core::ids::{AccountId, EventId};
@@ -7,6 +8,7 @@ use switchyard_core::usage::{RollupRow, TokenUsage, UsageEvent, UsageSource};
 use switchyard_db::{Backend, Db, DbError, Migrations};
 
 mod postgres;
+mod sqlite;
 
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -85,10 +87,18 @@ const SELECT_EVENTS: &str = "SELECT id, at_ms, account_chain, issued_key_id, pro
 
 #[derive(Clone, Debug)]
 pub struct UsageStore {
+    /// Reads, retention and migrations, in SQL both backends speak.
     db: Db,
-    /// Postgres's own pool for the write path (column arrays, which `sqlx::Any`
-    /// cannot bind); `None` on SQLite.
-    postgres: Option<sqlx::PgPool>,
+    writer: Writer,
+}
+
+/// The write path's own pool, typed to its backend: Postgres binds column arrays,
+/// which `sqlx::Any` cannot, and SQLite binds each value once instead of converting
+/// it through `Any`'s values (two more copies of every text).
+#[derive(Clone, Debug)]
+enum Writer {
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
 }
 
 const EVENT_PARAMS: usize = 25;
@@ -185,8 +195,8 @@ const EVENTS_INSERT: &str = "INSERT INTO usage_events (id, at_ms, day, account_i
 /// A replayed event is skipped; the ids returned are the events that were new.
 const EVENTS_TAIL: &str = " ON CONFLICT (id) DO NOTHING RETURNING id";
 /// [`EVENTS_TAIL`] returning nothing. SQLite's driver hands each returned row to the
-/// caller from its own thread, a wake per event, so there the ids already held are
-/// read first instead: none, on a fresh batch.
+/// caller from its own thread, a wake per event, so there the count of rows inserted
+/// tells whether all were new, and only when not are the held ids read.
 const EVENTS_TAIL_SILENT: &str = " ON CONFLICT (id) DO NOTHING";
 
 /// `SELECT id FROM usage_events WHERE id IN (?, …)` with `rows` placeholders.
@@ -262,37 +272,6 @@ impl EventRow {
             cache_write: int(e.tokens.cache_write)?,
         })
     }
-}
-
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
-
-fn bind_event<'q>(q: AnyQuery<'q>, e: &UsageEvent) -> Result<AnyQuery<'q>, StoreError> {
-    let r = EventRow::of(e)?;
-    Ok(q.bind(r.id)
-        .bind(r.at_ms)
-        .bind(r.day)
-        .bind(r.account)
-        .bind(r.main_account)
-        .bind(r.chain)
-        .bind(r.issued_key)
-        .bind(r.provider_key)
-        .bind(r.model_requested)
-        .bind(r.model_served)
-        .bind(r.level)
-        .bind(r.status)
-        .bind(r.latency_ms)
-        .bind(r.ttfb_ms)
-        .bind(r.input)
-        .bind(r.output)
-        .bind(r.cached)
-        .bind(r.source)
-        .bind(r.cost_nanos)
-        .bind(r.path)
-        .bind(r.client_addr)
-        .bind(r.streamed)
-        .bind(r.billed_nanos)
-        .bind(r.price_version)
-        .bind(r.cache_write))
 }
 
 /// Where a rollup row lives: `of` is the calling account (in `usage_daily`) or the
@@ -385,23 +364,6 @@ fn rollup_numbers(d: &RollupDelta) -> Result<[i64; 8], StoreError> {
 /// Columns a rollup table has after the four that name a row.
 fn number_columns(table: &RollupTable) -> usize {
     table.params - 4
-}
-
-fn bind_rollup<'q>(
-    q: AnyQuery<'q>,
-    key: &RollupKey,
-    d: &RollupDelta,
-    table: &RollupTable,
-) -> Result<AnyQuery<'q>, StoreError> {
-    let mut q = q
-        .bind(key.day.clone())
-        .bind(key.main_account.to_string())
-        .bind(key.of.clone())
-        .bind(key.model.clone());
-    for n in rollup_numbers(d)?.into_iter().take(number_columns(table)) {
-        q = q.bind(n);
-    }
-    Ok(q)
 }
 
 /// How each batch landed, given the ids the insert found new, and the new events in
@@ -499,11 +461,11 @@ impl UsageStore {
             sqlite: &SQLITE,
         };
         let db = switchyard_db::open(url, &migrations, 8).await?;
-        let postgres = match db.backend {
-            Backend::Postgres => Some(postgres::connect(url).await?),
-            Backend::Sqlite => None,
+        let writer = match db.backend {
+            Backend::Postgres => Writer::Postgres(postgres::connect(url).await?),
+            Backend::Sqlite => Writer::Sqlite(sqlite::connect(url).await?),
         };
-        Ok(Self { db, postgres })
+        Ok(Self { db, writer })
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -530,84 +492,9 @@ impl UsageStore {
             .flat_map(|b| b.iter())
             .filter(|e| e.account().is_some())
             .collect();
-        match &self.postgres {
-            Some(pool) => postgres::insert(pool, batches, &events).await,
-            None => self.insert_sqlite(batches, &events).await,
-        }
-    }
-
-    /// [`Self::insert_batches`] in SQLite: multi-row statements of a few fixed sizes.
-    async fn insert_sqlite(
-        &self,
-        batches: &[&[UsageEvent]],
-        events: &[&UsageEvent],
-    ) -> Result<Vec<Stored>, StoreError> {
-        // The write lock from the start: no other writer can store one of these ids
-        // between reading which are held and inserting the rest.
-        let mut tx = self.db.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let outcome: Result<Vec<Stored>, StoreError> = async {
-            // Every read before any insert, so an id twice in this transaction is not
-            // taken as held because its first copy was just inserted. Only replayed
-            // ids come back, so a fresh batch returns no rows.
-            let mut held = std::collections::HashSet::new();
-            for chunk in statement_chunks(events) {
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(held_ids_sql(chunk.len())));
-                for e in chunk {
-                    q = q.bind(e.id.to_string());
-                }
-                for row in q.fetch_all(&mut *tx).await? {
-                    // An id that is not ours can match no event of the batch.
-                    if let Ok(id) = row.try_get::<String, _>(0)?.parse::<EventId>() {
-                        held.insert(id);
-                    }
-                }
-            }
-            for chunk in statement_chunks(events) {
-                // Built from placeholders only; every value is bound.
-                let sql = values_sql(EVENTS_INSERT, EVENT_PARAMS, chunk.len(), EVENTS_TAIL_SILENT);
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for e in chunk {
-                    q = bind_event(q, e)?;
-                }
-                q.execute(&mut *tx).await?;
-            }
-            let new_ids = events
-                .iter()
-                .map(|e| e.id)
-                .filter(|id| !held.contains(id))
-                .collect();
-            let (stored, new) = landed(batches, new_ids);
-            let (accounts, keys) = rollup_deltas(new.iter().copied());
-            // A few multi-row upserts per table; the rows are distinct, which one
-            // statement requires.
-            for (table, deltas) in [(&DAILY, accounts), (&DAILY_KEYS, keys)] {
-                let rows: Vec<(RollupKey, RollupDelta)> = deltas.into_iter().collect();
-                for chunk in statement_chunks(&rows) {
-                    // Built from placeholders only; every value is bound.
-                    let sql = values_sql(table.insert, table.params, chunk.len(), table.tail);
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                    for (key, d) in chunk {
-                        q = bind_rollup(q, key, d, table)?;
-                    }
-                    q.execute(&mut *tx).await?;
-                }
-            }
-            Ok(stored)
-        }
-        .await;
-        match outcome {
-            Ok(stored) => {
-                tx.commit().await?;
-                Ok(stored)
-            }
-            Err(e) => {
-                // Roll back now: a dropped transaction would keep SQLite's write lock
-                // until its connection is next used.
-                if let Err(rollback) = tx.rollback().await {
-                    tracing::error!(error = %rollback, "rollback failed");
-                }
-                Err(e)
-            }
+        match &self.writer {
+            Writer::Postgres(pool) => postgres::insert(pool, batches, &events).await,
+            Writer::Sqlite(pool) => sqlite::insert(pool, batches, &events).await,
         }
     }
 
