@@ -5,10 +5,12 @@
 //! sticks to what both speak: `$n` placeholders in ascending order, TEXT ids,
 //! BIGINT/INTEGER numbers, `ON CONFLICT`, `RETURNING`, `WITH RECURSIVE`.
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use sqlx::{AnyPool, Executor};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +54,31 @@ impl Backend {
     }
 }
 
+/// Every SQLite connection's settings, on either kind of pool. WAL lets readers run
+/// beside the writer; the busy timeout makes concurrent writers wait for each other
+/// instead of failing with "database is locked".
+const SQLITE_PRAGMAS: [(&str, &str); 4] = [
+    ("journal_mode", "WAL"),
+    ("busy_timeout", "10000"),
+    ("foreign_keys", "ON"),
+    ("synchronous", "NORMAL"),
+];
+
+/// A pool typed to SQLite, for a path `sqlx::Any` makes slow, beside the [`Db`] that
+/// [`open`] made (and migrated) on the same URL; same connection settings.
+pub async fn connect_sqlite(url: &str, max_connections: u32) -> Result<SqlitePool, DbError> {
+    let options = SQLITE_PRAGMAS.into_iter().fold(
+        SqliteConnectOptions::from_str(url).map_err(DbError::Connect)?,
+        |options, (name, value)| options.pragma(name, value),
+    );
+    SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .map_err(DbError::Connect)
+}
+
 /// Connect and bring the schema up to date.
 pub async fn open(url: &str, migrations: &Migrations, max_connections: u32) -> Result<Db, DbError> {
     install_default_drivers();
@@ -60,14 +87,12 @@ pub async fn open(url: &str, migrations: &Migrations, max_connections: u32) -> R
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10));
     if backend == Backend::Sqlite {
-        // WAL lets readers run beside the writer; the busy timeout makes concurrent
-        // writers wait for each other instead of failing with "database is locked".
         options = options.after_connect(|conn, _meta| {
             Box::pin(async move {
-                conn.execute("PRAGMA journal_mode = WAL").await?;
-                conn.execute("PRAGMA busy_timeout = 10000").await?;
-                conn.execute("PRAGMA foreign_keys = ON").await?;
-                conn.execute("PRAGMA synchronous = NORMAL").await?;
+                for (name, value) in SQLITE_PRAGMAS {
+                    conn.execute(sqlx::AssertSqlSafe(format!("PRAGMA {name} = {value}")))
+                        .await?;
+                }
                 Ok(())
             })
         });
@@ -119,6 +144,35 @@ mod tests {
             Backend::Sqlite
         );
         assert!(Backend::of_url("mysql://u:p@h/db").is_err());
+    }
+
+    /// Both kinds of pool on one file get the same settings.
+    #[tokio::test]
+    async fn sqlite_pools_share_their_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("x.db").display());
+        static NONE: Migrator = Migrator::DEFAULT;
+        let migrations = Migrations {
+            postgres: &NONE,
+            sqlite: &NONE,
+        };
+        let db = open(&url, &migrations, 1).await.unwrap();
+        let typed = connect_sqlite(&url, 1).await.unwrap();
+        // As SQLite reports them: WAL, 10 s, on, NORMAL.
+        let expected = ["wal", "10000", "1", "1"];
+        for ((name, _), expected) in SQLITE_PRAGMAS.into_iter().zip(expected) {
+            let sql = format!("SELECT CAST((SELECT * FROM pragma_{name}) AS TEXT)");
+            let any: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+            let own: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_one(&typed)
+                .await
+                .unwrap();
+            assert_eq!((name, any.as_str()), (name, expected));
+            assert_eq!((name, own.as_str()), (name, expected));
+        }
     }
 
     #[test]

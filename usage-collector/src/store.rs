@@ -89,14 +89,14 @@ const SELECT_EVENTS: &str = "SELECT id, at_ms, account_chain, issued_key_id, pro
 pub struct UsageStore {
     /// Reads, retention and migrations, in SQL both backends speak.
     db: Db,
-    writer: Writer,
+    writes: WritePool,
 }
 
 /// The write path's own pool, typed to its backend: Postgres binds column arrays,
 /// which `sqlx::Any` cannot, and SQLite binds each value once instead of converting
 /// it through `Any`'s values (two more copies of every text).
 #[derive(Clone, Debug)]
-enum Writer {
+enum WritePool {
     Postgres(sqlx::PgPool),
     Sqlite(sqlx::SqlitePool),
 }
@@ -461,11 +461,13 @@ impl UsageStore {
             sqlite: &SQLITE,
         };
         let db = switchyard_db::open(url, &migrations, 8).await?;
-        let writer = match db.backend {
-            Backend::Postgres => Writer::Postgres(postgres::connect(url).await?),
-            Backend::Sqlite => Writer::Sqlite(sqlite::connect(url).await?),
+        let writes = match db.backend {
+            Backend::Postgres => WritePool::Postgres(postgres::connect(url).await?),
+            Backend::Sqlite => {
+                WritePool::Sqlite(switchyard_db::connect_sqlite(url, sqlite::CONNECTIONS).await?)
+            }
         };
-        Ok(Self { db, writer })
+        Ok(Self { db, writes })
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -492,9 +494,9 @@ impl UsageStore {
             .flat_map(|b| b.iter())
             .filter(|e| e.account().is_some())
             .collect();
-        match &self.writer {
-            Writer::Postgres(pool) => postgres::insert(pool, batches, &events).await,
-            Writer::Sqlite(pool) => sqlite::insert(pool, batches, &events).await,
+        match &self.writes {
+            WritePool::Postgres(pool) => postgres::insert(pool, batches, &events).await,
+            WritePool::Sqlite(pool) => sqlite::insert(pool, batches, &events).await,
         }
     }
 

@@ -2,17 +2,11 @@
 //! typed to SQLite, so each value is bound once as the driver keeps it.
 
 use std::collections::HashSet;
-use std::str::FromStr;
-use std::time::Duration;
 
 use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool,
-    SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqlitePool};
 use switchyard_core::ids::EventId;
 use switchyard_core::usage::UsageEvent;
-use switchyard_db::DbError;
 
 use super::{
     DAILY, DAILY_KEYS, EVENT_PARAMS, EVENTS_INSERT, EVENTS_TAIL_SILENT, EventRow, RollupDelta,
@@ -22,26 +16,9 @@ use super::{
 
 /// Connections of the write pool: the collector runs two transactions at once, and
 /// SQLite lets one write at a time anyway.
-const CONNECTIONS: u32 = 2;
+pub(super) const CONNECTIONS: u32 = 2;
 
 type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, SqliteArguments>;
-
-/// The same settings as the store's other pool (see `switchyard_db::open`): WAL, so
-/// readers run beside the writer, and a busy timeout, so writers wait for each other.
-pub(super) async fn connect(url: &str) -> Result<SqlitePool, StoreError> {
-    let options = SqliteConnectOptions::from_str(url)
-        .map_err(|e| StoreError::Open(DbError::Connect(e)))?
-        .journal_mode(SqliteJournalMode::Wal)
-        .busy_timeout(Duration::from_secs(10))
-        .synchronous(SqliteSynchronous::Normal)
-        .foreign_keys(true);
-    SqlitePoolOptions::new()
-        .max_connections(CONNECTIONS)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options)
-        .await
-        .map_err(|e| StoreError::Open(DbError::Connect(e)))
-}
 
 fn bind_event<'q>(q: Query<'q>, e: &UsageEvent) -> Result<Query<'q>, StoreError> {
     let r = EventRow::of(e)?;
