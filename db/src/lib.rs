@@ -5,12 +5,13 @@
 //! sticks to what both speak: `$n` placeholders in ascending order, TEXT ids,
 //! BIGINT/INTEGER numbers, `ON CONFLICT`, `RETURNING`, `WITH RECURSIVE`.
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, Executor};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +26,8 @@ pub enum DbError {
     UnsupportedUrl(String),
     #[error("cannot connect to the database: {0}")]
     Connect(#[source] sqlx::Error),
+    #[error("an in-memory SQLite database cannot be shared between connections; give a file")]
+    InMemory,
     #[error("database migration failed: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
 }
@@ -54,29 +57,27 @@ impl Backend {
     }
 }
 
-/// Every SQLite connection's settings, on either kind of pool. WAL lets readers run
+/// Every SQLite connection's settings, on the pool and on connections opened beside it. WAL lets readers run
 /// beside the writer; the busy timeout makes concurrent writers wait for each other
 /// instead of failing with "database is locked".
-const SQLITE_PRAGMAS: [(&str, &str); 4] = [
+pub const SQLITE_PRAGMAS: [(&str, &str); 4] = [
     ("journal_mode", "WAL"),
     ("busy_timeout", "10000"),
     ("foreign_keys", "ON"),
     ("synchronous", "NORMAL"),
 ];
 
-/// A pool typed to SQLite, for a path `sqlx::Any` makes slow, beside the [`Db`] that
-/// [`open`] made (and migrated) on the same URL; same connection settings.
-pub async fn connect_sqlite(url: &str, max_connections: u32) -> Result<SqlitePool, DbError> {
-    let options = SQLITE_PRAGMAS.into_iter().fold(
-        SqliteConnectOptions::from_str(url).map_err(DbError::Connect)?,
-        |options, (name, value)| options.pragma(name, value),
-    );
-    SqlitePoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options)
-        .await
-        .map_err(DbError::Connect)
+/// The file behind a SQLite URL, for a connection opened outside `sqlx` beside the
+/// [`Db`] that [`open`] made (and migrated) on the same URL. An in-memory database is
+/// refused: each connection would get a database of its own.
+pub fn sqlite_file(url: &str) -> Result<PathBuf, DbError> {
+    let options = SqliteConnectOptions::from_str(url).map_err(DbError::Connect)?;
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    let in_memory = url.contains(":memory:") || query.split('&').any(|kv| kv == "mode=memory");
+    if in_memory {
+        return Err(DbError::InMemory);
+    }
+    Ok(options.get_filename().to_path_buf())
 }
 
 /// Connect and bring the schema up to date.
@@ -146,33 +147,27 @@ mod tests {
         assert!(Backend::of_url("mysql://u:p@h/db").is_err());
     }
 
-    /// Both kinds of pool on one file get the same settings.
-    #[tokio::test]
-    async fn sqlite_pools_share_their_settings() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("x.db").display());
-        static NONE: Migrator = Migrator::DEFAULT;
-        let migrations = Migrations {
-            postgres: &NONE,
-            sqlite: &NONE,
-        };
-        let db = open(&url, &migrations, 1).await.unwrap();
-        let typed = connect_sqlite(&url, 1).await.unwrap();
-        // As SQLite reports them: WAL, 10 s, on, NORMAL.
-        let expected = ["wal", "10000", "1", "1"];
-        for ((name, _), expected) in SQLITE_PRAGMAS.into_iter().zip(expected) {
-            let sql = format!("SELECT CAST((SELECT * FROM pragma_{name}) AS TEXT)");
-            let any: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
-                .fetch_one(&db.pool)
-                .await
-                .unwrap();
-            let own: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                .fetch_one(&typed)
-                .await
-                .unwrap();
-            assert_eq!((name, any.as_str()), (name, expected));
-            assert_eq!((name, own.as_str()), (name, expected));
+    #[test]
+    fn sqlite_files_behind_urls() {
+        assert_eq!(
+            sqlite_file("sqlite:///var/lib/sy/usage.db?mode=rwc").unwrap(),
+            PathBuf::from("/var/lib/sy/usage.db")
+        );
+        assert_eq!(
+            sqlite_file("sqlite://usage.db").unwrap(),
+            PathBuf::from("usage.db")
+        );
+        for memory in [
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite://x.db?mode=memory",
+        ] {
+            assert!(
+                matches!(sqlite_file(memory), Err(DbError::InMemory)),
+                "{memory}"
+            );
         }
+        assert!(sqlite_file("sqlite://x.db?mode=bogus").is_err());
     }
 
     #[test]

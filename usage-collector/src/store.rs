@@ -19,6 +19,10 @@ pub enum StoreError {
     Open(#[from] DbError),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Writer(String),
     #[error("a number does not fit the database: {0}")]
     Range(String),
 }
@@ -98,43 +102,10 @@ pub struct UsageStore {
 #[derive(Clone, Debug)]
 enum WritePool {
     Postgres(sqlx::PgPool),
-    Sqlite(sqlx::SqlitePool),
+    Sqlite(sqlite::Writer),
 }
 
 const EVENT_PARAMS: usize = 25;
-/// Rows per INSERT, largest first: a batch is cut greedily into these sizes, so a few
-/// statements carry it and each shape is prepared once per connection.
-const STATEMENT_ROWS: [usize; 4] = [64, 16, 4, 1];
-
-/// How many rows each INSERT of a batch of `n` carries.
-fn statement_rows(mut n: usize) -> Vec<usize> {
-    let mut out = Vec::new();
-    for size in STATEMENT_ROWS {
-        while n >= size {
-            out.push(size);
-            n -= size;
-        }
-    }
-    out
-}
-
-/// `items` cut into the sizes of [`statement_rows`], in order.
-fn statement_chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
-    let mut rest = items;
-    statement_rows(items.len()).into_iter().map(move |n| {
-        let (chunk, after) = rest.split_at(n);
-        rest = after;
-        chunk
-    })
-}
-
-/// `n` anonymous placeholders, comma-separated.
-fn push_placeholders(sql: &mut String, n: usize) {
-    for i in 0..n {
-        sql.push_str(if i == 0 { "?" } else { ", ?" });
-    }
-}
-
 /// A rollup table's upsert: its insert clause (of the columns, the first four name
 /// the row, the rest are added on conflict), how many, and the conflict clause.
 struct RollupTable {
@@ -171,21 +142,10 @@ const DAILY_KEYS: RollupTable = RollupTable {
      cost_nanos = usage_daily_keys.cost_nanos + excluded.cost_nanos",
 };
 
-/// `insert VALUES`, then `rows` parenthesised groups of `params` placeholders, then
-/// `tail` (SQLite's multi-row statement). The placeholders are anonymous `?`: binding
-/// to numbered ones looks each name up in a list, which grows quadratic with the row
-/// count.
-fn values_sql(insert: &str, params: usize, rows: usize, tail: &str) -> String {
-    let mut sql = String::with_capacity(insert.len() + tail.len() + rows * params * 3 + 8);
-    sql.push_str(insert);
-    sql.push_str(" VALUES ");
-    for row in 0..rows {
-        sql.push_str(if row == 0 { "(" } else { ", (" });
-        push_placeholders(&mut sql, params);
-        sql.push(')');
-    }
-    sql.push_str(tail);
-    sql
+/// `insert VALUES (?, …)` with `params` placeholders, then `tail`: one row.
+fn one_row_sql(insert: &str, params: usize, tail: &str) -> String {
+    let placeholders = vec!["?"; params].join(", ");
+    format!("{insert} VALUES ({placeholders}){tail}")
 }
 
 const EVENTS_INSERT: &str = "INSERT INTO usage_events (id, at_ms, day, account_id, main_account_id, \
@@ -194,19 +154,9 @@ const EVENTS_INSERT: &str = "INSERT INTO usage_events (id, at_ms, day, account_i
      billed_nanos, price_version, cache_write_tokens)";
 /// A replayed event is skipped; the ids returned are the events that were new.
 const EVENTS_TAIL: &str = " ON CONFLICT (id) DO NOTHING RETURNING id";
-/// [`EVENTS_TAIL`] returning nothing. SQLite's driver hands each returned row to the
-/// caller from its own thread, a wake per event, so there the count of rows inserted
-/// tells whether all were new, and only when not are the held ids read.
+/// [`EVENTS_TAIL`] returning nothing: SQLite's writer inserts one row at a time and
+/// reads from the change count whether it was new.
 const EVENTS_TAIL_SILENT: &str = " ON CONFLICT (id) DO NOTHING";
-
-/// `SELECT id FROM usage_events WHERE id IN (?, …)` with `rows` placeholders.
-fn held_ids_sql(rows: usize) -> String {
-    let mut sql = String::with_capacity(48 + rows * 3);
-    sql.push_str("SELECT id FROM usage_events WHERE id IN (");
-    push_placeholders(&mut sql, rows);
-    sql.push(')');
-    sql
-}
 
 /// One raw event's row, field for column of [`EVENTS_INSERT`].
 struct EventRow {
@@ -463,9 +413,7 @@ impl UsageStore {
         let db = switchyard_db::open(url, &migrations, 8).await?;
         let writes = match db.backend {
             Backend::Postgres => WritePool::Postgres(postgres::connect(url).await?),
-            Backend::Sqlite => {
-                WritePool::Sqlite(switchyard_db::connect_sqlite(url, sqlite::CONNECTIONS).await?)
-            }
+            Backend::Sqlite => WritePool::Sqlite(sqlite::Writer::start(url)?),
         };
         Ok(Self { db, writes })
     }
@@ -488,15 +436,17 @@ impl UsageStore {
         &self,
         batches: &[&[UsageEvent]],
     ) -> Result<Vec<Stored>, StoreError> {
-        // An empty chain is refused at the edge; it never reaches here.
-        let events: Vec<&UsageEvent> = batches
-            .iter()
-            .flat_map(|b| b.iter())
-            .filter(|e| e.account().is_some())
-            .collect();
         match &self.writes {
-            WritePool::Postgres(pool) => postgres::insert(pool, batches, &events).await,
-            WritePool::Sqlite(pool) => sqlite::insert(pool, batches, &events).await,
+            WritePool::Postgres(pool) => {
+                // An empty chain is refused at the edge; it never reaches here.
+                let events: Vec<&UsageEvent> = batches
+                    .iter()
+                    .flat_map(|b| b.iter())
+                    .filter(|e| e.account().is_some())
+                    .collect();
+                postgres::insert(pool, batches, &events).await
+            }
+            WritePool::Sqlite(writer) => writer.insert(batches).await,
         }
     }
 
@@ -616,37 +566,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn multi_row_statements_have_a_placeholder_per_value() {
-        let sql = values_sql(EVENTS_INSERT, EVENT_PARAMS, 2, EVENTS_TAIL);
-        assert_eq!(sql.matches('?').count(), 50);
+    fn one_row_statements_have_a_placeholder_per_value() {
+        let sql = one_row_sql(EVENTS_INSERT, EVENT_PARAMS, EVENTS_TAIL_SILENT);
+        assert_eq!(sql.matches('?').count(), EVENT_PARAMS);
         assert!(sql.contains("cache_write_tokens) VALUES (?, ?,"));
-        assert!(sql.ends_with("?), (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING id"));
-        let sql = values_sql(DAILY_KEYS.insert, DAILY_KEYS.params, 2, DAILY_KEYS.tail);
-        assert_eq!(sql.matches('?').count(), 22);
+        assert!(sql.ends_with(", ?, ?) ON CONFLICT (id) DO NOTHING"));
+        let sql = one_row_sql(DAILY_KEYS.insert, DAILY_KEYS.params, DAILY_KEYS.tail);
+        assert_eq!(sql.matches('?').count(), 11);
         assert!(sql.contains(") VALUES (?"));
-        assert_eq!(
-            held_ids_sql(3),
-            "SELECT id FROM usage_events WHERE id IN (?, ?, ?)"
-        );
-    }
-
-    #[test]
-    fn batches_cut_into_few_shapes() {
-        assert_eq!(statement_rows(0), Vec::<usize>::new());
-        assert_eq!(statement_rows(1), vec![1]);
-        assert_eq!(statement_rows(85), vec![64, 16, 4, 1]);
-        assert_eq!(statement_rows(256), vec![64; 4]);
-        for n in 0..300 {
-            assert_eq!(statement_rows(n).iter().sum::<usize>(), n);
-            assert!(statement_rows(n).len() <= n / 64 + 3 + 3 + 3);
-        }
-        let items: Vec<usize> = (0..85).collect();
-        let chunks: Vec<&[usize]> = statement_chunks(&items).collect();
-        assert_eq!(
-            chunks.iter().map(|c| c.len()).collect::<Vec<_>>(),
-            [64, 16, 4, 1]
-        );
-        assert_eq!(chunks.concat(), items);
     }
 
     #[test]

@@ -1,196 +1,191 @@
-//! The write path on SQLite: multi-row statements of a few fixed sizes, on a pool
-//! typed to SQLite, so each value is bound once as the driver keeps it.
+//! The write path on SQLite: one connection on a thread of its own, which runs each
+//! transaction whole. Through `sqlx`, every statement was a round trip to the
+//! driver's thread and back, about ten per batch; here a batch is one hand-over each
+//! way, and each row is a cached prepared statement run in process.
 
 use std::collections::HashSet;
+use std::sync::mpsc;
 
-use sqlx::Row;
-use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqlitePool};
-use switchyard_core::ids::EventId;
+use rusqlite::{Connection, Statement, TransactionBehavior, params};
 use switchyard_core::usage::UsageEvent;
+use tokio::sync::oneshot;
 
 use super::{
     DAILY, DAILY_KEYS, EVENT_PARAMS, EVENTS_INSERT, EVENTS_TAIL_SILENT, EventRow, RollupDelta,
-    RollupKey, RollupTable, StoreError, Stored, held_ids_sql, landed, number_columns,
-    rollup_deltas, rollup_numbers, statement_chunks, values_sql,
+    RollupKey, RollupTable, StoreError, Stored, landed, number_columns, one_row_sql, rollup_deltas,
+    rollup_numbers,
 };
 
-/// Connections of the write pool: the collector runs two transactions at once, and
-/// SQLite lets one write at a time anyway.
-pub(super) const CONNECTIONS: u32 = 2;
-
-type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, SqliteArguments>;
-
-fn bind_event<'q>(q: Query<'q>, e: &UsageEvent) -> Result<Query<'q>, StoreError> {
-    let r = EventRow::of(e)?;
-    Ok(q.bind(r.id)
-        .bind(r.at_ms)
-        .bind(r.day)
-        .bind(r.account)
-        .bind(r.main_account)
-        .bind(r.chain)
-        .bind(r.issued_key)
-        .bind(r.provider_key)
-        .bind(r.model_requested)
-        .bind(r.model_served)
-        .bind(r.level)
-        .bind(r.status)
-        .bind(r.latency_ms)
-        .bind(r.ttfb_ms)
-        .bind(r.input)
-        .bind(r.output)
-        .bind(r.cached)
-        .bind(r.source)
-        .bind(r.cost_nanos)
-        .bind(r.path)
-        .bind(r.client_addr)
-        .bind(r.streamed)
-        .bind(r.billed_nanos)
-        .bind(r.price_version)
-        .bind(r.cache_write))
+/// A transaction for the writing thread, and where its outcome goes.
+struct Job {
+    batches: Vec<Vec<UsageEvent>>,
+    done: oneshot::Sender<Result<Vec<Stored>, StoreError>>,
 }
 
-fn bind_rollup<'q>(
-    q: Query<'q>,
-    key: &RollupKey,
-    d: &RollupDelta,
-    table: &RollupTable,
-) -> Result<Query<'q>, StoreError> {
-    let mut q = q
-        .bind(key.day.clone())
-        .bind(key.main_account.to_string())
-        .bind(key.of.clone())
-        .bind(key.model.clone());
-    for n in rollup_numbers(d)?.into_iter().take(number_columns(table)) {
-        q = q.bind(n);
+/// The handle of the writing thread; the thread ends when the last handle is dropped.
+#[derive(Clone, Debug)]
+pub(super) struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Open the database file (already created and migrated through the pool) and
+    /// start the thread that writes to it.
+    pub(super) fn start(url: &str) -> Result<Self, StoreError> {
+        let conn = open(url)?;
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("usage-sqlite".into())
+            .spawn(move || {
+                let mut conn = conn;
+                for job in queue {
+                    let outcome = write(&mut conn, &job.batches);
+                    let _ = job.done.send(outcome);
+                }
+            })
+            .map_err(|e| StoreError::Writer(e.to_string()))?;
+        Ok(Self { jobs })
     }
-    Ok(q)
-}
 
-/// Store batches in one transaction (see `UsageStore::insert_batches`).
-///
-/// A fresh group, the usual case, needs no read: when every row goes in, no id was
-/// held. Only when some do not (a replay, or an id twice in the group) is the
-/// transaction undone and written again knowing which ids are held. The write lock
-/// is taken at `BEGIN IMMEDIATE`, so no other writer stores one of the ids between
-/// the read and the inserts.
-pub(super) async fn insert(
-    pool: &SqlitePool,
-    batches: &[&[UsageEvent]],
-    events: &[&UsageEvent],
-) -> Result<Vec<Stored>, StoreError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    match insert_fresh(&mut tx, batches, events).await {
-        Ok(Some(stored)) => return settle(tx, Ok(stored)).await,
-        Ok(None) => tx.rollback().await?,
-        Err(e) => return settle(tx, Err(e)).await,
+    /// Store batches in one transaction (see `UsageStore::insert_batches`).
+    pub(super) async fn insert(
+        &self,
+        batches: &[&[UsageEvent]],
+    ) -> Result<Vec<Stored>, StoreError> {
+        let (done, outcome) = oneshot::channel();
+        let job = Job {
+            batches: batches.iter().map(|b| b.to_vec()).collect(),
+            done,
+        };
+        self.jobs
+            .send(job)
+            .map_err(|_| StoreError::Writer("the SQLite writer stopped".into()))?;
+        outcome
+            .await
+            .map_err(|_| StoreError::Writer("the SQLite writer stopped".into()))?
     }
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let checked = insert_checked(&mut tx, batches, events).await;
-    settle(tx, checked).await
 }
 
-/// Insert every event and its rollups if none is held; `None` (with some rows in)
-/// when one was.
-async fn insert_fresh(
-    tx: &mut SqliteConnection,
-    batches: &[&[UsageEvent]],
-    events: &[&UsageEvent],
-) -> Result<Option<Vec<Stored>>, StoreError> {
-    let inserted = insert_events(tx, events).await?;
-    if usize::try_from(inserted).ok() != Some(events.len()) {
-        return Ok(None);
+/// A connection with the settings of every other SQLite connection of Switchyard.
+fn open(url: &str) -> Result<Connection, StoreError> {
+    let conn = Connection::open(switchyard_db::sqlite_file(url)?)?;
+    for (name, value) in switchyard_db::SQLITE_PRAGMAS {
+        conn.pragma_update(None, name, value)?;
     }
-    let (stored, new) = landed(batches, events.iter().map(|e| e.id).collect());
-    upsert_rollups(tx, &new).await?;
-    Ok(Some(stored))
+    Ok(conn)
 }
 
-/// Read which ids are held, insert the rest, and add only those to the rollups.
-async fn insert_checked(
-    tx: &mut SqliteConnection,
-    batches: &[&[UsageEvent]],
-    events: &[&UsageEvent],
-) -> Result<Vec<Stored>, StoreError> {
-    // Every read before any insert, so an id twice in this transaction is not taken
-    // as held because its first copy was just inserted.
-    let mut held = HashSet::new();
-    for chunk in statement_chunks(events) {
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(held_ids_sql(chunk.len())));
-        for e in chunk {
-            q = q.bind(e.id.to_string());
-        }
-        for row in q.fetch_all(&mut *tx).await? {
-            // An id that is not ours can match no event of the batch.
-            if let Ok(id) = row.try_get::<String, _>(0)?.parse::<EventId>() {
-                held.insert(id);
+/// One transaction: each event inserted unless its id is held (so the statement's
+/// change count says which are new), then the rollups of the new ones. The write lock
+/// is taken at `BEGIN IMMEDIATE`; a failure rolls everything back when the
+/// transaction is dropped.
+fn write(conn: &mut Connection, batches: &[Vec<UsageEvent>]) -> Result<Vec<Stored>, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut new_ids = HashSet::new();
+    {
+        let mut insert = tx.prepare_cached(&one_row_sql(
+            EVENTS_INSERT,
+            EVENT_PARAMS,
+            EVENTS_TAIL_SILENT,
+        ))?;
+        // An empty chain is refused at the edge; it never reaches here.
+        for e in batches.iter().flatten().filter(|e| e.account().is_some()) {
+            if insert_event(&mut insert, e)? == 1 {
+                new_ids.insert(e.id);
             }
         }
     }
-    insert_events(tx, events).await?;
-    let new_ids = events
-        .iter()
-        .map(|e| e.id)
-        .filter(|id| !held.contains(id))
-        .collect();
-    let (stored, new) = landed(batches, new_ids);
-    upsert_rollups(tx, &new).await?;
+    let slices: Vec<&[UsageEvent]> = batches.iter().map(Vec::as_slice).collect();
+    let (stored, new) = landed(&slices, new_ids);
+    let (accounts, keys) = rollup_deltas(new.into_iter());
+    for (table, deltas) in [(&DAILY, accounts), (&DAILY_KEYS, keys)] {
+        let mut upsert = tx.prepare_cached(&one_row_sql(table.insert, table.params, table.tail))?;
+        for (key, d) in &deltas {
+            upsert_rollup(&mut upsert, key, d, table)?;
+        }
+    }
+    tx.commit()?;
     Ok(stored)
 }
 
-/// Insert the events whose ids are not held; how many went in.
-async fn insert_events(
-    tx: &mut SqliteConnection,
-    events: &[&UsageEvent],
-) -> Result<u64, StoreError> {
-    let mut inserted = 0;
-    for chunk in statement_chunks(events) {
-        // Built from placeholders only; every value is bound.
-        let sql = values_sql(EVENTS_INSERT, EVENT_PARAMS, chunk.len(), EVENTS_TAIL_SILENT);
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for e in chunk {
-            q = bind_event(q, e)?;
-        }
-        inserted += q.execute(&mut *tx).await?.rows_affected();
-    }
-    Ok(inserted)
+/// Insert one event; how many rows went in (0 when its id is held).
+fn insert_event(insert: &mut Statement<'_>, e: &UsageEvent) -> Result<usize, StoreError> {
+    let r = EventRow::of(e)?;
+    Ok(insert.execute(params![
+        r.id,
+        r.at_ms,
+        r.day,
+        r.account,
+        r.main_account,
+        r.chain,
+        r.issued_key,
+        r.provider_key,
+        r.model_requested,
+        r.model_served,
+        r.level,
+        r.status,
+        r.latency_ms,
+        r.ttfb_ms,
+        r.input,
+        r.output,
+        r.cached,
+        r.source,
+        r.cost_nanos,
+        r.path,
+        r.client_addr,
+        r.streamed,
+        r.billed_nanos,
+        r.price_version,
+        r.cache_write,
+    ])?)
 }
 
-/// Add new events to both rollup tables: a few multi-row upserts per table (the rows
-/// are distinct, which one statement requires).
-async fn upsert_rollups(tx: &mut SqliteConnection, new: &[&UsageEvent]) -> Result<(), StoreError> {
-    let (accounts, keys) = rollup_deltas(new.iter().copied());
-    for (table, deltas) in [(&DAILY, accounts), (&DAILY_KEYS, keys)] {
-        let rows: Vec<(RollupKey, RollupDelta)> = deltas.into_iter().collect();
-        for chunk in statement_chunks(&rows) {
-            // Built from placeholders only; every value is bound.
-            let sql = values_sql(table.insert, table.params, chunk.len(), table.tail);
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (key, d) in chunk {
-                q = bind_rollup(q, key, d, table)?;
-            }
-            q.execute(&mut *tx).await?;
-        }
-    }
+fn upsert_rollup(
+    upsert: &mut Statement<'_>,
+    key: &RollupKey,
+    d: &RollupDelta,
+    table: &RollupTable,
+) -> Result<(), StoreError> {
+    let main_account = key.main_account.to_string();
+    let numbers = rollup_numbers(d)?;
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&key.day, &main_account, &key.of, &key.model];
+    values.extend(
+        numbers[..number_columns(table)]
+            .iter()
+            .map(|n| n as &dyn rusqlite::ToSql),
+    );
+    upsert.execute(values.as_slice())?;
     Ok(())
 }
 
-/// Commit what was written, or roll back after a failure.
-async fn settle<T>(
-    tx: sqlx::Transaction<'_, sqlx::Sqlite>,
-    outcome: Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    match outcome {
-        Ok(v) => {
-            tx.commit().await?;
-            Ok(v)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The writing connection and the pool on the same file report the same settings.
+    #[tokio::test]
+    async fn the_writer_has_the_settings_of_the_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("x.db").display());
+        let store = crate::store::UsageStore::open(&url).await.unwrap();
+        let conn = open(&url).unwrap();
+        // As SQLite reports them: WAL, 10 s, on, NORMAL.
+        let expected = ["wal", "10000", "1", "1"];
+        for ((name, _), expected) in switchyard_db::SQLITE_PRAGMAS.into_iter().zip(expected) {
+            let sql = format!("SELECT CAST((SELECT * FROM pragma_{name}) AS TEXT)");
+            let pooled: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+                .fetch_one(&store.db.pool)
+                .await
+                .unwrap();
+            let own: String = conn.query_row(&sql, [], |row| row.get(0)).unwrap();
+            assert_eq!((name, pooled.as_str()), (name, expected));
+            assert_eq!((name, own.as_str()), (name, expected));
         }
-        Err(e) => {
-            // Roll back now: a dropped transaction would keep SQLite's write lock
-            // until its connection is next used.
-            if let Err(rollback) = tx.rollback().await {
-                tracing::error!(error = %rollback, "rollback failed");
-            }
-            Err(e)
-        }
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_database_is_refused() {
+        let err = Writer::start("sqlite::memory:").unwrap_err();
+        assert!(err.to_string().contains("in-memory"), "{err}");
     }
 }
