@@ -183,9 +183,13 @@ mod tests {
         }
     }
 
+    /// Every connection to `sqlite::memory:` would get a database of its own: the
+    /// collector would write where nothing reads.
     #[tokio::test]
     async fn an_in_memory_database_is_refused() {
-        let err = Writer::start("sqlite::memory:").unwrap_err();
-        assert!(err.to_string().contains("in-memory"), "{err}");
+        for url in ["sqlite::memory:", "sqlite://usage.db?mode=memory"] {
+            let err = crate::store::UsageStore::open(url).await.unwrap_err();
+            assert!(err.to_string().contains("in-memory SQLite"), "{url}: {err}");
+        }
     }
 }
