@@ -93,14 +93,13 @@ const SELECT_EVENTS: &str = "SELECT id, at_ms, account_chain, issued_key_id, pro
 pub struct UsageStore {
     /// Reads, retention and migrations, in SQL both backends speak.
     db: Db,
-    writes: WritePool,
+    writes: Writes,
 }
 
-/// The write path's own pool, typed to its backend: Postgres binds column arrays,
-/// which `sqlx::Any` cannot, and SQLite binds each value once instead of converting
-/// it through `Any`'s values (two more copies of every text).
+/// Where usage is written: a pool typed to Postgres, which binds column arrays
+/// (`sqlx::Any` cannot), or the thread that holds SQLite's writing connection.
 #[derive(Clone, Debug)]
-enum WritePool {
+enum Writes {
     Postgres(sqlx::PgPool),
     Sqlite(sqlite::Writer),
 }
@@ -412,8 +411,8 @@ impl UsageStore {
         };
         let db = switchyard_db::open(url, &migrations, 8).await?;
         let writes = match db.backend {
-            Backend::Postgres => WritePool::Postgres(postgres::connect(url).await?),
-            Backend::Sqlite => WritePool::Sqlite(sqlite::Writer::start(url)?),
+            Backend::Postgres => Writes::Postgres(postgres::connect(url).await?),
+            Backend::Sqlite => Writes::Sqlite(sqlite::Writer::start(url)?),
         };
         Ok(Self { db, writes })
     }
@@ -437,7 +436,7 @@ impl UsageStore {
         batches: &[&[UsageEvent]],
     ) -> Result<Vec<Stored>, StoreError> {
         match &self.writes {
-            WritePool::Postgres(pool) => {
+            Writes::Postgres(pool) => {
                 // An empty chain is refused at the edge; it never reaches here.
                 let events: Vec<&UsageEvent> = batches
                     .iter()
@@ -446,7 +445,7 @@ impl UsageStore {
                     .collect();
                 postgres::insert(pool, batches, &events).await
             }
-            WritePool::Sqlite(writer) => writer.insert(batches).await,
+            Writes::Sqlite(writer) => writer.insert(batches).await,
         }
     }
 
