@@ -26,7 +26,9 @@ pub enum DbError {
     UnsupportedUrl(String),
     #[error("cannot connect to the database: {0}")]
     Connect(#[source] sqlx::Error),
-    #[error("an in-memory SQLite database cannot be shared between connections; give a file")]
+    #[error(
+        "an in-memory SQLite database is not shared with connections outside its pool; give a file"
+    )]
     InMemory,
     #[error("database migration failed: {0}")]
     Migrate(#[source] sqlx::migrate::MigrateError),
@@ -57,9 +59,9 @@ impl Backend {
     }
 }
 
-/// Every SQLite connection's settings, on the pool and on connections opened beside it. WAL lets readers run
-/// beside the writer; the busy timeout makes concurrent writers wait for each other
-/// instead of failing with "database is locked".
+/// Every SQLite connection's settings, on the pool and on connections opened beside
+/// it. WAL lets readers run beside the writer; the busy timeout makes concurrent
+/// writers wait for each other instead of failing with "database is locked".
 pub const SQLITE_PRAGMAS: [(&str, &str); 4] = [
     ("journal_mode", "WAL"),
     ("busy_timeout", "10000"),
@@ -68,8 +70,8 @@ pub const SQLITE_PRAGMAS: [(&str, &str); 4] = [
 ];
 
 /// The file behind a SQLite URL, for a connection opened outside `sqlx` beside the
-/// [`Db`] that [`open`] made (and migrated) on the same URL. An in-memory database is
-/// refused: each connection would get a database of its own.
+/// [`Db`] that [`open`] makes (and migrates) on the same URL. An in-memory database is
+/// refused: it lives in the pool's connections only, out of reach of such a one.
 pub fn sqlite_file(url: &str) -> Result<PathBuf, DbError> {
     let options = SqliteConnectOptions::from_str(url).map_err(DbError::Connect)?;
     let query = url.split_once('?').map_or("", |(_, q)| q);

@@ -409,10 +409,15 @@ impl UsageStore {
             postgres: &POSTGRES,
             sqlite: &SQLITE,
         };
+        // SQLite's file first: a URL its writer cannot open fails before any migration.
+        let sqlite_file = match Backend::of_url(url)? {
+            Backend::Sqlite => Some(switchyard_db::sqlite_file(url)?),
+            Backend::Postgres => None,
+        };
         let db = switchyard_db::open(url, &migrations, 8).await?;
-        let writes = match db.backend {
-            Backend::Postgres => Writes::Postgres(postgres::connect(url).await?),
-            Backend::Sqlite => Writes::Sqlite(sqlite::Writer::start(url)?),
+        let writes = match sqlite_file {
+            Some(file) => Writes::Sqlite(sqlite::Writer::start(&file)?),
+            None => Writes::Postgres(postgres::connect(url).await?),
         };
         Ok(Self { db, writes })
     }

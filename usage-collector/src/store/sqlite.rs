@@ -4,6 +4,7 @@
 //! way, and each row is a cached prepared statement run in process.
 
 use std::collections::HashSet;
+use std::path::Path;
 use std::sync::mpsc;
 
 use rusqlite::{Connection, Statement, TransactionBehavior, params};
@@ -31,16 +32,14 @@ pub(super) struct Writer {
 impl Writer {
     /// Open the database file (already created and migrated through the pool) and
     /// start the thread that writes to it.
-    pub(super) fn start(url: &str) -> Result<Self, StoreError> {
-        let conn = open(url)?;
+    pub(super) fn start(file: &Path) -> Result<Self, StoreError> {
+        let mut conn = open(file)?;
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("usage-sqlite".into())
             .spawn(move || {
-                let mut conn = conn;
                 for job in queue {
-                    let outcome = write(&mut conn, &job.batches);
-                    let _ = job.done.send(outcome);
+                    let _ = job.done.send(write(&mut conn, &job.batches));
                 }
             })
             .map_err(|e| StoreError::Writer(e.to_string()))?;
@@ -52,23 +51,20 @@ impl Writer {
         &self,
         batches: &[&[UsageEvent]],
     ) -> Result<Vec<Stored>, StoreError> {
+        let stopped = || StoreError::Writer("the SQLite writer stopped".into());
         let (done, outcome) = oneshot::channel();
         let job = Job {
             batches: batches.iter().map(|b| b.to_vec()).collect(),
             done,
         };
-        self.jobs
-            .send(job)
-            .map_err(|_| StoreError::Writer("the SQLite writer stopped".into()))?;
-        outcome
-            .await
-            .map_err(|_| StoreError::Writer("the SQLite writer stopped".into()))?
+        self.jobs.send(job).map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?
     }
 }
 
 /// A connection with the settings of every other SQLite connection of Switchyard.
-fn open(url: &str) -> Result<Connection, StoreError> {
-    let conn = Connection::open(switchyard_db::sqlite_file(url)?)?;
+fn open(file: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(file)?;
     for (name, value) in switchyard_db::SQLITE_PRAGMAS {
         conn.pragma_update(None, name, value)?;
     }
@@ -168,7 +164,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("x.db").display());
         let store = crate::store::UsageStore::open(&url).await.unwrap();
-        let conn = open(&url).unwrap();
+        let conn = open(&switchyard_db::sqlite_file(&url).unwrap()).unwrap();
         // As SQLite reports them: WAL, 10 s, on, NORMAL.
         let expected = ["wal", "10000", "1", "1"];
         for ((name, _), expected) in switchyard_db::SQLITE_PRAGMAS.into_iter().zip(expected) {
@@ -183,8 +179,8 @@ mod tests {
         }
     }
 
-    /// Every connection to `sqlite::memory:` would get a database of its own: the
-    /// collector would write where nothing reads.
+    /// An in-memory database lives in the pool's connections; the writing connection
+    /// would write where nothing reads.
     #[tokio::test]
     async fn an_in_memory_database_is_refused() {
         for url in ["sqlite::memory:", "sqlite://usage.db?mode=memory"] {
