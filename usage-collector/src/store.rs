@@ -315,6 +315,15 @@ fn number_columns(table: &RollupTable) -> usize {
     table.params - 4
 }
 
+/// The events of `batches` that name an account, in order. An empty chain is refused
+/// at the edge and never reaches the store; one that did could not be stored.
+fn storable<B: AsRef<[UsageEvent]>>(batches: &[B]) -> impl Iterator<Item = &UsageEvent> {
+    batches
+        .iter()
+        .flat_map(AsRef::as_ref)
+        .filter(|e| e.account().is_some())
+}
+
 /// How each batch landed, given the ids the insert found new, and the new events in
 /// batch order. An id twice in one transaction is new once, where it first appears.
 fn landed<'a>(
@@ -442,12 +451,7 @@ impl UsageStore {
     ) -> Result<Vec<Stored>, StoreError> {
         match &self.writes {
             Writes::Postgres(pool) => {
-                // An empty chain is refused at the edge; it never reaches here.
-                let events: Vec<&UsageEvent> = batches
-                    .iter()
-                    .flat_map(|b| b.iter())
-                    .filter(|e| e.account().is_some())
-                    .collect();
+                let events: Vec<&UsageEvent> = storable(batches).collect();
                 postgres::insert(pool, batches, &events).await
             }
             Writes::Sqlite(writer) => writer.insert(batches).await,

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use super::{
     DAILY, DAILY_KEYS, EVENT_PARAMS, EVENTS_INSERT, EVENTS_TAIL_SILENT, EventRow, RollupDelta,
     RollupKey, RollupTable, StoreError, Stored, landed, number_columns, one_row_sql, rollup_deltas,
-    rollup_numbers,
+    rollup_numbers, storable,
 };
 
 /// A transaction for the writing thread, and where its outcome goes.
@@ -34,12 +34,13 @@ impl Writer {
     /// start the thread that writes to it.
     pub(super) fn start(file: &Path) -> Result<Self, StoreError> {
         let mut conn = open(file)?;
+        let sql = Statements::new();
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("usage-sqlite".into())
             .spawn(move || {
                 for job in queue {
-                    let _ = job.done.send(write(&mut conn, &job.batches));
+                    let _ = job.done.send(write(&mut conn, &sql, &job.batches));
                 }
             })
             .map_err(|e| StoreError::Writer(e.to_string()))?;
@@ -62,6 +63,25 @@ impl Writer {
     }
 }
 
+/// The writer's statements, built once; the connection's statement cache prepares
+/// each once.
+struct Statements {
+    event: String,
+    daily: String,
+    daily_keys: String,
+}
+
+impl Statements {
+    fn new() -> Self {
+        let rollup = |t: &RollupTable| one_row_sql(t.insert, t.params, t.tail);
+        Self {
+            event: one_row_sql(EVENTS_INSERT, EVENT_PARAMS, EVENTS_TAIL_SILENT),
+            daily: rollup(&DAILY),
+            daily_keys: rollup(&DAILY_KEYS),
+        }
+    }
+}
+
 /// A connection with the settings of every other SQLite connection of Switchyard.
 fn open(file: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(file)?;
@@ -75,17 +95,16 @@ fn open(file: &Path) -> Result<Connection, StoreError> {
 /// change count says which are new), then the rollups of the new ones. The write lock
 /// is taken at `BEGIN IMMEDIATE`; a failure rolls everything back when the
 /// transaction is dropped.
-fn write(conn: &mut Connection, batches: &[Vec<UsageEvent>]) -> Result<Vec<Stored>, StoreError> {
+fn write(
+    conn: &mut Connection,
+    sql: &Statements,
+    batches: &[Vec<UsageEvent>],
+) -> Result<Vec<Stored>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut new_ids = HashSet::new();
     {
-        let mut insert = tx.prepare_cached(&one_row_sql(
-            EVENTS_INSERT,
-            EVENT_PARAMS,
-            EVENTS_TAIL_SILENT,
-        ))?;
-        // An empty chain is refused at the edge; it never reaches here.
-        for e in batches.iter().flatten().filter(|e| e.account().is_some()) {
+        let mut insert = tx.prepare_cached(&sql.event)?;
+        for e in storable(batches) {
             if insert_event(&mut insert, e)? == 1 {
                 new_ids.insert(e.id);
             }
@@ -95,8 +114,11 @@ fn write(conn: &mut Connection, batches: &[Vec<UsageEvent>]) -> Result<Vec<Store
     let slices: Vec<&[UsageEvent]> = batches.iter().map(Vec::as_slice).collect();
     let (stored, new) = landed(&slices, new_ids);
     let (accounts, keys) = rollup_deltas(new.into_iter());
-    for (table, deltas) in [(&DAILY, accounts), (&DAILY_KEYS, keys)] {
-        let mut upsert = tx.prepare_cached(&one_row_sql(table.insert, table.params, table.tail))?;
+    for (table, statement, deltas) in [
+        (&DAILY, &sql.daily, accounts),
+        (&DAILY_KEYS, &sql.daily_keys, keys),
+    ] {
+        let mut upsert = tx.prepare_cached(statement)?;
         for (key, d) in &deltas {
             upsert_rollup(&mut upsert, key, d, table)?;
             give_way();
