@@ -326,15 +326,15 @@ fn storable<B: AsRef<[UsageEvent]>>(batches: &[B]) -> impl Iterator<Item = &Usag
 
 /// How each batch landed, given the ids the insert found new, and the new events in
 /// batch order. An id twice in one transaction is new once, where it first appears.
-fn landed<'a>(
-    batches: &[&'a [UsageEvent]],
+fn landed<B: AsRef<[UsageEvent]>>(
+    batches: &[B],
     mut new_ids: std::collections::HashSet<EventId>,
-) -> (Vec<Stored>, Vec<&'a UsageEvent>) {
+) -> (Vec<Stored>, Vec<&UsageEvent>) {
     let mut stored = Vec::with_capacity(batches.len());
     let mut new = Vec::with_capacity(new_ids.len());
     for batch in batches {
         let mut landed = Stored::default();
-        for e in batch.iter().filter(|e| e.account().is_some()) {
+        for e in storable(std::slice::from_ref(batch)) {
             if new_ids.remove(&e.id) {
                 landed.new += 1;
                 new.push(e);

@@ -111,8 +111,7 @@ fn write(
             give_way();
         }
     }
-    let slices: Vec<&[UsageEvent]> = batches.iter().map(Vec::as_slice).collect();
-    let (stored, new) = landed(&slices, new_ids);
+    let (stored, new) = landed(batches, new_ids);
     let (accounts, keys) = rollup_deltas(new.into_iter());
     for (table, statement, deltas) in [
         (&DAILY, &sql.daily, accounts),
