@@ -80,6 +80,11 @@ impl Endpoint {
         Self::CountTokens,
     ];
 
+    /// This endpoint's place in [`Self::ALL`], for tables indexed by endpoint.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// The client-facing path.
     pub fn path(self) -> &'static str {
         match self {
@@ -252,6 +257,13 @@ pub fn stream_error_event(endpoint: Endpoint, code: ErrorCode, message: &str) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_endpoint_sits_at_its_index() {
+        for (i, e) in Endpoint::ALL.into_iter().enumerate() {
+            assert_eq!(e.index(), i, "{e:?}");
+        }
+    }
 
     #[test]
     fn paths_round_trip_and_suffixes_follow_the_version() {

@@ -277,6 +277,7 @@ pub async fn run(
         rebuilder,
         local_share,
         limit_store_up: std::sync::atomic::AtomicU8::new(2),
+        metrics: metric::CallMetrics::register(),
     });
     let served = serve::serve(
         listener,

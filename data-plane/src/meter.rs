@@ -10,7 +10,6 @@ use switchyard_core::snapshot::Caller;
 use switchyard_core::usage::{TokenUsage, UsageEvent, UsageSource, estimate_tokens};
 use switchyard_runtime::now_ms;
 
-use crate::metric;
 use crate::proxy::Admitted;
 use crate::usage::UsageSink;
 
@@ -25,6 +24,8 @@ pub struct Meter {
     model_requested: String,
     pub model_served: String,
     path: &'static str,
+    /// The route's time-to-first-byte histogram.
+    first_byte: metrics::Histogram,
     client_addr: String,
     streamed: bool,
     /// The owner's price for the served model at request time.
@@ -54,6 +55,7 @@ impl Meter {
         model_requested: String,
         model_served: String,
         path: &'static str,
+        first_byte: metrics::Histogram,
         client_addr: String,
         streamed: bool,
         price: Option<Price>,
@@ -68,6 +70,7 @@ impl Meter {
             model_requested,
             model_served,
             path,
+            first_byte,
             client_addr,
             streamed,
             price,
@@ -84,7 +87,7 @@ impl Meter {
     pub fn mark_first_byte(&mut self) {
         let ttfb = self.started.elapsed();
         self.ttfb = Some(ttfb);
-        metrics::histogram!(metric::TIME_TO_FIRST_BYTE, "route" => self.path).record(ttfb);
+        self.first_byte.record(ttfb);
     }
 
     /// A call refused before any upstream was tried records nothing.

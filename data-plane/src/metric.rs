@@ -4,7 +4,13 @@
 //! an HTTP status, `model` a model some provider key was tried for (never an
 //! arbitrary client string), `provider_key` an owner's key id.
 
-use metrics::{SharedString, describe_counter, describe_gauge, describe_histogram};
+use std::collections::HashMap;
+
+use arc_swap::ArcSwap;
+use metrics::{
+    Counter, Histogram, SharedString, describe_counter, describe_gauge, describe_histogram,
+};
+use switchyard_core::endpoint::Endpoint;
 
 /// Proxied calls answered, by `route`, `status` and `model`.
 pub const REQUESTS: &str = "switchyard_requests_total";
@@ -37,6 +43,81 @@ pub const USAGE_QUEUE_DEPTH: &str = "switchyard_usage_queue_depth";
 pub const USAGE_SPOOL_BYTES: &str = "switchyard_usage_spool_bytes";
 /// Usage events lost: the queue was full with no room in the spool (an alert).
 pub const USAGE_DROPPED: &str = "switchyard_usage_events_dropped_total";
+
+/// The metrics every call records, as handles kept from one call to the next:
+/// the recorder copies a metric's name and labels each time a handle is asked for,
+/// which cost more on every call than recording into it.
+pub struct CallMetrics {
+    timers: [Timers; Endpoint::ALL.len()],
+    /// [`REQUESTS`] by route and status, then model. Read without a lock; a label
+    /// set not seen before copies the table.
+    requests: ArcSwap<RequestCounters>,
+}
+
+/// [`REQUESTS`] handles by route and status, then by model.
+type RequestCounters = HashMap<(Endpoint, u16), HashMap<Box<str>, Counter>>;
+
+/// One route's histograms.
+#[derive(Clone)]
+pub struct Timers {
+    /// [`REQUEST_DURATION`]
+    pub duration: Histogram,
+    /// [`TIME_TO_FIRST_BYTE`]
+    pub first_byte: Histogram,
+}
+
+/// Label sets of [`REQUESTS`] kept at most; beyond, the table starts over.
+const MOST_REQUEST_LABELS: usize = 4096;
+
+impl CallMetrics {
+    /// Handles from the installed recorder (inert ones when none is).
+    pub fn register() -> Self {
+        Self {
+            timers: Endpoint::ALL.map(|e| Timers {
+                duration: metrics::histogram!(REQUEST_DURATION, "route" => e.path()),
+                first_byte: metrics::histogram!(TIME_TO_FIRST_BYTE, "route" => e.path()),
+            }),
+            requests: ArcSwap::default(),
+        }
+    }
+
+    pub fn timers(&self, endpoint: Endpoint) -> &Timers {
+        &self.timers[endpoint.index()]
+    }
+
+    /// Count a call answered with `status`; `model` is empty before any provider
+    /// key was tried.
+    pub fn count_request(&self, endpoint: Endpoint, status: u16, model: &str) {
+        if let Some(counter) = self
+            .requests
+            .load()
+            .get(&(endpoint, status))
+            .and_then(|by_model| by_model.get(model))
+        {
+            counter.increment(1);
+            return;
+        }
+        let counter = metrics::counter!(
+            REQUESTS,
+            "route" => endpoint.path(),
+            "status" => status_label(status),
+            "model" => model.to_owned(),
+        );
+        counter.increment(1);
+        self.requests.rcu(|table| {
+            let held: usize = table.values().map(HashMap::len).sum();
+            let mut next = if held >= MOST_REQUEST_LABELS {
+                HashMap::new()
+            } else {
+                HashMap::clone(table)
+            };
+            next.entry((endpoint, status))
+                .or_default()
+                .insert(model.into(), counter.clone());
+            next
+        });
+    }
+}
 
 pub fn describe() {
     describe_counter!(
@@ -117,4 +198,61 @@ pub fn status_label(status: u16) -> SharedString {
         other => return SharedString::from(other.to_string()),
     };
     SharedString::const_str(fixed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    }
+
+    #[test]
+    fn kept_handles_count_into_the_recorder() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let calls = CallMetrics::register();
+            let chat = Endpoint::ChatCompletions;
+            calls.count_request(chat, 200, "m");
+            calls.count_request(chat, 200, "m");
+            calls.count_request(chat, 401, "");
+            calls.count_request(Endpoint::Messages, 200, "m");
+            calls.timers(Endpoint::Messages).duration.record(0.25);
+            // Past the table's bound it starts over; the recorder keeps the counts.
+            for i in 0..MOST_REQUEST_LABELS {
+                calls.count_request(chat, 200, &format!("x{i}"));
+            }
+            calls.count_request(chat, 200, "m");
+        });
+        let text = handle.render();
+        let chat = r#"route="/v1/chat/completions""#;
+        for (series, count) in [
+            (
+                format!(r#"switchyard_requests_total{{{chat},status="200",model="m"}}"#),
+                3.0,
+            ),
+            (
+                format!(r#"switchyard_requests_total{{{chat},status="401",model=""}}"#),
+                1.0,
+            ),
+            (
+                r#"switchyard_requests_total{route="/v1/messages",status="200",model="m"}"#.into(),
+                1.0,
+            ),
+            (
+                format!(r#"switchyard_requests_total{{{chat},status="200",model="x7"}}"#),
+                1.0,
+            ),
+            (
+                r#"switchyard_request_duration_seconds_count{route="/v1/messages"}"#.into(),
+                1.0,
+            ),
+        ] {
+            assert_eq!(sample(&text, &series), Some(count), "{series}\n{text}");
+        }
+    }
 }

@@ -88,6 +88,7 @@ pub struct App {
     pub local_share: LocalShare,
     /// The last limit check reached the counters: 1, did not: 0, none yet: 2.
     pub limit_store_up: AtomicU8,
+    pub metrics: metric::CallMetrics,
 }
 
 /// This replica's own counters, used while the shared limiter is unreachable for the
@@ -223,7 +224,7 @@ pub async fn handle(
         switchyard.usage_source = field::Empty,
     );
     crate::trace::continue_from(&span, request.headers());
-    let mut model = SharedString::const_str("");
+    let mut model = String::new();
     let response = match forward(&app, endpoint, peer, request, started, &mut model)
         .instrument(span.clone())
         .instrument(logged)
@@ -237,14 +238,10 @@ pub async fn handle(
     if status >= 500 {
         span.record("otel.status_code", "ERROR");
     }
-    metrics::counter!(
-        metric::REQUESTS,
-        "route" => endpoint.path(),
-        "status" => metric::status_label(status),
-        "model" => model,
-    )
-    .increment(1);
-    metrics::histogram!(metric::REQUEST_DURATION, "route" => endpoint.path())
+    app.metrics.count_request(endpoint, status, &model);
+    app.metrics
+        .timers(endpoint)
+        .duration
         .record(started.elapsed());
     with_request_id(response, request_id)
 }
@@ -314,7 +311,7 @@ async fn forward(
     peer: SocketAddr,
     request: Request,
     started: Instant,
-    model_label: &mut SharedString,
+    model_label: &mut String,
 ) -> Result<Response, ProxyError> {
     let snapshot = loaded(app)?;
     let (parts, body) = request.into_parts();
@@ -410,6 +407,7 @@ async fn forward(
         requested,
         served.clone(),
         endpoint.path(),
+        app.metrics.timers(endpoint).first_byte.clone(),
         client.to_string(),
         stream,
         price,
@@ -444,7 +442,7 @@ async fn forward(
         };
         let key = choice.key;
         if attempts.tried() == 1 {
-            *model_label = SharedString::from(served.clone());
+            model_label.clone_from(&served);
         }
         meter.provider = Some(key.id);
         meter.level = key.level;

@@ -368,6 +368,7 @@ mod tests {
             "m".into(),
             "m".into(),
             "/v1/chat/completions",
+            metrics::Histogram::noop(),
             "127.0.0.1".into(),
             true,
             None,

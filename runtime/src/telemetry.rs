@@ -19,7 +19,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use switchyard_core::redact::scrub;
 use tracing_subscriber::Layer as _;
-use tracing_subscriber::filter::{EnvFilter, filter_fn};
+use tracing_subscriber::filter::{EnvFilter, FilterExt as _, filter_fn};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -69,17 +69,7 @@ pub fn init_telemetry(service: &'static str) -> Telemetry {
         .then(|| tracer_provider(service))
         .flatten();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // Of the spans, logs see only a call's `request` span, so every line a call
-    // writes carries its request id and route; the others are for the exporter.
-    let logs = tracing_subscriber::fmt::layer()
-        .json()
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_writer(RedactingStderr)
-        .with_filter(filter)
-        .with_filter(filter_fn(|meta| {
-            meta.is_event() || meta.name() == "request"
-        }));
+    let logs = log_layer(filter);
     // The exporter's layer exists only when traces are on: an absent layer (`None`)
     // would count as interested in every span, and each disabled span would still be
     // built in the registry on every call.
@@ -108,6 +98,25 @@ pub fn init_telemetry(service: &'static str) -> Telemetry {
         tracing::info!(service, "exporting traces over OTLP");
     }
     Telemetry { traces }
+}
+
+/// JSON lines on stderr at the level `filter` allows. Of the spans, logs see only a
+/// call's `request` span, so every line a call writes carries its request id and
+/// route; the others are for the exporter. One filter holds both conditions: as two
+/// nested filters, the registry built the `request` span on every call even where
+/// the level turned it off, because one of the two still wanted it.
+fn log_layer<S>(filter: EnvFilter) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_subscriber::fmt::layer()
+        .json()
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_writer(RedactingStderr)
+        .with_filter(filter.and(filter_fn(|meta| {
+            meta.is_event() || meta.name() == "request"
+        })))
 }
 
 fn tracer_provider(service: &'static str) -> Option<SdkTracerProvider> {
@@ -185,6 +194,21 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Below the level that logs it, the `request` span is not built at all; at it,
+    /// it is, and the exporter-only spans never reach the log layer.
+    #[test]
+    fn the_log_span_follows_the_level() {
+        for (level, built) in [("warn", false), ("info", true), ("debug", true)] {
+            let subscriber = tracing_subscriber::registry().with(log_layer(EnvFilter::new(level)));
+            tracing::subscriber::with_default(subscriber, || {
+                let request = tracing::info_span!("request", request_id = 1);
+                assert_eq!(!request.is_disabled(), built, "at {level}");
+                let call = tracing::info_span!("call");
+                assert!(call.is_disabled(), "at {level}");
+            });
+        }
+    }
 
     fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
         move |name| {
