@@ -198,9 +198,16 @@ impl From<OpenAiUsage> for TokenUsage {
     }
 }
 
+/// A whole OpenAI-style answer: its choices are skipped, not collected.
+#[derive(Deserialize)]
+struct WholeWithUsage {
+    #[serde(default)]
+    usage: Option<OpenAiUsage>,
+}
+
 /// Usage from an OpenAI-style JSON response body.
 pub fn openai_usage_from_json(body: &[u8]) -> Option<TokenUsage> {
-    serde_json::from_slice::<WithUsage>(body)
+    serde_json::from_slice::<WholeWithUsage>(body)
         .ok()?
         .usage
         .map(TokenUsage::from)
