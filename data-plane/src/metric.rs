@@ -58,7 +58,6 @@ pub struct CallMetrics {
 type RequestCounters = HashMap<(Endpoint, u16), HashMap<Box<str>, Counter>>;
 
 /// One route's histograms.
-#[derive(Clone)]
 pub struct Timers {
     /// [`REQUEST_DURATION`]
     pub duration: Histogram,

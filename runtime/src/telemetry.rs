@@ -19,7 +19,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use switchyard_core::redact::scrub;
 use tracing_subscriber::Layer as _;
-use tracing_subscriber::filter::{EnvFilter, FilterExt as _, filter_fn};
+use tracing_subscriber::filter::{EnvFilter, filter_fn};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -102,21 +102,25 @@ pub fn init_telemetry(service: &'static str) -> Telemetry {
 
 /// JSON lines on stderr at the level `filter` allows. Of the spans, logs see only a
 /// call's `request` span, so every line a call writes carries its request id and
-/// route; the others are for the exporter. One filter holds both conditions: as two
-/// nested filters, the registry built the `request` span on every call even where
-/// the level turned it off, because one of the two still wanted it.
+/// route; the others are for the exporter. The span-name filter carries the level
+/// filter's ceiling: without one it counted as wanting every level, so the registry
+/// built the `request` span on every call even where the level turned it off.
 fn log_layer<S>(filter: EnvFilter) -> impl tracing_subscriber::Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
+    let ceiling = filter.max_level_hint();
+    let mut logged = filter_fn(|meta| meta.is_event() || meta.name() == "request");
+    if let Some(level) = ceiling {
+        logged = logged.with_max_level_hint(level);
+    }
     tracing_subscriber::fmt::layer()
         .json()
         .with_current_span(true)
         .with_span_list(false)
         .with_writer(RedactingStderr)
-        .with_filter(filter.and(filter_fn(|meta| {
-            meta.is_event() || meta.name() == "request"
-        })))
+        .with_filter(filter)
+        .with_filter(logged)
 }
 
 fn tracer_provider(service: &'static str) -> Option<SdkTracerProvider> {
