@@ -19,7 +19,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use switchyard_core::redact::scrub;
 use tracing_subscriber::Layer as _;
-use tracing_subscriber::filter::{EnvFilter, filter_fn};
+use tracing_subscriber::filter::{EnvFilter, LevelFilter, filter_fn};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -109,11 +109,11 @@ fn log_layer<S>(filter: EnvFilter) -> impl tracing_subscriber::Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
-    let ceiling = filter.max_level_hint();
-    let mut logged = filter_fn(|meta| meta.is_event() || meta.name() == "request");
-    if let Some(level) = ceiling {
-        logged = logged.with_max_level_hint(level);
-    }
+    let ceiling = filter.max_level_hint().unwrap_or(LevelFilter::TRACE);
+    let logged = filter_fn(move |meta| {
+        *meta.level() <= ceiling && (meta.is_event() || meta.name() == "request")
+    })
+    .with_max_level_hint(ceiling);
     tracing_subscriber::fmt::layer()
         .json()
         .with_current_span(true)
@@ -204,8 +204,15 @@ mod tests {
     #[test]
     fn the_log_span_follows_the_level() {
         for (level, built) in [("warn", false), ("info", true), ("debug", true)] {
-            let subscriber = tracing_subscriber::registry().with(log_layer(EnvFilter::new(level)));
+            // Beside a layer whose filter has no ceiling (as the exporter's), every
+            // level reaches the log layer's filters.
+            let subscriber = tracing_subscriber::registry()
+                .with(log_layer(EnvFilter::new(level)))
+                .with(tracing_subscriber::layer::Identity::new().with_filter(filter_fn(|_| false)));
             tracing::subscriber::with_default(subscriber, || {
+                // Events above the level pass through the filters without a fuss.
+                tracing::trace!("below every level here");
+                tracing::debug!("below some");
                 let request = tracing::info_span!("request", request_id = 1);
                 assert_eq!(!request.is_disabled(), built, "at {level}");
                 let call = tracing::info_span!("call");
