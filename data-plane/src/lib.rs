@@ -21,6 +21,7 @@ pub mod rebuild;
 mod relay;
 pub mod serve;
 pub mod spool;
+mod swap_table;
 pub mod sync;
 mod trace;
 mod upstream;

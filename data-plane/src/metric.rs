@@ -4,13 +4,12 @@
 //! an HTTP status, `model` a model some provider key was tried for (never an
 //! arbitrary client string), `provider_key` an owner's key id.
 
-use std::collections::HashMap;
-
-use arc_swap::ArcSwap;
 use metrics::{
     Counter, Histogram, SharedString, describe_counter, describe_gauge, describe_histogram,
 };
 use switchyard_core::endpoint::Endpoint;
+
+use crate::swap_table::SwapTable;
 
 /// Proxied calls answered, by `route`, `status` and `model`.
 pub const REQUESTS: &str = "switchyard_requests_total";
@@ -49,13 +48,9 @@ pub const USAGE_DROPPED: &str = "switchyard_usage_events_dropped_total";
 /// which cost more on every call than recording into it.
 pub struct CallMetrics {
     timers: [Timers; Endpoint::ALL.len()],
-    /// [`REQUESTS`] by route and status, then model. Read without a lock; a label
-    /// set not seen before copies the table.
-    requests: ArcSwap<RequestCounters>,
+    /// [`REQUESTS`] by route, status and model.
+    requests: SwapTable<(Endpoint, u16, String), Counter>,
 }
-
-/// [`REQUESTS`] handles by route and status, then by model.
-type RequestCounters = HashMap<(Endpoint, u16), HashMap<Box<str>, Counter>>;
 
 /// One route's histograms.
 pub struct Timers {
@@ -76,7 +71,7 @@ impl CallMetrics {
                 duration: metrics::histogram!(REQUEST_DURATION, "route" => e.path()),
                 first_byte: metrics::histogram!(TIME_TO_FIRST_BYTE, "route" => e.path()),
             }),
-            requests: ArcSwap::default(),
+            requests: SwapTable::new(MOST_REQUEST_LABELS),
         }
     }
 
@@ -86,13 +81,9 @@ impl CallMetrics {
 
     /// Count a call answered with `status`; `model` is empty before any provider
     /// key was tried.
-    pub fn count_request(&self, endpoint: Endpoint, status: u16, model: &str) {
-        if let Some(counter) = self
-            .requests
-            .load()
-            .get(&(endpoint, status))
-            .and_then(|by_model| by_model.get(model))
-        {
+    pub fn count_request(&self, endpoint: Endpoint, status: u16, model: String) {
+        let labels = (endpoint, status, model);
+        if let Some(counter) = self.requests.load().get(&labels) {
             counter.increment(1);
             return;
         }
@@ -100,21 +91,10 @@ impl CallMetrics {
             REQUESTS,
             "route" => endpoint.path(),
             "status" => status_label(status),
-            "model" => model.to_owned(),
+            "model" => labels.2.clone(),
         );
         counter.increment(1);
-        self.requests.rcu(|table| {
-            let held: usize = table.values().map(HashMap::len).sum();
-            let mut next = if held >= MOST_REQUEST_LABELS {
-                HashMap::new()
-            } else {
-                HashMap::clone(table)
-            };
-            next.entry((endpoint, status))
-                .or_default()
-                .insert(model.into(), counter.clone());
-            next
-        });
+        self.requests.insert(labels, counter);
     }
 }
 
@@ -216,16 +196,16 @@ mod tests {
         metrics::with_local_recorder(&recorder, || {
             let calls = CallMetrics::register();
             let chat = Endpoint::ChatCompletions;
-            calls.count_request(chat, 200, "m");
-            calls.count_request(chat, 200, "m");
-            calls.count_request(chat, 401, "");
-            calls.count_request(Endpoint::Messages, 200, "m");
+            calls.count_request(chat, 200, "m".into());
+            calls.count_request(chat, 200, "m".into());
+            calls.count_request(chat, 401, String::new());
+            calls.count_request(Endpoint::Messages, 200, "m".into());
             calls.timers(Endpoint::Messages).duration.record(0.25);
             // Past the table's bound it starts over; the recorder keeps the counts.
             for i in 0..MOST_REQUEST_LABELS {
-                calls.count_request(chat, 200, &format!("x{i}"));
+                calls.count_request(chat, 200, format!("x{i}"));
             }
-            calls.count_request(chat, 200, "m");
+            calls.count_request(chat, 200, "m".into());
         });
         let text = handle.render();
         let chat = r#"route="/v1/chat/completions""#;

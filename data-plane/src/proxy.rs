@@ -238,7 +238,7 @@ pub async fn handle(
     if status >= 500 {
         span.record("otel.status_code", "ERROR");
     }
-    app.metrics.count_request(endpoint, status, &model);
+    app.metrics.count_request(endpoint, status, model);
     app.metrics
         .timers(endpoint)
         .duration

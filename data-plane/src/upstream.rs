@@ -1,10 +1,8 @@
 //! One attempt on one provider key: build the upstream request (the secret opened
 //! just in time), send it, and classify the answer for the key's health.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use axum::body::Body;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, header};
@@ -18,6 +16,7 @@ use switchyard_core::route::{Failure, retry_after_ms};
 use switchyard_core::snapshot::ProviderKey;
 use zeroize::Zeroizing;
 
+use crate::swap_table::SwapTable;
 use crate::trace::TRACE_HEADERS;
 
 /// What every attempt goes through: hyper's pooled client, without the layers a
@@ -113,10 +112,14 @@ impl UpstreamBody {
     }
 }
 
-/// Upstream URIs parsed once per provider key and endpoint, not on every call. Read
-/// without a lock; a miss copies the table, which happens once per key and endpoint.
-#[derive(Default)]
-struct UpstreamUrls(ArcSwap<HashMap<(ProviderKeyId, Endpoint), ParsedUrl>>);
+/// Upstream URIs parsed once per provider key and endpoint, not on every call.
+struct UpstreamUrls(SwapTable<(ProviderKeyId, Endpoint), ParsedUrl>);
+
+impl Default for UpstreamUrls {
+    fn default() -> Self {
+        Self(SwapTable::new(MOST_URLS))
+    }
+}
 
 #[derive(Clone)]
 struct ParsedUrl {
@@ -144,21 +147,13 @@ impl UpstreamUrls {
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
             return None;
         }
-        self.0.rcu(|table| {
-            let mut next = if table.len() >= MOST_URLS {
-                HashMap::new()
-            } else {
-                HashMap::clone(table)
-            };
-            next.insert(
-                (key.id, endpoint),
-                ParsedUrl {
-                    base: key.base_url.as_str().into(),
-                    uri: uri.clone(),
-                },
-            );
-            next
-        });
+        self.0.insert(
+            (key.id, endpoint),
+            ParsedUrl {
+                base: key.base_url.as_str().into(),
+                uri: uri.clone(),
+            },
+        );
         Some(uri)
     }
 }
