@@ -17,13 +17,13 @@ RUN apt-get update -q \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+# The data plane is built from a profile of its training load (scripts/build-pgo.sh
+# runs it on loopback, and installs the llvm-profdata that matches rustc).
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked \
-        -p switchyard-control-plane -p switchyard-data-plane \
-        -p switchyard-usage-collector -p switchyard-embedded \
+    ./scripts/build-pgo.sh \
     && mkdir /out \
-    && cp target/release/switchyard-control-plane target/release/switchyard-data-plane \
+    && cp target/release/switchyard-control-plane target/pgo/bin/switchyard-data-plane \
         target/release/switchyard-usage-collector target/release/switchyard /out/
 
 FROM debian:bookworm-slim

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The proxy benchmark: the data plane against the fake upstream called directly and
-# through nginx, in one run, on release builds; then the collector's ingest rate into
-# Postgres and into SQLite. Installs nginx and PostgreSQL when missing (as root).
+# through nginx, in one run, on release builds (the data plane profile-guided); then
+# the collector's ingest rate into Postgres and into SQLite. Installs nginx and
+# PostgreSQL when missing (as root).
 # Extra arguments go to the bench binary (see `--help`), e.g. `--seconds 5`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,9 +23,16 @@ fi
 
 # The ingest benchmark runs its own throwaway Postgres.
 ./scripts/ensure-services.sh
-cargo build --release --workspace --bins
-export SWITCHYARD_BIN_DIR="$PWD/target/release"
-target/release/switchyard-bench "$@"
+# The data plane as the image ships it, built from a training profile
+# (scripts/build-pgo.sh); SWITCHYARD_PGO=off measures the plain release build.
+if [ "${SWITCHYARD_PGO:-on}" = off ]; then
+    cargo build --release --locked --workspace --bins
+    export SWITCHYARD_BIN_DIR="$PWD/target/release"
+else
+    ./scripts/build-pgo.sh
+    export SWITCHYARD_BIN_DIR="$PWD/target/pgo/bin"
+fi
+"$SWITCHYARD_BIN_DIR/switchyard-bench" "$@"
 echo
 # The usage collector's ingest (rollups on), in events per second: into Postgres,
 # then into SQLite (the embedded default).

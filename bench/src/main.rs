@@ -30,6 +30,8 @@ use switchyard_tests::procs::Proc;
 use switchyard_tests::redis::RedisServer;
 use switchyard_tests::system::{ServiceSpec, Services, spawn_data_plane, spawn_services};
 
+mod training;
+
 #[derive(Parser)]
 #[command(about = "Switchyard's proxy benchmark")]
 struct Args {
@@ -55,6 +57,12 @@ struct Args {
     /// Open-loop rate of the admission-path phase.
     #[arg(long, default_value_t = 1000)]
     admission_rate: u32,
+    /// Measure nothing: drive every route of the data plane (both protocols, whole
+    /// answers and streams, refusals) for this many seconds, then stop the processes
+    /// cleanly. `scripts/build-pgo.sh` builds the data plane from the profile an
+    /// instrumented build of it records under this load. Needs no nginx.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    training: Option<u64>,
 }
 
 #[derive(Clone)]
@@ -127,6 +135,23 @@ http {{
     Ok((nginx, port))
 }
 
+/// Stop the system's processes as a supervisor does, the data plane first. Each must
+/// exit cleanly: that is also when an instrumented build writes its profile.
+fn stop(procs: Vec<Proc>) -> anyhow::Result<()> {
+    let mut unclean = Vec::new();
+    for mut p in procs.into_iter().rev() {
+        match p.terminate(STOP_GRACE) {
+            Ok(status) if status.success() => {}
+            Ok(status) => unclean.push(format!("exited with {status}:\n{}", p.log_tail())),
+            Err(e) => unclean.push(e.to_string()),
+        }
+    }
+    if !unclean.is_empty() {
+        bail!("not every process stopped cleanly:\n{}", unclean.join("\n"));
+    }
+    Ok(())
+}
+
 /// The processes of the system, on SQLite, with two owners whose provider key is the
 /// fake upstream: one whose limits every call is checked against, one without limits.
 struct Bench {
@@ -134,6 +159,7 @@ struct Bench {
     proxy: String,
     limited_key: String,
     free_key: String,
+    admin_url: String,
     control_url: String,
     collector_url: String,
     kek: String,
@@ -178,6 +204,7 @@ async fn start_system(dir: &Path, upstream: &str, http: &reqwest::Client) -> any
         wait_served(http, &proxy, key).await?;
     }
     Ok(Bench {
+        admin_url: admin,
         control_url: control.url("grpc"),
         collector_url: collector.url("grpc"),
         procs: vec![collector, control, data],
@@ -209,16 +236,29 @@ async fn owner(
         .as_str()
         .context("no api key in the answer")?
         .to_owned();
+    let provider_key = json!({"provider": "openai", "base_url": upstream, "secret": "sk-bench-0001", "models": ["*"]});
+    add_provider_key(http, admin, &key, &provider_key).await?;
+    Ok(key)
+}
+
+/// Give the owner whose API key is `key` the provider key `spec` (as `POST /x-keys`
+/// takes it).
+async fn add_provider_key(
+    http: &reqwest::Client,
+    admin: &str,
+    key: &str,
+    spec: &Value,
+) -> anyhow::Result<()> {
     let added = http
         .post(format!("{admin}/x-keys"))
-        .bearer_auth(&key)
-        .json(&json!({"provider": "openai", "base_url": upstream, "secret": "sk-bench-0001", "models": ["*"]}))
+        .bearer_auth(key)
+        .json(spec)
         .send()
         .await?;
     if !added.status().is_success() {
-        bail!("adding the provider key failed: {}", added.text().await?);
+        bail!("adding a provider key failed: {}", added.text().await?);
     }
-    Ok(key)
+    Ok(())
 }
 
 /// Until the data plane at `proxy` serves `key`.
@@ -481,8 +521,15 @@ async fn main() -> anyhow::Result<()> {
         .trim_start_matches("http://")
         .parse()
         .context("fake upstream address")?;
+    let upstream = format!("{fake_url}/v1");
+    if let Some(seconds) = args.training {
+        let bench = start_system(dir.path(), &upstream, &http).await?;
+        let trained = training::run(&http, &bench, &upstream, Duration::from_secs(seconds)).await;
+        let stopped = stop(bench.procs);
+        return trained.and(stopped);
+    }
     let (_nginx, nginx_port) = start_nginx(dir.path(), fake_addr)?;
-    let bench = start_system(dir.path(), &format!("{fake_url}/v1"), &http).await?;
+    let bench = start_system(dir.path(), &upstream, &http).await?;
     let path = "/v1/chat/completions";
     let targets = [
         Target {
@@ -557,7 +604,7 @@ async fn main() -> anyhow::Result<()> {
         admission(&mut out, &args, &http, &bench, dir.path()).await?;
         emission(&mut out, &args, &http, &bench, dir.path()).await?;
     }
-    drop(bench.procs);
+    stop(bench.procs)?;
     drop(fake);
     Ok(())
 }
@@ -610,6 +657,8 @@ async fn pair_throughput(
 /// still storing) to settle before the next target is timed.
 const ROUND_PAUSE: Duration = Duration::from_millis(300);
 
+/// How long each process may take to exit after SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Pause between admission phases for the collector to catch up.
 const DRAIN: Duration = Duration::from_secs(3);
 
