@@ -24,9 +24,11 @@ if [ -z "$profdata" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q "llvm-$llvm" >/dev/null \
             || { apt-get update -q >/dev/null \
-                && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "llvm-$llvm" >/dev/null; }
-        profdata="$(command -v "llvm-profdata-$llvm")"
-    else
+                && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "llvm-$llvm" >/dev/null; } \
+            || true
+        profdata="$(command -v "llvm-profdata-$llvm" || true)"
+    fi
+    if [ -z "$profdata" ]; then
         echo "build-pgo.sh: llvm-profdata for LLVM $llvm is needed:" >&2
         echo "  rustup component add llvm-tools, or apt-get install llvm-$llvm" >&2
         exit 1
