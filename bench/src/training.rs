@@ -65,6 +65,7 @@ fn calls() -> Vec<Call> {
     .into_bytes();
     upload.extend(std::iter::repeat_n(7u8, 16 * 1024));
     upload.extend(format!("\r\n--{BOUNDARY}--\r\n").into_bytes());
+    // Chat and streams come twice: most of a gateway's traffic (coding tools stream).
     vec![
         Call::post("chat", "/v1/chat/completions", &chat(false)),
         Call::post("chat stream", "/v1/chat/completions", &chat(true)),
