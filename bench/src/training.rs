@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use serde_json::{Value, json};
 
-use super::{Bench, add_provider_key};
+use super::{Bench, add_provider_key, chat};
 
 /// Concurrent clients.
 const WORKERS: usize = 8;
@@ -48,10 +48,6 @@ impl Call {
 }
 
 fn calls() -> Vec<Call> {
-    let chat = |stream| {
-        json!({"model": "gpt-4o-mini", "stream": stream,
-               "messages": [{"role": "user", "content": "hello from the training load"}]})
-    };
     let responses = |stream| json!({"model": "gpt-4o-mini", "stream": stream, "input": "hello from the training load"});
     let messages = |stream| {
         json!({"model": "claude-sonnet-4", "max_tokens": 64, "stream": stream,
