@@ -16,6 +16,9 @@
 //! - [`sse`]: framing of server-sent events.
 //! - [`usage`]: token usage parsing and the usage event.
 //! - [`error`]: the error vocabulary shared by every service.
+//! - [`fields`]: what the usage store holds: each text field's bounds and allowed characters.
+//! - [`limits`]: which counters a call is charged to; reservation, admission, settlement.
+//! - [`redact`]: what counts as key material in a log line, and scrubbing it.
 //! - [`time`]: clock-free calendar arithmetic for rollup buckets.
 
 pub mod apikey;
@@ -23,6 +26,7 @@ pub mod billing;
 pub mod crypto;
 pub mod endpoint;
 pub mod error;
+pub mod fields;
 pub mod ids;
 pub mod limits;
 pub mod model;

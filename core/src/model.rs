@@ -3,7 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-const MAX_LEN: usize = 200;
+/// The store's bound on a model name holds for patterns too.
+const MAX_LEN: usize = crate::fields::MODEL_MAX_BYTES;
 
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]

@@ -225,13 +225,14 @@ pub async fn run(
     let live = Arc::new(Live::default());
     let rebuilder = Rebuilder::new(&config.collector_url, REBUILD_TIMEOUT);
     let (stop_delivery, stop) = tokio::sync::oneshot::channel();
+    let config_spool = config.usage_spool.is_some();
     let (sink, mut delivery) = if config.usage_events {
         let (sink, queue) = UsageSink::new(config.usage_queue);
         let spool = match &config.usage_spool {
             Some(s) => Some(Spool::open(&s.dir, s.max_bytes)?),
             None => {
                 tracing::warn!(
-                    "no usage spool: usage the collector cannot take is held in memory only"
+                    "no usage spool (--usage-spool-dir): usage the collector cannot take is held in memory only, and what is still unacknowledged at shutdown is lost (counted in switchyard_usage_events_dropped_total)"
                 );
                 None
             }
@@ -295,9 +296,11 @@ pub async fn run(
     {
         // Past the deadline: what is left goes to the spool (if any) for the next start.
         let _ = stop_delivery.send(());
-        let spooled = tokio::time::timeout(Duration::from_secs(10), delivery).await;
+        let settled = tokio::time::timeout(Duration::from_secs(10), delivery).await;
+        // The delivery task itself logs and counts what it could not spool.
         tracing::error!(
-            spooled = spooled.is_ok(),
+            spool = config_spool,
+            settled = settled.is_ok(),
             "usage not acknowledged before the shutdown deadline"
         );
     }

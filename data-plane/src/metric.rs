@@ -39,6 +39,8 @@ pub const SNAPSHOT_FRESH: &str = "switchyard_snapshot_fresh";
 /// Usage events waiting in memory for delivery.
 pub const USAGE_QUEUE_DEPTH: &str = "switchyard_usage_queue_depth";
 /// Bytes of usage events waiting in the spool for the collector.
+/// Usage events the collector refused and set aside in its quarantine.
+pub const USAGE_REFUSED: &str = "switchyard_usage_events_refused_total";
 pub const USAGE_SPOOL_BYTES: &str = "switchyard_usage_spool_bytes";
 /// Usage events lost: the queue was full with no room in the spool (an alert).
 pub const USAGE_DROPPED: &str = "switchyard_usage_events_dropped_total";
@@ -147,6 +149,10 @@ pub fn describe() {
     describe_gauge!(
         USAGE_SPOOL_BYTES,
         "Bytes of usage events waiting in the spool for the collector"
+    );
+    describe_counter!(
+        USAGE_REFUSED,
+        "Usage events the collector refused; it keeps them in its quarantine"
     );
     describe_counter!(
         USAGE_DROPPED,

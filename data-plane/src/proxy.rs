@@ -18,6 +18,7 @@ use switchyard_core::apikey;
 use switchyard_core::crypto::Keyring;
 use switchyard_core::endpoint::{Endpoint, Protocol, RequestBody, error_body, error_status};
 use switchyard_core::error::ErrorCode;
+use switchyard_core::fields;
 use switchyard_core::limits::{self, Charge, LimitSubject, Refusal};
 use switchyard_core::request::{self, FactsError, FieldScan};
 use switchyard_core::route::{CoolDown, Failure, RouteError};
@@ -687,6 +688,11 @@ impl LocalShare {
 }
 
 fn check_model(caller: &Caller, model: &str) -> Result<(), ProxyError> {
+    // A name the usage store cannot hold would leave the call unbilled: refuse it
+    // before anything reaches an upstream.
+    fields::MODEL_REQUESTED
+        .check(model)
+        .map_err(|e| ProxyError::new(ErrorCode::InvalidRequest, e.to_string()))?;
     if caller.policy.allows_model(model) {
         Ok(())
     } else {

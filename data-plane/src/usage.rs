@@ -176,6 +176,23 @@ impl Delivery {
         self.spool_events(&queued);
     }
 
+    /// Shutdown's deadline passed: what is not acknowledged goes to the spool, or,
+    /// without one, is counted and logged as lost.
+    fn give_up(&mut self) {
+        if self.spool.is_some() {
+            self.park();
+            return;
+        }
+        let memory: Vec<pb::UsageEvent> = self
+            .pending
+            .drain(..)
+            .flat_map(|f| f.batch.events)
+            .collect();
+        self.spool_events(&memory);
+        let queued = self.drain_queue(usize::MAX);
+        self.spool_events(&queued);
+    }
+
     fn stream_ended(&mut self) {
         tracing::warn!(
             pending = self.pending.len(),
@@ -216,10 +233,12 @@ impl Delivery {
         }
         self.report_spool();
         if a.rejected > 0 {
+            // Set aside in the collector's quarantine, not lost; never sent again.
+            metrics::counter!(metric::USAGE_REFUSED).increment(u64::from(a.rejected));
             tracing::error!(
                 seq = a.seq,
                 rejected = a.rejected,
-                "collector refused usage events"
+                "collector refused usage events; they are in its quarantine"
             );
         }
     }
@@ -240,6 +259,39 @@ impl Delivery {
         }
     }
 }
+
+impl Delivery {
+    /// Wait `backoff` before the next connection, still taking events into the spool
+    /// (when there is one) so the queue never fills. True when `stop` fired: what was
+    /// left is then spooled or counted lost.
+    async fn wait(
+        &mut self,
+        backoff: Duration,
+        stop: &mut tokio::sync::oneshot::Receiver<()>,
+    ) -> bool {
+        let wake = tokio::time::Instant::now() + backoff;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(wake) => return false,
+                _ = &mut *stop => {
+                    self.give_up();
+                    return true;
+                }
+                event = self.rx.recv(), if !self.closed && self.spool.is_some() => match event {
+                    None => self.closed = true,
+                    Some(e) => {
+                        let mut events = vec![encode_event(e)];
+                        events.extend(self.drain_queue(usize::MAX));
+                        self.spool_events(&events);
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// Longest wait between two connections to the collector.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Wait out the linger, or less once a full batch waits.
 async fn linger(queue: &mpsc::Receiver<UsageEvent>) {
@@ -302,30 +354,17 @@ pub async fn deliver(
                     // Shutting down with the collector away: the spool holds it all.
                     return;
                 }
-                // Keep taking events while waiting, so the queue never fills.
-                let wake = tokio::time::Instant::now() + backoff;
-                loop {
-                    tokio::select! {
-                        () = tokio::time::sleep_until(wake) => break,
-                        _ = &mut stop => {
-                            d.park();
-                            return;
-                        }
-                        event = d.rx.recv(), if !d.closed && d.spool.is_some() => match event {
-                            None => d.closed = true,
-                            Some(e) => {
-                                let mut events = vec![encode_event(e)];
-                                events.extend(d.drain_queue(usize::MAX));
-                                d.spool_events(&events);
-                            }
-                        },
-                    }
+                if d.wait(backoff, &mut stop).await {
+                    return;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             }
         };
-        backoff = Duration::from_millis(100);
+        // The back-off resets only once the collector acknowledges something: a
+        // collector that takes the stream and then fails it is retried at the
+        // back-off's pace, not as fast as it can answer.
+        let mut acked = false;
         loop {
             // Spooled events first, in the order they were written.
             let mut stream_open = true;
@@ -345,7 +384,7 @@ pub async fn deliver(
                     || (d.spool.is_some() && d.rx.len() > SPILL_AT));
             tokio::select! {
                 _ = &mut stop => {
-                    d.park();
+                    d.give_up();
                     return;
                 }
                 event = d.rx.recv(), if can_take => match event {
@@ -369,7 +408,11 @@ pub async fn deliver(
                     }
                 },
                 ack = acks.message() => match ack {
-                    Ok(Some(a)) => d.acknowledged(&a),
+                    Ok(Some(a)) => {
+                        acked = true;
+                        backoff = Duration::from_millis(100);
+                        d.acknowledged(&a);
+                    }
                     Ok(None) | Err(_) => {
                         d.stream_ended();
                         break;
@@ -379,6 +422,12 @@ pub async fn deliver(
             if d.done() {
                 return;
             }
+        }
+        if !acked {
+            if d.wait(backoff, &mut stop).await {
+                return;
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 }

@@ -4,6 +4,7 @@ use std::pin::Pin;
 
 use futures_util::Stream;
 use switchyard_core::ids::{AccountId, EventId};
+use switchyard_core::usage::UsageEvent;
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::usage_service_server::UsageService;
 use tokio::sync::mpsc;
@@ -12,8 +13,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use switchyard_wire::{EventError, decode_event, encode_event, encode_rollup, id};
 
-use crate::store::{EventFilter, Granularity, RollupBy, RollupFilter, UsageStore};
-use crate::writer::Writer;
+use crate::store::{EventFilter, Granularity, Quarantined, RollupBy, RollupFilter, UsageStore};
+use crate::writer::{Writer, set_aside};
 
 pub struct UsageGrpc {
     pub store: UsageStore,
@@ -29,6 +30,42 @@ pub fn beyond_retention(at_ms: i64, now_ms: i64, keep_days: Option<u32>) -> bool
     keep_days.is_some_and(|days| at_ms < now_ms - i64::from(days) * 86_400_000)
 }
 
+/// The quarantine's reason for an event older than the retention.
+const BEYOND_RETENTION: &str = "beyond_retention";
+
+/// A batch's events split into those to store and those to set aside, with why.
+fn sort_batch(
+    events: Vec<pb::UsageEvent>,
+    now_ms: i64,
+    keep_days: Option<u32>,
+) -> (Vec<UsageEvent>, Vec<Quarantined>) {
+    let mut good = Vec::with_capacity(events.len());
+    let mut refused = Vec::new();
+    for e in events {
+        let sent = e.clone();
+        match decode_event(e) {
+            Ok(ev) if beyond_retention(ev.at_unix_ms, now_ms, keep_days) => {
+                refused.push(Quarantined::new(
+                    &sent.id,
+                    BEYOND_RETENTION,
+                    "older than the retention: its raw copy may be gone, so a replay could not be recognised",
+                    &sent,
+                ));
+            }
+            Ok(ev) => good.push(ev),
+            Err(why) => {
+                refused.push(Quarantined::new(
+                    &sent.id,
+                    why.kind(),
+                    &why.to_string(),
+                    &sent,
+                ));
+            }
+        }
+    }
+    (good, refused)
+}
+
 type AckStream = Pin<Box<dyn Stream<Item = Result<pb::UsageAck, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -41,6 +78,7 @@ impl UsageService for UsageGrpc {
     ) -> Result<Response<Self::IngestStream>, Status> {
         let mut inbound = request.into_inner();
         let writer = self.writer.clone();
+        let store = self.store.clone();
         let keep_days = self.keep_days;
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
@@ -53,31 +91,22 @@ impl UsageService for UsageGrpc {
                         return;
                     }
                 };
-                let mut events = Vec::with_capacity(batch.events.len());
-                let mut rejected = 0u32;
                 let now = switchyard_runtime::now_ms();
-                for e in batch.events {
-                    let event_id = e.id.clone();
-                    match decode_event(e) {
-                        Ok(ev) if beyond_retention(ev.at_unix_ms, now, keep_days) => {
-                            rejected += 1;
-                            tracing::error!(event = %event_id, at_unix_ms = ev.at_unix_ms, "usage event older than the retention refused: it cannot be checked for a replay");
-                        }
-                        Ok(ev) => events.push(ev),
-                        Err(why) => {
-                            rejected += 1;
-                            tracing::warn!(event = %event_id, reason = %why, "usage event refused");
-                        }
-                    }
-                }
+                let (events, refused) = sort_batch(batch.events, now, keep_days);
+                // Refused events are set aside before the ack, so none is lost unseen;
+                // the batch is acked either way and never comes back.
+                let stored = match set_aside(&store, &refused).await {
+                    Ok(()) => writer.store(events).await,
+                    Err(e) => Err(e.to_string()),
+                };
                 // Ack only after the transaction commits; on failure the stream ends
                 // and the sender replays the unacked batch.
-                let ack = match writer.store(events).await {
+                let ack = match stored {
                     Ok(stored) => pb::UsageAck {
                         seq: batch.seq,
                         stored: stored.new,
                         duplicates: stored.duplicates,
-                        rejected,
+                        rejected: refused.len() as u32 + stored.quarantined,
                     },
                     Err(e) => {
                         tracing::error!(error = %e, seq = batch.seq, "storing usage failed");

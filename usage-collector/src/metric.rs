@@ -7,6 +7,8 @@ use metrics::{describe_counter, describe_histogram};
 pub const EVENTS_STORED: &str = "switchyard_usage_events_stored_total";
 /// Usage events received again and ignored (replays after a lost ack).
 pub const EVENTS_DUPLICATE: &str = "switchyard_usage_events_duplicate_total";
+/// Usage events set aside in the quarantine table, by a bounded reason.
+pub const EVENTS_QUARANTINED: &str = "switchyard_usage_events_quarantined_total";
 /// Transactions that failed; their batches are not acked and will be resent.
 pub const WRITE_FAILURES: &str = "switchyard_usage_write_failures_total";
 /// Time to write one group of batches (one transaction).
@@ -21,6 +23,10 @@ pub fn describe() {
     describe_counter!(
         EVENTS_DUPLICATE,
         "Usage events received again and ignored (replays)"
+    );
+    describe_counter!(
+        EVENTS_QUARANTINED,
+        "Usage events the collector could not store, set aside in usage_quarantine"
     );
     describe_counter!(
         WRITE_FAILURES,

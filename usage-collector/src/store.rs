@@ -8,7 +8,10 @@ use switchyard_core::usage::{RollupRow, TokenUsage, UsageEvent, UsageSource};
 use switchyard_db::{Backend, Db, DbError, Migrations};
 
 mod postgres;
+mod quarantine;
 mod sqlite;
+
+pub use quarantine::{QuarantineRow, Quarantined, printable};
 
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -27,11 +30,40 @@ pub enum StoreError {
     Range(String),
 }
 
+impl StoreError {
+    /// Whether the store refused the data itself, so the same write would fail
+    /// again (a value the column cannot hold, a number out of range), rather than
+    /// failing for now (connection lost, database away, the writer stopped).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            // SQLSTATE class 22: data exception (NUL in text, bad encoding, a
+            // value out of range); class 23: integrity constraint violation.
+            Self::Sql(sqlx::Error::Database(db)) => db
+                .code()
+                .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
+            Self::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::ConstraintViolation
+                    | rusqlite::ErrorCode::TooBig
+                    | rusqlite::ErrorCode::TypeMismatch
+            ),
+            Self::Sqlite(
+                rusqlite::Error::ToSqlConversionFailure(_)
+                | rusqlite::Error::InvalidParameterCount(..),
+            ) => true,
+            Self::Range(_) => true,
+            _ => false,
+        }
+    }
+}
+
 /// How a batch landed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stored {
     pub new: u32,
     pub duplicates: u32,
+    /// Events the store refused, set aside in the quarantine.
+    pub quarantined: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

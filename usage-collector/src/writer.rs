@@ -6,7 +6,7 @@ use switchyard_core::usage::UsageEvent;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metric;
-use crate::store::{Stored, UsageStore};
+use crate::store::{Quarantined, StoreError, Stored, UsageStore};
 
 /// Transactions in flight at once: one commits while the next is written.
 const WRITERS: usize = 2;
@@ -72,7 +72,16 @@ async fn write(store: UsageStore, queue: std::sync::Arc<tokio::sync::Mutex<mpsc:
         };
         let batches: Vec<&[UsageEvent]> = jobs.iter().map(|j| j.events.as_slice()).collect();
         let started = std::time::Instant::now();
-        let written = store.insert_batches(&batches).await;
+        let written: Result<Vec<Stored>, StoreError> = match store.insert_batches(&batches).await {
+            // The store refused something in the group: find it, set it aside, and
+            // store the rest, so one bad event never holds its batch (or anyone
+            // else's) back. A replay would fail the same way for ever.
+            Err(e) if e.is_permanent() => {
+                tracing::error!(error = %e, "the usage store refused a group of events; storing them one by one");
+                one_by_one(&store, &batches).await
+            }
+            other => other,
+        };
         metrics::histogram!(metric::WRITE_DURATION).record(started.elapsed());
         record(&batches, written.as_deref().ok());
         match written {
@@ -89,6 +98,56 @@ async fn write(store: UsageStore, queue: std::sync::Arc<tokio::sync::Mutex<mpsc:
             }
         }
     }
+}
+
+/// Each event in a transaction of its own; those the store refuses go to the
+/// quarantine. Fails as a whole only on a failure that is not the data's.
+async fn one_by_one(
+    store: &UsageStore,
+    batches: &[&[UsageEvent]],
+) -> Result<Vec<Stored>, StoreError> {
+    let mut landed = Vec::with_capacity(batches.len());
+    let mut refused = Vec::new();
+    for batch in batches {
+        let mut stored = Stored::default();
+        for event in *batch {
+            match store.insert(std::slice::from_ref(event)).await {
+                Ok(s) => {
+                    stored.new += s.new;
+                    stored.duplicates += s.duplicates;
+                }
+                Err(e) if e.is_permanent() => {
+                    stored.quarantined += 1;
+                    refused.push(Quarantined::new(
+                        &event.id.to_string(),
+                        STORE_REFUSED,
+                        &e.to_string(),
+                        event,
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        landed.push(stored);
+    }
+    set_aside(store, &refused).await?;
+    Ok(landed)
+}
+
+/// The quarantine's reason for an event the store itself refused.
+pub const STORE_REFUSED: &str = "store_refused";
+
+/// Put events in the quarantine, counted by reason and logged one by one.
+pub async fn set_aside(store: &UsageStore, rows: &[Quarantined]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    store.quarantine(rows, switchyard_runtime::now_ms()).await?;
+    for q in rows {
+        metrics::counter!(metric::EVENTS_QUARANTINED, "reason" => q.kind).increment(1);
+        tracing::error!(event = %q.event_id, reason = q.kind, detail = %q.reason, "usage event quarantined");
+    }
+    Ok(())
 }
 
 /// The metrics of one transaction: what it stored, and how long after each call.

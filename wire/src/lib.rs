@@ -4,13 +4,13 @@
 pub mod delta;
 pub mod snapshot;
 
+use switchyard_core::fields::{self, FieldError, TextField};
 use switchyard_core::ids::{AccountId, EventId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::usage::{RollupRow, TokenUsage, UsageEvent, UsageSource};
 use switchyard_proto::v1 as pb;
 
 /// Longest account chain accepted; deeper trees are refused at the control plane.
 const MAX_CHAIN: usize = 64;
-const MAX_TEXT: usize = 512;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EventError {
@@ -18,8 +18,8 @@ pub enum EventError {
     BadId(&'static str),
     #[error("account_chain must hold 1-{MAX_CHAIN} accounts")]
     BadChain,
-    #[error("field {0} is empty or longer than {MAX_TEXT} bytes")]
-    BadText(&'static str),
+    #[error(transparent)]
+    BadText(#[from] FieldError),
     #[error("status {0} is not an HTTP status")]
     BadStatus(u32),
     #[error("token counts do not fit")]
@@ -30,10 +30,22 @@ pub fn id<T: std::str::FromStr>(text: &str, field: &'static str) -> Result<T, Ev
     text.parse().map_err(|_| EventError::BadId(field))
 }
 
-fn text(value: String, field: &'static str, may_be_empty: bool) -> Result<String, EventError> {
-    if (value.is_empty() && !may_be_empty) || value.len() > MAX_TEXT {
-        return Err(EventError::BadText(field));
+impl EventError {
+    /// A bounded name for the kind of refusal (a metric label).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::BadId(_) => "bad_id",
+            Self::BadChain => "bad_chain",
+            Self::BadText(e) => e.kind(),
+            Self::BadStatus(_) => "bad_status",
+            Self::BadTokens => "bad_tokens",
+        }
     }
+}
+
+/// A text field of an event, if the store can hold it (one definition, in core).
+fn text(value: String, field: TextField) -> Result<String, EventError> {
+    field.check(&value)?;
     Ok(value)
 }
 
@@ -72,8 +84,8 @@ pub fn decode_event(e: pb::UsageEvent) -> Result<UsageEvent, EventError> {
         } else {
             Some(id::<ProviderKeyId>(&e.provider_key_id, "provider_key_id")?)
         },
-        model_requested: text(e.model_requested, "model_requested", false)?,
-        model_served: text(e.model_served, "model_served", false)?,
+        model_requested: text(e.model_requested, fields::MODEL_REQUESTED)?,
+        model_served: text(e.model_served, fields::MODEL_SERVED)?,
         level: e.level,
         status,
         latency_ms: e.latency_ms,
@@ -88,8 +100,8 @@ pub fn decode_event(e: pb::UsageEvent) -> Result<UsageEvent, EventError> {
         cost_nanos: e.cost_nanos,
         billed_nanos: e.billed_nanos,
         price_version: e.price_version,
-        path: text(e.path, "path", false)?,
-        client_addr: text(e.client_addr, "client_addr", true)?,
+        path: text(e.path, fields::PATH)?,
+        client_addr: text(e.client_addr, fields::CLIENT_ADDR)?,
         streamed: e.streamed,
     })
 }
@@ -214,7 +226,26 @@ mod tests {
             (|e| e.cache_write_tokens = 3, EventError::BadTokens),
             (
                 |e| e.model_served = String::new(),
-                EventError::BadText("model_served"),
+                EventError::BadText(FieldError::Empty {
+                    field: "model_served",
+                }),
+            ),
+            (
+                |e| e.model_requested = "gpt\u{0}x".into(),
+                EventError::BadText(FieldError::Control { field: "model" }),
+            ),
+            (
+                |e| e.model_served = "m".repeat(fields::MODEL_MAX_BYTES + 1),
+                EventError::BadText(FieldError::TooLong {
+                    field: "model_served",
+                    max: fields::MODEL_MAX_BYTES,
+                }),
+            ),
+            (
+                |e| e.client_addr = "1.2.3.4\u{1b}".into(),
+                EventError::BadText(FieldError::Control {
+                    field: "client_addr",
+                }),
             ),
             (
                 |e| e.provider_key_id = "bad".into(),

@@ -1,0 +1,197 @@
+//! What the usage store can hold: one definition of each text field's bounds and
+//! allowed characters. The data plane refuses a call whose values fall outside them
+//! before it reaches an upstream, and the collector checks every event again, so a
+//! value a tenant chose can never make an event unstorable (PostgreSQL refuses NUL in
+//! text; an unbounded value is a cost every reader pays).
+
+use crate::usage::UsageEvent;
+
+/// Longest model name, requested or served, and longest model pattern.
+pub const MODEL_MAX_BYTES: usize = 200;
+/// Longest path of a proxied call (the endpoints are a fixed table; this is a guard).
+pub const PATH_MAX_BYTES: usize = 256;
+/// Longest client address (an IPv6 address with a zone is under 64 bytes).
+pub const CLIENT_ADDR_MAX_BYTES: usize = 64;
+
+/// A text field of a usage event and its bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TextField {
+    pub name: &'static str,
+    pub max_bytes: usize,
+    pub may_be_empty: bool,
+    /// Whether whitespace is refused too (names are single tokens).
+    pub no_whitespace: bool,
+}
+
+pub const MODEL_REQUESTED: TextField = TextField {
+    name: "model",
+    max_bytes: MODEL_MAX_BYTES,
+    may_be_empty: false,
+    no_whitespace: true,
+};
+pub const MODEL_SERVED: TextField = TextField {
+    name: "model_served",
+    ..MODEL_REQUESTED
+};
+pub const PATH: TextField = TextField {
+    name: "path",
+    max_bytes: PATH_MAX_BYTES,
+    may_be_empty: false,
+    no_whitespace: true,
+};
+pub const CLIENT_ADDR: TextField = TextField {
+    name: "client_addr",
+    max_bytes: CLIENT_ADDR_MAX_BYTES,
+    may_be_empty: true,
+    no_whitespace: true,
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    #[error("`{field}` must not be empty")]
+    Empty { field: &'static str },
+    #[error("`{field}` is longer than {max} bytes")]
+    TooLong { field: &'static str, max: usize },
+    #[error("`{field}` holds a control character")]
+    Control { field: &'static str },
+    #[error("`{field}` holds whitespace")]
+    Whitespace { field: &'static str },
+}
+
+impl FieldError {
+    /// A bounded name for the kind of refusal (a metric label).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Empty { .. } => "empty",
+            Self::TooLong { .. } => "too_long",
+            Self::Control { .. } => "control_character",
+            Self::Whitespace { .. } => "whitespace",
+        }
+    }
+
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::Empty { field }
+            | Self::TooLong { field, .. }
+            | Self::Control { field }
+            | Self::Whitespace { field } => field,
+        }
+    }
+}
+
+impl TextField {
+    /// Whether `value` fits this field. Control characters are C0, DEL and C1
+    /// (`char::is_control`); NUL among them.
+    pub fn check(&self, value: &str) -> Result<(), FieldError> {
+        let field = self.name;
+        if value.is_empty() && !self.may_be_empty {
+            return Err(FieldError::Empty { field });
+        }
+        if value.len() > self.max_bytes {
+            return Err(FieldError::TooLong {
+                field,
+                max: self.max_bytes,
+            });
+        }
+        for c in value.chars() {
+            if c.is_control() {
+                return Err(FieldError::Control { field });
+            }
+            if self.no_whitespace && c.is_whitespace() {
+                return Err(FieldError::Whitespace { field });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether every text field of `event` is one the store holds.
+pub fn check_event(event: &UsageEvent) -> Result<(), FieldError> {
+    MODEL_REQUESTED.check(&event.model_requested)?;
+    MODEL_SERVED.check(&event.model_served)?;
+    PATH.check(&event.path)?;
+    CLIENT_ADDR.check(&event.client_addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn model_names_are_single_printable_tokens_of_bounded_length() {
+        assert_eq!(MODEL_REQUESTED.check("gpt-4o-mini"), Ok(()));
+        assert_eq!(MODEL_REQUESTED.check("org/model:q4_K_M@2025"), Ok(()));
+        assert_eq!(MODEL_REQUESTED.check("模型-ü"), Ok(()));
+        assert_eq!(
+            MODEL_REQUESTED.check(""),
+            Err(FieldError::Empty { field: "model" })
+        );
+        assert_eq!(
+            MODEL_REQUESTED.check("gpt\u{0}x"),
+            Err(FieldError::Control { field: "model" })
+        );
+        for bad in ["a\u{7f}", "a\u{85}", "a\u{1b}[31m", "a\r\nb", "\u{9}"] {
+            assert_eq!(
+                MODEL_REQUESTED.check(bad),
+                Err(FieldError::Control { field: "model" }),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            MODEL_REQUESTED.check("gpt 4"),
+            Err(FieldError::Whitespace { field: "model" })
+        );
+        assert_eq!(
+            MODEL_REQUESTED.check("a\u{2028}b"),
+            Err(FieldError::Whitespace { field: "model" })
+        );
+        let at_bound = "m".repeat(MODEL_MAX_BYTES);
+        assert_eq!(MODEL_REQUESTED.check(&at_bound), Ok(()));
+        assert_eq!(
+            MODEL_REQUESTED.check(&format!("{at_bound}m")),
+            Err(FieldError::TooLong {
+                field: "model",
+                max: MODEL_MAX_BYTES
+            })
+        );
+        // The bound is in bytes: 67 three-byte characters pass 200.
+        assert!(MODEL_REQUESTED.check(&"模".repeat(67)).is_err());
+    }
+
+    #[test]
+    fn a_client_address_may_be_empty() {
+        assert_eq!(CLIENT_ADDR.check(""), Ok(()));
+        assert_eq!(CLIENT_ADDR.check("2001:db8::1"), Ok(()));
+        assert!(CLIENT_ADDR.check(&"1".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn every_kind_has_a_bounded_label() {
+        let kinds = [
+            FieldError::Empty { field: "f" },
+            FieldError::TooLong { field: "f", max: 1 },
+            FieldError::Control { field: "f" },
+            FieldError::Whitespace { field: "f" },
+        ]
+        .map(|e| e.kind());
+        assert_eq!(
+            kinds,
+            ["empty", "too_long", "control_character", "whitespace"]
+        );
+    }
+
+    proptest! {
+        /// Whatever passes holds no control character, fits the bound, and is never
+        /// empty where it may not be: exactly what both stores can hold.
+        #[test]
+        fn what_passes_is_storable(value in any::<String>()) {
+            if MODEL_REQUESTED.check(&value).is_ok() {
+                prop_assert!(!value.is_empty());
+                prop_assert!(value.len() <= MODEL_MAX_BYTES);
+                prop_assert!(!value.contains('\0'));
+                prop_assert!(!value.chars().any(char::is_control));
+            }
+        }
+    }
+}
