@@ -125,19 +125,22 @@ impl Delivery {
 
     /// Events to the spool; when it cannot take them (or none is configured), they
     /// are counted lost, never dropped silently.
-    fn spool_events(&mut self, events: &[pb::UsageEvent]) {
+    /// Returns how many were lost.
+    fn spool_events(&mut self, events: &[pb::UsageEvent]) -> usize {
         if events.is_empty() {
-            return;
+            return 0;
         }
         let refused = match self.spool.as_mut() {
             Some(spool) => spool.append(events).err().map(|e| e.to_string()),
             None => Some("no spool is configured".to_owned()),
         };
-        if let Some(why) = refused {
-            metrics::counter!(metric::USAGE_DROPPED).increment(events.len() as u64);
-            tracing::error!(reason = %why, lost = events.len(), "usage events lost: the spool cannot take them");
-        }
         self.report_spool();
+        let Some(why) = refused else {
+            return 0;
+        };
+        metrics::counter!(metric::USAGE_DROPPED).increment(events.len() as u64);
+        tracing::error!(reason = %why, lost = events.len(), "usage events lost: the spool cannot take them");
+        events.len()
     }
 
     fn report_spool(&self) {
@@ -160,9 +163,9 @@ impl Delivery {
     /// The connection is gone (or shutdown is due): with a spool, everything not yet
     /// acknowledged goes there, so a restart cannot lose it; without one, in-memory
     /// batches stay for the next connection.
-    fn park(&mut self) {
+    fn park(&mut self) -> usize {
         let Some(spool) = self.spool.as_mut() else {
-            return;
+            return 0;
         };
         spool.rewind();
         let memory: Vec<pb::UsageEvent> = self
@@ -171,26 +174,24 @@ impl Delivery {
             .filter(|f| matches!(f.origin, Origin::Memory))
             .flat_map(|f| f.batch.events)
             .collect();
-        self.spool_events(&memory);
         let queued = self.drain_queue(usize::MAX);
-        self.spool_events(&queued);
+        self.spool_events(&memory) + self.spool_events(&queued)
     }
 
     /// Shutdown's deadline passed: what is not acknowledged goes to the spool, or,
     /// without one, is counted and logged as lost.
-    fn give_up(&mut self) {
+    /// Returns how many were lost.
+    fn give_up(&mut self) -> usize {
         if self.spool.is_some() {
-            self.park();
-            return;
+            return self.park();
         }
         let memory: Vec<pb::UsageEvent> = self
             .pending
             .drain(..)
             .flat_map(|f| f.batch.events)
             .collect();
-        self.spool_events(&memory);
         let queued = self.drain_queue(usize::MAX);
-        self.spool_events(&queued);
+        self.spool_events(&memory) + self.spool_events(&queued)
     }
 
     fn stream_ended(&mut self) {
@@ -429,5 +430,74 @@ pub async fn deliver(
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_core::ids::{AccountId, EventId, IssuedKeyId};
+    use switchyard_core::usage::{TokenUsage, UsageSource};
+
+    fn event() -> UsageEvent {
+        UsageEvent {
+            id: EventId::new(),
+            at_unix_ms: 1,
+            account_chain: vec![AccountId::new()],
+            issued_key: IssuedKeyId::new(),
+            provider_key: None,
+            model_requested: "m".into(),
+            model_served: "m".into(),
+            level: 1,
+            status: 200,
+            latency_ms: 1,
+            ttfb_ms: None,
+            tokens: TokenUsage::default(),
+            source: UsageSource::Reported,
+            cost_nanos: 0,
+            billed_nanos: 0,
+            price_version: 1,
+            path: "/v1/chat/completions".into(),
+            client_addr: String::new(),
+            streamed: false,
+        }
+    }
+
+    fn delivery(spool: Option<Spool>) -> (Delivery, UsageSink) {
+        let (sink, rx) = UsageSink::new(16);
+        let d = Delivery {
+            rx,
+            spool,
+            pending: VecDeque::new(),
+            seq: 0,
+            closed: false,
+        };
+        (d, sink)
+    }
+
+    #[test]
+    fn without_a_spool_what_is_left_at_the_deadline_is_counted_lost() {
+        let (mut d, sink) = delivery(None);
+        let sent = vec![encode_event(event()), encode_event(event())];
+        d.next_batch(sent, Origin::Memory);
+        for _ in 0..3 {
+            sink.emit(event());
+        }
+        // A connection lost without a spool keeps everything for the next one.
+        assert_eq!(d.park(), 0);
+        assert_eq!(d.pending.len(), 1);
+        assert_eq!(d.give_up(), 5, "two in flight and three queued");
+        assert!(d.pending.is_empty());
+    }
+
+    #[test]
+    fn with_a_spool_what_is_left_at_the_deadline_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        let (mut d, sink) = delivery(Some(spool));
+        d.next_batch(vec![encode_event(event())], Origin::Memory);
+        sink.emit(event());
+        assert_eq!(d.give_up(), 0);
+        assert!(d.spooling(), "both events wait in the spool");
     }
 }
