@@ -2,11 +2,6 @@
 //! at admission, in the client's protocol, before anything reaches an upstream, and
 //! every call after them is still metered, the tenant's own and everyone else's.
 
-#![expect(
-    clippy::unwrap_used,
-    reason = "helpers of a test fail loudly on the first surprise"
-)]
-
 use serde_json::{Value, json};
 use switchyard_fake_upstream::FakeUpstream;
 use switchyard_tests::system::{chat, start_system, usage_logs, wait_for_key};
