@@ -23,6 +23,8 @@ use switchyard_runtime::{
     about = "Switchyard control plane: accounts, keys, rules, snapshots"
 )]
 struct Args {
+    #[command(flatten)]
+    log: switchyard_runtime::LogArgs,
     /// Database URL: postgres://user@host/db, or sqlite://path?mode=rwc.
     #[arg(long, env = "SWITCHYARD_DATABASE_URL", hide_env_values = true)]
     database_url: String,
@@ -81,8 +83,8 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _telemetry = init_telemetry("switchyard-control-plane");
     let args = Args::parse();
+    let _telemetry = init_telemetry("switchyard-control-plane", args.log.log_format);
     if let Some(Command::Migrate) = args.command {
         Store::open(&args.database_url).await?;
         tracing::info!("control-plane schema is up to date");

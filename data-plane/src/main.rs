@@ -22,6 +22,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "Switchyard data plane: the OpenAI/Anthropic-compatible proxy"
 )]
 struct Args {
+    #[command(flatten)]
+    log: switchyard_runtime::LogArgs,
     /// Proxy API listen address.
     #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "127.0.0.1:8000")]
     listen: String,
@@ -125,8 +127,8 @@ enum Switch {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _telemetry = init_telemetry("switchyard-data-plane");
     let args = Args::parse();
+    let _telemetry = init_telemetry("switchyard-data-plane", args.log.log_format);
     let keyring = args.keyring.load()?;
     let listener = bind(&args.listen).await?;
     let addr = listener.local_addr()?;

@@ -2,7 +2,8 @@
 //! files under a data directory, no external service. The three services run their
 //! production code paths and talk gRPC over loopback, exactly as when deployed apart.
 
-use std::io::Write;
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,8 @@ enum Command {
 
 #[derive(Parser)]
 struct UpArgs {
+    #[command(flatten)]
+    log: switchyard_runtime::LogArgs,
     /// Where the databases, the root key and the key-encryption key live.
     #[arg(long, default_value = ".switchyard")]
     data_dir: PathBuf,
@@ -64,9 +67,11 @@ struct UpArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _telemetry = init_telemetry("switchyard");
     match Cli::parse().command {
-        Command::Up(args) => up(args).await,
+        Command::Up(args) => {
+            let _telemetry = init_telemetry("switchyard", args.log.log_format);
+            up(args).await
+        }
     }
 }
 
@@ -193,7 +198,14 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 
     let admin_url = format!("http://{admin_addr}");
     let proxy_url = format!("http://{proxy_addr}/v1");
-    let mut out = std::io::stdout().lock();
+    // Whatever the services log while the demo account is made comes before the
+    // banner, which is then written whole, never split by a log line.
+    let demo = if args.demo_upstream {
+        Some(demo(&args, &admin_url, &root_key).await?)
+    } else {
+        None
+    };
+    let mut out = String::new();
     writeln!(
         out,
         "Switchyard is running (embedded: SQLite in {}).",
@@ -206,8 +218,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         "  operator root key:       {}",
         args.data_dir.join("root-key").display()
     )?;
-    if args.demo_upstream {
-        let demo = demo(&args, &admin_url, &root_key).await?;
+    if let Some(demo) = demo {
         writeln!(
             out,
             "  demo upstream:           {demo} (echo model, models demo-*)"
@@ -254,7 +265,10 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         )?;
     }
     writeln!(out, "Stop with Ctrl-C.")?;
-    drop(out);
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.as_bytes())?;
+    stdout.flush()?;
+    drop(stdout);
     if let Some(path) = &args.addr_file {
         let addrs =
             std::collections::BTreeMap::from([("proxy", proxy_addr), ("admin", admin_addr)]);

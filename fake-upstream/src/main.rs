@@ -13,6 +13,8 @@ use switchyard_fake_upstream::FakeUpstream;
     about = "A local OpenAI/Anthropic-compatible upstream for tests and benchmarks"
 )]
 struct Args {
+    #[command(flatten)]
+    log: switchyard_runtime::LogArgs,
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: String,
     /// Write the bound address as JSON to this file once listening.
@@ -22,8 +24,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _telemetry = switchyard_runtime::init_telemetry("switchyard-fake-upstream");
     let args = Args::parse();
+    let _telemetry =
+        switchyard_runtime::init_telemetry("switchyard-fake-upstream", args.log.log_format);
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     let fake = FakeUpstream::serve_unrecorded(listener)?;
     if let Some(path) = &args.addr_file {

@@ -8,7 +8,7 @@ use std::path::Path;
 
 mod telemetry;
 
-pub use telemetry::{Telemetry, init_telemetry, metrics_handle, tracing_on};
+pub use telemetry::{LogArgs, LogFormat, Telemetry, init_telemetry, metrics_handle, tracing_on};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 

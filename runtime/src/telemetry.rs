@@ -1,7 +1,8 @@
 //! Logs, traces and metrics for every service.
 //!
-//! - Logs: JSON lines on stderr, filtered by `RUST_LOG` (default `info`), every line
-//!   passed through [`switchyard_core::redact::scrub`] on its way out.
+//! - Logs: on stderr, filtered by `RUST_LOG` (default `info`), every line passed
+//!   through [`switchyard_core::redact::scrub`] on its way out; JSON lines, or lines
+//!   for people when stderr is a terminal (`--log-format auto|pretty|json`).
 //! - Traces: OpenTelemetry over OTLP/gRPC, configured by the standard `OTEL_*`
 //!   variables and off unless an OTLP endpoint is set. Spans go only to the exporter,
 //!   never into log lines, so with tracing off a span costs one disabled-callsite check
@@ -59,17 +60,50 @@ fn otlp_traces_requested(env: impl Fn(&str) -> Option<String>) -> bool {
         && !exporter_none
 }
 
+/// How log lines look.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `pretty` when stderr is a terminal, `json` otherwise.
+    #[default]
+    Auto,
+    /// One line per event for people: time, level, message, fields.
+    Pretty,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+impl LogFormat {
+    /// `Auto` settled against whether stderr is a terminal.
+    pub fn resolve(self, stderr_is_terminal: bool) -> Self {
+        match self {
+            Self::Auto if stderr_is_terminal => Self::Pretty,
+            Self::Auto => Self::Json,
+            chosen => chosen,
+        }
+    }
+}
+
+/// The log flag every binary takes.
+#[derive(Clone, Copy, Debug, clap::Args)]
+pub struct LogArgs {
+    /// How log lines on stderr look: `pretty` for people, `json` for log pipelines;
+    /// `auto` picks pretty when stderr is a terminal.
+    #[arg(long, value_enum, default_value_t = LogFormat::Auto, env = "SWITCHYARD_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
 /// Start logging and, when the environment asks for it, trace export. `service`
 /// names the process unless `OTEL_SERVICE_NAME` does. Must run inside a Tokio
 /// runtime (the OTLP channel is spawned on it). A second call in one process
 /// (embedded mode, tests) keeps the first setup and returns an inert guard.
-pub fn init_telemetry(service: &'static str) -> Telemetry {
+pub fn init_telemetry(service: &'static str, format: LogFormat) -> Telemetry {
     let env = |name: &str| std::env::var(name).ok();
     let traces = otlp_traces_requested(env)
         .then(|| tracer_provider(service))
         .flatten();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = log_layer(filter);
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs = log_layer(filter, format.resolve(terminal), terminal);
     // The exporter's layer exists only when traces are on: an absent layer (`None`)
     // would count as interested in every span, and each disabled span would still be
     // built in the registry on every call.
@@ -105,7 +139,11 @@ pub fn init_telemetry(service: &'static str) -> Telemetry {
 /// route; the others are for the exporter. The span-name filter carries the level
 /// filter's ceiling: without one it counted as wanting every level, so the registry
 /// built the `request` span on every call even where the level turned it off.
-fn log_layer<S>(filter: EnvFilter) -> impl tracing_subscriber::Layer<S>
+fn log_layer<S>(
+    filter: EnvFilter,
+    format: LogFormat,
+    ansi: bool,
+) -> impl tracing_subscriber::Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
@@ -114,13 +152,21 @@ where
         *meta.level() <= ceiling && (meta.is_event() || meta.name() == "request")
     })
     .with_max_level_hint(ceiling);
-    tracing_subscriber::fmt::layer()
-        .json()
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_writer(RedactingStderr)
-        .with_filter(filter)
-        .with_filter(logged)
+    let lines = match format {
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .compact()
+            .with_ansi(ansi)
+            .with_target(false)
+            .with_writer(RedactingStderr)
+            .boxed(),
+        LogFormat::Json | LogFormat::Auto => tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_writer(RedactingStderr)
+            .boxed(),
+    };
+    lines.with_filter(filter).with_filter(logged)
 }
 
 fn tracer_provider(service: &'static str) -> Option<SdkTracerProvider> {
@@ -202,12 +248,20 @@ mod tests {
     /// Below the level that logs it, the `request` span is not built at all; at it,
     /// it is, and the exporter-only spans never reach the log layer.
     #[test]
+    fn auto_is_pretty_on_a_terminal_only() {
+        assert_eq!(LogFormat::Auto.resolve(true), LogFormat::Pretty);
+        assert_eq!(LogFormat::Auto.resolve(false), LogFormat::Json);
+        assert_eq!(LogFormat::Json.resolve(true), LogFormat::Json);
+        assert_eq!(LogFormat::Pretty.resolve(false), LogFormat::Pretty);
+    }
+
+    #[test]
     fn the_log_span_follows_the_level() {
         for (level, built) in [("warn", false), ("info", true), ("debug", true)] {
             // Beside a layer whose filter has no ceiling (as the exporter's), every
             // level reaches the log layer's filters.
             let subscriber = tracing_subscriber::registry()
-                .with(log_layer(EnvFilter::new(level)))
+                .with(log_layer(EnvFilter::new(level), LogFormat::Json, false))
                 .with(tracing_subscriber::layer::Identity::new().with_filter(filter_fn(|_| false)));
             tracing::subscriber::with_default(subscriber, || {
                 // Events above the level pass through the filters without a fuss.

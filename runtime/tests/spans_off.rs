@@ -4,7 +4,8 @@
 
 #[tokio::test]
 async fn without_export_only_the_log_span_is_built() {
-    let _telemetry = switchyard_runtime::init_telemetry("switchyard-test");
+    let _telemetry =
+        switchyard_runtime::init_telemetry("switchyard-test", switchyard_runtime::LogFormat::Json);
     assert!(!switchyard_runtime::tracing_on());
     let call = tracing::info_span!(target: "switchyard_data_plane::proxy", "call");
     assert!(call.is_disabled(), "an exporter-only span was built");

@@ -5,30 +5,98 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use switchyard_tests::procs::Proc;
 
+/// `switchyard up --demo-upstream` on free ports, with `extra` flags.
+fn up(dir: &std::path::Path, extra: &[&str]) -> Proc {
+    let data_dir_arg = dir.join("data").display().to_string();
+    let mut args = vec![
+        "up",
+        "--demo-upstream",
+        "--data-dir",
+        &data_dir_arg,
+        "--proxy-listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--demo-upstream-listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    Proc::spawn("switchyard", &args, &[], dir).unwrap()
+}
+
+/// The banner's lines (stdout) and the log's (stderr) share the process's output:
+/// the banner must be there whole, one block from its first line to its last.
+fn banner_and_logs(output: &str) -> (Vec<&str>, Vec<&str>) {
+    let lines: Vec<&str> = output.lines().collect();
+    let first = lines
+        .iter()
+        .position(|l| l.starts_with("Switchyard is running"))
+        .unwrap_or_else(|| panic!("no banner in:\n{output}"));
+    let last = lines
+        .iter()
+        .position(|l| l.starts_with("Stop with Ctrl-C."))
+        .unwrap_or_else(|| panic!("the banner has no end in:\n{output}"));
+    let banner = lines[first..=last].to_vec();
+    for want in [
+        "proxy API (apps):",
+        "admin/manage REST API:",
+        "demo account API key:",
+        "curl ",
+    ] {
+        assert!(
+            banner.iter().any(|l| l.contains(want)),
+            "the banner lacks {want:?}; is it split by log lines?\n{output}"
+        );
+    }
+    let logs = lines[..first]
+        .iter()
+        .chain(&lines[last + 1..])
+        .copied()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    (banner, logs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_json_lines_off_a_terminal_and_for_people_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = up(dir.path(), &[]);
+    let output = json.log();
+    let (_, logs) = banner_and_logs(&output);
+    assert!(!logs.is_empty());
+    for line in &logs {
+        let parsed: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(parsed["level"].is_string(), "{line}");
+    }
+    drop(json);
+
+    let dir = tempfile::tempdir().unwrap();
+    let pretty = up(dir.path(), &["--log-format", "pretty"]);
+    let output = pretty.log();
+    let (_, logs) = banner_and_logs(&output);
+    assert!(!logs.is_empty());
+    for line in &logs {
+        assert!(!line.starts_with('{'), "a JSON line in pretty mode: {line}");
+        assert!(
+            [" INFO ", " WARN ", " ERROR "]
+                .iter()
+                .any(|l| line.contains(l)),
+            "not a log line for people: {line}"
+        );
+        assert!(
+            !line.contains("\u{1b}["),
+            "no colours off a terminal: {line}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quick_start_works_offline() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let data_dir_arg = data_dir.display().to_string();
-    let up = Proc::spawn(
-        "switchyard",
-        &[
-            "up",
-            "--demo-upstream",
-            "--data-dir",
-            &data_dir_arg,
-            "--proxy-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--demo-upstream-listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-        dir.path(),
-    )
-    .unwrap();
+    let up = up(dir.path(), &[]);
     // The operator's secrets exist, readable by the owner only.
     for file in ["root-key", "kek", "demo-key"] {
         let meta = std::fs::metadata(data_dir.join(file)).unwrap();

@@ -20,6 +20,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "Switchyard usage collector: acked ingest, idempotent storage, rollups"
 )]
 struct Args {
+    #[command(flatten)]
+    log: switchyard_runtime::LogArgs,
     /// Database URL: postgres://user@host/db, or sqlite://path?mode=rwc.
     #[arg(long, env = "SWITCHYARD_DATABASE_URL", hide_env_values = true)]
     database_url: String,
@@ -56,8 +58,8 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _telemetry = init_telemetry("switchyard-usage-collector");
     let args = Args::parse();
+    let _telemetry = init_telemetry("switchyard-usage-collector", args.log.log_format);
     let store = UsageStore::open(&args.database_url).await?;
     if let Some(Command::Migrate) = args.command {
         tracing::info!("usage-collector schema is up to date");
