@@ -1,5 +1,11 @@
 //! The README's quick start, as a newcomer runs it: `switchyard up --demo-upstream`,
-//! then a call with the demo key, then the bill.
+//! then a call with the demo key, then the bill; and what it prints.
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "helpers of a test fail loudly on the first surprise"
+)]
+
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
