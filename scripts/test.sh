@@ -39,6 +39,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # The README's run command builds the embedded binary alone, without etcd (no protoc).
 cargo clippy -p switchyard-embedded --locked -- -D warnings
 cargo build --workspace --bins --locked
-# The local production-mode stack (deploy/stack.sh) carries a call end to end.
-SWITCHYARD_BIN_DIR="$PWD/target/debug" ./deploy/stack.sh smoke
+# The local production-mode stack (deploy/stack.sh) carries a call end to end, with
+# the binaries wherever cargo put them (CARGO_TARGET_DIR may point elsewhere).
+target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+SWITCHYARD_BIN_DIR="$target_dir/debug" ./deploy/stack.sh smoke
 cargo test --workspace --locked
