@@ -4,6 +4,7 @@
 //! - [`ids`]: typed identifiers for accounts, keys and provider keys.
 //! - [`secret`]: `Secret<T>`, a wrapper that never prints its content.
 //! - [`apikey`]: issued API keys (format, checksum, hashing).
+//! - [`base_url`]: a provider key's base URL path in its stored form, per provider kind.
 //! - [`billing`]: what a parent bills its child (cost, multiplier, own prices).
 //! - [`crypto`]: the key-encryption keyring sealing provider secrets (AES-256-GCM-SIV).
 //! - [`endpoint`]: the proxied endpoints, their protocols, and error shapes per protocol.
@@ -22,6 +23,7 @@
 //! - [`time`]: clock-free calendar arithmetic for rollup buckets.
 
 pub mod apikey;
+pub mod base_url;
 pub mod billing;
 pub mod crypto;
 pub mod endpoint;
