@@ -1,7 +1,8 @@
 //! Provider base URLs that would reach a private or special-purpose address are
 //! refused when a key is created or changed: literal addresses by what they are,
 //! host names by what they resolve to (through a resolver the test supplies). A name
-//! that does not resolve now is accepted; the data plane checks when it connects.
+//! that does not resolve now (or not in time) is accepted; the data plane checks
+//! every address when it connects.
 
 #![expect(
     clippy::unwrap_used,
@@ -38,6 +39,8 @@ impl Resolve for Table {
             "mixed.test" => &["8.8.8.8", "10.0.0.7"],
             "router.internal" => &["10.1.2.3"],
             "api.provider.test" => &["8.8.4.4", "2606:4700::1"],
+            // Never answers: the write waits its bounded time, then accepts.
+            "slow.test" => return Box::pin(std::future::pending()),
             _ => {
                 return Box::pin(std::future::ready(Err(std::io::Error::new(
                     std::io::ErrorKind::NotFound,
@@ -177,6 +180,7 @@ async fn creating_a_key_for_a_forbidden_address_is_refused() {
     for base_url in [
         "https://api.provider.test/v1",
         "https://not-yet.test/v1",
+        "https://slow.test/v1",
         "https://8.8.8.8/v1",
         "https://[2606:4700::1]/v1",
     ] {
