@@ -117,7 +117,7 @@ for replica in a b; do
         --control-plane-url "${cp_grpc[0]},${cp_grpc[1]}" --collector-url "$collector" \
         --redis-url "redis://127.0.0.1:$redis_port/0" --replica-id "dp-$replica" \
         --snapshot-file "$dir/data-plane-$replica/snapshot.bin" \
-        --usage-spool-dir "$dir/data-plane-$replica/spool" \
+        --usage-spool-dir "$dir/data-plane-$replica/spool" --allow-private-upstreams \
         --addr-file "$dir/data-plane-$replica.json"
     dp_http+=("http://$(addr "$dir/data-plane-$replica.json" http)")
 done

@@ -13,6 +13,7 @@ use switchyard_control_plane::store::Store;
 use switchyard_control_plane::{Config, Listeners, MIN_ROOT_KEY_LEN};
 use switchyard_coord::CoordArgs;
 use switchyard_core::apikey::KeyHash;
+use switchyard_core::netguard::UpstreamNetworks;
 use switchyard_runtime::{
     KeyringArgs, bind, init_telemetry, shutdown_on_signal, value_or_file, write_addr_file,
 };
@@ -49,9 +50,18 @@ struct Args {
     root_key_file: Option<PathBuf>,
     #[command(flatten)]
     keyring: KeyringArgs,
-    /// Allow provider base URLs on loopback and private networks.
+    /// Allow provider base URLs on loopback, private and other special-purpose
+    /// addresses (local models, tests).
     #[arg(long, env = "SWITCHYARD_ALLOW_PRIVATE_UPSTREAMS")]
     allow_private_upstreams: bool,
+    /// Special-purpose networks provider base URLs may point at all the same
+    /// (comma-separated CIDRs, such as an in-cluster router's).
+    #[arg(
+        long,
+        env = "SWITCHYARD_ALLOWED_UPSTREAM_NETWORKS",
+        value_delimiter = ','
+    )]
+    allowed_upstream_networks: Vec<ipnet::IpNet>,
     /// Seconds between snapshot re-reads when no change is signalled.
     #[arg(long, default_value_t = 5)]
     resync_seconds: u64,
@@ -138,7 +148,11 @@ async fn main() -> anyhow::Result<()> {
         root_key_hash: KeyHash::of(&root_key),
         collector_url: args.collector_url,
         options: OperatorOptions {
-            allow_private_upstreams: args.allow_private_upstreams,
+            upstream_networks: UpstreamNetworks::new(
+                args.allow_private_upstreams,
+                args.allowed_upstream_networks,
+            ),
+            resolver: None,
         },
         resync: Duration::from_secs(args.resync_seconds.max(1)),
         reseal_every: (args.reseal_check_seconds > 0)

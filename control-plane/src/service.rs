@@ -2,8 +2,8 @@
 //! authorisation and validation. REST and gRPC are thin faces over these methods.
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use switchyard_core::apikey::{self, KeyHash};
@@ -12,6 +12,7 @@ use switchyard_core::crypto::{Keyring, Sealed};
 use switchyard_core::error::ErrorCode;
 use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::model::ModelPattern;
+use switchyard_core::netguard::{Resolve, Resolving, UpstreamNetworks};
 use switchyard_core::policy::Policy;
 use switchyard_core::rules::{EditError, Rules};
 use switchyard_core::secret::Secret;
@@ -508,11 +509,27 @@ const MAX_OVERLAP_SECONDS: u64 = 7 * 24 * 3600;
 const MAX_KEY_LIFETIME_MS: i64 = 10 * 366 * 24 * 3600 * 1000;
 
 /// Operator choices that shape validation.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct OperatorOptions {
-    /// Allow provider base URLs on loopback and private ranges (tests, local models).
-    pub allow_private_upstreams: bool,
+    /// Which addresses provider base URLs may point at: never loopback, private or
+    /// other special-purpose ones, unless the operator allows them (local models,
+    /// tests) or some networks of them.
+    pub upstream_networks: UpstreamNetworks,
+    /// Resolves a base URL's host name when a key is written; `None`: the system.
+    pub resolver: Option<Arc<dyn Resolve>>,
 }
+
+impl std::fmt::Debug for OperatorOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorOptions")
+            .field("upstream_networks", &self.upstream_networks)
+            .field("resolver", &self.resolver.as_ref().map(|_| "injected"))
+            .finish()
+    }
+}
+
+/// Longest wait for a base URL's host name to resolve when a key is written.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct Service {
     store: Store,
@@ -1083,6 +1100,61 @@ impl Service {
             })
     }
 
+    /// A base URL as [`validate_base_url`] accepts it, and whose host name does not
+    /// resolve now to an address the operator does not allow: an early, clear
+    /// refusal. A name that does not resolve now (or not within [`RESOLVE_TIMEOUT`])
+    /// is accepted: it may exist later, and the data plane checks every address it
+    /// connects to anyway, which is what keeps a name that changes its answer out.
+    async fn checked_base_url(&self, raw: &str) -> Result<String, ApiError> {
+        let networks = &self.options.upstream_networks;
+        let base_url = validate_base_url(raw, networks)?;
+        if networks.allow_private {
+            return Ok(base_url);
+        }
+        let host = match url::Url::parse(&base_url).ok().and_then(|u| {
+            u.host().and_then(|h| match h {
+                url::Host::Domain(d) => Some(d.to_owned()),
+                // Literal addresses were judged by `validate_base_url`.
+                url::Host::Ipv4(_) | url::Host::Ipv6(_) => None,
+            })
+        }) {
+            Some(host) => host,
+            None => return Ok(base_url),
+        };
+        let resolving: Resolving = match &self.options.resolver {
+            Some(resolver) => resolver.resolve(&host),
+            None => {
+                let host = host.clone();
+                Box::pin(async move {
+                    Ok(tokio::net::lookup_host((host.as_str(), 0))
+                        .await?
+                        .map(|addr| addr.ip())
+                        .collect())
+                })
+            }
+        };
+        let resolved = match tokio::time::timeout(RESOLVE_TIMEOUT, resolving).await {
+            Ok(Ok(resolved)) => resolved,
+            Ok(Err(e)) => {
+                tracing::info!(host, error = %e, "a provider base URL's host does not resolve now; accepted, checked when connecting");
+                return Ok(base_url);
+            }
+            Err(_) => {
+                tracing::info!(
+                    host,
+                    "a provider base URL's host did not resolve in time; accepted, checked when connecting"
+                );
+                return Ok(base_url);
+            }
+        };
+        if let Some(refusal) = resolved.into_iter().find_map(|ip| networks.check(ip).err()) {
+            return Err(ApiError::invalid(format!(
+                "base_url {raw:?} resolves to an address upstreams may not have ({refusal}); the operator has not allowed this network for upstreams"
+            )));
+        }
+        Ok(base_url)
+    }
+
     /// `POST /x-keys`: an upstream provider key for the caller's main account.
     pub async fn add_provider_key(
         &self,
@@ -1098,7 +1170,7 @@ impl Service {
                 id,
                 owner,
                 kind: validate_kind(&req.provider)?,
-                base_url: validate_base_url(&req.base_url, self.options.allow_private_upstreams)?,
+                base_url: self.checked_base_url(&req.base_url).await?,
                 secret: self.seal(id, secret)?,
                 level: validate_level(req.level.unwrap_or(1))?,
                 models: validate_models(&req.models)?,
@@ -1481,7 +1553,7 @@ impl Service {
             changed = true;
         }
         if let Some(url) = &req.base_url {
-            k.base_url = validate_base_url(url, self.options.allow_private_upstreams)?;
+            k.base_url = self.checked_base_url(url).await?;
             changed = true;
         }
         if let Some(models) = &req.models {
@@ -1830,9 +1902,11 @@ fn secret_hint(secret: &str) -> String {
 }
 
 /// An `http(s)` URL with a host, no credentials, query or fragment; its trailing
-/// slash dropped. Loopback, private and link-local hosts are refused unless allowed,
-/// so a tenant cannot reach internal services through the router.
-pub fn validate_base_url(raw: &str, allow_private: bool) -> Result<String, ApiError> {
+/// slash dropped. An address the operator does not allow (`core::netguard`: loopback,
+/// private, link-local, …) is refused, so a tenant cannot reach internal services
+/// through the router; so are names that only ever mean such hosts, unless the
+/// operator allows some special-purpose networks (then resolution decides).
+pub fn validate_base_url(raw: &str, networks: &UpstreamNetworks) -> Result<String, ApiError> {
     let bad = |why: &str| ApiError::invalid(format!("base_url {raw:?} {why}"));
     if raw.len() > MAX_URL {
         return Err(ApiError::invalid(format!(
@@ -1852,43 +1926,32 @@ pub fn validate_base_url(raw: &str, allow_private: bool) -> Result<String, ApiEr
         return Err(bad("must not have a query or fragment"));
     }
     let host = url.host().ok_or_else(|| bad("has no host"))?;
-    let private = match host {
-        url::Host::Ipv4(ip) => is_private(IpAddr::V4(ip)),
-        url::Host::Ipv6(ip) => is_private(IpAddr::V6(ip)),
-        url::Host::Domain(d) => {
-            let d = d.trim_end_matches('.').to_ascii_lowercase();
-            d == "localhost"
-                || d.ends_with(".localhost")
-                || d.ends_with(".internal")
-                || d.ends_with(".local")
-        }
+    let refusal = match host {
+        url::Host::Ipv4(ip) => networks.check(ip.into()).err(),
+        url::Host::Ipv6(ip) => networks.check(ip.into()).err(),
+        url::Host::Domain(_) => None,
     };
-    if private && !allow_private {
-        return Err(bad(
-            "points at a loopback, private or link-local address; the operator has not allowed private upstreams",
-        ));
+    if let Some(refusal) = refusal {
+        return Err(bad(&format!(
+            "points at an address upstreams may not have ({refusal}); the operator has not allowed this network for upstreams"
+        )));
+    }
+    if let url::Host::Domain(d) = host
+        && !networks.allow_private
+        && networks.allowed.is_empty()
+    {
+        let d = d.trim_end_matches('.').to_ascii_lowercase();
+        if d == "localhost"
+            || d.ends_with(".localhost")
+            || d.ends_with(".internal")
+            || d.ends_with(".local")
+        {
+            return Err(bad(
+                "names a local or internal host; the operator has not allowed private upstreams",
+            ));
+        }
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
-}
-
-fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xC0) == 64 // 100.64/10 shared space
-        }
-        IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00 // unique local
-                || (v6.segments()[0] & 0xffc0) == 0xfe80 // link local
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
-        }
-    }
 }
 
 fn validate_day(text: &str, field: &str) -> Result<String, ApiError> {
@@ -1920,8 +1983,9 @@ mod tests {
 
     #[test]
     fn base_urls() {
+        let strict = UpstreamNetworks::default();
         assert_eq!(
-            validate_base_url("https://api.openai.com/v1/", false).unwrap(),
+            validate_base_url("https://api.openai.com/v1/", &strict).unwrap(),
             "https://api.openai.com/v1"
         );
         for bad in [
@@ -1939,10 +2003,34 @@ mod tests {
             "http://localhost:11434/v1",
             "http://metadata.google.internal/",
             "http://100.64.0.1/",
+            "http://[::127.0.0.1]/",
+            "http://[64:ff9b::a9fe:a9fe]/",
+            "http://[2002:a9fe:a9fe::]/",
+            "http://[fec0::1]/",
+            "http://[ff02::1]/",
+            "http://224.0.0.1/",
+            "http://198.18.0.1/",
+            "http://0x7f.1/",
         ] {
-            assert!(validate_base_url(bad, false).is_err(), "{bad}");
+            let error = validate_base_url(bad, &strict).unwrap_err();
+            assert_eq!(error.code, ErrorCode::InvalidRequest, "{bad}");
         }
-        assert!(validate_base_url("http://127.0.0.1:8000/v1", true).is_ok());
+        let refused = validate_base_url("http://[64:ff9b::a9fe:a9fe]/", &strict).unwrap_err();
+        assert!(
+            refused
+                .message
+                .contains("carries 169.254.169.254, link-local"),
+            "{}",
+            refused.message
+        );
+        let all = UpstreamNetworks::new(true, Vec::new());
+        assert!(validate_base_url("http://127.0.0.1:8000/v1", &all).is_ok());
+        assert!(validate_base_url("http://localhost:11434/v1", &all).is_ok());
+        let some = UpstreamNetworks::new(false, vec!["10.1.0.0/16".parse().unwrap()]);
+        assert!(validate_base_url("http://10.1.2.3/v1", &some).is_ok());
+        assert!(validate_base_url("http://10.2.0.1/v1", &some).is_err());
+        // Names are left to resolution when some networks are allowed.
+        assert!(validate_base_url("http://router.internal/v1", &some).is_ok());
     }
 
     #[test]

@@ -21,6 +21,7 @@ use switchyard_control_plane::service::{OperatorOptions, Service};
 use switchyard_control_plane::store::Store;
 use switchyard_core::apikey::{self, KeyHash};
 use switchyard_core::crypto::Keyring;
+use switchyard_core::netguard::UpstreamNetworks;
 use switchyard_proto::v1::usage_service_client::UsageServiceClient;
 use tower::ServiceExt;
 
@@ -42,7 +43,8 @@ async fn router(url: &str, allow_private_upstreams: bool) -> (Router, String) {
         Publisher::new(),
         UsageServiceClient::new(usage),
         OperatorOptions {
-            allow_private_upstreams,
+            upstream_networks: UpstreamNetworks::new(allow_private_upstreams, Vec::new()),
+            resolver: None,
         },
     ));
     (rest::router(service), root)

@@ -10,6 +10,8 @@
 //! - [`endpoint`]: the proxied endpoints, their protocols, and error shapes per protocol.
 //! - [`route`]: provider-key choice: levels, weighted round-robin, cool-down, switch-over.
 //! - [`model`]: model name patterns (`exact` and `prefix*`).
+//! - [`netguard`]: which upstream addresses are refused (special-purpose, private,
+//!   IPv4 inside IPv6) and the operator's exceptions.
 //! - [`policy`]: account policies, their intersection, and the bounds check.
 //! - [`snapshot`]: the snapshot as plain data, and its compiled lookup tables.
 //! - [`request`]: the few facts routing reads from a request body.
@@ -32,6 +34,7 @@ pub mod fields;
 pub mod ids;
 pub mod limits;
 pub mod model;
+pub mod netguard;
 pub mod policy;
 pub mod redact;
 pub mod request;

@@ -62,6 +62,9 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Longest wait to open a connection to an upstream.
     pub connect_timeout: Duration,
+    /// Which upstream addresses connections may go to (never private ones unless
+    /// the operator allows them).
+    pub upstream_networks: switchyard_core::netguard::UpstreamNetworks,
     /// Usage events held in memory before delivery.
     pub usage_queue: usize,
     /// Where the last good snapshot is kept across restarts; `None`: memory only.
@@ -270,7 +273,11 @@ pub async fn run(
     let app = Arc::new(App {
         live,
         keyring: config.keyring,
-        upstream: upstream::Upstream::new(config.connect_timeout, serving_threads)?,
+        upstream: upstream::Upstream::new(
+            config.connect_timeout,
+            serving_threads,
+            config.upstream_networks,
+        )?,
         usage: sink,
         limits: config.limits,
         cool_down: config.cool_down,

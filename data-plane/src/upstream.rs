@@ -1,6 +1,17 @@
 //! One attempt on one provider key: build the upstream request (the secret opened
 //! just in time), send it, and classify the answer for the key's health.
+//!
+//! Every upstream connection goes only to addresses the operator allows
+//! (`core::netguard`): a host name's resolved addresses are filtered before any is
+//! tried, and an IP literal is checked as it is, so neither a base URL nor a name
+//! that resolves differently later (DNS rebinding) reaches a private network. The
+//! check runs once per new connection; pooled connections cost nothing more.
 
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -8,10 +19,12 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, header};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::client::legacy::connect::dns::Name;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use switchyard_core::crypto::Keyring;
 use switchyard_core::endpoint::{Endpoint, Protocol};
 use switchyard_core::ids::ProviderKeyId;
+use switchyard_core::netguard::{Forbidden, Resolve, Resolving, UpstreamNetworks};
 use switchyard_core::route::{Failure, retry_after_ms};
 use switchyard_core::snapshot::ProviderKey;
 use zeroize::Zeroizing;
@@ -29,7 +42,7 @@ pub struct Upstream {
     urls: UpstreamUrls,
 }
 
-type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Body>;
+type HttpClient = Client<hyper_rustls::HttpsConnector<GuardedConnector>, Body>;
 
 /// An upstream's answer, its body still arriving.
 pub type UpstreamResponse = http::Response<hyper::body::Incoming>;
@@ -47,7 +60,22 @@ const PROXY_VARIABLES: [&str; 6] = [
 impl Upstream {
     /// Pooled keep-alive connections per upstream; HTTP/2 where TLS negotiates it;
     /// the system's roots verify TLS. One pool for each of `threads` serving threads.
-    pub fn new(connect_timeout: Duration, threads: usize) -> Result<Self, rustls::Error> {
+    /// Connections go only to addresses `networks` allows, names resolved by the system.
+    pub fn new(
+        connect_timeout: Duration,
+        threads: usize,
+        networks: UpstreamNetworks,
+    ) -> Result<Self, rustls::Error> {
+        Self::with_resolver(connect_timeout, threads, networks, Arc::new(SystemResolver))
+    }
+
+    /// [`Upstream::new`] resolving host names through `resolver`.
+    pub fn with_resolver(
+        connect_timeout: Duration,
+        threads: usize,
+        networks: UpstreamNetworks,
+        resolver: Arc<dyn Resolve>,
+    ) -> Result<Self, rustls::Error> {
         use rustls_platform_verifier::BuilderVerifierExt as _;
         crate::install_tls_provider();
         let tls = rustls::ClientConfig::builder()
@@ -62,11 +90,19 @@ impl Upstream {
                 "egress proxy variables are not followed: the data plane connects to each provider key's base URL directly"
             );
         }
-        let mut tcp = HttpConnector::new();
+        let networks = Arc::new(networks);
+        let mut tcp = HttpConnector::new_with_resolver(GuardedResolver {
+            resolver,
+            networks: networks.clone(),
+        });
         tcp.set_connect_timeout(Some(connect_timeout));
         tcp.set_nodelay(true);
         // The TLS layer takes `https` URLs; plain `http` ones pass through it.
         tcp.enforce_http(false);
+        let tcp = GuardedConnector {
+            inner: tcp,
+            networks,
+        };
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -92,6 +128,112 @@ impl Upstream {
     fn client(&self) -> &HttpClient {
         let i = crate::serve::thread_index();
         &self.clients[i % self.clients.len()]
+    }
+}
+
+/// Host names resolved by the system (`getaddrinfo`, on the blocking pool).
+pub struct SystemResolver;
+
+impl Resolve for SystemResolver {
+    fn resolve(&self, host: &str) -> Resolving {
+        let host = host.to_owned();
+        Box::pin(async move {
+            Ok(tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .map(|addr| addr.ip())
+                .collect())
+        })
+    }
+}
+
+/// Why no connection to an upstream was opened.
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    #[error(
+        "the upstream address is not allowed: {0}; the operator has not allowed this network for upstreams"
+    )]
+    Refused(Forbidden),
+    #[error("the upstream host name did not resolve: {0}")]
+    Resolve(std::io::Error),
+    #[error("the upstream host name resolved to no address")]
+    NoAddress,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Boxed<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+/// The connector's resolver: the addresses a name resolves to, less those the
+/// operator does not allow (a name resolving to public and private addresses is
+/// connected to the public ones only; to none allowed, not at all).
+#[derive(Clone)]
+struct GuardedResolver {
+    resolver: Arc<dyn Resolve>,
+    networks: Arc<UpstreamNetworks>,
+}
+
+impl tower::Service<Name> for GuardedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = GuardError;
+    type Future = Boxed<Self::Response, GuardError>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), GuardError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let resolving = self.resolver.resolve(name.as_str());
+        let networks = self.networks.clone();
+        Box::pin(async move {
+            let resolved = resolving.await.map_err(GuardError::Resolve)?;
+            match networks.permitted(&resolved) {
+                // The connector puts the URL's port on each.
+                Ok(allowed) => Ok(allowed
+                    .into_iter()
+                    .map(|ip| SocketAddr::new(ip, 0))
+                    .collect::<Vec<_>>()
+                    .into_iter()),
+                Err(Some(refusal)) => Err(GuardError::Refused(refusal)),
+                Err(None) => Err(GuardError::NoAddress),
+            }
+        })
+    }
+}
+
+/// The TCP connector with IP-literal hosts checked too: hyper's connector connects
+/// to those without asking its resolver.
+#[derive(Clone)]
+struct GuardedConnector {
+    inner: HttpConnector<GuardedResolver>,
+    networks: Arc<UpstreamNetworks>,
+}
+
+/// The IP address a URI's host is written as, if it is one.
+fn literal_ip(uri: &Uri) -> Option<IpAddr> {
+    let host = uri.host()?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    host.parse().ok()
+}
+
+impl tower::Service<Uri> for GuardedConnector {
+    type Response = TokioIo<tokio::net::TcpStream>;
+    type Error = BoxError;
+    type Future = Boxed<Self::Response, BoxError>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        if let Some(ip) = literal_ip(&uri)
+            && let Err(refusal) = self.networks.check(ip)
+        {
+            return Box::pin(std::future::ready(Err(GuardError::Refused(refusal).into())));
+        }
+        let connecting = self.inner.call(uri);
+        Box::pin(async move { connecting.await.map_err(Into::into) })
     }
 }
 
@@ -300,6 +442,12 @@ pub async fn send(
             ));
         }
         Ok(Err(e)) => {
+            if let Some(refusal) = refused(&e) {
+                return Sent::KeyFailed(AttemptFailure::new(
+                    Failure::Unreachable,
+                    GuardError::Refused(refusal).to_string(),
+                ));
+            }
             let failure = if timed_out(&e) {
                 Failure::Timeout
             } else {
@@ -323,6 +471,18 @@ pub async fn send(
         )),
         None => Sent::Answer(response),
     }
+}
+
+/// The refusal behind a failed exchange, when no connection was allowed.
+fn refused(e: &(dyn std::error::Error + 'static)) -> Option<Forbidden> {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(GuardError::Refused(refusal)) = c.downcast_ref::<GuardError>() {
+            return Some(*refusal);
+        }
+        cause = c.source();
+    }
+    None
 }
 
 /// Whether a failed exchange ran out of time somewhere (connecting, most often).
@@ -392,6 +552,185 @@ mod tests {
             k.base_url = bad.into();
             assert_eq!(urls.get(&k, Endpoint::ChatCompletions), None, "{bad}");
         }
+    }
+
+    /// Host names of the tests' own choosing, never the system's.
+    struct Table(Vec<(&'static str, Vec<IpAddr>)>);
+
+    impl Resolve for Table {
+        fn resolve(&self, host: &str) -> Resolving {
+            let found = self.0.iter().find(|(name, _)| *name == host);
+            let answer = found.map(|(_, ips)| ips.clone()).ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such test host")
+            });
+            Box::pin(std::future::ready(answer))
+        }
+    }
+
+    fn ips(texts: &[&str]) -> Vec<IpAddr> {
+        texts.iter().map(|t| t.parse().unwrap()).collect()
+    }
+
+    /// A plain TCP service that keeps what each connection sent and answers 200.
+    struct Recorder {
+        port: u16,
+        seen: Arc<std::sync::Mutex<Vec<String>>>,
+    }
+
+    impl Recorder {
+        fn start(listener: tokio::net::TcpListener) -> Self {
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            let port = listener.local_addr().unwrap().port();
+            let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let record = seen.clone();
+            tokio::spawn(async move {
+                while let Ok((mut stream, _)) = listener.accept().await {
+                    let mut got = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    // Until the head and its two-byte body are in, or the peer leaves.
+                    while !String::from_utf8_lossy(&got).contains("\r\n\r\n{}") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    record
+                        .lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&got).into_owned());
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+                        .await;
+                }
+            });
+            Self { port, seen }
+        }
+
+        fn seen(&self) -> Vec<String> {
+            self.seen.lock().unwrap().clone()
+        }
+    }
+
+    const SECRET: &str = "sk-tenant-secret-0123456789";
+
+    fn sealed_key(keyring: &Keyring, base_url: &str) -> ProviderKey {
+        let mut k = key(base_url);
+        k.secret = keyring.seal(SECRET.as_bytes(), k.id.0.as_bytes()).unwrap();
+        k
+    }
+
+    async fn attempt(upstream: &Upstream, keyring: &Keyring, key: &ProviderKey) -> Sent {
+        send(
+            upstream,
+            keyring,
+            key,
+            Endpoint::ChatCompletions,
+            &mut UpstreamBody::Whole(Bytes::from_static(b"{}")),
+            &HeaderMap::new(),
+            Instant::now() + Duration::from_secs(5),
+        )
+        .await
+    }
+
+    /// The attempt's failure detail; panics on any other outcome.
+    fn refusal(sent: Sent) -> String {
+        match sent {
+            Sent::KeyFailed(f) => {
+                assert_eq!(f.failure, Failure::Unreachable);
+                f.detail
+            }
+            Sent::Answer(r) => panic!("answered {}", r.status()),
+            Sent::NotReplayable => panic!("not replayable"),
+            Sent::Unusable(why) => panic!("unusable: {why}"),
+        }
+    }
+
+    fn answered(sent: Sent) -> u16 {
+        match sent {
+            Sent::Answer(r) => r.status().as_u16(),
+            Sent::KeyFailed(f) => panic!("failed: {}", f.detail),
+            Sent::NotReplayable => panic!("not replayable"),
+            Sent::Unusable(why) => panic!("unusable: {why}"),
+        }
+    }
+
+    fn upstream(networks: UpstreamNetworks, table: Table) -> Upstream {
+        Upstream::with_resolver(Duration::from_secs(2), 1, networks, Arc::new(table)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_name_resolving_to_loopback_is_refused_before_connecting_unless_allowed() {
+        let keyring = Keyring::parse(&Keyring::generate_spec("k1")).unwrap();
+        let service = Recorder::start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+        let port = service.port;
+        let table = || Table(vec![("some-host.test", ips(&["127.0.0.1"]))]);
+
+        let strict = upstream(UpstreamNetworks::default(), table());
+        let by_name = sealed_key(&keyring, &format!("http://some-host.test:{port}/v1"));
+        let detail = refusal(attempt(&strict, &keyring, &by_name).await);
+        assert_eq!(
+            detail,
+            "the upstream address is not allowed: 127.0.0.1 is loopback; the operator has not allowed this network for upstreams"
+        );
+        // Literal addresses are held to the same rule, embeddings by what they carry.
+        for (host, says) in [
+            ("127.0.0.1", "127.0.0.1 is loopback"),
+            (
+                "[::ffff:127.0.0.1]",
+                "::ffff:127.0.0.1 carries 127.0.0.1, loopback",
+            ),
+            ("[::1]", "::1 is loopback"),
+        ] {
+            let literal = sealed_key(&keyring, &format!("http://{host}:{port}/v1"));
+            let detail = refusal(attempt(&strict, &keyring, &literal).await);
+            assert!(detail.contains(says), "{host}: {detail}");
+        }
+        let unknown = sealed_key(&keyring, &format!("http://other-host.test:{port}/v1"));
+        let detail = refusal(attempt(&strict, &keyring, &unknown).await);
+        assert_eq!(detail, "the upstream could not be reached");
+
+        // Allowed, the same key goes through: the first connection the service sees.
+        let allowed = upstream(UpstreamNetworks::new(true, Vec::new()), table());
+        assert_eq!(answered(attempt(&allowed, &keyring, &by_name).await), 200);
+        let seen = service.seen();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert!(seen[0].contains(&format!("Bearer {SECRET}")), "{}", seen[0]);
+        assert!(
+            seen[0].starts_with("POST /v1/chat/completions"),
+            "{}",
+            seen[0]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_name_with_allowed_and_forbidden_answers_connects_to_the_allowed_only() {
+        let keyring = Keyring::parse(&Keyring::generate_spec("k1")).unwrap();
+        // The same port on two loopback addresses, only one of them allowed.
+        let (allowed, forbidden) = loop {
+            let first = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = first.local_addr().unwrap().port();
+            if let Ok(second) = tokio::net::TcpListener::bind(("127.0.0.2", port)).await {
+                break (Recorder::start(first), Recorder::start(second));
+            }
+        };
+        let port = allowed.port;
+        let networks = UpstreamNetworks::new(false, vec!["127.0.0.1/32".parse().unwrap()]);
+        let guarded = upstream(
+            networks,
+            Table(vec![
+                ("mixed.test", ips(&["127.0.0.2", "127.0.0.1"])),
+                ("private.test", ips(&["127.0.0.2"])),
+            ]),
+        );
+
+        let only = sealed_key(&keyring, &format!("http://private.test:{port}/v1"));
+        let detail = refusal(attempt(&guarded, &keyring, &only).await);
+        assert!(detail.contains("127.0.0.2 is loopback"), "{detail}");
+
+        let mixed = sealed_key(&keyring, &format!("http://mixed.test:{port}/v1"));
+        assert_eq!(answered(attempt(&guarded, &keyring, &mixed).await), 200);
+        assert_eq!(allowed.seen().len(), 1);
+        assert_eq!(forbidden.seen(), Vec::<String>::new());
     }
 
     #[test]

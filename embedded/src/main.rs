@@ -14,6 +14,7 @@ use switchyard_control_plane::service::OperatorOptions;
 use switchyard_control_plane::store::Store;
 use switchyard_core::apikey::{self, KeyHash};
 use switchyard_core::crypto::Keyring;
+use switchyard_core::netguard::UpstreamNetworks;
 use switchyard_data_plane::proxy::Limits;
 use switchyard_fake_upstream::FakeUpstream;
 use switchyard_runtime::{bind, init_telemetry, shutdown_on_signal};
@@ -57,9 +58,14 @@ struct UpArgs {
     /// Where the demo upstream listens.
     #[arg(long, default_value = "127.0.0.1:8090")]
     demo_upstream_listen: String,
-    /// Allow provider base URLs on loopback and private networks (local models).
+    /// Allow provider base URLs, and upstream connections, on loopback, private and
+    /// other special-purpose addresses (local models); `--demo-upstream` turns it on.
     #[arg(long)]
     allow_private_upstreams: bool,
+    /// Special-purpose networks upstreams may be on all the same (comma-separated
+    /// CIDRs).
+    #[arg(long, value_delimiter = ',')]
+    allowed_upstream_networks: Vec<ipnet::IpNet>,
     /// Write the bound addresses as JSON to this file once everything is up.
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -136,6 +142,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
+    // The demo upstream is on loopback: with it, upstreams may be anywhere.
+    let upstream_networks = UpstreamNetworks::new(
+        args.allow_private_upstreams || args.demo_upstream,
+        args.allowed_upstream_networks.clone(),
+    );
+
     // Control plane.
     let store = Store::open(&sqlite_url(&args.data_dir.join("control.db"))).await?;
     let admin = bind(&args.admin_listen).await?;
@@ -149,7 +161,8 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             root_key_hash: KeyHash::of(&root_key),
             collector_url: collector_url.clone(),
             options: OperatorOptions {
-                allow_private_upstreams: args.allow_private_upstreams || args.demo_upstream,
+                upstream_networks: upstream_networks.clone(),
+                resolver: None,
             },
             resync: Duration::from_secs(5),
             coordinator: switchyard_coord::Coordinator::local(),
@@ -176,6 +189,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             cool_down: Default::default(),
             trusted_proxies: Vec::new(),
             connect_timeout: Duration::from_secs(10),
+            upstream_networks,
             usage_queue: 65_536,
             usage_flush_timeout: Duration::from_secs(10),
             usage_events: true,

@@ -228,6 +228,13 @@ pub fn spawn_data_plane(
         collector_url,
     ]
     .into_iter()
+    // The fake upstreams are on loopback; a test of the refusal says which networks
+    // it allows instead.
+    .chain(
+        ["--allow-private-upstreams"]
+            .into_iter()
+            .filter(|_| !args.contains(&"--allowed-upstream-networks")),
+    )
     .chain(args.iter().copied())
     .collect();
     let env: Vec<(&str, &str)> = std::iter::once(("SWITCHYARD_KEK", kek))

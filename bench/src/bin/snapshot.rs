@@ -502,6 +502,8 @@ fn calls_during_changes(
                 &control,
                 "--usage-events",
                 "off",
+                // The fake upstream is on loopback.
+                "--allow-private-upstreams",
             ],
             &[("SWITCHYARD_KEK", spec), ("RUST_LOG", "warn")],
             dir.path(),
