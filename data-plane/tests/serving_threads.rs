@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::routing::get;
-use switchyard_data_plane::serve::{Draining, serve};
+use switchyard_data_plane::serve::{ConnectionBounds, Draining, serve};
 use switchyard_runtime::ShutdownTrigger;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -59,7 +59,13 @@ async fn start() -> (SocketAddr, ShutdownTrigger, Server) {
     (
         addr,
         trigger,
-        tokio::spawn(serve(listener, router(), 2, shutdown)),
+        tokio::spawn(serve(
+            listener,
+            router(),
+            2,
+            ConnectionBounds::default(),
+            shutdown,
+        )),
     )
 }
 
