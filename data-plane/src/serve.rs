@@ -484,7 +484,10 @@ impl ConnState {
 
     fn begin(self: &Arc<Self>) -> InFlight {
         self.any_request.store(true, Ordering::Relaxed);
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        if self.in_flight.fetch_add(1, Ordering::Relaxed) == 0 {
+            // The serving loop may be waiting on an idle deadline that no longer applies.
+            self.wake.notify_one();
+        }
         InFlight(self.clone())
     }
 
@@ -616,14 +619,29 @@ async fn serve_connection(
                 },
                 None => next_step(state.facts(stopping), header_read_timeout, SHUTDOWN_QUIET),
             };
-            let (at, due) = match step {
+            let at = match step {
                 Step::Graceful => {
                     connection.as_mut().graceful_shutdown();
                     graceful_since = Some(Instant::now());
                     continue;
                 }
-                Step::Until(at, due) => (Some(at), due),
-                Step::Wait => (None, Due::Graceful),
+                // Checked against the facts of now, not those of when the timer was set.
+                Step::Until(at, due) if at <= Instant::now() => match due {
+                    Due::Drop => {
+                        if graceful_since.is_none() {
+                            metrics::counter!(metric::CONNECTION_TIMEOUTS, "timeout" => "header")
+                                .increment(1);
+                        }
+                        break;
+                    }
+                    Due::Graceful => {
+                        connection.as_mut().graceful_shutdown();
+                        graceful_since = Some(Instant::now());
+                        continue;
+                    }
+                },
+                Step::Until(at, _) => Some(at),
+                Step::Wait => None,
             };
             let sleep = async {
                 match at {
@@ -647,19 +665,7 @@ async fn serve_connection(
                     state.closing.store(true, Ordering::Relaxed);
                 }
                 () = state.wake.notified() => {}
-                () = sleep => match due {
-                    Due::Drop => {
-                        if graceful_since.is_none() {
-                            metrics::counter!(metric::CONNECTION_TIMEOUTS, "timeout" => "header")
-                                .increment(1);
-                        }
-                        break;
-                    }
-                    Due::Graceful => {
-                        connection.as_mut().graceful_shutdown();
-                        graceful_since = Some(Instant::now());
-                    }
-                },
+                () = sleep => {}
             }
         }
     }
