@@ -483,11 +483,10 @@ impl ConnState {
     }
 
     fn begin(self: &Arc<Self>) -> InFlight {
+        // No wake-up: a deadline the serving loop set before is checked again when
+        // it comes, against the facts of then.
         self.any_request.store(true, Ordering::Relaxed);
-        if self.in_flight.fetch_add(1, Ordering::Relaxed) == 0 {
-            // The serving loop may be waiting on an idle deadline that no longer applies.
-            self.wake.notify_one();
-        }
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(self.clone())
     }
 
