@@ -91,4 +91,6 @@ refuses "minReplicas must not exceed" "${required[@]}" --set dataPlane.autoscali
 refuses "/image/pullPolicy" "${required[@]}" --set image.pullPolicy=Sometimes
 refuses "/dataPlane/triesPerLevel" "${required[@]}" --set dataPlane.triesPerLevel=0
 refuses "/dataPlane/trustedProxies/0" "${required[@]}" --set 'dataPlane.trustedProxies={everyone}'
+refuses "dataPlane.terminationGracePeriodSeconds (300) must exceed" "${required[@]}" --set dataPlane.terminationGracePeriodSeconds=300
+refuses "/dataPlane/maxConnectionsPerClient" "${required[@]}" --set dataPlane.maxConnectionsPerClient=0
 echo "check-deploy.sh: chart lints, renders, validates, and refuses bad values"

@@ -87,6 +87,9 @@ pub struct Config {
     /// Threads serving calls, each with a runtime of its own (see [`serve`]); 0: one
     /// per CPU this process may use.
     pub serving_threads: usize,
+    /// Caps and timeouts on client connections (see [`serve::ConnectionBounds`]);
+    /// the trusted proxies are added to its shared peers.
+    pub connections: serve::ConnectionBounds,
 }
 
 pub struct SpoolConfig {
@@ -266,6 +269,10 @@ pub async fn run(
         replicas: config.local_share_replicas,
         counters: Arc::new(Limiter::Local(LocalCounters::primed())),
     };
+    let mut connections = config.connections;
+    connections
+        .shared_peers
+        .extend(config.trusted_proxies.iter().copied());
     let serving_threads = match config.serving_threads {
         0 => serve::default_threads(),
         n => n,
@@ -292,6 +299,7 @@ pub async fn run(
         listener,
         router(app, config.metrics),
         serving_threads,
+        connections,
         shutdown,
     )
     .await;

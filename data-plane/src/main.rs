@@ -127,6 +127,23 @@ struct Args {
     /// process may use.
     #[arg(long, env = "SWITCHYARD_SERVING_THREADS", default_value_t = 0)]
     serving_threads: usize,
+    /// Client connections open at once; beyond, new ones are closed at accept.
+    #[arg(long, env = "SWITCHYARD_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Client connections open at once from one address (an IPv6 one by its /64);
+    /// `--trusted-proxies` are held only to `--max-connections`.
+    #[arg(long, env = "SWITCHYARD_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections_per_client: u32,
+    /// Seconds a client has to send a request's headers, from opening the connection
+    /// or from the previous answer (so also how long an idle connection stays open).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    header_read_timeout_seconds: u64,
+    /// Seconds a request body may go without a byte before the request is ended.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    body_idle_timeout_seconds: u64,
+    /// Seconds a request body may take to arrive whole, from its headers.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    body_read_timeout_seconds: u64,
     /// Write the bound address as JSON to this file once listening.
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -193,6 +210,14 @@ async fn main() -> anyhow::Result<()> {
         local_share_replicas: args.limits_local_share_replicas,
         metrics: switchyard_runtime::metrics_handle(),
         serving_threads: args.serving_threads,
+        connections: switchyard_data_plane::serve::ConnectionBounds {
+            max_connections: args.max_connections as usize,
+            max_connections_per_client: args.max_connections_per_client as usize,
+            shared_peers: Vec::new(),
+            header_read_timeout: Duration::from_secs(args.header_read_timeout_seconds),
+            body_idle_timeout: Duration::from_secs(args.body_idle_timeout_seconds),
+            body_read_timeout: Duration::from_secs(args.body_read_timeout_seconds),
+        },
     };
     switchyard_data_plane::run(config, listener, shutdown).await?;
     Ok(())

@@ -45,6 +45,14 @@ pub const USAGE_SPOOL_BYTES: &str = "switchyard_usage_spool_bytes";
 /// Usage events lost: the queue was full with no room in the spool (an alert).
 pub const USAGE_DROPPED: &str = "switchyard_usage_events_dropped_total";
 
+/// Client connections open now.
+pub const CONNECTIONS_OPEN: &str = "switchyard_connections_open";
+/// Connections closed at accept over a cap, by `reason` (max_connections,
+/// max_connections_per_client).
+pub const CONNECTIONS_REFUSED: &str = "switchyard_connections_refused_total";
+/// Connections or requests ended by a timeout, by `timeout` (header, body_idle, body_read).
+pub const CONNECTION_TIMEOUTS: &str = "switchyard_connection_timeouts_total";
+
 /// The metrics every call records, as handles kept from one call to the next:
 /// the recorder copies a metric's name and labels each time a handle is asked for,
 /// which cost more on every call than recording into it.
@@ -101,6 +109,15 @@ impl CallMetrics {
 }
 
 pub fn describe() {
+    describe_gauge!(CONNECTIONS_OPEN, "Client connections open now");
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections closed at accept because a cap was reached, by reason"
+    );
+    describe_counter!(
+        CONNECTION_TIMEOUTS,
+        "Connections or requests ended by a timeout, by timeout (header, body_idle, body_read)"
+    );
     describe_counter!(
         REQUESTS,
         "Proxied calls answered, by route, status and model"

@@ -323,6 +323,7 @@ async fn forward(
     let call_span = tracing::Span::current();
     call_span.record("switchyard.account", field::display(&caller.account()));
     let too_large = Arc::new(AtomicBool::new(false));
+    let body_failed = Arc::new(AtomicBool::new(false));
 
     // Read only what routing needs; the model allowlist applies to the requested name,
     // the ModelMapper then names the model that is served.
@@ -371,8 +372,13 @@ async fn forward(
             }
         }
         RequestBody::Multipart => {
-            let (model, body) =
-                read_multipart(app, body, &parts.headers, too_large.clone()).await?;
+            let (model, body) = read_multipart(
+                app,
+                body,
+                &parts.headers,
+                [too_large.clone(), body_failed.clone()],
+            )
+            .await?;
             check_model(&caller, &model)?;
             if snapshot.map_model(owner, &model) != model {
                 // Rewriting a field of a streamed upload is not supported; say so.
@@ -508,6 +514,13 @@ async fn forward(
         };
         if too_large.load(Ordering::Relaxed) {
             let error = body_too_large(app.limits.max_request_body);
+            meter.finish(error.code.http_status(), None);
+            return Err(error);
+        }
+        // The client's upload failed (cut, or too slow), not the key.
+        if body_failed.load(Ordering::Relaxed) {
+            let error =
+                ProxyError::new(ErrorCode::InvalidRequest, "could not read the request body");
             meter.finish(error.code.http_status(), None);
             return Err(error);
         }
@@ -768,7 +781,7 @@ async fn read_multipart(
     app: &App,
     body: Body,
     headers: &HeaderMap,
-    too_large: Arc<AtomicBool>,
+    [too_large, body_failed]: [Arc<AtomicBool>; 2],
 ) -> Result<(String, UpstreamBody), ProxyError> {
     let max = app.limits.max_request_body;
     let declared = declared_length(headers);
@@ -829,7 +842,10 @@ async fn read_multipart(
     }
     let mut seen = received;
     let rest = stream.map(move |chunk| {
-        let chunk = chunk.map_err(std::io::Error::other)?;
+        let chunk = chunk.map_err(|e| {
+            body_failed.store(true, Ordering::Relaxed);
+            std::io::Error::other(e)
+        })?;
         seen += chunk.len();
         if seen > max {
             too_large.store(true, Ordering::Relaxed);

@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::routing::get;
-use switchyard_data_plane::serve::{Draining, serve};
+use switchyard_data_plane::serve::{ConnectionBounds, Draining, serve};
 use switchyard_runtime::ShutdownTrigger;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -28,6 +28,10 @@ fn router() -> Router {
                 let thread = std::thread::current().name().unwrap_or("").to_owned();
                 format!("{thread} {peer}")
             }),
+        )
+        .route(
+            "/denied",
+            get(|| async { (http::StatusCode::UNAUTHORIZED, "who are you") }),
         )
         .route(
             "/slow",
@@ -59,7 +63,13 @@ async fn start() -> (SocketAddr, ShutdownTrigger, Server) {
     (
         addr,
         trigger,
-        tokio::spawn(serve(listener, router(), 2, shutdown)),
+        tokio::spawn(serve(
+            listener,
+            router(),
+            2,
+            ConnectionBounds::default(),
+            shutdown,
+        )),
     )
 }
 
@@ -113,4 +123,32 @@ async fn shutdown_lets_a_call_in_flight_finish_and_refuses_new_connections() {
     let draining = stopped(server).await;
     assert!(TcpStream::connect(addr).await.is_err());
     draining.stop().await;
+}
+
+#[tokio::test]
+async fn http2_is_served_and_a_401_on_it_is_answered_before_the_connection_goes() {
+    switchyard_data_plane::install_tls_provider();
+    let (addr, trigger, server) = start().await;
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = client.get(format!("http://{addr}/")).send().await.unwrap();
+    assert_eq!(r.version(), http::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    // GOAWAY follows the answer; the answer itself arrives whole.
+    let r = client
+        .get(format!("http://{addr}/denied"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().get("connection").is_none());
+    assert_eq!(r.text().await.unwrap(), "who are you");
+    // A later call finds a connection of its own.
+    let r = client.get(format!("http://{addr}/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    trigger.trigger();
+    stopped(server).await.stop().await;
 }

@@ -205,6 +205,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             metrics: switchyard_runtime::metrics_handle(),
             // One per CPU.
             serving_threads: 0,
+            connections: Default::default(),
         },
         proxy,
         shutdown.clone(),

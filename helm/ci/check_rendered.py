@@ -42,6 +42,8 @@ def main():
             for probe in ("readinessProbe", "livenessProbe"):
                 if probe not in c:
                     fail(f"{name}/{c['name']}: no {probe}")
+                if "timeoutSeconds" not in c[probe]:
+                    fail(f"{name}/{c['name']}: {probe} sets no timeoutSeconds")
             if "memory" not in c.get("resources", {}).get("limits", {}):
                 fail(f"{name}/{c['name']}: no memory limit")
             sc = c.get("securityContext", {})
@@ -53,6 +55,7 @@ def main():
     probe = data_plane["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
     if probe["httpGet"]["path"] != "/readyz":
         fail("the data plane must be ready only with a snapshot (/readyz)")
+    check_data_plane_shutdown(data_plane["spec"]["template"]["spec"])
 
     for s in by_kind.get("Service", []):
         selects(s["spec"]["selector"], f"Service {s['metadata']['name']}")
@@ -79,6 +82,36 @@ def main():
         if m["spec"]["endpoints"][0]["port"] not in ports:
             fail(f"ServiceMonitor {m['metadata']['name']} finds no Service port {m['spec']['endpoints'][0]['port']}")
     print(f"check_rendered: {len(docs)} resources fit together")
+
+
+def flag(args, name, default=0):
+    """The value of `--name=value` among a container's args."""
+    for a in args:
+        if a.startswith(f"--{name}="):
+            return a.split("=", 1)[1]
+    return default
+
+
+def check_data_plane_shutdown(pod):
+    """Endpoints go before SIGTERM, and Kubernetes waits out the whole drain; usage
+    that cannot be delivered yet is spooled on a volume."""
+    c = pod["containers"][0]
+    args = c.get("args", [])
+    pause = 0
+    pre_stop = c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+    if pre_stop[:1] == ["sleep"]:
+        pause = int(pre_stop[1])
+    if pause < 1:
+        fail("the data plane needs a preStop pause, so endpoints are removed before SIGTERM")
+    shutdown = pause + int(flag(args, "drain-timeout-seconds")) + int(flag(args, "usage-flush-timeout-seconds", 15))
+    if pod.get("terminationGracePeriodSeconds", 30) <= shutdown:
+        fail(f"the data plane's terminationGracePeriodSeconds must exceed its shutdown ({shutdown} s)")
+    spool = flag(args, "usage-spool-dir", None)
+    if not spool:
+        fail("the data plane must spool usage (--usage-spool-dir)")
+    mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+    if spool not in mounts or mounts[spool] not in {v["name"] for v in pod.get("volumes", [])}:
+        fail(f"the usage spool {spool} is not on a volume")
 
 
 if __name__ == "__main__":

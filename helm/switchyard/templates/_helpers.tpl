@@ -100,6 +100,11 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if and .Values.dataPlane.autoscaling.enabled (gt (int .Values.dataPlane.autoscaling.minReplicas) (int .Values.dataPlane.autoscaling.maxReplicas)) -}}
 {{- fail "dataPlane.autoscaling.minReplicas must not exceed dataPlane.autoscaling.maxReplicas" -}}
 {{- end -}}
+{{- $dp := .Values.dataPlane -}}
+{{- $shutdown := add $dp.preStopSleepSeconds $dp.drainTimeoutSeconds $dp.usageFlushTimeoutSeconds -}}
+{{- if le (int $dp.terminationGracePeriodSeconds) (int $shutdown) -}}
+{{- fail (printf "dataPlane.terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + drainTimeoutSeconds + usageFlushTimeoutSeconds (%d), or Kubernetes kills streams and usage still in flight" (int $dp.terminationGracePeriodSeconds) (int $shutdown)) -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "switchyard.podSecurity" -}}
