@@ -1164,13 +1164,14 @@ impl Service {
     ) -> Result<ProviderKeyView, ApiError> {
         let owner = Self::key_owner(caller)?;
         let secret = validate_secret(&req.secret)?;
+        let kind = validate_kind(&req.provider)?;
         let id = ProviderKeyId::new();
         let record = ProviderKeyRecord {
             key: ProviderKey {
                 id,
                 owner,
-                kind: validate_kind(&req.provider)?,
-                base_url: self.checked_base_url(&req.base_url).await?,
+                kind,
+                base_url: in_stored_form(kind, &self.checked_base_url(&req.base_url).await?),
                 secret: self.seal(id, secret)?,
                 level: validate_level(req.level.unwrap_or(1))?,
                 models: validate_models(&req.models)?,
@@ -1555,6 +1556,9 @@ impl Service {
         if let Some(url) = &req.base_url {
             k.base_url = self.checked_base_url(url).await?;
             changed = true;
+        }
+        if req.provider.is_some() || req.base_url.is_some() {
+            k.base_url = in_stored_form(k.kind, &k.base_url);
         }
         if let Some(models) = &req.models {
             k.models = validate_models(models)?;
@@ -1954,6 +1958,22 @@ pub fn validate_base_url(raw: &str, networks: &UpstreamNetworks) -> Result<Strin
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
+/// A checked base URL with its path in the form stored for `kind`
+/// (`core::base_url`): the forms each provider's SDK takes are accepted.
+pub fn in_stored_form(kind: ProviderKind, base_url: &str) -> String {
+    match url::Url::parse(base_url) {
+        Ok(mut url) => {
+            url.set_path(&switchyard_core::base_url::normalised_path(
+                kind,
+                url.path(),
+            ));
+            url.as_str().trim_end_matches('/').to_owned()
+        }
+        // Checked already; nothing to normalise otherwise.
+        Err(_) => base_url.to_owned(),
+    }
+}
+
 fn validate_day(text: &str, field: &str) -> Result<String, ApiError> {
     day_number(text)
         .map_err(|_| ApiError::invalid(format!("`{field}` must be a date like 2026-01-31")))?;
@@ -1980,6 +2000,40 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base_urls_are_stored_in_one_form_per_kind() {
+        let stored = |kind, url| in_stored_form(kind, url);
+        let (openai, anthropic) = (ProviderKind::OpenAi, ProviderKind::Anthropic);
+        assert_eq!(
+            stored(anthropic, "https://api.anthropic.com"),
+            "https://api.anthropic.com/v1"
+        );
+        assert_eq!(
+            stored(anthropic, "https://api.anthropic.com/v1"),
+            "https://api.anthropic.com/v1"
+        );
+        assert_eq!(
+            stored(anthropic, "https://api.deepseek.com/anthropic"),
+            "https://api.deepseek.com/anthropic/v1"
+        );
+        assert_eq!(
+            stored(openai, "https://api.openai.com"),
+            "https://api.openai.com/v1"
+        );
+        assert_eq!(
+            stored(openai, "https://openrouter.ai/api/v1"),
+            "https://openrouter.ai/api/v1"
+        );
+        assert_eq!(
+            stored(openai, "http://10.0.0.5:8000/v1/chat/completions"),
+            "http://10.0.0.5:8000/v1"
+        );
+        // Refused forms stay refused before any normalising.
+        let strict = UpstreamNetworks::default();
+        assert!(validate_base_url("http://127.0.0.1", &strict).is_err());
+        assert!(validate_base_url("https://api.anthropic.com?beta=1", &strict).is_err());
+    }
 
     #[test]
     fn base_urls() {

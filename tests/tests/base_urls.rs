@@ -1,0 +1,59 @@
+//! Provider base URLs in the forms each provider's SDK takes: an Anthropic key
+//! registered as the Anthropic SDK names its host (no `/v1`) carries calls, and the
+//! key shows the stored form.
+
+use serde_json::json;
+use switchyard_fake_upstream::FakeUpstream;
+use switchyard_tests::system::{start_system, wait_for_key};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anthropic_key_registered_without_v1_carries_calls() {
+    let sys = start_system(1 << 20).await;
+    let fake = FakeUpstream::start(None).await.unwrap();
+    let (status, created) = sys
+        .post("/x-users", &sys.root, json!({"name": "acme"}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["api_key"].as_str().unwrap().to_owned();
+    let sdk_form = fake.base_url().trim_end_matches("/v1").to_owned();
+    let (status, pk) = sys
+        .post(
+            "/x-keys",
+            &key,
+            json!({"provider": "anthropic", "base_url": format!("{sdk_form}/"), "secret": "sk-ant-123456789", "models": ["claude-*"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{pk}");
+    assert_eq!(
+        pk["base_url"],
+        json!(format!("{sdk_form}/v1")),
+        "the stored form"
+    );
+
+    // A whole endpoint pasted as an OpenAI key's base URL is trimmed to its base.
+    let (status, openai) = sys
+        .post(
+            "/x-keys",
+            &key,
+            json!({"provider": "openai", "base_url": format!("{sdk_form}/v1/chat/completions"), "secret": "sk-abc-123456789", "models": ["gpt-*"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{openai}");
+    assert_eq!(openai["base_url"], json!(format!("{sdk_form}/v1")));
+
+    wait_for_key(&sys, &key).await;
+    let r = sys
+        .http
+        .post(sys.proxy("/v1/messages"))
+        .header("x-api-key", &key)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["type"], "message", "{body}");
+    assert_eq!(fake.calls(), 1);
+}
