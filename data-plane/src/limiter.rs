@@ -540,7 +540,10 @@ impl RedisCounters {
             let (tx, rx) = mpsc::channel(SETTLE_QUEUE);
             runtime.spawn(counters.clone().settle_queued(rx));
             counters.settlements = Some(tx);
+            // Holding no sender and no liveness of its own, the watcher keeps neither
+            // itself nor the settling task alive.
             let watcher = Self {
+                settlements: None,
                 alive: Arc::new(()),
                 ..counters.clone()
             };
