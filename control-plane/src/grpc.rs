@@ -118,26 +118,32 @@ impl SnapshotService for SnapshotGrpc {
                 s.key_ids = hello.key_ids;
             })
             .await;
+        publisher.count_data_planes().await;
 
         let (tx, rx) = mpsc::channel(4);
         let (need_full, mut full_wanted) = mpsc::channel::<()>(1);
         let mut snapshots = publisher.subscribe();
+        let mut data_planes = publisher.data_planes();
         // Outbound: the current snapshot whole, then each newer one as a delta from
-        // the one sent before when there is one, else whole.
+        // the one sent before when there is one, else whole; every one with the
+        // data-plane count, which also goes alone when only it changed.
         let send_replica = replica.clone();
         let sender = tokio::spawn(async move {
             let mut sent = 0u64;
             loop {
                 let next = snapshots.borrow_and_update().clone();
+                let live_data_planes = *data_planes.borrow_and_update();
                 if let Some(published) = next.filter(|p| p.full.version > sent) {
                     let update = match &published.delta {
                         Some(d) if sent != 0 && d.base_version == sent => pb::SnapshotUpdate {
                             full: None,
                             delta: Some(d.clone()),
+                            live_data_planes,
                         },
                         _ => pb::SnapshotUpdate {
                             full: Some(published.full.clone()),
                             delta: None,
+                            live_data_planes,
                         },
                     };
                     let whole = update.full.is_some();
@@ -149,6 +155,14 @@ impl SnapshotService for SnapshotGrpc {
                 }
                 tokio::select! {
                     changed = snapshots.changed() => if changed.is_err() { return },
+                    changed = data_planes.changed() => {
+                        if changed.is_err() { return }
+                        let live_data_planes = *data_planes.borrow_and_update();
+                        let count = pb::SnapshotUpdate { full: None, delta: None, live_data_planes };
+                        if tx.send(Ok(count)).await.is_err() {
+                            return;
+                        }
+                    }
                     wanted = full_wanted.recv() => match wanted {
                         // Sent again whole, from the top of the loop.
                         Some(()) => sent = 0,
@@ -202,6 +216,7 @@ impl SnapshotService for SnapshotGrpc {
             }
             sender.abort();
             publisher.forget_replica(&replica).await;
+            publisher.count_data_planes().await;
             tracing::info!(replica = %replica, "data plane disconnected");
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

@@ -26,6 +26,9 @@ use crate::store::Store;
 /// The registry group of connected data planes.
 const DATA_PLANES: &str = "data-planes";
 
+/// How often the data planes in the registry are counted again.
+const COUNT_EVERY: Duration = Duration::from_secs(2);
+
 /// What a connected data plane last reported, and which control plane serves it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaState {
@@ -50,6 +53,9 @@ pub struct Publisher {
     revision: Arc<watch::Sender<u64>>,
     snapshot: Arc<watch::Sender<Option<Arc<Published>>>>,
     replicas: Arc<Mutex<HashMap<String, ReplicaState>>>,
+    /// How many data planes follow any replica, as the registry last said (0: not
+    /// read yet).
+    data_planes: Arc<watch::Sender<u32>>,
     coordinator: Coordinator,
     /// This control plane's name among its replicas.
     member: Arc<str>,
@@ -72,6 +78,7 @@ impl Publisher {
             revision: Arc::new(watch::channel(0).0),
             snapshot: Arc::new(watch::channel(None).0),
             replicas: Arc::default(),
+            data_planes: Arc::new(watch::channel(0).0),
             coordinator,
             member: member.into(),
         }
@@ -152,6 +159,30 @@ impl Publisher {
         }
     }
 
+    /// How many data planes follow any replica, as it changes (0: not known yet).
+    pub fn data_planes(&self) -> watch::Receiver<u32> {
+        self.data_planes.subscribe()
+    }
+
+    /// Count the data planes in the registry again. When it cannot be read the last
+    /// count stands: a count of only this replica's data planes would hand each of
+    /// them too large a share of every limit.
+    pub async fn count_data_planes(&self) {
+        match self.coordinator.members(DATA_PLANES).await {
+            Ok(members) => {
+                let count = u32::try_from(members.len()).unwrap_or(u32::MAX);
+                self.data_planes.send_if_modified(|current| {
+                    let changed = *current != count;
+                    *current = count;
+                    changed
+                });
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "registry unreadable; the data-plane count stands")
+            }
+        }
+    }
+
     /// The versions the data planes connected to this replica applied.
     pub fn applied_here(&self) -> Vec<u64> {
         self.replicas
@@ -167,6 +198,7 @@ impl Publisher {
 
     /// Build once now, then keep rebuilding on changes and every `resync`.
     pub async fn run(self, store: Store, resync: Duration, shutdown: Shutdown) {
+        tokio::spawn(self.clone().keep_counting(shutdown.clone()));
         let mut changes = self.revision.subscribe();
         let mut announced = self.coordinator.revisions();
         let mut tick = tokio::time::interval(resync);
@@ -181,6 +213,21 @@ impl Publisher {
                 changed = changes.changed() => if changed.is_err() { return },
                 changed = announced.changed() => if changed.is_err() { return },
                 _ = tick.tick() => {}
+            }
+        }
+    }
+
+    /// Keep the data-plane count current: data planes connected to other replicas
+    /// come and go without this one hearing of it.
+    async fn keep_counting(self, shutdown: Shutdown) {
+        let mut tick = tokio::time::interval(COUNT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let stop = shutdown.wait();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => return,
+                _ = tick.tick() => self.count_data_planes().await,
             }
         }
     }

@@ -283,6 +283,45 @@ pub fn rebuilt_credits<'a>(
         .collect()
 }
 
+/// Rate counters (RPM, TPM: one-minute windows) a replica put back into a shared
+/// store that lost them: what the replica itself admitted in each window that has
+/// not ended, as `(counter, amount, expires_at_ms)`. Amounts of zero are left out.
+/// Every replica adds its own share once after a loss, so the counters hold the
+/// window's admissions again (see `data-plane/src/limiter.rs`).
+pub fn restorable_shares<'a>(
+    shares: impl IntoIterator<Item = (&'a str, u64, i64)>,
+    now_ms: i64,
+) -> Vec<CounterValue> {
+    shares
+        .into_iter()
+        .filter(|(_, amount, expires_at_ms)| *amount > 0 && *expires_at_ms > now_ms)
+        .map(|(counter, value, expires_at_ms)| CounterValue {
+            counter: counter.to_owned(),
+            value,
+            expires_at_ms,
+        })
+        .collect()
+}
+
+/// How many replicas divide each limit while the shared store is away (owners who
+/// fail open): the operator's count when set, else the number of live data planes
+/// the control plane last reported, else one.
+pub fn share_replicas(hand_set: Option<u32>, live_data_planes: Option<u32>) -> u32 {
+    hand_set
+        .or(live_data_planes)
+        .filter(|n| *n > 0)
+        .unwrap_or(1)
+}
+
+/// One replica's limit while the shared store is away: its share of `limit` (rounded
+/// up, so `replicas` shares sum to at most `limit + replicas - 1`), less what it
+/// already admitted in the same window through the shared store before it went away.
+pub fn local_share_limit(limit: u64, replicas: u32, admitted_here: u64) -> u64 {
+    limit
+        .div_ceil(u64::from(replicas.max(1)))
+        .saturating_sub(admitted_here)
+}
+
 /// Every counter a request to `model` is charged to, at `now_ms`.
 pub fn plan(subject: &LimitSubject<'_>, model: &str, r: Reservation, now_ms: i64) -> Vec<Charge> {
     let minute = Window::Minute;
@@ -386,6 +425,12 @@ pub struct Used {
 }
 
 impl Charge {
+    /// A rate counter (RPM or TPM): its window is one minute, and a shared store that
+    /// lost it gets it back from the replicas' own shares (credit comes from the ledger).
+    pub fn is_rate(&self) -> bool {
+        !matches!(self.kind, LimitKind::Credit(_))
+    }
+
     /// What this counter keeps of the request: a request stays counted; tokens and
     /// money become what was used.
     pub fn actual(&self, used: Used) -> u64 {
@@ -675,6 +720,56 @@ mod tests {
         assert_eq!(reservation(400, 100, None).cost_nanos, 0);
     }
 
+    #[test]
+    fn shares_restore_only_live_nonzero_windows() {
+        let restored = restorable_shares(
+            [
+                ("a:rpm:1", 30, NOW + 1),
+                ("a:rpm:0", 12, NOW),
+                ("a:tpm:1", 0, NOW + 60_000),
+            ],
+            NOW,
+        );
+        assert_eq!(
+            restored,
+            vec![CounterValue {
+                counter: "a:rpm:1".into(),
+                value: 30,
+                expires_at_ms: NOW + 1
+            }]
+        );
+        let chain = [limits(Some(10), Some(5))];
+        let charges = plan(
+            &LimitSubject {
+                key: IssuedKeyId::new(),
+                key_rpm: Some(3),
+                chain: &chain,
+            },
+            "gpt-4o",
+            Reservation::default(),
+            NOW,
+        );
+        let rates: Vec<bool> = charges.iter().map(Charge::is_rate).collect();
+        assert_eq!(rates, vec![true, true, true, true, false]);
+    }
+
+    #[test]
+    fn the_share_follows_the_live_data_planes_unless_set_by_hand() {
+        assert_eq!(share_replicas(None, None), 1);
+        assert_eq!(share_replicas(None, Some(3)), 3);
+        assert_eq!(
+            share_replicas(Some(2), Some(3)),
+            2,
+            "the operator's count wins"
+        );
+        assert_eq!(share_replicas(None, Some(0)), 1);
+        assert_eq!(local_share_limit(60, 2, 0), 30);
+        assert_eq!(local_share_limit(61, 2, 0), 31);
+        assert_eq!(local_share_limit(60, 2, 25), 5);
+        assert_eq!(local_share_limit(60, 2, 45), 0);
+        assert_eq!(local_share_limit(60, 0, 0), 60);
+    }
+
     proptest! {
         /// However requests interleave, a counter passes its limit only by what actual
         /// usage exceeded reservations.
@@ -710,6 +805,15 @@ mod tests {
                 excess += actual.saturating_sub(reserve);
             }
             prop_assert!(counter <= limit + excess);
+        }
+
+        /// The replicas' shares together pass the limit only by the rounding up of
+        /// each share: at most one per replica beyond the first.
+        #[test]
+        fn shares_sum_to_about_the_limit(limit in 0u64..100_000, replicas in 1u32..64) {
+            let sum = u64::from(replicas) * local_share_limit(limit, replicas, 0);
+            prop_assert!(sum >= limit);
+            prop_assert!(sum < limit + u64::from(replicas));
         }
 
         #[test]

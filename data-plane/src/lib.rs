@@ -80,8 +80,9 @@ pub struct Config {
     /// Shared limit counters; `None`: counters in this process (embedded mode).
     pub redis: Option<RedisConfig>,
     /// With Redis away, owners who fail open get each limit divided by this count
-    /// on every replica.
-    pub local_share_replicas: u32,
+    /// on every replica. `None`: by the number of live data planes the control
+    /// plane reports (the last one reported; 1 before any).
+    pub local_share_replicas: Option<u32>,
     /// Renders this process's metrics at `/metrics` (`None`: no metrics endpoint).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Threads serving calls, each with a runtime of its own (see [`serve`]); 0: one
@@ -187,6 +188,11 @@ async fn ready(State(app): State<Arc<App>>) -> (StatusCode, axum::Json<serde_jso
         "snapshot_version": live.version(),
         "source": source,
         "fresh": live.fresh(),
+        // The data planes the control plane last counted (0: none counted yet).
+        "live_data_planes": app
+            .local_share
+            .live_data_planes
+            .load(std::sync::atomic::Ordering::Relaxed),
     });
     (status, axum::Json(body))
 }
@@ -253,12 +259,14 @@ pub async fn run(
         serve_persisted(&file, &live);
         sync::persist_to(file)
     });
+    let live_data_planes = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let following = tokio::spawn(sync::follow(
         config.control_plane_urls,
         config.replica_id,
         config.keyring.key_ids().map(str::to_owned).collect(),
         live.clone(),
         persisted,
+        live_data_planes.clone(),
         shutdown.clone(),
     ));
     let limiter = Arc::new(match &config.redis {
@@ -266,7 +274,8 @@ pub async fn run(
         None => Limiter::Local(LocalCounters::default()),
     });
     let local_share = LocalShare {
-        replicas: config.local_share_replicas,
+        hand_set: config.local_share_replicas,
+        live_data_planes,
         counters: Arc::new(Limiter::Local(LocalCounters::primed())),
     };
     let mut connections = config.connections;

@@ -4,8 +4,8 @@
 //! counter of a request at once, all or nothing; settlement trues them up.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -25,47 +25,86 @@ const SETTLE_BATCH: usize = 64;
 /// The key (under the prefix) whose presence says the credit counters were rebuilt
 /// from the usage ledger since this Redis last started empty. It has no expiry, so
 /// only a loss of Redis's data (or an eviction policy that ignores expiries) removes it.
+/// Its value is the generation of the counters: a new one after every loss, so each
+/// replica learns that it must put back its own share of the rate windows.
 const PRIMED_KEY: &str = "primed";
+/// The key (under the prefix) that holds admission back, for [`HOLD_MS`] after the
+/// counters were primed, while every replica puts back its share of the rate windows.
+const HOLD_KEY: &str = "restoring";
+/// How long admission waits after a loss for the replicas' shares: several times the
+/// period at which idle replicas look for a new generation, so every live replica
+/// that can reach Redis has put its share back when it ends.
+const HOLD_MS: u64 = 1_000;
+/// How often a replica looks for a new generation (a loss it has not seen yet).
+const WATCH_EVERY: Duration = Duration::from_millis(200);
 
 /// One round trip: check every counter, then reserve on all of them, or on none.
-/// KEYS[1] is the primed marker; without it nothing is admitted (-1), since the
-/// counters may have lost the period's spend. Returns 0 when admitted, else the
-/// 1-based index of the first counter that does not fit. ARGV holds, per counter:
-/// limit, reservation, expiry (Unix ms).
-const ADMIT_LUA: &str = r"-- switchyard admit v2
-if redis.call('EXISTS', KEYS[1]) == 0 then
+/// KEYS[1] is the primed marker, KEYS[2] the hold; ARGV[1] the generation this
+/// replica put its share into. Answers -1 without the marker (nothing is admitted:
+/// the counters may have lost the period's spend), -2 when the generation is not
+/// this replica's (it must put its share back first), -3 while the hold lasts, 0
+/// when admitted, else the 1-based index of the first counter that does not fit.
+/// ARGV holds, per counter after the first argument: limit, reservation, expiry
+/// (Unix ms).
+const ADMIT_LUA: &str = r"-- switchyard admit v3
+local generation = redis.call('GET', KEYS[1])
+if not generation then
   return -1
 end
-local n = #KEYS - 1
+if generation ~= ARGV[1] then
+  return -2
+end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return -3
+end
+local n = #KEYS - 2
 for i = 1, n do
-  local current = tonumber(redis.call('GET', KEYS[i + 1]) or '0')
-  if current + tonumber(ARGV[3 * i - 1]) > tonumber(ARGV[3 * i - 2]) then
+  local current = tonumber(redis.call('GET', KEYS[i + 2]) or '0')
+  if current + tonumber(ARGV[3 * i]) > tonumber(ARGV[3 * i - 1]) then
     return i
   end
 end
 for i = 1, n do
-  local reserve = tonumber(ARGV[3 * i - 1])
+  local reserve = tonumber(ARGV[3 * i])
   if reserve > 0 then
-    redis.call('INCRBY', KEYS[i + 1], reserve)
-    redis.call('PEXPIREAT', KEYS[i + 1], ARGV[3 * i])
+    redis.call('INCRBY', KEYS[i + 2], reserve)
+    redis.call('PEXPIREAT', KEYS[i + 2], ARGV[3 * i + 1])
   end
 end
 return 0
 ";
 
-/// One round trip, once per loss of data: add the rebuilt spend to each counter and
-/// set the primed marker (KEYS[1], value ARGV[1]). A replica that comes second finds
-/// the marker and changes nothing, so spend is never added twice. ARGV holds, per
-/// counter after the first argument: value, expiry (Unix ms).
-const PRIME_LUA: &str = r"-- switchyard prime v2
+/// One round trip, once per loss of data: add the rebuilt spend (and the priming
+/// replica's own share of the rate windows) to each counter, set the primed marker
+/// (KEYS[1]) to a new generation (ARGV[1]) and the hold (KEYS[2]) for ARGV[2] ms. A
+/// replica that comes second finds the marker and changes nothing, so spend is never
+/// added twice. ARGV holds, per counter after the first two arguments: value, expiry
+/// (Unix ms).
+const PRIME_LUA: &str = r"-- switchyard prime v3
 if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+for i = 3, #KEYS do
+  redis.call('INCRBY', KEYS[i], ARGV[2 * i - 3])
+  redis.call('PEXPIREAT', KEYS[i], ARGV[2 * i - 2])
+end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return 1
+";
+
+/// One round trip, once per replica and generation: add this replica's share of the
+/// rate windows to the counters, only if the generation (KEYS[1]) is still ARGV[1];
+/// else nothing (another loss came between). ARGV holds, per counter after the
+/// first argument: value, expiry (Unix ms).
+const RESTORE_LUA: &str = r"-- switchyard restore v1
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
 for i = 2, #KEYS do
   redis.call('INCRBY', KEYS[i], ARGV[2 * i - 2])
   redis.call('PEXPIREAT', KEYS[i], ARGV[2 * i - 1])
 end
-redis.call('SET', KEYS[1], ARGV[1])
 return 1
 ";
 
@@ -142,7 +181,16 @@ impl Limiter {
         }
         match self {
             Self::Local(l) => l.admit(charges, now_ms),
-            Self::Redis(r) => r.admit(charges).await,
+            Self::Redis(r) => r.admit(charges, now_ms).await,
+        }
+    }
+
+    /// What this replica admitted on `counter` through the shared store in the
+    /// counter's window (zero for in-process counters and for credit).
+    pub fn admitted_here(&self, counter: &str) -> u64 {
+        match self {
+            Self::Local(_) => 0,
+            Self::Redis(r) => r.shares.amount(counter),
         }
     }
 
@@ -156,7 +204,10 @@ impl Limiter {
         }
         match self {
             Self::Local(l) => l.settle(&charges, used, now_ms),
-            Self::Redis(r) => r.settle_later(charges, used),
+            Self::Redis(r) => {
+                r.shares.settle(&charges, used);
+                r.settle_later(charges, used);
+            }
         }
     }
 
@@ -174,7 +225,10 @@ impl Limiter {
                 l.settle(charges, used, now_ms);
                 Ok(())
             }
-            Self::Redis(r) => r.settle(charges, used).await,
+            Self::Redis(r) => {
+                r.shares.settle(charges, used);
+                r.settle(charges, used).await
+            }
         }
     }
 }
@@ -320,10 +374,139 @@ pub struct RedisCounters {
     connection: ConnectionManager,
     prefix: String,
     primed_key: String,
+    hold_key: String,
+    scripts: Arc<Scripts>,
+    timeout: Duration,
+    /// What this replica admitted in the current rate windows, and the generation of
+    /// the counters it last put that share into.
+    shares: Arc<WindowShares>,
+    /// Held by every copy but the watcher's, which stops once all are gone.
+    alive: Arc<()>,
+}
+
+/// The scripts, shared by every copy of the counters.
+struct Scripts {
     admit: redis::Script,
     settle: redis::Script,
     prime: redis::Script,
-    timeout: Duration,
+    restore: redis::Script,
+}
+
+/// What one replica admitted through Redis in each rate window (RPM, TPM) that has
+/// not ended: put back into the counters when Redis loses them. The request path
+/// only reads the table and adds atomically; the write lock is taken the first time
+/// a counter is seen in its window (its name is copied then, once).
+#[derive(Default)]
+pub(crate) struct WindowShares {
+    table: RwLock<ShareTable>,
+    /// The counters' generation this replica's share is in (0: none yet).
+    generation: AtomicU64,
+    /// One restore at a time in this process.
+    restoring: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct ShareTable {
+    map: HashMap<String, Share>,
+    next_sweep_ms: i64,
+}
+
+struct Share {
+    amount: AtomicU64,
+    expires_at_ms: i64,
+}
+
+impl WindowShares {
+    /// Count what an admission reserved on its rate counters.
+    fn record(&self, charges: &[Charge], now_ms: i64) {
+        let mut missing = false;
+        {
+            let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+            for c in charges.iter().filter(|c| c.is_rate() && c.reserve > 0) {
+                match table.map.get(&c.counter) {
+                    Some(share) => {
+                        share.amount.fetch_add(c.reserve, Ordering::Relaxed);
+                    }
+                    None => missing = true,
+                }
+            }
+        }
+        if !missing {
+            return;
+        }
+        let mut table = self.table.write().unwrap_or_else(PoisonError::into_inner);
+        if now_ms >= table.next_sweep_ms {
+            table.map.retain(|_, s| s.expires_at_ms > now_ms);
+            table.next_sweep_ms = now_ms + 10_000;
+        }
+        for c in charges.iter().filter(|c| c.is_rate() && c.reserve > 0) {
+            if !table.map.contains_key(&c.counter) {
+                let share = Share {
+                    amount: AtomicU64::new(c.reserve),
+                    expires_at_ms: c.expires_at_ms,
+                };
+                table.map.insert(c.counter.clone(), share);
+            }
+        }
+    }
+
+    /// Mirror a settlement: the share keeps what the counter keeps.
+    fn settle(&self, charges: &[Charge], used: Used) {
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+        for c in charges.iter().filter(|c| c.is_rate()) {
+            let actual = c.actual(used);
+            if actual == c.reserve {
+                continue;
+            }
+            if let Some(share) = table.map.get(&c.counter) {
+                let _ = share
+                    .amount
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                        Some(limits::settle(v, c.reserve, actual))
+                    });
+            }
+        }
+    }
+
+    fn amount(&self, counter: &str) -> u64 {
+        self.table
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map
+            .get(counter)
+            .map_or(0, |s| s.amount.load(Ordering::Relaxed))
+    }
+
+    /// This replica's share of every rate window that has not ended.
+    fn restorable(&self, now_ms: i64) -> Vec<CounterValue> {
+        let table = self.table.read().unwrap_or_else(PoisonError::into_inner);
+        limits::restorable_shares(
+            table.map.iter().map(|(name, s)| {
+                (
+                    name.as_str(),
+                    s.amount.load(Ordering::Relaxed),
+                    s.expires_at_ms,
+                )
+            }),
+            now_ms,
+        )
+    }
+}
+
+/// A new generation of the counters: unique enough that two losses never share one
+/// (the low bits of a v7 UUID are random), never 0.
+fn new_generation() -> u64 {
+    let (high, low) = uuid::Uuid::now_v7().as_u64_pair();
+    (high ^ low).max(1)
+}
+
+/// What the admission script answered.
+enum Admission {
+    Admitted,
+    Refused(usize),
+    Unprimed,
+    OtherGeneration,
+    Holding,
 }
 
 impl RedisCounters {
@@ -342,17 +525,98 @@ impl RedisCounters {
             connection,
             prefix: format!("{KEY_VERSION}{namespace}"),
             primed_key: format!("{KEY_VERSION}{namespace}{PRIMED_KEY}"),
-            admit: redis::Script::new(ADMIT_LUA),
-            settle: redis::Script::new(SETTLE_LUA),
-            prime: redis::Script::new(PRIME_LUA),
+            hold_key: format!("{KEY_VERSION}{namespace}{HOLD_KEY}"),
+            scripts: Arc::new(Scripts {
+                admit: redis::Script::new(ADMIT_LUA),
+                settle: redis::Script::new(SETTLE_LUA),
+                prime: redis::Script::new(PRIME_LUA),
+                restore: redis::Script::new(RESTORE_LUA),
+            }),
             timeout,
+            shares: Arc::default(),
+            alive: Arc::new(()),
         };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let (tx, rx) = mpsc::channel(SETTLE_QUEUE);
             runtime.spawn(counters.clone().settle_queued(rx));
             counters.settlements = Some(tx);
+            // Holding no sender and no liveness of its own, the watcher keeps neither
+            // itself nor the settling task alive.
+            let watcher = Self {
+                settlements: None,
+                alive: Arc::new(()),
+                ..counters.clone()
+            };
+            runtime.spawn(watcher.watch_generation(Arc::downgrade(&counters.alive)));
         }
         Ok(counters)
+    }
+
+    /// Put this replica's share back as soon as another replica primed the counters
+    /// after a loss, even when no call comes here meanwhile: admission waits for the
+    /// shares (the hold) only so long. Ends when the counters are dropped.
+    async fn watch_generation(self, alive: Weak<()>) {
+        let mut tick = tokio::time::interval(WATCH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            if alive.strong_count() == 0 {
+                return;
+            }
+            let Ok(Some(generation)) = self.generation().await else {
+                continue;
+            };
+            if generation != self.shares.generation.load(Ordering::Acquire)
+                && let Err(e) = self.restore_share(switchyard_runtime::now_ms()).await
+            {
+                tracing::debug!(error = %e, "rate windows not put back yet");
+            }
+        }
+    }
+
+    /// The counters' generation, `None` when they are not primed.
+    async fn generation(&self) -> Result<Option<u64>, LimiterError> {
+        let mut connection = self.connection.clone();
+        let query = redis::cmd("GET").arg(&self.primed_key).to_owned();
+        let value: Option<String> = self.bounded(query.query_async(&mut connection)).await?;
+        value
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| {
+                    LimiterError::Unavailable(format!("unreadable primed marker {v:?}"))
+                })
+            })
+            .transpose()
+    }
+
+    /// Add this replica's share of the rate windows to the counters of the current
+    /// generation, once per generation.
+    async fn restore_share(&self, now_ms: i64) -> Result<(), LimiterError> {
+        let _one = self.shares.restoring.lock().await;
+        let Some(generation) = self.generation().await? else {
+            return Err(LimiterError::Unprimed);
+        };
+        if generation == self.shares.generation.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let values = self.shares.restorable(now_ms);
+        let mut call = self.scripts.restore.prepare_invoke();
+        call.key(&self.primed_key).arg(generation);
+        for v in &values {
+            call.key(format!("{}{}", self.prefix, v.counter))
+                .arg(v.value)
+                .arg(v.expires_at_ms);
+        }
+        let restored: i64 = self.invoke(&call).await?;
+        if restored == 1 {
+            self.shares.generation.store(generation, Ordering::Release);
+            if !values.is_empty() {
+                tracing::warn!(
+                    counters = values.len(),
+                    "limit counters were lost; this replica's admissions in the current rate windows put back"
+                );
+            }
+        }
+        Ok(())
     }
 
     fn settle_later(&self, charges: Vec<Charge>, used: Used) {
@@ -372,7 +636,7 @@ impl RedisCounters {
     async fn settle_queued(self, mut queue: mpsc::Receiver<(Vec<Charge>, Used)>) {
         let mut batch = Vec::with_capacity(SETTLE_BATCH);
         while queue.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
-            let mut call = self.settle.prepare_invoke();
+            let mut call = self.scripts.settle.prepare_invoke();
             for (charges, used) in &batch {
                 self.add_settlement(&mut call, charges, *used);
             }
@@ -436,38 +700,92 @@ impl RedisCounters {
     }
 
     async fn prime(&self, values: &[CounterValue], now_ms: i64) -> Result<bool, LimiterError> {
-        let mut call = self.prime.prepare_invoke();
-        call.key(&self.primed_key).arg(now_ms);
-        for v in values {
+        // Restores and primes of this process do not interleave: a share is put in
+        // one generation once.
+        let _one = self.shares.restoring.lock().await;
+        let generation = new_generation();
+        let mut call = self.scripts.prime.prepare_invoke();
+        call.key(&self.primed_key)
+            .key(&self.hold_key)
+            .arg(generation)
+            .arg(HOLD_MS);
+        let own = self.shares.restorable(now_ms);
+        for v in values.iter().chain(&own) {
             call.key(format!("{}{}", self.prefix, v.counter))
                 .arg(v.value)
                 .arg(v.expires_at_ms);
         }
         let primed: i64 = self.invoke(&call).await?;
+        if primed == 1 {
+            self.shares.generation.store(generation, Ordering::Release);
+        }
         Ok(primed == 1)
     }
 
-    async fn admit(&self, charges: &[Charge]) -> Result<Result<(), usize>, LimiterError> {
-        let mut call = self.admit.prepare_invoke();
-        call.key(&self.primed_key);
+    /// Admit, putting this replica's share back first when the counters were lost
+    /// and primed by another replica, and waiting out the hold that gives every
+    /// replica time to do so.
+    async fn admit(
+        &self,
+        charges: &[Charge],
+        now_ms: i64,
+    ) -> Result<Result<(), usize>, LimiterError> {
+        let give_up = tokio::time::Instant::now() + Duration::from_millis(2 * HOLD_MS);
+        let mut restores = 0;
+        loop {
+            match self.admit_once(charges).await? {
+                Admission::Admitted => {
+                    self.shares.record(charges, now_ms);
+                    return Ok(Ok(()));
+                }
+                Admission::Refused(i) => return Ok(Err(i)),
+                Admission::Unprimed => return Err(LimiterError::Unprimed),
+                Admission::OtherGeneration if restores < 3 => {
+                    restores += 1;
+                    self.restore_share(now_ms).await?;
+                }
+                Admission::OtherGeneration => {
+                    return Err(LimiterError::Unavailable(
+                        "the limit counters keep changing generation".into(),
+                    ));
+                }
+                Admission::Holding if tokio::time::Instant::now() < give_up => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Admission::Holding => {
+                    return Err(LimiterError::Unavailable(
+                        "the limit counters are being restored after a loss".into(),
+                    ));
+                }
+            }
+        }
+    }
+
+    async fn admit_once(&self, charges: &[Charge]) -> Result<Admission, LimiterError> {
+        let mut call = self.scripts.admit.prepare_invoke();
+        call.key(&self.primed_key)
+            .key(&self.hold_key)
+            .arg(self.shares.generation.load(Ordering::Acquire));
         for c in charges {
             call.key(format!("{}{}", self.prefix, c.counter))
                 .arg(c.limit)
                 .arg(c.reserve)
                 .arg(c.expires_at_ms);
         }
-        let refused: i64 = self.invoke(&call).await?;
-        match refused {
-            0 => Ok(Ok(())),
-            -1 => Err(LimiterError::Unprimed),
+        let answer: i64 = self.invoke(&call).await?;
+        match answer {
+            0 => Ok(Admission::Admitted),
+            -1 => Ok(Admission::Unprimed),
+            -2 => Ok(Admission::OtherGeneration),
+            -3 => Ok(Admission::Holding),
             i => usize::try_from(i - 1)
-                .map(Err)
+                .map(Admission::Refused)
                 .map_err(|_| LimiterError::Unavailable(format!("unexpected answer {i}"))),
         }
     }
 
     async fn settle(&self, charges: &[Charge], used: Used) -> Result<(), LimiterError> {
-        let mut call = self.settle.prepare_invoke();
+        let mut call = self.scripts.settle.prepare_invoke();
         self.add_settlement(&mut call, charges, used);
         let _: i64 = self.invoke(&call).await?;
         Ok(())

@@ -96,10 +96,11 @@ struct Args {
     redis_timeout_ms: u64,
     /// With Redis away, owners whose rules say `when_store_down: fail_open` are
     /// admitted against this replica's own counters, each limit divided by this
-    /// count: set it to the most data-plane replicas that run. Owners who fail closed
-    /// (the default) are refused.
-    #[arg(long, env = "SWITCHYARD_LIMITS_LOCAL_SHARE_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    limits_local_share_replicas: u32,
+    /// count. Unset: the number of live data planes the control plane reports (the
+    /// last one reported; 1 before any). Owners who fail closed (the default) are
+    /// refused.
+    #[arg(long, env = "SWITCHYARD_LIMITS_LOCAL_SHARE_REPLICAS", value_parser = clap::value_parser!(u32).range(1..))]
+    limits_local_share_replicas: Option<u32>,
     /// Output tokens reserved for a request that does not name `max_tokens`, unless
     /// its owner's rules name their own default.
     #[arg(long, default_value_t = 4096)]

@@ -95,7 +95,10 @@ pub struct App {
 /// This replica's own counters, used while the shared limiter is unreachable for the
 /// owners whose rules say `fail_open`: every limit divided by the replica count.
 pub struct LocalShare {
-    pub replicas: u32,
+    /// The operator's replica count, which wins over the live one.
+    pub hand_set: Option<u32>,
+    /// Live data planes as the control plane last reported (0: none reported yet).
+    pub live_data_planes: Arc<std::sync::atomic::AtomicU32>,
     pub counters: Arc<Limiter>,
 }
 
@@ -652,7 +655,7 @@ async fn admit_limits(
                 }
                 StoreDown::FailOpen => {
                     tracing::warn!(reason = %e, "limits cannot be checked; admitting on this replica's share of each limit (fail open)");
-                    let share = app.local_share.charges(charges);
+                    let share = app.local_share.charges(charges, &app.limiter);
                     let verdict = app
                         .local_share
                         .counters
@@ -687,13 +690,16 @@ async fn admit_limits(
 }
 
 impl LocalShare {
-    /// The charges with every limit cut to this replica's share.
-    fn charges(&self, charges: Vec<Charge>) -> Vec<Charge> {
-        let replicas = u64::from(self.replicas.max(1));
+    /// The charges with every limit cut to this replica's share, less what it
+    /// admitted in the same window through `shared` before it went away.
+    fn charges(&self, charges: Vec<Charge>, shared: &Limiter) -> Vec<Charge> {
+        let known = self.live_data_planes.load(Ordering::Relaxed);
+        let replicas = limits::share_replicas(self.hand_set, (known > 0).then_some(known));
         charges
             .into_iter()
             .map(|mut c| {
-                c.limit = c.limit.div_ceil(replicas);
+                c.limit =
+                    limits::local_share_limit(c.limit, replicas, shared.admitted_here(&c.counter));
                 c
             })
             .collect()

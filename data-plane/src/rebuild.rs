@@ -5,8 +5,12 @@
 //! daily rollups hold it, has been added back to every credit counter.
 //!
 //! The rebuilt counter misses what calls in flight, or usage not yet delivered to the
-//! collector, cost at that moment; RPM and TPM counters are not rebuilt, since their
-//! windows are one minute.
+//! collector, cost at that moment. RPM and TPM counters are not read from the ledger:
+//! each replica keeps what it admitted in the current one-minute windows and puts it
+//! back itself (the replica that primes adds its own share in the same script; the
+//! others when they see the new generation, see `limiter`). In embedded mode the
+//! in-process counters restart with the process: credit is rebuilt here, the rate
+//! windows of the minute of the restart start from zero.
 
 use std::time::{Duration, Instant};
 

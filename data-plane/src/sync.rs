@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use switchyard_core::ids::ProviderKeyId;
@@ -62,14 +63,17 @@ enum SyncError {
 }
 
 /// Follow a control plane until shutdown; with `persisted`, every applied snapshot
-/// is also handed to the snapshot file's writer. When a stream breaks, the next of
-/// `urls` is tried at once; the backoff applies once every one of them failed.
+/// is also handed to the snapshot file's writer. `data_planes` holds the number of
+/// live data planes the control plane last reported (kept when the stream breaks).
+/// When a stream breaks, the next of `urls` is tried at once; the backoff applies
+/// once every one of them failed.
 pub async fn follow(
     urls: Vec<String>,
     replica_id: String,
     key_ids: Vec<String>,
     live: Arc<Live>,
     persisted: Option<Persisted>,
+    data_planes: Arc<AtomicU32>,
     shutdown: Shutdown,
 ) {
     let mut backoff = Duration::from_millis(100);
@@ -80,7 +84,14 @@ pub async fn follow(
             return;
         };
         next = next.wrapping_add(1);
-        let attempt = follow_once(url, &replica_id, &key_ids, &live, persisted.as_ref());
+        let attempt = follow_once(
+            url,
+            &replica_id,
+            &key_ids,
+            &live,
+            persisted.as_ref(),
+            &data_planes,
+        );
         tokio::select! {
             () = shutdown.clone().wait() => return,
             result = attempt => match result {
@@ -109,6 +120,7 @@ async fn follow_once(
     key_ids: &[String],
     live: &Live,
     persisted: Option<&Persisted>,
+    data_planes: &AtomicU32,
 ) -> Result<(), SyncError> {
     let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
         .map_err(|_| SyncError::Url(url.to_owned()))?
@@ -154,6 +166,16 @@ async fn follow_once(
             }
         };
         let Some(update) = update else { break };
+        // 0: a control plane that does not count; the last count stands.
+        if update.live_data_planes > 0
+            && data_planes.swap(update.live_data_planes, Ordering::Relaxed)
+                != update.live_data_planes
+        {
+            tracing::info!(
+                live_data_planes = update.live_data_planes,
+                "data-plane count changed"
+            );
+        }
         // Building tables takes a core for up to a hundred milliseconds at scale:
         // done in place of a runtime worker, calls queued behind it would wait.
         let step = tokio::task::block_in_place(|| follower.update(live, update.full, update.delta));

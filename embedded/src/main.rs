@@ -201,7 +201,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             }),
             // One replica: limit counters in this process.
             redis: None,
-            local_share_replicas: 1,
+            local_share_replicas: Some(1),
             metrics: switchyard_runtime::metrics_handle(),
             // One per CPU.
             serving_threads: 0,

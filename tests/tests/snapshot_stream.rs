@@ -21,12 +21,19 @@ fn say(kind: pb::sync_request::Kind) -> pb::SyncRequest {
     pb::SyncRequest { kind: Some(kind) }
 }
 
+/// The next snapshot, whole or delta (updates carrying only the data-plane count,
+/// sent as data planes come and go, are passed over).
 async fn next(updates: &mut tonic::Streaming<pb::SnapshotUpdate>) -> pb::SnapshotUpdate {
-    tokio::time::timeout(Duration::from_secs(10), updates.message())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap()
+    loop {
+        let update = tokio::time::timeout(Duration::from_secs(10), updates.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if update.full.is_some() || update.delta.is_some() {
+            return update;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -79,6 +79,11 @@ pub struct SnapshotUpdate {
     /// Or the changes from the version sent before.
     #[prost(message, optional, tag = "2")]
     pub delta: ::core::option::Option<SnapshotDelta>,
+    /// How many data planes follow the control planes now (0: not known). Sent with
+    /// every snapshot and alone, with neither full nor delta, when it changes. While
+    /// the shared limit store is away, owners who fail open get each limit divided by it.
+    #[prost(uint32, tag = "3")]
+    pub live_data_planes: u32,
 }
 /// The entries that changed between two versions, keyed by id: an upsert replaces
 /// (or adds) the entry with that id, a delete removes it.

@@ -56,6 +56,7 @@ impl SnapshotService for StandIn {
                 .send(Ok(pb::SnapshotUpdate {
                     full: Some(full),
                     delta: None,
+                    live_data_planes: 0,
                 }))
                 .await
                 .is_err()
@@ -93,6 +94,7 @@ impl SnapshotService for StandIn {
                     .send(Ok(pb::SnapshotUpdate {
                         full: None,
                         delta: Some(delta),
+                        live_data_planes: 0,
                     }))
                     .await
                     .is_err()
