@@ -223,6 +223,26 @@ pub fn error_body(protocol: Protocol, code: ErrorCode, message: &str) -> Vec<u8>
     }
 }
 
+/// Whether an upstream's answer body is an error in `protocol`'s own shape (OpenAI:
+/// an object with `error`; Anthropic: `{"type":"error","error":…}`). A 404 without one
+/// did not come from the protocol's endpoint: the provider key's base URL is wrong.
+pub fn is_protocol_error(protocol: Protocol, body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Shape<'a> {
+        #[serde(default, borrow, rename = "type")]
+        kind: Option<&'a str>,
+        #[serde(default)]
+        error: Option<serde::de::IgnoredAny>,
+    }
+    match serde_json::from_slice::<Shape<'_>>(body) {
+        Ok(shape) => match protocol {
+            Protocol::OpenAi => shape.error.is_some(),
+            Protocol::Anthropic => shape.error.is_some() && shape.kind == Some("error"),
+        },
+        Err(_) => false,
+    }
+}
+
 /// The SSE event that ends a stream which failed after it started, in the form the
 /// endpoint's clients recognise as an error (never a clean end that looks like success).
 pub fn stream_error_event(endpoint: Endpoint, code: ErrorCode, message: &str) -> Vec<u8> {
@@ -309,5 +329,26 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(data).unwrap();
         assert_eq!(v["type"], "error");
         assert_eq!(v["code"], "upstream_failed");
+    }
+
+    #[test]
+    fn protocol_errors_are_told_from_other_answers() {
+        let openai = br#"{"error":{"message":"The model `x` does not exist","type":"invalid_request_error","code":"model_not_found"}}"#;
+        let anthropic =
+            br#"{"type":"error","error":{"type":"not_found_error","message":"model: x"}}"#;
+        assert!(is_protocol_error(Protocol::OpenAi, openai));
+        assert!(is_protocol_error(Protocol::Anthropic, anthropic));
+        assert!(is_protocol_error(Protocol::OpenAi, anthropic));
+        assert!(!is_protocol_error(Protocol::Anthropic, openai));
+        for other in [
+            &b"404 page not found"[..],
+            b"<html><body>Not Found</body></html>",
+            br#"{"detail":"Not Found"}"#,
+            b"",
+            b"[1,2]",
+        ] {
+            assert!(!is_protocol_error(Protocol::OpenAi, other));
+            assert!(!is_protocol_error(Protocol::Anthropic, other));
+        }
     }
 }

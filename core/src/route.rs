@@ -27,6 +27,9 @@ pub enum Failure {
     Unreachable,
     /// 401/403: the provider refused the credential itself.
     Rejected,
+    /// 404 without the protocol's error: the key's base URL does not serve the
+    /// endpoint (a configuration mistake, so the key sleeps as long as a refused one).
+    NotFound,
 }
 
 impl Failure {
@@ -50,6 +53,7 @@ impl Failure {
             Self::Timeout => "timeout",
             Self::Unreachable => "unreachable",
             Self::Rejected => "rejected",
+            Self::NotFound => "not_found",
         }
     }
 }
@@ -97,7 +101,7 @@ pub fn cool_down_ms(policy: &CoolDown, failure: Failure, consecutive: u32) -> u6
         | Failure::ServerError
         | Failure::Timeout
         | Failure::Unreachable => backoff(),
-        Failure::Rejected => policy.rejected_ms,
+        Failure::Rejected | Failure::NotFound => policy.rejected_ms,
     }
 }
 
@@ -173,7 +177,7 @@ impl KeyHealth {
         let until = now_ms.saturating_add(i64::try_from(sleep).unwrap_or(i64::MAX));
         // Concurrent failures keep the later wake-up.
         self.sleep_until_ms.fetch_max(until, Ordering::Relaxed);
-        if failure == Failure::Rejected {
+        if matches!(failure, Failure::Rejected | Failure::NotFound) {
             self.rejected.store(true, Ordering::Relaxed);
         }
         self.tried.store(true, Ordering::Relaxed);

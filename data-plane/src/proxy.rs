@@ -16,14 +16,16 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use metrics::SharedString;
 use switchyard_core::apikey;
 use switchyard_core::crypto::Keyring;
-use switchyard_core::endpoint::{Endpoint, Protocol, RequestBody, error_body, error_status};
+use switchyard_core::endpoint::{
+    Endpoint, Protocol, RequestBody, error_body, error_status, is_protocol_error,
+};
 use switchyard_core::error::ErrorCode;
 use switchyard_core::fields;
 use switchyard_core::limits::{self, Charge, LimitSubject, Refusal};
 use switchyard_core::request::{self, FactsError, FieldScan};
 use switchyard_core::route::{CoolDown, Failure, RouteError};
 use switchyard_core::rules::StoreDown;
-use switchyard_core::snapshot::{AuthError, Caller, Compiled};
+use switchyard_core::snapshot::{AuthError, Caller, Compiled, ProviderKey};
 use switchyard_runtime::now_ms;
 use tracing::{Instrument, field};
 
@@ -487,7 +489,7 @@ async fn forward(
         .await;
         let failure = match sent {
             Sent::Answer(answer) => {
-                match answered(app, relay, stream, answer, deadline, meter)
+                match answered(app, relay, stream, answer, deadline, meter, key)
                     .instrument(attempt.clone())
                     .await
                 {
@@ -571,6 +573,7 @@ async fn answered(
     answer: upstream::UpstreamResponse,
     deadline: Instant,
     mut meter: Meter,
+    key: &ProviderKey,
 ) -> Result<Response, (AttemptFailure, Meter)> {
     let status = answer.status();
     let is_sse = answer
@@ -591,6 +594,24 @@ async fn answered(
         return Ok(relay::pass_through(answer, meter, relay.idle));
     }
     match relay::read_whole(answer, app.limits.max_response_body, relay.idle).await {
+        Ok(whole)
+            if whole.status == StatusCode::NOT_FOUND
+                && !is_protocol_error(relay.endpoint.protocol(), &whole.body) =>
+        {
+            // Not the endpoint's own answer: the key's base URL is wrong. Say which
+            // key and where, and try the next key.
+            let failure = AttemptFailure::new(
+                Failure::NotFound,
+                format!(
+                    "provider key {} answered 404 at {}{} without a {} error: check the key's base_url",
+                    key.id,
+                    key.base_url,
+                    relay.endpoint.upstream_suffix(),
+                    relay.endpoint.protocol().gen_ai_provider(),
+                ),
+            );
+            Err((failure, meter))
+        }
         Ok(whole) => Ok(relay::whole_back(relay.endpoint, whole, meter)),
         Err(f) => Err((f, meter)),
     }

@@ -57,3 +57,44 @@ async fn an_anthropic_key_registered_without_v1_carries_calls() {
     assert_eq!(body["type"], "message", "{body}");
     assert_eq!(fake.calls(), 1);
 }
+
+/// A base URL that does not lead to the protocol's endpoints: the upstream's bare 404
+/// reaches the client as an error in its protocol's shape, naming the provider key and
+/// the URL tried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_base_url_is_named_in_the_error() {
+    let sys = start_system(1 << 20).await;
+    let fake = FakeUpstream::start(None).await.unwrap();
+    let (status, created) = sys
+        .post("/x-users", &sys.root, json!({"name": "acme"}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["api_key"].as_str().unwrap().to_owned();
+    let wrong = format!("{}/openai", fake.base_url());
+    let (status, pk) = sys
+        .post(
+            "/x-keys",
+            &key,
+            json!({"provider": "openai", "base_url": wrong, "secret": "sk-abc-123456789", "models": ["*"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{pk}");
+    wait_for_key(&sys, &key).await;
+    let r = sys
+        .http
+        .post(sys.proxy("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&switchyard_tests::system::chat("hi", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains(pk["id"].as_str().unwrap()), "{message}");
+    assert!(
+        message.contains(&format!("{wrong}/chat/completions")),
+        "{message}"
+    );
+    assert!(message.contains("base_url"), "{message}");
+}
