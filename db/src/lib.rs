@@ -94,7 +94,7 @@ pub const SQLITE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Longest a readiness check waits for the database: under a second, so a probe
 /// learns of an outage in time.
-pub const PING_TIMEOUT: Duration = Duration::from_millis(800);
+pub const PING_TIMEOUT: Duration = Duration::from_millis(700);
 
 /// The acquire timeout of a backend's pool.
 pub fn acquire_timeout(backend: Backend) -> Duration {
