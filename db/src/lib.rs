@@ -92,6 +92,9 @@ pub const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 /// between the pool's own users, given longer.
 pub const SQLITE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long [`open`] keeps trying a database that cannot be reached yet.
+pub const STARTUP_WAIT: Duration = Duration::from_secs(10);
+
 /// Longest a readiness check waits for the database: under a second, so a probe
 /// learns of an outage in time.
 pub const PING_TIMEOUT: Duration = Duration::from_millis(700);
@@ -151,7 +154,19 @@ pub async fn open(url: &str, migrations: &Migrations, max_connections: u32) -> R
             })
         });
     }
-    let pool = options.connect(url).await.map_err(DbError::Connect)?;
+    // A database still starting is waited for as long as before the acquire timeout
+    // was cut to fail calls fast during an outage.
+    let deadline = std::time::Instant::now() + STARTUP_WAIT;
+    let pool = loop {
+        match options.clone().connect(url).await {
+            Ok(pool) => break pool,
+            Err(e) if is_unreachable(&e) && std::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "database not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(DbError::Connect(e)),
+        }
+    };
     let migrator = match backend {
         Backend::Postgres => migrations.postgres,
         Backend::Sqlite => migrations.sqlite,
