@@ -1,9 +1,13 @@
 //! The control plane's Prometheus metrics: the API's calls, the configuration and
 //! snapshot versions, and the data planes this replica streams to.
+//!
+//! Label values are bounded, none is a client's string: `route` is a route's pattern
+//! (or `unmatched`), `method` one HTTP defines (or `other`), `status` a status code.
 
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics::{describe_counter, describe_gauge, describe_histogram};
@@ -63,7 +67,7 @@ pub async fn track(request: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
@@ -71,6 +75,23 @@ pub async fn track(request: Request, next: Next) -> Response {
     metrics::counter!(API_REQUESTS, "method" => method, "route" => route, "status" => status)
         .increment(1);
     response
+}
+
+/// A request method as a label: the methods HTTP defines, every other token (a
+/// client may send any) as `other`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
 }
 
 /// Gauges read at scrape time.
@@ -96,4 +117,19 @@ pub fn scrape(publisher: &Publisher) {
 pub async fn render(State(publisher): State<Publisher>) -> String {
     scrape(&publisher);
     switchyard_runtime::metrics_handle().map_or_else(String::new, |h| h.render())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_outside_http_are_other() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        for made_up in ["FOO", "get", "PROPFIND", "X1"] {
+            let method = Method::from_bytes(made_up.as_bytes()).unwrap();
+            assert_eq!(method_label(&method), "other", "{made_up}");
+        }
+    }
 }

@@ -33,16 +33,27 @@ pub const MAX_TREE_DEPTH: u32 = 64;
 
 type Svc = State<Arc<Service>>;
 
+/// Seconds a client is told to wait when something the API needs is unreachable.
+pub const RETRY_AFTER_SECS: &str = "2";
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (
+        let mut response = (
             status,
             [(header::CONTENT_TYPE, "application/json")],
             openai_error_body(self.code, &self.message),
         )
-            .into_response()
+            .into_response();
+        // 503 means a dependency (the database, the usage collector) is away for now.
+        if self.code == ErrorCode::Unavailable {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
+        }
+        response
     }
 }
 
@@ -464,6 +475,7 @@ async fn audit_log(State(s): Svc, Authed(c): Authed, Params(q): Params<AuditQuer
     ok(s.audit_log(&c, q).await?)
 }
 
+/// Ready while the database answers within a second (`switchyard_db::PING_TIMEOUT`).
 async fn ready(State(s): Svc) -> Result<&'static str, ApiError> {
     s.store()
         .ping()

@@ -74,6 +74,13 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound(what) => {
                 Self::new(ErrorCode::NotFound, format!("{what} not found"))
             }
+            StoreError::Sql(e) if switchyard_db::is_unreachable(&e) => {
+                tracing::error!(error = %e, "database unreachable");
+                Self::new(
+                    ErrorCode::Unavailable,
+                    "the database is unreachable; retry shortly",
+                )
+            }
             other => {
                 tracing::error!(error = %other, "store failure");
                 Self::new(ErrorCode::Internal, "internal error")

@@ -158,8 +158,7 @@ impl Store {
 
     /// Whether the database answers (readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.db.pool).await?;
-        Ok(())
+        Ok(switchyard_db::ping(&self.db.pool).await?)
     }
 
     pub async fn revision(&self) -> Result<u64, StoreError> {

@@ -15,6 +15,7 @@
 //! - [`policy`]: account policies, their intersection, and the bounds check.
 //! - [`snapshot`]: the snapshot as plain data, and its compiled lookup tables.
 //! - [`request`]: the few facts routing reads from a request body.
+//! - [`json_bounds`]: UTF-8 and nesting bounds every JSON body meets before routing.
 //! - [`rules`]: a main account's rules (mappers, switch-over, resources, limits, prices).
 //! - [`sse`]: framing of server-sent events.
 //! - [`usage`]: token usage parsing and the usage event.
@@ -32,6 +33,7 @@ pub mod endpoint;
 pub mod error;
 pub mod fields;
 pub mod ids;
+pub mod json_bounds;
 pub mod limits;
 pub mod model;
 pub mod netguard;

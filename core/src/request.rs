@@ -1,9 +1,18 @@
 //! The few facts routing reads from a request body. The body itself is forwarded as
 //! the client sent it; only fields routing must change are rewritten.
 
-use serde::Deserialize;
 use serde::de::IgnoredAny;
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
+
+use crate::endpoint::{Endpoint, Protocol};
+use crate::json_bounds::{self, BoundsError};
+
+/// The largest output-token limit (`max_tokens`, `max_completion_tokens`,
+/// `max_output_tokens`) a request may name: i32's maximum. No model's output comes
+/// near it, providers validate these fields as 32-bit integers, and the reservation
+/// priced from it stays far from overflow.
+pub const MAX_TOKEN_LIMIT: u64 = i32::MAX as u64;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FactsError {
@@ -17,6 +26,14 @@ pub enum FactsError {
     BadModel,
     #[error("`stream` must be a boolean")]
     BadStream,
+    #[error(transparent)]
+    Bounds(#[from] BoundsError),
+    #[error("`{field}` must be an integer from 1 to {MAX_TOKEN_LIMIT}; got {got}")]
+    BadTokenLimit {
+        field: &'static str,
+        /// What kind of value was sent (never the client's text itself).
+        got: &'static str,
+    },
 }
 
 /// What routing needs from a chat-style request.
@@ -39,13 +56,14 @@ struct RawFacts<'a> {
     model: Option<&'a RawValue>,
     #[serde(default)]
     stream: Option<serde_json::Value>,
-    #[serde(default)]
-    max_tokens: Option<u64>,
-    #[serde(default)]
-    max_completion_tokens: Option<u64>,
+    /// Token limits as sent (`null` included, which plain `Option` would hide).
+    #[serde(default, borrow, deserialize_with = "present")]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    max_completion_tokens: Option<&'a RawValue>,
     /// The Responses API's name for it.
-    #[serde(default)]
-    max_output_tokens: Option<u64>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    max_output_tokens: Option<&'a RawValue>,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
 }
@@ -58,8 +76,71 @@ struct StreamOptions {
     _rest: std::collections::BTreeMap<String, IgnoredAny>,
 }
 
+/// A field that is present, `null` included.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+/// What an explicit `null` token limit means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NullLimit {
+    /// The field was not sent: OpenAI documents these fields as "integer or null",
+    /// and its SDKs send `null` for a limit the caller set to none.
+    Absent,
+    /// Refused: Anthropic's Messages API requires `max_tokens` as an integer of at
+    /// least 1 and answers 400 to `null` itself.
+    Refused,
+}
+
+impl NullLimit {
+    pub fn of(endpoint: Endpoint) -> Self {
+        match endpoint.protocol() {
+            Protocol::OpenAi => Self::Absent,
+            Protocol::Anthropic => Self::Refused,
+        }
+    }
+}
+
+/// One token limit as sent: `Ok(None)` when it means no limit, else an integer in
+/// `1..=MAX_TOKEN_LIMIT` written as one (no fraction or exponent).
+pub fn token_limit(
+    field: &'static str,
+    raw: &RawValue,
+    null: NullLimit,
+) -> Result<Option<u64>, FactsError> {
+    let text = raw.get().trim();
+    let bad = |got| Err(FactsError::BadTokenLimit { field, got });
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    match text.as_bytes().first() {
+        Some(b'n') if null == NullLimit::Absent => Ok(None),
+        Some(b'n') => bad("null"),
+        Some(b'"') => bad("a string"),
+        Some(b't' | b'f') => bad("a boolean"),
+        Some(b'[') => bad("an array"),
+        Some(b'{') => bad("an object"),
+        Some(b'-') if digits(&text[1..]) => bad("a negative number"),
+        _ if !digits(text) => bad("a number that is not an integer"),
+        _ => match text.parse::<u64>() {
+            Ok(0) => bad("0"),
+            Ok(n) if n <= MAX_TOKEN_LIMIT => Ok(Some(n)),
+            _ => bad("a number above the bound"),
+        },
+    }
+}
+
 /// Read model, stream and token bounds; everything else is skipped without copying.
+/// A `null` token limit means none (OpenAI's rule); see [`parse_facts_for`].
 pub fn parse_facts(body: &[u8]) -> Result<RequestFacts, FactsError> {
+    parse_facts_with(body, NullLimit::Absent)
+}
+
+/// [`parse_facts`] with the token-limit rules of `endpoint`'s protocol.
+pub fn parse_facts_for(endpoint: Endpoint, body: &[u8]) -> Result<RequestFacts, FactsError> {
+    parse_facts_with(body, NullLimit::of(endpoint))
+}
+
+fn parse_facts_with(body: &[u8], null: NullLimit) -> Result<RequestFacts, FactsError> {
+    json_bounds::check(body)?;
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
         return match serde_json::from_slice::<IgnoredAny>(body) {
@@ -89,13 +170,22 @@ pub fn parse_facts(body: &[u8]) -> Result<RequestFacts, FactsError> {
         Some(serde_json::Value::Bool(b)) => b,
         Some(_) => return Err(FactsError::BadStream),
     };
+    // Every limit sent is checked, the first of them in this order is the one used.
+    let mut max_tokens = None;
+    for (field, value) in [
+        ("max_completion_tokens", raw.max_completion_tokens),
+        ("max_tokens", raw.max_tokens),
+        ("max_output_tokens", raw.max_output_tokens),
+    ] {
+        if let Some(value) = value {
+            let limit = token_limit(field, value, null)?;
+            max_tokens = max_tokens.or(limit);
+        }
+    }
     Ok(RequestFacts {
         model,
         stream,
-        max_tokens: raw
-            .max_completion_tokens
-            .or(raw.max_tokens)
-            .or(raw.max_output_tokens),
+        max_tokens,
         stream_usage_requested: raw
             .stream_options
             .as_ref()
@@ -385,6 +475,127 @@ mod tests {
             parse_facts(br#"{"model":"m","stream":"yes"}"#),
             Err(FactsError::BadStream)
         );
+    }
+
+    #[test]
+    fn token_limits_in_range_are_read() {
+        for field in ["max_tokens", "max_completion_tokens", "max_output_tokens"] {
+            for (value, read) in [("1", 1), ("4096", 4096), ("2147483647", MAX_TOKEN_LIMIT)] {
+                let body = format!(r#"{{"model":"m","{field}": {value} }}"#);
+                assert_eq!(
+                    parse_facts(body.as_bytes()).unwrap().max_tokens,
+                    Some(read),
+                    "{body}"
+                );
+            }
+        }
+        // Several present: all are checked, the completion limit wins.
+        let f = parse_facts(br#"{"model":"m","max_tokens":7,"max_completion_tokens":9}"#).unwrap();
+        assert_eq!(f.max_tokens, Some(9));
+        assert!(matches!(
+            parse_facts(br#"{"model":"m","max_tokens":0,"max_completion_tokens":9}"#),
+            Err(FactsError::BadTokenLimit {
+                field: "max_tokens",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn token_limits_out_of_range_are_refused() {
+        for field in ["max_tokens", "max_completion_tokens", "max_output_tokens"] {
+            for (value, got) in [
+                ("0", "0"),
+                ("-1", "a negative number"),
+                ("-0", "a negative number"),
+                ("2147483648", "a number above the bound"),
+                ("9223372036854775808", "a number above the bound"),
+                ("18446744073709551616", "a number above the bound"),
+                ("1e400", "a number that is not an integer"),
+                ("1.5", "a number that is not an integer"),
+                ("100.0", "a number that is not an integer"),
+                ("1e3", "a number that is not an integer"),
+                ("-1.5", "a number that is not an integer"),
+                (r#""100""#, "a string"),
+                ("true", "a boolean"),
+                ("[1]", "an array"),
+                (r#"{"n":1}"#, "an object"),
+            ] {
+                let body = format!(r#"{{"model":"m","{field}":{value}}}"#);
+                let e = parse_facts(body.as_bytes()).unwrap_err();
+                assert_eq!(e, FactsError::BadTokenLimit { field, got }, "{body}");
+                assert!(e.to_string().contains("1 to 2147483647"), "{e}");
+                assert!(e.to_string().contains(field), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn null_token_limits_follow_the_protocol() {
+        let body = br#"{"model":"m","max_tokens":null,"max_completion_tokens":null}"#;
+        assert_eq!(parse_facts(body).unwrap().max_tokens, None);
+        assert_eq!(
+            parse_facts_for(Endpoint::ChatCompletions, body)
+                .unwrap()
+                .max_tokens,
+            None
+        );
+        assert_eq!(
+            parse_facts_for(
+                Endpoint::Responses,
+                br#"{"model":"m","max_output_tokens":null}"#
+            )
+            .unwrap()
+            .max_tokens,
+            None
+        );
+        assert_eq!(
+            parse_facts_for(Endpoint::Messages, br#"{"model":"m","max_tokens":null}"#),
+            Err(FactsError::BadTokenLimit {
+                field: "max_tokens",
+                got: "null"
+            })
+        );
+        assert_eq!(
+            parse_facts_for(Endpoint::Messages, br#"{"model":"m","max_tokens":1024}"#)
+                .unwrap()
+                .max_tokens,
+            Some(1024)
+        );
+    }
+
+    #[test]
+    fn bodies_out_of_bounds_are_refused_before_parsing() {
+        let mut body = br#"{"model":"m","messages":[{"content":""#.to_vec();
+        body.extend_from_slice(b"\xff\x80");
+        body.extend_from_slice(br#""}]}"#);
+        assert!(matches!(
+            parse_facts(&body),
+            Err(FactsError::Bounds(BoundsError::InvalidUtf8 { .. }))
+        ));
+        let mut deep = br#"{"model":"m","x":"#.to_vec();
+        deep.extend(std::iter::repeat_n(b'[', 1_000_000));
+        deep.extend(std::iter::repeat_n(b']', 1_000_000));
+        deep.push(b'}');
+        let e = parse_facts(&deep).unwrap_err();
+        assert!(matches!(e, FactsError::Bounds(BoundsError::TooDeep { .. })));
+        assert!(e.to_string().contains("deeper than 127 levels"), "{e}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = parse_facts(&body);
+            let _ = parse_facts_for(Endpoint::Messages, &body);
+        }
+
+        #[test]
+        fn arbitrary_token_values_never_panic(value in "[ -~]{0,24}") {
+            let body = format!(r#"{{"model":"m","max_tokens":{value}}}"#);
+            if let Ok(f) = parse_facts(body.as_bytes()) {
+                proptest::prop_assert!(f.max_tokens.is_none_or(|n| (1..=MAX_TOKEN_LIMIT).contains(&n)));
+            }
+        }
     }
 
     #[test]

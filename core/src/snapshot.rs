@@ -237,6 +237,44 @@ struct Tables {
     rules: HashMap<AccountId, Rules>,
     /// The accounts that set a credit limit.
     credits: Vec<(AccountId, CreditLimit)>,
+    /// The model names metrics may carry (see [`Compiled::metric_model`]).
+    metric_models: HashSet<Arc<str>>,
+}
+
+/// The most model names metrics carry; past it, the first in name order are kept.
+pub const MAX_METRIC_MODELS: usize = 1000;
+
+/// The label of every served model an owner did not name.
+pub const OTHER_MODEL: &str = "other";
+
+/// The model names an owner spelled out in the configuration: exact names in provider
+/// keys' model lists, ModelMapper targets, and exact names in the rules' LevelMapper,
+/// ModelLimits and pricing. Patterns (`prefix*`) name no model. Never a name that only
+/// a client sent, so a metric labelled with one has a bounded number of series.
+fn metric_models<'a>(
+    provider_keys: impl Iterator<Item = &'a ProviderKey>,
+    rules: impl Iterator<Item = &'a Rules>,
+) -> HashSet<Arc<str>> {
+    fn exact(p: &ModelPattern) -> Option<&str> {
+        match p {
+            ModelPattern::Exact(name) => Some(name),
+            ModelPattern::Prefix(_) => None,
+        }
+    }
+    let mut names: std::collections::BTreeSet<&str> = provider_keys
+        .flat_map(|k| k.models.iter().filter_map(exact))
+        .collect();
+    for r in rules {
+        names.extend(r.model_mapper.values().map(String::as_str));
+        names.extend(r.level_mapper.keys().filter_map(exact));
+        names.extend(r.model_limits.keys().filter_map(exact));
+        names.extend(r.pricing.keys().filter_map(exact));
+    }
+    names
+        .into_iter()
+        .take(MAX_METRIC_MODELS)
+        .map(Arc::from)
+        .collect()
 }
 
 impl Tables {
@@ -330,6 +368,7 @@ impl Tables {
             limits[i] = Some(chain_limits);
         }
 
+        let metric_models = metric_models(provider_keys.iter(), rules.values());
         let mut by_owner: HashMap<AccountId, Vec<ProviderKey>> = HashMap::new();
         for p in provider_keys {
             match index.get(&p.owner) {
@@ -386,6 +425,7 @@ impl Tables {
             owners,
             rules: rules.into_iter().collect(),
             credits,
+            metric_models,
         })
     }
 }
@@ -536,6 +576,15 @@ impl Compiled {
             .rules
             .get(&owner)
             .and_then(|r| r.price_for(model))
+    }
+
+    /// A served model as a metric label: the name itself when the configuration
+    /// names it (see [`metric_models`]), else [`OTHER_MODEL`]. One hash lookup.
+    pub fn metric_model(&self, served: &str) -> &str {
+        self.tables
+            .metric_models
+            .get(served)
+            .map_or(OTHER_MODEL, |name| name)
     }
 
     /// Recognise a presented API key.
@@ -693,6 +742,51 @@ mod tests {
                 assert_eq!(got.limits, want.limits);
             }
         }
+    }
+
+    #[test]
+    fn metric_models_are_the_names_owners_configured() {
+        let main = account(None);
+        let mut rules = Rules::default();
+        rules
+            .model_mapper
+            .insert("fast".into(), "gpt-4o-mini".into());
+        rules
+            .pricing
+            .insert("priced".parse().unwrap(), Price::default());
+        rules
+            .pricing
+            .insert("claude-*".parse().unwrap(), Price::default());
+        let compiled = Compiled::build(Snapshot {
+            version: 1,
+            accounts: vec![main.clone()],
+            issued_keys: vec![],
+            provider_keys: vec![provider(main.id, 0, &["gpt-4o", "*"])],
+            rules: BTreeMap::from([(main.id, rules)]),
+        })
+        .unwrap();
+        for named in ["gpt-4o", "gpt-4o-mini", "priced"] {
+            assert_eq!(compiled.metric_model(named), named);
+        }
+        // A wildcard serves these, but no owner named them.
+        for unnamed in ["fast", "claude-3", "made-up-1", "", "other-model"] {
+            assert_eq!(compiled.metric_model(unnamed), OTHER_MODEL);
+        }
+        let many: Vec<String> = (0..MAX_METRIC_MODELS + 10)
+            .map(|i| format!("m{i:05}"))
+            .collect();
+        let names: Vec<&str> = many.iter().map(String::as_str).collect();
+        let capped = Compiled::build(Snapshot {
+            version: 1,
+            accounts: vec![main.clone()],
+            issued_keys: vec![],
+            provider_keys: vec![provider(main.id, 0, &names)],
+            rules: BTreeMap::new(),
+        })
+        .unwrap();
+        assert_eq!(capped.tables.metric_models.len(), MAX_METRIC_MODELS);
+        assert_eq!(capped.metric_model("m00000"), "m00000");
+        assert_eq!(capped.metric_model(&many[MAX_METRIC_MODELS]), OTHER_MODEL);
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! The data plane's Prometheus metrics: names in one place, described once.
 //!
-//! Label values are bounded: `route` is one of the endpoint table's paths, `status`
-//! an HTTP status, `model` a model some provider key was tried for (never an
-//! arbitrary client string), `provider_key` an owner's key id.
+//! Label values are bounded, none is a client's string: `route` is one of the
+//! endpoint table's paths, `status` an HTTP status code (a number below 1000),
+//! `model` the served model as the configuration names it or `other`
+//! (`Compiled::metric_model`: at most `MAX_METRIC_MODELS` names an owner spelled out;
+//! empty when no provider key was tried), `provider_key` an owner's key id, `reason`,
+//! `policy` and `limit` names from fixed lists.
 
 use metrics::{
     Counter, Histogram, SharedString, describe_counter, describe_gauge, describe_histogram,

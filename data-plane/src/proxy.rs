@@ -309,8 +309,8 @@ struct Prepared {
     max_output: u64,
 }
 
-/// `model_label` gets the model once a provider key is tried for it, so the
-/// metrics' model label holds only models an owner routes.
+/// `model_label` gets the model once a provider key is tried for it, as a name the
+/// configuration holds or `other` (`Compiled::metric_model`), never a client's string.
 async fn forward(
     app: &App,
     endpoint: Endpoint,
@@ -343,7 +343,7 @@ async fn forward(
     } = match endpoint.request_body() {
         RequestBody::Json => {
             let body = read_body(body, &parts.headers, app.limits.max_request_body).await?;
-            let facts = request::parse_facts(&body)?;
+            let facts = request::parse_facts_for(endpoint, &body)?;
             check_model(&caller, &facts.model)?;
             let served = snapshot.map_model(owner, &facts.model).to_owned();
             let mut body = if served != facts.model {
@@ -454,7 +454,7 @@ async fn forward(
         };
         let key = choice.key;
         if attempts.tried() == 1 {
-            model_label.clone_from(&served);
+            model_label.push_str(snapshot.metric_model(&served));
         }
         meter.provider = Some(key.id);
         meter.level = key.level;

@@ -82,13 +82,67 @@ pub fn sqlite_file(url: &str) -> Result<PathBuf, DbError> {
     Ok(options.get_filename().to_path_buf())
 }
 
+/// Longest wait for a pooled Postgres connection (a free one, or a new one while the
+/// server refuses). It bounds how long a call waits while the database is down before
+/// it fails as [`is_unreachable`] (the services answer 503 with `Retry-After`), so an
+/// outage answers in seconds rather than holding every caller.
+pub const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// SQLite is a local file that cannot be away: a wait for a connection is contention
+/// between the pool's own users, given longer.
+pub const SQLITE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long [`open`] keeps trying a database that cannot be reached yet.
+pub const STARTUP_WAIT: Duration = Duration::from_secs(10);
+
+/// Longest a readiness check waits for the database: under a second, so a probe
+/// learns of an outage in time.
+pub const PING_TIMEOUT: Duration = Duration::from_millis(700);
+
+/// The acquire timeout of a backend's pool.
+pub fn acquire_timeout(backend: Backend) -> Duration {
+    match backend {
+        Backend::Postgres => POSTGRES_ACQUIRE_TIMEOUT,
+        Backend::Sqlite => SQLITE_ACQUIRE_TIMEOUT,
+    }
+}
+
+/// Whether an error means the database cannot be reached right now (no connection
+/// within the acquire timeout, a connection lost, the server shutting down or
+/// refusing connections), as opposed to a failure of the statement itself. Callers
+/// answer these with 503 and a retry hint.
+pub fn is_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE classes 08 (connection exception) and 57P (operator intervention:
+        // shutdown, cannot connect now), and 53300 (too many connections).
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57P") || code == "53300"
+        }),
+        _ => false,
+    }
+}
+
+/// `SELECT 1` within [`PING_TIMEOUT`]: a readiness probe's check. A timeout is
+/// reported as [`sqlx::Error::PoolTimedOut`], which [`is_unreachable`] recognises.
+pub async fn ping(pool: &AnyPool) -> Result<(), sqlx::Error> {
+    match tokio::time::timeout(PING_TIMEOUT, sqlx::query("SELECT 1").execute(pool)).await {
+        Ok(done) => done.map(drop),
+        Err(_) => Err(sqlx::Error::PoolTimedOut),
+    }
+}
+
 /// Connect and bring the schema up to date.
 pub async fn open(url: &str, migrations: &Migrations, max_connections: u32) -> Result<Db, DbError> {
     install_default_drivers();
     let backend = Backend::of_url(url)?;
     let mut options = AnyPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10));
+        .acquire_timeout(acquire_timeout(backend));
     if backend == Backend::Sqlite {
         options = options.after_connect(|conn, _meta| {
             Box::pin(async move {
@@ -100,7 +154,19 @@ pub async fn open(url: &str, migrations: &Migrations, max_connections: u32) -> R
             })
         });
     }
-    let pool = options.connect(url).await.map_err(DbError::Connect)?;
+    // A database still starting is waited for as long as before the acquire timeout
+    // was cut to fail calls fast during an outage.
+    let deadline = std::time::Instant::now() + STARTUP_WAIT;
+    let pool = loop {
+        match options.clone().connect(url).await {
+            Ok(pool) => break pool,
+            Err(e) if is_unreachable(&e) && std::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "database not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(DbError::Connect(e)),
+        }
+    };
     let migrator = match backend {
         Backend::Postgres => migrations.postgres,
         Backend::Sqlite => migrations.sqlite,
@@ -170,6 +236,18 @@ mod tests {
             );
         }
         assert!(sqlite_file("sqlite://x.db?mode=bogus").is_err());
+    }
+
+    #[test]
+    fn outages_are_told_from_statement_failures() {
+        assert!(is_unreachable(&sqlx::Error::PoolTimedOut));
+        assert!(is_unreachable(&sqlx::Error::Io(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused
+        ))));
+        assert!(!is_unreachable(&sqlx::Error::RowNotFound));
+        assert!(!is_unreachable(&sqlx::Error::Protocol("bad".into())));
+        assert!(acquire_timeout(Backend::Postgres) <= Duration::from_secs(2));
+        assert!(PING_TIMEOUT < Duration::from_secs(1));
     }
 
     #[test]

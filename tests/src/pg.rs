@@ -88,23 +88,43 @@ impl PgServer {
         let mut last = None;
         for _ in 0..5 {
             pg.port = free_port()?;
-            let options = format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
-                pg.port,
-                pg.dir.path().display()
-            );
-            let log = pg.dir.path().join("postgres.log").display().to_string();
-            match pg.run_pg(
-                "pg_ctl",
-                &[
-                    "-D", &data, "-w", "-t", "30", "-l", &log, "-o", &options, "start",
-                ],
-            ) {
-                Ok(_) => return Ok(pg),
+            match pg.start_server() {
+                Ok(()) => return Ok(pg),
                 Err(e) => last = Some(e),
             }
         }
         Err(last.unwrap_or_else(|| HarnessError::Missing("postgres did not start".into())))
+    }
+
+    /// `pg_ctl start` on this server's port, waiting until it accepts connections.
+    fn start_server(&self) -> Result<(), HarnessError> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("postgres.log").display().to_string();
+        let data = self.data_dir();
+        self.run_pg(
+            "pg_ctl",
+            &[
+                "-D", &data, "-w", "-t", "30", "-l", &log, "-o", &options, "start",
+            ],
+        )
+        .map(drop)
+    }
+
+    /// Stop the server (fast shutdown: open connections are closed), keeping its data,
+    /// for outage scenarios; [`Self::start_again`] brings it back.
+    pub fn stop(&self) -> Result<(), HarnessError> {
+        let data = self.data_dir();
+        self.run_pg("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"])
+            .map(drop)
+    }
+
+    /// Start a stopped server again on the same port, with the same data.
+    pub fn start_again(&self) -> Result<(), HarnessError> {
+        self.start_server()
     }
 
     fn data_dir(&self) -> String {

@@ -463,9 +463,9 @@ impl UsageStore {
         Ok(Self { db, writes })
     }
 
+    /// Whether the database answers, within a second (readiness).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.db.pool).await?;
-        Ok(())
+        Ok(switchyard_db::ping(&self.db.pool).await?)
     }
 
     /// Store a batch in one transaction. Events already held are skipped, and only new

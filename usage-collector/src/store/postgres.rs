@@ -30,7 +30,7 @@ const EVENT_TYPES: [&str; super::EVENT_PARAMS] = [
 pub(super) async fn connect(url: &str) -> Result<PgPool, StoreError> {
     PgPoolOptions::new()
         .max_connections(CONNECTIONS)
-        .acquire_timeout(std::time::Duration::from_secs(10))
+        .acquire_timeout(switchyard_db::POSTGRES_ACQUIRE_TIMEOUT)
         .connect(url)
         .await
         .map_err(|e| StoreError::Open(DbError::Connect(e)))
