@@ -8,6 +8,7 @@
 //! - [`rest`], [`grpc`]: the two faces over the service layer.
 //! - [`publisher`]: compiles snapshots and fans them out to connected data planes.
 //! - [`reseal`]: re-seals provider secrets under a new key-encryption key.
+//! - `metric`: Prometheus names and their label bounds.
 
 pub mod grpc;
 pub mod metric;

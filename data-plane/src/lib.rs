@@ -10,6 +10,10 @@
 //! - [`serve`]: the serving threads, each with a runtime of its own.
 //! - [`limiter`]: limit counters (Redis or in-process); [`rebuild`]: their credit
 //!   spend restored from the collector after a loss. `metric`: Prometheus names.
+//! - `spool`: usage the collector cannot take now, in checksummed segment files.
+//! - `persist`: the last good snapshot on disk, for a start without a control plane.
+//! - `swap_table`: a copy-on-write table read without a lock (per-key URLs, counters).
+//! - `trace`: W3C trace context from the client and to the upstream.
 
 pub mod limiter;
 pub mod live;

@@ -8,6 +8,9 @@
 //! suites and benchmark, which also tell it per credential how to misbehave (rate
 //! limit, fail, refuse, stall, cut streams), read what it received, and hold streams
 //! open to prove the proxy passes events through as they come.
+//!
+//! Layout: here the server, its behaviours and what it observed; `openai` and
+//! `anthropic` answer each protocol's endpoints.
 
 mod anthropic;
 mod openai;

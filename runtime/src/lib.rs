@@ -1,6 +1,11 @@
 //! Process plumbing every Switchyard service shares: structured logs, listeners bound
 //! with `TCP_NODELAY`, an address file for supervisors and tests, and a shutdown
 //! signal. Nothing here knows about accounts, keys or usage.
+//!
+//! Layout:
+//! - [`telemetry`]: logs (pretty or JSON, redacted), OTLP traces, the metrics recorder.
+//! - here: listeners, address files, shutdown, settings from a value or a file, the
+//!   key-encryption-key flags.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -5,6 +5,8 @@
 //! - [`system`]: the whole system started as processes, and helpers to call it.
 //! - [`redis`]: a throwaway Redis; [`link`]: a TCP link a test can cut.
 //! - [`otlp`]: an OTLP trace receiver standing in for an OpenTelemetry collector.
+//! - [`etcd`]: a throwaway etcd; [`backends`]: `every_backend!`, a scenario on SQLite
+//!   and on Postgres.
 
 pub mod backends;
 pub mod etcd;

@@ -4,7 +4,9 @@
 //! Layout:
 //! - [`store`]: raw events and rollups in Postgres or SQLite.
 //! - [`ingest`]: the gRPC service (the edge where wire events become domain events).
-//! - [`writer`]: one writer grouping concurrent batches into one transaction.
+//! - [`writer`]: one writer grouping concurrent batches into one transaction, and the
+//!   quarantine of events the store refuses.
+//! - `metric`: Prometheus names.
 
 pub mod ingest;
 mod metric;

@@ -1,5 +1,10 @@
 //! Conversions between domain types and the gRPC contracts. Each service meets prost
 //! types only at its gRPC edge, through these functions.
+//!
+//! Layout:
+//! - here: usage events and rollup rows, with the checks an event must pass.
+//! - [`snapshot`]: snapshots, policies and rules, both ways, validated.
+//! - [`delta`]: the difference between two snapshots and its application.
 
 pub mod delta;
 pub mod snapshot;
