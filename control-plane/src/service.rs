@@ -91,6 +91,15 @@ where
     T::deserialize(d).map(Some)
 }
 
+/// Like [`present`], for a struct, read from a JSON object only.
+fn present_object<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    switchyard_core::object::one(d).map(Some)
+}
+
 /// An account with its ancestors (nearest first).
 struct Placed {
     record: AccountRecord,
@@ -145,10 +154,10 @@ impl Caller {
 pub struct CreateAccount {
     pub name: String,
     /// The child's own policy; it must stay within the caller's effective policy.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_object")]
     pub policy: Option<Policy>,
     /// What the caller bills the child (default: the provider cost as is).
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_object")]
     pub billing: Option<Billing>,
 }
 
@@ -161,10 +170,10 @@ pub struct UpdateAccount {
     pub name: Option<String>,
     #[serde(default, deserialize_with = "present")]
     pub status: Option<String>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_object")]
     pub policy: Option<Policy>,
     /// Only the direct parent sets it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_object")]
     pub billing: Option<Billing>,
 }
 

@@ -9,6 +9,7 @@
 //! - [`endpoint`]: the proxied endpoints, their protocols, and error shapes per protocol.
 //! - [`route`]: provider-key choice: levels, weighted round-robin, cool-down, switch-over.
 //! - [`model`]: model name patterns (`exact` and `prefix*`).
+//! - [`object`]: struct fields read from JSON objects only.
 //! - [`policy`]: account policies, their intersection, and the bounds check.
 //! - [`snapshot`]: the snapshot as plain data, and its compiled lookup tables.
 //! - [`request`]: the few facts routing reads from a request body.
@@ -26,6 +27,7 @@ pub mod error;
 pub mod ids;
 pub mod limits;
 pub mod model;
+pub mod object;
 pub mod policy;
 pub mod redact;
 pub mod request;
