@@ -41,4 +41,6 @@ cargo clippy -p switchyard-embedded --locked -- -D warnings
 cargo build --workspace --bins --locked
 # The local production-mode stack (deploy/stack.sh) carries a call end to end.
 SWITCHYARD_BIN_DIR="$PWD/target/debug" ./deploy/stack.sh smoke
+# The REST API against its OpenAPI document, as each key kind (schemathesis, fixed seed).
+./scripts/schemathesis.sh
 cargo test --workspace --locked
