@@ -17,10 +17,11 @@ bin="${1:-${CARGO_TARGET_DIR:-$repo/target}/debug}"
 max_examples="${SCHEMATHESIS_MAX_EXAMPLES:-15}"
 seed=20261207
 
+version=4.32.5
 venv="${TMPDIR:-/tmp}/switchyard-schemathesis"
-if [ ! -x "$venv/bin/st" ]; then
+if ! "$venv/bin/st" --version 2>/dev/null | grep -q "$version"; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q 'schemathesis==4.32.5'
+    "$venv/bin/pip" install -q "schemathesis==$version"
 fi
 
 dir="$(mktemp -d)"
@@ -33,6 +34,7 @@ cleanup() {
     rm -rf "$dir"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 # Private upstreams allowed: which hosts an operator refuses is not the document's to say.
 "$bin/switchyard" up --data-dir "$dir/data" --admin-listen 127.0.0.1:0 --proxy-listen 127.0.0.1:0 \
