@@ -70,6 +70,8 @@ main_key="$(create_account "$root_key" main)"
 sub_key="$(create_account "$main_key" sub)"
 
 checks=not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection,positive_data_acceptance
+# One worker and a fixed seed: the same cases in the same order every run. No stateful
+# phase: it would chain deletions and rotations into the very keys under test.
 run() {
     local kind="$1" key="$2"
     shift 2
