@@ -44,4 +44,6 @@ cargo build --workspace --bins --locked
 target_dir=$(cargo metadata --format-version 1 --no-deps --locked |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 SWITCHYARD_BIN_DIR="$target_dir/debug" ./deploy/stack.sh smoke
+# The REST API against its OpenAPI document, as each key kind (schemathesis, fixed seed).
+./scripts/schemathesis.sh "$target_dir/debug"
 cargo test --workspace --locked

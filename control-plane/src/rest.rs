@@ -61,6 +61,13 @@ fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::InvalidRequest, message)
 }
 
+fn too_large() -> ApiError {
+    ApiError::new(
+        ErrorCode::PayloadTooLarge,
+        format!("request body is larger than {MAX_BODY} bytes"),
+    )
+}
+
 /// The authenticated caller (`Authorization: Bearer <key>`).
 struct Authed(Caller);
 
@@ -80,36 +87,91 @@ impl FromRequestParts<Arc<Service>> for Authed {
     }
 }
 
-/// A JSON body; malformed, unknown fields and oversized bodies become clear errors.
+/// A JSON object body; malformed, unknown fields and oversized bodies become clear errors.
 struct Body<T>(T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(Self(v)),
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("request body is larger than {MAX_BODY} bytes"),
-            )),
+        match Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(Json(v)) => decode_object(v).map(Self),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large()),
             Err(e) => Err(invalid(e.body_text())),
         }
     }
 }
 
-/// A JSON body that may be left out entirely (then every field takes its default).
+/// A JSON object body that may be left out entirely (then every field takes its default).
 struct OptionalBody<T>(T);
 
 impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for OptionalBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(Self(v)),
+        match Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(Json(v)) => decode_object(v).map(Self),
             Err(JsonRejection::MissingJsonContentType(_)) => Ok(Self(T::default())),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large()),
             Err(e) => Err(invalid(e.body_text())),
         }
+    }
+}
+
+/// Any JSON value as the body, or `null` when it is left out.
+struct AnyBody(serde_json::Value);
+
+impl<S: Send + Sync> FromRequest<S> for AnyBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(Json(mut v)) => {
+                whole_numbers(&mut v);
+                Ok(Self(v))
+            }
+            Err(JsonRejection::MissingJsonContentType(_)) => Ok(Self(serde_json::Value::Null)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(too_large()),
+            Err(e) => Err(invalid(e.body_text())),
+        }
+    }
+}
+
+/// A body's document as `T`. Every body is a JSON object (a bare list would otherwise
+/// fill a struct by position); whole floats such as `2.0` count as the integers they
+/// are, as in JSON Schema; errors name the field's path.
+fn decode_object<T: DeserializeOwned>(mut value: serde_json::Value) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(invalid("the request body must be a JSON object"));
+    }
+    whole_numbers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let prefix = "Failed to deserialize the JSON body into the target type";
+        if path == "." {
+            invalid(format!("{prefix}: {}", e.inner()))
+        } else {
+            invalid(format!("{prefix}: {path}: {}", e.inner()))
+        }
+    })
+}
+
+/// Whole floats within the exactly representable range become integers.
+fn whole_numbers(value: &mut serde_json::Value) {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() <= EXACT
+            {
+                // Exact: a whole number within 2^53.
+                *value = serde_json::Value::from(f as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(whole_numbers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(whole_numbers),
+        _ => {}
     }
 }
 
@@ -408,7 +470,7 @@ async fn put_rule(
     Authed(c): Authed,
     Section(section): Section,
     Params(q): Params<EntryKey>,
-    OptionalBody(value): OptionalBody<serde_json::Value>,
+    AnyBody(value): AnyBody,
 ) -> Answer {
     ok(s.edit_rules(&c, |current| {
         current.with_entry(&section, &q.key, value.clone())

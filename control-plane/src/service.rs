@@ -89,6 +89,25 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// An optional field of a request body: left out, it is unset; `null` is refused
+/// (as the OpenAPI document says), so a body has one way to say "unchanged".
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// Like [`present`], for a struct, read from a JSON object only.
+fn present_object<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    switchyard_core::object::one(d).map(Some)
+}
+
 /// An account with its ancestors (nearest first).
 struct Placed {
     record: AccountRecord,
@@ -143,10 +162,10 @@ impl Caller {
 pub struct CreateAccount {
     pub name: String,
     /// The child's own policy; it must stay within the caller's effective policy.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present_object")]
     pub policy: Option<Policy>,
     /// What the caller bills the child (default: the provider cost as is).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present_object")]
     pub billing: Option<Billing>,
 }
 
@@ -155,14 +174,14 @@ pub struct CreateAccount {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateAccount {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub status: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present_object")]
     pub policy: Option<Policy>,
     /// Only the direct parent sets it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present_object")]
     pub billing: Option<Billing>,
 }
 
@@ -203,9 +222,9 @@ pub struct AddProviderKey {
     pub base_url: String,
     pub secret: String,
     pub models: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub level: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub weight: Option<u32>,
 }
 
@@ -213,19 +232,19 @@ pub struct AddProviderKey {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProviderKey {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub provider: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub base_url: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub secret: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub models: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub level: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub weight: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub status: Option<String>,
 }
 
@@ -351,7 +370,7 @@ impl From<LogPage> for LogPageView {
 pub struct AllocateCredit {
     /// Positive: a top-up; negative: a withdrawal. Nano-dollars.
     pub amount_nanos: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub note: Option<String>,
 }
 
@@ -492,7 +511,7 @@ pub struct SelfView {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub expires_at_unix_ms: Option<i64>,
 }
 
@@ -501,7 +520,7 @@ pub struct NewKey {
 pub struct Rotate {
     /// How long the key used for this call keeps working; 0 (default) stops it with
     /// the next snapshot.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub overlap_seconds: Option<u64>,
 }
 
@@ -970,7 +989,10 @@ impl Service {
 
     fn own_account(caller: &Caller) -> Result<(&Account, IssuedKeyId), ApiError> {
         match caller {
-            Caller::Root => Err(ApiError::invalid("the operator has no account of its own")),
+            Caller::Root => Err(ApiError::new(
+                ErrorCode::PermissionDenied,
+                "the operator has no account of its own; call with an account's key",
+            )),
             Caller::Account { account, key } => Ok((account, *key)),
         }
     }
@@ -1269,8 +1291,8 @@ impl Service {
                 "title must be 1-200 printable characters",
             ));
         }
-        if req.body.len() > 10_000 {
-            return Err(ApiError::invalid("body must be at most 10000 bytes"));
+        if req.body.chars().count() > 10_000 {
+            return Err(ApiError::invalid("body must be at most 10000 characters"));
         }
         let item = NewsItem {
             id: uuid::Uuid::now_v7().to_string(),
@@ -1313,7 +1335,7 @@ impl Service {
     ) -> Result<LogPage, ApiError> {
         let to = query.to.unwrap_or(now_ms.saturating_add(1));
         let from = query.from.unwrap_or(to.saturating_sub(7 * 86_400_000));
-        if from >= to || to - from > 400 * 86_400_000 {
+        if from >= to || to.saturating_sub(from) > 400 * 86_400_000 {
             return Err(ApiError::invalid(
                 "`from` must be before `to`, at most 400 days apart (unix milliseconds)",
             ));
@@ -1855,7 +1877,10 @@ fn validate_kind(text: &str) -> Result<ProviderKind, ApiError> {
 
 fn validate_secret(secret: &str) -> Result<&str, ApiError> {
     let secret = secret.trim();
-    if secret.is_empty() || secret.len() > MAX_SECRET || secret.chars().any(char::is_control) {
+    if secret.is_empty()
+        || secret.chars().count() > MAX_SECRET
+        || secret.chars().any(char::is_control)
+    {
         return Err(ApiError::invalid(format!(
             "secret must be 1-{MAX_SECRET} printable characters"
         )));

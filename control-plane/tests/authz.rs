@@ -200,13 +200,13 @@ async fn every_role_against_every_endpoint(url: &str) {
             Method::GET,
             "/x-self".into(),
             None,
-            [400, 200, 200, 200, 200, 200],
+            [403, 200, 200, 200, 200, 200],
         ),
         (
             Method::GET,
             "/dashboard/models".into(),
             None,
-            [400, 200, 200, 200, 200, 200],
+            [403, 200, 200, 200, 200, 200],
         ),
         (
             Method::GET,
@@ -260,7 +260,7 @@ async fn every_role_against_every_endpoint(url: &str) {
             Method::DELETE,
             format!("/x-self/keys/{}", uuid::Uuid::now_v7()),
             None,
-            [400, 404, 404, 404, 404, 404],
+            [403, 404, 404, 404, 404, 404],
         ),
     ];
     for (method, path, body, expected) in &matrix {

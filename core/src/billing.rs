@@ -22,7 +22,11 @@ pub struct Billing {
     pub multiplier_ppm: Option<u64>,
     /// Prices that replace the provider cost for the models they name; the most
     /// specific pattern wins.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "crate::object::map_values"
+    )]
     pub prices: BTreeMap<ModelPattern, Price>,
 }
 

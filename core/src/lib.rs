@@ -12,6 +12,7 @@
 //! - [`model`]: model name patterns (`exact` and `prefix*`).
 //! - [`netguard`]: which upstream addresses are refused (special-purpose, private,
 //!   IPv4 inside IPv6) and the operator's exceptions.
+//! - [`object`]: struct fields read from JSON objects only.
 //! - [`policy`]: account policies, their intersection, and the bounds check.
 //! - [`snapshot`]: the snapshot as plain data, and its compiled lookup tables.
 //! - [`request`]: the few facts routing reads from a request body.
@@ -37,6 +38,7 @@ pub mod json_bounds;
 pub mod limits;
 pub mod model;
 pub mod netguard;
+pub mod object;
 pub mod policy;
 pub mod redact;
 pub mod request;

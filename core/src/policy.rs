@@ -58,9 +58,17 @@ pub struct Policy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_rpm: Option<u32>,
     /// Caps per model pattern; every pattern that matches a model applies.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "crate::object::map_values"
+    )]
     pub model_limits: BTreeMap<ModelPattern, ModelLimit>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::object::option"
+    )]
     pub credit: Option<CreditLimit>,
 }
 

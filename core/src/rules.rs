@@ -49,13 +49,25 @@ pub struct Rules {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<Vec<ModelPattern>>,
     /// Hard caps per model pattern for the whole main account.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "crate::object::map_values"
+    )]
     pub model_limits: BTreeMap<ModelPattern, ModelLimit>,
     /// Price per model pattern; the most specific pattern wins.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "crate::object::map_values"
+    )]
     pub pricing: BTreeMap<ModelPattern, Price>,
     /// How the data planes enforce this tree's limits.
-    #[serde(default, skip_serializing_if = "LimitSettings::is_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "LimitSettings::is_default",
+        deserialize_with = "crate::object::one"
+    )]
     pub limits: LimitSettings,
 }
 

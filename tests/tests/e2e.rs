@@ -1180,7 +1180,7 @@ async fn policies_never_exceed_the_parent() {
         )
         .await
         .0,
-        400
+        403
     );
     let (status, health) = sys
         .call(
@@ -1530,7 +1530,7 @@ async fn issued_keys_rotate_expire_and_revoke() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
+    assert_eq!(r.status(), 403);
     assert_eq!(
         sys.count("control", "SELECT revision FROM config_revision"),
         revision
