@@ -13,7 +13,6 @@ use switchyard_control_plane::store::Store;
 use switchyard_control_plane::{Config, Listeners, MIN_ROOT_KEY_LEN};
 use switchyard_coord::CoordArgs;
 use switchyard_core::apikey::KeyHash;
-use switchyard_core::netguard::UpstreamNetworks;
 use switchyard_runtime::{
     KeyringArgs, bind, init_telemetry, shutdown_on_signal, value_or_file, write_addr_file,
 };
@@ -50,18 +49,8 @@ struct Args {
     root_key_file: Option<PathBuf>,
     #[command(flatten)]
     keyring: KeyringArgs,
-    /// Allow provider base URLs on loopback, private and other special-purpose
-    /// addresses (local models, tests).
-    #[arg(long, env = "SWITCHYARD_ALLOW_PRIVATE_UPSTREAMS")]
-    allow_private_upstreams: bool,
-    /// Special-purpose networks provider base URLs may point at all the same
-    /// (comma-separated CIDRs, such as an in-cluster router's).
-    #[arg(
-        long,
-        env = "SWITCHYARD_ALLOWED_UPSTREAM_NETWORKS",
-        value_delimiter = ','
-    )]
-    allowed_upstream_networks: Vec<ipnet::IpNet>,
+    #[command(flatten)]
+    upstreams: switchyard_runtime::UpstreamNetworkArgs,
     /// Seconds between snapshot re-reads when no change is signalled.
     #[arg(long, default_value_t = 5)]
     resync_seconds: u64,
@@ -148,10 +137,7 @@ async fn main() -> anyhow::Result<()> {
         root_key_hash: KeyHash::of(&root_key),
         collector_url: args.collector_url,
         options: OperatorOptions {
-            upstream_networks: UpstreamNetworks::new(
-                args.allow_private_upstreams,
-                args.allowed_upstream_networks,
-            ),
+            upstream_networks: args.upstreams.networks(false),
             resolver: None,
         },
         resync: Duration::from_secs(args.resync_seconds.max(1)),

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use switchyard_core::netguard::UpstreamNetworks;
 use switchyard_core::route::CoolDown;
 use switchyard_data_plane::proxy::Limits;
 use switchyard_data_plane::{Config, RedisConfig, SpoolConfig};
@@ -72,18 +71,8 @@ struct Args {
     /// (comma-separated CIDRs). Empty: the peer address is the client.
     #[arg(long, env = "SWITCHYARD_TRUSTED_PROXIES", value_delimiter = ',')]
     trusted_proxies: Vec<ipnet::IpNet>,
-    /// Let upstream connections go to loopback, private and other special-purpose
-    /// addresses (local models, tests); refused otherwise.
-    #[arg(long, env = "SWITCHYARD_ALLOW_PRIVATE_UPSTREAMS")]
-    allow_private_upstreams: bool,
-    /// Special-purpose networks upstream connections may go to all the same
-    /// (comma-separated CIDRs, such as an in-cluster router's).
-    #[arg(
-        long,
-        env = "SWITCHYARD_ALLOWED_UPSTREAM_NETWORKS",
-        value_delimiter = ','
-    )]
-    allowed_upstream_networks: Vec<ipnet::IpNet>,
+    #[command(flatten)]
+    upstreams: switchyard_runtime::UpstreamNetworkArgs,
     /// Redis holding the limit counters every replica shares (`redis://host:port/db`).
     /// Unset: counters live in this process, right for a single replica.
     #[arg(long, env = "SWITCHYARD_REDIS_URL")]
@@ -189,10 +178,7 @@ async fn main() -> anyhow::Result<()> {
         cool_down: CoolDown::default(),
         trusted_proxies: args.trusted_proxies,
         connect_timeout: Duration::from_secs(args.connect_timeout_seconds),
-        upstream_networks: UpstreamNetworks::new(
-            args.allow_private_upstreams,
-            args.allowed_upstream_networks,
-        ),
+        upstream_networks: args.upstreams.networks(false),
         usage_queue: 65_536,
         usage_events: args.usage_events == Switch::On,
         snapshot_file: args

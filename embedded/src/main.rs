@@ -14,7 +14,6 @@ use switchyard_control_plane::service::OperatorOptions;
 use switchyard_control_plane::store::Store;
 use switchyard_core::apikey::{self, KeyHash};
 use switchyard_core::crypto::Keyring;
-use switchyard_core::netguard::UpstreamNetworks;
 use switchyard_data_plane::proxy::Limits;
 use switchyard_fake_upstream::FakeUpstream;
 use switchyard_runtime::{bind, init_telemetry, shutdown_on_signal};
@@ -58,14 +57,9 @@ struct UpArgs {
     /// Where the demo upstream listens.
     #[arg(long, default_value = "127.0.0.1:8090")]
     demo_upstream_listen: String,
-    /// Allow provider base URLs, and upstream connections, on loopback, private and
-    /// other special-purpose addresses (local models); `--demo-upstream` turns it on.
-    #[arg(long)]
-    allow_private_upstreams: bool,
-    /// Special-purpose networks upstreams may be on all the same (comma-separated
-    /// CIDRs).
-    #[arg(long, value_delimiter = ',')]
-    allowed_upstream_networks: Vec<ipnet::IpNet>,
+    /// (`--demo-upstream` allows private upstreams too: it is on loopback.)
+    #[command(flatten)]
+    upstreams: switchyard_runtime::UpstreamNetworkArgs,
     /// Write the bound addresses as JSON to this file once everything is up.
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -143,10 +137,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     ));
 
     // The demo upstream is on loopback: with it, upstreams may be anywhere.
-    let upstream_networks = UpstreamNetworks::new(
-        args.allow_private_upstreams || args.demo_upstream,
-        args.allowed_upstream_networks.clone(),
-    );
+    let upstream_networks = args.upstreams.clone().networks(args.demo_upstream);
 
     // Control plane.
     let store = Store::open(&sqlite_url(&args.data_dir.join("control.db"))).await?;

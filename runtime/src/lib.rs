@@ -177,6 +177,35 @@ impl KeyringArgs {
     }
 }
 
+/// Where upstream connections may go, as the control plane (checking base URLs) and
+/// the data plane (checking each address it connects to) both take it.
+#[derive(Clone, Debug, clap::Args)]
+pub struct UpstreamNetworkArgs {
+    /// Let upstreams be on loopback, private and other special-purpose addresses
+    /// (local models, tests); refused otherwise.
+    #[arg(long, env = "SWITCHYARD_ALLOW_PRIVATE_UPSTREAMS")]
+    pub allow_private_upstreams: bool,
+    /// Special-purpose networks upstreams may be on all the same (comma-separated
+    /// CIDRs, such as an in-cluster router's).
+    #[arg(
+        long,
+        env = "SWITCHYARD_ALLOWED_UPSTREAM_NETWORKS",
+        value_delimiter = ','
+    )]
+    pub allowed_upstream_networks: Vec<ipnet::IpNet>,
+}
+
+impl UpstreamNetworkArgs {
+    /// The rule these flags give; `allow_all` also lifts the refusal (the embedded
+    /// demo upstream is on loopback).
+    pub fn networks(self, allow_all: bool) -> switchyard_core::netguard::UpstreamNetworks {
+        switchyard_core::netguard::UpstreamNetworks::new(
+            self.allow_private_upstreams || allow_all,
+            self.allowed_upstream_networks,
+        )
+    }
+}
+
 /// Milliseconds since the unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
