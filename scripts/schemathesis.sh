@@ -26,6 +26,7 @@ fi
 
 dir="$(mktemp -d)"
 pid=""
+# shellcheck disable=SC2329 # invoked by the trap below
 cleanup() {
     if [ -n "$pid" ]; then
         kill "$pid" 2>/dev/null || true
