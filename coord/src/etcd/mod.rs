@@ -269,8 +269,13 @@ async fn watch_revision(shared: Arc<Shared>) {
                 note(&shared, &entry.value);
             }
             // Watch from just after what was read, so a put between the read and
-            // the watch is not missed.
-            let mut watch = timed(client.watch(&key, current.revision + 1)).await?;
+            // the watch is not missed (from now if etcd gave no revision).
+            let after = if current.revision > 0 {
+                current.revision + 1
+            } else {
+                0
+            };
+            let mut watch = timed(client.watch(&key, after)).await?;
             while let Some(values) = watch.next().await? {
                 for value in &values {
                     note(&shared, value);
