@@ -8,13 +8,6 @@
 #       switchyard up --proxy-listen 0.0.0.0:8000 --admin-listen 0.0.0.0:8080
 
 FROM rust:1.95-bookworm AS build
-# etcd-client's build script needs protoc. Debian stable's packages are taken as
-# they are (security updates included), not pinned.
-# hadolint ignore=DL3008
-RUN apt-get update -q \
-    && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-        protobuf-compiler libprotobuf-dev \
-    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 # The data plane is built from a profile of its training load (scripts/build-pgo.sh

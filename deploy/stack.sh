@@ -22,7 +22,6 @@ esac
 "$repo/scripts/ensure-services.sh"
 bin="${SWITCHYARD_BIN_DIR:-}"
 if [ -z "$bin" ]; then
-    "$repo/scripts/ensure-protoc.sh"
     (cd "$repo" && cargo build --release --locked -p switchyard-control-plane \
         -p switchyard-data-plane -p switchyard-usage-collector -p switchyard-fake-upstream)
     bin="$repo/target/release"

@@ -19,8 +19,6 @@ if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
   fi
 fi
 
-./scripts/ensure-protoc.sh
-
 # The ingest benchmark runs its own throwaway Postgres.
 ./scripts/ensure-services.sh
 # The data plane as the image ships it, built from a training profile

@@ -11,7 +11,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./scripts/ensure-protoc.sh
 cargo build --release --locked --workspace --bins
 
 host="$(rustc -vV | sed -n 's/^host: //p')"

@@ -45,22 +45,12 @@ impl CoordArgs {
         if self.etcd_endpoints.is_empty() {
             return Ok(Coordinator::local());
         }
-        #[cfg(feature = "etcd")]
-        {
-            let settings = crate::EtcdSettings {
-                endpoints: self.etcd_endpoints.clone(),
-                prefix: format!("{}{group}/", self.etcd_prefix),
-                member: member.to_owned(),
-                lease_ttl: Duration::from_secs(self.etcd_lease_seconds),
-            };
-            Coordinator::etcd(settings, shutdown.clone())
-        }
-        #[cfg(not(feature = "etcd"))]
-        {
-            let _ = (group, member, shutdown, Duration::ZERO);
-            Err(CoordError::Settings(
-                "this build has no etcd support (the `etcd` feature is off)".into(),
-            ))
-        }
+        let settings = crate::EtcdSettings {
+            endpoints: self.etcd_endpoints.clone(),
+            prefix: format!("{}{group}/", self.etcd_prefix),
+            member: member.to_owned(),
+            lease_ttl: Duration::from_secs(self.etcd_lease_seconds),
+        };
+        Coordinator::etcd(settings, shutdown.clone())
     }
 }

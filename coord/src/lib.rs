@@ -7,7 +7,6 @@
 //! periodic re-read, and etcd being away never stops a request.
 
 mod args;
-#[cfg(feature = "etcd")]
 mod etcd;
 
 pub use args::CoordArgs;
@@ -16,18 +15,15 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-#[cfg(feature = "etcd")]
 use switchyard_runtime::Shutdown;
 use tokio::sync::watch;
 
-#[cfg(feature = "etcd")]
-pub use etcd::EtcdSettings;
+pub use etcd::{EtcdError, EtcdSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CoordError {
-    #[cfg(feature = "etcd")]
     #[error("etcd: {0}")]
-    Etcd(#[from] etcd_client::Error),
+    Etcd(#[from] etcd::EtcdError),
     #[error("etcd settings: {0}")]
     Settings(String),
 }
@@ -49,7 +45,6 @@ pub struct Coordinator {
 
 enum Inner {
     Local(Local),
-    #[cfg(feature = "etcd")]
     Etcd(etcd::Etcd),
 }
 
@@ -82,7 +77,6 @@ impl Coordinator {
 
     /// Coordination through etcd. Connects in the background and keeps trying; until
     /// then signals go unheard, nobody leads and the registry reads empty.
-    #[cfg(feature = "etcd")]
     pub fn etcd(settings: EtcdSettings, shutdown: Shutdown) -> Result<Self, CoordError> {
         Ok(Self {
             inner: Arc::new(Inner::Etcd(etcd::Etcd::start(settings, shutdown)?)),
@@ -93,7 +87,6 @@ impl Coordinator {
     pub fn backend(&self) -> &'static str {
         match &*self.inner {
             Inner::Local(_) => "in-process",
-            #[cfg(feature = "etcd")]
             Inner::Etcd(_) => "etcd",
         }
     }
@@ -106,7 +99,6 @@ impl Coordinator {
             Inner::Local(l) => {
                 raise(&l.revisions, revision);
             }
-            #[cfg(feature = "etcd")]
             Inner::Etcd(e) => e.announce(revision),
         }
     }
@@ -115,7 +107,6 @@ impl Coordinator {
     pub fn revisions(&self) -> watch::Receiver<u64> {
         match &*self.inner {
             Inner::Local(l) => l.revisions.subscribe(),
-            #[cfg(feature = "etcd")]
             Inner::Etcd(e) => e.revisions(),
         }
     }
@@ -129,7 +120,6 @@ impl Coordinator {
                 let _ = election;
                 l.leading.subscribe()
             }
-            #[cfg(feature = "etcd")]
             Inner::Etcd(e) => e.leadership(election),
         }
     }
@@ -143,7 +133,6 @@ impl Coordinator {
                     m.insert((group.to_owned(), id.to_owned()), value);
                 }
             }
-            #[cfg(feature = "etcd")]
             Inner::Etcd(e) => e.register(group, id, value).await,
         }
     }
@@ -155,7 +144,6 @@ impl Coordinator {
                     m.remove(&(group.to_owned(), id.to_owned()));
                 }
             }
-            #[cfg(feature = "etcd")]
             Inner::Etcd(e) => e.unregister(group, id).await,
         }
     }
@@ -173,7 +161,6 @@ impl Coordinator {
                         .collect()
                 })
                 .unwrap_or_default()),
-            #[cfg(feature = "etcd")]
             Inner::Etcd(e) => e.members(group).await,
         }
     }
@@ -191,10 +178,6 @@ fn raise(tx: &watch::Sender<u64>, revision: u64) -> bool {
 }
 
 /// Backoff between attempts to reach etcd.
-#[cfg_attr(
-    not(feature = "etcd"),
-    expect(dead_code, reason = "used by the etcd flavour")
-)]
 fn next_backoff(current: Duration) -> Duration {
     (current * 2).min(Duration::from_secs(2))
 }

@@ -11,11 +11,38 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions, GetOptions, PutOptions, WatchOptions};
 use switchyard_runtime::Shutdown;
 use tokio::sync::watch;
 
 use crate::{CoordError, next_backoff, raise};
+
+mod client;
+
+pub use client::EtcdError;
+use client::{ConnectSettings, EtcdClient};
+
+/// etcd's gRPC API, generated from `coord/proto/etcd/` by `tests/etcd_codegen.rs`
+/// (client stubs of the KV, Lease, Watch and Election services only).
+mod proto {
+    #![allow(
+        dead_code,
+        clippy::all,
+        reason = "generated: wider than the calls made, and shaped by the .proto files"
+    )]
+
+    pub mod authpb {
+        include!("gen/authpb.rs");
+    }
+    pub mod etcdserverpb {
+        include!("gen/etcdserverpb.rs");
+    }
+    pub mod mvccpb {
+        include!("gen/mvccpb.rs");
+    }
+    pub mod v3electionpb {
+        include!("gen/v3electionpb.rs");
+    }
+}
 
 /// Longest wait for one unary etcd call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
@@ -39,8 +66,8 @@ pub(crate) struct Etcd {
 
 struct Shared {
     settings: EtcdSettings,
-    /// Set once connected.
-    client: watch::Sender<Option<Client>>,
+    /// Connects lazily and reconnects by itself; calls fail while etcd is away.
+    client: EtcdClient,
     /// The live lease, if any.
     lease: watch::Sender<Option<i64>>,
     revisions: watch::Sender<u64>,
@@ -54,9 +81,7 @@ struct Shared {
     shutdown: Shutdown,
 }
 
-async fn timed<T>(
-    call: impl Future<Output = Result<T, etcd_client::Error>>,
-) -> Result<T, CoordError> {
+async fn timed<T>(call: impl Future<Output = Result<T, EtcdError>>) -> Result<T, CoordError> {
     match tokio::time::timeout(CALL_TIMEOUT, call).await {
         Ok(result) => Ok(result?),
         Err(_) => Err(CoordError::Settings("etcd did not answer in time".into())),
@@ -73,9 +98,18 @@ impl Etcd {
                 "the lease must live at least 2 seconds".into(),
             ));
         }
+        let client = EtcdClient::new(
+            &settings.endpoints,
+            &ConnectSettings {
+                connect_timeout: Duration::from_secs(2),
+                keep_alive_interval: Duration::from_secs(5),
+                keep_alive_timeout: Duration::from_secs(3),
+            },
+        )?;
+        tracing::info!(endpoints = ?settings.endpoints, member = %settings.member, "coordinating through etcd");
         let shared = Arc::new(Shared {
             settings,
-            client: watch::channel(None).0,
+            client,
             lease: watch::channel(None).0,
             revisions: watch::channel(0).0,
             to_announce: watch::channel(0).0,
@@ -90,10 +124,6 @@ impl Etcd {
 
     fn key(&self, rest: &str) -> String {
         format!("{}{rest}", self.shared.settings.prefix)
-    }
-
-    fn client(&self) -> Option<Client> {
-        self.shared.client.borrow().clone()
     }
 
     pub(crate) fn announce(&self, revision: u64) {
@@ -121,8 +151,8 @@ impl Etcd {
             r.insert(key.clone(), value.clone());
         }
         let lease = *self.shared.lease.borrow();
-        if let (Some(mut client), Some(lease)) = (self.client(), lease) {
-            let put = client.put(key, value, Some(PutOptions::new().with_lease(lease)));
+        if let Some(lease) = lease {
+            let put = self.shared.client.put(&key, &value, Some(lease));
             if let Err(e) = timed(put).await {
                 tracing::warn!(group, id, error = %e, "cannot register in etcd; will retry with the next lease");
             }
@@ -134,27 +164,24 @@ impl Etcd {
         if let Ok(mut r) = self.shared.registered.lock() {
             r.remove(&key);
         }
-        if let Some(mut client) = self.client()
-            && let Err(e) = timed(client.delete(key, None)).await
-        {
+        if let Err(e) = timed(self.shared.client.delete(&key)).await {
             tracing::warn!(group, id, error = %e, "cannot unregister in etcd; the lease will");
         }
     }
 
     pub(crate) async fn members(&self, group: &str) -> Result<Vec<(String, String)>, CoordError> {
-        let Some(mut client) = self.client() else {
-            return Err(CoordError::Settings("etcd not connected".into()));
-        };
         let prefix = self.key(&format!("members/{group}/"));
-        let found =
-            timed(client.get(prefix.clone(), Some(GetOptions::new().with_prefix()))).await?;
+        let found = timed(self.shared.client.get_prefix(&prefix)).await?;
         let mut out: Vec<(String, String)> = found
-            .kvs()
+            .entries
             .iter()
-            .filter_map(|kv| {
-                let key = kv.key_str().ok()?;
+            .filter_map(|entry| {
+                let key = std::str::from_utf8(&entry.key).ok()?;
                 let id = key.strip_prefix(&prefix)?;
-                Some((id.to_owned(), kv.value_str().ok()?.to_owned()))
+                Some((
+                    id.to_owned(),
+                    std::str::from_utf8(&entry.value).ok()?.to_owned(),
+                ))
             })
             .collect();
         out.sort();
@@ -162,37 +189,18 @@ impl Etcd {
     }
 }
 
-/// Connect, then hold a lease for as long as the process lives, renewing it (and
-/// what hangs on it) whenever it is lost. Revokes it at shutdown, so leaderships
-/// move at once instead of after the lease's time-to-live.
+/// Hold a lease for as long as the process lives, renewing it (and what hangs on
+/// it) whenever it is lost. Revokes it at shutdown, so leaderships move at once
+/// instead of after the lease's time-to-live.
 async fn session(shared: Arc<Shared>) {
-    let settings = &shared.settings;
-    let mut backoff = FIRST_BACKOFF;
     let stop = shared.shutdown.clone().wait();
     tokio::pin!(stop);
-    let mut client = loop {
-        let options = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(2))
-            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(3));
-        let connecting = Client::connect(settings.endpoints.clone(), Some(options));
-        tokio::select! {
-            () = &mut stop => return,
-            connected = connecting => match connected {
-                Ok(c) => break c,
-                Err(e) => tracing::warn!(error = %e, "cannot reach etcd; retrying"),
-            },
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = next_backoff(backoff);
-    };
-    shared.client.send_replace(Some(client.clone()));
-    tracing::info!(endpoints = ?settings.endpoints, member = %settings.member, "connected to etcd");
-    let ttl = i64::try_from(settings.lease_ttl.as_secs()).unwrap_or(10);
-    backoff = FIRST_BACKOFF;
+    let ttl = i64::try_from(shared.settings.lease_ttl.as_secs()).unwrap_or(10);
+    let mut backoff = FIRST_BACKOFF;
     loop {
         let held = tokio::select! {
             () = &mut stop => break,
-            held = hold_lease(&shared, &mut client, ttl) => held,
+            held = hold_lease(&shared, ttl) => held,
         };
         shared.lease.send_replace(None);
         if let Err(e) = held {
@@ -206,7 +214,7 @@ async fn session(shared: Arc<Shared>) {
     }
     let lease = shared.lease.send_replace(None);
     if let Some(lease) = lease
-        && let Err(e) = timed(client.lease_revoke(lease)).await
+        && let Err(e) = timed(shared.client.lease_revoke(lease)).await
     {
         tracing::warn!(error = %e, "cannot revoke the etcd lease; it will expire");
     }
@@ -214,23 +222,26 @@ async fn session(shared: Arc<Shared>) {
 
 /// Grant a lease, publish what is registered under it, and keep it alive until it
 /// cannot be; returns why.
-async fn hold_lease(shared: &Shared, client: &mut Client, ttl: i64) -> Result<(), CoordError> {
-    let lease = timed(client.lease_grant(ttl, None)).await?.id();
+async fn hold_lease(shared: &Shared, ttl: i64) -> Result<(), CoordError> {
+    let client = &shared.client;
+    let lease = timed(client.lease_grant(ttl)).await?;
+    // Published before the entries are read: an entry registered meanwhile is then
+    // put by `register` itself, instead of falling between the two.
+    shared.lease.send_replace(Some(lease));
     let entries: Vec<(String, String)> = shared
         .registered
         .lock()
         .map(|r| r.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
     for (key, value) in entries {
-        timed(client.put(key, value, Some(PutOptions::new().with_lease(lease)))).await?;
+        timed(client.put(&key, &value, Some(lease))).await?;
     }
-    let (mut keeper, mut answers) = timed(client.lease_keep_alive(lease)).await?;
-    shared.lease.send_replace(Some(lease));
+    let mut keeper = timed(client.lease_keep_alive(lease)).await?;
     let every = Duration::from_millis(u64::try_from(ttl).unwrap_or(10) * 1000 / 3);
     loop {
-        timed(keeper.keep_alive()).await?;
-        match tokio::time::timeout(CALL_TIMEOUT, answers.message()).await {
-            Ok(Ok(Some(answer))) if answer.ttl() > 0 => {}
+        tokio::time::sleep(every).await;
+        match tokio::time::timeout(CALL_TIMEOUT, keeper.keep_alive()).await {
+            Ok(Ok(ttl)) if ttl > 0 => {}
             Ok(Ok(_)) => {
                 return Err(CoordError::Settings("the lease expired".into()));
             }
@@ -241,39 +252,33 @@ async fn hold_lease(shared: &Shared, client: &mut Client, ttl: i64) -> Result<()
                 ));
             }
         }
-        tokio::time::sleep(every).await;
     }
 }
 
 /// Follow the announced revision: read it, then watch it; again after any break.
 async fn watch_revision(shared: Arc<Shared>) {
-    let mut clients = shared.client.subscribe();
+    let client = &shared.client;
     let stop = shared.shutdown.clone().wait();
     tokio::pin!(stop);
     let key = format!("{}config-revision", shared.settings.prefix);
     let mut backoff = FIRST_BACKOFF;
     loop {
-        let client = clients.borrow_and_update().clone();
-        let Some(mut client) = client else {
-            tokio::select! {
-                () = &mut stop => return,
-                changed = clients.changed() => if changed.is_err() { return },
-            }
-            continue;
-        };
         let followed = async {
-            let current = timed(client.get(key.clone(), None)).await?;
-            for kv in current.kvs() {
-                note(&shared, kv.value_str().ok());
+            let current = timed(client.get(&key)).await?;
+            for entry in &current.entries {
+                note(&shared, &entry.value);
             }
             // Watch from just after what was read, so a put between the read and
-            // the watch is not missed.
-            let after = current.header().map_or(0, |h| h.revision() + 1);
-            let options = WatchOptions::new().with_start_revision(after);
-            let mut stream = timed(client.watch(key.clone(), Some(options))).await?;
-            while let Some(answer) = stream.message().await? {
-                for event in answer.events() {
-                    note(&shared, event.kv().and_then(|kv| kv.value_str().ok()));
+            // the watch is not missed (from now if etcd gave no revision).
+            let after = if current.revision > 0 {
+                current.revision + 1
+            } else {
+                0
+            };
+            let mut watch = timed(client.watch(&key, after)).await?;
+            while let Some(values) = watch.next().await? {
+                for value in &values {
+                    note(&shared, value);
                 }
             }
             Ok::<(), CoordError>(())
@@ -297,7 +302,6 @@ async fn watch_revision(shared: Arc<Shared>) {
 /// a newer one replaces it).
 async fn announcer(shared: Arc<Shared>) {
     let mut wanted = shared.to_announce.subscribe();
-    let mut clients = shared.client.subscribe();
     let stop = shared.shutdown.clone().wait();
     tokio::pin!(stop);
     let key = format!("{}config-revision", shared.settings.prefix);
@@ -305,11 +309,8 @@ async fn announcer(shared: Arc<Shared>) {
     let mut backoff = FIRST_BACKOFF;
     loop {
         let target = *wanted.borrow_and_update();
-        let client = clients.borrow_and_update().clone();
-        if target > announced
-            && let Some(mut client) = client
-        {
-            match timed(client.put(key.clone(), target.to_string(), None)).await {
+        if target > announced {
+            match timed(shared.client.put(&key, &target.to_string(), None)).await {
                 Ok(_) => {
                     announced = target;
                     backoff = FIRST_BACKOFF;
@@ -328,13 +329,15 @@ async fn announcer(shared: Arc<Shared>) {
         tokio::select! {
             () = &mut stop => return,
             changed = wanted.changed() => if changed.is_err() { return },
-            changed = clients.changed() => if changed.is_err() { return },
         }
     }
 }
 
-fn note(shared: &Shared, value: Option<&str>) {
-    if let Some(revision) = value.and_then(|v| v.parse::<u64>().ok()) {
+fn note(shared: &Shared, value: &[u8]) {
+    let revision = std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(revision) = revision {
         raise(&shared.revisions, revision);
     }
 }
@@ -348,8 +351,7 @@ async fn campaign(shared: Arc<Shared>, key: String, election: String, leader: wa
     tokio::pin!(stop);
     let member = shared.settings.member.clone();
     loop {
-        let (lease, client) = (*leases.borrow_and_update(), shared.client.borrow().clone());
-        let (Some(lease), Some(mut client)) = (lease, client) else {
+        let Some(lease) = *leases.borrow_and_update() else {
             tokio::select! {
                 () = &mut stop => return,
                 changed = leases.changed() => if changed.is_err() { return },
@@ -360,7 +362,7 @@ async fn campaign(shared: Arc<Shared>, key: String, election: String, leader: wa
         let won = tokio::select! {
             () = &mut stop => return,
             _ = leases.changed() => continue,
-            won = client.campaign(key.clone(), member.clone(), lease) => won,
+            won = shared.client.campaign(&key, &member, lease) => won,
         };
         if let Err(e) = won {
             tracing::warn!(election, error = %e, "campaign failed; standing again");
