@@ -3,6 +3,9 @@
 //! members. In etcd when deployed (leases, watches, elections); in this process when
 //! embedded. Callers see one interface either way.
 //!
+//! Layout: here the `Coordinator` over both; `args`: the flags every service takes;
+//! `etcd`: the etcd side, over a small client of committed gRPC stubs (`etcd/gen`).
+//!
 //! Everything here is advisory: a replica that misses a signal catches up on its own
 //! periodic re-read, and etcd being away never stops a request.
 
