@@ -3,26 +3,28 @@
 //! Layout:
 //! - [`live`]: the compiled snapshot behind one `ArcSwap`.
 //! - [`sync`]: follows the control plane's snapshot stream (the proto edge).
-//! - [`proxy`]: the request path: admission, routing facts, the attempt loop.
-//! - `upstream`: one attempt on one provider key. `relay`: answers back to the
-//!   client (whole, passed through, or event by event). `meter`: the usage event.
+//! - [`proxy`]: the request path, one file per phase in the order a call lives:
+//!   `admit` (key, resource, client address), `facts` (routing facts, the multipart
+//!   model), `reserve` (limits), `attempts` (the loop over provider keys), `relay`
+//!   (answers back: whole, passed through, or event by event), `meter` (the usage
+//!   event); `error` its errors in the client's protocol. `app`: what calls share.
+//! - `upstream`: one attempt on one provider key.
 //! - [`usage`]: delivery of usage events to the collector.
 //! - [`serve`]: the serving threads, each with a runtime of its own.
-//! - [`limiter`]: limit counters (Redis or in-process); [`rebuild`]: their credit
-//!   spend restored from the collector after a loss. `metric`: Prometheus names.
+//! - [`limits`]: the admission gate the request path calls; [`limiter`]: limit
+//!   counters (Redis or in-process); [`rebuild`]: their credit spend restored from
+//!   the collector after a loss (the gate's cold branch). `metric`: Prometheus names.
 //! - `spool`: usage the collector cannot take now, in checksummed segment files.
 //! - `persist`: the last good snapshot on disk, for a start without a control plane.
 //! - `swap_table`: a copy-on-write table read without a lock (per-key URLs, counters).
 //! - `trace`: W3C trace context from the client and to the upstream.
 
-pub mod limiter;
+mod app;
+pub mod limits;
 pub mod live;
-mod meter;
 mod metric;
 pub mod persist;
 pub mod proxy;
-pub mod rebuild;
-mod relay;
 pub mod serve;
 pub mod spool;
 mod swap_table;
@@ -30,6 +32,8 @@ pub mod sync;
 mod trace;
 mod upstream;
 pub mod usage;
+
+pub use limits::{limiter, rebuild};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,10 +49,12 @@ use switchyard_core::route::CoolDown;
 use switchyard_runtime::Shutdown;
 use tokio::net::TcpListener;
 
-use crate::limiter::{Limiter, LimiterError, LocalCounters, RedisCounters};
+use crate::app::{App, Limits};
+use crate::limits::limiter::{Limiter, LimiterError, LocalCounters, RedisCounters};
+use crate::limits::rebuild::Rebuilder;
+use crate::limits::{Gate, LocalShare};
 use crate::live::Live;
-use crate::proxy::{App, Limits, LocalShare, error_response};
-use crate::rebuild::Rebuilder;
+use crate::proxy::error_response;
 use crate::spool::{Spool, SpoolError};
 use crate::usage::UsageSink;
 
@@ -194,6 +200,7 @@ async fn ready(State(app): State<Arc<App>>) -> (StatusCode, axum::Json<serde_jso
         "fresh": live.fresh(),
         // The data planes the control plane last counted (0: none counted yet).
         "live_data_planes": app
+            .gate
             .local_share
             .live_data_planes
             .load(std::sync::atomic::Ordering::Relaxed),
@@ -302,10 +309,7 @@ pub async fn run(
         limits: config.limits,
         cool_down: config.cool_down,
         trusted_proxies: config.trusted_proxies,
-        limiter,
-        rebuilder,
-        local_share,
-        limit_store_up: std::sync::atomic::AtomicU8::new(2),
+        gate: Gate::new(limiter, rebuilder, local_share),
         metrics: metric::CallMetrics::register(),
     });
     let served = serve::serve(

@@ -22,7 +22,7 @@ use switchyard_proto::v1::usage_service_client::UsageServiceClient;
 use tokio::sync::Mutex;
 use tonic::transport::Channel;
 
-use crate::limiter::{Limiter, LimiterError};
+use super::limiter::{Limiter, LimiterError};
 
 /// Reads the period's spend from the collector and primes the counters with it.
 pub struct Rebuilder {

@@ -6,88 +6,76 @@ use std::time::{Duration, Instant};
 use switchyard_core::ids::{EventId, ProviderKeyId};
 use switchyard_core::limits::Used;
 use switchyard_core::rules::Price;
-use switchyard_core::snapshot::Caller;
+use switchyard_core::snapshot::{Caller, ProviderKey};
 use switchyard_core::usage::{TokenUsage, UsageEvent, UsageSource, estimate_tokens};
 use switchyard_runtime::now_ms;
 
-use crate::proxy::Admitted;
+use crate::limits::Admitted;
 use crate::usage::UsageSink;
 
 pub use switchyard_core::usage::CLIENT_CLOSED;
 
-pub struct Meter {
-    sink: UsageSink,
-    started: Instant,
-    caller: Caller,
-    pub provider: Option<ProviderKeyId>,
-    pub level: u32,
-    model_requested: String,
+/// What a call is metered as, known once it is admitted.
+pub struct Metered {
+    pub sink: UsageSink,
+    pub started: Instant,
+    pub caller: Caller,
+    pub model_requested: String,
     pub model_served: String,
-    path: &'static str,
+    pub path: &'static str,
     /// The route's time-to-first-byte histogram.
-    first_byte: metrics::Histogram,
-    client_addr: String,
-    streamed: bool,
+    pub first_byte: metrics::Histogram,
+    pub client_addr: String,
+    pub streamed: bool,
     /// The owner's price for the served model at request time.
     pub price: Option<Price>,
-    ttfb: Option<Duration>,
-    /// Limit reservations to settle when the call ends.
-    admitted: Option<Admitted>,
     /// The configuration version whose prices apply.
     pub price_version: u64,
+    /// Limit reservations to settle when the call ends.
+    pub admitted: Option<Admitted>,
     /// The JSON request, kept (shared, not copied) to estimate its tokens should
     /// the answer report none.
     pub prompt: Option<bytes::Bytes>,
     /// The call's trace span, held open until its usage is known.
     pub span: tracing::Span,
+}
+
+pub struct Meter {
+    call: Metered,
+    /// The provider key tried last, and its level.
+    provider: Option<ProviderKeyId>,
+    level: u32,
+    ttfb: Option<Duration>,
     done: bool,
 }
 
 impl Meter {
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one constructor, called once, names every field"
-    )]
-    pub fn new(
-        sink: UsageSink,
-        started: Instant,
-        caller: Caller,
-        model_requested: String,
-        model_served: String,
-        path: &'static str,
-        first_byte: metrics::Histogram,
-        client_addr: String,
-        streamed: bool,
-        price: Option<Price>,
-        admitted: Option<Admitted>,
-    ) -> Self {
+    pub fn new(call: Metered) -> Self {
         Self {
-            sink,
-            started,
-            caller,
+            call,
             provider: None,
             level: 0,
-            model_requested,
-            model_served,
-            path,
-            first_byte,
-            client_addr,
-            streamed,
-            price,
             ttfb: None,
-            admitted,
-            prompt: None,
-            price_version: 0,
-            span: tracing::Span::none(),
             done: false,
         }
     }
 
+    /// A provider key is being tried: the event names it, should the call end there.
+    pub fn attempting(&mut self, key: &ProviderKey) {
+        self.provider = Some(key.id);
+        self.level = key.level;
+    }
+
+    /// The provider key tried last.
+    pub fn provider(&self) -> Option<ProviderKeyId> {
+        self.provider
+    }
+
     /// The upstream's first byte (or first event, for streams) has arrived.
     pub fn mark_first_byte(&mut self) {
-        let ttfb = self.started.elapsed();
+        let ttfb = self.call.started.elapsed();
         self.ttfb = Some(ttfb);
-        self.first_byte.record(ttfb);
+        self.call.first_byte.record(ttfb);
     }
 
     /// A call refused before any upstream was tried records nothing.
@@ -103,7 +91,7 @@ impl Meter {
     /// A successful answer without usage: its tokens estimated from the text of the
     /// request and the `output` estimated from the answer's text (`None`: no text).
     pub fn finish_estimated(mut self, status: u16, output: Option<u64>) {
-        let input = self.prompt.as_deref().and_then(estimate_tokens);
+        let input = self.call.prompt.as_deref().and_then(estimate_tokens);
         let tokens = output.map(|output| TokenUsage {
             input: input.unwrap_or(0),
             output,
@@ -130,47 +118,53 @@ impl Meter {
             (None, true) => Some(TokenUsage::default()),
             (None, false) => None,
         };
-        let cost_nanos = match (self.price, charged) {
+        let cost_nanos = match (self.call.price, charged) {
             (Some(price), Some(t)) => price.cost_nanos(&t),
             _ => 0,
         };
         self.settle_limits(status, tokens, source, cost_nanos);
         if let Some(t) = tokens {
-            self.span.record("gen_ai.usage.input_tokens", t.input);
-            self.span.record("gen_ai.usage.output_tokens", t.output);
+            self.call.span.record("gen_ai.usage.input_tokens", t.input);
+            self.call
+                .span
+                .record("gen_ai.usage.output_tokens", t.output);
         }
-        self.span.record("switchyard.usage_source", source.as_str());
-        if !self.sink.is_on() {
+        self.call
+            .span
+            .record("switchyard.usage_source", source.as_str());
+        if !self.call.sink.is_on() {
             return;
         }
-        let _emit = tracing::info_span!(parent: &self.span, "usage.emit").entered();
+        let _emit = tracing::info_span!(parent: &self.call.span, "usage.emit").entered();
         let billed_nanos = match charged {
-            Some(t) => self
-                .caller
-                .billing
-                .billed_nanos(&self.model_served, &t, cost_nanos),
+            Some(t) => {
+                self.call
+                    .caller
+                    .billing
+                    .billed_nanos(&self.call.model_served, &t, cost_nanos)
+            }
             None => 0,
         };
-        self.sink.emit(UsageEvent {
+        self.call.sink.emit(UsageEvent {
             id: EventId::new(),
             at_unix_ms: now_ms(),
-            account_chain: self.caller.chain.to_vec(),
-            issued_key: self.caller.key,
+            account_chain: self.call.caller.chain.to_vec(),
+            issued_key: self.call.caller.key,
             provider_key: self.provider,
-            model_requested: std::mem::take(&mut self.model_requested),
-            model_served: std::mem::take(&mut self.model_served),
+            model_requested: std::mem::take(&mut self.call.model_requested),
+            model_served: std::mem::take(&mut self.call.model_served),
             level: self.level,
             status,
-            latency_ms: millis(self.started.elapsed()),
+            latency_ms: millis(self.call.started.elapsed()),
             ttfb_ms: self.ttfb.map(millis),
             cost_nanos,
             billed_nanos,
-            price_version: self.price_version,
+            price_version: self.call.price_version,
             tokens: tokens.unwrap_or_default(),
             source,
-            path: self.path.to_owned(),
-            client_addr: std::mem::take(&mut self.client_addr),
-            streamed: self.streamed,
+            path: self.call.path.to_owned(),
+            client_addr: std::mem::take(&mut self.call.client_addr),
+            streamed: self.call.streamed,
         });
     }
 }
@@ -186,7 +180,7 @@ impl Meter {
         source: UsageSource,
         cost_nanos: i64,
     ) {
-        let Some(admitted) = self.admitted.take() else {
+        let Some(admitted) = self.call.admitted.take() else {
             return;
         };
         let used = match (tokens, source) {
@@ -198,9 +192,7 @@ impl Meter {
             (None, _) if self.ttfb.is_some() && !(400..500).contains(&status) => return,
             (None, _) => Used::default(),
         };
-        admitted
-            .limiter
-            .settle_in_background(admitted.charges, used, now_ms());
+        admitted.settle(used, now_ms());
     }
 }
 

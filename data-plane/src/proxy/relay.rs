@@ -17,7 +17,7 @@ use switchyard_core::usage::{EventVerdict, StreamMeter, estimate_tokens, usage_f
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::meter::Meter;
+use super::meter::Meter;
 use crate::upstream::{AttemptFailure, UpstreamResponse};
 
 /// The most a burst of events gathers before it goes to the client.
@@ -109,7 +109,7 @@ pub fn whole_back(endpoint: Endpoint, whole: Whole, meter: Meter) -> Response {
         None
     };
     if whole.status.is_success() && tokens.is_none() {
-        tracing::warn!(provider_key = ?meter.provider, "upstream answer carried no usage; estimated");
+        tracing::warn!(provider_key = ?meter.provider(), "upstream answer carried no usage; estimated");
         meter.finish_estimated(whole.status.as_u16(), estimate_tokens(&whole.body));
     } else {
         meter.finish(whole.status.as_u16(), tokens);
@@ -324,7 +324,7 @@ pub fn stream_back(started: Started, relay: Relay, meter: Meter) -> Response {
             // A stream that ended well without usage (a provider that ignores the
             // request for it): estimated from the text it streamed.
             None if !failed && status.is_success() => {
-                tracing::warn!(provider_key = ?meter.provider, "upstream stream carried no usage; estimated");
+                tracing::warn!(provider_key = ?meter.provider(), "upstream stream carried no usage; estimated");
                 meter.finish_estimated(final_status, usage.estimated_output());
             }
             tokens => meter.finish(final_status, tokens),
@@ -351,6 +351,7 @@ mod tests {
     use switchyard_core::snapshot::Caller;
 
     use super::*;
+    use crate::proxy::meter::Metered;
     use crate::usage::UsageSink;
 
     fn meter() -> Meter {
@@ -361,19 +362,22 @@ mod tests {
             billing: Arc::default(),
             limits: Arc::from([]),
         };
-        Meter::new(
-            UsageSink::off(),
-            Instant::now(),
+        Meter::new(Metered {
+            sink: UsageSink::off(),
+            started: Instant::now(),
             caller,
-            "m".into(),
-            "m".into(),
-            "/v1/chat/completions",
-            metrics::Histogram::noop(),
-            "127.0.0.1".into(),
-            true,
-            None,
-            None,
-        )
+            model_requested: "m".into(),
+            model_served: "m".into(),
+            path: "/v1/chat/completions",
+            first_byte: metrics::Histogram::noop(),
+            client_addr: "127.0.0.1".into(),
+            streamed: true,
+            price: None,
+            price_version: 0,
+            admitted: None,
+            prompt: None,
+            span: tracing::Span::none(),
+        })
     }
 
     fn relay() -> Relay {
