@@ -235,6 +235,7 @@ async fn answered(
         Err(f) => Err((f, meter)),
     }
 }
+
 /// The error once no key is left, naming why.
 fn exhausted(e: RouteError, last: Option<&AttemptFailure>, cool_down: &CoolDown) -> ProxyError {
     match e {

@@ -33,6 +33,17 @@ pub(super) struct Prepared {
     pub max_output: u64,
 }
 
+impl Prepared {
+    /// The JSON request, shared rather than copied, to estimate its tokens should
+    /// the answer report none.
+    pub fn prompt(&self, endpoint: Endpoint) -> Option<Bytes> {
+        match (endpoint.request_body(), &self.body) {
+            (RequestBody::Json, UpstreamBody::Whole(b)) => Some(b.clone()),
+            _ => None,
+        }
+    }
+}
+
 /// How an upload streamed on to the upstream ended, if it failed on the client's
 /// side (too large, cut or too slow): then the call fails, not the key.
 #[derive(Default)]
@@ -51,17 +62,6 @@ impl UploadWatch {
             return Some(ProxyError::unreadable_body());
         }
         None
-    }
-}
-
-impl Prepared {
-    /// The JSON request, shared rather than copied, to estimate its tokens should
-    /// the answer report none.
-    pub fn prompt(&self, endpoint: Endpoint) -> Option<Bytes> {
-        match (endpoint.request_body(), &self.body) {
-            (RequestBody::Json, UpstreamBody::Whole(b)) => Some(b.clone()),
-            _ => None,
-        }
     }
 }
 
