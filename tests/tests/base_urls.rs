@@ -2,12 +2,17 @@
 //! registered as the Anthropic SDK names its host (no `/v1`) carries calls, and the
 //! key shows the stored form.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "helpers of a test fail loudly on the first surprise"
+)]
+
 use serde_json::json;
 use switchyard_fake_upstream::FakeUpstream;
-use switchyard_tests::system::{start_system, wait_for_key};
+use switchyard_tests::system::{System, start_system, wait_for_key};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_anthropic_key_registered_without_v1_carries_calls() {
+/// The system, a fake upstream, and a main account (with no provider key yet): its key.
+async fn main_account() -> (System, FakeUpstream, String) {
     let sys = start_system(1 << 20).await;
     let fake = FakeUpstream::start(None).await.unwrap();
     let (status, created) = sys
@@ -15,6 +20,12 @@ async fn an_anthropic_key_registered_without_v1_carries_calls() {
         .await;
     assert_eq!(status, 201, "{created}");
     let key = created["api_key"].as_str().unwrap().to_owned();
+    (sys, fake, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anthropic_key_registered_without_v1_carries_calls() {
+    let (sys, fake, key) = main_account().await;
     let sdk_form = fake.base_url().trim_end_matches("/v1").to_owned();
     let (status, pk) = sys
         .post(
@@ -63,13 +74,7 @@ async fn an_anthropic_key_registered_without_v1_carries_calls() {
 /// the URL tried.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_base_url_is_named_in_the_error() {
-    let sys = start_system(1 << 20).await;
-    let fake = FakeUpstream::start(None).await.unwrap();
-    let (status, created) = sys
-        .post("/x-users", &sys.root, json!({"name": "acme"}))
-        .await;
-    assert_eq!(status, 201, "{created}");
-    let key = created["api_key"].as_str().unwrap().to_owned();
+    let (sys, fake, key) = main_account().await;
     let wrong = format!("{}/openai", fake.base_url());
     let (status, pk) = sys
         .post(

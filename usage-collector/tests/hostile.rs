@@ -7,53 +7,24 @@
     reason = "scenarios fail loudly on the first surprise"
 )]
 
+mod common;
+
 use std::time::Duration;
 
+use common::{Collector, event};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
-use switchyard_core::ids::{AccountId, EventId, IssuedKeyId};
-use switchyard_core::usage::{TokenUsage, UsageEvent, UsageSource};
+use switchyard_core::ids::AccountId;
 use switchyard_proto::v1 as pb;
-use switchyard_proto::v1::usage_service_client::UsageServiceClient;
-use switchyard_runtime::{bind, now_ms, shutdown_pair};
+use switchyard_runtime::now_ms;
 use switchyard_usage_collector::store::{Granularity, RollupBy, RollupFilter, Stored, UsageStore};
 use switchyard_usage_collector::writer::Writer;
-use switchyard_usage_collector::{Listeners, Retention};
 
 switchyard_tests::every_backend!(
     hostile_values_are_quarantined_and_the_rest_arrives,
     what_the_store_itself_refuses_is_set_aside
 );
-
-fn event(main: AccountId, at_unix_ms: i64) -> UsageEvent {
-    UsageEvent {
-        id: EventId::new(),
-        at_unix_ms,
-        account_chain: vec![main],
-        issued_key: IssuedKeyId::new(),
-        provider_key: None,
-        model_requested: "gpt-4o".into(),
-        model_served: "gpt-4o".into(),
-        level: 1,
-        status: 200,
-        latency_ms: 1,
-        ttfb_ms: None,
-        tokens: TokenUsage {
-            input: 3,
-            output: 2,
-            cached: 0,
-            cache_write: 0,
-        },
-        source: UsageSource::Reported,
-        cost_nanos: 1,
-        billed_nanos: 1,
-        price_version: 1,
-        path: "/v1/chat/completions".into(),
-        client_addr: "10.0.0.1".into(),
-        streamed: false,
-    }
-}
 
 /// The text fields of a wire event a hostile value can land in.
 const FIELDS: usize = 7;
@@ -99,38 +70,8 @@ fn cases(n: u32) -> Vec<(usize, String)> {
         .collect()
 }
 
-async fn start(
-    url: &str,
-) -> (
-    UsageServiceClient<tonic::transport::Channel>,
-    switchyard_runtime::ShutdownTrigger,
-    tokio::task::JoinHandle<Result<(), switchyard_usage_collector::CollectorError>>,
-) {
-    let store = UsageStore::open(url).await.unwrap();
-    let grpc = bind("127.0.0.1:0").await.unwrap();
-    let addr = grpc.local_addr().unwrap();
-    let (stop, shutdown) = shutdown_pair();
-    let server = tokio::spawn(switchyard_usage_collector::run(
-        store,
-        Listeners {
-            grpc,
-            http: bind("127.0.0.1:0").await.unwrap(),
-        },
-        Some(Retention {
-            keep_days: 30,
-            every: Duration::from_secs(3600),
-            leader: tokio::sync::watch::channel(true).1,
-        }),
-        shutdown,
-    ));
-    let client = UsageServiceClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
-    (client, stop, server)
-}
-
 async fn hostile_values_are_quarantined_and_the_rest_arrives(url: &str) {
-    let (mut client, stop, server) = start(url).await;
+    let mut collector = Collector::start(url, 30).await.unwrap();
     let attacker = AccountId::new();
     let neighbour = AccountId::new();
     let now = now_ms();
@@ -154,7 +95,8 @@ async fn hostile_values_are_quarantined_and_the_rest_arrives(url: &str) {
     }
     assert!(bad >= 40, "the cases must be mostly hostile: {bad} of 48");
     let count = batches.len();
-    let mut acks = client
+    let mut acks = collector
+        .client
         .ingest(tokio_stream::iter(batches.clone()))
         .await
         .unwrap()
@@ -178,7 +120,8 @@ async fn hostile_values_are_quarantined_and_the_rest_arrives(url: &str) {
 
     // A replay of every batch adds nothing anywhere: not to the rollups, not to the
     // quarantine.
-    let mut acks = client
+    let mut acks = collector
+        .client
         .ingest(tokio_stream::iter(batches))
         .await
         .unwrap()
@@ -188,9 +131,7 @@ async fn hostile_values_are_quarantined_and_the_rest_arrives(url: &str) {
         assert_eq!(ack.stored, 0, "a replay stores nothing new");
     }
     drop(acks);
-    drop(client);
-    stop.trigger();
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    collector.stop().await;
 
     let store = UsageStore::open(url).await.unwrap();
     let day = switchyard_core::time::utc_day(now);
