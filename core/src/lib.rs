@@ -14,7 +14,9 @@
 //!   IPv4 inside IPv6) and the operator's exceptions.
 //! - [`object`]: struct fields read from JSON objects only.
 //! - [`policy`]: account policies, their intersection, and the bounds check.
-//! - [`snapshot`]: the snapshot as plain data, and its compiled lookup tables.
+//! - [`types`]: the basic kinds (status, provider kind); imports nothing of the crate.
+//! - [`snapshot`]: the snapshot as plain data ([`snapshot::data`]), and its lookup
+//!   tables ([`snapshot::compiled`]).
 //! - [`request`]: the few facts routing reads from a request body.
 //! - [`json_bounds`]: UTF-8 and nesting bounds every JSON body meets before routing.
 //! - [`rules`]: a main account's rules (mappers, switch-over, resources, limits, prices).
@@ -48,4 +50,5 @@ pub mod secret;
 pub mod snapshot;
 pub mod sse;
 pub mod time;
+pub mod types;
 pub mod usage;
