@@ -26,7 +26,8 @@
 //! - [`fields`]: what the usage store holds: each text field's bounds and allowed characters.
 //! - [`limits`]: which counters a call is charged to; reservation, admission, settlement.
 //! - [`redact`]: what counts as key material in a log line, and scrubbing it.
-//! - [`time`]: clock-free calendar arithmetic for rollup buckets.
+//! - [`time`]: clock-free calendar arithmetic: [`time::UtcDay`] (a day that travels as
+//!   `YYYY-MM-DD`), its month and the day/month bucket of a timestamp.
 
 pub mod apikey;
 pub mod base_url;

@@ -1,8 +1,8 @@
 use super::*;
 use std::collections::BTreeMap;
 
-use crate::snapshot::data::Account;
 use crate::apikey::generate;
+use crate::snapshot::data::Account;
 
 fn account(parent: Option<AccountId>) -> Account {
     Account {
