@@ -1,6 +1,6 @@
 //! Switchyard's pure core: every decision that needs no IO.
 //!
-//! Layout:
+//! Layout (the modules form no circle; `tests/module_graph.rs` holds to it):
 //! - [`ids`]: typed identifiers for accounts, keys and provider keys.
 //! - [`secret`]: `Secret<T>`, a wrapper that never prints its content.
 //! - [`apikey`]: issued API keys (format, checksum, hashing).
