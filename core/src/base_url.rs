@@ -13,7 +13,7 @@
 //!   the end (`…/v1/chat/completions`, `…/v1/messages`).
 
 use crate::endpoint::Endpoint;
-use crate::snapshot::ProviderKind;
+use crate::types::ProviderKind;
 
 /// `path` (a URL's path, `/` or empty for none) in its stored form for `kind`.
 pub fn normalised_path(kind: ProviderKind, path: &str) -> String {

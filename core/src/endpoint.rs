@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::error::ErrorCode;
-use crate::snapshot::ProviderKind;
+use crate::types::ProviderKind;
 
 /// A client-facing wire protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -1,6 +1,6 @@
 //! Switchyard's pure core: every decision that needs no IO.
 //!
-//! Layout:
+//! Layout (the modules form no circle; `tests/module_graph.rs` holds to it):
 //! - [`ids`]: typed identifiers for accounts, keys and provider keys.
 //! - [`secret`]: `Secret<T>`, a wrapper that never prints its content.
 //! - [`apikey`]: issued API keys (format, checksum, hashing).
@@ -14,7 +14,9 @@
 //!   IPv4 inside IPv6) and the operator's exceptions.
 //! - [`object`]: struct fields read from JSON objects only.
 //! - [`policy`]: account policies, their intersection, and the bounds check.
-//! - [`snapshot`]: the snapshot as plain data, and its compiled lookup tables.
+//! - [`types`]: the basic kinds (status, provider kind); imports nothing of the crate.
+//! - [`snapshot`]: the snapshot as plain data ([`snapshot::data`]), and its lookup
+//!   tables ([`snapshot::compiled`]).
 //! - [`request`]: the few facts routing reads from a request body.
 //! - [`json_bounds`]: UTF-8 and nesting bounds every JSON body meets before routing.
 //! - [`rules`]: a main account's rules (mappers, switch-over, resources, limits, prices).
@@ -24,7 +26,8 @@
 //! - [`fields`]: what the usage store holds: each text field's bounds and allowed characters.
 //! - [`limits`]: which counters a call is charged to; reservation, admission, settlement.
 //! - [`redact`]: what counts as key material in a log line, and scrubbing it.
-//! - [`time`]: clock-free calendar arithmetic for rollup buckets.
+//! - [`time`]: clock-free calendar arithmetic: [`time::UtcDay`] (a day that travels as
+//!   `YYYY-MM-DD`), its month and the day/month bucket of a timestamp.
 
 pub mod apikey;
 pub mod base_url;
@@ -48,4 +51,5 @@ pub mod secret;
 pub mod snapshot;
 pub mod sse;
 pub mod time;
+pub mod types;
 pub mod usage;

@@ -16,7 +16,7 @@ use crate::ids::{AccountId, IssuedKeyId};
 use crate::model::ModelPattern;
 use crate::policy::{CreditLimit, ModelLimit, Period, Policy, min_opt};
 use crate::rules::Price;
-use crate::time;
+use crate::time::UtcDay;
 use crate::usage::TokenUsage;
 
 const MINUTE_MS: i64 = 60_000;
@@ -38,8 +38,8 @@ impl Window {
             Self::Minute => now_ms.div_euclid(MINUTE_MS),
             Self::Day => now_ms.div_euclid(DAY_MS),
             Self::Month => {
-                let (y, m) = year_month(now_ms);
-                y * 12 + m - 1
+                let (y, m, _) = UtcDay::of_unix_ms(now_ms).civil();
+                y * 12 + i64::from(m) - 1
             }
         }
     }
@@ -49,18 +49,9 @@ impl Window {
         match self {
             Self::Minute => (now_ms.div_euclid(MINUTE_MS) + 1) * MINUTE_MS,
             Self::Day => (now_ms.div_euclid(DAY_MS) + 1) * DAY_MS,
-            Self::Month => {
-                let (y, m) = year_month(now_ms);
-                let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-                time::days_from_civil(ny, nm, 1) * DAY_MS
-            }
+            Self::Month => UtcDay::of_unix_ms(now_ms).first_of_next_month().start_ms(),
         }
     }
-}
-
-fn year_month(now_ms: i64) -> (i64, i64) {
-    let (y, m, _) = time::civil_from_days(now_ms.div_euclid(DAY_MS));
-    (y, i64::from(m))
 }
 
 impl From<Period> for Window {

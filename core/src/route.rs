@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
 
 use crate::model;
-use crate::snapshot::{ProviderKey, ProviderKind, Status};
+use crate::snapshot::data::ProviderKey;
+use crate::types::{ProviderKind, Status};
 
 /// Why an attempt on a provider key failed, as far as the key's health is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

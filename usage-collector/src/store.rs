@@ -66,11 +66,7 @@ pub struct Stored {
     pub quarantined: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Granularity {
-    Day,
-    Month,
-}
+pub use switchyard_core::time::Granularity;
 
 /// Whose totals a rollup row holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -302,7 +298,7 @@ fn rollup_deltas<'a>(events: impl Iterator<Item = &'a UsageEvent>) -> (Deltas, D
         let (Some(account), Some(main_account)) = (e.account(), e.main_account()) else {
             continue;
         };
-        let day = switchyard_core::time::utc_day(e.at_unix_ms);
+        let day = Granularity::Day.bucket_of_ms(e.at_unix_ms);
         if let Some(provider) = e.provider_key {
             keys.entry(RollupKey {
                 day: day.clone(),
@@ -569,10 +565,7 @@ impl UsageStore {
                 continue;
             }
             let model: String = r.try_get(2)?;
-            let period = match filter.granularity {
-                Granularity::Day => day,
-                Granularity::Month => day.get(..7).unwrap_or(&day).to_owned(),
-            };
+            let period = filter.granularity.bucket_of_day(day);
             let row = out
                 .entry((period.clone(), of.clone(), model.clone()))
                 .or_insert_with(|| {
