@@ -278,7 +278,7 @@ pub fn rebuilt_credits<'a>(
 /// store that lost them: what the replica itself admitted in each window that has
 /// not ended, as `(counter, amount, expires_at_ms)`. Amounts of zero are left out.
 /// Every replica adds its own share once after a loss, so the counters hold the
-/// window's admissions again (see `data-plane/src/limiter.rs`).
+/// window's admissions again (see `data-plane/src/limits/limiter.rs`).
 pub fn restorable_shares<'a>(
     shares: impl IntoIterator<Item = (&'a str, u64, i64)>,
     now_ms: i64,
