@@ -4,7 +4,9 @@
 //!
 //! Layout:
 //! - [`store`]: state in Postgres or SQLite (one SQL dialect over `sqlx::Any`).
-//! - [`service`]: every operation with its authorisation and validation.
+//! - [`service`]: every operation with its authorisation and validation, one module
+//!   per resource (accounts, issued and provider keys, rules, credit, news, usage
+//!   views, status, audit).
 //! - [`rest`], [`grpc`]: the two faces over the service layer.
 //! - [`publisher`]: compiles snapshots and fans them out to connected data planes.
 //! - [`reseal`]: re-seals provider secrets under a new key-encryption key.
