@@ -7,11 +7,13 @@
 //! - [`service`]: every operation with its authorisation and validation, one module
 //!   per resource (accounts, issued and provider keys, rules, credit, news, usage
 //!   views, status, audit).
+//! - [`collector`]: the usage collector's client, for the usage views.
 //! - [`rest`], [`grpc`]: the two faces over the service layer.
 //! - [`publisher`]: compiles snapshots and fans them out to connected data planes.
 //! - [`reseal`]: re-seals provider secrets under a new key-encryption key.
 //! - `metric`: Prometheus names and their label bounds.
 
+pub mod collector;
 pub mod grpc;
 pub mod metric;
 pub mod publisher;

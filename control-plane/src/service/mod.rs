@@ -27,9 +27,11 @@ use switchyard_core::snapshot::{Account, Status};
 use switchyard_proto::v1::usage_service_client::UsageServiceClient;
 use tonic::transport::Channel;
 
+use crate::collector::{CollectorClient, CollectorError};
 use crate::publisher::Publisher;
 use crate::store::{AccountRecord, Store, StoreError};
 
+pub use crate::collector::LogPage;
 pub use accounts::{
     AccountInfo, AccountView, CreateAccount, CreatedAccount, DeletedAccounts, TreeEntry, TreeQuery,
     UpdateAccount,
@@ -42,7 +44,7 @@ pub use provider_keys::{
     AddProviderKey, ProviderKeyView, UpdateProviderKey, in_stored_form, validate_base_url,
 };
 pub use status::{DataPlaneStatus, ModelList, SystemStatus};
-pub use usage_views::{Bill, BillQuery, LogEntry, LogPage, LogPageView, LogsQuery};
+pub use usage_views::{Bill, BillQuery, LogEntry, LogPageView, LogsQuery};
 
 /// A failed operation: a code from the shared vocabulary and a message a user can act on.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +93,28 @@ impl From<StoreError> for ApiError {
             }
             other => {
                 tracing::error!(error = %other, "store failure");
+                Self::new(ErrorCode::Internal, "internal error")
+            }
+        }
+    }
+}
+
+/// A collector failure as the caller sees it: the collector's refusal of the
+/// query's arguments, else usage data unavailable (an internal error for an
+/// answer that does not read); failures are logged.
+impl From<CollectorError> for ApiError {
+    fn from(e: CollectorError) -> Self {
+        match e {
+            CollectorError::Refused(why) => Self::invalid(why),
+            CollectorError::Unavailable(status) => {
+                tracing::error!(error = %status, "usage collector query failed");
+                Self::new(
+                    ErrorCode::Unavailable,
+                    "usage data is unavailable right now; try again",
+                )
+            }
+            CollectorError::Malformed(why) => {
+                tracing::error!(error = %why, "collector returned a malformed event");
                 Self::new(ErrorCode::Internal, "internal error")
             }
         }
@@ -190,7 +214,7 @@ pub struct Service {
     keyring: Arc<Keyring>,
     root_hash: KeyHash,
     publisher: Publisher,
-    usage: UsageServiceClient<Channel>,
+    collector: CollectorClient,
     options: OperatorOptions,
 }
 
@@ -208,7 +232,7 @@ impl Service {
             keyring,
             root_hash,
             publisher,
-            usage,
+            collector: CollectorClient::new(usage),
             options,
         }
     }

@@ -8,6 +8,7 @@ use switchyard_core::usage::RollupRow;
 use switchyard_proto::v1 as pb;
 
 use super::{ApiError, Caller, Service};
+use crate::collector::LogPage;
 
 const MAX_BILL_DAYS: i64 = 400;
 
@@ -85,14 +86,6 @@ impl From<&switchyard_core::usage::UsageEvent> for LogEntry {
     }
 }
 
-/// A page of raw events.
-#[derive(Debug)]
-pub struct LogPage {
-    pub events: Vec<switchyard_core::usage::UsageEvent>,
-    /// Pass as `before` for the next (older) page; absent on the last page.
-    pub next: Option<String>,
-}
-
 /// A page of raw events as the REST API shows it.
 #[derive(Debug, Serialize)]
 pub struct LogPageView {
@@ -167,10 +160,9 @@ impl Service {
             Some(id) => self.main_of(id).await?.to_string(),
             None => String::new(),
         };
-        let page = self
-            .usage
-            .clone()
-            .query_events(pb::EventQuery {
+        Ok(self
+            .collector
+            .events(pb::EventQuery {
                 main_account_id: main,
                 within_account_id: within.map(|w| w.to_string()).unwrap_or_default(),
                 from_unix_ms: from,
@@ -180,32 +172,7 @@ impl Service {
                 before: query.before.unwrap_or_default(),
                 limit,
             })
-            .await
-            .map_err(|status| match status.code() {
-                tonic::Code::InvalidArgument => ApiError::invalid(status.message().to_owned()),
-                _ => {
-                    tracing::error!(error = %status, "usage collector query failed");
-                    ApiError::new(
-                        ErrorCode::Unavailable,
-                        "usage data is unavailable right now; try again",
-                    )
-                }
-            })?
-            .into_inner();
-        let events = page
-            .events
-            .into_iter()
-            .map(|e| {
-                switchyard_wire::decode_event(e).map_err(|why| {
-                    tracing::error!(error = %why, "collector returned a malformed event");
-                    ApiError::new(ErrorCode::Internal, "internal error")
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(LogPage {
-            events,
-            next: (!page.next.is_empty()).then_some(page.next),
-        })
+            .await?)
     }
 
     /// `GET /x-bill`: rollups of the caller and its descendants.
@@ -285,10 +252,9 @@ impl Service {
                 )
             }
         };
-        let reply = self
-            .usage
-            .clone()
-            .query_rollups(pb::RollupQuery {
+        let rows = self
+            .collector
+            .rollups(pb::RollupQuery {
                 main_account_id,
                 account_ids,
                 from_day: from.clone(),
@@ -296,20 +262,9 @@ impl Service {
                 granularity: granularity.into(),
                 by_provider_key,
             })
-            .await
-            .map_err(|status| {
-                tracing::error!(error = %status, "usage collector query failed");
-                ApiError::new(
-                    ErrorCode::Unavailable,
-                    "usage data is unavailable right now; try again",
-                )
-            })?
-            .into_inner();
-        let rows = reply
-            .rows
+            .await?
             .into_iter()
             .filter(|r| query.model.as_ref().is_none_or(|m| *m == r.model))
-            .map(switchyard_wire::decode_rollup)
             .collect();
         Ok(Bill {
             from,
