@@ -10,10 +10,12 @@
 //! - [`collector`]: the usage collector's client, for the usage views.
 //! - [`rest`], [`grpc`]: the two faces over the service layer.
 //! - [`publisher`]: compiles snapshots and fans them out to connected data planes.
+//! - [`distribution`]: one data plane's snapshot stream and what it reports back.
 //! - [`reseal`]: re-seals provider secrets under a new key-encryption key.
 //! - `metric`: Prometheus names and their label bounds.
 
 pub mod collector;
+pub mod distribution;
 pub mod grpc;
 pub mod metric;
 pub mod publisher;
