@@ -2,6 +2,7 @@
 //! revision. One implementation over `sqlx::Any` serves Postgres and SQLite; each
 //! write bumps the revision in the same transaction.
 
+use futures_util::future::BoxFuture;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 use switchyard_core::apikey::KeyHash;
@@ -168,6 +169,28 @@ impl Store {
         to_u64(row.try_get::<i64, _>(0)?)
     }
 
+    /// Every configuration write goes through here: begin, run `body`, then on
+    /// success record `audit`, bump the revision and commit, all at once; on failure
+    /// roll back at once so no lock outlives the request (a dropped transaction would
+    /// hold SQLite's write lock until its connection is next used).
+    async fn write<'a, T>(
+        &self,
+        audit: &AuditEntry,
+        body: impl for<'t> FnOnce(&'t mut Transaction<'a, Any>) -> BoxFuture<'t, Result<T, StoreError>>,
+    ) -> Result<(T, u64), StoreError> {
+        // Named `'a` (not `'static`) so `body` may borrow what the caller holds.
+        let mut tx: Transaction<'a, Any> = self.db.pool.begin().await?;
+        match body(&mut tx).await {
+            Ok(value) => Ok((value, finish(tx, audit).await?)),
+            Err(e) => {
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::error!(error = %rollback, "rollback failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Another key for an account; with `retire`, the key that key replaces expires at
     /// the given time (now for an immediate stop) in the same transaction.
     pub async fn add_issued_key(
@@ -176,28 +199,27 @@ impl Store {
         retire: Option<(IssuedKeyId, i64)>,
         audit: &AuditEntry,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.db.pool.begin().await?;
-        let outcome = async {
-            insert_issued_key(&mut tx, key).await?;
-            if let Some((old, at)) = retire {
-                // Never lengthen a key's life: keep an earlier expiry if it has one.
-                sqlx::query(
-                    "UPDATE issued_keys SET expires_at = CASE WHEN expires_at IS NOT NULL AND expires_at < $1 \
-                     THEN expires_at ELSE $2 END WHERE id = $3 AND account_id = $4",
-                )
-                .bind(at)
-                .bind(at)
-                .bind(old.to_string())
-                .bind(key.key.account.to_string())
-                .execute(&mut *tx)
-                .await?;
-            }
-            Ok(())
-        }
-        .await;
-        settle(tx, outcome, audit)
-            .await
-            .map(|((), revision)| revision)
+        self.write(audit, |tx| {
+            Box::pin(async move {
+                insert_issued_key(tx, key).await?;
+                if let Some((old, at)) = retire {
+                    // Never lengthen a key's life: keep an earlier expiry if it has one.
+                    sqlx::query(
+                        "UPDATE issued_keys SET expires_at = CASE WHEN expires_at IS NOT NULL AND expires_at < $1 \
+                         THEN expires_at ELSE $2 END WHERE id = $3 AND account_id = $4",
+                    )
+                    .bind(at)
+                    .bind(at)
+                    .bind(old.to_string())
+                    .bind(key.key.account.to_string())
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+        .map(|((), revision)| revision)
     }
 
     /// Audit entries of one main account's tree (or every entry for `None`), newest
@@ -284,25 +306,25 @@ impl Store {
         key: IssuedKeyId,
         audit: &AuditEntry,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.db.pool.begin().await?;
-        let outcome = async {
-            let changed =
-                sqlx::query("UPDATE issued_keys SET status = $1 WHERE id = $2 AND account_id = $3")
-                    .bind(Status::Disabled.as_str())
-                    .bind(key.to_string())
-                    .bind(account.to_string())
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-            if changed == 0 {
-                return Err(StoreError::NotFound("key"));
-            }
-            Ok(())
-        }
-        .await;
-        settle(tx, outcome, audit)
-            .await
-            .map(|((), revision)| revision)
+        self.write(audit, |tx| {
+            Box::pin(async move {
+                let changed = sqlx::query(
+                    "UPDATE issued_keys SET status = $1 WHERE id = $2 AND account_id = $3",
+                )
+                .bind(Status::Disabled.as_str())
+                .bind(key.to_string())
+                .bind(account.to_string())
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+                if changed == 0 {
+                    return Err(StoreError::NotFound("key"));
+                }
+                Ok(())
+            })
+        })
+        .await
+        .map(|((), revision)| revision)
     }
 
     /// Create an account and its first issued key, atomically.
@@ -312,37 +334,36 @@ impl Store {
         key: &IssuedKeyRecord,
         audit: &AuditEntry,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.db.pool.begin().await?;
-        let outcome = async {
-            if let Some(parent) = account.account.parent {
-                let found = sqlx::query("SELECT 1 FROM accounts WHERE id = $1")
-                    .bind(parent.to_string())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if found.is_none() {
-                    return Err(StoreError::NotFound("parent account"));
+        self.write(audit, |tx| {
+            Box::pin(async move {
+                if let Some(parent) = account.account.parent {
+                    let found = sqlx::query("SELECT 1 FROM accounts WHERE id = $1")
+                        .bind(parent.to_string())
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                    if found.is_none() {
+                        return Err(StoreError::NotFound("parent account"));
+                    }
                 }
-            }
-            sqlx::query("INSERT INTO accounts (id, parent_id, name, status, created_at, policy, billing) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                .bind(account.account.id.to_string())
-                .bind(account.account.parent.map(|p| p.to_string()))
-                .bind(account.account.name.clone())
-                .bind(account.account.status.as_str())
-                .bind(account.created_at_ms)
-                .bind(policy_json(&account.account.policy)?)
-                .bind(
-                    serde_json::to_string(&account.account.billing)
-                        .map_err(|e| StoreError::Corrupt(format!("billing: {e}")))?,
-                )
-                .execute(&mut *tx)
-                .await?;
-            insert_issued_key(&mut tx, key).await?;
-            Ok(())
-        }
-        .await;
-        settle(tx, outcome, audit)
-            .await
-            .map(|((), revision)| revision)
+                sqlx::query("INSERT INTO accounts (id, parent_id, name, status, created_at, policy, billing) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                    .bind(account.account.id.to_string())
+                    .bind(account.account.parent.map(|p| p.to_string()))
+                    .bind(account.account.name.clone())
+                    .bind(account.account.status.as_str())
+                    .bind(account.created_at_ms)
+                    .bind(policy_json(&account.account.policy)?)
+                    .bind(
+                        serde_json::to_string(&account.account.billing)
+                            .map_err(|e| StoreError::Corrupt(format!("billing: {e}")))?,
+                    )
+                    .execute(&mut **tx)
+                    .await?;
+                insert_issued_key(tx, key).await?;
+                Ok(())
+            })
+        })
+        .await
+        .map(|((), revision)| revision)
     }
 
     /// A main account's rules and their version (0 when it has none yet).
@@ -372,33 +393,32 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let doc =
             serde_json::to_string(rules).map_err(|e| StoreError::Corrupt(format!("rules: {e}")))?;
-        let mut tx = self.db.pool.begin().await?;
-        let outcome = async {
-            let changed = if expected == 0 {
-                sqlx::query("INSERT INTO rules (owner_id, doc, version) VALUES ($1, $2, 1) ON CONFLICT (owner_id) DO NOTHING")
-                    .bind(owner.to_string())
-                    .bind(doc)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-            } else {
-                sqlx::query("UPDATE rules SET doc = $1, version = version + 1 WHERE owner_id = $2 AND version = $3")
-                    .bind(doc)
-                    .bind(owner.to_string())
-                    .bind(expected)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-            };
-            if changed == 0 {
-                return Err(StoreError::Conflict("rules"));
-            }
-            Ok(())
-        }
-        .await;
-        settle(tx, outcome, audit)
-            .await
-            .map(|((), revision)| revision)
+        self.write(audit, |tx| {
+            Box::pin(async move {
+                let changed = if expected == 0 {
+                    sqlx::query("INSERT INTO rules (owner_id, doc, version) VALUES ($1, $2, 1) ON CONFLICT (owner_id) DO NOTHING")
+                        .bind(owner.to_string())
+                        .bind(doc)
+                        .execute(&mut **tx)
+                        .await?
+                        .rows_affected()
+                } else {
+                    sqlx::query("UPDATE rules SET doc = $1, version = version + 1 WHERE owner_id = $2 AND version = $3")
+                        .bind(doc)
+                        .bind(owner.to_string())
+                        .bind(expected)
+                        .execute(&mut **tx)
+                        .await?
+                        .rows_affected()
+                };
+                if changed == 0 {
+                    return Err(StoreError::Conflict("rules"));
+                }
+                Ok(())
+            })
+        })
+        .await
+        .map(|((), revision)| revision)
     }
 
     /// Record what a data plane reported about provider keys. Health is an observation,
@@ -498,65 +518,64 @@ impl Store {
         parent_is_main: bool,
         audit: &AuditEntry,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.db.pool.begin().await?;
-        let outcome = async {
-            let amount = entry.amount_nanos;
-            let child = sqlx::query(
-                "UPDATE accounts SET credit_allocated = credit_allocated + $1 \
-                 WHERE id = $2 AND credit_allocated + $3 >= credit_delegated AND credit_allocated + $4 >= 0",
-            )
-            .bind(amount)
-            .bind(entry.account_id.clone())
-            .bind(amount)
-            .bind(amount)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if child == 0 {
-                return Err(StoreError::Credit("the account would hold less than it has passed on to its children"));
-            }
-            if let Some(parent) = &entry.parent_id {
-                let bounded = if parent_is_main {
-                    // Main accounts fund their trees from their own provider keys.
-                    sqlx::query("UPDATE accounts SET credit_delegated = credit_delegated + $1 WHERE id = $2")
+        self.write(audit, |tx| {
+            Box::pin(async move {
+                let amount = entry.amount_nanos;
+                let child = sqlx::query(
+                    "UPDATE accounts SET credit_allocated = credit_allocated + $1 \
+                     WHERE id = $2 AND credit_allocated + $3 >= credit_delegated AND credit_allocated + $4 >= 0",
+                )
+                .bind(amount)
+                .bind(entry.account_id.clone())
+                .bind(amount)
+                .bind(amount)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+                if child == 0 {
+                    return Err(StoreError::Credit("the account would hold less than it has passed on to its children"));
+                }
+                if let Some(parent) = &entry.parent_id {
+                    let bounded = if parent_is_main {
+                        // Main accounts fund their trees from their own provider keys.
+                        sqlx::query("UPDATE accounts SET credit_delegated = credit_delegated + $1 WHERE id = $2")
+                            .bind(amount)
+                            .bind(parent.clone())
+                            .execute(&mut **tx)
+                            .await?
+                    } else {
+                        sqlx::query(
+                            "UPDATE accounts SET credit_delegated = credit_delegated + $1 \
+                             WHERE id = $2 AND credit_delegated + $3 <= credit_allocated",
+                        )
                         .bind(amount)
                         .bind(parent.clone())
-                        .execute(&mut *tx)
+                        .bind(amount)
+                        .execute(&mut **tx)
                         .await?
-                } else {
-                    sqlx::query(
-                        "UPDATE accounts SET credit_delegated = credit_delegated + $1 \
-                         WHERE id = $2 AND credit_delegated + $3 <= credit_allocated",
-                    )
-                    .bind(amount)
-                    .bind(parent.clone())
-                    .bind(amount)
-                    .execute(&mut *tx)
-                    .await?
-                };
-                if bounded.rows_affected() == 0 {
-                    return Err(StoreError::Credit("the parent cannot cover it: it would pass on more than it was allocated"));
+                    };
+                    if bounded.rows_affected() == 0 {
+                        return Err(StoreError::Credit("the parent cannot cover it: it would pass on more than it was allocated"));
+                    }
                 }
-            }
-            sqlx::query(
-                "INSERT INTO credit_ledger (id, at, account_id, parent_id, actor, amount_nanos, note) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(entry.id.clone())
-            .bind(entry.at_unix_ms)
-            .bind(entry.account_id.clone())
-            .bind(entry.parent_id.clone())
-            .bind(entry.actor.clone())
-            .bind(amount)
-            .bind(entry.note.clone())
-            .execute(&mut *tx)
-            .await?;
-            Ok(())
-        }
-        .await;
-        settle(tx, outcome, audit)
-            .await
-            .map(|((), revision)| revision)
+                sqlx::query(
+                    "INSERT INTO credit_ledger (id, at, account_id, parent_id, actor, amount_nanos, note) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(entry.id.clone())
+                .bind(entry.at_unix_ms)
+                .bind(entry.account_id.clone())
+                .bind(entry.parent_id.clone())
+                .bind(entry.actor.clone())
+                .bind(amount)
+                .bind(entry.note.clone())
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+        .map(|((), revision)| revision)
     }
 
     /// An account's credit counters and its newest ledger entries.
@@ -649,35 +668,34 @@ impl Store {
         audit: &AuditEntry,
     ) -> Result<u64, StoreError> {
         let k = &record.key;
-        let mut tx = self.db.pool.begin().await?;
-        let outcome = async {
-            let changed = sqlx::query(
-                "UPDATE provider_keys SET kind = $1, base_url = $2, secret_key_id = $3, secret_blob = $4, secret_hint = $5, \
-                 level = $6, models = $7, weight = $8, status = $9 WHERE id = $10 AND owner_id = $11",
-            )
-            .bind(k.kind.as_str())
-            .bind(k.base_url.clone())
-            .bind(k.secret.key_id.clone())
-            .bind(k.secret.blob.clone())
-            .bind(record.secret_hint.clone())
-            .bind(i64::from(k.level))
-            .bind(models_json(&k.models)?)
-            .bind(i64::from(k.weight))
-            .bind(k.status.as_str())
-            .bind(k.id.to_string())
-            .bind(k.owner.to_string())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if changed == 0 {
-                return Err(StoreError::NotFound("provider key"));
-            }
-            Ok(())
-        }
-        .await;
-        settle(tx, outcome, audit)
-            .await
-            .map(|((), revision)| revision)
+        self.write(audit, |tx| {
+            Box::pin(async move {
+                let changed = sqlx::query(
+                    "UPDATE provider_keys SET kind = $1, base_url = $2, secret_key_id = $3, secret_blob = $4, secret_hint = $5, \
+                     level = $6, models = $7, weight = $8, status = $9 WHERE id = $10 AND owner_id = $11",
+                )
+                .bind(k.kind.as_str())
+                .bind(k.base_url.clone())
+                .bind(k.secret.key_id.clone())
+                .bind(k.secret.blob.clone())
+                .bind(record.secret_hint.clone())
+                .bind(i64::from(k.level))
+                .bind(models_json(&k.models)?)
+                .bind(i64::from(k.weight))
+                .bind(k.status.as_str())
+                .bind(k.id.to_string())
+                .bind(k.owner.to_string())
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+                if changed == 0 {
+                    return Err(StoreError::NotFound("provider key"));
+                }
+                Ok(())
+            })
+        })
+        .await
+        .map(|((), revision)| revision)
     }
 
     pub async fn delete_provider_key(
@@ -686,23 +704,23 @@ impl Store {
         id: ProviderKeyId,
         audit: &AuditEntry,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.db.pool.begin().await?;
-        let outcome = async {
-            let changed = sqlx::query("DELETE FROM provider_keys WHERE id = $1 AND owner_id = $2")
-                .bind(id.to_string())
-                .bind(owner.to_string())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if changed == 0 {
-                return Err(StoreError::NotFound("provider key"));
-            }
-            Ok(())
-        }
-        .await;
-        settle(tx, outcome, audit)
-            .await
-            .map(|((), revision)| revision)
+        self.write(audit, |tx| {
+            Box::pin(async move {
+                let changed =
+                    sqlx::query("DELETE FROM provider_keys WHERE id = $1 AND owner_id = $2")
+                        .bind(id.to_string())
+                        .bind(owner.to_string())
+                        .execute(&mut **tx)
+                        .await?
+                        .rows_affected();
+                if changed == 0 {
+                    return Err(StoreError::NotFound("provider key"));
+                }
+                Ok(())
+            })
+        })
+        .await
+        .map(|((), revision)| revision)
     }
 
     pub async fn add_provider_key(
@@ -712,32 +730,31 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let k = &record.key;
         let models = models_json(&k.models)?;
-        let mut tx = self.db.pool.begin().await?;
-        let outcome = async {
-            sqlx::query(
-                "INSERT INTO provider_keys (id, owner_id, kind, base_url, secret_key_id, secret_blob, secret_hint, level, models, weight, status, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(k.id.to_string())
-            .bind(k.owner.to_string())
-            .bind(k.kind.as_str())
-            .bind(k.base_url.clone())
-            .bind(k.secret.key_id.clone())
-            .bind(k.secret.blob.clone())
-            .bind(record.secret_hint.clone())
-            .bind(i64::from(k.level))
-            .bind(models)
-            .bind(i64::from(k.weight))
-            .bind(k.status.as_str())
-            .bind(record.created_at_ms)
-            .execute(&mut *tx)
-            .await?;
-            Ok(())
-        }
-        .await;
-        settle(tx, outcome, audit)
-            .await
-            .map(|((), revision)| revision)
+        self.write(audit, |tx| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO provider_keys (id, owner_id, kind, base_url, secret_key_id, secret_blob, secret_hint, level, models, weight, status, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .bind(k.id.to_string())
+                .bind(k.owner.to_string())
+                .bind(k.kind.as_str())
+                .bind(k.base_url.clone())
+                .bind(k.secret.key_id.clone())
+                .bind(k.secret.blob.clone())
+                .bind(record.secret_hint.clone())
+                .bind(i64::from(k.level))
+                .bind(models)
+                .bind(i64::from(k.weight))
+                .bind(k.status.as_str())
+                .bind(record.created_at_ms)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+        .map(|((), revision)| revision)
     }
 
     /// The issued key with this hash and the account holding it.
@@ -779,51 +796,50 @@ impl Store {
         update: &AccountUpdate,
         audit: &AuditEntry,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.db.pool.begin().await?;
-        let outcome = async {
-            let found = sqlx::query("SELECT 1 FROM accounts WHERE id = $1")
-                .bind(id.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
-            if found.is_none() {
-                return Err(StoreError::NotFound("account"));
-            }
-            if let Some(name) = &update.name {
-                sqlx::query("UPDATE accounts SET name = $1 WHERE id = $2")
-                    .bind(name.clone())
+        self.write(audit, |tx| {
+            Box::pin(async move {
+                let found = sqlx::query("SELECT 1 FROM accounts WHERE id = $1")
                     .bind(id.to_string())
-                    .execute(&mut *tx)
+                    .fetch_optional(&mut **tx)
                     .await?;
-            }
-            if let Some(status) = update.status {
-                sqlx::query("UPDATE accounts SET status = $1 WHERE id = $2")
-                    .bind(status.as_str())
-                    .bind(id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            if let Some(billing) = &update.billing {
-                let text = serde_json::to_string(billing)
-                    .map_err(|e| StoreError::Corrupt(format!("billing: {e}")))?;
-                sqlx::query("UPDATE accounts SET billing = $1 WHERE id = $2")
-                    .bind(text)
-                    .bind(id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            if let Some(policy) = &update.policy {
-                sqlx::query("UPDATE accounts SET policy = $1 WHERE id = $2")
-                    .bind(policy_json(policy)?)
-                    .bind(id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            Ok(())
-        }
-        .await;
-        settle(tx, outcome, audit)
-            .await
-            .map(|((), revision)| revision)
+                if found.is_none() {
+                    return Err(StoreError::NotFound("account"));
+                }
+                if let Some(name) = &update.name {
+                    sqlx::query("UPDATE accounts SET name = $1 WHERE id = $2")
+                        .bind(name.clone())
+                        .bind(id.to_string())
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                if let Some(status) = update.status {
+                    sqlx::query("UPDATE accounts SET status = $1 WHERE id = $2")
+                        .bind(status.as_str())
+                        .bind(id.to_string())
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                if let Some(billing) = &update.billing {
+                    let text = serde_json::to_string(billing)
+                        .map_err(|e| StoreError::Corrupt(format!("billing: {e}")))?;
+                    sqlx::query("UPDATE accounts SET billing = $1 WHERE id = $2")
+                        .bind(text)
+                        .bind(id.to_string())
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                if let Some(policy) = &update.policy {
+                    sqlx::query("UPDATE accounts SET policy = $1 WHERE id = $2")
+                        .bind(policy_json(policy)?)
+                        .bind(id.to_string())
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .await
+        .map(|((), revision)| revision)
     }
 
     /// Descendants of `top` (or every account, main accounts at depth 1, for `None`),
@@ -878,57 +894,56 @@ impl Store {
         cascade: bool,
         audit: &AuditEntry,
     ) -> Result<(u64, usize), StoreError> {
-        let mut tx = self.db.pool.begin().await?;
-        let outcome = async {
-            let rows = sqlx::query(
-                "WITH RECURSIVE down(id, depth) AS ( \
+        self.write(audit, |tx| {
+            Box::pin(async move {
+                let rows = sqlx::query(
+                    "WITH RECURSIVE down(id, depth) AS ( \
                    SELECT id, 0 FROM accounts WHERE id = $1 \
                    UNION ALL \
                    SELECT a.id, down.depth + 1 FROM accounts a JOIN down ON a.parent_id = down.id \
                  ) SELECT id FROM down ORDER BY depth DESC",
-            )
-            .bind(id.to_string())
-            .fetch_all(&mut *tx)
-            .await?;
-            if rows.is_empty() {
-                return Err(StoreError::NotFound("account"));
-            }
-            if rows.len() > 1 && !cascade {
-                return Err(StoreError::HasDescendants(rows.len() - 1));
-            }
-            // The subtree's credit goes back to the parent's pool.
-            sqlx::query(
-                "UPDATE accounts SET credit_delegated = credit_delegated - \
+                )
+                .bind(id.to_string())
+                .fetch_all(&mut **tx)
+                .await?;
+                if rows.is_empty() {
+                    return Err(StoreError::NotFound("account"));
+                }
+                if rows.len() > 1 && !cascade {
+                    return Err(StoreError::HasDescendants(rows.len() - 1));
+                }
+                // The subtree's credit goes back to the parent's pool.
+                sqlx::query(
+                    "UPDATE accounts SET credit_delegated = credit_delegated - \
                  (SELECT credit_allocated FROM accounts WHERE id = $1) \
                  WHERE id = (SELECT parent_id FROM accounts WHERE id = $2)",
-            )
-            .bind(id.to_string())
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-            // Deepest first, so no row is left pointing at a deleted parent.
-            for row in &rows {
-                let account: String = row.try_get(0)?;
-                for statement in [
-                    "DELETE FROM credit_ledger WHERE account_id = $1",
-                    "DELETE FROM news WHERE author_id = $1",
-                    "DELETE FROM rules WHERE owner_id = $1",
-                    "DELETE FROM issued_keys WHERE account_id = $1",
-                    "DELETE FROM provider_keys WHERE owner_id = $1",
-                    "DELETE FROM accounts WHERE id = $1",
-                ] {
-                    sqlx::query(statement)
-                        .bind(account.clone())
-                        .execute(&mut *tx)
-                        .await?;
+                )
+                .bind(id.to_string())
+                .bind(id.to_string())
+                .execute(&mut **tx)
+                .await?;
+                // Deepest first, so no row is left pointing at a deleted parent.
+                for row in &rows {
+                    let account: String = row.try_get(0)?;
+                    for statement in [
+                        "DELETE FROM credit_ledger WHERE account_id = $1",
+                        "DELETE FROM news WHERE author_id = $1",
+                        "DELETE FROM rules WHERE owner_id = $1",
+                        "DELETE FROM issued_keys WHERE account_id = $1",
+                        "DELETE FROM provider_keys WHERE owner_id = $1",
+                        "DELETE FROM accounts WHERE id = $1",
+                    ] {
+                        sqlx::query(statement)
+                            .bind(account.clone())
+                            .execute(&mut **tx)
+                            .await?;
+                    }
                 }
-            }
-            Ok(rows.len())
-        }
-        .await;
-        settle(tx, outcome, audit)
-            .await
-            .map(|(deleted, revision)| (revision, deleted))
+                Ok(rows.len())
+            })
+        })
+        .await
+        .map(|(deleted, revision)| (revision, deleted))
     }
 
     /// An account and every descendant, at any depth.
@@ -1032,25 +1047,6 @@ async fn insert_issued_key(
     .execute(&mut **tx)
     .await?;
     Ok(())
-}
-
-/// End a write: on success, audit, bump and commit; on failure, roll back at once so no
-/// lock outlives the request (a dropped transaction would hold SQLite's write lock
-/// until its connection is next used).
-async fn settle<T>(
-    tx: Transaction<'_, Any>,
-    outcome: Result<T, StoreError>,
-    audit: &AuditEntry,
-) -> Result<(T, u64), StoreError> {
-    match outcome {
-        Ok(value) => Ok((value, finish(tx, audit).await?)),
-        Err(e) => {
-            if let Err(rollback) = tx.rollback().await {
-                tracing::error!(error = %rollback, "rollback failed");
-            }
-            Err(e)
-        }
-    }
 }
 
 /// Record the change in the audit log, bump the revision, and commit, all at once.
