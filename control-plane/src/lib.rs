@@ -3,7 +3,8 @@
 //! data planes.
 //!
 //! Layout:
-//! - [`store`]: state in Postgres or SQLite (one SQL dialect over `sqlx::Any`).
+//! - [`store`]: state in Postgres or SQLite (one SQL dialect over `sqlx::Any`), one
+//!   module per resource; every write through one transaction helper.
 //! - [`service`]: every operation with its authorisation and validation, one module
 //!   per resource (accounts, issued and provider keys, rules, credit, news, usage
 //!   views, status, audit).
