@@ -127,6 +127,25 @@ pub struct Bill {
 }
 
 impl Service {
+    /// Whose usage a query covers: `account` (the caller or a descendant), else the
+    /// caller's tree; `None` for everything (the operator asking for no account).
+    async fn usage_scope(
+        &self,
+        caller: &Caller,
+        account: Option<&str>,
+    ) -> Result<Option<AccountId>, ApiError> {
+        Ok(match (account, caller) {
+            (Some(text), _) => {
+                let id: AccountId = text.parse().map_err(|_| {
+                    ApiError::invalid(format!("account {text:?} is not an account id"))
+                })?;
+                Some(self.descendant(caller, id, true).await?.account.id)
+            }
+            (None, Caller::Account { account, .. }) => Some(account.id),
+            (None, Caller::Root) => None,
+        })
+    }
+
     /// `GET /dashboard/logs`: raw usage events of the caller's tree (or of one
     /// descendant's subtree), newest first, a page at a time.
     pub async fn logs(
@@ -146,16 +165,7 @@ impl Service {
         if limit == 0 || limit > 1000 {
             return Err(ApiError::invalid("limit must be 1-1000"));
         }
-        let within = match (&query.account, caller) {
-            (Some(text), _) => {
-                let id: AccountId = text.parse().map_err(|_| {
-                    ApiError::invalid(format!("account {text:?} is not an account id"))
-                })?;
-                Some(self.descendant(caller, id, true).await?.account.id)
-            }
-            (None, Caller::Account { account, .. }) => Some(account.id),
-            (None, Caller::Root) => None,
-        };
+        let within = self.usage_scope(caller, query.account.as_deref()).await?;
         let main = match within {
             Some(id) => self.main_of(id).await?.to_string(),
             None => String::new(),
@@ -231,16 +241,7 @@ impl Service {
                 ));
             }
         }
-        let top = match (&query.account, caller) {
-            (Some(text), _) => {
-                let id: AccountId = text.parse().map_err(|_| {
-                    ApiError::invalid(format!("account {text:?} is not an account id"))
-                })?;
-                Some(self.descendant(caller, id, true).await?.account.id)
-            }
-            (None, Caller::Account { account, .. }) => Some(account.id),
-            (None, Caller::Root) => None,
-        };
+        let top = self.usage_scope(caller, query.account.as_deref()).await?;
         let (main_account_id, account_ids) = match top {
             None => (String::new(), Vec::new()),
             Some(id) if by_provider_key => (id.to_string(), Vec::new()),
