@@ -63,7 +63,6 @@ impl Store {
             })
         })
         .await
-        .map(|((), revision)| revision)
     }
 
     /// The ancestors of an account, nearest first (empty for a main account).
@@ -132,7 +131,6 @@ impl Store {
             })
         })
         .await
-        .map(|((), revision)| revision)
     }
 
     /// Descendants of `top` (or every account, main accounts at depth 1, for `None`),
@@ -187,7 +185,7 @@ impl Store {
         cascade: bool,
         audit: &AuditEntry,
     ) -> Result<(u64, usize), StoreError> {
-        self.write(audit, |tx| {
+        self.write_with(audit, |tx| {
             Box::pin(async move {
                 let rows = sqlx::query(
                     "WITH RECURSIVE down(id, depth) AS ( \

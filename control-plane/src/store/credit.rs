@@ -95,7 +95,6 @@ impl Store {
             })
         })
         .await
-        .map(|((), revision)| revision)
     }
 
     /// An account's credit counters and its newest ledger entries.

@@ -67,7 +67,6 @@ impl Store {
             })
         })
         .await
-        .map(|((), revision)| revision)
     }
 
     /// The issued keys of an account, oldest first.
@@ -118,7 +117,6 @@ impl Store {
             })
         })
         .await
-        .map(|((), revision)| revision)
     }
 
     /// The issued key with this hash and the account holding it.
@@ -202,7 +200,6 @@ impl Store {
             })
         })
         .await
-        .map(|((), revision)| revision)
     }
 
     pub async fn delete_provider_key(
@@ -227,7 +224,6 @@ impl Store {
             })
         })
         .await
-        .map(|((), revision)| revision)
     }
 
     pub async fn add_provider_key(
@@ -261,7 +257,6 @@ impl Store {
             })
         })
         .await
-        .map(|((), revision)| revision)
     }
 
     /// Record what a data plane reported about provider keys. Health is an observation,

@@ -72,11 +72,23 @@ impl Store {
         to_u64(row.try_get::<i64, _>(0)?)
     }
 
+    /// A configuration write whose body returns nothing: [`Self::write_with`],
+    /// answering the new revision.
+    async fn write<'a>(
+        &self,
+        audit: &AuditEntry,
+        body: impl for<'t> FnOnce(&'t mut Transaction<'a, Any>) -> BoxFuture<'t, Result<(), StoreError>>,
+    ) -> Result<u64, StoreError> {
+        self.write_with(audit, body)
+            .await
+            .map(|((), revision)| revision)
+    }
+
     /// Every configuration write goes through here: begin, run `body`, then on
     /// success record `audit`, bump the revision and commit, all at once; on failure
     /// roll back at once so no lock outlives the request (a dropped transaction would
     /// hold SQLite's write lock until its connection is next used).
-    async fn write<'a, T>(
+    async fn write_with<'a, T>(
         &self,
         audit: &AuditEntry,
         body: impl for<'t> FnOnce(&'t mut Transaction<'a, Any>) -> BoxFuture<'t, Result<T, StoreError>>,

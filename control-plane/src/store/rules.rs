@@ -59,6 +59,5 @@ impl Store {
             })
         })
         .await
-        .map(|((), revision)| revision)
     }
 }
