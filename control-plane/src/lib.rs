@@ -9,7 +9,8 @@
 //!   per resource (accounts, issued and provider keys, rules, credit, news, usage
 //!   views, status, audit).
 //! - [`collector`]: the usage collector's client, for the usage views.
-//! - [`rest`], [`grpc`]: the two faces over the service layer.
+//! - [`rest`], [`grpc`]: the two faces over the service layer (gRPC's message
+//!   conversions in `grpc/convert.rs`).
 //! - [`publisher`]: compiles snapshots and fans them out to connected data planes.
 //! - [`distribution`]: one data plane's snapshot stream and what it reports back.
 //! - [`reseal`]: re-seals provider secrets under a new key-encryption key.
