@@ -6,7 +6,7 @@ use switchyard_core::apikey::KeyHash;
 use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::snapshot::{Account, IssuedKey, ProviderKey, Status};
 
-use super::rows::{account_at, key_at, models_json, provider_record_from_row};
+use super::rows::{account_at, key_at, models_json, one_changed, provider_record_from_row};
 use super::{AuditEntry, Store, StoreError};
 
 #[derive(Clone, Debug)]
@@ -110,10 +110,7 @@ impl Store {
                 .execute(&mut **tx)
                 .await?
                 .rows_affected();
-                if changed == 0 {
-                    return Err(StoreError::NotFound("key"));
-                }
-                Ok(())
+                one_changed(changed, "key")
             })
         })
         .await
@@ -193,10 +190,7 @@ impl Store {
                 .execute(&mut **tx)
                 .await?
                 .rows_affected();
-                if changed == 0 {
-                    return Err(StoreError::NotFound("provider key"));
-                }
-                Ok(())
+                one_changed(changed, "provider key")
             })
         })
         .await
@@ -217,10 +211,7 @@ impl Store {
                         .execute(&mut **tx)
                         .await?
                         .rows_affected();
-                if changed == 0 {
-                    return Err(StoreError::NotFound("provider key"));
-                }
-                Ok(())
+                one_changed(changed, "provider key")
             })
         })
         .await

@@ -3,6 +3,7 @@
 use sqlx::Row;
 use switchyard_core::ids::AccountId;
 
+use super::rows::one_changed;
 use super::{Store, StoreError};
 
 /// An announcement.
@@ -49,10 +50,7 @@ impl Store {
                     .await?
             }
         };
-        if deleted.rows_affected() == 0 {
-            return Err(StoreError::NotFound("announcement"));
-        }
-        Ok(())
+        one_changed(deleted.rows_affected(), "announcement")
     }
 
     /// Announcements that reach `account` (posted by it or any ancestor, or by the

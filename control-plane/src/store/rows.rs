@@ -120,3 +120,12 @@ pub(super) fn to_u64(v: i64) -> Result<u64, StoreError> {
 pub(super) fn to_u32(v: i64) -> Result<u32, StoreError> {
     u32::try_from(v).map_err(|_| StoreError::Corrupt(format!("number out of range {v}")))
 }
+
+/// A write that had to change a row: none changed means `what` does not exist
+/// (or is not the caller's).
+pub(super) fn one_changed(changed: u64, what: &'static str) -> Result<(), StoreError> {
+    if changed == 0 {
+        return Err(StoreError::NotFound(what));
+    }
+    Ok(())
+}
