@@ -1,37 +1,35 @@
-//! The gRPC face: snapshot distribution to data planes, and the Admin and Manage
-//! services over the same service layer as REST.
+//! The gRPC face: the snapshot service (its streams are served by
+//! [`crate::distribution`]), and the Admin and Manage services over the same
+//! service layer as REST.
 
-use std::pin::Pin;
+mod convert;
+
 use std::sync::Arc;
 
-use futures_util::Stream;
 use switchyard_core::error::ErrorCode;
+use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
+use switchyard_core::rules::Rules;
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::admin_service_server::AdminService;
 use switchyard_proto::v1::manage_service_server::ManageService;
 use switchyard_proto::v1::snapshot_service_server::SnapshotService;
 use switchyard_runtime::now_ms;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use switchyard_wire::snapshot::encode_rules;
+use switchyard_wire::{encode_event, encode_rollup};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::publisher::Publisher;
-use switchyard_core::billing::Billing;
-use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
-use switchyard_core::policy::Policy;
-use switchyard_core::rules::Rules;
-use switchyard_wire::snapshot::{
-    decode_billing, decode_policy, decode_rules, encode_billing, encode_policy, encode_rules,
+use self::convert::{
+    account_info, account_view, billing_in, created_key, credit_view, key_view, news_item,
+    non_empty, parsed, policy_in, provider_view, rules_in,
 };
-use switchyard_wire::{encode_event, encode_rollup};
-
+use crate::distribution::{self, SyncStream};
+use crate::publisher::Publisher;
 use crate::rest::MAX_TREE_DEPTH;
 use crate::service::{
-    AccountInfo, AccountView, AddProviderKey, AllocateCredit, ApiError, AuditQuery, BillQuery,
-    Caller, CreateAccount, CreatedKey, CreditView, IssuedKeyView, LogsQuery, NewKey, NewsQuery,
-    PostNews, ProviderKeyView, Rotate, Service, TreeQuery, UpdateAccount, UpdateProviderKey,
+    AddProviderKey, AllocateCredit, ApiError, AuditQuery, BillQuery, Caller, CreateAccount,
+    LogsQuery, NewKey, NewsQuery, PostNews, Rotate, Service, TreeQuery, UpdateAccount,
+    UpdateProviderKey,
 };
-use crate::store::{KeyHealthReport, NewsItem};
 
 /// The shared error vocabulary, mapped once to gRPC codes.
 pub fn to_status(e: ApiError) -> Status {
@@ -56,35 +54,6 @@ pub struct SnapshotGrpc {
     pub service: Arc<Service>,
 }
 
-/// Reports read from one message at most; a data plane sends only changes.
-const MAX_HEALTH_REPORTS: usize = 10_000;
-
-/// A data plane's health report as store rows: unreadable ids and unspecified states
-/// are skipped (the rest of the report still counts).
-fn health_reports(report: pb::HealthReport) -> Vec<KeyHealthReport> {
-    report
-        .keys
-        .into_iter()
-        .take(MAX_HEALTH_REPORTS)
-        .filter_map(|k| {
-            let id = k.provider_key_id.parse::<ProviderKeyId>().ok()?;
-            let (health, resting) = match pb::KeyHealthState::try_from(k.state).ok()? {
-                pb::KeyHealthState::Unspecified => return None,
-                pb::KeyHealthState::Healthy => ("healthy", false),
-                pb::KeyHealthState::CoolingDown => ("cooling_down", true),
-                pb::KeyHealthState::Unhealthy => ("unhealthy", true),
-            };
-            Some(KeyHealthReport {
-                id,
-                health,
-                until_ms: resting.then_some(k.until_unix_ms),
-            })
-        })
-        .collect()
-}
-
-type SyncStream = Pin<Box<dyn Stream<Item = Result<pb::SnapshotUpdate, Status>> + Send>>;
-
 #[tonic::async_trait]
 impl SnapshotService for SnapshotGrpc {
     type SyncStream = SyncStream;
@@ -93,133 +62,13 @@ impl SnapshotService for SnapshotGrpc {
         &self,
         request: Request<Streaming<pb::SyncRequest>>,
     ) -> Result<Response<Self::SyncStream>, Status> {
-        let mut inbound = request.into_inner();
-        let hello = match inbound.message().await? {
-            Some(pb::SyncRequest {
-                kind: Some(pb::sync_request::Kind::Hello(h)),
-            }) => h,
-            _ => {
-                return Err(Status::invalid_argument(
-                    "the first message must be a Hello",
-                ));
-            }
-        };
-        if hello.replica_id.is_empty() || hello.replica_id.len() > 200 {
-            return Err(Status::invalid_argument(
-                "replica_id must be 1-200 characters",
-            ));
-        }
-        let replica = hello.replica_id;
-        tracing::info!(replica = %replica, have_version = hello.have_version, "data plane connected");
-        let publisher = self.publisher.clone();
-        publisher
-            .record_replica(&replica, |s| {
-                s.applied_version = hello.have_version;
-                s.key_ids = hello.key_ids;
-            })
-            .await;
-        publisher.count_data_planes().await;
-
-        let (tx, rx) = mpsc::channel(4);
-        let (need_full, mut full_wanted) = mpsc::channel::<()>(1);
-        let mut snapshots = publisher.subscribe();
-        let mut data_planes = publisher.data_planes();
-        // Outbound: the current snapshot whole, then each newer one as a delta from
-        // the one sent before when there is one, else whole; every one with the
-        // data-plane count, which also goes alone when only it changed.
-        let send_replica = replica.clone();
-        let sender = tokio::spawn(async move {
-            let mut sent = 0u64;
-            loop {
-                let next = snapshots.borrow_and_update().clone();
-                let live_data_planes = *data_planes.borrow_and_update();
-                if let Some(published) = next.filter(|p| p.full.version > sent) {
-                    let update = match &published.delta {
-                        Some(d) if sent != 0 && d.base_version == sent => pb::SnapshotUpdate {
-                            full: None,
-                            delta: Some(d.clone()),
-                            live_data_planes,
-                        },
-                        _ => pb::SnapshotUpdate {
-                            full: Some(published.full.clone()),
-                            delta: None,
-                            live_data_planes,
-                        },
-                    };
-                    let whole = update.full.is_some();
-                    sent = published.full.version;
-                    if tx.send(Ok(update)).await.is_err() {
-                        return;
-                    }
-                    tracing::debug!(replica = %send_replica, version = sent, whole, "snapshot sent");
-                }
-                tokio::select! {
-                    changed = snapshots.changed() => if changed.is_err() { return },
-                    changed = data_planes.changed() => {
-                        if changed.is_err() { return }
-                        let live_data_planes = *data_planes.borrow_and_update();
-                        let count = pb::SnapshotUpdate { full: None, delta: None, live_data_planes };
-                        if tx.send(Ok(count)).await.is_err() {
-                            return;
-                        }
-                    }
-                    wanted = full_wanted.recv() => match wanted {
-                        // Sent again whole, from the top of the loop.
-                        Some(()) => sent = 0,
-                        None => return,
-                    },
-                }
-            }
-        });
-        // Inbound: what the data plane applied or refused, and its keys' health.
-        let service = self.service.clone();
-        tokio::spawn(async move {
-            loop {
-                match inbound.message().await {
-                    Ok(Some(pb::SyncRequest {
-                        kind: Some(pb::sync_request::Kind::Applied(a)),
-                    })) => {
-                        publisher
-                            .record_replica(&replica, |s| s.applied_version = a.version)
-                            .await;
-                        tracing::debug!(replica = %replica, version = a.version, "snapshot applied");
-                    }
-                    Ok(Some(pb::SyncRequest {
-                        kind: Some(pb::sync_request::Kind::Rejected(r)),
-                    })) => {
-                        tracing::error!(replica = %replica, version = r.version, reason = %r.reason, "data plane refused a snapshot");
-                        publisher
-                            .record_replica(&replica, |s| s.last_rejection = Some(r.reason))
-                            .await;
-                    }
-                    Ok(Some(pb::SyncRequest {
-                        kind: Some(pb::sync_request::Kind::Health(h)),
-                    })) => {
-                        let reports = health_reports(h);
-                        for r in &reports {
-                            tracing::info!(replica = %replica, provider_key = %r.id, health = r.health, "provider key health reported");
-                        }
-                        if let Err(e) = service.store().record_key_health(&reports).await {
-                            tracing::warn!(replica = %replica, error = %e, "cannot store provider key health");
-                        }
-                    }
-                    Ok(Some(pb::SyncRequest {
-                        kind: Some(pb::sync_request::Kind::NeedFull(n)),
-                    })) => {
-                        tracing::warn!(replica = %replica, have_version = n.have_version, reason = %n.reason, "data plane asks for the whole snapshot");
-                        // A request already pending will do.
-                        let _ = need_full.try_send(());
-                    }
-                    Ok(Some(_)) => {}
-                    Ok(None) | Err(_) => break,
-                }
-            }
-            sender.abort();
-            publisher.forget_replica(&replica).await;
-            publisher.count_data_planes().await;
-            tracing::info!(replica = %replica, "data plane disconnected");
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        distribution::sync(
+            self.publisher.clone(),
+            self.service.store().clone(),
+            request.into_inner(),
+        )
+        .await
+        .map(Response::new)
     }
 }
 
@@ -240,27 +89,6 @@ impl ApiGrpc {
             .await
             .map_err(to_status)
     }
-}
-
-fn provider_view(v: ProviderKeyView) -> pb::ProviderKeyView {
-    pb::ProviderKeyView {
-        id: v.id.to_string(),
-        provider: v.provider.to_owned(),
-        base_url: v.base_url,
-        secret_hint: v.secret_hint,
-        models: v.models,
-        level: v.level,
-        weight: v.weight,
-        status: v.status.to_owned(),
-        created_at_unix_ms: v.created_at_unix_ms,
-        health: v.health,
-        health_until_unix_ms: v.health_until_unix_ms,
-    }
-}
-
-fn rules_in(r: Option<pb::Rules>) -> Result<Rules, Status> {
-    decode_rules(r.unwrap_or_default())
-        .map_err(|why| Status::invalid_argument(format!("rules: {why}")))
 }
 
 impl ApiGrpc {
@@ -477,97 +305,6 @@ impl AdminService for ApiGrpc {
                 .collect(),
         }))
     }
-}
-
-fn non_empty(s: String) -> Option<String> {
-    (!s.is_empty()).then_some(s)
-}
-
-fn account_view(a: AccountView) -> pb::AccountView {
-    pb::AccountView {
-        id: a.id.to_string(),
-        parent_id: a.parent_id.map(|p| p.to_string()).unwrap_or_default(),
-        name: a.name,
-        status: a.status.to_owned(),
-        created_at_unix_ms: a.created_at_unix_ms,
-    }
-}
-
-fn account_info(i: AccountInfo) -> pb::AccountInfo {
-    pb::AccountInfo {
-        account: Some(account_view(i.account)),
-        policy: Some(encode_policy(&i.policy)),
-        effective_policy: Some(encode_policy(&i.effective_policy)),
-        billing: Some(encode_billing(&i.billing)),
-        ancestors: i.ancestors.iter().map(ToString::to_string).collect(),
-    }
-}
-
-fn key_view(k: IssuedKeyView) -> pb::IssuedKeyView {
-    pb::IssuedKeyView {
-        id: k.id.to_string(),
-        tail: k.tail,
-        status: k.status.to_owned(),
-        expires_at_unix_ms: k.expires_at_unix_ms,
-        created_at_unix_ms: k.created_at_unix_ms,
-        in_use: k.in_use,
-    }
-}
-
-fn created_key(c: CreatedKey) -> pb::CreatedKey {
-    pb::CreatedKey {
-        api_key: c.api_key,
-        key: Some(key_view(c.key)),
-    }
-}
-
-fn credit_view(v: CreditView) -> pb::CreditView {
-    pb::CreditView {
-        account_id: v.account_id.to_string(),
-        allocated_nanos: v.allocated_nanos,
-        delegated_nanos: v.delegated_nanos,
-        available_to_delegate_nanos: v.available_to_delegate_nanos,
-        ledger: v
-            .ledger
-            .into_iter()
-            .map(|e| pb::CreditEntry {
-                id: e.id,
-                at_unix_ms: e.at_unix_ms,
-                account_id: e.account_id,
-                parent_id: e.parent_id.unwrap_or_default(),
-                actor: e.actor,
-                amount_nanos: e.amount_nanos,
-                note: e.note,
-            })
-            .collect(),
-    }
-}
-
-fn news_item(n: NewsItem) -> pb::NewsItem {
-    pb::NewsItem {
-        id: n.id,
-        author_id: n.author_id.unwrap_or_default(),
-        at_unix_ms: n.at_unix_ms,
-        title: n.title,
-        body: n.body,
-    }
-}
-
-/// A policy from the wire; malformed entries are the caller's error.
-fn policy_in(p: Option<pb::Policy>) -> Result<Option<Policy>, Status> {
-    p.map(|p| decode_policy(p).map_err(|why| Status::invalid_argument(format!("policy: {why}"))))
-        .transpose()
-}
-
-/// Billing from the wire; malformed entries are the caller's error.
-fn billing_in(b: Option<pb::Billing>) -> Result<Option<Billing>, Status> {
-    b.map(|b| decode_billing(b).map_err(|why| Status::invalid_argument(format!("billing: {why}"))))
-        .transpose()
-}
-
-fn parsed<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, Status> {
-    text.parse()
-        .map_err(|_| Status::invalid_argument(format!("{text:?} is not a valid {what}")))
 }
 
 #[tonic::async_trait]

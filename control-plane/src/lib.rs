@@ -3,13 +3,21 @@
 //! data planes.
 //!
 //! Layout:
-//! - [`store`]: state in Postgres or SQLite (one SQL dialect over `sqlx::Any`).
-//! - [`service`]: every operation with its authorisation and validation.
-//! - [`rest`], [`grpc`]: the two faces over the service layer.
+//! - [`store`]: state in Postgres or SQLite (one SQL dialect over `sqlx::Any`), one
+//!   module per resource; every write through one transaction helper.
+//! - [`service`]: every operation with its authorisation and validation, one module
+//!   per resource (accounts, issued and provider keys, rules, credit, news, usage
+//!   views, status, audit).
+//! - [`collector`]: the usage collector's client, for the usage views.
+//! - [`rest`], [`grpc`]: the two faces over the service layer (gRPC's message
+//!   conversions in `grpc/convert.rs`).
 //! - [`publisher`]: compiles snapshots and fans them out to connected data planes.
+//! - [`distribution`]: one data plane's snapshot stream and what it reports back.
 //! - [`reseal`]: re-seals provider secrets under a new key-encryption key.
 //! - `metric`: Prometheus names and their label bounds.
 
+pub mod collector;
+pub mod distribution;
 pub mod grpc;
 pub mod metric;
 pub mod publisher;

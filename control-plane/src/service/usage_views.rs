@@ -1,0 +1,313 @@
+//! What the usage collector recorded, as the caller may see it: raw events
+//! (`/dashboard/logs`) and rollups (`/x-bill`).
+
+use serde::{Deserialize, Serialize};
+use switchyard_core::error::ErrorCode;
+use switchyard_core::ids::AccountId;
+use switchyard_core::usage::RollupRow;
+use switchyard_proto::v1 as pb;
+
+use super::{ApiError, Caller, Service};
+use crate::collector::LogPage;
+
+const MAX_BILL_DAYS: i64 = 400;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsQuery {
+    /// Unix milliseconds, inclusive; default: seven days before `to`.
+    pub from: Option<i64>,
+    /// Unix milliseconds, exclusive; default: now.
+    pub to: Option<i64>,
+    /// Only this account's subtree (the caller or a descendant).
+    pub account: Option<String>,
+    pub model: Option<String>,
+    pub status: Option<u16>,
+    /// The `next` cursor of the previous page.
+    pub before: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// One metered call, as the logs show it (never prompt or completion content).
+#[derive(Debug, Serialize)]
+pub struct LogEntry {
+    pub id: String,
+    pub at_unix_ms: i64,
+    pub account_id: String,
+    pub account_chain: Vec<String>,
+    pub issued_key_id: String,
+    pub provider_key_id: Option<String>,
+    pub model_requested: String,
+    pub model_served: String,
+    pub level: u32,
+    pub status: u16,
+    pub latency_ms: u32,
+    pub ttfb_ms: Option<u32>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub usage_source: &'static str,
+    pub cost_nanos: i64,
+    pub billed_nanos: i64,
+    pub price_version: u64,
+    pub path: String,
+    pub client_addr: String,
+    pub streamed: bool,
+}
+
+impl From<&switchyard_core::usage::UsageEvent> for LogEntry {
+    fn from(e: &switchyard_core::usage::UsageEvent) -> Self {
+        Self {
+            id: e.id.to_string(),
+            at_unix_ms: e.at_unix_ms,
+            account_id: e.account().map(|a| a.to_string()).unwrap_or_default(),
+            account_chain: e.account_chain.iter().map(ToString::to_string).collect(),
+            issued_key_id: e.issued_key.to_string(),
+            provider_key_id: e.provider_key.map(|p| p.to_string()),
+            model_requested: e.model_requested.clone(),
+            model_served: e.model_served.clone(),
+            level: e.level,
+            status: e.status,
+            latency_ms: e.latency_ms,
+            ttfb_ms: e.ttfb_ms,
+            input_tokens: e.tokens.input,
+            output_tokens: e.tokens.output,
+            cached_tokens: e.tokens.cached,
+            cache_write_tokens: e.tokens.cache_write,
+            usage_source: e.source.as_str(),
+            cost_nanos: e.cost_nanos,
+            billed_nanos: e.billed_nanos,
+            price_version: e.price_version,
+            path: e.path.clone(),
+            client_addr: e.client_addr.clone(),
+            streamed: e.streamed,
+        }
+    }
+}
+
+/// A page of raw events as the REST API shows it.
+#[derive(Debug, Serialize)]
+pub struct LogPageView {
+    pub events: Vec<LogEntry>,
+    pub next: Option<String>,
+}
+
+impl From<LogPage> for LogPageView {
+    fn from(page: LogPage) -> Self {
+        Self {
+            events: page.events.iter().map(LogEntry::from).collect(),
+            next: page.next,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillQuery {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub granularity: Option<String>,
+    /// Only this account (the caller or a descendant) and its descendants.
+    pub account: Option<String>,
+    /// Only this served model.
+    pub model: Option<String>,
+    /// `account` (the default) or `provider_key`: rows per calling account, or,
+    /// for the owner of the keys, per provider key across the whole tree.
+    pub by: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Bill {
+    pub from: String,
+    pub to: String,
+    pub granularity: &'static str,
+    pub by: &'static str,
+    pub rows: Vec<RollupRow>,
+}
+
+impl Service {
+    /// Whose usage a query covers: `account` (the caller or a descendant), else the
+    /// caller's tree; `None` for everything (the operator asking for no account).
+    async fn usage_scope(
+        &self,
+        caller: &Caller,
+        account: Option<&str>,
+    ) -> Result<Option<AccountId>, ApiError> {
+        Ok(match (account, caller) {
+            (Some(text), _) => {
+                let id: AccountId = text.parse().map_err(|_| {
+                    ApiError::invalid(format!("account {text:?} is not an account id"))
+                })?;
+                Some(self.descendant(caller, id, true).await?.account.id)
+            }
+            (None, Caller::Account { account, .. }) => Some(account.id),
+            (None, Caller::Root) => None,
+        })
+    }
+
+    /// `GET /dashboard/logs`: raw usage events of the caller's tree (or of one
+    /// descendant's subtree), newest first, a page at a time.
+    pub async fn logs(
+        &self,
+        caller: &Caller,
+        query: LogsQuery,
+        now_ms: i64,
+    ) -> Result<LogPage, ApiError> {
+        let to = query.to.unwrap_or(now_ms.saturating_add(1));
+        let from = query.from.unwrap_or(to.saturating_sub(7 * 86_400_000));
+        if from >= to || to.saturating_sub(from) > 400 * 86_400_000 {
+            return Err(ApiError::invalid(
+                "`from` must be before `to`, at most 400 days apart (unix milliseconds)",
+            ));
+        }
+        let limit = query.limit.unwrap_or(100);
+        if limit == 0 || limit > 1000 {
+            return Err(ApiError::invalid("limit must be 1-1000"));
+        }
+        let within = self.usage_scope(caller, query.account.as_deref()).await?;
+        let main = match within {
+            Some(id) => self.main_of(id).await?.to_string(),
+            None => String::new(),
+        };
+        Ok(self
+            .collector
+            .events(pb::EventQuery {
+                main_account_id: main,
+                within_account_id: within.map(|w| w.to_string()).unwrap_or_default(),
+                from_unix_ms: from,
+                to_unix_ms: to,
+                model: query.model.unwrap_or_default(),
+                status: u32::from(query.status.unwrap_or(0)),
+                before: query.before.unwrap_or_default(),
+                limit,
+            })
+            .await?)
+    }
+
+    /// `GET /x-bill`: rollups of the caller and its descendants.
+    pub async fn bill(
+        &self,
+        caller: &Caller,
+        query: BillQuery,
+        today: &str,
+    ) -> Result<Bill, ApiError> {
+        let to = match query.to {
+            Some(d) => validate_day(&d, "to")?,
+            None => today.to_owned(),
+        };
+        let from = match query.from {
+            Some(d) => validate_day(&d, "from")?,
+            None => shift_day(&to, -30)?,
+        };
+        if from > to {
+            return Err(ApiError::invalid("`from` must not be after `to`"));
+        }
+        if days_between(&from, &to)? > MAX_BILL_DAYS {
+            return Err(ApiError::invalid(format!(
+                "a bill spans at most {MAX_BILL_DAYS} days"
+            )));
+        }
+        let (granularity, label) = match query.granularity.as_deref() {
+            None | Some("day") => (pb::Granularity::Day, "day"),
+            Some("month") => (pb::Granularity::Month, "month"),
+            Some(other) => {
+                return Err(ApiError::invalid(format!(
+                    "granularity must be \"day\" or \"month\", not {other:?}"
+                )));
+            }
+        };
+        let by_provider_key = match query.by.as_deref() {
+            None | Some("account") => false,
+            Some("provider_key") => true,
+            Some(other) => {
+                return Err(ApiError::invalid(format!(
+                    "by must be \"account\" or \"provider_key\", not {other:?}"
+                )));
+            }
+        };
+        if by_provider_key {
+            if query.account.is_some() {
+                return Err(ApiError::invalid(
+                    "usage per provider key covers the owner's whole tree: leave out `account`",
+                ));
+            }
+            if let Caller::Account { account, .. } = caller
+                && account.parent.is_some()
+            {
+                return Err(ApiError::new(
+                    ErrorCode::PermissionDenied,
+                    "usage per provider key is for the owner of the keys (the main account)",
+                ));
+            }
+        }
+        let top = self.usage_scope(caller, query.account.as_deref()).await?;
+        let (main_account_id, account_ids) = match top {
+            None => (String::new(), Vec::new()),
+            Some(id) if by_provider_key => (id.to_string(), Vec::new()),
+            Some(id) => {
+                let subtree = self.store.subtree(id).await?;
+                (
+                    self.main_of(id).await?.to_string(),
+                    subtree.iter().map(ToString::to_string).collect(),
+                )
+            }
+        };
+        let rows = self
+            .collector
+            .rollups(pb::RollupQuery {
+                main_account_id,
+                account_ids,
+                from_day: from.clone(),
+                to_day: to.clone(),
+                granularity: granularity.into(),
+                by_provider_key,
+            })
+            .await?
+            .into_iter()
+            .filter(|r| query.model.as_ref().is_none_or(|m| *m == r.model))
+            .collect();
+        Ok(Bill {
+            from,
+            to,
+            granularity: label,
+            by: if by_provider_key {
+                "provider_key"
+            } else {
+                "account"
+            },
+            rows,
+        })
+    }
+}
+
+fn validate_day(text: &str, field: &str) -> Result<String, ApiError> {
+    day_number(text)
+        .map_err(|_| ApiError::invalid(format!("`{field}` must be a date like 2026-01-31")))?;
+    Ok(text.to_owned())
+}
+
+fn day_number(text: &str) -> Result<i64, ApiError> {
+    switchyard_core::time::parse_utc_day(text)
+        .ok_or_else(|| ApiError::invalid(format!("{text:?} is not a date like 2026-01-31")))
+}
+
+fn shift_day(day: &str, by: i64) -> Result<String, ApiError> {
+    Ok(switchyard_core::time::day_text(day_number(day)? + by))
+}
+
+fn days_between(from: &str, to: &str) -> Result<i64, ApiError> {
+    Ok(day_number(to)? - day_number(from)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days() {
+        assert_eq!(shift_day("2026-03-01", -1).unwrap(), "2026-02-28");
+        assert_eq!(days_between("2026-01-01", "2026-12-31").unwrap(), 364);
+        assert!(validate_day("2026-02-30", "from").is_err());
+    }
+}
