@@ -78,7 +78,8 @@ impl ErrorCode {
             Self::Unprocessable => "unprocessable",
             Self::PayloadTooLarge => "payload_too_large",
             Self::RateLimited => "rate_limited",
-            Self::QuotaExceeded => "quota_exceeded",
+            // OpenAI clients look for it in both `type` and `code`.
+            Self::QuotaExceeded => "insufficient_quota",
             Self::UpstreamFailed => "upstream_failed",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::Unavailable => "unavailable",
@@ -128,5 +129,13 @@ mod tests {
         assert_eq!(v["error"]["code"], "invalid_api_key");
         assert!(v["error"]["param"].is_null());
         assert_eq!(ErrorCode::Unauthenticated.http_status(), 401);
+    }
+
+    #[test]
+    fn exhausted_credit_is_insufficient_quota_in_type_and_code() {
+        let body = openai_error_body(ErrorCode::QuotaExceeded, "credit spent");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["type"], "insufficient_quota");
+        assert_eq!(v["error"]["code"], "insufficient_quota");
     }
 }

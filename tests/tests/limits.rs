@@ -186,6 +186,8 @@ async fn caps_hold_across_four_replicas_sharing_redis() {
     assert!(admitted > 0, "some calls fit");
     assert_eq!(admitted + refused.len(), 120);
     assert_eq!(refused[0]["error"]["type"], "insufficient_quota");
+    // OpenAI clients read it from `code` too.
+    assert_eq!(refused[0]["error"]["code"], "insufficient_quota");
     assert!(
         refused[0]["error"]["message"]
             .as_str()

@@ -109,7 +109,10 @@ pub fn whole_back(endpoint: Endpoint, whole: Whole, meter: Meter) -> Response {
         None
     };
     if whole.status.is_success() && tokens.is_none() {
-        tracing::warn!(provider_key = ?meter.provider(), "upstream answer carried no usage; estimated");
+        tracing::warn!(
+            provider_key = meter.provider().map(tracing::field::display),
+            "upstream answer carried no usage; estimated"
+        );
         meter.finish_estimated(whole.status.as_u16(), estimate_tokens(&whole.body));
     } else {
         meter.finish(whole.status.as_u16(), tokens);
@@ -324,7 +327,10 @@ pub fn stream_back(started: Started, relay: Relay, meter: Meter) -> Response {
             // A stream that ended well without usage (a provider that ignores the
             // request for it): estimated from the text it streamed.
             None if !failed && status.is_success() => {
-                tracing::warn!(provider_key = ?meter.provider(), "upstream stream carried no usage; estimated");
+                tracing::warn!(
+                    provider_key = meter.provider().map(tracing::field::display),
+                    "upstream stream carried no usage; estimated"
+                );
                 meter.finish_estimated(final_status, usage.estimated_output());
             }
             tokens => meter.finish(final_status, tokens),
