@@ -8,9 +8,8 @@ use switchyard_core::ids::{AccountId, IssuedKeyId};
 use switchyard_core::policy::Policy;
 use switchyard_core::snapshot::{Account, Status};
 
-use super::issued_keys::new_issued_key;
 use super::{ApiError, Caller, Placed, Service, present, present_object};
-use crate::store::{AccountRecord, AccountUpdate};
+use crate::store::{AccountRecord, AccountUpdate, IssuedKeyRecord};
 
 const MAX_NAME: usize = 100;
 
@@ -115,7 +114,7 @@ impl Service {
             policy,
             billing: validate_billing(req.billing)?,
         };
-        let (key, clear) = new_issued_key(account.id, None, now_ms);
+        let (key, clear) = IssuedKeyRecord::fresh(account.id, None, now_ms);
         let record = AccountRecord {
             account,
             created_at_ms: now_ms,

@@ -2,11 +2,9 @@
 //! rotation.
 
 use serde::{Deserialize, Serialize};
-use switchyard_core::apikey;
 use switchyard_core::error::ErrorCode;
 use switchyard_core::ids::{AccountId, IssuedKeyId};
-use switchyard_core::secret::Secret;
-use switchyard_core::snapshot::{Account, IssuedKey, Status};
+use switchyard_core::snapshot::{Account, Status};
 
 use super::accounts::AccountInfo;
 use super::audit::state;
@@ -104,7 +102,7 @@ impl Service {
                 "expires_at_unix_ms must be in the future and within ten years",
             ));
         }
-        let (record, clear) = new_issued_key(account, req.expires_at_unix_ms, now_ms);
+        let (record, clear) = IssuedKeyRecord::fresh(account, req.expires_at_unix_ms, now_ms);
         let audit = self.audit(
             caller,
             Some(self.main_of(account).await?),
@@ -155,7 +153,7 @@ impl Service {
             )));
         }
         let overlap_ms = i64::try_from(overlap * 1000).unwrap_or(i64::MAX);
-        let (record, clear) = new_issued_key(account.id, None, now_ms);
+        let (record, clear) = IssuedKeyRecord::fresh(account.id, None, now_ms);
         let retire_at = now_ms.saturating_add(overlap_ms);
         let audit = self.audit(
             caller,
@@ -176,27 +174,6 @@ impl Service {
             key: key_view(&record, None, now_ms),
         })
     }
-}
-
-/// A fresh key for `account`: the record to store and the clear text to show once.
-pub(super) fn new_issued_key(
-    account: AccountId,
-    expires_at_ms: Option<i64>,
-    now_ms: i64,
-) -> (IssuedKeyRecord, Secret<String>) {
-    let new_key = apikey::generate();
-    let record = IssuedKeyRecord {
-        key: IssuedKey {
-            id: IssuedKeyId::new(),
-            account,
-            hash: new_key.hash,
-            expires_at_ms,
-            status: Status::Active,
-        },
-        tail: apikey::display_tail(new_key.clear.expose()),
-        created_at_ms: now_ms,
-    };
-    (record, new_key.clear)
 }
 
 fn key_view(r: &IssuedKeyRecord, in_use: Option<IssuedKeyId>, now_ms: i64) -> IssuedKeyView {

@@ -2,8 +2,9 @@
 //! calls upstreams with), with the health data planes report.
 
 use sqlx::{Any, Row, Transaction};
-use switchyard_core::apikey::KeyHash;
+use switchyard_core::apikey::{self, KeyHash};
 use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
+use switchyard_core::secret::Secret;
 use switchyard_core::snapshot::{Account, IssuedKey, ProviderKey, Status};
 
 use super::rows::{account_at, key_at, models_json, one_changed, provider_record_from_row};
@@ -15,6 +16,29 @@ pub struct IssuedKeyRecord {
     /// A non-secret tail for display.
     pub tail: String,
     pub created_at_ms: i64,
+}
+
+impl IssuedKeyRecord {
+    /// A fresh key for `account`: the record to store and the clear text to show once.
+    pub fn fresh(
+        account: AccountId,
+        expires_at_ms: Option<i64>,
+        now_ms: i64,
+    ) -> (Self, Secret<String>) {
+        let new_key = apikey::generate();
+        let record = Self {
+            key: IssuedKey {
+                id: IssuedKeyId::new(),
+                account,
+                hash: new_key.hash,
+                expires_at_ms,
+                status: Status::Active,
+            },
+            tail: apikey::display_tail(new_key.clear.expose()),
+            created_at_ms: now_ms,
+        };
+        (record, new_key.clear)
+    }
 }
 
 #[derive(Clone, Debug)]
