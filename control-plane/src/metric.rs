@@ -6,13 +6,11 @@
 
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics::{describe_counter, describe_gauge, describe_histogram};
-
-use crate::publisher::Publisher;
 
 /// API calls answered, by `method`, `route` (the route's pattern) and `status`.
 pub const API_REQUESTS: &str = "switchyard_api_requests_total";
@@ -92,31 +90,6 @@ fn method_label(method: &Method) -> &'static str {
         Method::TRACE => "TRACE",
         _ => "other",
     }
-}
-
-/// Gauges read at scrape time.
-pub fn scrape(publisher: &Publisher) {
-    let version = publisher.current_version();
-    let revision = publisher
-        .committed_revision()
-        .max(publisher.announced_revision())
-        .max(version);
-    metrics::gauge!(CONFIG_REVISION).set(revision as f64);
-    metrics::gauge!(SNAPSHOT_VERSION).set(version as f64);
-    let applied = publisher.applied_here();
-    metrics::gauge!(DATA_PLANES).set(applied.len() as f64);
-    let lag = applied
-        .iter()
-        .map(|a| version.saturating_sub(*a))
-        .max()
-        .unwrap_or(0);
-    metrics::gauge!(DATA_PLANE_LAG).set(lag as f64);
-}
-
-/// The `/metrics` answer.
-pub async fn render(State(publisher): State<Publisher>) -> String {
-    scrape(&publisher);
-    switchyard_runtime::metrics_handle().map_or_else(String::new, |h| h.render())
 }
 
 #[cfg(test)]

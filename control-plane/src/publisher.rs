@@ -191,6 +191,27 @@ impl Publisher {
             .unwrap_or_default()
     }
 
+    /// Sets the configuration, snapshot and data-plane gauges: read when `/metrics`
+    /// is scraped rather than kept current on every change.
+    pub fn record_gauges(&self) {
+        use crate::metric::{CONFIG_REVISION, DATA_PLANE_LAG, DATA_PLANES, SNAPSHOT_VERSION};
+        let version = self.current_version();
+        let revision = self
+            .committed_revision()
+            .max(self.announced_revision())
+            .max(version);
+        metrics::gauge!(CONFIG_REVISION).set(revision as f64);
+        metrics::gauge!(SNAPSHOT_VERSION).set(version as f64);
+        let applied = self.applied_here();
+        metrics::gauge!(DATA_PLANES).set(applied.len() as f64);
+        let lag = applied
+            .iter()
+            .map(|a| version.saturating_sub(*a))
+            .max()
+            .unwrap_or(0);
+        metrics::gauge!(DATA_PLANE_LAG).set(lag as f64);
+    }
+
     /// The newest revision any replica announced.
     pub fn announced_revision(&self) -> u64 {
         *self.coordinator.revisions().borrow()

@@ -19,6 +19,7 @@ use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::rules::Rules;
 use switchyard_runtime::now_ms;
 
+use crate::publisher::Publisher;
 use crate::service::{
     AddProviderKey, AllocateCredit, ApiError, AuditQuery, BillQuery, Caller, CreateAccount,
     LogPageView, LogsQuery, NewKey, NewsQuery, PostNews, Rotate, Service, TreeQuery, UpdateAccount,
@@ -282,7 +283,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/readyz", get(ready))
         .route(
             "/metrics",
-            get(crate::metric::render).with_state(service.publisher().clone()),
+            get(metrics_page).with_state(service.publisher().clone()),
         )
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .route_layer(axum::middleware::from_fn(crate::metric::track))
@@ -544,4 +545,10 @@ async fn ready(State(s): Svc) -> Result<&'static str, ApiError> {
         .await
         .map_err(|_| ApiError::new(ErrorCode::Unavailable, "database unreachable"))?;
     Ok("ready")
+}
+
+/// The `/metrics` answer: the publisher's gauges brought up to date, then every metric.
+async fn metrics_page(State(publisher): State<Publisher>) -> String {
+    publisher.record_gauges();
+    switchyard_runtime::metrics_handle().map_or_else(String::new, |h| h.render())
 }
