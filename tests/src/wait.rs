@@ -1,0 +1,63 @@
+//! Waiting on a condition instead of a fixed pause: a probe is tried until it
+//! yields a value or the patience runs out, and the failure names what was awaited
+//! and what was last seen.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// How long a probe rests between tries: short against the seconds a test waits.
+const INTERVAL: Duration = Duration::from_millis(20);
+
+/// Tries `probe` until it returns `Some`, and returns that value; fails naming
+/// `what` if `within` passes first.
+pub async fn until<T, F, Fut>(within: Duration, what: impl Display, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "waited {within:?} for {what}");
+        tokio::time::sleep(INTERVAL).await;
+    }
+}
+
+/// Tries `probe` until it returns `Ok`, and returns that value; fails naming `what`
+/// and the last `Err` (what the probe saw instead) if `within` passes first.
+pub async fn until_ok<T, E, F, Fut>(within: Duration, what: impl Display, mut probe: F) -> T
+where
+    E: Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                Instant::now() < deadline,
+                "waited {within:?} for {what}; last seen: {seen}"
+            ),
+        }
+        tokio::time::sleep(INTERVAL).await;
+    }
+}
+
+/// [`until`] for code that cannot await (process supervision): blocks the thread
+/// between tries; `None` once `within` has passed without a value.
+pub fn blocking_until<T>(within: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = probe() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(INTERVAL);
+    }
+}
