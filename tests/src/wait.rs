@@ -3,19 +3,22 @@
 //! and what was last seen.
 
 use std::fmt::Display;
-use std::future::Future;
 use std::time::{Duration, Instant};
+
+/// How long a test waits for a change to travel through the system (a snapshot to
+/// reach a data plane, usage to reach a rollup).
+pub const PATIENCE: Duration = Duration::from_secs(10);
 
 /// How long a probe rests between tries: short against the seconds a test waits.
 const INTERVAL: Duration = Duration::from_millis(20);
 
 /// Tries `probe` until it returns `Some`, and returns that value; fails naming
 /// `what` if `within` passes first.
-pub async fn until<T, F, Fut>(within: Duration, what: impl Display, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
+pub async fn until<T>(
+    within: Duration,
+    what: impl Display,
+    mut probe: impl AsyncFnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + within;
     loop {
         if let Some(value) = probe().await {
@@ -28,12 +31,11 @@ where
 
 /// Tries `probe` until it returns `Ok`, and returns that value; fails naming `what`
 /// and the last `Err` (what the probe saw instead) if `within` passes first.
-pub async fn until_ok<T, E, F, Fut>(within: Duration, what: impl Display, mut probe: F) -> T
-where
-    E: Display,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-{
+pub async fn until_ok<T, E: Display>(
+    within: Duration,
+    what: impl Display,
+    mut probe: impl AsyncFnMut() -> Result<T, E>,
+) -> T {
     let deadline = Instant::now() + within;
     loop {
         match probe().await {
