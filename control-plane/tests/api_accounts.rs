@@ -7,6 +7,7 @@
     reason = "scenarios fail loudly on the first surprise"
 )]
 
+#[expect(dead_code, reason = "this suite uses part of the shared helpers")]
 mod common;
 
 use axum::http::{Method, StatusCode};

@@ -15,6 +15,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use switchyard_control_plane::grpc::ApiGrpc;
 use switchyard_control_plane::publisher::Publisher;
 use switchyard_control_plane::rest;
 use switchyard_control_plane::service::{OperatorOptions, Service};
@@ -29,10 +30,28 @@ use tower::ServiceExt;
 /// nothing calls it.
 pub const UPSTREAM: &str = "http://127.0.0.1:1/v1";
 
+/// The Admin and Manage faces over gRPC, called as the server's handlers are, without
+/// a socket.
+pub fn grpc(app: &App) -> ApiGrpc {
+    ApiGrpc {
+        service: app.service.clone(),
+    }
+}
+
+/// A gRPC request carrying `key` as its bearer token.
+pub fn authed<T>(key: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    request
+}
+
 /// The REST router over a fresh store, the operator's root key, and a connection
 /// of its own to the store's database for counting rows.
 pub struct App {
     pub router: Router,
+    pub service: Arc<Service>,
     pub root: String,
     pool: sqlx::AnyPool,
 }
@@ -76,7 +95,8 @@ impl App {
         ));
         let pool = sqlx::AnyPool::connect(url).await.unwrap();
         Self {
-            router: rest::router(service),
+            router: rest::router(service.clone()),
+            service,
             root,
             pool,
         }
