@@ -71,10 +71,40 @@ pub async fn read_json(response: axum::response::Response) -> (StatusCode, Value
     )
 }
 
+/// One request to `router`: `key` as a bearer token (none when empty), `body` (its
+/// content type and text) as it is sent; the status and the JSON answer.
+pub async fn send(
+    router: &Router,
+    method: Method,
+    path: &str,
+    key: &str,
+    body: Option<(&str, String)>,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder().method(method).uri(path);
+    if !key.is_empty() {
+        request = request.header("authorization", format!("Bearer {key}"));
+    }
+    let request = match body {
+        Some((content_type, body)) => request
+            .header("content-type", content_type)
+            .body(Body::from(body)),
+        None => request.body(Body::empty()),
+    }
+    .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    read_json(response).await
+}
+
 impl App {
-    /// Bills and logs ask a collector none runs here (an allowed one answers 503);
-    /// what a request is refused for is decided before that.
+    /// Provider keys may point at loopback and private addresses (nothing calls
+    /// them). Bills and logs ask a collector none runs here (an allowed one answers
+    /// 503); what a request is refused for is decided before that.
     pub async fn new(url: &str) -> Self {
+        Self::with_upstreams(url, true).await
+    }
+
+    /// As [`App::new`], with loopback and private upstream addresses allowed or not.
+    pub async fn with_upstreams(url: &str, allow_private_upstreams: bool) -> Self {
         let store = Store::open(url).await.unwrap();
         let root = apikey::generate_with_prefix("sy-root-")
             .clear
@@ -89,7 +119,7 @@ impl App {
             Publisher::new(),
             UsageServiceClient::new(usage),
             OperatorOptions {
-                upstream_networks: UpstreamNetworks::new(true, Vec::new()),
+                upstream_networks: UpstreamNetworks::new(allow_private_upstreams, Vec::new()),
                 resolver: None,
             },
         ));
@@ -110,19 +140,7 @@ impl App {
         key: &str,
         body: Option<(&str, String)>,
     ) -> (StatusCode, Value) {
-        let mut request = Request::builder().method(method).uri(path);
-        if !key.is_empty() {
-            request = request.header("authorization", format!("Bearer {key}"));
-        }
-        let request = match body {
-            Some((content_type, body)) => request
-                .header("content-type", content_type)
-                .body(Body::from(body)),
-            None => request.body(Body::empty()),
-        }
-        .unwrap();
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        read_json(response).await
+        send(&self.router, method, path, key, body).await
     }
 
     /// `POST` of a JSON body.
