@@ -49,6 +49,21 @@ pub async fn until_ok<T, E: Display>(
     }
 }
 
+/// Tries `probe` until it returns `Some`, for a caller that decides itself what a
+/// timeout means: `None` once `within` has passed without a value.
+pub async fn within<T>(within: Duration, mut probe: impl AsyncFnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = probe().await {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(INTERVAL).await;
+    }
+}
+
 /// [`until`] for code that cannot await (process supervision): blocks the thread
 /// between tries; `None` once `within` has passed without a value.
 pub fn blocking_until<T>(within: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
