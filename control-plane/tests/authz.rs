@@ -8,46 +8,20 @@
     reason = "scenarios fail loudly on the first surprise"
 )]
 
-use std::sync::Arc;
+#[expect(dead_code, reason = "this suite uses part of the shared helpers")]
+mod common;
 
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Method, Request};
-use http_body_util::BodyExt;
+use axum::http::Method;
 use serde_json::{Value, json};
-use switchyard_control_plane::publisher::Publisher;
-use switchyard_control_plane::rest;
-use switchyard_control_plane::service::{OperatorOptions, Service};
-use switchyard_control_plane::store::Store;
-use switchyard_core::apikey::{self, KeyHash};
-use switchyard_core::crypto::Keyring;
-use switchyard_core::netguard::UpstreamNetworks;
-use switchyard_proto::v1::usage_service_client::UsageServiceClient;
-use tower::ServiceExt;
 
 switchyard_tests::every_backend!(every_role_against_every_endpoint);
 
 /// The REST router over a fresh store, and the operator's root key. Bills and logs
 /// need the collector; none runs here, so an allowed bill answers 503.
 async fn router(url: &str, allow_private_upstreams: bool) -> (Router, String) {
-    let store = Store::open(url).await.unwrap();
-    let root = apikey::generate_with_prefix("sy-root-")
-        .clear
-        .expose()
-        .clone();
-    let usage = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
-    let service = Arc::new(Service::new(
-        store,
-        Arc::new(Keyring::parse(&Keyring::generate_spec("k1")).unwrap()),
-        KeyHash::of(&root),
-        Publisher::new(),
-        UsageServiceClient::new(usage),
-        OperatorOptions {
-            upstream_networks: UpstreamNetworks::new(allow_private_upstreams, Vec::new()),
-            resolver: None,
-        },
-    ));
-    (rest::router(service), root)
+    let app = common::App::with_upstreams(url, allow_private_upstreams).await;
+    (app.router, app.root)
 }
 
 async fn call(
@@ -57,24 +31,9 @@ async fn call(
     key: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut req = Request::builder().method(method).uri(path);
-    if let Some(key) = key {
-        req = req.header("authorization", format!("Bearer {key}"));
-    }
-    let req = match body {
-        Some(b) => req
-            .header("content-type", "application/json")
-            .body(Body::from(b.to_string())),
-        None => req.body(Body::empty()),
-    }
-    .unwrap();
-    let response = app.clone().oneshot(req).await.unwrap();
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    let body = body.map(|b| ("application/json", b.to_string()));
+    let (status, v) = common::send(app, method, path, key.unwrap_or_default(), body).await;
+    (status.as_u16(), v)
 }
 
 async fn every_role_against_every_endpoint(url: &str) {

@@ -3,7 +3,7 @@
 //! leader stops its leadership and its entries go at once (its lease is revoked),
 //! not after the lease's time-to-live.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use switchyard_coord::{CoordError, Coordinator, EtcdError, EtcdSettings};
 use switchyard_runtime::{ShutdownTrigger, shutdown_pair};
@@ -37,14 +37,9 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + PATIENCE;
-    while !check().await {
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    true
+    switchyard_tests::wait::within(PATIENCE, async || check().await.then_some(()))
+        .await
+        .is_some()
 }
 
 async fn members(c: &Coordinator) -> Vec<(String, String)> {

@@ -291,15 +291,15 @@ async fn settlements_in_the_background_all_arrive(limiter: Arc<Limiter>) {
             clock(),
         );
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while limiter.value(&counter).await.unwrap() != 1_400 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "counter at {}",
-            limiter.value(&counter).await.unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    switchyard_tests::wait::until_ok(
+        Duration::from_secs(10),
+        "the counter to reach 1400",
+        async || match limiter.value(&counter).await.unwrap() {
+            1_400 => Ok(()),
+            other => Err(other),
+        },
+    )
+    .await;
 }
 
 /// A small deterministic generator, so a failure replays.

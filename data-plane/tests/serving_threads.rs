@@ -36,6 +36,7 @@ fn router() -> Router {
         .route(
             "/slow",
             get(|| async {
+                // A call still in flight when shutdown begins.
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 "finished"
             }),
@@ -90,6 +91,7 @@ async fn connections_spread_over_the_threads_and_each_call_knows_its_client() {
     let mut streams = Vec::new();
     for _ in 0..4 {
         streams.push(TcpStream::connect(addr).await.unwrap());
+        // Paced: the acceptor takes each before the next, nothing outside shows it.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut threads = BTreeSet::new();
@@ -116,6 +118,8 @@ async fn shutdown_lets_a_call_in_flight_finish_and_refuses_new_connections() {
 
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let in_flight = tokio::spawn(async move { call(&mut stream, "/slow").await });
+    // The call reaches its handler (which takes 300 ms) before shutdown; nothing
+    // outside shows that moment.
     tokio::time::sleep(Duration::from_millis(100)).await;
     trigger.trigger();
 

@@ -7,6 +7,7 @@
 //! - [`otlp`]: an OTLP trace receiver standing in for an OpenTelemetry collector.
 //! - [`etcd`]: a throwaway etcd; [`backends`]: `every_backend!`, a scenario on SQLite
 //!   and on Postgres.
+//! - [`wait`]: waiting on a condition with a deadline, never a fixed pause.
 
 pub mod backends;
 pub mod etcd;
@@ -16,6 +17,7 @@ pub mod pg;
 pub mod procs;
 pub mod redis;
 pub mod system;
+pub mod wait;
 
 /// Wait until something accepts connections on loopback `port`; kill `child` and
 /// fail, naming `what`, if nothing does within `patience`.
@@ -25,17 +27,16 @@ pub fn wait_for_port(
     what: &str,
     patience: std::time::Duration,
 ) -> Result<(), HarnessError> {
-    let deadline = std::time::Instant::now() + patience;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(HarnessError::NotReady(
-                what.into(),
-                format!("nothing listens on port {port}"),
-            ));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    let listens = wait::blocking_until(patience, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    if listens.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(HarnessError::NotReady(
+            what.into(),
+            format!("nothing listens on port {port}"),
+        ));
     }
     Ok(())
 }

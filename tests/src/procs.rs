@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::HarnessError;
+use crate::{HarnessError, wait};
 
 /// The directory of the workspace's built binaries (`target/debug` for tests).
 pub fn bin_dir() -> Result<PathBuf, HarnessError> {
@@ -76,35 +76,35 @@ impl Proc {
             log,
             addrs: BTreeMap::new(),
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        // The address file, or what says there will be none (an early exit).
+        let outcome = wait::blocking_until(Duration::from_secs(60), || {
             if let Ok(text) = std::fs::read_to_string(&addr_file) {
-                let parsed: BTreeMap<String, String> =
-                    serde_json::from_str(&text).map_err(|e| {
-                        HarnessError::NotReady(bin.into(), format!("bad address file: {e}"))
-                    })?;
-                for (k, v) in parsed {
-                    let addr = v.parse().map_err(|_| {
-                        HarnessError::NotReady(bin.into(), format!("bad address {v}"))
-                    })?;
-                    proc.addrs.insert(k, addr);
-                }
-                return Ok(proc);
+                return Some(Ok(text));
             }
-            if let Some(status) = proc.child.try_wait()? {
-                return Err(HarnessError::NotReady(
+            match proc.child.try_wait() {
+                Ok(None) => None,
+                Ok(Some(status)) => Some(Err(HarnessError::NotReady(
                     bin.into(),
                     format!("exited with {status}; log:\n{}", proc.log_tail()),
-                ));
+                ))),
+                Err(e) => Some(Err(e.into())),
             }
-            if Instant::now() > deadline {
-                return Err(HarnessError::NotReady(
-                    bin.into(),
-                    format!("no address file after 60 s; log:\n{}", proc.log_tail()),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        });
+        let Some(text) = outcome else {
+            return Err(HarnessError::NotReady(
+                bin.into(),
+                format!("no address file after 60 s; log:\n{}", proc.log_tail()),
+            ));
+        };
+        let parsed: BTreeMap<String, String> = serde_json::from_str(&text?)
+            .map_err(|e| HarnessError::NotReady(bin.into(), format!("bad address file: {e}")))?;
+        for (k, v) in parsed {
+            let addr = v
+                .parse()
+                .map_err(|_| HarnessError::NotReady(bin.into(), format!("bad address {v}")))?;
+            proc.addrs.insert(k, addr);
         }
+        Ok(proc)
     }
 
     /// Where the listener called `name` is bound (`http`, `grpc`).
@@ -147,19 +147,15 @@ impl Proc {
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status();
-        let deadline = Instant::now() + grace;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
+        match wait::blocking_until(grace, || self.child.try_wait().transpose()) {
+            Some(exited) => Ok(exited?),
+            None => {
                 let _ = self.child.kill();
-                return Err(HarnessError::NotReady(
+                Err(HarnessError::NotReady(
                     self.name.clone(),
                     "did not stop after SIGTERM".into(),
-                ));
+                ))
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }

@@ -7,7 +7,7 @@
 )]
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -18,6 +18,7 @@ use switchyard_fake_upstream::{FakeUpstream, count_tokens};
 use crate::HarnessError;
 use crate::pg::PgServer;
 use crate::procs::Proc;
+use crate::wait::{self, PATIENCE};
 
 pub const UPSTREAM_SECRET: &str = "sk-upstream-secret-0123456789";
 
@@ -435,20 +436,19 @@ pub async fn start_system_env(
 /// Until a data plane serves a snapshot.
 async fn wait_ready(http: &reqwest::Client, data: &Proc) {
     let ready = format!("{}/readyz", data.url("http"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !http
-        .get(&ready)
-        .send()
-        .await
-        .is_ok_and(|r| r.status() == StatusCode::OK)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "data plane never became ready:\n{}",
-            data.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait::until_ok(
+        Duration::from_secs(30),
+        "the data plane to become ready",
+        async || {
+            let serves = http
+                .get(&ready)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK);
+            if serves { Ok(()) } else { Err(data.log_tail()) }
+        },
+    )
+    .await;
 }
 
 pub fn chat(content: &str, stream: bool) -> Value {
@@ -467,8 +467,8 @@ pub async fn wait_for_key_at(sys: &System, url: &str, key: &str) {
     // The newest configuration first: a data plane that holds the key but not yet
     // the provider key written just after it would still refuse calls.
     let newest = sys.status().await["config_revision"].as_u64().unwrap_or(0);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let what = format!("the key to reach the data plane at {url}");
+    wait::until(PATIENCE, what, async || {
         let serves = sys
             .http
             .get(format!("{url}/readyz"))
@@ -492,15 +492,12 @@ pub async fn wait_for_key_at(sys: &System, url: &str, key: &str) {
                 .await
                 .unwrap();
             if r.status() != StatusCode::UNAUTHORIZED {
-                return;
+                return Some(());
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "key never reached the data plane at {url}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        None
+    })
+    .await;
 }
 
 /// The newest usage events of `key`'s tree (up to 500), once `n` have arrived.
@@ -509,6 +506,7 @@ pub async fn wait_for_key_at(sys: &System, url: &str, key: &str) {
 pub async fn usage_count_settled(sys: &System, key: &str) -> usize {
     let mut last = usage_logs(sys, key, 0).await.len();
     loop {
+        // The pause is the measure of quiet: no new event within it.
         tokio::time::sleep(Duration::from_millis(250)).await;
         let now = usage_logs(sys, key, 0).await.len();
         if now == last {
@@ -519,8 +517,8 @@ pub async fn usage_count_settled(sys: &System, key: &str) -> usize {
 }
 
 pub async fn usage_logs(sys: &System, key: &str, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    let what = format!("{n} usage events");
+    wait::until_ok(Duration::from_secs(15), what, async || {
         let (status, page) = sys
             .call(
                 Method::GET,
@@ -532,15 +530,12 @@ pub async fn usage_logs(sys: &System, key: &str, n: usize) -> Vec<Value> {
         assert_eq!(status, 200, "{page}");
         let events = page["events"].as_array().cloned().unwrap_or_default();
         if events.len() >= n {
-            return events;
+            Ok(events)
+        } else {
+            Err(format!("{} arrived", events.len()))
         }
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {n} usage events arrived",
-            events.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 pub fn expected_tokens(system: &str, user: &str) -> (u64, u64) {
@@ -554,22 +549,23 @@ pub fn expected_tokens(system: &str, user: &str) -> (u64, u64) {
 /// the control plane's status shows every replica at its newest revision, which is
 /// returned.
 pub async fn settle(sys: &System) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let body = sys.status().await;
-        let revision = body["config_revision"].as_u64().unwrap();
-        let planes = body["data_planes"].as_array().cloned().unwrap_or_default();
-        if !planes.is_empty()
-            && planes
-                .iter()
-                .all(|p| p["applied_version"].as_u64() >= Some(revision))
-        {
-            return revision;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "data planes never applied revision {revision}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait::until_ok(
+        PATIENCE,
+        "every data plane to apply the newest revision",
+        async || {
+            let body = sys.status().await;
+            let revision = body["config_revision"].as_u64().unwrap();
+            let planes = body["data_planes"].as_array().cloned().unwrap_or_default();
+            if !planes.is_empty()
+                && planes
+                    .iter()
+                    .all(|p| p["applied_version"].as_u64() >= Some(revision))
+            {
+                Ok(revision)
+            } else {
+                Err(body)
+            }
+        },
+    )
+    .await
 }

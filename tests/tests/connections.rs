@@ -20,6 +20,7 @@ use switchyard_fake_upstream::FakeUpstream;
 use switchyard_tests::system::{
     System, chat, start_system, start_system_opts, wait_for_key, wait_for_key_at,
 };
+use switchyard_tests::wait::{self, PATIENCE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -211,6 +212,7 @@ async fn slow_clients_are_closed_at_their_timeouts_while_calls_are_served() {
             let mut seen = Vec::new();
             let mut buf = [0u8; 4096];
             let mut tick = tokio::time::interval(Duration::from_millis(300));
+            // The end of the trickle: a timer, not a wait on anything.
             let deadline = tokio::time::sleep(within);
             tokio::pin!(deadline);
             loop {
@@ -331,18 +333,11 @@ async fn the_per_client_cap_refuses_the_excess_and_a_401_ends_its_connection() {
     assert!(served(&mut other).await);
     // Once one of the ten closes, its client may open another.
     drop(held.pop());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    wait::until(PATIENCE, "the freed place to be reused", async || {
         let mut again = connect_from([127, 0, 0, 2], addr).await;
-        if served(&mut again).await {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the freed place was never reused"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        served(&mut again).await.then_some(())
+    })
+    .await;
     let page = scrape(&sys, &capped.url("http")).await;
     assert!(
         series(
@@ -494,23 +489,28 @@ async fn sigterm_under_load_answers_every_call_that_was_sent() {
             }));
         }
         // Under way: every stream holds, and calls have been answered.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while streams_started.load(Ordering::Relaxed) < 8 || answered.load(Ordering::Relaxed) < 100
-        {
-            assert!(Instant::now() < deadline, "the load never got going");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait::until(
+            Duration::from_secs(30),
+            "the load to get going",
+            async || {
+                (streams_started.load(Ordering::Relaxed) >= 8
+                    && answered.load(Ordering::Relaxed) >= 100)
+                    .then_some(())
+            },
+        )
+        .await;
         let before = answered.load(Ordering::Relaxed);
         let exited = tokio::task::spawn_blocking(move || {
             let status = dp.terminate(Duration::from_secs(60));
             (status, dp)
         });
         // Once the port is closed, the held streams may go on to their end.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(addr).await.is_ok() {
-            assert!(Instant::now() < deadline, "the listener never closed");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait::until(
+            Duration::from_secs(20),
+            "the listener to close",
+            async || TcpStream::connect(addr).await.is_err().then_some(()),
+        )
+        .await;
         fake.release_streams();
 
         let mut cuts = Vec::new();

@@ -6,10 +6,11 @@
     reason = "helpers of a test fail loudly on the first surprise"
 )]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchyard_tests::procs::Proc;
+use switchyard_tests::wait::{self, PATIENCE};
 
 /// `switchyard up --demo-upstream` on free ports, with `extra` flags.
 fn up(dir: &std::path::Path, extra: &[&str]) -> Proc {
@@ -118,31 +119,29 @@ async fn quick_start_works_offline() {
     let body = json!({"model": "demo-echo", "messages": [{"role": "user", "content": "hello"}]});
 
     // The data plane may still be waiting for its first snapshot.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let answer: Value = loop {
-        let r = http
-            .post(&chat)
-            .bearer_auth(&key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        if r.status() == 200 {
-            break r.json().await.unwrap();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "quick start call failed: {}\n{}",
-            r.status(),
-            up.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let answer: Value = wait::until_ok(
+        Duration::from_secs(20),
+        "the quick start's first call",
+        async || {
+            let r = http
+                .post(&chat)
+                .bearer_auth(&key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            if r.status() == 200 {
+                Ok(r.json().await.unwrap())
+            } else {
+                Err(format!("{}\n{}", r.status(), up.log_tail()))
+            }
+        },
+    )
+    .await;
     assert_eq!(answer["choices"][0]["message"]["content"], "echo: hello");
 
     let bill_url = format!("{}/x-bill", up.url("admin"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let bill = wait::until_ok(PATIENCE, "usage to reach the bill", async || {
         let bill: Value = http
             .get(&bill_url)
             .bearer_auth(&key)
@@ -153,15 +152,13 @@ async fn quick_start_works_offline() {
             .await
             .unwrap();
         if bill["rows"][0]["requests"] == 1 {
-            assert_eq!(bill["rows"][0]["model"], "demo-echo");
-            assert_eq!(bill["rows"][0]["input_tokens"], 1);
-            assert_eq!(bill["rows"][0]["output_tokens"], 2);
-            break;
+            Ok(bill)
+        } else {
+            Err(bill)
         }
-        assert!(
-            Instant::now() < deadline,
-            "usage never reached the bill: {bill}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
+    assert_eq!(bill["rows"][0]["model"], "demo-echo");
+    assert_eq!(bill["rows"][0]["input_tokens"], 1);
+    assert_eq!(bill["rows"][0]["output_tokens"], 2);
 }

@@ -21,6 +21,7 @@ use switchyard_tests::procs::Proc;
 use switchyard_tests::system::{
     ServiceSpec, chat, spawn_collector, spawn_collector_with, spawn_control, spawn_data_plane,
 };
+use switchyard_tests::wait::{self, PATIENCE};
 
 const SECRET: &str = "sk-ha-123456789";
 
@@ -164,19 +165,22 @@ impl Cluster {
 
     /// How long until every data plane answers `key` with `want`, from `since`.
     async fn enforced_everywhere(&self, key: &str, want: u16, since: Instant) -> Duration {
-        let deadline = since + Duration::from_secs(15);
+        let patience = (since + Duration::from_secs(15)).saturating_duration_since(Instant::now());
         let mut pending: Vec<usize> = (0..self.data_planes.len()).collect();
-        while !pending.is_empty() {
+        let what = format!("every data plane to answer {want}");
+        wait::until_ok(patience, what, async || {
             let mut still = Vec::new();
-            for dp in pending {
+            for &dp in &pending {
                 if self.proxy_status(dp, key).await != want {
                     still.push(dp);
                 }
             }
             pending = still;
-            assert!(
-                Instant::now() < deadline,
-                "data planes {pending:?} never answered {want}:\n{}\n--- control planes:\n{}",
+            if pending.is_empty() {
+                return Ok(());
+            }
+            Err(format!(
+                "data planes {pending:?} do not:\n{}\n--- control planes:\n{}",
                 pending
                     .iter()
                     .map(|&dp| self.data_planes[dp].log_tail())
@@ -187,11 +191,9 @@ impl Cluster {
                     .map(Proc::log_tail)
                     .collect::<Vec<_>>()
                     .join("\n---\n")
-            );
-            if !pending.is_empty() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
+            ))
+        })
+        .await;
         since.elapsed()
     }
 
@@ -379,16 +381,16 @@ async fn a_dying_replica_and_a_restarted_etcd_cost_no_call() {
     let child_key = child["api_key"].as_str().unwrap().to_owned();
     let moved = c.enforced_everywhere(&child_key, 200, Instant::now()).await;
     assert!(moved < Duration::from_secs(5), "{moved:?}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    wait::until_ok(PATIENCE, "every data plane to follow cp-b", async || {
         let status = c.status(1).await;
         let planes = status["data_planes"].as_array().unwrap();
         if planes.len() == 4 && planes.iter().all(|p| p["control_plane"] == "cp-b") {
-            break;
+            Ok(())
+        } else {
+            Err(status)
         }
-        assert!(Instant::now() < deadline, "{status}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
 
     // etcd restarts; calls never notice. A new replica, cp-c, comes up with a data
     // plane of its own, and the replicas hear each other through the restarted
@@ -456,35 +458,29 @@ async fn one_collector_leads_retention_and_leadership_moves_when_it_dies() {
         .unwrap()
     };
     let mut collectors = [collector("col-a"), collector("col-b")];
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let leader = loop {
+    let leader = wait::until_ok(Duration::from_secs(15), "a leader", async || {
         let leading: Vec<usize> = (0..2)
             .filter(|&i| leads_retention(&collectors[i]))
             .collect();
-        if leading.len() == 1 {
-            break leading[0];
-        }
         assert!(leading.len() < 2, "two leaders");
-        assert!(
-            Instant::now() < deadline,
-            "nobody leads:\n{}",
-            collectors[0].log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    // Still one a moment later.
+        leading
+            .first()
+            .copied()
+            .ok_or_else(|| collectors[0].log_tail())
+    })
+    .await;
+    // Still one a moment later: a window in which nothing may change.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(!leads_retention(&collectors[1 - leader]));
 
     collectors[leader].kill();
     let other = &collectors[1 - leader];
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !leads_retention(other) {
-        assert!(
-            Instant::now() < deadline,
-            "leadership never moved:\n{}",
-            other.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait::until_ok(Duration::from_secs(15), "leadership to move", async || {
+        if leads_retention(other) {
+            Ok(())
+        } else {
+            Err(other.log_tail())
+        }
+    })
+    .await;
 }

@@ -49,6 +49,7 @@ async fn early_in_a_minute() {
     .unwrap();
     let into = ms % 60_000;
     if into > 40_000 {
+        // The next minute's window: nothing to poll for, the clock decides.
         tokio::time::sleep(Duration::from_millis(60_000 - into + 200)).await;
     }
 }

@@ -8,7 +8,7 @@
     reason = "helpers of a test fail loudly on the first surprise"
 )]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -16,6 +16,7 @@ use switchyard_core::crypto::Keyring;
 use switchyard_fake_upstream::{Behaviour, FakeUpstream};
 use switchyard_tests::otlp::{OtlpReceiver, ReceivedSpan};
 use switchyard_tests::system::{System, chat, settle, start_system_env, wait_for_key};
+use switchyard_tests::wait::{self, PATIENCE};
 
 const CLIENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
@@ -52,8 +53,8 @@ async fn scrape(sys: &System, url: String) -> String {
 
 /// Spans of the client's trace, once the request span and its usage are in.
 async fn client_trace(otlp: &OtlpReceiver) -> Vec<ReceivedSpan> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let what = "the client's trace to arrive complete";
+    wait::until_ok(Duration::from_secs(20), what, async || {
         let spans: Vec<ReceivedSpan> = otlp
             .spans()
             .into_iter()
@@ -65,14 +66,12 @@ async fn client_trace(otlp: &OtlpReceiver) -> Vec<ReceivedSpan> {
             && names("route.try") == 2
             && names("upstream") == 2
         {
-            return spans;
+            Ok(spans)
+        } else {
+            Err(format!("{spans:#?}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "the client's trace never arrived complete: {spans:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,21 +322,21 @@ async fn calls_are_traced_measured_and_logged_without_secrets() {
 
     settle(&sys).await;
     let collector = format!("{}/metrics", sys._collector.url("http"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = scrape(&sys, collector.clone()).await;
-        if sample(&text, "switchyard_usage_events_stored_total", &[]) == Some(2.0) {
-            assert!(
-                sample(&text, "switchyard_usage_ingest_lag_seconds_count", &[]).unwrap() >= 1.0
-            );
-            assert!(
-                sample(&text, "switchyard_usage_write_duration_seconds_count", &[]).unwrap() >= 1.0
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "collector metrics: {text}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let text = wait::until_ok(
+        PATIENCE,
+        "two stored events in the collector's metrics",
+        async || {
+            let text = scrape(&sys, collector.clone()).await;
+            if sample(&text, "switchyard_usage_events_stored_total", &[]) == Some(2.0) {
+                Ok(text)
+            } else {
+                Err(text)
+            }
+        },
+    )
+    .await;
+    assert!(sample(&text, "switchyard_usage_ingest_lag_seconds_count", &[]).unwrap() >= 1.0);
+    assert!(sample(&text, "switchyard_usage_write_duration_seconds_count", &[]).unwrap() >= 1.0);
     let ready = sys
         .http
         .get(format!("{}/readyz", sys._collector.url("http")))

@@ -17,6 +17,7 @@ use switchyard_fake_upstream::{Behaviour, FakeUpstream};
 use switchyard_tests::system::{
     System, chat, settle, start_system_opts, usage_count_settled, usage_logs, wait_for_key,
 };
+use switchyard_tests::wait::{self, PATIENCE};
 
 /// A data plane with short timeouts so failure scenarios take seconds.
 async fn start() -> System {
@@ -156,6 +157,7 @@ async fn keys_spread_cool_down_recover_and_switch_over() {
     // Recovery: once its cool-down (1 s after the first failure) passes and it works
     // again, it is back in the rotation.
     fake.set_behaviour("sk-a-0001", Behaviour::Succeed);
+    // The cool-down runs out unseen: nothing to poll for, the clock decides.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let a_before = fake.calls_with("sk-a-0001");
     for _ in 0..6 {
@@ -174,6 +176,7 @@ async fn keys_spread_cool_down_recover_and_switch_over() {
     let a_before = fake.calls_with("sk-a-0001");
     for _ in 0..12 {
         assert_eq!(call_chat(&sys, &key, &body).await.0, 200);
+        // Paced: the calls span the time the provider asked to be left alone.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     if limited_at.elapsed() < Duration::from_secs(3) {
@@ -184,6 +187,7 @@ async fn keys_spread_cool_down_recover_and_switch_over() {
     // Same-level failures switch over to the backup level.
     fake.set_behaviour("sk-a-0001", Behaviour::Fail { status: 503 });
     fake.set_behaviour("sk-b-0002", Behaviour::Reject);
+    // The Retry-After of 3 s and the cool-downs run out unseen: the clock decides.
     tokio::time::sleep(Duration::from_millis(3_000)).await;
     let before = usage_count_settled(&sys, &key).await;
     let (status, headers, answer) = call_chat(&sys, &key, &body).await;
@@ -196,6 +200,7 @@ async fn keys_spread_cool_down_recover_and_switch_over() {
 
     // Every key failing: an explicit error that says so, in OpenAI's shape.
     fake.set_behaviour("sk-c-0003", Behaviour::Fail { status: 500 });
+    // The cool-down runs out unseen: nothing to poll for, the clock decides.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     let (status, headers, answer) = call_chat(&sys, &key, &body).await;
     assert_eq!(status, 502, "{answer}");
@@ -219,8 +224,7 @@ async fn keys_spread_cool_down_recover_and_switch_over() {
 
     // The data plane reports key health to the control plane: the refused credential
     // shows as unhealthy to its owner, with when it is tried again.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let rejected = loop {
+    let rejected = wait::until_ok(PATIENCE, "key health to be reported", async || {
         let (status, listed) = sys
             .call(Method::GET, "/x-keys".into(), key.clone(), None)
             .await;
@@ -230,11 +234,12 @@ async fn keys_spread_cool_down_recover_and_switch_over() {
         let unhealthy: Vec<&Value> = keys.iter().filter(|k| k["health"] == "unhealthy").collect();
         let backup = keys.iter().find(|k| k["level"] == 2).unwrap();
         if unhealthy.len() == 1 && backup["health"] != "unknown" {
-            break unhealthy[0].clone();
+            Ok(unhealthy[0].clone())
+        } else {
+            Err(format!("{keys:?}"))
         }
-        assert!(Instant::now() < deadline, "health not reported: {keys:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    })
+    .await;
     assert!(rejected["health_until_unix_ms"].as_i64().unwrap() > 0);
 
     // Never a provider the owner did not configure: another owner's key is untouched.
@@ -292,6 +297,7 @@ async fn streams_retry_before_their_first_event_and_report_breaks_after_it() {
 
     // A stream cut before its first event is retried too.
     fake.set_behaviour("sk-stall-01", Behaviour::CutAfter { events: 0 });
+    // The stalled key's cool-down runs out unseen: the clock decides.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     for _ in 0..2 {
         let (_, text) = status_and_text(stream(stream_body.clone()).await).await;
@@ -338,6 +344,8 @@ async fn streams_retry_before_their_first_event_and_report_breaks_after_it() {
     let first = r.chunk().await.unwrap().unwrap();
     assert!(first.starts_with(b"data: "));
     drop(r);
+    // The client is gone before the upstream goes on; nothing outside shows the
+    // data plane noticing.
     tokio::time::sleep(Duration::from_millis(200)).await;
     fake.release_streams();
     let events = usage_logs(&sys, &key, before + 1).await;
@@ -363,19 +371,18 @@ async fn streams_retry_before_their_first_event_and_report_breaks_after_it() {
     assert!(slow.is_err());
     let events = usage_logs(&sys, &key, before + 2).await;
     assert_eq!(events[0]["status"], 499, "{}", events[0]);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while fake
-        .observed()
-        .abandoned
-        .load(std::sync::atomic::Ordering::SeqCst)
-        == abandoned
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the upstream call was not cancelled"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait::until(
+        Duration::from_secs(5),
+        "the upstream call to be cancelled",
+        async || {
+            let now = fake
+                .observed()
+                .abandoned
+                .load(std::sync::atomic::Ordering::SeqCst);
+            (now != abandoned).then_some(())
+        },
+    )
+    .await;
 }
 
 /// A `multipart/form-data` upload as transcription clients send it.
@@ -571,14 +578,11 @@ async fn every_endpoint_in_both_protocols_with_policies_enforced() {
         json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}], "temperature": 0.5})
     );
     // Events arrive asynchronously: wait for the one of this call.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let events = loop {
+    let events = wait::until(PATIENCE, "this call's usage event", async || {
         let events = usage_logs(&sys, &key, 1).await;
-        if events[0]["model_requested"] == "smart" || Instant::now() > deadline {
-            break events;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        (events[0]["model_requested"] == "smart").then_some(events)
+    })
+    .await;
     assert_eq!(
         (
             events[0]["model_requested"].as_str(),

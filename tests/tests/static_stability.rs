@@ -15,6 +15,7 @@ use switchyard_tests::procs::Proc;
 use switchyard_tests::system::{
     System, chat, settle, spawn_data_plane, start_system, wait_for_key_at,
 };
+use switchyard_tests::wait::{self, PATIENCE};
 
 const SECRET: &str = "sk-abc-123456789";
 
@@ -42,19 +43,19 @@ async fn readiness(sys: &System, dp: &Proc) -> (u16, Value) {
 
 /// Until the data plane's readiness answer satisfies `want`.
 async fn wait_readiness(sys: &System, dp: &Proc, want: impl Fn(u16, &Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (status, body) = readiness(sys, dp).await;
-        if want(status, &body) {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "readiness stuck at {status} {body}:\n{}",
-            dp.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait::until_ok(
+        Duration::from_secs(20),
+        "the readiness wanted",
+        async || {
+            let (status, body) = readiness(sys, dp).await;
+            if want(status, &body) {
+                Ok(body)
+            } else {
+                Err(format!("{status} {body}:\n{}", dp.log_tail()))
+            }
+        },
+    )
+    .await
 }
 
 fn data_plane(sys: &System, file: &std::path::Path) -> Proc {
@@ -85,14 +86,10 @@ async fn data_planes_serve_through_a_control_plane_outage() {
     assert!(body["snapshot_version"].as_u64().unwrap() >= version);
     assert_eq!(status_of_call(&sys, &url, &key).await, 200);
     // The snapshot is on disk, its provider secret still sealed.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !file.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the snapshot was never persisted"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait::until(PATIENCE, "the snapshot to be persisted", async || {
+        file.exists().then_some(())
+    })
+    .await;
     let on_disk = std::fs::read(&file).unwrap();
     assert!(
         !on_disk
@@ -113,6 +110,7 @@ async fn data_planes_serve_through_a_control_plane_outage() {
             let until = Instant::now() + how_long;
             while Instant::now() < until {
                 assert_eq!(status_of_call(sys, &url, key).await, 200);
+                // Paced: calls spread over the outage.
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         }
@@ -156,13 +154,12 @@ async fn data_planes_serve_through_a_control_plane_outage() {
     .await;
     let (status, rotated) = sys.post("/x-self/rotate", &key, json!({})).await;
     assert_eq!(status, 201, "{rotated}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while status_of_call(&sys, &url, &key).await != 401 {
-        assert!(
-            Instant::now() < deadline,
-            "the rotated key is still served:\n{}",
-            dp.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait::until_ok(PATIENCE, "the rotated key to be refused", async || {
+        if status_of_call(&sys, &url, &key).await == 401 {
+            Ok(())
+        } else {
+            Err(dp.log_tail())
+        }
+    })
+    .await;
 }

@@ -7,7 +7,7 @@
     reason = "helpers of a test fail loudly on the first surprise"
 )]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchyard_core::crypto::Keyring;
@@ -17,6 +17,7 @@ use switchyard_tests::procs::Proc;
 use switchyard_tests::system::{
     System, chat, spawn_data_plane, start_system_opts, wait_for_key_at,
 };
+use switchyard_tests::wait::{self, PATIENCE};
 
 /// `n` calls one after another: the tokens the upstream reported, summed.
 async fn calls(sys: &System, url: &str, key: &str, n: usize) -> (u64, u64) {
@@ -91,15 +92,16 @@ fn rollups(sys: &System, owner: &str) -> (i64, i64, i64) {
 /// Until the rollups hold `n` requests of `owner`'s tree (or a minute passed).
 async fn wait_for_requests(sys: &System, owner: &str, n: usize) {
     let n = i64::try_from(n).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while rollups(sys, owner).0 < n {
-        assert!(
-            Instant::now() < deadline,
-            "rollups stuck at {:?}, want {n} requests",
-            rollups(sys, owner)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = format!("{n} requests in the rollups");
+    wait::until_ok(Duration::from_secs(60), what, async || {
+        let now = rollups(sys, owner);
+        if now.0 >= n {
+            Ok(())
+        } else {
+            Err(format!("{now:?}"))
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,15 +148,14 @@ async fn every_call_is_counted_once_through_crashes_restarts_and_cuts() {
     add(calls(&sys, &dp.url("http"), &key, per_phase / 2).await);
     link.cut();
     add(calls(&sys, &dp.url("http"), &key, per_phase / 2).await);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !dp.log().contains("usage stream ended") {
-        assert!(
-            Instant::now() < deadline,
-            "the cut went unnoticed:\n{}",
-            dp.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait::until_ok(PATIENCE, "the data plane to notice the cut", async || {
+        if dp.log().contains("usage stream ended") {
+            Ok(())
+        } else {
+            Err(dp.log_tail())
+        }
+    })
+    .await;
     link.restore();
 
     let n = i64::try_from(4 * per_phase).unwrap();
@@ -169,7 +170,8 @@ async fn every_call_is_counted_once_through_crashes_restarts_and_cuts() {
         want,
         "(requests, input, output) in the rollups"
     );
-    // Exactly: nothing more arrives later, and the raw events agree.
+    // Exactly: nothing more arrives later (a window in which nothing may change),
+    // and the raw events agree.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(rollups(&sys, &owner), want);
     assert_eq!(
@@ -217,6 +219,8 @@ async fn usage_events_can_be_switched_off() {
     // ones would be too, had they been sent.
     calls(&sys, &sys.data.url("http"), &key, 1).await;
     wait_for_requests(&sys, &owner, 1).await;
+    // The quiet plane's own stream is not ordered with the other's: a window in
+    // which nothing more may arrive.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(rollups(&sys, &owner).0, 1);
     assert!(
