@@ -2,6 +2,7 @@
 //! facts read (`facts`), its cost reserved (`reserve`), sent to provider keys in turn
 //! (`attempts`), answered (`relay`) and metered (`meter`).
 
+mod access;
 mod admit;
 mod attempts;
 mod error;
@@ -25,6 +26,7 @@ use tracing::{Instrument, field};
 
 pub use crate::app::{App, Limits};
 pub use crate::limits::LocalShare;
+pub use access::AccessLog;
 pub use error::{ProxyError, error_response};
 
 use error::proxy_error_response;
@@ -78,7 +80,13 @@ pub async fn handle(
     );
     crate::trace::continue_from(&span, request.headers());
     let mut model = String::new();
-    let response = match forward(&app, endpoint, peer, request, started, &mut model)
+    let call = Call {
+        endpoint,
+        peer,
+        started,
+        request_id,
+    };
+    let response = match forward(&app, call, request, &mut model)
         .instrument(span.clone())
         .instrument(logged)
         .await
@@ -99,16 +107,28 @@ pub async fn handle(
     with_request_id(response, request_id)
 }
 
+/// What a call is known by before its request is read.
+struct Call {
+    endpoint: Endpoint,
+    peer: SocketAddr,
+    started: Instant,
+    request_id: uuid::Uuid,
+}
+
 /// One call through its phases. `model_label` gets the model once a provider key is
 /// tried for it (see `attempts::run`).
 async fn forward(
     app: &App,
-    endpoint: Endpoint,
-    peer: SocketAddr,
+    call: Call,
     request: Request,
-    started: Instant,
     model_label: &mut String,
 ) -> Result<Response, ProxyError> {
+    let Call {
+        endpoint,
+        peer,
+        started,
+        request_id,
+    } = call;
     let snapshot = loaded(app)?;
     let (parts, body) = request.into_parts();
     let (caller, client) = tracing::info_span!("auth")
@@ -151,6 +171,8 @@ async fn forward(
     let meter = Meter::new(Metered {
         sink: app.usage.clone(),
         started,
+        request_id,
+        access_log: app.access_log,
         caller,
         model_requested: requested,
         model_served: served.clone(),
