@@ -15,38 +15,13 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use switchyard_core::crypto::Keyring;
 use switchyard_fake_upstream::{Behaviour, FakeUpstream, count_tokens};
-use switchyard_tests::system::{System, chat, settle, start_system_opts, usage_logs};
+use switchyard_tests::system::{
+    System, chat, owner_with_keys, settle, start_system_opts, usage_logs,
+};
 
 async fn start(data_args: &[&str]) -> System {
     let kek = Keyring::generate_spec("k1").to_string();
     start_system_opts(4 * 1024 * 1024, &kek, &kek, data_args).await
-}
-
-/// A main account with the given provider keys, (kind, secret, level, models): its
-/// creation answer, its key, and the provider keys' ids in order.
-async fn owner_with_keys(
-    sys: &System,
-    fake: &FakeUpstream,
-    name: &str,
-    keys: &[(&str, &str, u32, &[&str])],
-) -> (Value, String, Vec<String>) {
-    let (status, created) = sys.post("/x-users", &sys.root, json!({"name": name})).await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    let key = created["api_key"].as_str().unwrap().to_owned();
-    let mut ids = Vec::new();
-    for (kind, secret, level, models) in keys {
-        let (status, pk) = sys
-            .post(
-                "/x-keys",
-                &key,
-                json!({"provider": kind, "base_url": fake.base_url(), "secret": secret, "models": models, "level": level}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{pk}");
-        ids.push(pk["id"].as_str().unwrap().to_owned());
-    }
-    settle(sys).await;
-    (created, key, ids)
 }
 
 /// A streamed call to `path` with `key`, read to its end.
