@@ -499,5 +499,9 @@ mod tests {
         let last = early.trim_end().rsplit("\n\n").next().unwrap();
         assert!(last.starts_with("data: {\"error\":"), "{early}");
         assert!(last.contains("ended before its last event"), "{early}");
+        // The provider's own error ends it: the client is not told twice.
+        let failed = relayed(&["data: {\"error\":{\"message\":\"overloaded\"}}\n\n"]).await;
+        assert_eq!(failed.matches("\"error\"").count(), 1, "{failed}");
+        assert!(failed.contains("overloaded"), "{failed}");
     }
 }
