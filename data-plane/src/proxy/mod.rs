@@ -80,16 +80,12 @@ pub async fn handle(
     );
     crate::trace::continue_from(&span, request.headers());
     let mut model = String::new();
-    let call = Call {
-        endpoint,
-        peer,
-        started,
-        request_id,
-    };
-    let response = match forward(&app, call, request, &mut model)
-        .instrument(span.clone())
-        .instrument(logged)
-        .await
+    let response = match forward(
+        &app, endpoint, peer, request, started, request_id, &mut model,
+    )
+    .instrument(span.clone())
+    .instrument(logged)
+    .await
     {
         Ok(r) => r,
         Err(e) => proxy_error_response(protocol, &e),
@@ -107,28 +103,17 @@ pub async fn handle(
     with_request_id(response, request_id)
 }
 
-/// What a call is known by before its request is read.
-struct Call {
-    endpoint: Endpoint,
-    peer: SocketAddr,
-    started: Instant,
-    request_id: uuid::Uuid,
-}
-
 /// One call through its phases. `model_label` gets the model once a provider key is
 /// tried for it (see `attempts::run`).
 async fn forward(
     app: &App,
-    call: Call,
+    endpoint: Endpoint,
+    peer: SocketAddr,
     request: Request,
+    started: Instant,
+    request_id: uuid::Uuid,
     model_label: &mut String,
 ) -> Result<Response, ProxyError> {
-    let Call {
-        endpoint,
-        peer,
-        started,
-        request_id,
-    } = call;
     let snapshot = loaded(app)?;
     let (parts, body) = request.into_parts();
     let (caller, client) = tracing::info_span!("auth")
