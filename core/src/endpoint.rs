@@ -244,7 +244,8 @@ pub fn is_protocol_error(protocol: Protocol, body: &[u8]) -> bool {
 }
 
 /// The SSE event that ends a stream which failed after it started, in the form the
-/// endpoint's clients recognise as an error (never a clean end that looks like success).
+/// endpoint's clients recognise as an error (never a clean end that looks like success);
+/// for Responses, `error` and then `response.failed`.
 pub fn stream_error_event(endpoint: Endpoint, code: ErrorCode, message: &str) -> Vec<u8> {
     let (name, data) = match endpoint {
         Endpoint::Messages | Endpoint::CountTokens => {
@@ -258,20 +259,66 @@ pub fn stream_error_event(endpoint: Endpoint, code: ErrorCode, message: &str) ->
                 param: None,
             };
             let data = serde_json::to_vec(&event).unwrap_or_default();
-            (Some("error"), data)
+            let mut out = sse_event(Some("error"), &data);
+            // Clients that follow the response's life (Codex) end on
+            // `response.failed` and pass over a bare `error`.
+            let failed = ResponseFailedEvent {
+                kind: "response.failed",
+                response: FailedResponse {
+                    id: "resp_failed",
+                    object: "response",
+                    created_at: 0,
+                    status: "failed",
+                    error: FailedResponseError {
+                        code: code.as_str(),
+                        message,
+                    },
+                    output: [],
+                },
+            };
+            let data = serde_json::to_vec(&failed).unwrap_or_default();
+            out.extend_from_slice(&sse_event(Some("response.failed"), &data));
+            return out;
         }
         _ => (None, crate::error::openai_error_body(code, message)),
     };
-    let mut out = Vec::with_capacity(data.len() + 24);
+    sse_event(name, &data)
+}
+
+fn sse_event(name: Option<&str>, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 32);
     if let Some(name) = name {
         out.extend_from_slice(b"event: ");
         out.extend_from_slice(name.as_bytes());
         out.push(b'\n');
     }
     out.extend_from_slice(b"data: ");
-    out.extend_from_slice(&data);
+    out.extend_from_slice(data);
     out.extend_from_slice(b"\n\n");
     out
+}
+
+#[derive(Serialize)]
+struct ResponseFailedEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    response: FailedResponse<'a>,
+}
+
+#[derive(Serialize)]
+struct FailedResponse<'a> {
+    id: &'static str,
+    object: &'static str,
+    created_at: u64,
+    status: &'static str,
+    error: FailedResponseError<'a>,
+    output: [(); 0],
+}
+
+#[derive(Serialize)]
+struct FailedResponseError<'a> {
+    code: &'static str,
+    message: &'a str,
 }
 
 #[cfg(test)]
@@ -325,10 +372,23 @@ mod tests {
         assert!(text.starts_with("data: {\"error\":"));
         let e = stream_error_event(Endpoint::Responses, ErrorCode::UpstreamFailed, "cut");
         let text = String::from_utf8(e).unwrap();
-        let data = text.split("data: ").nth(1).unwrap().trim();
-        let v: serde_json::Value = serde_json::from_str(data).unwrap();
-        assert_eq!(v["type"], "error");
-        assert_eq!(v["code"], "upstream_failed");
+        let events: Vec<serde_json::Value> = text
+            .split("data: ")
+            .skip(1)
+            .map(|d| serde_json::from_str(d.split("\n\n").next().unwrap()).unwrap())
+            .collect();
+        assert_eq!(events[0]["type"], "error");
+        assert_eq!(events[0]["code"], "upstream_failed");
+        // Then the response's own end, which Codex reads.
+        assert!(
+            text.contains("\n\nevent: response.failed\ndata: "),
+            "{text}"
+        );
+        assert_eq!(events[1]["type"], "response.failed");
+        assert_eq!(events[1]["response"]["status"], "failed");
+        assert_eq!(events[1]["response"]["error"]["code"], "upstream_failed");
+        assert_eq!(events[1]["response"]["error"]["message"], "cut");
+        assert_eq!(events.len(), 2);
     }
 
     #[test]

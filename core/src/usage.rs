@@ -5,6 +5,10 @@ use serde::{Deserialize, Serialize};
 use crate::endpoint::UsageShape;
 use crate::ids::{AccountId, EventId, IssuedKeyId, ProviderKeyId};
 
+mod stream;
+
+pub use stream::{EventVerdict, StreamEnd, StreamMeter};
+
 /// Tokens of one call. `input` counts every prompt token; `cached` (read from the
 /// provider's prompt cache) and `cache_write` (written to it, Anthropic's cache
 /// creation) are parts of it, each priced at its own rate and never counted twice.
@@ -156,21 +160,6 @@ impl<'de> serde::de::Visitor<'de> for TextBytesVisitor {
 }
 
 #[derive(Deserialize)]
-struct WithUsage {
-    #[serde(default)]
-    usage: Option<OpenAiUsage>,
-    #[serde(default)]
-    choices: Option<Vec<Choice>>,
-}
-
-/// A choice of a chat answer; in a stream, its `delta` carries the new text.
-#[derive(Deserialize)]
-struct Choice {
-    #[serde(default)]
-    delta: TextBytes,
-}
-
-#[derive(Deserialize)]
 struct OpenAiUsage {
     #[serde(default)]
     prompt_tokens: u64,
@@ -211,38 +200,6 @@ pub fn openai_usage_from_json(body: &[u8]) -> Option<TokenUsage> {
         .ok()?
         .usage
         .map(TokenUsage::from)
-}
-
-/// What one chunk of an OpenAI-style stream says about usage.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum StreamChunkUsage {
-    /// No usage in this chunk.
-    None,
-    /// Usage in a chunk that also carries choices.
-    WithContent(TokenUsage),
-    /// The usage-only chunk (`choices: []`) that `include_usage` adds at the end.
-    UsageOnly(TokenUsage),
-}
-
-/// Inspect the `data` of one SSE event of an OpenAI-style stream: its usage, and the
-/// bytes of text its choices add.
-fn openai_usage_from_sse_data(data: &[u8]) -> (StreamChunkUsage, u64) {
-    if data.first() != Some(&b'{') {
-        return (StreamChunkUsage::None, 0); // `[DONE]` and other non-JSON payloads
-    }
-    let Ok(chunk) = serde_json::from_slice::<WithUsage>(data) else {
-        return (StreamChunkUsage::None, 0);
-    };
-    let text = chunk
-        .choices
-        .as_ref()
-        .map_or(0, |c| c.iter().map(|c| c.delta.0).sum());
-    let usage = match (chunk.usage, chunk.choices) {
-        (Some(u), Some(choices)) if choices.is_empty() => StreamChunkUsage::UsageOnly(u.into()),
-        (Some(u), _) => StreamChunkUsage::WithContent(u.into()),
-        (None, _) => StreamChunkUsage::None,
-    };
-    (usage, text)
 }
 
 /// The Responses API's usage (also what audio transcription reports).
@@ -336,113 +293,6 @@ pub fn usage_from_json(shape: UsageShape, body: &[u8]) -> Option<TokenUsage> {
             Some(t)
         }
         UsageShape::None => Some(TokenUsage::default()),
-    }
-}
-
-#[derive(Deserialize)]
-struct TypedEvent<'a> {
-    #[serde(rename = "type", default, borrow)]
-    kind: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default)]
-    response: Option<WithResponsesUsage>,
-    #[serde(default)]
-    message: Option<WithAnthropicUsage>,
-    #[serde(default)]
-    usage: Option<AnthropicUsage>,
-    /// The text a delta event adds (Responses' `*.delta`, Anthropic's
-    /// `content_block_delta`).
-    #[serde(default)]
-    delta: TextBytes,
-}
-
-/// What the stream meter says about one event.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventVerdict {
-    Forward,
-    /// The usage-only chunk the router asked for on the client's behalf.
-    UsageOnly,
-}
-
-/// Reads usage from a stream, event by event, whatever its dialect, and counts the
-/// text the answer streams, to estimate its output should no usage come.
-#[derive(Debug)]
-pub struct StreamMeter {
-    shape: UsageShape,
-    usage: Option<TokenUsage>,
-    text: TextBytes,
-}
-
-impl StreamMeter {
-    pub fn new(shape: UsageShape) -> Self {
-        Self {
-            shape,
-            usage: None,
-            text: TextBytes(0),
-        }
-    }
-
-    /// The usage seen so far (complete once the stream has ended).
-    pub fn usage(&self) -> Option<TokenUsage> {
-        self.usage
-    }
-
-    /// The output tokens of the text streamed so far, estimated as
-    /// [`estimate_tokens`] does; `None` before any text.
-    pub fn estimated_output(&self) -> Option<u64> {
-        (self.text.0 > 0).then(|| self.text.tokens())
-    }
-
-    /// Inspect the `data` of one event.
-    pub fn observe(&mut self, data: &[u8]) -> EventVerdict {
-        if data.first() != Some(&b'{') {
-            return EventVerdict::Forward;
-        }
-        match self.shape {
-            UsageShape::OpenAiChat => {
-                let (usage, text) = openai_usage_from_sse_data(data);
-                self.text.0 = self.text.0.saturating_add(text);
-                match usage {
-                    StreamChunkUsage::UsageOnly(u) => {
-                        self.usage = Some(u);
-                        return EventVerdict::UsageOnly;
-                    }
-                    StreamChunkUsage::WithContent(u) => self.usage = Some(u),
-                    StreamChunkUsage::None => {}
-                }
-            }
-            UsageShape::OpenAiResponses | UsageShape::Anthropic => {
-                let Ok(event) = serde_json::from_slice::<TypedEvent<'_>>(data) else {
-                    return EventVerdict::Forward;
-                };
-                let kind = event.kind.as_deref().unwrap_or_default();
-                if kind.ends_with(".delta") || kind == "content_block_delta" {
-                    self.text.0 = self.text.0.saturating_add(event.delta.0);
-                }
-                match (self.shape, event.kind.as_deref()) {
-                    (
-                        UsageShape::OpenAiResponses,
-                        Some("response.completed" | "response.incomplete" | "response.failed"),
-                    ) => {
-                        if let Some(u) = event.response.and_then(|r| r.usage) {
-                            self.usage = Some(u.into());
-                        }
-                    }
-                    (UsageShape::Anthropic, Some("message_start")) => {
-                        if let Some(u) = event.message.and_then(|m| m.usage) {
-                            u.apply(self.usage.get_or_insert_with(TokenUsage::default));
-                        }
-                    }
-                    (UsageShape::Anthropic, Some("message_delta")) => {
-                        if let Some(u) = event.usage {
-                            u.apply(self.usage.get_or_insert_with(TokenUsage::default));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            UsageShape::None => {}
-        }
-        EventVerdict::Forward
     }
 }
 
@@ -601,85 +451,9 @@ mod tests {
     }
 
     #[test]
-    fn stream_meters_read_each_dialect() {
-        let mut m = StreamMeter::new(UsageShape::Anthropic);
-        for data in [
-            &br#"{"type":"message_start","message":{"id":"m","usage":{"input_tokens":12,"cache_read_input_tokens":3,"output_tokens":1}}}"#[..],
-            br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}"#,
-            br#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":9}}"#,
-            br#"{"type":"message_stop"}"#,
-        ] {
-            assert_eq!(m.observe(data), EventVerdict::Forward);
-        }
-        assert_eq!(
-            m.usage(),
-            Some(TokenUsage {
-                input: 15,
-                output: 9,
-                cached: 3,
-                cache_write: 0
-            })
-        );
-
-        let mut m = StreamMeter::new(UsageShape::OpenAiResponses);
-        m.observe(br#"{"type":"response.output_text.delta","delta":"hi"}"#);
-        assert_eq!(m.usage(), None);
-        m.observe(br#"{"type":"response.completed","response":{"id":"r","usage":{"input_tokens":5,"output_tokens":2}}}"#);
-        assert_eq!(
-            m.usage(),
-            Some(TokenUsage {
-                input: 5,
-                output: 2,
-                cached: 0,
-                cache_write: 0
-            })
-        );
-
-        let mut m = StreamMeter::new(UsageShape::OpenAiChat);
-        assert_eq!(
-            m.observe(br#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7}}"#),
-            EventVerdict::UsageOnly
-        );
-        assert_eq!(m.observe(b"[DONE]"), EventVerdict::Forward);
-        assert_eq!(m.usage().map(|u| u.output), Some(7));
-    }
-
-    #[test]
     fn cached_never_exceeds_input() {
         let body = br#"{"usage":{"prompt_tokens":2,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":9}}}"#;
         assert_eq!(openai_usage_from_json(body).map(|u| u.cached), Some(2));
-    }
-
-    #[test]
-    fn sse_usage_chunks() {
-        let usage = |data: &[u8]| openai_usage_from_sse_data(data).0;
-        assert_eq!(usage(b"[DONE]"), StreamChunkUsage::None);
-        assert_eq!(
-            openai_usage_from_sse_data(br#"{"choices":[{"delta":{"content":"abc"}}]}"#),
-            (StreamChunkUsage::None, 3)
-        );
-        assert_eq!(
-            usage(br#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7}}"#),
-            StreamChunkUsage::UsageOnly(TokenUsage {
-                input: 5,
-                output: 7,
-                ..TokenUsage::default()
-            })
-        );
-        assert_eq!(
-            usage(
-                br#"{"choices":[{"delta":{}}],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#
-            ),
-            StreamChunkUsage::WithContent(TokenUsage {
-                input: 1,
-                output: 2,
-                ..TokenUsage::default()
-            })
-        );
-        assert_eq!(
-            usage(br#"{"choices":[],"usage":null}"#),
-            StreamChunkUsage::None
-        );
     }
 
     #[test]
@@ -693,50 +467,5 @@ mod tests {
         assert_eq!(estimate_tokens(br#""\u00e9t\u00e9""#), Some(2));
         assert_eq!(estimate_tokens(b"[1, true, null]"), Some(0));
         assert_eq!(estimate_tokens(b"{not json"), None);
-    }
-
-    /// A stream without usage is estimated from the text its deltas carry, in every
-    /// dialect; tags, roles' keys and stop reasons are not text.
-    #[test]
-    fn streams_without_usage_estimate_their_output() {
-        let cases: [(UsageShape, &[&[u8]]); 3] = [
-            (
-                UsageShape::OpenAiChat,
-                &[
-                    br#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#,
-                    br#"{"choices":[{"index":0,"delta":{"content":"Hello "}}]}"#,
-                    br#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}}]}"#,
-                    br#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
-                    b"[DONE]",
-                ],
-            ),
-            (
-                UsageShape::OpenAiResponses,
-                &[
-                    br#"{"type":"response.created","response":{"id":"resp_1","status":"in_progress"}}"#,
-                    br#"{"type":"response.output_text.delta","item_id":"i","delta":"Hello "}"#,
-                    br#"{"type":"response.function_call_arguments.delta","delta":"{}"}"#,
-                    br#"{"type":"response.output_text.done","text":"Hello "}"#,
-                ],
-            ),
-            (
-                UsageShape::Anthropic,
-                &[
-                    br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello "}}"#,
-                    br#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{}"}}"#,
-                    br#"{"type":"message_delta","delta":{"stop_reason":"end_turn"}}"#,
-                ],
-            ),
-        ];
-        for (shape, events) in cases {
-            let mut m = StreamMeter::new(shape);
-            assert_eq!(m.estimated_output(), None);
-            for e in events {
-                m.observe(e);
-            }
-            assert_eq!(m.usage(), None, "{shape:?}");
-            // "Hello " and "{}": 8 bytes, two tokens.
-            assert_eq!(m.estimated_output(), Some(2), "{shape:?}");
-        }
     }
 }

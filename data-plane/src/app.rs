@@ -10,6 +10,7 @@ use switchyard_core::route::CoolDown;
 use crate::limits::Gate;
 use crate::live::Live;
 use crate::metric;
+use crate::proxy::AccessLog;
 use crate::upstream::Upstream;
 use crate::usage::UsageSink;
 
@@ -59,4 +60,6 @@ pub struct App {
     /// Limit counters, their rebuild, and the answer when they are away.
     pub gate: Gate,
     pub metrics: metric::CallMetrics,
+    /// Which calls get an access line.
+    pub access_log: AccessLog,
 }

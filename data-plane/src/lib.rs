@@ -101,6 +101,8 @@ pub struct Config {
     /// Caps and timeouts on client connections (see [`serve::ConnectionBounds`]);
     /// the trusted proxies are added to its shared peers.
     pub connections: serve::ConnectionBounds,
+    /// Which calls get an access line (see [`proxy::AccessLog`]).
+    pub access_log: proxy::AccessLog,
 }
 
 pub struct SpoolConfig {
@@ -311,6 +313,7 @@ pub async fn run(
         trusted_proxies: config.trusted_proxies,
         gate: Gate::new(limiter, rebuilder, local_share),
         metrics: metric::CallMetrics::register(),
+        access_log: config.access_log,
     });
     let served = serve::serve(
         listener,

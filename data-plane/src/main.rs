@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use switchyard_core::route::CoolDown;
-use switchyard_data_plane::proxy::Limits;
+use switchyard_data_plane::proxy::{AccessLog, Limits};
 use switchyard_data_plane::{Config, RedisConfig, SpoolConfig};
 use switchyard_runtime::{KeyringArgs, bind, init_telemetry, shutdown_on_signal, write_addr_file};
 
@@ -134,6 +134,15 @@ struct Args {
     /// Seconds a request body may take to arrive whole, from its headers.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     body_read_timeout_seconds: u64,
+    /// Write one access line per call (target `switchyard::access`, at info): ids,
+    /// route, models, provider key, attempts, status, timings and tokens, never
+    /// content or keys.
+    #[arg(long, env = "SWITCHYARD_ACCESS_LOG", value_enum, default_value_t = Switch::On)]
+    access_log: Switch,
+    /// Log one successful call in this many (per serving thread); failed and cut
+    /// calls are always logged.
+    #[arg(long, env = "SWITCHYARD_ACCESS_LOG_SAMPLE", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    access_log_sample: u32,
     /// Write the bound address as JSON to this file once listening.
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -204,6 +213,12 @@ async fn main() -> anyhow::Result<()> {
             header_read_timeout: Duration::from_secs(args.header_read_timeout_seconds),
             body_idle_timeout: Duration::from_secs(args.body_idle_timeout_seconds),
             body_read_timeout: Duration::from_secs(args.body_read_timeout_seconds),
+        },
+        access_log: match args.access_log {
+            Switch::On => AccessLog {
+                one_in: args.access_log_sample,
+            },
+            Switch::Off => AccessLog::OFF,
         },
     };
     switchyard_data_plane::run(config, listener, shutdown).await?;

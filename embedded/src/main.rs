@@ -197,6 +197,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             // One per CPU.
             serving_threads: 0,
             connections: Default::default(),
+            access_log: Default::default(),
         },
         proxy,
         shutdown.clone(),

@@ -6,8 +6,8 @@
 //!
 //! Two users: the embedded quick start's clearly named *demo upstream*, and the test
 //! suites and benchmark, which also tell it per credential how to misbehave (rate
-//! limit, fail, refuse, stall, cut streams), read what it received, and hold streams
-//! open to prove the proxy passes events through as they come.
+//! limit, fail, refuse, stall, cut streams or end them early), read what it received,
+//! and hold streams open to prove the proxy passes events through as they come.
 //!
 //! Layout: here the server, its behaviours and what it observed; `openai` and
 //! `anthropic` answer each protocol's endpoints.
@@ -50,6 +50,10 @@ pub enum Behaviour {
     /// Send this many SSE events (or the first half of a JSON body), then break the
     /// connection.
     CutAfter { events: usize },
+    /// Send this many SSE events, then end the body cleanly, without the protocol's
+    /// last ones (as a provider that drops a stream behind a proxy). JSON answers
+    /// are whole.
+    EndAfter { events: usize },
     /// Answer JSON without its `usage` (as some providers and routers do).
     OmitUsage,
 }
@@ -364,7 +368,7 @@ impl Fake {
             .is_ok_and(|mut cache| !cache.insert(prefix.to_owned()))
     }
 
-    /// An SSE response of `events`, honouring holds and cuts.
+    /// An SSE response of `events`, honouring holds, cuts and early ends.
     pub(crate) fn sse(self: &Arc<Self>, events: Vec<String>, behaviour: Behaviour) -> Response {
         let events: Vec<String> = if behaviour == Behaviour::OmitUsage {
             events.into_iter().filter_map(without_usage).collect()
@@ -377,6 +381,10 @@ impl Fake {
         };
         let hold = self.hold.subscribe();
         let total = events.len();
+        let mut events = events;
+        if let Behaviour::EndAfter { events: n } = behaviour {
+            events.truncate(n);
+        }
         let fake = self.clone();
         let stream = futures_util::stream::unfold(
             (events.into_iter().enumerate(), hold),

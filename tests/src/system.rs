@@ -451,6 +451,34 @@ async fn wait_ready(http: &reqwest::Client, data: &Proc) {
     .await;
 }
 
+/// A main account made by the operator with the given provider keys, (kind, secret,
+/// level, models), once every data plane has them: its creation answer, its key, and
+/// the provider keys' ids in order.
+pub async fn owner_with_keys(
+    sys: &System,
+    fake: &FakeUpstream,
+    name: &str,
+    keys: &[(&str, &str, u32, &[&str])],
+) -> (Value, String, Vec<String>) {
+    let (status, created) = sys.post("/x-users", &sys.root, json!({"name": name})).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let key = created["api_key"].as_str().unwrap().to_owned();
+    let mut ids = Vec::new();
+    for (kind, secret, level, models) in keys {
+        let (status, pk) = sys
+            .post(
+                "/x-keys",
+                &key,
+                json!({"provider": kind, "base_url": fake.base_url(), "secret": secret, "models": models, "level": level}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{pk}");
+        ids.push(pk["id"].as_str().unwrap().to_owned());
+    }
+    settle(sys).await;
+    (created, key, ids)
+}
+
 pub fn chat(content: &str, stream: bool) -> Value {
     json!({"model": "gpt-4o-mini", "stream": stream, "messages": [
         {"role": "system", "content": "be brief"},

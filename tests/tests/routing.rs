@@ -46,21 +46,9 @@ async fn owner_with_keys(
     name: &str,
     keys: &[(&str, &str, u32, &[&str])],
 ) -> String {
-    let (status, created) = sys.post("/x-users", &sys.root, json!({"name": name})).await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    let key = created["api_key"].as_str().unwrap().to_owned();
-    for (kind, secret, level, models) in keys {
-        let (status, pk) = sys
-            .post(
-                "/x-keys",
-                &key,
-                json!({"provider": kind, "base_url": fake.base_url(), "secret": secret, "models": models, "level": level}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{pk}");
-    }
-    settle(sys).await;
-    key
+    switchyard_tests::system::owner_with_keys(sys, fake, name, keys)
+        .await
+        .1
 }
 
 /// Replace the owner's rules and wait until every data plane applies them.

@@ -7,9 +7,10 @@ use switchyard_core::ids::{EventId, ProviderKeyId};
 use switchyard_core::limits::Used;
 use switchyard_core::rules::Price;
 use switchyard_core::snapshot::{Caller, ProviderKey};
-use switchyard_core::usage::{TokenUsage, UsageEvent, UsageSource, estimate_tokens};
+use switchyard_core::usage::{StreamMeter, TokenUsage, UsageEvent, UsageSource, estimate_tokens};
 use switchyard_runtime::now_ms;
 
+use super::access::{self, AccessLog};
 use crate::limits::Admitted;
 use crate::usage::UsageSink;
 
@@ -19,6 +20,10 @@ pub use switchyard_core::usage::CLIENT_CLOSED;
 pub struct Metered {
     pub sink: UsageSink,
     pub started: Instant,
+    /// The id the call's answer carries in `x-request-id`.
+    pub request_id: uuid::Uuid,
+    /// Whether the call gets an access line.
+    pub access_log: AccessLog,
     pub caller: Caller,
     pub model_requested: String,
     pub model_served: String,
@@ -45,6 +50,8 @@ pub struct Meter {
     /// The provider key tried last, and its level.
     provider: Option<ProviderKeyId>,
     level: u32,
+    /// Provider keys tried.
+    attempts: u32,
     ttfb: Option<Duration>,
     done: bool,
 }
@@ -55,6 +62,7 @@ impl Meter {
             call,
             provider: None,
             level: 0,
+            attempts: 0,
             ttfb: None,
             done: false,
         }
@@ -64,6 +72,7 @@ impl Meter {
     pub fn attempting(&mut self, key: &ProviderKey) {
         self.provider = Some(key.id);
         self.level = key.level;
+        self.attempts = self.attempts.saturating_add(1);
     }
 
     /// The provider key tried last.
@@ -106,6 +115,15 @@ impl Meter {
         self.emit(status, tokens, source);
     }
 
+    /// A stream that ended before its protocol's last event (cut, or closed early):
+    /// recorded with `status` as incomplete, with the tokens it is likely to be
+    /// charged for (see [`StreamMeter::usage_so_far`]).
+    pub fn finish_cut(mut self, status: u16, stream: &StreamMeter) {
+        let prompt = self.call.prompt.as_deref().and_then(estimate_tokens);
+        let tokens = stream.usage_so_far(prompt);
+        self.emit(status, tokens, UsageSource::Incomplete);
+    }
+
     fn emit(&mut self, status: u16, tokens: Option<TokenUsage>, source: UsageSource) {
         if self.done {
             return;
@@ -123,6 +141,7 @@ impl Meter {
             _ => 0,
         };
         self.settle_limits(status, tokens, source, cost_nanos);
+        self.log_access(status, tokens, source);
         if let Some(t) = tokens {
             self.call.span.record("gen_ai.usage.input_tokens", t.input);
             self.call
@@ -170,9 +189,10 @@ impl Meter {
 }
 
 impl Meter {
-    /// Replace the limit reservations by what the call used. When tokens may have been
-    /// spent but are not known in full (a client that left, a broken stream, an answer
-    /// without usage), the reservation stands: counters never under-count.
+    /// Replace the limit reservations by what the call used. A call cut short is
+    /// settled at the tokens counted for it; when tokens may have been spent but none
+    /// are known (a client that left, an answer without usage), the reservation
+    /// stands: counters never under-count.
     fn settle_limits(
         &mut self,
         status: u16,
@@ -184,7 +204,7 @@ impl Meter {
             return;
         };
         let used = match (tokens, source) {
-            (_, UsageSource::Incomplete) => return,
+            (None, UsageSource::Incomplete) => return,
             (Some(t), _) => Used {
                 tokens: t.input.saturating_add(t.output),
                 cost_nanos: u64::try_from(cost_nanos).unwrap_or(0),
@@ -193,6 +213,40 @@ impl Meter {
             (None, _) => Used::default(),
         };
         admitted.settle(used, now_ms());
+    }
+}
+
+impl Meter {
+    /// The call's access line, from what the meter holds (see [`access`]).
+    fn log_access(&self, status: u16, tokens: Option<TokenUsage>, source: UsageSource) {
+        let failed = status >= 400 || source == UsageSource::Incomplete;
+        if !self.call.access_log.admits(failed) {
+            return;
+        }
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let t = tokens.unwrap_or_default();
+        tracing::info!(
+            target: access::TARGET,
+            request_id = %self.call.request_id.hyphenated(),
+            account = %self.call.caller.account(),
+            issued_key = %self.call.caller.key,
+            route = self.call.path,
+            model_requested = self.call.model_requested.as_str(),
+            model_served = self.call.model_served.as_str(),
+            provider_key = self.provider.map(tracing::field::display),
+            level = self.level,
+            attempts = self.attempts,
+            status,
+            latency_ms = millis(self.call.started.elapsed()),
+            ttfb_ms = self.ttfb.map(millis),
+            input_tokens = t.input,
+            output_tokens = t.output,
+            cached_tokens = t.cached,
+            usage_source = source.as_str(),
+            streamed = self.call.streamed,
+            client = self.call.client_addr.as_str(),
+            "call"
+        );
     }
 }
 

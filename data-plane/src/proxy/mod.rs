@@ -2,6 +2,7 @@
 //! facts read (`facts`), its cost reserved (`reserve`), sent to provider keys in turn
 //! (`attempts`), answered (`relay`) and metered (`meter`).
 
+mod access;
 mod admit;
 mod attempts;
 mod error;
@@ -25,6 +26,7 @@ use tracing::{Instrument, field};
 
 pub use crate::app::{App, Limits};
 pub use crate::limits::LocalShare;
+pub use access::AccessLog;
 pub use error::{ProxyError, error_response};
 
 use error::proxy_error_response;
@@ -78,10 +80,12 @@ pub async fn handle(
     );
     crate::trace::continue_from(&span, request.headers());
     let mut model = String::new();
-    let response = match forward(&app, endpoint, peer, request, started, &mut model)
-        .instrument(span.clone())
-        .instrument(logged)
-        .await
+    let response = match forward(
+        &app, endpoint, peer, request, started, request_id, &mut model,
+    )
+    .instrument(span.clone())
+    .instrument(logged)
+    .await
     {
         Ok(r) => r,
         Err(e) => proxy_error_response(protocol, &e),
@@ -107,6 +111,7 @@ async fn forward(
     peer: SocketAddr,
     request: Request,
     started: Instant,
+    request_id: uuid::Uuid,
     model_label: &mut String,
 ) -> Result<Response, ProxyError> {
     let snapshot = loaded(app)?;
@@ -151,6 +156,8 @@ async fn forward(
     let meter = Meter::new(Metered {
         sink: app.usage.clone(),
         started,
+        request_id,
+        access_log: app.access_log,
         caller,
         model_requested: requested,
         model_served: served.clone(),

@@ -13,7 +13,9 @@ use switchyard_core::endpoint::{Endpoint, stream_error_event};
 use switchyard_core::error::ErrorCode;
 use switchyard_core::route::Failure;
 use switchyard_core::sse::{self, SseFramer};
-use switchyard_core::usage::{EventVerdict, StreamMeter, estimate_tokens, usage_from_json};
+use switchyard_core::usage::{
+    EventVerdict, StreamEnd, StreamMeter, estimate_tokens, usage_from_json,
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -265,9 +267,10 @@ async fn burst(
 
 /// Relay a started stream event by event. The first event goes out with the response
 /// itself; a task pumps the rest upstream → client through a small channel
-/// (backpressure both ways), reads usage on the way, ends a broken stream with the
-/// protocol's error event, keeps draining (bounded) when the client leaves so the
-/// usage still arrives, and meters once at the end.
+/// (backpressure both ways), reads usage on the way, ends a broken stream (cut, or
+/// closed before the protocol's last event) with the protocol's error event, keeps
+/// draining (bounded) when the client leaves so the usage still arrives, and meters
+/// once at the end.
 pub fn stream_back(started: Started, relay: Relay, meter: Meter) -> Response {
     let Started {
         status,
@@ -310,31 +313,29 @@ pub fn stream_back(started: Started, relay: Relay, meter: Meter) -> Response {
             }
         }
         let rest = framer.take_rest();
+        if let Some(data) = sse::event_data(&rest) {
+            // An event the upstream closed without its blank line still counts.
+            usage.observe(&data);
+        }
         if !client_gone && !rest.is_empty() {
             let _ = tx.send(Ok(Bytes::from(rest))).await;
         }
-        if failed && !client_gone {
+        let end = if failed {
+            StreamEnd::Truncated
+        } else {
+            usage.end()
+        };
+        if end == StreamEnd::Truncated && !client_gone {
             // End with an error event, never a clean close that looks like success.
-            let event = stream_error_event(
-                relay.endpoint,
-                ErrorCode::UpstreamFailed,
-                "the upstream stream was interrupted",
-            );
+            let message = if failed {
+                "the upstream stream was interrupted"
+            } else {
+                "the upstream stream ended before its last event"
+            };
+            let event = stream_error_event(relay.endpoint, ErrorCode::UpstreamFailed, message);
             let _ = tx.send(Ok(Bytes::from(event))).await;
         }
-        let final_status = if failed { 502 } else { status.as_u16() };
-        match usage.usage() {
-            // A stream that ended well without usage (a provider that ignores the
-            // request for it): estimated from the text it streamed.
-            None if !failed && status.is_success() => {
-                tracing::warn!(
-                    provider_key = meter.provider().map(tracing::field::display),
-                    "upstream stream carried no usage; estimated"
-                );
-                meter.finish_estimated(final_status, usage.estimated_output());
-            }
-            tokens => meter.finish(final_status, tokens),
-        }
+        finish_stream(meter, status, end, &usage);
     });
     let body = futures_util::stream::iter(first).chain(ReceiverStream::new(rx));
     let mut response = Response::new(Body::from_stream(body));
@@ -346,6 +347,26 @@ pub fn stream_back(started: Started, relay: Relay, meter: Meter) -> Response {
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
+}
+
+/// Meter a stream that has stopped. One that did not end complete is recorded as a
+/// break (502), incomplete, with the tokens it is likely to be charged for.
+fn finish_stream(meter: Meter, status: StatusCode, end: StreamEnd, usage: &StreamMeter) {
+    match (end, usage.usage()) {
+        (StreamEnd::Truncated | StreamEnd::Failed, _) => {
+            meter.finish_cut(StatusCode::BAD_GATEWAY.as_u16(), usage);
+        }
+        // A stream that ended well without usage (a provider that ignores the request
+        // for it): estimated from the text it streamed.
+        (StreamEnd::Complete, None) if status.is_success() => {
+            tracing::warn!(
+                provider_key = meter.provider().map(tracing::field::display),
+                "upstream stream carried no usage; estimated"
+            );
+            meter.finish_estimated(status.as_u16(), usage.estimated_output());
+        }
+        (StreamEnd::Complete, tokens) => meter.finish(status.as_u16(), tokens),
+    }
 }
 
 #[cfg(test)]
@@ -371,6 +392,8 @@ mod tests {
         Meter::new(Metered {
             sink: UsageSink::off(),
             started: Instant::now(),
+            request_id: uuid::Uuid::now_v7(),
+            access_log: crate::proxy::access::AccessLog::OFF,
             caller,
             model_requested: "m".into(),
             model_served: "m".into(),
@@ -434,6 +457,51 @@ mod tests {
             .unwrap();
         assert_eq!(next().await.unwrap(), event(5));
         drop(upstream);
+        // Closed without the protocol's last event: a broken stream, told so.
+        let end = next().await.unwrap();
+        assert!(end.starts_with(b"data: {\"error\":"), "{end:?}");
         assert!(next().await.is_none());
+    }
+
+    /// The relay's own body, read to its end.
+    async fn relayed(events: &[&str]) -> String {
+        let (upstream, rx) = mpsc::channel::<Result<Bytes, hyper::Error>>(8);
+        let started = Started {
+            status: StatusCode::OK,
+            chunks: Box::pin(ReceiverStream::new(rx)),
+            framer: SseFramer::default(),
+            first: b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n".to_vec(),
+        };
+        for e in events {
+            upstream.send(Ok(Bytes::from(e.to_string()))).await.unwrap();
+        }
+        drop(upstream);
+        let body = stream_back(started, relay(), meter()).into_body();
+        let bytes = tokio::time::timeout(Duration::from_secs(5), body.collect())
+            .await
+            .unwrap()
+            .unwrap()
+            .to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn only_a_stream_that_reaches_its_last_event_ends_clean() {
+        let finish = "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+        let complete = relayed(&[finish, "data: [DONE]\n\n"]).await;
+        assert!(complete.ends_with("data: [DONE]\n\n"), "{complete}");
+        assert!(!complete.contains("error"), "{complete}");
+        // `[DONE]` without its blank line still ends the stream.
+        let unterminated = relayed(&[finish, "data: [DONE]\n"]).await;
+        assert!(!unterminated.contains("error"), "{unterminated}");
+        // A clean close before the finish chunk and `[DONE]`: an error event ends it.
+        let early = relayed(&[]).await;
+        let last = early.trim_end().rsplit("\n\n").next().unwrap();
+        assert!(last.starts_with("data: {\"error\":"), "{early}");
+        assert!(last.contains("ended before its last event"), "{early}");
+        // The provider's own error ends it: the client is not told twice.
+        let failed = relayed(&["data: {\"error\":{\"message\":\"overloaded\"}}\n\n"]).await;
+        assert_eq!(failed.matches("\"error\"").count(), 1, "{failed}");
+        assert!(failed.contains("overloaded"), "{failed}");
     }
 }
