@@ -34,9 +34,10 @@ use crate::service::{
 /// The shared error vocabulary, mapped once to gRPC codes.
 pub fn to_status(e: ApiError) -> Status {
     let code = match e.code {
-        ErrorCode::InvalidRequest | ErrorCode::Unprocessable | ErrorCode::PayloadTooLarge => {
-            tonic::Code::InvalidArgument
-        }
+        ErrorCode::InvalidRequest
+        | ErrorCode::Unprocessable
+        | ErrorCode::PayloadTooLarge
+        | ErrorCode::UnsupportedMediaType => tonic::Code::InvalidArgument,
         ErrorCode::Unauthenticated => tonic::Code::Unauthenticated,
         ErrorCode::PermissionDenied => tonic::Code::PermissionDenied,
         ErrorCode::NotFound => tonic::Code::NotFound,

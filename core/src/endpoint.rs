@@ -42,6 +42,33 @@ pub enum RequestBody {
     Multipart,
 }
 
+impl RequestBody {
+    /// The media type a body of this kind is declared as.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Self::Json => "application/json",
+            Self::Multipart => "multipart/form-data",
+        }
+    }
+
+    /// Whether a request's declared Content-Type is this kind's media type (any case,
+    /// parameters such as `charset` or `boundary` aside). A JSON body without one is
+    /// read as JSON: SDKs and curl variants differ in sending it, and the body is
+    /// parsed as JSON whatever it says. A multipart body needs its boundary, so its
+    /// type must be declared.
+    pub fn accepts(self, content_type: Option<&[u8]>) -> bool {
+        let Some(declared) = content_type else {
+            return self == Self::Json;
+        };
+        let essence = declared
+            .split(|&b| b == b';')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        essence.eq_ignore_ascii_case(self.media_type().as_bytes())
+    }
+}
+
 /// How the usage of a response is read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UsageShape {
@@ -155,9 +182,10 @@ impl Endpoint {
 /// The `type` of an Anthropic error object.
 fn anthropic_type(code: ErrorCode) -> &'static str {
     match code {
-        ErrorCode::InvalidRequest | ErrorCode::Conflict | ErrorCode::Unprocessable => {
-            "invalid_request_error"
-        }
+        ErrorCode::InvalidRequest
+        | ErrorCode::Conflict
+        | ErrorCode::Unprocessable
+        | ErrorCode::UnsupportedMediaType => "invalid_request_error",
         ErrorCode::Unauthenticated => "authentication_error",
         ErrorCode::PermissionDenied => "permission_error",
         ErrorCode::QuotaExceeded => "billing_error",
@@ -350,6 +378,40 @@ mod tests {
         assert_eq!(Endpoint::CountTokens.protocol(), Protocol::Anthropic);
         assert_eq!(Endpoint::Responses.protocol(), Protocol::OpenAi);
         assert_eq!(Protocol::Anthropic.provider_kind(), ProviderKind::Anthropic);
+    }
+
+    #[test]
+    fn declared_content_types_must_be_the_endpoints() {
+        let json = Endpoint::ChatCompletions.request_body();
+        for ok in [
+            None,
+            Some(&b"application/json"[..]),
+            Some(b"Application/JSON"),
+            Some(b"application/json; charset=utf-8"),
+            Some(b" application/json ;charset=UTF-8"),
+        ] {
+            assert!(json.accepts(ok), "{ok:?}");
+        }
+        for refused in [
+            &b"text/plain"[..],
+            b"application/x-www-form-urlencoded",
+            b"multipart/form-data; boundary=x",
+            b"application/jsonp",
+            b"",
+        ] {
+            assert!(!json.accepts(Some(refused)), "{refused:?}");
+        }
+        let upload = Endpoint::AudioTranscriptions.request_body();
+        assert!(upload.accepts(Some(b"multipart/form-data; boundary=abc")));
+        assert!(!upload.accepts(Some(b"application/json")));
+        assert!(!upload.accepts(None));
+        let body = anthropic_error_body(ErrorCode::UnsupportedMediaType, "json only");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(
+            error_status(Protocol::Anthropic, ErrorCode::UnsupportedMediaType),
+            415
+        );
     }
 
     #[test]

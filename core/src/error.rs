@@ -18,6 +18,8 @@ pub enum ErrorCode {
     /// A well-formed request whose content breaks a rule (for example a bound).
     Unprocessable,
     PayloadTooLarge,
+    /// The body's declared Content-Type is not what the endpoint reads.
+    UnsupportedMediaType,
     RateLimited,
     /// Credit for the period is used up.
     QuotaExceeded,
@@ -40,6 +42,7 @@ impl ErrorCode {
             Self::NotFound => 404,
             Self::Conflict => 409,
             Self::PayloadTooLarge => 413,
+            Self::UnsupportedMediaType => 415,
             Self::Unprocessable => 422,
             Self::RateLimited => 429,
             Self::Internal => 500,
@@ -56,7 +59,8 @@ impl ErrorCode {
             | Self::NotFound
             | Self::Conflict
             | Self::Unprocessable
-            | Self::PayloadTooLarge => "invalid_request_error",
+            | Self::PayloadTooLarge
+            | Self::UnsupportedMediaType => "invalid_request_error",
             Self::Unauthenticated => "authentication_error",
             Self::PermissionDenied => "permission_error",
             Self::RateLimited => "rate_limit_error",
@@ -77,6 +81,7 @@ impl ErrorCode {
             Self::Conflict => "conflict",
             Self::Unprocessable => "unprocessable",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
             Self::RateLimited => "rate_limited",
             // OpenAI clients look for it in both `type` and `code`.
             Self::QuotaExceeded => "insufficient_quota",

@@ -8,6 +8,7 @@
 //! - [`billing`]: what a parent bills its child (cost, multiplier, own prices).
 //! - [`crypto`]: the key-encryption keyring sealing provider secrets (AES-256-GCM-SIV).
 //! - [`endpoint`]: the proxied endpoints, their protocols, and error shapes per protocol.
+//! - [`forward`]: what of a client's request goes upstream (headers, query, User-Agent).
 //! - [`route`]: provider-key choice: levels, weighted round-robin, cool-down, switch-over.
 //! - [`model`]: model name patterns (`exact` and `prefix*`).
 //! - [`netguard`]: which upstream addresses are refused (special-purpose, private,
@@ -36,6 +37,7 @@ pub mod crypto;
 pub mod endpoint;
 pub mod error;
 pub mod fields;
+pub mod forward;
 pub mod ids;
 pub mod json_bounds;
 pub mod limits;

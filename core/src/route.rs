@@ -1,15 +1,16 @@
 //! Route choice: which provider key serves a call, and what happens when one fails.
 //!
 //! A main account's provider keys are grouped by level. A call starts at the level
-//! the LevelMapper names (else the lowest level that serves the model), tries that
-//! level's awake keys in weighted round-robin order (one atomic increment picks the
-//! start), at most a bounded number of times, then follows SwitchOver to the backup
+//! the LevelMapper names (else the lowest level that serves the model), tries the
+//! level's keys that can take the call (active, of the call's protocol, serving its
+//! model, awake) in weighted round-robin order over exactly those keys (one atomic
+//! increment per level), at most a bounded number of times, then follows SwitchOver to the backup
 //! level, then fails with the reason. A failing key sleeps (its cool-down) without
 //! touching the others; everything here is atomics and plain data.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 use crate::model;
 use crate::snapshot::data::ProviderKey;
@@ -199,48 +200,23 @@ impl KeyHealth {
     }
 }
 
-/// Largest wheel built for one level; bigger weights are scaled down to fit.
-const MAX_WHEEL: u64 = 1024;
+/// 2^64 divided by the golden ratio. Call `n` of a level lands at the fraction
+/// `n / φ mod 1` of the eligible keys' summed weight: consecutive calls land far apart
+/// (no bursts on a heavy key), every stretch of calls covers the range evenly, and so
+/// does every regular subsequence of them, so calls of other models or protocols
+/// sharing the level's counter cannot skew one kind's spread.
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 { a } else { gcd(b, a % b) }
+/// The point in `[0, total)` where the `n`-th call of a level lands.
+pub fn spread_point(n: u64, total: u64) -> u64 {
+    let fraction = u128::from(n.wrapping_mul(GOLDEN));
+    u64::try_from((fraction * u128::from(total)) >> 64).unwrap_or(0)
 }
 
-/// The round-robin wheel of a level: key positions, each as often as its weight
-/// (reduced by the common divisor, scaled to at most [`MAX_WHEEL`] slots), spread
-/// evenly by the smooth weighted round-robin rule so heavy keys do not come in bursts.
-/// A weight of 0 counts as 1: a key the owner configured is never starved.
-pub fn wheel(weights: &[u32]) -> Vec<u16> {
-    let mut w: Vec<u64> = weights.iter().map(|&w| u64::from(w.max(1))).collect();
-    let g = w.iter().copied().fold(0, gcd).max(1);
-    w.iter_mut().for_each(|x| *x /= g);
-    let total: u64 = w.iter().sum();
-    if total > MAX_WHEEL {
-        w.iter_mut()
-            .for_each(|x| *x = (*x * MAX_WHEEL / total).max(1));
-    }
-    let total: u64 = w.iter().sum();
-    let total_i = i64::try_from(total).unwrap_or(i64::MAX);
-    let mut current = vec![0i64; w.len()];
-    let mut out = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
-    for _ in 0..total {
-        let mut best = 0;
-        for (i, weight) in w.iter().enumerate() {
-            current[i] += i64::try_from(*weight).unwrap_or(i64::MAX);
-            if current[i] > current[best] {
-                best = i;
-            }
-        }
-        current[best] -= total_i;
-        out.push(u16::try_from(best).unwrap_or(u16::MAX));
-    }
-    out
-}
-
-/// Walk `wheel` from `start` and return the first key position that is usable.
-pub fn pick(wheel: &[u16], start: usize, mut usable: impl FnMut(u16) -> bool) -> Option<u16> {
-    let n = wheel.len();
-    (0..n).map(|i| wheel[(start + i) % n]).find(|&k| usable(k))
+/// A key's share of its level: its weight, where 0 counts as 1 (a key the owner
+/// configured is never starved).
+fn share(key: &ProviderKey) -> u64 {
+    u64::from(key.weight.max(1))
 }
 
 /// One level of an owner's keys.
@@ -248,8 +224,8 @@ pub fn pick(wheel: &[u16], start: usize, mut usable: impl FnMut(u16) -> bool) ->
 struct Level {
     /// Positions in [`OwnerKeys::keys`].
     members: Vec<usize>,
-    wheel: Vec<u16>,
-    next: AtomicUsize,
+    /// Calls (attempts) routed on this level so far.
+    next: AtomicU64,
 }
 
 /// A main account's provider keys, grouped by level, with their health.
@@ -284,12 +260,9 @@ impl OwnerKeys {
         let levels = grouped
             .into_iter()
             .map(|(level, members)| {
-                let weights: Vec<u32> = members.iter().map(|&i| keys[i].weight).collect();
-                let wheel = wheel(&weights);
                 let level_pool = Level {
                     members,
-                    wheel,
-                    next: AtomicUsize::new(0),
+                    next: AtomicU64::new(0),
                 };
                 (level, level_pool)
             })
@@ -390,34 +363,15 @@ impl<'a> Attempts<'a> {
         while let Some(level_no) = self.level {
             if self.tries_here < self.max_per_level
                 && let Some(level) = owner.levels.get(&level_no)
-                && !level.wheel.is_empty()
+                && let Some(i) = self.choose(level, now_ms)
             {
-                let start = level.next.fetch_add(1, Ordering::Relaxed);
-                let mut earliest = self.earliest_wake;
-                let found = pick(&level.wheel, start, |slot| {
-                    let i = level.members[usize::from(slot)];
-                    if self.tried.contains(&i) || !owner.serves(i, self.model, self.kind) {
-                        return false;
-                    }
-                    let health = &owner.health[i];
-                    if health.is_awake(now_ms) {
-                        return true;
-                    }
-                    let wake = health.sleep_until_ms();
-                    earliest = Some(earliest.map_or(wake, |e: i64| e.min(wake)));
-                    false
+                self.tried.push(i);
+                self.tries_here += 1;
+                self.tried_total += 1;
+                return Ok(Choice {
+                    key: &owner.keys[i],
+                    health: &owner.health[i],
                 });
-                self.earliest_wake = earliest;
-                if let Some(slot) = found {
-                    let i = level.members[usize::from(slot)];
-                    self.tried.push(i);
-                    self.tries_here += 1;
-                    self.tried_total += 1;
-                    return Ok(Choice {
-                        key: &owner.keys[i],
-                        health: &owner.health[i],
-                    });
-                }
             }
             // This level is done: move to its backup, never back to a level seen.
             self.visited.push(level_no);
@@ -429,6 +383,61 @@ impl<'a> Attempts<'a> {
             self.tries_here = 0;
         }
         Err(self.exhausted(now_ms))
+    }
+
+    /// Whether key `i` may take this attempt now; notes when a sleeping one wakes.
+    fn eligible(&mut self, i: usize, now_ms: i64) -> bool {
+        if self.tried.contains(&i) || !self.owner.serves(i, self.model, self.kind) {
+            return false;
+        }
+        let health = &self.owner.health[i];
+        if health.is_awake(now_ms) {
+            return true;
+        }
+        let wake = health.sleep_until_ms();
+        self.earliest_wake = Some(self.earliest_wake.map_or(wake, |e| e.min(wake)));
+        false
+    }
+
+    /// Weighted round-robin over exactly the keys of `level` that may take this
+    /// attempt: one pass sums their weights (remembering who is eligible, for the
+    /// first 64 members, in a bit mask), one atomic increment picks a point in that
+    /// sum, a second pass finds the key whose share holds it. Keys of the level that
+    /// cannot serve the call take no share, so they hand none to their neighbours.
+    fn choose(&mut self, level: &Level, now_ms: i64) -> Option<usize> {
+        let mut mask = 0u64;
+        let mut total = 0u64;
+        for (pos, &i) in level.members.iter().enumerate() {
+            if self.eligible(i, now_ms) {
+                total += share(&self.owner.keys[i]);
+                if pos < 64 {
+                    mask |= 1 << pos;
+                }
+            }
+        }
+        if total == 0 {
+            return None;
+        }
+        let point = spread_point(level.next.fetch_add(1, Ordering::Relaxed), total);
+        let mut reached = 0u64;
+        let mut last = None;
+        for (pos, &i) in level.members.iter().enumerate() {
+            let eligible = if pos < 64 {
+                mask & (1 << pos) != 0
+            } else {
+                // Beyond the mask: asked again (a key may have fallen asleep meanwhile;
+                // then the last eligible one takes the remainder).
+                self.eligible(i, now_ms)
+            };
+            if eligible {
+                reached += share(&self.owner.keys[i]);
+                last = Some(i);
+                if point < reached {
+                    return last;
+                }
+            }
+        }
+        last
     }
 
     /// How many keys were handed out.
@@ -568,18 +577,62 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn wheels_spread_by_weight() {
-        assert_eq!(wheel(&[1, 1, 1]), vec![0, 1, 2]);
-        let w = wheel(&[3, 1]);
-        assert_eq!(w.len(), 4);
-        assert_eq!(w.iter().filter(|&&k| k == 0).count(), 3);
-        // Smooth: the light key is not last-in-a-burst of four.
-        assert_eq!(wheel(&[2, 4]), vec![1, 0, 1]);
-        assert_eq!(wheel(&[0, 0]), vec![0, 1]);
-        assert_eq!(wheel(&[]), Vec::<u16>::new());
-        let big = wheel(&[u32::MAX, 1]);
-        assert!(big.len() <= 1025);
-        assert!(big.contains(&1));
+    fn spread_points_cover_the_range_evenly() {
+        assert_eq!(spread_point(0, 7), 0);
+        assert!((0..10_000).all(|n| spread_point(n, 3) < 3));
+        assert_eq!(spread_point(5, 1), 0);
+        assert!(spread_point(u64::MAX, u64::MAX) < u64::MAX);
+        // Any 1000 consecutive calls over a total of 10: each point within 1% of 100.
+        for start in [0, 1_000, u64::MAX - 1_000] {
+            let mut seen = [0u32; 10];
+            for n in start..start + 1_000 {
+                seen[usize::try_from(spread_point(n, 10)).unwrap()] += 1;
+            }
+            assert!(seen.iter().all(|&c| (90..=110).contains(&c)), "{seen:?}");
+        }
+    }
+
+    /// Picks of `calls` first attempts for `model` over `kind`, counted per key id.
+    fn spread_of(
+        o: &OwnerKeys,
+        model: &str,
+        kind: ProviderKind,
+        calls: usize,
+        now_ms: i64,
+    ) -> BTreeMap<ProviderKeyId, usize> {
+        let mut counts = BTreeMap::new();
+        for _ in 0..calls {
+            if let Ok(choice) = o.attempts(model, kind, None, None, 1).next(now_ms) {
+                *counts.entry(choice.key.id).or_default() += 1;
+            }
+        }
+        counts
+    }
+
+    #[test]
+    fn keys_that_cannot_serve_the_call_hand_no_share_to_their_neighbours() {
+        // Two OpenAI keys with an Anthropic key between them in the level's order
+        // (by id): chat calls go to the OpenAI keys in equal parts.
+        let mut keys: Vec<ProviderKey> = (0..3).map(|_| key(1, 1, &["*"], OPENAI)).collect();
+        keys.sort_by_key(|k| k.id);
+        keys[1].kind = ProviderKind::Anthropic;
+        let ids: Vec<ProviderKeyId> = keys.iter().map(|k| k.id).collect();
+        let o = owner(keys);
+        let counts = spread_of(&o, "gpt-4", OPENAI, 30, 0);
+        assert_eq!(counts.get(&ids[1]), None);
+        assert!((13..=17).contains(&counts[&ids[0]]), "{counts:?}");
+        assert_eq!(counts[&ids[0]] + counts[&ids[2]], 30);
+
+        // Calls of the other protocol on the same level, strictly interleaved, share
+        // the level's counter without skewing the chat calls' spread.
+        let mut chat = BTreeMap::<ProviderKeyId, usize>::new();
+        for _ in 0..60 {
+            let choice = o.attempts("gpt-4", OPENAI, None, None, 1).next(0).unwrap();
+            *chat.entry(choice.key.id).or_default() += 1;
+            let mut other = o.attempts("claude", ProviderKind::Anthropic, None, None, 1);
+            assert_eq!(other.next(0).unwrap().key.id, ids[1]);
+        }
+        assert!((27..=33).contains(&chat[&ids[0]]), "{chat:?}");
     }
 
     #[test]
@@ -588,7 +641,7 @@ pub(crate) mod tests {
         let b = key(1, 1, &["gpt*"], OPENAI);
         let backup = key(2, 1, &["gpt*"], OPENAI);
         let o = owner(vec![a.clone(), b.clone(), backup]);
-        let picks: Vec<_> = (0..6)
+        let picks: Vec<_> = (0..20)
             .map(|_| {
                 o.attempts("gpt-4", OPENAI, None, None, 3)
                     .next(0)
@@ -597,8 +650,9 @@ pub(crate) mod tests {
                     .id
             })
             .collect();
-        assert_eq!(picks.iter().filter(|&&id| id == a.id).count(), 3);
-        assert_eq!(picks.iter().filter(|&&id| id == b.id).count(), 3);
+        let to_a = picks.iter().filter(|&&id| id == a.id).count();
+        assert!((9..=11).contains(&to_a), "{to_a} of 20");
+        assert_eq!(picks.iter().filter(|&&id| id == b.id).count(), 20 - to_a);
         assert_ne!(picks[0], picks[1]);
     }
 
@@ -708,13 +762,54 @@ pub(crate) mod tests {
     }
 
     proptest! {
+        /// Over 2,000 calls on one level of mixed keys (both protocols, models the
+        /// call does not name, weights 0 to 5, some asleep), only the keys eligible for
+        /// the call are picked, each within 0.5% of the calls (10) of its weight's
+        /// share of the eligible keys' total weight (weight 0 counting as 1).
         #[test]
-        fn wheel_counts_follow_weights(weights in proptest::collection::vec(1u32..20, 1..8)) {
-            let w = wheel(&weights);
-            let g = weights.iter().map(|&x| u64::from(x)).fold(0, gcd);
-            for (i, weight) in weights.iter().enumerate() {
-                let count = w.iter().filter(|&&k| usize::from(k) == i).count() as u64;
-                prop_assert_eq!(count, u64::from(*weight) / g);
+        fn calls_spread_over_the_eligible_keys_by_weight(
+            spec in proptest::collection::vec(
+                (any::<bool>(), any::<bool>(), 0u32..6, proptest::bool::weighted(0.25)),
+                1..10,
+            ),
+        ) {
+            const CALLS: usize = 2_000;
+            const TOLERANCE: f64 = 0.005;
+            let keys: Vec<ProviderKey> = spec
+                .iter()
+                .map(|&(anthropic, serves, weight, _)| {
+                    let kind = if anthropic { ProviderKind::Anthropic } else { OPENAI };
+                    key(1, weight, &[if serves { "m*" } else { "other" }], kind)
+                })
+                .collect();
+            let o = owner(keys.clone());
+            let p = CoolDown::default();
+            for (k, &(_, _, _, asleep)) in keys.iter().zip(&spec) {
+                if asleep {
+                    let (_, health) = o.keys().find(|(known, _)| known.id == k.id).unwrap();
+                    health.record_failure(&p, Failure::Rejected, 0);
+                }
+            }
+            let eligible: Vec<(ProviderKeyId, u64)> = keys
+                .iter()
+                .zip(&spec)
+                .filter(|(k, (anthropic, serves, _, asleep))| {
+                    !anthropic && *serves && !asleep && k.kind == OPENAI
+                })
+                .map(|(k, _)| (k.id, u64::from(k.weight.max(1))))
+                .collect();
+            let total: u64 = eligible.iter().map(|(_, w)| w).sum();
+            let counts = spread_of(&o, "m1", OPENAI, CALLS, 10);
+            for id in counts.keys() {
+                prop_assert!(eligible.iter().any(|(e, _)| e == id), "an ineligible key was picked");
+            }
+            for (id, weight) in &eligible {
+                let expected = CALLS as f64 * *weight as f64 / total as f64;
+                let got = counts.get(id).copied().unwrap_or(0) as f64;
+                prop_assert!(
+                    (got - expected).abs() <= TOLERANCE * CALLS as f64,
+                    "key of weight {weight}/{total}: {got} calls, expected {expected:.0}"
+                );
             }
         }
 

@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::forward;
 use crate::model::ModelPattern;
 use crate::policy::{ModelLimit, Policy};
 
@@ -62,6 +63,14 @@ pub struct Rules {
         deserialize_with = "crate::object::map_values"
     )]
     pub pricing: BTreeMap<ModelPattern, Price>,
+    /// Client headers forwarded upstream besides the built-in allow-list
+    /// (`core::forward`), as lowercase names.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "lowercase_names"
+    )]
+    pub forward_headers: Vec<String>,
     /// How the data planes enforce this tree's limits.
     #[serde(
         default,
@@ -69,6 +78,12 @@ pub struct Rules {
         deserialize_with = "crate::object::one"
     )]
     pub limits: LimitSettings,
+}
+
+/// Header names in their one form: lowercase, as HTTP/2 and `http::HeaderMap` hold them.
+fn lowercase_names<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    Ok(names.iter().map(|n| n.to_ascii_lowercase()).collect())
 }
 
 /// Most output tokens an owner may name as the default reservation.
@@ -179,6 +194,21 @@ impl Rules {
             ("model_limits", self.model_limits.len()),
             ("pricing", self.pricing.len()),
         ];
+        if self.forward_headers.len() > forward::MAX_OWNER_HEADERS {
+            out.push(err(
+                "forward_headers",
+                self.forward_headers.len(),
+                format!("at most {} names", forward::MAX_OWNER_HEADERS),
+            ));
+        }
+        let mut named = BTreeSet::new();
+        for name in &self.forward_headers {
+            if let Some(problem) = forward::owner_name_problem(name) {
+                out.push(err("forward_headers", name, problem));
+            } else if !named.insert(name.to_ascii_lowercase()) {
+                out.push(err("forward_headers", name, "is named twice"));
+            }
+        }
         for (section, n) in sizes {
             if n > MAX_ENTRIES {
                 out.push(err(section, n, format!("at most {MAX_ENTRIES} entries")));
@@ -316,7 +346,7 @@ impl Rules {
 }
 
 /// The sections of a rules document, as `/x-config/{section}` names them.
-pub const SECTIONS: [&str; 7] = [
+pub const SECTIONS: [&str; 8] = [
     "model_mapper",
     "level_mapper",
     "switch_over",
@@ -324,7 +354,11 @@ pub const SECTIONS: [&str; 7] = [
     "model_limits",
     "pricing",
     "limits",
+    "forward_headers",
 ];
+
+/// The sections that are lists: an entry is a member, its value ignored.
+const LIST_SECTIONS: [&str; 2] = ["resources", "forward_headers"];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EditError {
@@ -364,6 +398,8 @@ impl Rules {
         let mut map = self.to_json()?;
         Ok(map.remove(section).unwrap_or(if section == "resources" {
             serde_json::Value::Null
+        } else if section == "forward_headers" {
+            serde_json::Value::Array(Vec::new())
         } else {
             serde_json::Value::Object(serde_json::Map::new())
         }))
@@ -386,8 +422,8 @@ impl Rules {
         Self::from_json(map)
     }
 
-    /// Set one entry: `key → value` in a map section, or add the path `key` to
-    /// `resources` (the value is ignored there).
+    /// Set one entry: `key → value` in a map section, or add `key` to a list section
+    /// (`resources`, `forward_headers`; the value is ignored there).
     pub fn with_entry(
         &self,
         section: &str,
@@ -396,7 +432,9 @@ impl Rules {
     ) -> Result<Self, EditError> {
         Self::check_section(section)?;
         let mut map = self.to_json()?;
-        if section == "resources" {
+        let key = list_entry(section, key);
+        let key = key.as_str();
+        if LIST_SECTIONS.contains(&section) {
             let list = map
                 .entry(section)
                 .or_insert_with(|| serde_json::Value::Array(Vec::new()));
@@ -421,6 +459,8 @@ impl Rules {
     pub fn without_entry(&self, section: &str, key: &str) -> Result<Self, EditError> {
         Self::check_section(section)?;
         let mut map = self.to_json()?;
+        let key = list_entry(section, key);
+        let key = key.as_str();
         let missing = || EditError::NoSuchEntry {
             section: section.to_owned(),
             key: key.to_owned(),
@@ -439,6 +479,15 @@ impl Rules {
             _ => return Err(missing()),
         }
         Self::from_json(map)
+    }
+}
+
+/// An entry key as its section holds it: header names lowercase.
+fn list_entry(section: &str, key: &str) -> String {
+    if section == "forward_headers" {
+        key.to_ascii_lowercase()
+    } else {
+        key.to_owned()
     }
 }
 
@@ -743,5 +792,57 @@ mod tests {
                 .unwrap()
                 .contains("cache_write")
         );
+    }
+
+    #[test]
+    fn forwarded_header_names_are_lowercase_tokens_never_refused_ones() {
+        let r = rules(r#"{"forward_headers":["X-My-Header","x-team"]}"#);
+        assert_eq!(r.forward_headers, vec!["x-my-header", "x-team"]);
+        assert_eq!(r.problems(&BTreeSet::new()), vec![]);
+        let bad = rules(
+            r#"{"forward_headers":["Authorization","x y","cookie","x-team","X-TEAM","proxy-authorization"]}"#,
+        );
+        let found: Vec<String> = bad
+            .problems(&BTreeSet::new())
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(found.len(), 5, "{found:?}");
+        assert!(found[0].starts_with("forward_headers authorization: is never forwarded"));
+        assert!(found[1].starts_with("forward_headers x y: must be a header name"));
+        assert!(found[2].starts_with("forward_headers cookie: is never forwarded"));
+        assert_eq!(found[3], "forward_headers x-team: is named twice");
+        assert!(found[4].starts_with("forward_headers proxy-authorization: is never"));
+        let many = Rules {
+            forward_headers: (0..=forward::MAX_OWNER_HEADERS)
+                .map(|i| format!("x-h{i}"))
+                .collect(),
+            ..Rules::default()
+        };
+        assert!(
+            many.problems(&BTreeSet::new())
+                .iter()
+                .any(|p| p.to_string() == "forward_headers 33: at most 32 names")
+        );
+    }
+
+    #[test]
+    fn forwarded_header_names_are_edited_one_by_one() {
+        let r = Rules::default();
+        assert_eq!(r.section("forward_headers"), Ok(serde_json::json!([])));
+        let r = r
+            .with_entry("forward_headers", "X-One", serde_json::Value::Null)
+            .unwrap();
+        let r = r
+            .with_entry("forward_headers", "x-one", serde_json::Value::Null)
+            .unwrap();
+        assert_eq!(r.forward_headers, vec!["x-one"]);
+        assert_eq!(
+            r.section("forward_headers"),
+            Ok(serde_json::json!(["x-one"]))
+        );
+        let r = r.without_entry("forward_headers", "X-ONE").unwrap();
+        assert!(r.forward_headers.is_empty());
+        assert!(r.without_entry("forward_headers", "x-one").is_err());
     }
 }

@@ -7,6 +7,7 @@
 //! that resolves differently later (DNS rebinding) reaches a private network. The
 //! check runs once per new connection; pooled connections cost nothing more.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use bytes::Bytes;
+use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, header};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -23,6 +25,7 @@ use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use switchyard_core::crypto::Keyring;
 use switchyard_core::endpoint::{Endpoint, Protocol};
+use switchyard_core::forward;
 use switchyard_core::ids::ProviderKeyId;
 use switchyard_core::netguard::{Forbidden, Resolve, Resolving, UpstreamNetworks};
 use switchyard_core::route::{Failure, retry_after_ms};
@@ -300,33 +303,64 @@ impl UpstreamUrls {
     }
 }
 
-/// Client headers forwarded upstream, per protocol. Everything else (cookies, the
-/// client's own credentials, hop-by-hop headers) stays behind.
-const OPENAI_FORWARD: [&str; 3] = ["accept", "content-type", "openai-beta"];
-const ANTHROPIC_FORWARD: [&str; 5] = [
-    "accept",
-    "content-type",
-    "anthropic-version",
-    "anthropic-beta",
-    "anthropic-dangerous-direct-browser-access",
-];
-/// The client's headers sent upstream as they are: the protocol's list, and the W3C
-/// trace headers unless this process exports traces (then the attempt's own trace
-/// context goes instead).
+/// What of the client's request goes upstream with its body.
+pub struct ClientParts<'a> {
+    pub headers: &'a HeaderMap,
+    /// The query string, checked (`core::forward::check_query`), without its `?`.
+    pub query: Option<&'a str>,
+    /// Header names the owner's rules add to the built-in allow-list (lowercase).
+    pub owner_headers: &'a [String],
+    /// The User-Agent sent upstream, built once per call ([`user_agent`]).
+    pub user_agent: HeaderValue,
+}
+
+/// The User-Agent for the upstream: the client's, then Switchyard's product token.
+pub fn user_agent(client: &HeaderMap) -> HeaderValue {
+    match forward::user_agent(client.get(header::USER_AGENT).map(HeaderValue::as_bytes)) {
+        Cow::Borrowed(_) => HeaderValue::from_static(forward::PRODUCT),
+        Cow::Owned(bytes) => HeaderValue::from_maybe_shared(Bytes::from(bytes))
+            .unwrap_or_else(|_| HeaderValue::from_static(forward::PRODUCT)),
+    }
+}
+
+/// The client's headers sent upstream as they are: those `core::forward` allows
+/// (built-in and the owner's), and the W3C trace headers unless this process exports
+/// traces (then the attempt's own trace context goes instead). Walks the client's
+/// headers once, comparing names; nothing is allocated.
 fn forwarded<'a>(
-    protocol: Protocol,
-    client: &'a HeaderMap,
+    client: &'a ClientParts<'a>,
     exporting: bool,
-) -> impl Iterator<Item = (&'static str, &'a HeaderValue)> + 'a {
-    let names: &'static [&'static str] = match protocol {
-        Protocol::OpenAi => &OPENAI_FORWARD,
-        Protocol::Anthropic => &ANTHROPIC_FORWARD,
+) -> impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)> + 'a {
+    client.headers.iter().filter(move |(name, _)| {
+        let name = name.as_str();
+        forward::forwarded(name, client.owner_headers)
+            || (!exporting && TRACE_HEADERS.contains(&name))
+    })
+}
+
+/// `uri` with the client's query string, joined to any query the base URL holds.
+fn with_query(uri: Uri, query: Option<&str>) -> Uri {
+    let Some(query) = query else {
+        return uri;
     };
-    let trace: &'static [&'static str] = if exporting { &[] } else { &TRACE_HEADERS };
-    names
-        .iter()
-        .chain(trace)
-        .flat_map(move |name| client.get_all(*name).iter().map(move |v| (*name, v)))
+    let mut parts = uri.clone().into_parts();
+    let (path, own) = parts
+        .path_and_query
+        .as_ref()
+        .map_or(("/", None), |pq| (pq.path(), pq.query()));
+    let joined = match own {
+        Some(own) => format!("{path}?{own}&{query}"),
+        None => format!("{path}?{query}"),
+    };
+    // The query came from a URI hyper parsed and the path from one parsed here, so
+    // the two join into a valid one; should they not, the base URI goes as it is.
+    match PathAndQuery::from_maybe_shared(Bytes::from(joined)) {
+        Ok(pq) => {
+            parts.path_and_query = Some(pq);
+            Uri::from_parts(parts).unwrap_or(uri)
+        }
+        Err(_) => uri,
+    }
 }
 
 /// Sent when an Anthropic client did not say which version it speaks.
@@ -365,7 +399,7 @@ pub async fn send(
     key: &ProviderKey,
     endpoint: Endpoint,
     body: &mut UpstreamBody,
-    client_headers: &HeaderMap,
+    client: &ClientParts<'_>,
     deadline: Instant,
 ) -> Sent {
     // Opened just in time; wiped when this function returns. The header built from it
@@ -407,12 +441,13 @@ pub async fn send(
     };
     let mut request = Request::new(body);
     *request.method_mut() = Method::POST;
-    *request.uri_mut() = uri;
+    *request.uri_mut() = with_query(uri, client.query);
     let headers = request.headers_mut();
     headers.insert(auth_name, auth_value);
+    headers.insert(header::USER_AGENT, client.user_agent.clone());
     let exporting = switchyard_runtime::tracing_on();
-    for (name, value) in forwarded(protocol, client_headers, exporting) {
-        headers.append(name, value.clone());
+    for (name, value) in forwarded(client, exporting) {
+        headers.append(name.clone(), value.clone());
     }
     if exporting {
         for (name, value) in crate::trace::injected().0 {
@@ -421,6 +456,7 @@ pub async fn send(
             }
         }
     }
+    let client_headers = client.headers;
     if !client_headers.contains_key(header::CONTENT_TYPE) {
         headers.insert(
             header::CONTENT_TYPE,
@@ -626,7 +662,12 @@ mod tests {
             key,
             Endpoint::ChatCompletions,
             &mut UpstreamBody::Whole(Bytes::from_static(b"{}")),
-            &HeaderMap::new(),
+            &ClientParts {
+                headers: &HeaderMap::new(),
+                query: None,
+                owner_headers: &[],
+                user_agent: user_agent(&HeaderMap::new()),
+            },
             Instant::now() + Duration::from_secs(5),
         )
         .await
@@ -733,6 +774,21 @@ mod tests {
         assert_eq!(forbidden.seen(), Vec::<String>::new());
     }
 
+    fn parts<'a>(headers: &'a HeaderMap, owner_headers: &'a [String]) -> ClientParts<'a> {
+        ClientParts {
+            headers,
+            query: None,
+            owner_headers,
+            user_agent: user_agent(headers),
+        }
+    }
+
+    fn sent<'a>(client: &'a ClientParts<'a>, exporting: bool) -> Vec<(&'a str, &'a str)> {
+        forwarded(client, exporting)
+            .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)))
+            .collect()
+    }
+
     #[test]
     fn without_export_the_clients_context_goes_upstream_unchanged() {
         let mut client = HeaderMap::new();
@@ -740,18 +796,59 @@ mod tests {
         client.insert("traceparent", HeaderValue::from_static(parent));
         client.insert("tracestate", HeaderValue::from_static("vendor=1"));
         client.insert("cookie", HeaderValue::from_static("a=b"));
-        let out: Vec<(&str, &str)> = forwarded(Protocol::OpenAi, &client, false)
-            .filter_map(|(n, v)| Some((n, v.to_str().ok()?)))
-            .collect();
         assert_eq!(
-            out,
+            sent(&parts(&client, &[]), false),
             vec![("traceparent", parent), ("tracestate", "vendor=1")]
         );
-        assert_eq!(
-            forwarded(Protocol::OpenAi, &HeaderMap::new(), false).count(),
-            0
-        );
+        assert_eq!(sent(&parts(&HeaderMap::new(), &[]), false), vec![]);
         // Exporting, the attempt's own context replaces the client's.
-        assert_eq!(forwarded(Protocol::Anthropic, &client, true).count(), 0);
+        assert_eq!(sent(&parts(&client, &[]), true), vec![]);
+    }
+
+    #[test]
+    fn the_allow_list_and_the_owners_names_go_credentials_and_hops_stay() {
+        let mut client = HeaderMap::new();
+        for (name, value) in [
+            ("anthropic-beta", "tools-2024-05-16"),
+            ("x-stainless-os", "Linux"),
+            ("x-my-header", "mine"),
+            ("x-other", "not listed"),
+            ("authorization", "Bearer sy-client"),
+            ("x-api-key", "sy-client"),
+            ("cookie", "a=b"),
+            ("connection", "keep-alive"),
+            ("user-agent", "curl/8.5.0"),
+        ] {
+            client.append(name, HeaderValue::from_static(value));
+        }
+        client.append("x-stainless-os", HeaderValue::from_static("again"));
+        let owner = vec!["x-my-header".to_owned(), "cookie".to_owned()];
+        assert_eq!(
+            sent(&parts(&client, &owner), true),
+            vec![
+                ("anthropic-beta", "tools-2024-05-16"),
+                ("x-stainless-os", "Linux"),
+                ("x-stainless-os", "again"),
+                ("x-my-header", "mine"),
+            ]
+        );
+        let ua = parts(&client, &owner).user_agent;
+        assert_eq!(ua, format!("curl/8.5.0 {}", forward::PRODUCT).as_str());
+        assert_eq!(user_agent(&HeaderMap::new()), forward::PRODUCT);
+    }
+
+    #[test]
+    fn queries_join_the_upstream_uri() {
+        let uri: Uri = "https://api.example.com/v1/messages".parse().unwrap();
+        assert_eq!(with_query(uri.clone(), None), uri);
+        assert_eq!(
+            with_query(uri, Some("beta=true")),
+            "https://api.example.com/v1/messages?beta=true"
+        );
+        let own: Uri = "http://127.0.0.1:9/v1/chat?api-version=1".parse().unwrap();
+        assert_eq!(
+            with_query(own, Some("a=%20b")),
+            "http://127.0.0.1:9/v1/chat?api-version=1&a=%20b"
+        );
     }
 }

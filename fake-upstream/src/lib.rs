@@ -74,6 +74,8 @@ pub struct Observed {
     pub authorizations: Mutex<Vec<String>>,
     /// Request headers of the last call.
     pub last_headers: Mutex<HeaderMap>,
+    /// The query string of the last call (`None`: it had none).
+    pub last_query: Mutex<Option<String>>,
     /// Bytes of each multipart upload received.
     pub upload_sizes: Mutex<Vec<usize>>,
     calls_by_secret: Mutex<HashMap<String, u64>>,
@@ -139,6 +141,10 @@ impl FakeUpstream {
             .route("/v1/messages/count_tokens", post(anthropic::count))
             // Uploads of any size: the proxy in front decides what it accepts.
             .layer(axum::extract::DefaultBodyLimit::disable())
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                record_query,
+            ))
             .with_state(state.clone());
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -192,6 +198,20 @@ impl FakeUpstream {
     pub fn release_streams(&self) {
         self.state.hold.send_replace(false);
     }
+}
+
+/// Keep the query string of each call, when recording.
+async fn record_query(
+    axum::extract::State(fake): axum::extract::State<Arc<Fake>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if fake.record
+        && let Ok(mut last) = fake.observed.last_query.lock()
+    {
+        *last = request.uri().query().map(str::to_owned);
+    }
+    next.run(request).await
 }
 
 /// The protocol whose shapes an answer takes.

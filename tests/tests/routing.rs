@@ -243,6 +243,38 @@ async fn keys_spread_cool_down_recover_and_switch_over() {
     assert_eq!(fake.calls_with("sk-z-0009"), 0);
 }
 
+/// A level holding keys of both protocols: chat calls spread over the OpenAI keys
+/// alone, in equal parts (the Anthropic key, created last and so last in the level's
+/// order, hands no extra share to the key after it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_level_of_mixed_protocols_spreads_calls_over_the_keys_that_serve_them() {
+    let sys = start().await;
+    let fake = FakeUpstream::start(None).await.unwrap();
+    let key = owner_with_keys(
+        &sys,
+        &fake,
+        "mixed",
+        &[
+            ("openai", "sk-mix-a-0001", 1, &["*"]),
+            ("openai", "sk-mix-b-0002", 1, &["*"]),
+            ("anthropic", "sk-ant-mix-0003", 1, &["*"]),
+        ],
+    )
+    .await;
+    let body = chat("hi", false);
+    for _ in 0..30 {
+        assert_eq!(call_chat(&sys, &key, &body).await.0, 200);
+    }
+    let (a, b) = (
+        fake.calls_with("sk-mix-a-0001"),
+        fake.calls_with("sk-mix-b-0002"),
+    );
+    assert_eq!(a + b, 30);
+    // 15 each, within 2: the spread's largest deviation over any 30 calls.
+    assert!((13..=17).contains(&a), "a={a} b={b}");
+    assert_eq!(fake.calls_with("sk-ant-mix-0003"), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_retry_before_their_first_event_and_report_breaks_after_it() {
     let sys = start().await;

@@ -6,6 +6,7 @@ use ipnet::IpNet;
 use switchyard_core::apikey::KeyHash;
 use switchyard_core::billing::Billing;
 use switchyard_core::crypto::Sealed;
+use switchyard_core::forward;
 use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::model::ModelPattern;
 use switchyard_core::policy::{CreditLimit, ModelLimit, Period, Policy};
@@ -139,6 +140,7 @@ pub fn encode_rules(owner: AccountId, r: &Rules) -> pb::Rules {
             }
             .into(),
         }),
+        forward_headers: r.forward_headers.clone(),
     }
 }
 
@@ -276,7 +278,26 @@ pub fn decode_rules(r: pb::Rules) -> Result<Rules, String> {
             .map(decode_limit_settings)
             .transpose()?
             .unwrap_or_default(),
+        forward_headers: forward_headers(r.forward_headers)?,
     })
+}
+
+/// Header names an owner added to the forwarded ones: lowercase, each one an owner
+/// may add (the control plane checked; a snapshot is not trusted to have been).
+fn forward_headers(names: Vec<String>) -> Result<Vec<String>, String> {
+    if names.len() > forward::MAX_OWNER_HEADERS {
+        return Err(format!(
+            "forward_headers: more than {} names",
+            forward::MAX_OWNER_HEADERS
+        ));
+    }
+    names
+        .into_iter()
+        .map(|name| match forward::owner_name_problem(&name) {
+            Some(problem) => Err(format!("forward_headers {name:?}: {problem}")),
+            None => Ok(name.to_ascii_lowercase()),
+        })
+        .collect()
 }
 
 fn decode_limit_settings(l: pb::LimitSettings) -> Result<LimitSettings, String> {
@@ -545,6 +566,32 @@ mod tests {
         if let Some(l) = wire.limits.as_mut() {
             l.when_store_down = 9;
         }
+        assert!(decode_rules(wire).is_err());
+    }
+
+    #[test]
+    fn forwarded_header_names_round_trip_and_refused_ones_do_not_decode() {
+        let owner = AccountId::new();
+        let rules = Rules {
+            forward_headers: vec!["x-my-header".into(), "x-team".into()],
+            ..Rules::default()
+        };
+        assert_eq!(decode_rules(encode_rules(owner, &rules)), Ok(rules.clone()));
+        let mut wire = encode_rules(owner, &rules);
+        wire.forward_headers = vec!["X-Upper".into()];
+        assert_eq!(
+            decode_rules(wire).map(|r| r.forward_headers),
+            Ok(vec!["x-upper".to_owned()])
+        );
+        for refused in ["authorization", "Cookie", "x y", ""] {
+            let mut wire = encode_rules(owner, &rules);
+            wire.forward_headers = vec![refused.into()];
+            assert!(decode_rules(wire).is_err(), "{refused:?}");
+        }
+        let mut wire = encode_rules(owner, &rules);
+        wire.forward_headers = (0..=forward::MAX_OWNER_HEADERS)
+            .map(|i| format!("x-h{i}"))
+            .collect();
         assert!(decode_rules(wire).is_err());
     }
 }

@@ -448,6 +448,15 @@ impl Compiled {
             .unwrap_or_default()
     }
 
+    /// The client header names a main account's rules add to the forwarded ones
+    /// (lowercase, checked when the rules were read).
+    pub fn forward_headers(&self, owner: AccountId) -> &[String] {
+        self.tables
+            .rules
+            .get(&owner)
+            .map_or(&[], |r| r.forward_headers.as_slice())
+    }
+
     /// Credit counters rebuilt from the spend the usage ledger holds (see
     /// [`limits::rebuilt_credits`]).
     pub fn rebuilt_credits(&self, spend: &[DaySpend], now_ms: i64) -> Vec<CounterValue> {

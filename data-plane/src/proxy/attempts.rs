@@ -21,7 +21,7 @@ use super::meter::Meter;
 use super::relay::{self, Relay};
 use crate::app::App;
 use crate::metric;
-use crate::upstream::{self, AttemptFailure, Sent, UpstreamBody};
+use crate::upstream::{self, AttemptFailure, ClientParts, Sent, UpstreamBody};
 
 /// The admitted call, as the attempts send it.
 pub(super) struct Outgoing<'a> {
@@ -29,6 +29,8 @@ pub(super) struct Outgoing<'a> {
     pub owner: AccountId,
     pub endpoint: Endpoint,
     pub headers: &'a HeaderMap,
+    /// The client's query string, checked (`facts::forwarded_query`).
+    pub query: Option<&'a str>,
     /// The model after the ModelMapper.
     pub served: &'a str,
     pub stream: bool,
@@ -51,12 +53,19 @@ pub(super) async fn run(
         owner,
         endpoint,
         headers,
+        query,
         served,
         stream,
         mut body,
         strip_usage_chunk,
         upload,
     } = call;
+    let client = ClientParts {
+        headers,
+        query,
+        owner_headers: snapshot.forward_headers(owner),
+        user_agent: upstream::user_agent(headers),
+    };
     let relay = Relay {
         endpoint,
         strip_usage_chunk,
@@ -108,7 +117,7 @@ pub(super) async fn run(
             key,
             endpoint,
             &mut body,
-            headers,
+            &client,
             deadline,
         )
         .instrument(exchange)

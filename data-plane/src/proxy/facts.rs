@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::body::Body;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::{HeaderMap, header};
+use http::{HeaderMap, HeaderValue, header};
 use switchyard_core::endpoint::{Endpoint, RequestBody};
 use switchyard_core::error::ErrorCode;
 use switchyard_core::fields;
+use switchyard_core::forward;
 use switchyard_core::request::{self, FactsError, FieldScan};
 use switchyard_core::snapshot::{Caller, Compiled};
 
@@ -77,7 +78,18 @@ pub(super) async fn read(
     upload: &UploadWatch,
 ) -> Result<Prepared, ProxyError> {
     let owner = caller.main_account();
-    match endpoint.request_body() {
+    let kind = endpoint.request_body();
+    if !kind.accepts(headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes)) {
+        return Err(ProxyError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!(
+                "{} takes `Content-Type: {}` bodies (parameters such as charset allowed)",
+                endpoint.path(),
+                kind.media_type()
+            ),
+        ));
+    }
+    match kind {
         RequestBody::Json => {
             let body = read_body(body, headers, app.limits.max_request_body).await?;
             let facts = request::parse_facts_for(endpoint, &body)?;
@@ -140,6 +152,17 @@ pub(super) async fn read(
                 max_output: 0,
             })
         }
+    }
+}
+
+/// The client's query string, to be forwarded, if it may be: bounded, printable
+/// ASCII, no escaped control characters (`core::forward::check_query`).
+pub(super) fn forwarded_query(query: Option<&str>) -> Result<Option<&str>, ProxyError> {
+    match query.filter(|q| !q.is_empty()) {
+        None => Ok(None),
+        Some(q) => forward::check_query(q)
+            .map(|()| Some(q))
+            .map_err(|e| ProxyError::new(ErrorCode::InvalidRequest, e.to_string())),
     }
 }
 

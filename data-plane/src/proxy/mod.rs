@@ -119,6 +119,7 @@ async fn forward(
     let (caller, client) = tracing::info_span!("auth")
         .in_scope(|| admit::admit(app, &snapshot, parts.uri.path(), peer, &parts.headers))?;
     let owner = caller.main_account();
+    let query = facts::forwarded_query(parts.uri.query())?;
     // The call's span (see `handle`); its meter holds it once there is one.
     let call_span = tracing::Span::current();
     call_span.record("switchyard.account", field::display(&caller.account()));
@@ -176,6 +177,7 @@ async fn forward(
         owner,
         endpoint,
         headers: &parts.headers,
+        query,
         served: &served,
         stream,
         body,

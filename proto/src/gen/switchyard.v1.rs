@@ -171,6 +171,9 @@ pub struct Rules {
     pub pricing: ::std::collections::HashMap<::prost::alloc::string::String, Price>,
     #[prost(message, optional, tag = "8")]
     pub limits: ::core::option::Option<LimitSettings>,
+    /// Client header names forwarded upstream besides the built-in allow-list (lowercase).
+    #[prost(string, repeated, tag = "9")]
+    pub forward_headers: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct LimitSettings {
