@@ -9,8 +9,6 @@
     reason = "helpers of a test fail loudly on the first surprise"
 )]
 
-use std::time::{Duration, Instant};
-
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use switchyard_core::crypto::Keyring;
@@ -18,6 +16,7 @@ use switchyard_fake_upstream::{Behaviour, FakeUpstream, count_tokens};
 use switchyard_tests::system::{
     System, chat, owner_with_keys, settle, start_system_opts, usage_logs,
 };
+use switchyard_tests::wait;
 
 async fn start(data_args: &[&str]) -> System {
     let kek = Keyring::generate_spec("k1").to_string();
@@ -216,24 +215,18 @@ async fn cut_streams_are_metered_as_far_as_they_went() {
 
 /// The access line of `request_id` in `log`, once it is there.
 async fn access_line(sys: &System, request_id: &str) -> (Value, String) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let log = sys.data.log();
-        let found = log.lines().find_map(|line| {
-            let v: Value = serde_json::from_str(line).ok()?;
-            (v["target"] == "switchyard::access" && v["fields"]["request_id"] == request_id)
-                .then(|| (v, line.to_owned()))
-        });
-        if let Some(found) = found {
-            return found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no access line for {request_id}:\n{}",
-            sys.data.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait::until(
+        wait::PATIENCE,
+        format_args!("the access line of {request_id}"),
+        async || {
+            sys.data.log().lines().find_map(|line| {
+                let v: Value = serde_json::from_str(line).ok()?;
+                (v["target"] == "switchyard::access" && v["fields"]["request_id"] == request_id)
+                    .then(|| (v, line.to_owned()))
+            })
+        },
+    )
+    .await
 }
 
 /// A secret of no recognisable shape: only the code keeps it out of the log.
@@ -340,4 +333,65 @@ async fn every_call_writes_one_access_line_without_content_or_keys() {
         "{}",
         quiet.log_tail()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_calls_write_an_access_line_too() {
+    let sys = start(&[]).await;
+    let fake = FakeUpstream::start(None).await.unwrap();
+    let (created, key, _) = owner_with_keys(
+        &sys,
+        &fake,
+        "refused",
+        &[("openai", PLAIN_SECRET, 1, &["*"])],
+    )
+    .await;
+    settle(&sys).await;
+
+    let id_of = |r: &reqwest::Response| r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    // A key that does not exist: refused before any account is known.
+    let wrong = format!("{key}x");
+    let r = sys
+        .http
+        .post(sys.proxy("/v1/chat/completions"))
+        .bearer_auth(&wrong)
+        .json(&chat(PROMPT, false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let unknown = id_of(&r);
+    // A known key with a body of another media type: refused after admission.
+    let r = sys
+        .http
+        .post(sys.proxy("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .header("content-type", "text/plain")
+        .body(chat(PROMPT, false).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let typed = id_of(&r);
+
+    let (line, text) = access_line(&sys, &unknown).await;
+    assert_eq!(line["fields"]["status"], 401, "{text}");
+    assert_eq!(line["fields"]["route"], "/v1/chat/completions", "{text}");
+    assert_eq!(line["fields"]["attempts"], 0, "{text}");
+    assert!(line["fields"]["account"].is_null(), "{text}");
+    let (line, text) = access_line(&sys, &typed).await;
+    assert_eq!(line["fields"]["status"], 415, "{text}");
+    assert_eq!(
+        line["fields"]["account"], created["account"]["id"],
+        "{text}"
+    );
+    assert_eq!(line["fields"]["error"], "unsupported_media_type", "{text}");
+    for text in [&text, &access_line(&sys, &unknown).await.1] {
+        for secret in [key.as_str(), wrong.as_str(), PLAIN_SECRET, "zebra-4711"] {
+            assert!(
+                !text.contains(secret),
+                "the access line holds a secret: {text}"
+            );
+        }
+    }
 }

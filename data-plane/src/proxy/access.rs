@@ -1,9 +1,15 @@
-//! The access log: one structured line per metered call, written where its usage
-//! event is made, from the values the meter holds. It names the call (ids, route,
-//! models, provider key, attempts, status, timings, tokens and their source) and
-//! never its content: no prompt, no answer, no key, no header.
+//! The access log: one structured line per call. A metered call's line is written
+//! where its usage event is made, from the values the meter holds (ids, route,
+//! models, provider key, attempts, status, timings, tokens and their source); a call
+//! refused before it had a meter (authentication, policy, limits, its body) gets a
+//! shorter line from [`refused`]. Never content: no prompt, no answer, no key, no
+//! header.
 
 use std::cell::Cell;
+use std::time::Duration;
+
+use switchyard_core::error::ErrorCode;
+use switchyard_core::ids::AccountId;
 
 /// The log target operators filter on (`RUST_LOG=switchyard::access=off`, or on alone).
 pub const TARGET: &str = "switchyard::access";
@@ -43,6 +49,33 @@ impl AccessLog {
             }),
         }
     }
+}
+
+/// The access line of a call refused before a provider key was tried: `account` is
+/// known once the call's key was admitted.
+pub fn refused(
+    log: AccessLog,
+    request_id: uuid::Uuid,
+    route: &'static str,
+    account: Option<AccountId>,
+    status: u16,
+    code: ErrorCode,
+    latency: Duration,
+) {
+    if !log.admits(true) {
+        return;
+    }
+    tracing::info!(
+        target: TARGET,
+        request_id = %request_id.hyphenated(),
+        account = account.map(tracing::field::display),
+        route,
+        status,
+        error = code.as_str(),
+        attempts = 0u32,
+        latency_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+        "refused"
+    );
 }
 
 #[cfg(test)]

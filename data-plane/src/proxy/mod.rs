@@ -21,6 +21,7 @@ use axum::response::Response;
 use http::{HeaderMap, HeaderValue, header};
 use switchyard_core::endpoint::{Endpoint, Protocol};
 use switchyard_core::error::ErrorCode;
+use switchyard_core::ids::AccountId;
 use switchyard_core::snapshot::Compiled;
 use tracing::{Instrument, field};
 
@@ -44,6 +45,15 @@ pub async fn handle(
     let started = Instant::now();
     let request_id = uuid::Uuid::now_v7();
     let Some(endpoint) = Endpoint::from_path(request.uri().path()) else {
+        access::refused(
+            app.access_log,
+            request_id,
+            "unmatched",
+            None,
+            404,
+            ErrorCode::NotFound,
+            started.elapsed(),
+        );
         return with_request_id(
             error_response(Protocol::OpenAi, ErrorCode::NotFound, "no such endpoint"),
             request_id,
@@ -79,23 +89,39 @@ pub async fn handle(
         switchyard.usage_source = field::Empty,
     );
     crate::trace::continue_from(&span, request.headers());
-    let mut model = String::new();
+    let mut seen = Seen::default();
     let response = match forward(
-        &app, endpoint, peer, request, started, request_id, &mut model,
+        &app, endpoint, peer, request, started, request_id, &mut seen,
     )
     .instrument(span.clone())
     .instrument(logged)
     .await
     {
         Ok(r) => r,
-        Err(e) => proxy_error_response(protocol, &e),
+        Err(e) => {
+            let response = proxy_error_response(protocol, &e);
+            if !seen.metered {
+                // A call refused before its meter existed: its only access line.
+                access::refused(
+                    app.access_log,
+                    request_id,
+                    endpoint.path(),
+                    seen.account,
+                    response.status().as_u16(),
+                    e.code,
+                    started.elapsed(),
+                );
+            }
+            response
+        }
     };
     let status = response.status().as_u16();
     span.record("http.response.status_code", status);
     if status >= 500 {
         span.record("otel.status_code", "ERROR");
     }
-    app.metrics.count_request(endpoint, status, model);
+    app.metrics
+        .count_request(endpoint, status, seen.model_label);
     app.metrics
         .timers(endpoint)
         .duration
@@ -103,8 +129,19 @@ pub async fn handle(
     with_request_id(response, request_id)
 }
 
-/// One call through its phases. `model_label` gets the model once a provider key is
-/// tried for it (see `attempts::run`).
+/// What `handle` learns of a call as `forward` takes it through its phases.
+#[derive(Default)]
+struct Seen {
+    /// The model's metric label, once a provider key is tried for it (see
+    /// `attempts::run`).
+    model_label: String,
+    /// The calling account, once admitted.
+    account: Option<AccountId>,
+    /// Whether the call has a meter, which writes its access line.
+    metered: bool,
+}
+
+/// One call through its phases.
 async fn forward(
     app: &App,
     endpoint: Endpoint,
@@ -112,13 +149,14 @@ async fn forward(
     request: Request,
     started: Instant,
     request_id: uuid::Uuid,
-    model_label: &mut String,
+    seen: &mut Seen,
 ) -> Result<Response, ProxyError> {
     let snapshot = loaded(app)?;
     let (parts, body) = request.into_parts();
     let (caller, client) = tracing::info_span!("auth")
         .in_scope(|| admit::admit(app, &snapshot, parts.uri.path(), peer, &parts.headers))?;
     let owner = caller.main_account();
+    seen.account = Some(caller.account());
     let query = facts::forwarded_query(parts.uri.query())?;
     // The call's span (see `handle`); its meter holds it once there is one.
     let call_span = tracing::Span::current();
@@ -184,7 +222,8 @@ async fn forward(
         strip_usage_chunk,
         upload: &upload,
     };
-    attempts::run(app, outgoing, meter, model_label).await
+    seen.metered = true;
+    attempts::run(app, outgoing, meter, &mut seen.model_label).await
 }
 
 fn loaded(app: &App) -> Result<Arc<Compiled>, ProxyError> {
