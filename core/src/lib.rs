@@ -10,6 +10,7 @@
 //! - [`endpoint`]: the proxied endpoints, their protocols, and error shapes per protocol.
 //! - [`route`]: provider-key choice: levels, weighted round-robin, cool-down, switch-over.
 //! - [`model`]: model name patterns (`exact` and `prefix*`).
+//! - [`model_list`]: an upstream's own model list: where to ask, how to read it, what is kept.
 //! - [`netguard`]: which upstream addresses are refused (special-purpose, private,
 //!   IPv4 inside IPv6) and the operator's exceptions.
 //! - [`object`]: struct fields read from JSON objects only.
@@ -40,6 +41,7 @@ pub mod ids;
 pub mod json_bounds;
 pub mod limits;
 pub mod model;
+pub mod model_list;
 pub mod netguard;
 pub mod object;
 pub mod policy;

@@ -159,6 +159,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             coordinator: switchyard_coord::Coordinator::local(),
             replica_id: "embedded".to_owned(),
             reseal_every: Some(Duration::from_secs(60)),
+            discovery_every: Some(Duration::from_secs(6 * 3600)),
         },
         switchyard_control_plane::Listeners {
             http: admin,

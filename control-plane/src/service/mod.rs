@@ -28,6 +28,7 @@ use switchyard_proto::v1::usage_service_client::UsageServiceClient;
 use tonic::transport::Channel;
 
 use crate::collector::{CollectorClient, CollectorError};
+use crate::model_discovery::{Discoverer, ModelLister};
 use crate::publisher::Publisher;
 use crate::store::{AccountRecord, Store, StoreError};
 
@@ -215,6 +216,7 @@ pub struct Service {
     root_hash: KeyHash,
     publisher: Publisher,
     collector: CollectorClient,
+    discoverer: Discoverer,
     options: OperatorOptions,
 }
 
@@ -227,14 +229,26 @@ impl Service {
         usage: UsageServiceClient<Channel>,
         options: OperatorOptions,
     ) -> Self {
+        let discoverer = Discoverer {
+            store: store.clone(),
+            keyring: keyring.clone(),
+            publisher: publisher.clone(),
+            lister: ModelLister::new(options.upstream_networks.clone(), options.resolver.clone()),
+        };
         Self {
             store,
             keyring,
             root_hash,
             publisher,
             collector: CollectorClient::new(usage),
+            discoverer,
             options,
         }
+    }
+
+    /// Asks provider keys' upstreams for their model lists (the leader's rounds too).
+    pub fn discoverer(&self) -> &Discoverer {
+        &self.discoverer
     }
 
     pub fn publisher(&self) -> &Publisher {

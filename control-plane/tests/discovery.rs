@@ -1,0 +1,267 @@
+//! Provider keys learn their upstream's model list, on SQLite and on Postgres, through
+//! the real router and a running fake upstream: when added, when asked, in both
+//! protocols (Anthropic's in pages); an upstream without a list, one refusing the
+//! credential, and an address the operator no longer allows each leave their reason
+//! on the key and nothing else broken.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "scenarios fail loudly on the first surprise"
+)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Method, Request};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use switchyard_control_plane::publisher::Publisher;
+use switchyard_control_plane::rest;
+use switchyard_control_plane::service::{OperatorOptions, Service};
+use switchyard_control_plane::store::Store;
+use switchyard_core::apikey::{self, KeyHash};
+use switchyard_core::crypto::Keyring;
+use switchyard_core::netguard::UpstreamNetworks;
+use switchyard_fake_upstream::{Behaviour, FakeUpstream};
+use switchyard_proto::v1::usage_service_client::UsageServiceClient;
+use tower::ServiceExt;
+
+switchyard_tests::every_backend!(keys_learn_their_upstreams_models);
+
+/// The REST router over the store at `url`, upstreams allowed anywhere or not.
+async fn router(url: &str, keyring: &Arc<Keyring>, root: &str, allow_private: bool) -> Router {
+    let usage = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+    rest::router(Arc::new(Service::new(
+        Store::open(url).await.unwrap(),
+        keyring.clone(),
+        KeyHash::of(root),
+        Publisher::new(),
+        UsageServiceClient::new(usage),
+        OperatorOptions {
+            upstream_networks: UpstreamNetworks::new(allow_private, Vec::new()),
+            resolver: None,
+        },
+    )))
+}
+
+async fn call(
+    app: &Router,
+    method: Method,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", format!("Bearer {key}"));
+    let req = match body {
+        Some(b) => req
+            .header("content-type", "application/json")
+            .body(Body::from(b.to_string())),
+        None => req.body(Body::empty()),
+    }
+    .unwrap();
+    let response = app.clone().oneshot(req).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn names(v: &Value) -> Vec<String> {
+    v["discovered_models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn keys_learn_their_upstreams_models(url: &str) {
+    let fake = FakeUpstream::start(None).await.unwrap();
+    // 25 models: more than one of the fake's Anthropic pages. A duplicate and a name
+    // no call could carry are dropped.
+    let listed: Vec<String> = (0..25).map(|i| format!("model-{i:02}")).collect();
+    let mut offered: Vec<&str> = listed.iter().rev().map(String::as_str).collect();
+    offered.extend(["model-03", "has space", "bell\u{7}"]);
+    fake.set_models(&offered);
+    fake.set_behaviour("sk-no-list-0003", Behaviour::NoModelList);
+    fake.set_behaviour("sk-refused-0004", Behaviour::Reject);
+
+    let keyring = Arc::new(Keyring::parse(&Keyring::generate_spec("k1")).unwrap());
+    let root = apikey::generate_with_prefix("sy-root-")
+        .clear
+        .expose()
+        .clone();
+    let app = router(url, &keyring, &root, true).await;
+    let (status, v) = call(
+        &app,
+        Method::POST,
+        "/x-users",
+        &root,
+        Some(json!({"name": "main"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let main = v["api_key"].as_str().unwrap().to_owned();
+    let add = |provider: &'static str, base: String, secret: &'static str| {
+        let (app, main) = (app.clone(), main.clone());
+        async move {
+            let (status, v) = call(
+                &app,
+                Method::POST,
+                "/x-keys",
+                &main,
+                Some(json!({"provider": provider, "base_url": base, "secret": secret, "models": ["*"]})),
+            )
+            .await;
+            assert_eq!(status, 201, "{v}");
+            // Answered before the upstream is asked: nothing learnt yet.
+            assert_eq!(v["discovered_models"], json!([]), "{v}");
+            v["id"].as_str().unwrap().to_owned()
+        }
+    };
+
+    // Added: the key asks by itself, without holding up the add.
+    let openai = add("openai", fake.base_url(), "sk-good-0001").await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let learnt = loop {
+        let (status, v) = call(&app, Method::GET, &format!("/x-keys/{openai}"), &main, None).await;
+        assert_eq!(status, 200, "{v}");
+        if !v["discovered_at_unix_ms"].is_null() {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "never discovered: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(names(&learnt), listed, "{learnt}");
+    assert!(learnt["discovery_error"].is_null(), "{learnt}");
+
+    // Anthropic's list, asked on demand, read across its pages.
+    let anthropic = add("anthropic", format!("http://{}", fake.addr), "sk-ant-0002").await;
+    let (status, v) = call(
+        &app,
+        Method::POST,
+        &format!("/x-keys/{anthropic}/discover"),
+        &main,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(names(&v), listed, "{v}");
+    assert!(v["discovery_error"].is_null(), "{v}");
+
+    // No model list (404): the key says so and keeps its explicit models.
+    let no_list = add("openai", fake.base_url(), "sk-no-list-0003").await;
+    let (status, v) = call(
+        &app,
+        Method::POST,
+        &format!("/x-keys/{no_list}/discover"),
+        &main,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["discovery_error"], "no model list", "{v}");
+    assert_eq!(v["discovered_models"], json!([]));
+    assert_eq!(v["models"], json!(["*"]));
+
+    // The credential refused (401): the reason is on the key.
+    let refused = add("openai", fake.base_url(), "sk-refused-0004").await;
+    let (status, v) = call(
+        &app,
+        Method::POST,
+        &format!("/x-keys/{refused}/discover"),
+        &main,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert!(
+        v["discovery_error"]
+            .as_str()
+            .unwrap()
+            .contains("refused the credential (401)"),
+        "{v}"
+    );
+    assert_eq!(v["discovered_models"], json!([]));
+
+    // Nothing else broke: every key listed, the good ones with their models.
+    let (status, all) = call(&app, Method::GET, "/x-keys", &main, None).await;
+    assert_eq!(status, 200, "{all}");
+    let all = all.as_array().unwrap();
+    assert_eq!(all.len(), 4);
+    for k in all {
+        let id = k["id"].as_str().unwrap();
+        if id == openai || id == anthropic {
+            assert_eq!(names(k), listed, "{k}");
+        }
+    }
+
+    // The upstream's list changes: asked again, the key follows.
+    fake.set_models(&["model-new"]);
+    let (_, v) = call(
+        &app,
+        Method::POST,
+        &format!("/x-keys/{openai}/discover"),
+        &main,
+        None,
+    )
+    .await;
+    assert_eq!(names(&v), ["model-new"], "{v}");
+
+    // A failure keeps the list last learnt; re-pointing the key drops it.
+    fake.set_behaviour("sk-good-0001", Behaviour::Fail { status: 503 });
+    let (_, v) = call(
+        &app,
+        Method::POST,
+        &format!("/x-keys/{openai}/discover"),
+        &main,
+        None,
+    )
+    .await;
+    assert_eq!(names(&v), ["model-new"], "{v}");
+    assert!(
+        v["discovery_error"].as_str().unwrap().contains("503"),
+        "{v}"
+    );
+    let (status, v) = call(
+        &app,
+        Method::PATCH,
+        &format!("/x-keys/{openai}"),
+        &main,
+        Some(json!({"base_url": format!("http://{}/other/v1", fake.addr)})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["discovered_models"], json!([]), "{v}");
+    assert!(v["discovered_at_unix_ms"].is_null(), "{v}");
+
+    // The operator no longer allows loopback upstreams: the key is not asked, and
+    // says why.
+    let strict = router(url, &keyring, &root, false).await;
+    let before = fake.model_list_calls();
+    let (status, v) = call(
+        &strict,
+        Method::POST,
+        &format!("/x-keys/{anthropic}/discover"),
+        &main,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert!(
+        v["discovery_error"]
+            .as_str()
+            .unwrap()
+            .contains("may not have"),
+        "{v}"
+    );
+    assert_eq!(names(&v), listed, "the list last learnt stays: {v}");
+    assert_eq!(fake.model_list_calls(), before);
+}
