@@ -1,5 +1,6 @@
 //! A provider key learns its upstream's own model list: asked at the upstream's model
-//! endpoint when the key is added or re-pointed, on demand (`POST
+//! endpoint when the key is added (before it is stored, so it arrives with its list)
+//! or re-pointed, on demand (`POST
 //! /x-keys/{id}/discover`), and by the replica leading `model-discovery` every so
 //! often ([`discover_when_leading`]). What is kept and how answers are read:
 //! `core::model_list`; where it is stored: `Store::record_discovery`.
@@ -238,7 +239,7 @@ pub struct Discoverer {
 impl Discoverer {
     /// Ask `key`'s upstream and record what it said; a changed list is published.
     pub async fn discover(&self, key: &ProviderKey) -> Result<Discovery, StoreError> {
-        let outcome = self.lister.list(&self.keyring, key).await;
+        let outcome = self.ask(key).await;
         let recorded = self
             .store
             .record_discovery(key, &outcome, switchyard_runtime::now_ms())
@@ -246,28 +247,14 @@ impl Discoverer {
         if let DiscoveryRecorded::Changed(revision) = recorded {
             self.publisher.changed(revision);
         }
-        match &outcome {
-            Discovery::Listed(models) => {
-                tracing::debug!(provider_key = %key.id, models = models.len(), "model list learnt");
-            }
-            Discovery::NoList => {
-                tracing::debug!(provider_key = %key.id, "the upstream has no model list");
-            }
-            Discovery::Failed(why) => {
-                tracing::info!(provider_key = %key.id, error = %why, "model discovery failed");
-            }
-        }
         Ok(outcome)
     }
 
-    /// [`Self::discover`] in a task of its own: a key's write does not wait for it.
-    pub fn discover_in_background(&self, key: ProviderKey) {
-        let this = self.clone();
-        tokio::spawn(async move {
-            if let Err(e) = this.discover(&key).await {
-                tracing::warn!(provider_key = %key.id, error = %e, "recording a model list failed");
-            }
-        });
+    /// Ask `key`'s upstream without recording: for a key about to be stored.
+    pub async fn ask(&self, key: &ProviderKey) -> Discovery {
+        let outcome = self.lister.list(&self.keyring, key).await;
+        log(key, &outcome);
+        outcome
     }
 
     /// Every active key's list asked again, a few at a time.
@@ -289,6 +276,20 @@ impl Discoverer {
             return Err(e);
         }
         Ok(count)
+    }
+}
+
+fn log(key: &ProviderKey, outcome: &Discovery) {
+    match outcome {
+        Discovery::Listed(models) => {
+            tracing::debug!(provider_key = %key.id, models = models.len(), "model list learnt");
+        }
+        Discovery::NoList => {
+            tracing::debug!(provider_key = %key.id, "the upstream has no model list");
+        }
+        Discovery::Failed(why) => {
+            tracing::info!(provider_key = %key.id, error = %why, "model discovery failed");
+        }
     }
 }
 

@@ -45,6 +45,7 @@ async fn router(url: &str, allow_private_upstreams: bool) -> (Router, String) {
         OperatorOptions {
             upstream_networks: UpstreamNetworks::new(allow_private_upstreams, Vec::new()),
             resolver: None,
+            discover_on_write: false,
         },
     ));
     (rest::router(service), root)

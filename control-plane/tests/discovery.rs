@@ -1,5 +1,6 @@
 //! Provider keys learn their upstream's model list, on SQLite and on Postgres, through
-//! the real router and a running fake upstream: when added, when asked, in both
+//! the real router and a running fake upstream: when added, when asked, when
+//! re-pointed, in both
 //! protocols (Anthropic's in pages); an upstream without a list, one refusing the
 //! credential, and an address the operator no longer allows each leave their reason
 //! on the key and nothing else broken.
@@ -9,14 +10,12 @@
     reason = "scenarios fail loudly on the first surprise"
 )]
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use switchyard_control_plane::publisher::Publisher;
 use switchyard_control_plane::rest;
 use switchyard_control_plane::service::{OperatorOptions, Service};
@@ -42,6 +41,7 @@ async fn router(url: &str, keyring: &Arc<Keyring>, root: &str, allow_private: bo
         OperatorOptions {
             upstream_networks: UpstreamNetworks::new(allow_private, Vec::new()),
             resolver: None,
+            discover_on_write: true,
         },
     )))
 }
@@ -71,6 +71,20 @@ async fn call(
         status,
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     )
+}
+
+/// `POST /x-keys/{id}/discover`, which answers 200 whatever the upstream said.
+async fn discover(app: &Router, key: &str, id: &str) -> Value {
+    let (status, v) = call(
+        app,
+        Method::POST,
+        &format!("/x-keys/{id}/discover"),
+        key,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    v
 }
 
 fn names(v: &Value) -> Vec<String> {
@@ -121,67 +135,41 @@ async fn keys_learn_their_upstreams_models(url: &str) {
             )
             .await;
             assert_eq!(status, 201, "{v}");
-            // Answered before the upstream is asked: nothing learnt yet.
-            assert_eq!(v["discovered_models"], json!([]), "{v}");
-            v["id"].as_str().unwrap().to_owned()
+            assert!(v["discovered_at_unix_ms"].is_i64(), "{v}");
+            v
         }
     };
 
-    // Added: the key asks by itself, without holding up the add.
-    let openai = add("openai", fake.base_url(), "sk-good-0001").await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let learnt = loop {
-        let (status, v) = call(&app, Method::GET, &format!("/x-keys/{openai}"), &main, None).await;
-        assert_eq!(status, 200, "{v}");
-        if !v["discovered_at_unix_ms"].is_null() {
-            break v;
-        }
-        assert!(Instant::now() < deadline, "never discovered: {v}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(names(&learnt), listed, "{learnt}");
-    assert!(learnt["discovery_error"].is_null(), "{learnt}");
+    // Added: the key arrives with what its upstream lists, and keeps it.
+    let added = add("openai", fake.base_url(), "sk-good-0001").await;
+    assert_eq!(names(&added), listed, "{added}");
+    assert!(added["discovery_error"].is_null(), "{added}");
+    let openai = added["id"].as_str().unwrap().to_owned();
+    let (status, v) = call(&app, Method::GET, &format!("/x-keys/{openai}"), &main, None).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(names(&v), listed, "{v}");
 
     // Anthropic's list, asked on demand, read across its pages.
     let anthropic = add("anthropic", format!("http://{}", fake.addr), "sk-ant-0002").await;
-    let (status, v) = call(
-        &app,
-        Method::POST,
-        &format!("/x-keys/{anthropic}/discover"),
-        &main,
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{v}");
+    let anthropic = anthropic["id"].as_str().unwrap().to_owned();
+    let v = discover(&app, &main, &anthropic).await;
     assert_eq!(names(&v), listed, "{v}");
     assert!(v["discovery_error"].is_null(), "{v}");
 
     // No model list (404): the key says so and keeps its explicit models.
     let no_list = add("openai", fake.base_url(), "sk-no-list-0003").await;
-    let (status, v) = call(
-        &app,
-        Method::POST,
-        &format!("/x-keys/{no_list}/discover"),
-        &main,
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{v}");
+    assert_eq!(no_list["discovery_error"], "no model list", "{no_list}");
+    let no_list = no_list["id"].as_str().unwrap().to_owned();
+    let v = discover(&app, &main, &no_list).await;
     assert_eq!(v["discovery_error"], "no model list", "{v}");
     assert_eq!(v["discovered_models"], json!([]));
     assert_eq!(v["models"], json!(["*"]));
 
-    // The credential refused (401): the reason is on the key.
+    // The credential refused (401): the reason is on the key, which is added all
+    // the same.
     let refused = add("openai", fake.base_url(), "sk-refused-0004").await;
-    let (status, v) = call(
-        &app,
-        Method::POST,
-        &format!("/x-keys/{refused}/discover"),
-        &main,
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{v}");
+    let refused = refused["id"].as_str().unwrap().to_owned();
+    let v = discover(&app, &main, &refused).await;
     assert!(
         v["discovery_error"]
             .as_str()
@@ -205,26 +193,12 @@ async fn keys_learn_their_upstreams_models(url: &str) {
 
     // The upstream's list changes: asked again, the key follows.
     fake.set_models(&["model-new"]);
-    let (_, v) = call(
-        &app,
-        Method::POST,
-        &format!("/x-keys/{openai}/discover"),
-        &main,
-        None,
-    )
-    .await;
+    let v = discover(&app, &main, &openai).await;
     assert_eq!(names(&v), ["model-new"], "{v}");
 
-    // A failure keeps the list last learnt; re-pointing the key drops it.
+    // A failure keeps the list last learnt; re-pointing the key asks the new place.
     fake.set_behaviour("sk-good-0001", Behaviour::Fail { status: 503 });
-    let (_, v) = call(
-        &app,
-        Method::POST,
-        &format!("/x-keys/{openai}/discover"),
-        &main,
-        None,
-    )
-    .await;
+    let v = discover(&app, &main, &openai).await;
     assert_eq!(names(&v), ["model-new"], "{v}");
     assert!(
         v["discovery_error"].as_str().unwrap().contains("503"),
@@ -240,21 +214,13 @@ async fn keys_learn_their_upstreams_models(url: &str) {
     .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["discovered_models"], json!([]), "{v}");
-    assert!(v["discovered_at_unix_ms"].is_null(), "{v}");
+    assert_eq!(v["discovery_error"], "no model list", "{v}");
 
     // The operator no longer allows loopback upstreams: the key is not asked, and
     // says why.
     let strict = router(url, &keyring, &root, false).await;
     let before = fake.model_list_calls();
-    let (status, v) = call(
-        &strict,
-        Method::POST,
-        &format!("/x-keys/{anthropic}/discover"),
-        &main,
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "{v}");
+    let v = discover(&strict, &main, &anthropic).await;
     assert!(
         v["discovery_error"]
             .as_str()

@@ -154,6 +154,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             options: OperatorOptions {
                 upstream_networks: upstream_networks.clone(),
                 resolver: None,
+                discover_on_write: true,
             },
             resync: Duration::from_secs(5),
             coordinator: switchyard_coord::Coordinator::local(),

@@ -199,6 +199,10 @@ pub struct OperatorOptions {
     pub upstream_networks: UpstreamNetworks,
     /// Resolves a base URL's host name when a key is written; `None`: the system.
     pub resolver: Option<Arc<dyn Resolve>>,
+    /// Ask a key's upstream for its models when the key is added or re-pointed
+    /// (`POST /x-keys/{id}/discover` asks whatever this says). Off where the control
+    /// plane must not reach upstreams by itself.
+    pub discover_on_write: bool,
 }
 
 impl std::fmt::Debug for OperatorOptions {
@@ -206,6 +210,7 @@ impl std::fmt::Debug for OperatorOptions {
         f.debug_struct("OperatorOptions")
             .field("upstream_networks", &self.upstream_networks)
             .field("resolver", &self.resolver.as_ref().map(|_| "injected"))
+            .field("discover_on_write", &self.discover_on_write)
             .finish()
     }
 }

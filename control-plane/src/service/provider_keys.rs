@@ -177,7 +177,7 @@ impl Service {
         let secret = validate_secret(&req.secret)?;
         let kind = validate_kind(&req.provider)?;
         let id = ProviderKeyId::new();
-        let record = ProviderKeyRecord {
+        let mut record = ProviderKeyRecord {
             key: ProviderKey {
                 id,
                 owner,
@@ -197,6 +197,12 @@ impl Service {
             discovered_at_ms: None,
             discovery_error: None,
         };
+        // Asked before it is stored, so the key arrives with its list (one write,
+        // one revision); a failure is recorded on the key, never a refusal of it.
+        if self.options.discover_on_write {
+            let outcome = self.discoverer.ask(&record.key).await;
+            record.learn(&outcome, now_ms);
+        }
         let audit = self.audit(
             caller,
             Some(owner),
@@ -208,8 +214,6 @@ impl Service {
         let revision = self.store.add_provider_key(&record, &audit).await?;
         self.publisher.changed(revision);
         tracing::info!(provider_key = %id, owner = %owner, revision, "provider key added");
-        // The add does not wait for the upstream; the key shows the outcome.
-        self.discoverer.discover_in_background(record.key.clone());
         Ok(provider_view(&record))
     }
 
@@ -317,8 +321,16 @@ impl Service {
         tracing::info!(provider_key = %id, revision, "provider key updated");
         let repointed = req.provider.is_some() || req.base_url.is_some() || req.secret.is_some();
         let woken = !was_active && record.key.status == Status::Active;
-        if record.key.status == Status::Active && (repointed || woken) {
-            self.discoverer.discover_in_background(record.key.clone());
+        if self.options.discover_on_write
+            && record.key.status == Status::Active
+            && (repointed || woken)
+        {
+            // Answered with what the upstream said; its failure is the key's to show,
+            // and a failure to record it does not undo the update.
+            if let Err(e) = self.discoverer.discover(&record.key).await {
+                tracing::warn!(provider_key = %id, error = %e, "recording a model list failed");
+            }
+            return Ok(provider_view(&self.owned_provider_key(caller, id).await?));
         }
         Ok(provider_view(&record))
     }

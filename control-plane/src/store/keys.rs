@@ -73,6 +73,38 @@ pub enum Discovery {
     Failed(String),
 }
 
+impl Discovery {
+    /// The key's list after this outcome; `None`: the one it had stays.
+    pub fn models(&self) -> Option<&[String]> {
+        match self {
+            Self::Listed(models) => Some(models),
+            Self::NoList => Some(&[]),
+            Self::Failed(_) => None,
+        }
+    }
+
+    /// Why the asking failed, as the key shows it.
+    pub fn error(&self) -> Option<String> {
+        match self {
+            Self::Listed(_) => None,
+            Self::NoList => Some("no model list".to_owned()),
+            Self::Failed(why) => Some(why.clone()),
+        }
+    }
+}
+
+impl ProviderKeyRecord {
+    /// Take in what the upstream said at `at_ms`, as [`Store::record_discovery`]
+    /// stores it.
+    pub fn learn(&mut self, outcome: &Discovery, at_ms: i64) {
+        if let Some(models) = outcome.models() {
+            self.key.discovered_models = models.to_vec();
+        }
+        self.discovered_at_ms = Some(at_ms);
+        self.discovery_error = outcome.error();
+    }
+}
+
 /// What recording a [`Discovery`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DiscoveryRecorded {
@@ -270,11 +302,7 @@ impl Store {
         outcome: &Discovery,
         at_ms: i64,
     ) -> Result<DiscoveryRecorded, StoreError> {
-        let error = match outcome {
-            Discovery::Listed(_) => None,
-            Discovery::NoList => Some("no model list".to_owned()),
-            Discovery::Failed(why) => Some(why.clone()),
-        };
+        let error = outcome.error();
         let mut tx = self.db.pool.begin().await?;
         // A write first: on SQLite the transaction then holds the write lock (and
         // waits for it), rather than failing to upgrade a read lock later.
@@ -295,13 +323,9 @@ impl Store {
             tx.rollback().await?;
             return Ok(DiscoveryRecorded::Stale);
         }
-        let after = match outcome {
-            Discovery::Listed(models) => models.as_slice(),
-            Discovery::NoList => &[],
-            Discovery::Failed(_) => {
-                tx.commit().await?;
-                return Ok(DiscoveryRecorded::Unchanged);
-            }
+        let Some(after) = outcome.models() else {
+            tx.commit().await?;
+            return Ok(DiscoveryRecorded::Unchanged);
         };
         let stored = sqlx::query("SELECT discovered_models FROM provider_keys WHERE id = $1")
             .bind(key.id.to_string())
