@@ -16,6 +16,7 @@ use axum::http::{Method, Request};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use switchyard_control_plane::publisher::Publisher;
 use switchyard_control_plane::rest;
 use switchyard_control_plane::service::{OperatorOptions, Service};
@@ -27,12 +28,21 @@ use switchyard_fake_upstream::{Behaviour, FakeUpstream};
 use switchyard_proto::v1::usage_service_client::UsageServiceClient;
 use tower::ServiceExt;
 
-switchyard_tests::every_backend!(keys_learn_their_upstreams_models);
+switchyard_tests::every_backend!(
+    keys_learn_their_upstreams_models,
+    the_leader_asks_every_active_key_again
+);
 
-/// The REST router over the store at `url`, upstreams allowed anywhere or not.
-async fn router(url: &str, keyring: &Arc<Keyring>, root: &str, allow_private: bool) -> Router {
+/// The service over the store at `url`, upstreams allowed anywhere or not.
+async fn service(
+    url: &str,
+    keyring: &Arc<Keyring>,
+    root: &str,
+    allow_private: bool,
+    discover_on_write: bool,
+) -> Arc<Service> {
     let usage = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
-    rest::router(Arc::new(Service::new(
+    Arc::new(Service::new(
         Store::open(url).await.unwrap(),
         keyring.clone(),
         KeyHash::of(root),
@@ -41,9 +51,35 @@ async fn router(url: &str, keyring: &Arc<Keyring>, root: &str, allow_private: bo
         OperatorOptions {
             upstream_networks: UpstreamNetworks::new(allow_private, Vec::new()),
             resolver: None,
-            discover_on_write: true,
+            discover_on_write,
         },
-    )))
+    ))
+}
+
+/// The REST router over [`service`], asking upstreams when keys are written.
+async fn router(url: &str, keyring: &Arc<Keyring>, root: &str, allow_private: bool) -> Router {
+    rest::router(service(url, keyring, root, allow_private, true).await)
+}
+
+/// A main account made by the operator: its key.
+async fn main_account(app: &Router, root: &str) -> String {
+    let (status, v) = call(
+        app,
+        Method::POST,
+        "/x-users",
+        root,
+        Some(json!({"name": "main"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    v["api_key"].as_str().unwrap().to_owned()
+}
+
+fn root_key() -> String {
+    apikey::generate_with_prefix("sy-root-")
+        .clear
+        .expose()
+        .clone()
 }
 
 async fn call(
@@ -108,21 +144,9 @@ async fn keys_learn_their_upstreams_models(url: &str) {
     fake.set_behaviour("sk-refused-0004", Behaviour::Reject);
 
     let keyring = Arc::new(Keyring::parse(&Keyring::generate_spec("k1")).unwrap());
-    let root = apikey::generate_with_prefix("sy-root-")
-        .clear
-        .expose()
-        .clone();
+    let root = root_key();
     let app = router(url, &keyring, &root, true).await;
-    let (status, v) = call(
-        &app,
-        Method::POST,
-        "/x-users",
-        &root,
-        Some(json!({"name": "main"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{v}");
-    let main = v["api_key"].as_str().unwrap().to_owned();
+    let main = main_account(&app, &root).await;
     let add = |provider: &'static str, base: String, secret: &'static str| {
         let (app, main) = (app.clone(), main.clone());
         async move {
@@ -230,4 +254,84 @@ async fn keys_learn_their_upstreams_models(url: &str) {
     );
     assert_eq!(names(&v), listed, "the list last learnt stays: {v}");
     assert_eq!(fake.model_list_calls(), before);
+}
+
+/// Keys written while the control plane does not ask upstreams by itself are asked
+/// by the `model-discovery` leader's round: active ones only, from when it leads.
+async fn the_leader_asks_every_active_key_again(url: &str) {
+    let fake = FakeUpstream::start(None).await.unwrap();
+    fake.set_models(&["m-1", "m-2"]);
+    let keyring = Arc::new(Keyring::parse(&Keyring::generate_spec("k1")).unwrap());
+    let root = root_key();
+    let service = service(url, &keyring, &root, true, false).await;
+    let app = rest::router(service.clone());
+    let main = main_account(&app, &root).await;
+    let mut ids = Vec::new();
+    for secret in ["sk-active-0001", "sk-disabled-0002"] {
+        let (status, v) = call(
+            &app,
+            Method::POST,
+            "/x-keys",
+            &main,
+            Some(json!({"provider": "openai", "base_url": fake.base_url(), "secret": secret, "models": ["*"]})),
+        )
+        .await;
+        assert_eq!(status, 201, "{v}");
+        assert!(
+            v["discovered_at_unix_ms"].is_null(),
+            "not asked on write: {v}"
+        );
+        ids.push(v["id"].as_str().unwrap().to_owned());
+    }
+    let (status, v) = call(
+        &app,
+        Method::PATCH,
+        &format!("/x-keys/{}", ids[1]),
+        &main,
+        Some(json!({"status": "disabled"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(fake.model_list_calls(), 0);
+
+    let (leading, leader) = tokio::sync::watch::channel(false);
+    let (stop, shutdown) = switchyard_runtime::shutdown_pair();
+    let rounds = tokio::spawn(
+        switchyard_control_plane::model_discovery::discover_when_leading(
+            service.discoverer().clone(),
+            leader,
+            Duration::from_secs(3600),
+            shutdown,
+        ),
+    );
+    // Not leading: nothing is asked (the first look is immediate).
+    tokio::task::yield_now().await;
+    assert_eq!(fake.model_list_calls(), 0);
+    leading.send_replace(true);
+    let key = |id: String| {
+        let (app, main) = (app.clone(), main.clone());
+        async move {
+            call(&app, Method::GET, &format!("/x-keys/{id}"), &main, None)
+                .await
+                .1
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let v = key(ids[0].clone()).await;
+        if !v["discovered_at_unix_ms"].is_null() {
+            assert_eq!(names(&v), ["m-1", "m-2"], "{v}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the leader never asked: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let disabled = key(ids[1].clone()).await;
+    assert!(disabled["discovered_at_unix_ms"].is_null(), "{disabled}");
+    assert_eq!(fake.model_list_calls(), 1);
+    stop.trigger();
+    tokio::time::timeout(Duration::from_secs(5), rounds)
+        .await
+        .unwrap()
+        .unwrap();
 }
