@@ -14,12 +14,14 @@
 //! - [`publisher`]: compiles snapshots and fans them out to connected data planes.
 //! - [`distribution`]: one data plane's snapshot stream and what it reports back.
 //! - [`reseal`]: re-seals provider secrets under a new key-encryption key.
+//! - [`model_discovery`]: provider keys learn their upstreams' model lists.
 //! - `metric`: Prometheus names and their label bounds.
 
 pub mod collector;
 pub mod distribution;
 pub mod grpc;
 pub mod metric;
+pub mod model_discovery;
 pub mod publisher;
 pub mod reseal;
 pub mod rest;
@@ -65,6 +67,9 @@ pub struct Config {
     /// How often the `key-reseal` leader looks for secrets to re-seal under the
     /// active key (`None`: never; re-seal with the `reseal` command).
     pub reseal_every: Option<Duration>,
+    /// How often the `model-discovery` leader asks every active provider key's
+    /// upstream for its models again (`None`: only when a key is written or asked).
+    pub discovery_every: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +102,7 @@ pub async fn run(
         .timeout(Duration::from_secs(30))
         .connect_lazy();
     let reseal_leader = config.coordinator.leadership("key-reseal");
+    let discovery_leader = config.coordinator.leadership("model-discovery");
     let publisher = Publisher::with_coordinator(config.coordinator, &config.replica_id);
     let resealing = config.reseal_every.map(|every| {
         tokio::spawn(reseal::reseal_when_safe(
@@ -116,6 +122,14 @@ pub async fn run(
         UsageServiceClient::new(usage_channel),
         config.options,
     ));
+    let discovering = config.discovery_every.map(|every| {
+        tokio::spawn(model_discovery::discover_when_leading(
+            service.discoverer().clone(),
+            discovery_leader,
+            every,
+            shutdown.clone(),
+        ))
+    });
 
     let publishing = tokio::spawn(publisher.clone().run(
         config.store,
@@ -152,7 +166,7 @@ pub async fn run(
 
     let (grpc_result, http_result) = tokio::join!(grpc, async { http.await });
     publishing.abort();
-    if let Some(task) = resealing {
+    for task in [resealing, discovering].into_iter().flatten() {
         task.abort();
     }
     grpc_result?;

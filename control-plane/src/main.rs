@@ -59,6 +59,12 @@ struct Args {
     /// plane holds the active key. 0: never (use the `reseal` command).
     #[arg(long, env = "SWITCHYARD_RESEAL_CHECK_SECONDS", default_value_t = 60)]
     reseal_check_seconds: u64,
+    /// Seconds between the rounds in which the replica leading `model-discovery`
+    /// asks every active provider key's upstream for its model list again (a key is
+    /// also asked when added or re-pointed, and by `POST /x-keys/{id}/discover`).
+    /// 0: no rounds, and keys are not asked when written either (only on demand).
+    #[arg(long, env = "SWITCHYARD_MODEL_DISCOVERY_SECONDS", default_value_t = 6 * 3600)]
+    model_discovery_seconds: u64,
     #[command(flatten)]
     coord: CoordArgs,
     /// Write the bound addresses as JSON to this file once listening.
@@ -139,10 +145,13 @@ async fn main() -> anyhow::Result<()> {
         options: OperatorOptions {
             upstream_networks: args.upstreams.networks(false),
             resolver: None,
+            discover_on_write: args.model_discovery_seconds > 0,
         },
         resync: Duration::from_secs(args.resync_seconds.max(1)),
         reseal_every: (args.reseal_check_seconds > 0)
             .then(|| Duration::from_secs(args.reseal_check_seconds)),
+        discovery_every: (args.model_discovery_seconds > 0)
+            .then(|| Duration::from_secs(args.model_discovery_seconds)),
         coordinator,
         replica_id,
     };

@@ -224,6 +224,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/x-self/rotate", &["POST"]),
     ("/x-keys", &["GET", "POST"]),
     ("/x-keys/{id}", &["GET", "PATCH", "DELETE"]),
+    ("/x-keys/{id}/discover", &["POST"]),
     ("/x-conf", &["GET", "PUT", "PATCH"]),
     ("/x-config/{section}", &["GET", "PUT", "DELETE"]),
     ("/x-bill", &["GET"]),
@@ -262,6 +263,7 @@ pub fn router(service: Arc<Service>) -> Router {
                 .patch(update_provider_key)
                 .delete(delete_provider_key),
         )
+        .route("/x-keys/{id}/discover", post(discover_provider_key))
         .route("/x-conf", get(rules).put(replace_rules).patch(patch_rules))
         .route(
             "/x-config/{section}",
@@ -405,6 +407,14 @@ async fn list_provider_keys(State(s): Svc, Authed(c): Authed) -> Answer {
 
 async fn get_provider_key(State(s): Svc, Authed(c): Authed, Id(id): Id<ProviderKeyId>) -> Answer {
     ok(s.provider_key(&c, id).await?)
+}
+
+async fn discover_provider_key(
+    State(s): Svc,
+    Authed(c): Authed,
+    Id(id): Id<ProviderKeyId>,
+) -> Answer {
+    ok(s.discover_provider_key(&c, id).await?)
 }
 
 async fn update_provider_key(

@@ -132,6 +132,12 @@ async fn every_role_against_every_endpoint(url: &str) {
             [403, 200, 403, 403, 403, 404],
         ),
         (
+            Method::POST,
+            format!("/x-keys/{pk_id}/discover"),
+            None,
+            [403, 200, 403, 403, 403, 404],
+        ),
+        (
             Method::GET,
             "/x-conf".into(),
             None,

@@ -159,10 +159,13 @@ async fn provider_keys_stay_sealed(url: &str) {
             models: vec!["claude*".parse().unwrap(), "gpt-4o".parse().unwrap()],
             weight: 3,
             status: Status::Active,
+            discovered_models: Vec::new(),
         },
         secret_hint: "****cret".into(),
         health: "unknown".into(),
         health_until_ms: None,
+        discovered_at_ms: None,
+        discovery_error: None,
         created_at_ms: 5,
     };
     store.add_provider_key(&record, &audit()).await.unwrap();
@@ -299,10 +302,13 @@ async fn provider_key_lifecycle(url: &str) {
             models: vec!["gpt*".parse().unwrap()],
             weight: 1,
             status: Status::Active,
+            discovered_models: Vec::new(),
         },
         secret_hint: "****irst".into(),
         health: "unknown".into(),
         health_until_ms: None,
+        discovered_at_ms: None,
+        discovery_error: None,
         created_at_ms: 1,
     };
     store.add_provider_key(&record, &audit()).await.unwrap();
@@ -596,10 +602,13 @@ async fn reseal_moves_every_secret_to_the_active_key(url: &str) {
                     models: vec!["*".parse().unwrap()],
                     weight: 1,
                     status: Status::Active,
+                    discovered_models: Vec::new(),
                 },
                 secret_hint: "****".into(),
                 health: "unknown".into(),
                 health_until_ms: None,
+                discovered_at_ms: None,
+                discovery_error: None,
                 created_at_ms: 1,
             };
             store.add_provider_key(&record, &audit()).await.unwrap();

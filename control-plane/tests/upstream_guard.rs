@@ -70,6 +70,8 @@ async fn main_account(db: &TestDb, networks: UpstreamNetworks) -> (Router, Strin
         OperatorOptions {
             upstream_networks: networks,
             resolver: Some(Arc::new(Table)),
+            // Its upstreams are made up (some public): never asked for models.
+            discover_on_write: false,
         },
     ));
     let app = rest::router(service);

@@ -11,6 +11,7 @@
 //! - [`forward`]: what of a client's request goes upstream (headers, query, User-Agent).
 //! - [`route`]: provider-key choice: levels, weighted round-robin, cool-down, switch-over.
 //! - [`model`]: model name patterns (`exact` and `prefix*`).
+//! - [`model_list`]: an upstream's own model list: where to ask, how to read it, what is kept.
 //! - [`netguard`]: which upstream addresses are refused (special-purpose, private,
 //!   IPv4 inside IPv6) and the operator's exceptions.
 //! - [`object`]: struct fields read from JSON objects only.
@@ -42,6 +43,7 @@ pub mod ids;
 pub mod json_bounds;
 pub mod limits;
 pub mod model;
+pub mod model_list;
 pub mod netguard;
 pub mod object;
 pub mod policy;

@@ -502,6 +502,7 @@ pub(crate) mod tests {
             models: models.iter().map(|m| m.parse().unwrap()).collect(),
             weight,
             status: Status::Active,
+            discovered_models: Vec::new(),
         }
     }
 

@@ -566,6 +566,7 @@ mod tests {
             models: Vec::new(),
             weight: 1,
             status: switchyard_core::snapshot::Status::Active,
+            discovered_models: Vec::new(),
         };
         let health = Arc::new(KeyHealth::default());
         let mut reported = HashMap::new();

@@ -556,6 +556,7 @@ mod tests {
             models: Vec::new(),
             weight: 1,
             status: Status::Active,
+            discovered_models: Vec::new(),
         }
     }
 

@@ -154,11 +154,13 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             options: OperatorOptions {
                 upstream_networks: upstream_networks.clone(),
                 resolver: None,
+                discover_on_write: true,
             },
             resync: Duration::from_secs(5),
             coordinator: switchyard_coord::Coordinator::local(),
             replica_id: "embedded".to_owned(),
             reseal_every: Some(Duration::from_secs(60)),
+            discovery_every: Some(Duration::from_secs(6 * 3600)),
         },
         switchyard_control_plane::Listeners {
             http: admin,

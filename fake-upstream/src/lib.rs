@@ -10,9 +10,10 @@
 //! and hold streams open to prove the proxy passes events through as they come.
 //!
 //! Layout: here the server, its behaviours and what it observed; `openai` and
-//! `anthropic` answer each protocol's endpoints.
+//! `anthropic` answer each protocol's endpoints; `models` the model list of both.
 
 mod anthropic;
+mod models;
 mod openai;
 
 use std::collections::HashMap;
@@ -56,7 +57,12 @@ pub enum Behaviour {
     EndAfter { events: usize },
     /// Answer JSON without its `usage` (as some providers and routers do).
     OmitUsage,
+    /// Have no model list: `GET /v1/models` answers 404; every other call succeeds.
+    NoModelList,
 }
+
+/// The models the fake lists until told otherwise ([`FakeUpstream::set_models`]).
+pub const DEFAULT_MODELS: &[&str] = &["demo-echo", "gpt-4o-mini"];
 
 /// What the fake has seen and reported.
 #[derive(Default)]
@@ -78,6 +84,8 @@ pub struct Observed {
     pub last_query: Mutex<Option<String>>,
     /// Bytes of each multipart upload received.
     pub upload_sizes: Mutex<Vec<usize>>,
+    /// Model lists asked for (not among `calls` or the recordings above).
+    pub model_list_calls: AtomicU64,
     calls_by_secret: Mutex<HashMap<String, u64>>,
 }
 
@@ -92,6 +100,8 @@ pub(crate) struct Fake {
     /// While true, streams pause after their first content event.
     hold: watch::Sender<bool>,
     behaviours: Mutex<HashMap<String, Behaviour>>,
+    /// What `GET /v1/models` lists, in this order.
+    models: Mutex<Vec<String>>,
     /// System prompts marked `cache_control` that were seen before: Anthropic's
     /// prompt cache, without expiry.
     prompt_cache: Mutex<std::collections::HashSet<String>>,
@@ -128,6 +138,7 @@ impl FakeUpstream {
             observed: Observed::default(),
             hold: watch::channel(false).0,
             behaviours: Mutex::new(HashMap::new()),
+            models: Mutex::new(DEFAULT_MODELS.iter().map(|m| (*m).to_owned()).collect()),
             prompt_cache: Mutex::new(std::collections::HashSet::new()),
         });
         let app = Router::new()
@@ -139,6 +150,7 @@ impl FakeUpstream {
             .route("/v1/audio/translations", post(openai::transcription))
             .route("/v1/messages", post(anthropic::messages))
             .route("/v1/messages/count_tokens", post(anthropic::count))
+            .route("/v1/models", axum::routing::get(models::list))
             // Uploads of any size: the proxy in front decides what it accepts.
             .layer(axum::extract::DefaultBodyLimit::disable())
             .layer(axum::middleware::from_fn_with_state(
@@ -188,6 +200,18 @@ impl FakeUpstream {
         if let Ok(mut map) = self.state.behaviours.lock() {
             map.insert(secret.to_owned(), behaviour);
         }
+    }
+
+    /// From now on, list these models (in this order) at `GET /v1/models`.
+    pub fn set_models(&self, models: &[&str]) {
+        if let Ok(mut list) = self.state.models.lock() {
+            *list = models.iter().map(|m| (*m).to_owned()).collect();
+        }
+    }
+
+    /// Model lists asked for so far.
+    pub fn model_list_calls(&self) -> u64 {
+        self.state.observed.model_list_calls.load(Ordering::SeqCst)
     }
 
     /// Hold every stream after its first content event until [`Self::release_streams`].

@@ -20,6 +20,9 @@ struct Args {
     /// Write the bound address as JSON to this file once listening.
     #[arg(long)]
     addr_file: Option<PathBuf>,
+    /// The models `GET /v1/models` lists, comma-separated (default: demo-echo,gpt-4o-mini).
+    #[arg(long, value_delimiter = ',')]
+    models: Vec<String>,
 }
 
 #[tokio::main]
@@ -29,6 +32,9 @@ async fn main() -> anyhow::Result<()> {
         switchyard_runtime::init_telemetry("switchyard-fake-upstream", args.log.log_format);
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     let fake = FakeUpstream::serve_unrecorded(listener)?;
+    if !args.models.is_empty() {
+        fake.set_models(&args.models.iter().map(String::as_str).collect::<Vec<_>>());
+    }
     if let Some(path) = &args.addr_file {
         switchyard_runtime::write_addr_file(path, &BTreeMap::from([("http", fake.addr)]))?;
     }

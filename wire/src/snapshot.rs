@@ -190,6 +190,7 @@ pub fn encode(s: &Snapshot) -> pb::Snapshot {
                 models: p.models.iter().map(ToString::to_string).collect(),
                 weight: p.weight,
                 status: encode_status(p.status),
+                discovered_models: p.discovered_models.clone(),
             })
             .collect(),
         rules: s
@@ -469,6 +470,9 @@ fn configuration(
                 models,
                 weight: p.weight,
                 status: status("provider_key.status", p.status)?,
+                // Kept as the control plane keeps them: a list past the bounds is
+                // narrowed, never a reason to refuse the whole snapshot.
+                discovered_models: switchyard_core::model_list::kept(p.discovered_models),
             })
         })
         .collect::<Result<Vec<_>, DecodeError>>()?;
@@ -543,6 +547,46 @@ mod tests {
             }),
             Err(DecodeError::Hash(_))
         ));
+    }
+
+    #[test]
+    fn discovered_models_travel_and_are_narrowed_on_arrival() {
+        let owner = AccountId::new();
+        let snapshot = Snapshot {
+            version: 3,
+            accounts: vec![Account {
+                id: owner,
+                parent: None,
+                name: "a".into(),
+                status: Status::Active,
+                policy: Policy::default(),
+                billing: Billing::default(),
+            }],
+            provider_keys: vec![ProviderKey {
+                id: ProviderKeyId::new(),
+                owner,
+                kind: ProviderKind::OpenAi,
+                base_url: "https://api.example.com/v1".into(),
+                secret: Sealed {
+                    key_id: "k".into(),
+                    blob: vec![0; 40],
+                },
+                level: 1,
+                models: vec!["*".parse().unwrap()],
+                weight: 1,
+                status: Status::Active,
+                discovered_models: vec!["gpt-4o".into(), "o3".into()],
+            }],
+            ..Default::default()
+        };
+        let mut wire = encode(&snapshot);
+        assert_eq!(decode(wire.clone()).unwrap(), snapshot);
+        wire.provider_keys[0].discovered_models =
+            vec!["o3".into(), "bad\u{0}".into(), "gpt-4o".into(), "o3".into()];
+        assert_eq!(
+            decode(wire).unwrap().provider_keys[0].discovered_models,
+            ["gpt-4o", "o3"]
+        );
     }
 
     #[test]

@@ -98,6 +98,7 @@ fn world(keyring: &Keyring) -> anyhow::Result<World> {
                 models: vec!["gpt-4o*".parse()?],
                 weight: 1,
                 status: Status::Active,
+                discovered_models: Vec::new(),
             });
         }
         rules.insert(owner, Rules::default());

@@ -28,6 +28,7 @@ use switchyard_proto::v1::usage_service_client::UsageServiceClient;
 use tonic::transport::Channel;
 
 use crate::collector::{CollectorClient, CollectorError};
+use crate::model_discovery::{Discoverer, ModelLister};
 use crate::publisher::Publisher;
 use crate::store::{AccountRecord, Store, StoreError};
 
@@ -198,6 +199,10 @@ pub struct OperatorOptions {
     pub upstream_networks: UpstreamNetworks,
     /// Resolves a base URL's host name when a key is written; `None`: the system.
     pub resolver: Option<Arc<dyn Resolve>>,
+    /// Ask a key's upstream for its models when the key is added or re-pointed
+    /// (`POST /x-keys/{id}/discover` asks whatever this says). Off where the control
+    /// plane must not reach upstreams by itself.
+    pub discover_on_write: bool,
 }
 
 impl std::fmt::Debug for OperatorOptions {
@@ -205,6 +210,7 @@ impl std::fmt::Debug for OperatorOptions {
         f.debug_struct("OperatorOptions")
             .field("upstream_networks", &self.upstream_networks)
             .field("resolver", &self.resolver.as_ref().map(|_| "injected"))
+            .field("discover_on_write", &self.discover_on_write)
             .finish()
     }
 }
@@ -215,6 +221,7 @@ pub struct Service {
     root_hash: KeyHash,
     publisher: Publisher,
     collector: CollectorClient,
+    discoverer: Discoverer,
     options: OperatorOptions,
 }
 
@@ -227,14 +234,26 @@ impl Service {
         usage: UsageServiceClient<Channel>,
         options: OperatorOptions,
     ) -> Self {
+        let discoverer = Discoverer {
+            store: store.clone(),
+            keyring: keyring.clone(),
+            publisher: publisher.clone(),
+            lister: ModelLister::new(options.upstream_networks.clone(), options.resolver.clone()),
+        };
         Self {
             store,
             keyring,
             root_hash,
             publisher,
             collector: CollectorClient::new(usage),
+            discoverer,
             options,
         }
+    }
+
+    /// Asks provider keys' upstreams for their model lists (the leader's rounds too).
+    pub fn discoverer(&self) -> &Discoverer {
+        &self.discoverer
     }
 
     pub fn publisher(&self) -> &Publisher {

@@ -71,6 +71,14 @@ pub struct ProviderKeyView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health_until_unix_ms: Option<i64>,
     pub created_at_unix_ms: i64,
+    /// The models the upstream itself last listed (sorted); what `/v1/models`
+    /// shows of a key granted by pattern.
+    pub discovered_models: Vec<String>,
+    /// When the upstream was last asked for its models (Unix ms); `null`: not yet.
+    pub discovered_at_unix_ms: Option<i64>,
+    /// Why that asking failed (`no model list` when the upstream has none); `null`
+    /// when it answered.
+    pub discovery_error: Option<String>,
 }
 
 /// Longest wait for a base URL's host name to resolve when a key is written.
@@ -169,7 +177,7 @@ impl Service {
         let secret = validate_secret(&req.secret)?;
         let kind = validate_kind(&req.provider)?;
         let id = ProviderKeyId::new();
-        let record = ProviderKeyRecord {
+        let mut record = ProviderKeyRecord {
             key: ProviderKey {
                 id,
                 owner,
@@ -180,12 +188,21 @@ impl Service {
                 models: validate_models(&req.models)?,
                 weight: validate_weight(req.weight.unwrap_or(1))?,
                 status: Status::Active,
+                discovered_models: Vec::new(),
             },
             secret_hint: secret_hint(secret),
             health: "unknown".to_owned(),
             health_until_ms: None,
             created_at_ms: now_ms,
+            discovered_at_ms: None,
+            discovery_error: None,
         };
+        // Asked before it is stored, so the key arrives with its list (one write,
+        // one revision); a failure is recorded on the key, never a refusal of it.
+        if self.options.discover_on_write {
+            let outcome = self.discoverer.ask(&record.key).await;
+            record.learn(&outcome, now_ms);
+        }
         let audit = self.audit(
             caller,
             Some(owner),
@@ -241,6 +258,8 @@ impl Service {
     ) -> Result<ProviderKeyView, ApiError> {
         let mut record = self.owned_provider_key(caller, id).await?;
         let before = provider_view(&record);
+        let was_active = record.key.status == Status::Active;
+        let (old_kind, old_base_url) = (record.key.kind, record.key.base_url.clone());
         let k = &mut record.key;
         let mut changed = false;
         if let Some(kind) = &req.provider {
@@ -283,6 +302,12 @@ impl Service {
         if !changed {
             return Err(ApiError::invalid("nothing to change"));
         }
+        if record.key.kind != old_kind || record.key.base_url != old_base_url {
+            // Learnt from another upstream: the store drops it in the same update.
+            record.key.discovered_models.clear();
+            record.discovered_at_ms = None;
+            record.discovery_error = None;
+        }
         let audit = self.audit(
             caller,
             Some(record.key.owner),
@@ -294,7 +319,32 @@ impl Service {
         let revision = self.store.update_provider_key(&record, &audit).await?;
         self.publisher.changed(revision);
         tracing::info!(provider_key = %id, revision, "provider key updated");
+        let repointed = req.provider.is_some() || req.base_url.is_some() || req.secret.is_some();
+        let woken = !was_active && record.key.status == Status::Active;
+        if self.options.discover_on_write
+            && record.key.status == Status::Active
+            && (repointed || woken)
+        {
+            // Answered with what the upstream said; its failure is the key's to show,
+            // and a failure to record it does not undo the update.
+            if let Err(e) = self.discoverer.discover(&record.key).await {
+                tracing::warn!(provider_key = %id, error = %e, "recording a model list failed");
+            }
+            return Ok(provider_view(&self.owned_provider_key(caller, id).await?));
+        }
         Ok(provider_view(&record))
+    }
+
+    /// `POST /x-keys/{id}/discover`: ask the key's upstream for its models now and
+    /// answer the key as it is afterwards (the list, or why it could not be had).
+    pub async fn discover_provider_key(
+        &self,
+        caller: &Caller,
+        id: ProviderKeyId,
+    ) -> Result<ProviderKeyView, ApiError> {
+        let record = self.owned_provider_key(caller, id).await?;
+        self.discoverer.discover(&record.key).await?;
+        Ok(provider_view(&self.owned_provider_key(caller, id).await?))
     }
 
     /// `DELETE /x-keys/{id}`.
@@ -333,6 +383,9 @@ fn provider_view(r: &ProviderKeyRecord) -> ProviderKeyView {
         health: r.health.clone(),
         health_until_unix_ms: r.health_until_ms,
         created_at_unix_ms: r.created_at_ms,
+        discovered_models: r.key.discovered_models.clone(),
+        discovered_at_unix_ms: r.discovered_at_ms,
+        discovery_error: r.discovery_error.clone(),
     }
 }
 

@@ -7,7 +7,11 @@ use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::secret::Secret;
 use switchyard_core::snapshot::{Account, IssuedKey, ProviderKey, Status};
 
-use super::rows::{account_at, key_at, models_json, one_changed, provider_record_from_row};
+use super::audit::bump;
+use super::rows::{
+    account_at, key_at, models_json, names_from_json, one_changed, provider_from_row,
+    provider_record_from_row,
+};
 use super::{AuditEntry, Store, StoreError};
 
 #[derive(Clone, Debug)]
@@ -52,6 +56,64 @@ pub struct ProviderKeyRecord {
     /// When a resting key is tried again (Unix ms).
     pub health_until_ms: Option<i64>,
     pub created_at_ms: i64,
+    /// When its upstream was last asked for its models (Unix ms).
+    pub discovered_at_ms: Option<i64>,
+    /// Why that failed; `None` when it answered.
+    pub discovery_error: Option<String>,
+}
+
+/// What asking a key's upstream for its models came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Discovery {
+    /// The models it listed (kept as `core::model_list::kept` keeps them).
+    Listed(Vec<String>),
+    /// It has no model list (404): the key's list is emptied.
+    NoList,
+    /// Any other failure: the list last learnt stays.
+    Failed(String),
+}
+
+impl Discovery {
+    /// The key's list after this outcome; `None`: the one it had stays.
+    pub fn models(&self) -> Option<&[String]> {
+        match self {
+            Self::Listed(models) => Some(models),
+            Self::NoList => Some(&[]),
+            Self::Failed(_) => None,
+        }
+    }
+
+    /// Why the asking failed, as the key shows it.
+    pub fn error(&self) -> Option<String> {
+        match self {
+            Self::Listed(_) => None,
+            Self::NoList => Some("no model list".to_owned()),
+            Self::Failed(why) => Some(why.clone()),
+        }
+    }
+}
+
+impl ProviderKeyRecord {
+    /// Take in what the upstream said at `at_ms`, as [`Store::record_discovery`]
+    /// stores it.
+    pub fn learn(&mut self, outcome: &Discovery, at_ms: i64) {
+        if let Some(models) = outcome.models() {
+            self.key.discovered_models = models.to_vec();
+        }
+        self.discovered_at_ms = Some(at_ms);
+        self.discovery_error = outcome.error();
+    }
+}
+
+/// What recording a [`Discovery`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiscoveryRecorded {
+    /// The key is gone, or its kind or base URL changed since it was asked: nothing.
+    Stale,
+    /// The list is as it was: the time and error only, no new revision.
+    Unchanged,
+    /// The list changed, at this configuration revision.
+    Changed(u64),
 }
 
 /// A data plane's word on one provider key.
@@ -162,7 +224,8 @@ impl Store {
         owner: AccountId,
     ) -> Result<Vec<ProviderKeyRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, owner_id, kind, base_url, secret_key_id, secret_blob, level, models, weight, status, secret_hint, health, created_at, health_until \
+            "SELECT id, owner_id, kind, base_url, secret_key_id, secret_blob, level, models, weight, status, discovered_models, \
+             secret_hint, health, created_at, health_until, discovered_at, discovery_error \
              FROM provider_keys WHERE owner_id = $1 ORDER BY created_at, id",
         )
         .bind(owner.to_string())
@@ -177,7 +240,8 @@ impl Store {
         id: ProviderKeyId,
     ) -> Result<Option<ProviderKeyRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, owner_id, kind, base_url, secret_key_id, secret_blob, level, models, weight, status, secret_hint, health, created_at, health_until \
+            "SELECT id, owner_id, kind, base_url, secret_key_id, secret_blob, level, models, weight, status, discovered_models, \
+             secret_hint, health, created_at, health_until, discovered_at, discovery_error \
              FROM provider_keys WHERE owner_id = $1 AND id = $2",
         )
         .bind(owner.to_string())
@@ -197,7 +261,13 @@ impl Store {
         self.write(audit, |tx| {
             Box::pin(async move {
                 let changed = sqlx::query(
-                    "UPDATE provider_keys SET kind = $1, base_url = $2, secret_key_id = $3, secret_blob = $4, secret_hint = $5, \
+                    // A list learnt from another upstream is not this one's: it goes
+                    // when the kind or base URL changes (SET sees the old row).
+                    "UPDATE provider_keys SET \
+                     discovered_models = CASE WHEN kind = $12 AND base_url = $13 THEN discovered_models ELSE '[]' END, \
+                     discovered_at = CASE WHEN kind = $12 AND base_url = $13 THEN discovered_at ELSE NULL END, \
+                     discovery_error = CASE WHEN kind = $12 AND base_url = $13 THEN discovery_error ELSE NULL END, \
+                     kind = $1, base_url = $2, secret_key_id = $3, secret_blob = $4, secret_hint = $5, \
                      level = $6, models = $7, weight = $8, status = $9 WHERE id = $10 AND owner_id = $11",
                 )
                 .bind(k.kind.as_str())
@@ -211,6 +281,8 @@ impl Store {
                 .bind(k.status.as_str())
                 .bind(k.id.to_string())
                 .bind(k.owner.to_string())
+                .bind(k.kind.as_str())
+                .bind(k.base_url.clone())
                 .execute(&mut **tx)
                 .await?
                 .rows_affected();
@@ -218,6 +290,72 @@ impl Store {
             })
         })
         .await
+    }
+
+    /// Record what `key`'s upstream said of its models, if the key still has the kind
+    /// and base URL it was asked with. A changed list bumps the configuration revision
+    /// (it travels in the snapshot); it is an observation, not a change anyone made,
+    /// so it has no audit entry, as health has none.
+    pub async fn record_discovery(
+        &self,
+        key: &ProviderKey,
+        outcome: &Discovery,
+        at_ms: i64,
+    ) -> Result<DiscoveryRecorded, StoreError> {
+        let error = outcome.error();
+        let mut tx = self.db.pool.begin().await?;
+        // A write first: on SQLite the transaction then holds the write lock (and
+        // waits for it), rather than failing to upgrade a read lock later.
+        let matched = sqlx::query(
+            "UPDATE provider_keys SET discovered_at = $1, discovery_error = $2 \
+             WHERE id = $3 AND owner_id = $4 AND kind = $5 AND base_url = $6",
+        )
+        .bind(at_ms)
+        .bind(error)
+        .bind(key.id.to_string())
+        .bind(key.owner.to_string())
+        .bind(key.kind.as_str())
+        .bind(key.base_url.clone())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if matched == 0 {
+            tx.rollback().await?;
+            return Ok(DiscoveryRecorded::Stale);
+        }
+        let Some(after) = outcome.models() else {
+            tx.commit().await?;
+            return Ok(DiscoveryRecorded::Unchanged);
+        };
+        let stored = sqlx::query("SELECT discovered_models FROM provider_keys WHERE id = $1")
+            .bind(key.id.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
+        let recorded = if names_from_json(&stored.try_get::<String, _>(0)?)? == after {
+            DiscoveryRecorded::Unchanged
+        } else {
+            let text = serde_json::to_string(after)
+                .map_err(|e| StoreError::Corrupt(format!("discovered models: {e}")))?;
+            sqlx::query("UPDATE provider_keys SET discovered_models = $1 WHERE id = $2")
+                .bind(text)
+                .bind(key.id.to_string())
+                .execute(&mut *tx)
+                .await?;
+            DiscoveryRecorded::Changed(bump(&mut tx).await?)
+        };
+        tx.commit().await?;
+        Ok(recorded)
+    }
+
+    /// Every provider key of every main account, for the leader's rounds.
+    pub async fn all_provider_keys(&self) -> Result<Vec<ProviderKey>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, owner_id, kind, base_url, secret_key_id, secret_blob, level, models, weight, status, discovered_models \
+             FROM provider_keys ORDER BY created_at, id",
+        )
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter().map(provider_from_row).collect()
     }
 
     pub async fn delete_provider_key(
@@ -248,11 +386,14 @@ impl Store {
     ) -> Result<u64, StoreError> {
         let k = &record.key;
         let models = models_json(&k.models)?;
+        let discovered = serde_json::to_string(&k.discovered_models)
+            .map_err(|e| StoreError::Corrupt(format!("discovered models: {e}")))?;
         self.write(audit, |tx| {
             Box::pin(async move {
                 sqlx::query(
-                    "INSERT INTO provider_keys (id, owner_id, kind, base_url, secret_key_id, secret_blob, secret_hint, level, models, weight, status, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    "INSERT INTO provider_keys (id, owner_id, kind, base_url, secret_key_id, secret_blob, secret_hint, level, models, weight, status, created_at, \
+                     discovered_models, discovered_at, discovery_error) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
                 )
                 .bind(k.id.to_string())
                 .bind(k.owner.to_string())
@@ -266,6 +407,9 @@ impl Store {
                 .bind(i64::from(k.weight))
                 .bind(k.status.as_str())
                 .bind(record.created_at_ms)
+                .bind(discovered)
+                .bind(record.discovered_at_ms)
+                .bind(record.discovery_error.clone())
                 .execute(&mut **tx)
                 .await?;
                 Ok(())

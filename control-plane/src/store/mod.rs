@@ -20,7 +20,7 @@ pub use accounts::{AccountRecord, AccountUpdate};
 use audit::finish;
 pub use audit::{AuditEntry, AuditRecord};
 pub use credit::{CreditBalance, CreditEntry};
-pub use keys::{IssuedKeyRecord, KeyHealthReport, ProviderKeyRecord};
+pub use keys::{Discovery, DiscoveryRecorded, IssuedKeyRecord, KeyHealthReport, ProviderKeyRecord};
 pub use news::NewsItem;
 use rows::to_u64;
 

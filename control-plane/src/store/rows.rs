@@ -61,17 +61,27 @@ pub(super) fn models_json(models: &[ModelPattern]) -> Result<String, StoreError>
     serde_json::to_string(models).map_err(|e| StoreError::Corrupt(format!("models: {e}")))
 }
 
-/// Columns: the provider columns, then secret_hint, health, created_at, health_until.
+/// Columns: the provider columns, then secret_hint, health, created_at, health_until,
+/// discovered_at, discovery_error.
 pub(super) fn provider_record_from_row(row: &AnyRow) -> Result<ProviderKeyRecord, StoreError> {
     Ok(ProviderKeyRecord {
         key: provider_from_row(row)?,
-        secret_hint: row.try_get(10)?,
-        health: row.try_get(11)?,
-        created_at_ms: row.try_get(12)?,
-        health_until_ms: row.try_get(13)?,
+        secret_hint: row.try_get(11)?,
+        health: row.try_get(12)?,
+        created_at_ms: row.try_get(13)?,
+        health_until_ms: row.try_get(14)?,
+        discovered_at_ms: row.try_get(15)?,
+        discovery_error: row.try_get(16)?,
     })
 }
 
+/// A JSON array of names, as `discovered_models` holds them.
+pub(super) fn names_from_json(text: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("discovered models: {e}")))
+}
+
+/// Columns: id, owner_id, kind, base_url, secret_key_id, secret_blob, level, models,
+/// weight, status, discovered_models.
 pub(super) fn provider_from_row(row: &AnyRow) -> Result<ProviderKey, StoreError> {
     let kind: String = row.try_get(2)?;
     let models: String = row.try_get(7)?;
@@ -97,6 +107,7 @@ pub(super) fn provider_from_row(row: &AnyRow) -> Result<ProviderKey, StoreError>
             .collect::<Result<_, _>>()?,
         weight: to_u32(row.try_get::<i64, _>(8)?)?,
         status: parse_status(&row.try_get::<String, _>(9)?)?,
+        discovered_models: names_from_json(&row.try_get::<String, _>(10)?)?,
     })
 }
 

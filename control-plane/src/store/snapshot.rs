@@ -37,7 +37,7 @@ impl Store {
                 .map(|r| key_at(r, 0))
                 .collect::<Result<Vec<_>, StoreError>>()?;
         let provider_keys = sqlx::query(
-            "SELECT id, owner_id, kind, base_url, secret_key_id, secret_blob, level, models, weight, status FROM provider_keys",
+            "SELECT id, owner_id, kind, base_url, secret_key_id, secret_blob, level, models, weight, status, discovered_models FROM provider_keys",
         )
         .fetch_all(&mut *tx)
         .await?

@@ -121,6 +121,8 @@ impl App {
             OperatorOptions {
                 upstream_networks: UpstreamNetworks::new(allow_private_upstreams, Vec::new()),
                 resolver: None,
+                // The contract tests name upstreams that answer nothing.
+                discover_on_write: false,
             },
         ));
         let pool = sqlx::AnyPool::connect(url).await.unwrap();

@@ -561,16 +561,20 @@ impl Compiled {
 
     /// The models a caller may name on an endpoint speaking `kind`: the exact model
     /// names its policy allows that an active key of that kind serves (directly or
-    /// through a ModelMapper alias), sorted.
+    /// through a ModelMapper alias), sorted. Called for `/v1/models` only, never on
+    /// a proxied call.
     pub fn callable_models(&self, caller: &Caller, kind: ProviderKind) -> Vec<String> {
         let owner = caller.main_account();
         let Some(keys) = self.tables.owners.get(&owner) else {
             return Vec::new();
         };
-        let served: Vec<ModelPattern> = keys
+        let active: Vec<&ProviderKey> = keys
             .keys()
             .map(|(k, _)| k)
             .filter(|k| k.status == Status::Active && k.kind == kind)
+            .collect();
+        let served: Vec<ModelPattern> = active
+            .iter()
             .flat_map(|k| k.models.iter().cloned())
             .collect();
         let serves = |m: &str| model::any_matches(&served, m);
@@ -579,11 +583,17 @@ impl Compiled {
             ModelPattern::Prefix(_) => None,
         };
         // Wildcards cannot be listed; the names that can are those spelled out by a
-        // key, by the policy, or as a ModelMapper alias.
+        // key, by the policy, or as a ModelMapper alias, and those a key's upstream
+        // listed itself (kept only where some key's models match them, below).
         let mut out: Vec<String> = served
             .iter()
             .chain(caller.policy.models.iter().flatten())
             .filter_map(exact)
+            .chain(
+                active
+                    .iter()
+                    .flat_map(|k| k.discovered_models.iter().cloned()),
+            )
             .chain(
                 self.tables
                     .rules

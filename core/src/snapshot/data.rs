@@ -46,6 +46,9 @@ pub struct ProviderKey {
     pub models: Vec<ModelPattern>,
     pub weight: u32,
     pub status: Status,
+    /// The models the upstream itself last listed (`core::model_list::kept`); what
+    /// `/v1/models` shows of a key granted by pattern.
+    pub discovered_models: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -302,6 +302,10 @@ pub struct ProviderKey {
     pub weight: u32,
     #[prost(enumeration = "Status", tag = "9")]
     pub status: i32,
+    /// The models the upstream itself last listed (at most 1000 names a call may
+    /// carry); what `/v1/models` shows of a key granted by pattern.
+    #[prost(string, repeated, tag = "10")]
+    pub discovered_models: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]

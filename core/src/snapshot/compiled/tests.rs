@@ -380,6 +380,46 @@ fn routes_within_the_owner_and_lists_callable_models() {
 }
 
 #[test]
+fn models_an_upstream_listed_are_callable_where_a_key_and_the_policy_allow_them() {
+    let main = account(None);
+    let mut child = account(Some(main.id));
+    child.policy.models = Some(vec!["gpt-5".parse().unwrap(), "claude*".parse().unwrap()]);
+    let mut pattern = provider(main.id, 1, &["gpt-*"]);
+    pattern.discovered_models = vec!["dall-e-3".into(), "gpt-5".into(), "gpt-4o".into()];
+    let mut off = provider(main.id, 1, &["*"]);
+    off.status = Status::Disabled;
+    off.discovered_models = vec!["o3".into()];
+    let mut claude = provider(main.id, 1, &["claude*"]);
+    claude.kind = ProviderKind::Anthropic;
+    claude.discovered_models = vec!["claude-x".into()];
+    let rules: Rules = serde_json::from_str(r#"{"model_mapper":{"fast":"gpt-5"}}"#).unwrap();
+    let (owner_key, child_key) = (generate(), generate());
+    let compiled = Compiled::build(Snapshot {
+        version: 1,
+        accounts: vec![main.clone(), child.clone()],
+        issued_keys: vec![key(main.id, owner_key.hash), key(child.id, child_key.hash)],
+        provider_keys: vec![pattern, off, claude],
+        rules: BTreeMap::from([(main.id, rules)]),
+    })
+    .unwrap();
+    let owner = compiled.authenticate(owner_key.clear.expose(), 0).unwrap();
+    // dall-e-3 no key serves, o3 only a disabled key: neither is listed.
+    assert_eq!(
+        compiled.callable_models(&owner, ProviderKind::OpenAi),
+        ["fast", "gpt-4o", "gpt-5"]
+    );
+    assert_eq!(
+        compiled.callable_models(&owner, ProviderKind::Anthropic),
+        ["claude-x"]
+    );
+    let child = compiled.authenticate(child_key.clear.expose(), 0).unwrap();
+    assert_eq!(
+        compiled.callable_models(&child, ProviderKind::OpenAi),
+        ["gpt-5"]
+    );
+}
+
+#[test]
 fn a_patch_of_the_configuration_answers_as_a_build_of_the_result() {
     let main = account(None);
     let child = account(Some(main.id));
