@@ -8,16 +8,22 @@ use crate::ids::{AccountId, EventId, IssuedKeyId, ProviderKeyId};
 /// Tokens of one call. `input` counts every prompt token; `cached` (read from the
 /// provider's prompt cache) and `cache_write` (written to it, Anthropic's cache
 /// creation) are parts of it, each priced at its own rate and never counted twice.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Serialized as the logs show them (`input_tokens`, …).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct TokenUsage {
+    #[serde(rename = "input_tokens")]
     pub input: u64,
+    #[serde(rename = "output_tokens")]
     pub output: u64,
+    #[serde(rename = "cached_tokens")]
     pub cached: u64,
+    #[serde(rename = "cache_write_tokens")]
     pub cache_write: u64,
 }
 
 /// Where an event's token counts come from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum UsageSource {
     /// The provider reported them.
     Reported,
@@ -468,14 +474,19 @@ pub struct RollupRow {
     pub billed_nanos: i64,
 }
 
-/// One metered call, as the data plane reports it to the collector.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One metered call, as the data plane reports it to the collector. This is the one
+/// definition of the event: its wire form (`switchyard-wire`), its stored row (the
+/// collector's column table) and its log view ([`UsageLogView`], this type's
+/// serialization) are each written once from it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct UsageEvent {
     pub id: EventId,
     pub at_unix_ms: i64,
     /// The calling account first, then its ancestors, the main account last.
     pub account_chain: Vec<AccountId>,
+    #[serde(rename = "issued_key_id")]
     pub issued_key: IssuedKeyId,
+    #[serde(rename = "provider_key_id")]
     pub provider_key: Option<ProviderKeyId>,
     pub model_requested: String,
     pub model_served: String,
@@ -483,7 +494,9 @@ pub struct UsageEvent {
     pub status: u16,
     pub latency_ms: u32,
     pub ttfb_ms: Option<u32>,
+    #[serde(flatten)]
     pub tokens: TokenUsage,
+    #[serde(rename = "usage_source")]
     pub source: UsageSource,
     /// What the call cost at the owner's prices.
     pub cost_nanos: i64,
@@ -506,9 +519,108 @@ impl UsageEvent {
     }
 }
 
+/// One metered call as the logs show it (never prompt or completion content): the
+/// event's own fields, and the calling account beside them.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct UsageLogView<'a> {
+    #[serde(serialize_with = "calling_account")]
+    pub account_id: &'a UsageEvent,
+    #[serde(flatten)]
+    pub event: &'a UsageEvent,
+}
+
+impl<'a> From<&'a UsageEvent> for UsageLogView<'a> {
+    fn from(event: &'a UsageEvent) -> Self {
+        Self {
+            account_id: event,
+            event,
+        }
+    }
+}
+
+/// The calling account's id; empty text for an event without one (refused at ingest,
+/// so never stored).
+fn calling_account<S: serde::Serializer>(e: &&UsageEvent, s: S) -> Result<S::Ok, S::Error> {
+    match e.account() {
+        Some(a) => a.serialize(s),
+        None => s.serialize_str(""),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_view_shows_every_field_of_the_event_once() {
+        let event = UsageEvent {
+            id: EventId::new(),
+            at_unix_ms: 7,
+            account_chain: vec![AccountId::new(), AccountId::new()],
+            issued_key: IssuedKeyId::new(),
+            provider_key: None,
+            model_requested: "m".into(),
+            model_served: "m".into(),
+            level: 1,
+            status: 200,
+            latency_ms: 3,
+            ttfb_ms: None,
+            tokens: TokenUsage {
+                input: 5,
+                output: 1,
+                cached: 2,
+                cache_write: 1,
+            },
+            source: UsageSource::Estimated,
+            cost_nanos: 9,
+            billed_nanos: 10,
+            price_version: 4,
+            path: "/v1/chat/completions".into(),
+            client_addr: "127.0.0.1".into(),
+            streamed: true,
+        };
+        let view = serde_json::to_value(UsageLogView::from(&event)).unwrap();
+        let mut keys: Vec<&str> = view
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        let mut want = vec![
+            "id",
+            "at_unix_ms",
+            "account_id",
+            "account_chain",
+            "issued_key_id",
+            "provider_key_id",
+            "model_requested",
+            "model_served",
+            "level",
+            "status",
+            "latency_ms",
+            "ttfb_ms",
+            "input_tokens",
+            "output_tokens",
+            "cached_tokens",
+            "cache_write_tokens",
+            "usage_source",
+            "cost_nanos",
+            "billed_nanos",
+            "price_version",
+            "path",
+            "client_addr",
+            "streamed",
+        ];
+        want.sort_unstable();
+        assert_eq!(keys, want);
+        let account = event.account_chain[0].to_string();
+        assert_eq!(view["account_id"], account.as_str());
+        assert_eq!(view["account_chain"][0], account.as_str());
+        assert_eq!(view["usage_source"], "estimated");
+        assert_eq!(view["cached_tokens"], 2);
+        assert!(view["provider_key_id"].is_null() && view["ttfb_ms"].is_null());
+    }
 
     #[test]
     fn sources_say_how_a_call_ended() {

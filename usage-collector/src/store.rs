@@ -106,16 +106,20 @@ pub struct EventFilter {
     pub limit: u32,
 }
 
-const SELECT_EVENTS: &str = "SELECT id, at_ms, account_chain, issued_key_id, provider_key_id, model_requested, model_served, \
-     level, status, latency_ms, ttfb_ms, input_tokens, output_tokens, cached_tokens, usage_source, cost_nanos, path, \
-     client_addr, streamed, billed_nanos, price_version, cache_write_tokens FROM usage_events \
-     WHERE ($1 = '' OR main_account_id = $1) \
-     AND ($2 = '' OR (',' || account_chain || ',') LIKE ('%,' || $3 || ',%')) \
-     AND at_ms >= $4 AND at_ms < $5 \
-     AND ($6 = '' OR model_served = $7) \
-     AND ($8 = 0 OR status = $9) \
-     AND (at_ms < $10 OR (at_ms = $11 AND id < $12)) \
-     ORDER BY at_ms DESC, id DESC LIMIT $13";
+/// Raw events of a filter, every column of [`EVENT_COLUMNS`], read back by name.
+static SELECT_EVENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM usage_events \
+         WHERE ($1 = '' OR main_account_id = $1) \
+         AND ($2 = '' OR (',' || account_chain || ',') LIKE ('%,' || $3 || ',%')) \
+         AND at_ms >= $4 AND at_ms < $5 \
+         AND ($6 = '' OR model_served = $7) \
+         AND ($8 = 0 OR status = $9) \
+         AND (at_ms < $10 OR (at_ms = $11 AND id < $12)) \
+         ORDER BY at_ms DESC, id DESC LIMIT $13",
+        column_names()
+    )
+});
 
 #[derive(Clone, Debug)]
 pub struct UsageStore {
@@ -132,7 +136,127 @@ enum Writes {
     Sqlite(sqlite::Writer),
 }
 
-const EVENT_PARAMS: usize = 25;
+/// One column of `usage_events` and how its value is read off an event: the one
+/// place that maps the event to its row. Both write paths (Postgres' column arrays,
+/// SQLite's one-row statement) and the read take their column lists from here.
+pub(crate) struct EventColumn {
+    pub(crate) name: &'static str,
+    read: Read,
+}
+
+/// How a column's value is read off an event, by the column's kind.
+enum Read {
+    Text(fn(&UsageEvent) -> Option<String>),
+    Int(fn(&UsageEvent) -> Option<i64>),
+    /// An unsigned count, refused when it does not fit a BIGINT.
+    Count(fn(&UsageEvent) -> u64),
+}
+
+/// A column's value in an event's row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Value {
+    Text(Option<String>),
+    Int(Option<i64>),
+}
+
+impl EventColumn {
+    const fn text(name: &'static str, read: fn(&UsageEvent) -> Option<String>) -> Self {
+        Self {
+            name,
+            read: Read::Text(read),
+        }
+    }
+
+    const fn int(name: &'static str, read: fn(&UsageEvent) -> Option<i64>) -> Self {
+        Self {
+            name,
+            read: Read::Int(read),
+        }
+    }
+
+    const fn count(name: &'static str, read: fn(&UsageEvent) -> u64) -> Self {
+        Self {
+            name,
+            read: Read::Count(read),
+        }
+    }
+
+    /// The column's Postgres type.
+    pub(crate) fn sql_type(&self) -> &'static str {
+        match self.read {
+            Read::Text(_) => "text",
+            Read::Int(_) | Read::Count(_) => "int8",
+        }
+    }
+
+    pub(crate) fn value(&self, e: &UsageEvent) -> Result<Value, StoreError> {
+        Ok(match self.read {
+            Read::Text(read) => Value::Text(read(e)),
+            Read::Int(read) => Value::Int(read(e)),
+            Read::Count(read) => Value::Int(Some(int(read(e))?)),
+        })
+    }
+}
+
+/// The columns of `usage_events`, in the order of [`EVENTS_INSERT`].
+pub(crate) const EVENT_COLUMNS: [EventColumn; 25] = [
+    EventColumn::text("id", |e| Some(e.id.to_string())),
+    EventColumn::int("at_ms", |e| Some(e.at_unix_ms)),
+    EventColumn::text("day", |e| {
+        Some(switchyard_core::time::utc_day(e.at_unix_ms))
+    }),
+    EventColumn::text("account_id", |e| {
+        Some(e.account().map(|a| a.to_string()).unwrap_or_default())
+    }),
+    EventColumn::text("main_account_id", |e| {
+        Some(e.main_account().map(|a| a.to_string()).unwrap_or_default())
+    }),
+    EventColumn::text("account_chain", |e| {
+        Some(
+            e.account_chain
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+    }),
+    EventColumn::text("issued_key_id", |e| Some(e.issued_key.to_string())),
+    EventColumn::text("provider_key_id", |e| e.provider_key.map(|p| p.to_string())),
+    EventColumn::text("model_requested", |e| Some(e.model_requested.clone())),
+    EventColumn::text("model_served", |e| Some(e.model_served.clone())),
+    EventColumn::int("level", |e| Some(i64::from(e.level))),
+    EventColumn::int("status", |e| Some(i64::from(e.status))),
+    EventColumn::int("latency_ms", |e| Some(i64::from(e.latency_ms))),
+    EventColumn::int("ttfb_ms", |e| e.ttfb_ms.map(i64::from)),
+    EventColumn::count("input_tokens", |e| e.tokens.input),
+    EventColumn::count("output_tokens", |e| e.tokens.output),
+    EventColumn::count("cached_tokens", |e| e.tokens.cached),
+    EventColumn::text("usage_source", |e| Some(e.source.as_str().to_owned())),
+    EventColumn::int("cost_nanos", |e| Some(e.cost_nanos)),
+    EventColumn::text("path", |e| Some(e.path.clone())),
+    EventColumn::text("client_addr", |e| Some(e.client_addr.clone())),
+    EventColumn::int("streamed", |e| Some(i64::from(e.streamed))),
+    EventColumn::int("billed_nanos", |e| Some(e.billed_nanos)),
+    EventColumn::count("price_version", |e| e.price_version),
+    EventColumn::count("cache_write_tokens", |e| e.tokens.cache_write),
+];
+
+pub(crate) const EVENT_PARAMS: usize = EVENT_COLUMNS.len();
+
+/// The column names, comma-separated.
+fn column_names() -> String {
+    EVENT_COLUMNS
+        .iter()
+        .map(|c| c.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An event's row: one value per column of [`EVENT_COLUMNS`].
+pub(crate) fn event_row(e: &UsageEvent) -> Result<Vec<Value>, StoreError> {
+    EVENT_COLUMNS.iter().map(|c| c.value(e)).collect()
+}
+
 /// A rollup table's upsert: its insert clause (of the columns, the first four name
 /// the row, the rest are added on conflict), how many, and the conflict clause.
 struct RollupTable {
@@ -175,81 +299,13 @@ fn one_row_sql(insert: &str, params: usize, tail: &str) -> String {
     format!("{insert} VALUES ({placeholders}){tail}")
 }
 
-const EVENTS_INSERT: &str = "INSERT INTO usage_events (id, at_ms, day, account_id, main_account_id, \
-     account_chain, issued_key_id, provider_key_id, model_requested, model_served, level, status, latency_ms, \
-     ttfb_ms, input_tokens, output_tokens, cached_tokens, usage_source, cost_nanos, path, client_addr, streamed, \
-     billed_nanos, price_version, cache_write_tokens)";
+static EVENTS_INSERT: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("INSERT INTO usage_events ({})", column_names()));
 /// A replayed event is skipped; the ids returned are the events that were new.
 const EVENTS_TAIL: &str = " ON CONFLICT (id) DO NOTHING RETURNING id";
 /// [`EVENTS_TAIL`] returning nothing: SQLite's writer inserts one row at a time and
 /// reads from the change count whether it was new.
 const EVENTS_TAIL_SILENT: &str = " ON CONFLICT (id) DO NOTHING";
-
-/// One raw event's row, field for column of [`EVENTS_INSERT`].
-struct EventRow {
-    id: String,
-    at_ms: i64,
-    day: String,
-    account: String,
-    main_account: String,
-    chain: String,
-    issued_key: String,
-    provider_key: Option<String>,
-    model_requested: String,
-    model_served: String,
-    level: i64,
-    status: i64,
-    latency_ms: i64,
-    ttfb_ms: Option<i64>,
-    input: i64,
-    output: i64,
-    cached: i64,
-    source: &'static str,
-    cost_nanos: i64,
-    path: String,
-    client_addr: String,
-    streamed: i64,
-    billed_nanos: i64,
-    price_version: i64,
-    cache_write: i64,
-}
-
-impl EventRow {
-    fn of(e: &UsageEvent) -> Result<Self, StoreError> {
-        Ok(Self {
-            id: e.id.to_string(),
-            at_ms: e.at_unix_ms,
-            day: switchyard_core::time::utc_day(e.at_unix_ms),
-            account: e.account().map(|a| a.to_string()).unwrap_or_default(),
-            main_account: e.main_account().map(|a| a.to_string()).unwrap_or_default(),
-            chain: e
-                .account_chain
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-            issued_key: e.issued_key.to_string(),
-            provider_key: e.provider_key.map(|p| p.to_string()),
-            model_requested: e.model_requested.clone(),
-            model_served: e.model_served.clone(),
-            level: i64::from(e.level),
-            status: i64::from(e.status),
-            latency_ms: i64::from(e.latency_ms),
-            ttfb_ms: e.ttfb_ms.map(i64::from),
-            input: int(e.tokens.input)?,
-            output: int(e.tokens.output)?,
-            cached: int(e.tokens.cached)?,
-            source: e.source.as_str(),
-            cost_nanos: e.cost_nanos,
-            path: e.path.clone(),
-            client_addr: e.client_addr.clone(),
-            streamed: i64::from(e.streamed),
-            billed_nanos: e.billed_nanos,
-            price_version: int(e.price_version)?,
-            cache_write: int(e.tokens.cache_write)?,
-        })
-    }
-}
 
 /// Where a rollup row lives: `of` is the calling account (in `usage_daily`) or the
 /// provider key (in `usage_daily_keys`).
@@ -392,43 +448,43 @@ fn parse_text<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, StoreEr
 
 fn event_from_row(r: &sqlx::any::AnyRow) -> Result<UsageEvent, StoreError> {
     let bad = |what: &str| StoreError::Range(format!("stored event has a bad {what}"));
-    let chain: String = r.try_get(2)?;
-    let provider: Option<String> = r.try_get(4)?;
-    let source: String = r.try_get(14)?;
+    let chain: String = r.try_get("account_chain")?;
+    let provider: Option<String> = r.try_get("provider_key_id")?;
+    let source: String = r.try_get("usage_source")?;
     let narrow = |v: i64, what: &str| u32::try_from(v).map_err(|_| bad(what));
     Ok(UsageEvent {
-        id: parse_text(&r.try_get::<String, _>(0)?, "id")?,
-        at_unix_ms: r.try_get(1)?,
+        id: parse_text(&r.try_get::<String, _>("id")?, "id")?,
+        at_unix_ms: r.try_get("at_ms")?,
         account_chain: chain
             .split(',')
             .map(|a| parse_text(a, "account chain"))
             .collect::<Result<_, _>>()?,
-        issued_key: parse_text(&r.try_get::<String, _>(3)?, "issued key")?,
+        issued_key: parse_text(&r.try_get::<String, _>("issued_key_id")?, "issued key")?,
         provider_key: provider
             .map(|p| parse_text(&p, "provider key"))
             .transpose()?,
-        model_requested: r.try_get(5)?,
-        model_served: r.try_get(6)?,
-        level: narrow(r.try_get(7)?, "level")?,
-        status: u16::try_from(r.try_get::<i64, _>(8)?).map_err(|_| bad("status"))?,
-        latency_ms: narrow(r.try_get(9)?, "latency")?,
+        model_requested: r.try_get("model_requested")?,
+        model_served: r.try_get("model_served")?,
+        level: narrow(r.try_get("level")?, "level")?,
+        status: u16::try_from(r.try_get::<i64, _>("status")?).map_err(|_| bad("status"))?,
+        latency_ms: narrow(r.try_get("latency_ms")?, "latency")?,
         ttfb_ms: r
-            .try_get::<Option<i64>, _>(10)?
+            .try_get::<Option<i64>, _>("ttfb_ms")?
             .map(|v| narrow(v, "ttfb"))
             .transpose()?,
         tokens: TokenUsage {
-            input: uint(r.try_get(11)?),
-            output: uint(r.try_get(12)?),
-            cached: uint(r.try_get(13)?),
-            cache_write: uint(r.try_get(21)?),
+            input: uint(r.try_get("input_tokens")?),
+            output: uint(r.try_get("output_tokens")?),
+            cached: uint(r.try_get("cached_tokens")?),
+            cache_write: uint(r.try_get("cache_write_tokens")?),
         },
         source: UsageSource::parse(&source).ok_or_else(|| bad("usage source"))?,
-        cost_nanos: r.try_get(15)?,
-        path: r.try_get(16)?,
-        client_addr: r.try_get(17)?,
-        streamed: r.try_get::<i64, _>(18)? != 0,
-        billed_nanos: r.try_get(19)?,
-        price_version: uint(r.try_get(20)?),
+        cost_nanos: r.try_get("cost_nanos")?,
+        path: r.try_get("path")?,
+        client_addr: r.try_get("client_addr")?,
+        streamed: r.try_get::<i64, _>("streamed")? != 0,
+        billed_nanos: r.try_get("billed_nanos")?,
+        price_version: uint(r.try_get("price_version")?),
     })
 }
 
@@ -494,7 +550,7 @@ impl UsageStore {
         let status = i64::from(f.status.unwrap_or(0));
         let (before_ms, before_id) = f.before.clone().unwrap_or((i64::MAX, String::new()));
         // Each value is bound once per placeholder: `$n` must appear in order for SQLite.
-        let rows = sqlx::query(SELECT_EVENTS)
+        let rows = sqlx::query(SELECT_EVENTS.as_str())
             .bind(main.clone())
             .bind(within.clone())
             .bind(within)
@@ -600,7 +656,7 @@ mod tests {
 
     #[test]
     fn one_row_statements_have_a_placeholder_per_value() {
-        let sql = one_row_sql(EVENTS_INSERT, EVENT_PARAMS, EVENTS_TAIL_SILENT);
+        let sql = one_row_sql(&EVENTS_INSERT, EVENT_PARAMS, EVENTS_TAIL_SILENT);
         assert_eq!(sql.matches('?').count(), EVENT_PARAMS);
         assert!(sql.contains("cache_write_tokens) VALUES (?, ?,"));
         assert!(sql.ends_with(", ?, ?) ON CONFLICT (id) DO NOTHING"));

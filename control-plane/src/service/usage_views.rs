@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use switchyard_core::error::ErrorCode;
 use switchyard_core::ids::AccountId;
-use switchyard_core::usage::RollupRow;
+use switchyard_core::usage::{RollupRow, UsageEvent, UsageLogView};
 use switchyard_proto::v1 as pb;
 
 use super::{ApiError, Caller, Service};
@@ -28,78 +28,26 @@ pub struct LogsQuery {
     pub limit: Option<u32>,
 }
 
-/// One metered call, as the logs show it (never prompt or completion content).
-#[derive(Debug, Serialize)]
-pub struct LogEntry {
-    pub id: String,
-    pub at_unix_ms: i64,
-    pub account_id: String,
-    pub account_chain: Vec<String>,
-    pub issued_key_id: String,
-    pub provider_key_id: Option<String>,
-    pub model_requested: String,
-    pub model_served: String,
-    pub level: u32,
-    pub status: u16,
-    pub latency_ms: u32,
-    pub ttfb_ms: Option<u32>,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cached_tokens: u64,
-    pub cache_write_tokens: u64,
-    pub usage_source: &'static str,
-    pub cost_nanos: i64,
-    pub billed_nanos: i64,
-    pub price_version: u64,
-    pub path: String,
-    pub client_addr: String,
-    pub streamed: bool,
-}
-
-impl From<&switchyard_core::usage::UsageEvent> for LogEntry {
-    fn from(e: &switchyard_core::usage::UsageEvent) -> Self {
-        Self {
-            id: e.id.to_string(),
-            at_unix_ms: e.at_unix_ms,
-            account_id: e.account().map(|a| a.to_string()).unwrap_or_default(),
-            account_chain: e.account_chain.iter().map(ToString::to_string).collect(),
-            issued_key_id: e.issued_key.to_string(),
-            provider_key_id: e.provider_key.map(|p| p.to_string()),
-            model_requested: e.model_requested.clone(),
-            model_served: e.model_served.clone(),
-            level: e.level,
-            status: e.status,
-            latency_ms: e.latency_ms,
-            ttfb_ms: e.ttfb_ms,
-            input_tokens: e.tokens.input,
-            output_tokens: e.tokens.output,
-            cached_tokens: e.tokens.cached,
-            cache_write_tokens: e.tokens.cache_write,
-            usage_source: e.source.as_str(),
-            cost_nanos: e.cost_nanos,
-            billed_nanos: e.billed_nanos,
-            price_version: e.price_version,
-            path: e.path.clone(),
-            client_addr: e.client_addr.clone(),
-            streamed: e.streamed,
-        }
-    }
-}
-
 /// A page of raw events as the REST API shows it.
+/// Each event in its log view (`switchyard_core::usage::UsageLogView`).
 #[derive(Debug, Serialize)]
 pub struct LogPageView {
-    pub events: Vec<LogEntry>,
+    #[serde(serialize_with = "log_views")]
+    pub events: Vec<UsageEvent>,
     pub next: Option<String>,
 }
 
 impl From<LogPage> for LogPageView {
     fn from(page: LogPage) -> Self {
         Self {
-            events: page.events.iter().map(LogEntry::from).collect(),
+            events: page.events,
             next: page.next,
         }
     }
+}
+
+fn log_views<S: serde::Serializer>(events: &[UsageEvent], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(events.iter().map(UsageLogView::from))
 }
 
 #[derive(Debug, Default, Deserialize)]
