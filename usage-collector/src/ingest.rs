@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 use switchyard_wire::{EventError, decode_event, encode_event, encode_rollup, id};
 
 use crate::store::{EventFilter, Granularity, Quarantined, RollupBy, RollupFilter, UsageStore};
-use crate::writer::{Writer, set_aside};
+use crate::writer::{WriteError, Writer, set_aside};
 
 pub struct UsageGrpc {
     pub store: UsageStore,
@@ -97,7 +97,7 @@ impl UsageService for UsageGrpc {
                 // the batch is acked either way and never comes back.
                 let stored = match set_aside(&store, &refused).await {
                     Ok(()) => writer.store(events).await,
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(WriteError::Store(std::sync::Arc::new(e))),
                 };
                 // Ack only after the transaction commits; on failure the stream ends
                 // and the sender replays the unacked batch.
