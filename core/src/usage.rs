@@ -474,6 +474,29 @@ pub struct RollupRow {
     pub billed_nanos: i64,
 }
 
+/// Whose totals a rollup row holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollupBy {
+    /// The calling account's.
+    #[default]
+    Account,
+    /// The provider key's, across the owner's tree.
+    ProviderKey,
+}
+
+impl std::str::FromStr for RollupBy {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, ()> {
+        match text {
+            "account" => Ok(Self::Account),
+            "provider_key" => Ok(Self::ProviderKey),
+            _ => Err(()),
+        }
+    }
+}
+
 /// One metered call, as the data plane reports it to the collector. This is the one
 /// definition of the event: its wire form (`switchyard-wire`), its stored row (the
 /// collector's column table) and its log view ([`UsageLogView`], this type's

@@ -4,6 +4,7 @@ use std::pin::Pin;
 
 use futures_util::Stream;
 use switchyard_core::ids::{AccountId, EventId};
+use switchyard_core::time::UtcDay;
 use switchyard_core::usage::UsageEvent;
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::usage_service_server::UsageService;
@@ -200,13 +201,11 @@ impl UsageService for UsageGrpc {
             .map(|a| id::<AccountId>(a, "account_ids"))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        for (day, field) in [(&q.from_day, "from_day"), (&q.to_day, "to_day")] {
-            if switchyard_core::time::parse_utc_day(day).is_none() {
-                return Err(Status::invalid_argument(format!(
-                    "{field} must be YYYY-MM-DD"
-                )));
-            }
-        }
+        let day = |text: &str, field: &str| {
+            text.parse::<UtcDay>()
+                .map_err(|_| Status::invalid_argument(format!("{field} must be YYYY-MM-DD")))
+        };
+        let (from_day, to_day) = (day(&q.from_day, "from_day")?, day(&q.to_day, "to_day")?);
         let granularity = match pb::Granularity::try_from(q.granularity) {
             Ok(pb::Granularity::Month) => Granularity::Month,
             _ => Granularity::Day,
@@ -226,8 +225,8 @@ impl UsageService for UsageGrpc {
                 } else {
                     RollupBy::Account
                 },
-                from_day: q.from_day,
-                to_day: q.to_day,
+                from_day,
+                to_day,
                 granularity,
             })
             .await

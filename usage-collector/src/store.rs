@@ -4,6 +4,7 @@
 
 use sqlx::Row;
 use switchyard_core::ids::{AccountId, EventId};
+use switchyard_core::time::UtcDay;
 use switchyard_core::usage::{RollupRow, TokenUsage, UsageEvent, UsageSource};
 use switchyard_db::{Backend, Db, DbError, Migrations};
 
@@ -68,15 +69,7 @@ pub struct Stored {
 
 pub use switchyard_core::time::Granularity;
 
-/// Whose totals a rollup row holds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum RollupBy {
-    /// The calling account's.
-    #[default]
-    Account,
-    /// The provider key's, across the owner's tree.
-    ProviderKey,
-}
+pub use switchyard_core::usage::RollupBy;
 
 /// What to read: a main account's tree (or all of them), some accounts in it (or
 /// provider keys of it), a range of days.
@@ -86,8 +79,8 @@ pub struct RollupFilter {
     /// Only these accounts (or provider keys, when `by` says so); empty: all.
     pub accounts: Vec<AccountId>,
     pub by: RollupBy,
-    pub from_day: String,
-    pub to_day: String,
+    pub from_day: UtcDay,
+    pub to_day: UtcDay,
     pub granularity: Granularity,
 }
 
@@ -606,8 +599,8 @@ impl UsageStore {
         let rows = sqlx::query(sql)
             .bind(main.clone())
             .bind(main)
-            .bind(filter.from_day.clone())
-            .bind(filter.to_day.clone())
+            .bind(filter.from_day.to_string())
+            .bind(filter.to_day.to_string())
             .fetch_all(&self.db.pool)
             .await?;
         let wanted: std::collections::HashSet<String> =

@@ -67,8 +67,8 @@ fn filter(main: AccountId, granularity: Granularity) -> RollupFilter {
         main_account: Some(main),
         accounts: vec![],
         by: RollupBy::Account,
-        from_day: "2026-11-01".into(),
-        to_day: "2026-12-31".into(),
+        from_day: "2026-11-01".parse().unwrap(),
+        to_day: "2026-12-31".parse().unwrap(),
         granularity,
     }
 }
@@ -190,7 +190,7 @@ async fn rollups_by_day_month_and_account(url: &str) {
     assert_eq!(rows.iter().map(|r| r.input_tokens).sum::<u64>(), 12);
 
     let mut narrow = filter(main, Granularity::Day);
-    narrow.to_day = "2026-11-21".into();
+    narrow.to_day = "2026-11-21".parse().unwrap();
     assert_eq!(store.rollups(&narrow).await.unwrap().len(), 1);
 
     let mut everyone = filter(main, Granularity::Day);

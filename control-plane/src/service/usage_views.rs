@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 use switchyard_core::error::ErrorCode;
 use switchyard_core::ids::AccountId;
-use switchyard_core::usage::{RollupRow, UsageEvent, UsageLogView};
+use switchyard_core::time::{Granularity, UtcDay};
+use switchyard_core::usage::{RollupBy, RollupRow, UsageEvent, UsageLogView};
 use switchyard_proto::v1 as pb;
 
 use super::{ApiError, Caller, Service};
@@ -50,28 +51,61 @@ fn log_views<S: serde::Serializer>(events: &[UsageEvent], s: S) -> Result<S::Ok,
     s.collect_seq(events.iter().map(UsageLogView::from))
 }
 
+/// A query option as given: a value it names, or the text that names none (kept
+/// for the error answer, which quotes it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Requested<T> {
+    Known(T),
+    Unknown(String),
+}
+
+impl<T: std::str::FromStr> From<String> for Requested<T> {
+    fn from(text: String) -> Self {
+        match text.parse() {
+            Ok(value) => Self::Known(value),
+            Err(_) => Self::Unknown(text),
+        }
+    }
+}
+
+impl<'de, T: std::str::FromStr> Deserialize<'de> for Requested<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Self::from)
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BillQuery {
-    pub from: Option<String>,
-    pub to: Option<String>,
-    pub granularity: Option<String>,
+    pub from: Option<Requested<UtcDay>>,
+    pub to: Option<Requested<UtcDay>>,
+    pub granularity: Option<Requested<Granularity>>,
     /// Only this account (the caller or a descendant) and its descendants.
     pub account: Option<String>,
     /// Only this served model.
     pub model: Option<String>,
     /// `account` (the default) or `provider_key`: rows per calling account, or,
     /// for the owner of the keys, per provider key across the whole tree.
-    pub by: Option<String>,
+    pub by: Option<Requested<RollupBy>>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Bill {
-    pub from: String,
-    pub to: String,
-    pub granularity: &'static str,
-    pub by: &'static str,
+    pub from: UtcDay,
+    pub to: UtcDay,
+    pub granularity: Granularity,
+    pub by: RollupBy,
     pub rows: Vec<RollupRow>,
+}
+
+/// A day given as a bill's `field`, or the error answer quoting it.
+fn requested_day(day: Requested<UtcDay>, field: &str) -> Result<UtcDay, ApiError> {
+    match day {
+        Requested::Known(day) => Ok(day),
+        Requested::Unknown(_) => Err(ApiError::invalid(format!(
+            "`{field}` must be a date like 2026-01-31"
+        ))),
+    }
 }
 
 impl Service {
@@ -138,42 +172,43 @@ impl Service {
         &self,
         caller: &Caller,
         query: BillQuery,
-        today: &str,
+        today: UtcDay,
     ) -> Result<Bill, ApiError> {
         let to = match query.to {
-            Some(d) => validate_day(&d, "to")?,
-            None => today.to_owned(),
+            Some(d) => requested_day(d, "to")?,
+            None => today,
         };
         let from = match query.from {
-            Some(d) => validate_day(&d, "from")?,
-            None => shift_day(&to, -30)?,
+            Some(d) => requested_day(d, "from")?,
+            None => to.plus_days(-30),
         };
         if from > to {
             return Err(ApiError::invalid("`from` must not be after `to`"));
         }
-        if days_between(&from, &to)? > MAX_BILL_DAYS {
+        if to.number() - from.number() > MAX_BILL_DAYS {
             return Err(ApiError::invalid(format!(
                 "a bill spans at most {MAX_BILL_DAYS} days"
             )));
         }
-        let (granularity, label) = match query.granularity.as_deref() {
-            None | Some("day") => (pb::Granularity::Day, "day"),
-            Some("month") => (pb::Granularity::Month, "month"),
-            Some(other) => {
+        let granularity = match query.granularity {
+            None => Granularity::Day,
+            Some(Requested::Known(g)) => g,
+            Some(Requested::Unknown(other)) => {
                 return Err(ApiError::invalid(format!(
                     "granularity must be \"day\" or \"month\", not {other:?}"
                 )));
             }
         };
-        let by_provider_key = match query.by.as_deref() {
-            None | Some("account") => false,
-            Some("provider_key") => true,
-            Some(other) => {
+        let by = match query.by {
+            None => RollupBy::Account,
+            Some(Requested::Known(by)) => by,
+            Some(Requested::Unknown(other)) => {
                 return Err(ApiError::invalid(format!(
                     "by must be \"account\" or \"provider_key\", not {other:?}"
                 )));
             }
         };
+        let by_provider_key = by == RollupBy::ProviderKey;
         if by_provider_key {
             if query.account.is_some() {
                 return Err(ApiError::invalid(
@@ -206,9 +241,13 @@ impl Service {
             .rollups(pb::RollupQuery {
                 main_account_id,
                 account_ids,
-                from_day: from.clone(),
-                to_day: to.clone(),
-                granularity: granularity.into(),
+                from_day: from.to_string(),
+                to_day: to.to_string(),
+                granularity: match granularity {
+                    Granularity::Day => pb::Granularity::Day,
+                    Granularity::Month => pb::Granularity::Month,
+                }
+                .into(),
                 by_provider_key,
             })
             .await?
@@ -218,34 +257,11 @@ impl Service {
         Ok(Bill {
             from,
             to,
-            granularity: label,
-            by: if by_provider_key {
-                "provider_key"
-            } else {
-                "account"
-            },
+            granularity,
+            by,
             rows,
         })
     }
-}
-
-fn validate_day(text: &str, field: &str) -> Result<String, ApiError> {
-    day_number(text)
-        .map_err(|_| ApiError::invalid(format!("`{field}` must be a date like 2026-01-31")))?;
-    Ok(text.to_owned())
-}
-
-fn day_number(text: &str) -> Result<i64, ApiError> {
-    switchyard_core::time::parse_utc_day(text)
-        .ok_or_else(|| ApiError::invalid(format!("{text:?} is not a date like 2026-01-31")))
-}
-
-fn shift_day(day: &str, by: i64) -> Result<String, ApiError> {
-    Ok(switchyard_core::time::day_text(day_number(day)? + by))
-}
-
-fn days_between(from: &str, to: &str) -> Result<i64, ApiError> {
-    Ok(day_number(to)? - day_number(from)?)
 }
 
 #[cfg(test)]
@@ -253,9 +269,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn days() {
-        assert_eq!(shift_day("2026-03-01", -1).unwrap(), "2026-02-28");
-        assert_eq!(days_between("2026-01-01", "2026-12-31").unwrap(), 364);
-        assert!(validate_day("2026-02-30", "from").is_err());
+    fn options_name_a_value_or_keep_the_text() {
+        let day: Requested<UtcDay> = Requested::from("2026-02-28".to_owned());
+        assert_eq!(day, Requested::Known("2026-02-28".parse().unwrap()));
+        let day: Requested<UtcDay> = Requested::from("2026-02-30".to_owned());
+        assert_eq!(day, Requested::Unknown("2026-02-30".into()));
+        let by: Requested<RollupBy> = Requested::from("provider_key".to_owned());
+        assert_eq!(by, Requested::Known(RollupBy::ProviderKey));
+        let g: Requested<Granularity> = Requested::from("hour".to_owned());
+        assert_eq!(g, Requested::Unknown("hour".into()));
+        let bill = Bill {
+            from: "2026-01-01".parse().unwrap(),
+            to: "2026-01-31".parse().unwrap(),
+            granularity: Granularity::Month,
+            by: RollupBy::ProviderKey,
+            rows: Vec::new(),
+        };
+        assert_eq!(
+            serde_json::to_value(bill).unwrap(),
+            serde_json::json!({"from": "2026-01-01", "to": "2026-01-31",
+                "granularity": "month", "by": "provider_key", "rows": []})
+        );
     }
 }
