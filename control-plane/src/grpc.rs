@@ -561,6 +561,7 @@ impl ManageService for ApiGrpc {
                         .map_err(|_| Status::invalid_argument("status is not an HTTP status"))
                 })
                 .transpose()?,
+            session: non_empty(r.session),
             before: non_empty(r.before),
             limit: (r.limit != 0).then_some(r.limit),
         };

@@ -530,6 +530,8 @@ pub struct UsageEvent {
     pub path: String,
     pub client_addr: String,
     pub streamed: bool,
+    /// The client's session (`core::fields::session_from_headers`), when it named one.
+    pub session: Option<String>,
 }
 
 impl UsageEvent {
@@ -601,6 +603,7 @@ mod tests {
             path: "/v1/chat/completions".into(),
             client_addr: "127.0.0.1".into(),
             streamed: true,
+            session: Some("s-1".into()),
         };
         let view = serde_json::to_value(UsageLogView::from(&event)).unwrap();
         let mut keys: Vec<&str> = view
@@ -642,6 +645,7 @@ mod tests {
         assert_eq!(view["account_chain"][0], account.as_str());
         assert_eq!(view["usage_source"], "estimated");
         assert_eq!(view["cached_tokens"], 2);
+        assert_eq!(view["session"], "s-1");
         assert!(view["provider_key_id"].is_null() && view["ttfb_ms"].is_null());
     }
 

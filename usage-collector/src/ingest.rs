@@ -163,6 +163,7 @@ impl UsageService for UsageGrpc {
             to_ms: q.to_unix_ms,
             model: (!q.model.is_empty()).then_some(q.model),
             status: u16::try_from(q.status).ok().filter(|s| *s != 0),
+            session: (!q.session.is_empty()).then_some(q.session),
             before,
             limit: q.limit,
         };

@@ -94,6 +94,8 @@ pub struct EventFilter {
     pub to_ms: i64,
     pub model: Option<String>,
     pub status: Option<u16>,
+    /// Only events of this client session.
+    pub session: Option<String>,
     /// `(at_ms, id)` of the last event of the previous page.
     pub before: Option<(i64, String)>,
     pub limit: u32,
@@ -109,7 +111,8 @@ static SELECT_EVENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| 
          AND ($6 = '' OR model_served = $7) \
          AND ($8 = 0 OR status = $9) \
          AND (at_ms < $10 OR (at_ms = $11 AND id < $12)) \
-         ORDER BY at_ms DESC, id DESC LIMIT $13",
+         AND ($13 = '' OR session = $14) \
+         ORDER BY at_ms DESC, id DESC LIMIT $15",
         column_names()
     )
 });
@@ -192,7 +195,7 @@ impl EventColumn {
 }
 
 /// The columns of `usage_events`, in the order of [`EVENTS_INSERT`].
-pub(crate) const EVENT_COLUMNS: [EventColumn; 25] = [
+pub(crate) const EVENT_COLUMNS: [EventColumn; 26] = [
     EventColumn::text("id", |e| Some(e.id.to_string())),
     EventColumn::int("at_ms", |e| Some(e.at_unix_ms)),
     EventColumn::text("day", |e| {
@@ -232,6 +235,7 @@ pub(crate) const EVENT_COLUMNS: [EventColumn; 25] = [
     EventColumn::int("billed_nanos", |e| Some(e.billed_nanos)),
     EventColumn::count("price_version", |e| e.price_version),
     EventColumn::count("cache_write_tokens", |e| e.tokens.cache_write),
+    EventColumn::text("session", |e| e.session.clone()),
 ];
 
 pub(crate) const EVENT_PARAMS: usize = EVENT_COLUMNS.len();
@@ -478,6 +482,7 @@ fn event_from_row(r: &sqlx::any::AnyRow) -> Result<UsageEvent, StoreError> {
         streamed: r.try_get::<i64, _>("streamed")? != 0,
         billed_nanos: r.try_get("billed_nanos")?,
         price_version: uint(r.try_get("price_version")?),
+        session: r.try_get("session")?,
     })
 }
 
@@ -541,6 +546,7 @@ impl UsageStore {
         let within = f.within.map(|w| w.to_string()).unwrap_or_default();
         let model = f.model.clone().unwrap_or_default();
         let status = i64::from(f.status.unwrap_or(0));
+        let session = f.session.clone().unwrap_or_default();
         let (before_ms, before_id) = f.before.clone().unwrap_or((i64::MAX, String::new()));
         // Each value is bound once per placeholder: `$n` must appear in order for SQLite.
         let rows = sqlx::query(SELECT_EVENTS.as_str())
@@ -556,6 +562,8 @@ impl UsageStore {
             .bind(before_ms)
             .bind(before_ms)
             .bind(before_id)
+            .bind(session.clone())
+            .bind(session)
             .bind(i64::from(f.limit))
             .fetch_all(&self.db.pool)
             .await?;
@@ -651,7 +659,7 @@ mod tests {
     fn one_row_statements_have_a_placeholder_per_value() {
         let sql = one_row_sql(&EVENTS_INSERT, EVENT_PARAMS, EVENTS_TAIL_SILENT);
         assert_eq!(sql.matches('?').count(), EVENT_PARAMS);
-        assert!(sql.contains("cache_write_tokens) VALUES (?, ?,"));
+        assert!(sql.contains("session) VALUES (?, ?,"));
         assert!(sql.ends_with(", ?, ?) ON CONFLICT (id) DO NOTHING"));
         let sql = one_row_sql(DAILY_KEYS.insert, DAILY_KEYS.params, DAILY_KEYS.tail);
         assert_eq!(sql.matches('?').count(), 11);
@@ -688,6 +696,7 @@ mod tests {
             path: "/v1/chat/completions".into(),
             client_addr: String::new(),
             streamed: false,
+            session: None,
         };
         let day = 1_795_219_200_000;
         let events = [

@@ -19,7 +19,8 @@ switchyard_tests::every_backend!(
     old_events_are_forgotten_and_rollups_stay,
     rollups_per_provider_key_for_the_owner,
     batches_stored_together_say_how_each_landed,
-    overlapping_batches_at_once_count_each_event_once
+    overlapping_batches_at_once_count_each_event_once,
+    sessions_are_stored_and_filter_the_events
 );
 
 // 2026-11-21T10:00:00Z and the next days.
@@ -59,6 +60,7 @@ fn event(
         path: "/v1/chat/completions".into(),
         client_addr: "127.0.0.1".into(),
         streamed: false,
+        session: None,
     }
 }
 
@@ -226,6 +228,7 @@ async fn events_page_newest_first(url: &str) {
         to_ms: DAY + MS_PER_DAY,
         model: None,
         status: None,
+        session: None,
         before: None,
         limit: 10,
     };
@@ -284,6 +287,7 @@ async fn old_events_are_forgotten_and_rollups_stay(url: &str) {
         to_ms: i64::MAX,
         model: None,
         status: None,
+        session: None,
         before: None,
         limit: 100,
     };
@@ -385,6 +389,7 @@ async fn rollups_per_provider_key_for_the_owner(url: &str) {
             to_ms: i64::MAX,
             model: None,
             status: Some(500),
+            session: None,
             before: None,
             limit: 10,
         })
@@ -452,4 +457,49 @@ async fn overlapping_batches_at_once_count_each_event_once(url: &str) {
         .await
         .unwrap();
     assert_eq!(rows.iter().map(|r| r.requests).sum::<u64>(), 199);
+}
+
+async fn sessions_are_stored_and_filter_the_events(url: &str) {
+    let store = UsageStore::open(url).await.unwrap();
+    let main = AccountId::new();
+    let mut first = event(&[main], DAY, "m", 200, 10, 1);
+    first.session = Some("claude-5f0c".into());
+    let mut second = event(&[main], DAY + 1, "m", 200, 10, 1);
+    second.session = Some("codex-1".into());
+    let none = event(&[main], DAY + 2, "m", 200, 10, 1);
+    store
+        .insert(&[first.clone(), second.clone(), none.clone()])
+        .await
+        .unwrap();
+    let filter = |session: Option<&str>| EventFilter {
+        main_account: Some(main),
+        within: None,
+        from_ms: DAY,
+        to_ms: DAY + MS_PER_DAY,
+        model: None,
+        status: None,
+        session: session.map(str::to_owned),
+        before: None,
+        limit: 10,
+    };
+    // Read back as written, absent included.
+    assert_eq!(
+        store.events(&filter(None)).await.unwrap(),
+        vec![none, second.clone(), first.clone()]
+    );
+    assert_eq!(
+        store.events(&filter(Some("claude-5f0c"))).await.unwrap(),
+        vec![first]
+    );
+    assert_eq!(
+        store.events(&filter(Some("codex-1"))).await.unwrap(),
+        vec![second]
+    );
+    assert!(
+        store
+            .events(&filter(Some("other")))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use switchyard_core::error::ErrorCode;
+use switchyard_core::fields;
 use switchyard_core::ids::AccountId;
 use switchyard_core::time::{Granularity, UtcDay};
 use switchyard_core::usage::{RollupBy, RollupRow, UsageEvent, UsageLogView};
@@ -24,6 +25,8 @@ pub struct LogsQuery {
     pub account: Option<String>,
     pub model: Option<String>,
     pub status: Option<u16>,
+    /// Only this client session (as its session header named it).
+    pub session: Option<String>,
     /// The `next` cursor of the previous page.
     pub before: Option<String>,
     pub limit: Option<u32>,
@@ -147,6 +150,11 @@ impl Service {
         if limit == 0 || limit > 1000 {
             return Err(ApiError::invalid("limit must be 1-1000"));
         }
+        if let Some(session) = &query.session {
+            fields::SESSION
+                .check(session)
+                .map_err(|e| ApiError::invalid(e.to_string()))?;
+        }
         let within = self.usage_scope(caller, query.account.as_deref()).await?;
         let main = match within {
             Some(id) => self.main_of(id).await?.to_string(),
@@ -161,6 +169,7 @@ impl Service {
                 to_unix_ms: to,
                 model: query.model.unwrap_or_default(),
                 status: u32::from(query.status.unwrap_or(0)),
+                session: query.session.unwrap_or_default(),
                 before: query.before.unwrap_or_default(),
                 limit,
             })

@@ -27,6 +27,8 @@ pub struct Metered {
     pub first_byte: metrics::Histogram,
     pub client_addr: String,
     pub streamed: bool,
+    /// The client's session, from its session header.
+    pub session: Option<String>,
     /// The owner's price for the served model at request time.
     pub price: Option<Price>,
     /// The configuration version whose prices apply.
@@ -165,6 +167,7 @@ impl Meter {
             path: self.call.path.to_owned(),
             client_addr: std::mem::take(&mut self.call.client_addr),
             streamed: self.call.streamed,
+            session: self.call.session.take(),
         });
     }
 }

@@ -158,6 +158,9 @@ async fn forward(
         first_byte: app.metrics.timers(endpoint).first_byte.clone(),
         client_addr: client.to_string(),
         streamed: stream,
+        session: switchyard_core::fields::session_from_headers(|name| {
+            parts.headers.get(name).map(|v| v.as_bytes())
+        }),
         price,
         price_version: snapshot.version(),
         admitted,

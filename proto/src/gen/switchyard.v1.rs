@@ -764,6 +764,9 @@ pub struct EventQuery {
     pub before: ::prost::alloc::string::String,
     #[prost(uint32, tag = "8")]
     pub limit: u32,
+    /// Only events of this client session; empty: all.
+    #[prost(string, tag = "9")]
+    pub session: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct EventPage {
@@ -847,6 +850,9 @@ pub struct UsageEvent {
     /// Prompt tokens written to the provider's cache (part of input_tokens, like cached_tokens).
     #[prost(uint64, tag = "22")]
     pub cache_write_tokens: u64,
+    /// The client's session, from its session header; absent when it named none.
+    #[prost(string, optional, tag = "23")]
+    pub session: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RollupQuery {
@@ -1765,6 +1771,9 @@ pub struct GetLogsRequest {
     pub before: ::prost::alloc::string::String,
     #[prost(uint32, tag = "7")]
     pub limit: u32,
+    /// Only events of this client session; empty: all.
+    #[prost(string, tag = "8")]
+    pub session: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct LogPage {

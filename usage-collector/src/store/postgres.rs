@@ -171,7 +171,7 @@ mod tests {
         let types = event_types();
         let sql = unnest_sql(&EVENTS_INSERT, &types, EVENTS_TAIL);
         assert!(sql.contains("SELECT * FROM unnest($1::text[], $2::int8[], $3::text[]"));
-        assert!(sql.ends_with("$25::int8[]) ON CONFLICT (id) DO NOTHING RETURNING id"));
+        assert!(sql.ends_with("$26::text[]) ON CONFLICT (id) DO NOTHING RETURNING id"));
         // As many columns as arrays.
         let columns = EVENTS_INSERT.matches(',').count() + 1;
         assert_eq!(columns, types.len());
