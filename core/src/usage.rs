@@ -461,6 +461,9 @@ pub struct RollupRow {
     pub account_id: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub provider_key_id: String,
+    /// The endpoint's route path, in rows per endpoint.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub endpoint: String,
     pub model: String,
     pub requests: u64,
     pub errors: u64,
@@ -483,6 +486,9 @@ pub enum RollupBy {
     Account,
     /// The provider key's, across the owner's tree.
     ProviderKey,
+    /// The endpoint's (route path), across the owner's tree: token counting apart
+    /// from generation.
+    Endpoint,
 }
 
 impl std::str::FromStr for RollupBy {
@@ -492,6 +498,7 @@ impl std::str::FromStr for RollupBy {
         match text {
             "account" => Ok(Self::Account),
             "provider_key" => Ok(Self::ProviderKey),
+            "endpoint" => Ok(Self::Endpoint),
             _ => Err(()),
         }
     }
@@ -637,6 +644,7 @@ mod tests {
             "path",
             "client_addr",
             "streamed",
+            "session",
         ];
         want.sort_unstable();
         assert_eq!(keys, want);

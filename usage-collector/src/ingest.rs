@@ -211,9 +211,24 @@ impl UsageService for UsageGrpc {
             Ok(pb::Granularity::Month) => Granularity::Month,
             _ => Granularity::Day,
         };
+        let by = match (q.by_provider_key, q.by_endpoint) {
+            (false, false) => RollupBy::Account,
+            (true, false) => RollupBy::ProviderKey,
+            (false, true) => RollupBy::Endpoint,
+            (true, true) => {
+                return Err(Status::invalid_argument(
+                    "rollups are per provider key or per endpoint, not both",
+                ));
+            }
+        };
         if q.by_provider_key && !accounts.is_empty() {
             return Err(Status::invalid_argument(
                 "rollups per provider key cover the whole tree: leave account_ids empty",
+            ));
+        }
+        if q.by_endpoint && !accounts.is_empty() {
+            return Err(Status::invalid_argument(
+                "rollups per endpoint cover the whole tree: leave account_ids empty",
             ));
         }
         let rows = self
@@ -221,11 +236,7 @@ impl UsageService for UsageGrpc {
             .rollups(&RollupFilter {
                 main_account,
                 accounts,
-                by: if q.by_provider_key {
-                    RollupBy::ProviderKey
-                } else {
-                    RollupBy::Account
-                },
+                by,
                 from_day,
                 to_day,
                 granularity,

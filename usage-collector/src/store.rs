@@ -290,6 +290,25 @@ const DAILY_KEYS: RollupTable = RollupTable {
      cost_nanos = usage_daily_keys.cost_nanos + excluded.cost_nanos",
 };
 
+/// Per endpoint (route path) across the tree, billed amount included.
+const DAILY_ENDPOINTS: RollupTable = RollupTable {
+    insert: "INSERT INTO usage_daily_endpoints (day, main_account_id, endpoint, model, requests, \
+     errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens, cost_nanos, billed_nanos)",
+    params: 12,
+    tail: " ON CONFLICT (main_account_id, day, endpoint, model) DO UPDATE SET \
+     requests = usage_daily_endpoints.requests + excluded.requests, \
+     errors = usage_daily_endpoints.errors + excluded.errors, \
+     input_tokens = usage_daily_endpoints.input_tokens + excluded.input_tokens, \
+     output_tokens = usage_daily_endpoints.output_tokens + excluded.output_tokens, \
+     cached_tokens = usage_daily_endpoints.cached_tokens + excluded.cached_tokens, \
+     cache_write_tokens = usage_daily_endpoints.cache_write_tokens + excluded.cache_write_tokens, \
+     cost_nanos = usage_daily_endpoints.cost_nanos + excluded.cost_nanos, \
+     billed_nanos = usage_daily_endpoints.billed_nanos + excluded.billed_nanos",
+};
+
+/// Every rollup table, in the order [`rollup_deltas`] returns their rows.
+const ROLLUP_TABLES: [&RollupTable; 3] = [&DAILY, &DAILY_KEYS, &DAILY_ENDPOINTS];
+
 /// `insert VALUES (?, …)` with `params` placeholders, then `tail`: one row.
 fn one_row_sql(insert: &str, params: usize, tail: &str) -> String {
     let placeholders = vec!["?"; params].join(", ");
@@ -343,36 +362,29 @@ impl RollupDelta {
 type Deltas = std::collections::BTreeMap<RollupKey, RollupDelta>;
 
 /// The rollup changes of some new events, one per row touched, so a batch costs one
-/// upsert per (day, account, model) and per (day, provider key, model) instead of
-/// one per event. Returns the account rows and the provider-key rows.
-fn rollup_deltas<'a>(events: impl Iterator<Item = &'a UsageEvent>) -> (Deltas, Deltas) {
-    let (mut accounts, mut keys) = (Deltas::new(), Deltas::new());
+/// upsert per (day, account, model), per (day, provider key, model) and per (day,
+/// endpoint, model) instead of one per event. Returns the rows of each of
+/// [`ROLLUP_TABLES`]: per account, per provider key, per endpoint.
+fn rollup_deltas<'a>(events: impl Iterator<Item = &'a UsageEvent>) -> [Deltas; 3] {
+    let (mut accounts, mut keys, mut endpoints) = (Deltas::new(), Deltas::new(), Deltas::new());
     for e in events {
         let (Some(account), Some(main_account)) = (e.account(), e.main_account()) else {
             continue;
         };
         let day = Granularity::Day.bucket_of_ms(e.at_unix_ms);
+        let key = |of: String| RollupKey {
+            day: day.clone(),
+            main_account,
+            of,
+            model: e.model_served.clone(),
+        };
         if let Some(provider) = e.provider_key {
-            keys.entry(RollupKey {
-                day: day.clone(),
-                main_account,
-                of: provider.to_string(),
-                model: e.model_served.clone(),
-            })
-            .or_default()
-            .add(e);
+            keys.entry(key(provider.to_string())).or_default().add(e);
         }
-        accounts
-            .entry(RollupKey {
-                day,
-                main_account,
-                of: account.to_string(),
-                model: e.model_served.clone(),
-            })
-            .or_default()
-            .add(e);
+        endpoints.entry(key(e.path.clone())).or_default().add(e);
+        accounts.entry(key(account.to_string())).or_default().add(e);
     }
-    (accounts, keys)
+    [accounts, keys, endpoints]
 }
 
 /// What a rollup row adds, in the order of the table's columns after the four that
@@ -431,6 +443,11 @@ fn landed<B: AsRef<[UsageEvent]>>(
 /// Daily rows of a main account (`$1`, or every one when empty) between two days.
 const SELECT_DAILY: &str = "SELECT day, account_id, model, requests, errors, input_tokens, output_tokens, cached_tokens, \
      cost_nanos, billed_nanos, cache_write_tokens FROM usage_daily \
+     WHERE ($1 = '' OR main_account_id = $2) AND day >= $3 AND day <= $4";
+
+/// The same per endpoint.
+const SELECT_DAILY_ENDPOINTS: &str = "SELECT day, endpoint, model, requests, errors, input_tokens, output_tokens, \
+     cached_tokens, cost_nanos, billed_nanos, cache_write_tokens FROM usage_daily_endpoints \
      WHERE ($1 = '' OR main_account_id = $2) AND day >= $3 AND day <= $4";
 
 /// The same per provider key; a key has no parent to bill, so `billed_nanos` is 0.
@@ -603,6 +620,7 @@ impl UsageStore {
         let sql = match filter.by {
             RollupBy::Account => SELECT_DAILY,
             RollupBy::ProviderKey => SELECT_DAILY_KEYS,
+            RollupBy::Endpoint => SELECT_DAILY_ENDPOINTS,
         };
         let rows = sqlx::query(sql)
             .bind(main.clone())
@@ -626,17 +644,17 @@ impl UsageStore {
             let row = out
                 .entry((period.clone(), of.clone(), model.clone()))
                 .or_insert_with(|| {
-                    let (account_id, provider_key_id) = match filter.by {
-                        RollupBy::Account => (of, String::new()),
-                        RollupBy::ProviderKey => (String::new(), of),
-                    };
-                    RollupRow {
+                    let mut row = RollupRow {
                         period,
-                        account_id,
-                        provider_key_id,
                         model,
                         ..RollupRow::default()
-                    }
+                    };
+                    *match filter.by {
+                        RollupBy::Account => &mut row.account_id,
+                        RollupBy::ProviderKey => &mut row.provider_key_id,
+                        RollupBy::Endpoint => &mut row.endpoint,
+                    } = of;
+                    row
                 });
             row.requests += uint(r.try_get(3)?);
             row.errors += uint(r.try_get(4)?);
@@ -708,7 +726,7 @@ mod tests {
             // Reached no provider key: counted for the account only.
             event(vec![child, main], 503, day),
         ];
-        let (accounts, keys) = rollup_deltas(events.iter());
+        let [accounts, keys, endpoints] = rollup_deltas(events.iter());
         assert_eq!(accounts.len(), 3);
         let (row, first) = accounts
             .iter()
@@ -726,5 +744,10 @@ mod tests {
             (key.to_string().as_str(), main)
         );
         assert_eq!((by_key.requests, by_key.errors, by_key.input), (3, 1, 9));
+        // One endpoint, two days, the whole tree; calls that reached no key too.
+        assert_eq!(endpoints.len(), 2);
+        let (row, by_endpoint) = endpoints.iter().next().unwrap();
+        assert_eq!(row.of, "/v1/chat/completions");
+        assert_eq!((by_endpoint.requests, by_endpoint.errors), (4, 2));
     }
 }

@@ -127,6 +127,7 @@ pub fn encode_rollup(r: RollupRow) -> pb::RollupRow {
         billed_nanos: r.billed_nanos,
         cache_write_tokens: r.cache_write_tokens,
         provider_key_id: r.provider_key_id,
+        endpoint: r.endpoint,
     }
 }
 
@@ -145,6 +146,7 @@ pub fn decode_rollup(r: pb::RollupRow) -> RollupRow {
         billed_nanos: r.billed_nanos,
         cache_write_tokens: r.cache_write_tokens,
         provider_key_id: r.provider_key_id,
+        endpoint: r.endpoint,
     }
 }
 

@@ -87,8 +87,9 @@ pub struct BillQuery {
     pub account: Option<String>,
     /// Only this served model.
     pub model: Option<String>,
-    /// `account` (the default) or `provider_key`: rows per calling account, or,
-    /// for the owner of the keys, per provider key across the whole tree.
+    /// `account` (the default), `provider_key` or `endpoint`: rows per calling
+    /// account, or, for the owner, per provider key or per endpoint across the whole
+    /// tree.
     pub by: Option<Requested<RollupBy>>,
 }
 
@@ -213,30 +214,34 @@ impl Service {
             Some(Requested::Known(by)) => by,
             Some(Requested::Unknown(other)) => {
                 return Err(ApiError::invalid(format!(
-                    "by must be \"account\" or \"provider_key\", not {other:?}"
+                    "by must be \"account\", \"provider_key\" or \"endpoint\", not {other:?}"
                 )));
             }
         };
-        let by_provider_key = by == RollupBy::ProviderKey;
-        if by_provider_key {
+        let whole_tree = match by {
+            RollupBy::Account => None,
+            RollupBy::ProviderKey => Some(("usage per provider key", "of the keys")),
+            RollupBy::Endpoint => Some(("usage per endpoint", "of the tree")),
+        };
+        if let Some((what, owner)) = whole_tree {
             if query.account.is_some() {
-                return Err(ApiError::invalid(
-                    "usage per provider key covers the owner's whole tree: leave out `account`",
-                ));
+                return Err(ApiError::invalid(format!(
+                    "{what} covers the owner's whole tree: leave out `account`"
+                )));
             }
             if let Caller::Account { account, .. } = caller
                 && account.parent.is_some()
             {
                 return Err(ApiError::new(
                     ErrorCode::PermissionDenied,
-                    "usage per provider key is for the owner of the keys (the main account)",
+                    format!("{what} is for the owner {owner} (the main account)"),
                 ));
             }
         }
         let top = self.usage_scope(caller, query.account.as_deref()).await?;
         let (main_account_id, account_ids) = match top {
             None => (String::new(), Vec::new()),
-            Some(id) if by_provider_key => (id.to_string(), Vec::new()),
+            Some(id) if whole_tree.is_some() => (id.to_string(), Vec::new()),
             Some(id) => {
                 let subtree = self.store.subtree(id).await?;
                 (
@@ -257,7 +262,8 @@ impl Service {
                     Granularity::Month => pb::Granularity::Month,
                 }
                 .into(),
-                by_provider_key,
+                by_provider_key: by == RollupBy::ProviderKey,
+                by_endpoint: by == RollupBy::Endpoint,
             })
             .await?
             .into_iter()

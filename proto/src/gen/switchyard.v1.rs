@@ -873,6 +873,10 @@ pub struct RollupQuery {
     /// main account's tree; `account_ids` must be empty).
     #[prost(bool, tag = "6")]
     pub by_provider_key: bool,
+    /// Rows per endpoint (route path) and model instead, across the main account's tree
+    /// (`account_ids` must be empty); not with `by_provider_key`.
+    #[prost(bool, tag = "7")]
+    pub by_endpoint: bool,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RollupRow {
@@ -904,6 +908,9 @@ pub struct RollupRow {
     /// Set in rows per provider key (then `account_id` and `billed_nanos` are empty).
     #[prost(string, tag = "12")]
     pub provider_key_id: ::prost::alloc::string::String,
+    /// Set in rows per endpoint: the route's path (then `account_id` is empty).
+    #[prost(string, tag = "13")]
+    pub endpoint: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct RollupReply {

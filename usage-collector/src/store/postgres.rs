@@ -13,8 +13,8 @@ use switchyard_core::usage::UsageEvent;
 use switchyard_db::DbError;
 
 use super::{
-    DAILY, DAILY_KEYS, EVENT_COLUMNS, EVENTS_INSERT, EVENTS_TAIL, RollupDelta, RollupKey,
-    RollupTable, StoreError, Stored, Value, landed, number_columns, rollup_deltas, rollup_numbers,
+    EVENT_COLUMNS, EVENTS_INSERT, EVENTS_TAIL, ROLLUP_TABLES, RollupDelta, RollupKey, RollupTable,
+    StoreError, Stored, Value, landed, number_columns, rollup_deltas, rollup_numbers,
 };
 
 /// Connections of the write pool: the collector runs two transactions at once.
@@ -155,9 +155,12 @@ pub(super) async fn insert(
     let mut tx = pool.begin().await?;
     let new_ids = EventColumns::of(events)?.insert(&mut tx).await?;
     let (stored, new) = landed(batches, new_ids);
-    let (accounts, keys) = rollup_deltas(new.iter().copied());
-    upsert(&mut tx, &DAILY, accounts).await?;
-    upsert(&mut tx, &DAILY_KEYS, keys).await?;
+    for (table, deltas) in ROLLUP_TABLES
+        .into_iter()
+        .zip(rollup_deltas(new.iter().copied()))
+    {
+        upsert(&mut tx, table, deltas).await?;
+    }
     tx.commit().await?;
     Ok(stored)
 }

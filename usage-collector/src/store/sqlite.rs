@@ -12,7 +12,7 @@ use switchyard_core::usage::UsageEvent;
 use tokio::sync::oneshot;
 
 use super::{
-    DAILY, DAILY_KEYS, EVENT_PARAMS, EVENTS_INSERT, EVENTS_TAIL_SILENT, RollupDelta, RollupKey,
+    EVENT_PARAMS, EVENTS_INSERT, EVENTS_TAIL_SILENT, ROLLUP_TABLES, RollupDelta, RollupKey,
     RollupTable, StoreError, Stored, Value, event_row, landed, number_columns, one_row_sql,
     rollup_deltas, rollup_numbers, storable,
 };
@@ -67,17 +67,15 @@ impl Writer {
 /// each once.
 struct Statements {
     event: String,
-    daily: String,
-    daily_keys: String,
+    /// One per table of `ROLLUP_TABLES`, in its order.
+    rollups: [String; 3],
 }
 
 impl Statements {
     fn new() -> Self {
-        let rollup = |t: &RollupTable| one_row_sql(t.insert, t.params, t.tail);
         Self {
             event: one_row_sql(&EVENTS_INSERT, EVENT_PARAMS, EVENTS_TAIL_SILENT),
-            daily: rollup(&DAILY),
-            daily_keys: rollup(&DAILY_KEYS),
+            rollups: ROLLUP_TABLES.map(|t| one_row_sql(t.insert, t.params, t.tail)),
         }
     }
 }
@@ -112,11 +110,8 @@ fn write(
         }
     }
     let (stored, new) = landed(batches, new_ids);
-    let (accounts, keys) = rollup_deltas(new.into_iter());
-    for (table, statement, deltas) in [
-        (&DAILY, &sql.daily, accounts),
-        (&DAILY_KEYS, &sql.daily_keys, keys),
-    ] {
+    let deltas = rollup_deltas(new.into_iter());
+    for ((table, statement), deltas) in ROLLUP_TABLES.into_iter().zip(&sql.rollups).zip(deltas) {
         let mut upsert = tx.prepare_cached(statement)?;
         for (key, d) in &deltas {
             upsert_rollup(&mut upsert, key, d, table)?;
