@@ -254,56 +254,86 @@ pub(crate) fn event_row(e: &UsageEvent) -> Result<Vec<Value>, StoreError> {
     EVENT_COLUMNS.iter().map(|c| c.value(e)).collect()
 }
 
-/// A rollup table's upsert: its insert clause (of the columns, the first four name
-/// the row, the rest are added on conflict), how many, and the conflict clause.
+/// A rollup table: its name, the column naming whose totals a row holds (between
+/// the day and main account and the model, the four that name a row), the conflict
+/// target of its upsert, and whether it holds a billed amount.
 struct RollupTable {
-    insert: &'static str,
-    params: usize,
-    tail: &'static str,
+    name: &'static str,
+    of: &'static str,
+    conflict: &'static str,
+    billed: bool,
+}
+
+/// The numbers a rollup row adds, in the order of [`rollup_numbers`]; the last,
+/// the billed amount, only in tables that bill.
+const NUMBER_COLUMNS: [&str; 8] = [
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "cost_nanos",
+    "billed_nanos",
+];
+
+impl RollupTable {
+    /// Columns after the four that name a row.
+    fn numbers(&self) -> &'static [&'static str] {
+        let n = if self.billed { 8 } else { 7 };
+        &NUMBER_COLUMNS[..n]
+    }
+
+    fn params(&self) -> usize {
+        4 + self.numbers().len()
+    }
+
+    /// `INSERT INTO table (columns)`.
+    fn insert(&self) -> String {
+        format!(
+            "INSERT INTO {} (day, main_account_id, {}, model, {})",
+            self.name,
+            self.of,
+            self.numbers().join(", ")
+        )
+    }
+
+    /// The conflict clause: each number added to the row's.
+    fn tail(&self) -> String {
+        let sums: Vec<String> = self
+            .numbers()
+            .iter()
+            .map(|c| format!("{c} = {}.{c} + excluded.{c}", self.name))
+            .collect();
+        format!(
+            " ON CONFLICT ({}) DO UPDATE SET {}",
+            self.conflict,
+            sums.join(", ")
+        )
+    }
 }
 
 const DAILY: RollupTable = RollupTable {
-    insert: "INSERT INTO usage_daily (day, main_account_id, account_id, model, requests, errors, input_tokens, \
-     output_tokens, cached_tokens, cache_write_tokens, cost_nanos, billed_nanos)",
-    params: 12,
-    tail: " ON CONFLICT (day, account_id, model) DO UPDATE SET requests = usage_daily.requests + excluded.requests, \
-     errors = usage_daily.errors + excluded.errors, input_tokens = usage_daily.input_tokens + excluded.input_tokens, \
-     output_tokens = usage_daily.output_tokens + excluded.output_tokens, \
-     cached_tokens = usage_daily.cached_tokens + excluded.cached_tokens, \
-     cache_write_tokens = usage_daily.cache_write_tokens + excluded.cache_write_tokens, \
-     cost_nanos = usage_daily.cost_nanos + excluded.cost_nanos, \
-     billed_nanos = usage_daily.billed_nanos + excluded.billed_nanos",
+    name: "usage_daily",
+    of: "account_id",
+    conflict: "day, account_id, model",
+    billed: true,
 };
 
 /// Per provider key: no parent bills a key, so no billed amount.
 const DAILY_KEYS: RollupTable = RollupTable {
-    insert: "INSERT INTO usage_daily_keys (day, main_account_id, provider_key_id, model, requests, \
-     errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens, cost_nanos)",
-    params: 11,
-    tail: " ON CONFLICT (main_account_id, day, provider_key_id, model) DO UPDATE SET \
-     requests = usage_daily_keys.requests + excluded.requests, \
-     errors = usage_daily_keys.errors + excluded.errors, \
-     input_tokens = usage_daily_keys.input_tokens + excluded.input_tokens, \
-     output_tokens = usage_daily_keys.output_tokens + excluded.output_tokens, \
-     cached_tokens = usage_daily_keys.cached_tokens + excluded.cached_tokens, \
-     cache_write_tokens = usage_daily_keys.cache_write_tokens + excluded.cache_write_tokens, \
-     cost_nanos = usage_daily_keys.cost_nanos + excluded.cost_nanos",
+    name: "usage_daily_keys",
+    of: "provider_key_id",
+    conflict: "main_account_id, day, provider_key_id, model",
+    billed: false,
 };
 
 /// Per endpoint (route path) across the tree, billed amount included.
 const DAILY_ENDPOINTS: RollupTable = RollupTable {
-    insert: "INSERT INTO usage_daily_endpoints (day, main_account_id, endpoint, model, requests, \
-     errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens, cost_nanos, billed_nanos)",
-    params: 12,
-    tail: " ON CONFLICT (main_account_id, day, endpoint, model) DO UPDATE SET \
-     requests = usage_daily_endpoints.requests + excluded.requests, \
-     errors = usage_daily_endpoints.errors + excluded.errors, \
-     input_tokens = usage_daily_endpoints.input_tokens + excluded.input_tokens, \
-     output_tokens = usage_daily_endpoints.output_tokens + excluded.output_tokens, \
-     cached_tokens = usage_daily_endpoints.cached_tokens + excluded.cached_tokens, \
-     cache_write_tokens = usage_daily_endpoints.cache_write_tokens + excluded.cache_write_tokens, \
-     cost_nanos = usage_daily_endpoints.cost_nanos + excluded.cost_nanos, \
-     billed_nanos = usage_daily_endpoints.billed_nanos + excluded.billed_nanos",
+    name: "usage_daily_endpoints",
+    of: "endpoint",
+    conflict: "main_account_id, day, endpoint, model",
+    billed: true,
 };
 
 /// Every rollup table, in the order [`rollup_deltas`] returns their rows.
@@ -405,7 +435,7 @@ fn rollup_numbers(d: &RollupDelta) -> Result<[i64; 8], StoreError> {
 
 /// Columns a rollup table has after the four that name a row.
 fn number_columns(table: &RollupTable) -> usize {
-    table.params - 4
+    table.numbers().len()
 }
 
 /// The events of `batches` that name an account, in order. An empty chain is refused
@@ -679,7 +709,23 @@ mod tests {
         assert_eq!(sql.matches('?').count(), EVENT_PARAMS);
         assert!(sql.contains("session) VALUES (?, ?,"));
         assert!(sql.ends_with(", ?, ?) ON CONFLICT (id) DO NOTHING"));
-        let sql = one_row_sql(DAILY_KEYS.insert, DAILY_KEYS.params, DAILY_KEYS.tail);
+        assert!(
+            DAILY
+                .tail()
+                .ends_with("billed_nanos = usage_daily.billed_nanos + excluded.billed_nanos")
+        );
+        assert!(!DAILY_KEYS.insert().contains("billed"));
+        assert_eq!(
+            DAILY_ENDPOINTS.insert(),
+            "INSERT INTO usage_daily_endpoints (day, main_account_id, endpoint, model, requests, \
+             errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens, cost_nanos, \
+             billed_nanos)"
+        );
+        let sql = one_row_sql(
+            &DAILY_KEYS.insert(),
+            DAILY_KEYS.params(),
+            &DAILY_KEYS.tail(),
+        );
         assert_eq!(sql.matches('?').count(), 11);
         assert!(sql.contains(") VALUES (?"));
     }

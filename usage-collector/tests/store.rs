@@ -20,7 +20,8 @@ switchyard_tests::every_backend!(
     rollups_per_provider_key_for_the_owner,
     batches_stored_together_say_how_each_landed,
     overlapping_batches_at_once_count_each_event_once,
-    sessions_are_stored_and_filter_the_events
+    sessions_are_stored_and_filter_the_events,
+    rollups_per_endpoint_tell_counting_from_generation
 );
 
 // 2026-11-21T10:00:00Z and the next days.
@@ -501,5 +502,47 @@ async fn sessions_are_stored_and_filter_the_events(url: &str) {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+async fn rollups_per_endpoint_tell_counting_from_generation(url: &str) {
+    let store = UsageStore::open(url).await.unwrap();
+    let main = AccountId::new();
+    let child = AccountId::new();
+    let mut counting = event(&[child, main], DAY, "claude", 200, 0, 0);
+    counting.path = "/v1/messages/count_tokens".into();
+    let batch = vec![
+        event(&[main], DAY, "claude", 200, 10, 2),
+        event(&[child, main], DAY + 1, "claude", 500, 4, 0),
+        counting,
+    ];
+    store.insert(&batch).await.unwrap();
+    // A replay adds nothing.
+    store.insert(&batch).await.unwrap();
+    let rows = store
+        .rollups(&RollupFilter {
+            by: RollupBy::Endpoint,
+            ..filter(main, Granularity::Month)
+        })
+        .await
+        .unwrap();
+    let got: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.endpoint.as_str(),
+                r.account_id.as_str(),
+                r.requests,
+                r.errors,
+                r.input_tokens,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("/v1/chat/completions", "", 2, 1, 14),
+            ("/v1/messages/count_tokens", "", 1, 0, 0),
+        ]
     );
 }

@@ -131,9 +131,9 @@ async fn upsert(
         .collect();
     // Built from placeholders only; every value is bound.
     let mut q = sqlx::query(sqlx::AssertSqlSafe(unnest_sql(
-        table.insert,
+        &table.insert(),
         &types,
-        table.tail,
+        &table.tail(),
     )));
     for column in names {
         q = q.bind(column);

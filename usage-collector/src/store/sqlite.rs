@@ -75,7 +75,7 @@ impl Statements {
     fn new() -> Self {
         Self {
             event: one_row_sql(&EVENTS_INSERT, EVENT_PARAMS, EVENTS_TAIL_SILENT),
-            rollups: ROLLUP_TABLES.map(|t| one_row_sql(t.insert, t.params, t.tail)),
+            rollups: ROLLUP_TABLES.map(|t| one_row_sql(&t.insert(), t.params(), &t.tail())),
         }
     }
 }
