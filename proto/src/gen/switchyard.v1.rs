@@ -1911,7 +1911,8 @@ pub struct GetBillRequest {
     /// Only this served model.
     #[prost(string, tag = "5")]
     pub model: ::prost::alloc::string::String,
-    /// `account` (default) or `provider_key` (the owner only: per key, whole tree).
+    /// `account` (default), `provider_key` or `endpoint` (the owner only: per key or per
+    /// endpoint path, whole tree).
     #[prost(string, tag = "6")]
     pub by: ::prost::alloc::string::String,
 }
