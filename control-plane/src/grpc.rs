@@ -489,17 +489,17 @@ impl ManageService for ApiGrpc {
         let caller = self.caller(&request).await?;
         let r = request.into_inner();
         let query = BillQuery {
-            from: non_empty(r.from_day),
-            to: non_empty(r.to_day),
-            granularity: non_empty(r.granularity),
+            from: non_empty(r.from_day).map(Into::into),
+            to: non_empty(r.to_day).map(Into::into),
+            granularity: non_empty(r.granularity).map(Into::into),
             account: non_empty(r.account_id),
             model: non_empty(r.model),
-            by: non_empty(r.by),
+            by: non_empty(r.by).map(Into::into),
         };
-        let today = switchyard_core::time::utc_day(now_ms());
+        let today = switchyard_core::time::UtcDay::of_unix_ms(now_ms());
         let bill = self
             .service
-            .bill(&caller, query, &today)
+            .bill(&caller, query, today)
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::Bill {
@@ -562,6 +562,7 @@ impl ManageService for ApiGrpc {
                         .map_err(|_| Status::invalid_argument("status is not an HTTP status"))
                 })
                 .transpose()?,
+            session: non_empty(r.session),
             before: non_empty(r.before),
             limit: (r.limit != 0).then_some(r.limit),
         };

@@ -540,8 +540,8 @@ async fn delete_news(State(s): Svc, Authed(c): Authed, Id(id): Id<uuid::Uuid>) -
 }
 
 async fn bill(State(s): Svc, Authed(c): Authed, Params(q): Params<BillQuery>) -> Answer {
-    let today = switchyard_core::time::utc_day(now_ms());
-    ok(s.bill(&c, q, &today).await?)
+    let today = switchyard_core::time::UtcDay::of_unix_ms(now_ms());
+    ok(s.bill(&c, q, today).await?)
 }
 
 async fn audit_log(State(s): Svc, Authed(c): Authed, Params(q): Params<AuditQuery>) -> Answer {

@@ -172,6 +172,13 @@ impl Endpoint {
         }
     }
 
+    /// Whether a call spends tokens and credit. Token counting generates nothing: it
+    /// counts against requests per minute like any call the upstream rate-limits,
+    /// but reserves, settles and bills no tokens and no credit.
+    pub fn spends(self) -> bool {
+        !matches!(self, Self::CountTokens)
+    }
+
     /// Whether a non-streamed answer is passed through as it arrives rather than read
     /// whole for its usage (binary audio).
     pub fn passes_body_through(self) -> bool {
@@ -352,6 +359,12 @@ struct FailedResponseError<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_token_counting_spends_nothing() {
+        let free: Vec<Endpoint> = Endpoint::ALL.into_iter().filter(|e| !e.spends()).collect();
+        assert_eq!(free, [Endpoint::CountTokens]);
+    }
 
     #[test]
     fn each_endpoint_sits_at_its_index() {

@@ -13,6 +13,9 @@ pub const PATH_MAX_BYTES: usize = 256;
 /// Longest client address (an IPv6 address with a zone is under 64 bytes).
 pub const CLIENT_ADDR_MAX_BYTES: usize = 64;
 
+/// Longest client session id (the clients that send one send a UUID).
+pub const SESSION_MAX_BYTES: usize = 128;
+
 /// A text field of a usage event and its bounds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TextField {
@@ -45,6 +48,34 @@ pub const CLIENT_ADDR: TextField = TextField {
     may_be_empty: true,
     no_whitespace: true,
 };
+
+/// The client's session, from its session header (see [`session_from_headers`]).
+pub const SESSION: TextField = TextField {
+    name: "session",
+    max_bytes: SESSION_MAX_BYTES,
+    may_be_empty: false,
+    no_whitespace: true,
+};
+
+/// Headers that name a client's session, in order of preference: Claude Code's,
+/// Codex CLI's, then Switchyard's own for any other client.
+pub const SESSION_HEADERS: [&str; 3] = [
+    "x-claude-code-session-id",
+    "session_id",
+    "x-switchyard-session",
+];
+
+/// The session of a call, from the value of each of [`SESSION_HEADERS`] it carries
+/// (`header` looks one up): the first that is one the store holds. A value that is
+/// not (too long, control characters, whitespace, not UTF-8) is dropped, never a
+/// reason to refuse the call: the session only labels usage.
+pub fn session_from_headers<'a>(header: impl Fn(&str) -> Option<&'a [u8]>) -> Option<String> {
+    SESSION_HEADERS.iter().find_map(|name| {
+        let value = std::str::from_utf8(header(name)?).ok()?;
+        SESSION.check(value).ok()?;
+        Some(value.to_owned())
+    })
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FieldError {
@@ -110,12 +141,48 @@ pub fn check_event(event: &UsageEvent) -> Result<(), FieldError> {
     MODEL_REQUESTED.check(&event.model_requested)?;
     MODEL_SERVED.check(&event.model_served)?;
     PATH.check(&event.path)?;
-    CLIENT_ADDR.check(&event.client_addr)
+    CLIENT_ADDR.check(&event.client_addr)?;
+    event
+        .session
+        .as_deref()
+        .map_or(Ok(()), |s| SESSION.check(s))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sessions_come_from_the_first_header_with_a_storable_value() {
+        let headers = |pairs: &'static [(&'static str, &'static [u8])]| {
+            move |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+        };
+        let claude = headers(&[
+            ("x-switchyard-session", b"own"),
+            ("x-claude-code-session-id", b"5f0c-claude"),
+        ]);
+        assert_eq!(session_from_headers(claude), Some("5f0c-claude".into()));
+        let codex = headers(&[("session_id", b"codex-1"), ("x-switchyard-session", b"own")]);
+        assert_eq!(session_from_headers(codex), Some("codex-1".into()));
+        let own = headers(&[("x-switchyard-session", b"own")]);
+        assert_eq!(session_from_headers(own), Some("own".into()));
+        // A bad value is dropped; the next header still counts.
+        let bad = headers(&[
+            ("x-claude-code-session-id", b"a\x1bb"),
+            ("x-switchyard-session", b"fine"),
+        ]);
+        assert_eq!(session_from_headers(bad), Some("fine".into()));
+        let long: &'static [u8] = Box::leak(vec![b'a'; SESSION_MAX_BYTES + 1].into_boxed_slice());
+        let too_long: &'static [(&'static str, &'static [u8])] =
+            Box::leak(vec![("session_id", long)].into_boxed_slice());
+        assert_eq!(session_from_headers(headers(too_long)), None);
+        for bad in [&b""[..], b"a b", b"\xff\xfe"] {
+            let pairs: &'static [(&'static str, &'static [u8])] =
+                Box::leak(vec![("session_id", bad)].into_boxed_slice());
+            assert_eq!(session_from_headers(headers(pairs)), None);
+        }
+        assert_eq!(session_from_headers(headers(&[])), None);
+    }
     use proptest::prelude::*;
 
     #[test]

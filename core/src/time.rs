@@ -123,10 +123,24 @@ impl<'de> serde::Deserialize<'de> for UtcDay {
 }
 
 /// How finely rollups are summed: by UTC day or by UTC month.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Granularity {
+    #[default]
     Day,
     Month,
+}
+
+impl FromStr for Granularity {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, ()> {
+        match text {
+            "day" => Ok(Self::Day),
+            "month" => Ok(Self::Month),
+            _ => Err(()),
+        }
+    }
 }
 
 impl Granularity {

@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::endpoint::UsageShape;
-use crate::ids::{AccountId, EventId, IssuedKeyId, ProviderKeyId};
+
+mod event;
+pub use event::{RollupBy, RollupRow, UsageEvent, UsageLogView};
 
 mod stream;
 
@@ -12,16 +14,22 @@ pub use stream::{EventVerdict, StreamEnd, StreamMeter};
 /// Tokens of one call. `input` counts every prompt token; `cached` (read from the
 /// provider's prompt cache) and `cache_write` (written to it, Anthropic's cache
 /// creation) are parts of it, each priced at its own rate and never counted twice.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Serialized as the logs show them (`input_tokens`, …).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct TokenUsage {
+    #[serde(rename = "input_tokens")]
     pub input: u64,
+    #[serde(rename = "output_tokens")]
     pub output: u64,
+    #[serde(rename = "cached_tokens")]
     pub cached: u64,
+    #[serde(rename = "cache_write_tokens")]
     pub cache_write: u64,
 }
 
 /// Where an event's token counts come from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum UsageSource {
     /// The provider reported them.
     Reported,
@@ -296,63 +304,6 @@ pub fn usage_from_json(shape: UsageShape, body: &[u8]) -> Option<TokenUsage> {
     }
 }
 
-/// Usage totals of one account (or, for the owner, one provider key) and model over
-/// one period (`YYYY-MM-DD` or `YYYY-MM`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct RollupRow {
-    pub period: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub account_id: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub provider_key_id: String,
-    pub model: String,
-    pub requests: u64,
-    pub errors: u64,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cached_tokens: u64,
-    pub cache_write_tokens: u64,
-    /// What the providers cost, at the owner's prices.
-    pub cost_nanos: i64,
-    /// What the account's parent bills it.
-    pub billed_nanos: i64,
-}
-
-/// One metered call, as the data plane reports it to the collector.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UsageEvent {
-    pub id: EventId,
-    pub at_unix_ms: i64,
-    /// The calling account first, then its ancestors, the main account last.
-    pub account_chain: Vec<AccountId>,
-    pub issued_key: IssuedKeyId,
-    pub provider_key: Option<ProviderKeyId>,
-    pub model_requested: String,
-    pub model_served: String,
-    pub level: u32,
-    pub status: u16,
-    pub latency_ms: u32,
-    pub ttfb_ms: Option<u32>,
-    pub tokens: TokenUsage,
-    pub source: UsageSource,
-    /// What the call cost at the owner's prices.
-    pub cost_nanos: i64,
-    /// What the calling account's parent bills it for the call.
-    pub billed_nanos: i64,
-    /// The configuration version (snapshot) whose price table priced the call.
-    pub price_version: u64,
-    pub path: String,
-    pub client_addr: String,
-    pub streamed: bool,
-}
-
-impl UsageEvent {
-    pub fn account(&self) -> Option<AccountId> {
-        self.account_chain.first().copied()
-    }
-
-    pub fn main_account(&self) -> Option<AccountId> {
-        self.account_chain.last().copied()
     }
 }
 

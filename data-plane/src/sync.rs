@@ -289,7 +289,10 @@ impl Follower {
                             how: "whole",
                         }
                     }
-                    Err(reason) => Step::Rejected { version, reason },
+                    Err(e) => Step::Rejected {
+                        version,
+                        reason: e.to_string(),
+                    },
                 }
             }
             (None, Some(delta)) => self.delta(live, &delta),
@@ -318,7 +321,7 @@ impl Follower {
             Some(served) if only_issued_keys(delta) => (patch(&served, None, delta), "keys"),
             Some(served) => (
                 decode_configuration(base)
-                    .map_err(|e| e.to_string())
+                    .map_err(ApplyError::from)
                     .and_then(|config| patch(&served, Some(config), delta)),
                 "delta",
             ),
@@ -330,19 +333,31 @@ impl Follower {
                 installed: live.install_followed(compiled),
                 how,
             },
-            Err(reason) => {
+            Err(e) => {
                 // What is held is no longer what was applied: start over whole.
                 self.base = None;
-                Step::Rejected { version, reason }
+                Step::Rejected {
+                    version,
+                    reason: e.to_string(),
+                }
             }
         }
     }
 }
 
+/// Why an update could not be applied: its wire form, or the snapshot it makes.
+#[derive(Debug, thiserror::Error)]
+enum ApplyError {
+    #[error(transparent)]
+    Decode(#[from] switchyard_wire::snapshot::DecodeError),
+    #[error(transparent)]
+    Snapshot(#[from] switchyard_core::snapshot::SnapshotError),
+}
+
 /// Decode and build a whole snapshot, carrying key health over from what is served.
-fn build(live: &Live, snapshot: pb::Snapshot) -> Result<Compiled, String> {
-    let decoded = decode(snapshot).map_err(|e| e.to_string())?;
-    Compiled::build_after(decoded, live.load().as_deref()).map_err(|e| e.to_string())
+fn build(live: &Live, snapshot: pb::Snapshot) -> Result<Compiled, ApplyError> {
+    let decoded = decode(snapshot)?;
+    Ok(Compiled::build_after(decoded, live.load().as_deref())?)
 }
 
 /// The served snapshot with a delta's changes: its issued keys, and the new
@@ -351,23 +366,19 @@ fn patch(
     served: &Compiled,
     config: Option<Configuration>,
     delta: &pb::SnapshotDelta,
-) -> Result<Compiled, String> {
+) -> Result<Compiled, ApplyError> {
     let upserts = delta
         .upsert_issued_keys
         .iter()
         .cloned()
         .map(decode_issued_key)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+        .collect::<Result<Vec<_>, _>>()?;
     let deleted = delta
         .delete_issued_keys
         .iter()
         .map(|id| decode_issued_key_id(id))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
-    served
-        .patched(delta.version, config, upserts, &deleted)
-        .map_err(|e| e.to_string())
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(served.patched(delta.version, config, upserts, &deleted)?)
 }
 
 /// The keys whose health differs from what was last reported (and records them as

@@ -460,6 +460,7 @@ mod tests {
             path: "/v1/chat/completions".into(),
             client_addr: String::new(),
             streamed: false,
+            session: None,
         }
     }
 

@@ -4,6 +4,7 @@ use std::pin::Pin;
 
 use futures_util::Stream;
 use switchyard_core::ids::{AccountId, EventId};
+use switchyard_core::time::UtcDay;
 use switchyard_core::usage::UsageEvent;
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::usage_service_server::UsageService;
@@ -14,7 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use switchyard_wire::{EventError, decode_event, encode_event, encode_rollup, id};
 
 use crate::store::{EventFilter, Granularity, Quarantined, RollupBy, RollupFilter, UsageStore};
-use crate::writer::{Writer, set_aside};
+use crate::writer::{WriteError, Writer, set_aside};
 
 pub struct UsageGrpc {
     pub store: UsageStore,
@@ -97,7 +98,7 @@ impl UsageService for UsageGrpc {
                 // the batch is acked either way and never comes back.
                 let stored = match set_aside(&store, &refused).await {
                     Ok(()) => writer.store(events).await,
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(WriteError::Store(std::sync::Arc::new(e))),
                 };
                 // Ack only after the transaction commits; on failure the stream ends
                 // and the sender replays the unacked batch.
@@ -162,6 +163,7 @@ impl UsageService for UsageGrpc {
             to_ms: q.to_unix_ms,
             model: (!q.model.is_empty()).then_some(q.model),
             status: u16::try_from(q.status).ok().filter(|s| *s != 0),
+            session: (!q.session.is_empty()).then_some(q.session),
             before,
             limit: q.limit,
         };
@@ -200,20 +202,33 @@ impl UsageService for UsageGrpc {
             .map(|a| id::<AccountId>(a, "account_ids"))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        for (day, field) in [(&q.from_day, "from_day"), (&q.to_day, "to_day")] {
-            if switchyard_core::time::parse_utc_day(day).is_none() {
-                return Err(Status::invalid_argument(format!(
-                    "{field} must be YYYY-MM-DD"
-                )));
-            }
-        }
+        let day = |text: &str, field: &str| {
+            text.parse::<UtcDay>()
+                .map_err(|_| Status::invalid_argument(format!("{field} must be YYYY-MM-DD")))
+        };
+        let (from_day, to_day) = (day(&q.from_day, "from_day")?, day(&q.to_day, "to_day")?);
         let granularity = match pb::Granularity::try_from(q.granularity) {
             Ok(pb::Granularity::Month) => Granularity::Month,
             _ => Granularity::Day,
         };
+        let by = match (q.by_provider_key, q.by_endpoint) {
+            (false, false) => RollupBy::Account,
+            (true, false) => RollupBy::ProviderKey,
+            (false, true) => RollupBy::Endpoint,
+            (true, true) => {
+                return Err(Status::invalid_argument(
+                    "rollups are per provider key or per endpoint, not both",
+                ));
+            }
+        };
         if q.by_provider_key && !accounts.is_empty() {
             return Err(Status::invalid_argument(
                 "rollups per provider key cover the whole tree: leave account_ids empty",
+            ));
+        }
+        if q.by_endpoint && !accounts.is_empty() {
+            return Err(Status::invalid_argument(
+                "rollups per endpoint cover the whole tree: leave account_ids empty",
             ));
         }
         let rows = self
@@ -221,13 +236,9 @@ impl UsageService for UsageGrpc {
             .rollups(&RollupFilter {
                 main_account,
                 accounts,
-                by: if q.by_provider_key {
-                    RollupBy::ProviderKey
-                } else {
-                    RollupBy::Account
-                },
-                from_day: q.from_day,
-                to_day: q.to_day,
+                by,
+                from_day,
+                to_day,
                 granularity,
             })
             .await

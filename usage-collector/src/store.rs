@@ -4,6 +4,7 @@
 
 use sqlx::Row;
 use switchyard_core::ids::{AccountId, EventId};
+use switchyard_core::time::UtcDay;
 use switchyard_core::usage::{RollupRow, TokenUsage, UsageEvent, UsageSource};
 use switchyard_db::{Backend, Db, DbError, Migrations};
 
@@ -68,15 +69,7 @@ pub struct Stored {
 
 pub use switchyard_core::time::Granularity;
 
-/// Whose totals a rollup row holds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum RollupBy {
-    /// The calling account's.
-    #[default]
-    Account,
-    /// The provider key's, across the owner's tree.
-    ProviderKey,
-}
+pub use switchyard_core::usage::RollupBy;
 
 /// What to read: a main account's tree (or all of them), some accounts in it (or
 /// provider keys of it), a range of days.
@@ -86,8 +79,8 @@ pub struct RollupFilter {
     /// Only these accounts (or provider keys, when `by` says so); empty: all.
     pub accounts: Vec<AccountId>,
     pub by: RollupBy,
-    pub from_day: String,
-    pub to_day: String,
+    pub from_day: UtcDay,
+    pub to_day: UtcDay,
     pub granularity: Granularity,
 }
 
@@ -101,21 +94,28 @@ pub struct EventFilter {
     pub to_ms: i64,
     pub model: Option<String>,
     pub status: Option<u16>,
+    /// Only events of this client session.
+    pub session: Option<String>,
     /// `(at_ms, id)` of the last event of the previous page.
     pub before: Option<(i64, String)>,
     pub limit: u32,
 }
 
-const SELECT_EVENTS: &str = "SELECT id, at_ms, account_chain, issued_key_id, provider_key_id, model_requested, model_served, \
-     level, status, latency_ms, ttfb_ms, input_tokens, output_tokens, cached_tokens, usage_source, cost_nanos, path, \
-     client_addr, streamed, billed_nanos, price_version, cache_write_tokens FROM usage_events \
-     WHERE ($1 = '' OR main_account_id = $1) \
-     AND ($2 = '' OR (',' || account_chain || ',') LIKE ('%,' || $3 || ',%')) \
-     AND at_ms >= $4 AND at_ms < $5 \
-     AND ($6 = '' OR model_served = $7) \
-     AND ($8 = 0 OR status = $9) \
-     AND (at_ms < $10 OR (at_ms = $11 AND id < $12)) \
-     ORDER BY at_ms DESC, id DESC LIMIT $13";
+/// Raw events of a filter, every column of [`EVENT_COLUMNS`], read back by name.
+static SELECT_EVENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM usage_events \
+         WHERE ($1 = '' OR main_account_id = $1) \
+         AND ($2 = '' OR (',' || account_chain || ',') LIKE ('%,' || $3 || ',%')) \
+         AND at_ms >= $4 AND at_ms < $5 \
+         AND ($6 = '' OR model_served = $7) \
+         AND ($8 = 0 OR status = $9) \
+         AND (at_ms < $10 OR (at_ms = $11 AND id < $12)) \
+         AND ($13 = '' OR session = $14) \
+         ORDER BY at_ms DESC, id DESC LIMIT $15",
+        column_names()
+    )
+});
 
 #[derive(Clone, Debug)]
 pub struct UsageStore {
@@ -132,42 +132,212 @@ enum Writes {
     Sqlite(sqlite::Writer),
 }
 
-const EVENT_PARAMS: usize = 25;
-/// A rollup table's upsert: its insert clause (of the columns, the first four name
-/// the row, the rest are added on conflict), how many, and the conflict clause.
+/// One column of `usage_events` and how its value is read off an event: the one
+/// place that maps the event to its row. Both write paths (Postgres' column arrays,
+/// SQLite's one-row statement) and the read take their column lists from here.
+pub(crate) struct EventColumn {
+    pub(crate) name: &'static str,
+    read: Read,
+}
+
+/// How a column's value is read off an event, by the column's kind.
+enum Read {
+    Text(fn(&UsageEvent) -> Option<String>),
+    Int(fn(&UsageEvent) -> Option<i64>),
+    /// An unsigned count, refused when it does not fit a BIGINT.
+    Count(fn(&UsageEvent) -> u64),
+}
+
+/// A column's value in an event's row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Value {
+    Text(Option<String>),
+    Int(Option<i64>),
+}
+
+impl EventColumn {
+    const fn text(name: &'static str, read: fn(&UsageEvent) -> Option<String>) -> Self {
+        Self {
+            name,
+            read: Read::Text(read),
+        }
+    }
+
+    const fn int(name: &'static str, read: fn(&UsageEvent) -> Option<i64>) -> Self {
+        Self {
+            name,
+            read: Read::Int(read),
+        }
+    }
+
+    const fn count(name: &'static str, read: fn(&UsageEvent) -> u64) -> Self {
+        Self {
+            name,
+            read: Read::Count(read),
+        }
+    }
+
+    /// The column's Postgres type.
+    pub(crate) fn sql_type(&self) -> &'static str {
+        match self.read {
+            Read::Text(_) => "text",
+            Read::Int(_) | Read::Count(_) => "int8",
+        }
+    }
+
+    pub(crate) fn value(&self, e: &UsageEvent) -> Result<Value, StoreError> {
+        Ok(match self.read {
+            Read::Text(read) => Value::Text(read(e)),
+            Read::Int(read) => Value::Int(read(e)),
+            Read::Count(read) => Value::Int(Some(int(read(e))?)),
+        })
+    }
+}
+
+/// The columns of `usage_events`, in the order of [`EVENTS_INSERT`].
+pub(crate) const EVENT_COLUMNS: [EventColumn; 26] = [
+    EventColumn::text("id", |e| Some(e.id.to_string())),
+    EventColumn::int("at_ms", |e| Some(e.at_unix_ms)),
+    EventColumn::text("day", |e| {
+        Some(switchyard_core::time::utc_day(e.at_unix_ms))
+    }),
+    EventColumn::text("account_id", |e| {
+        Some(e.account().map(|a| a.to_string()).unwrap_or_default())
+    }),
+    EventColumn::text("main_account_id", |e| {
+        Some(e.main_account().map(|a| a.to_string()).unwrap_or_default())
+    }),
+    EventColumn::text("account_chain", |e| {
+        Some(
+            e.account_chain
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+    }),
+    EventColumn::text("issued_key_id", |e| Some(e.issued_key.to_string())),
+    EventColumn::text("provider_key_id", |e| e.provider_key.map(|p| p.to_string())),
+    EventColumn::text("model_requested", |e| Some(e.model_requested.clone())),
+    EventColumn::text("model_served", |e| Some(e.model_served.clone())),
+    EventColumn::int("level", |e| Some(i64::from(e.level))),
+    EventColumn::int("status", |e| Some(i64::from(e.status))),
+    EventColumn::int("latency_ms", |e| Some(i64::from(e.latency_ms))),
+    EventColumn::int("ttfb_ms", |e| e.ttfb_ms.map(i64::from)),
+    EventColumn::count("input_tokens", |e| e.tokens.input),
+    EventColumn::count("output_tokens", |e| e.tokens.output),
+    EventColumn::count("cached_tokens", |e| e.tokens.cached),
+    EventColumn::text("usage_source", |e| Some(e.source.as_str().to_owned())),
+    EventColumn::int("cost_nanos", |e| Some(e.cost_nanos)),
+    EventColumn::text("path", |e| Some(e.path.clone())),
+    EventColumn::text("client_addr", |e| Some(e.client_addr.clone())),
+    EventColumn::int("streamed", |e| Some(i64::from(e.streamed))),
+    EventColumn::int("billed_nanos", |e| Some(e.billed_nanos)),
+    EventColumn::count("price_version", |e| e.price_version),
+    EventColumn::count("cache_write_tokens", |e| e.tokens.cache_write),
+    EventColumn::text("session", |e| e.session.clone()),
+];
+
+pub(crate) const EVENT_PARAMS: usize = EVENT_COLUMNS.len();
+
+/// The column names, comma-separated.
+fn column_names() -> String {
+    EVENT_COLUMNS
+        .iter()
+        .map(|c| c.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// An event's row: one value per column of [`EVENT_COLUMNS`].
+pub(crate) fn event_row(e: &UsageEvent) -> Result<Vec<Value>, StoreError> {
+    EVENT_COLUMNS.iter().map(|c| c.value(e)).collect()
+}
+
+/// A rollup table: its name, the column naming whose totals a row holds (between
+/// the day and main account and the model, the four that name a row), the conflict
+/// target of its upsert, and whether it holds a billed amount.
 struct RollupTable {
-    insert: &'static str,
-    params: usize,
-    tail: &'static str,
+    name: &'static str,
+    of: &'static str,
+    conflict: &'static str,
+    billed: bool,
+}
+
+/// The numbers a rollup row adds, in the order of [`rollup_numbers`]; the last,
+/// the billed amount, only in tables that bill.
+const NUMBER_COLUMNS: [&str; 8] = [
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "cost_nanos",
+    "billed_nanos",
+];
+
+impl RollupTable {
+    /// Columns after the four that name a row.
+    fn numbers(&self) -> &'static [&'static str] {
+        let n = if self.billed { 8 } else { 7 };
+        &NUMBER_COLUMNS[..n]
+    }
+
+    fn params(&self) -> usize {
+        4 + self.numbers().len()
+    }
+
+    /// `INSERT INTO table (columns)`.
+    fn insert(&self) -> String {
+        format!(
+            "INSERT INTO {} (day, main_account_id, {}, model, {})",
+            self.name,
+            self.of,
+            self.numbers().join(", ")
+        )
+    }
+
+    /// The conflict clause: each number added to the row's.
+    fn tail(&self) -> String {
+        let sums: Vec<String> = self
+            .numbers()
+            .iter()
+            .map(|c| format!("{c} = {}.{c} + excluded.{c}", self.name))
+            .collect();
+        format!(
+            " ON CONFLICT ({}) DO UPDATE SET {}",
+            self.conflict,
+            sums.join(", ")
+        )
+    }
 }
 
 const DAILY: RollupTable = RollupTable {
-    insert: "INSERT INTO usage_daily (day, main_account_id, account_id, model, requests, errors, input_tokens, \
-     output_tokens, cached_tokens, cache_write_tokens, cost_nanos, billed_nanos)",
-    params: 12,
-    tail: " ON CONFLICT (day, account_id, model) DO UPDATE SET requests = usage_daily.requests + excluded.requests, \
-     errors = usage_daily.errors + excluded.errors, input_tokens = usage_daily.input_tokens + excluded.input_tokens, \
-     output_tokens = usage_daily.output_tokens + excluded.output_tokens, \
-     cached_tokens = usage_daily.cached_tokens + excluded.cached_tokens, \
-     cache_write_tokens = usage_daily.cache_write_tokens + excluded.cache_write_tokens, \
-     cost_nanos = usage_daily.cost_nanos + excluded.cost_nanos, \
-     billed_nanos = usage_daily.billed_nanos + excluded.billed_nanos",
+    name: "usage_daily",
+    of: "account_id",
+    conflict: "day, account_id, model",
+    billed: true,
 };
 
 /// Per provider key: no parent bills a key, so no billed amount.
 const DAILY_KEYS: RollupTable = RollupTable {
-    insert: "INSERT INTO usage_daily_keys (day, main_account_id, provider_key_id, model, requests, \
-     errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens, cost_nanos)",
-    params: 11,
-    tail: " ON CONFLICT (main_account_id, day, provider_key_id, model) DO UPDATE SET \
-     requests = usage_daily_keys.requests + excluded.requests, \
-     errors = usage_daily_keys.errors + excluded.errors, \
-     input_tokens = usage_daily_keys.input_tokens + excluded.input_tokens, \
-     output_tokens = usage_daily_keys.output_tokens + excluded.output_tokens, \
-     cached_tokens = usage_daily_keys.cached_tokens + excluded.cached_tokens, \
-     cache_write_tokens = usage_daily_keys.cache_write_tokens + excluded.cache_write_tokens, \
-     cost_nanos = usage_daily_keys.cost_nanos + excluded.cost_nanos",
+    name: "usage_daily_keys",
+    of: "provider_key_id",
+    conflict: "main_account_id, day, provider_key_id, model",
+    billed: false,
 };
+
+/// Per endpoint (route path) across the tree, billed amount included.
+const DAILY_ENDPOINTS: RollupTable = RollupTable {
+    name: "usage_daily_endpoints",
+    of: "endpoint",
+    conflict: "main_account_id, day, endpoint, model",
+    billed: true,
+};
+
+/// Every rollup table, in the order [`rollup_deltas`] returns their rows.
+const ROLLUP_TABLES: [&RollupTable; 3] = [&DAILY, &DAILY_KEYS, &DAILY_ENDPOINTS];
 
 /// `insert VALUES (?, …)` with `params` placeholders, then `tail`: one row.
 fn one_row_sql(insert: &str, params: usize, tail: &str) -> String {
@@ -175,81 +345,13 @@ fn one_row_sql(insert: &str, params: usize, tail: &str) -> String {
     format!("{insert} VALUES ({placeholders}){tail}")
 }
 
-const EVENTS_INSERT: &str = "INSERT INTO usage_events (id, at_ms, day, account_id, main_account_id, \
-     account_chain, issued_key_id, provider_key_id, model_requested, model_served, level, status, latency_ms, \
-     ttfb_ms, input_tokens, output_tokens, cached_tokens, usage_source, cost_nanos, path, client_addr, streamed, \
-     billed_nanos, price_version, cache_write_tokens)";
+static EVENTS_INSERT: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("INSERT INTO usage_events ({})", column_names()));
 /// A replayed event is skipped; the ids returned are the events that were new.
 const EVENTS_TAIL: &str = " ON CONFLICT (id) DO NOTHING RETURNING id";
 /// [`EVENTS_TAIL`] returning nothing: SQLite's writer inserts one row at a time and
 /// reads from the change count whether it was new.
 const EVENTS_TAIL_SILENT: &str = " ON CONFLICT (id) DO NOTHING";
-
-/// One raw event's row, field for column of [`EVENTS_INSERT`].
-struct EventRow {
-    id: String,
-    at_ms: i64,
-    day: String,
-    account: String,
-    main_account: String,
-    chain: String,
-    issued_key: String,
-    provider_key: Option<String>,
-    model_requested: String,
-    model_served: String,
-    level: i64,
-    status: i64,
-    latency_ms: i64,
-    ttfb_ms: Option<i64>,
-    input: i64,
-    output: i64,
-    cached: i64,
-    source: &'static str,
-    cost_nanos: i64,
-    path: String,
-    client_addr: String,
-    streamed: i64,
-    billed_nanos: i64,
-    price_version: i64,
-    cache_write: i64,
-}
-
-impl EventRow {
-    fn of(e: &UsageEvent) -> Result<Self, StoreError> {
-        Ok(Self {
-            id: e.id.to_string(),
-            at_ms: e.at_unix_ms,
-            day: switchyard_core::time::utc_day(e.at_unix_ms),
-            account: e.account().map(|a| a.to_string()).unwrap_or_default(),
-            main_account: e.main_account().map(|a| a.to_string()).unwrap_or_default(),
-            chain: e
-                .account_chain
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-            issued_key: e.issued_key.to_string(),
-            provider_key: e.provider_key.map(|p| p.to_string()),
-            model_requested: e.model_requested.clone(),
-            model_served: e.model_served.clone(),
-            level: i64::from(e.level),
-            status: i64::from(e.status),
-            latency_ms: i64::from(e.latency_ms),
-            ttfb_ms: e.ttfb_ms.map(i64::from),
-            input: int(e.tokens.input)?,
-            output: int(e.tokens.output)?,
-            cached: int(e.tokens.cached)?,
-            source: e.source.as_str(),
-            cost_nanos: e.cost_nanos,
-            path: e.path.clone(),
-            client_addr: e.client_addr.clone(),
-            streamed: i64::from(e.streamed),
-            billed_nanos: e.billed_nanos,
-            price_version: int(e.price_version)?,
-            cache_write: int(e.tokens.cache_write)?,
-        })
-    }
-}
 
 /// Where a rollup row lives: `of` is the calling account (in `usage_daily`) or the
 /// provider key (in `usage_daily_keys`).
@@ -290,36 +392,29 @@ impl RollupDelta {
 type Deltas = std::collections::BTreeMap<RollupKey, RollupDelta>;
 
 /// The rollup changes of some new events, one per row touched, so a batch costs one
-/// upsert per (day, account, model) and per (day, provider key, model) instead of
-/// one per event. Returns the account rows and the provider-key rows.
-fn rollup_deltas<'a>(events: impl Iterator<Item = &'a UsageEvent>) -> (Deltas, Deltas) {
-    let (mut accounts, mut keys) = (Deltas::new(), Deltas::new());
+/// upsert per (day, account, model), per (day, provider key, model) and per (day,
+/// endpoint, model) instead of one per event. Returns the rows of each of
+/// [`ROLLUP_TABLES`]: per account, per provider key, per endpoint.
+fn rollup_deltas<'a>(events: impl Iterator<Item = &'a UsageEvent>) -> [Deltas; 3] {
+    let (mut accounts, mut keys, mut endpoints) = (Deltas::new(), Deltas::new(), Deltas::new());
     for e in events {
         let (Some(account), Some(main_account)) = (e.account(), e.main_account()) else {
             continue;
         };
         let day = Granularity::Day.bucket_of_ms(e.at_unix_ms);
+        let key = |of: String| RollupKey {
+            day: day.clone(),
+            main_account,
+            of,
+            model: e.model_served.clone(),
+        };
         if let Some(provider) = e.provider_key {
-            keys.entry(RollupKey {
-                day: day.clone(),
-                main_account,
-                of: provider.to_string(),
-                model: e.model_served.clone(),
-            })
-            .or_default()
-            .add(e);
+            keys.entry(key(provider.to_string())).or_default().add(e);
         }
-        accounts
-            .entry(RollupKey {
-                day,
-                main_account,
-                of: account.to_string(),
-                model: e.model_served.clone(),
-            })
-            .or_default()
-            .add(e);
+        endpoints.entry(key(e.path.clone())).or_default().add(e);
+        accounts.entry(key(account.to_string())).or_default().add(e);
     }
-    (accounts, keys)
+    [accounts, keys, endpoints]
 }
 
 /// What a rollup row adds, in the order of the table's columns after the four that
@@ -340,7 +435,7 @@ fn rollup_numbers(d: &RollupDelta) -> Result<[i64; 8], StoreError> {
 
 /// Columns a rollup table has after the four that name a row.
 fn number_columns(table: &RollupTable) -> usize {
-    table.params - 4
+    table.numbers().len()
 }
 
 /// The events of `batches` that name an account, in order. An empty chain is refused
@@ -380,6 +475,11 @@ const SELECT_DAILY: &str = "SELECT day, account_id, model, requests, errors, inp
      cost_nanos, billed_nanos, cache_write_tokens FROM usage_daily \
      WHERE ($1 = '' OR main_account_id = $2) AND day >= $3 AND day <= $4";
 
+/// The same per endpoint.
+const SELECT_DAILY_ENDPOINTS: &str = "SELECT day, endpoint, model, requests, errors, input_tokens, output_tokens, \
+     cached_tokens, cost_nanos, billed_nanos, cache_write_tokens FROM usage_daily_endpoints \
+     WHERE ($1 = '' OR main_account_id = $2) AND day >= $3 AND day <= $4";
+
 /// The same per provider key; a key has no parent to bill, so `billed_nanos` is 0.
 const SELECT_DAILY_KEYS: &str = "SELECT day, provider_key_id, model, requests, errors, input_tokens, output_tokens, \
      cached_tokens, cost_nanos, 0, cache_write_tokens FROM usage_daily_keys \
@@ -392,43 +492,44 @@ fn parse_text<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, StoreEr
 
 fn event_from_row(r: &sqlx::any::AnyRow) -> Result<UsageEvent, StoreError> {
     let bad = |what: &str| StoreError::Range(format!("stored event has a bad {what}"));
-    let chain: String = r.try_get(2)?;
-    let provider: Option<String> = r.try_get(4)?;
-    let source: String = r.try_get(14)?;
+    let chain: String = r.try_get("account_chain")?;
+    let provider: Option<String> = r.try_get("provider_key_id")?;
+    let source: String = r.try_get("usage_source")?;
     let narrow = |v: i64, what: &str| u32::try_from(v).map_err(|_| bad(what));
     Ok(UsageEvent {
-        id: parse_text(&r.try_get::<String, _>(0)?, "id")?,
-        at_unix_ms: r.try_get(1)?,
+        id: parse_text(&r.try_get::<String, _>("id")?, "id")?,
+        at_unix_ms: r.try_get("at_ms")?,
         account_chain: chain
             .split(',')
             .map(|a| parse_text(a, "account chain"))
             .collect::<Result<_, _>>()?,
-        issued_key: parse_text(&r.try_get::<String, _>(3)?, "issued key")?,
+        issued_key: parse_text(&r.try_get::<String, _>("issued_key_id")?, "issued key")?,
         provider_key: provider
             .map(|p| parse_text(&p, "provider key"))
             .transpose()?,
-        model_requested: r.try_get(5)?,
-        model_served: r.try_get(6)?,
-        level: narrow(r.try_get(7)?, "level")?,
-        status: u16::try_from(r.try_get::<i64, _>(8)?).map_err(|_| bad("status"))?,
-        latency_ms: narrow(r.try_get(9)?, "latency")?,
+        model_requested: r.try_get("model_requested")?,
+        model_served: r.try_get("model_served")?,
+        level: narrow(r.try_get("level")?, "level")?,
+        status: u16::try_from(r.try_get::<i64, _>("status")?).map_err(|_| bad("status"))?,
+        latency_ms: narrow(r.try_get("latency_ms")?, "latency")?,
         ttfb_ms: r
-            .try_get::<Option<i64>, _>(10)?
+            .try_get::<Option<i64>, _>("ttfb_ms")?
             .map(|v| narrow(v, "ttfb"))
             .transpose()?,
         tokens: TokenUsage {
-            input: uint(r.try_get(11)?),
-            output: uint(r.try_get(12)?),
-            cached: uint(r.try_get(13)?),
-            cache_write: uint(r.try_get(21)?),
+            input: uint(r.try_get("input_tokens")?),
+            output: uint(r.try_get("output_tokens")?),
+            cached: uint(r.try_get("cached_tokens")?),
+            cache_write: uint(r.try_get("cache_write_tokens")?),
         },
         source: UsageSource::parse(&source).ok_or_else(|| bad("usage source"))?,
-        cost_nanos: r.try_get(15)?,
-        path: r.try_get(16)?,
-        client_addr: r.try_get(17)?,
-        streamed: r.try_get::<i64, _>(18)? != 0,
-        billed_nanos: r.try_get(19)?,
-        price_version: uint(r.try_get(20)?),
+        cost_nanos: r.try_get("cost_nanos")?,
+        path: r.try_get("path")?,
+        client_addr: r.try_get("client_addr")?,
+        streamed: r.try_get::<i64, _>("streamed")? != 0,
+        billed_nanos: r.try_get("billed_nanos")?,
+        price_version: uint(r.try_get("price_version")?),
+        session: r.try_get("session")?,
     })
 }
 
@@ -492,9 +593,10 @@ impl UsageStore {
         let within = f.within.map(|w| w.to_string()).unwrap_or_default();
         let model = f.model.clone().unwrap_or_default();
         let status = i64::from(f.status.unwrap_or(0));
+        let session = f.session.clone().unwrap_or_default();
         let (before_ms, before_id) = f.before.clone().unwrap_or((i64::MAX, String::new()));
         // Each value is bound once per placeholder: `$n` must appear in order for SQLite.
-        let rows = sqlx::query(SELECT_EVENTS)
+        let rows = sqlx::query(SELECT_EVENTS.as_str())
             .bind(main.clone())
             .bind(within.clone())
             .bind(within)
@@ -507,6 +609,8 @@ impl UsageStore {
             .bind(before_ms)
             .bind(before_ms)
             .bind(before_id)
+            .bind(session.clone())
+            .bind(session)
             .bind(i64::from(f.limit))
             .fetch_all(&self.db.pool)
             .await?;
@@ -546,12 +650,13 @@ impl UsageStore {
         let sql = match filter.by {
             RollupBy::Account => SELECT_DAILY,
             RollupBy::ProviderKey => SELECT_DAILY_KEYS,
+            RollupBy::Endpoint => SELECT_DAILY_ENDPOINTS,
         };
         let rows = sqlx::query(sql)
             .bind(main.clone())
             .bind(main)
-            .bind(filter.from_day.clone())
-            .bind(filter.to_day.clone())
+            .bind(filter.from_day.to_string())
+            .bind(filter.to_day.to_string())
             .fetch_all(&self.db.pool)
             .await?;
         let wanted: std::collections::HashSet<String> =
@@ -569,17 +674,17 @@ impl UsageStore {
             let row = out
                 .entry((period.clone(), of.clone(), model.clone()))
                 .or_insert_with(|| {
-                    let (account_id, provider_key_id) = match filter.by {
-                        RollupBy::Account => (of, String::new()),
-                        RollupBy::ProviderKey => (String::new(), of),
-                    };
-                    RollupRow {
+                    let mut row = RollupRow {
                         period,
-                        account_id,
-                        provider_key_id,
                         model,
                         ..RollupRow::default()
-                    }
+                    };
+                    *match filter.by {
+                        RollupBy::Account => &mut row.account_id,
+                        RollupBy::ProviderKey => &mut row.provider_key_id,
+                        RollupBy::Endpoint => &mut row.endpoint,
+                    } = of;
+                    row
                 });
             row.requests += uint(r.try_get(3)?);
             row.errors += uint(r.try_get(4)?);
@@ -600,11 +705,27 @@ mod tests {
 
     #[test]
     fn one_row_statements_have_a_placeholder_per_value() {
-        let sql = one_row_sql(EVENTS_INSERT, EVENT_PARAMS, EVENTS_TAIL_SILENT);
+        let sql = one_row_sql(&EVENTS_INSERT, EVENT_PARAMS, EVENTS_TAIL_SILENT);
         assert_eq!(sql.matches('?').count(), EVENT_PARAMS);
-        assert!(sql.contains("cache_write_tokens) VALUES (?, ?,"));
+        assert!(sql.contains("session) VALUES (?, ?,"));
         assert!(sql.ends_with(", ?, ?) ON CONFLICT (id) DO NOTHING"));
-        let sql = one_row_sql(DAILY_KEYS.insert, DAILY_KEYS.params, DAILY_KEYS.tail);
+        assert!(
+            DAILY
+                .tail()
+                .ends_with("billed_nanos = usage_daily.billed_nanos + excluded.billed_nanos")
+        );
+        assert!(!DAILY_KEYS.insert().contains("billed"));
+        assert_eq!(
+            DAILY_ENDPOINTS.insert(),
+            "INSERT INTO usage_daily_endpoints (day, main_account_id, endpoint, model, requests, \
+             errors, input_tokens, output_tokens, cached_tokens, cache_write_tokens, cost_nanos, \
+             billed_nanos)"
+        );
+        let sql = one_row_sql(
+            &DAILY_KEYS.insert(),
+            DAILY_KEYS.params(),
+            &DAILY_KEYS.tail(),
+        );
         assert_eq!(sql.matches('?').count(), 11);
         assert!(sql.contains(") VALUES (?"));
     }
@@ -639,6 +760,7 @@ mod tests {
             path: "/v1/chat/completions".into(),
             client_addr: String::new(),
             streamed: false,
+            session: None,
         };
         let day = 1_795_219_200_000;
         let events = [
@@ -650,7 +772,7 @@ mod tests {
             // Reached no provider key: counted for the account only.
             event(vec![child, main], 503, day),
         ];
-        let (accounts, keys) = rollup_deltas(events.iter());
+        let [accounts, keys, endpoints] = rollup_deltas(events.iter());
         assert_eq!(accounts.len(), 3);
         let (row, first) = accounts
             .iter()
@@ -668,5 +790,10 @@ mod tests {
             (key.to_string().as_str(), main)
         );
         assert_eq!((by_key.requests, by_key.errors, by_key.input), (3, 1, 9));
+        // One endpoint, two days, the whole tree; calls that reached no key too.
+        assert_eq!(endpoints.len(), 2);
+        let (row, by_endpoint) = endpoints.iter().next().unwrap();
+        assert_eq!(row.of, "/v1/chat/completions");
+        assert_eq!((by_endpoint.requests, by_endpoint.errors), (4, 2));
     }
 }

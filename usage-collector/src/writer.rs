@@ -16,7 +16,17 @@ const MAX_GROUP_EVENTS: usize = 4096;
 
 struct Job {
     events: Vec<UsageEvent>,
-    done: oneshot::Sender<Result<Stored, String>>,
+    done: oneshot::Sender<Result<Stored, WriteError>>,
+}
+
+/// Why a batch was not stored; then nothing of it is.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("the usage writer stopped")]
+    Stopped,
+    /// The group's transaction failed; every batch in it gets the same error.
+    #[error(transparent)]
+    Store(std::sync::Arc<StoreError>),
 }
 
 #[derive(Clone)]
@@ -37,15 +47,13 @@ impl Writer {
 
     /// Store a batch (with whatever else is waiting) and say how it landed; `Err`
     /// when the transaction failed, and then nothing of it is stored.
-    pub async fn store(&self, events: Vec<UsageEvent>) -> Result<Stored, String> {
+    pub async fn store(&self, events: Vec<UsageEvent>) -> Result<Stored, WriteError> {
         let (done, answer) = oneshot::channel();
         self.jobs
             .send(Job { events, done })
             .await
-            .map_err(|_| "the usage writer stopped".to_owned())?;
-        answer
-            .await
-            .map_err(|_| "the usage writer stopped".to_owned())?
+            .map_err(|_| WriteError::Stopped)?;
+        answer.await.map_err(|_| WriteError::Stopped)?
     }
 }
 
@@ -91,9 +99,9 @@ async fn write(store: UsageStore, queue: std::sync::Arc<tokio::sync::Mutex<mpsc:
                 }
             }
             Err(e) => {
-                let reason = e.to_string();
+                let e = std::sync::Arc::new(e);
                 for job in jobs {
-                    let _ = job.done.send(Err(reason.clone()));
+                    let _ = job.done.send(Err(WriteError::Store(e.clone())));
                 }
             }
         }

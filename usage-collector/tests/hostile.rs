@@ -134,13 +134,13 @@ async fn hostile_values_are_quarantined_and_the_rest_arrives(url: &str) {
     collector.stop().await;
 
     let store = UsageStore::open(url).await.unwrap();
-    let day = switchyard_core::time::utc_day(now);
+    let day = switchyard_core::time::UtcDay::of_unix_ms(now);
     let rows = store
         .rollups(&RollupFilter {
             main_account: Some(neighbour),
             accounts: vec![],
             by: RollupBy::Account,
-            from_day: day.clone(),
+            from_day: day,
             to_day: day,
             granularity: Granularity::Day,
         })

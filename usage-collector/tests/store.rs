@@ -19,7 +19,9 @@ switchyard_tests::every_backend!(
     old_events_are_forgotten_and_rollups_stay,
     rollups_per_provider_key_for_the_owner,
     batches_stored_together_say_how_each_landed,
-    overlapping_batches_at_once_count_each_event_once
+    overlapping_batches_at_once_count_each_event_once,
+    sessions_are_stored_and_filter_the_events,
+    rollups_per_endpoint_tell_counting_from_generation
 );
 
 // 2026-11-21T10:00:00Z and the next days.
@@ -59,6 +61,7 @@ fn event(
         path: "/v1/chat/completions".into(),
         client_addr: "127.0.0.1".into(),
         streamed: false,
+        session: None,
     }
 }
 
@@ -67,8 +70,8 @@ fn filter(main: AccountId, granularity: Granularity) -> RollupFilter {
         main_account: Some(main),
         accounts: vec![],
         by: RollupBy::Account,
-        from_day: "2026-11-01".into(),
-        to_day: "2026-12-31".into(),
+        from_day: "2026-11-01".parse().unwrap(),
+        to_day: "2026-12-31".parse().unwrap(),
         granularity,
     }
 }
@@ -190,7 +193,7 @@ async fn rollups_by_day_month_and_account(url: &str) {
     assert_eq!(rows.iter().map(|r| r.input_tokens).sum::<u64>(), 12);
 
     let mut narrow = filter(main, Granularity::Day);
-    narrow.to_day = "2026-11-21".into();
+    narrow.to_day = "2026-11-21".parse().unwrap();
     assert_eq!(store.rollups(&narrow).await.unwrap().len(), 1);
 
     let mut everyone = filter(main, Granularity::Day);
@@ -226,6 +229,7 @@ async fn events_page_newest_first(url: &str) {
         to_ms: DAY + MS_PER_DAY,
         model: None,
         status: None,
+        session: None,
         before: None,
         limit: 10,
     };
@@ -284,6 +288,7 @@ async fn old_events_are_forgotten_and_rollups_stay(url: &str) {
         to_ms: i64::MAX,
         model: None,
         status: None,
+        session: None,
         before: None,
         limit: 100,
     };
@@ -385,6 +390,7 @@ async fn rollups_per_provider_key_for_the_owner(url: &str) {
             to_ms: i64::MAX,
             model: None,
             status: Some(500),
+            session: None,
             before: None,
             limit: 10,
         })
@@ -452,4 +458,91 @@ async fn overlapping_batches_at_once_count_each_event_once(url: &str) {
         .await
         .unwrap();
     assert_eq!(rows.iter().map(|r| r.requests).sum::<u64>(), 199);
+}
+
+async fn sessions_are_stored_and_filter_the_events(url: &str) {
+    let store = UsageStore::open(url).await.unwrap();
+    let main = AccountId::new();
+    let mut first = event(&[main], DAY, "m", 200, 10, 1);
+    first.session = Some("claude-5f0c".into());
+    let mut second = event(&[main], DAY + 1, "m", 200, 10, 1);
+    second.session = Some("codex-1".into());
+    let none = event(&[main], DAY + 2, "m", 200, 10, 1);
+    store
+        .insert(&[first.clone(), second.clone(), none.clone()])
+        .await
+        .unwrap();
+    let filter = |session: Option<&str>| EventFilter {
+        main_account: Some(main),
+        within: None,
+        from_ms: DAY,
+        to_ms: DAY + MS_PER_DAY,
+        model: None,
+        status: None,
+        session: session.map(str::to_owned),
+        before: None,
+        limit: 10,
+    };
+    // Read back as written, absent included.
+    assert_eq!(
+        store.events(&filter(None)).await.unwrap(),
+        vec![none, second.clone(), first.clone()]
+    );
+    assert_eq!(
+        store.events(&filter(Some("claude-5f0c"))).await.unwrap(),
+        vec![first]
+    );
+    assert_eq!(
+        store.events(&filter(Some("codex-1"))).await.unwrap(),
+        vec![second]
+    );
+    assert!(
+        store
+            .events(&filter(Some("other")))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn rollups_per_endpoint_tell_counting_from_generation(url: &str) {
+    let store = UsageStore::open(url).await.unwrap();
+    let main = AccountId::new();
+    let child = AccountId::new();
+    let mut counting = event(&[child, main], DAY, "claude", 200, 0, 0);
+    counting.path = "/v1/messages/count_tokens".into();
+    let batch = vec![
+        event(&[main], DAY, "claude", 200, 10, 2),
+        event(&[child, main], DAY + 1, "claude", 500, 4, 0),
+        counting,
+    ];
+    store.insert(&batch).await.unwrap();
+    // A replay adds nothing.
+    store.insert(&batch).await.unwrap();
+    let rows = store
+        .rollups(&RollupFilter {
+            by: RollupBy::Endpoint,
+            ..filter(main, Granularity::Month)
+        })
+        .await
+        .unwrap();
+    let got: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.endpoint.as_str(),
+                r.account_id.as_str(),
+                r.requests,
+                r.errors,
+                r.input_tokens,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("/v1/chat/completions", "", 2, 1, 14),
+            ("/v1/messages/count_tokens", "", 1, 0, 0),
+        ]
+    );
 }

@@ -108,6 +108,7 @@ pub fn decode_event(e: pb::UsageEvent) -> Result<UsageEvent, EventError> {
         path: text(e.path, fields::PATH)?,
         client_addr: text(e.client_addr, fields::CLIENT_ADDR)?,
         streamed: e.streamed,
+        session: e.session.map(|s| text(s, fields::SESSION)).transpose()?,
     })
 }
 
@@ -126,6 +127,7 @@ pub fn encode_rollup(r: RollupRow) -> pb::RollupRow {
         billed_nanos: r.billed_nanos,
         cache_write_tokens: r.cache_write_tokens,
         provider_key_id: r.provider_key_id,
+        endpoint: r.endpoint,
     }
 }
 
@@ -144,6 +146,7 @@ pub fn decode_rollup(r: pb::RollupRow) -> RollupRow {
         billed_nanos: r.billed_nanos,
         cache_write_tokens: r.cache_write_tokens,
         provider_key_id: r.provider_key_id,
+        endpoint: r.endpoint,
     }
 }
 
@@ -177,6 +180,7 @@ pub fn encode_event(e: UsageEvent) -> pb::UsageEvent {
         path: e.path,
         client_addr: e.client_addr,
         streamed: e.streamed,
+        session: e.session,
     }
 }
 
@@ -198,6 +202,7 @@ mod tests {
             input_tokens: 3,
             cached_tokens: 1,
             cache_write_tokens: 1,
+            session: Some("s".into()),
             ..Default::default()
         }
     }
@@ -255,6 +260,10 @@ mod tests {
             (
                 |e| e.provider_key_id = "bad".into(),
                 EventError::BadId("provider_key_id"),
+            ),
+            (
+                |e| e.session = Some("a\u{7}b".into()),
+                EventError::BadText(FieldError::Control { field: "session" }),
             ),
         ];
         for (mutate, want) in cases {

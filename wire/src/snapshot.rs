@@ -91,7 +91,7 @@ fn decode_price(p: pb::Price) -> Price {
 }
 
 /// Billing from the wire, validated.
-pub fn decode_billing(b: pb::Billing) -> Result<Billing, String> {
+pub fn decode_billing(b: pb::Billing) -> Result<Billing, ValueError> {
     let billing = Billing {
         multiplier_ppm: b.multiplier_ppm,
         prices: patterns(
@@ -99,7 +99,7 @@ pub fn decode_billing(b: pb::Billing) -> Result<Billing, String> {
             "billing prices",
         )?,
     };
-    billing.validate().map_err(|e| e.to_string())?;
+    billing.validate()?;
     Ok(billing)
 }
 
@@ -216,24 +216,56 @@ pub enum DecodeError {
     #[error("issued key {0}: hash must be 32 bytes")]
     Hash(String),
     #[error("account {account}: policy: {why}")]
-    Policy { account: String, why: String },
+    Policy { account: String, why: ValueError },
     #[error("account {account}: billing: {why}")]
-    Billing { account: String, why: String },
+    Billing { account: String, why: ValueError },
     #[error("rules of {owner}: {why}")]
-    Rules { owner: String, why: String },
+    Rules { owner: String, why: ValueError },
+}
+
+/// Why a policy, billing or rules message is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ValueError {
+    /// An entry of a list or a key of a map that does not parse.
+    #[error("{field} {value:?}: {why}")]
+    Entry {
+        field: &'static str,
+        value: String,
+        why: String,
+    },
+    #[error("{field}: more than {max} entries")]
+    TooMany { field: &'static str, max: usize },
+    #[error("limits when_store_down {0}")]
+    StoreDown(i32),
+    #[error("credit period {0:?}")]
+    CreditPeriod(String),
+    #[error(transparent)]
+    Policy(#[from] switchyard_core::policy::PolicyError),
+    #[error(transparent)]
+    Billing(#[from] switchyard_core::billing::BillingError),
+}
+
+impl ValueError {
+    fn entry(field: &'static str, value: &str, why: impl std::fmt::Display) -> Self {
+        Self::Entry {
+            field,
+            value: value.to_owned(),
+            why: why.to_string(),
+        }
+    }
 }
 
 fn parse_list<T: std::str::FromStr>(
     list: Option<pb::StringList>,
-    field: &str,
-) -> Result<Option<Vec<T>>, String>
+    field: &'static str,
+) -> Result<Option<Vec<T>>, ValueError>
 where
     T::Err: std::fmt::Display,
 {
     list.map(|l| {
         l.values
             .iter()
-            .map(|v| v.parse::<T>().map_err(|e| format!("{field} {v:?}: {e}")))
+            .map(|v| v.parse::<T>().map_err(|e| ValueError::entry(field, v, e)))
             .collect()
     })
     .transpose()
@@ -241,18 +273,18 @@ where
 
 fn patterns<T>(
     map: impl IntoIterator<Item = (String, T)>,
-    field: &str,
-) -> Result<std::collections::BTreeMap<ModelPattern, T>, String> {
+    field: &'static str,
+) -> Result<std::collections::BTreeMap<ModelPattern, T>, ValueError> {
     map.into_iter()
         .map(|(k, v)| {
             k.parse::<ModelPattern>()
                 .map(|p| (p, v))
-                .map_err(|e| format!("{field} {k:?}: {e}"))
+                .map_err(|e| ValueError::entry(field, &k, e))
         })
         .collect()
 }
 
-pub fn decode_rules(r: pb::Rules) -> Result<Rules, String> {
+pub fn decode_rules(r: pb::Rules) -> Result<Rules, ValueError> {
     Ok(Rules {
         model_mapper: r.model_mapper.into_iter().collect(),
         level_mapper: patterns(r.level_mapper, "level_mapper")?,
@@ -285,27 +317,27 @@ pub fn decode_rules(r: pb::Rules) -> Result<Rules, String> {
 
 /// Header names an owner added to the forwarded ones: lowercase, each one an owner
 /// may add (the control plane checked; a snapshot is not trusted to have been).
-fn forward_headers(names: Vec<String>) -> Result<Vec<String>, String> {
+fn forward_headers(names: Vec<String>) -> Result<Vec<String>, ValueError> {
     if names.len() > forward::MAX_OWNER_HEADERS {
-        return Err(format!(
-            "forward_headers: more than {} names",
-            forward::MAX_OWNER_HEADERS
-        ));
+        return Err(ValueError::TooMany {
+            field: "forward_headers",
+            max: forward::MAX_OWNER_HEADERS,
+        });
     }
     names
         .into_iter()
         .map(|name| match forward::owner_name_problem(&name) {
-            Some(problem) => Err(format!("forward_headers {name:?}: {problem}")),
+            Some(problem) => Err(ValueError::entry("forward_headers", &name, problem)),
             None => Ok(name.to_ascii_lowercase()),
         })
         .collect()
 }
 
-fn decode_limit_settings(l: pb::LimitSettings) -> Result<LimitSettings, String> {
+fn decode_limit_settings(l: pb::LimitSettings) -> Result<LimitSettings, ValueError> {
     let when_store_down = match pb::StoreDown::try_from(l.when_store_down) {
         Ok(pb::StoreDown::Unspecified | pb::StoreDown::FailClosed) => StoreDown::FailClosed,
         Ok(pb::StoreDown::FailOpen) => StoreDown::FailOpen,
-        Err(_) => return Err(format!("limits when_store_down {}", l.when_store_down)),
+        Err(_) => return Err(ValueError::StoreDown(l.when_store_down)),
     };
     Ok(LimitSettings {
         default_max_output_tokens: l.default_max_output_tokens,
@@ -313,12 +345,12 @@ fn decode_limit_settings(l: pb::LimitSettings) -> Result<LimitSettings, String> 
     })
 }
 
-pub fn decode_policy(p: pb::Policy) -> Result<Policy, String> {
+pub fn decode_policy(p: pb::Policy) -> Result<Policy, ValueError> {
     let mut model_limits = std::collections::BTreeMap::new();
     for (pattern, limit) in p.model_limits {
         let pattern = pattern
             .parse::<ModelPattern>()
-            .map_err(|e| format!("model_limits {pattern:?}: {e}"))?;
+            .map_err(|e| ValueError::entry("model_limits", &pattern, e))?;
         model_limits.insert(
             pattern,
             ModelLimit {
@@ -333,7 +365,7 @@ pub fn decode_policy(p: pb::Policy) -> Result<Policy, String> {
             let period = match c.period.as_str() {
                 "day" => Period::Day,
                 "month" => Period::Month,
-                other => return Err(format!("credit period {other:?}")),
+                other => return Err(ValueError::CreditPeriod(other.to_owned())),
             };
             Ok(CreditLimit {
                 limit_nanos: c.limit_nanos,
@@ -350,7 +382,7 @@ pub fn decode_policy(p: pb::Policy) -> Result<Policy, String> {
         model_limits,
         credit,
     };
-    policy.validate().map_err(|e| e.to_string())?;
+    policy.validate()?;
     Ok(policy)
 }
 

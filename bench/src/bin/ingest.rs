@@ -95,6 +95,7 @@ impl Population {
             path: "/v1/chat/completions".into(),
             client_addr: "10.0.0.1".into(),
             streamed: i.is_multiple_of(2),
+            session: None,
         })
     }
 }
@@ -192,8 +193,8 @@ async fn main() -> anyhow::Result<()> {
             main_account: None,
             accounts: Vec::new(),
             by: RollupBy::Account,
-            from_day: "0000-01-01".into(),
-            to_day: "9999-12-31".into(),
+            from_day: "0000-01-01".parse()?,
+            to_day: "9999-12-31".parse()?,
             granularity: Granularity::Day,
         })
         .await?

@@ -45,7 +45,7 @@ pub use provider_keys::{
     AddProviderKey, ProviderKeyView, UpdateProviderKey, in_stored_form, validate_base_url,
 };
 pub use status::{DataPlaneStatus, ModelList, SystemStatus};
-pub use usage_views::{Bill, BillQuery, LogEntry, LogPageView, LogsQuery};
+pub use usage_views::{Bill, BillQuery, LogPageView, LogsQuery};
 
 /// A failed operation: a code from the shared vocabulary and a message a user can act on.
 #[derive(Debug, thiserror::Error)]

@@ -3,8 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 use switchyard_core::error::ErrorCode;
+use switchyard_core::fields;
 use switchyard_core::ids::AccountId;
-use switchyard_core::usage::RollupRow;
+use switchyard_core::time::{Granularity, UtcDay};
+use switchyard_core::usage::{RollupBy, RollupRow, UsageEvent, UsageLogView};
 use switchyard_proto::v1 as pb;
 
 use super::{ApiError, Caller, Service};
@@ -23,107 +25,91 @@ pub struct LogsQuery {
     pub account: Option<String>,
     pub model: Option<String>,
     pub status: Option<u16>,
+    /// Only this client session (as its session header named it).
+    pub session: Option<String>,
     /// The `next` cursor of the previous page.
     pub before: Option<String>,
     pub limit: Option<u32>,
 }
 
-/// One metered call, as the logs show it (never prompt or completion content).
-#[derive(Debug, Serialize)]
-pub struct LogEntry {
-    pub id: String,
-    pub at_unix_ms: i64,
-    pub account_id: String,
-    pub account_chain: Vec<String>,
-    pub issued_key_id: String,
-    pub provider_key_id: Option<String>,
-    pub model_requested: String,
-    pub model_served: String,
-    pub level: u32,
-    pub status: u16,
-    pub latency_ms: u32,
-    pub ttfb_ms: Option<u32>,
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-    pub cached_tokens: u64,
-    pub cache_write_tokens: u64,
-    pub usage_source: &'static str,
-    pub cost_nanos: i64,
-    pub billed_nanos: i64,
-    pub price_version: u64,
-    pub path: String,
-    pub client_addr: String,
-    pub streamed: bool,
-}
-
-impl From<&switchyard_core::usage::UsageEvent> for LogEntry {
-    fn from(e: &switchyard_core::usage::UsageEvent) -> Self {
-        Self {
-            id: e.id.to_string(),
-            at_unix_ms: e.at_unix_ms,
-            account_id: e.account().map(|a| a.to_string()).unwrap_or_default(),
-            account_chain: e.account_chain.iter().map(ToString::to_string).collect(),
-            issued_key_id: e.issued_key.to_string(),
-            provider_key_id: e.provider_key.map(|p| p.to_string()),
-            model_requested: e.model_requested.clone(),
-            model_served: e.model_served.clone(),
-            level: e.level,
-            status: e.status,
-            latency_ms: e.latency_ms,
-            ttfb_ms: e.ttfb_ms,
-            input_tokens: e.tokens.input,
-            output_tokens: e.tokens.output,
-            cached_tokens: e.tokens.cached,
-            cache_write_tokens: e.tokens.cache_write,
-            usage_source: e.source.as_str(),
-            cost_nanos: e.cost_nanos,
-            billed_nanos: e.billed_nanos,
-            price_version: e.price_version,
-            path: e.path.clone(),
-            client_addr: e.client_addr.clone(),
-            streamed: e.streamed,
-        }
-    }
-}
-
 /// A page of raw events as the REST API shows it.
+/// Each event in its log view (`switchyard_core::usage::UsageLogView`).
 #[derive(Debug, Serialize)]
 pub struct LogPageView {
-    pub events: Vec<LogEntry>,
+    #[serde(serialize_with = "log_views")]
+    pub events: Vec<UsageEvent>,
     pub next: Option<String>,
 }
 
 impl From<LogPage> for LogPageView {
     fn from(page: LogPage) -> Self {
         Self {
-            events: page.events.iter().map(LogEntry::from).collect(),
+            events: page.events,
             next: page.next,
         }
+    }
+}
+
+fn log_views<S: serde::Serializer>(events: &[UsageEvent], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(events.iter().map(UsageLogView::from))
+}
+
+/// A query option as given: a value it names, or the text that names none (kept
+/// for the error answer, which quotes it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Requested<T> {
+    Known(T),
+    Unknown(String),
+}
+
+impl<T: std::str::FromStr> From<String> for Requested<T> {
+    fn from(text: String) -> Self {
+        match text.parse() {
+            Ok(value) => Self::Known(value),
+            Err(_) => Self::Unknown(text),
+        }
+    }
+}
+
+impl<'de, T: std::str::FromStr> Deserialize<'de> for Requested<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Self::from)
     }
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BillQuery {
-    pub from: Option<String>,
-    pub to: Option<String>,
-    pub granularity: Option<String>,
+    pub from: Option<Requested<UtcDay>>,
+    pub to: Option<Requested<UtcDay>>,
+    pub granularity: Option<Requested<Granularity>>,
     /// Only this account (the caller or a descendant) and its descendants.
     pub account: Option<String>,
     /// Only this served model.
     pub model: Option<String>,
-    /// `account` (the default) or `provider_key`: rows per calling account, or,
-    /// for the owner of the keys, per provider key across the whole tree.
-    pub by: Option<String>,
+    /// `account` (the default), `provider_key` or `endpoint`: rows per calling
+    /// account, or, for the owner, per provider key or per endpoint across the whole
+    /// tree.
+    pub by: Option<Requested<RollupBy>>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Bill {
-    pub from: String,
-    pub to: String,
-    pub granularity: &'static str,
-    pub by: &'static str,
+    pub from: UtcDay,
+    pub to: UtcDay,
+    pub granularity: Granularity,
+    pub by: RollupBy,
     pub rows: Vec<RollupRow>,
+}
+
+/// A day given as a bill's `field`, or the error answer quoting it.
+fn requested_day(day: Requested<UtcDay>, field: &str) -> Result<UtcDay, ApiError> {
+    match day {
+        Requested::Known(day) => Ok(day),
+        Requested::Unknown(_) => Err(ApiError::invalid(format!(
+            "`{field}` must be a date like 2026-01-31"
+        ))),
+    }
 }
 
 impl Service {
@@ -165,6 +151,11 @@ impl Service {
         if limit == 0 || limit > 1000 {
             return Err(ApiError::invalid("limit must be 1-1000"));
         }
+        if let Some(session) = &query.session {
+            fields::SESSION
+                .check(session)
+                .map_err(|e| ApiError::invalid(e.to_string()))?;
+        }
         let within = self.usage_scope(caller, query.account.as_deref()).await?;
         let main = match within {
             Some(id) => self.main_of(id).await?.to_string(),
@@ -179,6 +170,7 @@ impl Service {
                 to_unix_ms: to,
                 model: query.model.unwrap_or_default(),
                 status: u32::from(query.status.unwrap_or(0)),
+                session: query.session.unwrap_or_default(),
                 before: query.before.unwrap_or_default(),
                 limit,
             })
@@ -190,61 +182,66 @@ impl Service {
         &self,
         caller: &Caller,
         query: BillQuery,
-        today: &str,
+        today: UtcDay,
     ) -> Result<Bill, ApiError> {
         let to = match query.to {
-            Some(d) => validate_day(&d, "to")?,
-            None => today.to_owned(),
+            Some(d) => requested_day(d, "to")?,
+            None => today,
         };
         let from = match query.from {
-            Some(d) => validate_day(&d, "from")?,
-            None => shift_day(&to, -30)?,
+            Some(d) => requested_day(d, "from")?,
+            None => to.plus_days(-30),
         };
         if from > to {
             return Err(ApiError::invalid("`from` must not be after `to`"));
         }
-        if days_between(&from, &to)? > MAX_BILL_DAYS {
+        if to.number() - from.number() > MAX_BILL_DAYS {
             return Err(ApiError::invalid(format!(
                 "a bill spans at most {MAX_BILL_DAYS} days"
             )));
         }
-        let (granularity, label) = match query.granularity.as_deref() {
-            None | Some("day") => (pb::Granularity::Day, "day"),
-            Some("month") => (pb::Granularity::Month, "month"),
-            Some(other) => {
+        let granularity = match query.granularity {
+            None => Granularity::Day,
+            Some(Requested::Known(g)) => g,
+            Some(Requested::Unknown(other)) => {
                 return Err(ApiError::invalid(format!(
                     "granularity must be \"day\" or \"month\", not {other:?}"
                 )));
             }
         };
-        let by_provider_key = match query.by.as_deref() {
-            None | Some("account") => false,
-            Some("provider_key") => true,
-            Some(other) => {
+        let by = match query.by {
+            None => RollupBy::Account,
+            Some(Requested::Known(by)) => by,
+            Some(Requested::Unknown(other)) => {
                 return Err(ApiError::invalid(format!(
-                    "by must be \"account\" or \"provider_key\", not {other:?}"
+                    "by must be \"account\", \"provider_key\" or \"endpoint\", not {other:?}"
                 )));
             }
         };
-        if by_provider_key {
+        let whole_tree = match by {
+            RollupBy::Account => None,
+            RollupBy::ProviderKey => Some(("usage per provider key", "of the keys")),
+            RollupBy::Endpoint => Some(("usage per endpoint", "of the tree")),
+        };
+        if let Some((what, owner)) = whole_tree {
             if query.account.is_some() {
-                return Err(ApiError::invalid(
-                    "usage per provider key covers the owner's whole tree: leave out `account`",
-                ));
+                return Err(ApiError::invalid(format!(
+                    "{what} covers the owner's whole tree: leave out `account`"
+                )));
             }
             if let Caller::Account { account, .. } = caller
                 && account.parent.is_some()
             {
                 return Err(ApiError::new(
                     ErrorCode::PermissionDenied,
-                    "usage per provider key is for the owner of the keys (the main account)",
+                    format!("{what} is for the owner {owner} (the main account)"),
                 ));
             }
         }
         let top = self.usage_scope(caller, query.account.as_deref()).await?;
         let (main_account_id, account_ids) = match top {
             None => (String::new(), Vec::new()),
-            Some(id) if by_provider_key => (id.to_string(), Vec::new()),
+            Some(id) if whole_tree.is_some() => (id.to_string(), Vec::new()),
             Some(id) => {
                 let subtree = self.store.subtree(id).await?;
                 (
@@ -258,10 +255,15 @@ impl Service {
             .rollups(pb::RollupQuery {
                 main_account_id,
                 account_ids,
-                from_day: from.clone(),
-                to_day: to.clone(),
-                granularity: granularity.into(),
-                by_provider_key,
+                from_day: from.to_string(),
+                to_day: to.to_string(),
+                granularity: match granularity {
+                    Granularity::Day => pb::Granularity::Day,
+                    Granularity::Month => pb::Granularity::Month,
+                }
+                .into(),
+                by_provider_key: by == RollupBy::ProviderKey,
+                by_endpoint: by == RollupBy::Endpoint,
             })
             .await?
             .into_iter()
@@ -270,34 +272,11 @@ impl Service {
         Ok(Bill {
             from,
             to,
-            granularity: label,
-            by: if by_provider_key {
-                "provider_key"
-            } else {
-                "account"
-            },
+            granularity,
+            by,
             rows,
         })
     }
-}
-
-fn validate_day(text: &str, field: &str) -> Result<String, ApiError> {
-    day_number(text)
-        .map_err(|_| ApiError::invalid(format!("`{field}` must be a date like 2026-01-31")))?;
-    Ok(text.to_owned())
-}
-
-fn day_number(text: &str) -> Result<i64, ApiError> {
-    switchyard_core::time::parse_utc_day(text)
-        .ok_or_else(|| ApiError::invalid(format!("{text:?} is not a date like 2026-01-31")))
-}
-
-fn shift_day(day: &str, by: i64) -> Result<String, ApiError> {
-    Ok(switchyard_core::time::day_text(day_number(day)? + by))
-}
-
-fn days_between(from: &str, to: &str) -> Result<i64, ApiError> {
-    Ok(day_number(to)? - day_number(from)?)
 }
 
 #[cfg(test)]
@@ -305,9 +284,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn days() {
-        assert_eq!(shift_day("2026-03-01", -1).unwrap(), "2026-02-28");
-        assert_eq!(days_between("2026-01-01", "2026-12-31").unwrap(), 364);
-        assert!(validate_day("2026-02-30", "from").is_err());
+    fn options_name_a_value_or_keep_the_text() {
+        let day: Requested<UtcDay> = Requested::from("2026-02-28".to_owned());
+        assert_eq!(day, Requested::Known("2026-02-28".parse().unwrap()));
+        let day: Requested<UtcDay> = Requested::from("2026-02-30".to_owned());
+        assert_eq!(day, Requested::Unknown("2026-02-30".into()));
+        let by: Requested<RollupBy> = Requested::from("provider_key".to_owned());
+        assert_eq!(by, Requested::Known(RollupBy::ProviderKey));
+        let g: Requested<Granularity> = Requested::from("hour".to_owned());
+        assert_eq!(g, Requested::Unknown("hour".into()));
+        let bill = Bill {
+            from: "2026-01-01".parse().unwrap(),
+            to: "2026-01-31".parse().unwrap(),
+            granularity: Granularity::Month,
+            by: RollupBy::ProviderKey,
+            rows: Vec::new(),
+        };
+        assert_eq!(
+            serde_json::to_value(bill).unwrap(),
+            serde_json::json!({"from": "2026-01-01", "to": "2026-01-31",
+                "granularity": "month", "by": "provider_key", "rows": []})
+        );
     }
 }

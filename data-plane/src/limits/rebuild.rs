@@ -115,6 +115,7 @@ impl Rebuilder {
             to_day: time::day_text(today),
             granularity: pb::Granularity::Day.into(),
             by_provider_key: false,
+            by_endpoint: false,
         };
         let unreachable =
             |e: String| LimiterError::Unavailable(format!("usage collector for the rebuild: {e}"));

@@ -32,6 +32,11 @@ pub struct Metered {
     pub first_byte: metrics::Histogram,
     pub client_addr: String,
     pub streamed: bool,
+    /// Whether the call spends tokens and credit (`Endpoint::spends`); one that does
+    /// not is recorded with no tokens, no cost and nothing billed.
+    pub spends: bool,
+    /// The client's session, from its session header.
+    pub session: Option<String>,
     /// The owner's price for the served model at request time.
     pub price: Option<Price>,
     /// The configuration version whose prices apply.
@@ -130,8 +135,13 @@ impl Meter {
         }
         self.done = true;
         let millis = |d: Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+        let (tokens, source) = match (self.call.spends, source) {
+            (true, _) | (false, UsageSource::Incomplete) => (tokens, source),
+            // Counted tokens are the answer, not usage.
+            (false, _) => (None, UsageSource::Missing),
+        };
         // A successful call without reported usage still costs its per-request price.
-        let charged = match (tokens, status < 400) {
+        let charged = match (tokens, status < 400 && self.call.spends) {
             (Some(t), _) => Some(t),
             (None, true) => Some(TokenUsage::default()),
             (None, false) => None,
@@ -184,6 +194,7 @@ impl Meter {
             path: self.call.path.to_owned(),
             client_addr: std::mem::take(&mut self.call.client_addr),
             streamed: self.call.streamed,
+            session: self.call.session.take(),
         });
     }
 }

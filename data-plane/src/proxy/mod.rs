@@ -179,8 +179,8 @@ async fn forward(
         &snapshot,
         &caller,
         &prepared.served,
-        prepared.prompt_bytes,
-        prepared.max_output,
+        (prepared.prompt_bytes, prepared.max_output),
+        endpoint.spends(),
     )
     .await?;
     let prompt = prepared.prompt(endpoint);
@@ -204,6 +204,10 @@ async fn forward(
         first_byte: app.metrics.timers(endpoint).first_byte.clone(),
         client_addr: client.to_string(),
         streamed: stream,
+        spends: endpoint.spends(),
+        session: switchyard_core::fields::session_from_headers(|name| {
+            parts.headers.get(name).map(|v| v.as_bytes())
+        }),
         price,
         price_version: snapshot.version(),
         admitted,

@@ -401,6 +401,8 @@ mod tests {
             first_byte: metrics::Histogram::noop(),
             client_addr: "127.0.0.1".into(),
             streamed: true,
+            spends: true,
+            session: None,
             price: None,
             price_version: 0,
             admitted: None,

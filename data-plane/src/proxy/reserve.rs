@@ -11,17 +11,24 @@ use crate::app::App;
 use crate::limits::Admitted;
 
 /// The price `served` is metered at, and the reservations for a prompt of
-/// `prompt_bytes` and at most `max_output` tokens (`None`: no limit applies).
+/// `prompt_bytes` and at most `max_output` tokens (`None`: no limit applies). A call
+/// that spends nothing (`Endpoint::spends`) has no price and reserves only its request.
 pub(super) async fn reserve(
     app: &App,
     snapshot: &Compiled,
     caller: &Caller,
     served: &str,
-    prompt_bytes: usize,
-    max_output: u64,
+    (prompt_bytes, max_output): (usize, u64),
+    spends: bool,
 ) -> Result<(Option<Price>, Option<Admitted>), ProxyError> {
-    let price = snapshot.price(caller.main_account(), served);
-    let reservation = limits::reservation(prompt_bytes, max_output, price.as_ref());
+    let price = snapshot
+        .price(caller.main_account(), served)
+        .filter(|_| spends);
+    let reservation = if spends {
+        limits::reservation(prompt_bytes, max_output, price.as_ref())
+    } else {
+        limits::Reservation::default()
+    };
     let admitted = app
         .gate
         .admit(snapshot, caller, served, reservation)

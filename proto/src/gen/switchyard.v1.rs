@@ -771,6 +771,9 @@ pub struct EventQuery {
     pub before: ::prost::alloc::string::String,
     #[prost(uint32, tag = "8")]
     pub limit: u32,
+    /// Only events of this client session; empty: all.
+    #[prost(string, tag = "9")]
+    pub session: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct EventPage {
@@ -854,6 +857,9 @@ pub struct UsageEvent {
     /// Prompt tokens written to the provider's cache (part of input_tokens, like cached_tokens).
     #[prost(uint64, tag = "22")]
     pub cache_write_tokens: u64,
+    /// The client's session, from its session header; absent when it named none.
+    #[prost(string, optional, tag = "23")]
+    pub session: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RollupQuery {
@@ -874,6 +880,10 @@ pub struct RollupQuery {
     /// main account's tree; `account_ids` must be empty).
     #[prost(bool, tag = "6")]
     pub by_provider_key: bool,
+    /// Rows per endpoint (route path) and model instead, across the main account's tree
+    /// (`account_ids` must be empty); not with `by_provider_key`.
+    #[prost(bool, tag = "7")]
+    pub by_endpoint: bool,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RollupRow {
@@ -905,6 +915,9 @@ pub struct RollupRow {
     /// Set in rows per provider key (then `account_id` and `billed_nanos` are empty).
     #[prost(string, tag = "12")]
     pub provider_key_id: ::prost::alloc::string::String,
+    /// Set in rows per endpoint: the route's path (then `account_id` is empty).
+    #[prost(string, tag = "13")]
+    pub endpoint: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct RollupReply {
@@ -1772,6 +1785,9 @@ pub struct GetLogsRequest {
     pub before: ::prost::alloc::string::String,
     #[prost(uint32, tag = "7")]
     pub limit: u32,
+    /// Only events of this client session; empty: all.
+    #[prost(string, tag = "8")]
+    pub session: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct LogPage {
@@ -1902,7 +1918,8 @@ pub struct GetBillRequest {
     /// Only this served model.
     #[prost(string, tag = "5")]
     pub model: ::prost::alloc::string::String,
-    /// `account` (default) or `provider_key` (the owner only: per key, whole tree).
+    /// `account` (default), `provider_key` or `endpoint` (the owner only: per key or per
+    /// endpoint path, whole tree).
     #[prost(string, tag = "6")]
     pub by: ::prost::alloc::string::String,
 }

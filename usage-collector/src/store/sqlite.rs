@@ -7,14 +7,14 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::mpsc;
 
-use rusqlite::{Connection, Statement, TransactionBehavior, params};
+use rusqlite::{Connection, Statement, TransactionBehavior};
 use switchyard_core::usage::UsageEvent;
 use tokio::sync::oneshot;
 
 use super::{
-    DAILY, DAILY_KEYS, EVENT_PARAMS, EVENTS_INSERT, EVENTS_TAIL_SILENT, EventRow, RollupDelta,
-    RollupKey, RollupTable, StoreError, Stored, landed, number_columns, one_row_sql, rollup_deltas,
-    rollup_numbers, storable,
+    EVENT_PARAMS, EVENTS_INSERT, EVENTS_TAIL_SILENT, ROLLUP_TABLES, RollupDelta, RollupKey,
+    RollupTable, StoreError, Stored, Value, event_row, landed, number_columns, one_row_sql,
+    rollup_deltas, rollup_numbers, storable,
 };
 
 /// A transaction for the writing thread, and where its outcome goes.
@@ -67,17 +67,15 @@ impl Writer {
 /// each once.
 struct Statements {
     event: String,
-    daily: String,
-    daily_keys: String,
+    /// One per table of `ROLLUP_TABLES`, in its order.
+    rollups: [String; 3],
 }
 
 impl Statements {
     fn new() -> Self {
-        let rollup = |t: &RollupTable| one_row_sql(t.insert, t.params, t.tail);
         Self {
-            event: one_row_sql(EVENTS_INSERT, EVENT_PARAMS, EVENTS_TAIL_SILENT),
-            daily: rollup(&DAILY),
-            daily_keys: rollup(&DAILY_KEYS),
+            event: one_row_sql(&EVENTS_INSERT, EVENT_PARAMS, EVENTS_TAIL_SILENT),
+            rollups: ROLLUP_TABLES.map(|t| one_row_sql(&t.insert(), t.params(), &t.tail())),
         }
     }
 }
@@ -112,11 +110,8 @@ fn write(
         }
     }
     let (stored, new) = landed(batches, new_ids);
-    let (accounts, keys) = rollup_deltas(new.into_iter());
-    for (table, statement, deltas) in [
-        (&DAILY, &sql.daily, accounts),
-        (&DAILY_KEYS, &sql.daily_keys, keys),
-    ] {
+    let deltas = rollup_deltas(new.into_iter());
+    for ((table, statement), deltas) in ROLLUP_TABLES.into_iter().zip(&sql.rollups).zip(deltas) {
         let mut upsert = tx.prepare_cached(statement)?;
         for (key, d) in &deltas {
             upsert_rollup(&mut upsert, key, d, table)?;
@@ -139,34 +134,16 @@ fn give_way() {
 
 /// Insert one event; how many rows went in (0 when its id is held).
 fn insert_event(insert: &mut Statement<'_>, e: &UsageEvent) -> Result<usize, StoreError> {
-    let r = EventRow::of(e)?;
-    Ok(insert.execute(params![
-        r.id,
-        r.at_ms,
-        r.day,
-        r.account,
-        r.main_account,
-        r.chain,
-        r.issued_key,
-        r.provider_key,
-        r.model_requested,
-        r.model_served,
-        r.level,
-        r.status,
-        r.latency_ms,
-        r.ttfb_ms,
-        r.input,
-        r.output,
-        r.cached,
-        r.source,
-        r.cost_nanos,
-        r.path,
-        r.client_addr,
-        r.streamed,
-        r.billed_nanos,
-        r.price_version,
-        r.cache_write,
-    ])?)
+    Ok(insert.execute(rusqlite::params_from_iter(event_row(e)?))?)
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Self::Text(text) => text.to_sql(),
+            Self::Int(n) => n.to_sql(),
+        }
+    }
 }
 
 fn upsert_rollup(

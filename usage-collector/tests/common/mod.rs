@@ -87,5 +87,6 @@ pub fn event(main: AccountId, at_unix_ms: i64) -> UsageEvent {
         path: "/v1/chat/completions".into(),
         client_addr: "10.0.0.1".into(),
         streamed: false,
+        session: None,
     }
 }

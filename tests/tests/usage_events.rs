@@ -1,0 +1,223 @@
+//! What a usage event records, end to end through the real binaries: the client's
+//! session from its session header, shown and filtered in `/dashboard/logs`; token
+//! counting, billed per endpoint apart from generation, spending no credit.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "helpers of a test fail loudly on the first surprise"
+)]
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use switchyard_fake_upstream::FakeUpstream;
+use switchyard_tests::system::{System, chat, settle, start_system, usage_logs, wait_for_key};
+
+/// A chat call with `headers`; its status.
+async fn chat_with(sys: &System, key: &str, headers: &[(&str, &str)]) -> StatusCode {
+    let mut r = sys
+        .http
+        .post(sys.proxy("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&chat("hello", false));
+    for (name, value) in headers {
+        r = r.header(*name, *value);
+    }
+    r.send().await.unwrap().status()
+}
+
+async fn logs(sys: &System, key: &str, query: &str) -> (u16, Value) {
+    sys.call(
+        Method::GET,
+        format!("/dashboard/logs{query}"),
+        key.into(),
+        None,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_from_client_headers_show_in_the_logs() {
+    let sys = start_system(32 * 1024).await;
+    let fake = FakeUpstream::start(None).await.unwrap();
+    let (_, key) = sys.owner("sessions", &fake).await;
+    wait_for_key(&sys, &key).await;
+
+    let claude = "0c5e6a1e-6a0b-4c1e-9f55-claude-code";
+    let calls: [&[(&str, &str)]; 4] = [
+        // Claude Code's header wins over Switchyard's own.
+        &[
+            ("x-claude-code-session-id", claude),
+            ("x-switchyard-session", "own"),
+        ],
+        // Codex CLI's.
+        &[("session_id", "codex-7")],
+        // A value the store cannot hold is dropped; the call goes on.
+        &[("x-switchyard-session", "two words")],
+        &[],
+    ];
+    for headers in calls {
+        assert_eq!(chat_with(&sys, &key, headers).await, StatusCode::OK);
+    }
+
+    let events = usage_logs(&sys, &key, 4).await;
+    let mut sessions: Vec<Value> = events.iter().map(|e| e["session"].clone()).collect();
+    sessions.sort_by_key(Value::to_string);
+    let mut want = vec![
+        Value::from(claude),
+        Value::from("codex-7"),
+        Value::Null,
+        Value::Null,
+    ];
+    want.sort_by_key(Value::to_string);
+    assert_eq!(sessions, want);
+
+    // Filtered by session.
+    let (status, page) = logs(&sys, &key, &format!("?session={claude}")).await;
+    assert_eq!(status, 200, "{page}");
+    let found = page["events"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{page}");
+    assert_eq!(found[0]["session"], claude);
+    assert_eq!(found[0]["path"], "/v1/chat/completions");
+    let (_, page) = logs(&sys, &key, "?session=nobody").await;
+    assert_eq!(page["events"].as_array().map(Vec::len), Some(0));
+    // A filter the store could never hold is a clear error.
+    let (status, page) = logs(&sys, &key, "?session=a%20b").await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page["error"]["message"].is_string());
+}
+
+/// An Anthropic call through the proxy: its status and answer.
+async fn anthropic(sys: &System, key: &str, path: &str, body: Value) -> (StatusCode, Value) {
+    let r = sys
+        .http
+        .post(sys.proxy(path))
+        .header("x-api-key", key)
+        .header("anthropic-version", "2023-06-01")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The bill's rows per endpoint once `requests` calls are in them.
+async fn bill_by_endpoint(sys: &System, key: &str, requests: u64) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (status, bill) = sys
+            .call(Method::GET, "/x-bill?by=endpoint".into(), key.into(), None)
+            .await;
+        assert_eq!(status, 200, "{bill}");
+        assert_eq!(bill["by"], "endpoint");
+        let rows = bill["rows"].as_array().cloned().unwrap_or_default();
+        let seen: u64 = rows.iter().filter_map(|r| r["requests"].as_u64()).sum();
+        if seen >= requests {
+            return rows;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {seen} of {requests} calls reached the bill: {bill}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_counting_is_billed_apart_and_spends_no_credit() {
+    let sys = start_system(32 * 1024).await;
+    let fake = FakeUpstream::start(None).await.unwrap();
+    let (status, created) = sys
+        .post("/x-users", &sys.root, json!({"name": "counting"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let owner = created["api_key"].as_str().unwrap().to_owned();
+    let (status, pk) = sys
+        .post(
+            "/x-keys",
+            &owner,
+            json!({"provider": "anthropic", "base_url": fake.base_url(), "secret": "sk-ant-0001", "models": ["*"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{pk}");
+    // Every call has a per-request price, and tokens cost too.
+    let (status, body) = sys
+        .call(
+            Method::PUT,
+            "/x-conf".into(),
+            owner.clone(),
+            Some(json!({"pricing": {"*": {
+                "input_per_million_nanos": 1_000_000,
+                "output_per_million_nanos": 1_000_000,
+                "per_request_nanos": 1_000
+            }}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // A member whose daily credit is one call's per-request price: were token counting
+    // to spend anything, the second count would be refused.
+    let (status, member) = sys
+        .post(
+            "/x-users",
+            &owner,
+            json!({"name": "member", "policy": {"credit": {"limit_nanos": 1_000, "period": "day"}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{member}");
+    let member = member["api_key"].as_str().unwrap().to_owned();
+    wait_for_key(&sys, &owner).await;
+    wait_for_key(&sys, &member).await;
+    settle(&sys).await;
+
+    let messages = json!({"model": "claude-sonnet-4", "messages": [{"role": "user", "content": "one two three"}]});
+    let mut generation = messages.clone();
+    generation["max_tokens"] = json!(16);
+    for _ in 0..5 {
+        let (status, counted) =
+            anthropic(&sys, &member, "/v1/messages/count_tokens", messages.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{counted}");
+        assert_eq!(counted["input_tokens"], 3);
+    }
+    // The owner: one generation call and one count.
+    let (status, answer) = anthropic(&sys, &owner, "/v1/messages", generation).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, _) = anthropic(&sys, &owner, "/v1/messages/count_tokens", messages).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let rows = bill_by_endpoint(&sys, &owner, 7).await;
+    let row = |path: &str| {
+        rows.iter()
+            .find(|r| r["endpoint"] == path)
+            .cloned()
+            .unwrap_or_else(|| panic!("no row for {path}: {rows:?}"))
+    };
+    let counting = row("/v1/messages/count_tokens");
+    assert_eq!(counting["requests"], 6, "{counting}");
+    assert_eq!(
+        (
+            counting["input_tokens"].as_u64(),
+            counting["output_tokens"].as_u64(),
+            counting["cost_nanos"].as_i64(),
+            counting["billed_nanos"].as_i64()
+        ),
+        (Some(0), Some(0), Some(0), Some(0)),
+        "token counting spends nothing: {counting}"
+    );
+    let generating = row("/v1/messages");
+    assert_eq!(generating["requests"], 1, "{generating}");
+    assert!(
+        generating["input_tokens"].as_u64() > Some(0),
+        "{generating}"
+    );
+    assert!(
+        generating["cost_nanos"].as_i64() > Some(1_000),
+        "{generating}"
+    );
+    assert!(counting.get("account_id").is_none());
+
+    // Per endpoint is the owner's view, like per provider key.
+    let (status, _) = sys
+        .call(Method::GET, "/x-bill?by=endpoint".into(), member, None)
+        .await;
+    assert_eq!(status, 403);
+}
