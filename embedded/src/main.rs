@@ -159,6 +159,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             coordinator: switchyard_coord::Coordinator::local(),
             replica_id: "embedded".to_owned(),
             reseal_every: Some(Duration::from_secs(60)),
+            console: Default::default(),
         },
         switchyard_control_plane::Listeners {
             http: admin,
@@ -219,6 +220,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     )?;
     writeln!(out, "  proxy API (apps):        {proxy_url}")?;
     writeln!(out, "  admin/manage REST API:   {admin_url}")?;
+    writeln!(out, "  web console (browser):   {admin_url}/")?;
     writeln!(
         out,
         "  operator root key:       {}",
