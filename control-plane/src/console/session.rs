@@ -258,16 +258,14 @@ pub struct SignInQuery {
     ended: Option<String>,
 }
 
-/// `GET /sign-in`.
+/// `GET /sign-in` (a browser already signed in goes to the overview).
 pub async fn sign_in_page(
-    State(console): State<Console>,
     axum::extract::Query(q): axum::extract::Query<SignInQuery>,
     signed: Result<Signed, Response>,
 ) -> Response {
     if signed.is_ok() {
         return Redirect::to("/").into_response();
     }
-    let _ = console;
     let notice = q
         .ended
         .map(|_| "Your session has ended; sign in again.".to_owned());
