@@ -134,6 +134,18 @@ async fn text_of(client: &Client, css: &str) -> String {
         .unwrap()
 }
 
+/// The current value of the field `css`.
+async fn value_of(client: &Client, css: &str) -> String {
+    client
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
 async fn path_of(client: &Client) -> String {
     client.current_url().await.unwrap().path().to_owned()
 }
@@ -254,14 +266,7 @@ async fn an_owner_works_in_the_console() {
     shoot(&client, "03-sub-account-refused").await;
     fill(&client, "#policy", r#"{"rpm": 50}"#).await;
     submit(&client, "form[action='/accounts'] button", "#new-key").await;
-    let child_key = client
-        .find(Locator::Css("#new-key"))
-        .await
-        .unwrap()
-        .prop("value")
-        .await
-        .unwrap()
-        .unwrap();
+    let child_key = value_of(&client, "#new-key").await;
     assert!(apikey::is_well_formed(&child_key), "{child_key}");
     assert!(text_of(&client, "table").await.contains("team"));
     shoot(&client, "04-sub-account-created").await;
@@ -269,14 +274,7 @@ async fn an_owner_works_in_the_console() {
     // A key: shown once, copied by the page's script; gone on the next visit.
     client.goto(&format!("{console}/keys")).await.unwrap();
     submit(&client, "form[action='/keys'] button", "#new-key").await;
-    let new_key = client
-        .find(Locator::Css("#new-key"))
-        .await
-        .unwrap()
-        .prop("value")
-        .await
-        .unwrap()
-        .unwrap();
+    let new_key = value_of(&client, "#new-key").await;
     assert!(apikey::is_well_formed(&new_key));
     client
         .find(Locator::Css("button[data-copy='new-key']"))

@@ -99,13 +99,8 @@ async fn keys_page(
         .await
         .map(|v| v.keys.iter().map(KeyLine::from).collect())
         .map_err(|e| e.message);
-    let status = match (&refusal, &created) {
-        (Some(_), _) => StatusCode::UNPROCESSABLE_ENTITY,
-        (None, Some(_)) => StatusCode::CREATED,
-        (None, None) => StatusCode::OK,
-    };
     views::page(
-        status,
+        form_status(refusal.is_some(), created.is_some()),
         &KeysPage {
             nav: signed.nav("keys"),
             keys,
@@ -209,13 +204,8 @@ async fn accounts_page(c: &Console, signed: &Signed, page: u32, form: AccountsFo
                 .collect()
         })
         .map_err(|e| e.message);
-    let status = match (&form.refusal, &form.created) {
-        (Some(_), _) => StatusCode::UNPROCESSABLE_ENTITY,
-        (None, Some(_)) => StatusCode::CREATED,
-        (None, None) => StatusCode::OK,
-    };
     views::page(
-        status,
+        form_status(form.refusal.is_some(), form.created.is_some()),
         &AccountsPage {
             nav: signed.nav("accounts"),
             accounts,
@@ -331,6 +321,17 @@ pub async fn provider_keys(State(c): State<Console>, signed: Signed) -> Response
             },
         ),
         Err(e) => views::failure_in(Some(signed.nav("admin")), &e),
+    }
+}
+
+/// A page after a form: refused (422), something created (201), or just shown.
+fn form_status(refused: bool, created: bool) -> StatusCode {
+    if refused {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
     }
 }
 

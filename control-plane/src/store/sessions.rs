@@ -4,7 +4,7 @@ use sqlx::Row;
 use switchyard_core::ids::IssuedKeyId;
 use switchyard_core::snapshot::{Account, IssuedKey};
 
-use super::rows::{account_at, key_at};
+use super::keys::key_and_account_by;
 use super::{Store, StoreError};
 
 /// One signed-in browser. `id_hash` is the SHA-256 (hex) of the cookie's id; the id
@@ -70,15 +70,8 @@ impl Store {
         &self,
         id: IssuedKeyId,
     ) -> Result<Option<(IssuedKey, Account)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT k.id, k.account_id, k.hash, k.status, k.expires_at, a.id, a.parent_id, a.name, a.status, a.policy, a.billing \
-             FROM issued_keys k JOIN accounts a ON a.id = k.account_id WHERE k.id = $1",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.db.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some((key_at(&row, 0)?, account_at(&row, 5)?)))
+        self.key_and_account(key_and_account_by!("id"), id.to_string())
+            .await
     }
 
     /// Record activity (the idle expiry counts from here).
