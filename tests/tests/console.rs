@@ -303,6 +303,29 @@ async fn an_owner_works_in_the_console() {
     shoot(&client, "06-keys-narrow").await;
     client.set_window_size(1200, 900).await.unwrap();
 
+    // Revoking asks first (the page's script), then the key shows as revoked.
+    let row = format!("//tr[td/code[text()='{}']]", apikey::display_tail(&new_key));
+    client
+        .find(Locator::XPath(&format!("{row}//button")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let question = client.get_alert_text().await.unwrap();
+    assert!(question.starts_with("Revoke this key?"), "{question}");
+    client.accept_alert().await.unwrap();
+    let status = format!("{row}//span[contains(@class, 'status')]");
+    wait::until(PATIENCE, "the key to show as revoked", async || {
+        let shown = client.find(Locator::XPath(&status)).await.ok()?;
+        (shown.text().await.ok()? == "revoked").then_some(())
+    })
+    .await;
+    let (code, _) = sys
+        .call(Method::GET, "/x-self".into(), new_key.clone(), None)
+        .await;
+    assert_eq!(code, 401, "the revoked key is refused by the API too");
+
     // Sign-out ends the session.
     submit(&client, "form[action='/sign-out'] button", "#key").await;
     assert_eq!(path_of(&client).await, "/sign-in");
