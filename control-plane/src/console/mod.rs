@@ -109,6 +109,8 @@ pub fn router(service: Arc<Service>, settings: ConsoleSettings) -> Router {
             "/assets/console.js",
             get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
         )
+        // Counted with the API calls, under their route patterns.
+        .route_layer(axum::middleware::from_fn(crate::metric::track))
         .layer(axum::middleware::map_response(protect))
         .with_state(console)
 }
