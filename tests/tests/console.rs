@@ -107,19 +107,38 @@ async fn shoot(client: &Client, name: &str) {
     std::fs::write(screenshots().join(format!("{name}.png")), png).unwrap();
 }
 
-/// The browser's console log since the last read (chromedriver's log endpoint).
-async fn browser_log(driver: &Driver, client: &Client) -> Vec<Value> {
+/// One of chromedriver's own commands for the session (`se/log`, `goog/cdp/execute`).
+async fn driver_command(driver: &Driver, client: &Client, command: &str, body: Value) -> Value {
     let session = client.session_id().await.unwrap().unwrap();
-    let answer: Value = reqwest::Client::new()
-        .post(format!("{}/session/{session}/se/log", driver.url))
-        .json(&json!({"type": "browser"}))
+    reqwest::Client::new()
+        .post(format!("{}/session/{session}/{command}", driver.url))
+        .json(&body)
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The browser's console log since the last read.
+async fn browser_log(driver: &Driver, client: &Client) -> Vec<Value> {
+    let answer = driver_command(driver, client, "se/log", json!({"type": "browser"})).await;
     answer["value"].as_array().cloned().unwrap_or_default()
+}
+
+/// The page's background colour as the browser computed it.
+async fn background(client: &Client) -> String {
+    client
+        .execute(
+            "return getComputedStyle(document.body).backgroundColor",
+            Vec::new(),
+        )
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 async fn text_of(client: &Client, css: &str) -> String {
@@ -300,6 +319,18 @@ async fn an_owner_works_in_the_console() {
         "a key is shown once"
     );
     client.set_window_size(380, 900).await.unwrap();
+    let sideways = client
+        .execute(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        sideways,
+        json!(0),
+        "a narrow window does not scroll sideways"
+    );
     shoot(&client, "06-keys-narrow").await;
     client.set_window_size(1200, 900).await.unwrap();
 
@@ -345,6 +376,22 @@ async fn an_owner_works_in_the_console() {
             .contains("only a main account manages provider keys")
     );
     shoot(&client, "07-admin-forbidden").await;
+
+    // A system in dark mode gets the dark colours.
+    client.goto(&format!("{console}/")).await.unwrap();
+    let light = background(&client).await;
+    driver_command(
+        &driver,
+        &client,
+        "goog/cdp/execute",
+        json!({"cmd": "Emulation.setEmulatedMedia", "params": {
+            "features": [{"name": "prefers-color-scheme", "value": "dark"}]}}),
+    )
+    .await;
+    let dark = background(&client).await;
+    assert_eq!(light, "rgb(246, 247, 249)");
+    assert_eq!(dark, "rgb(15, 18, 22)");
+    shoot(&client, "08-overview-dark").await;
 
     let log = browser_log(&driver, &client).await;
     let violations: Vec<&Value> = log
