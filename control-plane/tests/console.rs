@@ -403,6 +403,16 @@ async fn console_sessions(url: &str) {
     let (r, body) = Visit::get("/accounts", Some(&root)).send(&router).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(body.contains("acme"), "the operator lists main accounts");
+    let (r, body) = Visit::get("/keys", Some(&root)).send(&router).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        body.contains("the operator has no account of its own"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("action=\"/keys\""),
+        "no key form for the operator"
+    );
 }
 
 fn router_secure(app: &App) -> Router {
