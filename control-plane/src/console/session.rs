@@ -65,12 +65,13 @@ fn cookie_id(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Whether a state-changing request comes from a page of this console: its `Origin`
-/// (or `Referer`) names the host it was sent to. A browser sends `Origin: null` for a
+/// (or `Referer`) names the host it was sent to (`Host`, or an HTTP/2 request's
+/// authority). A browser sends `Origin: null` for a
 /// form under `Referrer-Policy: no-referrer`; then `Sec-Fetch-Site` must say
 /// `same-origin`. A request that shows none of these is refused.
-pub fn same_origin(headers: &HeaderMap) -> bool {
+pub fn same_origin(headers: &HeaderMap, authority: Option<&str>) -> bool {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let Some(host) = text("host") else {
+    let Some(host) = text("host").or(authority) else {
         return false;
     };
     let authority = |url: &str| {
@@ -231,7 +232,7 @@ impl FromRequest<Console> for Posted {
 
     async fn from_request(req: Request, console: &Console) -> Result<Self, Response> {
         let (mut parts, body) = req.into_parts();
-        if !same_origin(&parts.headers) {
+        if !same_origin(&parts.headers, parts.uri.authority().map(|a| a.as_str())) {
             return Err(forbidden_post());
         }
         let signed = Signed::from_request_parts(&mut parts, console).await?;
@@ -281,7 +282,7 @@ pub async fn sign_in_page(
 /// `POST /sign-in`: the key recognises the caller once; a session is opened.
 pub async fn sign_in(State(console): State<Console>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    if !same_origin(&parts.headers) {
+    if !same_origin(&parts.headers, parts.uri.authority().map(|a| a.as_str())) {
         return forbidden_post();
     }
     let addr = client_addr(&parts);
@@ -429,33 +430,33 @@ mod tests {
     #[test]
     fn origins() {
         let host = ("host", "console.example:8080");
-        assert!(same_origin(&headers(&[
-            host,
-            ("origin", "http://console.example:8080")
-        ])));
-        assert!(!same_origin(&headers(&[
-            host,
-            ("origin", "http://evil.example")
-        ])));
-        assert!(same_origin(&headers(&[
-            host,
-            ("origin", "null"),
-            ("sec-fetch-site", "same-origin")
-        ])));
-        assert!(!same_origin(&headers(&[
-            host,
-            ("origin", "null"),
-            ("sec-fetch-site", "cross-site")
-        ])));
-        assert!(same_origin(&headers(&[
-            host,
-            ("referer", "https://console.example:8080/keys")
-        ])));
-        assert!(!same_origin(&headers(&[host])));
-        assert!(!same_origin(&headers(&[(
-            "origin",
-            "http://console.example:8080"
-        )])));
+        assert!(same_origin(
+            &headers(&[host, ("origin", "http://console.example:8080")]),
+            None
+        ));
+        assert!(!same_origin(
+            &headers(&[host, ("origin", "http://evil.example")]),
+            None
+        ));
+        assert!(same_origin(
+            &headers(&[host, ("origin", "null"), ("sec-fetch-site", "same-origin")]),
+            None
+        ));
+        assert!(!same_origin(
+            &headers(&[host, ("origin", "null"), ("sec-fetch-site", "cross-site")]),
+            None
+        ));
+        assert!(same_origin(
+            &headers(&[host, ("referer", "https://console.example:8080/keys")]),
+            None
+        ));
+        assert!(!same_origin(&headers(&[host]), None));
+        let origin_only = headers(&[("origin", "http://console.example:8080")]);
+        assert!(same_origin(&origin_only, Some("console.example:8080")));
+        assert!(!same_origin(
+            &headers(&[("origin", "http://console.example:8080")]),
+            None
+        ));
     }
 
     #[test]
