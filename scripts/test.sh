@@ -20,6 +20,15 @@ fi
 # PostgreSQL, Redis and etcd: the tests start throwaway servers of each.
 ./scripts/ensure-services.sh
 
+# Headless Chromium and its WebDriver, for the console's browser test
+# (tests/tests/console.rs, which skips with a message without them).
+if { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; } &&
+    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test.sh: installing chromium chromium-driver"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver
+fi
+
 # The OpenAPI document must be a valid OpenAPI 3.1 document (its agreement with the
 # routes is checked by control-plane/tests/openapi.rs).
 validator_dir="${TMPDIR:-/tmp}/switchyard-openapi-validator"

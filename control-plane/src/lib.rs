@@ -11,6 +11,8 @@
 //! - [`collector`]: the usage collector's client, for the usage views.
 //! - [`rest`], [`grpc`]: the two faces over the service layer (gRPC's message
 //!   conversions in `grpc/convert.rs`).
+//! - [`console`]: the web console at `/` on the HTTP listener: server-rendered pages
+//!   over the same service layer, with server-side sessions.
 //! - [`publisher`]: compiles snapshots and fans them out to connected data planes.
 //! - [`distribution`]: one data plane's snapshot stream and what it reports back.
 //! - [`reseal`]: re-seals provider secrets under a new key-encryption key.
@@ -18,6 +20,7 @@
 //! - `metric`: Prometheus names and their label bounds.
 
 pub mod collector;
+pub mod console;
 pub mod distribution;
 pub mod grpc;
 pub mod metric;
@@ -70,6 +73,8 @@ pub struct Config {
     /// How often the `model-discovery` leader asks every active provider key's
     /// upstream for its models again (`None`: only when a key is written or asked).
     pub discovery_every: Option<Duration>,
+    /// Console sessions: expiry, the cookie's `Secure` flag, sign-in attempts.
+    pub console: console::ConsoleSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,8 +166,13 @@ pub async fn run(
     let http_listener = listeners.http.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    let http = axum::serve(http_listener, rest::router(service))
-        .with_graceful_shutdown(shutdown.clone().wait());
+    let app = rest::router(service.clone()).merge(console::router(service, config.console));
+    // The peer's address: the console counts failed sign-ins per client.
+    let http = axum::serve(
+        http_listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().wait());
 
     let (grpc_result, http_result) = tokio::join!(grpc, async { http.await });
     publishing.abort();

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use switchyard_control_plane::console::ConsoleSettings;
 use switchyard_control_plane::reseal::reseal_all;
 use switchyard_control_plane::service::OperatorOptions;
 use switchyard_control_plane::store::Store;
@@ -67,6 +68,19 @@ struct Args {
     model_discovery_seconds: u64,
     #[command(flatten)]
     coord: CoordArgs,
+    /// Minutes without a request after which a console session ends.
+    #[arg(long, env = "SWITCHYARD_CONSOLE_IDLE_MINUTES", default_value_t = 30)]
+    console_idle_minutes: u64,
+    /// Hours after sign-in at which a console session ends, however active.
+    #[arg(long, env = "SWITCHYARD_CONSOLE_SESSION_HOURS", default_value_t = 12)]
+    console_session_hours: u64,
+    /// Mark the console's session cookie `Secure`: set it when browsers reach the
+    /// console over HTTPS (a proxy in front terminating TLS).
+    #[arg(long, env = "SWITCHYARD_CONSOLE_SECURE_COOKIE")]
+    console_secure_cookie: bool,
+    /// Failed console sign-ins from one address before it must wait.
+    #[arg(long, env = "SWITCHYARD_CONSOLE_SIGN_IN_FAILURES", default_value_t = 5)]
+    console_sign_in_failures: u32,
     /// Write the bound addresses as JSON to this file once listening.
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -154,6 +168,12 @@ async fn main() -> anyhow::Result<()> {
             .then(|| Duration::from_secs(args.model_discovery_seconds)),
         coordinator,
         replica_id,
+        console: ConsoleSettings {
+            idle: Duration::from_secs(args.console_idle_minutes.max(1) * 60),
+            absolute: Duration::from_secs(args.console_session_hours.max(1) * 3600),
+            secure_cookie: args.console_secure_cookie,
+            sign_in_failures: args.console_sign_in_failures.max(1),
+        },
     };
     switchyard_control_plane::run(config, Listeners { http, grpc }, shutdown).await?;
     Ok(())

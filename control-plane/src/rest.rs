@@ -141,7 +141,9 @@ impl<S: Send + Sync> FromRequest<S> for AnyBody {
 /// A body's document as `T`. Every body is a JSON object (a bare list would otherwise
 /// fill a struct by position); whole floats such as `2.0` count as the integers they
 /// are, as in JSON Schema; errors name the field's path.
-fn decode_object<T: DeserializeOwned>(mut value: serde_json::Value) -> Result<T, ApiError> {
+pub(crate) fn decode_object<T: DeserializeOwned>(
+    mut value: serde_json::Value,
+) -> Result<T, ApiError> {
     if !value.is_object() {
         return Err(invalid("the request body must be a JSON object"));
     }

@@ -304,9 +304,6 @@ pub fn usage_from_json(shape: UsageShape, body: &[u8]) -> Option<TokenUsage> {
     }
 }
 
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -161,6 +161,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             replica_id: "embedded".to_owned(),
             reseal_every: Some(Duration::from_secs(60)),
             discovery_every: Some(Duration::from_secs(6 * 3600)),
+            console: Default::default(),
         },
         switchyard_control_plane::Listeners {
             http: admin,
@@ -222,6 +223,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     )?;
     writeln!(out, "  proxy API (apps):        {proxy_url}")?;
     writeln!(out, "  admin/manage REST API:   {admin_url}")?;
+    writeln!(out, "  web console (browser):   {admin_url}/")?;
     writeln!(
         out,
         "  operator root key:       {}",

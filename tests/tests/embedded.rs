@@ -47,6 +47,7 @@ fn banner_and_logs(output: &str) -> (Vec<&str>, Vec<&str>) {
     for want in [
         "proxy API (apps):",
         "admin/manage REST API:",
+        "web console (browser):",
         "demo account API key:",
         "curl ",
     ] {

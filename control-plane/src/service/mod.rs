@@ -45,7 +45,7 @@ pub use provider_keys::{
     AddProviderKey, ProviderKeyView, UpdateProviderKey, in_stored_form, validate_base_url,
 };
 pub use status::{DataPlaneStatus, ModelList, SystemStatus};
-pub use usage_views::{Bill, BillQuery, LogPageView, LogsQuery};
+pub use usage_views::{Bill, BillQuery, LogPageView, LogsQuery, Requested};
 
 /// A failed operation: a code from the shared vocabulary and a message a user can act on.
 #[derive(Debug, thiserror::Error)]
@@ -285,6 +285,35 @@ impl Service {
             return Err(invalid());
         }
         let (key, account) = self.store.find_key(&hash).await?.ok_or_else(invalid)?;
+        self.admit(key, account, now_ms).await
+    }
+
+    /// Recognise the holder of issued key `id` again (a console session opened with
+    /// it), by the same rules as [`Self::authenticate`].
+    pub async fn authenticate_issued_key(
+        &self,
+        id: IssuedKeyId,
+        now_ms: i64,
+    ) -> Result<Caller, ApiError> {
+        let (key, account) = self.store.session_key(id).await?.ok_or_else(|| {
+            ApiError::new(ErrorCode::Unauthenticated, "this API key no longer exists")
+        })?;
+        self.admit(key, account, now_ms).await
+    }
+
+    /// A fingerprint of the operator's root key (a hash of its hash): a console
+    /// session of the operator holds it, so a new root key ends those sessions.
+    pub fn root_mark(&self) -> String {
+        KeyHash::of(&self.root_hash.to_hex()).to_hex()
+    }
+
+    /// An issued key is honoured while it, its account and every ancestor are active.
+    async fn admit(
+        &self,
+        key: switchyard_core::snapshot::IssuedKey,
+        account: Account,
+        now_ms: i64,
+    ) -> Result<Caller, ApiError> {
         if key.status != Status::Active {
             return Err(ApiError::new(
                 ErrorCode::Unauthenticated,

@@ -124,6 +124,19 @@ pub struct KeyHealthReport {
     pub until_ms: Option<i64>,
 }
 
+/// The query of an issued key and its account by one column of the key (`$1`).
+macro_rules! key_and_account_by {
+    ($column:literal) => {
+        concat!(
+            "SELECT k.id, k.account_id, k.hash, k.status, k.expires_at, a.id, a.parent_id, a.name, a.status, a.policy, a.billing \
+             FROM issued_keys k JOIN accounts a ON a.id = k.account_id WHERE k.",
+            $column,
+            " = $1"
+        )
+    };
+}
+pub(super) use key_and_account_by;
+
 impl Store {
     /// Another key for an account; with `retire`, the key that key replaces expires at
     /// the given time (now for an immediate stop) in the same transaction.
@@ -207,13 +220,20 @@ impl Store {
         &self,
         hash: &KeyHash,
     ) -> Result<Option<(IssuedKey, Account)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT k.id, k.account_id, k.hash, k.status, k.expires_at, a.id, a.parent_id, a.name, a.status, a.policy, a.billing \
-             FROM issued_keys k JOIN accounts a ON a.id = k.account_id WHERE k.hash = $1",
-        )
-        .bind(hash.to_hex())
-        .fetch_optional(&self.db.pool)
-        .await?;
+        self.key_and_account(key_and_account_by!("hash"), hash.to_hex())
+            .await
+    }
+
+    /// An issued key and its account, read by [`key_and_account_by`]'s query.
+    pub(super) async fn key_and_account(
+        &self,
+        sql: &'static str,
+        value: String,
+    ) -> Result<Option<(IssuedKey, Account)>, StoreError> {
+        let row = sqlx::query(sql)
+            .bind(value)
+            .fetch_optional(&self.db.pool)
+            .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some((key_at(&row, 0)?, account_at(&row, 5)?)))
     }

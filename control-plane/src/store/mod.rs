@@ -10,6 +10,7 @@ mod keys;
 mod news;
 mod rows;
 mod rules;
+mod sessions;
 mod snapshot;
 
 use futures_util::future::BoxFuture;
@@ -23,6 +24,7 @@ pub use credit::{CreditBalance, CreditEntry};
 pub use keys::{Discovery, DiscoveryRecorded, IssuedKeyRecord, KeyHealthReport, ProviderKeyRecord};
 pub use news::NewsItem;
 use rows::to_u64;
+pub use sessions::SessionRecord;
 
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
