@@ -84,7 +84,12 @@ pub struct Excess {
 
 impl fmt::Display for Excess {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.field, self.entry, self.reason)
+        // A scalar field is its own entry: named once.
+        if self.entry == self.field {
+            write!(f, "{}: {}", self.field, self.reason)
+        } else {
+            write!(f, "{} {}: {}", self.field, self.entry, self.reason)
+        }
     }
 }
 
@@ -477,6 +482,19 @@ mod tests {
                 "model_limits:gpt-4o-mini rpm",
                 "credit:limit_nanos",
             ]
+        );
+        let said: Vec<String> = parent
+            .excesses(&child)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            said.contains(&"rpm: 200 exceeds the parent's 100".to_owned()),
+            "{said:?}"
+        );
+        assert!(
+            said.contains(&"model_limits gpt-4o-mini rpm: 20 exceeds the parent's 10".to_owned()),
+            "{said:?}"
         );
         assert!(Policy::default().excesses(&child).is_empty());
         assert!(parent.excesses(&Policy::default()).is_empty());
