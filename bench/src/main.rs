@@ -63,6 +63,10 @@ struct Args {
     /// instrumented build of it records under this load. Needs no nginx.
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     training: Option<u64>,
+    /// The data plane's log filter (`RUST_LOG`). `info` writes its access line per
+    /// call, to measure what that costs against `warn` or `--access-log off`.
+    #[arg(long, default_value = "warn")]
+    data_plane_log: String,
 }
 
 #[derive(Clone)]
@@ -165,7 +169,12 @@ struct Bench {
     kek: String,
 }
 
-async fn start_system(dir: &Path, upstream: &str, http: &reqwest::Client) -> anyhow::Result<Bench> {
+async fn start_system(
+    dir: &Path,
+    upstream: &str,
+    http: &reqwest::Client,
+    data_plane_log: &str,
+) -> anyhow::Result<Bench> {
     let root = apikey::generate_with_prefix("sy-root-")
         .clear
         .expose()
@@ -185,7 +194,7 @@ async fn start_system(dir: &Path, upstream: &str, http: &reqwest::Client) -> any
             control_kek: &kek,
             data_kek: &kek,
             data_args: &[],
-            data_env: &[("RUST_LOG", "warn")],
+            data_env: &[("RUST_LOG", data_plane_log)],
             env: &[],
         },
     )?;
@@ -523,13 +532,13 @@ async fn main() -> anyhow::Result<()> {
         .context("fake upstream address")?;
     let upstream = format!("{fake_url}/v1");
     if let Some(seconds) = args.training {
-        let bench = start_system(dir.path(), &upstream, &http).await?;
+        let bench = start_system(dir.path(), &upstream, &http, &args.data_plane_log).await?;
         let trained = training::run(&http, &bench, &upstream, Duration::from_secs(seconds)).await;
         let stopped = stop(bench.procs);
         return trained.and(stopped);
     }
     let (_nginx, nginx_port) = start_nginx(dir.path(), fake_addr)?;
-    let bench = start_system(dir.path(), &upstream, &http).await?;
+    let bench = start_system(dir.path(), &upstream, &http, &args.data_plane_log).await?;
     let path = "/v1/chat/completions";
     let targets = [
         Target {
