@@ -7,7 +7,8 @@
 //!   `admit` (key, resource, client address), `facts` (routing facts, the multipart
 //!   model), `reserve` (limits), `attempts` (the loop over provider keys), `relay`
 //!   (answers back: whole, passed through, or event by event), `meter` (the usage
-//!   event); `error` its errors in the client's protocol. `app`: what calls share.
+//!   event, and `access` the call's access line); `error` its errors in the client's
+//!   protocol. `app`: what calls share.
 //! - `upstream`: one attempt on one provider key.
 //! - [`usage`]: delivery of usage events to the collector.
 //! - [`serve`]: the serving threads, each with a runtime of its own.
