@@ -86,6 +86,23 @@ impl Store {
             .map(|((), revision)| revision)
     }
 
+    /// A configuration write of one statement that must change exactly one row
+    /// (`what` names it in the not-found error).
+    async fn write_one<'a>(
+        &self,
+        audit: &AuditEntry,
+        what: &'static str,
+        query: sqlx::query::Query<'a, Any, sqlx::any::AnyArguments>,
+    ) -> Result<u64, StoreError> {
+        self.write(audit, |tx: &mut Transaction<'a, Any>| {
+            Box::pin(async move {
+                let changed = query.execute(&mut **tx).await?.rows_affected();
+                rows::one_changed(changed, what)
+            })
+        })
+        .await
+    }
+
     /// Every configuration write goes through here: begin, run `body`, then on
     /// success record `audit`, bump the revision and commit, all at once; on failure
     /// roll back at once so no lock outlives the request (a dropped transaction would
