@@ -121,19 +121,13 @@ impl System {
     /// A main account made by the operator, with one provider key (the fake) serving
     /// every model: its creation answer and its key.
     pub async fn owner(&self, name: &str, fake: &FakeUpstream) -> (Value, String) {
-        let (status, created) = self
-            .post("/x-users", &self.root, json!({"name": name}))
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{created}");
-        let key = created["api_key"].as_str().unwrap().to_owned();
-        let (status, pk) = self
-            .post(
-                "/x-keys",
-                &key,
-                json!({"provider": "openai", "base_url": fake.base_url(), "secret": "sk-abc-123456789", "models": ["*"]}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{pk}");
+        let (created, key, _) = main_account(
+            self,
+            fake,
+            name,
+            &[("openai", "sk-abc-123456789", 1, &["*"])],
+        )
+        .await;
         (created, key)
     }
 
@@ -460,6 +454,18 @@ pub async fn owner_with_keys(
     name: &str,
     keys: &[(&str, &str, u32, &[&str])],
 ) -> (Value, String, Vec<String>) {
+    let made = main_account(sys, fake, name, keys).await;
+    settle(sys).await;
+    made
+}
+
+/// As [`owner_with_keys`], without waiting for the data planes.
+async fn main_account(
+    sys: &System,
+    fake: &FakeUpstream,
+    name: &str,
+    keys: &[(&str, &str, u32, &[&str])],
+) -> (Value, String, Vec<String>) {
     let (status, created) = sys.post("/x-users", &sys.root, json!({"name": name})).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let key = created["api_key"].as_str().unwrap().to_owned();
@@ -475,7 +481,6 @@ pub async fn owner_with_keys(
         assert_eq!(status, StatusCode::CREATED, "{pk}");
         ids.push(pk["id"].as_str().unwrap().to_owned());
     }
-    settle(sys).await;
     (created, key, ids)
 }
 
