@@ -131,6 +131,22 @@ impl System {
         (created, key)
     }
 
+    /// A main account as [`System::owner`] makes, whose limits fail open while the
+    /// limit store is down: its key.
+    pub async fn owner_failing_open(&self, name: &str, fake: &FakeUpstream) -> String {
+        let (_, key) = self.owner(name, fake).await;
+        let (status, body) = self
+            .call(
+                Method::PUT,
+                "/x-config/limits?key=when_store_down".into(),
+                key.clone(),
+                Some(json!("fail_open")),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        key
+    }
+
     /// Any Admin/Manage call: the status and the JSON answer (`null` when none).
     pub async fn call(
         &self,
