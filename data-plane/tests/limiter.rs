@@ -214,13 +214,7 @@ async fn counters_wait_for_their_rebuild_in_redis() {
     let b = redis();
     counters_wait_for_their_rebuild(&b.limiter).await;
     // Redis loses its data: the marker goes with it, and admission waits again.
-    let server = b.server.as_ref().unwrap();
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("FLUSHALL")
-        .query_async(&mut connection)
-        .await
-        .unwrap();
+    common::flush(b.server.as_ref().unwrap()).await;
     assert!(!b.limiter.is_primed().await.unwrap());
     let chain = vec![account(None, Some(1_000))];
     assert!(matches!(

@@ -18,7 +18,7 @@ use switchyard_core::policy::ModelLimit;
 use switchyard_data_plane::limiter::{Limiter, LimiterError, RedisCounters};
 use switchyard_tests::redis::RedisServer;
 
-use common::clock;
+use common::{clock, flush};
 
 fn replica(server: &RedisServer, namespace: &str) -> Limiter {
     Limiter::Redis(RedisCounters::open(&server.url(), namespace, Duration::from_secs(2)).unwrap())
@@ -63,15 +63,6 @@ async fn admit(limiter: &Limiter, c: &[Charge]) -> bool {
         answer = limiter.admit(c, clock()).await;
     }
     answer.unwrap().is_ok()
-}
-
-async fn flush(server: &RedisServer) {
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("FLUSHALL")
-        .query_async(&mut connection)
-        .await
-        .unwrap();
 }
 
 /// Both replicas spend the minute's RPM between them, Redis loses every key, and

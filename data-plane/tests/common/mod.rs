@@ -1,7 +1,9 @@
-//! What the limiter suites share: their clock and the charges of one call.
+//! What the limiter suites share: their clock, the charges of one call, and losing
+//! Redis's keys.
 
 use switchyard_core::ids::IssuedKeyId;
 use switchyard_core::limits::{self, AccountLimits, Charge, LimitSubject, Reservation};
+use switchyard_tests::redis::RedisServer;
 
 /// The clock every call of a scenario uses: one instant, so one window holds every
 /// request whatever the wall clock does meanwhile, and a real one, so Redis's expiry
@@ -20,4 +22,14 @@ pub fn plan(chain: &[AccountLimits], reservation: Reservation) -> Vec<Charge> {
         chain,
     };
     limits::plan(&subject, "gpt-4o", reservation, clock())
+}
+
+/// Redis loses every key, as when it restarts without persistence.
+pub async fn flush(server: &RedisServer) {
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
 }
