@@ -213,6 +213,20 @@ async fn router(dir: &std::path::Path) -> axum::Router {
     )))
 }
 
+/// A main account made by the operator: its key.
+async fn main_account(app: &axum::Router) -> String {
+    let (status, main) = call(
+        app,
+        Method::POST,
+        "/x-users",
+        ROOT,
+        Some(r#"{"name":"main"}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{main}");
+    main["api_key"].as_str().unwrap().to_owned()
+}
+
 /// What the document says of key kinds holds: a kind it leaves out is refused with
 /// 403, a kind it names is never refused for its kind, and every answer is one the
 /// operation documents.
@@ -221,16 +235,7 @@ async fn key_kinds_are_as_documented() {
     let dir = tempfile::tempdir().unwrap();
     let root = ROOT;
     let app = router(dir.path()).await;
-    let (status, main) = call(
-        &app,
-        Method::POST,
-        "/x-users",
-        root,
-        Some(r#"{"name":"main"}"#),
-    )
-    .await;
-    assert_eq!(status, 201, "{main}");
-    let main = main["api_key"].as_str().unwrap().to_owned();
+    let main = main_account(&app).await;
     let (status, sub) = call(
         &app,
         Method::POST,
@@ -313,15 +318,7 @@ async fn bodies_are_read_as_documented() {
     let dir = tempfile::tempdir().unwrap();
     let root = ROOT;
     let app = router(dir.path()).await;
-    let (_, main) = call(
-        &app,
-        Method::POST,
-        "/x-users",
-        root,
-        Some(r#"{"name":"main"}"#),
-    )
-    .await;
-    let main = main["api_key"].as_str().unwrap().to_owned();
+    let main = main_account(&app).await;
 
     let big = format!(r#"{{"name":"{}"}}"#, "x".repeat(70_000));
     let cases: Vec<(Method, &str, &str, Option<&str>, u16)> = vec![
