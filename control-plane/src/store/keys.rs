@@ -277,20 +277,12 @@ impl Store {
              discovery_error = CASE WHEN kind = $12 AND base_url = $13 THEN discovery_error ELSE NULL END, \
              kind = $1, base_url = $2, secret_key_id = $3, secret_blob = $4, secret_hint = $5, \
              level = $6, models = $7, weight = $8, status = $9 WHERE id = $10 AND owner_id = $11",
-        )
-        .bind(k.kind.as_str())
-        .bind(k.base_url.clone())
-        .bind(k.secret.key_id.clone())
-        .bind(k.secret.blob.clone())
-        .bind(record.secret_hint.clone())
-        .bind(i64::from(k.level))
-        .bind(models_json(&k.models)?)
-        .bind(i64::from(k.weight))
-        .bind(k.status.as_str())
-        .bind(k.id.to_string())
-        .bind(k.owner.to_string())
-        .bind(k.kind.as_str())
-        .bind(k.base_url.clone());
+        );
+        let query = bind_settings(query, record, models_json(&k.models)?)
+            .bind(k.id.to_string())
+            .bind(k.owner.to_string())
+            .bind(k.kind.as_str())
+            .bind(k.base_url.clone());
         self.write_one(audit, "provider key", query).await
     }
 
@@ -383,28 +375,20 @@ impl Store {
             .map_err(|e| StoreError::Corrupt(format!("discovered models: {e}")))?;
         self.write(audit, |tx| {
             Box::pin(async move {
-                sqlx::query(
+                let query = sqlx::query(
                     "INSERT INTO provider_keys (id, owner_id, kind, base_url, secret_key_id, secret_blob, secret_hint, level, models, weight, status, created_at, \
                      discovered_models, discovered_at, discovery_error) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
                 )
                 .bind(k.id.to_string())
-                .bind(k.owner.to_string())
-                .bind(k.kind.as_str())
-                .bind(k.base_url.clone())
-                .bind(k.secret.key_id.clone())
-                .bind(k.secret.blob.clone())
-                .bind(record.secret_hint.clone())
-                .bind(i64::from(k.level))
-                .bind(models)
-                .bind(i64::from(k.weight))
-                .bind(k.status.as_str())
-                .bind(record.created_at_ms)
-                .bind(discovered)
-                .bind(record.discovered_at_ms)
-                .bind(record.discovery_error.clone())
-                .execute(&mut **tx)
-                .await?;
+                .bind(k.owner.to_string());
+                bind_settings(query, record, models)
+                    .bind(record.created_at_ms)
+                    .bind(discovered)
+                    .bind(record.discovered_at_ms)
+                    .bind(record.discovery_error.clone())
+                    .execute(&mut **tx)
+                    .await?;
                 Ok(())
             })
         })
@@ -446,4 +430,27 @@ pub(super) async fn insert_issued_key(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
+
+/// Binds a provider key's settings, in the column order both its insert and its
+/// update name them: kind, base URL, secret (key id, blob, hint), level, `models`
+/// (as JSON), weight, status.
+fn bind_settings<'q>(
+    query: AnyQuery<'q>,
+    record: &'q ProviderKeyRecord,
+    models: String,
+) -> AnyQuery<'q> {
+    let k = &record.key;
+    query
+        .bind(k.kind.as_str())
+        .bind(k.base_url.clone())
+        .bind(k.secret.key_id.clone())
+        .bind(k.secret.blob.clone())
+        .bind(record.secret_hint.clone())
+        .bind(i64::from(k.level))
+        .bind(models)
+        .bind(i64::from(k.weight))
+        .bind(k.status.as_str())
 }
