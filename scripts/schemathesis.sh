@@ -83,23 +83,21 @@ run() {
         -H "Authorization: Bearer $key" "$@")
 }
 
+key_of() {
+    case "$1" in
+        root) echo "$root_key" ;;
+        main) echo "$main_key" ;;
+        sub) echo "$sub_key" ;;
+    esac
+}
+
 status=0
 # Rotation retires the key it is called with: run it last, on its own.
 for kind in root main sub; do
-    case "$kind" in
-        root) key="$root_key" ;;
-        main) key="$main_key" ;;
-        sub) key="$sub_key" ;;
-    esac
-    run "$kind key" "$key" --exclude-path /x-self/rotate || status=1
+    run "$kind key" "$(key_of "$kind")" --exclude-path /x-self/rotate || status=1
 done
 for kind in root main sub; do
-    case "$kind" in
-        root) key="$root_key" ;;
-        main) key="$main_key" ;;
-        sub) key="$sub_key" ;;
-    esac
-    run "$kind key (rotation)" "$key" --include-path /x-self/rotate || status=1
+    run "$kind key (rotation)" "$(key_of "$kind")" --include-path /x-self/rotate || status=1
 done
 if [ "$status" -ne 0 ]; then
     echo "schemathesis.sh: findings above; the server's log: $dir/switchyard.log (removed on exit)" >&2

@@ -30,14 +30,7 @@ async fn grpc_manage_face_matches_rest(url: &str) {
     let admin = grpc(&app);
 
     let created = manage
-        .create_account(authed(
-            &app.root,
-            pb::CreateAccountRequest {
-                name: "grpc-co".into(),
-                policy: None,
-                billing: None,
-            },
-        ))
+        .create_account(authed(&app.root, new_account("grpc-co", None)))
         .await
         .unwrap()
         .into_inner();
@@ -65,33 +58,18 @@ async fn grpc_manage_face_matches_rest(url: &str) {
     let err = manage
         .create_account(authed(
             apikey::generate().clear.expose(),
-            pb::CreateAccountRequest {
-                name: "x".into(),
-                policy: None,
-                billing: None,
-            },
+            new_account("x", None),
         ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
     let err = manage
-        .create_account(tonic::Request::new(pb::CreateAccountRequest {
-            name: "x".into(),
-            policy: None,
-            billing: None,
-        }))
+        .create_account(tonic::Request::new(new_account("x", None)))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
     let err = manage
-        .create_account(authed(
-            &key,
-            pb::CreateAccountRequest {
-                name: String::new(),
-                policy: None,
-                billing: None,
-            },
-        ))
+        .create_account(authed(&key, new_account("", None)))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -101,14 +79,7 @@ async fn grpc_manage_face_matches_rest(url: &str) {
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     let child = manage
-        .create_account(authed(
-            &key,
-            pb::CreateAccountRequest {
-                name: "child".into(),
-                policy: None,
-                billing: None,
-            },
-        ))
+        .create_account(authed(&key, new_account("child", None)))
         .await
         .unwrap()
         .into_inner();
@@ -155,27 +126,13 @@ async fn grpc_manage_face_matches_rest(url: &str) {
         .await;
     assert_eq!(status, 200);
     let err = manage
-        .create_account(authed(
-            &key,
-            pb::CreateAccountRequest {
-                name: "greedy".into(),
-                policy: Some(wide),
-                billing: None,
-            },
-        ))
+        .create_account(authed(&key, new_account("greedy", Some(wide))))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("models *"), "{}", err.message());
     let team = manage
-        .create_account(authed(
-            &key,
-            pb::CreateAccountRequest {
-                name: "team".into(),
-                policy: Some(narrow),
-                billing: None,
-            },
-        ))
+        .create_account(authed(&key, new_account("team", Some(narrow))))
         .await
         .unwrap()
         .into_inner();
@@ -551,4 +508,13 @@ async fn grpc_admin_face_matches_rest(url: &str) {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
+}
+
+/// An account to create, without billing of its own.
+fn new_account(name: &str, policy: Option<pb::Policy>) -> pb::CreateAccountRequest {
+    pb::CreateAccountRequest {
+        name: name.to_owned(),
+        policy,
+        billing: None,
+    }
 }

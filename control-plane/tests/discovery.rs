@@ -10,10 +10,12 @@
     reason = "scenarios fail loudly on the first surprise"
 )]
 
+#[expect(dead_code, reason = "this suite uses part of the shared helpers")]
+mod common;
+
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Method, Request};
-use http_body_util::BodyExt;
+use axum::http::Method;
+use common::call;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +28,6 @@ use switchyard_core::crypto::Keyring;
 use switchyard_core::netguard::UpstreamNetworks;
 use switchyard_fake_upstream::{Behaviour, FakeUpstream};
 use switchyard_proto::v1::usage_service_client::UsageServiceClient;
-use tower::ServiceExt;
 
 switchyard_tests::every_backend!(
     keys_learn_their_upstreams_models,
@@ -80,33 +81,6 @@ fn root_key() -> String {
         .clear
         .expose()
         .clone()
-}
-
-async fn call(
-    app: &Router,
-    method: Method,
-    path: &str,
-    key: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("authorization", format!("Bearer {key}"));
-    let req = match body {
-        Some(b) => req
-            .header("content-type", "application/json")
-            .body(Body::from(b.to_string())),
-        None => req.body(Body::empty()),
-    }
-    .unwrap();
-    let response = app.clone().oneshot(req).await.unwrap();
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
 }
 
 /// `POST /x-keys/{id}/discover`, which answers 200 whatever the upstream said.

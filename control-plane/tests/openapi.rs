@@ -193,38 +193,49 @@ async fn call(
     )
 }
 
+/// The operator's key of [`router`].
+const ROOT: &str = "sy-root-contract-test-key-0123456789";
+
+/// The REST router over a fresh SQLite store in `dir`, with [`ROOT`] as the
+/// operator's key.
+async fn router(dir: &std::path::Path) -> axum::Router {
+    let store = Store::open(&format!("sqlite://{}?mode=rwc", dir.join("t.db").display()))
+        .await
+        .unwrap();
+    let usage = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+    rest::router(Arc::new(Service::new(
+        store,
+        Arc::new(Keyring::parse(&Keyring::generate_spec("k1")).unwrap()),
+        KeyHash::of(ROOT),
+        Publisher::new(),
+        UsageServiceClient::new(usage),
+        OperatorOptions::default(),
+    )))
+}
+
+/// A main account made by the operator: its key.
+async fn main_account(app: &axum::Router) -> String {
+    let (status, main) = call(
+        app,
+        Method::POST,
+        "/x-users",
+        ROOT,
+        Some(r#"{"name":"main"}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{main}");
+    main["api_key"].as_str().unwrap().to_owned()
+}
+
 /// What the document says of key kinds holds: a kind it leaves out is refused with
 /// 403, a kind it names is never refused for its kind, and every answer is one the
 /// operation documents.
 #[tokio::test]
 async fn key_kinds_are_as_documented() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("t.db").display()
-    ))
-    .await
-    .unwrap();
-    let usage = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
-    let root = "sy-root-contract-test-key-0123456789";
-    let app = rest::router(Arc::new(Service::new(
-        store,
-        Arc::new(Keyring::parse(&Keyring::generate_spec("k1")).unwrap()),
-        KeyHash::of(root),
-        Publisher::new(),
-        UsageServiceClient::new(usage),
-        OperatorOptions::default(),
-    )));
-    let (status, main) = call(
-        &app,
-        Method::POST,
-        "/x-users",
-        root,
-        Some(r#"{"name":"main"}"#),
-    )
-    .await;
-    assert_eq!(status, 201, "{main}");
-    let main = main["api_key"].as_str().unwrap().to_owned();
+    let root = ROOT;
+    let app = router(dir.path()).await;
+    let main = main_account(&app).await;
     let (status, sub) = call(
         &app,
         Method::POST,
@@ -305,31 +316,9 @@ async fn key_kinds_are_as_documented() {
 #[tokio::test]
 async fn bodies_are_read_as_documented() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("t.db").display()
-    ))
-    .await
-    .unwrap();
-    let usage = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
-    let root = "sy-root-contract-test-key-0123456789";
-    let app = rest::router(Arc::new(Service::new(
-        store,
-        Arc::new(Keyring::parse(&Keyring::generate_spec("k1")).unwrap()),
-        KeyHash::of(root),
-        Publisher::new(),
-        UsageServiceClient::new(usage),
-        OperatorOptions::default(),
-    )));
-    let (_, main) = call(
-        &app,
-        Method::POST,
-        "/x-users",
-        root,
-        Some(r#"{"name":"main"}"#),
-    )
-    .await;
-    let main = main["api_key"].as_str().unwrap().to_owned();
+    let root = ROOT;
+    let app = router(dir.path()).await;
+    let main = main_account(&app).await;
 
     let big = format!(r#"{{"name":"{}"}}"#, "x".repeat(70_000));
     let cases: Vec<(Method, &str, &str, Option<&str>, u16)> = vec![

@@ -12,10 +12,12 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+#[expect(dead_code, reason = "this suite uses part of the shared helpers")]
+mod common;
+
 use axum::Router;
-use axum::body::Body;
-use axum::http::{Method, Request};
-use http_body_util::BodyExt;
+use axum::http::Method;
+use common::call;
 use serde_json::{Value, json};
 use switchyard_control_plane::publisher::Publisher;
 use switchyard_control_plane::rest;
@@ -26,7 +28,6 @@ use switchyard_core::crypto::Keyring;
 use switchyard_core::netguard::{Resolve, Resolving, UpstreamNetworks};
 use switchyard_proto::v1::usage_service_client::UsageServiceClient;
 use switchyard_tests::backends::TestDb;
-use tower::ServiceExt;
 
 /// Host names of the test's own choosing; any other does not resolve.
 struct Table;
@@ -85,33 +86,6 @@ async fn main_account(db: &TestDb, networks: UpstreamNetworks) -> (Router, Strin
     .await;
     assert_eq!(status, 201, "{v}");
     (app, v["api_key"].as_str().unwrap().to_owned())
-}
-
-async fn call(
-    app: &Router,
-    method: Method,
-    path: &str,
-    key: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("authorization", format!("Bearer {key}"));
-    let req = match body {
-        Some(b) => req
-            .header("content-type", "application/json")
-            .body(Body::from(b.to_string())),
-        None => req.body(Body::empty()),
-    }
-    .unwrap();
-    let response = app.clone().oneshot(req).await.unwrap();
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
 }
 
 async fn create(app: &Router, key: &str, base_url: &str) -> (u16, Value) {

@@ -183,15 +183,27 @@ struct PromptDetails {
     cached_tokens: u64,
 }
 
-impl From<OpenAiUsage> for TokenUsage {
-    fn from(u: OpenAiUsage) -> Self {
-        let cached = u.prompt_tokens_details.map_or(0, |d| d.cached_tokens);
-        Self {
-            input: u.prompt_tokens,
-            output: u.completion_tokens,
-            cached: cached.min(u.prompt_tokens),
+impl PromptDetails {
+    /// Usage whose cached part is reported inside the input's details; a cached
+    /// count above the input is capped at it.
+    fn usage(input: u64, output: u64, details: Option<Self>) -> TokenUsage {
+        let cached = details.map_or(0, |d| d.cached_tokens);
+        TokenUsage {
+            input,
+            output,
+            cached: cached.min(input),
             cache_write: 0,
         }
+    }
+}
+
+impl From<OpenAiUsage> for TokenUsage {
+    fn from(u: OpenAiUsage) -> Self {
+        PromptDetails::usage(
+            u.prompt_tokens,
+            u.completion_tokens,
+            u.prompt_tokens_details,
+        )
     }
 }
 
@@ -223,13 +235,7 @@ struct ResponsesUsage {
 
 impl From<ResponsesUsage> for TokenUsage {
     fn from(u: ResponsesUsage) -> Self {
-        let cached = u.input_tokens_details.map_or(0, |d| d.cached_tokens);
-        Self {
-            input: u.input_tokens,
-            output: u.output_tokens,
-            cached: cached.min(u.input_tokens),
-            cache_write: 0,
-        }
+        PromptDetails::usage(u.input_tokens, u.output_tokens, u.input_tokens_details)
     }
 }
 

@@ -6,19 +6,23 @@
     reason = "scenarios fail loudly on the first surprise"
 )]
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchyard_core::ids::{AccountId, IssuedKeyId};
+use switchyard_core::ids::AccountId;
 use switchyard_core::limits::{
-    self, AccountLimits, Charge, CounterValue, LimitKind, LimitSubject, Reservation, Unit, Used,
+    self, AccountLimits, Charge, CounterValue, LimitKind, Reservation, Unit, Used,
 };
 use switchyard_core::policy::{CreditLimit, Period};
 use switchyard_core::snapshot::{Compiled, Snapshot};
 use switchyard_data_plane::limiter::{Limiter, LimiterError, LocalCounters, RedisCounters};
 use switchyard_data_plane::rebuild::Rebuilder;
 use switchyard_tests::redis::RedisServer;
+
+use common::clock;
 
 /// A limiter of each kind for one scenario; keeps its Redis alive while in use.
 struct Backend {
@@ -76,13 +80,6 @@ every_limiter!(
     settlements_in_the_background_all_arrive
 );
 
-/// The clock every call of a scenario uses: one instant, so one window holds every
-/// request, and a real one, so Redis's expiry times lie ahead.
-fn clock() -> i64 {
-    static START: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-    *START.get_or_init(switchyard_runtime::now_ms)
-}
-
 fn account(rpm: Option<u32>, credit: Option<u64>) -> AccountLimits {
     AccountLimits {
         account: AccountId::new(),
@@ -96,19 +93,12 @@ fn account(rpm: Option<u32>, credit: Option<u64>) -> AccountLimits {
 }
 
 fn charges(chain: &[AccountLimits], cost: u64) -> Vec<Charge> {
-    let subject = LimitSubject {
-        key: IssuedKeyId::new(),
-        key_rpm: None,
+    common::plan(
         chain,
-    };
-    limits::plan(
-        &subject,
-        "gpt-4o",
         Reservation {
             tokens: 0,
             cost_nanos: cost,
         },
-        clock(),
     )
 }
 
@@ -224,13 +214,7 @@ async fn counters_wait_for_their_rebuild_in_redis() {
     let b = redis();
     counters_wait_for_their_rebuild(&b.limiter).await;
     // Redis loses its data: the marker goes with it, and admission waits again.
-    let server = b.server.as_ref().unwrap();
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("FLUSHALL")
-        .query_async(&mut connection)
-        .await
-        .unwrap();
+    common::flush(b.server.as_ref().unwrap()).await;
     assert!(!b.limiter.is_primed().await.unwrap());
     let chain = vec![account(None, Some(1_000))];
     assert!(matches!(

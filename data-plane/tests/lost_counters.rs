@@ -7,21 +7,18 @@
     reason = "scenarios fail loudly on the first surprise"
 )]
 
+mod common;
+
 use std::time::Duration;
 
-use switchyard_core::ids::{AccountId, IssuedKeyId};
-use switchyard_core::limits::{self, AccountLimits, Charge, LimitSubject, Reservation, Unit, Used};
+use switchyard_core::ids::AccountId;
+use switchyard_core::limits::{AccountLimits, Charge, Reservation, Unit, Used};
 use switchyard_core::model::ModelPattern;
 use switchyard_core::policy::ModelLimit;
 use switchyard_data_plane::limiter::{Limiter, LimiterError, RedisCounters};
 use switchyard_tests::redis::RedisServer;
 
-/// One instant for every call: every admission falls in one minute window whatever
-/// the wall clock does meanwhile, and the counters' expiry lies a minute or more ahead.
-fn clock() -> i64 {
-    static START: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-    *START.get_or_init(switchyard_runtime::now_ms)
-}
+use common::{clock, flush};
 
 fn replica(server: &RedisServer, namespace: &str) -> Limiter {
     Limiter::Redis(RedisCounters::open(&server.url(), namespace, Duration::from_secs(2)).unwrap())
@@ -45,19 +42,12 @@ fn account(rpm: u32, tpm: u64) -> Vec<AccountLimits> {
 }
 
 fn charges(chain: &[AccountLimits], tokens: u64) -> Vec<Charge> {
-    let subject = LimitSubject {
-        key: IssuedKeyId::new(),
-        key_rpm: None,
+    common::plan(
         chain,
-    };
-    limits::plan(
-        &subject,
-        "gpt-4o",
         Reservation {
             tokens,
             cost_nanos: 0,
         },
-        clock(),
     )
 }
 
@@ -73,15 +63,6 @@ async fn admit(limiter: &Limiter, c: &[Charge]) -> bool {
         answer = limiter.admit(c, clock()).await;
     }
     answer.unwrap().is_ok()
-}
-
-async fn flush(server: &RedisServer) {
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("FLUSHALL")
-        .query_async(&mut connection)
-        .await
-        .unwrap();
 }
 
 /// Both replicas spend the minute's RPM between them, Redis loses every key, and

@@ -47,6 +47,20 @@ pub struct Migrations {
     pub sqlite: &'static Migrator,
 }
 
+/// The [`Migrations`] of the crate it is used in: its `migrations/postgres` and
+/// `migrations/sqlite` folders, embedded at build time.
+#[macro_export]
+macro_rules! crate_migrations {
+    () => {{
+        static POSTGRES: ::sqlx::migrate::Migrator = ::sqlx::migrate!("./migrations/postgres");
+        static SQLITE: ::sqlx::migrate::Migrator = ::sqlx::migrate!("./migrations/sqlite");
+        $crate::Migrations {
+            postgres: &POSTGRES,
+            sqlite: &SQLITE,
+        }
+    }};
+}
+
 impl Backend {
     pub fn of_url(url: &str) -> Result<Self, DbError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {

@@ -121,20 +121,30 @@ impl System {
     /// A main account made by the operator, with one provider key (the fake) serving
     /// every model: its creation answer and its key.
     pub async fn owner(&self, name: &str, fake: &FakeUpstream) -> (Value, String) {
-        let (status, created) = self
-            .post("/x-users", &self.root, json!({"name": name}))
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{created}");
-        let key = created["api_key"].as_str().unwrap().to_owned();
-        let (status, pk) = self
-            .post(
-                "/x-keys",
-                &key,
-                json!({"provider": "openai", "base_url": fake.base_url(), "secret": "sk-abc-123456789", "models": ["*"]}),
+        let (created, key, _) = main_account(
+            self,
+            fake,
+            name,
+            &[("openai", "sk-abc-123456789", 1, &["*"])],
+        )
+        .await;
+        (created, key)
+    }
+
+    /// A main account as [`System::owner`] makes, whose limits fail open while the
+    /// limit store is down: its key.
+    pub async fn owner_failing_open(&self, name: &str, fake: &FakeUpstream) -> String {
+        let (_, key) = self.owner(name, fake).await;
+        let (status, body) = self
+            .call(
+                Method::PUT,
+                "/x-config/limits?key=when_store_down".into(),
+                key.clone(),
+                Some(json!("fail_open")),
             )
             .await;
-        assert_eq!(status, StatusCode::CREATED, "{pk}");
-        (created, key)
+        assert_eq!(status, 200, "{body}");
+        key
     }
 
     /// Any Admin/Manage call: the status and the JSON answer (`null` when none).
@@ -460,6 +470,18 @@ pub async fn owner_with_keys(
     name: &str,
     keys: &[(&str, &str, u32, &[&str])],
 ) -> (Value, String, Vec<String>) {
+    let made = main_account(sys, fake, name, keys).await;
+    settle(sys).await;
+    made
+}
+
+/// As [`owner_with_keys`], without waiting for the data planes.
+async fn main_account(
+    sys: &System,
+    fake: &FakeUpstream,
+    name: &str,
+    keys: &[(&str, &str, u32, &[&str])],
+) -> (Value, String, Vec<String>) {
     let (status, created) = sys.post("/x-users", &sys.root, json!({"name": name})).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let key = created["api_key"].as_str().unwrap().to_owned();
@@ -475,7 +497,6 @@ pub async fn owner_with_keys(
         assert_eq!(status, StatusCode::CREATED, "{pk}");
         ids.push(pk["id"].as_str().unwrap().to_owned());
     }
-    settle(sys).await;
     (created, key, ids)
 }
 

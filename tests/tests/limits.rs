@@ -318,16 +318,7 @@ async fn caps_hold_across_four_replicas_sharing_redis() {
     // fails closed (the default) are refused with a reason; calls without limits are
     // not affected; an owner who fails open gets each replica's share of its limits
     // (12 a minute over 4 replicas: 3 on each).
-    let (_, open_owner) = sys.owner("open", &fake).await;
-    let (status, body) = sys
-        .call(
-            Method::PUT,
-            "/x-config/limits?key=when_store_down".into(),
-            open_owner.clone(),
-            Some(json!("fail_open")),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    let open_owner = sys.owner_failing_open("open", &fake).await;
     let opened = child(&sys, &open_owner, "opened", json!({"rpm": 12})).await;
     known_everywhere(&sys, &urls, &opened).await;
     redis.kill();

@@ -10,7 +10,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use reqwest::Method;
 use serde_json::{Value, json};
 use switchyard_core::crypto::Keyring;
 use switchyard_fake_upstream::FakeUpstream;
@@ -148,16 +147,7 @@ async fn rate_windows_hold_when_redis_loses_its_counters_or_goes_away() {
 
     // An owner who fails open, Redis gone, no share set by hand: each replica admits
     // half of the 20 a minute, as the control plane counts two live data planes.
-    let (_, open_owner) = sys.owner("open", &fake).await;
-    let (status, body) = sys
-        .call(
-            Method::PUT,
-            "/x-config/limits?key=when_store_down".into(),
-            open_owner.clone(),
-            Some(json!("fail_open")),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    let open_owner = sys.owner_failing_open("open", &fake).await;
     for url in &urls {
         wait_for_count(&sys, url, 2).await;
     }

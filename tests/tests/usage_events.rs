@@ -10,7 +10,9 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use switchyard_fake_upstream::FakeUpstream;
-use switchyard_tests::system::{System, chat, settle, start_system, usage_logs, wait_for_key};
+use switchyard_tests::system::{
+    System, chat, owner_with_keys, settle, start_system, usage_logs, wait_for_key,
+};
 
 /// A chat call with `headers`; its status.
 async fn chat_with(sys: &System, key: &str, headers: &[(&str, &str)]) -> StatusCode {
@@ -127,19 +129,13 @@ async fn bill_by_endpoint(sys: &System, key: &str, requests: u64) -> Vec<Value> 
 async fn token_counting_is_billed_apart_and_spends_no_credit() {
     let sys = start_system(32 * 1024).await;
     let fake = FakeUpstream::start(None).await.unwrap();
-    let (status, created) = sys
-        .post("/x-users", &sys.root, json!({"name": "counting"}))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    let owner = created["api_key"].as_str().unwrap().to_owned();
-    let (status, pk) = sys
-        .post(
-            "/x-keys",
-            &owner,
-            json!({"provider": "anthropic", "base_url": fake.base_url(), "secret": "sk-ant-0001", "models": ["*"]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{pk}");
+    let (_, owner, _) = owner_with_keys(
+        &sys,
+        &fake,
+        "counting",
+        &[("anthropic", "sk-ant-0001", 1, &["*"])],
+    )
+    .await;
     // Every call has a per-request price, and tokens cost too.
     let (status, body) = sys
         .call(

@@ -6,16 +6,13 @@ use sqlx::Row;
 use switchyard_core::ids::{AccountId, EventId};
 use switchyard_core::time::UtcDay;
 use switchyard_core::usage::{RollupRow, TokenUsage, UsageEvent, UsageSource};
-use switchyard_db::{Backend, Db, DbError, Migrations};
+use switchyard_db::{Backend, Db, DbError};
 
 mod postgres;
 mod quarantine;
 mod sqlite;
 
 pub use quarantine::{QuarantineRow, Quarantined, printable};
-
-static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -543,10 +540,7 @@ fn uint(v: i64) -> u64 {
 
 impl UsageStore {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let migrations = Migrations {
-            postgres: &POSTGRES,
-            sqlite: &SQLITE,
-        };
+        let migrations = switchyard_db::crate_migrations!();
         // SQLite's file first: a URL its writer cannot open fails before any migration.
         let sqlite_file = match Backend::of_url(url)? {
             Backend::Sqlite => Some(switchyard_db::sqlite_file(url)?),

@@ -29,6 +29,23 @@ fn strings<T: ToString>(list: &Option<Vec<T>>) -> Option<pb::StringList> {
     })
 }
 
+fn encode_model_limits(
+    limits: &std::collections::BTreeMap<ModelPattern, ModelLimit>,
+) -> std::collections::HashMap<String, pb::ModelLimit> {
+    limits
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                pb::ModelLimit {
+                    rpm: v.rpm,
+                    tpm: v.tpm,
+                },
+            )
+        })
+        .collect()
+}
+
 pub fn encode_policy(p: &Policy) -> pb::Policy {
     pb::Policy {
         models: strings(&p.models),
@@ -36,19 +53,7 @@ pub fn encode_policy(p: &Policy) -> pb::Policy {
         client_cidrs: strings(&p.client_cidrs),
         rpm: p.rpm,
         key_rpm: p.key_rpm,
-        model_limits: p
-            .model_limits
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    pb::ModelLimit {
-                        rpm: v.rpm,
-                        tpm: v.tpm,
-                    },
-                )
-            })
-            .collect(),
+        model_limits: encode_model_limits(&p.model_limits),
         credit: p.credit.map(|c| pb::CreditLimit {
             limit_nanos: c.limit_nanos,
             period: match c.period {
@@ -114,19 +119,7 @@ pub fn encode_rules(owner: AccountId, r: &Rules) -> pb::Rules {
             .collect(),
         switch_over: r.switch_over.clone().into_iter().collect(),
         resources: strings(&r.resources),
-        model_limits: r
-            .model_limits
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    pb::ModelLimit {
-                        rpm: v.rpm,
-                        tpm: v.tpm,
-                    },
-                )
-            })
-            .collect(),
+        model_limits: encode_model_limits(&r.model_limits),
         pricing: r
             .pricing
             .iter()

@@ -9,8 +9,7 @@ use switchyard_core::snapshot::{Account, IssuedKey, ProviderKey, Status};
 
 use super::audit::bump;
 use super::rows::{
-    account_at, key_at, models_json, names_from_json, one_changed, provider_from_row,
-    provider_record_from_row,
+    account_at, key_at, models_json, names_from_json, provider_from_row, provider_record_from_row,
 };
 use super::{AuditEntry, Store, StoreError};
 
@@ -198,21 +197,12 @@ impl Store {
         key: IssuedKeyId,
         audit: &AuditEntry,
     ) -> Result<u64, StoreError> {
-        self.write(audit, |tx| {
-            Box::pin(async move {
-                let changed = sqlx::query(
-                    "UPDATE issued_keys SET status = $1 WHERE id = $2 AND account_id = $3",
-                )
+        let query =
+            sqlx::query("UPDATE issued_keys SET status = $1 WHERE id = $2 AND account_id = $3")
                 .bind(Status::Disabled.as_str())
                 .bind(key.to_string())
-                .bind(account.to_string())
-                .execute(&mut **tx)
-                .await?
-                .rows_affected();
-                one_changed(changed, "key")
-            })
-        })
-        .await
+                .bind(account.to_string());
+        self.write_one(audit, "key", query).await
     }
 
     /// The issued key with this hash and the account holding it.
@@ -278,38 +268,22 @@ impl Store {
         audit: &AuditEntry,
     ) -> Result<u64, StoreError> {
         let k = &record.key;
-        self.write(audit, |tx| {
-            Box::pin(async move {
-                let changed = sqlx::query(
-                    // A list learnt from another upstream is not this one's: it goes
-                    // when the kind or base URL changes (SET sees the old row).
-                    "UPDATE provider_keys SET \
-                     discovered_models = CASE WHEN kind = $12 AND base_url = $13 THEN discovered_models ELSE '[]' END, \
-                     discovered_at = CASE WHEN kind = $12 AND base_url = $13 THEN discovered_at ELSE NULL END, \
-                     discovery_error = CASE WHEN kind = $12 AND base_url = $13 THEN discovery_error ELSE NULL END, \
-                     kind = $1, base_url = $2, secret_key_id = $3, secret_blob = $4, secret_hint = $5, \
-                     level = $6, models = $7, weight = $8, status = $9 WHERE id = $10 AND owner_id = $11",
-                )
-                .bind(k.kind.as_str())
-                .bind(k.base_url.clone())
-                .bind(k.secret.key_id.clone())
-                .bind(k.secret.blob.clone())
-                .bind(record.secret_hint.clone())
-                .bind(i64::from(k.level))
-                .bind(models_json(&k.models)?)
-                .bind(i64::from(k.weight))
-                .bind(k.status.as_str())
-                .bind(k.id.to_string())
-                .bind(k.owner.to_string())
-                .bind(k.kind.as_str())
-                .bind(k.base_url.clone())
-                .execute(&mut **tx)
-                .await?
-                .rows_affected();
-                one_changed(changed, "provider key")
-            })
-        })
-        .await
+        let query = sqlx::query(
+            // A list learnt from another upstream is not this one's: it goes
+            // when the kind or base URL changes (SET sees the old row).
+            "UPDATE provider_keys SET \
+             discovered_models = CASE WHEN kind = $12 AND base_url = $13 THEN discovered_models ELSE '[]' END, \
+             discovered_at = CASE WHEN kind = $12 AND base_url = $13 THEN discovered_at ELSE NULL END, \
+             discovery_error = CASE WHEN kind = $12 AND base_url = $13 THEN discovery_error ELSE NULL END, \
+             kind = $1, base_url = $2, secret_key_id = $3, secret_blob = $4, secret_hint = $5, \
+             level = $6, models = $7, weight = $8, status = $9 WHERE id = $10 AND owner_id = $11",
+        );
+        let query = bind_settings(query, record, models_json(&k.models)?)
+            .bind(k.id.to_string())
+            .bind(k.owner.to_string())
+            .bind(k.kind.as_str())
+            .bind(k.base_url.clone());
+        self.write_one(audit, "provider key", query).await
     }
 
     /// Record what `key`'s upstream said of its models, if the key still has the kind
@@ -384,19 +358,10 @@ impl Store {
         id: ProviderKeyId,
         audit: &AuditEntry,
     ) -> Result<u64, StoreError> {
-        self.write(audit, |tx| {
-            Box::pin(async move {
-                let changed =
-                    sqlx::query("DELETE FROM provider_keys WHERE id = $1 AND owner_id = $2")
-                        .bind(id.to_string())
-                        .bind(owner.to_string())
-                        .execute(&mut **tx)
-                        .await?
-                        .rows_affected();
-                one_changed(changed, "provider key")
-            })
-        })
-        .await
+        let query = sqlx::query("DELETE FROM provider_keys WHERE id = $1 AND owner_id = $2")
+            .bind(id.to_string())
+            .bind(owner.to_string());
+        self.write_one(audit, "provider key", query).await
     }
 
     pub async fn add_provider_key(
@@ -410,28 +375,20 @@ impl Store {
             .map_err(|e| StoreError::Corrupt(format!("discovered models: {e}")))?;
         self.write(audit, |tx| {
             Box::pin(async move {
-                sqlx::query(
+                let query = sqlx::query(
                     "INSERT INTO provider_keys (id, owner_id, kind, base_url, secret_key_id, secret_blob, secret_hint, level, models, weight, status, created_at, \
                      discovered_models, discovered_at, discovery_error) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
                 )
                 .bind(k.id.to_string())
-                .bind(k.owner.to_string())
-                .bind(k.kind.as_str())
-                .bind(k.base_url.clone())
-                .bind(k.secret.key_id.clone())
-                .bind(k.secret.blob.clone())
-                .bind(record.secret_hint.clone())
-                .bind(i64::from(k.level))
-                .bind(models)
-                .bind(i64::from(k.weight))
-                .bind(k.status.as_str())
-                .bind(record.created_at_ms)
-                .bind(discovered)
-                .bind(record.discovered_at_ms)
-                .bind(record.discovery_error.clone())
-                .execute(&mut **tx)
-                .await?;
+                .bind(k.owner.to_string());
+                bind_settings(query, record, models)
+                    .bind(record.created_at_ms)
+                    .bind(discovered)
+                    .bind(record.discovered_at_ms)
+                    .bind(record.discovery_error.clone())
+                    .execute(&mut **tx)
+                    .await?;
                 Ok(())
             })
         })
@@ -473,4 +430,27 @@ pub(super) async fn insert_issued_key(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
+
+/// Binds a provider key's settings, in the column order both its insert and its
+/// update name them: kind, base URL, secret (key id, blob, hint), level, `models`
+/// (as JSON), weight, status.
+fn bind_settings<'q>(
+    query: AnyQuery<'q>,
+    record: &'q ProviderKeyRecord,
+    models: String,
+) -> AnyQuery<'q> {
+    let k = &record.key;
+    query
+        .bind(k.kind.as_str())
+        .bind(k.base_url.clone())
+        .bind(k.secret.key_id.clone())
+        .bind(k.secret.blob.clone())
+        .bind(record.secret_hint.clone())
+        .bind(i64::from(k.level))
+        .bind(models)
+        .bind(i64::from(k.weight))
+        .bind(k.status.as_str())
 }

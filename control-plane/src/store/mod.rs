@@ -15,7 +15,7 @@ mod snapshot;
 
 use futures_util::future::BoxFuture;
 use sqlx::{Any, Row, Transaction};
-use switchyard_db::{Db, DbError, Migrations};
+use switchyard_db::{Db, DbError};
 
 pub use accounts::{AccountRecord, AccountUpdate};
 use audit::finish;
@@ -25,9 +25,6 @@ pub use keys::{Discovery, DiscoveryRecorded, IssuedKeyRecord, KeyHealthReport, P
 pub use news::NewsItem;
 use rows::to_u64;
 pub use sessions::SessionRecord;
-
-static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -54,10 +51,7 @@ pub struct Store {
 
 impl Store {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let migrations = Migrations {
-            postgres: &POSTGRES,
-            sqlite: &SQLITE,
-        };
+        let migrations = switchyard_db::crate_migrations!();
         let db = switchyard_db::open(url, &migrations, 8).await?;
         Ok(Self { db })
     }
@@ -84,6 +78,23 @@ impl Store {
         self.write_with(audit, body)
             .await
             .map(|((), revision)| revision)
+    }
+
+    /// A configuration write of one statement that must change exactly one row
+    /// (`what` names it in the not-found error).
+    async fn write_one<'a>(
+        &self,
+        audit: &AuditEntry,
+        what: &'static str,
+        query: sqlx::query::Query<'a, Any, sqlx::any::AnyArguments>,
+    ) -> Result<u64, StoreError> {
+        self.write(audit, |tx: &mut Transaction<'a, Any>| {
+            Box::pin(async move {
+                let changed = query.execute(&mut **tx).await?.rows_affected();
+                rows::one_changed(changed, what)
+            })
+        })
+        .await
     }
 
     /// Every configuration write goes through here: begin, run `body`, then on

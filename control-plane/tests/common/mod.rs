@@ -95,6 +95,20 @@ pub async fn send(
     read_json(response).await
 }
 
+/// Any Admin/Manage call to `router` with a JSON body: the status and the JSON
+/// answer (`null` when none).
+pub async fn call(
+    router: &Router,
+    method: Method,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let body = body.map(|b| ("application/json", b.to_string()));
+    let (status, v) = send(router, method, path, key, body).await;
+    (status.as_u16(), v)
+}
+
 impl App {
     /// Provider keys may point at loopback and private addresses (nothing calls
     /// them). Bills and logs ask a collector none runs here (an allowed one answers
@@ -175,9 +189,7 @@ impl App {
         key: String,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let body = body.map(|b| ("application/json", b.to_string()));
-        let (status, v) = self.send(method, &path, &key, body).await;
-        (status.as_u16(), v)
+        call(&self.router, method, &path, &key, body).await
     }
 
     /// A main account made by the operator, with one provider key serving every

@@ -601,11 +601,7 @@ impl RedisCounters {
         let values = self.shares.restorable(now_ms);
         let mut call = self.scripts.restore.prepare_invoke();
         call.key(&self.primed_key).arg(generation);
-        for v in &values {
-            call.key(format!("{}{}", self.prefix, v.counter))
-                .arg(v.value)
-                .arg(v.expires_at_ms);
-        }
+        self.counter_args(&mut call, &values);
         let restored: i64 = self.invoke(&call).await?;
         if restored == 1 {
             self.shares.generation.store(generation, Ordering::Release);
@@ -673,6 +669,19 @@ impl RedisCounters {
             .map_err(|_| LimiterError::Unavailable("no answer in time".into()))??)
     }
 
+    /// Counters a script writes back: each one's key, then its value and expiry.
+    fn counter_args<'v>(
+        &self,
+        call: &mut redis::ScriptInvocation<'_>,
+        values: impl IntoIterator<Item = &'v CounterValue>,
+    ) {
+        for v in values {
+            call.key(format!("{}{}", self.prefix, v.counter))
+                .arg(v.value)
+                .arg(v.expires_at_ms);
+        }
+    }
+
     /// Run a script, once more when the connection broke under it: after Redis
     /// restarts, the first call finds the old connection dead and the manager
     /// reconnects. A retried admission that had run is counted twice, which errs on
@@ -710,11 +719,7 @@ impl RedisCounters {
             .arg(generation)
             .arg(HOLD_MS);
         let own = self.shares.restorable(now_ms);
-        for v in values.iter().chain(&own) {
-            call.key(format!("{}{}", self.prefix, v.counter))
-                .arg(v.value)
-                .arg(v.expires_at_ms);
-        }
+        self.counter_args(&mut call, values.iter().chain(&own));
         let primed: i64 = self.invoke(&call).await?;
         if primed == 1 {
             self.shares.generation.store(generation, Ordering::Release);
