@@ -18,7 +18,7 @@ use axum::http::Method;
 use common::call;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use switchyard_control_plane::publisher::Publisher;
 use switchyard_control_plane::rest;
 use switchyard_control_plane::service::{OperatorOptions, Service};
@@ -28,6 +28,7 @@ use switchyard_core::crypto::Keyring;
 use switchyard_core::netguard::UpstreamNetworks;
 use switchyard_fake_upstream::{Behaviour, FakeUpstream};
 use switchyard_proto::v1::usage_service_client::UsageServiceClient;
+use switchyard_tests::wait;
 
 switchyard_tests::every_backend!(
     keys_learn_their_upstreams_models,
@@ -290,16 +291,20 @@ async fn the_leader_asks_every_active_key_again(url: &str) {
                 .1
         }
     };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let v = key(ids[0].clone()).await;
-        if !v["discovered_at_unix_ms"].is_null() {
-            assert_eq!(names(&v), ["m-1", "m-2"], "{v}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "the leader never asked: {v}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let asked = wait::until_ok(
+        Duration::from_secs(15),
+        "the leader to ask the active key's upstream",
+        async || {
+            let v = key(ids[0].clone()).await;
+            if v["discovered_at_unix_ms"].is_null() {
+                Err(v)
+            } else {
+                Ok(v)
+            }
+        },
+    )
+    .await;
+    assert_eq!(names(&asked), ["m-1", "m-2"], "{asked}");
     let disabled = key(ids[1].clone()).await;
     assert!(disabled["discovered_at_unix_ms"].is_null(), "{disabled}");
     assert_eq!(fake.model_list_calls(), 1);

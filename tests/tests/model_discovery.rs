@@ -8,12 +8,13 @@
     reason = "helpers of a test fail loudly on the first surprise"
 )]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use switchyard_fake_upstream::{Behaviour, FakeUpstream};
 use switchyard_tests::system::{System, start_system, wait_for_key};
+use switchyard_tests::wait;
 
 async fn listed(sys: &System, key: &str) -> Vec<String> {
     let r = sys
@@ -39,18 +40,19 @@ async fn listed(sys: &System, key: &str) -> Vec<String> {
 
 /// `/v1/models` for `key`, once it is `want` (the list travels with a later snapshot).
 async fn until_listed(sys: &System, key: &str, want: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let now = listed(sys, key).await;
-        if now == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/v1/models stayed {now:?}, not {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait::until_ok(
+        Duration::from_secs(20),
+        format_args!("/v1/models to be {want:?}"),
+        async || {
+            let now = listed(sys, key).await;
+            if now == want {
+                Ok(())
+            } else {
+                Err(format!("{now:?}"))
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

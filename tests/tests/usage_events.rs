@@ -13,6 +13,7 @@ use switchyard_fake_upstream::FakeUpstream;
 use switchyard_tests::system::{
     System, chat, owner_with_keys, settle, start_system, usage_logs, wait_for_key,
 };
+use switchyard_tests::wait;
 
 /// A chat call with `headers`; its status.
 async fn chat_with(sys: &System, key: &str, headers: &[(&str, &str)]) -> StatusCode {
@@ -105,24 +106,21 @@ async fn anthropic(sys: &System, key: &str, path: &str, body: Value) -> (StatusC
 
 /// The bill's rows per endpoint once `requests` calls are in them.
 async fn bill_by_endpoint(sys: &System, key: &str, requests: u64) -> Vec<Value> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        let (status, bill) = sys
-            .call(Method::GET, "/x-bill?by=endpoint".into(), key.into(), None)
-            .await;
-        assert_eq!(status, 200, "{bill}");
-        assert_eq!(bill["by"], "endpoint");
-        let rows = bill["rows"].as_array().cloned().unwrap_or_default();
-        let seen: u64 = rows.iter().filter_map(|r| r["requests"].as_u64()).sum();
-        if seen >= requests {
-            return rows;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "only {seen} of {requests} calls reached the bill: {bill}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wait::until(
+        std::time::Duration::from_secs(15),
+        format_args!("{requests} calls in the bill by endpoint"),
+        async || {
+            let (status, bill) = sys
+                .call(Method::GET, "/x-bill?by=endpoint".into(), key.into(), None)
+                .await;
+            assert_eq!(status, 200, "{bill}");
+            assert_eq!(bill["by"], "endpoint");
+            let rows = bill["rows"].as_array().cloned().unwrap_or_default();
+            let seen: u64 = rows.iter().filter_map(|r| r["requests"].as_u64()).sum();
+            (seen >= requests).then_some(rows)
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
