@@ -17,6 +17,8 @@
 //! - [`distribution`]: one data plane's snapshot stream and what it reports back.
 //! - [`reseal`]: re-seals provider secrets under a new key-encryption key.
 //! - [`model_discovery`]: provider keys learn their upstreams' model lists.
+//! - [`upstream_url`]: which base URLs a provider key may have (checked on write and
+//!   again before discovery asks).
 //! - `metric`: Prometheus names and their label bounds.
 
 pub mod collector;
@@ -30,6 +32,7 @@ pub mod reseal;
 pub mod rest;
 pub mod service;
 pub mod store;
+pub mod upstream_url;
 
 use std::sync::Arc;
 use std::time::Duration;

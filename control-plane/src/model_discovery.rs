@@ -24,7 +24,6 @@ use switchyard_runtime::Shutdown;
 use tokio::sync::watch;
 
 use crate::publisher::Publisher;
-use crate::service::validate_base_url;
 use crate::store::{Discovery, DiscoveryRecorded, Store, StoreError};
 
 /// Longest time one key's discovery may take, every page included.
@@ -116,8 +115,8 @@ impl ModelLister {
             Err(why) => return Discovery::Failed(why.clone()),
         };
         // The operator's networks now, not when the key was written.
-        if let Err(e) = validate_base_url(&key.base_url, &self.networks) {
-            return Discovery::Failed(bounded(e.message));
+        if let Err(e) = crate::upstream_url::check(&key.base_url, &self.networks) {
+            return Discovery::Failed(bounded(e.0));
         }
         let plain = match keyring.open(&key.secret, key.id.0.as_bytes()) {
             Ok(plain) => plain,

@@ -7,10 +7,10 @@ use std::time::Duration;
 use switchyard_core::crypto::Keyring;
 use switchyard_core::route::CoolDown;
 
+use crate::access::AccessLog;
 use crate::limits::Gate;
 use crate::live::Live;
 use crate::metric;
-use crate::proxy::AccessLog;
 use crate::upstream::Upstream;
 use crate::usage::UsageSink;
 

@@ -7,8 +7,8 @@
 //!   `admit` (key, resource, client address), `facts` (routing facts, the multipart
 //!   model), `reserve` (limits), `attempts` (the loop over provider keys), `relay`
 //!   (answers back: whole, passed through, or event by event), `meter` (the usage
-//!   event, and `access` the call's access line); `error` its errors in the client's
-//!   protocol. `app`: what calls share.
+//!   event); `error` its errors in the client's protocol. `app`: what calls share.
+//! - [`access`]: the access line of each call, metered or refused.
 //! - `upstream`: one attempt on one provider key.
 //! - [`usage`]: delivery of usage events to the collector.
 //! - [`serve`]: the serving threads, each with a runtime of its own.
@@ -20,6 +20,7 @@
 //! - `swap_table`: a copy-on-write table read without a lock (per-key URLs, counters).
 //! - `trace`: W3C trace context from the client and to the upstream.
 
+pub mod access;
 mod app;
 pub mod limits;
 pub mod live;

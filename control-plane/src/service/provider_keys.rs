@@ -16,7 +16,6 @@ use super::{ApiError, Caller, Service, present};
 use crate::store::ProviderKeyRecord;
 
 const MAX_SECRET: usize = 4096;
-const MAX_URL: usize = 2048;
 const MAX_MODELS: usize = 256;
 const MAX_LEVEL: u32 = 1000;
 const MAX_WEIGHT: u32 = 1000;
@@ -449,57 +448,9 @@ fn secret_hint(secret: &str) -> String {
     format!("****{tail}")
 }
 
-/// An `http(s)` URL with a host, no credentials, query or fragment; its trailing
-/// slash dropped. An address the operator does not allow (`core::netguard`: loopback,
-/// private, link-local, …) is refused, so a tenant cannot reach internal services
-/// through the router; so are names that only ever mean such hosts, unless the
-/// operator allows some special-purpose networks (then resolution decides).
+/// [`crate::upstream_url::check`], refused as an invalid request.
 pub fn validate_base_url(raw: &str, networks: &UpstreamNetworks) -> Result<String, ApiError> {
-    let bad = |why: &str| ApiError::invalid(format!("base_url {raw:?} {why}"));
-    if raw.len() > MAX_URL {
-        return Err(ApiError::invalid(format!(
-            "base_url is longer than {MAX_URL} characters"
-        )));
-    }
-    let url = url::Url::parse(raw.trim()).map_err(|_| bad("is not a valid URL"))?;
-    if url.scheme() != "http" && url.scheme() != "https" {
-        return Err(bad("must use http or https"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad(
-            "must not carry credentials; put the secret in `secret`",
-        ));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(bad("must not have a query or fragment"));
-    }
-    let host = url.host().ok_or_else(|| bad("has no host"))?;
-    let refusal = match host {
-        url::Host::Ipv4(ip) => networks.check(ip.into()).err(),
-        url::Host::Ipv6(ip) => networks.check(ip.into()).err(),
-        url::Host::Domain(_) => None,
-    };
-    if let Some(refusal) = refusal {
-        return Err(bad(&format!(
-            "points at an address upstreams may not have ({refusal}); the operator has not allowed this network for upstreams"
-        )));
-    }
-    if let url::Host::Domain(d) = host
-        && !networks.allow_private
-        && networks.allowed.is_empty()
-    {
-        let d = d.trim_end_matches('.').to_ascii_lowercase();
-        if d == "localhost"
-            || d.ends_with(".localhost")
-            || d.ends_with(".internal")
-            || d.ends_with(".local")
-        {
-            return Err(bad(
-                "names a local or internal host; the operator has not allowed private upstreams",
-            ));
-        }
-    }
-    Ok(url.as_str().trim_end_matches('/').to_owned())
+    crate::upstream_url::check(raw, networks).map_err(|e| ApiError::invalid(e.0))
 }
 
 /// A checked base URL with its path in the form stored for `kind`

@@ -10,7 +10,7 @@ use switchyard_core::snapshot::{Caller, ProviderKey};
 use switchyard_core::usage::{StreamMeter, TokenUsage, UsageEvent, UsageSource, estimate_tokens};
 use switchyard_runtime::now_ms;
 
-use super::access::{self, AccessLog};
+use crate::access::{self, AccessLog};
 use crate::limits::Admitted;
 use crate::usage::UsageSink;
 

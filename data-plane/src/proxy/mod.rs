@@ -2,7 +2,6 @@
 //! facts read (`facts`), its cost reserved (`reserve`), sent to provider keys in turn
 //! (`attempts`), answered (`relay`) and metered (`meter`).
 
-mod access;
 mod admit;
 mod attempts;
 mod error;
@@ -25,9 +24,9 @@ use switchyard_core::ids::AccountId;
 use switchyard_core::snapshot::Compiled;
 use tracing::{Instrument, field};
 
+pub use crate::access::AccessLog;
 pub use crate::app::{App, Limits};
 pub use crate::limits::LocalShare;
-pub use access::AccessLog;
 pub use error::{ProxyError, error_response};
 
 use error::proxy_error_response;
@@ -45,7 +44,7 @@ pub async fn handle(
     let started = Instant::now();
     let request_id = uuid::Uuid::now_v7();
     let Some(endpoint) = Endpoint::from_path(request.uri().path()) else {
-        access::refused(
+        crate::access::refused(
             app.access_log,
             request_id,
             "unmatched",
@@ -102,7 +101,7 @@ pub async fn handle(
             let response = proxy_error_response(protocol, &e);
             if !seen.metered {
                 // A call refused before its meter existed: its only access line.
-                access::refused(
+                crate::access::refused(
                     app.access_log,
                     request_id,
                     endpoint.path(),

@@ -393,7 +393,7 @@ mod tests {
             sink: UsageSink::off(),
             started: Instant::now(),
             request_id: uuid::Uuid::now_v7(),
-            access_log: crate::proxy::access::AccessLog::OFF,
+            access_log: crate::access::AccessLog::OFF,
             caller,
             model_requested: "m".into(),
             model_served: "m".into(),
