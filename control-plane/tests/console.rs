@@ -188,7 +188,7 @@ async fn every_console_route_is_its_own_and_protected() {
     let app = App::new(&db.url).await;
     let router = router(&app, false);
     let root = sign_in(&router, &app.root, [10, 0, 2, 1]).await;
-    for (path, methods) in console::ROUTES {
+    for (path, methods) in console::routes() {
         assert!(
             rest::ROUTES.iter().all(|(rest_path, _)| rest_path != path),
             "{path} is a REST route"

@@ -6,7 +6,8 @@
 //! - [`session`]: sign-in with an issued (or the root) key, server-side sessions, the
 //!   cookie, CSRF and same-origin checks.
 //! - [`limiter`]: failed sign-ins per client address, in process and bounded.
-//! - `pages`: one handler per page; `views`: the templates' data.
+//! - [`pages`]: one module per page: its routes, handlers and template data;
+//!   `views`: what every page shares (the bar, refusals, money and time).
 //!
 //! Templates (`templates/`) and assets (`assets/`) are compiled into the binary;
 //! nothing is loaded from elsewhere, which the Content-Security-Policy enforces.
@@ -66,19 +67,20 @@ pub struct Console {
     limiter: Arc<SignInLimiter>,
 }
 
-/// Every console route and its methods (none collides with the REST routes).
-pub const ROUTES: &[(&str, &[&str])] = &[
-    ("/", &["GET"]),
+/// The console's own routes beside the pages'.
+const FIXED_ROUTES: &[(&str, &[&str])] = &[
     ("/sign-in", &["GET", "POST"]),
     ("/sign-out", &["POST"]),
-    ("/keys", &["GET", "POST"]),
-    ("/keys/{id}/revoke", &["POST"]),
-    ("/accounts", &["GET", "POST"]),
-    ("/accounts/{id}", &["GET"]),
-    ("/admin/provider-keys", &["GET"]),
     ("/assets/console.css", &["GET"]),
     ("/assets/console.js", &["GET"]),
 ];
+
+/// Every console route and its methods (none collides with the REST routes).
+pub fn routes() -> impl Iterator<Item = &'static (&'static str, &'static [&'static str])> {
+    FIXED_ROUTES
+        .iter()
+        .chain(pages::ROUTES.iter().flat_map(|m| m.iter()))
+}
 
 pub fn router(service: Arc<Service>, settings: ConsoleSettings) -> Router {
     let console = Console {
@@ -87,20 +89,12 @@ pub fn router(service: Arc<Service>, settings: ConsoleSettings) -> Router {
         settings: Arc::new(settings),
     };
     Router::new()
-        .route("/", get(pages::overview))
+        .merge(pages::routes())
         .route(
             "/sign-in",
             get(session::sign_in_page).post(session::sign_in),
         )
         .route("/sign-out", post(session::sign_out))
-        .route("/keys", get(pages::keys).post(pages::create_key))
-        .route("/keys/{id}/revoke", post(pages::revoke_key))
-        .route(
-            "/accounts",
-            get(pages::accounts).post(pages::create_account),
-        )
-        .route("/accounts/{id}", get(pages::account))
-        .route("/admin/provider-keys", get(pages::provider_keys))
         .route(
             "/assets/console.css",
             get(|| async { asset("text/css; charset=utf-8", STYLESHEET) }),
