@@ -7,9 +7,11 @@
 //! - [`otlp`]: an OTLP trace receiver standing in for an OpenTelemetry collector.
 //! - [`etcd`]: a throwaway etcd; [`backends`]: `every_backend!`, a scenario on SQLite
 //!   and on Postgres.
+//! - [`browser`]: a headless Chromium through WebDriver, for the console's tests.
 //! - [`wait`]: waiting on a condition with a deadline, never a fixed pause.
 
 pub mod backends;
+pub mod browser;
 pub mod etcd;
 pub mod link;
 pub mod otlp;

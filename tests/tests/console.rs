@@ -9,210 +9,16 @@
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/test.sh` installs them
 //! when it runs as root); without them the test says so and skips.
 
-#![expect(
-    clippy::unwrap_used,
-    clippy::panic,
-    reason = "a scenario fails loudly on the first surprise"
-)]
-
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::Locator;
 use reqwest::Method;
 use serde_json::{Value, json};
 use switchyard_core::apikey;
+use switchyard_tests::browser::Browser;
 use switchyard_tests::system::start_system;
 use switchyard_tests::wait::{self, PATIENCE};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-
-/// chromedriver on a free port, stopped (by its own pid) when dropped.
-struct Driver {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn start_driver() -> Driver {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(CHROMEDRIVER)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let driver = Driver {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let http = reqwest::Client::new();
-    let status = format!("{}/status", driver.url);
-    wait::until_ok(PATIENCE, "chromedriver to answer", async || {
-        match http.get(&status).send().await {
-            Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) => Err(format!("status {}", r.status())),
-            Err(e) => Err(e.to_string()),
-        }
-    })
-    .await;
-    driver
-}
-
-async fn browser(driver: &Driver) -> Client {
-    let capabilities = json!({
-        "browserName": "chrome",
-        "goog:chromeOptions": {
-            "binary": CHROMIUM,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1200,900"],
-        },
-        "goog:loggingPrefs": {"browser": "ALL"},
-    });
-    let Value::Object(capabilities) = capabilities else {
-        panic!("capabilities are an object")
-    };
-    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    ClientBuilder::new(connector)
-        .capabilities(capabilities)
-        .connect(&driver.url)
-        .await
-        .unwrap()
-}
-
-fn screenshots() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
-        PathBuf::from,
-    );
-    let dir = target.join("console-screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-async fn shoot(client: &Client, name: &str) {
-    let png = client.screenshot().await.unwrap();
-    assert!(png.starts_with(b"\x89PNG"), "{name} is a PNG");
-    std::fs::write(screenshots().join(format!("{name}.png")), png).unwrap();
-}
-
-/// One of chromedriver's own commands for the session (`se/log`, `goog/cdp/execute`).
-async fn driver_command(driver: &Driver, client: &Client, command: &str, body: Value) -> Value {
-    let session = client.session_id().await.unwrap().unwrap();
-    reqwest::Client::new()
-        .post(format!("{}/session/{session}/{command}", driver.url))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-/// The browser's console log since the last read.
-async fn browser_log(driver: &Driver, client: &Client) -> Vec<Value> {
-    let answer = driver_command(driver, client, "se/log", json!({"type": "browser"})).await;
-    answer["value"].as_array().cloned().unwrap_or_default()
-}
-
-/// The page's background colour as the browser computed it.
-async fn background(client: &Client) -> String {
-    client
-        .execute(
-            "return getComputedStyle(document.body).backgroundColor",
-            Vec::new(),
-        )
-        .await
-        .unwrap()
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-async fn text_of(client: &Client, css: &str) -> String {
-    client
-        .wait()
-        .at_most(PATIENCE)
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css}: {e}"))
-        .text()
-        .await
-        .unwrap()
-}
-
-/// The current value of the field `css`.
-async fn value_of(client: &Client, css: &str) -> String {
-    client
-        .find(Locator::Css(css))
-        .await
-        .unwrap()
-        .prop("value")
-        .await
-        .unwrap()
-        .unwrap_or_default()
-}
-
-async fn path_of(client: &Client) -> String {
-    client.current_url().await.unwrap().path().to_owned()
-}
-
-/// Types into the field `css` (emptied first).
-async fn fill(client: &Client, css: &str, text: &str) {
-    let field = client.find(Locator::Css(css)).await.unwrap();
-    field.clear().await.unwrap();
-    field.send_keys(text).await.unwrap();
-}
-
-/// Clicks `css` and waits for the next page to show `then`.
-async fn submit(client: &Client, css: &str, then: &str) {
-    client
-        .find(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .at_most(PATIENCE)
-        .for_element(Locator::Css(then))
-        .await
-        .unwrap_or_else(|e| panic!("after {css}, no {then}: {e}"));
-}
-
-async fn sign_in(client: &Client, console: &str, key: &str) {
-    client.goto(&format!("{console}/sign-in")).await.unwrap();
-    fill(client, "#key", key).await;
-    submit(
-        client,
-        "form[action='/sign-in'] button",
-        "form[action='/sign-out']",
-    )
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_works_in_the_console() {
-    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
-        eprintln!(
-            "SKIPPED: the console's browser test needs {CHROMIUM} and {CHROMEDRIVER} \
-             (apt-get install chromium chromium-driver)"
-        );
-        return;
-    }
     let sys = start_system(1 << 20).await;
     let console = sys.control.url("http");
     let (status, acme) = sys
@@ -231,48 +37,44 @@ async fn an_owner_works_in_the_console() {
         .await;
     assert_eq!(status, 200);
 
-    let driver = start_driver().await;
-    let client = browser(&driver).await;
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let client = &b.client;
     // The log is read: a line written now must come back.
     client
         .execute("console.error('sy-log-probe')", Vec::new())
         .await
         .unwrap();
-    let probe = browser_log(&driver, &client).await;
+    let probe = b.log().await;
     assert!(
         probe.iter().any(|e| e.to_string().contains("sy-log-probe")),
         "the browser log is readable: {probe:?}"
     );
 
     // Sign-in page, then the overview.
-    client.goto(&format!("{console}/")).await.unwrap();
-    assert_eq!(
-        path_of(&client).await,
-        "/sign-in",
-        "unsigned: sent to sign in"
-    );
-    text_of(&client, "label[for='key']").await;
-    shoot(&client, "01-sign-in").await;
-    fill(&client, "#key", "sy-wrong").await;
-    submit(&client, "form[action='/sign-in'] button", "#key-error").await;
-    assert!(
-        text_of(&client, "#key-error")
-            .await
-            .contains("invalid API key")
-    );
-    sign_in(&client, &console, &key).await;
-    assert_eq!(path_of(&client).await, "/");
-    assert_eq!(text_of(&client, "h1").await, "Overview");
-    assert!(text_of(&client, ".who span").await.contains("acme"));
-    shoot(&client, "02-overview").await;
+    b.goto(&format!("{console}/")).await;
+    assert_eq!(b.path().await, "/sign-in", "unsigned: sent to sign in");
+    b.text_of("label[for='key']").await;
+    b.shoot("01-sign-in").await;
+    b.fill("#key", "sy-wrong").await;
+    b.submit("form[action='/sign-in'] button", "#key-error")
+        .await;
+    assert!(b.text_of("#key-error").await.contains("invalid API key"));
+    b.sign_in(&console, &key).await;
+    assert_eq!(b.path().await, "/");
+    assert_eq!(b.text_of("h1").await, "Overview");
+    assert!(b.text_of(".who span").await.contains("acme"));
+    b.shoot("02-overview").await;
 
     // A sub-account: a policy wider than the owner's is refused next to its field,
     // then a valid one is created and its key shown once.
-    client.goto(&format!("{console}/accounts")).await.unwrap();
-    fill(&client, "#name", "team").await;
-    fill(&client, "#policy", r#"{"rpm": 1000}"#).await;
-    submit(&client, "form[action='/accounts'] button", "#policy-error").await;
-    let refusal = text_of(&client, "#policy-error").await;
+    b.goto(&format!("{console}/accounts")).await;
+    b.fill("#name", "team").await;
+    b.fill("#policy", r#"{"rpm": 1000}"#).await;
+    b.submit("form[action='/accounts'] button", "#policy-error")
+        .await;
+    let refusal = b.text_of("#policy-error").await;
     assert!(refusal.contains("policy exceeds the parent's"), "{refusal}");
     let invalid = client
         .find(Locator::Css("#policy"))
@@ -282,18 +84,19 @@ async fn an_owner_works_in_the_console() {
         .await
         .unwrap();
     assert_eq!(invalid.as_deref(), Some("true"));
-    shoot(&client, "03-sub-account-refused").await;
-    fill(&client, "#policy", r#"{"rpm": 50}"#).await;
-    submit(&client, "form[action='/accounts'] button", "#new-key").await;
-    let child_key = value_of(&client, "#new-key").await;
+    b.shoot("03-sub-account-refused").await;
+    b.fill("#policy", r#"{"rpm": 50}"#).await;
+    b.submit("form[action='/accounts'] button", "#new-key")
+        .await;
+    let child_key = b.value_of("#new-key").await;
     assert!(apikey::is_well_formed(&child_key), "{child_key}");
-    assert!(text_of(&client, "table").await.contains("team"));
-    shoot(&client, "04-sub-account-created").await;
+    assert!(b.text_of("table").await.contains("team"));
+    b.shoot("04-sub-account-created").await;
 
     // A key: shown once, copied by the page's script; gone on the next visit.
-    client.goto(&format!("{console}/keys")).await.unwrap();
-    submit(&client, "form[action='/keys'] button", "#new-key").await;
-    let new_key = value_of(&client, "#new-key").await;
+    b.goto(&format!("{console}/keys")).await;
+    b.submit("form[action='/keys'] button", "#new-key").await;
+    let new_key = b.value_of("#new-key").await;
     assert!(apikey::is_well_formed(&new_key));
     client
         .find(Locator::Css("button[data-copy='new-key']"))
@@ -303,7 +106,7 @@ async fn an_owner_works_in_the_console() {
         .await
         .unwrap();
     let copied = wait::until(PATIENCE, "the copy button to answer", async || {
-        let t = text_of(&client, ".copied").await;
+        let t = b.text_of(".copied").await;
         (!t.is_empty()).then_some(t)
     })
     .await;
@@ -311,9 +114,9 @@ async fn an_owner_works_in_the_console() {
         copied.starts_with("Copied") || copied.starts_with("Selected"),
         "{copied}"
     );
-    shoot(&client, "05-key-created").await;
-    client.goto(&format!("{console}/keys")).await.unwrap();
-    text_of(&client, "table").await;
+    b.shoot("05-key-created").await;
+    b.goto(&format!("{console}/keys")).await;
+    b.text_of("table").await;
     assert!(
         !client.source().await.unwrap().contains(&new_key),
         "a key is shown once"
@@ -331,7 +134,7 @@ async fn an_owner_works_in_the_console() {
         json!(0),
         "a narrow window does not scroll sideways"
     );
-    shoot(&client, "06-keys-narrow").await;
+    b.shoot("06-keys-narrow").await;
     client.set_window_size(1200, 900).await.unwrap();
 
     // Revoking asks first (the page's script), then the key shows as revoked.
@@ -358,42 +161,40 @@ async fn an_owner_works_in_the_console() {
     assert_eq!(code, 401, "the revoked key is refused by the API too");
 
     // Sign-out ends the session.
-    submit(&client, "form[action='/sign-out'] button", "#key").await;
-    assert_eq!(path_of(&client).await, "/sign-in");
-    client.goto(&format!("{console}/keys")).await.unwrap();
-    assert!(path_of(&client).await.starts_with("/sign-in"));
+    b.submit("form[action='/sign-out'] button", "#key").await;
+    assert_eq!(b.path().await, "/sign-in");
+    b.goto(&format!("{console}/keys")).await;
+    assert!(b.path().await.starts_with("/sign-in"));
 
     // The sub-account types an Admin URL: not allowed.
-    sign_in(&client, &console, &child_key).await;
+    b.sign_in(&console, &child_key).await;
     client
         .goto(&format!("{console}/admin/provider-keys"))
         .await
         .unwrap();
-    assert_eq!(text_of(&client, "h1").await, "Not allowed");
+    assert_eq!(b.text_of("h1").await, "Not allowed");
     assert!(
-        text_of(&client, "[data-status='403']")
+        b.text_of("[data-status='403']")
             .await
             .contains("only a main account manages provider keys")
     );
-    shoot(&client, "07-admin-forbidden").await;
+    b.shoot("07-admin-forbidden").await;
 
     // A system in dark mode gets the dark colours.
-    client.goto(&format!("{console}/")).await.unwrap();
-    let light = background(&client).await;
-    driver_command(
-        &driver,
-        &client,
+    b.goto(&format!("{console}/")).await;
+    let light = b.background().await;
+    b.driver_command(
         "goog/cdp/execute",
         json!({"cmd": "Emulation.setEmulatedMedia", "params": {
             "features": [{"name": "prefers-color-scheme", "value": "dark"}]}}),
     )
     .await;
-    let dark = background(&client).await;
+    let dark = b.background().await;
     assert_eq!(light, "rgb(246, 247, 249)");
     assert_eq!(dark, "rgb(15, 18, 22)");
-    shoot(&client, "08-overview-dark").await;
+    b.shoot("08-overview-dark").await;
 
-    let log = browser_log(&driver, &client).await;
+    let log = b.log().await;
     let violations: Vec<&Value> = log
         .iter()
         .filter(|e| {
@@ -402,5 +203,5 @@ async fn an_owner_works_in_the_console() {
         })
         .collect();
     assert!(violations.is_empty(), "CSP violations: {violations:?}");
-    client.close().await.unwrap();
+    b.close().await;
 }
