@@ -17,6 +17,8 @@ pub struct Nav {
     pub active: &'static str,
     /// A main account: the Admin pages are offered.
     pub admin: bool,
+    /// The root key: the Operator pages are offered.
+    pub operator: bool,
 }
 
 impl Nav {
@@ -35,6 +37,7 @@ impl Nav {
             csrf: csrf.to_owned(),
             active,
             admin,
+            operator: matches!(caller, Caller::Root),
         }
     }
 }

@@ -24,11 +24,11 @@ async fn provider_keys(State(c): State<Console>, signed: Signed) -> Response {
         Ok(keys) => views::page(
             StatusCode::OK,
             &ProviderKeysPage {
-                nav: signed.nav("admin"),
+                nav: signed.nav("admin-keys"),
                 keys: keys.iter().map(ProviderKeyLine::from).collect(),
             },
         ),
-        Err(e) => views::failure_in(Some(signed.nav("admin")), &e),
+        Err(e) => views::failure_in(Some(signed.nav("admin-keys")), &e),
     }
 }
 
