@@ -93,4 +93,5 @@ refuses "/dataPlane/triesPerLevel" "${required[@]}" --set dataPlane.triesPerLeve
 refuses "/dataPlane/trustedProxies/0" "${required[@]}" --set 'dataPlane.trustedProxies={everyone}'
 refuses "dataPlane.terminationGracePeriodSeconds (300) must exceed" "${required[@]}" --set dataPlane.terminationGracePeriodSeconds=300
 refuses "/dataPlane/maxConnectionsPerClient" "${required[@]}" --set dataPlane.maxConnectionsPerClient=0
+refuses "controlPlane.ingress.enabled needs controlPlane.ingress.host" "${required[@]}" --set controlPlane.ingress.enabled=true
 echo "check-deploy.sh: chart lints, renders, validates, and refuses bad values"

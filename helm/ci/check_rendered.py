@@ -70,6 +70,15 @@ def main():
     for n in by_kind.get("NetworkPolicy", []):
         selects(n["spec"]["podSelector"]["matchLabels"], f"NetworkPolicy {n['metadata']['name']}")
     services = {s["metadata"]["name"]: s for s in by_kind.get("Service", [])}
+    for i in by_kind.get("Ingress", []):
+        for rule in i["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                ports = [p["name"] for p in services.get(backend["name"], {}).get("spec", {}).get("ports", [])]
+                if backend["port"].get("name") not in ports:
+                    fail(f"Ingress {i['metadata']['name']} sends to {backend}, which no Service has")
+                if backend["port"].get("name") == "grpc":
+                    fail(f"Ingress {i['metadata']['name']} exposes a gRPC port")
     for m in by_kind.get("ServiceMonitor", []):
         try:
             jsonschema.validate(m, monitor_schema)

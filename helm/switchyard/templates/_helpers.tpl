@@ -100,6 +100,9 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if and .Values.dataPlane.autoscaling.enabled (gt (int .Values.dataPlane.autoscaling.minReplicas) (int .Values.dataPlane.autoscaling.maxReplicas)) -}}
 {{- fail "dataPlane.autoscaling.minReplicas must not exceed dataPlane.autoscaling.maxReplicas" -}}
 {{- end -}}
+{{- if and .Values.controlPlane.ingress.enabled (not .Values.controlPlane.ingress.host) -}}
+{{- fail "controlPlane.ingress.enabled needs controlPlane.ingress.host: the console's sessions and same-origin checks are per host" -}}
+{{- end -}}
 {{- $dp := .Values.dataPlane -}}
 {{- $shutdown := add $dp.preStopSleepSeconds $dp.drainTimeoutSeconds $dp.usageFlushTimeoutSeconds -}}
 {{- if le (int $dp.terminationGracePeriodSeconds) (int $shutdown) -}}
