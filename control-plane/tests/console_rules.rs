@@ -130,7 +130,15 @@ struct Editor<'a> {
     session: String,
 }
 
-impl Editor<'_> {
+impl<'a> Editor<'a> {
+    /// A session of the admin holding `key`.
+    async fn signed_in(router: &'a Router, key: &str) -> Self {
+        Self {
+            router,
+            session: sign_in(router, key).await,
+        }
+    }
+
     async fn page(&self) -> (StatusCode, String) {
         let (status, _, page) = visit(self.router, "/admin/rules", Some(&self.session), None).await;
         (status, page)
@@ -196,10 +204,7 @@ async fn every_section_saves_and_every_refusal_is_shown(url: &str) {
     let app = App::new(url).await;
     let router = router(&app);
     let (key, child_key) = owner(&app).await;
-    let editor = Editor {
-        router: &router,
-        session: sign_in(&router, &key).await,
-    };
+    let editor = Editor::signed_in(&router, &key).await;
     let (status, page) = editor.page().await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(field(&page, "revision"), "0");
@@ -416,14 +421,8 @@ async fn two_admins_conflict_and_the_audit_shows_both(url: &str) {
     let app = App::new(url).await;
     let router = router(&app);
     let (key, child_key) = owner(&app).await;
-    let first = Editor {
-        router: &router,
-        session: sign_in(&router, &key).await,
-    };
-    let second = Editor {
-        router: &router,
-        session: sign_in(&router, &key).await,
-    };
+    let first = Editor::signed_in(&router, &key).await;
+    let second = Editor::signed_in(&router, &key).await;
     let (_, page) = first.page().await;
     let read_at = field(&page, "revision");
     assert_eq!(read_at, "0");
