@@ -27,7 +27,7 @@ use crate::publisher::Publisher;
 use crate::rest::MAX_TREE_DEPTH;
 use crate::service::{
     AddProviderKey, AllocateCredit, ApiError, AuditQuery, BillQuery, Caller, CreateAccount,
-    LogsQuery, NewKey, NewsQuery, PostNews, Rotate, Service, TreeQuery, UpdateAccount,
+    LogsQuery, NewKey, NewsQuery, PostNews, Rotate, RulesAt, Service, TreeQuery, UpdateAccount,
     UpdateProviderKey,
 };
 
@@ -100,6 +100,29 @@ impl ApiGrpc {
             Caller::Root => AccountId(uuid::Uuid::nil()),
         };
         encode_rules(owner, rules)
+    }
+
+    /// A rules answer, its revision in the `x-rules-revision` metadata.
+    fn rules_reply(caller: &Caller, at: &RulesAt) -> Response<pb::Rules> {
+        let mut reply = Response::new(Self::rules_out(caller, &at.rules));
+        reply.metadata_mut().insert(
+            RULES_REVISION,
+            tonic::metadata::MetadataValue::from(at.revision),
+        );
+        reply
+    }
+}
+
+/// The metadata naming a rules document's revision.
+pub const RULES_REVISION: &str = "x-rules-revision";
+
+/// A rules write's refusal: an edit made at a revision no longer current is ABORTED
+/// (read again and retry), unlike the conflicts of other writes.
+fn rules_status(e: ApiError) -> Status {
+    if e.code == ErrorCode::Conflict {
+        Status::aborted(e.message)
+    } else {
+        to_status(e)
     }
 }
 
@@ -198,8 +221,8 @@ impl AdminService for ApiGrpc {
         request: Request<pb::GetRulesRequest>,
     ) -> Result<Response<pb::Rules>, Status> {
         let caller = self.caller(&request).await?;
-        let rules = self.service.rules(&caller).await.map_err(to_status)?;
-        Ok(Response::new(Self::rules_out(&caller, &rules)))
+        let at = self.service.rules_at(&caller).await.map_err(to_status)?;
+        Ok(Self::rules_reply(&caller, &at))
     }
 
     async fn put_rules(
@@ -207,13 +230,14 @@ impl AdminService for ApiGrpc {
         request: Request<pb::PutRulesRequest>,
     ) -> Result<Response<pb::Rules>, Status> {
         let caller = self.caller(&request).await?;
-        let doc = rules_in(request.into_inner().rules)?;
+        let r = request.into_inner();
+        let doc = rules_in(r.rules)?;
         let stored = self
             .service
-            .edit_rules(&caller, |_| Ok(doc.clone()))
+            .edit_rules(&caller, r.expected_revision, |_| Ok(doc.clone()))
             .await
-            .map_err(to_status)?;
-        Ok(Response::new(Self::rules_out(&caller, &stored)))
+            .map_err(rules_status)?;
+        Ok(Self::rules_reply(&caller, &stored))
     }
 
     async fn patch_rules(
@@ -232,10 +256,12 @@ impl AdminService for ApiGrpc {
         }
         let stored = self
             .service
-            .edit_rules(&caller, |current| current.patched(patch.clone()))
+            .edit_rules(&caller, r.expected_revision, |current| {
+                current.patched(patch.clone())
+            })
             .await
-            .map_err(to_status)?;
-        Ok(Response::new(Self::rules_out(&caller, &stored)))
+            .map_err(rules_status)?;
+        Ok(Self::rules_reply(&caller, &stored))
     }
 
     async fn put_rule_entry(
@@ -252,12 +278,12 @@ impl AdminService for ApiGrpc {
         };
         let stored = self
             .service
-            .edit_rules(&caller, |current| {
+            .edit_rules(&caller, r.expected_revision, |current| {
                 current.with_entry(&r.section, &r.key, value.clone())
             })
             .await
-            .map_err(to_status)?;
-        Ok(Response::new(Self::rules_out(&caller, &stored)))
+            .map_err(rules_status)?;
+        Ok(Self::rules_reply(&caller, &stored))
     }
 
     async fn delete_rule_entry(
@@ -268,10 +294,12 @@ impl AdminService for ApiGrpc {
         let r = request.into_inner();
         let stored = self
             .service
-            .edit_rules(&caller, |current| current.without_entry(&r.section, &r.key))
+            .edit_rules(&caller, r.expected_revision, |current| {
+                current.without_entry(&r.section, &r.key)
+            })
             .await
-            .map_err(to_status)?;
-        Ok(Response::new(Self::rules_out(&caller, &stored)))
+            .map_err(rules_status)?;
+        Ok(Self::rules_reply(&caller, &stored))
     }
 
     async fn get_audit(

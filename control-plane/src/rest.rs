@@ -437,21 +437,68 @@ async fn delete_provider_key(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn rules(State(s): Svc, Authed(c): Authed) -> Answer {
-    ok(s.rules(&c).await?)
+/// `If-Match: "<revision>"` on a rules write: apply the edit only if the rules are
+/// still at that revision (409 otherwise). Absent: the edit applies to whatever is
+/// current.
+struct IfMatch(Option<i64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get(header::IF_MATCH) else {
+            return Ok(Self(None));
+        };
+        let refused =
+            || invalid("If-Match must be a rules revision as the ETag gave it, like \"3\"");
+        let text = value.to_str().map_err(|_| refused())?.trim();
+        let bare = text
+            .strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .unwrap_or(text);
+        let revision = bare
+            .parse::<i64>()
+            .ok()
+            .filter(|r| *r >= 0 && bare.len() <= 19)
+            .ok_or_else(refused)?;
+        Ok(Self(Some(revision)))
+    }
 }
 
-async fn replace_rules(State(s): Svc, Authed(c): Authed, Body(doc): Body<Rules>) -> Answer {
-    ok(s.edit_rules(&c, |_| Ok(doc.clone())).await?)
+/// A rules answer tagged with the revision it is at (`ETag`, for `If-Match`).
+fn tagged(body: impl serde::Serialize, revision: i64) -> Answer {
+    let mut response = Json(body).into_response();
+    if let Ok(tag) = header::HeaderValue::from_str(&format!("\"{revision}\"")) {
+        response.headers_mut().insert(header::ETAG, tag);
+    }
+    Ok(response)
+}
+
+async fn rules(State(s): Svc, Authed(c): Authed) -> Answer {
+    let at = s.rules_at(&c).await?;
+    tagged(at.rules, at.revision)
+}
+
+async fn replace_rules(
+    State(s): Svc,
+    Authed(c): Authed,
+    IfMatch(expected): IfMatch,
+    Body(doc): Body<Rules>,
+) -> Answer {
+    let at = s.edit_rules(&c, expected, |_| Ok(doc.clone())).await?;
+    tagged(at.rules, at.revision)
 }
 
 async fn patch_rules(
     State(s): Svc,
     Authed(c): Authed,
+    IfMatch(expected): IfMatch,
     Body(patch): Body<serde_json::Map<String, serde_json::Value>>,
 ) -> Answer {
-    ok(s.edit_rules(&c, |current| current.patched(patch.clone()))
-        .await?)
+    let at = s
+        .edit_rules(&c, expected, |current| current.patched(patch.clone()))
+        .await?;
+    tagged(at.rules, at.revision)
 }
 
 /// The section of a `/x-config/{section}` path.
@@ -475,32 +522,39 @@ struct EntryKey {
 }
 
 async fn rule_section(State(s): Svc, Authed(c): Authed, Section(section): Section) -> Answer {
-    ok(s.rule_section(&c, &section).await?)
+    let (value, revision) = s.rule_section(&c, &section).await?;
+    tagged(value, revision)
 }
 
 async fn put_rule(
     State(s): Svc,
     Authed(c): Authed,
+    IfMatch(expected): IfMatch,
     Section(section): Section,
     Params(q): Params<EntryKey>,
     AnyBody(value): AnyBody,
 ) -> Answer {
-    ok(s.edit_rules(&c, |current| {
-        current.with_entry(&section, &q.key, value.clone())
-    })
-    .await?)
+    let at = s
+        .edit_rules(&c, expected, |current| {
+            current.with_entry(&section, &q.key, value.clone())
+        })
+        .await?;
+    tagged(at.rules, at.revision)
 }
 
 async fn delete_rule(
     State(s): Svc,
     Authed(c): Authed,
+    IfMatch(expected): IfMatch,
     Section(section): Section,
     Params(q): Params<EntryKey>,
 ) -> Answer {
-    ok(
-        s.edit_rules(&c, |current| current.without_entry(&section, &q.key))
-            .await?,
-    )
+    let at = s
+        .edit_rules(&c, expected, |current| {
+            current.without_entry(&section, &q.key)
+        })
+        .await?;
+    tagged(at.rules, at.revision)
 }
 
 async fn dashboard_models(State(s): Svc, Authed(c): Authed) -> Answer {

@@ -384,7 +384,13 @@ async fn grpc_admin_face_matches_rest(url: &str) {
         ..Default::default()
     };
     let stored = admin
-        .put_rules(authed(&key, pb::PutRulesRequest { rules: Some(rules) }))
+        .put_rules(authed(
+            &key,
+            pb::PutRulesRequest {
+                rules: Some(rules),
+                expected_revision: None,
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -397,7 +403,13 @@ async fn grpc_admin_face_matches_rest(url: &str) {
         ..Default::default()
     };
     let err = admin
-        .put_rules(authed(&key, pb::PutRulesRequest { rules: Some(bad) }))
+        .put_rules(authed(
+            &key,
+            pb::PutRulesRequest {
+                rules: Some(bad),
+                expected_revision: None,
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -417,6 +429,7 @@ async fn grpc_admin_face_matches_rest(url: &str) {
                     ..Default::default()
                 }),
                 sections: vec!["resources".into(), "model_mapper".into()],
+                expected_revision: None,
             },
         ))
         .await
@@ -435,6 +448,7 @@ async fn grpc_admin_face_matches_rest(url: &str) {
                 section: "pricing".into(),
                 key: "gpt*".into(),
                 value_json: r#"{"per_request_nanos": 5}"#.into(),
+                expected_revision: None,
             },
         ))
         .await
@@ -448,6 +462,7 @@ async fn grpc_admin_face_matches_rest(url: &str) {
                 section: "pricing".into(),
                 key: "gpt*".into(),
                 value_json: "{".into(),
+                expected_revision: None,
             },
         ))
         .await
@@ -459,12 +474,14 @@ async fn grpc_admin_face_matches_rest(url: &str) {
             pb::DeleteRuleEntryRequest {
                 section: "pricing".into(),
                 key: "gpt*".into(),
+                expected_revision: None,
             },
         ))
         .await
         .unwrap()
         .into_inner();
     assert!(cleared.pricing.is_empty());
+
     assert_eq!(
         admin
             .get_rules(authed(&key, pb::GetRulesRequest {}))
@@ -473,6 +490,55 @@ async fn grpc_admin_face_matches_rest(url: &str) {
             .into_inner(),
         cleared
     );
+
+    // Compare-and-set: every answer names the revision; an edit made at an older one
+    // is aborted and changes nothing, one at the current revision applies.
+    let read = admin
+        .get_rules(authed(&key, pb::GetRulesRequest {}))
+        .await
+        .unwrap();
+    let revision: i64 = read
+        .metadata()
+        .get("x-rules-revision")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(revision, 4, "four saves so far");
+    let stale = admin
+        .put_rule_entry(authed(
+            &key,
+            pb::PutRuleEntryRequest {
+                section: "model_mapper".into(),
+                key: "old".into(),
+                value_json: r#""gpt-4o""#.into(),
+                expected_revision: Some(revision - 1),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted);
+    assert!(
+        stale
+            .message()
+            .contains("another admin saved these rules at revision 4"),
+        "{}",
+        stale.message()
+    );
+    let saved = admin
+        .delete_rule_entry(authed(
+            &key,
+            pb::DeleteRuleEntryRequest {
+                section: "resources".into(),
+                key: "/v1/chat/completions".into(),
+                expected_revision: Some(revision),
+            },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(saved.metadata().get("x-rules-revision").unwrap(), "5");
+    assert!(saved.into_inner().model_mapper.is_empty());
     let err = admin
         .get_rules(authed(&child_key, pb::GetRulesRequest {}))
         .await

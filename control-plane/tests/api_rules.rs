@@ -11,11 +11,14 @@
 #[expect(dead_code, reason = "this suite uses part of the shared helpers")]
 mod common;
 
-use axum::http::{Method, StatusCode};
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
 use common::{App, UPSTREAM};
+use http_body_util::BodyExt;
 use serde_json::{Value, json};
+use tower::ServiceExt;
 
-switchyard_tests::every_backend!(rules_are_validated_as_a_whole);
+switchyard_tests::every_backend!(rules_are_validated_as_a_whole, rules_compare_and_set);
 
 /// Rules of a main account: the whole document and single entries, validated as a
 /// whole; a bad edit changes nothing; only a main account has rules.
@@ -136,4 +139,144 @@ async fn rules_are_validated_as_a_whole(url: &str) {
     let (_, log) = call(Method::GET, "/x-audit?limit=1", None).await;
     assert_eq!(log[0]["action"], "rules.update");
     assert_eq!(log[0]["after"]["resources"], json!(["/v1/audio/*"]));
+}
+
+/// One rules call with an optional `If-Match`: the status, the `ETag` and the JSON.
+async fn tagged_call(
+    app: &App,
+    method: Method,
+    path: &str,
+    key: &str,
+    if_match: Option<&str>,
+    body: Option<Value>,
+) -> (u16, String, Value) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("Bearer {key}"));
+    if let Some(tag) = if_match {
+        request = request.header(header::IF_MATCH, tag);
+    }
+    let request = match body {
+        Some(b) => request
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(b.to_string())),
+        None => request.body(Body::empty()),
+    }
+    .unwrap();
+    let response = app.router.clone().oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let etag = response
+        .headers()
+        .get(header::ETAG)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        etag,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// Compare-and-set: every rules answer names its revision (`ETag`); a write with
+/// `If-Match` applies only at that revision, one made at an older revision is refused
+/// with 409 and changes nothing; without `If-Match` a write applies as before.
+async fn rules_compare_and_set(url: &str) {
+    let app = App::new(url).await;
+    let (_, key) = app.owner("acme").await;
+
+    let (status, etag, _) = tagged_call(&app, Method::GET, "/x-conf", &key, None, None).await;
+    assert_eq!(
+        (status, etag.as_str()),
+        (200, "\"0\""),
+        "never saved: revision 0"
+    );
+
+    // Two admins read revision 0; the first save wins, the second is refused.
+    let (status, etag, v) = tagged_call(
+        &app,
+        Method::PUT,
+        "/x-config/model_mapper?key=alias",
+        &key,
+        Some("\"0\""),
+        Some(json!("gpt-4o")),
+    )
+    .await;
+    assert_eq!((status, etag.as_str()), (200, "\"1\""), "{v}");
+    let revision = app.count("SELECT revision FROM config_revision").await;
+    for (method, path, body) in [
+        (
+            Method::PATCH,
+            "/x-conf",
+            Some(json!({"model_mapper": {"alias": "other"}})),
+        ),
+        (Method::PUT, "/x-conf", Some(json!({}))),
+        (
+            Method::PUT,
+            "/x-config/model_mapper?key=alias",
+            Some(json!("other")),
+        ),
+        (Method::DELETE, "/x-config/model_mapper?key=alias", None),
+    ] {
+        let (status, _, v) =
+            tagged_call(&app, method.clone(), path, &key, Some("\"0\""), body).await;
+        assert_eq!(status, 409, "{method} {path}: {v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(
+                "another admin saved these rules at revision 1; your edit was not applied"
+            ),
+            "{message}"
+        );
+    }
+    assert_eq!(
+        app.count("SELECT revision FROM config_revision").await,
+        revision,
+        "a refused edit commits nothing"
+    );
+    let (_, etag, section) = tagged_call(
+        &app,
+        Method::GET,
+        "/x-config/model_mapper",
+        &key,
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (etag.as_str(), section),
+        ("\"1\"", json!({"alias": "gpt-4o"}))
+    );
+
+    // At the current revision (quoted or bare) the edit applies.
+    let (status, etag, v) = tagged_call(
+        &app,
+        Method::PATCH,
+        "/x-conf",
+        &key,
+        Some("1"),
+        Some(json!({"forward_headers": ["x-trace"]})),
+    )
+    .await;
+    assert_eq!((status, etag.as_str()), (200, "\"2\""), "{v}");
+    assert_eq!(v["model_mapper"], json!({"alias": "gpt-4o"}));
+
+    // A malformed If-Match is refused before anything is read.
+    for bad in ["\"x\"", "-1", "W/\"2\"", "99999999999999999999", "*"] {
+        let (status, _, v) = tagged_call(
+            &app,
+            Method::PUT,
+            "/x-conf",
+            &key,
+            Some(bad),
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(status, 400, "{bad}: {v}");
+    }
+    // Without If-Match the write applies to whatever is current, as before.
+    let (status, etag, _) =
+        tagged_call(&app, Method::PUT, "/x-conf", &key, None, Some(json!({}))).await;
+    assert_eq!((status, etag.as_str()), (200, "\"3\""));
 }

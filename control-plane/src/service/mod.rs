@@ -44,6 +44,7 @@ pub use news::{NewsQuery, PostNews};
 pub use provider_keys::{
     AddProviderKey, ProviderKeyView, UpdateProviderKey, in_stored_form, validate_base_url,
 };
+pub use rules::RulesAt;
 pub use status::{DataPlaneStatus, ModelList, SystemStatus};
 pub use usage_views::{Bill, BillQuery, LogPageView, LogsQuery, Requested};
 

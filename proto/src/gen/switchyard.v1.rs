@@ -1490,6 +1490,9 @@ pub struct GetRulesRequest {}
 pub struct PutRulesRequest {
     #[prost(message, optional, tag = "1")]
     pub rules: ::core::option::Option<Rules>,
+    /// The revision the edit was made at (`x-rules-revision`); unset: apply to the current.
+    #[prost(int64, optional, tag = "2")]
+    pub expected_revision: ::core::option::Option<i64>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct PatchRulesRequest {
@@ -1498,6 +1501,9 @@ pub struct PatchRulesRequest {
     pub rules: ::core::option::Option<Rules>,
     #[prost(string, repeated, tag = "2")]
     pub sections: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// As in PutRulesRequest.
+    #[prost(int64, optional, tag = "3")]
+    pub expected_revision: ::core::option::Option<i64>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct PutRuleEntryRequest {
@@ -1509,6 +1515,9 @@ pub struct PutRuleEntryRequest {
     /// ignored for `resources`.
     #[prost(string, tag = "3")]
     pub value_json: ::prost::alloc::string::String,
+    /// As in PutRulesRequest.
+    #[prost(int64, optional, tag = "4")]
+    pub expected_revision: ::core::option::Option<i64>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct DeleteRuleEntryRequest {
@@ -1516,6 +1525,9 @@ pub struct DeleteRuleEntryRequest {
     pub section: ::prost::alloc::string::String,
     #[prost(string, tag = "2")]
     pub key: ::prost::alloc::string::String,
+    /// As in PutRulesRequest.
+    #[prost(int64, optional, tag = "3")]
+    pub expected_revision: ::core::option::Option<i64>,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GetAuditRequest {
@@ -2152,7 +2164,9 @@ pub mod admin_service_client {
                 );
             self.inner.unary(req, path, codec).await
         }
-        /// GET /x-conf.
+        /// GET /x-conf. Every rules answer carries the document's revision in the
+        /// `x-rules-revision` metadata; a write naming `expected_revision` is applied only if
+        /// the rules are still at that revision (ABORTED otherwise, nothing changed).
         pub async fn get_rules(
             &mut self,
             request: impl tonic::IntoRequest<super::GetRulesRequest>,
@@ -2329,7 +2343,9 @@ pub mod admin_service_server {
             tonic::Response<super::DeleteProviderKeyReply>,
             tonic::Status,
         >;
-        /// GET /x-conf.
+        /// GET /x-conf. Every rules answer carries the document's revision in the
+        /// `x-rules-revision` metadata; a write naming `expected_revision` is applied only if
+        /// the rules are still at that revision (ABORTED otherwise, nothing changed).
         async fn get_rules(
             &self,
             request: tonic::Request<super::GetRulesRequest>,

@@ -11,8 +11,11 @@ use crate::service::ApiError;
 
 mod accounts;
 mod admin;
+mod audit;
+mod data_planes;
 mod keys;
 mod overview;
+mod rules;
 
 /// Rows listed per page of any list.
 pub const PAGE_SIZE: u32 = 20;
@@ -23,6 +26,9 @@ pub const ROUTES: &[&[(&str, &[&str])]] = &[
     keys::ROUTES,
     accounts::ROUTES,
     admin::ROUTES,
+    rules::ROUTES,
+    audit::ROUTES,
+    data_planes::ROUTES,
 ];
 
 /// Every page's routes.
@@ -32,6 +38,9 @@ pub fn routes() -> Router<Console> {
         .merge(keys::routes())
         .merge(accounts::routes())
         .merge(admin::routes())
+        .merge(rules::routes())
+        .merge(audit::routes())
+        .merge(data_planes::routes())
 }
 
 /// A page after a form: refused (422), something created (201), or just shown.
