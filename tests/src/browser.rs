@@ -227,3 +227,38 @@ pub fn screenshots() -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+impl Browser {
+    /// The attribute `name` of the element `css`, waited for (`None`: not set).
+    pub async fn attr_of(&self, css: &str, name: &str) -> Option<String> {
+        self.client
+            .wait()
+            .at_most(PATIENCE)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+            .attr(name)
+            .await
+            .unwrap()
+    }
+
+    /// What the browser's log (since the last read) says the Content-Security-Policy
+    /// refused. A line written just before must come back, or the log is not read.
+    pub async fn csp_violations(&self) -> Vec<Value> {
+        self.client
+            .execute("console.error('sy-log-probe')", Vec::new())
+            .await
+            .unwrap();
+        let log = self.log().await;
+        assert!(
+            log.iter().any(|e| e.to_string().contains("sy-log-probe")),
+            "the browser log is readable: {log:?}"
+        );
+        log.into_iter()
+            .filter(|e| {
+                let m = e["message"].as_str().unwrap_or_default();
+                m.contains("Content Security Policy") || m.contains("Refused to")
+            })
+            .collect()
+    }
+}

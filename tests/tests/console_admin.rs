@@ -120,14 +120,10 @@ async fn the_operator_makes_an_owner_who_manages_provider_keys() {
     .await;
     let refusal = b.text_of("#base_url-error").await;
     assert!(refusal.contains("must not carry credentials"), "{refusal}");
-    let invalid = client
-        .find(Locator::Css("#base_url"))
-        .await
-        .unwrap()
-        .attr("aria-invalid")
-        .await
-        .unwrap();
-    assert_eq!(invalid.as_deref(), Some("true"));
+    assert_eq!(
+        b.attr_of("#base_url", "aria-invalid").await.as_deref(),
+        Some("true")
+    );
     assert_eq!(b.value_of("#base_url").await, with_credentials);
     assert_eq!(b.value_of("#models").await, "gpt-4o*");
     assert_eq!(b.value_of("#weight").await, "2");
@@ -264,14 +260,7 @@ async fn the_operator_makes_an_owner_who_manages_provider_keys() {
         "no page shows the secret"
     );
 
-    let log = b.log().await;
-    let violations: Vec<&Value> = log
-        .iter()
-        .filter(|e| {
-            let m = e["message"].as_str().unwrap_or_default();
-            m.contains("Content Security Policy") || m.contains("Refused to")
-        })
-        .collect();
+    let violations = b.csp_violations().await;
     assert!(violations.is_empty(), "CSP violations: {violations:?}");
     b.close().await;
 }
