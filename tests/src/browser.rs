@@ -127,15 +127,7 @@ impl Browser {
 
     /// The text of the element `css`, waited for.
     pub async fn text_of(&self, css: &str) -> String {
-        self.client
-            .wait()
-            .at_most(PATIENCE)
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no {css}: {e}"))
-            .text()
-            .await
-            .unwrap()
+        self.element(css).await.text().await.unwrap()
     }
 
     /// The current value of the field `css`.
@@ -229,17 +221,24 @@ pub fn screenshots() -> PathBuf {
 }
 
 impl Browser {
-    /// The attribute `name` of the element `css`, waited for (`None`: not set).
-    pub async fn attr_of(&self, css: &str, name: &str) -> Option<String> {
+    /// The element `css`, waited for.
+    async fn element(&self, css: &str) -> fantoccini::elements::Element {
         self.client
             .wait()
             .at_most(PATIENCE)
             .for_element(Locator::Css(css))
             .await
             .unwrap_or_else(|e| panic!("no {css}: {e}"))
-            .attr(name)
-            .await
-            .unwrap()
+    }
+
+    /// The attribute `name` of the element `css`, waited for (`None`: not set).
+    pub async fn attr_of(&self, css: &str, name: &str) -> Option<String> {
+        self.element(css).await.attr(name).await.unwrap()
+    }
+
+    /// Clicks the element `css`, waited for.
+    pub async fn click(&self, css: &str) {
+        self.element(css).await.click().await.unwrap();
     }
 
     /// What the browser's log (since the last read) says the Content-Security-Policy

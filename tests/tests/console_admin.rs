@@ -16,7 +16,6 @@
     reason = "scenarios fail loudly on the first surprise"
 )]
 
-use fantoccini::Locator;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use switchyard_core::apikey;
@@ -76,13 +75,7 @@ async fn the_operator_makes_an_owner_who_manages_provider_keys() {
         .await;
     let key = b.value_of("#new-key").await;
     assert!(apikey::is_well_formed(&key), "{key}");
-    client
-        .find(Locator::Css("button[data-copy='new-key']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click("button[data-copy='new-key']").await;
     wait::until(PATIENCE, "the copy button to answer", async || {
         let t = b.text_of(".copied").await;
         (!t.is_empty()).then_some(())
@@ -183,15 +176,8 @@ async fn the_operator_makes_an_owner_who_manages_provider_keys() {
 
     // The key's page: its upstream asked for its models now.
     fake.set_models(&["gpt-4o", "gpt-4o-mini", "gpt-4o-2026"]);
-    client
-        .find(Locator::Css(&format!(
-            "a[href='/admin/provider-keys/{id}']"
-        )))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click(&format!("a[href='/admin/provider-keys/{id}']"))
+        .await;
     b.text_of("#key-health").await;
     let key_page = format!("{console}/admin/provider-keys/{id}");
     assert_eq!(b.path().await, format!("/admin/provider-keys/{id}"));
@@ -228,13 +214,7 @@ async fn the_operator_makes_an_owner_who_manages_provider_keys() {
     );
 
     // Deleted, after the page asks.
-    client
-        .find(Locator::Css("form[action$='/delete'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click("form[action$='/delete'] button").await;
     let question = client.get_alert_text().await.unwrap();
     assert!(
         question.starts_with("Delete this provider key?"),
