@@ -4,9 +4,10 @@
 //! script) and signs out; the owner signs in with that key, adds a provider key
 //! (first one the base-URL rule refuses, shown beside the field with the secret not
 //! filled back), sees it healthy after a call, asks its upstream for its models,
-//! disables it (the data plane stops using it), deletes it. Each page is saved as a
-//! screenshot under `target/console-screenshots/`, and the browser's log must show
-//! no Content-Security-Policy violation.
+//! disables it (the data plane stops using it), deletes it; no page and no log
+//! shows the secret. Each page is saved as a screenshot under
+//! `target/console-screenshots/`, and the browser's log must show no
+//! Content-Security-Policy violation.
 //!
 //! Needs Debian's `chromium` and `chromium-driver`; without them the test says so
 //! and skips.
@@ -239,6 +240,18 @@ async fn the_operator_makes_an_owner_who_manages_provider_keys() {
         !client.source().await.unwrap().contains(SECRET),
         "no page shows the secret"
     );
+
+    let control_log = sys.control.log();
+    assert!(
+        control_log.contains("provider key added"),
+        "the log is read"
+    );
+    for (name, log) in [
+        ("control plane", control_log),
+        ("data plane", sys.data.log()),
+    ] {
+        assert!(!log.contains(SECRET), "the {name} logs the secret");
+    }
 
     let violations = b.csp_violations().await;
     assert!(violations.is_empty(), "CSP violations: {violations:?}");
