@@ -127,15 +127,7 @@ impl Browser {
 
     /// The text of the element `css`, waited for.
     pub async fn text_of(&self, css: &str) -> String {
-        self.client
-            .wait()
-            .at_most(PATIENCE)
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no {css}: {e}"))
-            .text()
-            .await
-            .unwrap()
+        self.element(css).await.text().await.unwrap()
     }
 
     /// The current value of the field `css`.
@@ -226,4 +218,46 @@ pub fn screenshots() -> PathBuf {
     let dir = target.join("console-screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+impl Browser {
+    /// The element `css`, waited for.
+    async fn element(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(PATIENCE)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+    }
+
+    /// The attribute `name` of the element `css`, waited for (`None`: not set).
+    pub async fn attr_of(&self, css: &str, name: &str) -> Option<String> {
+        self.element(css).await.attr(name).await.unwrap()
+    }
+
+    /// Clicks the element `css`, waited for.
+    pub async fn click(&self, css: &str) {
+        self.element(css).await.click().await.unwrap();
+    }
+
+    /// What the browser's log (since the last read) says the Content-Security-Policy
+    /// refused. A line written just before must come back, or the log is not read.
+    pub async fn csp_violations(&self) -> Vec<Value> {
+        self.client
+            .execute("console.error('sy-log-probe')", Vec::new())
+            .await
+            .unwrap();
+        let log = self.log().await;
+        assert!(
+            log.iter().any(|e| e.to_string().contains("sy-log-probe")),
+            "the browser log is readable: {log:?}"
+        );
+        log.into_iter()
+            .filter(|e| {
+                let m = e["message"].as_str().unwrap_or_default();
+                m.contains("Content Security Policy") || m.contains("Refused to")
+            })
+            .collect()
+    }
 }

@@ -7,14 +7,17 @@ use axum::http::StatusCode;
 
 use super::Console;
 use super::views::Refusal;
+use switchyard_core::error::ErrorCode;
+
 use crate::service::ApiError;
 
 mod accounts;
-mod admin;
 mod audit;
 mod data_planes;
 mod keys;
+mod operator;
 mod overview;
+mod provider_keys;
 mod rules;
 
 /// Rows listed per page of any list.
@@ -25,10 +28,11 @@ pub const ROUTES: &[&[(&str, &[&str])]] = &[
     overview::ROUTES,
     keys::ROUTES,
     accounts::ROUTES,
-    admin::ROUTES,
     rules::ROUTES,
     audit::ROUTES,
     data_planes::ROUTES,
+    provider_keys::ROUTES,
+    operator::ROUTES,
 ];
 
 /// Every page's routes.
@@ -37,10 +41,11 @@ pub fn routes() -> Router<Console> {
         .merge(overview::routes())
         .merge(keys::routes())
         .merge(accounts::routes())
-        .merge(admin::routes())
         .merge(rules::routes())
         .merge(audit::routes())
         .merge(data_planes::routes())
+        .merge(provider_keys::routes())
+        .merge(operator::routes())
 }
 
 /// A page after a form: refused (422), something created (201), or just shown.
@@ -64,6 +69,41 @@ pub fn refusal(e: &ApiError, fields: &[&'static str]) -> Refusal {
     let field = fields
         .iter()
         .find(|f| e.message.contains(**f))
+        .copied()
+        .unwrap_or("");
+    Refusal {
+        field,
+        message: e.message.clone(),
+    }
+}
+
+/// Whether a refusal belongs next to the form (422, the form shown again) rather
+/// than on a page of its own (403, 404, 503...): the request's content was refused.
+pub fn is_form_refusal(e: &ApiError) -> bool {
+    matches!(
+        e.code,
+        ErrorCode::InvalidRequest
+            | ErrorCode::Unprocessable
+            | ErrorCode::Conflict
+            | ErrorCode::PayloadTooLarge
+    )
+}
+
+/// Like [`refusal`], placed by the message's form rather than any word in it (a
+/// message may quote what was typed): at the field it begins with, or the field a
+/// request decoder names (`… the target type: policy.rpm: …`); the whole form otherwise.
+pub fn refusal_at(e: &ApiError, fields: &[&'static str]) -> Refusal {
+    let m = e.message.as_str();
+    let about = m
+        .strip_prefix("Failed to deserialize the JSON body into the target type: ")
+        .unwrap_or(m);
+    let field = fields
+        .iter()
+        .find(|f| {
+            about
+                .strip_prefix(**f)
+                .is_some_and(|rest| rest.starts_with([' ', ':', '[', '.']))
+        })
         .copied()
         .unwrap_or("");
     Refusal {
