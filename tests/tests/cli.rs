@@ -841,10 +841,35 @@ async fn the_tree_as_code_round_trips() {
     let diff = second
         .run_with(&["diff", "-f", export_arg], "", &secrets)
         .ok();
+    let seq_before = second
+        .run(&["audit", "-o", "json", "--limit", "1"])
+        .ok()
+        .json()[0]["seq"]
+        .as_i64()
+        .unwrap();
     let apply = second
         .run_with(&["apply", "-f", export_arg], "", &secrets)
         .ok();
     assert_eq!(changes(&apply), changes(&diff));
+    // Every key apply held to act for an account (a creation's first key, or one
+    // issued for the purpose) was revoked before it ended.
+    let audit = second
+        .run(&["audit", "-o", "json", "--limit", "1000"])
+        .ok()
+        .json();
+    let during: Vec<&Value> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["seq"].as_i64().unwrap() > seq_before)
+        .collect();
+    let count = |action: &str| during.iter().filter(|e| e["action"] == action).count();
+    assert_eq!(count("account.create"), 4, "{during:?}");
+    assert_eq!(
+        count("issued_key.revoke"),
+        count("account.create") + count("issued_key.create"),
+        "{during:#?}"
+    );
     assert_eq!(second.run(&["export"]).ok().stdout, exported);
     assert_eq!(
         second

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::{print, show};
 use crate::Ctx;
+use crate::client::Client;
 use crate::error::Result;
 use crate::output::{self, Format, Table, cell, dollars, when};
 
@@ -132,30 +133,58 @@ pub async fn logs(ctx: &Ctx, args: LogsArgs) -> Result<()> {
     }
     // Following: oldest first, one line (or one JSON document) per call.
     events.reverse();
+    // Calls already printed at the newest millisecond seen (`from` includes it).
     let mut seen: HashSet<String> = HashSet::new();
     let mut newest = i64::MIN;
     let mut header = true;
     loop {
         let fresh: Vec<Value> = events
             .into_iter()
-            .filter(|e| seen.insert(cell(&e["id"])))
+            .filter(|e| !seen.contains(&cell(&e["id"])))
             .collect();
+        if let Some(latest) = fresh.iter().filter_map(|e| e["at_unix_ms"].as_i64()).max()
+            && latest > newest
+        {
+            newest = latest;
+            seen.clear();
+        }
         for e in &fresh {
-            newest = newest.max(e["at_unix_ms"].as_i64().unwrap_or(newest));
+            if e["at_unix_ms"].as_i64() == Some(newest) {
+                seen.insert(cell(&e["id"]));
+            }
         }
         if !fresh.is_empty() || header {
             print(&follow_lines(ctx.global.output, &fresh, header));
             header = false;
         }
         tokio::time::sleep(Duration::from_secs(args.interval)).await;
-        let mut q = query.clone();
-        if newest > i64::MIN {
-            q.push(("from", newest.to_string()));
+        events = since(&client, &query, newest).await?;
+    }
+}
+
+/// Every call from `from` on, oldest first: pages followed back (bounded) so a
+/// burst between two polls is not cut to one page.
+async fn since(client: &Client, query: &[(&str, String)], from: i64) -> Result<Vec<Value>> {
+    const MAX_PAGES: usize = 20;
+    let mut out = Vec::new();
+    let mut before: Option<String> = None;
+    for _ in 0..MAX_PAGES {
+        let mut q = query.to_vec();
+        if from > i64::MIN {
+            q.push(("from", from.to_string()));
+        }
+        if let Some(b) = &before {
+            q.push(("before", b.clone()));
         }
         let page = client.get("/dashboard/logs", &q).await?;
-        events = page["events"].as_array().cloned().unwrap_or_default();
-        events.reverse();
+        out.extend(page["events"].as_array().cloned().unwrap_or_default());
+        match page["next"].as_str() {
+            Some(next) if from > i64::MIN => before = Some(next.to_owned()),
+            _ => break,
+        }
     }
+    out.reverse();
+    Ok(out)
 }
 
 fn follow_lines(format: Format, events: &[Value], header: bool) -> String {

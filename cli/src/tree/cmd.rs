@@ -329,6 +329,12 @@ impl Runner {
                 patch,
             } => {
                 let id = self.id_of(target)?;
+                // A disabled account's key cannot revoke itself: revoke it first.
+                if patch.get("status").is_some_and(|s| s == "disabled")
+                    && let Some((client, key_id)) = self.acting.remove(&id)
+                {
+                    revoke(&client, &key_id).await;
+                }
                 // Billing is its direct parent's to set; the rest any ancestor's.
                 let client = if patch.contains_key("billing") {
                     self.as_account(parent).await?
@@ -362,21 +368,25 @@ impl Runner {
 
     async fn revoke_all(&mut self) {
         for (_, (client, key_id)) in self.acting.drain() {
-            // A key whose account was deleted went with it.
-            if let Err(e) = client.delete(&format!("/x-self/keys/{key_id}"), &[]).await
-                && !matches!(
-                    e,
-                    CliError::Refused {
-                        status: 401 | 403 | 404,
-                        ..
-                    }
-                )
-            {
-                eprint(&format!(
-                    "could not revoke a key issued for apply ({key_id}): {e}\n"
-                ));
-            }
+            revoke(&client, &key_id).await;
         }
+    }
+}
+
+/// Revoke a key with itself. One whose account was deleted went with it.
+async fn revoke(client: &Client, key_id: &str) {
+    if let Err(e) = client.delete(&format!("/x-self/keys/{key_id}"), &[]).await
+        && !matches!(
+            e,
+            CliError::Refused {
+                status: 401 | 404,
+                ..
+            }
+        )
+    {
+        eprint(&format!(
+            "could not revoke a key issued for apply ({key_id}): {e}\n"
+        ));
     }
 }
 
