@@ -149,7 +149,13 @@ pub fn document(flag: &str, text: &str) -> Result<Value> {
 
 /// An object's fields as `name  value` lines, nested values as compact JSON.
 pub fn fields(value: &Value, names: &[&str]) -> String {
-    let width = names.iter().map(|n| n.len()).max().unwrap_or(0);
+    // Amounts print as dollars and times as dates: their labels lose the unit.
+    let label = |n: &str| {
+        n.trim_end_matches("_nanos")
+            .trim_end_matches("_unix_ms")
+            .to_owned()
+    };
+    let width = names.iter().map(|n| label(n).len()).max().unwrap_or(0);
     let mut out = String::new();
     for name in names {
         let v = &value[*name];
@@ -162,7 +168,7 @@ pub fn fields(value: &Value, names: &[&str]) -> String {
             _ if name.ends_with("_nanos") => output::dollars(v),
             _ => output::cell(v),
         };
-        out.push_str(&format!("{name:width$}  {text}\n"));
+        out.push_str(&format!("{:width$}  {text}\n", label(name)));
     }
     out
 }
