@@ -158,6 +158,7 @@ pub async fn apply(ctx: &Ctx, args: ApplyArgs) -> Result<()> {
     let mut run = Runner {
         main: client,
         main_id: remote.main_id.clone(),
+        rules_etag: remote.rules_etag.clone(),
         created: HashMap::new(),
         acting: HashMap::new(),
     };
@@ -213,6 +214,7 @@ fn report_applied(ctx: &Ctx, done: &[Step]) {
 struct Runner {
     main: Client,
     main_id: String,
+    rules_etag: Option<String>,
     created: HashMap<String, String>,
     acting: HashMap<String, (Client, String)>,
 }
@@ -291,8 +293,14 @@ impl Runner {
                 let body =
                     serde_json::to_value(rules).map_err(|e| CliError::Protocol(e.to_string()))?;
                 self.main
-                    .call(reqwest::Method::PUT, "/x-conf", &[], Some(body), None)
-                    .await?;
+                    .call(reqwest::Method::PUT, "/x-conf", &[], Some(body), self.rules_etag.as_deref())
+                    .await
+                    .map_err(|e| match e {
+                        CliError::Refused { status: 409 | 412, message, .. } => CliError::Conflict(format!(
+                            "the rules changed since apply read them ({message}): run diff and apply again"
+                        )),
+                        e => e,
+                    })?;
             }
             Action::CreateAccount {
                 path,
@@ -421,7 +429,10 @@ pub async fn read_remote(client: &Client) -> Result<Remote> {
         ));
     }
     let main_id = decode::<String>("account id", &me["account"]["id"])?;
-    let rules = decode("rules", &client.get("/x-conf", &[]).await?)?;
+    let rules_answer = client
+        .call(reqwest::Method::GET, "/x-conf", &[], None, None)
+        .await?;
+    let rules = decode("rules", &rules_answer.body)?;
     let mut keys = Vec::new();
     for k in client
         .get("/x-keys", &[])
@@ -461,6 +472,7 @@ pub async fn read_remote(client: &Client) -> Result<Remote> {
         main_effective: decode("effective_policy", &me["effective_policy"])?,
         main_id,
         rules,
+        rules_etag: rules_answer.etag,
         keys,
         accounts,
     })

@@ -129,6 +129,9 @@ pub struct Remote {
     /// The main account's effective policy: the bound of its direct children.
     pub main_effective: Policy,
     pub rules: Rules,
+    /// The revision the rules were read at (their `ETag`), when the server tags them:
+    /// apply writes the rules only if they are still at it.
+    pub rules_etag: Option<String>,
     pub keys: Vec<RemoteKey>,
     /// Every descendant, parents before children.
     pub accounts: Vec<RemoteAccount>,

@@ -600,6 +600,7 @@ mod tests {
             main_name: "acme".into(),
             main_effective: Policy::default(),
             rules: Rules::default(),
+            rules_etag: None,
             keys: vec![RemoteKey {
                 id: "k1".into(),
                 provider: Provider::Openai,
