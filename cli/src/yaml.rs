@@ -83,8 +83,14 @@ impl Located {
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, Problem> {
         serde_path_to_error::deserialize::<_, T>(&self.value).map_err(|e| {
             let path = path_of(e.path());
+            // A field that does not belong is pointed at itself, not at its map.
+            let message = e.inner().to_string();
+            let unknown = message
+                .strip_prefix("unknown field `")
+                .and_then(|rest| rest.split_once('`'))
+                .map(|(field, _)| join_path(&path, Segment::Key(field)));
             Problem {
-                pos: self.pos(&path),
+                pos: self.pos(unknown.as_deref().unwrap_or(&path)),
                 message: if path.is_empty() {
                     e.inner().to_string()
                 } else {
@@ -405,5 +411,21 @@ mod tests {
         let err = doc.decode::<Doc>().unwrap_err();
         assert_eq!(err.pos, Pos { line: 3, col: 8 });
         assert!(err.message.starts_with("items[1].n:"), "{err}");
+
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[expect(dead_code, reason = "only decoded")]
+        struct Strict {
+            n: u32,
+        }
+        let doc = parse(
+            "n: 1
+nn: 2
+",
+        )
+        .unwrap();
+        let err = doc.decode::<Strict>().unwrap_err();
+        assert_eq!(err.pos, Pos { line: 2, col: 5 }, "{err}");
+        assert!(err.message.contains("unknown field `nn`"), "{err}");
     }
 }
