@@ -6,3 +6,4 @@ pub mod check;
 pub mod cmd;
 pub mod doc;
 pub mod plan;
+pub mod widen;

@@ -15,6 +15,7 @@ use switchyard_core::rules::Rules;
 use super::doc::{
     AccountSpec, KeySpec, Remote, RemoteAccount, RemoteKey, SecretFrom, Status, TreeDoc,
 };
+use super::widen::{union, widens};
 use crate::output::dollars;
 use crate::yaml::{Pos, Problem, Segment, join_path};
 
@@ -69,37 +70,6 @@ pub struct Step {
     pub action: Action,
     /// What the step changes, for people: `+` adds, `~` changes, `-` removes.
     pub line: String,
-}
-
-/// Whether `new` grants anything `old` did not: such a change goes top-down,
-/// before the children that may need it.
-pub fn widens(old: &Policy, new: &Policy) -> bool {
-    if !old.excesses(new).is_empty() {
-        return true;
-    }
-    // A bound dropped altogether grants more too, which `excesses` (a child's view,
-    // where a field left out is the parent's) does not count.
-    let dropped = |o: bool, n: bool| o && !n;
-    dropped(old.models.is_some(), new.models.is_some())
-        || dropped(old.resources.is_some(), new.resources.is_some())
-        || dropped(old.client_cidrs.is_some(), new.client_cidrs.is_some())
-        || dropped(old.rpm.is_some(), new.rpm.is_some())
-        || dropped(old.key_rpm.is_some(), new.key_rpm.is_some())
-        || old
-            .model_limits
-            .iter()
-            .any(|(p, l)| match new.model_limits.get(p) {
-                None => true,
-                Some(n) => {
-                    dropped(l.rpm.is_some(), n.rpm.is_some())
-                        || dropped(l.tpm.is_some(), n.tpm.is_some())
-                }
-            })
-        || match (&old.credit, &new.credit) {
-            (Some(_), None) => true,
-            (Some(o), Some(n)) => n.limit_nanos > o.limit_nanos || n.period != o.period,
-            _ => false,
-        }
 }
 
 fn compact(v: &impl serde::Serialize) -> String {
@@ -525,25 +495,40 @@ impl Walk<'_> {
             ));
         }
         if spec.policy != have.policy {
-            let old = serde_json::to_value(&have.policy).unwrap_or_default();
-            let new = serde_json::to_value(&spec.policy).unwrap_or_default();
-            let mut patch = Map::new();
-            patch.insert("policy".into(), new.clone());
-            let step = Step {
-                line: format!(
-                    "~ account {path}: {}",
-                    field_changes("policy.", &old, &new).join(", ")
-                ),
-                action: Action::UpdateAccount {
-                    target: target.clone(),
-                    parent: parent.clone(),
-                    patch,
-                },
+            let step = |from: &Policy, to: &Policy, note: &str| {
+                let old = serde_json::to_value(from).unwrap_or_default();
+                let new = serde_json::to_value(to).unwrap_or_default();
+                let mut patch = Map::new();
+                patch.insert("policy".into(), new.clone());
+                Step {
+                    line: format!(
+                        "~ account {path}: {}{note}",
+                        field_changes("policy.", &old, &new).join(", ")
+                    ),
+                    action: Action::UpdateAccount {
+                        target: target.clone(),
+                        parent: parent.clone(),
+                        patch,
+                    },
+                }
             };
-            if widens(&have.policy, &spec.policy) {
-                out.top_down.push((depth, step));
+            let wider = widens(&have.policy, &spec.policy);
+            let narrower = widens(&spec.policy, &have.policy);
+            if wider && narrower {
+                // Both: first to what grants either (top-down, so its children keep
+                // fitting), then to the new one once its children are narrowed.
+                let both = union(&have.policy, &spec.policy);
+                out.top_down.push((
+                    depth,
+                    step(&have.policy, &both, " (first what either grants)"),
+                ));
+                out.bottom_up.push((depth, step(&both, &spec.policy, "")));
+            } else if narrower {
+                out.bottom_up
+                    .push((depth, step(&have.policy, &spec.policy, "")));
             } else {
-                out.bottom_up.push((depth, step));
+                out.top_down
+                    .push((depth, step(&have.policy, &spec.policy, "")));
             }
         }
         if spec.status == Status::Disabled && have.status == Status::Active {
@@ -712,20 +697,14 @@ mod tests {
     }
 
     #[test]
-    fn widening_counts_dropped_bounds() {
-        assert!(widens(&policy(r#"{"rpm": 5}"#), &policy("{}")));
-        assert!(widens(
-            &policy(r#"{"models": ["a"]}"#),
-            &policy(r#"{"models": ["a", "b"]}"#)
-        ));
-        assert!(!widens(
-            &policy(r#"{"models": ["a", "b"]}"#),
-            &policy(r#"{"models": ["a"]}"#)
-        ));
-        assert!(!widens(&policy("{}"), &policy(r#"{"rpm": 5}"#)));
-        assert!(widens(
-            &policy(r#"{"credit": {"limit_nanos": 5, "period": "day"}}"#),
-            &policy(r#"{"credit": {"limit_nanos": 6, "period": "day"}}"#)
-        ));
+    fn a_change_both_ways_widens_first_and_narrows_last() {
+        let text = "main: acme\nprovider_keys:\n  - {provider: openai, base_url: https://api.example.com/v1, hint: '****abcd', models: [gpt-4o*]}\naccounts:\n  - name: team\n    policy: {rpm: 200, models: [a]}\n    credit_nanos: 10\n    accounts:\n      - name: dev\n        policy: {rpm: 50}\n        credit_nanos: 5\n";
+        assert_eq!(
+            lines(text, false),
+            [
+                "~ account team: policy.rpm 100 -> 200 (first what either grants)",
+                "~ account team: policy.models unset -> [\"a\"]",
+            ]
+        );
     }
 }
