@@ -20,27 +20,24 @@ use crate::procs::{Proc, bin_dir};
 pub const PROVIDER_SECRET: &str = "sk-cli-provider-secret-never-shown-7788";
 pub const SECOND_SECRET: &str = "sk-cli-second-secret-never-shown-9911";
 
-/// `switchyard up --demo-upstream` on free ports.
-pub fn up(dir: &Path) -> Proc {
-    let data = dir.join("data").display().to_string();
-    Proc::spawn(
-        "switchyard",
-        &[
-            "up",
-            "--demo-upstream",
-            "--data-dir",
-            &data,
-            "--proxy-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--demo-upstream-listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-        dir,
-    )
-    .unwrap()
+/// `switchyard up --demo-upstream` on free ports, with `extra` flags; its data
+/// directory is `dir/data`.
+pub fn up(dir: &Path, extra: &[&str]) -> Proc {
+    let data_dir_arg = dir.join("data").display().to_string();
+    let mut args = vec![
+        "up",
+        "--demo-upstream",
+        "--data-dir",
+        &data_dir_arg,
+        "--proxy-listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--demo-upstream-listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    Proc::spawn("switchyard", &args, &[], dir).unwrap()
 }
 
 /// One deployment and one person's home directory.
@@ -74,7 +71,7 @@ impl Out {
 impl Site {
     pub fn start() -> Site {
         let dir = tempfile::tempdir().unwrap();
-        let up = up(dir.path());
+        let up = up(dir.path(), &[]);
         Site {
             up,
             dir,
