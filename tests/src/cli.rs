@@ -42,9 +42,12 @@ pub fn up(dir: &Path, extra: &[&str]) -> Proc {
 
 /// One deployment and one person's home directory.
 pub struct Site {
-    pub up: Proc,
+    /// `switchyard up`, or none for a deployment started apart.
+    pub up: Option<Proc>,
     pub dir: tempfile::TempDir,
     pub home: tempfile::TempDir,
+    url: String,
+    root: String,
 }
 
 pub struct Out {
@@ -69,18 +72,40 @@ impl Out {
 }
 
 impl Site {
+    /// `switchyard up` of its own.
     pub fn start() -> Site {
         let dir = tempfile::tempdir().unwrap();
         let up = up(dir.path(), &[]);
-        Site {
-            up,
+        let url = up.url("admin");
+        let mut site = Site {
+            up: Some(up),
             dir,
             home: tempfile::tempdir().unwrap(),
+            url,
+            root: String::new(),
+        };
+        site.root = site.data_file("root-key");
+        site
+    }
+
+    /// A deployment started apart: its REST API and the operator's key.
+    pub fn at(url: &str, root: &str) -> Site {
+        Site {
+            up: None,
+            dir: tempfile::tempdir().unwrap(),
+            home: tempfile::tempdir().unwrap(),
+            url: url.to_owned(),
+            root: root.to_owned(),
         }
     }
 
+    /// The `switchyard up` process.
+    pub fn proc(&self) -> &Proc {
+        self.up.as_ref().unwrap()
+    }
+
     pub fn url(&self) -> String {
-        self.up.url("admin")
+        self.url.clone()
     }
 
     pub fn data_file(&self, name: &str) -> String {
@@ -149,7 +174,7 @@ impl Site {
     /// Log in as the operator, create main account `name` and log in as it (the
     /// current profile afterwards): its id.
     pub fn main_account(&self, name: &str) -> String {
-        let root = self.data_file("root-key");
+        let root = self.root.clone();
         self.run_with(
             &[
                 "login",

@@ -319,7 +319,7 @@ async fn login_and_every_command_group() {
     // Usage: a call through the proxy as the demo account, then its bill and logs.
     let demo = site.data_file("demo-key");
     let http = reqwest::Client::new();
-    let chat = format!("{}/v1/chat/completions", site.up.url("proxy"));
+    let chat = format!("{}/v1/chat/completions", site.proc().url("proxy"));
     wait::until_ok(
         Duration::from_secs(20),
         "a call through the proxy",
@@ -509,7 +509,7 @@ async fn login_and_every_command_group() {
     // Secrets: in no file the command line wrote but the config (which holds the
     // issued key) and in no log.
     let config = std::fs::read_to_string(site.config_path()).unwrap();
-    let log = site.up.log();
+    let log = site.proc().log();
     for secret in [PROVIDER_SECRET, SECOND_SECRET] {
         assert!(!config.contains(secret));
         assert!(

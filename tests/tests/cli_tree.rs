@@ -240,10 +240,51 @@ async fn the_tree_as_code_round_trips() {
 
     // No secret in any file written, nor in either server's log.
     for site in [&first, &second] {
-        assert!(!site.up.log().contains(PROVIDER_SECRET) && !site.up.log().contains(SECOND_SECRET));
+        assert!(
+            !site.proc().log().contains(PROVIDER_SECRET)
+                && !site.proc().log().contains(SECOND_SECRET)
+        );
     }
     assert!(!exported.contains(PROVIDER_SECRET) && !exported.contains(SECOND_SECRET));
     // The first deployment's tree: team, team/dev, team/ops and sales.
     let accounts = first.run(&["accounts", "tree", "-o", "json"]).ok().json();
     assert_eq!(accounts.as_array().unwrap().len(), 4, "{accounts}");
+}
+
+/// The same command line against a deployment of separate processes on Postgres.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn works_against_a_deployed_system() {
+    let sys = switchyard_tests::system::start_system(1 << 20).await;
+    let site = Site::at(&sys.control.url("http"), &sys.root);
+    site.main_account("acme");
+    let status = site.run(&["status", "-o", "json"]).ok().json();
+    assert!(
+        !status["data_planes"].as_array().unwrap().is_empty(),
+        "{status}"
+    );
+    let tree = site.home.path().join("tree.yaml");
+    std::fs::write(
+        &tree,
+        "main: acme\naccounts:\n  - name: team\n    policy: {rpm: 100}\n    credit_nanos: 1000000000\n    accounts:\n      - name: dev\n        policy: {rpm: 10}\n",
+    )
+    .unwrap();
+    let tree_arg = tree.to_str().unwrap();
+    let applied = changes(&site.run(&["apply", "-f", tree_arg]).ok());
+    assert_eq!(
+        applied,
+        [
+            "+ account team policy {\"rpm\":100}",
+            "~ credit team: $0.00 -> $1.00",
+            "+ account team/dev policy {\"rpm\":10}",
+        ]
+    );
+    assert_eq!(
+        site.run(&["diff", "-f", tree_arg]).ok().stdout,
+        "No changes.\n"
+    );
+    let exported = site.run(&["export"]).ok().stdout;
+    assert!(
+        exported.contains("  - name: team\n") && exported.contains("      - name: dev\n"),
+        "{exported}"
+    );
 }
