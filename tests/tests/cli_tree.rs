@@ -2,7 +2,8 @@
 //! exported, applied to a fresh deployment and exported again to the same file; diff
 //! says what apply then does; applying twice changes nothing; narrowing goes children
 //! first; a file that breaks a bound or is malformed changes nothing and names the
-//! line and column; prune deletes; every key apply held is revoked; no secret leaks.
+//! line and column; prune deletes; every key apply held is revoked; no secret leaks;
+//! and the same against a deployment of separate processes on Postgres.
 
 use serde_json::Value;
 use switchyard_tests::cli::{Out, PROVIDER_SECRET, SECOND_SECRET, Site};
