@@ -5,11 +5,12 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use switchyard_control_plane::service::OperatorOptions;
 use switchyard_control_plane::store::Store;
 use switchyard_core::apikey::{self, KeyHash};
@@ -25,8 +26,14 @@ use switchyard_usage_collector::store::UsageStore;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(version, about = "Switchyard, a self-hosted AI API router")]
+#[command(
+    version,
+    about = "Switchyard, a self-hosted AI API router",
+    after_help = "Examples:\n  switchyard up --demo-upstream\n  switchyard login --url http://127.0.0.1:8080\n  switchyard accounts tree\n  switchyard export > tree.yaml && switchyard diff -f tree.yaml"
+)]
 struct Cli {
+    #[command(flatten)]
+    global: switchyard_cli::Global,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,7 +41,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run control plane, data plane and usage collector in one process on SQLite.
+    #[command(
+        after_help = "Examples:\n  switchyard up\n  switchyard up --demo-upstream --data-dir /var/lib/switchyard"
+    )]
     Up(UpArgs),
+    /// The admin commands, over the REST API of any Switchyard.
+    #[command(flatten)]
+    Admin(switchyard_cli::Command),
 }
 
 #[derive(Parser)]
@@ -66,12 +79,14 @@ struct UpArgs {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+async fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    match cli.command {
         Command::Up(args) => {
             let _telemetry = init_telemetry("switchyard", args.log.log_format);
-            up(args).await
+            up(args).await.map(|()| ExitCode::SUCCESS)
         }
+        Command::Admin(command) => Ok(switchyard_cli::run(cli.global, command, Cli::command).await),
     }
 }
 

@@ -8,10 +8,12 @@
 //! - [`etcd`]: a throwaway etcd; [`backends`]: `every_backend!`, a scenario on SQLite
 //!   and on Postgres.
 //! - [`browser`]: a headless Chromium through WebDriver, for the console's tests.
+//! - [`cli`]: the `switchyard` command line run as a process against `switchyard up`.
 //! - [`wait`]: waiting on a condition with a deadline, never a fixed pause.
 
 pub mod backends;
 pub mod browser;
+pub mod cli;
 pub mod etcd;
 pub mod link;
 pub mod otlp;

@@ -92,6 +92,17 @@ fn each_crate_stays_within_its_layer() {
         ),
         ("switchyard-usage-collector", &["redis"]),
         ("switchyard-control-plane", &["redis"]),
+        // The command line speaks only the REST API.
+        (
+            "switchyard-cli",
+            &[
+                "switchyard-control-plane",
+                "switchyard-data-plane",
+                "switchyard-usage-collector",
+                "sqlx",
+                "redis",
+            ],
+        ),
         (
             "switchyard-runtime",
             &[

@@ -1,7 +1,6 @@
 //! The README's quick start, as a newcomer runs it: `switchyard up --demo-upstream`,
 //! then a call with the demo key, then the bill; and what it prints.
 #![expect(
-    clippy::unwrap_used,
     clippy::panic,
     reason = "helpers of a test fail loudly on the first surprise"
 )]
@@ -9,27 +8,8 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use switchyard_tests::procs::Proc;
+use switchyard_tests::cli::up;
 use switchyard_tests::wait::{self, PATIENCE};
-
-/// `switchyard up --demo-upstream` on free ports, with `extra` flags.
-fn up(dir: &std::path::Path, extra: &[&str]) -> Proc {
-    let data_dir_arg = dir.join("data").display().to_string();
-    let mut args = vec![
-        "up",
-        "--demo-upstream",
-        "--data-dir",
-        &data_dir_arg,
-        "--proxy-listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--demo-upstream-listen",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(extra);
-    Proc::spawn("switchyard", &args, &[], dir).unwrap()
-}
 
 /// The banner's lines (stdout) and the log's (stderr) share the process's output:
 /// the banner must be there whole, one block from its first line to its last.
