@@ -15,9 +15,10 @@ mod common;
 use axum::http::{Method, StatusCode};
 use common::App;
 use serde_json::{Value, json};
-use switchyard_core::ids::{AccountId, EventId, IssuedKeyId};
-use switchyard_core::usage::{TokenUsage, UsageEvent, UsageSource};
+use switchyard_core::ids::AccountId;
+use switchyard_core::usage::UsageEvent;
 use switchyard_proto::v1::usage_service_client::UsageServiceClient;
+use switchyard_tests::events::usage_event;
 use switchyard_usage_collector::Listeners;
 use switchyard_usage_collector::store::UsageStore;
 
@@ -205,39 +206,15 @@ fn labelled_call(
     session: Option<&str>,
     tag: Option<&str>,
 ) -> UsageEvent {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
     UsageEvent {
-        id: EventId::new(),
-        at_unix_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-            .try_into()
-            .unwrap(),
-        account_chain: chain.to_vec(),
-        issued_key: IssuedKeyId::new(),
-        provider_key: None,
-        model_requested: "m".into(),
-        model_served: "m".into(),
-        level: 1,
-        status: 200,
-        latency_ms: 1,
-        ttfb_ms: None,
-        tokens: TokenUsage {
-            input: 10,
-            output: 2,
-            cached: 0,
-            cache_write: 0,
-        },
-        source: UsageSource::Reported,
-        cost_nanos: 5,
-        billed_nanos: 6,
-        price_version: 1,
-        path: "/v1/chat/completions".into(),
-        client_addr: "127.0.0.1".into(),
-        streamed: false,
         session: session.map(str::to_owned),
         end_user: user.map(str::to_owned),
         tag: tag.map(str::to_owned),
+        ..usage_event(chain, now.try_into().unwrap())
     }
 }
 

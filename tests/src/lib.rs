@@ -8,11 +8,13 @@
 //! - [`etcd`]: a throwaway etcd; [`backends`]: `every_backend!`, a scenario on SQLite
 //!   and on Postgres.
 //! - [`browser`]: a headless Chromium through WebDriver, for the console's tests.
+//! - [`events`]: usage events as store and API tests write them.
 //! - [`wait`]: waiting on a condition with a deadline, never a fixed pause.
 
 pub mod backends;
 pub mod browser;
 pub mod etcd;
+pub mod events;
 pub mod link;
 pub mod otlp;
 pub mod pg;

@@ -6,8 +6,9 @@
     reason = "scenarios fail loudly on the first surprise"
 )]
 
-use switchyard_core::ids::{AccountId, EventId, IssuedKeyId};
-use switchyard_core::usage::{RollupRow, TokenUsage, UsageEvent, UsageSource};
+use switchyard_core::ids::AccountId;
+use switchyard_core::usage::{RollupRow, UsageEvent};
+use switchyard_tests::events::usage_event;
 use switchyard_usage_collector::store::{
     EventFilter, Granularity, RollupBy, RollupFilter, UsageStore,
 };
@@ -24,7 +25,7 @@ switchyard_tests::every_backend!(
 const DAY: i64 = 1_795_219_200_000 + 10 * 3_600_000;
 const MS_PER_DAY: i64 = 86_400_000;
 
-/// A call of `chain[0]` at `at` carrying the labels given, 10 input tokens, 3 nanos.
+/// A call of `chain[0]` at `at` carrying the labels given.
 fn call(
     chain: &[AccountId],
     at: i64,
@@ -33,33 +34,10 @@ fn call(
     tag: Option<&str>,
 ) -> UsageEvent {
     UsageEvent {
-        id: EventId::new(),
-        at_unix_ms: at,
-        account_chain: chain.to_vec(),
-        issued_key: IssuedKeyId::new(),
-        provider_key: None,
-        model_requested: "m".into(),
-        model_served: "m".into(),
-        level: 1,
-        status: 200,
-        latency_ms: 10,
-        ttfb_ms: None,
-        tokens: TokenUsage {
-            input: 10,
-            output: 1,
-            cached: 0,
-            cache_write: 0,
-        },
-        source: UsageSource::Reported,
-        cost_nanos: 3,
-        billed_nanos: 4,
-        price_version: 1,
-        path: "/v1/chat/completions".into(),
-        client_addr: "127.0.0.1".into(),
-        streamed: false,
         session: session.map(str::to_owned),
         end_user: user.map(str::to_owned),
         tag: tag.map(str::to_owned),
+        ..usage_event(chain, at)
     }
 }
 
@@ -132,7 +110,7 @@ async fn rollups_per_label_sum_a_subtree(url: &str) {
             rows[1].cost_nanos,
             rows[1].billed_nanos
         ),
-        (20, 6, 8)
+        (20, 10, 12)
     );
     assert!(rows.iter().all(|r| r.account_id.is_empty()));
     let month = by(&store, main, RollupBy::User, &[], Granularity::Month).await;

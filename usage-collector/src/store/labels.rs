@@ -94,33 +94,12 @@ impl Admitted {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchyard_core::ids::{EventId, IssuedKeyId};
-    use switchyard_core::usage::{TokenUsage, UsageSource};
 
     fn event(account: AccountId, user: Option<&str>, tag: Option<&str>) -> UsageEvent {
         UsageEvent {
-            id: EventId::new(),
-            at_unix_ms: 1_795_219_200_000,
-            account_chain: vec![account],
-            issued_key: IssuedKeyId::new(),
-            provider_key: None,
-            model_requested: "m".into(),
-            model_served: "m".into(),
-            level: 0,
-            status: 200,
-            latency_ms: 1,
-            ttfb_ms: None,
-            tokens: TokenUsage::default(),
-            source: UsageSource::Reported,
-            cost_nanos: 0,
-            billed_nanos: 0,
-            price_version: 0,
-            path: "/v1/chat/completions".into(),
-            client_addr: String::new(),
-            streamed: false,
-            session: None,
             end_user: user.map(str::to_owned),
             tag: tag.map(str::to_owned),
+            ..switchyard_tests::events::usage_event(&[account], 1_795_219_200_000)
         }
     }
 
