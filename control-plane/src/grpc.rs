@@ -591,6 +591,8 @@ impl ManageService for ApiGrpc {
                 })
                 .transpose()?,
             session: non_empty(r.session),
+            user: non_empty(r.user),
+            tag: non_empty(r.tag),
             before: non_empty(r.before),
             limit: (r.limit != 0).then_some(r.limit),
         };

@@ -1,7 +1,8 @@
 //! The REST contract of usage views and billing: which bills (`/x-bill`) a caller
 //! may ask for and with what query, and who sets an account's billing. On SQLite
-//! and Postgres, in process, with no collector: every refusal here is decided
-//! before one is asked. Bills and logs over real usage are in `tests/tests/e2e.rs`.
+//! and Postgres, in process, mostly with no collector: those refusals are decided
+//! before one is asked. Bills per label run over a collector in process (its store
+//! fed directly); bills and logs over real calls are in `tests/tests/e2e.rs`.
 
 #![expect(
     clippy::unwrap_used,
@@ -14,11 +15,18 @@ mod common;
 use axum::http::{Method, StatusCode};
 use common::App;
 use serde_json::{Value, json};
+use switchyard_core::ids::AccountId;
+use switchyard_core::usage::UsageEvent;
+use switchyard_proto::v1::usage_service_client::UsageServiceClient;
+use switchyard_tests::events::usage_event;
+use switchyard_usage_collector::Listeners;
+use switchyard_usage_collector::store::UsageStore;
 
 switchyard_tests::every_backend!(
     bills_are_asked_within_the_tree,
     bad_bill_queries_get_clear_errors,
     resellers_set_their_customers_billing,
+    bills_by_label_keep_to_the_subtree,
 );
 
 /// A bill covers one account's subtree within the caller's tree; per provider key
@@ -174,4 +182,196 @@ async fn resellers_set_their_customers_billing(url: &str) {
         info["billing"]["prices"]["gpt*"]["per_request_nanos"],
         1_000_000
     );
+}
+
+/// The database of a collector beside the control plane's at `url`: another SQLite
+/// file in its directory, or another database on its Postgres server.
+async fn usage_database(url: &str) -> String {
+    if url.starts_with("sqlite:") {
+        return url.replace("test.db", "usage.db");
+    }
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    sqlx::query("CREATE DATABASE usage_labels")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (server, _) = url.rsplit_once('/').unwrap();
+    format!("{server}/usage_labels")
+}
+
+/// A call of `chain[0]` now, carrying the labels given.
+fn labelled_call(
+    chain: &[AccountId],
+    user: Option<&str>,
+    session: Option<&str>,
+    tag: Option<&str>,
+) -> UsageEvent {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    UsageEvent {
+        session: session.map(str::to_owned),
+        end_user: user.map(str::to_owned),
+        tag: tag.map(str::to_owned),
+        ..usage_event(chain, now.try_into().unwrap())
+    }
+}
+
+/// Bills per end user, session and tag: each caller sees the labels of its own
+/// subtree's calls, summed over its accounts; calls without one count under "".
+async fn bills_by_label_keep_to_the_subtree(url: &str) {
+    let usage = UsageStore::open(&usage_database(url).await).await.unwrap();
+    let grpc = switchyard_runtime::bind("127.0.0.1:0").await.unwrap();
+    let addr = grpc.local_addr().unwrap();
+    let (_stop, shutdown) = switchyard_runtime::shutdown_pair();
+    tokio::spawn(switchyard_usage_collector::run(
+        usage.clone(),
+        Listeners {
+            grpc,
+            http: switchyard_runtime::bind("127.0.0.1:0").await.unwrap(),
+        },
+        None,
+        shutdown,
+    ));
+    let client = UsageServiceClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    let app = App::with_collector(url, true, client).await;
+    let (main, main_key) = app.owner("acme").await;
+    let id = |v: &Value| -> AccountId { v["account"]["id"].as_str().unwrap().parse().unwrap() };
+    let main_id = id(&main);
+    let (status, team) = app
+        .post("/x-users", &main_key, json!({"name": "team-a"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{team}");
+    let (_, other) = app
+        .post("/x-users", &main_key, json!({"name": "team-b"}))
+        .await;
+    let (team_id, team_key) = (id(&team), team["api_key"].as_str().unwrap().to_owned());
+    let other_id = id(&other);
+    usage
+        .insert(&[
+            labelled_call(&[main_id], Some("ada"), Some("s-main"), Some("ops")),
+            labelled_call(
+                &[team_id, main_id],
+                Some("bob"),
+                Some("s-team"),
+                Some("build"),
+            ),
+            labelled_call(&[team_id, main_id], Some("bob"), None, None),
+            labelled_call(&[team_id, main_id], None, None, Some("build")),
+            labelled_call(&[other_id, main_id], Some("carol"), None, Some("ops")),
+        ])
+        .await
+        .unwrap();
+    let bill = |query: &str, key: &str| {
+        let call = app.call(
+            Method::GET,
+            format!("/x-bill?{query}"),
+            key.to_owned(),
+            None,
+        );
+        let query = query.to_owned();
+        async move {
+            let (status, v) = call.await;
+            assert_eq!(status, 200, "{query}: {v}");
+            let mut rows: Vec<(String, u64)> = v["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    assert!(r.get("account_id").is_none() && r.get("folded").is_none());
+                    (
+                        r["label"].as_str().unwrap().to_owned(),
+                        r["requests"].as_u64().unwrap(),
+                    )
+                })
+                .collect();
+            rows.sort();
+            (v["by"].clone(), rows)
+        }
+    };
+    let rows = |pairs: &[(&str, u64)]| -> Vec<(String, u64)> {
+        pairs.iter().map(|(l, n)| ((*l).to_owned(), *n)).collect()
+    };
+    // The owner sees its whole tree.
+    assert_eq!(
+        bill("by=user", &main_key).await,
+        (
+            json!("user"),
+            rows(&[("", 1), ("ada", 1), ("bob", 2), ("carol", 1)])
+        )
+    );
+    assert_eq!(
+        bill("by=tag&granularity=month", &main_key).await.1,
+        rows(&[("", 1), ("build", 2), ("ops", 2)])
+    );
+    // A sub-account sees its own calls' labels only, never its siblings' or parent's.
+    assert_eq!(
+        bill("by=user", &team_key).await.1,
+        rows(&[("", 1), ("bob", 2)])
+    );
+    assert_eq!(
+        bill("by=session", &team_key).await,
+        (json!("session"), rows(&[("", 2), ("s-team", 1)]))
+    );
+    assert_eq!(
+        bill("by=tag", &team_key).await.1,
+        rows(&[("", 1), ("build", 2)])
+    );
+    // The owner may ask for one subtree.
+    assert_eq!(
+        bill(&format!("by=user&account={other_id}"), &main_key)
+            .await
+            .1,
+        rows(&[("carol", 1)])
+    );
+    let (status, _) = app
+        .call(
+            Method::GET,
+            format!("/x-bill?by=user&account={main_id}"),
+            team_key.clone(),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    // An unknown grouping is refused as before, naming every one there is.
+    let (status, v) = app
+        .call(
+            Method::GET,
+            "/x-bill?by=users".into(),
+            main_key.clone(),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(
+        v["error"]["message"],
+        "by must be \"account\", \"provider_key\", \"endpoint\", \"user\", \"session\" or \"tag\", not \"users\""
+    );
+    // The logs filter by end user and tag, within the caller's subtree.
+    let logs = |query: &str, key: &str| {
+        let call = app.call(
+            Method::GET,
+            format!("/dashboard/logs?{query}"),
+            key.to_owned(),
+            None,
+        );
+        async move {
+            let (status, v) = call.await;
+            (status, v["events"].as_array().map_or(0, Vec::len), v)
+        }
+    };
+    assert_eq!(logs("user=bob", &team_key).await.1, 2);
+    assert_eq!(logs("user=ada", &team_key).await.1, 0);
+    assert_eq!(logs("tag=ops", &main_key).await.1, 2);
+    let (_, _, page) = logs("user=bob&tag=build", &main_key).await;
+    assert_eq!(page["events"][0]["user"], "bob");
+    assert_eq!(page["events"][0]["tag"], "build");
+    for bad in ["tag=a%20b", "user=a%0Ab", "tag="] {
+        let (status, _, v) = logs(bad, &main_key).await;
+        assert_eq!(status, 400, "{bad}: {v}");
+        assert!(v["error"]["message"].is_string());
+    }
 }

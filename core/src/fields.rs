@@ -15,6 +15,11 @@ pub const CLIENT_ADDR_MAX_BYTES: usize = 64;
 
 /// Longest client session id (the clients that send one send a UUID).
 pub const SESSION_MAX_BYTES: usize = 128;
+/// Longest end user (Claude Code sends `user_<64 hex>_account_<uuid>_session_<uuid>`,
+/// about 160 bytes; OpenAI's clients a hash or an id).
+pub const END_USER_MAX_BYTES: usize = 256;
+/// Longest tag.
+pub const TAG_MAX_BYTES: usize = 64;
 
 /// A text field of a usage event and its bounds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,11 +75,37 @@ pub const SESSION_HEADERS: [&str; 3] = [
 /// not (too long, control characters, whitespace, not UTF-8) is dropped, never a
 /// reason to refuse the call: the session only labels usage.
 pub fn session_from_headers<'a>(header: impl Fn(&str) -> Option<&'a [u8]>) -> Option<String> {
-    SESSION_HEADERS.iter().find_map(|name| {
-        let value = std::str::from_utf8(header(name)?).ok()?;
-        SESSION.check(value).ok()?;
-        Some(value.to_owned())
-    })
+    SESSION_HEADERS
+        .iter()
+        .find_map(|name| SESSION.storable(header(name)?))
+}
+
+/// The end user a call names in its body (OpenAI's `safety_identifier` or `user`,
+/// Anthropic's `metadata.user_id`; read by `core::request`). Whitespace is kept (a
+/// name may hold a space); control characters are not.
+pub const END_USER: TextField = TextField {
+    name: "user",
+    max_bytes: END_USER_MAX_BYTES,
+    may_be_empty: false,
+    no_whitespace: false,
+};
+
+/// A label of the client's choosing, from [`TAG_HEADER`].
+pub const TAG: TextField = TextField {
+    name: "tag",
+    max_bytes: TAG_MAX_BYTES,
+    may_be_empty: false,
+    no_whitespace: true,
+};
+
+/// The header that tags a call (a project, a job, a feature: what the client bills by).
+pub const TAG_HEADER: &str = "x-switchyard-tag";
+
+/// The tag of a call, from the value of its [`TAG_HEADER`], when it is one the store
+/// holds; any other value is dropped, never a reason to refuse the call (the tag only
+/// labels usage).
+pub fn tag_from_header(value: Option<&[u8]>) -> Option<String> {
+    TAG.storable(value?)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -134,6 +165,17 @@ impl TextField {
         }
         Ok(())
     }
+
+    /// `value` as text when it fits this field (UTF-8 within the bounds); `None`
+    /// otherwise. For the labels a call may carry, which are dropped, never refused.
+    pub fn storable(&self, value: &[u8]) -> Option<String> {
+        if value.len() > self.max_bytes {
+            return None;
+        }
+        let text = std::str::from_utf8(value).ok()?;
+        self.check(text).ok()?;
+        Some(text.to_owned())
+    }
 }
 
 /// Whether every text field of `event` is one the store holds.
@@ -142,10 +184,14 @@ pub fn check_event(event: &UsageEvent) -> Result<(), FieldError> {
     MODEL_SERVED.check(&event.model_served)?;
     PATH.check(&event.path)?;
     CLIENT_ADDR.check(&event.client_addr)?;
-    event
-        .session
-        .as_deref()
-        .map_or(Ok(()), |s| SESSION.check(s))
+    for (field, value) in [
+        (SESSION, &event.session),
+        (END_USER, &event.end_user),
+        (TAG, &event.tag),
+    ] {
+        value.as_deref().map_or(Ok(()), |v| field.check(v))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -182,6 +228,51 @@ mod tests {
             assert_eq!(session_from_headers(headers(pairs)), None);
         }
         assert_eq!(session_from_headers(headers(&[])), None);
+    }
+
+    #[test]
+    fn tags_are_single_printable_tokens_or_dropped() {
+        assert_eq!(
+            tag_from_header(Some(b"project-x")),
+            Some("project-x".into())
+        );
+        assert_eq!(
+            tag_from_header(Some("équipe/7".as_bytes())),
+            Some("équipe/7".into())
+        );
+        let at_bound = [b't'; TAG_MAX_BYTES];
+        assert_eq!(
+            tag_from_header(Some(&at_bound)),
+            Some("t".repeat(TAG_MAX_BYTES))
+        );
+        let over = [b't'; TAG_MAX_BYTES + 1];
+        // Hostile values: dropped, whatever they hold.
+        for bad in [
+            &over[..],
+            b"",
+            b"two words",
+            b"tab\there",
+            b"nul\0",
+            b"\x1b[31mred",
+            b"\xff\xfe",
+            "a\u{2028}b".as_bytes(),
+            "a\u{85}b".as_bytes(),
+        ] {
+            assert_eq!(tag_from_header(Some(bad)), None, "{bad:?}");
+        }
+        assert_eq!(tag_from_header(None), None);
+    }
+
+    #[test]
+    fn end_users_may_hold_spaces_but_no_control_characters() {
+        assert_eq!(END_USER.check("Ada Lovelace"), Ok(()));
+        assert_eq!(END_USER.check(&"u".repeat(END_USER_MAX_BYTES)), Ok(()));
+        assert!(END_USER.check(&"u".repeat(END_USER_MAX_BYTES + 1)).is_err());
+        assert_eq!(
+            END_USER.check("a\nb"),
+            Err(FieldError::Control { field: "user" })
+        );
+        assert_eq!(END_USER.check(""), Err(FieldError::Empty { field: "user" }));
     }
     use proptest::prelude::*;
 

@@ -1,11 +1,12 @@
 //! The few facts routing reads from a request body. The body itself is forwarded as
 //! the client sent it; only fields routing must change are rewritten.
 
-use serde::de::IgnoredAny;
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use crate::endpoint::{Endpoint, Protocol};
+use crate::fields::{self, TextField};
 use crate::json_bounds::{self, BoundsError};
 
 /// The largest output-token limit (`max_tokens`, `max_completion_tokens`,
@@ -48,6 +49,11 @@ pub struct RequestFacts {
     pub has_stream_options: bool,
     /// Byte range of the `model` value (with its quotes), for rewriting it alone.
     pub model_span: (usize, usize),
+    /// The end user the body names (OpenAI's `safety_identifier`, else its `user`;
+    /// Anthropic's `metadata.user_id`), when it is a string the usage store holds
+    /// (`core::fields::END_USER`). Any other value is dropped, never refused: it only
+    /// labels usage, and the upstream judges the request as it would without us.
+    pub end_user: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -66,6 +72,113 @@ struct RawFacts<'a> {
     max_output_tokens: Option<&'a RawValue>,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
+    /// OpenAI's end-user fields, as sent (of any type: only a string is read).
+    #[serde(default, borrow)]
+    safety_identifier: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    user: Option<&'a RawValue>,
+    /// Anthropic's `metadata`, of which only `user_id` is read.
+    #[serde(default, borrow)]
+    metadata: Option<Metadata<'a>>,
+}
+
+/// The `user_id` of Anthropic's `metadata`, read in the same pass as the rest. A
+/// `metadata` of another type is skipped, not refused: the upstream judges it.
+#[derive(Default)]
+struct Metadata<'a> {
+    user_id: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum MetadataKey {
+    UserId,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Metadata<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(MetadataVisitor(std::marker::PhantomData))
+    }
+}
+
+struct MetadataVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for MetadataVisitor<'a> {
+    type Value = Metadata<'a>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut user_id = None;
+        while let Some(key) = map.next_key::<MetadataKey>()? {
+            match key {
+                MetadataKey::UserId => user_id = Some(map.next_value::<&'a RawValue>()?),
+                MetadataKey::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Metadata { user_id })
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Metadata::default())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Metadata::default())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Metadata::default())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Metadata::default())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Metadata::default())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Metadata::default())
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Metadata::default())
+    }
+}
+
+/// A label sent as a JSON value, when it is a string `field` holds. Text too long
+/// to decode into the bound is dropped before decoding (a byte of the value takes
+/// at most six of its JSON text, as `\u00XX`).
+fn label_text(raw: &RawValue, field: TextField) -> Option<String> {
+    let text = raw.get();
+    if !text.starts_with('"') || text.len() > field.max_bytes.saturating_mul(6) + 2 {
+        return None;
+    }
+    let value: String = serde_json::from_str(text).ok()?;
+    field.check(&value).ok()?;
+    Some(value)
+}
+
+impl RawFacts<'_> {
+    /// The end user named by the fields of `protocol`: the first that holds one.
+    fn end_user(&self, protocol: Protocol) -> Option<String> {
+        let sent = match protocol {
+            Protocol::OpenAi => [self.safety_identifier, self.user],
+            Protocol::Anthropic => [self.metadata.as_ref().and_then(|m| m.user_id), None],
+        };
+        sent.into_iter()
+            .flatten()
+            .find_map(|raw| label_text(raw, fields::END_USER))
+    }
 }
 
 #[derive(Deserialize)]
@@ -94,7 +207,11 @@ pub enum NullLimit {
 
 impl NullLimit {
     pub fn of(endpoint: Endpoint) -> Self {
-        match endpoint.protocol() {
+        Self::of_protocol(endpoint.protocol())
+    }
+
+    fn of_protocol(protocol: Protocol) -> Self {
+        match protocol {
             Protocol::OpenAi => Self::Absent,
             Protocol::Anthropic => Self::Refused,
         }
@@ -128,18 +245,20 @@ pub fn token_limit(
     }
 }
 
-/// Read model, stream and token bounds; everything else is skipped without copying.
-/// A `null` token limit means none (OpenAI's rule); see [`parse_facts_for`].
+/// Read model, stream, token bounds and end user; everything else is skipped without
+/// copying. A `null` token limit means none (OpenAI's rule); see [`parse_facts_for`].
 pub fn parse_facts(body: &[u8]) -> Result<RequestFacts, FactsError> {
-    parse_facts_with(body, NullLimit::Absent)
+    parse_facts_with(body, Protocol::OpenAi)
 }
 
-/// [`parse_facts`] with the token-limit rules of `endpoint`'s protocol.
+/// [`parse_facts`] with the token-limit rules and end-user fields of `endpoint`'s
+/// protocol.
 pub fn parse_facts_for(endpoint: Endpoint, body: &[u8]) -> Result<RequestFacts, FactsError> {
-    parse_facts_with(body, NullLimit::of(endpoint))
+    parse_facts_with(body, endpoint.protocol())
 }
 
-fn parse_facts_with(body: &[u8], null: NullLimit) -> Result<RequestFacts, FactsError> {
+fn parse_facts_with(body: &[u8], protocol: Protocol) -> Result<RequestFacts, FactsError> {
+    let null = NullLimit::of_protocol(protocol);
     json_bounds::check(body)?;
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
@@ -193,6 +312,7 @@ fn parse_facts_with(body: &[u8], null: NullLimit) -> Result<RequestFacts, FactsE
             .unwrap_or(false),
         has_stream_options: raw.stream_options.is_some(),
         model_span,
+        end_user: raw.end_user(protocol),
     })
 }
 
@@ -371,6 +491,146 @@ mod tests {
         assert!(f.stream);
         assert_eq!(f.max_tokens, Some(5));
         assert!(!f.stream_usage_requested);
+    }
+
+    fn end_user_of(endpoint: Endpoint, body: &str) -> Option<String> {
+        let facts = parse_facts_for(endpoint, body.as_bytes()).unwrap();
+        assert_eq!(facts.model, "m", "{body}");
+        facts.end_user
+    }
+
+    #[test]
+    fn end_users_come_from_each_protocols_fields() {
+        let chat = |body: &str| end_user_of(Endpoint::ChatCompletions, body);
+        assert_eq!(chat(r#"{"model":"m","user":"ada"}"#), Some("ada".into()));
+        // `safety_identifier` first, wherever it sits.
+        assert_eq!(
+            chat(r#"{"user":"ada","model":"m","safety_identifier":"sid-1"}"#),
+            Some("sid-1".into())
+        );
+        // One the store cannot hold leaves `user`.
+        assert_eq!(
+            chat(r#"{"model":"m","safety_identifier":7,"user":"ada"}"#),
+            Some("ada".into())
+        );
+        assert_eq!(
+            end_user_of(
+                Endpoint::Responses,
+                r#"{"model":"m","input":"hi","safety_identifier":"hash-9f"}"#
+            ),
+            Some("hash-9f".into())
+        );
+        assert_eq!(
+            end_user_of(
+                Endpoint::Embeddings,
+                r#"{"model":"m","input":"x","user":"u-2"}"#
+            ),
+            Some("u-2".into())
+        );
+        // Escapes are decoded; a space is kept.
+        assert_eq!(
+            chat(r#"{"model":"m","user":"Ad\u0061 L\u00f6"}"#),
+            Some("Ada Lö".into())
+        );
+        let claude = format!(
+            "user_{}_account_0c5e6a1e-6a0b-4c1e-9f55-0123456789ab_session_7d1f0a2e-1b2c-4d3e-8f90-a1b2c3d4e5f6",
+            "ab12".repeat(16)
+        );
+        let body = format!(
+            r#"{{"model":"m","max_tokens":5,"metadata":{{"other":[1,{{"user_id":"no"}}],"user_id":"{claude}"}},"messages":[]}}"#
+        );
+        assert_eq!(end_user_of(Endpoint::Messages, &body), Some(claude));
+        assert_eq!(
+            end_user_of(
+                Endpoint::CountTokens,
+                r#"{"model":"m","metadata":{"user_id":"u"}}"#
+            ),
+            Some("u".into())
+        );
+        // Each protocol reads its own fields only.
+        assert_eq!(
+            end_user_of(
+                Endpoint::Messages,
+                r#"{"model":"m","max_tokens":5,"user":"ada","safety_identifier":"s"}"#
+            ),
+            None
+        );
+        assert_eq!(chat(r#"{"model":"m","metadata":{"user_id":"u"}}"#), None);
+        assert_eq!(chat(r#"{"model":"m"}"#), None);
+    }
+
+    #[test]
+    fn end_users_out_of_bounds_are_dropped_never_refused() {
+        let max = crate::fields::END_USER_MAX_BYTES;
+        let long = format!("\"{}\"", "u".repeat(max + 1));
+        let hostile = [
+            long.as_str(),
+            r#""""#,
+            r#""a\u0000b""#,
+            r#""a\nb""#,
+            r#""\u001b[31mred""#,
+            r#""\u0085""#,
+            r#""\ud800""#,
+            "null",
+            "7",
+            "-1.5e3",
+            "true",
+            r#"["ada"]"#,
+            r#"{"id":"ada"}"#,
+        ];
+        for value in hostile {
+            for (endpoint, body) in [
+                (
+                    Endpoint::ChatCompletions,
+                    format!(r#"{{"model":"m","user":{value}}}"#),
+                ),
+                (
+                    Endpoint::Responses,
+                    format!(r#"{{"model":"m","safety_identifier":{value}}}"#),
+                ),
+                (
+                    Endpoint::Messages,
+                    format!(r#"{{"model":"m","max_tokens":1,"metadata":{{"user_id":{value}}}}}"#),
+                ),
+            ] {
+                assert_eq!(end_user_of(endpoint, &body), None, "{body}");
+            }
+        }
+        // `metadata` of any type is the upstream's to judge, as before.
+        for metadata in [
+            "null",
+            r#""x""#,
+            "7",
+            "true",
+            r#"[1,{"user_id":"u"}]"#,
+            "{}",
+        ] {
+            let body = format!(r#"{{"model":"m","max_tokens":1,"metadata":{metadata}}}"#);
+            assert_eq!(end_user_of(Endpoint::Messages, &body), None, "{body}");
+        }
+        // Escaped text is bounded by what it decodes to; beyond six bytes of text a
+        // byte, it is dropped before decoding.
+        let at_bound = format!(r#"{{"model":"m","user":"{}"}}"#, r"\u0061".repeat(max));
+        assert_eq!(
+            end_user_of(Endpoint::ChatCompletions, &at_bound),
+            Some("a".repeat(max))
+        );
+        let over = format!(r#"{{"model":"m","user":"{}"}}"#, r"\u0061".repeat(max + 1));
+        assert_eq!(end_user_of(Endpoint::ChatCompletions, &over), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn what_an_end_user_field_yields_is_storable(value in "\\PC{0,300}|[ -~]{0,40}") {
+            let body = serde_json::json!({"model": "m", "user": value, "metadata": {"user_id": value}});
+            for endpoint in [Endpoint::ChatCompletions, Endpoint::Messages] {
+                let facts = parse_facts_for(endpoint, body.to_string().as_bytes()).unwrap();
+                if let Some(user) = facts.end_user {
+                    proptest::prop_assert_eq!(&user, &value);
+                    proptest::prop_assert!(crate::fields::END_USER.check(&user).is_ok());
+                }
+            }
+        }
     }
 
     #[test]

@@ -5,7 +5,10 @@ use serde::{Deserialize, Serialize};
 use crate::endpoint::UsageShape;
 
 mod event;
-pub use event::{RollupBy, RollupRow, UsageEvent, UsageLogView};
+pub use event::{
+    DEFAULT_LABEL_CAP, FOLDED_LABEL, LabelKind, RollupBy, RollupRow, UsageEvent, UsageLogView,
+    label_room,
+};
 
 mod stream;
 

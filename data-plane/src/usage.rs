@@ -461,6 +461,8 @@ mod tests {
             client_addr: String::new(),
             streamed: false,
             session: None,
+            end_user: None,
+            tag: None,
         }
     }
 

@@ -9,12 +9,14 @@
 //!   and on Postgres.
 //! - [`browser`]: a headless Chromium through WebDriver, for the console's tests.
 //! - [`cli`]: the `switchyard` command line run as a process against `switchyard up`.
+//! - [`events`]: usage events as store and API tests write them.
 //! - [`wait`]: waiting on a condition with a deadline, never a fixed pause.
 
 pub mod backends;
 pub mod browser;
 pub mod cli;
 pub mod etcd;
+pub mod events;
 pub mod link;
 pub mod otlp;
 pub mod pg;

@@ -1,6 +1,7 @@
 //! What a usage event records, end to end through the real binaries: the client's
 //! session from its session header, shown and filtered in `/dashboard/logs`; token
-//! counting, billed per endpoint apart from generation, spending no credit.
+//! counting, billed per endpoint apart from generation, spending no credit; the end
+//! user and tag, billed per value under the collector's cap.
 
 #![expect(
     clippy::unwrap_used,
@@ -11,7 +12,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use switchyard_fake_upstream::FakeUpstream;
 use switchyard_tests::system::{
-    System, chat, owner_with_keys, settle, start_system, usage_logs, wait_for_key,
+    System, chat, owner_with_keys, settle, start_system, start_system_env, usage_logs, wait_for_key,
 };
 use switchyard_tests::wait;
 
@@ -214,4 +215,132 @@ async fn token_counting_is_billed_apart_and_spends_no_credit() {
         .call(Method::GET, "/x-bill?by=endpoint".into(), member, None)
         .await;
     assert_eq!(status, 403);
+}
+
+/// The bill's rows by `by` (user, session or tag) as `(label, folded, requests)`,
+/// summed over models, sorted, once `requests` calls are in them.
+async fn bill_by_label(
+    sys: &System,
+    key: &str,
+    by: &str,
+    requests: u64,
+) -> Vec<(String, bool, u64)> {
+    wait::until(
+        std::time::Duration::from_secs(15),
+        format_args!("{requests} calls in the bill by {by}"),
+        async || {
+            let (status, bill) = sys
+                .call(Method::GET, format!("/x-bill?by={by}"), key.into(), None)
+                .await;
+            assert_eq!(status, 200, "{bill}");
+            assert_eq!(bill["by"], by);
+            let mut sums = std::collections::BTreeMap::<(String, bool), u64>::new();
+            for r in bill["rows"].as_array().cloned().unwrap_or_default() {
+                let label = r["label"].as_str().unwrap_or("(no label)").to_owned();
+                *sums.entry((label, r["folded"] == true)).or_default() +=
+                    r["requests"].as_u64().unwrap_or(0);
+            }
+            let rows: Vec<(String, bool, u64)> =
+                sums.into_iter().map(|((l, f), n)| (l, f, n)).collect();
+            let seen: u64 = rows.iter().map(|r| r.2).sum();
+            (seen >= requests).then_some(rows)
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_users_sessions_and_tags_are_billed_per_value_under_the_cap() {
+    let kek = switchyard_core::crypto::Keyring::generate_spec("k1").to_string();
+    // Two distinct values per account, day and label kind; the third folds.
+    let sys = start_system_env(32 * 1024, &kek, &kek, &[], &[("SWITCHYARD_LABEL_CAP", "2")]).await;
+    let fake = FakeUpstream::start(None).await.unwrap();
+    let (_, key, _) = owner_with_keys(
+        &sys,
+        &fake,
+        "labels",
+        &[
+            ("openai", "sk-abc-123456789", 1, &["*"]),
+            ("anthropic", "sk-ant-0001", 1, &["*"]),
+        ],
+    )
+    .await;
+    wait_for_key(&sys, &key).await;
+
+    // An OpenAI-shaped call naming its end user.
+    let mut body = chat("hello", false);
+    body["user"] = json!("ada");
+    let r = sys
+        .http
+        .post(sys.proxy("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    usage_logs(&sys, &key, 1).await;
+    // Claude Code: its user in metadata.user_id, its session in its header.
+    let claude_user = format!(
+        "user_{}_account_0c5e6a1e-6a0b-4c1e-9f55-0123456789ab_session_7d1f0a2e-1b2c-4d3e-8f90-a1b2c3d4e5f6",
+        "9f".repeat(32)
+    );
+    let claude_session = "7d1f0a2e-1b2c-4d3e-8f90-a1b2c3d4e5f6";
+    let r = sys
+        .http
+        .post(sys.proxy("/v1/messages"))
+        .header("x-api-key", &key)
+        .header("anthropic-version", "2023-06-01")
+        .header("x-claude-code-session-id", claude_session)
+        .json(&json!({
+            "model": "claude-sonnet-4",
+            "max_tokens": 16,
+            "metadata": {"user_id": claude_user},
+            "messages": [{"role": "user", "content": "hi"}],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    usage_logs(&sys, &key, 2).await;
+    // A tagged call, from a third end user: past the cap of two.
+    let mut body = chat("hello", false);
+    body["user"] = json!("carol");
+    let r = sys
+        .http
+        .post(sys.proxy("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .header("x-switchyard-tag", "nightly-eval")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let row = |label: &str, folded: bool| (label.to_owned(), folded, 1);
+    assert_eq!(
+        bill_by_label(&sys, &key, "user", 3).await,
+        [
+            row("ada", false),
+            row("other", true),
+            row(&claude_user, false)
+        ]
+    );
+    assert_eq!(
+        bill_by_label(&sys, &key, "session", 3).await,
+        [(String::new(), false, 2), row(claude_session, false)]
+    );
+    assert_eq!(
+        bill_by_label(&sys, &key, "tag", 3).await,
+        [(String::new(), false, 2), row("nightly-eval", false)]
+    );
+    // The raw event keeps the folded value, and the logs filter by it.
+    let (status, page) = logs(&sys, &key, "?user=carol&tag=nightly-eval").await;
+    assert_eq!(status, 200, "{page}");
+    let found = page["events"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{page}");
+    assert_eq!(found[0]["user"], "carol");
+    let (_, page) = logs(&sys, &key, &format!("?user={claude_user}")).await;
+    assert_eq!(page["events"][0]["session"], claude_session);
+    assert_eq!(page["events"][0]["path"], "/v1/messages");
 }

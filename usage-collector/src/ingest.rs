@@ -164,6 +164,8 @@ impl UsageService for UsageGrpc {
             model: (!q.model.is_empty()).then_some(q.model),
             status: u16::try_from(q.status).ok().filter(|s| *s != 0),
             session: (!q.session.is_empty()).then_some(q.session),
+            end_user: (!q.end_user.is_empty()).then_some(q.end_user),
+            tag: (!q.tag.is_empty()).then_some(q.tag),
             before,
             limit: q.limit,
         };
@@ -211,13 +213,21 @@ impl UsageService for UsageGrpc {
             Ok(pb::Granularity::Month) => Granularity::Month,
             _ => Granularity::Day,
         };
-        let by = match (q.by_provider_key, q.by_endpoint) {
-            (false, false) => RollupBy::Account,
-            (true, false) => RollupBy::ProviderKey,
-            (false, true) => RollupBy::Endpoint,
-            (true, true) => {
+        let label = match pb::RollupLabel::try_from(q.by_label) {
+            Ok(pb::RollupLabel::Unspecified) => None,
+            Ok(pb::RollupLabel::User) => Some(RollupBy::User),
+            Ok(pb::RollupLabel::Session) => Some(RollupBy::Session),
+            Ok(pb::RollupLabel::Tag) => Some(RollupBy::Tag),
+            Err(_) => return Err(Status::invalid_argument("by_label names no label")),
+        };
+        let by = match (q.by_provider_key, q.by_endpoint, label) {
+            (false, false, None) => RollupBy::Account,
+            (true, false, None) => RollupBy::ProviderKey,
+            (false, true, None) => RollupBy::Endpoint,
+            (false, false, Some(by)) => by,
+            _ => {
                 return Err(Status::invalid_argument(
-                    "rollups are per provider key or per endpoint, not both",
+                    "rollups are per provider key, per endpoint or per label: one of them",
                 ));
             }
         };

@@ -38,6 +38,11 @@ struct Args {
     /// Seconds between looks for raw events past the retention.
     #[arg(long, default_value_t = 3600)]
     retention_check_seconds: u64,
+    /// Distinct values of each label (end user, session, tag) an account keeps in the
+    /// rollups per UTC day; later new values of that day are rolled up as `other`
+    /// (raw events keep their values).
+    #[arg(long, env = "SWITCHYARD_LABEL_CAP", default_value_t = switchyard_core::usage::DEFAULT_LABEL_CAP)]
+    label_cap: u32,
     #[command(flatten)]
     coord: CoordArgs,
     /// Write the bound addresses as JSON to this file once listening.
@@ -60,7 +65,9 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let _telemetry = init_telemetry("switchyard-usage-collector", args.log.log_format);
-    let store = UsageStore::open(&args.database_url).await?;
+    let store = UsageStore::open(&args.database_url)
+        .await?
+        .with_label_cap(args.label_cap);
     if let Some(Command::Migrate) = args.command {
         tracing::info!("usage-collector schema is up to date");
         return Ok(());

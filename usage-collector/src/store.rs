@@ -5,12 +5,17 @@
 use sqlx::Row;
 use switchyard_core::ids::{AccountId, EventId};
 use switchyard_core::time::UtcDay;
-use switchyard_core::usage::{RollupRow, TokenUsage, UsageEvent, UsageSource};
+use switchyard_core::usage::{
+    DEFAULT_LABEL_CAP, FOLDED_LABEL, LabelKind, RollupRow, TokenUsage, UsageEvent, UsageSource,
+};
 use switchyard_db::{Backend, Db, DbError};
 
+mod labels;
 mod postgres;
 mod quarantine;
 mod sqlite;
+
+use labels::Admitted;
 
 pub use quarantine::{QuarantineRow, Quarantined, printable};
 
@@ -93,6 +98,10 @@ pub struct EventFilter {
     pub status: Option<u16>,
     /// Only events of this client session.
     pub session: Option<String>,
+    /// Only events of this end user.
+    pub end_user: Option<String>,
+    /// Only events of this tag.
+    pub tag: Option<String>,
     /// `(at_ms, id)` of the last event of the previous page.
     pub before: Option<(i64, String)>,
     pub limit: u32,
@@ -109,7 +118,9 @@ static SELECT_EVENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| 
          AND ($8 = 0 OR status = $9) \
          AND (at_ms < $10 OR (at_ms = $11 AND id < $12)) \
          AND ($13 = '' OR session = $14) \
-         ORDER BY at_ms DESC, id DESC LIMIT $15",
+         AND ($15 = '' OR end_user = $16) \
+         AND ($17 = '' OR tag = $18) \
+         ORDER BY at_ms DESC, id DESC LIMIT $19",
         column_names()
     )
 });
@@ -119,6 +130,8 @@ pub struct UsageStore {
     /// Reads, retention and migrations, in SQL both backends speak.
     db: Db,
     writes: Writes,
+    /// Distinct values of a label kind an account's day keeps in the rollups.
+    label_cap: u32,
 }
 
 /// Where usage is written: a pool typed to Postgres, which binds column arrays
@@ -145,8 +158,8 @@ enum Read {
     Count(fn(&UsageEvent) -> u64),
 }
 
-/// A column's value in an event's row.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A column's value in an event's row (or in the key of a rollup row).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Value {
     Text(Option<String>),
     Int(Option<i64>),
@@ -192,7 +205,7 @@ impl EventColumn {
 }
 
 /// The columns of `usage_events`, in the order of [`EVENTS_INSERT`].
-pub(crate) const EVENT_COLUMNS: [EventColumn; 26] = [
+pub(crate) const EVENT_COLUMNS: [EventColumn; 28] = [
     EventColumn::text("id", |e| Some(e.id.to_string())),
     EventColumn::int("at_ms", |e| Some(e.at_unix_ms)),
     EventColumn::text("day", |e| {
@@ -233,6 +246,8 @@ pub(crate) const EVENT_COLUMNS: [EventColumn; 26] = [
     EventColumn::count("price_version", |e| e.price_version),
     EventColumn::count("cache_write_tokens", |e| e.tokens.cache_write),
     EventColumn::text("session", |e| e.session.clone()),
+    EventColumn::text("end_user", |e| e.end_user.clone()),
+    EventColumn::text("tag", |e| e.tag.clone()),
 ];
 
 pub(crate) const EVENT_PARAMS: usize = EVENT_COLUMNS.len();
@@ -251,12 +266,12 @@ pub(crate) fn event_row(e: &UsageEvent) -> Result<Vec<Value>, StoreError> {
     EVENT_COLUMNS.iter().map(|c| c.value(e)).collect()
 }
 
-/// A rollup table: its name, the column naming whose totals a row holds (between
-/// the day and main account and the model, the four that name a row), the conflict
-/// target of its upsert, and whether it holds a billed amount.
+/// A rollup table: its name, the columns naming whose totals a row holds (between
+/// the day and main account and the model, which with them name a row), the
+/// conflict target of its upsert, and whether it holds a billed amount.
 struct RollupTable {
     name: &'static str,
-    of: &'static str,
+    of: &'static [&'static str],
     conflict: &'static str,
     billed: bool,
 }
@@ -275,14 +290,14 @@ const NUMBER_COLUMNS: [&str; 8] = [
 ];
 
 impl RollupTable {
-    /// Columns after the four that name a row.
+    /// Columns after those that name a row.
     fn numbers(&self) -> &'static [&'static str] {
         let n = if self.billed { 8 } else { 7 };
         &NUMBER_COLUMNS[..n]
     }
 
     fn params(&self) -> usize {
-        4 + self.numbers().len()
+        3 + self.of.len() + self.numbers().len()
     }
 
     /// `INSERT INTO table (columns)`.
@@ -290,7 +305,7 @@ impl RollupTable {
         format!(
             "INSERT INTO {} (day, main_account_id, {}, model, {})",
             self.name,
-            self.of,
+            self.of.join(", "),
             self.numbers().join(", ")
         )
     }
@@ -312,7 +327,7 @@ impl RollupTable {
 
 const DAILY: RollupTable = RollupTable {
     name: "usage_daily",
-    of: "account_id",
+    of: &["account_id"],
     conflict: "day, account_id, model",
     billed: true,
 };
@@ -320,7 +335,7 @@ const DAILY: RollupTable = RollupTable {
 /// Per provider key: no parent bills a key, so no billed amount.
 const DAILY_KEYS: RollupTable = RollupTable {
     name: "usage_daily_keys",
-    of: "provider_key_id",
+    of: &["provider_key_id"],
     conflict: "main_account_id, day, provider_key_id, model",
     billed: false,
 };
@@ -328,13 +343,22 @@ const DAILY_KEYS: RollupTable = RollupTable {
 /// Per endpoint (route path) across the tree, billed amount included.
 const DAILY_ENDPOINTS: RollupTable = RollupTable {
     name: "usage_daily_endpoints",
-    of: "endpoint",
+    of: &["endpoint"],
     conflict: "main_account_id, day, endpoint, model",
     billed: true,
 };
 
+/// Per calling account, label kind and value (`''` for none, `other` folded past
+/// the cap), billed amount included.
+const DAILY_LABELS: RollupTable = RollupTable {
+    name: "usage_daily_labels",
+    of: &["account_id", "kind", "label", "folded"],
+    conflict: "account_id, day, kind, label, folded, model",
+    billed: true,
+};
+
 /// Every rollup table, in the order [`rollup_deltas`] returns their rows.
-const ROLLUP_TABLES: [&RollupTable; 3] = [&DAILY, &DAILY_KEYS, &DAILY_ENDPOINTS];
+const ROLLUP_TABLES: [&RollupTable; 4] = [&DAILY, &DAILY_KEYS, &DAILY_ENDPOINTS, &DAILY_LABELS];
 
 /// `insert VALUES (?, …)` with `params` placeholders, then `tail`: one row.
 fn one_row_sql(insert: &str, params: usize, tail: &str) -> String {
@@ -350,14 +374,18 @@ const EVENTS_TAIL: &str = " ON CONFLICT (id) DO NOTHING RETURNING id";
 /// reads from the change count whether it was new.
 const EVENTS_TAIL_SILENT: &str = " ON CONFLICT (id) DO NOTHING";
 
-/// Where a rollup row lives: `of` is the calling account (in `usage_daily`) or the
-/// provider key (in `usage_daily_keys`).
+/// Where a rollup row lives: `of` holds the values of its table's `of` columns (the
+/// calling account in `usage_daily`, the provider key in `usage_daily_keys`, …).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct RollupKey {
     day: String,
     main_account: AccountId,
-    of: String,
+    of: Vec<Value>,
     model: String,
+}
+
+fn text(value: impl Into<String>) -> Value {
+    Value::Text(Some(value.into()))
 }
 
 /// What a batch adds to one rollup row.
@@ -389,29 +417,56 @@ impl RollupDelta {
 type Deltas = std::collections::BTreeMap<RollupKey, RollupDelta>;
 
 /// The rollup changes of some new events, one per row touched, so a batch costs one
-/// upsert per (day, account, model), per (day, provider key, model) and per (day,
-/// endpoint, model) instead of one per event. Returns the rows of each of
-/// [`ROLLUP_TABLES`]: per account, per provider key, per endpoint.
-fn rollup_deltas<'a>(events: impl Iterator<Item = &'a UsageEvent>) -> [Deltas; 3] {
-    let (mut accounts, mut keys, mut endpoints) = (Deltas::new(), Deltas::new(), Deltas::new());
+/// upsert per (day, account, model), per (day, provider key, model), per (day,
+/// endpoint, model) and per (day, account, label, model) instead of one per event.
+/// Returns the rows of each of [`ROLLUP_TABLES`]: per account, per provider key, per
+/// endpoint, per label. A label value `admitted` does not hold folds into
+/// [`FOLDED_LABEL`].
+fn rollup_deltas<'a>(
+    events: impl Iterator<Item = &'a UsageEvent>,
+    admitted: &Admitted,
+) -> [Deltas; 4] {
+    let [mut accounts, mut keys, mut endpoints, mut labels]: [Deltas; 4] = Default::default();
     for e in events {
         let (Some(account), Some(main_account)) = (e.account(), e.main_account()) else {
             continue;
         };
         let day = Granularity::Day.bucket_of_ms(e.at_unix_ms);
-        let key = |of: String| RollupKey {
+        let key = |of: Vec<Value>| RollupKey {
             day: day.clone(),
             main_account,
             of,
             model: e.model_served.clone(),
         };
         if let Some(provider) = e.provider_key {
-            keys.entry(key(provider.to_string())).or_default().add(e);
+            keys.entry(key(vec![text(provider.to_string())]))
+                .or_default()
+                .add(e);
         }
-        endpoints.entry(key(e.path.clone())).or_default().add(e);
-        accounts.entry(key(account.to_string())).or_default().add(e);
+        endpoints
+            .entry(key(vec![text(e.path.clone())]))
+            .or_default()
+            .add(e);
+        accounts
+            .entry(key(vec![text(account.to_string())]))
+            .or_default()
+            .add(e);
+        for kind in LabelKind::ALL {
+            let (label, folded) = match e.label(kind) {
+                None => ("", false),
+                Some(value) if admitted.holds(account, &day, kind, value) => (value, false),
+                Some(_) => (FOLDED_LABEL, true),
+            };
+            let of = vec![
+                text(account.to_string()),
+                text(kind.as_str()),
+                text(label),
+                Value::Int(Some(i64::from(folded))),
+            ];
+            labels.entry(key(of)).or_default().add(e);
+        }
     }
-    [accounts, keys, endpoints]
+    [accounts, keys, endpoints, labels]
 }
 
 /// What a rollup row adds, in the order of the table's columns after the four that
@@ -477,6 +532,12 @@ const SELECT_DAILY_ENDPOINTS: &str = "SELECT day, endpoint, model, requests, err
      cached_tokens, cost_nanos, billed_nanos, cache_write_tokens FROM usage_daily_endpoints \
      WHERE ($1 = '' OR main_account_id = $2) AND day >= $3 AND day <= $4";
 
+/// The same per label value of one kind (`$5`), with the calling account (to keep a
+/// subtree's rows) and whether the row gathers values past the cap.
+const SELECT_DAILY_LABELS: &str = "SELECT day, label, model, requests, errors, input_tokens, output_tokens, \
+     cached_tokens, cost_nanos, billed_nanos, cache_write_tokens, account_id, folded FROM usage_daily_labels \
+     WHERE ($1 = '' OR main_account_id = $2) AND day >= $3 AND day <= $4 AND kind = $5";
+
 /// The same per provider key; a key has no parent to bill, so `billed_nanos` is 0.
 const SELECT_DAILY_KEYS: &str = "SELECT day, provider_key_id, model, requests, errors, input_tokens, output_tokens, \
      cached_tokens, cost_nanos, 0, cache_write_tokens FROM usage_daily_keys \
@@ -527,6 +588,8 @@ fn event_from_row(r: &sqlx::any::AnyRow) -> Result<UsageEvent, StoreError> {
         billed_nanos: r.try_get("billed_nanos")?,
         price_version: uint(r.try_get("price_version")?),
         session: r.try_get("session")?,
+        end_user: r.try_get("end_user")?,
+        tag: r.try_get("tag")?,
     })
 }
 
@@ -551,7 +614,19 @@ impl UsageStore {
             Some(file) => Writes::Sqlite(sqlite::Writer::start(&file)?),
             None => Writes::Postgres(postgres::connect(url).await?),
         };
-        Ok(Self { db, writes })
+        Ok(Self {
+            db,
+            writes,
+            label_cap: DEFAULT_LABEL_CAP,
+        })
+    }
+
+    /// The same store keeping at most `cap` distinct values of each label kind per
+    /// account and day in the rollups (see `labels`); the rest fold into `other`.
+    #[must_use]
+    pub fn with_label_cap(mut self, cap: u32) -> Self {
+        self.label_cap = cap;
+        self
     }
 
     /// Whether the database answers, within a second (readiness).
@@ -575,9 +650,9 @@ impl UsageStore {
         match &self.writes {
             Writes::Postgres(pool) => {
                 let events: Vec<&UsageEvent> = storable(batches).collect();
-                postgres::insert(pool, batches, &events).await
+                postgres::insert(pool, batches, &events, self.label_cap).await
             }
-            Writes::Sqlite(writer) => writer.insert(batches).await,
+            Writes::Sqlite(writer) => writer.insert(batches, self.label_cap).await,
         }
     }
 
@@ -588,6 +663,8 @@ impl UsageStore {
         let model = f.model.clone().unwrap_or_default();
         let status = i64::from(f.status.unwrap_or(0));
         let session = f.session.clone().unwrap_or_default();
+        let end_user = f.end_user.clone().unwrap_or_default();
+        let tag = f.tag.clone().unwrap_or_default();
         let (before_ms, before_id) = f.before.clone().unwrap_or((i64::MAX, String::new()));
         // Each value is bound once per placeholder: `$n` must appear in order for SQLite.
         let rows = sqlx::query(SELECT_EVENTS.as_str())
@@ -605,6 +682,10 @@ impl UsageStore {
             .bind(before_id)
             .bind(session.clone())
             .bind(session)
+            .bind(end_user.clone())
+            .bind(end_user)
+            .bind(tag.clone())
+            .bind(tag)
             .bind(i64::from(f.limit))
             .fetch_all(&self.db.pool)
             .await?;
@@ -635,7 +716,8 @@ impl UsageStore {
     }
 
     /// Rollups for a tree, summed by month when asked, ordered by period, account (or
-    /// provider key), model.
+    /// provider key, endpoint, label), model. Rows per label sum the accounts asked
+    /// for (every one of the tree when none are named).
     pub async fn rollups(&self, filter: &RollupFilter) -> Result<Vec<RollupRow>, StoreError> {
         let main = filter
             .main_account
@@ -645,39 +727,50 @@ impl UsageStore {
             RollupBy::Account => SELECT_DAILY,
             RollupBy::ProviderKey => SELECT_DAILY_KEYS,
             RollupBy::Endpoint => SELECT_DAILY_ENDPOINTS,
+            RollupBy::User | RollupBy::Session | RollupBy::Tag => SELECT_DAILY_LABELS,
         };
-        let rows = sqlx::query(sql)
+        let mut query = sqlx::query(sql)
             .bind(main.clone())
             .bind(main)
             .bind(filter.from_day.to_string())
-            .bind(filter.to_day.to_string())
-            .fetch_all(&self.db.pool)
-            .await?;
+            .bind(filter.to_day.to_string());
+        if let Some(kind) = filter.by.label() {
+            query = query.bind(kind.as_str());
+        }
+        let rows = query.fetch_all(&self.db.pool).await?;
         let wanted: std::collections::HashSet<String> =
             filter.accounts.iter().map(ToString::to_string).collect();
-        let mut out: std::collections::BTreeMap<(String, String, String), RollupRow> =
+        let mut out: std::collections::BTreeMap<(String, String, bool, String), RollupRow> =
             Default::default();
         for r in rows {
             let day: String = r.try_get(0)?;
             let of: String = r.try_get(1)?;
-            if !wanted.is_empty() && !wanted.contains(&of) {
+            let (account, folded) = match filter.by.label() {
+                Some(_) => (r.try_get::<String, _>(11)?, r.try_get::<i64, _>(12)? != 0),
+                None => (of.clone(), false),
+            };
+            if !wanted.is_empty() && !wanted.contains(&account) {
                 continue;
             }
             let model: String = r.try_get(2)?;
             let period = filter.granularity.bucket_of_day(day);
             let row = out
-                .entry((period.clone(), of.clone(), model.clone()))
+                .entry((period.clone(), of.clone(), folded, model.clone()))
                 .or_insert_with(|| {
                     let mut row = RollupRow {
                         period,
                         model,
+                        folded,
                         ..RollupRow::default()
                     };
-                    *match filter.by {
-                        RollupBy::Account => &mut row.account_id,
-                        RollupBy::ProviderKey => &mut row.provider_key_id,
-                        RollupBy::Endpoint => &mut row.endpoint,
-                    } = of;
+                    match filter.by {
+                        RollupBy::Account => row.account_id = of,
+                        RollupBy::ProviderKey => row.provider_key_id = of,
+                        RollupBy::Endpoint => row.endpoint = of,
+                        RollupBy::User | RollupBy::Session | RollupBy::Tag => {
+                            row.label = Some(of);
+                        }
+                    }
                     row
                 });
             row.requests += uint(r.try_get(3)?);
@@ -701,7 +794,7 @@ mod tests {
     fn one_row_statements_have_a_placeholder_per_value() {
         let sql = one_row_sql(&EVENTS_INSERT, EVENT_PARAMS, EVENTS_TAIL_SILENT);
         assert_eq!(sql.matches('?').count(), EVENT_PARAMS);
-        assert!(sql.contains("session) VALUES (?, ?,"));
+        assert!(sql.contains("session, end_user, tag) VALUES (?, ?,"));
         assert!(sql.ends_with(", ?, ?) ON CONFLICT (id) DO NOTHING"));
         assert!(
             DAILY
@@ -722,6 +815,12 @@ mod tests {
         );
         assert_eq!(sql.matches('?').count(), 11);
         assert!(sql.contains(") VALUES (?"));
+        assert_eq!(DAILY_LABELS.params(), 15);
+        assert!(
+            DAILY_LABELS.insert().contains(
+                "(day, main_account_id, account_id, kind, label, folded, model, requests,"
+            )
+        );
     }
 
     #[test]
@@ -755,6 +854,8 @@ mod tests {
             client_addr: String::new(),
             streamed: false,
             session: None,
+            end_user: None,
+            tag: None,
         };
         let day = 1_795_219_200_000;
         let events = [
@@ -766,11 +867,12 @@ mod tests {
             // Reached no provider key: counted for the account only.
             event(vec![child, main], 503, day),
         ];
-        let [accounts, keys, endpoints] = rollup_deltas(events.iter());
+        let [accounts, keys, endpoints, labels] =
+            rollup_deltas(events.iter(), &Admitted::default());
         assert_eq!(accounts.len(), 3);
         let (row, first) = accounts
             .iter()
-            .find(|(k, _)| k.of == main.to_string())
+            .find(|(k, _)| k.of == [text(main.to_string())])
             .unwrap();
         assert_eq!(row.day, "2026-11-21");
         assert_eq!((first.requests, first.errors, first.input), (2, 1, 6));
@@ -780,14 +882,25 @@ mod tests {
         assert_eq!(keys.len(), 2);
         let (row, by_key) = keys.iter().next().unwrap();
         assert_eq!(
-            (row.of.as_str(), row.main_account),
-            (key.to_string().as_str(), main)
+            (row.of.as_slice(), row.main_account),
+            ([text(key.to_string())].as_slice(), main)
         );
         assert_eq!((by_key.requests, by_key.errors, by_key.input), (3, 1, 9));
         // One endpoint, two days, the whole tree; calls that reached no key too.
         assert_eq!(endpoints.len(), 2);
         let (row, by_endpoint) = endpoints.iter().next().unwrap();
-        assert_eq!(row.of, "/v1/chat/completions");
+        assert_eq!(row.of, [text("/v1/chat/completions")]);
         assert_eq!((by_endpoint.requests, by_endpoint.errors), (4, 2));
+        // Without labels: every call under '' once per kind, per account and day.
+        assert_eq!(labels.len(), 3 * 3);
+        let none: i64 = labels
+            .iter()
+            .filter(|(k, _)| k.of[1] == text("user"))
+            .map(|(k, d)| {
+                assert_eq!(k.of[2..], [text(""), Value::Int(Some(0))]);
+                d.requests
+            })
+            .sum();
+        assert_eq!(none, 5);
     }
 }

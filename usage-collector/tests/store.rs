@@ -62,6 +62,8 @@ fn event(
         client_addr: "127.0.0.1".into(),
         streamed: false,
         session: None,
+        end_user: None,
+        tag: None,
     }
 }
 
@@ -230,6 +232,8 @@ async fn events_page_newest_first(url: &str) {
         model: None,
         status: None,
         session: None,
+        end_user: None,
+        tag: None,
         before: None,
         limit: 10,
     };
@@ -289,6 +293,8 @@ async fn old_events_are_forgotten_and_rollups_stay(url: &str) {
         model: None,
         status: None,
         session: None,
+        end_user: None,
+        tag: None,
         before: None,
         limit: 100,
     };
@@ -391,6 +397,8 @@ async fn rollups_per_provider_key_for_the_owner(url: &str) {
             model: None,
             status: Some(500),
             session: None,
+            end_user: None,
+            tag: None,
             before: None,
             limit: 10,
         })
@@ -480,6 +488,8 @@ async fn sessions_are_stored_and_filter_the_events(url: &str) {
         model: None,
         status: None,
         session: session.map(str::to_owned),
+        end_user: None,
+        tag: None,
         before: None,
         limit: 10,
     };

@@ -109,6 +109,8 @@ pub fn decode_event(e: pb::UsageEvent) -> Result<UsageEvent, EventError> {
         client_addr: text(e.client_addr, fields::CLIENT_ADDR)?,
         streamed: e.streamed,
         session: e.session.map(|s| text(s, fields::SESSION)).transpose()?,
+        end_user: e.end_user.map(|u| text(u, fields::END_USER)).transpose()?,
+        tag: e.tag.map(|t| text(t, fields::TAG)).transpose()?,
     })
 }
 
@@ -128,6 +130,8 @@ pub fn encode_rollup(r: RollupRow) -> pb::RollupRow {
         cache_write_tokens: r.cache_write_tokens,
         provider_key_id: r.provider_key_id,
         endpoint: r.endpoint,
+        label: r.label,
+        folded: r.folded,
     }
 }
 
@@ -147,6 +151,8 @@ pub fn decode_rollup(r: pb::RollupRow) -> RollupRow {
         cache_write_tokens: r.cache_write_tokens,
         provider_key_id: r.provider_key_id,
         endpoint: r.endpoint,
+        label: r.label,
+        folded: r.folded,
     }
 }
 
@@ -181,6 +187,8 @@ pub fn encode_event(e: UsageEvent) -> pb::UsageEvent {
         client_addr: e.client_addr,
         streamed: e.streamed,
         session: e.session,
+        end_user: e.end_user,
+        tag: e.tag,
     }
 }
 
@@ -203,6 +211,8 @@ mod tests {
             cached_tokens: 1,
             cache_write_tokens: 1,
             session: Some("s".into()),
+            end_user: Some("Ada L".into()),
+            tag: Some("project-x".into()),
             ..Default::default()
         }
     }
@@ -211,6 +221,19 @@ mod tests {
     fn events_round_trip() {
         let event = decode_event(event()).unwrap();
         assert_eq!(decode_event(encode_event(event.clone())).unwrap(), event);
+        assert_eq!(
+            (event.end_user.as_deref(), event.tag.as_deref()),
+            (Some("Ada L"), Some("project-x"))
+        );
+        // A label row keeps its empty label (calls without one) apart from none.
+        for label in [None, Some(String::new()), Some("other".to_owned())] {
+            let row = RollupRow {
+                label: label.clone(),
+                folded: label.is_some(),
+                ..RollupRow::default()
+            };
+            assert_eq!(decode_rollup(encode_rollup(row.clone())), row);
+        }
     }
 
     #[test]
@@ -264,6 +287,17 @@ mod tests {
             (
                 |e| e.session = Some("a\u{7}b".into()),
                 EventError::BadText(FieldError::Control { field: "session" }),
+            ),
+            (
+                |e| e.end_user = Some("u".repeat(fields::END_USER_MAX_BYTES + 1)),
+                EventError::BadText(FieldError::TooLong {
+                    field: "user",
+                    max: fields::END_USER_MAX_BYTES,
+                }),
+            ),
+            (
+                |e| e.tag = Some("two words".into()),
+                EventError::BadText(FieldError::Whitespace { field: "tag" }),
             ),
         ];
         for (mutate, want) in cases {

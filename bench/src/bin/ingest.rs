@@ -96,6 +96,8 @@ impl Population {
             client_addr: "10.0.0.1".into(),
             streamed: i.is_multiple_of(2),
             session: None,
+            end_user: None,
+            tag: None,
         })
     }
 }

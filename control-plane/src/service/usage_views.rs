@@ -6,7 +6,7 @@ use switchyard_core::error::ErrorCode;
 use switchyard_core::fields;
 use switchyard_core::ids::AccountId;
 use switchyard_core::time::{Granularity, UtcDay};
-use switchyard_core::usage::{RollupBy, RollupRow, UsageEvent, UsageLogView};
+use switchyard_core::usage::{LabelKind, RollupBy, RollupRow, UsageEvent, UsageLogView};
 use switchyard_proto::v1 as pb;
 
 use super::{ApiError, Caller, Service};
@@ -27,6 +27,10 @@ pub struct LogsQuery {
     pub status: Option<u16>,
     /// Only this client session (as its session header named it).
     pub session: Option<String>,
+    /// Only this end user (as the request's body named it).
+    pub user: Option<String>,
+    /// Only this tag (`x-switchyard-tag`).
+    pub tag: Option<String>,
     /// The `next` cursor of the previous page.
     pub before: Option<String>,
     pub limit: Option<u32>,
@@ -89,7 +93,8 @@ pub struct BillQuery {
     pub model: Option<String>,
     /// `account` (the default), `provider_key` or `endpoint`: rows per calling
     /// account, or, for the owner, per provider key or per endpoint across the whole
-    /// tree.
+    /// tree; `user`, `session` or `tag`: rows per value of that label within the
+    /// caller's subtree (or `account`'s).
     pub by: Option<Requested<RollupBy>>,
 }
 
@@ -151,10 +156,16 @@ impl Service {
         if limit == 0 || limit > 1000 {
             return Err(ApiError::invalid("limit must be 1-1000"));
         }
-        if let Some(session) = &query.session {
-            fields::SESSION
-                .check(session)
-                .map_err(|e| ApiError::invalid(e.to_string()))?;
+        for (field, value) in [
+            (fields::SESSION, &query.session),
+            (fields::END_USER, &query.user),
+            (fields::TAG, &query.tag),
+        ] {
+            if let Some(value) = value {
+                field
+                    .check(value)
+                    .map_err(|e| ApiError::invalid(e.to_string()))?;
+            }
         }
         let within = self.usage_scope(caller, query.account.as_deref()).await?;
         let main = match within {
@@ -171,6 +182,8 @@ impl Service {
                 model: query.model.unwrap_or_default(),
                 status: u32::from(query.status.unwrap_or(0)),
                 session: query.session.unwrap_or_default(),
+                end_user: query.user.unwrap_or_default(),
+                tag: query.tag.unwrap_or_default(),
                 before: query.before.unwrap_or_default(),
                 limit,
             })
@@ -214,12 +227,12 @@ impl Service {
             Some(Requested::Known(by)) => by,
             Some(Requested::Unknown(other)) => {
                 return Err(ApiError::invalid(format!(
-                    "by must be \"account\", \"provider_key\" or \"endpoint\", not {other:?}"
+                    "by must be \"account\", \"provider_key\", \"endpoint\", \"user\", \"session\" or \"tag\", not {other:?}"
                 )));
             }
         };
         let whole_tree = match by {
-            RollupBy::Account => None,
+            RollupBy::Account | RollupBy::User | RollupBy::Session | RollupBy::Tag => None,
             RollupBy::ProviderKey => Some(("usage per provider key", "of the keys")),
             RollupBy::Endpoint => Some(("usage per endpoint", "of the tree")),
         };
@@ -264,6 +277,13 @@ impl Service {
                 .into(),
                 by_provider_key: by == RollupBy::ProviderKey,
                 by_endpoint: by == RollupBy::Endpoint,
+                by_label: match by.label() {
+                    None => pb::RollupLabel::Unspecified,
+                    Some(LabelKind::User) => pb::RollupLabel::User,
+                    Some(LabelKind::Session) => pb::RollupLabel::Session,
+                    Some(LabelKind::Tag) => pb::RollupLabel::Tag,
+                }
+                .into(),
             })
             .await?
             .into_iter()

@@ -119,19 +119,28 @@ impl App {
 
     /// As [`App::new`], with loopback and private upstream addresses allowed or not.
     pub async fn with_upstreams(url: &str, allow_private_upstreams: bool) -> Self {
+        let usage = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+        Self::with_collector(url, allow_private_upstreams, UsageServiceClient::new(usage)).await
+    }
+
+    /// As [`App::with_upstreams`], asking `usage` (a collector) for bills and logs.
+    pub async fn with_collector(
+        url: &str,
+        allow_private_upstreams: bool,
+        usage: UsageServiceClient<tonic::transport::Channel>,
+    ) -> Self {
         let store = Store::open(url).await.unwrap();
         let root = apikey::generate_with_prefix("sy-root-")
             .clear
             .expose()
             .clone();
-        let usage = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
         let keyring = Keyring::parse(&Keyring::generate_spec("k1")).unwrap();
         let service = Arc::new(Service::new(
             store,
             Arc::new(keyring),
             KeyHash::of(&root),
             Publisher::new(),
-            UsageServiceClient::new(usage),
+            usage,
             OperatorOptions {
                 upstream_networks: UpstreamNetworks::new(allow_private_upstreams, Vec::new()),
                 resolver: None,

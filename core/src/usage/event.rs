@@ -5,8 +5,8 @@ use serde::Serialize;
 use super::{TokenUsage, UsageSource};
 use crate::ids::{AccountId, EventId, IssuedKeyId, ProviderKeyId};
 
-/// Usage totals of one account (or, for the owner, one provider key) and model over
-/// one period (`YYYY-MM-DD` or `YYYY-MM`).
+/// Usage totals of one account (or, for the owner, one provider key or endpoint, or
+/// one label's value) and model over one period (`YYYY-MM-DD` or `YYYY-MM`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct RollupRow {
     pub period: String,
@@ -17,6 +17,14 @@ pub struct RollupRow {
     /// The endpoint's route path, in rows per endpoint.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub endpoint: String,
+    /// The label's value, in rows per end user, session or tag: empty for calls that
+    /// carried none, [`FOLDED_LABEL`] in the row of values past the cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Whether the row gathers the values past the cap (its label is
+    /// [`FOLDED_LABEL`]); a value that is itself "other" has a row of its own.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub folded: bool,
     pub model: String,
     pub requests: u64,
     pub errors: u64,
@@ -42,6 +50,60 @@ pub enum RollupBy {
     /// The endpoint's (route path), across the owner's tree: token counting apart
     /// from generation.
     Endpoint,
+    /// The end user's the call named, within the caller's subtree.
+    User,
+    /// The client session's.
+    Session,
+    /// The tag's (`x-switchyard-tag`).
+    Tag,
+}
+
+impl RollupBy {
+    /// The label this grouping reads, if it groups by one.
+    pub fn label(self) -> Option<LabelKind> {
+        match self {
+            Self::Account | Self::ProviderKey | Self::Endpoint => None,
+            Self::User => Some(LabelKind::User),
+            Self::Session => Some(LabelKind::Session),
+            Self::Tag => Some(LabelKind::Tag),
+        }
+    }
+}
+
+/// A label a call may carry, which usage is rolled up by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LabelKind {
+    User,
+    Session,
+    Tag,
+}
+
+impl LabelKind {
+    pub const ALL: [Self; 3] = [Self::User, Self::Session, Self::Tag];
+
+    /// The name it is stored and asked by.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Session => "session",
+            Self::Tag => "tag",
+        }
+    }
+}
+
+/// The label of the rollup row that gathers a day's values past the cap.
+pub const FOLDED_LABEL: &str = "other";
+
+/// Distinct values of one label kind an account's rollups keep per day, by default.
+pub const DEFAULT_LABEL_CAP: u32 = 1000;
+
+/// How many of `fresh` values new to an account's day and label kind (none of them
+/// admitted before, in the order they arrived) are admitted when `admitted` values
+/// were before: the first ones, until the day holds `cap`. The rest fold into
+/// [`FOLDED_LABEL`] in the rollups, as does every value that comes later that day.
+pub fn label_room(cap: u32, admitted: u64, fresh: usize) -> usize {
+    let room = u64::from(cap).saturating_sub(admitted);
+    usize::try_from(room).map_or(fresh, |room| room.min(fresh))
 }
 
 impl std::str::FromStr for RollupBy {
@@ -52,6 +114,9 @@ impl std::str::FromStr for RollupBy {
             "account" => Ok(Self::Account),
             "provider_key" => Ok(Self::ProviderKey),
             "endpoint" => Ok(Self::Endpoint),
+            "user" => Ok(Self::User),
+            "session" => Ok(Self::Session),
+            "tag" => Ok(Self::Tag),
             _ => Err(()),
         }
     }
@@ -92,6 +157,11 @@ pub struct UsageEvent {
     pub streamed: bool,
     /// The client's session (`core::fields::session_from_headers`), when it named one.
     pub session: Option<String>,
+    /// The end user the call's body named (`core::request`), when it named one.
+    #[serde(rename = "user")]
+    pub end_user: Option<String>,
+    /// The call's tag (`core::fields::tag_from_header`), when it carried one.
+    pub tag: Option<String>,
 }
 
 impl UsageEvent {
@@ -101,6 +171,15 @@ impl UsageEvent {
 
     pub fn main_account(&self) -> Option<AccountId> {
         self.account_chain.last().copied()
+    }
+
+    /// The value of a label the call carried.
+    pub fn label(&self, kind: LabelKind) -> Option<&str> {
+        match kind {
+            LabelKind::User => self.end_user.as_deref(),
+            LabelKind::Session => self.session.as_deref(),
+            LabelKind::Tag => self.tag.as_deref(),
+        }
     }
 }
 
@@ -137,6 +216,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_cap_admits_the_first_values_until_full() {
+        assert_eq!(label_room(3, 0, 2), 2);
+        assert_eq!(label_room(3, 1, 5), 2);
+        assert_eq!(label_room(3, 3, 5), 0);
+        // A cap lowered below what a day already holds admits nothing more.
+        assert_eq!(label_room(3, 7, 1), 0);
+        assert_eq!(label_room(0, 0, 4), 0);
+        assert_eq!(label_room(u32::MAX, 0, usize::MAX), u32::MAX as usize);
+    }
+
+    #[test]
+    fn groupings_name_their_label() {
+        for (text, kind) in [
+            ("user", LabelKind::User),
+            ("session", LabelKind::Session),
+            ("tag", LabelKind::Tag),
+        ] {
+            let by: RollupBy = text.parse().unwrap();
+            assert_eq!(by.label(), Some(kind));
+            assert_eq!(kind.as_str(), text);
+        }
+        assert_eq!(RollupBy::Endpoint.label(), None);
+        assert!("users".parse::<RollupBy>().is_err());
+    }
+
+    #[test]
     fn the_log_view_shows_every_field_of_the_event_once() {
         let event = UsageEvent {
             id: EventId::new(),
@@ -164,6 +269,8 @@ mod tests {
             client_addr: "127.0.0.1".into(),
             streamed: true,
             session: Some("s-1".into()),
+            end_user: Some("ada".into()),
+            tag: None,
         };
         let view = serde_json::to_value(UsageLogView::from(&event)).unwrap();
         let mut keys: Vec<&str> = view
@@ -198,6 +305,8 @@ mod tests {
             "client_addr",
             "streamed",
             "session",
+            "user",
+            "tag",
         ];
         want.sort_unstable();
         assert_eq!(keys, want);
@@ -207,6 +316,8 @@ mod tests {
         assert_eq!(view["usage_source"], "estimated");
         assert_eq!(view["cached_tokens"], 2);
         assert_eq!(view["session"], "s-1");
+        assert_eq!(view["user"], "ada");
+        assert!(view["tag"].is_null());
         assert!(view["provider_key_id"].is_null() && view["ttfb_ms"].is_null());
     }
 }

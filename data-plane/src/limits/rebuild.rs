@@ -116,6 +116,7 @@ impl Rebuilder {
             granularity: pb::Granularity::Day.into(),
             by_provider_key: false,
             by_endpoint: false,
+            by_label: pb::RollupLabel::Unspecified.into(),
         };
         let unreachable =
             |e: String| LimiterError::Unavailable(format!("usage collector for the rebuild: {e}"));

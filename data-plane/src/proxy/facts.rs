@@ -32,6 +32,8 @@ pub(super) struct Prepared {
     /// What the request may cost at most: its prompt's bytes and output tokens.
     pub prompt_bytes: usize,
     pub max_output: u64,
+    /// The end user the body named (JSON bodies only).
+    pub end_user: Option<String>,
 }
 
 impl Prepared {
@@ -111,6 +113,7 @@ pub(super) async fn read(
                 body = Bytes::from(rewritten);
             }
             Ok(Prepared {
+                end_user: facts.end_user,
                 requested: facts.model,
                 served,
                 stream: facts.stream,
@@ -150,6 +153,7 @@ pub(super) async fn read(
                 // Audio is priced per request or second, not by its bytes.
                 prompt_bytes: 0,
                 max_output: 0,
+                end_user: None,
             })
         }
     }

@@ -37,6 +37,10 @@ pub struct Metered {
     pub spends: bool,
     /// The client's session, from its session header.
     pub session: Option<String>,
+    /// The end user the request's body named.
+    pub end_user: Option<String>,
+    /// The call's tag, from `x-switchyard-tag`.
+    pub tag: Option<String>,
     /// The owner's price for the served model at request time.
     pub price: Option<Price>,
     /// The configuration version whose prices apply.
@@ -195,6 +199,8 @@ impl Meter {
             client_addr: std::mem::take(&mut self.call.client_addr),
             streamed: self.call.streamed,
             session: self.call.session.take(),
+            end_user: self.call.end_user.take(),
+            tag: self.call.tag.take(),
         });
     }
 }

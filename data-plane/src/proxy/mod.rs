@@ -20,6 +20,7 @@ use axum::response::Response;
 use http::{HeaderMap, HeaderValue, header};
 use switchyard_core::endpoint::{Endpoint, Protocol};
 use switchyard_core::error::ErrorCode;
+use switchyard_core::fields;
 use switchyard_core::ids::AccountId;
 use switchyard_core::snapshot::Compiled;
 use tracing::{Instrument, field};
@@ -189,6 +190,7 @@ async fn forward(
         stream,
         body,
         strip_usage_chunk,
+        end_user,
         ..
     } = prepared;
     let meter = Meter::new(Metered {
@@ -204,9 +206,14 @@ async fn forward(
         client_addr: client.to_string(),
         streamed: stream,
         spends: endpoint.spends(),
-        session: switchyard_core::fields::session_from_headers(|name| {
-            parts.headers.get(name).map(|v| v.as_bytes())
-        }),
+        session: fields::session_from_headers(|name| parts.headers.get(name).map(|v| v.as_bytes())),
+        end_user,
+        tag: fields::tag_from_header(
+            parts
+                .headers
+                .get(fields::TAG_HEADER)
+                .map(HeaderValue::as_bytes),
+        ),
         price,
         price_version: snapshot.version(),
         admitted,

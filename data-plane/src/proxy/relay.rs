@@ -403,6 +403,8 @@ mod tests {
             streamed: true,
             spends: true,
             session: None,
+            end_user: None,
+            tag: None,
             price: None,
             price_version: 0,
             admitted: None,

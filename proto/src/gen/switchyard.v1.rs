@@ -774,6 +774,12 @@ pub struct EventQuery {
     /// Only events of this client session; empty: all.
     #[prost(string, tag = "9")]
     pub session: ::prost::alloc::string::String,
+    /// Only events of this end user; empty: all.
+    #[prost(string, tag = "10")]
+    pub end_user: ::prost::alloc::string::String,
+    /// Only events of this tag; empty: all.
+    #[prost(string, tag = "11")]
+    pub tag: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct EventPage {
@@ -860,6 +866,12 @@ pub struct UsageEvent {
     /// The client's session, from its session header; absent when it named none.
     #[prost(string, optional, tag = "23")]
     pub session: ::core::option::Option<::prost::alloc::string::String>,
+    /// The end user the request's body named; absent when it named none.
+    #[prost(string, optional, tag = "24")]
+    pub end_user: ::core::option::Option<::prost::alloc::string::String>,
+    /// The call's tag (x-switchyard-tag); absent when it carried none.
+    #[prost(string, optional, tag = "25")]
+    pub tag: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RollupQuery {
@@ -884,6 +896,10 @@ pub struct RollupQuery {
     /// (`account_ids` must be empty); not with `by_provider_key`.
     #[prost(bool, tag = "7")]
     pub by_endpoint: bool,
+    /// Rows per value of this label and model instead, within `account_ids` (or the
+    /// whole tree); not with `by_provider_key` or `by_endpoint`.
+    #[prost(enumeration = "RollupLabel", tag = "8")]
+    pub by_label: i32,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RollupRow {
@@ -918,6 +934,13 @@ pub struct RollupRow {
     /// Set in rows per endpoint: the route's path (then `account_id` is empty).
     #[prost(string, tag = "13")]
     pub endpoint: ::prost::alloc::string::String,
+    /// Set in rows per label (then `account_id` is empty): the value, empty for calls
+    /// that carried none, "other" in the row of values past the cap.
+    #[prost(string, optional, tag = "14")]
+    pub label: ::core::option::Option<::prost::alloc::string::String>,
+    /// Whether this row gathers the values past the cap.
+    #[prost(bool, tag = "15")]
+    pub folded: bool,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct RollupReply {
@@ -959,6 +982,39 @@ impl UsageSource {
             "USAGE_SOURCE_MISSING" => Some(Self::Missing),
             "USAGE_SOURCE_ESTIMATED" => Some(Self::Estimated),
             "USAGE_SOURCE_INCOMPLETE" => Some(Self::Incomplete),
+            _ => None,
+        }
+    }
+}
+/// A label usage is rolled up by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum RollupLabel {
+    Unspecified = 0,
+    User = 1,
+    Session = 2,
+    Tag = 3,
+}
+impl RollupLabel {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "ROLLUP_LABEL_UNSPECIFIED",
+            Self::User => "ROLLUP_LABEL_USER",
+            Self::Session => "ROLLUP_LABEL_SESSION",
+            Self::Tag => "ROLLUP_LABEL_TAG",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "ROLLUP_LABEL_UNSPECIFIED" => Some(Self::Unspecified),
+            "ROLLUP_LABEL_USER" => Some(Self::User),
+            "ROLLUP_LABEL_SESSION" => Some(Self::Session),
+            "ROLLUP_LABEL_TAG" => Some(Self::Tag),
             _ => None,
         }
     }
@@ -1800,6 +1856,12 @@ pub struct GetLogsRequest {
     /// Only events of this client session; empty: all.
     #[prost(string, tag = "8")]
     pub session: ::prost::alloc::string::String,
+    /// Only events of this end user; empty: all.
+    #[prost(string, tag = "9")]
+    pub user: ::prost::alloc::string::String,
+    /// Only events of this tag; empty: all.
+    #[prost(string, tag = "10")]
+    pub tag: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct LogPage {
@@ -1931,7 +1993,8 @@ pub struct GetBillRequest {
     #[prost(string, tag = "5")]
     pub model: ::prost::alloc::string::String,
     /// `account` (default), `provider_key` or `endpoint` (the owner only: per key or per
-    /// endpoint path, whole tree).
+    /// endpoint path, whole tree), or `user`, `session` or `tag` (per label value, within
+    /// the caller's subtree).
     #[prost(string, tag = "6")]
     pub by: ::prost::alloc::string::String,
 }

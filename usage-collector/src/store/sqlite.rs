@@ -7,10 +7,11 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::mpsc;
 
-use rusqlite::{Connection, Statement, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, Statement, Transaction, TransactionBehavior};
 use switchyard_core::usage::UsageEvent;
 use tokio::sync::oneshot;
 
+use super::labels::{self, Admitted, Candidates};
 use super::{
     EVENT_PARAMS, EVENTS_INSERT, EVENTS_TAIL_SILENT, ROLLUP_TABLES, RollupDelta, RollupKey,
     RollupTable, StoreError, Stored, Value, event_row, landed, number_columns, one_row_sql,
@@ -20,6 +21,7 @@ use super::{
 /// A transaction for the writing thread, and where its outcome goes.
 struct Job {
     batches: Vec<Vec<UsageEvent>>,
+    label_cap: u32,
     done: oneshot::Sender<Result<Vec<Stored>, StoreError>>,
 }
 
@@ -40,7 +42,9 @@ impl Writer {
             .name("usage-sqlite".into())
             .spawn(move || {
                 for job in queue {
-                    let _ = job.done.send(write(&mut conn, &sql, &job.batches));
+                    let _ = job
+                        .done
+                        .send(write(&mut conn, &sql, &job.batches, job.label_cap));
                 }
             })
             .map_err(|e| StoreError::Writer(e.to_string()))?;
@@ -51,11 +55,13 @@ impl Writer {
     pub(super) async fn insert(
         &self,
         batches: &[&[UsageEvent]],
+        label_cap: u32,
     ) -> Result<Vec<Stored>, StoreError> {
         let stopped = || StoreError::Writer("the SQLite writer stopped".into());
         let (done, outcome) = oneshot::channel();
         let job = Job {
             batches: batches.iter().map(|b| b.to_vec()).collect(),
+            label_cap,
             done,
         };
         self.jobs.send(job).map_err(|_| stopped())?;
@@ -68,7 +74,7 @@ impl Writer {
 struct Statements {
     event: String,
     /// One per table of `ROLLUP_TABLES`, in its order.
-    rollups: [String; 3],
+    rollups: [String; 4],
 }
 
 impl Statements {
@@ -97,6 +103,7 @@ fn write(
     conn: &mut Connection,
     sql: &Statements,
     batches: &[Vec<UsageEvent>],
+    label_cap: u32,
 ) -> Result<Vec<Stored>, StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut new_ids = HashSet::new();
@@ -110,7 +117,8 @@ fn write(
         }
     }
     let (stored, new) = landed(batches, new_ids);
-    let deltas = rollup_deltas(new.into_iter());
+    let admitted = admit_labels(&tx, &labels::candidates(&new), label_cap)?;
+    let deltas = rollup_deltas(new.into_iter(), &admitted);
     for ((table, statement), deltas) in ROLLUP_TABLES.into_iter().zip(&sql.rollups).zip(deltas) {
         let mut upsert = tx.prepare_cached(statement)?;
         for (key, d) in &deltas {
@@ -120,6 +128,50 @@ fn write(
     }
     tx.commit()?;
     Ok(stored)
+}
+
+/// Decide which label values of the batch keep rows of their own (see `labels`).
+/// The transaction holds SQLite's write lock, so no other writer decides meanwhile.
+fn admit_labels(
+    tx: &Transaction<'_>,
+    candidates: &Candidates<'_>,
+    cap: u32,
+) -> Result<Admitted, StoreError> {
+    let mut admitted = Admitted::default();
+    if candidates.is_empty() {
+        return Ok(admitted);
+    }
+    let mut count = tx.prepare_cached(
+        "SELECT admitted FROM usage_label_days WHERE account_id = ?1 AND day = ?2 AND kind = ?3",
+    )?;
+    let mut known = tx.prepare_cached(
+        "SELECT 1 FROM usage_daily_labels WHERE account_id = ?1 AND day = ?2 AND kind = ?3 \
+         AND label = ?4 AND folded = 0 LIMIT 1",
+    )?;
+    let mut save = tx.prepare_cached(
+        "INSERT INTO usage_label_days (account_id, day, kind, admitted) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (account_id, day, kind) DO UPDATE SET admitted = excluded.admitted",
+    )?;
+    for (group, values) in candidates {
+        let (account, day, kind) = (group.account.to_string(), &group.day, group.kind.as_str());
+        let before: i64 = count
+            .query_row((&account, day, kind), |row| row.get(0))
+            .optional()?
+            .unwrap_or(0);
+        let before = u64::try_from(before).unwrap_or(0);
+        let mut held = HashSet::new();
+        for value in values {
+            if known.exists((&account, day, kind, value))? {
+                held.insert(*value);
+            }
+        }
+        let after = admitted.decide(group, values, &held, cap, before);
+        if after != before {
+            save.execute((&account, day, kind, super::int(after)?))?;
+        }
+        give_way();
+    }
+    Ok(admitted)
 }
 
 /// Let the threads waiting for this core go first. A transaction of a hundred events
@@ -154,7 +206,9 @@ fn upsert_rollup(
 ) -> Result<(), StoreError> {
     let main_account = key.main_account.to_string();
     let numbers = rollup_numbers(d)?;
-    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&key.day, &main_account, &key.of, &key.model];
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&key.day, &main_account];
+    values.extend(key.of.iter().map(|v| v as &dyn rusqlite::ToSql));
+    values.push(&key.model);
     values.extend(
         numbers[..number_columns(table)]
             .iter()

@@ -88,5 +88,7 @@ pub fn event(main: AccountId, at_unix_ms: i64) -> UsageEvent {
         client_addr: "10.0.0.1".into(),
         streamed: false,
         session: None,
+        end_user: None,
+        tag: None,
     }
 }
