@@ -119,12 +119,29 @@ impl App {
 
     /// As [`App::new`], with loopback and private upstream addresses allowed or not.
     pub async fn with_upstreams(url: &str, allow_private_upstreams: bool) -> Self {
+        let usage = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+        Self::with_usage(url, allow_private_upstreams, usage).await
+    }
+
+    /// As [`App::new`], asking the usage collector at `collector` (an `http://` URL)
+    /// for bills and logs.
+    pub async fn with_collector(url: &str, collector: String) -> Self {
+        let usage = tonic::transport::Endpoint::from_shared(collector)
+            .unwrap()
+            .connect_lazy();
+        Self::with_usage(url, true, usage).await
+    }
+
+    async fn with_usage(
+        url: &str,
+        allow_private_upstreams: bool,
+        usage: tonic::transport::Channel,
+    ) -> Self {
         let store = Store::open(url).await.unwrap();
         let root = apikey::generate_with_prefix("sy-root-")
             .clear
             .expose()
             .clone();
-        let usage = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
         let keyring = Keyring::parse(&Keyring::generate_spec("k1")).unwrap();
         let service = Arc::new(Service::new(
             store,

@@ -12,7 +12,10 @@ use crate::service::ApiError;
 mod accounts;
 mod admin;
 mod keys;
+mod logs;
+mod models;
 mod overview;
+mod usage;
 
 /// Rows listed per page of any list.
 pub const PAGE_SIZE: u32 = 20;
@@ -23,6 +26,9 @@ pub const ROUTES: &[&[(&str, &[&str])]] = &[
     keys::ROUTES,
     accounts::ROUTES,
     admin::ROUTES,
+    usage::ROUTES,
+    logs::ROUTES,
+    models::ROUTES,
 ];
 
 /// Every page's routes.
@@ -32,6 +38,9 @@ pub fn routes() -> Router<Console> {
         .merge(keys::routes())
         .merge(accounts::routes())
         .merge(admin::routes())
+        .merge(usage::routes())
+        .merge(logs::routes())
+        .merge(models::routes())
 }
 
 /// A page after a form: refused (422), something created (201), or just shown.
