@@ -231,6 +231,11 @@ async fn usage_pages_show_what_the_collector_holds(url: &str) {
     );
     assert!(page.contains(r#"<svg xmlns="http://www.w3.org/2000/svg""#));
     assert!(page.contains("/usage.csv?"));
+    let today = switchyard_core::time::utc_day(now_ms());
+    assert!(
+        page.contains(&format!("value=\"{today}\"")),
+        "the range shown"
+    );
     let (status, _, page) = get(&router, "/usage?by=model&granularity=month", &owner).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(rows(&page, "usage-table"), 2);

@@ -6,15 +6,39 @@
 
 use std::fmt::Write;
 
-/// Drawing area, in SVG user units (the picture scales to its box).
-const WIDTH: f64 = 640.0;
-const HEIGHT: f64 = 220.0;
+/// Margins around the plot, in SVG user units (the picture scales to its box).
 const LEFT: f64 = 64.0;
 const RIGHT: f64 = 8.0;
 const TOP: f64 = 12.0;
 const BOTTOM: f64 = 28.0;
-/// At most this many labels under the x axis (the table has every one).
-const MAX_X_LABELS: usize = 8;
+/// Room one label under the x axis needs (the table has every one).
+const X_LABEL_WIDTH: f64 = 100.0;
+
+/// How wide a chart is drawn, so its text stays near the page's size when scaled
+/// to its box.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    /// One of a row of charts.
+    Small,
+    /// The width of the page.
+    Wide,
+}
+
+impl Size {
+    fn width(self) -> f64 {
+        match self {
+            Self::Small => 380.0,
+            Self::Wide => 960.0,
+        }
+    }
+
+    fn height(self) -> f64 {
+        match self {
+            Self::Small => 200.0,
+            Self::Wide => 260.0,
+        }
+    }
+}
 
 /// How a chart's values read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,15 +62,20 @@ impl Unit {
     fn short(self, value: u64) -> String {
         match self {
             Self::Count => compact(value),
+            Self::Nanos if value >= 1_000_000_000_000 => {
+                format!("${}", compact(value / 1_000_000_000))
+            }
+            // As many decimals as the value needs (axis values are round).
             Self::Nanos => {
-                let dollars = value as f64 / 1e9;
-                if dollars >= 1000.0 {
-                    format!("${}", compact(dollars as u64))
-                } else if dollars >= 1.0 || value == 0 {
-                    format!("${dollars:.0}")
-                } else {
-                    format!("${dollars:.2}")
+                let mut decimals = 0;
+                let mut unit = 1_000_000_000;
+                while decimals < 9 && !value.is_multiple_of(unit) {
+                    decimals += 1;
+                    unit /= 10;
                 }
+                let text = format!("{}.{:09}", value / 1_000_000_000, value % 1_000_000_000);
+                let end = text.len() - 9 + decimals - usize::from(decimals == 0);
+                format!("${}", &text[..end])
             }
         }
     }
@@ -64,6 +93,7 @@ pub struct Chart<'a> {
     pub id: &'a str,
     pub title: &'a str,
     pub unit: Unit,
+    pub size: Size,
     pub labels: &'a [String],
     pub series: Vec<Series<'a>>,
 }
@@ -110,11 +140,14 @@ impl Chart<'_> {
         let mut out = String::new();
         let _ = write!(
             out,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="{id}-title" focusable="false"><title id="{id}-title">{}</title>"#,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {} {}" role="img" aria-labelledby="{id}-title" focusable="false"><title id="{id}-title">{}</title>"#,
+            self.size.width(),
+            self.size.height(),
             escape(self.title)
         );
-        let plot_w = WIDTH - LEFT - RIGHT;
-        let plot_h = HEIGHT - TOP - BOTTOM;
+        let (width, height) = (self.size.width(), self.size.height());
+        let plot_w = width - LEFT - RIGHT;
+        let plot_h = height - TOP - BOTTOM;
         let base = TOP + plot_h;
         let top = self.top();
         // Grid lines and their values: 0, half and the top.
@@ -124,7 +157,7 @@ impl Chart<'_> {
             let _ = write!(
                 out,
                 r#"<line class="grid" x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}"/><text class="tick" x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-                WIDTH - RIGHT,
+                width - RIGHT,
                 LEFT - 6.0,
                 y + 4.0,
                 escape(&self.unit.short(value))
@@ -133,7 +166,7 @@ impl Chart<'_> {
         let _ = write!(
             out,
             r#"<line class="axis" x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{base:.1}"/><line class="axis" x1="{LEFT}" y1="{base:.1}" x2="{:.1}" y2="{base:.1}"/>"#,
-            WIDTH - RIGHT
+            width - RIGHT
         );
         let n = self.labels.len();
         if n == 0 || top == 0 {
@@ -148,7 +181,8 @@ impl Chart<'_> {
             let slot = plot_w / n as f64;
             let kinds = self.series.len().max(1);
             let bar = (slot * 0.8 / kinds as f64).max(0.5);
-            let every = n.div_ceil(MAX_X_LABELS);
+            let room = ((plot_w / X_LABEL_WIDTH) as usize).max(1);
+            let every = n.div_ceil(room);
             for (i, label) in self.labels.iter().enumerate() {
                 let x0 = LEFT + slot * i as f64 + slot * 0.1;
                 for (k, s) in self.series.iter().enumerate() {
@@ -291,6 +325,7 @@ mod tests {
             id: "c",
             title: "Requests",
             unit,
+            size: Size::Wide,
             labels,
             series,
         }
@@ -370,7 +405,7 @@ mod tests {
         let svg = c.svg();
         assert_eq!(svg.matches("<rect ").count(), 1);
         // The single bar fills the plot's height.
-        let plot_h = HEIGHT - TOP - BOTTOM;
+        let plot_h = Size::Wide.height() - TOP - BOTTOM;
         assert!(svg.contains(&format!(r#"height="{plot_h:.2}""#)), "{svg}");
         assert!(svg.contains(">2026-01-01</text>"));
     }
@@ -396,7 +431,7 @@ mod tests {
         assert!(!svg.contains("NaN") && !svg.contains("inf"));
         for h in svg.split(r#"height=""#).skip(1) {
             let h: f64 = h.split('"').next().unwrap().parse().unwrap();
-            assert!((0.0..=HEIGHT).contains(&h), "{h}");
+            assert!((0.0..=Size::Wide.height()).contains(&h), "{h}");
         }
         assert!(c.html().contains(r#"<ul class="legend">"#));
         assert!(c.table().contains(&views_dollars(i64::MAX)));
@@ -404,6 +439,11 @@ mod tests {
         assert_eq!(compact(u64::MAX), "18.4E");
         assert_eq!(grouped(1_234_567), "1,234,567");
         assert_eq!(compact(1_250), "1.2k");
+        assert_eq!(Unit::Nanos.short(0), "$0");
+        assert_eq!(Unit::Nanos.short(50_000), "$0.00005");
+        assert_eq!(Unit::Nanos.short(2_500_000_000), "$2.5");
+        assert_eq!(Unit::Nanos.short(7_000_000_000), "$7");
+        assert_eq!(Unit::Nanos.short(2_000_000_000_000), "$2k");
     }
 
     fn views_dollars(nanos: i64) -> String {
@@ -417,6 +457,7 @@ mod tests {
             id: r#"x"><b"#,
             title: "<i>t</i>",
             unit: Unit::Count,
+            size: Size::Small,
             labels: &labels,
             series: vec![Series {
                 name: "a&b",

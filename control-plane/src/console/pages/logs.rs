@@ -13,10 +13,11 @@ use switchyard_core::time::UtcDay;
 use switchyard_core::usage::UsageEvent;
 use switchyard_runtime::now_ms;
 
+use super::usage::precise_dollars;
 use super::{PAGE_SIZE, refusal};
 use crate::console::Console;
 use crate::console::session::Signed;
-use crate::console::views::{self, Nav, Refusal, dollars, when};
+use crate::console::views::{self, Nav, Refusal, when};
 use crate::service::{ApiError, LogsQuery};
 
 pub const ROUTES: &[(&str, &[&str])] = &[("/logs", &["GET"])];
@@ -134,8 +135,8 @@ impl From<&UsageEvent> for EventLine {
             input_tokens: e.tokens.input,
             output_tokens: e.tokens.output,
             latency_ms: e.latency_ms,
-            cost: dollars(e.cost_nanos),
-            billed: dollars(e.billed_nanos),
+            cost: precise_dollars(e.cost_nanos),
+            billed: precise_dollars(e.billed_nanos),
             session: e.session.clone().unwrap_or_default(),
             path: e.path.clone(),
             streamed: e.streamed,

@@ -14,9 +14,9 @@ use switchyard_core::time::{Granularity, UtcDay};
 use switchyard_core::usage::RollupRow;
 use switchyard_runtime::now_ms;
 
-use super::usage::{Totals, chart_nanos, per_period};
+use super::usage::{Totals, chart_nanos, per_period, precise_dollars};
 use crate::console::Console;
-use crate::console::chart::{Chart, Series, Unit};
+use crate::console::chart::{Chart, Series, Size, Unit};
 use crate::console::session::Signed;
 use crate::console::views::{self, Nav, dollars, when};
 use crate::service::{BillQuery, Caller, NewsQuery, Requested};
@@ -144,6 +144,7 @@ fn charts(days: &[(String, Totals)]) -> Vec<String> {
             id,
             title,
             unit,
+            size: Size::Small,
             labels: &labels,
             series: vec![Series {
                 name: title,
@@ -195,8 +196,8 @@ impl From<&Totals> for Line {
             requests: t.requests,
             errors: t.errors,
             tokens: t.tokens(),
-            billed: dollars(t.billed_nanos),
-            cost: dollars(t.cost_nanos),
+            billed: precise_dollars(t.billed_nanos),
+            cost: precise_dollars(t.cost_nanos),
         }
     }
 }
@@ -276,6 +277,6 @@ mod tests {
         let names: Vec<&str> = top.iter().map(|(m, _)| m.as_str()).collect();
         assert_eq!(names, ["b", "a", "c", "d", "e"]);
         assert_eq!(top[0].1.requests, 2);
-        assert_eq!(top[0].1.billed, "$0.0000");
+        assert_eq!(top[0].1.billed, "$0.00000001");
     }
 }

@@ -18,9 +18,9 @@ use switchyard_runtime::now_ms;
 
 use super::{PAGE_SIZE, refusal};
 use crate::console::Console;
-use crate::console::chart::{Chart, Series, Unit};
+use crate::console::chart::{Chart, Series, Size, Unit};
 use crate::console::session::Signed;
-use crate::console::views::{self, Nav, Refusal, dollars};
+use crate::console::views::{self, Nav, Refusal};
 use crate::service::{ApiError, Bill, BillQuery, Caller, Requested};
 
 pub const ROUTES: &[(&str, &[&str])] = &[("/usage", &["GET"]), ("/usage.csv", &["GET"])];
@@ -225,9 +225,21 @@ impl Line {
             errors: t.errors,
             input_tokens: t.input_tokens,
             output_tokens: t.output_tokens,
-            cost: dollars(t.cost_nanos),
-            billed: dollars(t.billed_nanos),
+            cost: precise_dollars(t.cost_nanos),
+            billed: precise_dollars(t.billed_nanos),
         }
+    }
+}
+
+/// Nano-dollars as dollars with at least four decimals and as many more as the
+/// amount has (a call can cost millionths of a dollar).
+pub fn precise_dollars(nanos: i64) -> String {
+    let exact = exact_dollars(nanos);
+    let trimmed = exact.trim_end_matches('0');
+    let keep = (exact.len() - 5).max(trimmed.len());
+    match exact.strip_prefix('-') {
+        Some(_) => format!("-${}", &exact[1..keep]),
+        None => format!("${}", &exact[..keep]),
     }
 }
 
@@ -269,18 +281,20 @@ fn refused_in_form(e: &ApiError) -> bool {
 async fn usage(
     State(c): State<Console>,
     signed: Signed,
-    Query(form): Query<UsageForm>,
+    Query(mut form): Query<UsageForm>,
 ) -> Response {
     let nav = signed.nav("usage");
     let owner = nav.admin;
     let group = form.group();
     let page_number: u32 = form.page.parse().unwrap_or(0);
     let (status, refused, shown) = match bill(&c, &signed.caller, &form).await {
-        Ok(bill) => (
-            StatusCode::OK,
-            None,
-            Some(show(&bill, &form, group, page_number)),
-        ),
+        Ok(bill) => {
+            // The range the service answered for, shown in the form.
+            form.from = bill.from.to_string();
+            form.to = bill.to.to_string();
+            let shown = show(&bill, &form, group, page_number);
+            (StatusCode::OK, None, Some(shown))
+        }
         Err(e) if refused_in_form(&e) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Some(refusal(&e, &["from", "to", "granularity", "by"])),
@@ -309,6 +323,7 @@ fn show(bill: &Bill, form: &UsageForm, group: Group, page: u32) -> Shown {
         id: "usage-chart",
         title: "Provider cost and billed amount",
         unit: Unit::Nanos,
+        size: Size::Wide,
         labels: &labels,
         series: vec![
             Series {
@@ -464,6 +479,10 @@ mod tests {
         assert_eq!(csv_cell(""), "");
         assert_eq!(exact_dollars(1_500), "0.000001500");
         assert_eq!(exact_dollars(-2_000_000_001), "-2.000000001");
+        assert_eq!(precise_dollars(32_000), "$0.000032");
+        assert_eq!(precise_dollars(1_500_000_000), "$1.5000");
+        assert_eq!(precise_dollars(0), "$0.0000");
+        assert_eq!(precise_dollars(-2_000_000_001), "-$2.000000001");
     }
 
     #[test]
