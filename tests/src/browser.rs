@@ -186,6 +186,19 @@ impl Browser {
         self.submit("form[action='/sign-in'] button", "form[action='/sign-out']")
             .await;
     }
+
+    /// The lines of the browser's log since the last read that report a
+    /// Content-Security-Policy violation (an inline style or script, a foreign asset).
+    pub async fn csp_violations(&self) -> Vec<Value> {
+        self.log()
+            .await
+            .into_iter()
+            .filter(|e| {
+                let m = e["message"].as_str().unwrap_or_default();
+                m.contains("Content Security Policy") || m.contains("Refused to")
+            })
+            .collect()
+    }
 }
 
 async fn start_driver() -> Driver {

@@ -18,7 +18,7 @@
 
 use fantoccini::Locator;
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 use switchyard_fake_upstream::FakeUpstream;
 use switchyard_tests::browser::{Browser, screenshots};
 use switchyard_tests::system::{System, chat, start_system, wait_for_key};
@@ -247,6 +247,25 @@ async fn usage_logs_and_models_in_the_console() {
     );
     b.shoot("usage-05-models").await;
 
+    // A phone: nothing scrolls sideways but the tables within themselves.
+    b.goto(&format!("{console}/usage")).await;
+    b.client.set_window_size(380, 900).await.unwrap();
+    let sideways = b
+        .client
+        .execute(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        sideways,
+        json!(0),
+        "a narrow window does not scroll sideways"
+    );
+    b.shoot("usage-06-usage-narrow").await;
+    b.client.set_window_size(1200, 900).await.unwrap();
+
     // Dark mode: the chart follows the theme.
     b.goto(&format!("{console}/usage")).await;
     b.driver_command(
@@ -264,16 +283,9 @@ async fn usage_logs_and_models_in_the_console() {
         .await
         .unwrap();
     assert_eq!(fill, json!("rgb(91, 157, 255)"), "the dark theme's colour");
-    b.shoot("usage-06-usage-dark").await;
+    b.shoot("usage-07-usage-dark").await;
 
-    let log = b.log().await;
-    let violations: Vec<&Value> = log
-        .iter()
-        .filter(|e| {
-            let m = e["message"].as_str().unwrap_or_default();
-            m.contains("Content Security Policy") || m.contains("Refused to")
-        })
-        .collect();
+    let violations = b.csp_violations().await;
     assert!(violations.is_empty(), "CSP violations: {violations:?}");
     b.close().await;
 }
