@@ -187,6 +187,17 @@ impl Browser {
             .await;
     }
 
+    /// How far the page scrolls sideways (0: it fits the window's width).
+    pub async fn sideways(&self) -> Value {
+        self.client
+            .execute(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+                Vec::new(),
+            )
+            .await
+            .unwrap()
+    }
+
     /// The lines of the browser's log since the last read that report a
     /// Content-Security-Policy violation (an inline style or script, a foreign asset).
     pub async fn csp_violations(&self) -> Vec<Value> {

@@ -250,16 +250,8 @@ async fn usage_logs_and_models_in_the_console() {
     // A phone: nothing scrolls sideways but the tables within themselves.
     b.goto(&format!("{console}/usage")).await;
     b.client.set_window_size(380, 900).await.unwrap();
-    let sideways = b
-        .client
-        .execute(
-            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
-            Vec::new(),
-        )
-        .await
-        .unwrap();
     assert_eq!(
-        sideways,
+        b.sideways().await,
         json!(0),
         "a narrow window does not scroll sideways"
     );
