@@ -186,7 +186,7 @@ async fn usage_pages_show_what_the_collector_holds(url: &str) {
         .post(
             "/x-users",
             &main_key,
-            json!({"name": "team", "policy": {"models": ["gpt-4o*"]}, "billing": {"multiplier_ppm": 1_500_000}}),
+            json!({"name": "team", "policy": {"models": ["gpt-4o*"], "credit": {"limit_nanos": 1_000_000_000u64, "period": "month"}}, "billing": {"multiplier_ppm": 1_500_000}}),
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{team}");
@@ -325,6 +325,14 @@ async fn usage_pages_show_what_the_collector_holds(url: &str) {
     assert!(page.contains("is for the owner of the keys"));
     let (_, _, page) = get(&router, "/logs", &team).await;
     assert_eq!(rows(&page, "logs-table"), 20);
+    // Its overview: what is left of its $1 a month after $0.021 of provider cost.
+    let (_, _, page) = get(&router, "/", &team).await;
+    assert!(
+        page.contains(r#"data-figure="credit-left">$0.9790<"#),
+        "{page}"
+    );
+    assert!(page.contains("Left this month"));
+    assert!(page.contains(r#"data-figure="requests-month">22<"#));
     let (status, _, page) = get(&router, "/models", &team).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(rows(&page, "models-table"), 1);
