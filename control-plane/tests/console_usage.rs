@@ -2,8 +2,9 @@
 //! real router and store (SQLite and Postgres) over a real usage collector (its
 //! store on SQLite, its gRPC face on loopback) holding the events of an owner and
 //! its sub-account. The pages show what `/x-bill`, `/dashboard/logs` and
-//! `/dashboard/models` answer; a refused query is shown next to its field (422);
-//! the CSV has every row and defuses formulas; charts carry no inline style.
+//! `/dashboard/models` answer (the prices through gRPC too); a refused query is
+//! shown next to its field (422); the CSV has every row and defuses formulas;
+//! charts carry no inline style.
 
 #![expect(
     clippy::unwrap_used,
@@ -26,6 +27,8 @@ use switchyard_control_plane::console::{self, ConsoleSettings};
 use switchyard_control_plane::rest;
 use switchyard_core::ids::{AccountId, EventId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::usage::{TokenUsage, UsageEvent, UsageSource};
+use switchyard_proto::v1 as pb;
+use switchyard_proto::v1::manage_service_server::ManageService;
 use switchyard_runtime::{ShutdownTrigger, now_ms, shutdown_pair};
 use switchyard_usage_collector::store::UsageStore;
 use tower::ServiceExt;
@@ -346,11 +349,27 @@ async fn usage_pages_show_what_the_collector_holds(url: &str) {
     assert!(page.contains("<code>*</code>") && page.contains("No price set"));
     // The same prices through REST.
     let (status, models) = app
-        .call(Method::GET, "/dashboard/models".into(), team_key, None)
+        .call(
+            Method::GET,
+            "/dashboard/models".into(),
+            team_key.clone(),
+            None,
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(
         models["prices"]["gpt-4o*"]["input_per_million_nanos"],
         3_000_000_000u64
+    );
+    // And through gRPC.
+    let models = common::grpc(&app)
+        .list_models(common::authed(&team_key, pb::ListModelsRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(models.models, ["gpt-4o*"]);
+    assert_eq!(
+        models.prices["gpt-4o*"].output_per_million_nanos,
+        12_000_000_000
     );
 }
