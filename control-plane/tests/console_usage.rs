@@ -154,6 +154,19 @@ async fn sign_in(router: &Router, key: &str) -> String {
         .to_owned()
 }
 
+/// A page the Content-Security-Policy lets through whole: no style attribute, no
+/// inline script or event handler.
+fn assert_no_inline_code(page: &str) {
+    assert!(!page.contains("style="), "no inline style: {page}");
+    assert_eq!(
+        page.matches("<script").count(),
+        1,
+        "only the console's script"
+    );
+    assert!(page.contains(r#"<script src="/assets/console.js" defer></script>"#));
+    assert!(!page.contains(" onclick=") && !page.contains(" onload="));
+}
+
 /// Rows of the table with this id.
 fn rows(page: &str, table: &str) -> usize {
     let start = page.find(&format!("<table id=\"{table}\""));
@@ -217,13 +230,14 @@ async fn usage_pages_show_what_the_collector_holds(url: &str) {
     assert!(page.contains(r#"data-figure="tokens-month">2760<"#));
     assert_eq!(page.matches(r#"role="img""#).count(), 3);
     assert!(page.contains("<title id=\"requests-chart-title\">Requests</title>"));
-    assert!(!page.contains("style="), "no inline style (CSP)");
+    assert_no_inline_code(&page);
     assert_eq!(rows(&page, "top-models"), 2);
     assert!(page.contains("gpt-4o-mini"));
     assert!(!page.contains("=HYPERLINK(\"x\")"), "escaped in HTML");
 
     // Usage: per account by default; per model and per provider key for the owner.
     let (status, _, page) = get(&router, "/usage", &owner).await;
+    assert_no_inline_code(&page);
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(rows(&page, "usage-table"), 2);
     assert!(page.contains(&team_id.to_string()));
@@ -299,6 +313,7 @@ async fn usage_pages_show_what_the_collector_holds(url: &str) {
 
     // Logs: filtered by model and status, a page at a time.
     let (status, _, page) = get(&router, "/logs?model=gpt-4o-mini", &owner).await;
+    assert_no_inline_code(&page);
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(rows(&page, "logs-table"), 20);
     assert!(!page.contains("HYPERLINK"));
@@ -337,6 +352,7 @@ async fn usage_pages_show_what_the_collector_holds(url: &str) {
     assert!(page.contains("Left this month"));
     assert!(page.contains(r#"data-figure="requests-month">22<"#));
     let (status, _, page) = get(&router, "/models", &team).await;
+    assert_no_inline_code(&page);
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(rows(&page, "models-table"), 1);
     // $2 and $8 per million at the owner's price, times 1.5.
