@@ -187,6 +187,17 @@ impl Browser {
             .await;
     }
 
+    /// The attribute `name` of the element `css`, if it has one.
+    pub async fn attr_of(&self, css: &str, name: &str) -> Option<String> {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .attr(name)
+            .await
+            .unwrap()
+    }
+
     /// How far the page scrolls sideways (0: it fits the window's width).
     pub async fn sideways(&self) -> Value {
         self.client

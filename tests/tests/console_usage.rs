@@ -116,15 +116,10 @@ async fn usage_logs_and_models_in_the_console() {
     })
     .await;
     assert_eq!(shown.len(), 2, "{shown:?}");
-    let chart_role = b
-        .client
-        .find(Locator::Css("#usage-chart svg"))
-        .await
-        .unwrap()
-        .attr("role")
-        .await
-        .unwrap();
-    assert_eq!(chart_role.as_deref(), Some("img"));
+    assert_eq!(
+        b.attr_of("#usage-chart svg", "role").await.as_deref(),
+        Some("img")
+    );
     let total = b.text_of("#usage-table tfoot").await;
     assert!(total.starts_with("Total 5 0"), "{total}");
     b.shoot("usage-01-usage-by-model").await;
@@ -182,22 +177,19 @@ async fn usage_logs_and_models_in_the_console() {
         refusal.contains("`from` must not be after `to`"),
         "{refusal}"
     );
-    let invalid = b
-        .client
-        .find(Locator::Css("#from"))
-        .await
-        .unwrap()
-        .attr("aria-invalid")
-        .await
-        .unwrap();
-    assert_eq!(invalid.as_deref(), Some("true"));
+    assert_eq!(
+        b.attr_of("#from", "aria-invalid").await.as_deref(),
+        Some("true")
+    );
     b.shoot("usage-03-usage-refused").await;
 
     // Logs, filtered by model.
     b.goto(&format!("{console}/logs")).await;
     assert_eq!(table_rows(&b, "#logs-table").await.len(), 5);
     b.fill("#model", "gpt-4o").await;
-    b.submit("form[action='/logs'] button", "#logs-table").await;
+    // The filtered page shows the filter in the field's own attribute.
+    b.submit("form[action='/logs'] button", "#model[value='gpt-4o']")
+        .await;
     let rows = table_rows(&b, "#logs-table").await;
     assert_eq!(rows.len(), 2, "{rows:?}");
     assert!(
