@@ -14,7 +14,7 @@ use switchyard_proto::v1::admin_service_server::AdminService;
 use switchyard_proto::v1::manage_service_server::ManageService;
 use switchyard_proto::v1::snapshot_service_server::SnapshotService;
 use switchyard_runtime::now_ms;
-use switchyard_wire::snapshot::encode_rules;
+use switchyard_wire::snapshot::{encode_price, encode_rules};
 use switchyard_wire::{encode_event, encode_rollup};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -547,6 +547,11 @@ impl ManageService for ApiGrpc {
             .map_err(to_status)?;
         Ok(Response::new(pb::ModelList {
             models: list.models,
+            prices: list
+                .prices
+                .iter()
+                .map(|(m, p)| (m.clone(), encode_price(p)))
+                .collect(),
         }))
     }
 

@@ -62,6 +62,29 @@ impl Billing {
             }
         }
     }
+
+    /// The price the account is billed for a model, given the owner's price for it
+    /// (`cost`): the parent's own price where it names the model, else the owner's
+    /// price times the multiplier; `None` when neither prices the model.
+    pub fn price(&self, model: &str, cost: Option<Price>) -> Option<Price> {
+        if let Some(price) = most_specific(&self.prices, model) {
+            return Some(*price);
+        }
+        let cost = cost?;
+        let Some(ppm) = self.multiplier_ppm else {
+            return Some(cost);
+        };
+        let times = |nanos: u64| {
+            u64::try_from(u128::from(nanos) * u128::from(ppm) / 1_000_000).unwrap_or(u64::MAX)
+        };
+        Some(Price {
+            input_per_million_nanos: times(cost.input_per_million_nanos),
+            cached_input_per_million_nanos: times(cost.cached_input_per_million_nanos),
+            cache_write_per_million_nanos: cost.cache_write_per_million_nanos.map(times),
+            output_per_million_nanos: times(cost.output_per_million_nanos),
+            per_request_nanos: times(cost.per_request_nanos),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -92,6 +115,44 @@ mod tests {
             prices: BTreeMap::new(),
         };
         assert_eq!(huge.billed_nanos("m", &tokens, i64::MAX), i64::MAX);
+    }
+
+    #[test]
+    fn the_price_billed_for_a_model() {
+        let cost = Price {
+            input_per_million_nanos: 1_000,
+            output_per_million_nanos: 4_000,
+            cache_write_per_million_nanos: Some(2_000),
+            ..Price::default()
+        };
+        assert_eq!(Billing::default().price("m", Some(cost)), Some(cost));
+        assert_eq!(Billing::default().price("m", None), None);
+        let own: Billing = serde_json::from_str(
+            r#"{"multiplier_ppm":1500000,"prices":{"gpt*":{"per_request_nanos":7}}}"#,
+        )
+        .unwrap();
+        let flat = own.price("gpt-4o", None).unwrap();
+        assert_eq!(
+            (flat.per_request_nanos, flat.input_per_million_nanos),
+            (7, 0)
+        );
+        let marked = own.price("claude", Some(cost)).unwrap();
+        assert_eq!(marked.input_per_million_nanos, 1_500);
+        assert_eq!(marked.output_per_million_nanos, 6_000);
+        assert_eq!(marked.cache_write_per_million_nanos, Some(3_000));
+        assert_eq!(own.price("claude", None), None);
+        let huge = Billing {
+            multiplier_ppm: Some(MAX_MULTIPLIER_PPM),
+            prices: BTreeMap::new(),
+        };
+        let top = Price {
+            output_per_million_nanos: u64::MAX,
+            ..Price::default()
+        };
+        assert_eq!(
+            huge.price("m", Some(top)).unwrap().output_per_million_nanos,
+            u64::MAX
+        );
     }
 
     #[test]

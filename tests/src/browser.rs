@@ -178,6 +178,17 @@ impl Browser {
         self.submit("form[action='/sign-in'] button", "form[action='/sign-out']")
             .await;
     }
+
+    /// How far the page scrolls sideways (0: it fits the window's width).
+    pub async fn sideways(&self) -> Value {
+        self.client
+            .execute(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+                Vec::new(),
+            )
+            .await
+            .unwrap()
+    }
 }
 
 async fn start_driver() -> Driver {

@@ -75,7 +75,7 @@ pub fn encode_billing(b: &Billing) -> pb::Billing {
     }
 }
 
-fn encode_price(p: &Price) -> pb::Price {
+pub fn encode_price(p: &Price) -> pb::Price {
     pb::Price {
         input_per_million_nanos: p.input_per_million_nanos,
         cached_input_per_million_nanos: p.cached_input_per_million_nanos,

@@ -7,11 +7,13 @@
 //!   cookie, CSRF and same-origin checks.
 //! - [`limiter`]: failed sign-ins per client address, in process and bounded.
 //! - [`pages`]: one module per page: its routes, handlers and template data;
-//!   `views`: what every page shares (the bar, refusals, money and time).
+//!   `views`: what every page shares (the bar, refusals, money and time);
+//!   `chart`: server-drawn SVG charts.
 //!
 //! Templates (`templates/`) and assets (`assets/`) are compiled into the binary;
 //! nothing is loaded from elsewhere, which the Content-Security-Policy enforces.
 
+mod chart;
 pub mod limiter;
 mod pages;
 pub mod session;

@@ -1,8 +1,11 @@
 //! The dashboard's views of the system: the models a caller may call, and the
 //! snapshot every data plane applied.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use switchyard_core::model::ModelPattern;
+use switchyard_core::rules::Price;
 use switchyard_core::snapshot::Status;
 
 use super::{ApiError, Caller, Service};
@@ -11,6 +14,10 @@ use super::{ApiError, Caller, Service};
 pub struct ModelList {
     /// Exact names and `prefix*` patterns.
     pub models: Vec<String>,
+    /// What the caller is billed for each listed model a price names: its parent's
+    /// own price, or the owner's price times the parent's multiplier
+    /// (`switchyard_core::billing::Billing::price`).
+    pub prices: BTreeMap<String, Price>,
 }
 
 #[derive(Debug, Serialize)]
@@ -50,13 +57,18 @@ impl Service {
             .filter(|k| k.key.status == Status::Active)
             .flat_map(|k| k.key.models)
             .collect();
-        Ok(ModelList {
-            models: effective
-                .callable_models(&served)
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
-        })
+        let models: Vec<String> = effective
+            .callable_models(&served)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let (rules, _) = self.store.rules(main).await?;
+        let billing = &placed.record.account.billing;
+        let prices = models
+            .iter()
+            .filter_map(|m| Some((m.clone(), billing.price(m, rules.price_for(m))?)))
+            .collect();
+        Ok(ModelList { models, prices })
     }
 
     /// `GET /dashboard/status`: the snapshot version and every connected data plane.

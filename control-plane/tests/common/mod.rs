@@ -123,6 +123,15 @@ impl App {
         Self::with_collector(url, allow_private_upstreams, UsageServiceClient::new(usage)).await
     }
 
+    /// As [`App::new`], asking the usage collector at `collector` (an `http://` URL)
+    /// for bills and logs.
+    pub async fn with_collector_at(url: &str, collector: String) -> Self {
+        let usage = tonic::transport::Endpoint::from_shared(collector)
+            .unwrap()
+            .connect_lazy();
+        Self::with_collector(url, true, UsageServiceClient::new(usage)).await
+    }
+
     /// As [`App::with_upstreams`], asking `usage` (a collector) for bills and logs.
     pub async fn with_collector(
         url: &str,

@@ -1806,10 +1806,14 @@ pub struct RotateKeyRequest {
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ListModelsRequest {}
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct ModelList {
     #[prost(string, repeated, tag = "1")]
     pub models: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// What the caller is billed for each listed model a price names: its parent's own
+    /// price, else the owner's price times the parent's multiplier.
+    #[prost(map = "string, message", tag = "2")]
+    pub prices: ::std::collections::HashMap<::prost::alloc::string::String, Price>,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GetStatusRequest {}

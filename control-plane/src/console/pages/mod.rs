@@ -15,10 +15,13 @@ mod accounts;
 mod audit;
 mod data_planes;
 mod keys;
+mod logs;
+mod models;
 mod operator;
 mod overview;
 mod provider_keys;
 mod rules;
+mod usage;
 
 /// Rows listed per page of any list.
 pub const PAGE_SIZE: u32 = 20;
@@ -33,6 +36,9 @@ pub const ROUTES: &[&[(&str, &[&str])]] = &[
     data_planes::ROUTES,
     provider_keys::ROUTES,
     operator::ROUTES,
+    usage::ROUTES,
+    logs::ROUTES,
+    models::ROUTES,
 ];
 
 /// Every page's routes.
@@ -46,6 +52,9 @@ pub fn routes() -> Router<Console> {
         .merge(data_planes::routes())
         .merge(provider_keys::routes())
         .merge(operator::routes())
+        .merge(usage::routes())
+        .merge(logs::routes())
+        .merge(models::routes())
 }
 
 /// A page after a form: refused (422), something created (201), or just shown.
