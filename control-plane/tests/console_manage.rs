@@ -300,7 +300,7 @@ async fn the_tree_is_searched_and_each_account_opened(url: &str) {
     assert_eq!(bound_of(&page, "models"), "gpt-4o*");
     assert_eq!(bound_of(&page, "key_rpm"), "no limit");
     assert!(page.contains(&format!(
-        "parent: <a href=\"/accounts/{}\">team</a>",
+        "parent: <a class=\"parent\" href=\"/accounts/{}\">team</a>",
         t.team_id
     )));
     assert!(page.contains("Only its direct parent, team, allocates its credit"));
