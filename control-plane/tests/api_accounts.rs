@@ -19,6 +19,7 @@ switchyard_tests::every_backend!(
     policies_never_exceed_the_parent,
     account_tree_listing_and_deletion,
     the_tree_is_searched_by_name,
+    the_credit_ledger_is_paged,
     bad_account_input_gets_clear_errors_and_changes_nothing,
 );
 
@@ -416,6 +417,50 @@ async fn the_tree_is_searched_by_name(url: &str) {
             err["error"]["message"].as_str().unwrap().contains("name"),
             "{err}"
         );
+    }
+}
+
+/// `GET /x-users/{id}/credits?offset=&limit=`: the ledger a page at a time, newest
+/// first; bad paging is a 400.
+async fn the_credit_ledger_is_paged(url: &str) {
+    let app = App::new(url).await;
+    let (_, main_key) = app.owner("acme").await;
+    let (_, team) = app
+        .post("/x-users", &main_key, json!({"name": "team"}))
+        .await;
+    let team_id = team["account"]["id"].as_str().unwrap().to_owned();
+    let credits = format!("/x-users/{team_id}/credits");
+    for n in 1..=3 {
+        let (status, _) = app
+            .post(
+                &credits,
+                &main_key,
+                json!({"amount_nanos": n, "note": format!("n{n}")}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let get = |path: String| app.call(Method::GET, path, main_key.clone(), None);
+    let notes = |v: &Value| -> Vec<String> {
+        v["ledger"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["note"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, all) = get(credits.clone()).await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(notes(&all), ["n3", "n2", "n1"]);
+    assert_eq!(all["allocated_nanos"], 6);
+    let (_, first) = get(format!("{credits}?limit=2")).await;
+    assert_eq!(notes(&first), ["n3", "n2"]);
+    let (_, rest) = get(format!("{credits}?offset=2&limit=2")).await;
+    assert_eq!(notes(&rest), ["n1"]);
+    assert_eq!(rest["allocated_nanos"], 6, "the balance on every page");
+    for bad in ["limit=0", "limit=1001", "offset=-1", "page=1"] {
+        let (status, err) = get(format!("{credits}?{bad}")).await;
+        assert_eq!(status, 400, "{bad}: {err}");
     }
 }
 

@@ -588,6 +588,26 @@ async fn credit_keys_and_deletion(url: &str) {
         "only the top-up"
     );
     assert_eq!(credit["ledger"].as_array().unwrap().len(), 1);
+    // The ledger is paged, newest first.
+    for n in 1..=20 {
+        let (status, _) = app
+            .post(
+                &credits,
+                &t.acme_key,
+                json!({"amount_nanos": n * 1000, "note": format!("n{n}")}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (_, _, newest) = owner.get(&team_page).await;
+    assert!(newest.contains("<td>n20</td>") && !newest.contains("<td>welcome</td>"));
+    assert!(
+        newest.contains("?ledger=1#ledger-h\" rel=\"next\""),
+        "{newest}"
+    );
+    let (_, _, older) = owner.get(&format!("{team_page}?ledger=1")).await;
+    assert!(older.contains("<td>welcome</td>") && !older.contains("<td>n20</td>"));
+    assert!(older.contains("?ledger=0#ledger-h\" rel=\"prev\""));
     // Only the direct parent allocates: the owner on its grandchild is not allowed.
     let (status, _, _) = owner
         .post(&format!("{dev_page}/credit"), &[("amount", "1")])

@@ -22,7 +22,9 @@ use crate::console::pages::{form_status, pretty, refusal};
 use crate::console::session::{Posted, Signed, account_id};
 use crate::console::views::{self, Nav, Refusal, dollars, when};
 use crate::rest::decode_object;
-use crate::service::{AllocateCredit, ApiError, Caller, NewKey, TreeQuery, UpdateAccount};
+use crate::service::{
+    AllocateCredit, ApiError, Caller, LedgerQuery, NewKey, TreeQuery, UpdateAccount,
+};
 
 /// What a form left for the account page to show: its refusals (each beside its
 /// field), what was typed, a key just issued, or what was saved.
@@ -38,6 +40,8 @@ pub struct Shown {
     expires: String,
     key: Option<String>,
     saved: Option<&'static str>,
+    /// Which page of the credit ledger.
+    ledger_page: u32,
 }
 
 impl Shown {
@@ -110,7 +114,10 @@ pub struct Credit {
     pub allocated: String,
     pub delegated: String,
     pub available: Option<String>,
+    /// One page of the ledger, newest first.
     pub ledger: Vec<LedgerLine>,
+    pub previous: Option<u32>,
+    pub next: Option<u32>,
 }
 
 #[derive(Template)]
@@ -188,17 +195,25 @@ async fn page(c: &Console, signed: &Signed, id: AccountId, shown: Shown) -> Resp
             Err(e) => return views::failure_in(Some(nav), &e),
         },
     };
+    let ledger_page = shown.ledger_page;
+    let ledger = LedgerQuery {
+        offset: Some(ledger_page.saturating_mul(PAGE_SIZE)),
+        limit: Some(PAGE_SIZE + 1),
+    };
     let credit = c
         .service
-        .credit(&signed.caller, id)
+        .credit_page(&signed.caller, id, ledger)
         .await
         .map(|v| Credit {
             allocated: dollars(v.allocated_nanos),
             delegated: dollars(v.delegated_nanos),
             available: v.available_to_delegate_nanos.map(dollars),
+            previous: ledger_page.checked_sub(1),
+            next: (v.ledger.len() > PAGE_SIZE as usize).then_some(ledger_page + 1),
             ledger: v
                 .ledger
                 .iter()
+                .take(PAGE_SIZE as usize)
                 .map(|e| LedgerLine {
                     at: when(e.at_unix_ms),
                     actor: actor_name(&e.actor, me, parent.as_ref()),
@@ -309,6 +324,7 @@ pub async fn show(
     };
     let shown = Shown {
         saved: q.get("saved").and_then(|s| saved_notice(s)),
+        ledger_page: q.get("ledger").and_then(|p| p.parse().ok()).unwrap_or(0),
         ..Shown::default()
     };
     page(&c, &signed, id, shown).await
