@@ -245,18 +245,6 @@ async fn account_tree_listing_and_deletion(url: &str) {
         .await;
     let get = |path: String, key: String| app.call(Method::GET, path, key, None);
     let delete = |path: String, key: String| app.call(Method::DELETE, path, key, None);
-    let names = |v: &Value| -> Vec<(String, u64)> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|e| {
-                (
-                    e["name"].as_str().unwrap().to_owned(),
-                    e["depth"].as_u64().unwrap(),
-                )
-            })
-            .collect()
-    };
 
     let (status, dna) = get("/x-dna".into(), main_key.clone()).await;
     assert_eq!(status, 200, "{dna}");
@@ -357,18 +345,6 @@ async fn the_tree_is_searched_by_name(url: &str) {
         let (status, _) = app.post("/x-users", &team_key, json!({"name": name})).await;
         assert_eq!(status, StatusCode::CREATED);
     }
-    let names = |v: &Value| -> Vec<(String, u64)> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|e| {
-                (
-                    e["name"].as_str().unwrap().to_owned(),
-                    e["depth"].as_u64().unwrap(),
-                )
-            })
-            .collect()
-    };
     let get = |path: &str, key: &str| app.call(Method::GET, path.to_owned(), key.to_owned(), None);
 
     let (status, found) = get("/x-dna?name=TEAM", &main_key).await;
@@ -462,6 +438,20 @@ async fn the_credit_ledger_is_paged(url: &str) {
         let (status, err) = get(format!("{credits}?{bad}")).await;
         assert_eq!(status, 400, "{bad}: {err}");
     }
+}
+
+/// The names and depths of a tree listing, in order.
+fn names(v: &Value) -> Vec<(String, u64)> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_owned(),
+                e["depth"].as_u64().unwrap(),
+            )
+        })
+        .collect()
 }
 
 /// Malformed, unknown, oversized or unauthenticated account writes get a clear

@@ -227,3 +227,45 @@ pub fn screenshots() -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// What every console suite checks of a page and of the browser's log.
+impl Browser {
+    /// How far the page scrolls sideways (0: it fits the window).
+    pub async fn sideways_scroll(&self) -> Value {
+        self.client
+            .execute(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+                Vec::new(),
+            )
+            .await
+            .unwrap()
+    }
+
+    /// The entries of the browser's log since the last read that report a
+    /// Content-Security-Policy violation.
+    pub async fn csp_violations(&self) -> Vec<Value> {
+        self.log()
+            .await
+            .into_iter()
+            .filter(|e| {
+                let m = e["message"].as_str().unwrap_or_default();
+                m.contains("Content Security Policy") || m.contains("Refused to")
+            })
+            .collect()
+    }
+
+    /// Clicks `css`, which asks first (the page's `data-confirm`): the question
+    /// asked, accepted.
+    pub async fn click_confirmed(&self, css: &str) -> String {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let question = self.client.get_alert_text().await.unwrap();
+        self.client.accept_alert().await.unwrap();
+        question
+    }
+}

@@ -12,12 +12,25 @@
 
 use fantoccini::Locator;
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 use switchyard_core::apikey;
 use switchyard_fake_upstream::FakeUpstream;
 use switchyard_tests::browser::Browser;
-use switchyard_tests::system::{chat, start_system, wait_for_key};
+use switchyard_tests::system::{System, chat, start_system, wait_for_key};
 use switchyard_tests::wait::{self, PATIENCE};
+
+/// The status of a chat call with `key` through the data plane (`None`: no answer).
+async fn chat_status(sys: &System, key: &str) -> Option<StatusCode> {
+    let r = sys
+        .http
+        .post(sys.proxy("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&chat("hello", false))
+        .send()
+        .await
+        .ok()?;
+    Some(r.status())
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_manages_its_tree_in_the_console() {
@@ -126,15 +139,8 @@ async fn an_owner_manages_its_tree_in_the_console() {
     assert_eq!(b.value_of("#rpm").await, "20");
     b.shoot("manage-05-policy-saved").await;
     client.set_window_size(380, 900).await.unwrap();
-    let sideways = client
-        .execute(
-            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
-            Vec::new(),
-        )
-        .await
-        .unwrap();
     assert_eq!(
-        sideways,
+        b.sideways_scroll().await,
         json!(0),
         "a narrow window does not scroll sideways"
     );
@@ -183,27 +189,11 @@ async fn an_owner_manages_its_tree_in_the_console() {
         "a key is shown once"
     );
     wait_for_key(&sys, &dev_key).await;
-    let answer = sys
-        .http
-        .post(sys.proxy("/v1/chat/completions"))
-        .bearer_auth(&dev_key)
-        .json(&chat("hello", false))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(chat_status(&sys, &dev_key).await, Some(StatusCode::OK));
 
     // Disable (the page asks first): the data plane refuses the key soon after.
-    client
-        .find(Locator::Css("#disable"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let question = client.get_alert_text().await.unwrap();
+    let question = b.click_confirmed("#disable").await;
     assert!(question.starts_with("Disable dev?"), "{question}");
-    client.accept_alert().await.unwrap();
     wait::until(PATIENCE, "the account to show as disabled", async || {
         let shown = client
             .find(Locator::Css("[data-status-of='account']"))
@@ -214,15 +204,9 @@ async fn an_owner_manages_its_tree_in_the_console() {
     .await;
     b.shoot("manage-08-disabled").await;
     let refused = wait::until(PATIENCE, "the data plane to refuse the key", async || {
-        let r = sys
-            .http
-            .post(sys.proxy("/v1/chat/completions"))
-            .bearer_auth(&dev_key)
-            .json(&chat("hello", false))
-            .send()
+        chat_status(&sys, &dev_key)
             .await
-            .ok()?;
-        (r.status() != StatusCode::OK).then_some(r.status())
+            .filter(|s| *s != StatusCode::OK)
     })
     .await;
     assert!(
@@ -233,16 +217,10 @@ async fn an_owner_manages_its_tree_in_the_console() {
     // The owner rotates its own key with an hour's overlap: the new key once.
     b.goto(&format!("{console}/keys")).await;
     b.fill("#overlap", "60").await;
-    client
-        .find(Locator::Css("form[action='/keys/rotate'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let question = client.get_alert_text().await.unwrap();
+    let question = b
+        .click_confirmed("form[action='/keys/rotate'] button")
+        .await;
     assert!(question.starts_with("Rotate the key"), "{question}");
-    client.accept_alert().await.unwrap();
     let rotated = wait::until(PATIENCE, "the rotated key to show", async || {
         let field = client.find(Locator::Css("#new-key")).await.ok()?;
         field.prop("value").await.ok()?
@@ -262,14 +240,7 @@ async fn an_owner_manages_its_tree_in_the_console() {
         assert_eq!(status, 200, "the new key, and the old within its overlap");
     }
 
-    let log = b.log().await;
-    let violations: Vec<&Value> = log
-        .iter()
-        .filter(|e| {
-            let m = e["message"].as_str().unwrap_or_default();
-            m.contains("Content Security Policy") || m.contains("Refused to")
-        })
-        .collect();
+    let violations = b.csp_violations().await;
     assert!(violations.is_empty(), "CSP violations: {violations:?}");
     b.close().await;
 }

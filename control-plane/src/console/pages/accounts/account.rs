@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::{Value, json};
 use switchyard_core::error::ErrorCode;
@@ -19,7 +19,7 @@ use super::{AccountLine, PAGE_SIZE};
 use crate::console::Console;
 use crate::console::pages::keys::expiry;
 use crate::console::pages::{form_status, pretty, refusal};
-use crate::console::session::{Posted, Signed, account_id};
+use crate::console::session::{Fields, Posted, Signed, account_id};
 use crate::console::views::{self, Nav, Refusal, dollars, when};
 use crate::rest::decode_object;
 use crate::service::{
@@ -355,22 +355,34 @@ async fn update(c: &Console, signed: &Signed, id: AccountId, body: Value) -> Res
     Ok(())
 }
 
-/// The posted form's account, or the not-found page.
-fn target(signed: &Signed, id: &str) -> Result<AccountId, Box<Response>> {
-    account_id(id).map_err(|e| Box::new(views::failure_in(Some(signed.nav("accounts")), &e)))
+/// A form posted to an account's page: the session and fields (as [`Posted`]) and
+/// the account its path names; any other path is the not-found page.
+pub struct AccountForm {
+    pub(super) signed: Signed,
+    pub(super) form: Fields,
+    pub(super) id: AccountId,
+}
+
+impl FromRequest<Console> for AccountForm {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, console: &Console) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let Path(id) = Path::<String>::from_request_parts(&mut parts, console)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Posted { signed, form } =
+            Posted::from_request(Request::from_parts(parts, body), console).await?;
+        match account_id(&id) {
+            Ok(id) => Ok(Self { signed, form, id }),
+            Err(e) => Err(views::failure_in(Some(signed.nav("accounts")), &e)),
+        }
+    }
 }
 
 /// `POST /accounts/{id}/policy`: the account's own policy, within its parent's.
-pub async fn set_policy(
-    State(c): State<Console>,
-    Path(id): Path<String>,
-    posted: Posted,
-) -> Response {
-    let Posted { signed, form } = posted;
-    let id = match target(&signed, &id) {
-        Ok(id) => id,
-        Err(r) => return *r,
-    };
+pub async fn set_policy(State(c): State<Console>, posted: AccountForm) -> Response {
+    let AccountForm { signed, form, id } = posted;
     let text = PolicyText::posted(&form);
     let read = text.to_json().map_err(|r| vec![r]).and_then(read_policy);
     let outcome = match read {
@@ -439,12 +451,8 @@ fn read_policy(policy: Value) -> Result<UpdateAccount, Vec<Refusal>> {
 }
 
 /// `POST /accounts/{id}/name`.
-pub async fn rename(State(c): State<Console>, Path(id): Path<String>, posted: Posted) -> Response {
-    let Posted { signed, form } = posted;
-    let id = match target(&signed, &id) {
-        Ok(id) => id,
-        Err(r) => return *r,
-    };
+pub async fn rename(State(c): State<Console>, posted: AccountForm) -> Response {
+    let AccountForm { signed, form, id } = posted;
     let name = form.get("name").to_owned();
     let outcome = update(&c, &signed, id, json!({ "name": name })).await;
     after(&c, &signed, id, outcome.map(|()| "name"), |e| Shown {
@@ -458,16 +466,8 @@ pub async fn rename(State(c): State<Console>, Path(id): Path<String>, posted: Po
 }
 
 /// `POST /accounts/{id}/status`: `active` or `disabled`.
-pub async fn set_status(
-    State(c): State<Console>,
-    Path(id): Path<String>,
-    posted: Posted,
-) -> Response {
-    let Posted { signed, form } = posted;
-    let id = match target(&signed, &id) {
-        Ok(id) => id,
-        Err(r) => return *r,
-    };
+pub async fn set_status(State(c): State<Console>, posted: AccountForm) -> Response {
+    let AccountForm { signed, form, id } = posted;
     let status = form.get("status").to_owned();
     let outcome = update(&c, &signed, id, json!({ "status": status })).await;
     let saved = if status == "active" {
@@ -485,16 +485,8 @@ pub async fn set_status(
 }
 
 /// `POST /accounts/{id}/billing`: what the caller, its direct parent, bills it.
-pub async fn set_billing(
-    State(c): State<Console>,
-    Path(id): Path<String>,
-    posted: Posted,
-) -> Response {
-    let Posted { signed, form } = posted;
-    let id = match target(&signed, &id) {
-        Ok(id) => id,
-        Err(r) => return *r,
-    };
+pub async fn set_billing(State(c): State<Console>, posted: AccountForm) -> Response {
+    let AccountForm { signed, form, id } = posted;
     let typed = (
         form.get("multiplier").trim().to_owned(),
         form.get("prices").to_owned(),
@@ -533,16 +525,8 @@ pub async fn set_billing(
 
 /// `POST /accounts/{id}/credit`: a top-up or a withdrawal, in dollars, by the
 /// account's direct parent.
-pub async fn allocate(
-    State(c): State<Console>,
-    Path(id): Path<String>,
-    posted: Posted,
-) -> Response {
-    let Posted { signed, form } = posted;
-    let id = match target(&signed, &id) {
-        Ok(id) => id,
-        Err(r) => return *r,
-    };
+pub async fn allocate(State(c): State<Console>, posted: AccountForm) -> Response {
+    let AccountForm { signed, form, id } = posted;
     let amount = form.get("amount").trim().to_owned();
     let direction = form.get("direction").to_owned();
     let note = form.get("note").to_owned();
@@ -584,16 +568,8 @@ pub async fn allocate(
 }
 
 /// `POST /accounts/{id}/keys`: a key for the account, shown this once.
-pub async fn issue_key(
-    State(c): State<Console>,
-    Path(id): Path<String>,
-    posted: Posted,
-) -> Response {
-    let Posted { signed, form } = posted;
-    let id = match target(&signed, &id) {
-        Ok(id) => id,
-        Err(r) => return *r,
-    };
+pub async fn issue_key(State(c): State<Console>, posted: AccountForm) -> Response {
+    let AccountForm { signed, form, id } = posted;
     let expires = form.get("expires").trim().to_owned();
     let expires_at_unix_ms = match expiry(&expires) {
         Ok(at) => at,

@@ -8,9 +8,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use switchyard_core::error::ErrorCode;
 use switchyard_core::ids::AccountId;
 
+use super::account::AccountForm;
 use crate::console::Console;
 use crate::console::pages::form_status;
-use crate::console::session::{Posted, Signed, account_id};
+use crate::console::session::{Signed, account_id};
 use crate::console::views::{self, Nav, Refusal};
 use crate::rest::MAX_TREE_DEPTH;
 use crate::service::TreeQuery;
@@ -84,12 +85,8 @@ pub async fn confirm(State(c): State<Console>, Path(id): Path<String>, signed: S
 
 /// `POST /accounts/{id}/delete`: deletes it (and, with `cascade`, its sub-accounts)
 /// once its name is typed again.
-pub async fn delete(State(c): State<Console>, Path(id): Path<String>, posted: Posted) -> Response {
-    let Posted { signed, form } = posted;
-    let id = match account_id(&id) {
-        Ok(id) => id,
-        Err(e) => return views::failure_in(Some(signed.nav("accounts")), &e),
-    };
+pub async fn delete(State(c): State<Console>, posted: AccountForm) -> Response {
+    let AccountForm { signed, form, id } = posted;
     let typed = form.get("confirm").trim().to_owned();
     let name = match c.service.info(&signed.caller, Some(id)).await {
         Ok(info) => info.account.name,
