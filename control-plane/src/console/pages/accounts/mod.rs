@@ -1,8 +1,10 @@
 //! Sub-accounts: the caller's tree to any depth, paged and searched by name;
-//! create. One account's page and its forms: [`account`]; deletion: [`delete`].
+//! create. One account's page: [`account`]; its forms: [`edits`]; deletion:
+//! [`delete`].
 
 mod account;
 mod delete;
+mod edits;
 mod form;
 
 use std::collections::HashMap;
@@ -38,12 +40,12 @@ pub fn routes() -> Router<Console> {
     Router::new()
         .route("/accounts", get(accounts).post(create_account))
         .route("/accounts/{id}", get(account::show))
-        .route("/accounts/{id}/policy", post(account::set_policy))
-        .route("/accounts/{id}/name", post(account::rename))
-        .route("/accounts/{id}/status", post(account::set_status))
-        .route("/accounts/{id}/billing", post(account::set_billing))
-        .route("/accounts/{id}/credit", post(account::allocate))
-        .route("/accounts/{id}/keys", post(account::issue_key))
+        .route("/accounts/{id}/policy", post(edits::set_policy))
+        .route("/accounts/{id}/name", post(edits::rename))
+        .route("/accounts/{id}/status", post(edits::set_status))
+        .route("/accounts/{id}/billing", post(edits::set_billing))
+        .route("/accounts/{id}/credit", post(edits::allocate))
+        .route("/accounts/{id}/keys", post(edits::issue_key))
         .route(
             "/accounts/{id}/delete",
             get(delete::confirm).post(delete::delete),
