@@ -169,7 +169,7 @@ async fn an_owner_manages_its_tree_in_the_console() {
     assert_eq!(b.text_of("[data-figure='allocated']").await, "$12.5000");
     client
         .execute(
-            "document.querySelector('table.ledger').scrollIntoView()",
+            "document.getElementById('credit-h').scrollIntoView()",
             Vec::new(),
         )
         .await
