@@ -26,3 +26,10 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
 });
+
+// Sub-accounts and keys (Manage): after a refused form, its first refused field
+// takes the focus, so the refusal beside it is in view and read out.
+document.addEventListener("DOMContentLoaded", () => {
+  const refused = document.querySelector("[aria-invalid='true']");
+  if (refused) refused.focus();
+});

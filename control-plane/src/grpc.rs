@@ -409,6 +409,7 @@ impl ManageService for ApiGrpc {
             id: non_empty(r.id),
             offset: Some(r.offset),
             limit: (r.limit != 0).then_some(r.limit),
+            name: None,
         };
         let depth = if r.descendants { MAX_TREE_DEPTH } else { 1 };
         let entries = self

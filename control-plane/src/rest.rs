@@ -22,8 +22,8 @@ use switchyard_runtime::now_ms;
 use crate::publisher::Publisher;
 use crate::service::{
     AddProviderKey, AllocateCredit, ApiError, AuditQuery, BillQuery, Caller, CreateAccount,
-    LogPageView, LogsQuery, NewKey, NewsQuery, PostNews, Rotate, Service, TreeQuery, UpdateAccount,
-    UpdateProviderKey,
+    LedgerQuery, LogPageView, LogsQuery, NewKey, NewsQuery, PostNews, Rotate, Service, TreeQuery,
+    UpdateAccount, UpdateProviderKey,
 };
 
 /// Admin and Manage bodies are small; anything larger is refused before parsing.
@@ -569,8 +569,13 @@ async fn logs(State(s): Svc, Authed(c): Authed, Params(q): Params<LogsQuery>) ->
     ok(LogPageView::from(s.logs(&c, q, now_ms()).await?))
 }
 
-async fn credit(State(s): Svc, Authed(c): Authed, Id(id): Id<AccountId>) -> Answer {
-    ok(s.credit(&c, id).await?)
+async fn credit(
+    State(s): Svc,
+    Authed(c): Authed,
+    Id(id): Id<AccountId>,
+    Params(q): Params<LedgerQuery>,
+) -> Answer {
+    ok(s.credit_page(&c, id, q).await?)
 }
 
 async fn allocate_credit(

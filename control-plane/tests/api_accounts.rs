@@ -18,6 +18,8 @@ use switchyard_core::apikey;
 switchyard_tests::every_backend!(
     policies_never_exceed_the_parent,
     account_tree_listing_and_deletion,
+    the_tree_is_searched_by_name,
+    the_credit_ledger_is_paged,
     bad_account_input_gets_clear_errors_and_changes_nothing,
 );
 
@@ -243,18 +245,6 @@ async fn account_tree_listing_and_deletion(url: &str) {
         .await;
     let get = |path: String, key: String| app.call(Method::GET, path, key, None);
     let delete = |path: String, key: String| app.call(Method::DELETE, path, key, None);
-    let names = |v: &Value| -> Vec<(String, u64)> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|e| {
-                (
-                    e["name"].as_str().unwrap().to_owned(),
-                    e["depth"].as_u64().unwrap(),
-                )
-            })
-            .collect()
-    };
 
     let (status, dna) = get("/x-dna".into(), main_key.clone()).await;
     assert_eq!(status, 200, "{dna}");
@@ -336,6 +326,132 @@ async fn account_tree_listing_and_deletion(url: &str) {
     let (_, log) = get("/x-audit?limit=1".into(), main_key.clone()).await;
     assert_eq!(log[0]["action"], "account.delete");
     assert_eq!(log[0]["before"]["name"], "team");
+}
+
+/// `name` on `/x-users` and `/x-dna` keeps the accounts whose name contains it,
+/// ignoring ASCII case, with `%` and `_` taken literally, within the caller's tree
+/// only; a bad filter is a 400.
+async fn the_tree_is_searched_by_name(url: &str) {
+    let app = App::new(url).await;
+    let (_, main_key) = app.owner("acme").await;
+    let (_, other_key) = app.owner("globex").await;
+    app.post("/x-users", &other_key, json!({"name": "Team Globex"}))
+        .await;
+    let (_, team) = app
+        .post("/x-users", &main_key, json!({"name": "Team Red"}))
+        .await;
+    let team_key = team["api_key"].as_str().unwrap().to_owned();
+    for name in ["red team dev", "blue", "50% off_x"] {
+        let (status, _) = app.post("/x-users", &team_key, json!({"name": name})).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let get = |path: &str, key: &str| app.call(Method::GET, path.to_owned(), key.to_owned(), None);
+
+    let (status, found) = get("/x-dna?name=TEAM", &main_key).await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(
+        names(&found),
+        vec![("Team Red".into(), 1), ("red team dev".into(), 2)],
+        "the caller's tree only, to any depth"
+    );
+    let (_, children) = get("/x-users?name=team", &main_key).await;
+    assert_eq!(names(&children), vec![("Team Red".into(), 1)]);
+    let (_, paged) = get("/x-dna?name=team&offset=1&limit=1", &main_key).await;
+    assert_eq!(names(&paged), vec![("red team dev".into(), 2)]);
+    let (_, literal) = get("/x-dna?name=0%25%20off_", &main_key).await;
+    assert_eq!(names(&literal), vec![("50% off_x".into(), 2)]);
+    let (_, wildcard) = get("/x-dna?name=%25", &main_key).await;
+    assert_eq!(
+        names(&wildcard),
+        vec![("50% off_x".into(), 2)],
+        "% is a character"
+    );
+    let (_, none) = get("/x-dna?name=_", &main_key).await;
+    assert_eq!(
+        names(&none),
+        vec![("50% off_x".into(), 2)],
+        "_ is a character"
+    );
+    let (_, all) = get("/x-dna?name=", &main_key).await;
+    assert_eq!(names(&all).len(), 4, "an empty name filters nothing");
+    let (_, everyone) = get("/x-dna?name=team", &app.root).await;
+    assert_eq!(
+        names(&everyone).len(),
+        3,
+        "the operator searches every tree"
+    );
+
+    let long = "x".repeat(101);
+    for bad in [
+        "/x-dna?name=a%00b".to_owned(),
+        "/x-users?name=%1B".to_owned(),
+        format!("/x-dna?name={long}"),
+    ] {
+        let (status, err) = get(&bad, &main_key).await;
+        assert_eq!(status, 400, "{bad}: {err}");
+        assert!(
+            err["error"]["message"].as_str().unwrap().contains("name"),
+            "{err}"
+        );
+    }
+}
+
+/// `GET /x-users/{id}/credits?offset=&limit=`: the ledger a page at a time, newest
+/// first; bad paging is a 400.
+async fn the_credit_ledger_is_paged(url: &str) {
+    let app = App::new(url).await;
+    let (_, main_key) = app.owner("acme").await;
+    let (_, team) = app
+        .post("/x-users", &main_key, json!({"name": "team"}))
+        .await;
+    let team_id = team["account"]["id"].as_str().unwrap().to_owned();
+    let credits = format!("/x-users/{team_id}/credits");
+    for n in 1..=3 {
+        let (status, _) = app
+            .post(
+                &credits,
+                &main_key,
+                json!({"amount_nanos": n, "note": format!("n{n}")}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let get = |path: String| app.call(Method::GET, path, main_key.clone(), None);
+    let notes = |v: &Value| -> Vec<String> {
+        v["ledger"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["note"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, all) = get(credits.clone()).await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(notes(&all), ["n3", "n2", "n1"]);
+    assert_eq!(all["allocated_nanos"], 6);
+    let (_, first) = get(format!("{credits}?limit=2")).await;
+    assert_eq!(notes(&first), ["n3", "n2"]);
+    let (_, rest) = get(format!("{credits}?offset=2&limit=2")).await;
+    assert_eq!(notes(&rest), ["n1"]);
+    assert_eq!(rest["allocated_nanos"], 6, "the balance on every page");
+    for bad in ["limit=0", "limit=1001", "offset=-1", "page=1"] {
+        let (status, err) = get(format!("{credits}?{bad}")).await;
+        assert_eq!(status, 400, "{bad}: {err}");
+    }
+}
+
+/// The names and depths of a tree listing, in order.
+fn names(v: &Value) -> Vec<(String, u64)> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_owned(),
+                e["depth"].as_u64().unwrap(),
+            )
+        })
+        .collect()
 }
 
 /// Malformed, unknown, oversized or unauthenticated account writes get a clear

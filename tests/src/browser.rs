@@ -271,4 +271,19 @@ impl Browser {
             })
             .collect()
     }
+
+    /// Clicks `css`, which asks first (the page's `data-confirm`): the question
+    /// asked, accepted.
+    pub async fn click_confirmed(&self, css: &str) -> String {
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        let question = self.client.get_alert_text().await.unwrap();
+        self.client.accept_alert().await.unwrap();
+        question
+    }
 }

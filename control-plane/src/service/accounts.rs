@@ -84,6 +84,8 @@ pub struct TreeQuery {
     pub id: Option<String>,
     pub offset: Option<u32>,
     pub limit: Option<u32>,
+    /// Only accounts whose name contains this (ignoring case); empty: every one.
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -343,9 +345,23 @@ impl Service {
         if limit == 0 || limit > 1000 {
             return Err(ApiError::invalid("limit must be 1-1000"));
         }
+        let name = match query.name.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(text) => Some(validate_name(text).map_err(|_| {
+                ApiError::invalid(format!(
+                    "name must be at most {MAX_NAME} printable characters"
+                ))
+            })?),
+        };
         let rows = self
             .store
-            .descendants(top, max_depth, query.offset.unwrap_or(0), limit)
+            .descendants_named(
+                top,
+                max_depth,
+                name.as_deref(),
+                query.offset.unwrap_or(0),
+                limit,
+            )
             .await?;
         Ok(rows
             .into_iter()

@@ -17,6 +17,16 @@ pub struct AllocateCredit {
     pub note: Option<String>,
 }
 
+/// `GET /x-users/{id}/credits?offset=&limit=`: which page of the ledger.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerQuery {
+    /// Entries skipped, newest first.
+    pub offset: Option<u32>,
+    /// At most this many (1-1000, default 100).
+    pub limit: Option<u32>,
+}
+
 /// An account's credit: what its parent allocated, what it passed on, and the history.
 #[derive(Debug, Serialize)]
 pub struct CreditView {
@@ -26,7 +36,7 @@ pub struct CreditView {
     /// What it may still pass on to its children (absent for a main account, which
     /// funds its tree from its own provider keys).
     pub available_to_delegate_nanos: Option<i64>,
-    /// Newest first.
+    /// Newest first, the page asked for.
     pub ledger: Vec<CreditEntry>,
 }
 
@@ -90,10 +100,28 @@ impl Service {
         self.credit(caller, id).await
     }
 
-    /// `GET /x-users/{id}/credits`: an account's credit (itself or a descendant).
+    /// An account's credit (itself or a descendant) with the newest 100 entries.
     pub async fn credit(&self, caller: &Caller, id: AccountId) -> Result<CreditView, ApiError> {
+        self.credit_page(caller, id, LedgerQuery::default()).await
+    }
+
+    /// `GET /x-users/{id}/credits`: an account's credit (itself or a descendant) and
+    /// a page of its ledger.
+    pub async fn credit_page(
+        &self,
+        caller: &Caller,
+        id: AccountId,
+        query: LedgerQuery,
+    ) -> Result<CreditView, ApiError> {
         let target = self.descendant(caller, id, true).await?;
-        let (balance, ledger) = self.store.credit(id, 100).await?;
+        let limit = query.limit.unwrap_or(100);
+        if limit == 0 || limit > 1000 {
+            return Err(ApiError::invalid("limit must be 1-1000"));
+        }
+        let (balance, ledger) = self
+            .store
+            .credit_page(id, query.offset.unwrap_or(0), limit)
+            .await?;
         let main = target.account.parent.is_none();
         Ok(CreditView {
             account_id: id,

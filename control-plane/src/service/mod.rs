@@ -38,7 +38,7 @@ pub use accounts::{
     UpdateAccount,
 };
 pub use audit::AuditQuery;
-pub use credit::{AllocateCredit, CreditView};
+pub use credit::{AllocateCredit, CreditView, LedgerQuery};
 pub use issued_keys::{CreatedKey, IssuedKeyView, NewKey, Rotate, SelfView};
 pub use news::{NewsQuery, PostNews};
 pub use provider_keys::{

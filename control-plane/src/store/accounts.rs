@@ -142,6 +142,21 @@ impl Store {
         offset: u32,
         limit: u32,
     ) -> Result<Vec<(AccountRecord, u32)>, StoreError> {
+        self.descendants_named(top, max_depth, None, offset, limit)
+            .await
+    }
+
+    /// Like [`Self::descendants`], only those whose name contains `name` (ignoring
+    /// case as the database's `LOWER` does: every letter on Postgres, ASCII on
+    /// SQLite). The walk follows the parent index; the filter keeps its rows.
+    pub async fn descendants_named(
+        &self,
+        top: Option<AccountId>,
+        max_depth: u32,
+        name: Option<&str>,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Vec<(AccountRecord, u32)>, StoreError> {
         let query = match top {
             Some(_) => {
                 "WITH RECURSIVE down(id, depth) AS ( \
@@ -150,6 +165,7 @@ impl Store {
                    SELECT a.id, down.depth + 1 FROM accounts a JOIN down ON a.parent_id = down.id WHERE down.depth < $2 \
                  ) SELECT a.id, a.parent_id, a.name, a.status, a.policy, a.billing, a.created_at, down.depth \
                  FROM down JOIN accounts a ON a.id = down.id WHERE down.depth > 0 \
+                 AND ($5 = '' OR LOWER(a.name) LIKE LOWER($6) ESCAPE '\\') \
                  ORDER BY down.depth, a.created_at, a.id LIMIT $3 OFFSET $4"
             }
             None => {
@@ -159,14 +175,18 @@ impl Store {
                    SELECT a.id, down.depth + 1 FROM accounts a JOIN down ON a.parent_id = down.id WHERE down.depth < $2 \
                  ) SELECT a.id, a.parent_id, a.name, a.status, a.policy, a.billing, a.created_at, down.depth \
                  FROM down JOIN accounts a ON a.id = down.id \
+                 WHERE ($5 = '' OR LOWER(a.name) LIKE LOWER($6) ESCAPE '\\') \
                  ORDER BY down.depth, a.created_at, a.id LIMIT $3 OFFSET $4"
             }
         };
+        let name = name.unwrap_or_default();
         let rows = sqlx::query(query)
             .bind(top.map(|t| t.to_string()).unwrap_or_default())
             .bind(i64::from(max_depth))
             .bind(i64::from(limit))
             .bind(i64::from(offset))
+            .bind(name.to_owned())
+            .bind(contains_pattern(name))
             .fetch_all(&self.db.pool)
             .await?;
         rows.iter()
@@ -273,5 +293,31 @@ impl Store {
         rows.iter()
             .map(|r| parse_id(&r.try_get::<String, _>(0)?))
             .collect()
+    }
+}
+
+/// A `LIKE` pattern (escape character `\`) matching any text that contains `text`.
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains_pattern;
+
+    #[test]
+    fn like_patterns_match_the_text_literally() {
+        assert_eq!(contains_pattern("team"), "%team%");
+        assert_eq!(contains_pattern("50%_a\\b"), "%50\\%\\_a\\\\b%");
+        assert_eq!(contains_pattern(""), "%%");
     }
 }

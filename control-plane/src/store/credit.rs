@@ -103,6 +103,16 @@ impl Store {
         account: AccountId,
         limit: u32,
     ) -> Result<(CreditBalance, Vec<CreditEntry>), StoreError> {
+        self.credit_page(account, 0, limit).await
+    }
+
+    /// Like [`Self::credit`], the ledger's entries after the newest `offset`.
+    pub async fn credit_page(
+        &self,
+        account: AccountId,
+        offset: u32,
+        limit: u32,
+    ) -> Result<(CreditBalance, Vec<CreditEntry>), StoreError> {
         let row =
             sqlx::query("SELECT credit_allocated, credit_delegated FROM accounts WHERE id = $1")
                 .bind(account.to_string())
@@ -115,10 +125,11 @@ impl Store {
         };
         let rows = sqlx::query(
             "SELECT id, at, account_id, parent_id, actor, amount_nanos, note FROM credit_ledger \
-             WHERE account_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
+             WHERE account_id = $1 ORDER BY at DESC, id DESC LIMIT $2 OFFSET $3",
         )
         .bind(account.to_string())
         .bind(i64::from(limit))
+        .bind(i64::from(offset))
         .fetch_all(&self.db.pool)
         .await?;
         let entries = rows

@@ -1,4 +1,6 @@
-//! The account's own issued keys: create (shown once), revoke.
+//! The account's own issued keys: create (shown once), revoke, and rotate the key
+//! the session was opened with (the new key shown once, the old one kept for the
+//! overlap the user picks).
 
 use askama::Template;
 use axum::Router;
@@ -13,66 +15,101 @@ use super::{form_status, refusal};
 use crate::console::Console;
 use crate::console::session::{Posted, Signed};
 use crate::console::views::{self, Nav, Refusal, when};
-use crate::service::{ApiError, IssuedKeyView, NewKey};
+use crate::service::{ApiError, IssuedKeyView, NewKey, Rotate};
 
 pub const ROUTES: &[(&str, &[&str])] = &[
     ("/keys", &["GET", "POST"]),
     ("/keys/{id}/revoke", &["POST"]),
+    ("/keys/rotate", &["POST"]),
 ];
 
 pub fn routes() -> Router<Console> {
     Router::new()
         .route("/keys", get(keys).post(create_key))
         .route("/keys/{id}/revoke", post(revoke_key))
+        .route("/keys/rotate", post(rotate_key))
+}
+
+/// What a form left for the keys page to show.
+#[derive(Default)]
+struct KeysForm {
+    created: Option<String>,
+    rotated: Option<Rotated>,
+    refusal: Option<Refusal>,
+    expires: String,
+    overlap: String,
+}
+
+/// A rotation just done: the new key (shown this once) and when the old one stops.
+pub struct Rotated {
+    pub key: String,
+    pub old_tail: String,
+    pub old_stops: String,
+}
+
+/// An expiry date typed in a form (a UTC day, empty for none) as the API's Unix
+/// milliseconds (that day's midnight).
+pub fn expiry(text: &str) -> Result<Option<i64>, Refusal> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    parse_utc_day(text)
+        .map(|days| Some(days.saturating_mul(86_400_000)))
+        .ok_or_else(|| Refusal {
+            field: "expires",
+            message: format!("{text:?} is not a date like 2026-01-31"),
+        })
 }
 
 /// The keys page with whatever a form left to show.
-async fn keys_page(
-    c: &Console,
-    signed: &Signed,
-    created: Option<String>,
-    refusal: Option<Refusal>,
-    expires: String,
-) -> Response {
+async fn keys_page(c: &Console, signed: &Signed, form: KeysForm) -> Response {
     let keys = c
         .service
         .self_view(&signed.caller, now_ms())
         .await
         .map(|v| v.keys.iter().map(KeyLine::from).collect())
         .map_err(|e| e.message);
+    let created = form.created.is_some() || form.rotated.is_some();
     views::page(
-        form_status(refusal.is_some(), created.is_some()),
+        form_status(form.refusal.is_some(), created),
         &KeysPage {
             nav: signed.nav("keys"),
             keys,
-            created,
-            refusal,
-            expires,
+            created: form.created,
+            rotated: form.rotated,
+            refusal: form.refusal,
+            expires: form.expires,
+            overlap: if form.overlap.is_empty() {
+                "60".to_owned()
+            } else {
+                form.overlap
+            },
         },
     )
 }
 
 /// `GET /keys`: the account's own issued keys.
 async fn keys(State(c): State<Console>, signed: Signed) -> Response {
-    keys_page(&c, &signed, None, None, String::new()).await
+    keys_page(&c, &signed, KeysForm::default()).await
 }
 
 /// `POST /keys`: a new key, with an optional expiry date (UTC midnight).
 async fn create_key(State(c): State<Console>, posted: Posted) -> Response {
     let Posted { signed, form } = posted;
     let expires = form.get("expires").trim().to_owned();
-    let expires_at_unix_ms = if expires.is_empty() {
-        None
-    } else if let Some(days) = parse_utc_day(&expires) {
-        Some(days.saturating_mul(86_400_000))
-    } else {
-        let refusal = Refusal {
-            field: "expires",
-            message: format!("{expires:?} is not a date like 2026-01-31"),
-        };
-        return keys_page(&c, &signed, None, Some(refusal), expires).await;
+    let expires_at_unix_ms = match expiry(&expires) {
+        Ok(at) => at,
+        Err(refusal) => {
+            let form = KeysForm {
+                refusal: Some(refusal),
+                expires,
+                ..KeysForm::default()
+            };
+            return keys_page(&c, &signed, form).await;
+        }
     };
-    match c
+    let outcome = c
         .service
         .create_key(
             &signed.caller,
@@ -80,14 +117,72 @@ async fn create_key(State(c): State<Console>, posted: Posted) -> Response {
             NewKey { expires_at_unix_ms },
             now_ms(),
         )
+        .await;
+    let form = match outcome {
+        Ok(created) => KeysForm {
+            created: Some(created.api_key),
+            ..KeysForm::default()
+        },
+        Err(e) => KeysForm {
+            refusal: Some(refusal(&e, &["expires"])),
+            expires,
+            ..KeysForm::default()
+        },
+    };
+    keys_page(&c, &signed, form).await
+}
+
+/// `POST /keys/rotate`: a new key now; the key this session was opened with keeps
+/// working for `overlap` minutes (0: it stops with the next snapshot, and so does
+/// this session).
+async fn rotate_key(State(c): State<Console>, posted: Posted) -> Response {
+    let Posted { signed, form } = posted;
+    let overlap = form.get("overlap").trim().to_owned();
+    let Some(seconds) = overlap
+        .parse::<u64>()
+        .ok()
+        .map(|minutes| minutes.saturating_mul(60))
+    else {
+        let form = KeysForm {
+            refusal: Some(Refusal {
+                field: "overlap",
+                message: format!("overlap: {overlap:?} is not a whole number of minutes"),
+            }),
+            overlap,
+            ..KeysForm::default()
+        };
+        return keys_page(&c, &signed, form).await;
+    };
+    let old_tail = c
+        .service
+        .self_view(&signed.caller, now_ms())
         .await
-    {
-        Ok(created) => keys_page(&c, &signed, Some(created.api_key), None, String::new()).await,
-        Err(e) => {
-            let refusal = refusal(&e, &["expires"]);
-            keys_page(&c, &signed, None, Some(refusal), expires).await
-        }
-    }
+        .ok()
+        .and_then(|v| v.keys.into_iter().find(|k| k.in_use))
+        .map(|k| k.tail)
+        .unwrap_or_default();
+    let now = now_ms();
+    let rotation = Rotate {
+        overlap_seconds: Some(seconds),
+    };
+    let form = match c.service.rotate(&signed.caller, rotation, now).await {
+        Ok(created) => KeysForm {
+            rotated: Some(Rotated {
+                key: created.api_key,
+                old_tail,
+                old_stops: when(now.saturating_add(
+                    i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX),
+                )),
+            }),
+            ..KeysForm::default()
+        },
+        Err(e) => KeysForm {
+            refusal: Some(refusal(&e, &["overlap"])),
+            overlap,
+            ..KeysForm::default()
+        },
+    };
+    keys_page(&c, &signed, form).await
 }
 
 /// `POST /keys/{id}/revoke`.
@@ -140,6 +235,9 @@ pub struct KeysPage {
     pub keys: Result<Vec<KeyLine>, String>,
     /// A key just created: shown this once.
     pub created: Option<String>,
+    pub rotated: Option<Rotated>,
     pub refusal: Option<Refusal>,
     pub expires: String,
+    /// Minutes the key of this session keeps working after a rotation.
+    pub overlap: String,
 }

@@ -79,6 +79,7 @@ async fn accounts_page(c: &Console, signed: &Signed, page: u32, shown: Shown) ->
                 id: None,
                 offset: Some(page.saturating_mul(PAGE_SIZE)),
                 limit: Some(PAGE_SIZE + 1),
+                name: None,
             },
             1,
         )
