@@ -14,7 +14,19 @@ pub(crate) fn parse<'a, T: Deserialize<'a>>(
     raw: &'a str,
     at: impl std::fmt::Display,
 ) -> Result<T, Refusal> {
-    serde_json::from_str(raw).map_err(|e| Refusal::malformed(format_args!("{at}: {e}")))
+    let mut de = serde_json::Deserializer::from_str(raw);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            Refusal::malformed(format_args!("{at}: {inner}"))
+        } else {
+            Refusal::malformed(format_args!("{at}: {path}: {inner}"))
+        }
+    })?;
+    de.end()
+        .map_err(|e| Refusal::malformed(format_args!("{at}: {e}")))?;
+    Ok(value)
 }
 
 #[derive(Deserialize)]
