@@ -406,7 +406,7 @@ fn message<'a>(
                     target,
                 ));
             }
-            for part in user_parts(msg.content, &at, target)? {
+            for part in user_parts(msg.content, &at, target, dropped)? {
                 match part {
                     Part::Text(t) => conv.system.push(t),
                     _ => {
@@ -420,7 +420,7 @@ fn message<'a>(
         }
         "user" => {
             *leading = false;
-            let parts = user_parts(msg.content, &at, target)?;
+            let parts = user_parts(msg.content, &at, target, dropped)?;
             push(conv, Role::User, parts);
             Ok(())
         }
@@ -429,7 +429,7 @@ fn message<'a>(
             let id = msg.tool_call_id.ok_or_else(|| {
                 Refusal::malformed(format_args!("{at}: missing field `tool_call_id`"))
             })?;
-            let content = user_parts(msg.content, &at, target)?;
+            let content = user_parts(msg.content, &at, target, dropped)?;
             push(
                 conv,
                 Role::User,
@@ -551,8 +551,8 @@ struct ImagePart<'a> {
 struct ImageUrl<'a> {
     #[serde(borrow)]
     url: Cow<'a, str>,
-    #[serde(default, rename = "detail")]
-    _detail: Option<IgnoredAny>,
+    #[serde(borrow, default)]
+    detail: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -581,6 +581,7 @@ fn user_parts<'a>(
     content: Option<&'a RawValue>,
     at: &str,
     target: &'static str,
+    dropped: &mut Vec<Dropped>,
 ) -> Result<Vec<Part<'a>>, Refusal> {
     let list = match read::content(content, at)? {
         Content::Text(t) => return Ok(vec![Part::Text(t)]),
@@ -594,6 +595,13 @@ fn user_parts<'a>(
             "text" => Part::Text(parse::<TextPart<'a>>(raw.get(), &at)?.text),
             "image_url" => {
                 let image: ImagePart<'a> = parse(raw.get(), &at)?;
+                if image.image_url.detail.is_some_and(|d| d != "auto") {
+                    drop_field(
+                        dropped,
+                        "image_url.detail",
+                        "the target picks image resolution itself",
+                    );
+                }
                 Part::Image(Media::from_url(image.image_url.url))
             }
             "file" => {

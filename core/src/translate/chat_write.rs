@@ -10,6 +10,9 @@ use super::refusal::{Dropped, Refusal, drop_field};
 
 const TARGET: &str = "OpenAI Chat Completions";
 
+/// The longest end-user id OpenAI takes; a longer one (Claude Code's) is left out.
+pub const MAX_USER: usize = 64;
+
 /// The most stop sequences OpenAI takes.
 pub const MAX_STOP: usize = 4;
 
@@ -238,6 +241,17 @@ pub(crate) fn request(
             },
         },
     });
+    let user = conv.user.as_deref().filter(|u| {
+        let fits = u.len() <= MAX_USER;
+        if !fits {
+            drop_field(
+                dropped,
+                "metadata.user_id",
+                "longer than OpenAI's 64 characters",
+            );
+        }
+        fits
+    });
     let body = Request {
         model: &conv.model,
         parallel_tool_calls: conv.parallel_tool_calls.filter(|_| !tools.is_empty()),
@@ -255,7 +269,7 @@ pub(crate) fn request(
         tool_choice,
         response_format,
         reasoning_effort,
-        user: conv.user.as_deref(),
+        user,
     };
     serde_json::to_vec(&body).map_err(Refusal::malformed)
 }
