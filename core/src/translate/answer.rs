@@ -3,7 +3,7 @@
 
 use super::dialect::{Dialect, Exchange};
 use super::ir::Answer;
-use super::{chat_answer, errors, messages_answer};
+use super::{chat_answer, errors, messages_answer, responses_answer};
 use crate::error::ErrorCode;
 
 /// An answer ready for the client.
@@ -46,6 +46,9 @@ pub(crate) fn read(dialect: Dialect, body: &[u8]) -> Result<Answer<'_>, serde_js
     match dialect {
         Dialect::Chat => chat_answer::read(body),
         Dialect::Messages => messages_answer::read(body),
+        Dialect::Responses => Err(serde::de::Error::custom(
+            "answers are not translated from OpenAI Responses",
+        )),
     }
 }
 
@@ -53,5 +56,6 @@ pub(crate) fn write(dialect: Dialect, answer: &Answer<'_>, now_unix: u64) -> Vec
     match dialect {
         Dialect::Chat => chat_answer::write(answer, now_unix),
         Dialect::Messages => messages_answer::write(answer),
+        Dialect::Responses => responses_answer::write(answer, now_unix),
     }
 }

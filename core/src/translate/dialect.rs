@@ -10,6 +10,9 @@ pub enum Dialect {
     Chat,
     /// Anthropic Messages (`/v1/messages`).
     Messages,
+    /// OpenAI Responses (`/v1/responses`): a client dialect only; no request is
+    /// translated into it.
+    Responses,
 }
 
 impl Dialect {
@@ -18,6 +21,7 @@ impl Dialect {
         match self {
             Self::Chat => Endpoint::ChatCompletions,
             Self::Messages => Endpoint::Messages,
+            Self::Responses => Endpoint::Responses,
         }
     }
 
@@ -26,6 +30,7 @@ impl Dialect {
         match endpoint {
             Endpoint::ChatCompletions => Some(Self::Chat),
             Endpoint::Messages => Some(Self::Messages),
+            Endpoint::Responses => Some(Self::Responses),
             _ => None,
         }
     }
@@ -34,6 +39,7 @@ impl Dialect {
         match self {
             Self::Chat => "OpenAI Chat Completions",
             Self::Messages => "Anthropic Messages",
+            Self::Responses => "OpenAI Responses",
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Protocol translation: a client speaking one dialect (OpenAI Chat Completions,
-//! Anthropic Messages, OpenAI Responses) served by an upstream speaking another.
+//! Anthropic Messages, OpenAI Responses) served by an upstream speaking another
+//! (Chat Completions or Messages).
 //!
 //! Every translation passes through one neutral form ([`ir`]): a client request is
 //! read into a [`ir::Conversation`] and written in the upstream's dialect; an upstream
@@ -30,6 +31,8 @@ mod messages_read;
 mod messages_write;
 mod read;
 mod refusal;
+mod responses_answer;
+mod responses_read;
 mod stream;
 
 pub use answer::{TranslatedAnswer, translate_answer};
@@ -86,9 +89,13 @@ pub fn translate_request(
             detail: e.to_string(),
         }
     })?;
+    if upstream == client || upstream == Dialect::Responses {
+        return Err(not_translated(client, upstream));
+    }
     let mut dropped = Vec::new();
     let conversation = match client {
         Dialect::Chat => chat_read::conversation(body, upstream.name(), &mut dropped)?,
+        Dialect::Responses => responses_read::conversation(body, upstream.name(), &mut dropped)?,
         Dialect::Messages => {
             messages_read::conversation(body, headers, upstream.name(), &mut dropped)?
         }
@@ -112,6 +119,7 @@ pub fn translate_request(
             vec![("anthropic-version", ANTHROPIC_VERSION)],
             &ANTHROPIC_HEADERS[..],
         ),
+        Dialect::Responses => return Err(not_translated(client, upstream)),
     };
     Ok(TranslatedRequest {
         body,
@@ -121,6 +129,15 @@ pub fn translate_request(
         dropped,
         exchange,
     })
+}
+
+/// A pair translation does not serve: the same dialect (nothing to translate), or
+/// an OpenAI Responses upstream (Responses is a client dialect only).
+fn not_translated(client: Dialect, upstream: Dialect) -> Refusal {
+    Refusal::unsupported(
+        format!("a {} request (no translation to it)", client.name()),
+        upstream.name(),
+    )
 }
 
 /// Client headers of the Anthropic dialect, never forwarded as the client sent them to

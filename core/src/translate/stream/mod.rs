@@ -8,6 +8,7 @@ mod chat_out;
 mod emit;
 mod messages_in;
 mod messages_out;
+mod responses_out;
 
 use super::dialect::{Dialect, Exchange};
 use super::ir::Event;
@@ -18,11 +19,15 @@ use emit::Progress;
 enum Reader {
     Chat(chat_in::ChatReader),
     Messages(messages_in::MessagesReader),
+    /// An upstream dialect no stream is read from (Responses): its first event ends
+    /// the client's stream with an error.
+    Unread,
 }
 
 enum Writer {
     Chat(chat_out::ChatWriter),
     Messages(messages_out::MessagesWriter),
+    Responses(responses_out::ResponsesWriter),
 }
 
 impl Writer {
@@ -30,6 +35,7 @@ impl Writer {
         match self {
             Self::Chat(w) => w.write(event, out),
             Self::Messages(w) => w.write(event, out),
+            Self::Responses(w) => w.write(event, out),
         }
     }
 }
@@ -49,12 +55,14 @@ impl StreamTranslator {
         let reader = match exchange.upstream {
             Dialect::Chat => Reader::Chat(chat_in::ChatReader::default()),
             Dialect::Messages => Reader::Messages(messages_in::MessagesReader::default()),
+            Dialect::Responses => Reader::Unread,
         };
         let writer = match exchange.client {
             Dialect::Chat => {
                 Writer::Chat(chat_out::ChatWriter::new(now_unix, exchange.include_usage))
             }
             Dialect::Messages => Writer::Messages(messages_out::MessagesWriter::default()),
+            Dialect::Responses => Writer::Responses(responses_out::ResponsesWriter::new(now_unix)),
         };
         Self {
             client: exchange.client,
@@ -84,6 +92,9 @@ impl StreamTranslator {
         let read = match &mut self.reader {
             Reader::Chat(r) => r.read(&data, &mut emit),
             Reader::Messages(r) => r.read(&data, &mut emit),
+            Reader::Unread => Err(serde::de::Error::custom(
+                "streams are not translated from OpenAI Responses",
+            )),
         };
         if let Err(e) = read {
             let message = format!("the upstream sent an event that could not be read: {e}");

@@ -140,3 +140,52 @@ fn streams_both_ways() {
         &stream(Dialect::Messages, Dialect::Chat, "openai_tools.stream.sse"),
     );
 }
+
+#[test]
+fn codex_request_to_both_upstreams() {
+    for (upstream, golden) in [
+        (Dialect::Messages, "codex.request.messages.json"),
+        (Dialect::Chat, "codex.request.chat.json"),
+    ] {
+        let t = translate_request(
+            Dialect::Responses,
+            upstream,
+            &read("codex.request.json"),
+            ClientHeaders::default(),
+        )
+        .unwrap();
+        check(golden, &t.body);
+        let header = t.dropped_header().unwrap();
+        assert!(header.contains("prompt_cache_key"), "{header}");
+    }
+}
+
+#[test]
+fn responses_answers_and_streams() {
+    let a = translate_answer(
+        &exchange(Dialect::Responses, Dialect::Messages, false),
+        200,
+        &read("anthropic_answer.json"),
+        1_747_000_001,
+    );
+    check("anthropic_answer.responses.json", &a.body);
+    let a = translate_answer(
+        &exchange(Dialect::Responses, Dialect::Chat, false),
+        200,
+        &read("openai_answer.json"),
+        1_747_000_001,
+    );
+    check("openai_answer.responses.json", &a.body);
+    check(
+        "anthropic_thinking_tools.stream.responses.sse",
+        &stream(
+            Dialect::Responses,
+            Dialect::Messages,
+            "anthropic_thinking_tools.stream.sse",
+        ),
+    );
+    check(
+        "openai_tools.stream.responses.sse",
+        &stream(Dialect::Responses, Dialect::Chat, "openai_tools.stream.sse"),
+    );
+}

@@ -9,10 +9,11 @@ use crate::usage::StreamEnd;
 
 const C: Dialect = Dialect::Chat;
 const M: Dialect = Dialect::Messages;
+const R: Dialect = Dialect::Responses;
 
 fn translate(client: Dialect, body: &[u8]) -> Result<Vec<u8>, Refusal> {
     let upstream = match client {
-        C => M,
+        C | R => M,
         M => C,
     };
     translate_request(client, upstream, body, ClientHeaders::default()).map(|t| t.body)
@@ -27,7 +28,7 @@ fn malformed(client: Dialect, body: &[u8]) -> String {
 
 #[test]
 fn bodies_that_are_not_requests() {
-    for client in [C, M] {
+    for client in [C, M, R] {
         for body in [
             &b""[..],
             b"null",
@@ -48,12 +49,12 @@ fn invalid_utf8_anywhere_is_refused() {
         br#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":"caf"#.to_vec();
     body.extend_from_slice(&[0xC3, 0x28]);
     body.extend_from_slice(br#""}]}"#);
-    for client in [C, M] {
+    for client in [C, M, R] {
         assert!(malformed(client, &body).contains("UTF-8"));
     }
     // A lone surrogate escape is not a Unicode string either.
     let lone = br#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":"\ud800"}]}"#;
-    for client in [C, M] {
+    for client in [C, M, R] {
         malformed(client, lone);
     }
 }
@@ -64,7 +65,7 @@ fn nesting_past_the_bound_is_refused_before_parsing() {
     let body = format!(
         r#"{{"model":"m","max_tokens":1,"messages":[{{"role":"user","content":"x"}}],"tools":[{{"type":"function","function":{{"name":"f","parameters":{deep}}}}}]}}"#
     );
-    for client in [C, M] {
+    for client in [C, M, R] {
         assert!(malformed(client, body.as_bytes()).contains("deeper than"));
     }
 }

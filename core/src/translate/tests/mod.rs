@@ -6,6 +6,7 @@ mod golden;
 mod hostile;
 mod property;
 mod requests;
+mod responses;
 mod streams;
 
 use serde_json::Value;
