@@ -418,3 +418,61 @@ proptest! {
         prop_assert_eq!(reassemble_messages(&stream), whole(Dialect::Messages, Dialect::Chat, &a));
     }
 }
+
+/// A Responses stream reassembled from its events: each item as `output_item.done`
+/// gives it (after checking that its deltas add up to it), and the final response's
+/// status and usage.
+fn reassemble_responses(stream: &str) -> Value {
+    let mut streamed: std::collections::HashMap<String, String> = Default::default();
+    let mut items = Vec::new();
+    let mut last = Value::Null;
+    for event in stream.split("\n\n").filter_map(data_of) {
+        let kind = event["type"].as_str().unwrap().to_owned();
+        if kind.ends_with(".delta") {
+            let id = event["item_id"].as_str().unwrap().to_owned();
+            streamed
+                .entry(id)
+                .or_default()
+                .push_str(event["delta"].as_str().unwrap());
+        } else if kind == "response.output_item.done" {
+            let item = event["item"].clone();
+            let id = item["id"].as_str().unwrap();
+            let told = streamed.remove(id).unwrap_or_default();
+            let whole = match item["type"].as_str().unwrap() {
+                "message" => item["content"][0]["text"].as_str().unwrap().to_owned(),
+                "reasoning" => item["summary"]
+                    .get(0)
+                    .map_or(String::new(), |s| s["text"].as_str().unwrap().to_owned()),
+                _ => item["arguments"].as_str().unwrap().to_owned(),
+            };
+            assert_eq!(told, whole, "deltas of {id}");
+            items.push(item);
+        } else if kind == "response.completed" || kind == "response.incomplete" {
+            last = event["response"].clone();
+        }
+    }
+    assert_eq!(
+        last["output"],
+        json!(items),
+        "the final response repeats the items"
+    );
+    last
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn anthropic_stream_to_responses_reassembles_to_the_whole(a in anthropic_answer(), sizes in prop::collection::vec(1usize..9, 1..4)) {
+        let (stream, end) = run_stream(&exchange(Dialect::Responses, Dialect::Messages, true), &anthropic_stream(&a, &sizes));
+        prop_assert_eq!(end, StreamEnd::Complete);
+        prop_assert_eq!(reassemble_responses(&stream), whole(Dialect::Responses, Dialect::Messages, &a));
+    }
+
+    #[test]
+    fn chat_stream_to_responses_reassembles_to_the_whole(a in chat_answer(), sizes in prop::collection::vec(1usize..9, 1..4)) {
+        let (stream, end) = run_stream(&exchange(Dialect::Responses, Dialect::Chat, true), &chat_stream(&a, &sizes));
+        prop_assert_eq!(end, StreamEnd::Complete);
+        prop_assert_eq!(reassemble_responses(&stream), whole(Dialect::Responses, Dialect::Chat, &a));
+    }
+}
