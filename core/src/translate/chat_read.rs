@@ -6,9 +6,8 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
-use super::ir::{
-    Conversation, Effort, Format, Media, Message, Part, Reasoning, Role, Tool, ToolChoice,
-};
+use super::chat_answer::ThinkingBlock;
+use super::ir::{Conversation, Format, Media, Part, Role, Tool, ToolChoice};
 use super::read::{self, Content, parse};
 use super::refusal::{Dropped, Refusal, drop_field};
 
@@ -110,18 +109,7 @@ pub(crate) fn conversation<'a>(
         conv.format = response_format(format)?;
     }
     if let Some(effort) = req.reasoning_effort {
-        conv.reasoning = Some(match effort.as_ref() {
-            "none" => Reasoning::Disabled,
-            "minimal" => Reasoning::Effort(Effort::Minimal),
-            "low" => Reasoning::Effort(Effort::Low),
-            "medium" => Reasoning::Effort(Effort::Medium),
-            "high" | "xhigh" => Reasoning::Effort(Effort::High),
-            other => {
-                return Err(Refusal::malformed(format_args!(
-                    "reasoning_effort: unknown level `{other}`"
-                )));
-            }
-        });
+        conv.reasoning = Some(read::effort(&effort, "reasoning_effort")?);
     }
     let mut leading = true;
     for (i, raw) in req.messages.into_iter().enumerate() {
@@ -246,26 +234,11 @@ struct NamedFunction<'a> {
 }
 
 fn tool_choice<'a>(raw: &'a RawValue, target: &'static str) -> Result<ToolChoice<'a>, Refusal> {
-    if raw.get().starts_with('"') {
-        let mode: Cow<'a, str> = parse(raw.get(), "tool_choice")?;
-        return match mode.as_ref() {
-            "auto" => Ok(ToolChoice::Auto),
-            "none" => Ok(ToolChoice::None),
-            "required" => Ok(ToolChoice::Required),
-            other => Err(Refusal::malformed(format_args!(
-                "tool_choice: unknown mode `{other}`"
-            ))),
-        };
-    }
-    let kind = read::type_of(raw, "tool_choice")?;
-    if kind != "function" {
-        return Err(Refusal::unsupported(
-            format!("tool_choice of type `{kind}`"),
-            target,
-        ));
-    }
-    let named: NamedChoice<'a> = parse(raw.get(), "tool_choice")?;
-    Ok(ToolChoice::Named(named.function.name))
+    read::tool_choice(raw, target, |raw| {
+        Ok(parse::<NamedChoice<'a>>(raw.get(), "tool_choice")?
+            .function
+            .name)
+    })
 }
 
 #[derive(Deserialize)]
@@ -357,23 +330,6 @@ struct CalledFunction<'a> {
     arguments: Cow<'a, str>,
 }
 
-/// The convention OpenAI-compatible gateways use to carry Anthropic's thinking
-/// blocks, with their signatures, through Chat Completions.
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum ThinkingBlock<'a> {
-    Thinking {
-        #[serde(borrow, default)]
-        thinking: Cow<'a, str>,
-        #[serde(borrow, default)]
-        signature: Option<Cow<'a, str>>,
-    },
-    RedactedThinking {
-        #[serde(borrow)]
-        data: Cow<'a, str>,
-    },
-}
-
 fn message<'a>(
     raw: &'a RawValue,
     i: usize,
@@ -400,28 +356,13 @@ fn message<'a>(
     }
     match role.as_ref() {
         "system" | "developer" => {
-            if !*leading {
-                return Err(Refusal::unsupported(
-                    "a system message after the conversation started",
-                    target,
-                ));
-            }
-            for part in user_parts(msg.content, &at, target, dropped)? {
-                match part {
-                    Part::Text(t) => conv.system.push(t),
-                    _ => {
-                        return Err(Refusal::malformed(format_args!(
-                            "{at}: system content must be text"
-                        )));
-                    }
-                }
-            }
-            Ok(())
+            let parts = user_parts(msg.content, &at, target, dropped)?;
+            read::system(conv, parts, *leading, &at, target)
         }
         "user" => {
             *leading = false;
             let parts = user_parts(msg.content, &at, target, dropped)?;
-            push(conv, Role::User, parts);
+            conv.push(Role::User, parts);
             Ok(())
         }
         "tool" => {
@@ -430,8 +371,7 @@ fn message<'a>(
                 Refusal::malformed(format_args!("{at}: missing field `tool_call_id`"))
             })?;
             let content = user_parts(msg.content, &at, target, dropped)?;
-            push(
-                conv,
+            conv.push(
                 Role::User,
                 vec![Part::ToolResult {
                     id,
@@ -500,22 +440,13 @@ fn message<'a>(
                     arguments: call.function.arguments,
                 });
             }
-            push(conv, Role::Assistant, parts);
+            conv.push(Role::Assistant, parts);
             Ok(())
         }
         "function" => Err(Refusal::unsupported("function messages (use tool)", target)),
         other => Err(Refusal::malformed(format_args!(
             "{at}: unknown role `{other}`"
         ))),
-    }
-}
-
-/// Append parts to the conversation, joining them to the last message when it has
-/// the same role (tool results and the user's next words make one Anthropic turn).
-fn push<'a>(conv: &mut Conversation<'a>, role: Role, parts: Vec<Part<'a>>) {
-    match conv.messages.last_mut() {
-        Some(last) if last.role == role => last.parts.extend(parts),
-        _ => conv.messages.push(Message { role, parts }),
     }
 }
 
@@ -609,20 +540,7 @@ fn user_parts<'a>(
                 let Some(data) = file.file_data else {
                     return Err(Refusal::unsupported("files by file_id", target));
                 };
-                let media = Media::from_url(data);
-                match &media {
-                    Media::Base64 { media_type, .. } if media_type == "application/pdf" => {}
-                    _ => {
-                        return Err(Refusal::unsupported(
-                            "files other than base64 PDF data URLs",
-                            target,
-                        ));
-                    }
-                }
-                Part::Document {
-                    media,
-                    name: file.filename,
-                }
+                read::pdf(data, file.filename, target)?
             }
             "input_audio" => return Err(Refusal::unsupported("audio input", target)),
             other => {

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::chat_answer::{OutCall, OutFunction};
 use super::ir::{Conversation, Effort, Format, Media, Part, Reasoning, Role, ToolChoice};
 use super::refusal::{Dropped, Refusal, drop_field};
 
@@ -106,20 +107,6 @@ struct File<'c> {
     file_data: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     filename: Option<&'c str>,
-}
-
-#[derive(Serialize)]
-struct OutCall<'c> {
-    id: &'c str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: CalledFunction<'c>,
-}
-
-#[derive(Serialize)]
-struct CalledFunction<'c> {
-    name: &'c str,
-    arguments: &'c str,
 }
 
 #[derive(Serialize)]
@@ -375,7 +362,7 @@ fn assistant<'c>(parts: &'c [Part<'_>], dropped: &mut Vec<Dropped>) -> OutMessag
             } => tool_calls.push(OutCall {
                 id,
                 kind: "function",
-                function: CalledFunction { name, arguments },
+                function: OutFunction { name, arguments },
             }),
             Part::Thinking { .. } | Part::RedactedThinking(_) => drop_field(
                 dropped,

@@ -33,6 +33,17 @@ pub struct Conversation<'a> {
     pub user: Option<Cow<'a, str>>,
 }
 
+impl<'a> Conversation<'a> {
+    /// Append parts, joining them to the last message when it has the same role
+    /// (tool results and the user's next words make one Anthropic turn).
+    pub fn push(&mut self, role: Role, parts: Vec<Part<'a>>) {
+        match self.messages.last_mut() {
+            Some(last) if last.role == role => last.parts.extend(parts),
+            _ => self.messages.push(Message { role, parts }),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     User,

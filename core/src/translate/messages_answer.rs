@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::ir::{Answer, Finish, OutPart, Usage};
+use super::messages_write::Block;
 
 #[derive(Deserialize)]
 struct InAnswer<'a> {
@@ -178,30 +179,10 @@ pub(crate) struct OutAnswer<'c> {
     pub(crate) kind: &'static str,
     pub(crate) role: &'static str,
     pub(crate) model: &'c str,
-    pub(crate) content: Vec<OutBlock<'c>>,
+    pub(crate) content: Vec<Block<'c>>,
     pub(crate) stop_reason: Option<&'static str>,
     pub(crate) stop_sequence: Option<&'c str>,
     pub(crate) usage: OutUsage,
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub(crate) enum OutBlock<'c> {
-    Text {
-        text: &'c str,
-    },
-    Thinking {
-        thinking: &'c str,
-        signature: &'c str,
-    },
-    RedactedThinking {
-        data: &'c str,
-    },
-    ToolUse {
-        id: &'c str,
-        name: &'c str,
-        input: &'c RawValue,
-    },
 }
 
 /// The arguments of a tool call as the `input` object Anthropic wants; empty
@@ -245,13 +226,13 @@ pub(crate) fn write(answer: &Answer<'_>) -> Vec<u8> {
     let mut content = Vec::with_capacity(answer.parts.len());
     for (part, input) in answer.parts.iter().zip(&inputs) {
         content.push(match part {
-            OutPart::Text(text) => OutBlock::Text { text },
-            OutPart::Thinking { text, signature } => OutBlock::Thinking {
+            OutPart::Text(text) => Block::Text { text },
+            OutPart::Thinking { text, signature } => Block::Thinking {
                 thinking: text,
                 signature: signature.as_deref().unwrap_or(""),
             },
-            OutPart::RedactedThinking(data) => OutBlock::RedactedThinking { data },
-            OutPart::ToolCall { id, name, .. } => OutBlock::ToolUse {
+            OutPart::RedactedThinking(data) => Block::RedactedThinking { data },
+            OutPart::ToolCall { id, name, .. } => Block::ToolUse {
                 id,
                 name,
                 input: input.as_ref(),

@@ -69,9 +69,10 @@ struct OutMessage<'c> {
     content: Vec<Block<'c>>,
 }
 
+/// A content block, in requests and answers.
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-enum Block<'c> {
+pub(crate) enum Block<'c> {
     Text {
         text: &'c str,
     },
@@ -106,7 +107,7 @@ enum Block<'c> {
 
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-enum Source<'c> {
+pub(crate) enum Source<'c> {
     Base64 { media_type: &'c str, data: &'c str },
     Url { url: &'c str },
 }

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::ir::{Conversation, Effort, Media, Part, Reasoning, ToolChoice};
 use super::refusal::Refusal;
 
 /// Parse `raw` as `T`; an error names `at` (e.g. `messages[2]`).
@@ -90,4 +91,92 @@ pub(crate) fn object_text(raw: &RawValue, at: impl std::fmt::Display) -> Result<
             "{at}: must be a JSON object"
         )))
     }
+}
+
+/// An OpenAI reasoning effort level (`reasoning_effort`, `reasoning.effort`).
+pub(crate) fn effort(level: &str, at: &str) -> Result<Reasoning, Refusal> {
+    Ok(match level {
+        "none" => Reasoning::Disabled,
+        "minimal" => Reasoning::Effort(Effort::Minimal),
+        "low" => Reasoning::Effort(Effort::Low),
+        "medium" => Reasoning::Effort(Effort::Medium),
+        "high" | "xhigh" => Reasoning::Effort(Effort::High),
+        other => {
+            return Err(Refusal::malformed(format_args!(
+                "{at}: unknown level `{other}`"
+            )));
+        }
+    })
+}
+
+/// An OpenAI `tool_choice`: a mode, or a named function (read by `named`, as the
+/// dialects nest the name differently).
+pub(crate) fn tool_choice<'a>(
+    raw: &'a RawValue,
+    target: &'static str,
+    named: impl FnOnce(&'a RawValue) -> Result<Cow<'a, str>, Refusal>,
+) -> Result<ToolChoice<'a>, Refusal> {
+    if raw.get().starts_with('"') {
+        let mode: Cow<'a, str> = parse(raw.get(), "tool_choice")?;
+        return match mode.as_ref() {
+            "auto" => Ok(ToolChoice::Auto),
+            "none" => Ok(ToolChoice::None),
+            "required" => Ok(ToolChoice::Required),
+            other => Err(Refusal::malformed(format_args!(
+                "tool_choice: unknown mode `{other}`"
+            ))),
+        };
+    }
+    let kind = type_of(raw, "tool_choice")?;
+    if kind != "function" {
+        return Err(Refusal::unsupported(
+            format!("tool_choice of type `{kind}`"),
+            target,
+        ));
+    }
+    Ok(ToolChoice::Named(named(raw)?))
+}
+
+/// System instructions from an OpenAI `system` or `developer` message: only before
+/// the conversation starts (Anthropic has no place for them later), text only.
+pub(crate) fn system<'a>(
+    conv: &mut Conversation<'a>,
+    parts: Vec<Part<'a>>,
+    leading: bool,
+    at: &str,
+    target: &'static str,
+) -> Result<(), Refusal> {
+    if !leading {
+        return Err(Refusal::unsupported(
+            "a system message after the conversation started",
+            target,
+        ));
+    }
+    for part in parts {
+        match part {
+            Part::Text(t) => conv.system.push(t),
+            _ => {
+                return Err(Refusal::malformed(format_args!(
+                    "{at}: system content must be text"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A file given as a `data:` URL: only PDF documents travel.
+pub(crate) fn pdf<'a>(
+    data: Cow<'a, str>,
+    name: Option<Cow<'a, str>>,
+    target: &'static str,
+) -> Result<Part<'a>, Refusal> {
+    let media = Media::from_url(data);
+    if !matches!(&media, Media::Base64 { media_type, .. } if media_type == "application/pdf") {
+        return Err(Refusal::unsupported(
+            "files other than base64 PDF data URLs",
+            target,
+        ));
+    }
+    Ok(Part::Document { media, name })
 }

@@ -6,9 +6,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
-use super::ir::{
-    Conversation, Effort, Format, Media, Message, Part, Reasoning, Role, Tool, ToolChoice,
-};
+use super::ir::{Conversation, Format, Media, Part, Role, Tool, ToolChoice};
 use super::read::{self, Content, parse};
 use super::refusal::{Dropped, Refusal, drop_field};
 
@@ -179,18 +177,7 @@ pub(crate) fn conversation<'a>(
         conv.tool_choice = Some(tool_choice(choice, target)?);
     }
     if let Some(effort) = req.reasoning.and_then(|r| r.effort) {
-        conv.reasoning = Some(match effort.as_ref() {
-            "none" => Reasoning::Disabled,
-            "minimal" => Reasoning::Effort(Effort::Minimal),
-            "low" => Reasoning::Effort(Effort::Low),
-            "medium" => Reasoning::Effort(Effort::Medium),
-            "high" | "xhigh" => Reasoning::Effort(Effort::High),
-            other => {
-                return Err(Refusal::malformed(format_args!(
-                    "reasoning.effort: unknown level `{other}`"
-                )));
-            }
-        });
+        conv.reasoning = Some(read::effort(&effort, "reasoning.effort")?);
     }
     if let Some(format) = req.text.and_then(|t| t.format) {
         conv.format = match format.kind.as_ref() {
@@ -211,7 +198,7 @@ pub(crate) fn conversation<'a>(
         };
     }
     match read::content(req.input, "input")? {
-        Content::Text(t) => push(&mut conv, Role::User, vec![Part::Text(t)]),
+        Content::Text(t) => conv.push(Role::User, vec![Part::Text(t)]),
         Content::Absent => {}
         Content::Parts(items) => {
             let mut leading = true;
@@ -266,27 +253,9 @@ struct NamedChoice<'a> {
 }
 
 fn tool_choice<'a>(raw: &'a RawValue, target: &'static str) -> Result<ToolChoice<'a>, Refusal> {
-    if raw.get().starts_with('"') {
-        let mode: Cow<'a, str> = parse(raw.get(), "tool_choice")?;
-        return match mode.as_ref() {
-            "auto" => Ok(ToolChoice::Auto),
-            "none" => Ok(ToolChoice::None),
-            "required" => Ok(ToolChoice::Required),
-            other => Err(Refusal::malformed(format_args!(
-                "tool_choice: unknown mode `{other}`"
-            ))),
-        };
-    }
-    let kind = read::type_of(raw, "tool_choice")?;
-    if kind != "function" {
-        return Err(Refusal::unsupported(
-            format!("tool_choice of type `{kind}`"),
-            target,
-        ));
-    }
-    Ok(ToolChoice::Named(
-        parse::<NamedChoice<'a>>(raw.get(), "tool_choice")?.name,
-    ))
+    read::tool_choice(raw, target, |raw| {
+        Ok(parse::<NamedChoice<'a>>(raw.get(), "tool_choice")?.name)
+    })
 }
 
 #[derive(Deserialize)]
@@ -370,13 +339,6 @@ struct SummaryPart<'a> {
     text: Cow<'a, str>,
 }
 
-fn push<'a>(conv: &mut Conversation<'a>, role: Role, parts: Vec<Part<'a>>) {
-    match conv.messages.last_mut() {
-        Some(last) if last.role == role => last.parts.extend(parts),
-        _ => conv.messages.push(Message { role, parts }),
-    }
-}
-
 fn item<'a>(
     raw: &'a RawValue,
     i: usize,
@@ -392,31 +354,14 @@ fn item<'a>(
             let m: MessageItem<'a> = parse(raw.get(), &at)?;
             let parts = parts(m.content, &at, target, dropped)?;
             match m.role.as_ref() {
-                "system" | "developer" => {
-                    if !*leading {
-                        return Err(Refusal::unsupported(
-                            "a system message after the conversation started",
-                            target,
-                        ));
-                    }
-                    for part in parts {
-                        match part {
-                            Part::Text(t) => conv.system.push(t),
-                            _ => {
-                                return Err(Refusal::malformed(format_args!(
-                                    "{at}: system content must be text"
-                                )));
-                            }
-                        }
-                    }
-                }
+                "system" | "developer" => read::system(conv, parts, *leading, &at, target)?,
                 "user" => {
                     *leading = false;
-                    push(conv, Role::User, parts);
+                    conv.push(Role::User, parts);
                 }
                 "assistant" => {
                     *leading = false;
-                    push(conv, Role::Assistant, parts);
+                    conv.push(Role::Assistant, parts);
                 }
                 other => {
                     return Err(Refusal::malformed(format_args!(
@@ -428,8 +373,7 @@ fn item<'a>(
         "function_call" => {
             *leading = false;
             let c: CallItem<'a> = parse(raw.get(), &at)?;
-            push(
-                conv,
+            conv.push(
                 Role::Assistant,
                 vec![Part::ToolCall {
                     id: c.call_id,
@@ -442,8 +386,7 @@ fn item<'a>(
             *leading = false;
             let o: OutputItem<'a> = parse(raw.get(), &at)?;
             let content = parts(o.output, &at, target, dropped)?;
-            push(
-                conv,
+            conv.push(
                 Role::User,
                 vec![Part::ToolResult {
                     id: o.call_id,
@@ -476,7 +419,7 @@ fn item<'a>(
                 );
                 return Ok(());
             };
-            push(conv, Role::Assistant, vec![part]);
+            conv.push(Role::Assistant, vec![part]);
         }
         other => {
             return Err(Refusal::unsupported(
@@ -580,18 +523,7 @@ fn parts<'a>(
                 let (Some(data), None, None) = (p.file_data, p.file_id, p.file_url) else {
                     return Err(Refusal::unsupported("files by file_id or file_url", target));
                 };
-                let media = Media::from_url(data);
-                if !matches!(&media, Media::Base64 { media_type, .. } if media_type == "application/pdf")
-                {
-                    return Err(Refusal::unsupported(
-                        "files other than base64 PDF data URLs",
-                        target,
-                    ));
-                }
-                Part::Document {
-                    media,
-                    name: p.filename,
-                }
+                read::pdf(data, p.filename, target)?
             }
             other => {
                 return Err(Refusal::unsupported(
