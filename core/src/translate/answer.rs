@@ -3,7 +3,7 @@
 
 use super::dialect::{Dialect, Exchange};
 use super::ir::Answer;
-use super::{chat_answer, errors, messages_answer, responses_answer};
+use super::{chat_answer, errors, gemini_answer, messages_answer, responses_answer};
 use crate::error::ErrorCode;
 
 /// An answer ready for the client.
@@ -46,6 +46,7 @@ pub(crate) fn read(dialect: Dialect, body: &[u8]) -> Result<Answer<'_>, serde_js
     match dialect {
         Dialect::Chat => chat_answer::read(body),
         Dialect::Messages => messages_answer::read(body),
+        Dialect::Gemini => gemini_answer::read(body),
         Dialect::Responses => Err(serde::de::Error::custom(
             "answers are not translated from OpenAI Responses",
         )),
@@ -54,7 +55,7 @@ pub(crate) fn read(dialect: Dialect, body: &[u8]) -> Result<Answer<'_>, serde_js
 
 pub(crate) fn write(dialect: Dialect, answer: &Answer<'_>, now_unix: u64) -> Vec<u8> {
     match dialect {
-        Dialect::Chat => chat_answer::write(answer, now_unix),
+        Dialect::Chat | Dialect::Gemini => chat_answer::write(answer, now_unix),
         Dialect::Messages => messages_answer::write(answer),
         Dialect::Responses => responses_answer::write(answer, now_unix),
     }

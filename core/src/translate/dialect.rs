@@ -13,13 +13,17 @@ pub enum Dialect {
     /// OpenAI Responses (`/v1/responses`): a client dialect only; no request is
     /// translated into it.
     Responses,
+    /// Gemini `generateContent` / `streamGenerateContent`: an upstream dialect only
+    /// (no client speaks it here; an [`Exchange`] built by hand with a Gemini client
+    /// gets OpenAI's shapes).
+    Gemini,
 }
 
 impl Dialect {
     /// The endpoint a client of this dialect calls, and an upstream of it serves.
     pub fn endpoint(self) -> Endpoint {
         match self {
-            Self::Chat => Endpoint::ChatCompletions,
+            Self::Chat | Self::Gemini => Endpoint::ChatCompletions,
             Self::Messages => Endpoint::Messages,
             Self::Responses => Endpoint::Responses,
         }
@@ -40,6 +44,7 @@ impl Dialect {
             Self::Chat => "OpenAI Chat Completions",
             Self::Messages => "Anthropic Messages",
             Self::Responses => "OpenAI Responses",
+            Self::Gemini => "Gemini generateContent",
         }
     }
 }

@@ -89,7 +89,7 @@ pub(crate) fn read_error(status: u16, body: &[u8]) -> (ErrorCode, Cow<'_, str>) 
 
 pub(crate) fn protocol(dialect: Dialect) -> Protocol {
     match dialect {
-        Dialect::Chat | Dialect::Responses => Protocol::OpenAi,
+        Dialect::Chat | Dialect::Responses | Dialect::Gemini => Protocol::OpenAi,
         Dialect::Messages => Protocol::Anthropic,
     }
 }

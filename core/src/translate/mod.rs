@@ -1,6 +1,6 @@
 //! Protocol translation: a client speaking one dialect (OpenAI Chat Completions,
 //! Anthropic Messages, OpenAI Responses) served by an upstream speaking another
-//! (Chat Completions or Messages).
+//! (Chat Completions, Messages or Gemini).
 //!
 //! Every translation passes through one neutral form ([`ir`]): a client request is
 //! read into a [`ir::Conversation`] and written in the upstream's dialect; an upstream
@@ -25,6 +25,8 @@ mod chat_read;
 mod chat_write;
 mod dialect;
 mod errors;
+mod gemini_answer;
+mod gemini_write;
 pub mod ir;
 mod messages_answer;
 mod messages_read;
@@ -34,6 +36,10 @@ mod refusal;
 mod responses_answer;
 mod responses_read;
 mod stream;
+
+use std::borrow::Cow;
+
+use crate::endpoint::Endpoint;
 
 pub use answer::{TranslatedAnswer, translate_answer};
 pub use dialect::{ClientHeaders, Dialect, Exchange};
@@ -48,7 +54,7 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 pub struct TranslatedRequest {
     pub body: Vec<u8>,
     /// Appended to the provider key's base URL (which ends in its version, `/v1`).
-    pub path: &'static str,
+    pub path: Cow<'static, str>,
     /// Headers to set on the upstream request (replacing any the client sent).
     pub set_headers: Vec<(&'static str, &'static str)>,
     /// Client headers that must not travel upstream: they belong to the client's
@@ -89,13 +95,14 @@ pub fn translate_request(
             detail: e.to_string(),
         }
     })?;
-    if upstream == client || upstream == Dialect::Responses {
+    if upstream == client || upstream == Dialect::Responses || client == Dialect::Gemini {
         return Err(not_translated(client, upstream));
     }
     let mut dropped = Vec::new();
     let conversation = match client {
         Dialect::Chat => chat_read::conversation(body, upstream.name(), &mut dropped)?,
         Dialect::Responses => responses_read::conversation(body, upstream.name(), &mut dropped)?,
+        Dialect::Gemini => return Err(not_translated(client, upstream)),
         Dialect::Messages => {
             messages_read::conversation(body, headers, upstream.name(), &mut dropped)?
         }
@@ -109,14 +116,20 @@ pub fn translate_request(
     let (body, path, set_headers, strip_headers) = match upstream {
         Dialect::Chat => (
             chat_write::request(&conversation, &mut dropped)?,
-            Dialect::Chat.endpoint().upstream_suffix(),
+            Cow::Borrowed(Endpoint::ChatCompletions.upstream_suffix()),
             Vec::new(),
             &ANTHROPIC_HEADERS[..],
         ),
         Dialect::Messages => (
             messages_write::request(&conversation, &mut dropped)?,
-            Dialect::Messages.endpoint().upstream_suffix(),
+            Cow::Borrowed(Endpoint::Messages.upstream_suffix()),
             vec![("anthropic-version", ANTHROPIC_VERSION)],
+            &ANTHROPIC_HEADERS[..],
+        ),
+        Dialect::Gemini => (
+            gemini_write::request(&conversation, &mut dropped)?,
+            Cow::Owned(gemini_write::path(&conversation.model, conversation.stream)),
+            Vec::new(),
             &ANTHROPIC_HEADERS[..],
         ),
         Dialect::Responses => return Err(not_translated(client, upstream)),
@@ -131,8 +144,9 @@ pub fn translate_request(
     })
 }
 
-/// A pair translation does not serve: the same dialect (nothing to translate), or
-/// an OpenAI Responses upstream (Responses is a client dialect only).
+/// A pair translation does not serve: the same dialect (nothing to translate), an
+/// OpenAI Responses upstream (Responses is a client dialect only), or a Gemini client
+/// (Gemini is an upstream dialect only).
 fn not_translated(client: Dialect, upstream: Dialect) -> Refusal {
     Refusal::unsupported(
         format!("a {} request (no translation to it)", client.name()),

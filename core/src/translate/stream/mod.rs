@@ -6,6 +6,7 @@
 mod chat_in;
 mod chat_out;
 mod emit;
+mod gemini_in;
 mod messages_in;
 mod messages_out;
 mod responses_out;
@@ -19,6 +20,7 @@ use emit::Progress;
 enum Reader {
     Chat(chat_in::ChatReader),
     Messages(messages_in::MessagesReader),
+    Gemini(gemini_in::GeminiReader),
     /// An upstream dialect no stream is read from (Responses): its first event ends
     /// the client's stream with an error.
     Unread,
@@ -55,10 +57,11 @@ impl StreamTranslator {
         let reader = match exchange.upstream {
             Dialect::Chat => Reader::Chat(chat_in::ChatReader::default()),
             Dialect::Messages => Reader::Messages(messages_in::MessagesReader::default()),
+            Dialect::Gemini => Reader::Gemini(gemini_in::GeminiReader::default()),
             Dialect::Responses => Reader::Unread,
         };
         let writer = match exchange.client {
-            Dialect::Chat => {
+            Dialect::Chat | Dialect::Gemini => {
                 Writer::Chat(chat_out::ChatWriter::new(now_unix, exchange.include_usage))
             }
             Dialect::Messages => Writer::Messages(messages_out::MessagesWriter::default()),
@@ -92,6 +95,7 @@ impl StreamTranslator {
         let read = match &mut self.reader {
             Reader::Chat(r) => r.read(&data, &mut emit),
             Reader::Messages(r) => r.read(&data, &mut emit),
+            Reader::Gemini(r) => r.read(&data, &mut emit),
             Reader::Unread => Err(serde::de::Error::custom(
                 "streams are not translated from OpenAI Responses",
             )),
@@ -109,6 +113,13 @@ impl StreamTranslator {
     /// had its last event is ended with the protocol's error event, never with a
     /// clean end that would look like a whole answer.
     pub fn finish(&mut self, out: &mut Vec<u8>) -> StreamEnd {
+        // Gemini's stream has no last event: a finish reason, then a clean close.
+        if let Reader::Gemini(r) = &self.reader
+            && r.finished
+            && self.progress == Progress::Open
+        {
+            self.progress = self.writer.write(Event::Done, out);
+        }
         match self.progress {
             Progress::Complete => StreamEnd::Complete,
             Progress::Failed => StreamEnd::Failed,

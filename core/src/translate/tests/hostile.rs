@@ -13,7 +13,7 @@ const R: Dialect = Dialect::Responses;
 
 fn translate(client: Dialect, body: &[u8]) -> Result<Vec<u8>, Refusal> {
     let upstream = match client {
-        C | R => M,
+        C | R | Dialect::Gemini => M,
         M => C,
     };
     translate_request(client, upstream, body, ClientHeaders::default()).map(|t| t.body)

@@ -2,6 +2,7 @@
 //! inputs and the stream-equals-whole property.
 
 mod answers;
+mod gemini;
 mod golden;
 mod hostile;
 mod property;
