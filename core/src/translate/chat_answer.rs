@@ -297,10 +297,13 @@ pub(crate) fn write(answer: &Answer<'_>, created: u64) -> Vec<u8> {
             OutPart::Text(t) => content.get_or_insert_with(String::new).push_str(t),
             OutPart::Thinking { text, signature } => {
                 reasoning.get_or_insert_with(String::new).push_str(text);
-                blocks.push(ThinkingBlock::Thinking {
-                    thinking: Cow::Borrowed(text),
-                    signature: signature.as_deref().map(Cow::Borrowed),
-                });
+                // Only signed thinking can be sent back; the rest is reasoning text.
+                if let Some(signature) = signature {
+                    blocks.push(ThinkingBlock::Thinking {
+                        thinking: Cow::Borrowed(text),
+                        signature: Some(Cow::Borrowed(signature)),
+                    });
+                }
             }
             OutPart::RedactedThinking(data) => blocks.push(ThinkingBlock::RedactedThinking {
                 data: Cow::Borrowed(data),

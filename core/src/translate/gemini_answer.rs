@@ -127,14 +127,18 @@ pub(crate) fn read(body: &[u8]) -> Result<Answer<'_>, serde_json::Error> {
             });
             calls += 1;
         } else if let Some(text) = part.text.filter(|t| !t.is_empty()) {
-            answer.parts.push(if part.thought {
-                OutPart::Thinking {
+            // Gemini splits text into parts at will: consecutive ones are one.
+            match (answer.parts.last_mut(), part.thought) {
+                (Some(OutPart::Text(last)), false)
+                | (Some(OutPart::Thinking { text: last, .. }), true) => {
+                    last.to_mut().push_str(&text)
+                }
+                (_, false) => answer.parts.push(OutPart::Text(text)),
+                (_, true) => answer.parts.push(OutPart::Thinking {
                     text,
                     signature: None,
-                }
-            } else {
-                OutPart::Text(text)
-            });
+                }),
+            }
         }
     }
     answer.finish = candidate

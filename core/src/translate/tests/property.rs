@@ -476,3 +476,73 @@ proptest! {
         prop_assert_eq!(reassemble_responses(&stream), whole(Dialect::Responses, Dialect::Chat, &a));
     }
 }
+
+/// A Gemini answer as its whole body and as a stream of chunks: thoughts, text and
+/// function calls in any order; the last chunk carries the finish reason and usage.
+fn gemini_bodies() -> impl Strategy<Value = (Value, Vec<Vec<u8>>)> {
+    let part = prop_oneof![
+        text().prop_map(|t| json!({"text": t, "thought": true})),
+        text().prop_map(|t| json!({"text": t})),
+        ("[a-z_]{1,10}", arguments()).prop_map(|(name, args)| {
+            json!({"functionCall": {"name": name, "args": serde_json::from_str::<Value>(&args).unwrap()}})
+        }),
+    ];
+    (
+        prop::collection::vec(part, 0..6),
+        prop::collection::vec(1usize..9, 1..4),
+        prop_oneof![Just("STOP"), Just("MAX_TOKENS"), Just("SAFETY")],
+        (0u64..5000, 0u64..5000, 0u64..100),
+    )
+        .prop_map(|(parts, sizes, finish, (prompt, out, cached))| {
+            let usage = json!({"promptTokenCount": prompt + cached, "candidatesTokenCount": out,
+                               "cachedContentTokenCount": cached, "totalTokenCount": prompt + cached + out});
+            let whole = json!({"candidates": [{"content": {"role": "model", "parts": parts}, "finishReason": finish}],
+                               "usageMetadata": usage, "modelVersion": "gemini-x", "responseId": "g-1"});
+            let chunk = |parts: Value, last: bool| {
+                let mut c = json!({"candidates": [{"content": {"role": "model", "parts": parts}}],
+                                   "modelVersion": "gemini-x", "responseId": "g-1"});
+                if last {
+                    c["candidates"][0]["finishReason"] = json!(finish);
+                    c["usageMetadata"] = usage.clone();
+                }
+                sse(None, &c)
+            };
+            let mut stream = Vec::new();
+            for p in &parts {
+                match p["text"].as_str() {
+                    Some(t) => stream.extend(pieces(t, &sizes).into_iter().map(|piece| {
+                        let mut q = p.clone();
+                        q["text"] = json!(piece);
+                        chunk(json!([q]), false)
+                    })),
+                    None => stream.push(chunk(json!([p]), false)),
+                }
+            }
+            stream.push(chunk(json!([]), true));
+            (whole, stream)
+        })
+}
+
+fn reassembled(client: Dialect, stream: &str) -> Value {
+    match client {
+        Dialect::Chat => reassemble_chat(stream),
+        Dialect::Messages => reassemble_messages(stream),
+        _ => reassemble_responses(stream),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn gemini_stream_reassembles_to_the_whole_in_every_dialect((whole_body, stream) in gemini_bodies()) {
+        for client in [Dialect::Chat, Dialect::Messages, Dialect::Responses] {
+            let ex = exchange(client, Dialect::Gemini, true);
+            let (out, end) = run_stream(&ex, &stream);
+            prop_assert_eq!(end, StreamEnd::Complete);
+            let whole = translate_answer(&ex, 200, &serde_json::to_vec(&whole_body).unwrap(), NOW);
+            let whole: Value = serde_json::from_slice(&whole.body).unwrap();
+            prop_assert_eq!(reassembled(client, &out), whole, "{:?}", client);
+        }
+    }
+}
