@@ -72,6 +72,19 @@ fn chat_events() -> Vec<Vec<u8>> {
     out
 }
 
+fn gemini_events() -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for _ in 0..200 {
+        out.push(br#"data: {"candidates":[{"content":{"role":"model","parts":[{"text":"The weather in \"Boston\" is "}]},"index":0}],"modelVersion":"gemini-2.5-flash","responseId":"gresp-1"}
+
+"#.to_vec());
+    }
+    out.push(br#"data: {"candidates":[{"content":{"role":"model","parts":[{"functionCall":{"name":"get_weather","args":{"location":"Boston"}}}]},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":82,"candidatesTokenCount":52,"totalTokenCount":134},"modelVersion":"gemini-2.5-flash","responseId":"gresp-1"}
+
+"#.to_vec());
+    out
+}
+
 fn measure(client: Dialect, upstream: Dialect, events: &[Vec<u8>]) -> (f64, usize) {
     let exchange = Exchange {
         client,
@@ -110,6 +123,24 @@ fn main() -> std::io::Result<()> {
             Dialect::Messages,
             Dialect::Chat,
             chat_events(),
+        ),
+        (
+            "Anthropic events -> Responses events",
+            Dialect::Responses,
+            Dialect::Messages,
+            anthropic_events(),
+        ),
+        (
+            "Chat chunks -> Responses events",
+            Dialect::Responses,
+            Dialect::Chat,
+            chat_events(),
+        ),
+        (
+            "Gemini chunks -> Chat chunks",
+            Dialect::Chat,
+            Dialect::Gemini,
+            gemini_events(),
         ),
     ] {
         let (ns, bytes) = measure(client, upstream, &events);

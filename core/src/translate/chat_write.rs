@@ -184,7 +184,7 @@ pub(crate) fn request(
     for m in &conv.messages {
         match m.role {
             Role::User => user(&m.parts, &mut messages, dropped)?,
-            Role::Assistant => messages.push(assistant(&m.parts, dropped)),
+            Role::Assistant => messages.extend(assistant(&m.parts, dropped)),
         }
     }
     let tools: Vec<OutTool<'_>> = conv
@@ -349,7 +349,9 @@ fn user<'c>(
     Ok(())
 }
 
-fn assistant<'c>(parts: &'c [Part<'_>], dropped: &mut Vec<Dropped>) -> OutMessage<'c> {
+/// An assistant turn; `None` when nothing of it is left (a turn of reasoning alone,
+/// which OpenAI would refuse as an empty message).
+fn assistant<'c>(parts: &'c [Part<'_>], dropped: &mut Vec<Dropped>) -> Option<OutMessage<'c>> {
     let mut text: Option<String> = None;
     let mut tool_calls = Vec::new();
     for part in parts {
@@ -373,8 +375,11 @@ fn assistant<'c>(parts: &'c [Part<'_>], dropped: &mut Vec<Dropped>) -> OutMessag
             Part::Image(_) | Part::Document { .. } | Part::ToolResult { .. } => {}
         }
     }
-    OutMessage::Assistant {
+    if text.is_none() && tool_calls.is_empty() {
+        return None;
+    }
+    Some(OutMessage::Assistant {
         content: text,
         tool_calls,
-    }
+    })
 }
