@@ -316,3 +316,67 @@ fn interleaved_tool_arguments_cannot_be_told_to_anthropic_clients() {
     assert_eq!(end, StreamEnd::Failed);
     assert!(out.contains("interleaved"), "{out}");
 }
+
+/// The router's own stream meter, run over a translated stream, finds its usage and
+/// its protocol's last event: what the client receives is the client's protocol.
+#[test]
+fn the_stream_meter_reads_translated_streams() {
+    use crate::endpoint::UsageShape;
+    use crate::usage::{StreamMeter, TokenUsage};
+
+    let meter = |shape: UsageShape, stream: &str| {
+        let mut m = StreamMeter::new(shape);
+        for event in stream.split_inclusive("\n\n") {
+            if let Some(data) = crate::sse::event_data(event.as_bytes()) {
+                m.observe(&data);
+            }
+        }
+        (m.usage(), m.end())
+    };
+    let anthropic = anthropic_tool_stream();
+    let chat = chat_tool_stream();
+    let anthropic_usage = TokenUsage {
+        input: 112,
+        output: 89,
+        cached: 100,
+        cache_write: 0,
+    };
+    let chat_usage = TokenUsage {
+        input: 50,
+        output: 20,
+        cached: 10,
+        cache_write: 0,
+    };
+    for (client, upstream, events, shape, usage) in [
+        (C, M, &anthropic, UsageShape::OpenAiChat, anthropic_usage),
+        (
+            Dialect::Responses,
+            M,
+            &anthropic,
+            UsageShape::OpenAiResponses,
+            anthropic_usage,
+        ),
+        (M, C, &chat, UsageShape::Anthropic, chat_usage),
+        (
+            Dialect::Responses,
+            C,
+            &chat,
+            UsageShape::OpenAiResponses,
+            chat_usage,
+        ),
+    ] {
+        let (out, _) = run_stream(&exchange(client, upstream, true), events);
+        assert_eq!(
+            meter(shape, &out),
+            (Some(usage), StreamEnd::Complete),
+            "{client:?} from {upstream:?}"
+        );
+        // Cut short, the client's stream ends as its protocol's failure.
+        let (out, _) = run_stream(&exchange(client, upstream, true), &events[..4]);
+        assert_ne!(
+            meter(shape, &out).1,
+            StreamEnd::Complete,
+            "{client:?} from {upstream:?}"
+        );
+    }
+}
