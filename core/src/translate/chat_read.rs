@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 
 use super::chat_answer::ThinkingBlock;
 use super::ir::{Conversation, Format, Media, Part, Role, Tool, ToolChoice};
-use super::read::{self, Content, parse};
+use super::read::{self, Content, RefusalPart, parse};
 use super::refusal::{Dropped, Refusal, drop_field};
 
 /// Every field of a Chat Completions request this reader knows; any other is refused
@@ -457,15 +457,6 @@ struct TextPart<'a> {
     _kind: IgnoredAny,
     #[serde(borrow)]
     text: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RefusalPart<'a> {
-    #[serde(rename = "type")]
-    _kind: IgnoredAny,
-    #[serde(borrow)]
-    refusal: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]

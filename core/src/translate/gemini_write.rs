@@ -183,26 +183,17 @@ pub(crate) fn request(
             }
         }
     }
-    let mut contents: Vec<Content<'_>> = Vec::with_capacity(conv.messages.len());
-    for m in &conv.messages {
-        let mut parts = Vec::with_capacity(m.parts.len());
-        for p in &m.parts {
-            if let Some(part) = part(p, &names, dropped)? {
-                parts.push(part);
-            }
-        }
-        if parts.is_empty() {
-            continue;
-        }
-        let role = match m.role {
-            Role::User => "user",
-            Role::Assistant => "model",
-        };
-        match contents.last_mut() {
-            Some(last) if last.role == role => last.parts.extend(parts),
-            _ => contents.push(Content { role, parts }),
-        }
-    }
+    let contents: Vec<Content<'_>> = conv
+        .turns(|p| part(p, &names, dropped))?
+        .into_iter()
+        .map(|(role, parts)| Content {
+            role: match role {
+                Role::User => "user",
+                Role::Assistant => "model",
+            },
+            parts,
+        })
+        .collect();
     let tools = if conv.tools.is_empty() {
         Vec::new()
     } else {

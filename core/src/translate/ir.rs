@@ -42,6 +42,27 @@ impl<'a> Conversation<'a> {
             _ => self.messages.push(Message { role, parts }),
         }
     }
+
+    /// Each turn's parts as `write` makes them (`None`: left out), turns left empty
+    /// dropped and consecutive turns of one role joined: what every writer sends.
+    pub fn turns<'c, T, E>(
+        &'c self,
+        mut write: impl FnMut(&'c Part<'a>) -> Result<Option<T>, E>,
+    ) -> Result<Vec<(Role, Vec<T>)>, E> {
+        let mut turns: Vec<(Role, Vec<T>)> = Vec::with_capacity(self.messages.len());
+        for m in &self.messages {
+            let mut parts = Vec::with_capacity(m.parts.len());
+            for p in &m.parts {
+                parts.extend(write(p)?);
+            }
+            match turns.last_mut() {
+                _ if parts.is_empty() => {}
+                Some((role, last)) if *role == m.role => last.extend(parts),
+                _ => turns.push((m.role, parts)),
+            }
+        }
+        Ok(turns)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

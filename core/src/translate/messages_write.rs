@@ -280,29 +280,17 @@ pub(crate) fn request(
             },
         }),
     };
-    let mut messages = Vec::with_capacity(conv.messages.len());
-    for m in &conv.messages {
-        let mut content = Vec::with_capacity(m.parts.len());
-        for part in &m.parts {
-            if let Some(block) = block(part, dropped)? {
-                content.push(block);
-            }
-        }
-        if content.is_empty() {
-            continue;
-        }
-        let role = match m.role {
-            Role::User => "user",
-            Role::Assistant => "assistant",
-        };
-        match messages.last_mut() {
-            Some(OutMessage {
-                role: last,
-                content: c,
-            }) if *last == role => c.extend(content),
-            _ => messages.push(OutMessage { role, content }),
-        }
-    }
+    let messages: Vec<OutMessage<'_>> = conv
+        .turns(|p| block(p, dropped))?
+        .into_iter()
+        .map(|(role, content)| OutMessage {
+            role: match role {
+                Role::User => "user",
+                Role::Assistant => "assistant",
+            },
+            content,
+        })
+        .collect();
     let body = Request {
         model: &conv.model,
         max_tokens,

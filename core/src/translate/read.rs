@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
 use super::ir::{Conversation, Effort, Media, Part, Reasoning, ToolChoice};
@@ -179,4 +180,14 @@ pub(crate) fn pdf<'a>(
         ));
     }
     Ok(Part::Document { media, name })
+}
+
+/// A `refusal` content part (OpenAI assistant content, in both OpenAI dialects).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RefusalPart<'a> {
+    #[serde(rename = "type")]
+    _kind: IgnoredAny,
+    #[serde(borrow)]
+    pub(crate) refusal: Cow<'a, str>,
 }

@@ -7,7 +7,7 @@ use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
 use super::ir::{Conversation, Format, Media, Part, Role, Tool, ToolChoice};
-use super::read::{self, Content, parse};
+use super::read::{self, Content, RefusalPart, parse};
 use super::refusal::{Dropped, Refusal, drop_field};
 
 /// The prefix of a reasoning item's `encrypted_content` that carries an Anthropic
@@ -444,15 +444,6 @@ struct TextPart<'a> {
     #[serde(default)]
     #[serde(rename = "logprobs")]
     _logprobs: Option<IgnoredAny>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RefusalPart<'a> {
-    #[serde(rename = "type")]
-    _kind: IgnoredAny,
-    #[serde(borrow)]
-    refusal: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
