@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::ir::{Conversation, Effort, Format, Media, Part, Reasoning, Role, ToolChoice};
+use super::read;
 use super::refusal::{Dropped, Refusal, drop_field};
 
 const TARGET: &str = "Gemini generateContent";
@@ -166,8 +167,6 @@ struct ThinkingConfig {
     include_thoughts: bool,
 }
 
-const EMPTY_OBJECT: &str = "{}";
-
 /// Write `conv` as a Gemini request body.
 pub(crate) fn request(
     conv: &Conversation<'_>,
@@ -312,19 +311,7 @@ fn part<'c>(
             name,
             arguments,
         } => {
-            let text = if arguments.trim().is_empty() {
-                EMPTY_OBJECT
-            } else {
-                arguments
-            };
-            let args = serde_json::from_str::<&RawValue>(text)
-                .ok()
-                .filter(|r| r.get().starts_with('{'))
-                .ok_or_else(|| {
-                    Refusal::malformed(format_args!(
-                        "the arguments of tool call `{id}` are not a JSON object"
-                    ))
-                })?;
+            let args = read::arguments_object(id, arguments)?;
             OutPart::Call {
                 function_call: Call { id, name, args },
             }

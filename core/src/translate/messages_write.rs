@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::ir::{Conversation, Effort, Format, Media, Part, Reasoning, Role, ToolChoice};
+use super::read;
 use super::refusal::{Dropped, Refusal, drop_field};
 
 const TARGET: &str = "Anthropic Messages";
@@ -158,7 +159,6 @@ struct OutputFormat<'c> {
 
 /// The schema of a tool that declares none: any object.
 const ANY_OBJECT: &str = r#"{"type":"object","properties":{}}"#;
-const EMPTY_OBJECT: &str = "{}";
 
 fn raw(text: &str) -> Result<&RawValue, Refusal> {
     serde_json::from_str(text).map_err(Refusal::malformed)
@@ -359,19 +359,7 @@ fn block<'c>(part: &'c Part<'_>, dropped: &mut Vec<Dropped>) -> Result<Option<Bl
             name,
             arguments,
         } => {
-            let text = if arguments.trim().is_empty() {
-                EMPTY_OBJECT
-            } else {
-                arguments
-            };
-            let input = raw(text)
-                .ok()
-                .filter(|r| r.get().starts_with('{'))
-                .ok_or_else(|| {
-                    Refusal::malformed(format_args!(
-                        "the arguments of tool call `{id}` are not a JSON object"
-                    ))
-                })?;
+            let input = read::arguments_object(id, arguments)?;
             Block::ToolUse { id, name, input }
         }
         Part::ToolResult {

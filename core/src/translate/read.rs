@@ -191,3 +191,21 @@ pub(crate) struct RefusalPart<'a> {
     #[serde(borrow)]
     pub(crate) refusal: Cow<'a, str>,
 }
+
+/// A tool call's arguments as the JSON object Anthropic's `input` and Gemini's
+/// `args` are (empty arguments are `{}`); anything else is refused.
+pub(crate) fn arguments_object<'t>(id: &str, arguments: &'t str) -> Result<&'t RawValue, Refusal> {
+    let text = if arguments.trim().is_empty() {
+        "{}"
+    } else {
+        arguments
+    };
+    serde_json::from_str::<&RawValue>(text)
+        .ok()
+        .filter(|r| r.get().starts_with('{'))
+        .ok_or_else(|| {
+            Refusal::malformed(format_args!(
+                "the arguments of tool call `{id}` are not a JSON object"
+            ))
+        })
+}
