@@ -28,6 +28,9 @@
 //! - [`fields`]: what the usage store holds: each text field's bounds and allowed characters.
 //! - [`limits`]: which counters a call is charged to; reservation, admission, settlement.
 //! - [`redact`]: what counts as key material in a log line, and scrubbing it.
+//! - [`translate`]: protocol translation (Chat Completions and Messages both ways,
+//!   Responses clients, Gemini upstreams: requests, whole answers, streams), through
+//!   one neutral form.
 //! - [`time`]: clock-free calendar arithmetic: [`time::UtcDay`] (a day that travels as
 //!   `YYYY-MM-DD`), its month and the day/month bucket of a timestamp.
 
@@ -55,5 +58,6 @@ pub mod secret;
 pub mod snapshot;
 pub mod sse;
 pub mod time;
+pub mod translate;
 pub mod types;
 pub mod usage;

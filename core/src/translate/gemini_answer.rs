@@ -1,0 +1,149 @@
+//! Gemini `generateContent` answers (whole, or each chunk of a stream) read into the
+//! neutral form.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::ir::{Answer, Finish, OutPart, Usage};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Chunk<'a> {
+    #[serde(borrow, default)]
+    pub(crate) candidates: Vec<Candidate<'a>>,
+    #[serde(default)]
+    pub(crate) usage_metadata: Option<UsageMetadata>,
+    #[serde(borrow, default)]
+    pub(crate) model_version: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub(crate) response_id: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Candidate<'a> {
+    #[serde(borrow, default)]
+    pub(crate) content: Option<CandidateContent<'a>>,
+    #[serde(borrow, default)]
+    pub(crate) finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CandidateContent<'a> {
+    #[serde(borrow, default)]
+    pub(crate) parts: Vec<InPart<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct InPart<'a> {
+    #[serde(borrow, default)]
+    pub(crate) text: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub(crate) thought: bool,
+    #[serde(borrow, default)]
+    pub(crate) function_call: Option<InCall<'a>>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct InCall<'a> {
+    #[serde(borrow, default)]
+    pub(crate) id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub(crate) name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub(crate) args: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct UsageMetadata {
+    #[serde(default)]
+    prompt_token_count: u64,
+    #[serde(default)]
+    candidates_token_count: u64,
+    #[serde(default)]
+    cached_content_token_count: u64,
+    #[serde(default)]
+    thoughts_token_count: Option<u64>,
+}
+
+impl From<UsageMetadata> for Usage {
+    /// Gemini counts thinking apart from the answer; ours is part of the output.
+    fn from(u: UsageMetadata) -> Self {
+        let thoughts = u.thoughts_token_count.unwrap_or(0);
+        Usage {
+            input: u.prompt_token_count,
+            output: u.candidates_token_count.saturating_add(thoughts),
+            cache_read: u.cached_content_token_count.min(u.prompt_token_count),
+            cache_write: 0,
+            reasoning: u.thoughts_token_count,
+        }
+    }
+}
+
+pub(crate) fn finish_of(reason: &str, called: bool) -> Finish {
+    match reason {
+        "MAX_TOKENS" => Finish::Length,
+        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY"
+        | "LANGUAGE" => Finish::Refusal,
+        _ if called => Finish::ToolUse,
+        _ => Finish::Stop,
+    }
+}
+
+/// The id a Gemini function call gets when Gemini gives none: its number in the
+/// answer.
+pub(crate) fn call_id<'a>(id: Option<Cow<'a, str>>, call: u32) -> Cow<'a, str> {
+    id.filter(|i| !i.is_empty())
+        .unwrap_or_else(|| Cow::Owned(format!("call_{call}")))
+}
+
+pub(crate) fn arguments(args: Option<&RawValue>) -> &str {
+    args.map_or("{}", RawValue::get)
+}
+
+/// Read a whole Gemini answer (its first candidate).
+pub(crate) fn read(body: &[u8]) -> Result<Answer<'_>, serde_json::Error> {
+    let chunk: Chunk<'_> = serde_json::from_slice(body)?;
+    let mut answer = Answer {
+        id: chunk.response_id,
+        model: chunk.model_version,
+        usage: chunk.usage_metadata.map(Usage::from).unwrap_or_default(),
+        ..Answer::default()
+    };
+    let Some(candidate) = chunk.candidates.into_iter().next() else {
+        return Ok(answer);
+    };
+    let mut calls = 0;
+    for part in candidate.content.map(|c| c.parts).unwrap_or_default() {
+        if let Some(call) = part.function_call {
+            answer.parts.push(OutPart::ToolCall {
+                id: call_id(call.id, calls),
+                name: call.name,
+                arguments: Cow::Borrowed(arguments(call.args)),
+            });
+            calls += 1;
+        } else if let Some(text) = part.text.filter(|t| !t.is_empty()) {
+            // Gemini splits text into parts at will: consecutive ones are one.
+            match (answer.parts.last_mut(), part.thought) {
+                (Some(OutPart::Text(last)), false)
+                | (Some(OutPart::Thinking { text: last, .. }), true) => {
+                    last.to_mut().push_str(&text)
+                }
+                (_, false) => answer.parts.push(OutPart::Text(text)),
+                (_, true) => answer.parts.push(OutPart::Thinking {
+                    text,
+                    signature: None,
+                }),
+            }
+        }
+    }
+    answer.finish = candidate
+        .finish_reason
+        .as_deref()
+        .map_or(Finish::Stop, |r| finish_of(r, calls > 0));
+    Ok(answer)
+}
