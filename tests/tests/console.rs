@@ -4,17 +4,20 @@
 //! next to the field), issues a key (shown once, copied by the page's script), signs
 //! out; the sub-account meets the 403 page of an Admin URL. Each page is saved as a
 //! screenshot under `target/console-screenshots/`, and the browser's console log
-//! must show no Content-Security-Policy violation.
+//! must show no Content-Security-Policy violation. A second scenario goes from an
+//! empty main account to a metered call in the browser alone (provider key, ModelMapper
+//! rule, sub-account within bounds, its key calling the proxy, the call on the Usage page).
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/test.sh` installs them
 //! when it runs as root); without them the test says so and skips.
 
 use fantoccini::Locator;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use switchyard_core::apikey;
+use switchyard_fake_upstream::FakeUpstream;
 use switchyard_tests::browser::Browser;
-use switchyard_tests::system::start_system;
+use switchyard_tests::system::{chat, start_system, wait_for_key};
 use switchyard_tests::wait::{self, PATIENCE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,14 +197,128 @@ async fn an_owner_works_in_the_console() {
     assert_eq!(dark, "rgb(15, 18, 22)");
     b.shoot("08-overview-dark").await;
 
-    let log = b.log().await;
-    let violations: Vec<&Value> = log
-        .iter()
-        .filter(|e| {
-            let m = e["message"].as_str().unwrap_or_default();
-            m.contains("Content Security Policy") || m.contains("Refused to")
-        })
-        .collect();
+    let violations = b.csp_violations().await;
+    assert!(violations.is_empty(), "CSP violations: {violations:?}");
+    b.close().await;
+}
+
+/// The whole way from an empty main account to a metered call, in the browser only:
+/// a provider key added, a ModelMapper rule set, a sub-account made within bounds,
+/// its key (shown once) calling the proxy by the mapped name, and the call on the
+/// Usage page within seconds. Another owner's account is not found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_goes_from_an_empty_account_to_a_metered_call() {
+    let sys = start_system(1 << 20).await;
+    let fake = FakeUpstream::start(None).await.unwrap();
+    let console = sys.control.url("http");
+    let (status, acme) = sys
+        .post("/x-users", &sys.root, json!({"name": "acme"}))
+        .await;
+    assert_eq!(status, 201, "{acme}");
+    let key = acme["api_key"].as_str().unwrap().to_owned();
+    let acme_id = acme["account"]["id"].as_str().unwrap().to_owned();
+    let (status, _) = sys
+        .call(
+            Method::PATCH,
+            format!("/x-users/{acme_id}"),
+            sys.root.clone(),
+            Some(json!({"policy": {"rpm": 100}})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, globex) = sys
+        .post("/x-users", &sys.root, json!({"name": "globex"}))
+        .await;
+    assert_eq!(status, 201, "{globex}");
+    let globex_id = globex["account"]["id"].as_str().unwrap().to_owned();
+
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    b.sign_in(&console, &key).await;
+
+    // The provider key: the fake upstream, for gpt-4o models.
+    b.goto(&format!("{console}/admin/provider-keys")).await;
+    b.fill("#base_url", &fake.base_url()).await;
+    b.fill("#secret", "sk-journey-0123456789abcdef").await;
+    b.fill("#models", "gpt-4o*").await;
+    b.submit("form[action='/admin/provider-keys'] button", "#added-h")
+        .await;
+    assert!(b.text_of("table").await.contains(&fake.base_url()));
+    b.shoot("journey-01-provider-key").await;
+
+    // The rule: `smart` is served as gpt-4o-mini.
+    b.goto(&format!("{console}/admin/rules")).await;
+    b.fill("#model_mapper-value", r#"{"smart": "gpt-4o-mini"}"#)
+        .await;
+    b.submit("#model_mapper button[type='submit']", "p.notice")
+        .await;
+    b.shoot("journey-02-model-mapper").await;
+
+    // A sub-account: too wide first (refused beside the field), then within bounds.
+    b.goto(&format!("{console}/accounts")).await;
+    b.fill("#name", "team").await;
+    b.fill("#policy", r#"{"rpm": 1000}"#).await;
+    b.submit("form[action='/accounts'] button", "#policy-error")
+        .await;
+    assert!(
+        b.text_of("#policy-error")
+            .await
+            .contains("policy exceeds the parent's")
+    );
+    b.fill("#policy", r#"{"rpm": 50}"#).await;
+    b.submit("form[action='/accounts'] button", "#new-key")
+        .await;
+    let team_key = b.value_of("#new-key").await;
+    assert!(apikey::is_well_formed(&team_key), "{team_key}");
+    b.shoot("journey-03-sub-account-key").await;
+
+    // The key calls the proxy by the mapped name; the upstream sees the target.
+    wait_for_key(&sys, &team_key).await;
+    let mut body = chat("hello", false);
+    body["model"] = json!("smart");
+    wait::until(
+        PATIENCE,
+        "a call by the mapped name to be served",
+        async || {
+            let r = sys
+                .http
+                .post(sys.proxy("/v1/chat/completions"))
+                .bearer_auth(&team_key)
+                .json(&body)
+                .send()
+                .await
+                .ok()?;
+            (r.status() == 200).then_some(())
+        },
+    )
+    .await;
+    let seen = fake.observed().bodies.lock().unwrap().last().cloned();
+    assert_eq!(seen.unwrap()["model"], "gpt-4o-mini");
+
+    // The Usage page shows the call within seconds.
+    let usage = format!("{console}/usage?by=model");
+    wait::until(PATIENCE, "the call on the Usage page", async || {
+        b.goto(&usage).await;
+        let table = b
+            .client
+            .find(Locator::Css("#usage-table tbody"))
+            .await
+            .ok()?;
+        table
+            .text()
+            .await
+            .ok()
+            .filter(|t| t.contains("gpt-4o-mini"))
+    })
+    .await;
+    b.shoot("journey-04-usage").await;
+
+    // Another owner's account is not found, typed by hand.
+    b.goto(&format!("{console}/accounts/{globex_id}")).await;
+    assert_eq!(b.text_of("h1").await, "Not found");
+
+    let violations = b.csp_violations().await;
     assert!(violations.is_empty(), "CSP violations: {violations:?}");
     b.close().await;
 }
