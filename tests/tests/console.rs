@@ -6,7 +6,9 @@
 //! screenshot under `target/console-screenshots/`, and the browser's console log
 //! must show no Content-Security-Policy violation. A second scenario goes from an
 //! empty main account to a metered call in the browser alone (provider key, ModelMapper
-//! rule, sub-account within bounds, its key calling the proxy, the call on the Usage page).
+//! rule, sub-account within bounds, its key calling the proxy, the call on the Usage page);
+//! a third shows what a session withstands (a form from another origin, a replayed
+//! cookie after sign-out, repeated wrong keys).
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/test.sh` installs them
 //! when it runs as root); without them the test says so and skips.
@@ -317,6 +319,107 @@ async fn an_owner_goes_from_an_empty_account_to_a_metered_call() {
     // Another owner's account is not found, typed by hand.
     b.goto(&format!("{console}/accounts/{globex_id}")).await;
     assert_eq!(b.text_of("h1").await, "Not found");
+
+    let violations = b.csp_violations().await;
+    assert!(violations.is_empty(), "CSP violations: {violations:?}");
+    b.close().await;
+}
+
+/// What a session withstands: a form posted from another origin of the same site
+/// (the cookie travels, the CSRF token is right, only the origin is wrong) changes
+/// nothing; signing out ends the session for its cookie wherever it is replayed;
+/// repeated wrong keys slow the address down, the right key included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ends_with_sign_out_and_forged_forms_fail() {
+    let sys = start_system(1 << 20).await;
+    // Another origin on the same site: a page there may post to the console.
+    let elsewhere = FakeUpstream::start(None).await.unwrap();
+    let console = sys.control.url("http");
+    let (status, acme) = sys
+        .post("/x-users", &sys.root, json!({"name": "acme"}))
+        .await;
+    assert_eq!(status, 201, "{acme}");
+    let key = acme["api_key"].as_str().unwrap().to_owned();
+    let own_keys = async || {
+        let (status, me) = sys
+            .call(Method::GET, "/x-self".into(), key.clone(), None)
+            .await;
+        assert_eq!(status, 200, "{me}");
+        me["keys"].as_array().map_or(0, Vec::len)
+    };
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let visit = async |cookie: &str| {
+        http.get(format!("{console}/keys"))
+            .header("cookie", format!("sy_console={cookie}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    b.sign_in(&console, &key).await;
+    let cookie = b
+        .client
+        .get_named_cookie("sy_console")
+        .await
+        .unwrap()
+        .value()
+        .to_owned();
+    assert_eq!(visit(&cookie).await, 200, "the session's cookie is live");
+
+    // A forged form: the right token, posted from the other origin.
+    b.goto(&format!("{console}/keys")).await;
+    let csrf = b.value_of("form[action='/keys'] input[name='csrf']").await;
+    let before = own_keys().await;
+    b.goto(&elsewhere.base_url()).await;
+    b.client
+        .execute(
+            "const f = document.createElement('form');
+             f.method = 'POST'; f.action = arguments[0];
+             const i = document.createElement('input');
+             i.type = 'hidden'; i.name = 'csrf'; i.value = arguments[1];
+             f.appendChild(i); document.body.appendChild(f); f.submit();",
+            vec![json!(format!("{console}/keys")), json!(csrf)],
+        )
+        .await
+        .unwrap();
+    assert!(
+        b.text_of("[data-status='403']")
+            .await
+            .contains("did not come from this console's page")
+    );
+    b.shoot("09-forged-form-refused").await;
+    assert_eq!(own_keys().await, before, "the forged form made no key");
+
+    // Signing out ends the session: its cookie, replayed, is sent to sign in.
+    b.goto(&format!("{console}/")).await;
+    b.submit("form[action='/sign-out'] button", "#key").await;
+    let replayed = visit(&cookie).await;
+    assert!(
+        replayed.is_redirection(),
+        "the old cookie is refused: {replayed}"
+    );
+    b.goto(&format!("{console}/keys")).await;
+    assert_eq!(b.path().await, "/sign-in");
+
+    // Wrong keys: after five failures the address waits, whatever it sends.
+    for _ in 0..5 {
+        b.fill("#key", "sy-wrong").await;
+        b.submit("form[action='/sign-in'] button", "#key-error")
+            .await;
+    }
+    b.fill("#key", &key).await;
+    b.submit("form[action='/sign-in'] button", "#key-error")
+        .await;
+    let slowed = b.text_of("#key-error").await;
+    assert!(slowed.contains("Too many failed sign-ins"), "{slowed}");
+    b.shoot("10-sign-in-slowed").await;
 
     let violations = b.csp_violations().await;
     assert!(violations.is_empty(), "CSP violations: {violations:?}");
