@@ -131,7 +131,7 @@ pub async fn run(
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            commands::eprint(&format!("switchyard: {e}\n"));
+            output::eprint(&format!("switchyard: {e}\n"));
             ExitCode::from(e.exit_code())
         }
     }

@@ -1,6 +1,7 @@
 //! What commands print: a table for people, JSON or YAML for scripts.
 
 use serde_json::Value;
+use std::io::Write;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -153,6 +154,19 @@ pub fn parse_dollars(text: &str) -> Result<i64, String> {
         .and_then(|w| w.checked_add(frac_nanos))
         .ok_or_else(|| format!("{text}: too large"))?;
     Ok(if neg { -n } else { n })
+}
+
+/// Standard output, for what a command answers.
+pub fn print(text: &str) {
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) is no error of the command.
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// Standard error, for progress and errors.
+pub fn eprint(text: &str) {
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 #[cfg(test)]

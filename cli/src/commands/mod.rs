@@ -9,13 +9,11 @@ pub mod rules;
 pub mod session;
 pub mod usage;
 
-use std::io::Write as _;
-
 use serde_json::Value;
 
 use crate::client::Client;
 use crate::error::{CliError, Result};
-use crate::output::{self, Format};
+use crate::output::{self, Format, print};
 use crate::{Command, Ctx, config, tree, yaml};
 
 pub async fn dispatch(
@@ -46,19 +44,6 @@ pub async fn dispatch(
             Ok(())
         }
     }
-}
-
-/// Standard output, for what a command answers.
-pub fn print(text: &str) {
-    let mut out = std::io::stdout().lock();
-    // A closed pipe (`| head`) is no error of the command.
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
-}
-
-/// Standard error, for progress and errors.
-pub fn eprint(text: &str) {
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// Print `value` as the format asks, `table` drawing it for people.

@@ -9,9 +9,10 @@ use clap::Subcommand;
 use reqwest::Method;
 use serde_json::Value;
 
-use super::{done, eprint, print, show};
+use super::{done, show};
 use crate::client::{Answer, Client};
 use crate::error::{CliError, Result};
+use crate::output::{eprint, print};
 use crate::{Ctx, yaml};
 
 #[derive(Subcommand, Debug)]

@@ -6,10 +6,11 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::Value;
 
-use super::{print, show};
+use super::show;
 use crate::Ctx;
 use crate::client::Client;
 use crate::error::Result;
+use crate::output::print;
 use crate::output::{self, Format, Table, cell, dollars, when};
 
 #[derive(Args, Debug)]

@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 use super::doc::{self, Remote, RemoteAccount, RemoteKey, SecretFrom, TreeDoc};
 use super::plan::{self, Action, Step, Target};
 use crate::client::Client;
-use crate::commands::{eprint, print};
 use crate::error::{CliError, Result};
 use crate::output::Format;
+use crate::output::{eprint, print};
 use crate::yaml::{self, Problem};
 use crate::{Ctx, secret};
 
