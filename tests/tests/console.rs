@@ -13,34 +13,45 @@
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/test.sh` installs them
 //! when it runs as root); without them the test says so and skips.
 
+#![expect(
+    clippy::unwrap_used,
+    reason = "scenarios fail loudly on the first surprise"
+)]
+
 use fantoccini::Locator;
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 use switchyard_core::apikey;
 use switchyard_fake_upstream::FakeUpstream;
 use switchyard_tests::browser::Browser;
-use switchyard_tests::system::{chat, start_system, wait_for_key};
+use switchyard_tests::system::{System, chat, start_system, wait_for_key};
 use switchyard_tests::wait::{self, PATIENCE};
+
+/// A main account made by the operator, with `policy` as its own: its key and id.
+async fn main_account(sys: &System, name: &str, policy: Value) -> (String, String) {
+    let (status, made) = sys.post("/x-users", &sys.root, json!({"name": name})).await;
+    assert_eq!(status, 201, "{made}");
+    let key = made["api_key"].as_str().unwrap().to_owned();
+    let id = made["account"]["id"].as_str().unwrap().to_owned();
+    if !policy.is_null() {
+        let (status, answer) = sys
+            .call(
+                Method::PATCH,
+                format!("/x-users/{id}"),
+                sys.root.clone(),
+                Some(json!({ "policy": policy })),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    (key, id)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_works_in_the_console() {
     let sys = start_system(1 << 20).await;
     let console = sys.control.url("http");
-    let (status, acme) = sys
-        .post("/x-users", &sys.root, json!({"name": "acme"}))
-        .await;
-    assert_eq!(status, 201, "{acme}");
-    let key = acme["api_key"].as_str().unwrap().to_owned();
-    let acme_id = acme["account"]["id"].as_str().unwrap().to_owned();
-    let (status, _) = sys
-        .call(
-            Method::PATCH,
-            format!("/x-users/{acme_id}"),
-            sys.root.clone(),
-            Some(json!({"policy": {"rpm": 100}})),
-        )
-        .await;
-    assert_eq!(status, 200);
+    let (key, _) = main_account(&sys, "acme", json!({"rpm": 100})).await;
 
     let Some(b) = Browser::start().await else {
         return;
@@ -213,26 +224,8 @@ async fn an_owner_goes_from_an_empty_account_to_a_metered_call() {
     let sys = start_system(1 << 20).await;
     let fake = FakeUpstream::start(None).await.unwrap();
     let console = sys.control.url("http");
-    let (status, acme) = sys
-        .post("/x-users", &sys.root, json!({"name": "acme"}))
-        .await;
-    assert_eq!(status, 201, "{acme}");
-    let key = acme["api_key"].as_str().unwrap().to_owned();
-    let acme_id = acme["account"]["id"].as_str().unwrap().to_owned();
-    let (status, _) = sys
-        .call(
-            Method::PATCH,
-            format!("/x-users/{acme_id}"),
-            sys.root.clone(),
-            Some(json!({"policy": {"rpm": 100}})),
-        )
-        .await;
-    assert_eq!(status, 200);
-    let (status, globex) = sys
-        .post("/x-users", &sys.root, json!({"name": "globex"}))
-        .await;
-    assert_eq!(status, 201, "{globex}");
-    let globex_id = globex["account"]["id"].as_str().unwrap().to_owned();
+    let (key, _) = main_account(&sys, "acme", json!({"rpm": 100})).await;
+    let (_, globex_id) = main_account(&sys, "globex", Value::Null).await;
 
     let Some(b) = Browser::start().await else {
         return;
@@ -335,11 +328,7 @@ async fn a_session_ends_with_sign_out_and_forged_forms_fail() {
     // Another origin on the same site: a page there may post to the console.
     let elsewhere = FakeUpstream::start(None).await.unwrap();
     let console = sys.control.url("http");
-    let (status, acme) = sys
-        .post("/x-users", &sys.root, json!({"name": "acme"}))
-        .await;
-    assert_eq!(status, 201, "{acme}");
-    let key = acme["api_key"].as_str().unwrap().to_owned();
+    let (key, _) = main_account(&sys, "acme", Value::Null).await;
     let own_keys = async || {
         let (status, me) = sys
             .call(Method::GET, "/x-self".into(), key.clone(), None)
