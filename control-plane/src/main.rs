@@ -81,6 +81,15 @@ struct Args {
     /// Failed console sign-ins from one address before it must wait.
     #[arg(long, env = "SWITCHYARD_CONSOLE_SIGN_IN_FAILURES", default_value_t = 5)]
     console_sign_in_failures: u32,
+    /// Networks of proxies in front of the console (an ingress controller's, say)
+    /// whose `X-Forwarded-For` names the client for the sign-in limit and whose
+    /// `X-Forwarded-Proto: https` marks the session cookie `Secure`; comma-separated.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CONSOLE_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    console_trusted_proxies: Vec<ipnet::IpNet>,
     /// Write the bound addresses as JSON to this file once listening.
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -173,6 +182,7 @@ async fn main() -> anyhow::Result<()> {
             absolute: Duration::from_secs(args.console_session_hours.max(1) * 3600),
             secure_cookie: args.console_secure_cookie,
             sign_in_failures: args.console_sign_in_failures.max(1),
+            trusted_proxies: args.console_trusted_proxies,
         },
     };
     switchyard_control_plane::run(config, Listeners { http, grpc }, shutdown).await?;

@@ -36,6 +36,7 @@ fn settings(secure_cookie: bool) -> ConsoleSettings {
         absolute: Duration::from_secs(12 * 3600),
         secure_cookie,
         sign_in_failures: 3,
+        trusted_proxies: Vec::new(),
     }
 }
 
@@ -56,6 +57,7 @@ struct Visit<'a> {
     form: Option<String>,
     origin: Option<&'a str>,
     client: [u8; 4],
+    headers: Vec<(&'a str, &'a str)>,
 }
 
 impl<'a> Visit<'a> {
@@ -67,6 +69,7 @@ impl<'a> Visit<'a> {
             form: None,
             origin: None,
             client: [10, 0, 0, 9],
+            headers: Vec::new(),
         }
     }
 
@@ -81,6 +84,7 @@ impl<'a> Visit<'a> {
             form: Some(form),
             origin: Some(ORIGIN),
             client: [10, 0, 0, 9],
+            headers: Vec::new(),
         }
     }
 
@@ -94,6 +98,11 @@ impl<'a> Visit<'a> {
         self
     }
 
+    fn header(mut self, name: &'a str, value: &'a str) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
     async fn send(self, router: &Router) -> (Response, String) {
         let mut request = Request::builder()
             .method(self.method)
@@ -104,6 +113,9 @@ impl<'a> Visit<'a> {
         }
         if let Some(origin) = self.origin {
             request = request.header(header::ORIGIN, origin);
+        }
+        for (name, value) in self.headers {
+            request = request.header(name, value);
         }
         let mut request = match self.form {
             Some(form) => request
@@ -579,4 +591,65 @@ async fn console_pages_use_the_service(url: &str) {
         .send(&router)
         .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+/// Behind a trusted proxy the console believes its `X-Forwarded-For` (the sign-in
+/// limit counts the browser, not the proxy) and its `X-Forwarded-Proto: https` (the
+/// cookie is `Secure`); from any other peer both headers are ignored.
+#[tokio::test]
+async fn a_trusted_proxy_names_the_client_and_the_scheme() {
+    let db = switchyard_tests::backends::TestDb::sqlite().unwrap();
+    let app = App::new(&db.url).await;
+    let (_, key) = app.owner("acme").await;
+    let router = rest::router(app.service.clone()).merge(console::router(
+        app.service.clone(),
+        ConsoleSettings {
+            trusted_proxies: vec!["10.9.0.0/16".parse().unwrap()],
+            ..settings(false)
+        },
+    ));
+    let proxy = [10, 9, 0, 1];
+    let sign_in = |client: [u8; 4], forwarded: &'static str, proto: &'static str, key: String| {
+        let router = router.clone();
+        async move {
+            let fields = [("key", key.as_str())];
+            let (r, _) = Visit::post("/sign-in", None, &fields)
+                .from(client)
+                .header("x-forwarded-for", forwarded)
+                .header("x-forwarded-proto", proto)
+                .send(&router)
+                .await;
+            r
+        }
+    };
+
+    // The scheme: believed from the proxy only.
+    let r = sign_in(proxy, "203.0.113.1", "https", key.clone()).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(header_of(&r, header::SET_COOKIE).ends_with("; Secure"));
+    let r = sign_in([10, 0, 0, 5], "203.0.113.1", "https", key.clone()).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(!header_of(&r, header::SET_COOKIE).contains("Secure"));
+    let r = sign_in(proxy, "203.0.113.1", "http", key.clone()).await;
+    assert!(!header_of(&r, header::SET_COOKIE).contains("Secure"));
+
+    // The limit counts the browser behind the proxy: one browser's failures slow it
+    // alone, not every browser the proxy carries.
+    for _ in 0..3 {
+        let r = sign_in(proxy, "203.0.113.7", "https", "sy-wrong".into()).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let r = sign_in(proxy, "203.0.113.7", "https", key.clone()).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let r = sign_in(proxy, "203.0.113.8", "https", key.clone()).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER, "another browser");
+
+    // A peer that is no proxy cannot shake the limit off by naming other clients.
+    for n in 0..3 {
+        let forwarded = ["198.51.100.1", "198.51.100.2", "198.51.100.3"][n];
+        let r = sign_in([10, 0, 0, 7], forwarded, "https", "sy-wrong".into()).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let r = sign_in([10, 0, 0, 7], "198.51.100.4", "https", key).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
 }

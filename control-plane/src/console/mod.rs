@@ -48,6 +48,10 @@ pub struct ConsoleSettings {
     pub secure_cookie: bool,
     /// Failed sign-ins from one address before it must wait.
     pub sign_in_failures: u32,
+    /// Proxies in front of the console whose `X-Forwarded-For` names the client (for
+    /// the sign-in limit) and whose `X-Forwarded-Proto: https` marks the cookie
+    /// `Secure`. None by default: the TCP peer is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for ConsoleSettings {
@@ -57,6 +61,7 @@ impl Default for ConsoleSettings {
             absolute: Duration::from_secs(12 * 3600),
             secure_cookie: false,
             sign_in_failures: 5,
+            trusted_proxies: Vec::new(),
         }
     }
 }

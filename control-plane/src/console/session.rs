@@ -16,8 +16,8 @@ use switchyard_core::error::ErrorCode;
 use switchyard_core::ids::{AccountId, IssuedKeyId};
 use switchyard_runtime::now_ms;
 
-use super::Console;
 use super::views::{self, Nav, SignInPage};
+use super::{Console, ConsoleSettings};
 use crate::service::{ApiError, Caller};
 use crate::store::SessionRecord;
 
@@ -89,11 +89,46 @@ pub fn same_origin(headers: &HeaderMap, authority: Option<&str>) -> bool {
 }
 
 /// The client's address (the peer; no proxy in front is trusted).
-fn client_addr(parts: &Parts) -> IpAddr {
+fn peer_addr(parts: &Parts) -> IpAddr {
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+}
+
+/// Where a request came from as far as the console can believe it: the client's
+/// address (from `X-Forwarded-For` when the peer is one of the trusted proxies) and
+/// whether the browser reached it over HTTPS (the operator says so for every request,
+/// or a trusted proxy's `X-Forwarded-Proto` does).
+pub struct Origin {
+    pub client: IpAddr,
+    pub https: bool,
+}
+
+impl Origin {
+    pub fn of(parts: &Parts, settings: &ConsoleSettings) -> Self {
+        let peer = peer_addr(parts);
+        let trusted = &settings.trusted_proxies;
+        let from_proxy = trusted.iter().any(|n| n.contains(&peer));
+        let text = |name: &'static str| {
+            parts
+                .headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+        };
+        let client = switchyard_core::request::client_ip(peer, text("x-forwarded-for"), trusted);
+        // The proxy nearest the console appends last: its word is the one believed.
+        let forwarded_https = from_proxy
+            && text("x-forwarded-proto")
+                .flat_map(|v| v.split(','))
+                .next_back()
+                .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+        Self {
+            client,
+            https: settings.secure_cookie || forwarded_https,
+        }
+    }
 }
 
 /// A signed-in browser: who it acts as (recognised again on every request, so a
@@ -101,6 +136,8 @@ fn client_addr(parts: &Parts) -> IpAddr {
 pub struct Signed {
     pub caller: Caller,
     pub session: SessionRecord,
+    /// The browser reached the console over HTTPS (see [`Origin`]).
+    pub https: bool,
 }
 
 impl Signed {
@@ -127,7 +164,7 @@ impl FromRequestParts<Console> for Signed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, console: &Console) -> Result<Self, Response> {
-        let secure = console.settings.secure_cookie;
+        let secure = Origin::of(parts, &console.settings).https;
         let Some(id) = cookie_id(&parts.headers) else {
             return Err(to_sign_in(false, secure));
         };
@@ -164,7 +201,11 @@ impl FromRequestParts<Console> for Signed {
         if let Err(e) = store.touch_session(&hash, now).await {
             return Err(views::failure(&ApiError::from(e)));
         }
-        Ok(Self { caller, session })
+        Ok(Self {
+            caller,
+            session,
+            https: secure,
+        })
     }
 }
 
@@ -285,7 +326,8 @@ pub async fn sign_in(State(console): State<Console>, req: Request) -> Response {
     if !same_origin(&parts.headers, parts.uri.authority().map(|a| a.as_str())) {
         return forbidden_post();
     }
-    let addr = client_addr(&parts);
+    let origin = Origin::of(&parts, &console.settings);
+    let addr = origin.client;
     let now = now_ms();
     if let Err(wait_ms) = console.limiter.check(addr, now) {
         let secs = (wait_ms.saturating_add(999) / 1000).max(1);
@@ -366,7 +408,7 @@ pub async fn sign_in(State(console): State<Console>, req: Request) -> Response {
     };
     tracing::info!(caller = %who, "console sign-in");
     let mut response = Redirect::to("/").into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie(Some(&id), console.settings.secure_cookie)) {
+    if let Ok(v) = HeaderValue::from_str(&cookie(Some(&id), origin.https)) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
     response
@@ -383,7 +425,7 @@ pub async fn sign_out(State(console): State<Console>, posted: Posted) -> Respons
         return views::failure(&ApiError::from(e));
     }
     let mut response = Redirect::to("/sign-in").into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie(None, console.settings.secure_cookie)) {
+    if let Ok(v) = HeaderValue::from_str(&cookie(None, posted.signed.https)) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
     response
