@@ -279,9 +279,114 @@ impl Service {
     }
 }
 
+impl Service {
+    /// The usage of the caller's tree between two days, per day and model, summed
+    /// over its accounts: what the console's overview shows. A main account's tree
+    /// (and, for the operator, every tree) is read from the per-endpoint rollups, a
+    /// few rows a day however many accounts the tree holds (they count the calls of
+    /// accounts deleted since, as the owner paid for them); a sub-account's subtree
+    /// from its accounts' rows.
+    pub async fn usage_totals(
+        &self,
+        caller: &Caller,
+        from: UtcDay,
+        to: UtcDay,
+    ) -> Result<Vec<RollupRow>, ApiError> {
+        if from > to || to.number() - from.number() > MAX_BILL_DAYS {
+            return Err(ApiError::invalid(format!(
+                "`from` must not be after `to`, at most {MAX_BILL_DAYS} days apart"
+            )));
+        }
+        let (main_account_id, account_ids, by_endpoint) = match caller {
+            Caller::Root => (String::new(), Vec::new(), true),
+            Caller::Account { account, .. } if account.parent.is_none() => {
+                (account.id.to_string(), Vec::new(), true)
+            }
+            Caller::Account { account, .. } => {
+                let subtree = self.store.subtree(account.id).await?;
+                (
+                    self.main_of(account.id).await?.to_string(),
+                    subtree.iter().map(ToString::to_string).collect(),
+                    false,
+                )
+            }
+        };
+        let rows = self
+            .collector
+            .rollups(pb::RollupQuery {
+                main_account_id,
+                account_ids,
+                from_day: from.to_string(),
+                to_day: to.to_string(),
+                granularity: pb::Granularity::Day.into(),
+                by_provider_key: false,
+                by_endpoint,
+            })
+            .await?;
+        Ok(summed_per_period_and_model(rows))
+    }
+}
+
+/// Rows summed per period and model, whoever (account, key, endpoint) they were of.
+fn summed_per_period_and_model(rows: Vec<RollupRow>) -> Vec<RollupRow> {
+    let mut sums: std::collections::BTreeMap<(String, String), RollupRow> = Default::default();
+    for r in rows {
+        let sum = sums
+            .entry((r.period.clone(), r.model.clone()))
+            .or_insert_with(|| RollupRow {
+                period: r.period,
+                model: r.model,
+                ..RollupRow::default()
+            });
+        sum.requests += r.requests;
+        sum.errors += r.errors;
+        sum.input_tokens += r.input_tokens;
+        sum.output_tokens += r.output_tokens;
+        sum.cached_tokens += r.cached_tokens;
+        sum.cache_write_tokens += r.cache_write_tokens;
+        sum.cost_nanos = sum.cost_nanos.saturating_add(r.cost_nanos);
+        sum.billed_nanos = sum.billed_nanos.saturating_add(r.billed_nanos);
+    }
+    sums.into_values().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn totals_add_up_whoever_a_row_was_of() {
+        let row = |period: &str, endpoint: &str, model: &str, requests: u64| RollupRow {
+            period: period.into(),
+            endpoint: endpoint.into(),
+            model: model.into(),
+            requests,
+            errors: 1,
+            cost_nanos: 10,
+            billed_nanos: 12,
+            ..RollupRow::default()
+        };
+        let sums = summed_per_period_and_model(vec![
+            row("2026-01-02", "/v1/messages", "m", 3),
+            row("2026-01-01", "/v1/chat/completions", "m", 1),
+            row("2026-01-01", "/v1/messages", "m", 2),
+            row("2026-01-01", "/v1/messages", "n", 5),
+        ]);
+        let seen: Vec<_> = sums
+            .iter()
+            .map(|r| (r.period.as_str(), r.model.as_str(), r.requests, r.errors))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("2026-01-01", "m", 3, 2),
+                ("2026-01-01", "n", 5, 1),
+                ("2026-01-02", "m", 3, 1)
+            ]
+        );
+        assert_eq!((sums[0].cost_nanos, sums[0].billed_nanos), (20, 24));
+        assert!(sums.iter().all(|r| r.endpoint.is_empty()));
+    }
 
     #[test]
     fn options_name_a_value_or_keep_the_text() {

@@ -12,7 +12,7 @@ use switchyard_runtime::now_ms;
 use crate::console::Console;
 use crate::console::session::Signed;
 use crate::console::views::{self, Nav, dollars, when};
-use crate::service::{BillQuery, Caller, NewsQuery, Requested};
+use crate::service::{Caller, NewsQuery};
 use crate::store::NewsItem;
 
 pub const ROUTES: &[(&str, &[&str])] = &[("/", &["GET"])];
@@ -26,22 +26,15 @@ async fn overview(State(c): State<Console>, signed: Signed) -> Response {
     let now = now_ms();
     let day = UtcDay::of_unix_ms(now);
     let today = day.to_string();
-    let bill = c
+    let totals = c
         .service
-        .bill(
-            &signed.caller,
-            BillQuery {
-                from: Some(Requested::Known(day.first_of_month())),
-                to: Some(Requested::Known(day)),
-                ..BillQuery::default()
-            },
-            day,
-        )
+        .usage_totals(&signed.caller, day.first_of_month(), day)
         .await;
     let sum = |only_today: bool| {
-        bill.as_ref()
-            .map(|b| {
-                let rows = b.rows.iter().filter(|r| !only_today || r.period == today);
+        totals
+            .as_ref()
+            .map(|rows| {
+                let rows = rows.iter().filter(|r| !only_today || r.period == today);
                 let (mut usage, mut billed, mut cost) = (Usage::default(), 0_i64, 0_i64);
                 for r in rows {
                     usage.requests += r.requests;
