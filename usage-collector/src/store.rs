@@ -99,6 +99,9 @@ pub struct EventFilter {
 }
 
 /// Raw events of a filter, every column of [`EVENT_COLUMNS`], read back by name.
+/// The cursor is `at_ms <= cursor` (a bound the index on time walks from) and only
+/// then the tie on the id, so a page far back starts where the cursor is instead of
+/// stepping over every newer event.
 static SELECT_EVENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "SELECT {} FROM usage_events \
@@ -107,7 +110,7 @@ static SELECT_EVENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| 
          AND at_ms >= $4 AND at_ms < $5 \
          AND ($6 = '' OR model_served = $7) \
          AND ($8 = 0 OR status = $9) \
-         AND (at_ms < $10 OR (at_ms = $11 AND id < $12)) \
+         AND at_ms <= $10 AND (at_ms < $11 OR id < $12) \
          AND ($13 = '' OR session = $14) \
          ORDER BY at_ms DESC, id DESC LIMIT $15",
         column_names()

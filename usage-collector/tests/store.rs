@@ -257,6 +257,26 @@ async fn events_page_newest_first(url: &str) {
     let mut every = filter(None);
     every.main_account = None;
     assert_eq!(store.events(&every).await.unwrap().len(), 4);
+
+    // Pages of one event walk a millisecond three events share by id, then go on.
+    let tied: Vec<_> = (0..3)
+        .map(|i| event(&[main], DAY + 10, "a", 200, i, i))
+        .chain([event(&[main], DAY + 9, "a", 200, 9, 9)])
+        .collect();
+    store.insert(&tied).await.unwrap();
+    let mut expected: Vec<String> = tied[..3].iter().map(|e| e.id.to_string()).collect();
+    expected.sort();
+    expected.reverse();
+    expected.push(tied[3].id.to_string());
+    let mut f = filter(None);
+    f.from_ms = DAY + 9;
+    f.limit = 1;
+    let mut walked = Vec::new();
+    while let Some(e) = store.events(&f).await.unwrap().pop() {
+        f.before = Some((e.at_unix_ms, e.id.to_string()));
+        walked.push(e.id.to_string());
+    }
+    assert_eq!(walked, expected);
 }
 
 async fn old_events_are_forgotten_and_rollups_stay(url: &str) {
