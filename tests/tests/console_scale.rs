@@ -1,6 +1,7 @@
 //! The console's overview reads totals, whatever the tree's size: a main account's
 //! from the per-endpoint rollups (a few rows a day), a sub-account's from its
-//! subtree's rows; both agree with the bill.
+//! subtree's rows; both agree with the bill. The logs of a sub-account's subtree
+//! (its accounts listed to the collector) hold exactly its calls.
 
 #![expect(
     clippy::unwrap_used,
@@ -70,16 +71,16 @@ async fn the_overview_counts_the_tree_of_its_reader() {
     let sys = start_system(32 * 1024).await;
     let fake = FakeUpstream::start(None).await.unwrap();
     let (_, main_key) = sys.owner("totals", &fake).await;
-    let (status, child) = sys
+    let (status, child_account) = sys
         .post("/x-users", &main_key, json!({"name": "team"}))
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{child}");
-    let child_key = child["api_key"].as_str().unwrap().to_owned();
-    let (status, grandchild) = sys
+    assert_eq!(status, StatusCode::CREATED, "{child_account}");
+    let child_key = child_account["api_key"].as_str().unwrap().to_owned();
+    let (status, grandchild_account) = sys
         .post("/x-users", &child_key, json!({"name": "project"}))
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{grandchild}");
-    let grandchild_key = grandchild["api_key"].as_str().unwrap().to_owned();
+    assert_eq!(status, StatusCode::CREATED, "{grandchild_account}");
+    let grandchild_key = grandchild_account["api_key"].as_str().unwrap().to_owned();
     for key in [&main_key, &child_key, &grandchild_key] {
         wait_for_key(&sys, key).await;
     }
@@ -124,4 +125,39 @@ async fn the_overview_counts_the_tree_of_its_reader() {
     assert_eq!(billed_requests(&sys, &child_key).await, 3);
     let grandchild = sign_in(&sys, &http, &grandchild_key).await;
     assert_eq!(figure(&sys, &http, &grandchild, "requests-month").await, 1);
+
+    // The logs of a subtree (listed to the collector by account) and of a leaf.
+    let logged = |key: String, account: String| {
+        let sys = &sys;
+        async move {
+            let (status, page) = sys
+                .call(
+                    reqwest::Method::GET,
+                    format!("/dashboard/logs?account={account}"),
+                    key,
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{page}");
+            page["events"].as_array().unwrap().len()
+        }
+    };
+    let child_id = child_account["account"]["id"].as_str().unwrap().to_owned();
+    let grandchild_id = grandchild_account["account"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(logged(main_key.clone(), child_id.clone()).await, 3);
+    assert_eq!(logged(child_key.clone(), child_id).await, 3);
+    assert_eq!(logged(main_key.clone(), grandchild_id).await, 1);
+    let (status, page) = sys
+        .call(
+            reqwest::Method::GET,
+            "/dashboard/logs".into(),
+            main_key,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["events"].as_array().unwrap().len(), 6);
 }

@@ -81,6 +81,9 @@ pub struct RollupFilter {
     pub granularity: Granularity,
 }
 
+/// The most accounts one read of raw events lists.
+pub const MAX_LISTED_ACCOUNTS: usize = 1000;
+
 /// Which raw events to read: newest first, older than the cursor.
 #[derive(Clone, Debug)]
 pub struct EventFilter {
@@ -96,13 +99,23 @@ pub struct EventFilter {
     /// `(at_ms, id)` of the last event of the previous page.
     pub before: Option<(i64, String)>,
     pub limit: u32,
+    /// Only events of these accounts (a subtree the caller listed, so the index on
+    /// the account serves the read); empty: any.
+    pub accounts: Vec<AccountId>,
 }
 
 /// Raw events of a filter, every column of [`EVENT_COLUMNS`], read back by name.
 /// The cursor is `at_ms <= cursor` (a bound the index on time walks from) and only
 /// then the tie on the id, so a page far back starts where the cursor is instead of
 /// stepping over every newer event.
-static SELECT_EVENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+/// `accounts` more placeholders, from `$15`, list the accounts; the limit is last.
+fn select_events(accounts: usize) -> String {
+    let listed = if accounts == 0 {
+        String::new()
+    } else {
+        let placeholders: Vec<String> = (15..15 + accounts).map(|n| format!("${n}")).collect();
+        format!("AND account_id IN ({}) ", placeholders.join(", "))
+    };
     format!(
         "SELECT {} FROM usage_events \
          WHERE ($1 = '' OR main_account_id = $1) \
@@ -112,10 +125,11 @@ static SELECT_EVENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| 
          AND ($8 = 0 OR status = $9) \
          AND at_ms <= $10 AND (at_ms < $11 OR id < $12) \
          AND ($13 = '' OR session = $14) \
-         ORDER BY at_ms DESC, id DESC LIMIT $15",
-        column_names()
+         {listed}ORDER BY at_ms DESC, id DESC LIMIT ${}",
+        column_names(),
+        15 + accounts
     )
-});
+}
 
 #[derive(Clone, Debug)]
 pub struct UsageStore {
@@ -593,7 +607,9 @@ impl UsageStore {
         let session = f.session.clone().unwrap_or_default();
         let (before_ms, before_id) = f.before.clone().unwrap_or((i64::MAX, String::new()));
         // Each value is bound once per placeholder: `$n` must appear in order for SQLite.
-        let rows = sqlx::query(SELECT_EVENTS.as_str())
+        // The statement differs only in how many accounts it lists.
+        let sql = select_events(f.accounts.len());
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
             .bind(main.clone())
             .bind(within.clone())
             .bind(within)
@@ -607,7 +623,11 @@ impl UsageStore {
             .bind(before_ms)
             .bind(before_id)
             .bind(session.clone())
-            .bind(session)
+            .bind(session);
+        for account in &f.accounts {
+            query = query.bind(account.to_string());
+        }
+        let rows = query
             .bind(i64::from(f.limit))
             .fetch_all(&self.db.pool)
             .await?;

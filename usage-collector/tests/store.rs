@@ -231,6 +231,7 @@ async fn events_page_newest_first(url: &str) {
         status: None,
         session: None,
         before: None,
+        accounts: Vec::new(),
         limit: 10,
     };
     let got = store.events(&filter(None)).await.unwrap();
@@ -257,6 +258,22 @@ async fn events_page_newest_first(url: &str) {
     let mut every = filter(None);
     every.main_account = None;
     assert_eq!(store.events(&every).await.unwrap().len(), 4);
+
+    // Listed accounts: their own events only, whoever is below them.
+    let mut f = filter(None);
+    f.accounts = vec![child];
+    let got = store.events(&f).await.unwrap();
+    assert_eq!(
+        got.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![all[2].id, all[1].id]
+    );
+    f.accounts = vec![main, child];
+    assert_eq!(store.events(&f).await.unwrap().len(), 3);
+    f.accounts = vec![main];
+    f.within = Some(main);
+    assert_eq!(store.events(&f).await.unwrap()[0].id, all[0].id);
+    f.accounts = vec![stranger];
+    assert!(store.events(&f).await.unwrap().is_empty());
 
     // Pages of one event walk a millisecond three events share by id, then go on.
     let tied: Vec<_> = (0..3)
@@ -310,6 +327,7 @@ async fn old_events_are_forgotten_and_rollups_stay(url: &str) {
         status: None,
         session: None,
         before: None,
+        accounts: Vec::new(),
         limit: 100,
     };
     let left = store.events(&all).await.unwrap();
@@ -412,6 +430,7 @@ async fn rollups_per_provider_key_for_the_owner(url: &str) {
             status: Some(500),
             session: None,
             before: None,
+            accounts: Vec::new(),
             limit: 10,
         })
         .await
@@ -501,6 +520,7 @@ async fn sessions_are_stored_and_filter_the_events(url: &str) {
         status: None,
         session: session.map(str::to_owned),
         before: None,
+        accounts: Vec::new(),
         limit: 10,
     };
     // Read back as written, absent included.

@@ -13,6 +13,8 @@ use super::{ApiError, Caller, Service};
 use crate::collector::LogPage;
 
 const MAX_BILL_DAYS: i64 = 400;
+/// The most accounts a read of raw events lists (the collector's bound).
+const MAX_LISTED_ACCOUNTS: usize = 1000;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -161,6 +163,20 @@ impl Service {
             Some(id) => self.main_of(id).await?.to_string(),
             None => String::new(),
         };
+        // A sub-account's subtree goes to the collector as a list too, when short
+        // enough, so its index on the account serves the read instead of a walk of
+        // every event by time; a main account's whole tree needs no list.
+        let accounts = match within {
+            Some(id) if id.to_string() != main => {
+                let subtree = self.store.subtree(id).await?;
+                if subtree.len() <= MAX_LISTED_ACCOUNTS {
+                    subtree.iter().map(ToString::to_string).collect()
+                } else {
+                    Vec::new()
+                }
+            }
+            _ => Vec::new(),
+        };
         Ok(self
             .collector
             .events(pb::EventQuery {
@@ -173,6 +189,7 @@ impl Service {
                 session: query.session.unwrap_or_default(),
                 before: query.before.unwrap_or_default(),
                 limit,
+                account_ids: accounts,
             })
             .await?)
     }
