@@ -104,31 +104,95 @@ pub struct EventFilter {
     pub accounts: Vec<AccountId>,
 }
 
-/// Raw events of a filter, every column of [`EVENT_COLUMNS`], read back by name.
-/// The cursor is `at_ms <= cursor` (a bound the index on time walks from) and only
-/// then the tie on the id, so a page far back starts where the cursor is instead of
-/// stepping over every newer event.
-/// `accounts` more placeholders, from `$15`, list the accounts; the limit is last.
-fn select_events(accounts: usize) -> String {
-    let listed = if accounts == 0 {
-        String::new()
-    } else {
-        let placeholders: Vec<String> = (15..15 + accounts).map(|n| format!("${n}")).collect();
-        format!("AND account_id IN ({}) ", placeholders.join(", "))
-    };
-    format!(
-        "SELECT {} FROM usage_events \
-         WHERE ($1 = '' OR main_account_id = $1) \
-         AND ($2 = '' OR (',' || account_chain || ',') LIKE ('%,' || $3 || ',%')) \
-         AND at_ms >= $4 AND at_ms < $5 \
-         AND ($6 = '' OR model_served = $7) \
-         AND ($8 = 0 OR status = $9) \
-         AND at_ms <= $10 AND (at_ms < $11 OR id < $12) \
-         AND ($13 = '' OR session = $14) \
-         {listed}ORDER BY at_ms DESC, id DESC LIMIT ${}",
+/// A value bound to a placeholder of [`select_events`].
+enum Param {
+    Text(String),
+    Int(i64),
+}
+
+/// The conditions of a read and their values, placeholders numbered in order (as
+/// SQLite requires).
+#[derive(Default)]
+struct Conditions {
+    sql: Vec<String>,
+    params: Vec<Param>,
+}
+
+impl Conditions {
+    /// The next placeholder, bound to `value`.
+    fn param(&mut self, value: Param) -> String {
+        self.params.push(value);
+        format!("${}", self.params.len())
+    }
+}
+
+/// Raw events of a filter, every column of [`EVENT_COLUMNS`], read back by name, and
+/// the values to bind. Only the filters set become conditions, so each backend plans
+/// with the index that serves them (a `$1 = '' OR …` form hides every index behind
+/// the parameter): the main account's events by time, the listed accounts' by
+/// account and time. The cursor is `at_ms <= cursor` (a bound the index walks from)
+/// and only then the tie on the id, so a page far back starts where the cursor is
+/// instead of stepping over every newer event.
+fn select_events(f: &EventFilter) -> (String, Vec<Param>) {
+    let mut c = Conditions::default();
+    let range = format!(
+        "at_ms >= {} AND at_ms < {}",
+        c.param(Param::Int(f.from_ms)),
+        c.param(Param::Int(f.to_ms))
+    );
+    c.sql.push(range);
+    if let Some(main) = f.main_account {
+        let main = c.param(Param::Text(main.to_string()));
+        // With accounts listed, their index is the narrower: the main account stays
+        // a check, never the index walked (`|| ''` keeps it off it).
+        c.sql.push(if f.accounts.is_empty() {
+            format!("main_account_id = {main}")
+        } else {
+            format!("(main_account_id || '') = {main}")
+        });
+    }
+    if let Some(within) = f.within {
+        let within = c.param(Param::Text(within.to_string()));
+        c.sql.push(format!(
+            "(',' || account_chain || ',') LIKE ('%,' || {within} || ',%')"
+        ));
+    }
+    if !f.accounts.is_empty() {
+        let listed: Vec<String> = f
+            .accounts
+            .iter()
+            .map(|a| c.param(Param::Text(a.to_string())))
+            .collect();
+        c.sql.push(format!("account_id IN ({})", listed.join(", ")));
+    }
+    if let Some(model) = &f.model {
+        let model = c.param(Param::Text(model.clone()));
+        c.sql.push(format!("model_served = {model}"));
+    }
+    if let Some(status) = f.status {
+        let status = c.param(Param::Int(i64::from(status)));
+        c.sql.push(format!("status = {status}"));
+    }
+    if let Some((ms, id)) = &f.before {
+        let cursor = format!(
+            "at_ms <= {} AND (at_ms < {} OR id < {})",
+            c.param(Param::Int(*ms)),
+            c.param(Param::Int(*ms)),
+            c.param(Param::Text(id.clone()))
+        );
+        c.sql.push(cursor);
+    }
+    if let Some(session) = &f.session {
+        let session = c.param(Param::Text(session.clone()));
+        c.sql.push(format!("session = {session}"));
+    }
+    let limit = c.param(Param::Int(i64::from(f.limit)));
+    let sql = format!(
+        "SELECT {} FROM usage_events WHERE {} ORDER BY at_ms DESC, id DESC LIMIT {limit}",
         column_names(),
-        15 + accounts
-    )
+        c.sql.join(" AND ")
+    );
+    (sql, c.params)
 }
 
 #[derive(Clone, Debug)]
@@ -600,37 +664,16 @@ impl UsageStore {
 
     /// Raw events, newest first.
     pub async fn events(&self, f: &EventFilter) -> Result<Vec<UsageEvent>, StoreError> {
-        let main = f.main_account.map(|m| m.to_string()).unwrap_or_default();
-        let within = f.within.map(|w| w.to_string()).unwrap_or_default();
-        let model = f.model.clone().unwrap_or_default();
-        let status = i64::from(f.status.unwrap_or(0));
-        let session = f.session.clone().unwrap_or_default();
-        let (before_ms, before_id) = f.before.clone().unwrap_or((i64::MAX, String::new()));
-        // Each value is bound once per placeholder: `$n` must appear in order for SQLite.
-        // The statement differs only in how many accounts it lists.
-        let sql = select_events(f.accounts.len());
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-            .bind(main.clone())
-            .bind(within.clone())
-            .bind(within)
-            .bind(f.from_ms)
-            .bind(f.to_ms)
-            .bind(model.clone())
-            .bind(model)
-            .bind(status)
-            .bind(status)
-            .bind(before_ms)
-            .bind(before_ms)
-            .bind(before_id)
-            .bind(session.clone())
-            .bind(session);
-        for account in &f.accounts {
-            query = query.bind(account.to_string());
+        let (sql, params) = select_events(f);
+        // The statement is built from fixed text; every value is a parameter.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+        for p in params {
+            query = match p {
+                Param::Text(v) => query.bind(v),
+                Param::Int(v) => query.bind(v),
+            };
         }
-        let rows = query
-            .bind(i64::from(f.limit))
-            .fetch_all(&self.db.pool)
-            .await?;
+        let rows = query.fetch_all(&self.db.pool).await?;
         rows.iter().map(event_from_row).collect()
     }
 

@@ -134,6 +134,16 @@ impl Service {
         })
     }
 
+    /// The main account of `id`'s tree and every account of `id`'s subtree, as the
+    /// collector's queries name them.
+    async fn listed_subtree(&self, id: AccountId) -> Result<(String, Vec<String>), ApiError> {
+        let subtree = self.store.subtree(id).await?;
+        Ok((
+            self.main_of(id).await?.to_string(),
+            subtree.iter().map(ToString::to_string).collect(),
+        ))
+    }
+
     /// `GET /dashboard/logs`: raw usage events of the caller's tree (or of one
     /// descendant's subtree), newest first, a page at a time.
     pub async fn logs(
@@ -259,13 +269,7 @@ impl Service {
         let (main_account_id, account_ids) = match top {
             None => (String::new(), Vec::new()),
             Some(id) if whole_tree.is_some() => (id.to_string(), Vec::new()),
-            Some(id) => {
-                let subtree = self.store.subtree(id).await?;
-                (
-                    self.main_of(id).await?.to_string(),
-                    subtree.iter().map(ToString::to_string).collect(),
-                )
-            }
+            Some(id) => self.listed_subtree(id).await?,
         };
         let rows = self
             .collector
@@ -320,12 +324,8 @@ impl Service {
                 (account.id.to_string(), Vec::new(), true)
             }
             Caller::Account { account, .. } => {
-                let subtree = self.store.subtree(account.id).await?;
-                (
-                    self.main_of(account.id).await?.to_string(),
-                    subtree.iter().map(ToString::to_string).collect(),
-                    false,
-                )
+                let (main, subtree) = self.listed_subtree(account.id).await?;
+                (main, subtree, false)
             }
         };
         let rows = self
