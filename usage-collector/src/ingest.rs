@@ -14,7 +14,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use switchyard_wire::{EventError, decode_event, encode_event, encode_rollup, id};
 
-use crate::store::{EventFilter, Granularity, Quarantined, RollupBy, RollupFilter, UsageStore};
+use crate::store::{
+    EventFilter, Granularity, MAX_LISTED_ACCOUNTS, Quarantined, RollupBy, RollupFilter, UsageStore,
+};
 use crate::writer::{WriteError, Writer, set_aside};
 
 pub struct UsageGrpc {
@@ -156,6 +158,17 @@ impl UsageService for UsageGrpc {
         if q.from_unix_ms >= q.to_unix_ms {
             return Err(Status::invalid_argument("from must be before to"));
         }
+        if q.account_ids.len() > MAX_LISTED_ACCOUNTS {
+            return Err(Status::invalid_argument(format!(
+                "account_ids lists at most {MAX_LISTED_ACCOUNTS} accounts"
+            )));
+        }
+        let accounts = q
+            .account_ids
+            .iter()
+            .map(|a| id::<AccountId>(a, "account_ids"))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(bad)?;
         let filter = EventFilter {
             main_account: optional_id(&q.main_account_id, "main_account_id").map_err(bad)?,
             within: optional_id(&q.within_account_id, "within_account_id").map_err(bad)?,
@@ -168,6 +181,7 @@ impl UsageService for UsageGrpc {
             tag: (!q.tag.is_empty()).then_some(q.tag),
             before,
             limit: q.limit,
+            accounts,
         };
         let events = self.store.events(&filter).await.map_err(|e| {
             tracing::error!(error = %e, "event query failed");

@@ -86,6 +86,9 @@ pub struct RollupFilter {
     pub granularity: Granularity,
 }
 
+/// The most accounts one read of raw events lists.
+pub const MAX_LISTED_ACCOUNTS: usize = 1000;
+
 /// Which raw events to read: newest first, older than the cursor.
 #[derive(Clone, Debug)]
 pub struct EventFilter {
@@ -105,25 +108,109 @@ pub struct EventFilter {
     /// `(at_ms, id)` of the last event of the previous page.
     pub before: Option<(i64, String)>,
     pub limit: u32,
+    /// Only events of these accounts (a subtree the caller listed, so the index on
+    /// the account serves the read); empty: any.
+    pub accounts: Vec<AccountId>,
 }
 
-/// Raw events of a filter, every column of [`EVENT_COLUMNS`], read back by name.
-static SELECT_EVENTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "SELECT {} FROM usage_events \
-         WHERE ($1 = '' OR main_account_id = $1) \
-         AND ($2 = '' OR (',' || account_chain || ',') LIKE ('%,' || $3 || ',%')) \
-         AND at_ms >= $4 AND at_ms < $5 \
-         AND ($6 = '' OR model_served = $7) \
-         AND ($8 = 0 OR status = $9) \
-         AND (at_ms < $10 OR (at_ms = $11 AND id < $12)) \
-         AND ($13 = '' OR session = $14) \
-         AND ($15 = '' OR end_user = $16) \
-         AND ($17 = '' OR tag = $18) \
-         ORDER BY at_ms DESC, id DESC LIMIT $19",
-        column_names()
-    )
-});
+/// A value bound to a placeholder of [`select_events`].
+enum Param {
+    Text(String),
+    Int(i64),
+}
+
+/// The conditions of a read and their values, placeholders numbered in order (as
+/// SQLite requires).
+#[derive(Default)]
+struct Conditions {
+    sql: Vec<String>,
+    params: Vec<Param>,
+}
+
+impl Conditions {
+    /// The next placeholder, bound to `value`.
+    fn param(&mut self, value: Param) -> String {
+        self.params.push(value);
+        format!("${}", self.params.len())
+    }
+}
+
+/// Raw events of a filter, every column of [`EVENT_COLUMNS`], read back by name, and
+/// the values to bind. Only the filters set become conditions, so each backend plans
+/// with the index that serves them (a `$1 = '' OR …` form hides every index behind
+/// the parameter): the main account's events by time, the listed accounts' by
+/// account and time. The cursor is `at_ms <= cursor` (a bound the index walks from)
+/// and only then the tie on the id, so a page far back starts where the cursor is
+/// instead of stepping over every newer event.
+fn select_events(f: &EventFilter) -> (String, Vec<Param>) {
+    let mut c = Conditions::default();
+    let range = format!(
+        "at_ms >= {} AND at_ms < {}",
+        c.param(Param::Int(f.from_ms)),
+        c.param(Param::Int(f.to_ms))
+    );
+    c.sql.push(range);
+    if let Some(main) = f.main_account {
+        let main = c.param(Param::Text(main.to_string()));
+        // With accounts listed, their index is the narrower: the main account stays
+        // a check, never the index walked (`|| ''` keeps it off it).
+        c.sql.push(if f.accounts.is_empty() {
+            format!("main_account_id = {main}")
+        } else {
+            format!("(main_account_id || '') = {main}")
+        });
+    }
+    if let Some(within) = f.within {
+        let within = c.param(Param::Text(within.to_string()));
+        c.sql.push(format!(
+            "(',' || account_chain || ',') LIKE ('%,' || {within} || ',%')"
+        ));
+    }
+    if !f.accounts.is_empty() {
+        let listed: Vec<String> = f
+            .accounts
+            .iter()
+            .map(|a| c.param(Param::Text(a.to_string())))
+            .collect();
+        c.sql.push(format!("account_id IN ({})", listed.join(", ")));
+    }
+    if let Some(model) = &f.model {
+        let model = c.param(Param::Text(model.clone()));
+        c.sql.push(format!("model_served = {model}"));
+    }
+    if let Some(status) = f.status {
+        let status = c.param(Param::Int(i64::from(status)));
+        c.sql.push(format!("status = {status}"));
+    }
+    if let Some((ms, id)) = &f.before {
+        let cursor = format!(
+            "at_ms <= {} AND (at_ms < {} OR id < {})",
+            c.param(Param::Int(*ms)),
+            c.param(Param::Int(*ms)),
+            c.param(Param::Text(id.clone()))
+        );
+        c.sql.push(cursor);
+    }
+    if let Some(session) = &f.session {
+        let session = c.param(Param::Text(session.clone()));
+        c.sql.push(format!("session = {session}"));
+    }
+    if let Some(end_user) = &f.end_user {
+        let end_user = c.param(Param::Text(end_user.clone()));
+        c.sql.push(format!("end_user = {end_user}"));
+    }
+    if let Some(tag) = &f.tag {
+        let tag = c.param(Param::Text(tag.clone()));
+        c.sql.push(format!("tag = {tag}"));
+    }
+    let limit = c.param(Param::Int(i64::from(f.limit)));
+    let sql = format!(
+        "SELECT {} FROM usage_events WHERE {} ORDER BY at_ms DESC, id DESC LIMIT {limit}",
+        column_names(),
+        c.sql.join(" AND ")
+    );
+    (sql, c.params)
+}
 
 #[derive(Clone, Debug)]
 pub struct UsageStore {
@@ -658,37 +745,16 @@ impl UsageStore {
 
     /// Raw events, newest first.
     pub async fn events(&self, f: &EventFilter) -> Result<Vec<UsageEvent>, StoreError> {
-        let main = f.main_account.map(|m| m.to_string()).unwrap_or_default();
-        let within = f.within.map(|w| w.to_string()).unwrap_or_default();
-        let model = f.model.clone().unwrap_or_default();
-        let status = i64::from(f.status.unwrap_or(0));
-        let session = f.session.clone().unwrap_or_default();
-        let end_user = f.end_user.clone().unwrap_or_default();
-        let tag = f.tag.clone().unwrap_or_default();
-        let (before_ms, before_id) = f.before.clone().unwrap_or((i64::MAX, String::new()));
-        // Each value is bound once per placeholder: `$n` must appear in order for SQLite.
-        let rows = sqlx::query(SELECT_EVENTS.as_str())
-            .bind(main.clone())
-            .bind(within.clone())
-            .bind(within)
-            .bind(f.from_ms)
-            .bind(f.to_ms)
-            .bind(model.clone())
-            .bind(model)
-            .bind(status)
-            .bind(status)
-            .bind(before_ms)
-            .bind(before_ms)
-            .bind(before_id)
-            .bind(session.clone())
-            .bind(session)
-            .bind(end_user.clone())
-            .bind(end_user)
-            .bind(tag.clone())
-            .bind(tag)
-            .bind(i64::from(f.limit))
-            .fetch_all(&self.db.pool)
-            .await?;
+        let (sql, params) = select_events(f);
+        // The statement is built from fixed text; every value is a parameter.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+        for p in params {
+            query = match p {
+                Param::Text(v) => query.bind(v),
+                Param::Int(v) => query.bind(v),
+            };
+        }
+        let rows = query.fetch_all(&self.db.pool).await?;
         rows.iter().map(event_from_row).collect()
     }
 

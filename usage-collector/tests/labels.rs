@@ -283,6 +283,7 @@ fn events_of(main: AccountId) -> EventFilter {
         session: None,
         end_user: None,
         tag: None,
+        accounts: Vec::new(),
         before: None,
         limit: 100,
     }

@@ -235,6 +235,7 @@ async fn events_page_newest_first(url: &str) {
         end_user: None,
         tag: None,
         before: None,
+        accounts: Vec::new(),
         limit: 10,
     };
     let got = store.events(&filter(None)).await.unwrap();
@@ -261,6 +262,42 @@ async fn events_page_newest_first(url: &str) {
     let mut every = filter(None);
     every.main_account = None;
     assert_eq!(store.events(&every).await.unwrap().len(), 4);
+
+    // Listed accounts: their own events only, whoever is below them.
+    let mut f = filter(None);
+    f.accounts = vec![child];
+    let got = store.events(&f).await.unwrap();
+    assert_eq!(
+        got.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![all[2].id, all[1].id]
+    );
+    f.accounts = vec![main, child];
+    assert_eq!(store.events(&f).await.unwrap().len(), 3);
+    f.accounts = vec![main];
+    f.within = Some(main);
+    assert_eq!(store.events(&f).await.unwrap()[0].id, all[0].id);
+    f.accounts = vec![stranger];
+    assert!(store.events(&f).await.unwrap().is_empty());
+
+    // Pages of one event walk a millisecond three events share by id, then go on.
+    let tied: Vec<_> = (0..3)
+        .map(|i| event(&[main], DAY + 10, "a", 200, i, i))
+        .chain([event(&[main], DAY + 9, "a", 200, 9, 9)])
+        .collect();
+    store.insert(&tied).await.unwrap();
+    let mut expected: Vec<String> = tied[..3].iter().map(|e| e.id.to_string()).collect();
+    expected.sort();
+    expected.reverse();
+    expected.push(tied[3].id.to_string());
+    let mut f = filter(None);
+    f.from_ms = DAY + 9;
+    f.limit = 1;
+    let mut walked = Vec::new();
+    while let Some(e) = store.events(&f).await.unwrap().pop() {
+        f.before = Some((e.at_unix_ms, e.id.to_string()));
+        walked.push(e.id.to_string());
+    }
+    assert_eq!(walked, expected);
 }
 
 async fn old_events_are_forgotten_and_rollups_stay(url: &str) {
@@ -296,6 +333,7 @@ async fn old_events_are_forgotten_and_rollups_stay(url: &str) {
         end_user: None,
         tag: None,
         before: None,
+        accounts: Vec::new(),
         limit: 100,
     };
     let left = store.events(&all).await.unwrap();
@@ -400,6 +438,7 @@ async fn rollups_per_provider_key_for_the_owner(url: &str) {
             end_user: None,
             tag: None,
             before: None,
+            accounts: Vec::new(),
             limit: 10,
         })
         .await
@@ -491,6 +530,7 @@ async fn sessions_are_stored_and_filter_the_events(url: &str) {
         end_user: None,
         tag: None,
         before: None,
+        accounts: Vec::new(),
         limit: 10,
     };
     // Read back as written, absent included.

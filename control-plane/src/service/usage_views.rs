@@ -13,6 +13,8 @@ use super::{ApiError, Caller, Service};
 use crate::collector::LogPage;
 
 const MAX_BILL_DAYS: i64 = 400;
+/// The most accounts a read of raw events lists (the collector's bound).
+const MAX_LISTED_ACCOUNTS: usize = 1000;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -137,6 +139,16 @@ impl Service {
         })
     }
 
+    /// The main account of `id`'s tree and every account of `id`'s subtree, as the
+    /// collector's queries name them.
+    async fn listed_subtree(&self, id: AccountId) -> Result<(String, Vec<String>), ApiError> {
+        let subtree = self.store.subtree(id).await?;
+        Ok((
+            self.main_of(id).await?.to_string(),
+            subtree.iter().map(ToString::to_string).collect(),
+        ))
+    }
+
     /// `GET /dashboard/logs`: raw usage events of the caller's tree (or of one
     /// descendant's subtree), newest first, a page at a time.
     pub async fn logs(
@@ -172,6 +184,20 @@ impl Service {
             Some(id) => self.main_of(id).await?.to_string(),
             None => String::new(),
         };
+        // A sub-account's subtree goes to the collector as a list too, when short
+        // enough, so its index on the account serves the read instead of a walk of
+        // every event by time; a main account's whole tree needs no list.
+        let accounts = match within {
+            Some(id) if id.to_string() != main => {
+                let subtree = self.store.subtree(id).await?;
+                if subtree.len() <= MAX_LISTED_ACCOUNTS {
+                    subtree.iter().map(ToString::to_string).collect()
+                } else {
+                    Vec::new()
+                }
+            }
+            _ => Vec::new(),
+        };
         Ok(self
             .collector
             .events(pb::EventQuery {
@@ -186,6 +212,7 @@ impl Service {
                 tag: query.tag.unwrap_or_default(),
                 before: query.before.unwrap_or_default(),
                 limit,
+                account_ids: accounts,
             })
             .await?)
     }
@@ -255,13 +282,7 @@ impl Service {
         let (main_account_id, account_ids) = match top {
             None => (String::new(), Vec::new()),
             Some(id) if whole_tree.is_some() => (id.to_string(), Vec::new()),
-            Some(id) => {
-                let subtree = self.store.subtree(id).await?;
-                (
-                    self.main_of(id).await?.to_string(),
-                    subtree.iter().map(ToString::to_string).collect(),
-                )
-            }
+            Some(id) => self.listed_subtree(id).await?,
         };
         let rows = self
             .collector
@@ -299,9 +320,111 @@ impl Service {
     }
 }
 
+impl Service {
+    /// The usage of the caller's tree between two days, per day and model, summed
+    /// over its accounts: what the console's overview shows. A main account's tree
+    /// (and, for the operator, every tree) is read from the per-endpoint rollups, a
+    /// few rows a day however many accounts the tree holds (they count the calls of
+    /// accounts deleted since, as the owner paid for them); a sub-account's subtree
+    /// from its accounts' rows.
+    pub async fn usage_totals(
+        &self,
+        caller: &Caller,
+        from: UtcDay,
+        to: UtcDay,
+    ) -> Result<Vec<RollupRow>, ApiError> {
+        if from > to || to.number() - from.number() > MAX_BILL_DAYS {
+            return Err(ApiError::invalid(format!(
+                "`from` must not be after `to`, at most {MAX_BILL_DAYS} days apart"
+            )));
+        }
+        let (main_account_id, account_ids, by_endpoint) = match caller {
+            Caller::Root => (String::new(), Vec::new(), true),
+            Caller::Account { account, .. } if account.parent.is_none() => {
+                (account.id.to_string(), Vec::new(), true)
+            }
+            Caller::Account { account, .. } => {
+                let (main, subtree) = self.listed_subtree(account.id).await?;
+                (main, subtree, false)
+            }
+        };
+        let rows = self
+            .collector
+            .rollups(pb::RollupQuery {
+                main_account_id,
+                account_ids,
+                from_day: from.to_string(),
+                to_day: to.to_string(),
+                granularity: pb::Granularity::Day.into(),
+                by_provider_key: false,
+                by_endpoint,
+                by_label: pb::RollupLabel::Unspecified.into(),
+            })
+            .await?;
+        Ok(summed_per_period_and_model(rows))
+    }
+}
+
+/// Rows summed per period and model, whoever (account, key, endpoint) they were of.
+fn summed_per_period_and_model(rows: Vec<RollupRow>) -> Vec<RollupRow> {
+    let mut sums: std::collections::BTreeMap<(String, String), RollupRow> = Default::default();
+    for r in rows {
+        let sum = sums
+            .entry((r.period.clone(), r.model.clone()))
+            .or_insert_with(|| RollupRow {
+                period: r.period,
+                model: r.model,
+                ..RollupRow::default()
+            });
+        sum.requests += r.requests;
+        sum.errors += r.errors;
+        sum.input_tokens += r.input_tokens;
+        sum.output_tokens += r.output_tokens;
+        sum.cached_tokens += r.cached_tokens;
+        sum.cache_write_tokens += r.cache_write_tokens;
+        sum.cost_nanos = sum.cost_nanos.saturating_add(r.cost_nanos);
+        sum.billed_nanos = sum.billed_nanos.saturating_add(r.billed_nanos);
+    }
+    sums.into_values().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn totals_add_up_whoever_a_row_was_of() {
+        let row = |period: &str, endpoint: &str, model: &str, requests: u64| RollupRow {
+            period: period.into(),
+            endpoint: endpoint.into(),
+            model: model.into(),
+            requests,
+            errors: 1,
+            cost_nanos: 10,
+            billed_nanos: 12,
+            ..RollupRow::default()
+        };
+        let sums = summed_per_period_and_model(vec![
+            row("2026-01-02", "/v1/messages", "m", 3),
+            row("2026-01-01", "/v1/chat/completions", "m", 1),
+            row("2026-01-01", "/v1/messages", "m", 2),
+            row("2026-01-01", "/v1/messages", "n", 5),
+        ]);
+        let seen: Vec<_> = sums
+            .iter()
+            .map(|r| (r.period.as_str(), r.model.as_str(), r.requests, r.errors))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("2026-01-01", "m", 3, 2),
+                ("2026-01-01", "n", 5, 1),
+                ("2026-01-02", "m", 3, 1)
+            ]
+        );
+        assert_eq!((sums[0].cost_nanos, sums[0].billed_nanos), (20, 24));
+        assert!(sums.iter().all(|r| r.endpoint.is_empty()));
+    }
 
     #[test]
     fn options_name_a_value_or_keep_the_text() {

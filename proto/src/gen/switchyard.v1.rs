@@ -780,6 +780,11 @@ pub struct EventQuery {
     /// Only events of this tag; empty: all.
     #[prost(string, tag = "11")]
     pub tag: ::prost::alloc::string::String,
+    /// Only events of these accounts (the subtree of `within_account_id`, listed by
+    /// the caller that knows it, so an index serves the read); empty: no such filter.
+    /// At most 1000.
+    #[prost(string, repeated, tag = "12")]
+    pub account_ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct EventPage {

@@ -19,7 +19,7 @@ use crate::console::Console;
 use crate::console::chart::{Chart, Series, Size, Unit};
 use crate::console::session::Signed;
 use crate::console::views::{self, Nav, dollars, when};
-use crate::service::{BillQuery, Caller, NewsQuery, Requested};
+use crate::service::{Caller, NewsQuery};
 use crate::store::NewsItem;
 
 pub const ROUTES: &[(&str, &[&str])] = &[("/", &["GET"])];
@@ -33,26 +33,20 @@ const CHART_DAYS: i64 = 30;
 /// Models listed as the month's top.
 const TOP_MODELS: usize = 5;
 
-/// `GET /`: one bill from the earlier of 30 days ago and the month's first day to
-/// today, which every figure on the page is summed from; credit and news.
+/// `GET /`: the usage totals from the earlier of 30 days ago and the month's first
+/// day to today, which every figure on the page is summed from; credit and news.
 async fn overview(State(c): State<Console>, signed: Signed) -> Response {
     let day = UtcDay::of_unix_ms(now_ms());
     let month_start = day.first_of_month();
     let chart_start = day.plus_days(1 - CHART_DAYS);
+    // Totals per day and model: a main account's from the per-endpoint rollups (a few
+    // rows a day however big its tree), a sub-account's from its subtree's rows.
     let bill = c
         .service
-        .bill(
-            &signed.caller,
-            BillQuery {
-                from: Some(Requested::Known(chart_start.min(month_start))),
-                to: Some(Requested::Known(day)),
-                ..BillQuery::default()
-            },
-            day,
-        )
+        .usage_totals(&signed.caller, chart_start.min(month_start), day)
         .await
         .map_err(|e| e.message);
-    let rows: &[RollupRow] = bill.as_ref().map_or(&[], |b| b.rows.as_slice());
+    let rows: &[RollupRow] = bill.as_ref().map_or(&[], Vec::as_slice);
     let today_text = day.to_string();
     let month_text = month_start.to_string();
     let today = sum(rows.iter().filter(|r| r.period == today_text));
@@ -66,7 +60,7 @@ async fn overview(State(c): State<Console>, signed: Signed) -> Response {
         .map_err(Clone::clone);
     let charts = bill
         .as_ref()
-        .map(|b| charts(&per_period(&b.rows, chart_start, day, Granularity::Day)))
+        .map(|rows| charts(&per_period(rows, chart_start, day, Granularity::Day)))
         .map_err(Clone::clone);
     let top_models = top_models(rows.iter().filter(|r| r.period >= month_text));
     let credit = match &signed.caller {
