@@ -67,14 +67,19 @@ impl CollectorClient {
     }
 
     /// Rollup rows matching `query`. The service checks a bill's query before it
-    /// asks, so any refusal is the collector's failure, not the caller's.
+    /// asks; what the collector still refuses is an answer too big to give
+    /// (`OUT_OF_RANGE`, its message saying how to narrow it), any other failure is
+    /// the collector's.
     pub async fn rollups(&self, query: pb::RollupQuery) -> Result<Vec<RollupRow>, CollectorError> {
         let reply = self
             .usage
             .clone()
             .query_rollups(query)
             .await
-            .map_err(CollectorError::Unavailable)?
+            .map_err(|status| match status.code() {
+                tonic::Code::OutOfRange => CollectorError::Refused(status.message().to_owned()),
+                _ => CollectorError::Unavailable(status),
+            })?
             .into_inner();
         Ok(reply
             .rows

@@ -15,7 +15,8 @@ use tonic::{Request, Response, Status, Streaming};
 use switchyard_wire::{EventError, decode_event, encode_event, encode_rollup, id};
 
 use crate::store::{
-    EventFilter, Granularity, MAX_LISTED_ACCOUNTS, Quarantined, RollupBy, RollupFilter, UsageStore,
+    EventFilter, Granularity, MAX_LISTED_ACCOUNTS, Quarantined, RollupBy, RollupFilter, StoreError,
+    UsageStore,
 };
 use crate::writer::{WriteError, Writer, set_aside};
 
@@ -266,9 +267,12 @@ impl UsageService for UsageGrpc {
                 granularity,
             })
             .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "rollup query failed");
-                Status::unavailable("usage store unavailable")
+            .map_err(|e| match e {
+                StoreError::TooManyRows => Status::out_of_range(e.to_string()),
+                e => {
+                    tracing::error!(error = %e, "rollup query failed");
+                    Status::unavailable("usage store unavailable")
+                }
             })?;
         Ok(Response::new(pb::RollupReply {
             rows: rows.into_iter().map(encode_rollup).collect(),

@@ -31,7 +31,20 @@ pub enum StoreError {
     Writer(String),
     #[error("a number does not fit the database: {0}")]
     Range(String),
+    /// A rollup read would answer more rows than [`MAX_ROLLUP_ROWS`].
+    #[error(
+        "the answer would hold more than {MAX_ROLLUP_ROWS} rows; ask for fewer days, months instead of days, or one account's subtree"
+    )]
+    TooManyRows,
 }
+
+/// The most rows one rollup read answers (about 4 MB as JSON, within a gRPC
+/// message): a bigger one is refused, never read whole.
+pub const MAX_ROLLUP_ROWS: usize = 20_000;
+
+/// The most listed accounts a rollup read names in its statement (each is a bound
+/// parameter; SQLite takes 32,766); a longer list is kept in memory instead.
+const MAX_ROLLUP_ACCOUNTS: usize = 30_000;
 
 impl StoreError {
     /// Whether the store refused the data itself, so the same write would fail
@@ -795,7 +808,23 @@ impl UsageStore {
             RollupBy::Endpoint => SELECT_DAILY_ENDPOINTS,
             RollupBy::User | RollupBy::Session | RollupBy::Tag => SELECT_DAILY_LABELS,
         };
-        let mut query = sqlx::query(sql)
+        // The listed accounts (a subtree) are a condition the statement holds, so
+        // only their rows are read; the read stops one row past the bound.
+        let listed = filter.by != RollupBy::ProviderKey
+            && filter.by != RollupBy::Endpoint
+            && !filter.accounts.is_empty()
+            && filter.accounts.len() <= MAX_ROLLUP_ACCOUNTS;
+        let first = if filter.by.label().is_some() { 6 } else { 5 };
+        let mut statement = sql.to_owned();
+        if listed {
+            let placeholders: Vec<String> = (0..filter.accounts.len())
+                .map(|i| format!("${}", first + i))
+                .collect();
+            statement.push_str(&format!(" AND account_id IN ({})", placeholders.join(", ")));
+        }
+        statement.push_str(&format!(" LIMIT {}", MAX_ROLLUP_ROWS + 1));
+        // Fixed text and numbered placeholders; every value is bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(statement.as_str()))
             .bind(main.clone())
             .bind(main)
             .bind(filter.from_day.to_string())
@@ -803,7 +832,15 @@ impl UsageStore {
         if let Some(kind) = filter.by.label() {
             query = query.bind(kind.as_str());
         }
+        if listed {
+            for a in &filter.accounts {
+                query = query.bind(a.to_string());
+            }
+        }
         let rows = query.fetch_all(&self.db.pool).await?;
+        if rows.len() > MAX_ROLLUP_ROWS {
+            return Err(StoreError::TooManyRows);
+        }
         let wanted: std::collections::HashSet<String> =
             filter.accounts.iter().map(ToString::to_string).collect();
         let mut out: std::collections::BTreeMap<(String, String, bool, String), RollupRow> =

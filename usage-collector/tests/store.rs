@@ -8,7 +8,7 @@
 use switchyard_core::ids::{AccountId, EventId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::usage::{TokenUsage, UsageEvent, UsageSource};
 use switchyard_usage_collector::store::{
-    EventFilter, Granularity, RollupBy, RollupFilter, UsageStore,
+    EventFilter, Granularity, MAX_ROLLUP_ROWS, RollupBy, RollupFilter, StoreError, UsageStore,
 };
 
 switchyard_tests::every_backend!(
@@ -21,7 +21,8 @@ switchyard_tests::every_backend!(
     batches_stored_together_say_how_each_landed,
     overlapping_batches_at_once_count_each_event_once,
     sessions_are_stored_and_filter_the_events,
-    rollups_per_endpoint_tell_counting_from_generation
+    rollups_per_endpoint_tell_counting_from_generation,
+    a_rollup_read_too_big_to_answer_is_refused
 );
 
 // 2026-11-21T10:00:00Z and the next days.
@@ -595,4 +596,29 @@ async fn rollups_per_endpoint_tell_counting_from_generation(url: &str) {
             ("/v1/messages/count_tokens", "", 1, 0, 0),
         ]
     );
+}
+
+/// A read whose answer would pass the bound is refused (never read whole), and the
+/// same read narrowed to one account's subtree answers.
+async fn a_rollup_read_too_big_to_answer_is_refused(url: &str) {
+    let store = UsageStore::open(url).await.unwrap();
+    let main = AccountId::new();
+    let child = AccountId::new();
+    let mut events: Vec<UsageEvent> = (0..=MAX_ROLLUP_ROWS)
+        .map(|i| event(&[main], DAY, &format!("m-{i}"), 200, 1, 1))
+        .collect();
+    events.push(event(&[child, main], DAY, "a", 200, 5, 5));
+    for batch in events.chunks(5_000) {
+        store.insert(batch).await.unwrap();
+    }
+    let refused = store.rollups(&filter(main, Granularity::Day)).await;
+    assert!(
+        matches!(refused, Err(StoreError::TooManyRows)),
+        "{refused:?}"
+    );
+    let mut only_child = filter(main, Granularity::Day);
+    only_child.accounts = vec![child];
+    let rows = store.rollups(&only_child).await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].input_tokens, 5);
 }
