@@ -21,7 +21,7 @@ use crate::console::Console;
 use crate::console::chart::{Chart, Series, Size, Unit};
 use crate::console::session::Signed;
 use crate::console::views::{self, Nav, Refusal};
-use crate::service::{ApiError, Bill, BillQuery, Caller, Requested};
+use crate::service::{ApiError, Bill, BillQuery, Requested};
 
 pub const ROUTES: &[(&str, &[&str])] = &[("/usage", &["GET"]), ("/usage.csv", &["GET"])];
 
@@ -107,14 +107,16 @@ fn given<T: std::str::FromStr>(text: &str) -> Option<Requested<T>> {
 
 impl UsageForm {
     /// The service's query for this form: an empty field is the service's default,
-    /// except the range, which defaults to the last 30 days; rows per model are the
-    /// rows per account, summed by model here.
-    fn query(&self, today: UtcDay) -> BillQuery {
+    /// except the range, which defaults to the last 30 days; rows per model are
+    /// summed by model here: for the owner from the rows per endpoint (a few a day
+    /// however big the tree), for anyone else from its subtree's rows per account.
+    fn query(&self, today: UtcDay, owner: bool) -> BillQuery {
         BillQuery {
             from: given(&self.from).or(Some(Requested::Known(today.plus_days(-29)))),
             to: given(&self.to).or(Some(Requested::Known(today))),
             granularity: given(&self.granularity),
             by: match self.by.as_str() {
+                "model" if owner => Some(Requested::Known(RollupBy::Endpoint)),
                 "model" => Some(Requested::Known(RollupBy::Account)),
                 other => given(other),
             },
@@ -281,9 +283,12 @@ pub struct UsagePage {
 }
 
 /// The bill for the form, or the service's refusal.
-async fn bill(c: &Console, caller: &Caller, form: &UsageForm) -> Result<Bill, ApiError> {
+async fn bill(c: &Console, signed: &Signed, form: &UsageForm) -> Result<Bill, ApiError> {
     let today = UtcDay::of_unix_ms(now_ms());
-    c.service.bill(caller, form.query(today), today).await
+    let owner = signed.nav("usage").admin;
+    c.service
+        .bill(&signed.caller, form.query(today, owner), today)
+        .await
 }
 
 /// A refusal of the query's own values is shown in the form; others are the
@@ -302,7 +307,7 @@ async fn usage(
     let owner = nav.admin;
     let group = form.group();
     let page_number: u32 = form.page.parse().unwrap_or(0);
-    let (status, refused, shown) = match bill(&c, &signed.caller, &form).await {
+    let (status, refused, shown) = match bill(&c, &signed, &form).await {
         Ok(bill) => {
             // The range the service answered for, shown in the form.
             form.from = bill.from.to_string();
@@ -388,7 +393,7 @@ async fn usage_csv(
     signed: Signed,
     Query(form): Query<UsageForm>,
 ) -> Response {
-    let bill = match bill(&c, &signed.caller, &form).await {
+    let bill = match bill(&c, &signed, &form).await {
         Ok(bill) => bill,
         Err(e) if refused_in_form(&e) => {
             return (StatusCode::UNPROCESSABLE_ENTITY, e.message).into_response();
@@ -548,7 +553,7 @@ mod tests {
     #[test]
     fn the_form_becomes_the_services_query() {
         let today: UtcDay = "2026-03-31".parse().unwrap();
-        let q = UsageForm::default().query(today);
+        let q = UsageForm::default().query(today, false);
         assert_eq!(
             q.from,
             Some(Requested::Known("2026-03-02".parse().unwrap()))
@@ -560,9 +565,15 @@ mod tests {
             by: "model".into(),
             ..UsageForm::default()
         };
-        let q = form.query(today);
+        let q = form.query(today, false);
         assert_eq!(q.from, Some(Requested::Unknown("2026-02-30".into())));
         assert_eq!(q.by, Some(Requested::Known(RollupBy::Account)));
+        let q = form.query(today, true);
+        assert_eq!(
+            q.by,
+            Some(Requested::Known(RollupBy::Endpoint)),
+            "the owner's"
+        );
         assert_eq!(form.group(), Group::Model);
         assert!(form.link(2).ends_with("by=model&page=2"));
     }
