@@ -9,6 +9,12 @@ use crate::endpoint::{Endpoint, Protocol};
 use crate::fields::{self, TextField};
 use crate::json_bounds::{self, BoundsError};
 
+mod client_ip;
+mod multipart;
+
+pub use client_ip::client_ip;
+pub use multipart::{FieldScan, multipart_boundary, multipart_text_field};
+
 /// The largest output-token limit (`max_tokens`, `max_completion_tokens`,
 /// `max_output_tokens`) a request may name: i32's maximum. No model's output comes
 /// near it, providers validate these fields as 32-bit integers, and the reservation
@@ -328,87 +334,6 @@ pub fn with_model(body: &[u8], facts: &RequestFacts, model: &str) -> Vec<u8> {
     out
 }
 
-/// What a scan of a multipart prefix found.
-#[derive(Debug, PartialEq, Eq)]
-pub enum FieldScan {
-    Found(String),
-    /// The field may still come: read more.
-    NeedMore,
-    /// The body ended without it.
-    Absent,
-}
-
-/// The boundary of a `multipart/form-data` content type.
-pub fn multipart_boundary(content_type: &str) -> Option<&str> {
-    let mut parts = content_type.split(';');
-    let mime = parts.next()?.trim();
-    if !mime.eq_ignore_ascii_case("multipart/form-data") {
-        return None;
-    }
-    parts
-        .filter_map(|p| p.split_once('='))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("boundary"))
-        .map(|(_, v)| v.trim().trim_matches('"'))
-        .filter(|b| !b.is_empty() && b.len() <= 70)
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The `name` parameter of a part's Content-Disposition header.
-fn part_name(headers: &[u8]) -> Option<&str> {
-    let text = std::str::from_utf8(headers).ok()?;
-    let line = text.split("\r\n").find(|l| {
-        l.split_once(':')
-            .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case("content-disposition"))
-    })?;
-    line.split(';')
-        .skip(1)
-        .filter_map(|p| p.split_once('='))
-        .find(|(k, _)| k.trim() == "name")
-        .map(|(_, v)| v.trim().trim_matches('"'))
-}
-
-/// Look for the text field `field` in the first bytes of a multipart body, so routing
-/// can start before a large upload has arrived.
-pub fn multipart_text_field(buf: &[u8], boundary: &str, field: &str) -> FieldScan {
-    let delim = format!("--{boundary}");
-    let Some(mut pos) = find(buf, delim.as_bytes()) else {
-        return FieldScan::NeedMore;
-    };
-    loop {
-        let after = pos + delim.len();
-        let Some(rest) = buf.get(after..) else {
-            return FieldScan::NeedMore;
-        };
-        if rest.len() < 2 {
-            return FieldScan::NeedMore;
-        }
-        if rest.starts_with(b"--") {
-            return FieldScan::Absent;
-        }
-        let Some(headers_end) = find(rest, b"\r\n\r\n") else {
-            return FieldScan::NeedMore;
-        };
-        let headers = &rest[..headers_end];
-        let content_start = after + headers_end + 4;
-        let mut closing = b"\r\n".to_vec();
-        closing.extend_from_slice(delim.as_bytes());
-        let Some(len) = find(&buf[content_start..], &closing) else {
-            return FieldScan::NeedMore;
-        };
-        if part_name(headers) == Some(field) {
-            let value = &buf[content_start..content_start + len];
-            return match std::str::from_utf8(value) {
-                Ok(v) if !v.trim().is_empty() => FieldScan::Found(v.trim().to_owned()),
-                _ => FieldScan::Absent,
-            };
-        }
-        pos = content_start + len + 2;
-    }
-}
-
 /// For a stream whose client did not ask for usage, return a body that asks the
 /// upstream for the final usage chunk. Common case: splice the field in after the
 /// opening brace without re-serialising. Rare case (`stream_options` present without
@@ -448,36 +373,6 @@ pub fn with_stream_usage(body: &[u8], facts: &RequestFacts) -> Result<Option<Vec
     serde_json::to_vec(&value)
         .map(Some)
         .map_err(|e| FactsError::Malformed(e.to_string()))
-}
-
-/// The client's address. Without trusted proxies it is the peer. When the peer is a
-/// trusted proxy, `X-Forwarded-For` (every header value, in order) is read from the
-/// right: each trusted hop is skipped, and the first untrusted address is the client.
-/// An entry that is not an address stops the walk at the hop that reported it.
-pub fn client_ip<'a>(
-    peer: std::net::IpAddr,
-    forwarded_for: impl DoubleEndedIterator<Item = &'a str>,
-    trusted: &[ipnet::IpNet],
-) -> std::net::IpAddr {
-    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
-    let mut client = peer;
-    if !is_trusted(&client) {
-        return client;
-    }
-    for header in forwarded_for.rev() {
-        for hop in header.rsplit(',') {
-            match hop.trim().parse::<std::net::IpAddr>() {
-                Ok(ip) => {
-                    client = ip;
-                    if !is_trusted(&ip) {
-                        return client;
-                    }
-                }
-                Err(_) => return client,
-            }
-        }
-    }
-    client
 }
 
 #[cfg(test)]
@@ -654,63 +549,6 @@ mod tests {
             parse_facts(br#"{"model":"a","model":"b"}"#),
             Err(FactsError::Malformed(_))
         ));
-    }
-
-    #[test]
-    fn finds_the_model_of_a_multipart_upload() {
-        let ct = "multipart/form-data; boundary=XyZ";
-        let boundary = multipart_boundary(ct).unwrap();
-        assert_eq!(boundary, "XyZ");
-        assert_eq!(multipart_boundary("application/json"), None);
-        assert_eq!(
-            multipart_boundary("multipart/form-data; boundary=\"q q\""),
-            Some("q q")
-        );
-        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\nContent-Type: audio/wav\r\n\r\nRIFF....\r\n--XyZ\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--XyZ--\r\n";
-        assert_eq!(
-            multipart_text_field(body, boundary, "model"),
-            FieldScan::Found("whisper-1".into())
-        );
-        for cut in 0..body.len() - 20 {
-            assert_eq!(
-                multipart_text_field(&body[..cut], boundary, "model"),
-                FieldScan::NeedMore,
-                "cut at {cut}"
-            );
-        }
-        assert_eq!(
-            multipart_text_field(body, boundary, "language"),
-            FieldScan::Absent
-        );
-    }
-
-    #[test]
-    fn client_addresses_behind_trusted_proxies() {
-        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
-        let lb: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
-        let peer = ip("10.0.0.5");
-        // Off by default: the header is ignored.
-        assert_eq!(client_ip(peer, ["1.2.3.4"].into_iter(), &[]), peer);
-        // An untrusted peer cannot claim another address.
-        assert_eq!(
-            client_ip(ip("8.8.8.8"), ["1.2.3.4"].into_iter(), &lb),
-            ip("8.8.8.8")
-        );
-        // Multi-hop: the rightmost untrusted entry, across several header lines.
-        assert_eq!(
-            client_ip(peer, ["6.6.6.6, 1.2.3.4", "10.1.1.1"].into_iter(), &lb),
-            ip("1.2.3.4")
-        );
-        assert_eq!(
-            client_ip(peer, ["  2001:db8::1 ,10.9.9.9"].into_iter(), &lb),
-            ip("2001:db8::1")
-        );
-        // Garbage stops at the hop that reported it; no header leaves the peer.
-        assert_eq!(
-            client_ip(peer, ["1.2.3.4, junk, 10.2.2.2"].into_iter(), &lb),
-            ip("10.2.2.2")
-        );
-        assert_eq!(client_ip(peer, std::iter::empty(), &lb), peer);
     }
 
     #[test]
