@@ -290,6 +290,15 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             "  (or restart with --demo-upstream for an offline echo model)"
         )?;
     }
+    writeln!(
+        out,
+        "Administer it in the browser (sign in with a key) or from a terminal:"
+    )?;
+    writeln!(
+        out,
+        "  switchyard login --url {admin_url} --key-file {}",
+        args.data_dir.join("root-key").display()
+    )?;
     writeln!(out, "Stop with Ctrl-C.")?;
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(out.as_bytes())?;

@@ -30,6 +30,7 @@ fn banner_and_logs(output: &str) -> (Vec<&str>, Vec<&str>) {
         "web console (browser):",
         "demo account API key:",
         "curl ",
+        "switchyard login --url http://",
     ] {
         assert!(
             banner.iter().any(|l| l.contains(want)),
