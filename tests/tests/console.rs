@@ -138,13 +138,7 @@ async fn an_owner_works_in_the_console() {
         "a key is shown once"
     );
     client.set_window_size(380, 900).await.unwrap();
-    let sideways = client
-        .execute(
-            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
-            Vec::new(),
-        )
-        .await
-        .unwrap();
+    let sideways = b.sideways().await;
     assert_eq!(
         sideways,
         json!(0),

@@ -42,19 +42,6 @@ async fn call(sys: &System, key: &str) -> (StatusCode, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-/// Whether the page scrolls sideways at the window's width.
-async fn scrolls_sideways(b: &Browser) -> bool {
-    let sideways = b
-        .client
-        .execute(
-            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
-            Vec::new(),
-        )
-        .await
-        .unwrap();
-    sideways != json!(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_makes_an_owner_who_manages_provider_keys() {
     let sys = start_system(1 << 20).await;
@@ -171,7 +158,7 @@ async fn the_operator_makes_an_owner_who_manages_provider_keys() {
     .await;
     b.shoot("console-admin-06-provider-key-healthy").await;
     client.set_window_size(380, 900).await.unwrap();
-    assert!(!scrolls_sideways(&b).await, "the list at phone width");
+    assert_eq!(b.sideways().await, json!(0), "the list at phone width");
     b.shoot("console-admin-07-provider-keys-narrow").await;
     client.set_window_size(1200, 900).await.unwrap();
 
@@ -190,7 +177,7 @@ async fn the_operator_makes_an_owner_who_manages_provider_keys() {
     assert!(!client.source().await.unwrap().contains(SECRET));
     b.shoot("console-admin-08-provider-key-discovered").await;
     client.set_window_size(380, 900).await.unwrap();
-    assert!(!scrolls_sideways(&b).await, "a key's page at phone width");
+    assert_eq!(b.sideways().await, json!(0), "a key's page at phone width");
     client.set_window_size(1200, 900).await.unwrap();
 
     // Disabled: the data plane stops using it; the call fails as the API says.

@@ -176,14 +176,7 @@ async fn two_admins_edit_rules_in_the_console() {
     ] {
         first.goto(&format!("{console}{page}")).await;
         first.text_of("h1").await;
-        let sideways = first
-            .client
-            .execute(
-                "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
-                Vec::new(),
-            )
-            .await
-            .unwrap();
+        let sideways = first.sideways().await;
         assert_eq!(sideways, json!(0), "{page} does not scroll sideways");
         first.shoot(name).await;
     }

@@ -11,12 +11,11 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use switchyard_core::error::ErrorCode;
 use switchyard_core::time::{Granularity, UtcDay};
 use switchyard_core::usage::{RollupBy, RollupRow};
 use switchyard_runtime::now_ms;
 
-use super::{PAGE_SIZE, refusal};
+use super::{PAGE_SIZE, is_form_refusal, refusal};
 use crate::console::Console;
 use crate::console::chart::{Chart, Series, Size, Unit};
 use crate::console::session::Signed;
@@ -291,12 +290,6 @@ async fn bill(c: &Console, signed: &Signed, form: &UsageForm) -> Result<Bill, Ap
         .await
 }
 
-/// A refusal of the query's own values is shown in the form; others are the
-/// service's page (403, 503…).
-fn refused_in_form(e: &ApiError) -> bool {
-    e.code == ErrorCode::InvalidRequest
-}
-
 /// `GET /usage`.
 async fn usage(
     State(c): State<Console>,
@@ -315,7 +308,7 @@ async fn usage(
             let shown = show(&bill, &form, group, page_number);
             (StatusCode::OK, None, Some(shown))
         }
-        Err(e) if refused_in_form(&e) => (
+        Err(e) if is_form_refusal(&e) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Some(refusal(&e, &["from", "to", "granularity", "by"])),
             None,
@@ -395,7 +388,7 @@ async fn usage_csv(
 ) -> Response {
     let bill = match bill(&c, &signed, &form).await {
         Ok(bill) => bill,
-        Err(e) if refused_in_form(&e) => {
+        Err(e) if is_form_refusal(&e) => {
             return (StatusCode::UNPROCESSABLE_ENTITY, e.message).into_response();
         }
         Err(e) => return views::failure_in(Some(signed.nav("usage")), &e),
