@@ -63,9 +63,11 @@ pub const SESSION: TextField = TextField {
 };
 
 /// Headers that name a client's session, in order of preference: Claude Code's,
-/// Codex CLI's, then Switchyard's own for any other client.
-pub const SESSION_HEADERS: [&str; 3] = [
+/// Codex CLI's (`session-id`; `session_id` in older releases), then Switchyard's own
+/// for any other client.
+pub const SESSION_HEADERS: [&str; 4] = [
     "x-claude-code-session-id",
+    "session-id",
     "session_id",
     "x-switchyard-session",
 ];
@@ -210,6 +212,8 @@ mod tests {
         assert_eq!(session_from_headers(claude), Some("5f0c-claude".into()));
         let codex = headers(&[("session_id", b"codex-1"), ("x-switchyard-session", b"own")]);
         assert_eq!(session_from_headers(codex), Some("codex-1".into()));
+        let codex = headers(&[("session-id", b"codex-2"), ("x-switchyard-session", b"own")]);
+        assert_eq!(session_from_headers(codex), Some("codex-2".into()));
         let own = headers(&[("x-switchyard-session", b"own")]);
         assert_eq!(session_from_headers(own), Some("own".into()));
         // A bad value is dropped; the next header still counts.
