@@ -92,6 +92,26 @@ pub const END_USER: TextField = TextField {
     no_whitespace: false,
 };
 
+/// The end user of an Anthropic `metadata.user_id` already bounded by [`END_USER`].
+/// Claude Code sends JSON text naming its account, its device and its session
+/// (`{"device_id":…,"account_uuid":…,"session_id":…}`): the end user is the account
+/// when it has one, else the device, so one person's sessions bill as one user (the
+/// session has its own label, from its header). Any other value is the end user as sent.
+pub fn anthropic_end_user(user_id: String) -> String {
+    if !user_id.starts_with('{') {
+        return user_id;
+    }
+    let Ok(sent) = serde_json::from_str::<serde_json::Value>(&user_id) else {
+        return user_id;
+    };
+    ["account_uuid", "device_id"]
+        .into_iter()
+        .filter_map(|name| sent.get(name)?.as_str())
+        .find(|id| END_USER.check(id).is_ok())
+        .map(str::to_owned)
+        .unwrap_or(user_id)
+}
+
 /// A label of the client's choosing, from [`TAG_HEADER`].
 pub const TAG: TextField = TextField {
     name: "tag",
@@ -199,6 +219,28 @@ pub fn check_event(event: &UsageEvent) -> Result<(), FieldError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claude_codes_end_user_is_its_account_else_its_device() {
+        let sent = |json: &str| anthropic_end_user(json.to_owned());
+        let device = "bd74323261630d7d77a510ba57b41bb6659278c52ec5f771541cdd69e84c114b";
+        assert_eq!(
+            sent(&format!(
+                r#"{{"device_id":"{device}","account_uuid":"","session_id":"09c06d89"}}"#
+            )),
+            device
+        );
+        assert_eq!(
+            sent(&format!(
+                r#"{{"device_id":"{device}","account_uuid":"acc-1","session_id":"09c06d89"}}"#
+            )),
+            "acc-1"
+        );
+        // Anything else is the end user as sent.
+        for other in ["ada", "{not json", r#"{"device_id":""}"#, r#"{"user":"x"}"#] {
+            assert_eq!(sent(other), other);
+        }
+    }
 
     #[test]
     fn sessions_come_from_the_first_header_with_a_storable_value() {

@@ -59,9 +59,13 @@ impl Client {
         if path.is_file() {
             Ok(path)
         } else {
+            let needs = match self {
+                Self::PythonSdks => "Python 3",
+                Self::ClaudeCode | Self::CodexCli => "Node and npm",
+            };
             Err(HarnessError::Missing(format!(
                 "{what} is not installed at {} (scripts/ensure-clients.sh installs it; \
-                 the agents need Node and npm)",
+                 it needs {needs})",
                 path.display()
             )))
         }

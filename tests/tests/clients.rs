@@ -31,11 +31,33 @@ async fn python(sys: &System, tenant: &Tenant, script: &str, args: &[&str]) -> V
         .unwrap()
 }
 
+/// An SDK's tool round trip as its script printed it: a call of `get_weather` for
+/// `city`, both turns' stop reasons, the answer naming the tool's result (`weather in
+/// city`), and that result sent upstream in a body holding `carrier`.
+fn tool_round_trip(
+    fake: &FakeUpstream,
+    out: &Value,
+    (city, weather): (&str, &str),
+    stops: [&str; 2],
+    carrier: &str,
+) {
+    assert_eq!(out["tool"], "get_weather", "{out}");
+    assert_eq!(out["arguments"]["city"], city, "{out}");
+    assert_eq!(out["stops"], serde_json::json!(stops), "{out}");
+    let result = format!("{weather} in {city}");
+    assert_eq!(out["text"], format!("tool said: {result}"), "{out}");
+    let carried = clients::bodies_holding(fake, &result);
+    assert!(
+        carried.iter().any(|b| b.to_string().contains(carrier)),
+        "{carried:?}"
+    );
+}
+
 // OpenAI's SDK.
 
 async fn openai_chat(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
     let tenant = clients::tenant(sys, fake, kind, "sdk-chat").await;
-    let out = python(sys, &tenant, "openai_chat.py", &["chat", "ada"]).await;
+    let out = python(sys, &tenant, "openai_sdk.py", &["chat", "ada"]).await;
     assert_eq!(out["text"], "echo: hello from the openai sdk", "{out}");
     assert_eq!(out["finish_reason"], "stop");
     // The fake's rule: a token per word of the prompt (system and user) and reply.
@@ -48,7 +70,7 @@ async fn openai_chat(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
 
 async fn openai_chat_stream(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
     let tenant = clients::tenant(sys, fake, kind, "sdk-stream").await;
-    let out = python(sys, &tenant, "openai_chat.py", &["stream", "bea"]).await;
+    let out = python(sys, &tenant, "openai_sdk.py", &["stream", "bea"]).await;
     assert_eq!(out["text"], "echo: stream from the openai sdk", "{out}");
     assert!(out["chunks"].as_u64() > Some(3), "{out}");
     assert_eq!(out["usage"]["completion_tokens"], 6, "{out}");
@@ -59,34 +81,25 @@ async fn openai_chat_stream(sys: &System, fake: &FakeUpstream, kind: ProviderKin
 
 async fn openai_tools(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
     let tenant = clients::tenant(sys, fake, kind, "sdk-tools").await;
-    let out = python(sys, &tenant, "openai_chat.py", &["tools"]).await;
-    assert_eq!(out["tool"], "get_weather", "{out}");
-    assert_eq!(out["arguments"]["city"], "Oslo", "{out}");
-    assert_eq!(
-        out["finish_reasons"],
-        serde_json::json!(["tool_calls", "stop"])
-    );
-    assert_eq!(out["text"], "tool said: sunny in Oslo", "{out}");
-    // The tool's result reached the upstream as a `tool` message.
-    let carried = clients::bodies_holding(fake, "sunny in Oslo");
-    assert!(
-        carried.iter().any(|b| b["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|m| m["role"] == "tool")),
-        "{carried:?}"
+    let out = python(sys, &tenant, "openai_sdk.py", &["tools"]).await;
+    // The tool's result goes back as a `tool` message.
+    tool_round_trip(
+        fake,
+        &out,
+        ("Oslo", "sunny"),
+        ["tool_calls", "stop"],
+        r#""role":"tool""#,
     );
     clients::billed_to_member(sys, fake, &tenant, 2).await;
 }
 
 async fn openai_responses(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
     let tenant = clients::tenant(sys, fake, kind, "sdk-responses").await;
-    let out = python(sys, &tenant, "openai_responses.py", &["json"]).await;
+    let out = python(sys, &tenant, "openai_sdk.py", &["responses"]).await;
     assert_eq!(out["text"], "echo: hello from the responses api", "{out}");
     assert_eq!(out["status"], "completed");
     assert_eq!(out["usage"]["input_tokens"], 7, "{out}");
-    let out = python(sys, &tenant, "openai_responses.py", &["stream"]).await;
+    let out = python(sys, &tenant, "openai_sdk.py", &["responses-stream"]).await;
     assert_eq!(out["text"], "echo: stream the responses api", "{out}");
     assert_eq!(out["final_text"], out["text"]);
     let events: Vec<&str> = out["events"]
@@ -117,12 +130,12 @@ async fn the_openai_sdk_chats_streams_calls_tools_and_uses_responses() {
 
 async fn anthropic_messages(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
     let tenant = clients::tenant(sys, fake, kind, "sdk-messages").await;
-    let out = python(sys, &tenant, "anthropic_messages.py", &["messages", "cy"]).await;
+    let out = python(sys, &tenant, "anthropic_sdk.py", &["messages", "cy"]).await;
     assert_eq!(out["text"], "echo: hello from the anthropic sdk", "{out}");
     assert_eq!(out["stop_reason"], "end_turn");
     assert_eq!(out["usage"]["input_tokens"], 7, "{out}");
     assert_eq!(out["usage"]["output_tokens"], 6, "{out}");
-    let out = python(sys, &tenant, "anthropic_messages.py", &["stream", "cy"]).await;
+    let out = python(sys, &tenant, "anthropic_sdk.py", &["stream", "cy"]).await;
     assert_eq!(out["text"], "echo: stream from the anthropic sdk", "{out}");
     assert_eq!(out["final_text"], out["text"]);
     assert_eq!(out["usage"]["output_tokens"], 6, "{out}");
@@ -133,27 +146,20 @@ async fn anthropic_messages(sys: &System, fake: &FakeUpstream, kind: ProviderKin
 
 async fn anthropic_tools(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
     let tenant = clients::tenant(sys, fake, kind, "sdk-tool-use").await;
-    let out = python(sys, &tenant, "anthropic_messages.py", &["tools"]).await;
-    assert_eq!(out["tool"], "get_weather", "{out}");
-    assert_eq!(out["arguments"]["city"], "Lima", "{out}");
-    assert_eq!(
-        out["stop_reasons"],
-        serde_json::json!(["tool_use", "end_turn"])
-    );
-    assert_eq!(out["text"], "tool said: foggy in Lima", "{out}");
-    let carried = clients::bodies_holding(fake, "foggy in Lima");
-    assert!(
-        carried
-            .iter()
-            .any(|b| b.to_string().contains("tool_result")),
-        "{carried:?}"
+    let out = python(sys, &tenant, "anthropic_sdk.py", &["tools"]).await;
+    tool_round_trip(
+        fake,
+        &out,
+        ("Lima", "foggy"),
+        ["tool_use", "end_turn"],
+        "tool_result",
     );
     clients::billed_to_member(sys, fake, &tenant, 2).await;
 }
 
 async fn anthropic_thinking(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
     let tenant = clients::tenant(sys, fake, kind, "sdk-thinking").await;
-    let out = python(sys, &tenant, "anthropic_messages.py", &["thinking"]).await;
+    let out = python(sys, &tenant, "anthropic_sdk.py", &["thinking"]).await;
     assert_eq!(out["thinking"], "thinking about: think it over", "{out}");
     assert_eq!(out["text"], "echo: think it over", "{out}");
     assert_eq!(out["blocks"], serde_json::json!(["thinking", "text"]));
@@ -188,6 +194,35 @@ fn workdir() -> tempfile::TempDir {
     dir
 }
 
+/// An agent's tool round trip: its last answer names the tool's result (the notes),
+/// which went upstream in a body holding `carrier`; its calls, two at least, are
+/// billed to the member.
+async fn agent_round_trip(
+    sys: &System,
+    fake: &FakeUpstream,
+    tenant: &Tenant,
+    answer: &str,
+    carrier: &str,
+) {
+    assert!(answer.starts_with("tool said:"), "{answer}");
+    assert!(answer.contains(NOTES), "{answer}");
+    let carried = clients::bodies_holding(fake, NOTES);
+    assert!(
+        carried.iter().any(|b| b.to_string().contains(carrier)),
+        "{carried:?}"
+    );
+    clients::billed_to_member(sys, fake, tenant, 2).await;
+}
+
+/// Every call the upstream answered for `tenant` is billed under `session`.
+async fn session_of_every_call(sys: &System, fake: &FakeUpstream, tenant: &Tenant, session: &str) {
+    let answered = fake.calls_with(&tenant.secret);
+    assert_eq!(
+        clients::billed_label(sys, tenant, "session", session).await,
+        answered
+    );
+}
+
 async fn claude_code(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
     let tenant = clients::tenant(sys, fake, kind, "claude-code").await;
     let dir = workdir();
@@ -216,22 +251,28 @@ async fn claude_code(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
     .ok();
     let out: Value = serde_json::from_str(run.stdout.trim()).unwrap();
     assert_eq!(out["is_error"], false, "{out}");
-    let result = out["result"].as_str().unwrap();
-    assert!(result.starts_with("tool said:"), "{out}");
-    assert!(result.contains(NOTES), "{out}");
-    // The file's text went upstream as the Read tool's result.
-    let carried = clients::bodies_holding(fake, "swordfish-42");
-    assert!(
-        carried
-            .iter()
-            .any(|b| b.to_string().contains("tool_result")),
-        "{carried:?}"
-    );
-    clients::billed_to_member(sys, fake, &tenant, 2).await;
-    // Claude Code names its session in a header of every call.
+    // The file's text goes upstream as the Read tool's result.
+    agent_round_trip(
+        sys,
+        fake,
+        &tenant,
+        out["result"].as_str().unwrap(),
+        "tool_result",
+    )
+    .await;
+    // Claude Code names its session in a header of every call, and its device (with
+    // the session again) in `metadata.user_id`: the device is the end user.
+    session_of_every_call(sys, fake, &tenant, session).await;
+    let user_id = clients::bodies_holding(fake, session)
+        .iter()
+        .find_map(|b| b["metadata"]["user_id"].as_str().map(str::to_owned))
+        .unwrap();
+    let sent: Value = serde_json::from_str(&user_id).unwrap();
+    let device = sent["device_id"].as_str().unwrap();
+    assert!(!device.is_empty(), "{user_id}");
     let answered = fake.calls_with(&tenant.secret);
     assert_eq!(
-        clients::billed_label(sys, &tenant, "session", session).await,
+        clients::billed_label(sys, &tenant, "user", device).await,
         answered
     );
 }
@@ -258,17 +299,8 @@ async fn codex(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
     .await
     .unwrap();
     let run = run.ok();
-    assert!(last.starts_with("tool said:"), "{last}\n{}", run.stderr);
-    assert!(last.contains(NOTES), "{last}");
-    // The command's output went upstream as the function call's output.
-    let carried = clients::bodies_holding(fake, "swordfish-42");
-    assert!(
-        carried
-            .iter()
-            .any(|b| b.to_string().contains("function_call_output")),
-        "{carried:?}"
-    );
-    clients::billed_to_member(sys, fake, &tenant, 2).await;
+    // The command's output goes upstream as the function call's output.
+    agent_round_trip(sys, fake, &tenant, &last, "function_call_output").await;
     // Codex names its session in a header of every call; `codex exec` prints it.
     let session = run
         .stderr
@@ -278,11 +310,7 @@ async fn codex(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
         .unwrap()
         .trim()
         .to_owned();
-    let answered = fake.calls_with(&tenant.secret);
-    assert_eq!(
-        clients::billed_label(sys, &tenant, "session", &session).await,
-        answered
-    );
+    session_of_every_call(sys, fake, &tenant, &session).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,6 @@
-"""The OpenAI Python SDK's Chat Completions against Switchyard.
+"""The OpenAI Python SDK's Chat Completions and Responses against Switchyard.
 
-Usage: openai_chat.py chat|stream|tools [END_USER]
+Usage: openai_sdk.py chat|stream|tools|responses|responses-stream [END_USER]
 Reads SWITCHYARD_BASE_URL (the data plane's root) and SWITCHYARD_KEY (an issued
 key); prints what the SDK returned as JSON. END_USER goes as `safety_identifier`
 (chat) or `user` (stream).
@@ -77,10 +77,27 @@ elif mode == "tools":
     })
     second = client.chat.completions.create(model=model, messages=messages, tools=tools)
     print(json.dumps({
-        "finish_reasons": [first.choices[0].finish_reason, second.choices[0].finish_reason],
+        "stops": [first.choices[0].finish_reason, second.choices[0].finish_reason],
         "tool": call.function.name,
         "arguments": arguments,
         "text": second.choices[0].message.content,
     }))
+elif mode == "responses":
+    r = client.responses.create(
+        model=model,
+        instructions="be brief",
+        input="hello from the responses api",
+    )
+    print(json.dumps({"text": r.output_text, "status": r.status, "usage": r.usage.model_dump()}))
+elif mode == "responses-stream":
+    text, kinds, usage = "", [], None
+    with client.responses.stream(model=model, input="stream the responses api") as stream:
+        for event in stream:
+            kinds.append(event.type)
+            if event.type == "response.output_text.delta":
+                text += event.delta
+        final = stream.get_final_response()
+        usage = final.usage.model_dump()
+    print(json.dumps({"text": text, "final_text": final.output_text, "events": kinds, "usage": usage}))
 else:
     sys.exit(f"unknown mode {mode}")

@@ -1,6 +1,6 @@
 """The Anthropic Python SDK's Messages API against Switchyard.
 
-Usage: anthropic_messages.py messages|stream|tools|thinking [END_USER]
+Usage: anthropic_sdk.py messages|stream|tools|thinking [END_USER]
 Reads SWITCHYARD_BASE_URL (the data plane's root) and SWITCHYARD_KEY (an issued
 key); prints what the SDK returned as JSON. END_USER goes as metadata.user_id.
 """
@@ -70,7 +70,7 @@ elif mode == "tools":
     ]})
     second = client.messages.create(model=model, max_tokens=256, tools=tools, messages=messages)
     print(json.dumps({
-        "stop_reasons": [first.stop_reason, second.stop_reason],
+        "stops": [first.stop_reason, second.stop_reason],
         "tool": call.name,
         "arguments": call.input,
         "text": texts(second),
