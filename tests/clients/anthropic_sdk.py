@@ -35,7 +35,14 @@ if mode == "messages":
         messages=[{"role": "user", "content": "hello from the anthropic sdk"}],
         metadata=metadata,
     )
-    print(json.dumps({"text": texts(r), "stop_reason": r.stop_reason, "usage": r.usage.model_dump()}))
+    counted = client.messages.count_tokens(
+        model=model,
+        system="be brief",
+        messages=[{"role": "user", "content": "hello from the anthropic sdk"}],
+    )
+    models = [m.id for m in client.models.list()]
+    print(json.dumps({"text": texts(r), "stop_reason": r.stop_reason, "usage": r.usage.model_dump(),
+                      "counted": counted.input_tokens, "models": models}))
 elif mode == "stream":
     text, kinds = "", []
     with client.messages.stream(

@@ -31,10 +31,12 @@ if mode == "chat":
         ],
         safety_identifier=end_user or NOT_GIVEN,
     )
+    models = [m.id for m in client.models.list()]
     print(json.dumps({
         "text": r.choices[0].message.content,
         "finish_reason": r.choices[0].finish_reason,
         "usage": r.usage.model_dump(),
+        "models": models,
     }))
 elif mode == "stream":
     stream = client.chat.completions.create(

@@ -15,7 +15,7 @@
 
 use serde_json::Value;
 use switchyard_core::types::ProviderKind;
-use switchyard_fake_upstream::FakeUpstream;
+use switchyard_fake_upstream::{DEFAULT_MODELS, FakeUpstream};
 use switchyard_tests::clients::{self, Client, Tenant};
 use switchyard_tests::system::{System, start_system};
 
@@ -63,6 +63,8 @@ async fn openai_chat(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
     // The fake's rule: a token per word of the prompt (system and user) and reply.
     assert_eq!(out["usage"]["prompt_tokens"], 7, "{out}");
     assert_eq!(out["usage"]["completion_tokens"], 6, "{out}");
+    // The model list, in OpenAI's shape: what the upstream lists.
+    assert_eq!(out["models"], serde_json::json!(DEFAULT_MODELS), "{out}");
     clients::billed_to_member(sys, fake, &tenant, 1).await;
     // `safety_identifier` names the end user.
     assert_eq!(clients::billed_label(sys, &tenant, "user", "ada").await, 1);
@@ -135,11 +137,15 @@ async fn anthropic_messages(sys: &System, fake: &FakeUpstream, kind: ProviderKin
     assert_eq!(out["stop_reason"], "end_turn");
     assert_eq!(out["usage"]["input_tokens"], 7, "{out}");
     assert_eq!(out["usage"]["output_tokens"], 6, "{out}");
+    assert_eq!(out["counted"], 7, "{out}");
+    // The model list, in Anthropic's shape.
+    assert_eq!(out["models"], serde_json::json!(DEFAULT_MODELS), "{out}");
     let out = python(sys, &tenant, "anthropic_sdk.py", &["stream", "cy"]).await;
     assert_eq!(out["text"], "echo: stream from the anthropic sdk", "{out}");
     assert_eq!(out["final_text"], out["text"]);
     assert_eq!(out["usage"]["output_tokens"], 6, "{out}");
-    clients::billed_to_member(sys, fake, &tenant, 2).await;
+    // Generation twice and token counting once.
+    clients::billed_to_member(sys, fake, &tenant, 3).await;
     // `metadata.user_id` names the end user.
     assert_eq!(clients::billed_label(sys, &tenant, "user", "cy").await, 2);
 }
