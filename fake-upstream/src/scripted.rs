@@ -299,16 +299,7 @@ pub(crate) async fn responses(
                 "response.content_part.added",
                 json!({"item_id": "msg_fake", "output_index": 0, "content_index": 0, "part": part("")}),
             ));
-            for p in pieces(text) {
-                events.push(event(
-                    "response.output_text.delta",
-                    json!({"item_id": "msg_fake", "output_index": 0, "content_index": 0, "delta": p}),
-                ));
-            }
-            events.push(event(
-                "response.output_text.done",
-                json!({"item_id": "msg_fake", "output_index": 0, "content_index": 0, "text": text}),
-            ));
+            events.extend(crate::openai::output_text_events(&mut event, text));
             events.push(event(
                 "response.content_part.done",
                 json!({"item_id": "msg_fake", "output_index": 0, "content_index": 0, "part": part(text)}),
