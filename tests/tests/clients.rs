@@ -31,6 +31,21 @@ async fn python(sys: &System, tenant: &Tenant, script: &str, args: &[&str]) -> V
         .unwrap()
 }
 
+/// How a tool's result travels to an upstream of `kind`: Anthropic's `tool_result`
+/// block, or on OpenAI's side `openai`, which depends on the endpoint the call reaches.
+fn tool_result_carrier(kind: ProviderKind, openai: &'static str) -> &'static str {
+    if kind == ProviderKind::Anthropic {
+        "tool_result"
+    } else {
+        openai
+    }
+}
+
+/// A chat completion's `tool` message.
+const OPENAI_CHAT: &str = r#""role":"tool""#;
+/// A Responses input's `function_call_output` item.
+const OPENAI_RESPONSES: &str = "function_call_output";
+
 /// An SDK's tool round trip as its script printed it: a call of `get_weather` for
 /// `city`, both turns' stop reasons, the answer naming the tool's result (`weather in
 /// city`), and that result sent upstream in a body holding `carrier`.
@@ -84,13 +99,12 @@ async fn openai_chat_stream(sys: &System, fake: &FakeUpstream, kind: ProviderKin
 async fn openai_tools(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
     let tenant = clients::tenant(sys, fake, kind, "sdk-tools").await;
     let out = python(sys, &tenant, "openai_sdk.py", &["tools"]).await;
-    // The tool's result goes back as a `tool` message.
     tool_round_trip(
         fake,
         &out,
         ("Oslo", "sunny"),
         ["tool_calls", "stop"],
-        r#""role":"tool""#,
+        tool_result_carrier(kind, OPENAI_CHAT),
     );
     clients::billed_to_member(sys, fake, &tenant, 2).await;
 }
@@ -158,7 +172,7 @@ async fn anthropic_tools(sys: &System, fake: &FakeUpstream, kind: ProviderKind) 
         &out,
         ("Lima", "foggy"),
         ["tool_use", "end_turn"],
-        "tool_result",
+        tool_result_carrier(kind, OPENAI_CHAT),
     );
     clients::billed_to_member(sys, fake, &tenant, 2).await;
 }
@@ -263,7 +277,7 @@ async fn claude_code(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
         fake,
         &tenant,
         out["result"].as_str().unwrap(),
-        "tool_result",
+        tool_result_carrier(kind, OPENAI_CHAT),
     )
     .await;
     // Claude Code names its session in a header of every call, and its device (with
@@ -306,7 +320,14 @@ async fn codex(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
     .unwrap();
     let run = run.ok();
     // The command's output goes upstream as the function call's output.
-    agent_round_trip(sys, fake, &tenant, &last, "function_call_output").await;
+    agent_round_trip(
+        sys,
+        fake,
+        &tenant,
+        &last,
+        tool_result_carrier(kind, OPENAI_RESPONSES),
+    )
+    .await;
     // Codex names its session in a header of every call; `codex exec` prints it.
     let session = run
         .stderr
