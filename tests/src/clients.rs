@@ -336,8 +336,8 @@ pub async fn billed_to_member(sys: &System, fake: &FakeUpstream, tenant: &Tenant
     .await;
 }
 
-/// The labels of the owner's bill by `by` (user, session or tag) and their
-/// requests, once `label` is among them.
+/// The requests the owner's bill by `by` (user, session or tag) counts under
+/// `label`, once it counts some.
 pub async fn billed_label(sys: &System, tenant: &Tenant, by: &str, label: &str) -> u64 {
     let what = format!("the label {label:?} in the bill by {by}");
     wait::until_ok(Duration::from_secs(15), what, async || {
