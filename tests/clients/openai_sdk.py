@@ -1,6 +1,6 @@
 """The OpenAI Python SDK's Chat Completions and Responses against Switchyard.
 
-Usage: openai_sdk.py chat|stream|tools|responses|responses-stream [END_USER]
+Usage: openai_sdk.py chat|stream|tools|tools-stream|responses|responses-stream [END_USER]
 Reads SWITCHYARD_BASE_URL (the data plane's root) and SWITCHYARD_KEY (an issued
 key); prints what the SDK returned as JSON. END_USER goes as `safety_identifier`
 (chat) or `user` (stream).
@@ -54,7 +54,7 @@ elif mode == "stream":
         if chunk.usage:
             usage = chunk.usage.model_dump()
     print(json.dumps({"text": text, "chunks": chunks, "usage": usage}))
-elif mode == "tools":
+elif mode in ("tools", "tools-stream"):
     tools = [{
         "type": "function",
         "function": {
@@ -68,7 +68,14 @@ elif mode == "tools":
         },
     }]
     messages = [{"role": "user", "content": 'weather? [[tool get_weather {"city": "Oslo"}]]'}]
-    first = client.chat.completions.create(model=model, messages=messages, tools=tools)
+    if mode == "tools-stream":
+        # The call arrives in deltas; the SDK's helper puts it together.
+        with client.chat.completions.stream(model=model, messages=messages, tools=tools) as stream:
+            for _ in stream:
+                pass
+            first = stream.get_final_completion()
+    else:
+        first = client.chat.completions.create(model=model, messages=messages, tools=tools)
     call = first.choices[0].message.tool_calls[0]
     arguments = json.loads(call.function.arguments)
     messages.append(first.choices[0].message.model_dump(exclude_none=True))

@@ -98,15 +98,18 @@ async fn openai_chat_stream(sys: &System, fake: &FakeUpstream, kind: ProviderKin
 
 async fn openai_tools(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
     let tenant = clients::tenant(sys, fake, kind, "sdk-tools").await;
-    let out = python(sys, &tenant, "openai_sdk.py", &["tools"]).await;
-    tool_round_trip(
-        fake,
-        &out,
-        ("Oslo", "sunny"),
-        ["tool_calls", "stop"],
-        tool_result_carrier(kind, OPENAI_CHAT),
-    );
-    clients::billed_to_member(sys, fake, &tenant, 2).await;
+    // The call in one answer, then in a stream of deltas.
+    for mode in ["tools", "tools-stream"] {
+        let out = python(sys, &tenant, "openai_sdk.py", &[mode]).await;
+        tool_round_trip(
+            fake,
+            &out,
+            ("Oslo", "sunny"),
+            ["tool_calls", "stop"],
+            tool_result_carrier(kind, OPENAI_CHAT),
+        );
+    }
+    clients::billed_to_member(sys, fake, &tenant, 4).await;
 }
 
 async fn openai_responses(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
