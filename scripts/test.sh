@@ -29,6 +29,11 @@ if { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; } &&
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver
 fi
 
+# The real clients the client suite drives (tests/tests/clients.rs), pinned, in a
+# throwaway place: the Python SDKs in a venv, Claude Code and Codex CLI under an npm
+# prefix (their tests skip, saying why, without Node and npm).
+./scripts/ensure-clients.sh
+
 # The OpenAPI document must be a valid OpenAPI 3.1 document (its agreement with the
 # routes is checked by control-plane/tests/openapi.rs).
 validator_dir="${TMPDIR:-/tmp}/switchyard-openapi-validator"

@@ -63,9 +63,11 @@ pub const SESSION: TextField = TextField {
 };
 
 /// Headers that name a client's session, in order of preference: Claude Code's,
-/// Codex CLI's, then Switchyard's own for any other client.
-pub const SESSION_HEADERS: [&str; 3] = [
+/// Codex CLI's (`session-id`; `session_id` in older releases), then Switchyard's own
+/// for any other client.
+pub const SESSION_HEADERS: [&str; 4] = [
     "x-claude-code-session-id",
+    "session-id",
     "session_id",
     "x-switchyard-session",
 ];
@@ -89,6 +91,26 @@ pub const END_USER: TextField = TextField {
     may_be_empty: false,
     no_whitespace: false,
 };
+
+/// The end user of an Anthropic `metadata.user_id` already bounded by [`END_USER`].
+/// Claude Code sends JSON text naming its account, its device and its session
+/// (`{"device_id":…,"account_uuid":…,"session_id":…}`): the end user is the account
+/// when it has one, else the device, so one person's sessions bill as one user (the
+/// session has its own label, from its header). Any other value is the end user as sent.
+pub fn anthropic_end_user(user_id: String) -> String {
+    if !user_id.starts_with('{') {
+        return user_id;
+    }
+    let Ok(sent) = serde_json::from_str::<serde_json::Value>(&user_id) else {
+        return user_id;
+    };
+    ["account_uuid", "device_id"]
+        .into_iter()
+        .filter_map(|name| sent.get(name)?.as_str())
+        .find(|id| END_USER.check(id).is_ok())
+        .map(str::to_owned)
+        .unwrap_or(user_id)
+}
 
 /// A label of the client's choosing, from [`TAG_HEADER`].
 pub const TAG: TextField = TextField {
@@ -199,6 +221,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn claude_codes_end_user_is_its_account_else_its_device() {
+        let sent = |json: &str| anthropic_end_user(json.to_owned());
+        let device = "bd74323261630d7d77a510ba57b41bb6659278c52ec5f771541cdd69e84c114b";
+        assert_eq!(
+            sent(&format!(
+                r#"{{"device_id":"{device}","account_uuid":"","session_id":"09c06d89"}}"#
+            )),
+            device
+        );
+        assert_eq!(
+            sent(&format!(
+                r#"{{"device_id":"{device}","account_uuid":"acc-1","session_id":"09c06d89"}}"#
+            )),
+            "acc-1"
+        );
+        // Anything else is the end user as sent.
+        for other in ["ada", "{not json", r#"{"device_id":""}"#, r#"{"user":"x"}"#] {
+            assert_eq!(sent(other), other);
+        }
+    }
+
+    #[test]
     fn sessions_come_from_the_first_header_with_a_storable_value() {
         let headers = |pairs: &'static [(&'static str, &'static [u8])]| {
             move |name: &str| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
@@ -210,6 +254,8 @@ mod tests {
         assert_eq!(session_from_headers(claude), Some("5f0c-claude".into()));
         let codex = headers(&[("session_id", b"codex-1"), ("x-switchyard-session", b"own")]);
         assert_eq!(session_from_headers(codex), Some("codex-1".into()));
+        let codex = headers(&[("session-id", b"codex-2"), ("x-switchyard-session", b"own")]);
+        assert_eq!(session_from_headers(codex), Some("codex-2".into()));
         let own = headers(&[("x-switchyard-session", b"own")]);
         assert_eq!(session_from_headers(own), Some("own".into()));
         // A bad value is dropped; the next header still counts.

@@ -22,7 +22,7 @@ pub const MAX_HEADER_NAME: usize = 64;
 
 /// Client headers forwarded for every owner: what the protocols and their SDKs use to
 /// negotiate (versions, betas) and to tie calls into sessions.
-pub const ALLOWED: [&str; 10] = [
+pub const ALLOWED: [&str; 11] = [
     "accept",
     "content-type",
     "anthropic-version",
@@ -30,6 +30,7 @@ pub const ALLOWED: [&str; 10] = [
     "anthropic-dangerous-direct-browser-access",
     "openai-beta",
     "x-claude-code-session-id",
+    "session-id",
     "session_id",
     "originator",
     "x-client-request-id",
@@ -168,6 +169,7 @@ mod tests {
             "anthropic-beta",
             "anthropic-version",
             "x-claude-code-session-id",
+            "session-id",
             "session_id",
             "originator",
             "x-client-request-id",

@@ -56,7 +56,8 @@ pub struct RequestFacts {
     /// Byte range of the `model` value (with its quotes), for rewriting it alone.
     pub model_span: (usize, usize),
     /// The end user the body names (OpenAI's `safety_identifier`, else its `user`;
-    /// Anthropic's `metadata.user_id`), when it is a string the usage store holds
+    /// Anthropic's `metadata.user_id`, Claude Code's account or device in it:
+    /// `core::fields::anthropic_end_user`), when it is a string the usage store holds
     /// (`core::fields::END_USER`). Any other value is dropped, never refused: it only
     /// labels usage, and the upstream judges the request as it would without us.
     pub end_user: Option<String>,
@@ -179,7 +180,10 @@ impl RawFacts<'_> {
     fn end_user(&self, protocol: Protocol) -> Option<String> {
         let sent = match protocol {
             Protocol::OpenAi => [self.safety_identifier, self.user],
-            Protocol::Anthropic => [self.metadata.as_ref().and_then(|m| m.user_id), None],
+            Protocol::Anthropic => {
+                let sent = self.metadata.as_ref().and_then(|m| m.user_id)?;
+                return label_text(sent, fields::END_USER).map(fields::anthropic_end_user);
+            }
         };
         sent.into_iter()
             .flatten()
@@ -435,6 +439,9 @@ mod tests {
             r#"{{"model":"m","max_tokens":5,"metadata":{{"other":[1,{{"user_id":"no"}}],"user_id":"{claude}"}},"messages":[]}}"#
         );
         assert_eq!(end_user_of(Endpoint::Messages, &body), Some(claude));
+        // Claude Code's newer form, JSON text: its device, not its session.
+        let body = r#"{"model":"m","max_tokens":5,"metadata":{"user_id":"{\"device_id\":\"d-1\",\"account_uuid\":\"\",\"session_id\":\"s-1\"}"},"messages":[]}"#;
+        assert_eq!(end_user_of(Endpoint::Messages, body), Some("d-1".into()));
         assert_eq!(
             end_user_of(
                 Endpoint::CountTokens,

@@ -10,11 +10,13 @@
 //! and hold streams open to prove the proxy passes events through as they come.
 //!
 //! Layout: here the server, its behaviours and what it observed; `openai` and
-//! `anthropic` answer each protocol's endpoints; `models` the model list of both.
+//! `anthropic` answer each protocol's endpoints; `models` the model list of both;
+//! `scripted` a conversation with one tool round trip, for real clients.
 
 mod anthropic;
 mod models;
 mod openai;
+mod scripted;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +61,9 @@ pub enum Behaviour {
     OmitUsage,
     /// Have no model list: `GET /v1/models` answers 404; every other call succeeds.
     NoModelList,
+    /// Hold a scripted conversation with one tool round trip, as real clients and
+    /// coding agents do (`scripted.rs` says how).
+    Scripted,
 }
 
 /// The models the fake lists until told otherwise ([`FakeUpstream::set_models`]).
@@ -142,13 +147,13 @@ impl FakeUpstream {
             prompt_cache: Mutex::new(std::collections::HashSet::new()),
         });
         let app = Router::new()
-            .route("/v1/chat/completions", post(openai::chat))
-            .route("/v1/responses", post(openai::responses))
+            .route("/v1/chat/completions", post(scripted::chat))
+            .route("/v1/responses", post(scripted::responses))
             .route("/v1/embeddings", post(openai::embeddings))
             .route("/v1/audio/speech", post(openai::speech))
             .route("/v1/audio/transcriptions", post(openai::transcription))
             .route("/v1/audio/translations", post(openai::transcription))
-            .route("/v1/messages", post(anthropic::messages))
+            .route("/v1/messages", post(scripted::messages))
             .route("/v1/messages/count_tokens", post(anthropic::count))
             .route("/v1/models", axum::routing::get(models::list))
             // Uploads of any size: the proxy in front decides what it accepts.
@@ -270,6 +275,22 @@ pub(crate) fn json_response(body: &serde_json::Value) -> Response {
         .into_response()
 }
 
+/// The credential header a call carries in `dialect` (empty when none).
+fn credential_header(dialect: Dialect, headers: &HeaderMap) -> &str {
+    match dialect {
+        Dialect::Anthropic => headers.get("x-api-key"),
+        Dialect::OpenAi => headers.get(header::AUTHORIZATION),
+    }
+    .and_then(|v| v.to_str().ok())
+    .unwrap_or_default()
+}
+
+/// The secret of a call: its credential without the `Bearer ` scheme.
+pub(crate) fn credential(dialect: Dialect, headers: &HeaderMap) -> &str {
+    let secret = credential_header(dialect, headers);
+    secret.strip_prefix("Bearer ").unwrap_or(secret)
+}
+
 /// Counts a call that went away before its answer.
 struct Abandon<'a> {
     fake: &'a Fake,
@@ -292,12 +313,7 @@ impl Fake {
         dialect: Dialect,
         headers: &HeaderMap,
     ) -> Result<Behaviour, Box<Response>> {
-        let secret = match dialect {
-            Dialect::Anthropic => headers.get("x-api-key"),
-            Dialect::OpenAi => headers.get(header::AUTHORIZATION),
-        }
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+        let secret = credential_header(dialect, headers);
         if self.record {
             if let Ok(mut seen) = self.observed.authorizations.lock() {
                 seen.push(secret.to_owned());
@@ -306,7 +322,7 @@ impl Fake {
                 *last = headers.clone();
             }
         }
-        let secret = secret.strip_prefix("Bearer ").unwrap_or(secret).to_owned();
+        let secret = credential(dialect, headers).to_owned();
         if let Some(expected) = &self.expected_secret
             && &secret != expected
         {

@@ -179,16 +179,7 @@ pub(crate) async fn responses(
             json!({"output_index": 0, "item": {"type": "message", "id": "msg_fake", "status": "in_progress", "role": "assistant", "content": []}}),
         ),
     ];
-    for p in pieces(&reply) {
-        events.push(event(
-            "response.output_text.delta",
-            json!({"item_id": "msg_fake", "output_index": 0, "content_index": 0, "delta": p}),
-        ));
-    }
-    events.push(event(
-        "response.output_text.done",
-        json!({"item_id": "msg_fake", "output_index": 0, "content_index": 0, "text": reply}),
-    ));
+    events.extend(output_text_events(&mut event, &reply));
     events.push(event(
         "response.output_item.done",
         json!({"output_index": 0, "item": message(&reply, "completed")}),
@@ -198,6 +189,27 @@ pub(crate) async fn responses(
         json!({"response": response("completed", json!([message(&reply, "completed")]), usage)}),
     ));
     fake.sse(events, behaviour)
+}
+
+/// The text of a Responses message as streamed: a delta per word, then the whole.
+pub(crate) fn output_text_events(
+    event: &mut impl FnMut(&str, Value) -> String,
+    text: &str,
+) -> Vec<String> {
+    let mut events: Vec<String> = pieces(text)
+        .into_iter()
+        .map(|p| {
+            event(
+                "response.output_text.delta",
+                json!({"item_id": "msg_fake", "output_index": 0, "content_index": 0, "delta": p}),
+            )
+        })
+        .collect();
+    events.push(event(
+        "response.output_text.done",
+        json!({"item_id": "msg_fake", "output_index": 0, "content_index": 0, "text": text}),
+    ));
+    events
 }
 
 #[derive(Deserialize)]

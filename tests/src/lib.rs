@@ -15,6 +15,7 @@
 pub mod backends;
 pub mod browser;
 pub mod cli;
+pub mod clients;
 pub mod etcd;
 pub mod events;
 pub mod link;

@@ -1,0 +1,353 @@
+//! Real clients, pinned (`scripts/ensure-clients.sh`), against the real binaries and
+//! the fake upstream playing a scripted conversation: the OpenAI and Anthropic Python
+//! SDKs, Claude Code in print mode and Codex CLI's `exec`, each with a tool round
+//! trip where it has tools. After each scenario the owner's bill shows every call the
+//! upstream answered metered to the sub-account whose key the client used, and the
+//! labels the client sent (end user, session) in the bill by label.
+//!
+//! Each scenario takes the owner's provider kind: for now every owner has keys of the
+//! client's own protocol. A client that is not installed skips its test, saying why.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "helpers of a test fail loudly on the first surprise"
+)]
+
+use serde_json::Value;
+use switchyard_core::types::ProviderKind;
+use switchyard_fake_upstream::{DEFAULT_MODELS, FakeUpstream};
+use switchyard_tests::clients::{self, Client, Tenant};
+use switchyard_tests::system::{System, start_system};
+
+async fn system() -> (System, FakeUpstream) {
+    let sys = start_system(1024 * 1024).await;
+    let fake = FakeUpstream::start(None).await.unwrap();
+    (sys, fake)
+}
+
+async fn python(sys: &System, tenant: &Tenant, script: &str, args: &[&str]) -> Value {
+    clients::python(script, args, &sys.data.url("http"), &tenant.member_key)
+        .await
+        .unwrap()
+}
+
+/// How a tool's result travels to an upstream of `kind`: Anthropic's `tool_result`
+/// block, or on OpenAI's side `openai`, which depends on the endpoint the call reaches.
+fn tool_result_carrier(kind: ProviderKind, openai: &'static str) -> &'static str {
+    if kind == ProviderKind::Anthropic {
+        "tool_result"
+    } else {
+        openai
+    }
+}
+
+/// A chat completion's `tool` message.
+const OPENAI_CHAT: &str = r#""role":"tool""#;
+/// A Responses input's `function_call_output` item.
+const OPENAI_RESPONSES: &str = "function_call_output";
+
+/// An SDK's tool round trip as its script printed it: a call of `get_weather` for
+/// `city`, both turns' stop reasons, the answer naming the tool's result (`weather in
+/// city`), and that result sent upstream in a body holding `carrier`.
+fn tool_round_trip(
+    fake: &FakeUpstream,
+    out: &Value,
+    (city, weather): (&str, &str),
+    stops: [&str; 2],
+    carrier: &str,
+) {
+    assert_eq!(out["tool"], "get_weather", "{out}");
+    assert_eq!(out["arguments"]["city"], city, "{out}");
+    assert_eq!(out["stops"], serde_json::json!(stops), "{out}");
+    let result = format!("{weather} in {city}");
+    assert_eq!(out["text"], format!("tool said: {result}"), "{out}");
+    let carried = clients::bodies_holding(fake, &result);
+    assert!(
+        carried.iter().any(|b| b.to_string().contains(carrier)),
+        "{carried:?}"
+    );
+}
+
+// OpenAI's SDK.
+
+async fn openai_chat(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
+    let tenant = clients::tenant(sys, fake, kind, "sdk-chat").await;
+    let out = python(sys, &tenant, "openai_sdk.py", &["chat", "ada"]).await;
+    assert_eq!(out["text"], "echo: hello from the openai sdk", "{out}");
+    assert_eq!(out["finish_reason"], "stop");
+    // The fake's rule: a token per word of the prompt (system and user) and reply.
+    assert_eq!(out["usage"]["prompt_tokens"], 7, "{out}");
+    assert_eq!(out["usage"]["completion_tokens"], 6, "{out}");
+    // The model list, in OpenAI's shape: what the upstream lists.
+    assert_eq!(out["models"], serde_json::json!(DEFAULT_MODELS), "{out}");
+    clients::billed_to_member(sys, fake, &tenant, 1).await;
+    // `safety_identifier` names the end user.
+    assert_eq!(clients::billed_label(sys, &tenant, "user", "ada").await, 1);
+}
+
+async fn openai_chat_stream(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
+    let tenant = clients::tenant(sys, fake, kind, "sdk-stream").await;
+    let out = python(sys, &tenant, "openai_sdk.py", &["stream", "bea"]).await;
+    assert_eq!(out["text"], "echo: stream from the openai sdk", "{out}");
+    assert!(out["chunks"].as_u64() > Some(3), "{out}");
+    assert_eq!(out["usage"]["completion_tokens"], 6, "{out}");
+    clients::billed_to_member(sys, fake, &tenant, 1).await;
+    // `user` names the end user when there is no `safety_identifier`.
+    assert_eq!(clients::billed_label(sys, &tenant, "user", "bea").await, 1);
+}
+
+async fn openai_tools(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
+    let tenant = clients::tenant(sys, fake, kind, "sdk-tools").await;
+    // The call in one answer, then in a stream of deltas.
+    for mode in ["tools", "tools-stream"] {
+        let out = python(sys, &tenant, "openai_sdk.py", &[mode]).await;
+        tool_round_trip(
+            fake,
+            &out,
+            ("Oslo", "sunny"),
+            ["tool_calls", "stop"],
+            tool_result_carrier(kind, OPENAI_CHAT),
+        );
+    }
+    clients::billed_to_member(sys, fake, &tenant, 4).await;
+}
+
+async fn openai_responses(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
+    let tenant = clients::tenant(sys, fake, kind, "sdk-responses").await;
+    let out = python(sys, &tenant, "openai_sdk.py", &["responses"]).await;
+    assert_eq!(out["text"], "echo: hello from the responses api", "{out}");
+    assert_eq!(out["status"], "completed");
+    assert_eq!(out["usage"]["input_tokens"], 7, "{out}");
+    let out = python(sys, &tenant, "openai_sdk.py", &["responses-stream"]).await;
+    assert_eq!(out["text"], "echo: stream the responses api", "{out}");
+    assert_eq!(out["final_text"], out["text"]);
+    let events: Vec<&str> = out["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(events.first(), Some(&"response.created"), "{out}");
+    assert_eq!(events.last(), Some(&"response.completed"), "{out}");
+    assert_eq!(out["usage"]["output_tokens"], 5, "{out}");
+    clients::billed_to_member(sys, fake, &tenant, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_sdk_chats_streams_calls_tools_and_uses_responses() {
+    if Client::PythonSdks.missing() {
+        return;
+    }
+    let (sys, fake) = system().await;
+    openai_chat(&sys, &fake, ProviderKind::OpenAi).await;
+    openai_chat_stream(&sys, &fake, ProviderKind::OpenAi).await;
+    openai_tools(&sys, &fake, ProviderKind::OpenAi).await;
+    openai_responses(&sys, &fake, ProviderKind::OpenAi).await;
+}
+
+// Anthropic's SDK.
+
+async fn anthropic_messages(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
+    let tenant = clients::tenant(sys, fake, kind, "sdk-messages").await;
+    let out = python(sys, &tenant, "anthropic_sdk.py", &["messages", "cy"]).await;
+    assert_eq!(out["text"], "echo: hello from the anthropic sdk", "{out}");
+    assert_eq!(out["stop_reason"], "end_turn");
+    assert_eq!(out["usage"]["input_tokens"], 7, "{out}");
+    assert_eq!(out["usage"]["output_tokens"], 6, "{out}");
+    assert_eq!(out["counted"], 7, "{out}");
+    // The model list, in Anthropic's shape.
+    assert_eq!(out["models"], serde_json::json!(DEFAULT_MODELS), "{out}");
+    let out = python(sys, &tenant, "anthropic_sdk.py", &["stream", "cy"]).await;
+    assert_eq!(out["text"], "echo: stream from the anthropic sdk", "{out}");
+    assert_eq!(out["final_text"], out["text"]);
+    assert_eq!(out["usage"]["output_tokens"], 6, "{out}");
+    // Generation twice and token counting once.
+    clients::billed_to_member(sys, fake, &tenant, 3).await;
+    // `metadata.user_id` names the end user.
+    assert_eq!(clients::billed_label(sys, &tenant, "user", "cy").await, 2);
+}
+
+async fn anthropic_tools(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
+    let tenant = clients::tenant(sys, fake, kind, "sdk-tool-use").await;
+    let out = python(sys, &tenant, "anthropic_sdk.py", &["tools"]).await;
+    tool_round_trip(
+        fake,
+        &out,
+        ("Lima", "foggy"),
+        ["tool_use", "end_turn"],
+        tool_result_carrier(kind, OPENAI_CHAT),
+    );
+    clients::billed_to_member(sys, fake, &tenant, 2).await;
+}
+
+async fn anthropic_thinking(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
+    let tenant = clients::tenant(sys, fake, kind, "sdk-thinking").await;
+    let out = python(sys, &tenant, "anthropic_sdk.py", &["thinking"]).await;
+    assert_eq!(out["thinking"], "thinking about: think it over", "{out}");
+    assert_eq!(out["text"], "echo: think it over", "{out}");
+    assert_eq!(out["blocks"], serde_json::json!(["thinking", "text"]));
+    assert_eq!(out["signature"], "sig-fake");
+    let asked = clients::bodies_holding(fake, "think it over");
+    assert!(
+        asked.iter().any(|b| b["thinking"]["budget_tokens"] == 1024),
+        "{asked:?}"
+    );
+    clients::billed_to_member(sys, fake, &tenant, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_anthropic_sdk_sends_messages_streams_uses_tools_and_thinks() {
+    if Client::PythonSdks.missing() {
+        return;
+    }
+    let (sys, fake) = system().await;
+    anthropic_messages(&sys, &fake, ProviderKind::Anthropic).await;
+    anthropic_tools(&sys, &fake, ProviderKind::Anthropic).await;
+    anthropic_thinking(&sys, &fake, ProviderKind::Anthropic).await;
+}
+
+// The coding agents. Each reads a file of the work directory through its own tool:
+// the file's text reaches the upstream only as the tool's result.
+
+const NOTES: &str = "the launch code is swordfish-42";
+
+fn workdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), format!("{NOTES}\n")).unwrap();
+    dir
+}
+
+/// An agent's tool round trip: its last answer names the tool's result (the notes),
+/// which went upstream in a body holding `carrier`; its calls, two at least, are
+/// billed to the member.
+async fn agent_round_trip(
+    sys: &System,
+    fake: &FakeUpstream,
+    tenant: &Tenant,
+    answer: &str,
+    carrier: &str,
+) {
+    assert!(answer.starts_with("tool said:"), "{answer}");
+    assert!(answer.contains(NOTES), "{answer}");
+    let carried = clients::bodies_holding(fake, NOTES);
+    assert!(
+        carried.iter().any(|b| b.to_string().contains(carrier)),
+        "{carried:?}"
+    );
+    clients::billed_to_member(sys, fake, tenant, 2).await;
+}
+
+/// Every call the upstream answered for `tenant` is billed under `session`.
+async fn session_of_every_call(sys: &System, fake: &FakeUpstream, tenant: &Tenant, session: &str) {
+    let answered = fake.calls_with(&tenant.secret);
+    assert_eq!(
+        clients::billed_label(sys, tenant, "session", session).await,
+        answered
+    );
+}
+
+async fn claude_code(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
+    let tenant = clients::tenant(sys, fake, kind, "claude-code").await;
+    let dir = workdir();
+    let notes = dir.path().join("notes.txt");
+    let prompt = format!(
+        "What do the notes say? [[tool Read {{\"file_path\": \"{}\"}}]]",
+        notes.display()
+    );
+    let session = "5f0c1d2e-3b4a-4c5d-8e6f-7a8b9c0d1e2f";
+    let run = clients::claude(
+        &sys.data.url("http"),
+        &tenant.member_key,
+        dir.path(),
+        &prompt,
+        &[
+            "--allowedTools",
+            "Read",
+            "--model",
+            "claude-sonnet-4-5",
+            "--session-id",
+            session,
+        ],
+    )
+    .await
+    .unwrap()
+    .ok();
+    let out: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(out["is_error"], false, "{out}");
+    // The file's text goes upstream as the Read tool's result.
+    agent_round_trip(
+        sys,
+        fake,
+        &tenant,
+        out["result"].as_str().unwrap(),
+        tool_result_carrier(kind, OPENAI_CHAT),
+    )
+    .await;
+    // Claude Code names its session in a header of every call, and its device (with
+    // the session again) in `metadata.user_id`: the device is the end user.
+    session_of_every_call(sys, fake, &tenant, session).await;
+    let user_id = clients::bodies_holding(fake, session)
+        .iter()
+        .find_map(|b| b["metadata"]["user_id"].as_str().map(str::to_owned))
+        .unwrap();
+    let sent: Value = serde_json::from_str(&user_id).unwrap();
+    let device = sent["device_id"].as_str().unwrap();
+    assert!(!device.is_empty(), "{user_id}");
+    let answered = fake.calls_with(&tenant.secret);
+    assert_eq!(
+        clients::billed_label(sys, &tenant, "user", device).await,
+        answered
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claude_code_reads_a_file_through_switchyard() {
+    if Client::ClaudeCode.missing() {
+        return;
+    }
+    let (sys, fake) = system().await;
+    claude_code(&sys, &fake, ProviderKind::Anthropic).await;
+}
+
+async fn codex(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
+    let tenant = clients::tenant(sys, fake, kind, "codex").await;
+    let dir = workdir();
+    let prompt = "What do the notes say? [[tool exec_command {\"cmd\": \"cat notes.txt\"}]]";
+    let (run, last) = clients::codex(
+        &sys.data.url("http"),
+        &tenant.member_key,
+        dir.path(),
+        prompt,
+    )
+    .await
+    .unwrap();
+    let run = run.ok();
+    // The command's output goes upstream as the function call's output.
+    agent_round_trip(
+        sys,
+        fake,
+        &tenant,
+        &last,
+        tool_result_carrier(kind, OPENAI_RESPONSES),
+    )
+    .await;
+    // Codex names its session in a header of every call; `codex exec` prints it.
+    let session = run
+        .stderr
+        .lines()
+        .chain(run.stdout.lines())
+        .find_map(|l| l.strip_prefix("session id: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    session_of_every_call(sys, fake, &tenant, &session).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codex_runs_a_command_through_switchyard() {
+    if Client::CodexCli.missing() {
+        return;
+    }
+    let (sys, fake) = system().await;
+    codex(&sys, &fake, ProviderKind::OpenAi).await;
+}
