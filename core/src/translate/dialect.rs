@@ -1,6 +1,7 @@
 //! The dialects translation speaks, and what a call's translation carries from its
 //! request to its answer.
 
+use super::gemini_path::GeminiCall;
 use crate::endpoint::Endpoint;
 
 /// A protocol a client or an upstream speaks.
@@ -13,9 +14,9 @@ pub enum Dialect {
     /// OpenAI Responses (`/v1/responses`): a client dialect only; no request is
     /// translated into it.
     Responses,
-    /// Gemini `generateContent` / `streamGenerateContent`: an upstream dialect only
-    /// (no client speaks it here; an [`Exchange`] built by hand with a Gemini client
-    /// gets OpenAI's shapes).
+    /// Gemini `generateContent` / `streamGenerateContent`: an upstream, and a client
+    /// whose model and method are in its path ([`GeminiCall`], given in
+    /// [`ClientHeaders::gemini`]).
     Gemini,
 }
 
@@ -54,6 +55,9 @@ impl Dialect {
 pub struct ClientHeaders<'a> {
     /// `anthropic-beta`, comma-separated flags (Claude Code sends several).
     pub anthropic_beta: Option<&'a str>,
+    /// A Gemini client's call, read from its path by [`GeminiCall::parse`]: the
+    /// model and whether to stream are there, not in the body.
+    pub gemini: Option<GeminiCall<'a>>,
 }
 
 /// What the answer's translation needs of the request, kept for the call's length.

@@ -237,7 +237,7 @@ pub(crate) fn request(
         tools.push(OutTool {
             name: &t.name,
             description: t.description.as_deref(),
-            input_schema: t.schema.unwrap_or(any_object),
+            input_schema: t.schema.as_deref().unwrap_or(any_object),
             strict: t.strict,
         });
     }

@@ -185,9 +185,11 @@ pub(crate) fn conversation<'a>(
             "json_object" => Some(Format::JsonObject),
             "json_schema" => Some(Format::JsonSchema {
                 name: format.name,
-                schema: format
-                    .schema
-                    .ok_or_else(|| Refusal::malformed("text.format: missing field `schema`"))?,
+                schema: Cow::Borrowed(
+                    format
+                        .schema
+                        .ok_or_else(|| Refusal::malformed("text.format: missing field `schema`"))?,
+                ),
                 strict: format.strict.unwrap_or(false),
             }),
             other => {
@@ -238,7 +240,7 @@ fn tool<'a>(raw: &'a RawValue, i: usize, target: &'static str) -> Result<Tool<'a
     Ok(Tool {
         name: t.name,
         description: t.description,
-        schema: t.parameters.filter(|p| p.get() != "null"),
+        schema: t.parameters.filter(|p| p.get() != "null").map(Cow::Borrowed),
         strict: t.strict.unwrap_or(false),
     })
 }

@@ -73,6 +73,7 @@ fn claude_code_request_to_chat() {
         anthropic_beta: Some(
             "claude-code-20250219,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14",
         ),
+        ..ClientHeaders::default()
     };
     let t = translate_request(
         Dialect::Messages,
