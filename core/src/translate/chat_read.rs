@@ -212,7 +212,10 @@ fn tool<'a>(raw: &'a RawValue, i: usize, target: &'static str) -> Result<Tool<'a
     Ok(Tool {
         name: f.name,
         description: f.description,
-        schema: f.parameters.filter(|p| p.get() != "null").map(Cow::Borrowed),
+        schema: f
+            .parameters
+            .filter(|p| p.get() != "null")
+            .map(Cow::Borrowed),
         strict: f.strict.unwrap_or(false),
     })
 }

@@ -33,6 +33,10 @@ struct InPart<'a> {
     executable_code: Option<IgnoredAny>,
     #[serde(default, alias = "code_execution_result")]
     code_execution_result: Option<IgnoredAny>,
+    #[serde(default, alias = "tool_call")]
+    tool_call: Option<IgnoredAny>,
+    #[serde(default, alias = "tool_response")]
+    tool_response: Option<IgnoredAny>,
     #[serde(default, alias = "video_metadata")]
     video_metadata: Option<IgnoredAny>,
     #[serde(default, alias = "media_resolution")]
@@ -210,6 +214,12 @@ impl<'a> Parts<'a> {
                 target,
             ));
         }
+        if p.tool_call.is_some() || p.tool_response.is_some() {
+            return Err(Refusal::unsupported(
+                "Gemini's own tool calls (toolCall, toolResponse: the target cannot run them)",
+                target,
+            ));
+        }
         if p.video_metadata.is_some() {
             return Err(Refusal::unsupported("video", target));
         }
@@ -217,8 +227,7 @@ impl<'a> Parts<'a> {
             drop_field(dropped, "mediaResolution", "the target has no such setting");
         }
         let thought = p.thought == Some(true);
-        if thought || (p.text.is_none() && p.thought_signature.is_some() && !data.contains(&true))
-        {
+        if thought || (p.text.is_none() && p.thought_signature.is_some() && !data.contains(&true)) {
             if role != Role::Assistant {
                 return Err(Refusal::malformed(format_args!(
                     "{at}: thoughts belong to model turns"
@@ -459,7 +468,10 @@ fn media_part<'a>(
     target: &'static str,
 ) -> Result<Part<'a>, Refusal> {
     if role != Role::User {
-        return Err(Refusal::unsupported("images and files in model turns", target));
+        return Err(Refusal::unsupported(
+            "images and files in model turns",
+            target,
+        ));
     }
     if media_type.starts_with("image/") {
         Ok(Part::Image(media))

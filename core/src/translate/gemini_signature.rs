@@ -8,8 +8,8 @@
 use std::borrow::Cow;
 
 use base64::Engine;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 
 use super::responses_read::{REDACTED_PREFIX, THINKING_PREFIX};
 

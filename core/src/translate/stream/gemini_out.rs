@@ -4,13 +4,13 @@
 //! the finish reason and the usage go in the last chunk.
 
 use super::emit::{Progress, error_event, write_event};
+use crate::error::ErrorCode;
 use crate::translate::dialect::Dialect;
 use crate::translate::gemini_answer::{
     GeminiPart, OutCandidate, OutContent, OutResponse, OutUsage, finish_name,
 };
 use crate::translate::gemini_signature::{redacted_signature, thinking_signature};
 use crate::translate::ir::{Event, Finish, Usage};
-use crate::error::ErrorCode;
 
 #[derive(Default)]
 pub(crate) struct GeminiWriter {

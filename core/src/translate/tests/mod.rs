@@ -3,6 +3,8 @@
 
 mod answers;
 mod gemini;
+mod gemini_client;
+mod gemini_client_hostile;
 mod golden;
 mod hostile;
 mod property;
