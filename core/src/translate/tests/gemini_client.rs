@@ -472,3 +472,35 @@ fn thoughts_carry_anthropic_signatures_back() {
         .contains("model turns")
     );
 }
+
+#[test]
+fn thinking_waits_for_the_signed_thinking_of_a_tool_loop() {
+    // Gemini CLI keeps no thought parts in its history: the last tool-calling turn
+    // comes back without Anthropic's signed thinking, which Anthropic then refuses.
+    let loop_turns = |model_parts: Value| {
+        json!({"contents": [
+            user(json!([{"text": "ls"}])),
+            {"role": "model", "parts": model_parts},
+            user(json!([{"functionResponse": {"id": "t1", "name": "ls", "response": {"output": "a"}}}]))
+        ], "generationConfig": {"thinkingConfig": {"thinkingLevel": "HIGH", "includeThoughts": true}}})
+    };
+    let call = json!({"functionCall": {"id": "t1", "name": "ls", "args": {}}});
+    let t = translate(M, &loop_turns(json!([{"text": "Listing."}, call]))).unwrap();
+    assert_eq!(body(&t).get("thinking"), None);
+    assert!(
+        t.dropped_header()
+            .unwrap()
+            .contains("reasoning (Anthropic thinks only when"),
+        "{:?}",
+        t.dropped_header()
+    );
+    use base64::Engine;
+    let signature = base64::engine::general_purpose::STANDARD.encode("anthropic.thinking:c2ln");
+    let signed = json!([{"text": "Plan.", "thought": true, "thoughtSignature": signature}, call]);
+    let t = translate(M, &loop_turns(signed)).unwrap();
+    assert_eq!(
+        body(&t)["thinking"],
+        json!({"type": "enabled", "budget_tokens": 16384})
+    );
+    assert_eq!(t.dropped_header(), None);
+}
