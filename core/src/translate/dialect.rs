@@ -22,6 +22,8 @@ pub enum Dialect {
 
 impl Dialect {
     /// The endpoint a client of this dialect calls, and an upstream of it serves.
+    /// Gemini's calls are not one of [`Endpoint`]'s (they are read by
+    /// [`GeminiCall::parse`]); Chat Completions stands in for them.
     pub fn endpoint(self) -> Endpoint {
         match self {
             Self::Chat | Self::Gemini => Endpoint::ChatCompletions,

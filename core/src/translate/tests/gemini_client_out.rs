@@ -6,7 +6,9 @@
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use super::super::{ClientHeaders, GeminiCall, error_answer, translate_answer, translate_request};
+use super::super::{
+    ClientHeaders, GeminiCall, StreamTranslator, error_answer, translate_answer, translate_request,
+};
 use super::golden::{check, read, stream};
 use super::property::{
     anthropic_answer, anthropic_stream, chat_answer, chat_stream, data_of, whole,
@@ -196,6 +198,26 @@ fn streams_as_gemini_chunks() {
     assert_eq!(
         datas(&out),
         vec![json!({"error": {"code": 503, "message": "Overloaded", "status": "UNAVAILABLE"}})]
+    );
+    // A transport failure mid-stream: the error object, once, and nothing after it.
+    let mut t = StreamTranslator::new(&exchange(G, C, true), 1);
+    let mut out = Vec::new();
+    t.feed(
+        &sse(None, &json!({"id": "c1", "model": "gpt-x", "choices": [{"index": 0, "delta": {"content": "Hi"}}]})),
+        &mut out,
+    );
+    t.broken("upstream reset", &mut out);
+    t.broken("again", &mut out);
+    assert_eq!(t.finish(&mut out), StreamEnd::Failed);
+    let d = datas(&String::from_utf8(out).unwrap());
+    assert_eq!(d.len(), 2);
+    assert_eq!(
+        d[0]["candidates"][0]["content"]["parts"],
+        json!([{"text": "Hi"}])
+    );
+    assert_eq!(
+        d[1],
+        json!({"error": {"code": 502, "message": "upstream reset", "status": "INTERNAL"}})
     );
 }
 
