@@ -180,23 +180,23 @@ pub(crate) fn conversation<'a>(
         conv.reasoning = Some(read::effort(&effort, "reasoning.effort")?);
     }
     if let Some(format) = req.text.and_then(|t| t.format) {
-        conv.format =
-            match format.kind.as_ref() {
-                "text" => None,
-                "json_object" => Some(Format::JsonObject),
-                "json_schema" => Some(Format::JsonSchema {
-                    name: format.name,
-                    schema: Cow::Borrowed(format.schema.ok_or_else(|| {
-                        Refusal::malformed("text.format: missing field `schema`")
-                    })?),
-                    strict: format.strict.unwrap_or(false),
-                }),
-                other => {
-                    return Err(Refusal::malformed(format_args!(
-                        "text.format: unknown type `{other}`"
-                    )));
-                }
-            };
+        conv.format = match format.kind.as_ref() {
+            "text" => None,
+            "json_object" => Some(Format::JsonObject),
+            "json_schema" => Some(Format::JsonSchema {
+                name: format.name,
+                schema: format
+                    .schema
+                    .map(Cow::Borrowed)
+                    .ok_or_else(|| Refusal::malformed("text.format: missing field `schema`"))?,
+                strict: format.strict.unwrap_or(false),
+            }),
+            other => {
+                return Err(Refusal::malformed(format_args!(
+                    "text.format: unknown type `{other}`"
+                )));
+            }
+        };
     }
     match read::content(req.input, "input")? {
         Content::Text(t) => conv.push(Role::User, vec![Part::Text(t)]),
