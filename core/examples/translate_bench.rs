@@ -142,6 +142,18 @@ fn main() -> std::io::Result<()> {
             Dialect::Gemini,
             gemini_events(),
         ),
+        (
+            "Anthropic events -> Gemini chunks",
+            Dialect::Gemini,
+            Dialect::Messages,
+            anthropic_events(),
+        ),
+        (
+            "Chat chunks -> Gemini chunks",
+            Dialect::Gemini,
+            Dialect::Chat,
+            chat_events(),
+        ),
     ] {
         let (ns, bytes) = measure(client, upstream, &events);
         writeln!(

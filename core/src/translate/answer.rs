@@ -55,7 +55,8 @@ pub(crate) fn read(dialect: Dialect, body: &[u8]) -> Result<Answer<'_>, serde_js
 
 pub(crate) fn write(dialect: Dialect, answer: &Answer<'_>, now_unix: u64) -> Vec<u8> {
     match dialect {
-        Dialect::Chat | Dialect::Gemini => chat_answer::write(answer, now_unix),
+        Dialect::Chat => chat_answer::write(answer, now_unix),
+        Dialect::Gemini => gemini_answer::write(answer),
         Dialect::Messages => messages_answer::write(answer),
         Dialect::Responses => responses_answer::write(answer, now_unix),
     }

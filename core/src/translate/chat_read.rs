@@ -212,7 +212,10 @@ fn tool<'a>(raw: &'a RawValue, i: usize, target: &'static str) -> Result<Tool<'a
     Ok(Tool {
         name: f.name,
         description: f.description,
-        schema: f.parameters.filter(|p| p.get() != "null"),
+        schema: f
+            .parameters
+            .filter(|p| p.get() != "null")
+            .map(Cow::Borrowed),
         strict: f.strict.unwrap_or(false),
     })
 }
@@ -270,9 +273,9 @@ fn response_format(raw: &RawValue) -> Result<Option<Format<'_>>, Refusal> {
         ("json_object", _) => Ok(Some(Format::JsonObject)),
         ("json_schema", Some(s)) => Ok(Some(Format::JsonSchema {
             name: s.name,
-            schema: s.schema.ok_or_else(|| {
+            schema: Cow::Borrowed(s.schema.ok_or_else(|| {
                 Refusal::malformed("response_format.json_schema: missing field `schema`")
-            })?,
+            })?),
             strict: s.strict.unwrap_or(false),
         })),
         ("json_schema", None) => Err(Refusal::malformed(

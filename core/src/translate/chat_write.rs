@@ -195,7 +195,7 @@ pub(crate) fn request(
             function: FunctionDef {
                 name: &t.name,
                 description: t.description.as_deref(),
-                parameters: t.schema,
+                parameters: t.schema.as_deref(),
                 strict: t.strict,
             },
         })

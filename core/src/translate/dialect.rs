@@ -1,6 +1,7 @@
 //! The dialects translation speaks, and what a call's translation carries from its
 //! request to its answer.
 
+use super::gemini_path::GeminiCall;
 use crate::endpoint::Endpoint;
 
 /// A protocol a client or an upstream speaks.
@@ -13,14 +14,16 @@ pub enum Dialect {
     /// OpenAI Responses (`/v1/responses`): a client dialect only; no request is
     /// translated into it.
     Responses,
-    /// Gemini `generateContent` / `streamGenerateContent`: an upstream dialect only
-    /// (no client speaks it here; an [`Exchange`] built by hand with a Gemini client
-    /// gets OpenAI's shapes).
+    /// Gemini `generateContent` / `streamGenerateContent`: an upstream, and a client
+    /// whose model and method are in its path ([`GeminiCall`], given in
+    /// [`ClientHeaders::gemini`]).
     Gemini,
 }
 
 impl Dialect {
     /// The endpoint a client of this dialect calls, and an upstream of it serves.
+    /// Gemini's calls are not one of [`Endpoint`]'s (they are read by
+    /// [`GeminiCall::parse`]); Chat Completions stands in for them.
     pub fn endpoint(self) -> Endpoint {
         match self {
             Self::Chat | Self::Gemini => Endpoint::ChatCompletions,
@@ -54,6 +57,9 @@ impl Dialect {
 pub struct ClientHeaders<'a> {
     /// `anthropic-beta`, comma-separated flags (Claude Code sends several).
     pub anthropic_beta: Option<&'a str>,
+    /// A Gemini client's call, read from its path by [`GeminiCall::parse`]: the
+    /// model and whether to stream are there, not in the body.
+    pub gemini: Option<GeminiCall<'a>>,
 }
 
 /// What the answer's translation needs of the request, kept for the call's length.

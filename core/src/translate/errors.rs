@@ -96,9 +96,65 @@ pub(crate) fn protocol(dialect: Dialect) -> Protocol {
 
 /// The status and body of an error for a client of `client`.
 pub(crate) fn client_error(client: Dialect, code: ErrorCode, message: &str) -> (u16, Vec<u8>) {
+    if client == Dialect::Gemini {
+        let status = gemini_status(code);
+        return (status, gemini_error_body(status, code, message));
+    }
     let protocol = protocol(client);
     (
         error_status(protocol, code),
         error_body(protocol, code, message),
     )
+}
+
+/// The HTTP status of an error for a Gemini client: Google has no 402, exhausted
+/// credit is a 429 `RESOURCE_EXHAUSTED` there.
+pub(crate) fn gemini_status(code: ErrorCode) -> u16 {
+    match code {
+        ErrorCode::QuotaExceeded => 429,
+        _ => code.http_status(),
+    }
+}
+
+/// Google's canonical status name for an error.
+fn google_status(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::InvalidRequest
+        | ErrorCode::Unprocessable
+        | ErrorCode::PayloadTooLarge
+        | ErrorCode::UnsupportedMediaType => "INVALID_ARGUMENT",
+        ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+        ErrorCode::PermissionDenied => "PERMISSION_DENIED",
+        ErrorCode::NotFound => "NOT_FOUND",
+        ErrorCode::Conflict => "ABORTED",
+        ErrorCode::RateLimited | ErrorCode::QuotaExceeded => "RESOURCE_EXHAUSTED",
+        ErrorCode::Unavailable => "UNAVAILABLE",
+        ErrorCode::UpstreamTimeout => "DEADLINE_EXCEEDED",
+        ErrorCode::UpstreamFailed | ErrorCode::Internal => "INTERNAL",
+    }
+}
+
+#[derive(serde::Serialize)]
+struct GeminiErrorBody<'a> {
+    error: GeminiError<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct GeminiError<'a> {
+    code: u16,
+    message: &'a str,
+    status: &'static str,
+}
+
+/// `{"error": {"code", "message", "status"}}`, Gemini's error (also the data of the
+/// event that ends a broken stream).
+pub(crate) fn gemini_error_body(status: u16, code: ErrorCode, message: &str) -> Vec<u8> {
+    let body = GeminiErrorBody {
+        error: GeminiError {
+            code: status,
+            message,
+            status: google_status(code),
+        },
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
 }

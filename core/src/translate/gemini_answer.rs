@@ -1,12 +1,14 @@
 //! Gemini `generateContent` answers (whole, or each chunk of a stream) read into the
-//! neutral form.
+//! neutral form, and written from it for Gemini clients.
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::gemini_signature::{redacted_signature, thinking_signature};
 use super::ir::{Answer, Finish, OutPart, Usage};
+use super::messages_answer::input_of;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -146,4 +148,153 @@ pub(crate) fn read(body: &[u8]) -> Result<Answer<'_>, serde_json::Error> {
         .as_deref()
         .map_or(Finish::Stop, |r| finish_of(r, calls > 0));
     Ok(answer)
+}
+
+/// A `GenerateContentResponse` (a whole answer, or one chunk of a stream).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OutResponse<'c> {
+    pub(crate) candidates: [OutCandidate<'c>; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) usage_metadata: Option<OutUsage>,
+    pub(crate) model_version: &'c str,
+    pub(crate) response_id: &'c str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OutCandidate<'c> {
+    pub(crate) content: OutContent<'c>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) finish_reason: Option<&'static str>,
+    pub(crate) index: u32,
+}
+
+#[derive(Serialize)]
+pub(crate) struct OutContent<'c> {
+    pub(crate) role: &'static str,
+    pub(crate) parts: Vec<GeminiPart<'c>>,
+}
+
+#[derive(Serialize, Debug)]
+#[serde(untagged)]
+pub(crate) enum GeminiPart<'c> {
+    Text {
+        text: &'c str,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        thought: bool,
+        #[serde(rename = "thoughtSignature", skip_serializing_if = "Option::is_none")]
+        thought_signature: Option<String>,
+    },
+    Call {
+        #[serde(rename = "functionCall")]
+        function_call: OutCall<'c>,
+    },
+}
+
+#[derive(Serialize, Debug)]
+pub(crate) struct OutCall<'c> {
+    pub(crate) id: &'c str,
+    pub(crate) name: &'c str,
+    pub(crate) args: Cow<'c, RawValue>,
+}
+
+impl<'c> GeminiPart<'c> {
+    pub(crate) fn text(text: &'c str) -> Self {
+        Self::Text {
+            text,
+            thought: false,
+            thought_signature: None,
+        }
+    }
+
+    pub(crate) fn thought(text: &'c str, signature: Option<String>) -> Self {
+        Self::Text {
+            text,
+            thought: true,
+            thought_signature: signature,
+        }
+    }
+
+    /// A call; arguments that are not a JSON object are kept whole under
+    /// `_invalid_arguments`, as for Anthropic clients.
+    pub(crate) fn call(id: &'c str, name: &'c str, arguments: &'c str) -> Self {
+        Self::Call {
+            function_call: OutCall {
+                id,
+                name,
+                args: input_of(arguments),
+            },
+        }
+    }
+}
+
+#[derive(Serialize, Clone, Copy)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OutUsage {
+    prompt_token_count: u64,
+    candidates_token_count: u64,
+    total_token_count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cached_content_token_count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thoughts_token_count: Option<u64>,
+}
+
+impl From<Usage> for OutUsage {
+    /// Gemini counts thinking apart from the answer (`candidatesTokenCount` leaves it
+    /// out); the prompt count holds the cached part.
+    fn from(u: Usage) -> Self {
+        let thoughts = u.reasoning.map(|r| r.min(u.output));
+        OutUsage {
+            prompt_token_count: u.input,
+            candidates_token_count: u.output - thoughts.unwrap_or(0),
+            total_token_count: u.input.saturating_add(u.output),
+            cached_content_token_count: (u.cache_read > 0).then_some(u.cache_read),
+            thoughts_token_count: thoughts,
+        }
+    }
+}
+
+pub(crate) fn finish_name(finish: Finish) -> &'static str {
+    match finish {
+        Finish::Stop | Finish::StopSequence | Finish::ToolUse => "STOP",
+        Finish::Length => "MAX_TOKENS",
+        Finish::Refusal => "SAFETY",
+    }
+}
+
+/// An answer part as Gemini parts (a thinking block's signature travels marked, see
+/// `gemini_signature`).
+pub(crate) fn part<'c>(p: &'c OutPart<'_>) -> GeminiPart<'c> {
+    match p {
+        OutPart::Text(t) => GeminiPart::text(t),
+        OutPart::Thinking { text, signature } => {
+            GeminiPart::thought(text, signature.as_deref().map(thinking_signature))
+        }
+        OutPart::RedactedThinking(data) => GeminiPart::thought("", Some(redacted_signature(data))),
+        OutPart::ToolCall {
+            id,
+            name,
+            arguments,
+        } => GeminiPart::call(id, name, arguments),
+    }
+}
+
+/// Write `answer` as a Gemini `GenerateContentResponse`.
+pub(crate) fn write(answer: &Answer<'_>) -> Vec<u8> {
+    let body = OutResponse {
+        candidates: [OutCandidate {
+            content: OutContent {
+                role: "model",
+                parts: answer.parts.iter().map(part).collect(),
+            },
+            finish_reason: Some(finish_name(answer.finish)),
+            index: 0,
+        }],
+        usage_metadata: Some(answer.usage.into()),
+        model_version: &answer.model,
+        response_id: &answer.id,
+    };
+    serde_json::to_vec(&body).unwrap_or_default()
 }

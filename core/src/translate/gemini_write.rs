@@ -203,7 +203,7 @@ pub(crate) fn request(
                 .map(|t| Declaration {
                     name: &t.name,
                     description: t.description.as_deref(),
-                    parameters_json_schema: t.schema,
+                    parameters_json_schema: t.schema.as_deref(),
                 })
                 .collect(),
         }]
@@ -235,7 +235,7 @@ pub(crate) fn request(
     let (response_mime_type, response_json_schema) = match &conv.format {
         None => (None, None),
         Some(Format::JsonObject) => (Some("application/json"), None),
-        Some(Format::JsonSchema { schema, .. }) => (Some("application/json"), Some(*schema)),
+        Some(Format::JsonSchema { schema, .. }) => (Some("application/json"), Some(&**schema)),
     };
     let thinking_config = match conv.reasoning {
         None => None,

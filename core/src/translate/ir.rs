@@ -146,8 +146,9 @@ impl<'a> Media<'a> {
 pub struct Tool<'a> {
     pub name: Cow<'a, str>,
     pub description: Option<Cow<'a, str>>,
-    /// JSON Schema of the input, as its text; `None`: any object.
-    pub schema: Option<&'a RawValue>,
+    /// JSON Schema of the input, as its text; `None`: any object. Owned when the
+    /// reader had to rewrite it (Gemini's OpenAPI schemas).
+    pub schema: Option<Cow<'a, RawValue>>,
     pub strict: bool,
 }
 
@@ -167,7 +168,7 @@ pub enum Format<'a> {
     JsonObject,
     JsonSchema {
         name: Option<Cow<'a, str>>,
-        schema: &'a RawValue,
+        schema: Cow<'a, RawValue>,
         strict: bool,
     },
 }

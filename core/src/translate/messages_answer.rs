@@ -188,7 +188,7 @@ pub(crate) struct OutAnswer<'c> {
 /// The arguments of a tool call as the `input` object Anthropic wants; empty
 /// arguments are `{}`, and text that is not a JSON object (a model's broken output)
 /// is kept whole in a string field rather than lost.
-fn input_of(arguments: &str) -> Cow<'_, RawValue> {
+pub(crate) fn input_of(arguments: &str) -> Cow<'_, RawValue> {
     match serde_json::from_str::<&RawValue>(arguments) {
         Ok(raw) if raw.get().starts_with('{') => Cow::Borrowed(raw),
         _ if arguments.trim().is_empty() => {

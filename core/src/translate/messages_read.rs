@@ -228,7 +228,7 @@ pub(crate) fn conversation<'a>(
         }
         conv.format = Some(Format::JsonSchema {
             name: None,
-            schema: f.schema,
+            schema: Cow::Borrowed(f.schema),
             strict: true,
         });
     }
@@ -287,7 +287,7 @@ fn tool<'a>(
     Ok(Tool {
         name: t.name,
         description: t.description,
-        schema: Some(t.input_schema),
+        schema: Some(Cow::Borrowed(t.input_schema)),
         strict: t.strict.unwrap_or(false),
     })
 }

@@ -164,6 +164,36 @@ fn raw(text: &str) -> Result<&RawValue, Refusal> {
     serde_json::from_str(text).map_err(Refusal::malformed)
 }
 
+/// Whether the last assistant turn, if it called tools, starts with thinking
+/// Anthropic signed (what it sees first, once unsigned thinking and empty text are
+/// left out).
+fn last_tool_turn_signed(conv: &Conversation<'_>) -> bool {
+    let Some(end) = conv
+        .messages
+        .iter()
+        .rposition(|m| m.role == Role::Assistant)
+    else {
+        return true;
+    };
+    let start = conv.messages[..end]
+        .iter()
+        .rposition(|m| m.role != Role::Assistant)
+        .map_or(0, |i| i + 1);
+    let mut parts = conv.messages[start..=end].iter().flat_map(|m| &m.parts);
+    if !parts.clone().any(|p| matches!(p, Part::ToolCall { .. })) {
+        return true;
+    }
+    let first = parts.find(|p| match p {
+        Part::Thinking { signature, .. } => signature.is_some(),
+        Part::Text(t) => !t.is_empty(),
+        _ => true,
+    });
+    matches!(
+        first,
+        Some(Part::Thinking { .. } | Part::RedactedThinking(_))
+    )
+}
+
 /// Write `conv` as an Anthropic Messages request body.
 pub(crate) fn request(
     conv: &Conversation<'_>,
@@ -207,6 +237,20 @@ pub(crate) fn request(
             )
         }
     };
+    // With thinking on, Anthropic wants the last tool-calling turn to start with its
+    // signed thinking; a client that does not keep it (OpenAI's, Gemini CLI) gets
+    // the request without thinking rather than Anthropic's refusal.
+    let thinking = match thinking {
+        Some(Thinking::Enabled { .. }) if !last_tool_turn_signed(conv) => {
+            drop_field(
+                dropped,
+                "reasoning",
+                "Anthropic thinks only when the last tool-calling turn brings its signed thinking back",
+            );
+            None
+        }
+        t => t,
+    };
     let thinking_on = matches!(thinking, Some(Thinking::Enabled { .. }));
     let mut temperature = conv.temperature;
     if let Some(t) = temperature.filter(|t| *t > 1.0) {
@@ -237,7 +281,7 @@ pub(crate) fn request(
         tools.push(OutTool {
             name: &t.name,
             description: t.description.as_deref(),
-            input_schema: t.schema.unwrap_or(any_object),
+            input_schema: t.schema.as_deref().unwrap_or(any_object),
             strict: t.strict,
         });
     }

@@ -1,6 +1,6 @@
 //! Protocol translation: a client speaking one dialect (OpenAI Chat Completions,
-//! Anthropic Messages, OpenAI Responses) served by an upstream speaking another
-//! (Chat Completions, Messages or Gemini).
+//! Anthropic Messages, OpenAI Responses, Gemini) served by an upstream speaking
+//! another (Chat Completions, Messages or Gemini).
 //!
 //! Every translation passes through one neutral form ([`ir`]): a client request is
 //! read into a [`ir::Conversation`] and written in the upstream's dialect; an upstream
@@ -26,6 +26,11 @@ mod chat_write;
 mod dialect;
 mod errors;
 mod gemini_answer;
+mod gemini_parts;
+mod gemini_path;
+mod gemini_read;
+mod gemini_schema;
+mod gemini_signature;
 mod gemini_write;
 pub mod ir;
 mod messages_answer;
@@ -40,9 +45,11 @@ mod stream;
 use std::borrow::Cow;
 
 use crate::endpoint::Endpoint;
+use crate::error::ErrorCode;
 
 pub use answer::{TranslatedAnswer, translate_answer};
 pub use dialect::{ClientHeaders, Dialect, Exchange};
+pub use gemini_path::{GeminiCall, GeminiMethod, GeminiPathError};
 pub use refusal::{Dropped, Refusal};
 pub use stream::StreamTranslator;
 
@@ -95,14 +102,19 @@ pub fn translate_request(
             detail: e.to_string(),
         }
     })?;
-    if upstream == client || upstream == Dialect::Responses || client == Dialect::Gemini {
+    if upstream == client || upstream == Dialect::Responses {
         return Err(not_translated(client, upstream));
     }
     let mut dropped = Vec::new();
     let conversation = match client {
         Dialect::Chat => chat_read::conversation(body, upstream.name(), &mut dropped)?,
         Dialect::Responses => responses_read::conversation(body, upstream.name(), &mut dropped)?,
-        Dialect::Gemini => return Err(not_translated(client, upstream)),
+        Dialect::Gemini => {
+            let call = headers.gemini.ok_or_else(|| {
+                Refusal::malformed("a Gemini request names its model in its path")
+            })?;
+            gemini_read::conversation(body, call, upstream, &mut dropped)?
+        }
         Dialect::Messages => {
             messages_read::conversation(body, headers, upstream.name(), &mut dropped)?
         }
@@ -144,14 +156,21 @@ pub fn translate_request(
     })
 }
 
-/// A pair translation does not serve: the same dialect (nothing to translate), an
-/// OpenAI Responses upstream (Responses is a client dialect only), or a Gemini client
-/// (Gemini is an upstream dialect only).
+/// A pair translation does not serve: the same dialect (nothing to translate), or an
+/// OpenAI Responses upstream (Responses is a client dialect only).
 fn not_translated(client: Dialect, upstream: Dialect) -> Refusal {
     Refusal::unsupported(
         format!("a {} request (no translation to it)", client.name()),
         upstream.name(),
     )
+}
+
+/// An error (a [`Refusal`], or the data plane's own) as a client of `client` reads
+/// it: status and body in its dialect's shape (Gemini's `{"error": {"code",
+/// "message", "status"}}` for Gemini clients).
+pub fn error_answer(client: Dialect, code: ErrorCode, message: &str) -> TranslatedAnswer {
+    let (status, body) = errors::client_error(client, code, message);
+    TranslatedAnswer { status, body }
 }
 
 /// Client headers of the Anthropic dialect, never forwarded as the client sent them to

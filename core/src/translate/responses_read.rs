@@ -187,6 +187,7 @@ pub(crate) fn conversation<'a>(
                 name: format.name,
                 schema: format
                     .schema
+                    .map(Cow::Borrowed)
                     .ok_or_else(|| Refusal::malformed("text.format: missing field `schema`"))?,
                 strict: format.strict.unwrap_or(false),
             }),
@@ -238,7 +239,10 @@ fn tool<'a>(raw: &'a RawValue, i: usize, target: &'static str) -> Result<Tool<'a
     Ok(Tool {
         name: t.name,
         description: t.description,
-        schema: t.parameters.filter(|p| p.get() != "null"),
+        schema: t
+            .parameters
+            .filter(|p| p.get() != "null")
+            .map(Cow::Borrowed),
         strict: t.strict.unwrap_or(false),
     })
 }

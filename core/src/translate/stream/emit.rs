@@ -3,6 +3,7 @@
 use crate::endpoint::stream_error_event;
 use crate::error::ErrorCode;
 use crate::translate::dialect::Dialect;
+use crate::translate::errors::{gemini_error_body, gemini_status};
 
 /// Where a client stream stands after an event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,5 +35,13 @@ pub(crate) fn write_event<T: serde::Serialize>(name: Option<&str>, data: &T, out
 
 /// The client's error event, for an error the upstream's stream carried.
 pub(crate) fn error_event(client: Dialect, code: ErrorCode, message: &str, out: &mut Vec<u8>) {
+    if client == Dialect::Gemini {
+        // Gemini's SDKs read an `error` object in any chunk as the stream's failure.
+        let body = gemini_error_body(gemini_status(code), code, message);
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(&body);
+        out.extend_from_slice(b"\n\n");
+        return;
+    }
     out.extend_from_slice(&stream_error_event(client.endpoint(), code, message));
 }

@@ -7,6 +7,7 @@ mod chat_in;
 mod chat_out;
 mod emit;
 mod gemini_in;
+mod gemini_out;
 mod messages_in;
 mod messages_out;
 mod responses_out;
@@ -30,6 +31,7 @@ enum Writer {
     Chat(chat_out::ChatWriter),
     Messages(messages_out::MessagesWriter),
     Responses(responses_out::ResponsesWriter),
+    Gemini(gemini_out::GeminiWriter),
 }
 
 impl Writer {
@@ -38,6 +40,7 @@ impl Writer {
             Self::Chat(w) => w.write(event, out),
             Self::Messages(w) => w.write(event, out),
             Self::Responses(w) => w.write(event, out),
+            Self::Gemini(w) => w.write(event, out),
         }
     }
 }
@@ -61,9 +64,10 @@ impl StreamTranslator {
             Dialect::Responses => Reader::Unread,
         };
         let writer = match exchange.client {
-            Dialect::Chat | Dialect::Gemini => {
+            Dialect::Chat => {
                 Writer::Chat(chat_out::ChatWriter::new(now_unix, exchange.include_usage))
             }
+            Dialect::Gemini => Writer::Gemini(gemini_out::GeminiWriter::default()),
             Dialect::Messages => Writer::Messages(messages_out::MessagesWriter::default()),
             Dialect::Responses => Writer::Responses(responses_out::ResponsesWriter::new(now_unix)),
         };

@@ -126,8 +126,9 @@ fn messages_and_responses_requests_to_gemini() {
         let e = refused(client, G, &req);
         assert!(e.to_string().contains(what), "{e}");
     }
+    // Gemini to Gemini: nothing to translate.
     assert!(matches!(
-        refused(G, C, &json!({})),
+        refused(G, G, &json!({})),
         Refusal::Unsupported { .. }
     ));
 }

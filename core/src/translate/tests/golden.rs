@@ -17,12 +17,12 @@ fn path(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn read(name: &str) -> Vec<u8> {
+pub(super) fn read(name: &str) -> Vec<u8> {
     std::fs::read(path(name)).unwrap()
 }
 
 /// Compare `produced` with the file `name` (as JSON when it ends in `.json`).
-fn check(name: &str, produced: &[u8]) {
+pub(super) fn check(name: &str, produced: &[u8]) {
     let file = path(name);
     let json = name.ends_with(".json");
     if std::env::var_os("SWITCHYARD_BLESS").is_some() {
@@ -52,7 +52,7 @@ fn check(name: &str, produced: &[u8]) {
 
 /// Translate a recorded stream, fed through the framer in awkward pieces as the
 /// network would deliver it.
-fn stream(client: Dialect, upstream: Dialect, input: &str) -> Vec<u8> {
+pub(super) fn stream(client: Dialect, upstream: Dialect, input: &str) -> Vec<u8> {
     let bytes = read(input);
     let mut framer = SseFramer::default();
     let mut t = StreamTranslator::new(&exchange(client, upstream, true), 1_747_000_001);
@@ -73,6 +73,7 @@ fn claude_code_request_to_chat() {
         anthropic_beta: Some(
             "claude-code-20250219,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14",
         ),
+        ..ClientHeaders::default()
     };
     let t = translate_request(
         Dialect::Messages,

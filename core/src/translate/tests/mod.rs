@@ -3,6 +3,9 @@
 
 mod answers;
 mod gemini;
+mod gemini_client;
+mod gemini_client_hostile;
+mod gemini_client_out;
 mod golden;
 mod hostile;
 mod property;

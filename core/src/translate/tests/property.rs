@@ -9,13 +9,13 @@ use super::super::{answer, translate_answer};
 use super::{Dialect, exchange, run_stream, sse};
 use crate::usage::StreamEnd;
 
-const NOW: u64 = 1_700_000_000;
+pub(super) const NOW: u64 = 1_700_000_000;
 
-fn text() -> impl Strategy<Value = String> {
+pub(super) fn text() -> impl Strategy<Value = String> {
     "[a-z0-9 \"\\\\\n\u{e9}\u{1F600}{}]{1,24}"
 }
 
-fn arguments() -> impl Strategy<Value = String> {
+pub(super) fn arguments() -> impl Strategy<Value = String> {
     prop::collection::btree_map("[a-z]{1,6}", text(), 0..3)
         .prop_map(|m| serde_json::to_string(&m).unwrap_or_default())
 }
@@ -60,7 +60,7 @@ fn usage(cache: bool) -> impl Strategy<Value = Usage> {
 }
 
 /// An Anthropic answer: any parts in any order, thinking signed.
-fn anthropic_answer() -> impl Strategy<Value = Answer<'static>> {
+pub(super) fn anthropic_answer() -> impl Strategy<Value = Answer<'static>> {
     (
         prop::collection::vec(part(true), 0..6),
         finish(),
@@ -78,7 +78,7 @@ fn anthropic_answer() -> impl Strategy<Value = Answer<'static>> {
 
 /// A chat answer: unsigned reasoning, then text, then tool calls (the order one
 /// message holds them in).
-fn chat_answer() -> impl Strategy<Value = Answer<'static>> {
+pub(super) fn chat_answer() -> impl Strategy<Value = Answer<'static>> {
     (
         prop::option::of(text()),
         prop::option::of(text()),
@@ -117,7 +117,7 @@ fn chat_answer() -> impl Strategy<Value = Answer<'static>> {
 }
 
 /// `text` cut into pieces of `sizes` characters (cycled).
-fn pieces(text: &str, sizes: &[usize]) -> Vec<String> {
+pub(super) fn pieces(text: &str, sizes: &[usize]) -> Vec<String> {
     let chars: Vec<char> = text.chars().collect();
     let mut out = Vec::new();
     let mut at = 0;
@@ -135,7 +135,7 @@ fn pieces(text: &str, sizes: &[usize]) -> Vec<String> {
     out
 }
 
-fn anthropic_stream(a: &Answer<'_>, sizes: &[usize]) -> Vec<Vec<u8>> {
+pub(super) fn anthropic_stream(a: &Answer<'_>, sizes: &[usize]) -> Vec<Vec<u8>> {
     let e = |name: &str, data: Value| sse(Some(name), &data);
     let mut out = vec![e(
         "message_start",
@@ -207,7 +207,7 @@ fn anthropic_stream(a: &Answer<'_>, sizes: &[usize]) -> Vec<Vec<u8>> {
     out
 }
 
-fn chat_stream(a: &Answer<'_>, sizes: &[usize]) -> Vec<Vec<u8>> {
+pub(super) fn chat_stream(a: &Answer<'_>, sizes: &[usize]) -> Vec<Vec<u8>> {
     let chunk = |delta: Value, finish: Value| {
         sse(
             None,
@@ -263,7 +263,7 @@ fn chat_stream(a: &Answer<'_>, sizes: &[usize]) -> Vec<Vec<u8>> {
     out
 }
 
-fn data_of(event: &str) -> Option<Value> {
+pub(super) fn data_of(event: &str) -> Option<Value> {
     let data = event.lines().find_map(|l| l.strip_prefix("data: "))?;
     serde_json::from_str(data).ok()
 }
@@ -394,7 +394,7 @@ fn reassemble_messages(stream: &str) -> Value {
     message
 }
 
-fn whole(client: Dialect, upstream: Dialect, a: &Answer<'_>) -> Value {
+pub(super) fn whole(client: Dialect, upstream: Dialect, a: &Answer<'_>) -> Value {
     let body = answer::write(upstream, a, 1);
     let t = translate_answer(&exchange(client, upstream, true), 200, &body, NOW);
     assert_eq!(t.status, 200);
