@@ -134,6 +134,9 @@ impl ModelLister {
                     .get(&url)
                     .header("x-api-key", secret)
                     .header("anthropic-version", ANTHROPIC_VERSION),
+                // Gemini takes its key in a header of its own (or `?key=`, which would
+                // put it in logs of the URL).
+                ProviderKind::Gemini => client.get(&url).header("x-goog-api-key", secret),
             };
             let response = match request.header("accept", "application/json").send().await {
                 Ok(r) => r,
@@ -168,7 +171,7 @@ impl ModelLister {
             ids.extend(parsed.ids);
             match parsed.next_after {
                 Some(after) if ids.len() < model_list::MAX_MODELS * 2 => {
-                    url = model_list::next_page_url(&key.base_url, &after);
+                    url = model_list::next_page_url(key.kind, &key.base_url, &after);
                 }
                 _ => break,
             }

@@ -1,6 +1,7 @@
-//! An upstream that answers locally, speaking the real wire formats of both
+//! An upstream that answers locally, speaking the real wire formats of the
 //! protocols Switchyard proxies: OpenAI (chat completions, Responses, embeddings,
-//! audio) and Anthropic (messages, token counting), as JSON and as SSE. It echoes the
+//! audio), Anthropic (messages, token counting) and Gemini (`generateContent`,
+//! `streamGenerateContent`, `countTokens`), as JSON and as SSE. It echoes the
 //! last user message and reports token usage by one documented rule: one token per
 //! whitespace-separated word.
 //!
@@ -9,10 +10,12 @@
 //! limit, fail, refuse, stall, cut streams or end them early), read what it received,
 //! and hold streams open to prove the proxy passes events through as they come.
 //!
-//! Layout: here the server, its behaviours and what it observed; `openai` and
-//! `anthropic` answer each protocol's endpoints; `models` the model list of both.
+//! Layout: here the server, its behaviours and what it observed; `openai`,
+//! `anthropic` and `gemini` answer each protocol's endpoints; `models` the model
+//! list of the first two (Gemini's is in `gemini`).
 
 mod anthropic;
+mod gemini;
 mod models;
 mod openai;
 
@@ -29,6 +32,8 @@ use axum::routing::post;
 use futures_util::StreamExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+pub use gemini::GEMINI_EMBEDDING_MODEL;
 
 /// Tokens by the fake's rule: whitespace-separated words.
 pub fn count_tokens(text: &str) -> u64 {
@@ -76,7 +81,8 @@ pub struct Observed {
     pub streams_finished: AtomicU64,
     /// JSON bodies received, in order (these four only when recording).
     pub bodies: Mutex<Vec<serde_json::Value>>,
-    /// Credential headers received (`Authorization` or `x-api-key`), in order.
+    /// Credentials received (`Authorization`, `x-api-key`, `x-goog-api-key` or
+    /// Gemini's `?key=`), in order.
     pub authorizations: Mutex<Vec<String>>,
     /// Request headers of the last call.
     pub last_headers: Mutex<HeaderMap>,
@@ -151,6 +157,9 @@ impl FakeUpstream {
             .route("/v1/messages", post(anthropic::messages))
             .route("/v1/messages/count_tokens", post(anthropic::count))
             .route("/v1/models", axum::routing::get(models::list))
+            .route("/v1beta/models", axum::routing::get(gemini::list))
+            // `{model}:generateContent` and the other methods: one path segment.
+            .route("/v1beta/models/{call}", post(gemini::call))
             // Uploads of any size: the proxy in front decides what it accepts.
             .layer(axum::extract::DefaultBodyLimit::disable())
             .layer(axum::middleware::from_fn_with_state(
@@ -175,6 +184,11 @@ impl FakeUpstream {
     /// The base URL to register as a provider key (`…/v1`).
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
+    }
+
+    /// The base URL to register as a Gemini provider key (`…/v1beta`).
+    pub fn gemini_base_url(&self) -> String {
+        format!("http://{}/v1beta", self.addr)
     }
 
     pub fn observed(&self) -> &Observed {
@@ -243,6 +257,7 @@ async fn record_query(
 pub(crate) enum Dialect {
     OpenAi,
     Anthropic,
+    Gemini,
 }
 
 pub(crate) fn error(dialect: Dialect, status: StatusCode, kind: &str, message: &str) -> Response {
@@ -253,6 +268,10 @@ pub(crate) fn error(dialect: Dialect, status: StatusCode, kind: &str, message: &
         Dialect::Anthropic => {
             serde_json::json!({"type": "error", "error": {"type": kind, "message": message}})
         }
+        // Google's shape: the status again, and its canonical name instead of a type.
+        Dialect::Gemini => serde_json::json!({"error": {
+            "code": status.as_u16(), "message": message, "status": gemini::status_name(status)
+        }}),
     };
     (
         status,
@@ -292,12 +311,7 @@ impl Fake {
         dialect: Dialect,
         headers: &HeaderMap,
     ) -> Result<Behaviour, Box<Response>> {
-        let secret = match dialect {
-            Dialect::Anthropic => headers.get("x-api-key"),
-            Dialect::OpenAi => headers.get(header::AUTHORIZATION),
-        }
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+        let secret = credential(dialect, headers);
         if self.record {
             if let Ok(mut seen) = self.observed.authorizations.lock() {
                 seen.push(secret.to_owned());
@@ -320,11 +334,7 @@ impl Fake {
         if let Ok(mut by) = self.observed.calls_by_secret.lock() {
             *by.entry(secret.clone()).or_default() += 1;
         }
-        let behaviour = self
-            .behaviours
-            .lock()
-            .map(|m| m.get(&secret).copied().unwrap_or_default())
-            .unwrap_or_default();
+        let behaviour = self.behaviour_of(&secret);
         match behaviour {
             Behaviour::RateLimit { retry_after_secs } => {
                 let mut r = error(
@@ -393,6 +403,14 @@ impl Fake {
         }
         let parsed = serde_json::from_value(value).map_err(|e| bad(&e.to_string()))?;
         Ok((parsed, behaviour))
+    }
+
+    /// How calls with `secret` are to be answered.
+    pub(crate) fn behaviour_of(&self, secret: &str) -> Behaviour {
+        self.behaviours
+            .lock()
+            .map(|m| m.get(secret).copied().unwrap_or_default())
+            .unwrap_or_default()
     }
 
     pub(crate) fn record_tokens(&self, input: u64, output: u64) {
@@ -481,6 +499,7 @@ impl Fake {
             let mut body = body.clone();
             if let Some(fields) = body.as_object_mut() {
                 fields.remove("usage");
+                fields.remove("usageMetadata");
             }
             return json_response(&body);
         }
@@ -500,6 +519,18 @@ impl Fake {
         )
             .into_response()
     }
+}
+
+/// The credential a call carries in `dialect`'s header (Gemini's `?key=` is moved
+/// into its header before this), as sent (`Bearer ` included).
+pub(crate) fn credential(dialect: Dialect, headers: &HeaderMap) -> &str {
+    match dialect {
+        Dialect::Anthropic => headers.get("x-api-key"),
+        Dialect::OpenAi => headers.get(header::AUTHORIZATION),
+        Dialect::Gemini => headers.get(gemini::KEY_HEADER),
+    }
+    .and_then(|v| v.to_str().ok())
+    .unwrap_or_default()
 }
 
 /// A chat message of either protocol.
@@ -548,6 +579,7 @@ fn without_usage(event: String) -> Option<String> {
     let had_usage = value.get("usage").is_some();
     if let Some(fields) = value.as_object_mut() {
         fields.remove("usage");
+        fields.remove("usageMetadata");
         for inner in ["response", "message"] {
             if let Some(obj) = fields.get_mut(inner).and_then(|v| v.as_object_mut()) {
                 obj.remove("usage");
