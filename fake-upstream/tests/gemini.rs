@@ -29,6 +29,11 @@ async fn post(fake: &FakeUpstream, call: &str, secret: &str, body: Value) -> req
         .unwrap()
 }
 
+/// The JSON answer to a call.
+async fn answer(fake: &FakeUpstream, call: &str, secret: &str, body: Value) -> Value {
+    post(fake, call, secret, body).await.json().await.unwrap()
+}
+
 fn hello() -> Value {
     json!({"systemInstruction": {"parts": [{"text": "be brief"}]},
            "contents": [{"role": "user", "parts": [{"text": "hello there"}]}]})
@@ -70,11 +75,7 @@ async fn tools_are_answered_with_a_function_call() {
     let fake = FakeUpstream::start(None).await.unwrap();
     let mut body = hello();
     body["tools"] = json!([{"functionDeclarations": [{"name": "lookup", "parametersJsonSchema": {"type": "object"}}]}]);
-    let v: Value = post(&fake, "gemini-2.5-pro:generateContent", "g", body.clone())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v = answer(&fake, "gemini-2.5-pro:generateContent", "g", body.clone()).await;
     assert_eq!(
         v["candidates"][0]["content"]["parts"][1]["functionCall"],
         json!({"name": "lookup", "args": {"echo": "hello there"}})
@@ -124,16 +125,13 @@ async fn streams_are_sse_of_whole_responses_with_usage_last() {
         "{rest:?}"
     );
     // Without `alt=sse`: one JSON array of the same responses.
-    let v: Value = post(
+    let v = answer(
         &fake,
         "gemini-2.5-flash:streamGenerateContent",
         "g",
         hello(),
     )
-    .await
-    .json()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(v.as_array().unwrap().len(), chunks.len());
 }
 
@@ -141,18 +139,10 @@ async fn streams_are_sse_of_whole_responses_with_usage_last() {
 async fn tokens_are_counted_with_or_without_a_whole_request() {
     let fake = FakeUpstream::start(None).await.unwrap();
     let contents = json!({"contents": [{"parts": [{"text": "one two three"}]}]});
-    let v: Value = post(&fake, "gemini-2.5-flash:countTokens", "g", contents)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v = answer(&fake, "gemini-2.5-flash:countTokens", "g", contents).await;
     assert_eq!(v, json!({"totalTokens": 3}));
     let wrapped = json!({"generateContentRequest": hello()});
-    let v: Value = post(&fake, "gemini-2.5-flash:countTokens", "g", wrapped)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v = answer(&fake, "gemini-2.5-flash:countTokens", "g", wrapped).await;
     assert_eq!(v, json!({"totalTokens": 4}));
     let r = post(&fake, "gemini-2.5-flash:embedContent", "g", hello()).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
@@ -223,11 +213,7 @@ async fn each_credential_misbehaves_as_told_in_googles_error_shape() {
     assert_eq!(v["error"]["status"], "RESOURCE_EXHAUSTED");
     assert!(v["error"]["message"].is_string());
 
-    let v: Value = post(&fake, "m:generateContent", "failing", hello())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v = answer(&fake, "m:generateContent", "failing", hello()).await;
     assert_eq!(
         (v["error"]["code"].clone(), v["error"]["status"].clone()),
         (json!(503), json!("UNAVAILABLE"))
@@ -249,11 +235,7 @@ async fn each_credential_misbehaves_as_told_in_googles_error_shape() {
     assert_eq!(chunks.len(), 1);
     assert!(chunks[0]["candidates"][0].get("finishReason").is_none());
 
-    let v: Value = post(&fake, "m:generateContent", "no-usage", hello())
-        .await
-        .json()
-        .await
-        .unwrap();
+    let v = answer(&fake, "m:generateContent", "no-usage", hello()).await;
     assert!(v.get("usageMetadata").is_none(), "{v}");
     assert!(v.get("candidates").is_some(), "{v}");
 

@@ -576,27 +576,32 @@ mod tests {
         ));
     }
 
+    /// An active provider key of `kind` serving `models`.
+    fn provider_key(owner: AccountId, kind: ProviderKind, models: &str) -> ProviderKey {
+        ProviderKey {
+            id: ProviderKeyId::new(),
+            owner,
+            kind,
+            base_url: "https://api.example.com/v1".into(),
+            secret: Sealed {
+                key_id: "k".into(),
+                blob: vec![0; 40],
+            },
+            level: 1,
+            models: vec![models.parse().unwrap()],
+            weight: 1,
+            status: Status::Active,
+            discovered_models: Vec::new(),
+        }
+    }
+
     #[test]
     fn every_provider_kind_travels_and_an_unknown_one_is_refused() {
         let owner = AccountId::new();
         for kind in ProviderKind::ALL {
             let snapshot = Snapshot {
                 version: 1,
-                provider_keys: vec![ProviderKey {
-                    id: ProviderKeyId::new(),
-                    owner,
-                    kind,
-                    base_url: "https://generativelanguage.googleapis.com/v1beta".into(),
-                    secret: Sealed {
-                        key_id: "k".into(),
-                        blob: vec![0; 40],
-                    },
-                    level: 0,
-                    models: vec!["gemini-*".parse().unwrap()],
-                    weight: 1,
-                    status: Status::Active,
-                    discovered_models: Vec::new(),
-                }],
+                provider_keys: vec![provider_key(owner, kind, "gemini-*")],
                 ..Default::default()
             };
             let wire = encode(&snapshot);
@@ -626,19 +631,8 @@ mod tests {
                 billing: Billing::default(),
             }],
             provider_keys: vec![ProviderKey {
-                id: ProviderKeyId::new(),
-                owner,
-                kind: ProviderKind::OpenAi,
-                base_url: "https://api.example.com/v1".into(),
-                secret: Sealed {
-                    key_id: "k".into(),
-                    blob: vec![0; 40],
-                },
-                level: 1,
-                models: vec!["*".parse().unwrap()],
-                weight: 1,
-                status: Status::Active,
                 discovered_models: vec!["gpt-4o".into(), "o3".into()],
+                ..provider_key(owner, ProviderKind::OpenAi, "*")
             }],
             ..Default::default()
         };
