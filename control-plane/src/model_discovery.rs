@@ -146,9 +146,11 @@ impl ModelLister {
             if status == reqwest::StatusCode::NOT_FOUND && page == 0 {
                 return Discovery::NoList;
             }
-            if status == reqwest::StatusCode::UNAUTHORIZED
-                || status == reqwest::StatusCode::FORBIDDEN
-            {
+            let body = match bounded_body(response).await {
+                Ok(b) => b,
+                Err(why) => return Discovery::Failed(why),
+            };
+            if model_list::refuses_credential(key.kind, status.as_u16(), &body) {
                 return Discovery::Failed(format!(
                     "the upstream refused the credential ({})",
                     status.as_u16()
@@ -160,10 +162,6 @@ impl ModelLister {
                     status.as_u16()
                 ));
             }
-            let body = match bounded_body(response).await {
-                Ok(b) => b,
-                Err(why) => return Discovery::Failed(why),
-            };
             let parsed = match model_list::parse_page(key.kind, &body) {
                 Ok(p) => p,
                 Err(e) => return Discovery::Failed(bounded(e.to_string())),

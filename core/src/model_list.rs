@@ -151,6 +151,29 @@ fn parse_gemini_page(body: &[u8]) -> Result<Page, ListError> {
     Ok(Page { ids, next_after })
 }
 
+/// Whether an upstream's answer to the list refuses the credential: 401 or 403 in
+/// every protocol; Gemini answers a key it does not know with 400
+/// (`INVALID_ARGUMENT`, its detail's reason `API_KEY_INVALID`), which is otherwise a
+/// request's fault.
+pub fn refuses_credential(kind: ProviderKind, status: u16, body: &[u8]) -> bool {
+    match status {
+        401 | 403 => true,
+        400 if kind == ProviderKind::Gemini => {
+            let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body) else {
+                return false;
+            };
+            answer["error"]["details"]
+                .as_array()
+                .is_some_and(|details| {
+                    details
+                        .iter()
+                        .any(|d| d["reason"].as_str() == Some("API_KEY_INVALID"))
+                })
+        }
+        _ => false,
+    }
+}
+
 /// What is kept of the ids an upstream listed: those a call may name (the bounds of
 /// `core::fields`: not empty, at most 200 bytes, no control characters or
 /// whitespace), deduplicated, sorted, at most [`MAX_MODELS`].
@@ -267,6 +290,23 @@ mod tests {
         for bad in [&b"[]"[..], b"{}", b"not json", br#"{"data":{"id":"x"}}"#] {
             assert!(parse_page(ProviderKind::OpenAi, bad).is_err());
         }
+    }
+
+    #[test]
+    fn a_refused_credential_is_told_from_other_failures() {
+        let invalid_key = br#"{"error":{"code":400,"message":"API key not valid. Please pass a valid API key.","status":"INVALID_ARGUMENT","details":[{"@type":"type.googleapis.com/google.rpc.ErrorInfo","reason":"API_KEY_INVALID","domain":"googleapis.com"}]}}"#;
+        for kind in ProviderKind::ALL {
+            assert!(refuses_credential(kind, 401, b""));
+            assert!(refuses_credential(kind, 403, b"{}"));
+            assert!(!refuses_credential(kind, 500, invalid_key));
+        }
+        assert!(refuses_credential(ProviderKind::Gemini, 400, invalid_key));
+        // Only Gemini says so with a 400; another 400 is not about the key.
+        assert!(!refuses_credential(ProviderKind::OpenAi, 400, invalid_key));
+        let bad_page =
+            br#"{"error":{"code":400,"message":"page token","status":"INVALID_ARGUMENT"}}"#;
+        assert!(!refuses_credential(ProviderKind::Gemini, 400, bad_page));
+        assert!(!refuses_credential(ProviderKind::Gemini, 400, b"not json"));
     }
 
     #[test]
