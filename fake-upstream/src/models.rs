@@ -1,8 +1,8 @@
 //! The model list, in each protocol's shape: OpenAI's list object, Anthropic's
-//! pages (`limit`, `after_id`, `has_more`), Gemini's (`gemini::listing`). Asked for the list, a credential can be
-//! refused (401) or find none (404, as at an upstream without a model list). These
-//! calls are counted apart from the proxied ones and leave what the fake observed of
-//! those as it was.
+//! pages (`limit`, `after_id`, `has_more`), Gemini's (`gemini::listing`). Asked for
+//! the list, a credential can be refused (401) or find none (404, as at an upstream
+//! without a model list). These calls are counted apart from the proxied ones and
+//! leave what the fake observed of those as it was.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
