@@ -134,6 +134,9 @@ impl ModelLister {
                     .get(&url)
                     .header("x-api-key", secret)
                     .header("anthropic-version", ANTHROPIC_VERSION),
+                // Gemini takes its key in a header of its own (or `?key=`, which would
+                // put it in logs of the URL).
+                ProviderKind::Gemini => client.get(&url).header("x-goog-api-key", secret),
             };
             let response = match request.header("accept", "application/json").send().await {
                 Ok(r) => r,
@@ -143,9 +146,11 @@ impl ModelLister {
             if status == reqwest::StatusCode::NOT_FOUND && page == 0 {
                 return Discovery::NoList;
             }
-            if status == reqwest::StatusCode::UNAUTHORIZED
-                || status == reqwest::StatusCode::FORBIDDEN
-            {
+            let body = match bounded_body(response).await {
+                Ok(b) => b,
+                Err(why) => return Discovery::Failed(why),
+            };
+            if model_list::refuses_credential(key.kind, status.as_u16(), &body) {
                 return Discovery::Failed(format!(
                     "the upstream refused the credential ({})",
                     status.as_u16()
@@ -157,10 +162,6 @@ impl ModelLister {
                     status.as_u16()
                 ));
             }
-            let body = match bounded_body(response).await {
-                Ok(b) => b,
-                Err(why) => return Discovery::Failed(why),
-            };
             let parsed = match model_list::parse_page(key.kind, &body) {
                 Ok(p) => p,
                 Err(e) => return Discovery::Failed(bounded(e.to_string())),
@@ -168,7 +169,7 @@ impl ModelLister {
             ids.extend(parsed.ids);
             match parsed.next_after {
                 Some(after) if ids.len() < model_list::MAX_MODELS * 2 => {
-                    url = model_list::next_page_url(&key.base_url, &after);
+                    url = model_list::next_page_url(key.kind, &key.base_url, &after);
                 }
                 _ => break,
             }

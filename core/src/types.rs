@@ -30,13 +30,19 @@ pub enum ProviderKind {
     /// OpenAI and everything that speaks its protocol (DeepSeek, Mistral, another router…).
     OpenAi,
     Anthropic,
+    /// Google's Gemini API (`generateContent`), reached only through translation:
+    /// no client endpoint speaks it.
+    Gemini,
 }
 
 impl ProviderKind {
+    pub const ALL: [Self; 3] = [Self::OpenAi, Self::Anthropic, Self::Gemini];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::OpenAi => "openai",
             Self::Anthropic => "anthropic",
+            Self::Gemini => "gemini",
         }
     }
 
@@ -44,7 +50,22 @@ impl ProviderKind {
         match text {
             "openai" => Some(Self::OpenAi),
             "anthropic" => Some(Self::Anthropic),
+            "gemini" => Some(Self::Gemini),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_kinds_read_back_their_names() {
+        for kind in ProviderKind::ALL {
+            assert_eq!(ProviderKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(ProviderKind::parse("google"), None);
+        assert_eq!(ProviderKind::parse("Gemini"), None);
     }
 }

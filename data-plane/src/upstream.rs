@@ -35,6 +35,8 @@ use zeroize::Zeroizing;
 use crate::swap_table::SwapTable;
 use crate::trace::TRACE_HEADERS;
 
+pub mod target;
+
 /// What every attempt goes through: hyper's pooled client, without the layers a
 /// general HTTP client adds per request (URL parsing, redirects, retries), and each
 /// key's URIs, parsed once.
@@ -285,13 +287,7 @@ impl UpstreamUrls {
         {
             return Some(parsed.uri.clone());
         }
-        let text = format!("{}{}", key.base_url, endpoint.upstream_suffix());
-        // A URL parser first: it puts a host in IDNA form and escapes what a URI may
-        // not hold, as a general HTTP client would.
-        let uri: Uri = reqwest::Url::parse(&text).ok()?.as_str().parse().ok()?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-            return None;
-        }
+        let uri = target::uri(&key.base_url, endpoint.upstream_suffix())?;
         self.0.insert(
             (key.id, endpoint),
             ParsedUrl {
@@ -414,22 +410,11 @@ pub async fn send(
         }
     };
     let protocol = endpoint.protocol();
-    let (auth_name, auth) = match protocol {
-        Protocol::OpenAi => {
-            let mut v = Zeroizing::new(Vec::with_capacity(secret.len() + 7));
-            v.extend_from_slice(b"Bearer ");
-            v.extend_from_slice(&secret);
-            (header::AUTHORIZATION, v)
-        }
-        Protocol::Anthropic => (
-            HeaderName::from_static("x-api-key"),
-            Zeroizing::new(secret.to_vec()),
-        ),
-    };
-    let Ok(mut auth_value) = HeaderValue::from_bytes(&auth) else {
+    // By the key's kind: routing sends an endpoint only to keys of its protocol's
+    // kind, and a translated call carries the key's credential, not the client's.
+    let Some((auth_name, auth_value)) = target::credential(key.kind, &secret) else {
         return Sent::Unusable("the provider key holds characters a header cannot carry");
     };
-    auth_value.set_sensitive(true);
 
     let Some(body) = body.take() else {
         return Sent::NotReplayable;

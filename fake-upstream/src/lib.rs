@@ -1,6 +1,7 @@
-//! An upstream that answers locally, speaking the real wire formats of both
+//! An upstream that answers locally, speaking the real wire formats of the
 //! protocols Switchyard proxies: OpenAI (chat completions, Responses, embeddings,
-//! audio) and Anthropic (messages, token counting), as JSON and as SSE. It echoes the
+//! audio), Anthropic (messages, token counting) and Gemini (`generateContent`,
+//! `streamGenerateContent`, `countTokens`), as JSON and as SSE. It echoes the
 //! last user message and reports token usage by one documented rule: one token per
 //! whitespace-separated word.
 //!
@@ -9,11 +10,13 @@
 //! limit, fail, refuse, stall, cut streams or end them early), read what it received,
 //! and hold streams open to prove the proxy passes events through as they come.
 //!
-//! Layout: here the server, its behaviours and what it observed; `openai` and
-//! `anthropic` answer each protocol's endpoints; `models` the model list of both;
-//! `scripted` a conversation with one tool round trip, for real clients.
+//! Layout: here the server, its behaviours and what it observed; `openai`,
+//! `anthropic` and `gemini` answer each protocol's endpoints; `models` the model
+//! list of the first two (Gemini's is in `gemini`); `scripted` a conversation with
+//! one tool round trip, for real clients.
 
 mod anthropic;
+mod gemini;
 mod models;
 mod openai;
 mod scripted;
@@ -31,6 +34,8 @@ use axum::routing::post;
 use futures_util::StreamExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+pub use gemini::GEMINI_EMBEDDING_MODEL;
 
 /// Tokens by the fake's rule: whitespace-separated words.
 pub fn count_tokens(text: &str) -> u64 {
@@ -81,7 +86,8 @@ pub struct Observed {
     pub streams_finished: AtomicU64,
     /// JSON bodies received, in order (these four only when recording).
     pub bodies: Mutex<Vec<serde_json::Value>>,
-    /// Credential headers received (`Authorization` or `x-api-key`), in order.
+    /// Credentials received (`Authorization`, `x-api-key`, `x-goog-api-key` or
+    /// Gemini's `?key=`), in order.
     pub authorizations: Mutex<Vec<String>>,
     /// Request headers of the last call.
     pub last_headers: Mutex<HeaderMap>,
@@ -156,6 +162,9 @@ impl FakeUpstream {
             .route("/v1/messages", post(scripted::messages))
             .route("/v1/messages/count_tokens", post(anthropic::count))
             .route("/v1/models", axum::routing::get(models::list))
+            .route("/v1beta/models", axum::routing::get(gemini::list))
+            // `{model}:generateContent` and the other methods: one path segment.
+            .route("/v1beta/models/{call}", post(gemini::call))
             // Uploads of any size: the proxy in front decides what it accepts.
             .layer(axum::extract::DefaultBodyLimit::disable())
             .layer(axum::middleware::from_fn_with_state(
@@ -180,6 +189,11 @@ impl FakeUpstream {
     /// The base URL to register as a provider key (`…/v1`).
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
+    }
+
+    /// The base URL to register as a Gemini provider key (`…/v1beta`).
+    pub fn gemini_base_url(&self) -> String {
+        format!("http://{}/v1beta", self.addr)
     }
 
     pub fn observed(&self) -> &Observed {
@@ -248,6 +262,7 @@ async fn record_query(
 pub(crate) enum Dialect {
     OpenAi,
     Anthropic,
+    Gemini,
 }
 
 pub(crate) fn error(dialect: Dialect, status: StatusCode, kind: &str, message: &str) -> Response {
@@ -258,6 +273,10 @@ pub(crate) fn error(dialect: Dialect, status: StatusCode, kind: &str, message: &
         Dialect::Anthropic => {
             serde_json::json!({"type": "error", "error": {"type": kind, "message": message}})
         }
+        // Google's shape: the status again, and its canonical name instead of a type.
+        Dialect::Gemini => serde_json::json!({"error": {
+            "code": status.as_u16(), "message": message, "status": gemini::status_name(status)
+        }}),
     };
     (
         status,
@@ -280,6 +299,7 @@ fn credential_header(dialect: Dialect, headers: &HeaderMap) -> &str {
     match dialect {
         Dialect::Anthropic => headers.get("x-api-key"),
         Dialect::OpenAi => headers.get(header::AUTHORIZATION),
+        Dialect::Gemini => headers.get(gemini::KEY_HEADER),
     }
     .and_then(|v| v.to_str().ok())
     .unwrap_or_default()
@@ -336,11 +356,7 @@ impl Fake {
         if let Ok(mut by) = self.observed.calls_by_secret.lock() {
             *by.entry(secret.clone()).or_default() += 1;
         }
-        let behaviour = self
-            .behaviours
-            .lock()
-            .map(|m| m.get(&secret).copied().unwrap_or_default())
-            .unwrap_or_default();
+        let behaviour = self.behaviour_of(&secret);
         match behaviour {
             Behaviour::RateLimit { retry_after_secs } => {
                 let mut r = error(
@@ -409,6 +425,14 @@ impl Fake {
         }
         let parsed = serde_json::from_value(value).map_err(|e| bad(&e.to_string()))?;
         Ok((parsed, behaviour))
+    }
+
+    /// How calls with `secret` are to be answered.
+    pub(crate) fn behaviour_of(&self, secret: &str) -> Behaviour {
+        self.behaviours
+            .lock()
+            .map(|m| m.get(secret).copied().unwrap_or_default())
+            .unwrap_or_default()
     }
 
     pub(crate) fn record_tokens(&self, input: u64, output: u64) {
@@ -497,6 +521,7 @@ impl Fake {
             let mut body = body.clone();
             if let Some(fields) = body.as_object_mut() {
                 fields.remove("usage");
+                fields.remove("usageMetadata");
             }
             return json_response(&body);
         }
@@ -564,6 +589,7 @@ fn without_usage(event: String) -> Option<String> {
     let had_usage = value.get("usage").is_some();
     if let Some(fields) = value.as_object_mut() {
         fields.remove("usage");
+        fields.remove("usageMetadata");
         for inner in ["response", "message"] {
             if let Some(obj) = fields.get_mut(inner).and_then(|v| v.as_object_mut()) {
                 obj.remove("usage");

@@ -10,7 +10,7 @@ use switchyard_fake_upstream::FakeUpstream;
 #[derive(Parser)]
 #[command(
     version,
-    about = "A local OpenAI/Anthropic-compatible upstream for tests and benchmarks"
+    about = "A local OpenAI/Anthropic/Gemini-compatible upstream for tests and benchmarks"
 )]
 struct Args {
     #[command(flatten)]

@@ -1,14 +1,14 @@
-//! The model list, in both protocols' shapes: OpenAI's list object, and Anthropic's
-//! pages (`limit`, `after_id`, `has_more`). Asked for the list, a credential can be
-//! refused (401) or find none (404, as at an upstream without a model list). These
-//! calls are counted apart from the proxied ones and leave what the fake observed of
-//! those as it was.
+//! The model list, in each protocol's shape: OpenAI's list object, Anthropic's
+//! pages (`limit`, `after_id`, `has_more`), Gemini's (`gemini::listing`). Asked for
+//! the list, a credential can be refused (401) or find none (404, as at an upstream
+//! without a model list). These calls are counted apart from the proxied ones and
+//! leave what the fake observed of those as it was.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
@@ -25,6 +25,13 @@ pub(crate) struct PageQuery {
     limit: Option<usize>,
     #[serde(default)]
     after_id: Option<String>,
+    // Gemini's.
+    #[serde(default, rename = "pageSize")]
+    pub(crate) page_size: Option<usize>,
+    #[serde(default, rename = "pageToken")]
+    pub(crate) page_token: Option<String>,
+    #[serde(default)]
+    pub(crate) key: Option<String>,
 }
 
 pub(crate) async fn list(
@@ -32,56 +39,17 @@ pub(crate) async fn list(
     headers: HeaderMap,
     Query(page): Query<PageQuery>,
 ) -> Response {
-    let dialect = if headers.contains_key("anthropic-version") || headers.contains_key("x-api-key")
-    {
+    let dialect = if headers.contains_key(crate::gemini::KEY_HEADER) {
+        Dialect::Gemini
+    } else if headers.contains_key("anthropic-version") || headers.contains_key("x-api-key") {
         Dialect::Anthropic
     } else {
         Dialect::OpenAi
     };
-    fake.observed
-        .model_list_calls
-        .fetch_add(1, Ordering::SeqCst);
-    let secret = match dialect {
-        Dialect::Anthropic => headers.get("x-api-key"),
-        Dialect::OpenAi => headers.get(header::AUTHORIZATION),
-    }
-    .and_then(|v| v.to_str().ok())
-    .unwrap_or_default();
-    let secret = secret.strip_prefix("Bearer ").unwrap_or(secret);
-    let behaviour = fake
-        .behaviours
-        .lock()
-        .map(|m| m.get(secret).copied().unwrap_or_default())
-        .unwrap_or_default();
-    let refused = fake.expected_secret.as_ref().is_some_and(|e| e != secret);
-    if refused || behaviour == Behaviour::Reject {
-        return error(
-            dialect,
-            StatusCode::UNAUTHORIZED,
-            "authentication_error",
-            "Incorrect API key provided",
-        );
-    }
-    match behaviour {
-        Behaviour::NoModelList => {
-            return error(
-                dialect,
-                StatusCode::NOT_FOUND,
-                "not_found_error",
-                "Not found",
-            );
-        }
-        Behaviour::Fail { status } => {
-            return error(
-                dialect,
-                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                "api_error",
-                "The server had an error while processing your request",
-            );
-        }
-        _ => {}
-    }
-    let models = fake.models.lock().map(|m| m.clone()).unwrap_or_default();
+    let models = match listed(&fake, dialect, &headers) {
+        Ok(models) => models,
+        Err(refused) => return *refused,
+    };
     match dialect {
         Dialect::OpenAi => json_response(&json!({
             "object": "list",
@@ -107,5 +75,45 @@ pub(crate) async fn list(
                 "last_id": shown.last(),
             }))
         }
+        Dialect::Gemini => crate::gemini::listing(&models, &page),
+    }
+}
+
+/// Count a model-list call and answer it as the credential's behaviour says: the
+/// models to list, or the refusal (401), the missing list (404) or the failure.
+pub(crate) fn listed(
+    fake: &Fake,
+    dialect: Dialect,
+    headers: &HeaderMap,
+) -> Result<Vec<String>, Box<Response>> {
+    fake.observed
+        .model_list_calls
+        .fetch_add(1, Ordering::SeqCst);
+    let secret = crate::credential(dialect, headers);
+    let secret = secret.strip_prefix("Bearer ").unwrap_or(secret);
+    let behaviour = fake.behaviour_of(secret);
+    let refused = fake.expected_secret.as_ref().is_some_and(|e| e != secret);
+    if refused || behaviour == Behaviour::Reject {
+        return Err(Box::new(error(
+            dialect,
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "Incorrect API key provided",
+        )));
+    }
+    match behaviour {
+        Behaviour::NoModelList => Err(Box::new(error(
+            dialect,
+            StatusCode::NOT_FOUND,
+            "not_found_error",
+            "Not found",
+        ))),
+        Behaviour::Fail { status } => Err(Box::new(error(
+            dialect,
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            "api_error",
+            "The server had an error while processing your request",
+        ))),
+        _ => Ok(fake.models.lock().map(|m| m.clone()).unwrap_or_default()),
     }
 }

@@ -129,3 +129,63 @@ async fn a_key_granted_every_model_lists_its_upstreams_models_within_each_policy
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+/// A Gemini key learns its upstream's models from Gemini's own list: every page
+/// (`nextPageToken`), names without `models/`, only models that generate content,
+/// asked with the key in `x-goog-api-key` (the fake refuses any other credential).
+#[tokio::test]
+async fn a_gemini_key_learns_the_generating_models_of_every_page() {
+    let sys = start_system(1024 * 1024).await;
+    let fake = FakeUpstream::start(Some("AIza-gemini-right-01".into()))
+        .await
+        .unwrap();
+    // More than one page of the fake's (20 a page), out of order.
+    let mut models: Vec<String> = (0..24).map(|i| format!("gemini-2.5-v{i:02}")).collect();
+    models.reverse();
+    fake.set_models(&models.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let (status, created) = sys
+        .post("/x-users", &sys.root, json!({"name": "acme"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let owner = created["api_key"].as_str().unwrap().to_owned();
+    // The SDK's form of the base URL: the bare host.
+    let bare = format!("http://{}", fake.addr);
+    let (status, pk) = sys
+        .post(
+            "/x-keys",
+            &owner,
+            json!({"provider": "gemini", "base_url": bare, "secret": "AIza-gemini-right-01", "models": ["gemini-*"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{pk}");
+    assert_eq!(pk["base_url"], fake.gemini_base_url());
+    models.sort();
+    assert_eq!(pk["discovery_error"], Value::Null, "{pk}");
+    assert_eq!(pk["discovered_models"], json!(models), "{pk}");
+    assert!(
+        !pk.to_string()
+            .contains(switchyard_fake_upstream::GEMINI_EMBEDDING_MODEL)
+    );
+    assert_eq!(fake.model_list_calls(), 2);
+
+    // A refused credential is the key's discovery error, asked on demand.
+    let (status, wrong) = sys
+        .post(
+            "/x-keys",
+            &owner,
+            json!({"provider": "gemini", "base_url": fake.gemini_base_url(), "secret": "AIza-gemini-wrong-02", "models": ["gemini-x"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{wrong}");
+    let id = wrong["id"].as_str().unwrap();
+    let (status, asked) = sys
+        .post(&format!("/x-keys/{id}/discover"), &owner, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{asked}");
+    assert_eq!(
+        asked["discovery_error"],
+        "the upstream refused the credential (401)"
+    );
+    assert_eq!(asked["discovered_models"], json!([]));
+}

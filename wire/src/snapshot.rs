@@ -173,6 +173,7 @@ pub fn encode(s: &Snapshot) -> pb::Snapshot {
                 kind: match p.kind {
                     ProviderKind::OpenAi => pb::ProviderKind::Openai.into(),
                     ProviderKind::Anthropic => pb::ProviderKind::Anthropic.into(),
+                    ProviderKind::Gemini => pb::ProviderKind::Gemini.into(),
                 },
                 base_url: p.base_url.clone(),
                 secret: Some(pb::SealedSecret {
@@ -469,6 +470,7 @@ fn configuration(
             let kind = match pb::ProviderKind::try_from(p.kind) {
                 Ok(pb::ProviderKind::Openai) => ProviderKind::OpenAi,
                 Ok(pb::ProviderKind::Anthropic) => ProviderKind::Anthropic,
+                Ok(pb::ProviderKind::Gemini) => ProviderKind::Gemini,
                 _ => return Err(DecodeError::Kind(p.id)),
             };
             let secret = p.secret.ok_or_else(|| DecodeError::Secret(p.id.clone()))?;
@@ -574,6 +576,47 @@ mod tests {
         ));
     }
 
+    /// An active provider key of `kind` serving `models`.
+    fn provider_key(owner: AccountId, kind: ProviderKind, models: &str) -> ProviderKey {
+        ProviderKey {
+            id: ProviderKeyId::new(),
+            owner,
+            kind,
+            base_url: "https://api.example.com/v1".into(),
+            secret: Sealed {
+                key_id: "k".into(),
+                blob: vec![0; 40],
+            },
+            level: 1,
+            models: vec![models.parse().unwrap()],
+            weight: 1,
+            status: Status::Active,
+            discovered_models: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn every_provider_kind_travels_and_an_unknown_one_is_refused() {
+        let owner = AccountId::new();
+        for kind in ProviderKind::ALL {
+            let snapshot = Snapshot {
+                version: 1,
+                provider_keys: vec![provider_key(owner, kind, "gemini-*")],
+                ..Default::default()
+            };
+            let wire = encode(&snapshot);
+            assert_eq!(decode(wire.clone()).unwrap(), snapshot, "{kind:?}");
+            for unknown in [0, 4, -1] {
+                let mut bad = wire.clone();
+                bad.provider_keys[0].kind = unknown;
+                assert!(
+                    matches!(decode(bad), Err(DecodeError::Kind(_))),
+                    "{unknown}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn discovered_models_travel_and_are_narrowed_on_arrival() {
         let owner = AccountId::new();
@@ -588,19 +631,8 @@ mod tests {
                 billing: Billing::default(),
             }],
             provider_keys: vec![ProviderKey {
-                id: ProviderKeyId::new(),
-                owner,
-                kind: ProviderKind::OpenAi,
-                base_url: "https://api.example.com/v1".into(),
-                secret: Sealed {
-                    key_id: "k".into(),
-                    blob: vec![0; 40],
-                },
-                level: 1,
-                models: vec!["*".parse().unwrap()],
-                weight: 1,
-                status: Status::Active,
                 discovered_models: vec!["gpt-4o".into(), "o3".into()],
+                ..provider_key(owner, ProviderKind::OpenAi, "*")
             }],
             ..Default::default()
         };

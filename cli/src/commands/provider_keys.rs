@@ -34,7 +34,7 @@ pub enum ProviderKeysCommand {
         after_help = "Examples:\n  switchyard provider-keys add --provider openai --base-url https://api.openai.com/v1 --models 'gpt-4o*'\n  pass show openai | switchyard provider-keys add --provider openai --base-url https://api.openai.com/v1 --models gpt-4o,gpt-4o-mini --level 1 --secret-stdin"
     )]
     Add {
-        #[arg(long, value_parser = ["openai", "anthropic"])]
+        #[arg(long, value_parser = ["openai", "anthropic", "gemini"])]
         provider: String,
         #[arg(long, value_name = "URL")]
         base_url: String,
@@ -54,7 +54,7 @@ pub enum ProviderKeysCommand {
     )]
     Update {
         id: String,
-        #[arg(long, value_parser = ["openai", "anthropic"])]
+        #[arg(long, value_parser = ["openai", "anthropic", "gemini"])]
         provider: Option<String>,
         #[arg(long, value_name = "URL")]
         base_url: Option<String>,

@@ -62,6 +62,7 @@ impl Status {
 pub enum Provider {
     Openai,
     Anthropic,
+    Gemini,
 }
 
 impl Provider {
@@ -69,6 +70,7 @@ impl Provider {
         match self {
             Provider::Openai => "openai",
             Provider::Anthropic => "anthropic",
+            Provider::Gemini => "gemini",
         }
     }
 }

@@ -694,6 +694,13 @@ mod tests {
                 "+ provider key anthropic https://a.example.com level 0 weight 1 models claude* (secret from env ANTHROPIC_KEY)"
             ]
         );
+        let gemini = "main: acme\nprovider_keys:\n  - provider: gemini\n    base_url: https://generativelanguage.googleapis.com/v1beta\n    models: [gemini-*]\n    secret_from: {env: GEMINI_API_KEY}\n";
+        assert_eq!(
+            lines(gemini, false),
+            [
+                "+ provider key gemini https://generativelanguage.googleapis.com/v1beta level 0 weight 1 models gemini-* (secret from env GEMINI_API_KEY)"
+            ]
+        );
     }
 
     #[test]

@@ -391,7 +391,7 @@ fn provider_view(r: &ProviderKeyRecord) -> ProviderKeyView {
 fn validate_kind(text: &str) -> Result<ProviderKind, ApiError> {
     ProviderKind::parse(text).ok_or_else(|| {
         ApiError::invalid(format!(
-            "provider must be \"openai\" or \"anthropic\", not {text:?}"
+            "provider must be \"openai\", \"anthropic\" or \"gemini\", not {text:?}"
         ))
     })
 }
@@ -501,6 +501,18 @@ mod tests {
             stored(openai, "http://10.0.0.5:8000/v1/chat/completions"),
             "http://10.0.0.5:8000/v1"
         );
+        let gemini = ProviderKind::Gemini;
+        for sdk_form in [
+            "https://generativelanguage.googleapis.com",
+            "https://generativelanguage.googleapis.com/",
+            "https://generativelanguage.googleapis.com/v1beta",
+            "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:generateContent",
+        ] {
+            assert_eq!(
+                stored(gemini, sdk_form),
+                switchyard_core::base_url::GEMINI_DEFAULT
+            );
+        }
         // Refused forms stay refused before any normalising.
         let strict = UpstreamNetworks::default();
         assert!(validate_base_url("http://127.0.0.1", &strict).is_err());

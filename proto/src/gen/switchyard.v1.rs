@@ -409,6 +409,7 @@ pub enum ProviderKind {
     Unspecified = 0,
     Openai = 1,
     Anthropic = 2,
+    Gemini = 3,
 }
 impl ProviderKind {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -420,6 +421,7 @@ impl ProviderKind {
             Self::Unspecified => "PROVIDER_KIND_UNSPECIFIED",
             Self::Openai => "PROVIDER_KIND_OPENAI",
             Self::Anthropic => "PROVIDER_KIND_ANTHROPIC",
+            Self::Gemini => "PROVIDER_KIND_GEMINI",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -428,6 +430,7 @@ impl ProviderKind {
             "PROVIDER_KIND_UNSPECIFIED" => Some(Self::Unspecified),
             "PROVIDER_KIND_OPENAI" => Some(Self::Openai),
             "PROVIDER_KIND_ANTHROPIC" => Some(Self::Anthropic),
+            "PROVIDER_KIND_GEMINI" => Some(Self::Gemini),
             _ => None,
         }
     }
@@ -1941,7 +1944,7 @@ pub struct CreatedAccount {
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct AddProviderKeyRequest {
-    /// `openai` or `anthropic`.
+    /// `openai`, `anthropic` or `gemini`.
     #[prost(string, tag = "1")]
     pub provider: ::prost::alloc::string::String,
     #[prost(string, tag = "2")]

@@ -634,3 +634,45 @@ fn health_survives_a_new_version() {
     let fresh = Compiled::build(snapshot(2)).unwrap();
     assert!(fresh.provider_health().next().unwrap().1.is_awake(10));
 }
+
+#[test]
+fn a_gemini_key_serves_no_endpoint_of_another_protocol() {
+    let main = account(None);
+    let mut gemini = provider(main.id, 0, &["*"]);
+    gemini.kind = ProviderKind::Gemini;
+    gemini.discovered_models = vec!["gemini-2.5-flash".into()];
+    let openai = provider(main.id, 1, &["gpt-4o"]);
+    let k = generate();
+    let compiled = Compiled::build(Snapshot {
+        version: 1,
+        accounts: vec![main.clone()],
+        issued_keys: vec![key(main.id, k.hash)],
+        provider_keys: vec![gemini.clone(), openai.clone()],
+        rules: BTreeMap::new(),
+    })
+    .unwrap();
+    let first = |model, kind| {
+        compiled
+            .attempts(main.id, model, kind, 3)
+            .next(0)
+            .map(|c| c.key.id)
+    };
+    // The Gemini key matches every model by pattern, yet only its own kind picks it.
+    assert_eq!(first("gpt-4o", ProviderKind::OpenAi), Ok(openai.id));
+    assert!(first("gemini-2.5-flash", ProviderKind::OpenAi).is_err());
+    assert!(first("gemini-2.5-flash", ProviderKind::Anthropic).is_err());
+    assert_eq!(
+        first("gemini-2.5-flash", ProviderKind::Gemini),
+        Ok(gemini.id)
+    );
+    let caller = compiled.authenticate(k.clear.expose(), 0).unwrap();
+    assert_eq!(
+        compiled.callable_models(&caller, ProviderKind::OpenAi),
+        ["gpt-4o"]
+    );
+    assert!(
+        compiled
+            .callable_models(&caller, ProviderKind::Anthropic)
+            .is_empty()
+    );
+}
