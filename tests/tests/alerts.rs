@@ -365,3 +365,83 @@ async fn alerts_fire_once_across_replicas_signed_and_retried() {
         Err(SignatureError::Mismatch)
     );
 }
+
+/// The command line over `switchyard up`: a rule created (its secret printed once),
+/// listed, tested (the receiver gets a signed event), its deliveries read, deleted;
+/// a bad threshold is the command line's usage error.
+// Two workers: the command line blocks one while the receiver answers on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_manages_alert_rules() {
+    let receiver = WebhookReceiver::start(&[]).await.unwrap();
+    let site = switchyard_tests::cli::Site::start();
+    let acme = site.main_account("acme");
+    let created = site
+        .run(&[
+            "alerts",
+            "create",
+            "--kind",
+            "daily_spend",
+            "--threshold",
+            "0.50",
+            "--webhook",
+            &receiver.url,
+            "-o",
+            "json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(created["account_id"], json!(acme));
+    assert_eq!(created["thresholds"], json!([500_000_000]));
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let table = site.run(&["alerts", "list"]).ok().stdout;
+    assert!(
+        table.contains(&id) && table.contains("daily_spend"),
+        "{table}"
+    );
+
+    let test = site.run(&["alerts", "test", &id, "-o", "json"]).ok().json();
+    assert_eq!(test["delivered"], true, "{test}");
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].json()["kind"], "test");
+    assert_eq!(signed_with(&got[0], &secret), Ok(()));
+    let log = site
+        .run(&["alerts", "deliveries", &id, "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(log[0]["id"], test["delivery_id"]);
+    assert_eq!(log[0]["state"], "delivered");
+
+    let refused = site.run(&[
+        "alerts",
+        "create",
+        "--kind",
+        "credit_share",
+        "--threshold",
+        "half",
+        "--webhook",
+        &receiver.url,
+    ]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    let refused = site.run(&[
+        "alerts",
+        "create",
+        "--kind",
+        "credit_share",
+        "--threshold",
+        "101",
+        "--webhook",
+        &receiver.url,
+    ]);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("out of range"),
+        "{}",
+        refused.stderr
+    );
+
+    site.run(&["alerts", "delete", &id]).ok();
+    let left = site.run(&["alerts", "list", "-o", "json"]).ok().json();
+    assert_eq!(left, json!([]));
+}
