@@ -14,19 +14,23 @@
 mod common;
 
 use axum::http::{Method, StatusCode};
-use common::App;
+use common::{App, authed, grpc};
 use serde_json::{Value, json};
 use switchyard_control_plane::service::AlertMemory;
 use switchyard_core::alerts::{
     DEFAULT_TOLERANCE_SECS, DELIVERY_HEADER, SIGNATURE_HEADER, SignatureError, verify,
 };
 use switchyard_core::ids::AccountId;
+use switchyard_proto::v1 as pb;
+use switchyard_proto::v1::manage_service_server::ManageService;
 use switchyard_tests::events::usage_event;
 use switchyard_tests::webhook::{Received, WebhookReceiver};
+use tonic::Code;
 
 switchyard_tests::every_backend!(
     rules_are_validated_and_kept_to_the_tree,
     crossings_fire_once_and_failed_deliveries_are_retried,
+    rules_over_grpc_are_their_rest_twins,
 );
 
 fn account_id(created: &Value) -> String {
@@ -520,4 +524,107 @@ async fn crossings_fire_once_and_failed_deliveries_are_retried(url: &str) {
     assert_eq!(test["delivered"], false);
     assert_eq!(test["status_code"], Value::Null);
     assert!(test["error"].as_str().unwrap().len() > 5, "{test}");
+}
+
+/// The Manage service's alert calls are the REST calls: the same checks, the same
+/// rule seen both ways, the test webhook signed.
+async fn rules_over_grpc_are_their_rest_twins(url: &str) {
+    let app = App::new(url).await;
+    let manage = grpc(&app);
+    let receiver = WebhookReceiver::start(&[]).await.unwrap();
+    let (main, main_key) = app.owner("acme").await;
+    let (_, stranger_key) = app.owner("stranger").await;
+    let create = |kind: &str, thresholds: Vec<u64>| pb::CreateAlertRuleRequest {
+        account_id: String::new(),
+        kind: kind.to_owned(),
+        thresholds,
+        url: receiver.url.clone(),
+    };
+    let refused = manage
+        .create_alert_rule(authed(&main_key, create("daily_spend", vec![0])))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(refused.message().contains("out of range"), "{refused:?}");
+    let refused = manage
+        .create_alert_rule(authed(&main_key, create("data_plane_lag", vec![2])))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
+    let created = manage
+        .create_alert_rule(authed(&main_key, create("daily_spend", vec![7, 3])))
+        .await
+        .unwrap()
+        .into_inner();
+    let rule = created.rule.unwrap();
+    assert!(created.secret.starts_with("whsec_"));
+    assert_eq!(rule.thresholds, [3, 7]);
+    assert_eq!(rule.account_id, account_id(&main));
+    let (status, rest) = app
+        .call(
+            Method::GET,
+            format!("/x-alerts/{}", rule.id),
+            main_key.clone(),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{rest}");
+    assert_eq!(rest["thresholds"], json!([3, 7]));
+    let listed = manage
+        .list_alert_rules(authed(&main_key, pb::ListAlertRulesRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.rules, std::slice::from_ref(&rule));
+    let by_id = pb::AlertRuleRequest {
+        id: rule.id.clone(),
+    };
+    let hidden = manage
+        .get_alert_rule(authed(&stranger_key, by_id.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(hidden.code(), Code::NotFound);
+    let bad = manage
+        .get_alert_rule(authed(&main_key, pb::AlertRuleRequest { id: "x".into() }))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+
+    let sent = manage
+        .test_alert_rule(authed(&main_key, by_id.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(sent.delivered, "{sent:?}");
+    assert_eq!(sent.status_code, Some(200));
+    assert_eq!(
+        signed_with(&receiver.received()[0], &created.secret),
+        Ok(())
+    );
+    let log = manage
+        .list_alert_deliveries(authed(
+            &main_key,
+            pb::ListAlertDeliveriesRequest {
+                id: rule.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(log.deliveries.len(), 1);
+    assert_eq!(log.deliveries[0].id, sent.delivery_id);
+    assert_eq!(log.deliveries[0].state, "delivered");
+    assert_eq!(log.deliveries[0].firing_id, "");
+
+    manage
+        .delete_alert_rule(authed(&main_key, by_id.clone()))
+        .await
+        .unwrap();
+    let gone = manage
+        .get_alert_rule(authed(&main_key, by_id))
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
 }
