@@ -31,6 +31,7 @@ switchyard_tests::every_backend!(
     rules_are_validated_and_kept_to_the_tree,
     crossings_fire_once_and_failed_deliveries_are_retried,
     rules_over_grpc_are_their_rest_twins,
+    unhealthy_keys_and_stuck_data_planes_fire_once,
 );
 
 fn account_id(created: &Value) -> String {
@@ -627,4 +628,102 @@ async fn rules_over_grpc_are_their_rest_twins(url: &str) {
         .await
         .unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
+}
+
+/// An unhealthy provider key fires its owner's rule once per key and day; a data
+/// plane fires the operator's rule once it is seen behind at the same version twice,
+/// and once per version it is stuck at.
+async fn unhealthy_keys_and_stuck_data_planes_fire_once(url: &str) {
+    use switchyard_control_plane::store::KeyHealthReport;
+
+    let app = App::new(url).await;
+    let service = &app.service;
+    let receiver = WebhookReceiver::start(&[]).await.unwrap();
+    let (_, main_key) = app.owner("acme").await;
+    let (status, keys) = app
+        .call(Method::GET, "/x-keys".into(), main_key.clone(), None)
+        .await;
+    assert_eq!(status, 200, "{keys}");
+    let key_id = keys[0]["id"].as_str().unwrap().to_owned();
+    let (status, health_rule) = app
+        .post(
+            "/x-alerts",
+            &main_key,
+            json!({"kind": "provider_key_unhealthy", "url": receiver.url}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{health_rule}");
+    let (status, lag_rule) = app
+        .post(
+            "/x-alerts",
+            &app.root,
+            json!({"kind": "data_plane_lag", "thresholds": [2], "url": receiver.url}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{lag_rule}");
+    let mut memory = AlertMemory::default();
+    let now = switchyard_runtime::now_ms();
+
+    // Healthy keys, no data plane: nothing.
+    assert_eq!(service.evaluate_alerts(&mut memory, now).await.unwrap(), 0);
+    service
+        .store()
+        .record_key_health(&[KeyHealthReport {
+            id: key_id.parse().unwrap(),
+            health: "unhealthy",
+            until_ms: None,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(service.evaluate_alerts(&mut memory, now).await.unwrap(), 1);
+    assert_eq!(service.evaluate_alerts(&mut memory, now).await.unwrap(), 0);
+
+    // A data plane 3 versions behind: not at the first look, at the second, once.
+    let publisher = service.publisher();
+    let newest = publisher.committed_revision();
+    assert!(newest > 3);
+    publisher
+        .record_replica("dp-slow", |s| s.applied_version = newest - 3)
+        .await;
+    publisher
+        .record_replica("dp-fine", |s| s.applied_version = newest)
+        .await;
+    assert_eq!(service.evaluate_alerts(&mut memory, now).await.unwrap(), 0);
+    assert_eq!(service.evaluate_alerts(&mut memory, now).await.unwrap(), 1);
+    assert_eq!(service.evaluate_alerts(&mut memory, now).await.unwrap(), 0);
+    // It moves on and is stuck again at a newer version: a new crossing.
+    publisher
+        .record_replica("dp-slow", |s| s.applied_version = newest - 2)
+        .await;
+    publisher.changed(newest + 1);
+    assert_eq!(service.evaluate_alerts(&mut memory, now).await.unwrap(), 0);
+    assert_eq!(service.evaluate_alerts(&mut memory, now).await.unwrap(), 1);
+
+    assert_eq!(service.deliver_due_alerts(now).await.unwrap(), 3);
+    let mut got: Vec<(Value, Value, Value)> = receiver
+        .received()
+        .iter()
+        .map(|r| {
+            let e = r.json();
+            (e["kind"].clone(), e["subject"].clone(), e["period"].clone())
+        })
+        .collect();
+    got.sort_by_key(|g| g.2.to_string());
+    let today = switchyard_core::time::UtcDay::of_unix_ms(now).to_string();
+    assert_eq!(
+        got,
+        [
+            (json!("provider_key_unhealthy"), json!(key_id), json!(today)),
+            (
+                json!("data_plane_lag"),
+                json!("dp-slow"),
+                json!(format!("v{}", newest - 3))
+            ),
+            (
+                json!("data_plane_lag"),
+                json!("dp-slow"),
+                json!(format!("v{}", newest - 2))
+            ),
+        ]
+    );
 }

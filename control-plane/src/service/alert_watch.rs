@@ -16,6 +16,7 @@ use switchyard_proto::v1 as pb;
 use super::{ApiError, Service};
 use crate::store::{
     AlertRuleRecord, AttemptRecord, DELIVERED, DeliveryRecord, FAILED, FiringRecord, PENDING,
+    RulesOf,
 };
 
 /// Rules read per page of the evaluator's walk.
@@ -54,7 +55,7 @@ impl Service {
         loop {
             let rules = self
                 .store
-                .all_alert_rules(after.as_deref(), RULES_PAGE)
+                .alert_rules(RulesOf::Every, after.as_deref(), RULES_PAGE)
                 .await?;
             for rule in &rules {
                 match self.evaluate(rule, &mut round, memory, now_ms).await {

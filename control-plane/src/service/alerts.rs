@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use super::audit::state;
 use super::{ApiError, Caller, Placed, Requested, Service, present};
-use crate::store::{AlertRuleRecord, AttemptRecord, DELIVERED, DeliveryRecord, FAILED};
+use crate::store::{AlertRuleRecord, AttemptRecord, DELIVERED, DeliveryRecord, FAILED, RulesOf};
 
 /// The most rules one account (or the operator) holds: the evaluator reads each
 /// one's spend every round.
@@ -97,6 +97,11 @@ fn view(r: &AlertRuleRecord) -> AlertRuleView {
         created_by: r.created_by.clone(),
         created_at_unix_ms: r.created_at_ms,
     }
+}
+
+/// The rules of `account`, or the operator's own.
+fn scope(account: Option<AccountId>) -> RulesOf {
+    account.map_or(RulesOf::Operator, RulesOf::Account)
 }
 
 fn internal(what: &str, e: impl std::fmt::Display) -> ApiError {
@@ -226,7 +231,7 @@ impl Service {
         let account = target.as_ref().map(|p| p.record.account.id);
         let held = self
             .store
-            .alert_rules_of(account, None, MAX_RULES_PER_ACCOUNT as u32 + 1)
+            .alert_rules(scope(account), None, MAX_RULES_PER_ACCOUNT as u32 + 1)
             .await?;
         if held.len() >= MAX_RULES_PER_ACCOUNT {
             return Err(ApiError::new(
@@ -281,8 +286,8 @@ impl Service {
         let target = self.watched(caller, query.account.as_deref()).await?;
         let rules = self
             .store
-            .alert_rules_of(
-                target.map(|p| p.record.account.id),
+            .alert_rules(
+                scope(target.map(|p| p.record.account.id)),
                 query.after.as_deref(),
                 limit,
             )

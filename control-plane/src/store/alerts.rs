@@ -68,6 +68,17 @@ pub struct DeliveryRecord {
     pub updated_at_unix_ms: i64,
 }
 
+/// Whose rules a read lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RulesOf {
+    /// Those watching one account.
+    Account(AccountId),
+    /// The operator's own.
+    Operator,
+    /// Every rule (the evaluator's walk).
+    Every,
+}
+
 /// The outcome of one attempt, as it is recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AttemptRecord {
@@ -196,51 +207,46 @@ impl Store {
         .transpose()
     }
 
-    /// The rules watching `account` (`None`: the operator's own), oldest first, after
-    /// the rule `after` when given.
-    pub async fn alert_rules_of(
+    /// The rules of `scope`, oldest first, after the rule `after` when given.
+    pub async fn alert_rules(
         &self,
-        account: Option<AccountId>,
+        scope: RulesOf,
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<AlertRuleRecord>, StoreError> {
-        let query = if account.is_some() {
-            sqlx::query(concat!(
-                "SELECT ",
-                rule_columns!(),
-                " FROM alert_rules WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3"
-            ))
-        } else {
-            sqlx::query(concat!(
-                "SELECT ",
-                rule_columns!(),
-                " FROM alert_rules WHERE account_id IS NULL AND $1 = '' AND id > $2 ORDER BY id LIMIT $3"
-            ))
+        let (query, account) = match scope {
+            RulesOf::Account(account) => (
+                sqlx::query(concat!(
+                    "SELECT ",
+                    rule_columns!(),
+                    " FROM alert_rules WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+                )),
+                account.to_string(),
+            ),
+            RulesOf::Operator => (
+                sqlx::query(concat!(
+                    "SELECT ",
+                    rule_columns!(),
+                    " FROM alert_rules WHERE account_id IS NULL AND $1 = '' AND id > $2 \
+                     ORDER BY id LIMIT $3"
+                )),
+                String::new(),
+            ),
+            RulesOf::Every => (
+                sqlx::query(concat!(
+                    "SELECT ",
+                    rule_columns!(),
+                    " FROM alert_rules WHERE $1 = '' AND id > $2 ORDER BY id LIMIT $3"
+                )),
+                String::new(),
+            ),
         };
         let rows = query
-            .bind(account.map(|a| a.to_string()).unwrap_or_default())
+            .bind(account)
             .bind(after.unwrap_or_default().to_owned())
             .bind(i64::from(limit))
             .fetch_all(&self.db.pool)
             .await?;
-        rows.iter().map(rule_from_row).collect()
-    }
-
-    /// Every rule, a page at a time by id (the evaluator's walk).
-    pub async fn all_alert_rules(
-        &self,
-        after: Option<&str>,
-        limit: u32,
-    ) -> Result<Vec<AlertRuleRecord>, StoreError> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            rule_columns!(),
-            " FROM alert_rules WHERE id > $1 ORDER BY id LIMIT $2"
-        ))
-        .bind(after.unwrap_or_default().to_owned())
-        .bind(i64::from(limit))
-        .fetch_all(&self.db.pool)
-        .await?;
         rows.iter().map(rule_from_row).collect()
     }
 

@@ -21,6 +21,7 @@ use switchyard_db::{Db, DbError};
 pub use accounts::{AccountRecord, AccountUpdate};
 pub use alerts::{
     AlertRuleRecord, AttemptRecord, DELIVERED, DeliveryRecord, FAILED, FiringRecord, PENDING,
+    RulesOf,
 };
 use audit::finish;
 pub use audit::{AuditEntry, AuditRecord};
