@@ -130,6 +130,7 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!(
             total = report.total,
             resealed = report.resealed,
+            webhook_secrets_resealed = report.webhook_secrets_resealed,
             current = report.current,
             failed = report.failed.len(),
             active = keyring.active_id(),
@@ -137,7 +138,7 @@ async fn main() -> anyhow::Result<()> {
         );
         if !report.failed.is_empty() {
             bail!(
-                "{} provider secrets could not be re-sealed: {:?}",
+                "{} secrets could not be re-sealed: {:?}",
                 report.failed.len(),
                 report.failed
             );

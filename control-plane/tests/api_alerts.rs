@@ -32,6 +32,7 @@ switchyard_tests::every_backend!(
     crossings_fire_once_and_failed_deliveries_are_retried,
     rules_over_grpc_are_their_rest_twins,
     unhealthy_keys_and_stuck_data_planes_fire_once,
+    webhook_secrets_are_resealed_under_a_new_key,
 );
 
 fn account_id(created: &Value) -> String {
@@ -725,5 +726,62 @@ async fn unhealthy_keys_and_stuck_data_planes_fire_once(url: &str) {
                 json!(format!("v{}", newest - 2))
             ),
         ]
+    );
+}
+
+/// A key-encryption-key rotation re-seals webhook secrets too, under the rule's id;
+/// a keyring lacking the old key reports them failed and changes nothing.
+async fn webhook_secrets_are_resealed_under_a_new_key(url: &str) {
+    use switchyard_control_plane::reseal::reseal_all;
+    use switchyard_control_plane::store::{AlertRuleRecord, AuditEntry, Store};
+    use switchyard_core::alerts::AlertKind;
+    use switchyard_core::crypto::Keyring;
+
+    let store = Store::open(url).await.unwrap();
+    let old = Keyring::generate_spec("k1");
+    let new = Keyring::generate_spec("k2");
+    let ring_old = Keyring::parse(&old).unwrap();
+    let ring_both = Keyring::parse(&format!("{},{}", new.as_str(), old.as_str())).unwrap();
+    let id = uuid::Uuid::now_v7().to_string();
+    let rule = AlertRuleRecord {
+        id: id.clone(),
+        account_id: None,
+        kind: AlertKind::DataPlaneLag,
+        thresholds: vec![1],
+        url: "https://hooks.example.com/x".into(),
+        secret: ring_old.seal(b"whsec_kept", id.as_bytes()).unwrap(),
+        created_by: "root".into(),
+        created_at_ms: 1,
+    };
+    let audit = AuditEntry {
+        at_ms: 1,
+        actor: "root".into(),
+        owner: None,
+        action: "alert_rule.create",
+        target: id.clone(),
+        before: None,
+        after: None,
+    };
+    store.add_alert_rule(&rule, &audit).await.unwrap();
+
+    let stranger = Keyring::parse(&Keyring::generate_spec("k3")).unwrap();
+    let failed = reseal_all(&store, &stranger, 2).await.unwrap();
+    assert_eq!(failed.failed.len(), 1);
+    assert_eq!(failed.failed[0].0, id);
+    let report = reseal_all(&store, &ring_both, 3).await.unwrap();
+    assert_eq!(report.webhook_secrets_resealed, 1);
+    assert!(report.failed.is_empty());
+    let stored = store.alert_rule(&id).await.unwrap().unwrap();
+    assert_eq!(stored.secret.key_id, "k2");
+    assert_eq!(
+        &ring_both.open(&stored.secret, id.as_bytes()).unwrap()[..],
+        b"whsec_kept"
+    );
+    assert_eq!(
+        reseal_all(&store, &ring_both, 4)
+            .await
+            .unwrap()
+            .webhook_secrets_resealed,
+        0
     );
 }

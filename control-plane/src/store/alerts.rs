@@ -250,6 +250,27 @@ impl Store {
         rows.iter().map(rule_from_row).collect()
     }
 
+    /// Replace a rule's sealed secret if it is still sealed under `from_key_id` (a
+    /// re-seal under a new key-encryption key; not configuration: no revision bump).
+    pub async fn reseal_alert_secret(
+        &self,
+        id: &str,
+        from_key_id: &str,
+        sealed: &Sealed,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE alert_rules SET secret_key_id = $1, secret_blob = $2 \
+             WHERE id = $3 AND secret_key_id = $4",
+        )
+        .bind(sealed.key_id.clone())
+        .bind(sealed.blob.clone())
+        .bind(id.to_owned())
+        .bind(from_key_id.to_owned())
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
     /// The thresholds of `rule` that fired in `period` for `subject`.
     pub async fn fired_thresholds(
         &self,
