@@ -375,6 +375,22 @@ async fn rules_are_validated_and_kept_to_the_tree(url: &str) {
         "{audit}"
     );
     assert!(receiver.received().is_empty());
+
+    // An account's rules go with it.
+    let held = app.count("SELECT count(*) FROM alert_rules").await;
+    let (status, _) = app
+        .call(
+            Method::DELETE,
+            format!("/x-users/{team_id}"),
+            main_key.clone(),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        app.count("SELECT count(*) FROM alert_rules").await,
+        held - 1
+    );
 }
 
 /// Spend crossing a rule's thresholds fires each once per period; a receiver that
