@@ -1,6 +1,6 @@
 //! Switchyard's admin command line over the REST API of any Switchyard, embedded or
 //! deployed: sign in once (`login`), then manage accounts, keys, provider keys,
-//! rules and credit, read bills, logs and the audit trail, and keep a main
+//! rules, credit and alert rules, read bills, logs and the audit trail, and keep a main
 //! account's whole tree as a YAML file (`export`, `diff`, `apply`).
 //!
 //! The `switchyard` binary parses the command line with [`Global`] and [`Command`]
@@ -78,6 +78,10 @@ pub enum Command {
         after_help = "Examples:\n  switchyard audit --limit 50\n  switchyard audit --output yaml"
     )]
     Audit(commands::usage::AuditArgs),
+    /// Alert rules (credit share, daily spend, unhealthy provider keys, data plane
+    /// lag) delivered as signed webhooks, and their delivery log.
+    #[command(subcommand)]
+    Alerts(commands::alerts::AlertsCommand),
     /// Write a main account's tree (accounts, policies, billing, credit, provider keys
     /// without secrets, rules) as YAML.
     #[command(after_help = "Example:\n  switchyard export > tree.yaml")]

@@ -1,7 +1,8 @@
 //! The gRPC face: the snapshot service (its streams are served by
 //! [`crate::distribution`]), and the Admin and Manage services over the same
-//! service layer as REST.
+//! service layer as REST (alert rules' messages in `grpc/alerts.rs`).
 
+mod alerts;
 mod convert;
 
 use std::sync::Arc;
@@ -696,5 +697,65 @@ impl ManageService for ApiGrpc {
             .await
             .map_err(to_status)?;
         Ok(Response::new(pb::DeleteNewsReply {}))
+    }
+
+    async fn create_alert_rule(
+        &self,
+        request: Request<pb::CreateAlertRuleRequest>,
+    ) -> Result<Response<pb::CreatedAlertRule>, Status> {
+        let caller = self.caller(&request).await?;
+        alerts::create(&self.service, &caller, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_alert_rules(
+        &self,
+        request: Request<pb::ListAlertRulesRequest>,
+    ) -> Result<Response<pb::AlertRuleList>, Status> {
+        let caller = self.caller(&request).await?;
+        alerts::list(&self.service, &caller, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_alert_rule(
+        &self,
+        request: Request<pb::AlertRuleRequest>,
+    ) -> Result<Response<pb::AlertRule>, Status> {
+        let caller = self.caller(&request).await?;
+        alerts::get(&self.service, &caller, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn delete_alert_rule(
+        &self,
+        request: Request<pb::AlertRuleRequest>,
+    ) -> Result<Response<pb::DeleteAlertRuleReply>, Status> {
+        let caller = self.caller(&request).await?;
+        alerts::delete(&self.service, &caller, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_alert_deliveries(
+        &self,
+        request: Request<pb::ListAlertDeliveriesRequest>,
+    ) -> Result<Response<pb::AlertDeliveryList>, Status> {
+        let caller = self.caller(&request).await?;
+        alerts::deliveries(&self.service, &caller, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn test_alert_rule(
+        &self,
+        request: Request<pb::AlertRuleRequest>,
+    ) -> Result<Response<pb::TestAlertDelivery>, Status> {
+        let caller = self.caller(&request).await?;
+        alerts::test(&self.service, &caller, request.into_inner())
+            .await
+            .map(Response::new)
     }
 }

@@ -8,6 +8,8 @@
 //! - [`service`]: every operation with its authorisation and validation, one module
 //!   per resource (accounts, issued and provider keys, rules, credit, news, usage
 //!   views, status, audit).
+//! - [`alerting`]: the `alerts` leader's rounds: rules evaluated, webhooks sent
+//!   ([`webhook`]: one signed delivery, through the upstream network guard).
 //! - [`collector`]: the usage collector's client, for the usage views.
 //! - [`rest`], [`grpc`]: the two faces over the service layer (gRPC's message
 //!   conversions in `grpc/convert.rs`).
@@ -21,6 +23,7 @@
 //!   again before discovery asks).
 //! - `metric`: Prometheus names and their label bounds.
 
+pub mod alerting;
 pub mod collector;
 pub mod console;
 pub mod distribution;
@@ -33,6 +36,7 @@ pub mod rest;
 pub mod service;
 pub mod store;
 pub mod upstream_url;
+pub mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,6 +82,8 @@ pub struct Config {
     pub discovery_every: Option<Duration>,
     /// Console sessions: expiry, the cookie's `Secure` flag, sign-in attempts.
     pub console: console::ConsoleSettings,
+    /// How often the `alerts` leader evaluates every alert rule.
+    pub alert_every: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +117,7 @@ pub async fn run(
         .connect_lazy();
     let reseal_leader = config.coordinator.leadership("key-reseal");
     let discovery_leader = config.coordinator.leadership("model-discovery");
+    let alerts_leader = config.coordinator.leadership("alerts");
     let publisher = Publisher::with_coordinator(config.coordinator, &config.replica_id);
     let resealing = config.reseal_every.map(|every| {
         tokio::spawn(reseal::reseal_when_safe(
@@ -138,6 +145,12 @@ pub async fn run(
             shutdown.clone(),
         ))
     });
+    let alerting = tokio::spawn(alerting::alert_when_leading(
+        service.clone(),
+        alerts_leader,
+        config.alert_every,
+        shutdown.clone(),
+    ));
 
     let publishing = tokio::spawn(publisher.clone().run(
         config.store,
@@ -179,6 +192,7 @@ pub async fn run(
 
     let (grpc_result, http_result) = tokio::join!(grpc, async { http.await });
     publishing.abort();
+    alerting.abort();
     for task in [resealing, discovering].into_iter().flatten() {
         task.abort();
     }

@@ -66,6 +66,11 @@ struct Args {
     /// 0: no rounds, and keys are not asked when written either (only on demand).
     #[arg(long, env = "SWITCHYARD_MODEL_DISCOVERY_SECONDS", default_value_t = 6 * 3600)]
     model_discovery_seconds: u64,
+    /// Seconds between the rounds in which the replica leading `alerts` evaluates
+    /// every alert rule (spend, key health, data plane lag); due webhooks are sent
+    /// every second regardless.
+    #[arg(long, env = "SWITCHYARD_ALERT_EVALUATE_SECONDS", default_value_t = 60)]
+    alert_evaluate_seconds: u64,
     #[command(flatten)]
     coord: CoordArgs,
     /// Minutes without a request after which a console session ends.
@@ -125,6 +130,7 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!(
             total = report.total,
             resealed = report.resealed,
+            webhook_secrets_resealed = report.webhook_secrets_resealed,
             current = report.current,
             failed = report.failed.len(),
             active = keyring.active_id(),
@@ -132,7 +138,7 @@ async fn main() -> anyhow::Result<()> {
         );
         if !report.failed.is_empty() {
             bail!(
-                "{} provider secrets could not be re-sealed: {:?}",
+                "{} secrets could not be re-sealed: {:?}",
                 report.failed.len(),
                 report.failed
             );
@@ -177,6 +183,7 @@ async fn main() -> anyhow::Result<()> {
             .then(|| Duration::from_secs(args.model_discovery_seconds)),
         coordinator,
         replica_id,
+        alert_every: Duration::from_secs(args.alert_evaluate_seconds.max(1)),
         console: ConsoleSettings {
             idle: Duration::from_secs(args.console_idle_minutes.max(1) * 60),
             absolute: Duration::from_secs(args.console_session_hours.max(1) * 3600),

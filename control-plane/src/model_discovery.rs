@@ -77,24 +77,31 @@ impl reqwest::dns::Resolve for GuardedNames {
     }
 }
 
+/// An HTTP client that reaches only addresses the operator allows upstreams to have
+/// (every address a name resolves to is checked), follows no redirect and no proxy
+/// variable, and gives up after `timeout`: for upstreams and webhooks alike.
+pub(crate) fn guarded_client(
+    networks: Arc<UpstreamNetworks>,
+    resolver: Option<Arc<dyn Resolve>>,
+    timeout: Duration,
+) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .dns_resolver(Arc::new(GuardedNames { resolver, networks }))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(timeout)
+        .build()
+}
+
 impl ModelLister {
     pub fn new(networks: UpstreamNetworks, resolver: Option<Arc<dyn Resolve>>) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let networks = Arc::new(networks);
-        let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(GuardedNames {
-                resolver,
-                networks: networks.clone(),
-            }))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(DISCOVERY_TIMEOUT)
-            .build()
-            .map_err(|e| {
-                tracing::error!(error = %e, "no HTTP client for model discovery");
-                format!("model discovery is unavailable ({e})")
-            });
+        let client = guarded_client(networks.clone(), resolver, DISCOVERY_TIMEOUT).map_err(|e| {
+            tracing::error!(error = %e, "no HTTP client for model discovery");
+            format!("model discovery is unavailable ({e})")
+        });
         Self { client, networks }
     }
 
@@ -220,7 +227,8 @@ fn failure_of(e: &reqwest::Error) -> String {
     text
 }
 
-fn bounded(text: String) -> String {
+/// `text` cut to the length a stored failure reason may have (discovery's, a webhook's).
+pub(crate) fn bounded(text: String) -> String {
     if text.chars().count() <= MAX_ERROR_CHARS {
         return text;
     }

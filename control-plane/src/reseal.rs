@@ -1,4 +1,5 @@
-//! Key-encryption-key rotation: re-seal every provider secret under the active key id.
+//! Key-encryption-key rotation: re-seal every provider secret (and every alert rule's
+//! webhook secret) under the active key id.
 //!
 //! Rotation without downtime: first give every control plane and data plane the new
 //! keyring with the new key first and the old one still listed (`k2:…,k1:…`); they
@@ -21,7 +22,7 @@ use switchyard_runtime::Shutdown;
 use tokio::sync::watch;
 
 use crate::publisher::Publisher;
-use crate::store::{AuditEntry, Store, StoreError};
+use crate::store::{AuditEntry, RulesOf, Store, StoreError};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ResealReport {
@@ -31,7 +32,11 @@ pub struct ResealReport {
     pub resealed: usize,
     /// Already under the active key id.
     pub current: usize,
-    /// Could not be opened with any loaded key (id and reason); left as they were.
+    /// Alert rules' webhook secrets re-sealed by this run (they are sealed the
+    /// same way; `total` and `current` count provider keys only).
+    pub webhook_secrets_resealed: usize,
+    /// Could not be opened with any loaded key (provider key or alert rule id, and
+    /// reason); left as they were.
     pub failed: Vec<(String, String)>,
     /// The configuration revision of the last re-seal (0: none).
     #[serde(skip)]
@@ -81,7 +86,47 @@ pub async fn reseal_all(
             report.resealed += 1;
         }
     }
+    reseal_webhook_secrets(store, keyring, &mut report).await?;
     Ok(report)
+}
+
+/// Re-seal alert rules' webhook secrets not under the active key id (the rule id is
+/// the associated data, as when they were sealed).
+async fn reseal_webhook_secrets(
+    store: &Store,
+    keyring: &Keyring,
+    report: &mut ResealReport,
+) -> Result<(), StoreError> {
+    let mut after: Option<String> = None;
+    loop {
+        let rules = store
+            .alert_rules(RulesOf::Every, after.as_deref(), 500)
+            .await?;
+        for rule in &rules {
+            if rule.secret.key_id == keyring.active_id() {
+                continue;
+            }
+            let sealed = keyring
+                .open(&rule.secret, rule.id.as_bytes())
+                .and_then(|plain| keyring.seal(&plain, rule.id.as_bytes()));
+            match sealed {
+                Ok(sealed) => {
+                    store
+                        .reseal_alert_secret(&rule.id, &rule.secret.key_id, &sealed)
+                        .await?;
+                    report.webhook_secrets_resealed += 1;
+                }
+                Err(e) => {
+                    tracing::error!(alert_rule = %rule.id, error = %e, "cannot re-seal a webhook secret");
+                    report.failed.push((rule.id.clone(), e.to_string()));
+                }
+            }
+        }
+        match rules.last() {
+            Some(last) if rules.len() == 500 => after = Some(last.id.clone()),
+            _ => return Ok(()),
+        }
+    }
 }
 
 /// The data planes (by replica id) that cannot open secrets sealed under `active`.
@@ -161,9 +206,13 @@ async fn look(
     waiting_for.clear();
     match reseal_all(store, keyring, switchyard_runtime::now_ms()).await {
         Ok(report) => {
-            if report.resealed > 0 || !report.failed.is_empty() {
+            if report.resealed > 0
+                || report.webhook_secrets_resealed > 0
+                || !report.failed.is_empty()
+            {
                 tracing::info!(
                     resealed = report.resealed,
+                    webhook_secrets = report.webhook_secrets_resealed,
                     failed = report.failed.len(),
                     active = keyring.active_id(),
                     "provider secrets re-sealed under the active key"

@@ -21,9 +21,9 @@ use switchyard_runtime::now_ms;
 
 use crate::publisher::Publisher;
 use crate::service::{
-    AddProviderKey, AllocateCredit, ApiError, AuditQuery, BillQuery, Caller, CreateAccount,
-    LedgerQuery, LogPageView, LogsQuery, NewKey, NewsQuery, PostNews, Rotate, Service, TreeQuery,
-    UpdateAccount, UpdateProviderKey,
+    AddProviderKey, AlertRulesQuery, AllocateCredit, ApiError, AuditQuery, BillQuery, Caller,
+    CreateAccount, CreateAlertRule, DeliveriesQuery, LedgerQuery, LogPageView, LogsQuery, NewKey,
+    NewsQuery, PostNews, Rotate, Service, TreeQuery, UpdateAccount, UpdateProviderKey,
 };
 
 /// Admin and Manage bodies are small; anything larger is refused before parsing.
@@ -231,6 +231,10 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/x-config/{section}", &["GET", "PUT", "DELETE"]),
     ("/x-bill", &["GET"]),
     ("/x-audit", &["GET"]),
+    ("/x-alerts", &["GET", "POST"]),
+    ("/x-alerts/{id}", &["GET", "DELETE"]),
+    ("/x-alerts/{id}/deliveries", &["GET"]),
+    ("/x-alerts/{id}/test", &["POST"]),
     ("/dashboard/models", &["GET"]),
     ("/dashboard/status", &["GET"]),
     ("/dashboard/logs", &["GET"]),
@@ -279,6 +283,10 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/dashboard/news/{id}", delete(delete_news))
         .route("/x-bill", get(bill))
         .route("/x-audit", get(audit_log))
+        .route("/x-alerts", get(alert_rules).post(create_alert_rule))
+        .route("/x-alerts/{id}", get(alert_rule).delete(delete_alert_rule))
+        .route("/x-alerts/{id}/deliveries", get(alert_deliveries))
+        .route("/x-alerts/{id}/test", post(test_alert_rule))
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/openapi.json",
@@ -607,6 +615,44 @@ async fn bill(State(s): Svc, Authed(c): Authed, Params(q): Params<BillQuery>) ->
 
 async fn audit_log(State(s): Svc, Authed(c): Authed, Params(q): Params<AuditQuery>) -> Answer {
     ok(s.audit_log(&c, q).await?)
+}
+
+async fn alert_rules(
+    State(s): Svc,
+    Authed(c): Authed,
+    Params(q): Params<AlertRulesQuery>,
+) -> Answer {
+    ok(s.alert_rules(&c, q).await?)
+}
+
+async fn create_alert_rule(
+    State(s): Svc,
+    Authed(c): Authed,
+    Body(req): Body<CreateAlertRule>,
+) -> Answer {
+    created(s.create_alert_rule(&c, req, now_ms()).await?)
+}
+
+async fn alert_rule(State(s): Svc, Authed(c): Authed, Id(id): Id<uuid::Uuid>) -> Answer {
+    ok(s.alert_rule(&c, &id.to_string()).await?)
+}
+
+async fn delete_alert_rule(State(s): Svc, Authed(c): Authed, Id(id): Id<uuid::Uuid>) -> Answer {
+    s.delete_alert_rule(&c, &id.to_string()).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn alert_deliveries(
+    State(s): Svc,
+    Authed(c): Authed,
+    Id(id): Id<uuid::Uuid>,
+    Params(q): Params<DeliveriesQuery>,
+) -> Answer {
+    ok(s.alert_deliveries(&c, &id.to_string(), q).await?)
+}
+
+async fn test_alert_rule(State(s): Svc, Authed(c): Authed, Id(id): Id<uuid::Uuid>) -> Answer {
+    ok(s.test_alert_rule(&c, &id.to_string(), now_ms()).await?)
 }
 
 /// Ready while the database answers within a second (`switchyard_db::PING_TIMEOUT`).

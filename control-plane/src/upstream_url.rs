@@ -17,10 +17,20 @@ pub struct BaseUrlRefused(pub String);
 /// through the router; so are names that only ever mean such hosts, unless the
 /// operator allows some special-purpose networks (then resolution decides).
 pub fn check(raw: &str, networks: &UpstreamNetworks) -> Result<String, BaseUrlRefused> {
-    let bad = |why: &str| BaseUrlRefused(format!("base_url {raw:?} {why}"));
+    check_named("base_url", raw, networks)
+}
+
+/// [`check`] for a URL the caller knows as `field` (a webhook's `url` is held to
+/// the same rule: the control plane must not be made to call internal services).
+pub fn check_named(
+    field: &str,
+    raw: &str,
+    networks: &UpstreamNetworks,
+) -> Result<String, BaseUrlRefused> {
+    let bad = |why: &str| BaseUrlRefused(format!("{field} {raw:?} {why}"));
     if raw.len() > MAX_URL {
         return Err(BaseUrlRefused(format!(
-            "base_url is longer than {MAX_URL} characters"
+            "{field} is longer than {MAX_URL} characters"
         )));
     }
     let url = url::Url::parse(raw.trim()).map_err(|_| bad("is not a valid URL"))?;
@@ -62,4 +72,16 @@ pub fn check(raw: &str, networks: &UpstreamNetworks) -> Result<String, BaseUrlRe
         }
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// A webhook's URL: [`check_named`], and `https` unless the operator allows private
+/// upstreams (local receivers, tests), as the alert body must not travel in clear.
+pub fn check_webhook(raw: &str, networks: &UpstreamNetworks) -> Result<String, BaseUrlRefused> {
+    let url = check_named("url", raw, networks)?;
+    if !url.starts_with("https://") && !networks.allow_private {
+        return Err(BaseUrlRefused(format!(
+            "url {raw:?} must use https (plain http only where the operator allows private upstreams)"
+        )));
+    }
+    Ok(url)
 }

@@ -17,10 +17,7 @@ use common::App;
 use serde_json::{Value, json};
 use switchyard_core::ids::AccountId;
 use switchyard_core::usage::UsageEvent;
-use switchyard_proto::v1::usage_service_client::UsageServiceClient;
 use switchyard_tests::events::usage_event;
-use switchyard_usage_collector::Listeners;
-use switchyard_usage_collector::store::UsageStore;
 
 switchyard_tests::every_backend!(
     bills_are_asked_within_the_tree,
@@ -184,21 +181,6 @@ async fn resellers_set_their_customers_billing(url: &str) {
     );
 }
 
-/// The database of a collector beside the control plane's at `url`: another SQLite
-/// file in its directory, or another database on its Postgres server.
-async fn usage_database(url: &str) -> String {
-    if url.starts_with("sqlite:") {
-        return url.replace("test.db", "usage.db");
-    }
-    let pool = sqlx::AnyPool::connect(url).await.unwrap();
-    sqlx::query("CREATE DATABASE usage_labels")
-        .execute(&pool)
-        .await
-        .unwrap();
-    let (server, _) = url.rsplit_once('/').unwrap();
-    format!("{server}/usage_labels")
-}
-
 /// A call of `chain[0]` now, carrying the labels given.
 fn labelled_call(
     chain: &[AccountId],
@@ -221,23 +203,7 @@ fn labelled_call(
 /// Bills per end user, session and tag: each caller sees the labels of its own
 /// subtree's calls, summed over its accounts; calls without one count under "".
 async fn bills_by_label_keep_to_the_subtree(url: &str) {
-    let usage = UsageStore::open(&usage_database(url).await).await.unwrap();
-    let grpc = switchyard_runtime::bind("127.0.0.1:0").await.unwrap();
-    let addr = grpc.local_addr().unwrap();
-    let (_stop, shutdown) = switchyard_runtime::shutdown_pair();
-    tokio::spawn(switchyard_usage_collector::run(
-        usage.clone(),
-        Listeners {
-            grpc,
-            http: switchyard_runtime::bind("127.0.0.1:0").await.unwrap(),
-        },
-        None,
-        shutdown,
-    ));
-    let client = UsageServiceClient::connect(format!("http://{addr}"))
-        .await
-        .unwrap();
-    let app = App::with_collector(url, true, client).await;
+    let (app, usage, _stop) = App::with_usage(url).await;
     let (main, main_key) = app.owner("acme").await;
     let id = |v: &Value| -> AccountId { v["account"]["id"].as_str().unwrap().parse().unwrap() };
     let main_id = id(&main);

@@ -3,6 +3,7 @@
 //! Layout (the modules form no circle; `tests/module_graph.rs` holds to it):
 //! - [`ids`]: typed identifiers for accounts, keys and provider keys.
 //! - [`secret`]: `Secret<T>`, a wrapper that never prints its content.
+//! - [`alerts`]: alert rules' thresholds and periods, webhook signatures, retry schedule.
 //! - [`apikey`]: issued API keys (format, checksum, hashing).
 //! - [`base_url`]: a provider key's base URL path in its stored form, per provider kind.
 //! - [`billing`]: what a parent bills its child (cost, multiplier, own prices).
@@ -34,6 +35,7 @@
 //! - [`time`]: clock-free calendar arithmetic: [`time::UtcDay`] (a day that travels as
 //!   `YYYY-MM-DD`), its month and the day/month bucket of a timestamp.
 
+pub mod alerts;
 pub mod apikey;
 pub mod base_url;
 pub mod billing;

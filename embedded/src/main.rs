@@ -177,6 +177,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
             reseal_every: Some(Duration::from_secs(60)),
             discovery_every: Some(Duration::from_secs(6 * 3600)),
             console: Default::default(),
+            alert_every: Duration::from_secs(60),
         },
         switchyard_control_plane::Listeners {
             http: admin,

@@ -10,6 +10,7 @@
 //! - [`browser`]: a headless Chromium through WebDriver, for the console's tests.
 //! - [`cli`]: the `switchyard` command line run as a process against `switchyard up`.
 //! - [`events`]: usage events as store and API tests write them.
+//! - [`webhook`]: a webhook receiver on loopback that records what it got.
 //! - [`wait`]: waiting on a condition with a deadline, never a fixed pause.
 
 pub mod backends;
@@ -25,6 +26,7 @@ pub mod procs;
 pub mod redis;
 pub mod system;
 pub mod wait;
+pub mod webhook;
 
 /// Wait until something accepts connections on loopback `port`; kill `child` and
 /// fail, naming `what`, if nothing does within `patience`.

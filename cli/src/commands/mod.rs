@@ -2,6 +2,7 @@
 //! answers into output.
 
 pub mod accounts;
+pub mod alerts;
 pub mod credit;
 pub mod keys;
 pub mod provider_keys;
@@ -32,6 +33,7 @@ pub async fn dispatch(
         Command::Bill(a) => usage::bill(ctx, a).await,
         Command::Logs(a) => usage::logs(ctx, a).await,
         Command::Audit(a) => usage::audit(ctx, a).await,
+        Command::Alerts(c) => alerts::run(ctx, c).await,
         Command::Export(a) => tree::cmd::export(ctx, a).await,
         Command::Diff(a) => tree::cmd::diff(ctx, a).await,
         Command::Apply(a) => tree::cmd::apply(ctx, a).await,

@@ -6,6 +6,8 @@
 //! [`Caller`], [`ApiError`]) is here.
 
 mod accounts;
+mod alert_watch;
+mod alerts;
 mod audit;
 mod credit;
 mod issued_keys;
@@ -31,11 +33,17 @@ use crate::collector::{CollectorClient, CollectorError};
 use crate::model_discovery::{Discoverer, ModelLister};
 use crate::publisher::Publisher;
 use crate::store::{AccountRecord, Store, StoreError};
+use crate::webhook::Webhooks;
 
 pub use crate::collector::LogPage;
 pub use accounts::{
     AccountInfo, AccountView, CreateAccount, CreatedAccount, DeletedAccounts, TreeEntry, TreeQuery,
     UpdateAccount,
+};
+pub use alert_watch::AlertMemory;
+pub use alerts::{
+    AlertRuleView, AlertRulesQuery, CreateAlertRule, CreatedAlertRule, DeliveriesQuery,
+    MAX_RULES_PER_ACCOUNT, TestDelivery,
 };
 pub use audit::AuditQuery;
 pub use credit::{AllocateCredit, CreditView, LedgerQuery};
@@ -223,6 +231,7 @@ pub struct Service {
     publisher: Publisher,
     collector: CollectorClient,
     discoverer: Discoverer,
+    webhooks: Webhooks,
     options: OperatorOptions,
 }
 
@@ -248,6 +257,7 @@ impl Service {
             publisher,
             collector: CollectorClient::new(usage),
             discoverer,
+            webhooks: Webhooks::new(options.upstream_networks.clone(), options.resolver.clone()),
             options,
         }
     }

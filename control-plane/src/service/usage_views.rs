@@ -141,7 +141,10 @@ impl Service {
 
     /// The main account of `id`'s tree and every account of `id`'s subtree, as the
     /// collector's queries name them.
-    async fn listed_subtree(&self, id: AccountId) -> Result<(String, Vec<String>), ApiError> {
+    pub(super) async fn listed_subtree(
+        &self,
+        id: AccountId,
+    ) -> Result<(String, Vec<String>), ApiError> {
         let subtree = self.store.subtree(id).await?;
         Ok((
             self.main_of(id).await?.to_string(),

@@ -4,6 +4,7 @@
 //! per resource, with its records and queries; `rows` reads rows back into records.
 
 mod accounts;
+mod alerts;
 mod audit;
 mod credit;
 mod keys;
@@ -18,6 +19,10 @@ use sqlx::{Any, Row, Transaction};
 use switchyard_db::{Db, DbError};
 
 pub use accounts::{AccountRecord, AccountUpdate};
+pub use alerts::{
+    AlertRuleRecord, AttemptRecord, DELIVERED, DeliveryRecord, FAILED, FiringRecord, PENDING,
+    RulesOf,
+};
 use audit::finish;
 pub use audit::{AuditEntry, AuditRecord};
 pub use credit::{CreditBalance, CreditEntry};

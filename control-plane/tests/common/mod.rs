@@ -166,6 +166,37 @@ impl App {
         }
     }
 
+    /// As [`App::new`], over a usage collector running in this process on a
+    /// database of its own, whose store a test feeds directly; the collector runs
+    /// until the returned trigger is dropped.
+    pub async fn with_usage(
+        url: &str,
+    ) -> (
+        Self,
+        switchyard_usage_collector::store::UsageStore,
+        switchyard_runtime::ShutdownTrigger,
+    ) {
+        let usage = switchyard_usage_collector::store::UsageStore::open(&usage_database(url).await)
+            .await
+            .unwrap();
+        let grpc = switchyard_runtime::bind("127.0.0.1:0").await.unwrap();
+        let addr = grpc.local_addr().unwrap();
+        let (stop, shutdown) = switchyard_runtime::shutdown_pair();
+        tokio::spawn(switchyard_usage_collector::run(
+            usage.clone(),
+            switchyard_usage_collector::Listeners {
+                grpc,
+                http: switchyard_runtime::bind("127.0.0.1:0").await.unwrap(),
+            },
+            None,
+            shutdown,
+        ));
+        let client = UsageServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        (Self::with_collector(url, true, client).await, usage, stop)
+    }
+
     /// One request: `key` as a bearer token (none when empty), `body` as it is sent.
     pub async fn send(
         &self,
@@ -236,4 +267,19 @@ impl App {
             .await
             .unwrap()
     }
+}
+
+/// The database of a collector beside the control plane's at `url`: another SQLite
+/// file in its directory, or another database on its Postgres server.
+async fn usage_database(url: &str) -> String {
+    if url.starts_with("sqlite:") {
+        return url.replace("test.db", "usage.db");
+    }
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    sqlx::query("CREATE DATABASE usage_store")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (server, _) = url.rsplit_once('/').unwrap();
+    format!("{server}/usage_store")
 }

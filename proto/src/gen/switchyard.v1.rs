@@ -2015,6 +2015,123 @@ pub struct Bill {
     #[prost(message, repeated, tag = "1")]
     pub rows: ::prost::alloc::vec::Vec<RollupRow>,
 }
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CreateAlertRuleRequest {
+    /// The watched account; empty: the caller itself (for the operator, a rule of its
+    /// own: data_plane_lag).
+    #[prost(string, tag = "1")]
+    pub account_id: ::prost::alloc::string::String,
+    /// credit_share, daily_spend, provider_key_unhealthy or data_plane_lag.
+    #[prost(string, tag = "2")]
+    pub kind: ::prost::alloc::string::String,
+    #[prost(uint64, repeated, tag = "3")]
+    pub thresholds: ::prost::alloc::vec::Vec<u64>,
+    #[prost(string, tag = "4")]
+    pub url: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AlertRule {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    /// Empty for the operator's own rules.
+    #[prost(string, tag = "2")]
+    pub account_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub kind: ::prost::alloc::string::String,
+    #[prost(uint64, repeated, tag = "4")]
+    pub thresholds: ::prost::alloc::vec::Vec<u64>,
+    #[prost(string, tag = "5")]
+    pub url: ::prost::alloc::string::String,
+    #[prost(string, tag = "6")]
+    pub created_by: ::prost::alloc::string::String,
+    #[prost(int64, tag = "7")]
+    pub created_at_unix_ms: i64,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CreatedAlertRule {
+    #[prost(message, optional, tag = "1")]
+    pub rule: ::core::option::Option<AlertRule>,
+    /// The webhook signing secret, shown this once.
+    #[prost(string, tag = "2")]
+    pub secret: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListAlertRulesRequest {
+    /// Empty: the caller's own rules.
+    #[prost(string, tag = "1")]
+    pub account_id: ::prost::alloc::string::String,
+    /// The id of the previous page's last rule.
+    #[prost(string, tag = "2")]
+    pub after: ::prost::alloc::string::String,
+    /// 0: 100.
+    #[prost(uint32, tag = "3")]
+    pub limit: u32,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AlertRuleList {
+    #[prost(message, repeated, tag = "1")]
+    pub rules: ::prost::alloc::vec::Vec<AlertRule>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AlertRuleRequest {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+}
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DeleteAlertRuleReply {}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListAlertDeliveriesRequest {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    /// The id of the previous page's last delivery.
+    #[prost(string, tag = "2")]
+    pub before: ::prost::alloc::string::String,
+    /// 0: 100.
+    #[prost(uint32, tag = "3")]
+    pub limit: u32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AlertDelivery {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub rule_id: ::prost::alloc::string::String,
+    /// Empty for a test delivery.
+    #[prost(string, tag = "3")]
+    pub firing_id: ::prost::alloc::string::String,
+    /// pending, delivered or failed.
+    #[prost(string, tag = "4")]
+    pub state: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "5")]
+    pub attempts: u32,
+    #[prost(uint32, optional, tag = "6")]
+    pub status_code: ::core::option::Option<u32>,
+    #[prost(string, optional, tag = "7")]
+    pub error: ::core::option::Option<::prost::alloc::string::String>,
+    #[prost(int64, optional, tag = "8")]
+    pub next_attempt_unix_ms: ::core::option::Option<i64>,
+    #[prost(int64, tag = "9")]
+    pub created_at_unix_ms: i64,
+    #[prost(int64, tag = "10")]
+    pub updated_at_unix_ms: i64,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct AlertDeliveryList {
+    /// Newest first.
+    #[prost(message, repeated, tag = "1")]
+    pub deliveries: ::prost::alloc::vec::Vec<AlertDelivery>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct TestAlertDelivery {
+    #[prost(string, tag = "1")]
+    pub delivery_id: ::prost::alloc::string::String,
+    #[prost(bool, tag = "2")]
+    pub delivered: bool,
+    #[prost(uint32, optional, tag = "3")]
+    pub status_code: ::core::option::Option<u32>,
+    #[prost(string, optional, tag = "4")]
+    pub error: ::core::option::Option<::prost::alloc::string::String>,
+}
 /// Generated client implementations.
 pub mod admin_service_client {
     #![allow(
@@ -3565,6 +3682,158 @@ pub mod manage_service_client {
                 .insert(GrpcMethod::new("switchyard.v1.ManageService", "GetCredit"));
             self.inner.unary(req, path, codec).await
         }
+        /// POST /x-alerts: an alert rule on the caller or a descendant (docs/alerts.md).
+        pub async fn create_alert_rule(
+            &mut self,
+            request: impl tonic::IntoRequest<super::CreateAlertRuleRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::CreatedAlertRule>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchyard.v1.ManageService/CreateAlertRule",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("switchyard.v1.ManageService", "CreateAlertRule"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// GET /x-alerts.
+        pub async fn list_alert_rules(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListAlertRulesRequest>,
+        ) -> std::result::Result<tonic::Response<super::AlertRuleList>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchyard.v1.ManageService/ListAlertRules",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("switchyard.v1.ManageService", "ListAlertRules"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// GET /x-alerts/{id}.
+        pub async fn get_alert_rule(
+            &mut self,
+            request: impl tonic::IntoRequest<super::AlertRuleRequest>,
+        ) -> std::result::Result<tonic::Response<super::AlertRule>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchyard.v1.ManageService/GetAlertRule",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("switchyard.v1.ManageService", "GetAlertRule"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// DELETE /x-alerts/{id}.
+        pub async fn delete_alert_rule(
+            &mut self,
+            request: impl tonic::IntoRequest<super::AlertRuleRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::DeleteAlertRuleReply>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchyard.v1.ManageService/DeleteAlertRule",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("switchyard.v1.ManageService", "DeleteAlertRule"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// GET /x-alerts/{id}/deliveries.
+        pub async fn list_alert_deliveries(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListAlertDeliveriesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::AlertDeliveryList>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchyard.v1.ManageService/ListAlertDeliveries",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("switchyard.v1.ManageService", "ListAlertDeliveries"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// POST /x-alerts/{id}/test.
+        pub async fn test_alert_rule(
+            &mut self,
+            request: impl tonic::IntoRequest<super::AlertRuleRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::TestAlertDelivery>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/switchyard.v1.ManageService/TestAlertRule",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("switchyard.v1.ManageService", "TestAlertRule"));
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -3673,6 +3942,48 @@ pub mod manage_service_server {
             &self,
             request: tonic::Request<super::GetCreditRequest>,
         ) -> std::result::Result<tonic::Response<super::CreditView>, tonic::Status>;
+        /// POST /x-alerts: an alert rule on the caller or a descendant (docs/alerts.md).
+        async fn create_alert_rule(
+            &self,
+            request: tonic::Request<super::CreateAlertRuleRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::CreatedAlertRule>,
+            tonic::Status,
+        >;
+        /// GET /x-alerts.
+        async fn list_alert_rules(
+            &self,
+            request: tonic::Request<super::ListAlertRulesRequest>,
+        ) -> std::result::Result<tonic::Response<super::AlertRuleList>, tonic::Status>;
+        /// GET /x-alerts/{id}.
+        async fn get_alert_rule(
+            &self,
+            request: tonic::Request<super::AlertRuleRequest>,
+        ) -> std::result::Result<tonic::Response<super::AlertRule>, tonic::Status>;
+        /// DELETE /x-alerts/{id}.
+        async fn delete_alert_rule(
+            &self,
+            request: tonic::Request<super::AlertRuleRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::DeleteAlertRuleReply>,
+            tonic::Status,
+        >;
+        /// GET /x-alerts/{id}/deliveries.
+        async fn list_alert_deliveries(
+            &self,
+            request: tonic::Request<super::ListAlertDeliveriesRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::AlertDeliveryList>,
+            tonic::Status,
+        >;
+        /// POST /x-alerts/{id}/test.
+        async fn test_alert_rule(
+            &self,
+            request: tonic::Request<super::AlertRuleRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::TestAlertDelivery>,
+            tonic::Status,
+        >;
     }
     /// The gRPC face of the Manage API (every account). Each call is the REST call of the
     /// same name, with the same authorisation and validation.
@@ -4547,6 +4858,280 @@ pub mod manage_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = GetCreditSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/switchyard.v1.ManageService/CreateAlertRule" => {
+                    #[allow(non_camel_case_types)]
+                    struct CreateAlertRuleSvc<T: ManageService>(pub Arc<T>);
+                    impl<
+                        T: ManageService,
+                    > tonic::server::UnaryService<super::CreateAlertRuleRequest>
+                    for CreateAlertRuleSvc<T> {
+                        type Response = super::CreatedAlertRule;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::CreateAlertRuleRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ManageService>::create_alert_rule(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = CreateAlertRuleSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/switchyard.v1.ManageService/ListAlertRules" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListAlertRulesSvc<T: ManageService>(pub Arc<T>);
+                    impl<
+                        T: ManageService,
+                    > tonic::server::UnaryService<super::ListAlertRulesRequest>
+                    for ListAlertRulesSvc<T> {
+                        type Response = super::AlertRuleList;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListAlertRulesRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ManageService>::list_alert_rules(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListAlertRulesSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/switchyard.v1.ManageService/GetAlertRule" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetAlertRuleSvc<T: ManageService>(pub Arc<T>);
+                    impl<
+                        T: ManageService,
+                    > tonic::server::UnaryService<super::AlertRuleRequest>
+                    for GetAlertRuleSvc<T> {
+                        type Response = super::AlertRule;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::AlertRuleRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ManageService>::get_alert_rule(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetAlertRuleSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/switchyard.v1.ManageService/DeleteAlertRule" => {
+                    #[allow(non_camel_case_types)]
+                    struct DeleteAlertRuleSvc<T: ManageService>(pub Arc<T>);
+                    impl<
+                        T: ManageService,
+                    > tonic::server::UnaryService<super::AlertRuleRequest>
+                    for DeleteAlertRuleSvc<T> {
+                        type Response = super::DeleteAlertRuleReply;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::AlertRuleRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ManageService>::delete_alert_rule(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = DeleteAlertRuleSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/switchyard.v1.ManageService/ListAlertDeliveries" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListAlertDeliveriesSvc<T: ManageService>(pub Arc<T>);
+                    impl<
+                        T: ManageService,
+                    > tonic::server::UnaryService<super::ListAlertDeliveriesRequest>
+                    for ListAlertDeliveriesSvc<T> {
+                        type Response = super::AlertDeliveryList;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListAlertDeliveriesRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ManageService>::list_alert_deliveries(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListAlertDeliveriesSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/switchyard.v1.ManageService/TestAlertRule" => {
+                    #[allow(non_camel_case_types)]
+                    struct TestAlertRuleSvc<T: ManageService>(pub Arc<T>);
+                    impl<
+                        T: ManageService,
+                    > tonic::server::UnaryService<super::AlertRuleRequest>
+                    for TestAlertRuleSvc<T> {
+                        type Response = super::TestAlertDelivery;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::AlertRuleRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as ManageService>::test_alert_rule(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = TestAlertRuleSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(
