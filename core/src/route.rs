@@ -5,7 +5,9 @@
 //! level's keys that can take the call (active, of the call's protocol, serving its
 //! model, awake) in weighted round-robin order over exactly those keys (one atomic
 //! increment per level), at most a bounded number of times, then follows SwitchOver to the backup
-//! level, then fails with the reason. A failing key sleeps (its cool-down) without
+//! level, then fails with the reason. When the call may be translated, keys of other
+//! protocols serve it too, but only after the level's keys of its own protocol: a
+//! level's translated keys are tried when none of its own can take the call. A failing key sleeps (its cool-down) without
 //! touching the others; everything here is atomics and plain data.
 
 use std::collections::BTreeMap;
@@ -278,29 +280,35 @@ impl OwnerKeys {
         self.keys.iter().zip(&self.health)
     }
 
-    fn serves(&self, i: usize, model: &str, kind: ProviderKind) -> bool {
+    /// Whether key `i` serves `model` for a call of `kind`, translated when allowed.
+    fn serves(&self, i: usize, model: &str, kind: ProviderKind, translate: bool) -> bool {
         let k = &self.keys[i];
-        k.status == Status::Active && k.kind == kind && model::any_matches(&k.models, model)
+        k.status == Status::Active
+            && (k.kind == kind || translate)
+            && model::any_matches(&k.models, model)
     }
 
-    /// Plan the attempts for one call.
+    /// Plan the attempts for one call of `kind`'s protocol; with `translate`, keys of
+    /// other protocols serve it too (after the level's own, see [`Attempts::next`]).
     pub fn attempts<'a>(
         &'a self,
         model: &'a str,
         kind: ProviderKind,
+        translate: bool,
         mapped_level: Option<u32>,
         switch_over: Option<&'a BTreeMap<u32, u32>>,
         max_per_level: u32,
     ) -> Attempts<'a> {
         let level = mapped_level.or_else(|| {
             (0..self.keys.len())
-                .find(|&i| self.serves(i, model, kind))
+                .find(|&i| self.serves(i, model, kind, translate))
                 .map(|i| self.keys[i].level)
         });
         Attempts {
             owner: self,
             model,
             kind,
+            translate,
             level,
             visited: Vec::new(),
             tried: Vec::new(),
@@ -325,7 +333,7 @@ pub enum RouteError {
     #[error("no provider key of this account serves model {0:?}")]
     NoProviderForModel(String),
     #[error(
-        "model {model:?} is served only by `{served_by}` provider keys, and this endpoint speaks the `{wanted}` protocol; Switchyard does not translate between protocols"
+        "model {model:?} is served only by `{served_by}` provider keys, and this endpoint speaks the `{wanted}` protocol; translation between protocols is off for this account"
     )]
     WrongProtocol {
         model: String,
@@ -340,11 +348,22 @@ pub enum RouteError {
     AllFailed { model: String, tried: u32 },
 }
 
+/// Which of a level's keys a round-robin pass picks from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    /// Keys of the call's own protocol.
+    Own,
+    /// Keys of other protocols, the call translated.
+    Translated,
+}
+
 /// The attempts of one call: same-level keys first, then switch-over levels.
 pub struct Attempts<'a> {
     owner: &'a OwnerKeys,
     model: &'a str,
     kind: ProviderKind,
+    /// Keys of other protocols may serve the call, translated.
+    translate: bool,
     level: Option<u32>,
     visited: Vec<u32>,
     /// Key positions tried on the current level.
@@ -357,13 +376,19 @@ pub struct Attempts<'a> {
 }
 
 impl<'a> Attempts<'a> {
-    /// The next key to try, or why there is none.
+    /// The next key to try, or why there is none. Within a level, keys of the call's
+    /// own protocol come first; keys that would translate only when none of the
+    /// level's own can take the call.
     pub fn next(&mut self, now_ms: i64) -> Result<Choice<'a>, RouteError> {
         let owner = self.owner;
         while let Some(level_no) = self.level {
             if self.tries_here < self.max_per_level
                 && let Some(level) = owner.levels.get(&level_no)
-                && let Some(i) = self.choose(level, now_ms)
+                && let Some(i) = self.choose(level, Pass::Own, now_ms).or_else(|| {
+                    self.translate
+                        .then(|| self.choose(level, Pass::Translated, now_ms))
+                        .flatten()
+                })
             {
                 self.tried.push(i);
                 self.tries_here += 1;
@@ -385,9 +410,14 @@ impl<'a> Attempts<'a> {
         Err(self.exhausted(now_ms))
     }
 
-    /// Whether key `i` may take this attempt now; notes when a sleeping one wakes.
-    fn eligible(&mut self, i: usize, now_ms: i64) -> bool {
-        if self.tried.contains(&i) || !self.owner.serves(i, self.model, self.kind) {
+    /// Whether key `i` may take this attempt now in `pass`; notes when a sleeping one
+    /// wakes.
+    fn eligible(&mut self, i: usize, pass: Pass, now_ms: i64) -> bool {
+        let own = self.owner.keys[i].kind == self.kind;
+        if own != (pass == Pass::Own)
+            || self.tried.contains(&i)
+            || !self.owner.serves(i, self.model, self.kind, self.translate)
+        {
             return false;
         }
         let health = &self.owner.health[i];
@@ -404,11 +434,11 @@ impl<'a> Attempts<'a> {
     /// first 64 members, in a bit mask), one atomic increment picks a point in that
     /// sum, a second pass finds the key whose share holds it. Keys of the level that
     /// cannot serve the call take no share, so they hand none to their neighbours.
-    fn choose(&mut self, level: &Level, now_ms: i64) -> Option<usize> {
+    fn choose(&mut self, level: &Level, pass: Pass, now_ms: i64) -> Option<usize> {
         let mut mask = 0u64;
         let mut total = 0u64;
         for (pos, &i) in level.members.iter().enumerate() {
-            if self.eligible(i, now_ms) {
+            if self.eligible(i, pass, now_ms) {
                 total += share(&self.owner.keys[i]);
                 if pos < 64 {
                     mask |= 1 << pos;
@@ -427,7 +457,7 @@ impl<'a> Attempts<'a> {
             } else {
                 // Beyond the mask: asked again (a key may have fallen asleep meanwhile;
                 // then the last eligible one takes the remainder).
-                self.eligible(i, now_ms)
+                self.eligible(i, pass, now_ms)
             };
             if eligible {
                 reached += share(&self.owner.keys[i]);
@@ -459,12 +489,14 @@ impl<'a> Attempts<'a> {
                 wake_in_ms: u64::try_from(wake.saturating_sub(now_ms)).unwrap_or(0),
             };
         }
+        // Translation off: a key of another protocol serving the model names why.
         let other = self
             .owner
             .keys
             .iter()
             .find(|k| {
-                k.status == Status::Active
+                !self.translate
+                    && k.status == Status::Active
                     && k.kind != self.kind
                     && model::any_matches(&k.models, self.model)
             })
@@ -603,7 +635,7 @@ pub(crate) mod tests {
     ) -> BTreeMap<ProviderKeyId, usize> {
         let mut counts = BTreeMap::new();
         for _ in 0..calls {
-            if let Ok(choice) = o.attempts(model, kind, None, None, 1).next(now_ms) {
+            if let Ok(choice) = o.attempts(model, kind, false, None, None, 1).next(now_ms) {
                 *counts.entry(choice.key.id).or_default() += 1;
             }
         }
@@ -628,9 +660,12 @@ pub(crate) mod tests {
         // the level's counter without skewing the chat calls' spread.
         let mut chat = BTreeMap::<ProviderKeyId, usize>::new();
         for _ in 0..60 {
-            let choice = o.attempts("gpt-4", OPENAI, None, None, 1).next(0).unwrap();
+            let choice = o
+                .attempts("gpt-4", OPENAI, false, None, None, 1)
+                .next(0)
+                .unwrap();
             *chat.entry(choice.key.id).or_default() += 1;
-            let mut other = o.attempts("claude", ProviderKind::Anthropic, None, None, 1);
+            let mut other = o.attempts("claude", ProviderKind::Anthropic, false, None, None, 1);
             assert_eq!(other.next(0).unwrap().key.id, ids[1]);
         }
         assert!((27..=33).contains(&chat[&ids[0]]), "{chat:?}");
@@ -644,7 +679,7 @@ pub(crate) mod tests {
         let o = owner(vec![a.clone(), b.clone(), backup]);
         let picks: Vec<_> = (0..20)
             .map(|_| {
-                o.attempts("gpt-4", OPENAI, None, None, 3)
+                o.attempts("gpt-4", OPENAI, false, None, None, 3)
                     .next(0)
                     .unwrap()
                     .key
@@ -664,7 +699,7 @@ pub(crate) mod tests {
         let c = key(2, 1, &["*"], OPENAI);
         let o = owner(vec![a.clone(), b.clone(), c.clone()]);
         let switch = BTreeMap::from([(1, 2)]);
-        let mut attempts = o.attempts("m", OPENAI, None, Some(&switch), 3);
+        let mut attempts = o.attempts("m", OPENAI, false, None, Some(&switch), 3);
         let first = attempts.next(0).unwrap().key.id;
         let second = attempts.next(0).unwrap().key.id;
         assert_ne!(first, second);
@@ -685,7 +720,7 @@ pub(crate) mod tests {
         let backup = key(2, 1, &["*"], OPENAI);
         let o = owner([keys, vec![backup.clone()]].concat());
         let switch = BTreeMap::from([(1, 2)]);
-        let mut attempts = o.attempts("m", OPENAI, None, Some(&switch), 2);
+        let mut attempts = o.attempts("m", OPENAI, false, None, Some(&switch), 2);
         attempts.next(0).unwrap();
         attempts.next(0).unwrap();
         assert_eq!(attempts.next(0).unwrap().key.id, backup.id);
@@ -701,15 +736,15 @@ pub(crate) mod tests {
         let health = |id| o.keys().find(|(k, _)| k.id == id).unwrap().1.clone();
         health(a.id).record_failure(&p, Failure::ServerError, 0);
         for _ in 0..4 {
-            let mut attempts = o.attempts("m", OPENAI, None, None, 3);
+            let mut attempts = o.attempts("m", OPENAI, false, None, None, 3);
             assert_eq!(attempts.next(10).unwrap().key.id, b.id);
         }
         health(b.id).record_failure(&p, Failure::Rejected, 0);
         let switch = BTreeMap::from([(1, 2)]);
-        let mut attempts = o.attempts("m", OPENAI, None, Some(&switch), 3);
+        let mut attempts = o.attempts("m", OPENAI, false, None, Some(&switch), 3);
         assert_eq!(attempts.next(10).unwrap().key.id, c.id);
         // Without a backup level: an explicit error naming the wait.
-        let mut attempts = o.attempts("m", OPENAI, None, None, 3);
+        let mut attempts = o.attempts("m", OPENAI, false, None, None, 3);
         assert_eq!(
             attempts.next(10).err(),
             Some(RouteError::AllCoolingDown {
@@ -718,7 +753,7 @@ pub(crate) mod tests {
             })
         );
         // Recovery: after its sleep the first key serves again.
-        let mut attempts = o.attempts("m", OPENAI, None, None, 3);
+        let mut attempts = o.attempts("m", OPENAI, false, None, None, 3);
         assert_eq!(attempts.next(1_000).unwrap().key.id, a.id);
     }
 
@@ -728,11 +763,11 @@ pub(crate) mod tests {
         let b = key(2, 1, &["gpt*"], OPENAI);
         let claude = key(1, 1, &["claude*"], ProviderKind::Anthropic);
         let o = owner(vec![a, b.clone(), claude.clone()]);
-        let mut attempts = o.attempts("gpt-4", OPENAI, Some(2), None, 3);
+        let mut attempts = o.attempts("gpt-4", OPENAI, false, Some(2), None, 3);
         assert_eq!(attempts.next(0).unwrap().key.id, b.id);
-        let mut attempts = o.attempts("claude-3", ProviderKind::Anthropic, None, None, 3);
+        let mut attempts = o.attempts("claude-3", ProviderKind::Anthropic, false, None, None, 3);
         assert_eq!(attempts.next(0).unwrap().key.id, claude.id);
-        let mut attempts = o.attempts("claude-3", OPENAI, None, None, 3);
+        let mut attempts = o.attempts("claude-3", OPENAI, false, None, None, 3);
         assert!(matches!(
             attempts.next(0),
             Err(RouteError::WrongProtocol {
@@ -740,13 +775,13 @@ pub(crate) mod tests {
                 ..
             })
         ));
-        let mut attempts = o.attempts("llama", OPENAI, None, None, 3);
+        let mut attempts = o.attempts("llama", OPENAI, false, None, None, 3);
         assert_eq!(
             attempts.next(0).err(),
             Some(RouteError::NoProviderForModel("llama".into()))
         );
         // A mapped level without a key for the model fails rather than wander off.
-        let mut attempts = o.attempts("gpt-4", OPENAI, Some(7), None, 3);
+        let mut attempts = o.attempts("gpt-4", OPENAI, false, Some(7), None, 3);
         assert!(attempts.next(0).is_err());
     }
 
@@ -756,7 +791,7 @@ pub(crate) mod tests {
         let b = key(2, 1, &["*"], OPENAI);
         let o = owner(vec![a, b]);
         let switch = BTreeMap::from([(1, 2), (2, 1)]);
-        let mut attempts = o.attempts("m", OPENAI, None, Some(&switch), 1);
+        let mut attempts = o.attempts("m", OPENAI, false, None, Some(&switch), 1);
         assert!(attempts.next(0).is_ok());
         assert!(attempts.next(0).is_ok());
         assert!(attempts.next(0).is_err());
@@ -829,7 +864,7 @@ pub(crate) mod tests {
                 })
                 .collect();
             let o = owner(keys.clone());
-            let mut attempts = o.attempts("m1", OPENAI, mapped, Some(&switch), max);
+            let mut attempts = o.attempts("m1", OPENAI, false, mapped, Some(&switch), max);
             let mut seen = Vec::new();
             while let Ok(choice) = attempts.next(0) {
                 prop_assert!(keys.iter().any(|k| k.id == choice.key.id));
@@ -842,3 +877,6 @@ pub(crate) mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod translation_tests;

@@ -24,14 +24,16 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use switchyard_core::crypto::Keyring;
-use switchyard_core::endpoint::{Endpoint, Protocol};
+use switchyard_core::endpoint::Endpoint;
 use switchyard_core::forward;
 use switchyard_core::ids::ProviderKeyId;
 use switchyard_core::netguard::{Forbidden, Resolve, Resolving, UpstreamNetworks};
 use switchyard_core::route::{Failure, retry_after_ms};
 use switchyard_core::snapshot::ProviderKey;
+use switchyard_core::types::ProviderKind;
 use zeroize::Zeroizing;
 
+use crate::proxy::Outbound;
 use crate::swap_table::SwapTable;
 use crate::trace::TRACE_HEADERS;
 
@@ -285,13 +287,7 @@ impl UpstreamUrls {
         {
             return Some(parsed.uri.clone());
         }
-        let text = format!("{}{}", key.base_url, endpoint.upstream_suffix());
-        // A URL parser first: it puts a host in IDNA form and escapes what a URI may
-        // not hold, as a general HTTP client would.
-        let uri: Uri = reqwest::Url::parse(&text).ok()?.as_str().parse().ok()?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-            return None;
-        }
+        let uri = parse_url(&format!("{}{}", key.base_url, endpoint.upstream_suffix()))?;
         self.0.insert(
             (key.id, endpoint),
             ParsedUrl {
@@ -301,6 +297,17 @@ impl UpstreamUrls {
         );
         Some(uri)
     }
+}
+
+/// An upstream URL as a URI; `None` unless it is an `http` or `https` URL with a host.
+fn parse_url(text: &str) -> Option<Uri> {
+    // A URL parser first: it puts a host in IDNA form and escapes what a URI may
+    // not hold, as a general HTTP client would.
+    let uri: Uri = reqwest::Url::parse(text).ok()?.as_str().parse().ok()?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        return None;
+    }
+    Some(uri)
 }
 
 /// What of the client's request goes upstream with its body.
@@ -393,6 +400,7 @@ pub enum Sent {
     Unusable(&'static str),
 }
 
+#[expect(clippy::too_many_arguments, reason = "one attempt's whole context")]
 pub async fn send(
     upstream: &Upstream,
     keyring: &Keyring,
@@ -400,6 +408,7 @@ pub async fn send(
     endpoint: Endpoint,
     body: &mut UpstreamBody,
     client: &ClientParts<'_>,
+    translated: Option<&Outbound>,
     deadline: Instant,
 ) -> Sent {
     // Opened just in time; wiped when this function returns. The header built from it
@@ -413,15 +422,16 @@ pub async fn send(
             );
         }
     };
-    let protocol = endpoint.protocol();
-    let (auth_name, auth) = match protocol {
-        Protocol::OpenAi => {
+    // The key's kind says how it authenticates (a translated call goes to a key of
+    // another protocol than the endpoint's).
+    let (auth_name, auth) = match key.kind {
+        ProviderKind::OpenAi => {
             let mut v = Zeroizing::new(Vec::with_capacity(secret.len() + 7));
             v.extend_from_slice(b"Bearer ");
             v.extend_from_slice(&secret);
             (header::AUTHORIZATION, v)
         }
-        Protocol::Anthropic => (
+        ProviderKind::Anthropic => (
             HeaderName::from_static("x-api-key"),
             Zeroizing::new(secret.to_vec()),
         ),
@@ -431,23 +441,44 @@ pub async fn send(
     };
     auth_value.set_sensitive(true);
 
-    let Some(body) = body.take() else {
-        return Sent::NotReplayable;
+    let body = match translated {
+        Some(t) => Body::from(t.body.clone()),
+        None => match body.take() {
+            Some(body) => body,
+            None => return Sent::NotReplayable,
+        },
     };
-    let Some(uri) = upstream.urls.get(key, endpoint) else {
+    let uri = match translated {
+        None => upstream.urls.get(key, endpoint),
+        Some(t) => match t.upstream_endpoint() {
+            Some(upstream_endpoint) => upstream.urls.get(key, upstream_endpoint),
+            None => parse_url(&format!("{}{}", key.base_url, t.path)),
+        },
+    };
+    let Some(uri) = uri else {
         return Sent::Unusable(
             "the provider key's base URL is not a valid http(s) URL; its owner must fix it",
         );
     };
     let mut request = Request::new(body);
     *request.method_mut() = Method::POST;
-    *request.uri_mut() = with_query(uri, client.query);
+    // A query string belongs to the client's protocol: a translated call goes without.
+    *request.uri_mut() = match translated {
+        None => with_query(uri, client.query),
+        Some(_) => uri,
+    };
     let headers = request.headers_mut();
     headers.insert(auth_name, auth_value);
     headers.insert(header::USER_AGENT, client.user_agent.clone());
     let exporting = switchyard_runtime::tracing_on();
+    let stripped = translated.map_or(&[][..], |t| t.strip_headers);
     for (name, value) in forwarded(client, exporting) {
-        headers.append(name.clone(), value.clone());
+        if !stripped.contains(&name.as_str()) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    for (name, value) in translated.map_or(&[][..], |t| &t.set_headers[..]) {
+        headers.insert(*name, HeaderValue::from_static(value));
     }
     if exporting {
         for (name, value) in crate::trace::injected().0 {
@@ -463,7 +494,7 @@ pub async fn send(
             HeaderValue::from_static("application/json"),
         );
     }
-    if protocol == Protocol::Anthropic && !client_headers.contains_key("anthropic-version") {
+    if key.kind == ProviderKind::Anthropic && !headers.contains_key("anthropic-version") {
         headers.insert(
             "anthropic-version",
             HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION),
@@ -669,6 +700,7 @@ mod tests {
                 owner_headers: &[],
                 user_agent: user_agent(&HeaderMap::new()),
             },
+            None,
             Instant::now() + Duration::from_secs(5),
         )
         .await

@@ -10,8 +10,10 @@
 //! and hold streams open to prove the proxy passes events through as they come.
 //!
 //! Layout: here the server, its behaviours and what it observed; `openai` and
-//! `anthropic` answer each protocol's endpoints; `models` the model list of both.
+//! `anthropic` answer each protocol's endpoints; `agentic` the tool calls and reasoning
+//! both answer; `models` the model list of both.
 
+mod agentic;
 mod anthropic;
 mod models;
 mod openai;

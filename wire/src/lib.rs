@@ -111,6 +111,14 @@ pub fn decode_event(e: pb::UsageEvent) -> Result<UsageEvent, EventError> {
         session: e.session.map(|s| text(s, fields::SESSION)).transpose()?,
         end_user: e.end_user.map(|u| text(u, fields::END_USER)).transpose()?,
         tag: e.tag.map(|t| text(t, fields::TAG)).transpose()?,
+        client_protocol: e
+            .client_protocol
+            .map(|p| text(p, fields::CLIENT_PROTOCOL))
+            .transpose()?,
+        upstream_protocol: e
+            .upstream_protocol
+            .map(|p| text(p, fields::UPSTREAM_PROTOCOL))
+            .transpose()?,
     })
 }
 
@@ -189,6 +197,8 @@ pub fn encode_event(e: UsageEvent) -> pb::UsageEvent {
         session: e.session,
         end_user: e.end_user,
         tag: e.tag,
+        client_protocol: e.client_protocol,
+        upstream_protocol: e.upstream_protocol,
     }
 }
 

@@ -25,6 +25,7 @@ mod chat_read;
 mod chat_write;
 mod dialect;
 mod errors;
+mod estimate;
 mod gemini_answer;
 mod gemini_write;
 pub mod ir;
@@ -43,6 +44,7 @@ use crate::endpoint::Endpoint;
 
 pub use answer::{TranslatedAnswer, translate_answer};
 pub use dialect::{ClientHeaders, Dialect, Exchange};
+pub use estimate::estimate_input_tokens;
 pub use refusal::{Dropped, Refusal};
 pub use stream::StreamTranslator;
 

@@ -162,6 +162,12 @@ pub struct UsageEvent {
     pub end_user: Option<String>,
     /// The call's tag (`core::fields::tag_from_header`), when it carried one.
     pub tag: Option<String>,
+    /// The protocol the client spoke (`openai-chat`, `anthropic-messages`,
+    /// `openai-responses`, or `openai` / `anthropic` for the other endpoints).
+    pub client_protocol: Option<String>,
+    /// The protocol the provider key spoke: the client's, unless the call was
+    /// translated; absent when no upstream answered it.
+    pub upstream_protocol: Option<String>,
 }
 
 impl UsageEvent {
@@ -271,6 +277,8 @@ mod tests {
             session: Some("s-1".into()),
             end_user: Some("ada".into()),
             tag: None,
+            client_protocol: Some("openai-chat".into()),
+            upstream_protocol: Some("anthropic-messages".into()),
         };
         let view = serde_json::to_value(UsageLogView::from(&event)).unwrap();
         let mut keys: Vec<&str> = view
@@ -307,6 +315,8 @@ mod tests {
             "session",
             "user",
             "tag",
+            "client_protocol",
+            "upstream_protocol",
         ];
         want.sort_unstable();
         assert_eq!(keys, want);

@@ -223,6 +223,8 @@ fn event_from_row(r: &sqlx::any::AnyRow) -> Result<UsageEvent, StoreError> {
         session: r.try_get("session")?,
         end_user: r.try_get("end_user")?,
         tag: r.try_get("tag")?,
+        client_protocol: r.try_get("client_protocol")?,
+        upstream_protocol: r.try_get("upstream_protocol")?,
     })
 }
 

@@ -357,7 +357,7 @@ fn routes_within_the_owner_and_lists_callable_models() {
     .unwrap();
     let first = |owner, model| {
         compiled
-            .attempts(owner, model, ProviderKind::OpenAi, 3)
+            .attempts(owner, model, ProviderKind::OpenAi, false, 3)
             .next(0)
             .map(|c| c.key.id)
     };
@@ -633,4 +633,37 @@ fn health_survives_a_new_version() {
     assert!(!carried.is_awake(10));
     let fresh = Compiled::build(snapshot(2)).unwrap();
     assert!(fresh.provider_health().next().unwrap().1.is_awake(10));
+}
+
+#[test]
+fn translation_is_on_unless_the_owners_rules_or_a_policy_on_the_chain_turn_it_off() {
+    let main = account(None);
+    let mut team = account(Some(main.id));
+    team.policy = serde_json::from_str(r#"{"forbid_translation":true}"#).unwrap();
+    let member = account(Some(team.id));
+    let keys = [generate(), generate(), generate()];
+    let build = |rules: &str| {
+        Compiled::build(Snapshot {
+            version: 1,
+            accounts: vec![main.clone(), team.clone(), member.clone()],
+            issued_keys: vec![
+                key(main.id, keys[0].hash),
+                key(team.id, keys[1].hash),
+                key(member.id, keys[2].hash),
+            ],
+            provider_keys: vec![],
+            rules: BTreeMap::from([(main.id, serde_json::from_str(rules).unwrap())]),
+        })
+        .unwrap()
+    };
+    let translates = |compiled: &Compiled| {
+        keys.iter()
+            .map(|k| compiled.translates(&compiled.authenticate(k.clear.expose(), 0).unwrap()))
+            .collect::<Vec<_>>()
+    };
+    // Forbidden on the team: the team and its member, not the main account.
+    assert_eq!(translates(&build("{}")), [true, false, false]);
+    // The owner's rule: nobody in the tree.
+    let off = build(r#"{"translation":{"enabled":false}}"#);
+    assert_eq!(translates(&off), [false, false, false]);
 }
