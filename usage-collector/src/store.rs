@@ -199,8 +199,12 @@ pub(crate) const EVENT_COLUMNS: [EventColumn; 30] = [
     EventColumn::text("session", |e| e.session.clone()),
     EventColumn::text("end_user", |e| e.end_user.clone()),
     EventColumn::text("tag", |e| e.tag.clone()),
-    EventColumn::text("client_protocol", |e| e.client_protocol.clone()),
-    EventColumn::text("upstream_protocol", |e| e.upstream_protocol.clone()),
+    EventColumn::text("client_protocol", |e| {
+        e.client_protocol.as_deref().map(str::to_owned)
+    }),
+    EventColumn::text("upstream_protocol", |e| {
+        e.upstream_protocol.as_deref().map(str::to_owned)
+    }),
 ];
 
 pub(crate) const EVENT_PARAMS: usize = EVENT_COLUMNS.len();

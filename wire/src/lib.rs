@@ -9,6 +9,8 @@
 pub mod delta;
 pub mod snapshot;
 
+use std::borrow::Cow;
+
 use switchyard_core::fields::{self, FieldError, TextField};
 use switchyard_core::ids::{AccountId, EventId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::usage::{RollupRow, TokenUsage, UsageEvent, UsageSource};
@@ -113,11 +115,11 @@ pub fn decode_event(e: pb::UsageEvent) -> Result<UsageEvent, EventError> {
         tag: e.tag.map(|t| text(t, fields::TAG)).transpose()?,
         client_protocol: e
             .client_protocol
-            .map(|p| text(p, fields::CLIENT_PROTOCOL))
+            .map(|p| text(p, fields::CLIENT_PROTOCOL).map(Cow::Owned))
             .transpose()?,
         upstream_protocol: e
             .upstream_protocol
-            .map(|p| text(p, fields::UPSTREAM_PROTOCOL))
+            .map(|p| text(p, fields::UPSTREAM_PROTOCOL).map(Cow::Owned))
             .transpose()?,
     })
 }
@@ -197,8 +199,8 @@ pub fn encode_event(e: UsageEvent) -> pb::UsageEvent {
         session: e.session,
         end_user: e.end_user,
         tag: e.tag,
-        client_protocol: e.client_protocol,
-        upstream_protocol: e.upstream_protocol,
+        client_protocol: e.client_protocol.map(Cow::into_owned),
+        upstream_protocol: e.upstream_protocol.map(Cow::into_owned),
     }
 }
 

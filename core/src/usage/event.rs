@@ -1,5 +1,7 @@
 //! The usage event, its log view, and the rollup rows bills are made of.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use super::{TokenUsage, UsageSource};
@@ -164,10 +166,11 @@ pub struct UsageEvent {
     pub tag: Option<String>,
     /// The protocol the client spoke (`openai-chat`, `anthropic-messages`,
     /// `openai-responses`, or `openai` / `anthropic` for the other endpoints).
-    pub client_protocol: Option<String>,
+    /// Borrowed from a constant on the request path: naming it costs no allocation.
+    pub client_protocol: Option<Cow<'static, str>>,
     /// The protocol the provider key spoke: the client's, unless the call was
     /// translated; absent when no upstream answered it.
-    pub upstream_protocol: Option<String>,
+    pub upstream_protocol: Option<Cow<'static, str>>,
 }
 
 impl UsageEvent {

@@ -1,6 +1,7 @@
 //! The usage event of one client call, filled in as the call goes and emitted once:
 //! when the call ends, or, if the client went away first, when it is dropped.
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use switchyard_core::ids::{EventId, ProviderKeyId};
@@ -209,8 +210,8 @@ impl Meter {
             session: self.call.session.take(),
             end_user: self.call.end_user.take(),
             tag: self.call.tag.take(),
-            client_protocol: Some(self.call.client_protocol.to_owned()),
-            upstream_protocol: self.upstream_protocol.map(str::to_owned),
+            client_protocol: Some(Cow::Borrowed(self.call.client_protocol)),
+            upstream_protocol: self.upstream_protocol.map(Cow::Borrowed),
         });
     }
 }
