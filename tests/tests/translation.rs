@@ -58,6 +58,29 @@ async fn post(sys: &System, path: &str, key: &str, body: &Value) -> Answer {
     }
 }
 
+/// The whole system and the fake upstream its provider keys point to.
+async fn start() -> (System, FakeUpstream) {
+    (
+        start_system(4 * 1024 * 1024).await,
+        FakeUpstream::start(None).await.unwrap(),
+    )
+}
+
+/// Set one entry of the owner's rules (`/x-config/{section}?key=`) and wait until
+/// every data plane applies it.
+async fn set_rule(sys: &System, owner: &str, entry: &str, value: Value) {
+    let (status, body) = sys
+        .call(
+            Method::PUT,
+            format!("/x-config/{entry}"),
+            owner.to_owned(),
+            Some(value),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    settle(sys).await;
+}
+
 fn tool(name: &str) -> Value {
     json!({"type": "function", "function": {"name": name, "description": "a tool",
            "parameters": {"type": "object", "properties": {"echo": {"type": "string"}}}}})
@@ -65,8 +88,7 @@ fn tool(name: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_reach_keys_of_the_other_protocol() {
-    let sys = start_system(4 * 1024 * 1024).await;
-    let fake = FakeUpstream::start(None).await.unwrap();
+    let (sys, fake) = start().await;
     let (_, claude_owner, _) = owner_with_keys(
         &sys,
         &fake,
@@ -74,17 +96,14 @@ async fn clients_reach_keys_of_the_other_protocol() {
         &[("anthropic", "sk-ant-only-0001", 1, &["claude*"])],
     )
     .await;
-    let (status, body) = sys
-        .call(
-            Method::PUT,
-            "/x-config/pricing?key=claude*".into(),
-            claude_owner.clone(),
-            Some(json!({"input_per_million_nanos": 1_000_000_000u64,
-                        "output_per_million_nanos": 2_000_000_000u64})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    settle(&sys).await;
+    set_rule(
+        &sys,
+        &claude_owner,
+        "pricing?key=claude*",
+        json!({"input_per_million_nanos": 1_000_000_000u64,
+               "output_per_million_nanos": 2_000_000_000u64}),
+    )
+    .await;
 
     // An OpenAI Chat client, answered whole by an Anthropic key.
     let chat = json!({"model": "claude-sonnet", "messages": [
@@ -321,8 +340,7 @@ async fn clients_reach_keys_of_the_other_protocol() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn own_protocol_first_switches_refusals_and_breaks() {
-    let sys = start_system(4 * 1024 * 1024).await;
-    let fake = FakeUpstream::start(None).await.unwrap();
+    let (sys, fake) = start().await;
 
     // Both kinds serve the model: the client's own protocol takes every call.
     let (_, both, _) = owner_with_keys(
@@ -414,16 +432,7 @@ async fn own_protocol_first_switches_refusals_and_breaks() {
     assert_eq!(a.status, 200, "{}", a.text);
 
     // The owner's rule turns it off for the whole tree.
-    let (status, body) = sys
-        .call(
-            Method::PUT,
-            "/x-config/translation?key=enabled".into(),
-            claude_owner.clone(),
-            Some(json!(false)),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    settle(&sys).await;
+    set_rule(&sys, &claude_owner, "translation?key=enabled", json!(false)).await;
     let a = post(&sys, "/v1/chat/completions", &claude_owner, &ok).await;
     assert_eq!(a.status, 400, "{}", a.text);
     assert!(
