@@ -483,7 +483,7 @@ mod tests {
     use crate::proxy::meter::Metered;
     use crate::usage::UsageSink;
 
-    fn meter() -> Meter {
+    pub(super) fn meter() -> Meter {
         let caller = Caller {
             key: IssuedKeyId::new(),
             chain: Arc::from([AccountId::new()]),
@@ -516,7 +516,7 @@ mod tests {
         })
     }
 
-    fn relay() -> Relay {
+    pub(super) fn relay() -> Relay {
         Relay {
             endpoint: Endpoint::ChatCompletions,
             usage: UsageShape::OpenAiChat,
@@ -613,3 +613,6 @@ mod tests {
         assert!(failed.contains("overloaded"), "{failed}");
     }
 }
+
+#[cfg(test)]
+mod translated_tests;
