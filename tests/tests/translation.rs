@@ -81,6 +81,17 @@ async fn set_rule(sys: &System, owner: &str, entry: &str, value: Value) {
     settle(sys).await;
 }
 
+/// The body of the last call the fake received.
+fn last_sent(fake: &FakeUpstream) -> Value {
+    fake.observed()
+        .bodies
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .unwrap()
+}
+
 fn tool(name: &str) -> Value {
     json!({"type": "function", "function": {"name": name, "description": "a tool",
            "parameters": {"type": "object", "properties": {"echo": {"type": "string"}}}}})
@@ -134,15 +145,16 @@ async fn clients_reach_keys_of_the_other_protocol() {
     assert_eq!(answer["usage"]["prompt_tokens"], input, "{answer}");
     assert_eq!(answer["usage"]["completion_tokens"], output, "{answer}");
     // What went upstream is an Anthropic request, with Anthropic's key header.
-    let sent = fake
+    let sent = last_sent(&fake);
+    assert_eq!(sent["system"][0]["text"], "be brief", "{sent}");
+    let credential = fake
         .observed()
-        .bodies
+        .authorizations
         .lock()
         .unwrap()
         .last()
-        .cloned()
-        .unwrap();
-    assert_eq!(sent["system"][0]["text"], "be brief", "{sent}");
+        .cloned();
+    assert_eq!(credential.as_deref(), Some("sk-ant-only-0001"));
     assert!(sent["max_tokens"].as_u64().is_some(), "{sent}");
 
     // Billed at the owner's price from the usage the upstream reported.
@@ -201,14 +213,7 @@ async fn clients_reach_keys_of_the_other_protocol() {
     history.push(json!({"role": "user", "content": "thanks"}));
     let a = post(&sys, "/v1/chat/completions", &claude_owner, &follow).await;
     assert_eq!(a.status, 200, "{}", a.text);
-    let sent = fake
-        .observed()
-        .bodies
-        .lock()
-        .unwrap()
-        .last()
-        .cloned()
-        .unwrap();
+    let sent = last_sent(&fake);
     let results = &sent["messages"][2]["content"];
     assert_eq!(results[0]["type"], "tool_result", "{sent}");
     assert_eq!(results[1]["type"], "tool_result", "{sent}");
@@ -302,14 +307,7 @@ async fn clients_reach_keys_of_the_other_protocol() {
     );
     assert_eq!(answer["content"][2]["input"]["echo"], "read the file");
     assert_eq!(answer["stop_reason"], "tool_use");
-    let sent = fake
-        .observed()
-        .bodies
-        .lock()
-        .unwrap()
-        .last()
-        .cloned()
-        .unwrap();
+    let sent = last_sent(&fake);
     assert_eq!(sent["reasoning_effort"], "low", "{sent}");
     let mut agent_stream = agent.clone();
     agent_stream["stream"] = json!(true);
