@@ -101,6 +101,8 @@ fn event(chain: &[AccountId], model: &str, status: u16, cost_nanos: i64) -> Usag
         session: Some("s-1".into()),
         end_user: None,
         tag: None,
+        client_protocol: None,
+        upstream_protocol: None,
     }
 }
 

@@ -120,6 +120,22 @@ pub const TAG: TextField = TextField {
     no_whitespace: true,
 };
 
+/// The protocol a call's client spoke and the one its upstream spoke
+/// (`core::translate::Dialect::wire_name`, or a protocol's name).
+pub const CLIENT_PROTOCOL: TextField = TextField {
+    name: "client_protocol",
+    max_bytes: 32,
+    may_be_empty: false,
+    no_whitespace: true,
+};
+
+pub const UPSTREAM_PROTOCOL: TextField = TextField {
+    name: "upstream_protocol",
+    max_bytes: 32,
+    may_be_empty: false,
+    no_whitespace: true,
+};
+
 /// The header that tags a call (a project, a job, a feature: what the client bills by).
 pub const TAG_HEADER: &str = "x-switchyard-tag";
 

@@ -70,6 +70,10 @@ pub struct Policy {
         deserialize_with = "crate::object::option"
     )]
     pub credit: Option<CreditLimit>,
+    /// Calls of this account and its descendants never reach provider keys of
+    /// another protocol through translation. Forbidden anywhere on the chain wins.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forbid_translation: bool,
 }
 
 const MAX_ENTRIES: usize = 512;
@@ -225,6 +229,7 @@ impl Policy {
             // Each account's credit cap binds its own spend (and its descendants');
             // caps along the chain are enforced one by one, not merged.
             credit: child.credit,
+            forbid_translation: self.forbid_translation || child.forbid_translation,
         }
     }
 

@@ -12,6 +12,10 @@ use crate::forward;
 use crate::model::ModelPattern;
 use crate::policy::{ModelLimit, Policy};
 
+mod edit;
+
+pub use edit::{EditError, SECTIONS};
+
 /// Longest ModelMapper chain followed (`a → b → c`).
 pub const MAX_MAPPING_HOPS: usize = 8;
 const MAX_ENTRIES: usize = 1024;
@@ -78,6 +82,39 @@ pub struct Rules {
         deserialize_with = "crate::object::one"
     )]
     pub limits: LimitSettings,
+    /// Whether calls may reach provider keys of another protocol, translated.
+    #[serde(
+        default,
+        skip_serializing_if = "TranslationSettings::is_default",
+        deserialize_with = "crate::object::one"
+    )]
+    pub translation: TranslationSettings,
+}
+
+/// Protocol translation for an owner's tree (`/x-config/translation`): on unless the
+/// owner turns it off; a policy may still forbid it for a subtree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranslationSettings {
+    /// Calls whose model only keys of another protocol serve are translated to it.
+    #[serde(default = "on")]
+    pub enabled: bool,
+}
+
+fn on() -> bool {
+    true
+}
+
+impl Default for TranslationSettings {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+impl TranslationSettings {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// Header names in their one form: lowercase, as HTTP/2 and `http::HeaderMap` hold them.
@@ -342,152 +379,6 @@ impl Rules {
             model_limits: self.model_limits.clone(),
             ..Policy::default()
         }
-    }
-}
-
-/// The sections of a rules document, as `/x-config/{section}` names them.
-pub const SECTIONS: [&str; 8] = [
-    "model_mapper",
-    "level_mapper",
-    "switch_over",
-    "resources",
-    "model_limits",
-    "pricing",
-    "limits",
-    "forward_headers",
-];
-
-/// The sections that are lists: an entry is a member, its value ignored.
-const LIST_SECTIONS: [&str; 2] = ["resources", "forward_headers"];
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum EditError {
-    #[error("unknown section {0:?}; sections are {SECTIONS:?}")]
-    UnknownSection(String),
-    #[error("{section} has no entry {key:?}")]
-    NoSuchEntry { section: String, key: String },
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl Rules {
-    fn to_json(&self) -> Result<serde_json::Map<String, serde_json::Value>, EditError> {
-        match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(map)) => Ok(map),
-            Ok(_) => Err(EditError::Invalid("rules are not an object".into())),
-            Err(e) => Err(EditError::Invalid(e.to_string())),
-        }
-    }
-
-    fn from_json(map: serde_json::Map<String, serde_json::Value>) -> Result<Self, EditError> {
-        serde_json::from_value(serde_json::Value::Object(map))
-            .map_err(|e| EditError::Invalid(e.to_string()))
-    }
-
-    fn check_section(section: &str) -> Result<(), EditError> {
-        if SECTIONS.contains(&section) {
-            Ok(())
-        } else {
-            Err(EditError::UnknownSection(section.to_owned()))
-        }
-    }
-
-    /// One section as JSON (an empty object or `null` when unset).
-    pub fn section(&self, section: &str) -> Result<serde_json::Value, EditError> {
-        Self::check_section(section)?;
-        let mut map = self.to_json()?;
-        Ok(map.remove(section).unwrap_or(if section == "resources" {
-            serde_json::Value::Null
-        } else if section == "forward_headers" {
-            serde_json::Value::Array(Vec::new())
-        } else {
-            serde_json::Value::Object(serde_json::Map::new())
-        }))
-    }
-
-    /// Replace the sections present in `patch` (`null` clears one), keep the others.
-    pub fn patched(
-        &self,
-        patch: serde_json::Map<String, serde_json::Value>,
-    ) -> Result<Self, EditError> {
-        let mut map = self.to_json()?;
-        for (section, value) in patch {
-            Self::check_section(&section)?;
-            if value.is_null() {
-                map.remove(&section);
-            } else {
-                map.insert(section, value);
-            }
-        }
-        Self::from_json(map)
-    }
-
-    /// Set one entry: `key → value` in a map section, or add `key` to a list section
-    /// (`resources`, `forward_headers`; the value is ignored there).
-    pub fn with_entry(
-        &self,
-        section: &str,
-        key: &str,
-        value: serde_json::Value,
-    ) -> Result<Self, EditError> {
-        Self::check_section(section)?;
-        let mut map = self.to_json()?;
-        let key = list_entry(section, key);
-        let key = key.as_str();
-        if LIST_SECTIONS.contains(&section) {
-            let list = map
-                .entry(section)
-                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
-            if let serde_json::Value::Array(items) = list
-                && !items.iter().any(|i| i.as_str() == Some(key))
-            {
-                items.push(serde_json::Value::String(key.to_owned()));
-            }
-        } else {
-            let entries = map
-                .entry(section)
-                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
-            if let serde_json::Value::Object(entries) = entries {
-                entries.insert(key.to_owned(), value);
-            }
-        }
-        Self::from_json(map)
-    }
-
-    /// Remove one entry (for `resources`, one path; the list may become empty, which
-    /// allows nothing: clear the whole section to allow every path again).
-    pub fn without_entry(&self, section: &str, key: &str) -> Result<Self, EditError> {
-        Self::check_section(section)?;
-        let mut map = self.to_json()?;
-        let key = list_entry(section, key);
-        let key = key.as_str();
-        let missing = || EditError::NoSuchEntry {
-            section: section.to_owned(),
-            key: key.to_owned(),
-        };
-        match map.get_mut(section) {
-            Some(serde_json::Value::Array(items)) => {
-                let before = items.len();
-                items.retain(|i| i.as_str() != Some(key));
-                if items.len() == before {
-                    return Err(missing());
-                }
-            }
-            Some(serde_json::Value::Object(entries)) => {
-                entries.remove(key).ok_or_else(missing)?;
-            }
-            _ => return Err(missing()),
-        }
-        Self::from_json(map)
-    }
-}
-
-/// An entry key as its section holds it: header names lowercase.
-fn list_entry(section: &str, key: &str) -> String {
-    if section == "forward_headers" {
-        key.to_ascii_lowercase()
-    } else {
-        key.to_owned()
     }
 }
 

@@ -463,6 +463,8 @@ mod tests {
             session: None,
             end_user: None,
             tag: None,
+            client_protocol: None,
+            upstream_protocol: None,
         }
     }
 

@@ -11,7 +11,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
-    Dialect, Fake, Message, count_tokens, echo_last_user, error, json_response, pieces, text_of,
+    Dialect, Fake, Message, agentic, count_tokens, echo_last_user, error, json_response, pieces,
+    text_of,
 };
 
 #[derive(Deserialize)]
@@ -22,14 +23,11 @@ struct MessagesRequest {
     #[serde(default)]
     messages: Vec<Message>,
     #[serde(default)]
-    tools: Vec<Tool>,
+    tools: Vec<agentic::Tool>,
     #[serde(default)]
     stream: bool,
-}
-
-#[derive(Deserialize)]
-struct Tool {
-    name: String,
+    #[serde(default)]
+    thinking: Option<agentic::Thinking>,
 }
 
 async fn read(
@@ -94,18 +92,22 @@ pub(crate) async fn messages(
     };
     let fresh = input - cache_read - cache_write;
     // With tools offered, answer the way a coding agent expects: text, then a call to
-    // the first tool.
-    let tool = req.tools.first().map(|t| t.name.clone());
-    let stop_reason = if tool.is_some() {
-        "tool_use"
-    } else {
+    // the first tool (to every tool, asked `in parallel`: see `agentic`).
+    let calls = agentic::calls(&req.tools, &last_user, "toolu_fake");
+    let thinking = agentic::thinks(req.thinking.as_ref()).then(|| agentic::reasoning(&last_user));
+    let stop_reason = if calls.is_empty() {
         "end_turn"
+    } else {
+        "tool_use"
     };
     if !req.stream {
-        let mut content = vec![json!({"type": "text", "text": reply})];
-        if let Some(name) = &tool {
-            content.push(json!({"type": "tool_use", "id": "toolu_fake", "name": name, "input": {"echo": last_user}}));
+        let mut content = Vec::new();
+        if let Some(t) = &thinking {
+            content
+                .push(json!({"type": "thinking", "thinking": t, "signature": agentic::SIGNATURE}));
         }
+        content.push(json!({"type": "text", "text": reply}));
+        content.extend(agentic::tool_use_blocks(&calls));
         let body = json!({"id": "msg_fake", "type": "message", "role": "assistant", "model": req.model,
                           "content": content, "stop_reason": stop_reason, "stop_sequence": null,
                           "usage": {"input_tokens": fresh, "output_tokens": output,
@@ -113,41 +115,59 @@ pub(crate) async fn messages(
         return fake.json(&body, behaviour);
     }
     let event = |kind: &str, data: Value| format!("event: {kind}\ndata: {data}\n\n");
-    let mut events = vec![
-        event(
-            "message_start",
-            json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message", "role": "assistant",
+    let mut events = vec![event(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message", "role": "assistant",
                    "model": req.model, "content": [], "stop_reason": null, "stop_sequence": null,
                    "usage": {"input_tokens": fresh, "output_tokens": 1, "cache_read_input_tokens": cache_read, "cache_creation_input_tokens": cache_write}}}),
-        ),
-        event(
+    )];
+    let mut index = 0;
+    if let Some(t) = &thinking {
+        events.push(event(
             "content_block_start",
-            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        ),
-    ];
+            json!({"type": "content_block_start", "index": index, "content_block": {"type": "thinking", "thinking": ""}}),
+        ));
+        events.push(event(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": index, "delta": {"type": "thinking_delta", "thinking": t}}),
+        ));
+        events.push(event(
+            "content_block_delta",
+            json!({"type": "content_block_delta", "index": index, "delta": {"type": "signature_delta", "signature": agentic::SIGNATURE}}),
+        ));
+        events.push(event(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": index}),
+        ));
+        index += 1;
+    }
+    events.push(event(
+        "content_block_start",
+        json!({"type": "content_block_start", "index": index, "content_block": {"type": "text", "text": ""}}),
+    ));
     for p in pieces(&reply) {
         events.push(event(
             "content_block_delta",
-            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}),
+            json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": p}}),
         ));
     }
     events.push(event(
         "content_block_stop",
-        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "content_block_stop", "index": index}),
     ));
-    if let Some(name) = &tool {
-        let args = json!({"echo": last_user}).to_string();
+    for call in &calls {
+        index += 1;
         events.push(event(
             "content_block_start",
-            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "toolu_fake", "name": name, "input": {}}}),
+            json!({"type": "content_block_start", "index": index, "content_block": {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}}),
         ));
         events.push(event(
             "content_block_delta",
-            json!({"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": args}}),
+            json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": call.arguments}}),
         ));
         events.push(event(
             "content_block_stop",
-            json!({"type": "content_block_stop", "index": 1}),
+            json!({"type": "content_block_stop", "index": index}),
         ));
     }
     events.push(event(

@@ -11,10 +11,12 @@
 //! and hold streams open to prove the proxy passes events through as they come.
 //!
 //! Layout: here the server, its behaviours and what it observed; `openai`,
-//! `anthropic` and `gemini` answer each protocol's endpoints; `models` the model
-//! list of the first two (Gemini's is in `gemini`); `scripted` a conversation with
-//! one tool round trip, for real clients.
+//! `anthropic` and `gemini` answer each protocol's endpoints; `agentic` the tool calls
+//! and reasoning the first two answer; `models` the model list of the first two
+//! (Gemini's is in `gemini`); `scripted` a conversation with one tool round trip, for
+//! real clients.
 
+mod agentic;
 mod anthropic;
 mod gemini;
 mod models;

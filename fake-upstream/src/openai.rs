@@ -9,7 +9,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{Dialect, Fake, Message, count_tokens, echo_last_user, error, pieces, text_of};
+use crate::{
+    Dialect, Fake, Message, agentic, count_tokens, echo_last_user, error, pieces, text_of,
+};
 
 #[derive(Deserialize)]
 struct ChatRequest {
@@ -20,6 +22,10 @@ struct ChatRequest {
     stream: bool,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    tools: Vec<agentic::Tool>,
+    #[serde(default)]
+    reasoning_effort: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -53,7 +59,15 @@ pub(crate) async fn chat(
         .map(|m| text_of(&m.content))
         .collect::<Vec<_>>()
         .join(" ");
-    let (_, reply) = echo_last_user(&req.messages);
+    let (last_user, reply) = echo_last_user(&req.messages);
+    let calls = agentic::calls(&req.tools, &last_user, "call_fake_");
+    let reasoning =
+        agentic::reasons(req.reasoning_effort.as_deref()).then(|| agentic::reasoning(&last_user));
+    let finish = if calls.is_empty() {
+        "stop"
+    } else {
+        "tool_calls"
+    };
     let (input, output) = (count_tokens(&prompt), count_tokens(&reply));
     fake.record_tokens(input, output);
     let usage = json!({"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output,
@@ -62,7 +76,7 @@ pub(crate) async fn chat(
     if !req.stream {
         let body = json!({
             "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": req.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": agentic::chat_message(&reply, reasoning.as_deref(), &calls), "finish_reason": finish}],
             "usage": usage,
         });
         return fake.json(&body, behaviour);
@@ -75,12 +89,20 @@ pub(crate) async fn chat(
         format!("data: {c}\n\n")
     };
     let mut events = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
+    if let Some(r) = &reasoning {
+        events.push(chunk(json!({ "reasoning_content": r }), None));
+    }
     events.extend(
         pieces(&reply)
             .into_iter()
             .map(|p| chunk(json!({ "content": p }), None)),
     );
-    events.push(chunk(json!({}), Some("stop")));
+    events.extend(
+        agentic::chat_call_deltas(&calls)
+            .into_iter()
+            .map(|d| chunk(d, None)),
+    );
+    events.push(chunk(json!({}), Some(finish)));
     if include_usage {
         let c = json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": model,
                        "choices": [], "usage": usage});

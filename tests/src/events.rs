@@ -35,5 +35,7 @@ pub fn usage_event(chain: &[AccountId], at_unix_ms: i64) -> UsageEvent {
         session: None,
         end_user: None,
         tag: None,
+        client_protocol: None,
+        upstream_protocol: None,
     }
 }

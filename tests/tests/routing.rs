@@ -611,7 +611,18 @@ async fn every_endpoint_in_both_protocols_with_policies_enforced() {
         (Some("smart"), Some("gpt-4o"))
     );
 
-    // A model served only in the other protocol: the error says so, in the client's shape.
+    // A model served only in the other protocol, translation turned off by the owner:
+    // the error says so, in the client's shape (translated calls: translation.rs).
+    let (status, body) = sys
+        .call(
+            Method::PUT,
+            "/x-config/translation?key=enabled".into(),
+            key.clone(),
+            Some(json!(false)),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    settle(&sys).await;
     let r = post_json(
         &sys,
         "/v1/messages",
@@ -627,7 +638,7 @@ async fn every_endpoint_in_both_protocols_with_policies_enforced() {
         v["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("does not translate"),
+            .contains("translation between protocols is off"),
         "{v}"
     );
     let r = post_json(

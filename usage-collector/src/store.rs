@@ -156,7 +156,7 @@ impl EventColumn {
 }
 
 /// The columns of `usage_events`, in the order of [`EVENTS_INSERT`].
-pub(crate) const EVENT_COLUMNS: [EventColumn; 28] = [
+pub(crate) const EVENT_COLUMNS: [EventColumn; 30] = [
     EventColumn::text("id", |e| Some(e.id.to_string())),
     EventColumn::int("at_ms", |e| Some(e.at_unix_ms)),
     EventColumn::text("day", |e| {
@@ -199,6 +199,12 @@ pub(crate) const EVENT_COLUMNS: [EventColumn; 28] = [
     EventColumn::text("session", |e| e.session.clone()),
     EventColumn::text("end_user", |e| e.end_user.clone()),
     EventColumn::text("tag", |e| e.tag.clone()),
+    EventColumn::text("client_protocol", |e| {
+        e.client_protocol.as_deref().map(str::to_owned)
+    }),
+    EventColumn::text("upstream_protocol", |e| {
+        e.upstream_protocol.as_deref().map(str::to_owned)
+    }),
 ];
 
 pub(crate) const EVENT_PARAMS: usize = EVENT_COLUMNS.len();
@@ -569,7 +575,7 @@ mod tests {
     fn one_row_statements_have_a_placeholder_per_value() {
         let sql = one_row_sql(&EVENTS_INSERT, EVENT_PARAMS, EVENTS_TAIL_SILENT);
         assert_eq!(sql.matches('?').count(), EVENT_PARAMS);
-        assert!(sql.contains("session, end_user, tag) VALUES (?, ?,"));
+        assert!(sql.contains("tag, client_protocol, upstream_protocol) VALUES (?, ?,"));
         assert!(sql.ends_with(", ?, ?) ON CONFLICT (id) DO NOTHING"));
         assert!(
             DAILY
@@ -631,6 +637,8 @@ mod tests {
             session: None,
             end_user: None,
             tag: None,
+            client_protocol: None,
+            upstream_protocol: None,
         };
         let day = 1_795_219_200_000;
         let events = [

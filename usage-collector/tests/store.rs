@@ -65,6 +65,8 @@ fn event(
         session: None,
         end_user: None,
         tag: None,
+        client_protocol: None,
+        upstream_protocol: None,
     }
 }
 

@@ -9,6 +9,8 @@
 pub mod delta;
 pub mod snapshot;
 
+use std::borrow::Cow;
+
 use switchyard_core::fields::{self, FieldError, TextField};
 use switchyard_core::ids::{AccountId, EventId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::usage::{RollupRow, TokenUsage, UsageEvent, UsageSource};
@@ -111,6 +113,14 @@ pub fn decode_event(e: pb::UsageEvent) -> Result<UsageEvent, EventError> {
         session: e.session.map(|s| text(s, fields::SESSION)).transpose()?,
         end_user: e.end_user.map(|u| text(u, fields::END_USER)).transpose()?,
         tag: e.tag.map(|t| text(t, fields::TAG)).transpose()?,
+        client_protocol: e
+            .client_protocol
+            .map(|p| text(p, fields::CLIENT_PROTOCOL).map(Cow::Owned))
+            .transpose()?,
+        upstream_protocol: e
+            .upstream_protocol
+            .map(|p| text(p, fields::UPSTREAM_PROTOCOL).map(Cow::Owned))
+            .transpose()?,
     })
 }
 
@@ -189,6 +199,8 @@ pub fn encode_event(e: UsageEvent) -> pb::UsageEvent {
         session: e.session,
         end_user: e.end_user,
         tag: e.tag,
+        client_protocol: e.client_protocol.map(Cow::into_owned),
+        upstream_protocol: e.upstream_protocol.map(Cow::into_owned),
     }
 }
 

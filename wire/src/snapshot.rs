@@ -10,7 +10,7 @@ use switchyard_core::forward;
 use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::model::ModelPattern;
 use switchyard_core::policy::{CreditLimit, ModelLimit, Period, Policy};
-use switchyard_core::rules::{LimitSettings, Price, Rules, StoreDown};
+use switchyard_core::rules::{LimitSettings, Price, Rules, StoreDown, TranslationSettings};
 use switchyard_core::snapshot::{
     Account, Configuration, IssuedKey, ProviderKey, ProviderKind, Snapshot, Status,
 };
@@ -61,6 +61,7 @@ pub fn encode_policy(p: &Policy) -> pb::Policy {
                 Period::Month => "month".into(),
             },
         }),
+        forbid_translation: p.forbid_translation,
     }
 }
 
@@ -134,6 +135,7 @@ pub fn encode_rules(owner: AccountId, r: &Rules) -> pb::Rules {
             .into(),
         }),
         forward_headers: r.forward_headers.clone(),
+        translation_disabled: !r.translation.enabled,
     }
 }
 
@@ -306,6 +308,9 @@ pub fn decode_rules(r: pb::Rules) -> Result<Rules, ValueError> {
             .transpose()?
             .unwrap_or_default(),
         forward_headers: forward_headers(r.forward_headers)?,
+        translation: TranslationSettings {
+            enabled: !r.translation_disabled,
+        },
     })
 }
 
@@ -375,6 +380,7 @@ pub fn decode_policy(p: pb::Policy) -> Result<Policy, ValueError> {
         key_rpm: p.key_rpm,
         model_limits,
         credit,
+        forbid_translation: p.forbid_translation,
     };
     policy.validate()?;
     Ok(policy)

@@ -301,6 +301,8 @@ fn event(tree: &Tree, keys: &[ProviderKeyId], now: i64, mix: &mut Mix) -> pb::Us
         session: None,
         end_user: None,
         tag: None,
+        client_protocol: None,
+        upstream_protocol: None,
     })
 }
 

@@ -98,6 +98,8 @@ impl Population {
             session: None,
             end_user: None,
             tag: None,
+            client_protocol: None,
+            upstream_protocol: None,
         })
     }
 }

@@ -22,7 +22,7 @@ pub enum RulesCommand {
         after_help = "Examples:\n  switchyard rules show\n  switchyard rules show --section model_mapper --output json"
     )]
     Show {
-        #[arg(long, value_parser = ["model_mapper", "level_mapper", "switch_over", "resources", "model_limits", "pricing", "limits", "forward_headers"])]
+        #[arg(long, value_parser = ["model_mapper", "level_mapper", "switch_over", "resources", "model_limits", "pricing", "limits", "forward_headers", "translation"])]
         section: Option<String>,
     },
     /// Replace the rules with a YAML (or JSON) file's, validated as a whole.

@@ -18,6 +18,7 @@ pub fn widens(old: &Policy, new: &Policy) -> bool {
         || dropped(old.client_cidrs.is_some(), new.client_cidrs.is_some())
         || dropped(old.rpm.is_some(), new.rpm.is_some())
         || dropped(old.key_rpm.is_some(), new.key_rpm.is_some())
+        || dropped(old.forbid_translation, new.forbid_translation)
         || old
             .model_limits
             .iter()
@@ -71,6 +72,7 @@ pub fn union(a: &Policy, b: &Policy) -> Policy {
             }
             _ => None,
         },
+        forbid_translation: a.forbid_translation && b.forbid_translation,
     }
 }
 
@@ -94,6 +96,14 @@ mod tests {
             &policy(r#"{"models": ["a"]}"#)
         ));
         assert!(!widens(&policy("{}"), &policy(r#"{"rpm": 5}"#)));
+        assert!(widens(
+            &policy(r#"{"forbid_translation": true}"#),
+            &policy("{}")
+        ));
+        assert!(!widens(
+            &policy("{}"),
+            &policy(r#"{"forbid_translation": true}"#)
+        ));
         assert!(widens(
             &policy(r#"{"credit": {"limit_nanos": 5, "period": "day"}}"#),
             &policy(r#"{"credit": {"limit_nanos": 6, "period": "day"}}"#)

@@ -533,6 +533,17 @@ impl Compiled {
         }
     }
 
+    /// Whether `caller`'s calls may reach provider keys of another protocol: the
+    /// owner's rules leave translation on and no policy on the chain forbids it.
+    pub fn translates(&self, caller: &Caller) -> bool {
+        let owner_allows = self
+            .tables
+            .rules
+            .get(&caller.main_account())
+            .is_none_or(|r| r.translation.enabled);
+        owner_allows && !caller.policy.forbid_translation
+    }
+
     /// Plan the attempts for one call of `owner`'s tree on `model` (already mapped):
     /// the LevelMapper's level or the lowest that serves it, then SwitchOver.
     pub fn attempts<'a>(
@@ -540,6 +551,7 @@ impl Compiled {
         owner: AccountId,
         model: &'a str,
         kind: ProviderKind,
+        translate: bool,
         max_per_level: u32,
     ) -> Attempts<'a> {
         let rules = self.tables.rules.get(&owner);
@@ -548,6 +560,7 @@ impl Compiled {
         self.tables.owners.get(&owner).unwrap_or(&NO_KEYS).attempts(
             model,
             kind,
+            translate,
             mapped,
             switch_over,
             max_per_level,

@@ -2,7 +2,8 @@
 //! request to its answer.
 
 use super::gemini_path::GeminiCall;
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, UsageShape};
+use crate::types::ProviderKind;
 
 /// A protocol a client or an upstream speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -39,6 +40,45 @@ impl Dialect {
             Endpoint::Messages => Some(Self::Messages),
             Endpoint::Responses => Some(Self::Responses),
             _ => None,
+        }
+    }
+
+    /// The dialect a provider key of `kind` speaks upstream: the one place a kind
+    /// names its translator.
+    pub fn of_kind(kind: ProviderKind) -> Self {
+        match kind {
+            ProviderKind::OpenAi => Self::Chat,
+            ProviderKind::Anthropic => Self::Messages,
+            ProviderKind::Gemini => Self::Gemini,
+        }
+    }
+
+    /// The name of the protocol a client of `endpoint` speaks, as the usage log
+    /// records it: its dialect's, or for endpoints translation does not serve
+    /// (embeddings, audio, token counting) the protocol's (`openai`, `anthropic`).
+    pub fn protocol_of(endpoint: Endpoint) -> &'static str {
+        Self::of_endpoint(endpoint).map_or(endpoint.protocol().gen_ai_provider(), Self::wire_name)
+    }
+
+    /// The short name the `x-switchyard-translated` header and the usage log use.
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            Self::Chat => "openai-chat",
+            Self::Messages => "anthropic-messages",
+            Self::Responses => "openai-responses",
+            Self::Gemini => "gemini",
+        }
+    }
+
+    /// How usage is read from an answer in this dialect (an upstream's, so the
+    /// meter sees what the provider reported, not its translation).
+    pub fn usage_shape(self) -> UsageShape {
+        match self {
+            Self::Chat => UsageShape::OpenAiChat,
+            Self::Messages => UsageShape::Anthropic,
+            Self::Responses => UsageShape::OpenAiResponses,
+            // Gemini's `usageMetadata` has no reader of its own: estimated.
+            Self::Gemini => UsageShape::None,
         }
     }
 

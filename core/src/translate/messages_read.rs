@@ -53,8 +53,9 @@ struct MessagesRequest<'a> {
     container: Option<IgnoredAny>,
 }
 
+/// Anthropic's request metadata: only `user_id` is carried; other keys (tracking
+/// only, never the answer's meaning) are left behind.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RequestMetadata<'a> {
     #[serde(borrow, default)]
     user_id: Option<Cow<'a, str>>,
@@ -117,7 +118,6 @@ pub(crate) fn conversation<'a>(
     let text = std::str::from_utf8(body).map_err(Refusal::malformed)?;
     let req: MessagesRequest<'a> = parse(text, "request")?;
     for (present, what) in [
-        (req.context_management.is_some(), "context_management"),
         (req.mcp_servers.is_some(), "mcp_servers"),
         (req.container.is_some(), "container"),
     ] {
@@ -134,6 +134,15 @@ pub(crate) fn conversation<'a>(
     }
     if req.service_tier.is_some() {
         drop_field(dropped, "service_tier", "the target has no such setting");
+    }
+    if req.context_management.is_some() {
+        // Context editing only trims what the upstream reads of a long conversation:
+        // without it the whole conversation is read, and the answer means the same.
+        drop_field(
+            dropped,
+            "context_management",
+            "the target reads the whole conversation",
+        );
     }
     let mut conv = Conversation {
         model: req.model,

@@ -25,6 +25,7 @@ mod chat_read;
 mod chat_write;
 mod dialect;
 mod errors;
+mod estimate;
 mod gemini_answer;
 mod gemini_parts;
 mod gemini_path;
@@ -49,6 +50,7 @@ use crate::error::ErrorCode;
 
 pub use answer::{TranslatedAnswer, translate_answer};
 pub use dialect::{ClientHeaders, Dialect, Exchange};
+pub use estimate::estimate_input_tokens;
 pub use gemini_path::{GeminiCall, GeminiMethod, GeminiPathError};
 pub use refusal::{Dropped, Refusal};
 pub use stream::StreamTranslator;

@@ -152,8 +152,15 @@ pub(crate) fn conversation<'a>(
         }
     }
     for item in req.include.unwrap_or_default() {
-        if item != "reasoning.encrypted_content" {
-            return Err(Refusal::unsupported(format!("include `{item}`"), target));
+        match &*item {
+            "reasoning.encrypted_content" => {}
+            // Log probabilities are part of the answer asked for.
+            "message.output_text.logprobs" => {
+                return Err(Refusal::unsupported(format!("include `{item}`"), target));
+            }
+            // The rest ask for what built-in tools and stored inputs return, which a
+            // translated call never has: nothing of the answer is lost.
+            _ => drop_field(dropped, "include", "the target returns no such items"),
         }
     }
     let mut conv = Conversation {

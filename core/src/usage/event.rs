@@ -1,5 +1,7 @@
 //! The usage event, its log view, and the rollup rows bills are made of.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use super::{TokenUsage, UsageSource};
@@ -162,6 +164,13 @@ pub struct UsageEvent {
     pub end_user: Option<String>,
     /// The call's tag (`core::fields::tag_from_header`), when it carried one.
     pub tag: Option<String>,
+    /// The protocol the client spoke (`openai-chat`, `anthropic-messages`,
+    /// `openai-responses`, or `openai` / `anthropic` for the other endpoints).
+    /// Borrowed from a constant on the request path: naming it costs no allocation.
+    pub client_protocol: Option<Cow<'static, str>>,
+    /// The protocol the provider key spoke: the client's, unless the call was
+    /// translated; absent when no upstream answered it.
+    pub upstream_protocol: Option<Cow<'static, str>>,
 }
 
 impl UsageEvent {
@@ -271,6 +280,8 @@ mod tests {
             session: Some("s-1".into()),
             end_user: Some("ada".into()),
             tag: None,
+            client_protocol: Some("openai-chat".into()),
+            upstream_protocol: Some("anthropic-messages".into()),
         };
         let view = serde_json::to_value(UsageLogView::from(&event)).unwrap();
         let mut keys: Vec<&str> = view
@@ -307,6 +318,8 @@ mod tests {
             "session",
             "user",
             "tag",
+            "client_protocol",
+            "upstream_protocol",
         ];
         want.sort_unstable();
         assert_eq!(keys, want);

@@ -5,13 +5,14 @@
 use std::time::Instant;
 
 use axum::response::Response;
-use http::{HeaderMap, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use metrics::SharedString;
 use switchyard_core::endpoint::{Endpoint, is_protocol_error};
 use switchyard_core::error::ErrorCode;
 use switchyard_core::ids::AccountId;
 use switchyard_core::route::{CoolDown, Failure, RouteError};
 use switchyard_core::snapshot::{Compiled, ProviderKey};
+use switchyard_core::translate::{Dialect, estimate_input_tokens};
 use switchyard_runtime::now_ms;
 use tracing::{Instrument, field};
 
@@ -19,6 +20,7 @@ use super::error::ProxyError;
 use super::facts::UploadWatch;
 use super::meter::Meter;
 use super::relay::{self, Relay};
+use super::translation::Outbound;
 use crate::app::App;
 use crate::metric;
 use crate::upstream::{self, AttemptFailure, ClientParts, Sent, UpstreamBody};
@@ -37,6 +39,9 @@ pub(super) struct Outgoing<'a> {
     pub body: UpstreamBody,
     pub strip_usage_chunk: bool,
     pub upload: &'a UploadWatch,
+    /// The caller may reach provider keys of another protocol, translated
+    /// (`Compiled::translates`).
+    pub may_translate: bool,
 }
 
 /// Try provider keys until one answers or none is left. `model_label` gets the model
@@ -59,6 +64,7 @@ pub(super) async fn run(
         mut body,
         strip_usage_chunk,
         upload,
+        may_translate,
     } = call;
     let client = ClientParts {
         headers,
@@ -68,16 +74,34 @@ pub(super) async fn run(
     };
     let relay = Relay {
         endpoint,
+        usage: endpoint.usage_shape(),
         strip_usage_chunk,
         idle: app.limits.idle_timeout,
         drain: app.limits.drain_timeout,
     };
     let kind = endpoint.protocol().provider_kind();
-    let mut attempts = snapshot.attempts(owner, served, kind, app.limits.tries_per_level);
+    // Only the dialects translation reads reach keys of another protocol.
+    let dialect = Dialect::of_endpoint(endpoint).filter(|_| may_translate);
+    let mut attempts = snapshot.attempts(
+        owner,
+        served,
+        kind,
+        dialect.is_some(),
+        app.limits.tries_per_level,
+    );
+    // The request translated for the last upstream dialect tried, kept for the next
+    // key of the same dialect.
+    let mut outbound: Option<Outbound> = None;
     let mut last: Option<AttemptFailure> = None;
     loop {
         let choice = match attempts.next(now_ms()) {
             Ok(c) => c,
+            Err(RouteError::WrongProtocol { .. })
+                if endpoint == Endpoint::CountTokens && may_translate =>
+            {
+                // Counted by no upstream of the client's protocol: estimated here.
+                return estimated_count(&body, meter);
+            }
             Err(e) => {
                 let error = exhausted(e, last.as_ref(), &app.cool_down);
                 if attempts.tried() == 0 {
@@ -92,7 +116,27 @@ pub(super) async fn run(
         if attempts.tried() == 1 {
             model_label.push_str(snapshot.metric_model(served));
         }
-        meter.attempting(key);
+        let translated = match dialect {
+            Some(client) if key.kind != kind => {
+                let current = outbound
+                    .as_ref()
+                    .is_some_and(|o| o.upstream() == Dialect::of_kind(key.kind));
+                if !current {
+                    match translate_for(client, key, &body, headers, strip_usage_chunk) {
+                        Ok(o) => outbound = Some(o),
+                        Err(refused) => {
+                            // The request, not the key: no other key of this dialect
+                            // could carry it either.
+                            meter.finish(refused.code.http_status(), None);
+                            return Err(refused);
+                        }
+                    }
+                }
+                outbound.as_ref()
+            }
+            _ => None,
+        };
+        meter.attempting(key, upstream_protocol(endpoint, translated));
         let deadline = Instant::now() + app.limits.first_byte_timeout;
         // One routing try per key, and inside it the HTTP exchange with the upstream.
         let attempt = tracing::info_span!(
@@ -118,18 +162,22 @@ pub(super) async fn run(
             endpoint,
             &mut body,
             &client,
+            translated,
             deadline,
         )
         .instrument(exchange)
         .await;
         let failure = match sent {
             Sent::Answer(answer) => {
-                match answered(app, relay, stream, answer, deadline, meter, key)
+                match answered(app, relay, stream, answer, deadline, meter, key, translated)
                     .instrument(attempt.clone())
                     .await
                 {
-                    Ok(response) => {
+                    Ok(mut response) => {
                         choice.health.record_success();
+                        if let Some(t) = translated {
+                            t.mark(&mut response);
+                        }
                         return Ok(response);
                     }
                     Err((failure, m)) => {
@@ -192,17 +240,79 @@ pub(super) async fn run(
     }
 }
 
+/// The protocol the upstream speaks: the translated one, else the client's own.
+fn upstream_protocol(endpoint: Endpoint, translated: Option<&Outbound>) -> &'static str {
+    translated.map_or(Dialect::protocol_of(endpoint), |t| t.upstream().wire_name())
+}
+
+/// The client's request for a key of another protocol, or the refusal to send in the
+/// client's shape.
+fn translate_for(
+    client: Dialect,
+    key: &ProviderKey,
+    body: &UpstreamBody,
+    headers: &HeaderMap,
+    usage_asked: bool,
+) -> Result<Outbound, ProxyError> {
+    match body {
+        UpstreamBody::Whole(bytes) => Outbound::new(client, key.kind, bytes, headers, usage_asked),
+        // The dialects translation reads are JSON, always read whole.
+        UpstreamBody::Streamed(_) => Err(ProxyError::new(
+            ErrorCode::InvalidRequest,
+            "a streamed upload cannot be translated",
+        )),
+    }
+}
+
+/// Token counting for a model only keys of another protocol serve: an estimate from
+/// the request (`core::translate::estimate_input_tokens`), never sent upstream.
+fn estimated_count(body: &UpstreamBody, meter: Meter) -> Result<Response, ProxyError> {
+    let counted = match body {
+        UpstreamBody::Whole(bytes) => estimate_input_tokens(bytes)
+            .map_err(|refusal| ProxyError::new(ErrorCode::InvalidRequest, refusal.to_string())),
+        UpstreamBody::Streamed(_) => Err(ProxyError::new(
+            ErrorCode::InvalidRequest,
+            "token counting takes a JSON body",
+        )),
+    };
+    let tokens = match counted {
+        Ok(tokens) => tokens,
+        Err(e) => {
+            meter.finish(e.code.http_status(), None);
+            return Err(e);
+        }
+    };
+    meter.finish(StatusCode::OK.as_u16(), None);
+    let body = serde_json::json!({ "input_tokens": tokens }).to_string();
+    let mut response = Response::new(axum::body::Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(ESTIMATED_HEADER, HeaderValue::from_static("true"));
+    Ok(response)
+}
+
+/// Marks an answer Switchyard estimated rather than had from an upstream.
+pub const ESTIMATED_HEADER: &str = "x-switchyard-estimated";
+
 /// The upstream answered with a status that is not the key's fault: relay it, unless
 /// it breaks before anything reached the client (then it is the key's failure).
+#[expect(clippy::too_many_arguments, reason = "one attempt's whole context")]
 async fn answered(
     app: &App,
-    relay: Relay,
+    mut relay: Relay,
     stream: bool,
     answer: upstream::UpstreamResponse,
     deadline: Instant,
     mut meter: Meter,
     key: &ProviderKey,
+    translated: Option<&Outbound>,
 ) -> Result<Response, (AttemptFailure, Meter)> {
+    if let Some(t) = translated {
+        relay.usage = t.usage_shape();
+    }
     let status = answer.status();
     let is_sse = answer
         .headers()
@@ -215,16 +325,19 @@ async fn answered(
             Err(f) => return Err((f, meter)),
         };
         meter.mark_first_byte();
-        return Ok(relay::stream_back(started_stream, relay, meter));
+        let translator = translated.map(Outbound::stream_translator);
+        return Ok(relay::stream_back(started_stream, relay, meter, translator));
     }
     meter.mark_first_byte();
     if relay.endpoint.passes_body_through() && status.is_success() {
         return Ok(relay::pass_through(answer, meter, relay.idle));
     }
+    // The upstream's own protocol: a translated call's is not the endpoint's.
+    let upstream_endpoint = translated.map_or(relay.endpoint, |t| t.upstream().endpoint());
     match relay::read_whole(answer, app.limits.max_response_body, relay.idle).await {
         Ok(whole)
             if whole.status == StatusCode::NOT_FOUND
-                && !is_protocol_error(relay.endpoint.protocol(), &whole.body) =>
+                && !is_protocol_error(upstream_endpoint.protocol(), &whole.body) =>
         {
             // Not the endpoint's own answer: the key's base URL is wrong. Say which
             // key and where, and try the next key.
@@ -234,13 +347,18 @@ async fn answered(
                     "provider key {} answered 404 at {}{} without a {} error: check the key's base_url",
                     key.id,
                     key.base_url,
-                    relay.endpoint.upstream_suffix(),
-                    relay.endpoint.protocol().gen_ai_provider(),
+                    translated.map_or(relay.endpoint.upstream_suffix(), |t| &t.path),
+                    upstream_endpoint.protocol().gen_ai_provider(),
                 ),
             );
             Err((failure, meter))
         }
-        Ok(whole) => Ok(relay::whole_back(relay.endpoint, whole, meter)),
+        Ok(whole) => Ok(relay::whole_back(
+            relay.usage,
+            whole,
+            meter,
+            translated.map(|t| &t.exchange),
+        )),
         Err(f) => Err((f, meter)),
     }
 }

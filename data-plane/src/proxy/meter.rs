@@ -1,6 +1,7 @@
 //! The usage event of one client call, filled in as the call goes and emitted once:
 //! when the call ends, or, if the client went away first, when it is dropped.
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use switchyard_core::ids::{EventId, ProviderKeyId};
@@ -52,6 +53,9 @@ pub struct Metered {
     pub prompt: Option<bytes::Bytes>,
     /// The call's trace span, held open until its usage is known.
     pub span: tracing::Span,
+    /// The protocol the client speaks (`Dialect::wire_name`, or the protocol's name
+    /// for endpoints translation does not serve).
+    pub client_protocol: &'static str,
 }
 
 pub struct Meter {
@@ -61,6 +65,8 @@ pub struct Meter {
     level: u32,
     /// Provider keys tried.
     attempts: u32,
+    /// The protocol of the provider key tried last.
+    upstream_protocol: Option<&'static str>,
     ttfb: Option<Duration>,
     done: bool,
 }
@@ -72,16 +78,19 @@ impl Meter {
             provider: None,
             level: 0,
             attempts: 0,
+            upstream_protocol: None,
             ttfb: None,
             done: false,
         }
     }
 
-    /// A provider key is being tried: the event names it, should the call end there.
-    pub fn attempting(&mut self, key: &ProviderKey) {
+    /// A provider key is being tried, speaking `protocol`: the event names both,
+    /// should the call end there.
+    pub fn attempting(&mut self, key: &ProviderKey, protocol: &'static str) {
         self.provider = Some(key.id);
         self.level = key.level;
         self.attempts = self.attempts.saturating_add(1);
+        self.upstream_protocol = Some(protocol);
     }
 
     /// The provider key tried last.
@@ -201,6 +210,8 @@ impl Meter {
             session: self.call.session.take(),
             end_user: self.call.end_user.take(),
             tag: self.call.tag.take(),
+            client_protocol: Some(Cow::Borrowed(self.call.client_protocol)),
+            upstream_protocol: self.upstream_protocol.map(Cow::Borrowed),
         });
     }
 }

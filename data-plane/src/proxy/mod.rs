@@ -9,6 +9,7 @@ mod facts;
 mod meter;
 mod relay;
 mod reserve;
+mod translation;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,12 +24,14 @@ use switchyard_core::error::ErrorCode;
 use switchyard_core::fields;
 use switchyard_core::ids::AccountId;
 use switchyard_core::snapshot::Compiled;
+use switchyard_core::translate::Dialect;
 use tracing::{Instrument, field};
 
 pub use crate::access::AccessLog;
 pub use crate::app::{App, Limits};
 pub use crate::limits::LocalShare;
 pub use error::{ProxyError, error_response};
+pub use translation::{Outbound, TRANSLATED_HEADER};
 
 use error::proxy_error_response;
 use facts::{Prepared, UploadWatch};
@@ -193,6 +196,7 @@ async fn forward(
         end_user,
         ..
     } = prepared;
+    let may_translate = snapshot.translates(&caller);
     let meter = Meter::new(Metered {
         sink: app.usage.clone(),
         started,
@@ -219,6 +223,7 @@ async fn forward(
         admitted,
         prompt,
         span: call_span,
+        client_protocol: Dialect::protocol_of(endpoint),
     });
     let outgoing = attempts::Outgoing {
         snapshot: &snapshot,
@@ -231,6 +236,7 @@ async fn forward(
         body,
         strip_usage_chunk,
         upload: &upload,
+        may_translate,
     };
     seen.metered = true;
     attempts::run(app, outgoing, meter, &mut seen.model_label).await

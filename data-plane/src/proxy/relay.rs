@@ -9,10 +9,11 @@ use axum::response::Response;
 use bytes::Bytes;
 use futures_util::{FutureExt, Stream, StreamExt};
 use http::{HeaderValue, StatusCode, header};
-use switchyard_core::endpoint::{Endpoint, stream_error_event};
+use switchyard_core::endpoint::{Endpoint, UsageShape, stream_error_event};
 use switchyard_core::error::ErrorCode;
 use switchyard_core::route::Failure;
 use switchyard_core::sse::{self, SseFramer};
+use switchyard_core::translate::{Exchange, StreamTranslator, translate_answer};
 use switchyard_core::usage::{
     EventVerdict, StreamEnd, StreamMeter, estimate_tokens, usage_from_json,
 };
@@ -20,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::meter::Meter;
+use super::translation;
 use crate::upstream::{AttemptFailure, UpstreamResponse};
 
 /// The most a burst of events gathers before it goes to the client.
@@ -103,10 +105,16 @@ pub async fn read_whole(
     })
 }
 
-/// Send a whole answer and meter it.
-pub fn whole_back(endpoint: Endpoint, whole: Whole, meter: Meter) -> Response {
+/// Send a whole answer and meter it: its usage read as the upstream reported it
+/// (`shape`), the answer translated for the client first when `exchange` says so.
+pub fn whole_back(
+    shape: UsageShape,
+    whole: Whole,
+    meter: Meter,
+    exchange: Option<&Exchange>,
+) -> Response {
     let tokens = if whole.status.is_success() {
-        usage_from_json(endpoint.usage_shape(), &whole.body)
+        usage_from_json(shape, &whole.body)
     } else {
         None
     };
@@ -118,6 +126,22 @@ pub fn whole_back(endpoint: Endpoint, whole: Whole, meter: Meter) -> Response {
         meter.finish_estimated(whole.status.as_u16(), estimate_tokens(&whole.body));
     } else {
         meter.finish(whole.status.as_u16(), tokens);
+    }
+    if let Some(exchange) = exchange {
+        let answer = translate_answer(
+            exchange,
+            whole.status.as_u16(),
+            &whole.body,
+            translation::now_unix(),
+        );
+        let mut response = Response::new(Body::from(answer.body));
+        *response.status_mut() =
+            StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        return response;
     }
     let mut response = Response::new(Body::from(whole.body));
     *response.status_mut() = whole.status;
@@ -215,6 +239,9 @@ pub async fn first_event(
 #[derive(Clone, Copy)]
 pub struct Relay {
     pub endpoint: Endpoint,
+    /// How the upstream's answer reports usage (its own protocol's shape, which is
+    /// not the endpoint's when the call is translated).
+    pub usage: UsageShape,
     /// Hold back the usage-only chunk the router asked for on the client's behalf.
     pub strip_usage_chunk: bool,
     pub idle: Duration,
@@ -227,6 +254,32 @@ fn forwarded(usage: &mut StreamMeter, relay: Relay, event: &[u8]) -> bool {
     let usage_only =
         sse::event_data(event).is_some_and(|data| usage.observe(&data) == EventVerdict::UsageOnly);
     !(usage_only && relay.strip_usage_chunk)
+}
+
+/// What the relay does with each upstream event, its usage read on the way: passes it
+/// on as it is, or translates it for the client.
+struct Pipe {
+    usage: StreamMeter,
+    translator: Option<Box<StreamTranslator>>,
+}
+
+impl Pipe {
+    /// One whole upstream event: what the client gets of it appended to `out`.
+    fn event(&mut self, relay: Relay, event: &[u8], out: &mut Vec<u8>) {
+        match &mut self.translator {
+            None => {
+                if forwarded(&mut self.usage, relay, event) {
+                    out.extend_from_slice(event);
+                }
+            }
+            Some(translator) => {
+                if let Some(data) = sse::event_data(event) {
+                    self.usage.observe(&data);
+                }
+                translator.feed(event, out);
+            }
+        }
+    }
 }
 
 /// How the upstream stream ended while a burst gathered.
@@ -242,15 +295,13 @@ enum BurstEnd {
 async fn burst(
     framer: &mut SseFramer,
     chunks: &mut Chunks,
-    usage: &mut StreamMeter,
+    pipe: &mut Pipe,
     relay: Relay,
 ) -> (Vec<u8>, Option<BurstEnd>) {
     let mut burst = Vec::new();
     loop {
         while let Some(event) = framer.next_event() {
-            if forwarded(usage, relay, &event) {
-                burst.extend_from_slice(&event);
-            }
+            pipe.event(relay, &event, &mut burst);
         }
         if burst.is_empty() || burst.len() >= BURST_MAX {
             return (burst, None);
@@ -270,23 +321,40 @@ async fn burst(
 /// (backpressure both ways), reads usage on the way, ends a broken stream (cut, or
 /// closed before the protocol's last event) with the protocol's error event, keeps
 /// draining (bounded) when the client leaves so the usage still arrives, and meters
-/// once at the end.
-pub fn stream_back(started: Started, relay: Relay, meter: Meter) -> Response {
+/// once at the end. With a `translator`, each upstream event is translated for the
+/// client as it comes (its usage read as the upstream sent it), and a break ends the
+/// client's stream with its own protocol's error event.
+pub fn stream_back(
+    started: Started,
+    relay: Relay,
+    meter: Meter,
+    translator: Option<Box<StreamTranslator>>,
+) -> Response {
     let Started {
         status,
         mut chunks,
         mut framer,
         first,
     } = started;
-    let mut usage = StreamMeter::new(relay.endpoint.usage_shape());
-    let first = forwarded(&mut usage, relay, &first).then(|| Ok(Bytes::from(first)));
+    let mut pipe = Pipe {
+        usage: StreamMeter::new(relay.usage),
+        translator,
+    };
+    let first = match pipe.translator {
+        None => forwarded(&mut pipe.usage, relay, &first).then(|| Ok(Bytes::from(first))),
+        Some(_) => {
+            let mut out = Vec::new();
+            pipe.event(relay, &first, &mut out);
+            (!out.is_empty()).then(|| Ok(Bytes::from(out)))
+        }
+    };
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     tokio::spawn(async move {
         let mut client_gone = false;
         let mut drain_deadline: Option<Instant> = None;
         let mut failed = false;
         loop {
-            let (burst, end) = burst(&mut framer, &mut chunks, &mut usage, relay).await;
+            let (burst, end) = burst(&mut framer, &mut chunks, &mut pipe, relay).await;
             if !burst.is_empty() && !client_gone && tx.send(Ok(Bytes::from(burst))).await.is_err() {
                 client_gone = true;
                 drain_deadline = Some(Instant::now() + relay.drain);
@@ -313,29 +381,28 @@ pub fn stream_back(started: Started, relay: Relay, meter: Meter) -> Response {
             }
         }
         let rest = framer.take_rest();
-        if let Some(data) = sse::event_data(&rest) {
-            // An event the upstream closed without its blank line still counts.
-            usage.observe(&data);
-        }
-        if !client_gone && !rest.is_empty() {
-            let _ = tx.send(Ok(Bytes::from(rest))).await;
-        }
-        let end = if failed {
-            StreamEnd::Truncated
-        } else {
-            usage.end()
+        let (end, last) = match &mut pipe.translator {
+            None => untranslated_end(&mut pipe.usage, rest, failed, relay),
+            Some(translator) => {
+                // An event the upstream closed without its blank line still counts.
+                if let Some(data) = sse::event_data(&rest) {
+                    pipe.usage.observe(&data);
+                }
+                let mut out = Vec::new();
+                translator.feed(&rest, &mut out);
+                let end = if failed {
+                    translator.broken("the upstream stream was interrupted", &mut out);
+                    StreamEnd::Truncated
+                } else {
+                    translator.finish(&mut out)
+                };
+                (end, out)
+            }
         };
-        if end == StreamEnd::Truncated && !client_gone {
-            // End with an error event, never a clean close that looks like success.
-            let message = if failed {
-                "the upstream stream was interrupted"
-            } else {
-                "the upstream stream ended before its last event"
-            };
-            let event = stream_error_event(relay.endpoint, ErrorCode::UpstreamFailed, message);
-            let _ = tx.send(Ok(Bytes::from(event))).await;
+        if !client_gone && !last.is_empty() {
+            let _ = tx.send(Ok(Bytes::from(last))).await;
         }
-        finish_stream(meter, status, end, &usage);
+        finish_stream(meter, status, end, &pipe.usage);
     });
     let body = futures_util::stream::iter(first).chain(ReceiverStream::new(rx));
     let mut response = Response::new(Body::from_stream(body));
@@ -347,6 +414,41 @@ pub fn stream_back(started: Started, relay: Relay, meter: Meter) -> Response {
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
+}
+
+/// How an untranslated stream ended, and its last bytes for the client: what the
+/// upstream closed without its blank line, then the protocol's error event if the
+/// stream broke or closed before its last event (never a clean close that looks like
+/// success).
+fn untranslated_end(
+    usage: &mut StreamMeter,
+    rest: Vec<u8>,
+    failed: bool,
+    relay: Relay,
+) -> (StreamEnd, Vec<u8>) {
+    if let Some(data) = sse::event_data(&rest) {
+        // An event the upstream closed without its blank line still counts.
+        usage.observe(&data);
+    }
+    let end = if failed {
+        StreamEnd::Truncated
+    } else {
+        usage.end()
+    };
+    let mut last = rest;
+    if end == StreamEnd::Truncated {
+        let message = if failed {
+            "the upstream stream was interrupted"
+        } else {
+            "the upstream stream ended before its last event"
+        };
+        last.extend_from_slice(&stream_error_event(
+            relay.endpoint,
+            ErrorCode::UpstreamFailed,
+            message,
+        ));
+    }
+    (end, last)
 }
 
 /// Meter a stream that has stopped. One that did not end complete is recorded as a
@@ -381,7 +483,7 @@ mod tests {
     use crate::proxy::meter::Metered;
     use crate::usage::UsageSink;
 
-    fn meter() -> Meter {
+    pub(super) fn meter() -> Meter {
         let caller = Caller {
             key: IssuedKeyId::new(),
             chain: Arc::from([AccountId::new()]),
@@ -410,12 +512,14 @@ mod tests {
             admitted: None,
             prompt: None,
             span: tracing::Span::none(),
+            client_protocol: "openai-chat",
         })
     }
 
-    fn relay() -> Relay {
+    pub(super) fn relay() -> Relay {
         Relay {
             endpoint: Endpoint::ChatCompletions,
+            usage: UsageShape::OpenAiChat,
             strip_usage_chunk: false,
             idle: Duration::from_secs(5),
             drain: Duration::from_secs(5),
@@ -438,7 +542,7 @@ mod tests {
         // Two events wait upstream before the relay starts: one burst.
         upstream.send(Ok(event(2))).await.unwrap();
         upstream.send(Ok(event(3))).await.unwrap();
-        let mut body = stream_back(started, relay(), meter()).into_body();
+        let mut body = stream_back(started, relay(), meter(), None).into_body();
         let mut next = async || {
             tokio::time::timeout(Duration::from_secs(5), body.frame())
                 .await
@@ -480,7 +584,7 @@ mod tests {
             upstream.send(Ok(Bytes::from(e.to_string()))).await.unwrap();
         }
         drop(upstream);
-        let body = stream_back(started, relay(), meter()).into_body();
+        let body = stream_back(started, relay(), meter(), None).into_body();
         let bytes = tokio::time::timeout(Duration::from_secs(5), body.collect())
             .await
             .unwrap()
@@ -509,3 +613,6 @@ mod tests {
         assert!(failed.contains("overloaded"), "{failed}");
     }
 }
+
+#[cfg(test)]
+mod translated_tests;

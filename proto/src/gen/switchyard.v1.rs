@@ -174,6 +174,10 @@ pub struct Rules {
     /// Client header names forwarded upstream besides the built-in allow-list (lowercase).
     #[prost(string, repeated, tag = "9")]
     pub forward_headers: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// The owner turned protocol translation off (calls reach only keys of their own
+    /// protocol); unset: on.
+    #[prost(bool, tag = "10")]
+    pub translation_disabled: bool,
 }
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct LimitSettings {
@@ -256,6 +260,10 @@ pub struct Policy {
     >,
     #[prost(message, optional, tag = "7")]
     pub credit: ::core::option::Option<CreditLimit>,
+    /// Calls of this account and its descendants are never translated to another
+    /// protocol's provider keys.
+    #[prost(bool, tag = "8")]
+    pub forbid_translation: bool,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct IssuedKey {
@@ -880,6 +888,14 @@ pub struct UsageEvent {
     /// The call's tag (x-switchyard-tag); absent when it carried none.
     #[prost(string, optional, tag = "25")]
     pub tag: ::core::option::Option<::prost::alloc::string::String>,
+    /// The protocol the client spoke (openai-chat, anthropic-messages, openai-responses,
+    /// or openai / anthropic for the other endpoints).
+    #[prost(string, optional, tag = "26")]
+    pub client_protocol: ::core::option::Option<::prost::alloc::string::String>,
+    /// The protocol the provider key spoke: the client's unless translated; absent
+    /// when no upstream answered.
+    #[prost(string, optional, tag = "27")]
+    pub upstream_protocol: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RollupQuery {

@@ -327,7 +327,7 @@ mod tests {
         let types = event_types();
         let sql = unnest_sql(&EVENTS_INSERT, &types, EVENTS_TAIL);
         assert!(sql.contains("SELECT * FROM unnest($1::text[], $2::int8[], $3::text[]"));
-        assert!(sql.ends_with("$28::text[]) ON CONFLICT (id) DO NOTHING RETURNING id"));
+        assert!(sql.ends_with("$30::text[]) ON CONFLICT (id) DO NOTHING RETURNING id"));
         // As many columns as arrays.
         let columns = EVENTS_INSERT.matches(',').count() + 1;
         assert_eq!(columns, types.len());

@@ -1,6 +1,8 @@
 //! Reading stored usage back: raw events a page at a time (only the conditions a
 //! filter sets, so an index serves each read) and rollups for a tree, bounded.
 
+use std::borrow::Cow;
+
 use sqlx::Row;
 use switchyard_core::ids::AccountId;
 use switchyard_core::time::UtcDay;
@@ -223,6 +225,12 @@ fn event_from_row(r: &sqlx::any::AnyRow) -> Result<UsageEvent, StoreError> {
         session: r.try_get("session")?,
         end_user: r.try_get("end_user")?,
         tag: r.try_get("tag")?,
+        client_protocol: r
+            .try_get::<Option<String>, _>("client_protocol")?
+            .map(Cow::Owned),
+        upstream_protocol: r
+            .try_get::<Option<String>, _>("upstream_protocol")?
+            .map(Cow::Owned),
     })
 }
 

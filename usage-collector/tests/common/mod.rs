@@ -90,5 +90,7 @@ pub fn event(main: AccountId, at_unix_ms: i64) -> UsageEvent {
         session: None,
         end_user: None,
         tag: None,
+        client_protocol: None,
+        upstream_protocol: None,
     }
 }

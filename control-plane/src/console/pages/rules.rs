@@ -25,7 +25,7 @@ pub fn routes() -> Router<Console> {
 }
 
 /// Each section's heading and the shape its value takes.
-const GUIDE: [(&str, &str, &str); 8] = [
+const GUIDE: [(&str, &str, &str); 9] = [
     (
         "model_mapper",
         "Model mapper",
@@ -65,6 +65,11 @@ const GUIDE: [(&str, &str, &str); 8] = [
         "forward_headers",
         "Forwarded headers",
         r#"["x-request-id"]: client headers sent upstream besides the built-in allow-list."#,
+    ),
+    (
+        "translation",
+        "Protocol translation",
+        r#"{"enabled": false}: calls reach only provider keys of their own protocol (on by default: a model only another protocol's keys serve is translated)."#,
     ),
 ];
 

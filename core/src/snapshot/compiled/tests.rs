@@ -357,7 +357,7 @@ fn routes_within_the_owner_and_lists_callable_models() {
     .unwrap();
     let first = |owner, model| {
         compiled
-            .attempts(owner, model, ProviderKind::OpenAi, 3)
+            .attempts(owner, model, ProviderKind::OpenAi, false, 3)
             .next(0)
             .map(|c| c.key.id)
     };
@@ -636,7 +636,7 @@ fn health_survives_a_new_version() {
 }
 
 #[test]
-fn a_gemini_key_serves_no_endpoint_of_another_protocol() {
+fn a_gemini_key_serves_another_protocol_only_through_translation() {
     let main = account(None);
     let mut gemini = provider(main.id, 0, &["*"]);
     gemini.kind = ProviderKind::Gemini;
@@ -651,18 +651,24 @@ fn a_gemini_key_serves_no_endpoint_of_another_protocol() {
         rules: BTreeMap::new(),
     })
     .unwrap();
-    let first = |model, kind| {
+    let first = |model, kind, translate| {
         compiled
-            .attempts(main.id, model, kind, 3)
+            .attempts(main.id, model, kind, translate, 3)
             .next(0)
             .map(|c| c.key.id)
     };
-    // The Gemini key matches every model by pattern, yet only its own kind picks it.
-    assert_eq!(first("gpt-4o", ProviderKind::OpenAi), Ok(openai.id));
-    assert!(first("gemini-2.5-flash", ProviderKind::OpenAi).is_err());
-    assert!(first("gemini-2.5-flash", ProviderKind::Anthropic).is_err());
+    // The Gemini key matches every model by pattern, yet the OpenAI key of the
+    // client's own protocol comes first, and without translation only its own kind
+    // picks the Gemini key.
+    assert_eq!(first("gpt-4o", ProviderKind::OpenAi, true), Ok(openai.id));
+    assert!(first("gemini-2.5-flash", ProviderKind::OpenAi, false).is_err());
+    assert!(first("gemini-2.5-flash", ProviderKind::Anthropic, false).is_err());
     assert_eq!(
-        first("gemini-2.5-flash", ProviderKind::Gemini),
+        first("gemini-2.5-flash", ProviderKind::OpenAi, true),
+        Ok(gemini.id)
+    );
+    assert_eq!(
+        first("gemini-2.5-flash", ProviderKind::Gemini, false),
         Ok(gemini.id)
     );
     let caller = compiled.authenticate(k.clear.expose(), 0).unwrap();
@@ -675,4 +681,37 @@ fn a_gemini_key_serves_no_endpoint_of_another_protocol() {
             .callable_models(&caller, ProviderKind::Anthropic)
             .is_empty()
     );
+}
+
+#[test]
+fn translation_is_on_unless_the_owners_rules_or_a_policy_on_the_chain_turn_it_off() {
+    let main = account(None);
+    let mut team = account(Some(main.id));
+    team.policy = serde_json::from_str(r#"{"forbid_translation":true}"#).unwrap();
+    let member = account(Some(team.id));
+    let keys = [generate(), generate(), generate()];
+    let build = |rules: &str| {
+        Compiled::build(Snapshot {
+            version: 1,
+            accounts: vec![main.clone(), team.clone(), member.clone()],
+            issued_keys: vec![
+                key(main.id, keys[0].hash),
+                key(team.id, keys[1].hash),
+                key(member.id, keys[2].hash),
+            ],
+            provider_keys: vec![],
+            rules: BTreeMap::from([(main.id, serde_json::from_str(rules).unwrap())]),
+        })
+        .unwrap()
+    };
+    let translates = |compiled: &Compiled| {
+        keys.iter()
+            .map(|k| compiled.translates(&compiled.authenticate(k.clear.expose(), 0).unwrap()))
+            .collect::<Vec<_>>()
+    };
+    // Forbidden on the team: the team and its member, not the main account.
+    assert_eq!(translates(&build("{}")), [true, false, false]);
+    // The owner's rule: nobody in the tree.
+    let off = build(r#"{"translation":{"enabled":false}}"#);
+    assert_eq!(translates(&off), [false, false, false]);
 }

@@ -518,3 +518,25 @@ fn messages_refusals() {
     let missing = refused(M, C, &json!({"model": "m", "messages": [user]}));
     assert!(missing.to_string().contains("max_tokens"), "{missing}");
 }
+
+#[test]
+fn claude_codes_settings_that_do_not_change_the_answer_are_dropped_and_named() {
+    let t = request(
+        M,
+        C,
+        &json!({
+            "model": "gpt-4.1",
+            "max_tokens": 100,
+            "messages": [{"role": "user", "content": "Hi"}],
+            "metadata": {"user_id": "u-1", "session": "s"},
+            "service_tier": "auto",
+            "context_management": {"edits": [{"type": "clear_thinking_20251015"}]}
+        }),
+    );
+    assert_eq!(body(&t)["user"], "u-1");
+    let header = t.dropped_header().unwrap();
+    assert!(
+        header.contains("context_management") && header.contains("service_tier"),
+        "{header}"
+    );
+}

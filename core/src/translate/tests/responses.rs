@@ -135,7 +135,7 @@ fn responses_refusals() {
             "background",
         ),
         (
-            json!({"model": "m", "input": "x", "include": ["file_search_call.results"]}),
+            json!({"model": "m", "input": "x", "include": ["message.output_text.logprobs"]}),
             "include",
         ),
     ];
