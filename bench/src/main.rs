@@ -163,6 +163,8 @@ struct Bench {
     proxy: String,
     limited_key: String,
     free_key: String,
+    /// An owner with the same limits whose rules turn the quota headers off.
+    quiet_key: String,
     admin_url: String,
     control_url: String,
     collector_url: String,
@@ -206,10 +208,23 @@ async fn start_system(
         "model_limits": {"*": {"rpm": 100_000_000, "tpm": 100_000_000_000_u64}},
         "credit": {"limit_nanos": 1_000_000_000_000_000_000_u64, "period": "month"}
     });
-    let limited_key = owner(http, &admin, &root, "bench", limits, upstream).await?;
+    let limited_key = owner(http, &admin, &root, "bench", limits.clone(), upstream).await?;
     let free_key = owner(http, &admin, &root, "free", json!({}), upstream).await?;
+    let quiet_key = owner(http, &admin, &root, "quiet", limits, upstream).await?;
+    let off = http
+        .put(format!("{admin}/x-config/limits?key=quota_headers"))
+        .bearer_auth(&quiet_key)
+        .json(&json!(false))
+        .send()
+        .await?;
+    if !off.status().is_success() {
+        bail!(
+            "turning the quota headers off failed: {}",
+            off.text().await?
+        );
+    }
     let proxy = data.url("http");
-    for key in [&limited_key, &free_key] {
+    for key in [&limited_key, &free_key, &quiet_key] {
         wait_served(http, &proxy, key).await?;
     }
     Ok(Bench {
@@ -220,6 +235,7 @@ async fn start_system(
         proxy,
         limited_key,
         free_key,
+        quiet_key,
         kek,
     })
 }
@@ -691,7 +707,7 @@ async fn admission(
         &[("RUST_LOG", "warn")],
     )?;
     let shared_url = shared.url("http");
-    for key in [&bench.limited_key, &bench.free_key] {
+    for key in [&bench.limited_key, &bench.free_key, &bench.quiet_key] {
         wait_served(http, &shared_url, key).await?;
     }
     let path = "/v1/chat/completions";
@@ -719,8 +735,43 @@ async fn admission(
         pair_rows(out, &format!("{counters} "), &without, &with)?;
         pair_throughput(out, &format!("{counters} "), http, args, (&free, &limited)).await?;
     }
+    quota_headers(out, args, http, (&bench.proxy, &shared_url), bench).await?;
     drop(shared);
     drop(redis);
+    Ok(())
+}
+
+/// What the quota headers cost: calls with the same limits, their owner's rules
+/// turning the headers off against leaving them on, on both kinds of counters.
+async fn quota_headers(
+    out: &mut impl Write,
+    args: &Args,
+    http: &reqwest::Client,
+    proxies: (&str, &str),
+    bench: &Bench,
+) -> anyhow::Result<()> {
+    let path = "/v1/chat/completions";
+    let rate = args.admission_rate;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "| limits at {rate} req/s | headers off | headers on | headers added |"
+    )?;
+    writeln!(out, "|---|---|---|---|")?;
+    for (counters, proxy) in [("in-process", proxies.0), ("Redis", proxies.1)] {
+        let target = |key: &str| Target {
+            url: format!("{proxy}{path}"),
+            key: key.to_owned(),
+        };
+        let (off, on) = (target(&bench.quiet_key), target(&bench.limited_key));
+        throughput(http, &off, 8, 1).await;
+        tokio::time::sleep(DRAIN).await;
+        let without = open_loop(http, &off, rate, args.seconds).await;
+        tokio::time::sleep(DRAIN).await;
+        let with = open_loop(http, &on, rate, args.seconds).await;
+        pair_rows(out, &format!("{counters} "), &without, &with)?;
+        pair_throughput(out, &format!("{counters} "), http, args, (&off, &on)).await?;
+    }
     Ok(())
 }
 

@@ -10,11 +10,13 @@
 //! and hold streams open to prove the proxy passes events through as they come.
 //!
 //! Layout: here the server, its behaviours and what it observed; `openai` and
-//! `anthropic` answer each protocol's endpoints; `models` the model list of both.
+//! `anthropic` answer each protocol's endpoints; `models` the model list of both;
+//! `provider_quota` puts a provider's own rate-limit headers on every answer.
 
 mod anthropic;
 mod models;
 mod openai;
+mod provider_quota;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +31,8 @@ use axum::routing::post;
 use futures_util::StreamExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+pub use provider_quota::PROVIDER_LIMIT;
 
 /// Tokens by the fake's rule: whitespace-separated words.
 pub fn count_tokens(text: &str) -> u64 {
@@ -153,6 +157,7 @@ impl FakeUpstream {
             .route("/v1/models", axum::routing::get(models::list))
             // Uploads of any size: the proxy in front decides what it accepts.
             .layer(axum::extract::DefaultBodyLimit::disable())
+            .layer(axum::middleware::from_fn(provider_quota::add))
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
                 record_query,

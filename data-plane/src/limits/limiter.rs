@@ -40,38 +40,46 @@ const WATCH_EVERY: Duration = Duration::from_millis(200);
 
 /// One round trip: check every counter, then reserve on all of them, or on none.
 /// KEYS[1] is the primed marker, KEYS[2] the hold; ARGV[1] the generation this
-/// replica put its share into. Answers -1 without the marker (nothing is admitted:
-/// the counters may have lost the period's spend), -2 when the generation is not
-/// this replica's (it must put its share back first), -3 while the hold lasts, 0
-/// when admitted, else the 1-based index of the first counter that does not fit.
-/// ARGV holds, per counter after the first argument: limit, reservation, expiry
-/// (Unix ms).
-const ADMIT_LUA: &str = r"-- switchyard admit v3
+/// replica put its share into. Answers an array whose last element is the verdict:
+/// -1 without the marker (nothing is admitted: the counters may have lost the
+/// period's spend), -2 when the generation is not this replica's (it must put its
+/// share back first), -3 while the hold lasts (those three alone), 0 when admitted,
+/// else the 1-based index of the first counter that does not fit; before it, each
+/// counter's value after the reservation (admitted) or as it stands (refused), for
+/// the caller's quota headers. ARGV holds, per counter after the first argument:
+/// limit, reservation, expiry (Unix ms).
+const ADMIT_LUA: &str = r"-- switchyard admit v4
 local generation = redis.call('GET', KEYS[1])
 if not generation then
-  return -1
+  return {-1}
 end
 if generation ~= ARGV[1] then
-  return -2
+  return {-2}
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then
-  return -3
+  return {-3}
 end
 local n = #KEYS - 2
+local values = {}
+local refused = 0
 for i = 1, n do
   local current = tonumber(redis.call('GET', KEYS[i + 2]) or '0')
-  if current + tonumber(ARGV[3 * i]) > tonumber(ARGV[3 * i - 1]) then
-    return i
+  values[i] = current
+  if refused == 0 and current + tonumber(ARGV[3 * i]) > tonumber(ARGV[3 * i - 1]) then
+    refused = i
   end
 end
-for i = 1, n do
-  local reserve = tonumber(ARGV[3 * i])
-  if reserve > 0 then
-    redis.call('INCRBY', KEYS[i + 2], reserve)
-    redis.call('PEXPIREAT', KEYS[i + 2], ARGV[3 * i + 1])
+if refused == 0 then
+  for i = 1, n do
+    local reserve = tonumber(ARGV[3 * i])
+    if reserve > 0 then
+      values[i] = redis.call('INCRBY', KEYS[i + 2], reserve)
+      redis.call('PEXPIREAT', KEYS[i + 2], ARGV[3 * i + 1])
+    end
   end
 end
-return 0
+values[n + 1] = refused
+return values
 ";
 
 /// One round trip, once per loss of data: add the rebuilt spend (and the priming
@@ -144,6 +152,16 @@ pub enum Limiter {
     Redis(RedisCounters),
 }
 
+/// What admission found, in the same step as its verdict.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Counted {
+    /// `Err(i)`: `charges[i]` does not fit, nothing was reserved.
+    pub verdict: Result<(), usize>,
+    /// Each charge's counter after the reservation (admitted) or as it stands
+    /// (refused): what the caller's quota is read from.
+    pub values: Vec<u64>,
+}
+
 impl Limiter {
     /// A counter's value (for tests and diagnostics).
     pub async fn value(&self, counter: &str) -> Result<u64, LimiterError> {
@@ -176,8 +194,20 @@ impl Limiter {
         charges: &[Charge],
         now_ms: i64,
     ) -> Result<Result<(), usize>, LimiterError> {
+        Ok(self.admit_counted(charges, now_ms).await?.verdict)
+    }
+
+    /// Admit, with the counters' values the same step read (one round trip).
+    pub async fn admit_counted(
+        &self,
+        charges: &[Charge],
+        now_ms: i64,
+    ) -> Result<Counted, LimiterError> {
         if charges.is_empty() {
-            return Ok(Ok(()));
+            return Ok(Counted {
+                verdict: Ok(()),
+                values: Vec::new(),
+            });
         }
         match self {
             Self::Local(l) => l.admit(charges, now_ms),
@@ -304,7 +334,7 @@ impl LocalCounters {
         true
     }
 
-    fn admit(&self, charges: &[Charge], now_ms: i64) -> Result<Result<(), usize>, LimiterError> {
+    fn admit(&self, charges: &[Charge], now_ms: i64) -> Result<Counted, LimiterError> {
         if !self.primed.load(Ordering::Acquire) {
             return Err(LimiterError::Unprimed);
         }
@@ -316,23 +346,30 @@ impl LocalCounters {
             state.map.retain(|_, c| c.expires_at_ms > now_ms);
             state.next_sweep_ms = now_ms + 60_000;
         }
-        let current: Vec<u64> = charges
+        let mut values: Vec<u64> = charges
             .iter()
             .map(|c| live_value(&state.map, &c.counter, now_ms))
             .collect();
-        if let Err(i) = limits::admit(&current, charges) {
-            return Ok(Err(i));
+        if let Err(i) = limits::admit(&values, charges) {
+            return Ok(Counted {
+                verdict: Err(i),
+                values,
+            });
         }
-        for (c, value) in charges.iter().zip(current) {
+        for (c, value) in charges.iter().zip(values.iter_mut()) {
             if c.reserve > 0 {
+                *value = value.saturating_add(c.reserve);
                 let counter = Counter {
-                    value: value.saturating_add(c.reserve),
+                    value: *value,
                     expires_at_ms: c.expires_at_ms,
                 };
                 put(&mut state.map, &c.counter, counter);
             }
         }
-        Ok(Ok(()))
+        Ok(Counted {
+            verdict: Ok(()),
+            values,
+        })
     }
 
     fn settle(&self, charges: &[Charge], used: Used, now_ms: i64) {
@@ -502,8 +539,8 @@ fn new_generation() -> u64 {
 
 /// What the admission script answered.
 enum Admission {
-    Admitted,
-    Refused(usize),
+    Admitted(Vec<u64>),
+    Refused(usize, Vec<u64>),
     Unprimed,
     OtherGeneration,
     Holding,
@@ -730,20 +767,24 @@ impl RedisCounters {
     /// Admit, putting this replica's share back first when the counters were lost
     /// and primed by another replica, and waiting out the hold that gives every
     /// replica time to do so.
-    async fn admit(
-        &self,
-        charges: &[Charge],
-        now_ms: i64,
-    ) -> Result<Result<(), usize>, LimiterError> {
+    async fn admit(&self, charges: &[Charge], now_ms: i64) -> Result<Counted, LimiterError> {
         let give_up = tokio::time::Instant::now() + Duration::from_millis(2 * HOLD_MS);
         let mut restores = 0;
         loop {
             match self.admit_once(charges).await? {
-                Admission::Admitted => {
+                Admission::Admitted(values) => {
                     self.shares.record(charges, now_ms);
-                    return Ok(Ok(()));
+                    return Ok(Counted {
+                        verdict: Ok(()),
+                        values,
+                    });
                 }
-                Admission::Refused(i) => return Ok(Err(i)),
+                Admission::Refused(i, values) => {
+                    return Ok(Counted {
+                        verdict: Err(i),
+                        values,
+                    });
+                }
                 Admission::Unprimed => return Err(LimiterError::Unprimed),
                 Admission::OtherGeneration if restores < 3 => {
                     restores += 1;
@@ -777,14 +818,22 @@ impl RedisCounters {
                 .arg(c.reserve)
                 .arg(c.expires_at_ms);
         }
-        let answer: i64 = self.invoke(&call).await?;
-        match answer {
-            0 => Ok(Admission::Admitted),
+        let mut answer: Vec<i64> = self.invoke(&call).await?;
+        let verdict = answer.pop().unwrap_or(-4);
+        // Counters never go below zero; the same allocation is reused in place.
+        let values = || -> Vec<u64> {
+            answer
+                .into_iter()
+                .map(|v| u64::try_from(v).unwrap_or(0))
+                .collect()
+        };
+        match verdict {
+            0 => Ok(Admission::Admitted(values())),
             -1 => Ok(Admission::Unprimed),
             -2 => Ok(Admission::OtherGeneration),
             -3 => Ok(Admission::Holding),
             i => usize::try_from(i - 1)
-                .map(Admission::Refused)
+                .map(|i| Admission::Refused(i, values()))
                 .map_err(|_| LimiterError::Unavailable(format!("unexpected answer {i}"))),
         }
     }
