@@ -710,67 +710,54 @@ async fn admission(
     for key in [&bench.limited_key, &bench.free_key, &bench.quiet_key] {
         wait_served(http, &shared_url, key).await?;
     }
-    let path = "/v1/chat/completions";
-    let rate = args.admission_rate;
-    writeln!(out)?;
-    writeln!(
-        out,
-        "| admission at {rate} req/s | no limits | limits | limits added |"
-    )?;
-    writeln!(out, "|---|---|---|---|")?;
-    for (counters, proxy) in [("in-process", &bench.proxy), ("Redis", &shared_url)] {
-        let target = |key: &str| Target {
-            url: format!("{proxy}{path}"),
-            key: key.to_owned(),
-        };
-        let (free, limited) = (target(&bench.free_key), target(&bench.limited_key));
-        throughput(http, &free, 8, 1).await;
-        throughput(http, &limited, 8, 1).await;
-        // Each phase starts once the collector stored the previous one's usage, so
-        // the second of a pair does not pay for the first.
-        tokio::time::sleep(DRAIN).await;
-        let without = open_loop(http, &free, rate, args.seconds).await;
-        tokio::time::sleep(DRAIN).await;
-        let with = open_loop(http, &limited, rate, args.seconds).await;
-        pair_rows(out, &format!("{counters} "), &without, &with)?;
-        pair_throughput(out, &format!("{counters} "), http, args, (&free, &limited)).await?;
-    }
-    quota_headers(out, args, http, (&bench.proxy, &shared_url), bench).await?;
+    let proxies = [("in-process", bench.proxy.as_str()), ("Redis", &shared_url)];
+    let keys = (bench.free_key.as_str(), bench.limited_key.as_str());
+    let head = ["admission", "no limits", "limits", "limits added"];
+    key_pairs(out, args, http, head, &proxies, keys).await?;
+    // What the quota headers cost: the same limits, their owner's rules turning the
+    // headers off against leaving them on.
+    let keys = (bench.quiet_key.as_str(), bench.limited_key.as_str());
+    let head = ["limits", "headers off", "headers on", "headers added"];
+    key_pairs(out, args, http, head, &proxies, keys).await?;
     drop(shared);
     drop(redis);
     Ok(())
 }
 
-/// What the quota headers cost: calls with the same limits, their owner's rules
-/// turning the headers off against leaving them on, on both kinds of counters.
-async fn quota_headers(
+/// A table of calls with the base key against calls with the other, on each data
+/// plane: latency at the admission rate, then throughput.
+async fn key_pairs(
     out: &mut impl Write,
     args: &Args,
     http: &reqwest::Client,
-    proxies: (&str, &str),
-    bench: &Bench,
+    [what, base_name, other_name, added]: [&str; 4],
+    proxies: &[(&str, &str)],
+    (base_key, other_key): (&str, &str),
 ) -> anyhow::Result<()> {
     let path = "/v1/chat/completions";
     let rate = args.admission_rate;
     writeln!(out)?;
     writeln!(
         out,
-        "| limits at {rate} req/s | headers off | headers on | headers added |"
+        "| {what} at {rate} req/s | {base_name} | {other_name} | {added} |"
     )?;
     writeln!(out, "|---|---|---|---|")?;
-    for (counters, proxy) in [("in-process", proxies.0), ("Redis", proxies.1)] {
+    for (counters, proxy) in proxies {
         let target = |key: &str| Target {
             url: format!("{proxy}{path}"),
             key: key.to_owned(),
         };
-        let (off, on) = (target(&bench.quiet_key), target(&bench.limited_key));
-        throughput(http, &off, 8, 1).await;
+        let (base, other) = (target(base_key), target(other_key));
+        throughput(http, &base, 8, 1).await;
+        throughput(http, &other, 8, 1).await;
+        // Each phase starts once the collector stored the previous one's usage, so
+        // the second of a pair does not pay for the first.
         tokio::time::sleep(DRAIN).await;
-        let without = open_loop(http, &off, rate, args.seconds).await;
+        let without = open_loop(http, &base, rate, args.seconds).await;
         tokio::time::sleep(DRAIN).await;
-        let with = open_loop(http, &on, rate, args.seconds).await;
+        let with = open_loop(http, &other, rate, args.seconds).await;
         pair_rows(out, &format!("{counters} "), &without, &with)?;
-        pair_throughput(out, &format!("{counters} "), http, args, (&off, &on)).await?;
+        pair_throughput(out, &format!("{counters} "), http, args, (&base, &other)).await?;
     }
     Ok(())
 }

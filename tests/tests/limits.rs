@@ -108,20 +108,16 @@ async fn caps_hold_across_four_replicas_sharing_redis() {
     let fake = FakeUpstream::start(None).await.unwrap();
     let (_, owner) = sys.owner("acme", &fake).await;
     // One nano-dollar per token, in and out: a call's cost is its token count.
-    let (status, body) = sys
-        .call(
-            Method::PUT,
-            "/x-conf".into(),
-            owner.clone(),
-            Some(json!({"pricing": {"*": {
-                "input_per_million_nanos": 1_000_000,
-                "cached_input_per_million_nanos": 1_000_000,
-                "output_per_million_nanos": 1_000_000,
-                "per_request_nanos": 0
-            }}})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    sys.price_every_model(
+        &owner,
+        json!({
+            "input_per_million_nanos": 1_000_000,
+            "cached_input_per_million_nanos": 1_000_000,
+            "output_per_million_nanos": 1_000_000,
+            "per_request_nanos": 0
+        }),
+    )
+    .await;
 
     // RPM: 60 a minute for the account, 200 calls at once over four replicas.
     let rated = child(&sys, &owner, "rated", json!({"rpm": 60})).await;
@@ -253,15 +249,8 @@ async fn caps_hold_across_four_replicas_sharing_redis() {
             .send()
     };
     for (tokens, admitted) in [(5_000, false), (500, true)] {
-        let (status, body) = sys
-            .call(
-                Method::PUT,
-                "/x-config/limits?key=default_max_output_tokens".into(),
-                owner.clone(),
-                Some(json!(tokens)),
-            )
+        sys.set_limit_setting(&owner, "default_max_output_tokens", json!(tokens))
             .await;
-        assert_eq!(status, 200, "{body}");
         settle(&sys).await;
         let r = unbounded_call(&urls[2]).await.unwrap();
         assert_eq!(r.status() == StatusCode::OK, admitted, "default {tokens}");

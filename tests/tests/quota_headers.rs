@@ -55,16 +55,7 @@ impl Answer {
 
 /// A call to `path` with `key` (both credential headers, so either protocol reads it).
 async fn call(sys: &System, path: &str, key: &str, body: &Value) -> Answer {
-    let r = sys
-        .http
-        .post(sys.proxy(path))
-        .header("authorization", format!("Bearer {key}"))
-        .header("x-api-key", key)
-        .header("anthropic-version", "2023-06-01")
-        .json(body)
-        .send()
-        .await
-        .unwrap();
+    let r = sys.proxied(path, key, body).await;
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let body = r.text().await.unwrap_or_default();
@@ -122,48 +113,31 @@ fn no_provider_headers(a: &Answer) {
     }
 }
 
-/// The requests trio of `path`'s protocol: limit, remaining, reset.
-fn requests(path: &str, a: &Answer) -> (u64, u64, String) {
-    let (limit, remaining, reset) = if path == ANTHROPIC {
-        (
-            "anthropic-ratelimit-requests-limit",
-            "anthropic-ratelimit-requests-remaining",
-            "anthropic-ratelimit-requests-reset",
-        )
-    } else {
-        (
-            "x-ratelimit-limit-requests",
-            "x-ratelimit-remaining-requests",
-            "x-ratelimit-reset-requests",
-        )
+/// The trio of one kind (`requests`, `tokens`, `input-tokens`, `output-tokens`) in
+/// `path`'s protocol: limit, remaining, reset.
+fn trio(path: &str, kind: &str, a: &Answer) -> (u64, u64, String) {
+    let name = |part: &str| {
+        if path == ANTHROPIC {
+            format!("anthropic-ratelimit-{kind}-{part}")
+        } else {
+            format!("x-ratelimit-{part}-{kind}")
+        }
     };
+    let reset = a.header(&name("reset"));
+    assert!(reset.is_some(), "no {kind} reset: {:?}", a.headers);
     (
-        a.number(limit),
-        a.number(remaining),
-        a.header(reset).unwrap().to_owned(),
+        a.number(&name("limit")),
+        a.number(&name("remaining")),
+        reset.unwrap().to_owned(),
     )
 }
 
-/// The (combined) tokens trio of `path`'s protocol.
+fn requests(path: &str, a: &Answer) -> (u64, u64, String) {
+    trio(path, "requests", a)
+}
+
 fn tokens(path: &str, a: &Answer) -> (u64, u64, String) {
-    let (limit, remaining, reset) = if path == ANTHROPIC {
-        (
-            "anthropic-ratelimit-tokens-limit",
-            "anthropic-ratelimit-tokens-remaining",
-            "anthropic-ratelimit-tokens-reset",
-        )
-    } else {
-        (
-            "x-ratelimit-limit-tokens",
-            "x-ratelimit-remaining-tokens",
-            "x-ratelimit-reset-tokens",
-        )
-    };
-    (
-        a.number(limit),
-        a.number(remaining),
-        a.header(reset).unwrap().to_owned(),
-    )
+    trio(path, "tokens", a)
 }
 
 /// An OpenAI reset is a wait within a minute (`250ms`, `42.5s`); an Anthropic one the
@@ -216,18 +190,14 @@ async fn scenario(sys: &System) {
     )
     .await;
     // One nano-dollar per input token, two per output token.
-    let (status, body) = sys
-        .call(
-            Method::PUT,
-            "/x-conf".into(),
-            owner.clone(),
-            Some(json!({"pricing": {"*": {
-                "input_per_million_nanos": 1_000_000,
-                "output_per_million_nanos": 2_000_000,
-            }}})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    sys.price_every_model(
+        &owner,
+        json!({
+            "input_per_million_nanos": 1_000_000,
+            "output_per_million_nanos": 2_000_000,
+        }),
+    )
+    .await;
     settle(sys).await;
 
     // The provider does send its own headers.
@@ -349,9 +319,8 @@ async fn scenario(sys: &System) {
         left = remaining;
         minute_reset(path, &reset);
         if path == ANTHROPIC {
-            for kind in ["input", "output"] {
-                let limit = a.number(&format!("anthropic-ratelimit-{kind}-tokens-limit"));
-                let remaining = a.number(&format!("anthropic-ratelimit-{kind}-tokens-remaining"));
+            for kind in ["input-tokens", "output-tokens"] {
+                let (limit, remaining, _) = trio(path, kind, &a);
                 assert_eq!((limit, remaining), (5_000, left), "{kind}");
             }
         }
@@ -387,11 +356,8 @@ async fn scenario(sys: &System) {
         left = remaining;
         if path == ANTHROPIC {
             assert!(reset.ends_with("T00:00:00Z"), "the day's end: {reset}");
-            assert_eq!(
-                a.number("anthropic-ratelimit-input-tokens-limit"),
-                1_000_000
-            );
-            assert_eq!(a.number("anthropic-ratelimit-output-tokens-limit"), 500_000);
+            assert_eq!(trio(path, "input-tokens", &a).0, 1_000_000);
+            assert_eq!(trio(path, "output-tokens", &a).0, 500_000);
         } else {
             assert!(reset.ends_with('s') && reset.len() > 2, "{reset}");
         }
@@ -438,15 +404,8 @@ async fn scenario(sys: &System) {
     no_provider_headers(&a);
 
     // The owner's rule turns them off: no quota headers, on answers or refusals.
-    let (status, body) = sys
-        .call(
-            Method::PUT,
-            "/x-config/limits?key=quota_headers".into(),
-            owner.clone(),
-            Some(json!(false)),
-        )
+    sys.set_limit_setting(&owner, "quota_headers", json!(false))
         .await;
-    assert_eq!(status, 200, "{body}");
     let (status, limits) = sys
         .call(Method::GET, "/x-config/limits".into(), owner.clone(), None)
         .await;

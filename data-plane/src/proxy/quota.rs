@@ -56,12 +56,15 @@ const ANTHROPIC_OUTPUT_TOKENS: Trio = trio(
 pub(super) fn write(headers: &mut HeaderMap, protocol: Protocol, q: &Quota, now_ms: i64) {
     match protocol {
         Protocol::OpenAi => {
+            // One growth of the map, not one per few headers.
+            headers.reserve(6);
             // OpenAI's reset is the wait, as a duration.
             let wait = |b: &Bound| openai_reset(b.reset_at_ms - now_ms);
             put(headers, &OPENAI_REQUESTS, q.requests, wait);
             put(headers, &OPENAI_TOKENS, q.tokens, wait);
         }
         Protocol::Anthropic => {
+            headers.reserve(12);
             // Anthropic's is the moment, as RFC 3339.
             let at = |b: &Bound| rfc3339(b.reset_at_ms);
             put(headers, &ANTHROPIC_REQUESTS, q.requests, at);
