@@ -163,6 +163,8 @@ struct Bench {
     proxy: String,
     limited_key: String,
     free_key: String,
+    /// An owner with the same limits whose rules turn the quota headers off.
+    quiet_key: String,
     admin_url: String,
     control_url: String,
     collector_url: String,
@@ -206,10 +208,23 @@ async fn start_system(
         "model_limits": {"*": {"rpm": 100_000_000, "tpm": 100_000_000_000_u64}},
         "credit": {"limit_nanos": 1_000_000_000_000_000_000_u64, "period": "month"}
     });
-    let limited_key = owner(http, &admin, &root, "bench", limits, upstream).await?;
+    let limited_key = owner(http, &admin, &root, "bench", limits.clone(), upstream).await?;
     let free_key = owner(http, &admin, &root, "free", json!({}), upstream).await?;
+    let quiet_key = owner(http, &admin, &root, "quiet", limits, upstream).await?;
+    let off = http
+        .put(format!("{admin}/x-config/limits?key=quota_headers"))
+        .bearer_auth(&quiet_key)
+        .json(&json!(false))
+        .send()
+        .await?;
+    if !off.status().is_success() {
+        bail!(
+            "turning the quota headers off failed: {}",
+            off.text().await?
+        );
+    }
     let proxy = data.url("http");
-    for key in [&limited_key, &free_key] {
+    for key in [&limited_key, &free_key, &quiet_key] {
         wait_served(http, &proxy, key).await?;
     }
     Ok(Bench {
@@ -220,6 +235,7 @@ async fn start_system(
         proxy,
         limited_key,
         free_key,
+        quiet_key,
         kek,
     })
 }
@@ -691,36 +707,58 @@ async fn admission(
         &[("RUST_LOG", "warn")],
     )?;
     let shared_url = shared.url("http");
-    for key in [&bench.limited_key, &bench.free_key] {
+    for key in [&bench.limited_key, &bench.free_key, &bench.quiet_key] {
         wait_served(http, &shared_url, key).await?;
     }
+    let proxies = [("in-process", bench.proxy.as_str()), ("Redis", &shared_url)];
+    let keys = (bench.free_key.as_str(), bench.limited_key.as_str());
+    let head = ["admission", "no limits", "limits", "limits added"];
+    key_pairs(out, args, http, head, &proxies, keys).await?;
+    // What the quota headers cost: the same limits, their owner's rules turning the
+    // headers off against leaving them on.
+    let keys = (bench.quiet_key.as_str(), bench.limited_key.as_str());
+    let head = ["limits", "headers off", "headers on", "headers added"];
+    key_pairs(out, args, http, head, &proxies, keys).await?;
+    drop(shared);
+    drop(redis);
+    Ok(())
+}
+
+/// A table of calls with the base key against calls with the other, on each data
+/// plane: latency at the admission rate, then throughput.
+async fn key_pairs(
+    out: &mut impl Write,
+    args: &Args,
+    http: &reqwest::Client,
+    [what, base_name, other_name, added]: [&str; 4],
+    proxies: &[(&str, &str)],
+    (base_key, other_key): (&str, &str),
+) -> anyhow::Result<()> {
     let path = "/v1/chat/completions";
     let rate = args.admission_rate;
     writeln!(out)?;
     writeln!(
         out,
-        "| admission at {rate} req/s | no limits | limits | limits added |"
+        "| {what} at {rate} req/s | {base_name} | {other_name} | {added} |"
     )?;
     writeln!(out, "|---|---|---|---|")?;
-    for (counters, proxy) in [("in-process", &bench.proxy), ("Redis", &shared_url)] {
+    for (counters, proxy) in proxies {
         let target = |key: &str| Target {
             url: format!("{proxy}{path}"),
             key: key.to_owned(),
         };
-        let (free, limited) = (target(&bench.free_key), target(&bench.limited_key));
-        throughput(http, &free, 8, 1).await;
-        throughput(http, &limited, 8, 1).await;
+        let (base, other) = (target(base_key), target(other_key));
+        throughput(http, &base, 8, 1).await;
+        throughput(http, &other, 8, 1).await;
         // Each phase starts once the collector stored the previous one's usage, so
         // the second of a pair does not pay for the first.
         tokio::time::sleep(DRAIN).await;
-        let without = open_loop(http, &free, rate, args.seconds).await;
+        let without = open_loop(http, &base, rate, args.seconds).await;
         tokio::time::sleep(DRAIN).await;
-        let with = open_loop(http, &limited, rate, args.seconds).await;
+        let with = open_loop(http, &other, rate, args.seconds).await;
         pair_rows(out, &format!("{counters} "), &without, &with)?;
-        pair_throughput(out, &format!("{counters} "), http, args, (&free, &limited)).await?;
+        pair_throughput(out, &format!("{counters} "), http, args, (&base, &other)).await?;
     }
-    drop(shared);
-    drop(redis);
     Ok(())
 }
 

@@ -273,6 +273,28 @@ async fn every_section_saves_and_every_refusal_is_shown(url: &str) {
     assert_eq!(field(&page, "revision"), "8");
     assert!(page.contains("&#34;per_request_nanos&#34;: 7"), "{page}");
     assert!(page.contains("<option value=\"fail_open\" selected>"));
+    assert!(
+        page.contains("<option value=\"on\" selected>"),
+        "quota headers on"
+    );
+    // The quota headers turned off, and the form shows them off.
+    let (status, _, page) = editor
+        .save_at(
+            "limits",
+            None,
+            &[("when_store_down", "fail_open"), ("quota_headers", "off")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+    let (_, limits) = app
+        .call(Method::GET, "/x-config/limits".into(), key.clone(), None)
+        .await;
+    assert_eq!(
+        limits,
+        json!({"when_store_down": "fail_open", "quota_headers": false})
+    );
+    let (_, _, page) = visit(&router, "/admin/rules", Some(&editor.session), None).await;
+    assert!(page.contains("<option value=\"off\" selected>"), "{page}");
 
     // Refusals: beside their section, 422, nothing stored.
     let revision = app.count("SELECT revision FROM config_revision").await;

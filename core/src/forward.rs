@@ -1,6 +1,7 @@
 //! What of a client's request travels upstream besides its body: which headers (a
 //! fixed allow-list, plus names an owner's rules add), the query string (bounded and
-//! checked), and the User-Agent (the client's, with Switchyard's product token).
+//! checked), and the User-Agent (the client's, with Switchyard's product token); and
+//! which headers of the upstream's answer come back (never the provider's quota).
 //!
 //! Header names here are lowercase, as HTTP/2 sends them and as `http::HeaderMap`
 //! holds them; owner names are lowercased when the rules are read.
@@ -157,6 +158,36 @@ pub fn user_agent(client: Option<&[u8]>) -> std::borrow::Cow<'static, [u8]> {
     std::borrow::Cow::Owned(out)
 }
 
+/// Headers of an upstream's answer relayed to the client: the body's media type.
+/// Every other one stays behind; Switchyard sets its own (the request id, framing,
+/// and the caller's own quota in its protocol's rate-limit headers).
+const ANSWER_HEADERS: [&str; 1] = ["content-type"];
+
+/// Prefixes of a provider's quota headers (OpenAI's and most others' `x-ratelimit-*`,
+/// Anthropic's `anthropic-ratelimit-*`, the IETF `ratelimit*`, Azure's
+/// `x-ms-ratelimit-*`): they describe the provider key's limits, shared by every
+/// caller, never the caller's own.
+const PROVIDER_QUOTA_PREFIXES: [&str; 5] = [
+    "x-ratelimit-",
+    "anthropic-ratelimit-",
+    "ratelimit",
+    "x-rate-limit-",
+    "x-ms-ratelimit-",
+];
+
+/// A provider's waits: only Switchyard's own refusals carry a `retry-after`.
+const PROVIDER_WAITS: [&str; 2] = ["retry-after", "retry-after-ms"];
+
+/// Whether `name` (lowercase) is a provider's quota or wait header.
+pub fn is_provider_quota(name: &str) -> bool {
+    PROVIDER_WAITS.contains(&name) || PROVIDER_QUOTA_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// Whether the upstream answer's header `name` (lowercase) reaches the client.
+pub fn answer_header_passes(name: &str) -> bool {
+    ANSWER_HEADERS.contains(&name) && !is_provider_quota(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +278,27 @@ mod tests {
         ] {
             assert_eq!(check_query(bad), Err(QueryError::Unprintable), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn provider_quota_headers_never_reach_the_client() {
+        assert!(answer_header_passes("content-type"));
+        for name in [
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-limit-tokens",
+            "anthropic-ratelimit-requests-remaining",
+            "anthropic-ratelimit-output-tokens-reset",
+            "ratelimit-policy",
+            "x-ms-ratelimit-remaining-tokens",
+            "retry-after",
+            "retry-after-ms",
+            "openai-organization",
+            "set-cookie",
+        ] {
+            assert!(!answer_header_passes(name), "{name}");
+        }
+        assert!(is_provider_quota("anthropic-ratelimit-tokens-limit"));
+        assert!(!is_provider_quota("content-type"));
     }
 
     #[test]

@@ -28,6 +28,7 @@
 //! - [`error`]: the error vocabulary shared by every service.
 //! - [`fields`]: what the usage store holds: each text field's bounds and allowed characters.
 //! - [`limits`]: which counters a call is charged to; reservation, admission, settlement.
+//! - [`quota`]: the caller's own quota from its limits, for the rate-limit headers of its answers.
 //! - [`redact`]: what counts as key material in a log line, and scrubbing it.
 //! - [`translate`]: protocol translation (Chat Completions and Messages both ways,
 //!   Responses clients, Gemini upstreams: requests, whole answers, streams), through
@@ -52,6 +53,7 @@ pub mod model_list;
 pub mod netguard;
 pub mod object;
 pub mod policy;
+pub mod quota;
 pub mod redact;
 pub mod request;
 pub mod route;

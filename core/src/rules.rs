@@ -13,8 +13,10 @@ use crate::model::ModelPattern;
 use crate::policy::{ModelLimit, Policy};
 
 mod edit;
+mod limits;
 
 pub use edit::{EditError, SECTIONS};
+pub use limits::{LimitSettings, StoreDown};
 
 /// Longest ModelMapper chain followed (`a → b → c`).
 pub const MAX_MAPPING_HOPS: usize = 8;
@@ -125,44 +127,6 @@ fn lowercase_names<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>
 
 /// Most output tokens an owner may name as the default reservation.
 pub const MAX_DEFAULT_OUTPUT_TOKENS: u32 = 1_000_000;
-
-/// How an owner's limits are enforced (`/x-config/limits`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitSettings {
-    /// Output tokens reserved for a call that names no maximum (`max_tokens` and its
-    /// kin); unset: the data plane's own default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default_max_output_tokens: Option<u32>,
-    /// What the data planes do when the shared limit store cannot be reached.
-    #[serde(default)]
-    pub when_store_down: StoreDown,
-}
-
-impl LimitSettings {
-    fn is_default(&self) -> bool {
-        *self == Self::default()
-    }
-}
-
-/// With the shared limit store away: refuse every call that has a limit, or admit it
-/// against each replica's own counters, every limit divided by the replica count.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StoreDown {
-    #[default]
-    FailClosed,
-    FailOpen,
-}
-
-impl StoreDown {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::FailClosed => "fail_closed",
-            Self::FailOpen => "fail_open",
-        }
-    }
-}
 
 /// Why a rules document is refused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -18,7 +18,9 @@ use switchyard_core::limits::{
 };
 use switchyard_core::policy::{CreditLimit, Period};
 use switchyard_core::snapshot::{Compiled, Snapshot};
-use switchyard_data_plane::limiter::{Limiter, LimiterError, LocalCounters, RedisCounters};
+use switchyard_data_plane::limiter::{
+    Counted, Limiter, LimiterError, LocalCounters, RedisCounters,
+};
 use switchyard_data_plane::rebuild::Rebuilder;
 use switchyard_tests::redis::RedisServer;
 
@@ -339,10 +341,25 @@ async fn redis_scripts_mirror_the_pure_arithmetic() {
                     *model.entry(x.counter.clone()).or_default() += x.reserve;
                 }
             }
-            let got_redis = redis.limiter.admit(&c, clock()).await.unwrap();
-            let got_local = local.limiter.admit(&c, clock()).await.unwrap();
+            // The values the caller's quota is read from: after the reservation when
+            // admitted, as they stand when refused.
+            let values: Vec<u64> = c
+                .iter()
+                .zip(&current)
+                .map(|(x, v)| match expected {
+                    Ok(()) => model.get(&x.counter).copied().unwrap_or(0),
+                    Err(_) => *v,
+                })
+                .collect();
+            let expected = Counted {
+                verdict: expected,
+                values,
+            };
+            let got_redis = redis.limiter.admit_counted(&c, clock()).await.unwrap();
+            let got_local = local.limiter.admit_counted(&c, clock()).await.unwrap();
             assert_eq!(got_redis, expected, "redis, step {step}");
             assert_eq!(got_local, expected, "in-process, step {step}");
+            let expected = expected.verdict;
             if expected.is_ok() && !c.is_empty() {
                 admitted_charges.push(c);
             }

@@ -14,13 +14,15 @@
 //! `anthropic` and `gemini` answer each protocol's endpoints; `agentic` the tool calls
 //! and reasoning the first two answer; `models` the model list of the first two
 //! (Gemini's is in `gemini`); `scripted` a conversation with one tool round trip, for
-//! real clients.
+//! real clients; `provider_quota` puts a provider's own rate-limit headers on every
+//! answer.
 
 mod agentic;
 mod anthropic;
 mod gemini;
 mod models;
 mod openai;
+mod provider_quota;
 mod scripted;
 
 use std::collections::HashMap;
@@ -38,6 +40,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use gemini::GEMINI_EMBEDDING_MODEL;
+pub use provider_quota::PROVIDER_LIMIT;
 
 /// Tokens by the fake's rule: whitespace-separated words.
 pub fn count_tokens(text: &str) -> u64 {
@@ -169,6 +172,7 @@ impl FakeUpstream {
             .route("/v1beta/models/{call}", post(gemini::call))
             // Uploads of any size: the proxy in front decides what it accepts.
             .layer(axum::extract::DefaultBodyLimit::disable())
+            .layer(axum::middleware::from_fn(provider_quota::add))
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),
                 record_query,

@@ -47,6 +47,47 @@ impl System {
         format!("{}{path}", self.data.url("http"))
     }
 
+    /// A proxied call to `path` with `key` in both protocols' credential headers (and
+    /// Anthropic's version), so either protocol's endpoint reads it.
+    pub async fn proxied(&self, path: &str, key: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.proxy(path))
+            .header("authorization", format!("Bearer {key}"))
+            .header("x-api-key", key)
+            .header("anthropic-version", "2023-06-01")
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Replace the rules of the owner whose key is `owner` by one price for every model.
+    pub async fn price_every_model(&self, owner: &str, price: Value) {
+        let (status, body) = self
+            .call(
+                Method::PUT,
+                "/x-conf".into(),
+                owner.to_owned(),
+                Some(json!({"pricing": {"*": price}})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// Set one of the owner's limit settings (`/x-config/limits?key=`), as the owner
+    /// whose key is `owner`.
+    pub async fn set_limit_setting(&self, owner: &str, entry: &str, value: Value) {
+        let (status, body) = self
+            .call(
+                Method::PUT,
+                format!("/x-config/limits?key={entry}"),
+                owner.to_owned(),
+                Some(value),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
     /// Kill the collector (SIGKILL) and leave it down.
     pub fn kill_collector(&mut self) {
         self._collector.kill();
@@ -135,15 +176,8 @@ impl System {
     /// limit store is down: its key.
     pub async fn owner_failing_open(&self, name: &str, fake: &FakeUpstream) -> String {
         let (_, key) = self.owner(name, fake).await;
-        let (status, body) = self
-            .call(
-                Method::PUT,
-                "/x-config/limits?key=when_store_down".into(),
-                key.clone(),
-                Some(json!("fail_open")),
-            )
+        self.set_limit_setting(&key, "when_store_down", json!("fail_open"))
             .await;
-        assert_eq!(status, 200, "{body}");
         key
     }
 

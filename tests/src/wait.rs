@@ -78,3 +78,17 @@ pub fn blocking_until<T>(within: Duration, mut probe: impl FnMut() -> Option<T>)
         std::thread::sleep(INTERVAL);
     }
 }
+
+/// Fixed windows: wait, when the current UTC minute is more than `latest_ms` old, for
+/// the next one, so one minute's window holds what follows. Nothing to poll for: the
+/// clock decides.
+pub async fn early_in_a_minute(latest_ms: u64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let into = u64::try_from(now % 60_000).unwrap_or(0);
+    if into > latest_ms {
+        tokio::time::sleep(Duration::from_millis(60_000 - into + 200)).await;
+    }
+}

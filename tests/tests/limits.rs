@@ -6,8 +6,6 @@
     reason = "helpers of a test fail loudly on the first surprise"
 )]
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use switchyard_core::crypto::Keyring;
@@ -17,6 +15,7 @@ use switchyard_tests::redis::RedisServer;
 use switchyard_tests::system::{
     System, chat, settle, start_system_opts, usage_logs, wait_for_key_at,
 };
+use switchyard_tests::wait;
 
 /// A sub-account of `parent_key`'s account with `policy`: its API key.
 async fn child(sys: &System, parent_key: &str, name: &str, policy: Value) -> String {
@@ -35,22 +34,6 @@ async fn child(sys: &System, parent_key: &str, name: &str, policy: Value) -> Str
 async fn known_everywhere(sys: &System, urls: &[String], key: &str) {
     for url in urls {
         wait_for_key_at(sys, url, key).await;
-    }
-}
-
-/// Fixed windows: start a burst early in a UTC minute, so one minute holds it.
-async fn early_in_a_minute() {
-    let ms = u64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap();
-    let into = ms % 60_000;
-    if into > 40_000 {
-        // The next minute's window: nothing to poll for, the clock decides.
-        tokio::time::sleep(Duration::from_millis(60_000 - into + 200)).await;
     }
 }
 
@@ -125,25 +108,21 @@ async fn caps_hold_across_four_replicas_sharing_redis() {
     let fake = FakeUpstream::start(None).await.unwrap();
     let (_, owner) = sys.owner("acme", &fake).await;
     // One nano-dollar per token, in and out: a call's cost is its token count.
-    let (status, body) = sys
-        .call(
-            Method::PUT,
-            "/x-conf".into(),
-            owner.clone(),
-            Some(json!({"pricing": {"*": {
-                "input_per_million_nanos": 1_000_000,
-                "cached_input_per_million_nanos": 1_000_000,
-                "output_per_million_nanos": 1_000_000,
-                "per_request_nanos": 0
-            }}})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    sys.price_every_model(
+        &owner,
+        json!({
+            "input_per_million_nanos": 1_000_000,
+            "cached_input_per_million_nanos": 1_000_000,
+            "output_per_million_nanos": 1_000_000,
+            "per_request_nanos": 0
+        }),
+    )
+    .await;
 
     // RPM: 60 a minute for the account, 200 calls at once over four replicas.
     let rated = child(&sys, &owner, "rated", json!({"rpm": 60})).await;
     known_everywhere(&sys, &urls, &rated).await;
-    early_in_a_minute().await;
+    wait::early_in_a_minute(40_000).await;
     let answers = burst(&sys, &urls, &rated, 200).await;
     let ok = answers.iter().filter(|(s, _)| *s == 200).count();
     let limited: Vec<&Value> = answers
@@ -270,15 +249,8 @@ async fn caps_hold_across_four_replicas_sharing_redis() {
             .send()
     };
     for (tokens, admitted) in [(5_000, false), (500, true)] {
-        let (status, body) = sys
-            .call(
-                Method::PUT,
-                "/x-config/limits?key=default_max_output_tokens".into(),
-                owner.clone(),
-                Some(json!(tokens)),
-            )
+        sys.set_limit_setting(&owner, "default_max_output_tokens", json!(tokens))
             .await;
-        assert_eq!(status, 200, "{body}");
         settle(&sys).await;
         let r = unbounded_call(&urls[2]).await.unwrap();
         assert_eq!(r.status() == StatusCode::OK, admitted, "default {tokens}");
@@ -328,7 +300,7 @@ async fn caps_hold_across_four_replicas_sharing_redis() {
     assert!(message.contains("limit store is unreachable"), "{message}");
     let (status, answer) = burst(&sys, &urls[..1], &owner, 1).await.remove(0);
     assert_eq!(status, 200, "{answer}");
-    early_in_a_minute().await;
+    wait::early_in_a_minute(40_000).await;
     let shares = burst(&sys, &urls[..1], &opened, 5).await;
     let statuses: Vec<u16> = shares.iter().map(|(s, _)| *s).collect();
     assert_eq!(

@@ -27,15 +27,6 @@ fn now_ms() -> u64 {
     .unwrap()
 }
 
-/// Fixed windows: start early in a UTC minute, so one minute holds what follows.
-async fn early_in_a_minute() {
-    let into = now_ms() % 60_000;
-    if into > 30_000 {
-        // The next minute's window: nothing to poll for, the clock decides.
-        tokio::time::sleep(Duration::from_millis(60_000 - into + 200)).await;
-    }
-}
-
 /// A sub-account of `owner`'s account with an RPM: its API key, known to every replica.
 async fn rated(sys: &System, urls: &[String], owner: &str, name: &str, rpm: u32) -> String {
     let (status, created) = sys
@@ -128,7 +119,7 @@ async fn rate_windows_hold_when_redis_loses_its_counters_or_goes_away() {
         runs += 1;
         assert!(runs <= 3, "no run fit in one minute");
         let key = rated(&sys, &urls, &closed_owner, &format!("spent-{runs}"), 30).await;
-        early_in_a_minute().await;
+        wait::early_in_a_minute(30_000).await;
         let minute = now_ms() / 60_000;
         assert_eq!(admitted(&sys, &urls, &key, 40).await, 30);
         redis.restart_empty().unwrap();
@@ -160,7 +151,7 @@ async fn rate_windows_hold_when_redis_loses_its_counters_or_goes_away() {
     let mut runs = keys.iter();
     loop {
         let key = runs.next().expect("no run fit in one minute");
-        early_in_a_minute().await;
+        wait::early_in_a_minute(30_000).await;
         let minute = now_ms() / 60_000;
         // Shares round up: together at most the limit plus one per replica beyond
         // the first; 20 over two is exact.

@@ -25,16 +25,7 @@ async fn start(data_args: &[&str]) -> System {
 
 /// A streamed call to `path` with `key`, read to its end.
 async fn stream(sys: &System, path: &str, key: &str, body: &Value) -> (StatusCode, String) {
-    let r = sys
-        .http
-        .post(sys.proxy(path))
-        .header("authorization", format!("Bearer {key}"))
-        .header("x-api-key", key)
-        .header("anthropic-version", "2023-06-01")
-        .json(body)
-        .send()
-        .await
-        .unwrap();
+    let r = sys.proxied(path, key, body).await;
     let status = r.status();
     (status, r.text().await.unwrap_or_default())
 }

@@ -136,19 +136,15 @@ async fn token_counting_is_billed_apart_and_spends_no_credit() {
     )
     .await;
     // Every call has a per-request price, and tokens cost too.
-    let (status, body) = sys
-        .call(
-            Method::PUT,
-            "/x-conf".into(),
-            owner.clone(),
-            Some(json!({"pricing": {"*": {
-                "input_per_million_nanos": 1_000_000,
-                "output_per_million_nanos": 1_000_000,
-                "per_request_nanos": 1_000
-            }}})),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    sys.price_every_model(
+        &owner,
+        json!({
+            "input_per_million_nanos": 1_000_000,
+            "output_per_million_nanos": 1_000_000,
+            "per_request_nanos": 1_000
+        }),
+    )
+    .await;
     // A member whose daily credit is one call's per-request price: were token counting
     // to spend anything, the second count would be refused.
     let (status, member) = sys

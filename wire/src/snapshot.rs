@@ -133,6 +133,7 @@ pub fn encode_rules(owner: AccountId, r: &Rules) -> pb::Rules {
                 StoreDown::FailOpen => pb::StoreDown::FailOpen,
             }
             .into(),
+            omit_quota_headers: !r.limits.quota_headers,
         }),
         forward_headers: r.forward_headers.clone(),
         translation_disabled: !r.translation.enabled,
@@ -341,6 +342,7 @@ fn decode_limit_settings(l: pb::LimitSettings) -> Result<LimitSettings, ValueErr
     Ok(LimitSettings {
         default_max_output_tokens: l.default_max_output_tokens,
         when_store_down,
+        quota_headers: !l.omit_quota_headers,
     })
 }
 
@@ -660,6 +662,7 @@ mod tests {
         rules.limits = LimitSettings {
             default_max_output_tokens: Some(300),
             when_store_down: StoreDown::FailOpen,
+            quota_headers: false,
         };
         assert_eq!(decode_rules(encode_rules(owner, &rules)), Ok(rules.clone()));
         // An older control plane sends no settings: the defaults apply.

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
 use switchyard_core::limits::{self, Charge, LimitSubject, Refusal, Reservation, Used};
-use switchyard_core::rules::StoreDown;
+use switchyard_core::quota::{self, Quota};
+use switchyard_core::rules::{Price, StoreDown};
 use switchyard_core::snapshot::{Caller, Compiled};
 use switchyard_runtime::now_ms;
 
-use super::limiter::{Limiter, LimiterError};
+use super::limiter::{Counted, Limiter, LimiterError};
 use super::rebuild::Rebuilder;
 use crate::metric;
 
@@ -41,6 +42,8 @@ pub struct LocalShare {
 pub struct Admitted {
     pub limiter: Arc<Limiter>,
     pub charges: Vec<Charge>,
+    /// The caller's own quota after this call's reservation.
+    pub quota: Quota,
 }
 
 /// Why the gate did not admit a call.
@@ -48,8 +51,8 @@ pub struct Admitted {
 pub enum Refused {
     /// The counters cannot be reached and the owner fails closed.
     StoreDown(LimiterError),
-    /// A limit would be exceeded.
-    Limit(Refusal),
+    /// A limit would be exceeded; the quota says so for the limit's kind.
+    Limit(Refusal, Quota),
     /// The limiter named a charge the call does not have.
     Inconsistent,
 }
@@ -65,13 +68,15 @@ impl Gate {
     }
 
     /// Reserve the request's cost on every counter of its key and account chain, or
-    /// refuse it naming the limit. `None`: no limit applies.
+    /// refuse it naming the limit. `None`: no limit applies. `price`, the owner's for
+    /// the model, turns credit into tokens for the caller's quota.
     pub async fn admit(
         &self,
         snapshot: &Compiled,
         caller: &Caller,
         model: &str,
         reservation: Reservation,
+        price: Option<&Price>,
     ) -> Result<Option<Admitted>, Refused> {
         let now = now_ms();
         let subject = LimitSubject {
@@ -83,7 +88,7 @@ impl Gate {
         if charges.is_empty() {
             return Ok(None);
         }
-        let mut outcome = self.limiter.admit(&charges, now).await;
+        let mut outcome = self.limiter.admit_counted(&charges, now).await;
         if matches!(outcome, Err(LimiterError::Unprimed)) {
             // Rare and slow (a read from the collector): boxed, its future does not
             // widen every call's.
@@ -94,19 +99,27 @@ impl Gate {
         if self.store_up.swap(up, Ordering::Relaxed) != up {
             metrics::gauge!(metric::LIMIT_STORE_UP).set(f64::from(up));
         }
-        let (limiter, charges, verdict) = match outcome {
-            Ok(verdict) => (self.limiter.clone(), charges, verdict),
+        let (limiter, charges, counted) = match outcome {
+            Ok(counted) => (self.limiter.clone(), charges, counted),
             Err(e) => self.store_down(snapshot, caller, charges, e, now).await?,
         };
-        match verdict {
-            Ok(()) => Ok(Some(Admitted { limiter, charges })),
+        match counted.verdict {
+            Ok(()) => {
+                let quota = quota::quota(&charges, &counted.values, price, None);
+                Ok(Some(Admitted {
+                    limiter,
+                    charges,
+                    quota,
+                }))
+            }
             Err(i) => {
                 let Some(refusal) = charges.get(i).map(|c| Refusal::of(c, now)) else {
                     return Err(Refused::Inconsistent);
                 };
                 metrics::counter!(metric::LIMIT_REFUSALS, "limit" => refusal.kind.as_str())
                     .increment(1);
-                Err(Refused::Limit(refusal))
+                let quota = quota::quota(&charges, &counted.values, price, Some(i));
+                Err(Refused::Limit(refusal, quota))
             }
         }
     }
@@ -117,11 +130,11 @@ impl Gate {
         charges: &[Charge],
         snapshot: &Compiled,
         now: i64,
-    ) -> Result<Result<(), usize>, LimiterError> {
+    ) -> Result<Counted, LimiterError> {
         self.rebuilder
             .ensure_primed(&self.limiter, snapshot, now)
             .await?;
-        self.limiter.admit(charges, now).await
+        self.limiter.admit_counted(charges, now).await
     }
 
     /// The counters cannot be reached: refuse, or admit on this replica's share of
@@ -133,7 +146,7 @@ impl Gate {
         charges: Vec<Charge>,
         e: LimiterError,
         now: i64,
-    ) -> Result<(Arc<Limiter>, Vec<Charge>, Result<(), usize>), Refused> {
+    ) -> Result<(Arc<Limiter>, Vec<Charge>, Counted), Refused> {
         let policy = snapshot
             .limit_settings(caller.main_account())
             .when_store_down;
@@ -147,13 +160,17 @@ impl Gate {
             StoreDown::FailOpen => {
                 tracing::warn!(reason = %e, "limits cannot be checked; admitting on this replica's share of each limit (fail open)");
                 let share = self.local_share.charges(charges, &self.limiter);
-                let verdict = self
+                // The stand-in counters are primed from the start: they cannot fail.
+                let counted = self
                     .local_share
                     .counters
-                    .admit(&share, now)
+                    .admit_counted(&share, now)
                     .await
-                    .unwrap_or(Ok(()));
-                Ok((self.local_share.counters.clone(), share, verdict))
+                    .unwrap_or(Counted {
+                        verdict: Ok(()),
+                        values: Vec::new(),
+                    });
+                Ok((self.local_share.counters.clone(), share, counted))
             }
         }
     }

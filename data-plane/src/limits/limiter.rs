@@ -12,6 +12,8 @@ use redis::aio::ConnectionManager;
 use switchyard_core::limits::{self, Charge, CounterValue, Used};
 use tokio::sync::mpsc;
 
+use super::scripts::{ADMIT_LUA, PRIME_LUA, RESTORE_LUA, SETTLE_LUA};
+
 /// Redis key prefix; the number changes with the counters' layout or the scripts'
 /// meaning, so old and new data planes never share counters they read differently.
 pub const KEY_VERSION: &str = "sy:l2:";
@@ -38,91 +40,6 @@ const HOLD_MS: u64 = 1_000;
 /// How often a replica looks for a new generation (a loss it has not seen yet).
 const WATCH_EVERY: Duration = Duration::from_millis(200);
 
-/// One round trip: check every counter, then reserve on all of them, or on none.
-/// KEYS[1] is the primed marker, KEYS[2] the hold; ARGV[1] the generation this
-/// replica put its share into. Answers -1 without the marker (nothing is admitted:
-/// the counters may have lost the period's spend), -2 when the generation is not
-/// this replica's (it must put its share back first), -3 while the hold lasts, 0
-/// when admitted, else the 1-based index of the first counter that does not fit.
-/// ARGV holds, per counter after the first argument: limit, reservation, expiry
-/// (Unix ms).
-const ADMIT_LUA: &str = r"-- switchyard admit v3
-local generation = redis.call('GET', KEYS[1])
-if not generation then
-  return -1
-end
-if generation ~= ARGV[1] then
-  return -2
-end
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  return -3
-end
-local n = #KEYS - 2
-for i = 1, n do
-  local current = tonumber(redis.call('GET', KEYS[i + 2]) or '0')
-  if current + tonumber(ARGV[3 * i]) > tonumber(ARGV[3 * i - 1]) then
-    return i
-  end
-end
-for i = 1, n do
-  local reserve = tonumber(ARGV[3 * i])
-  if reserve > 0 then
-    redis.call('INCRBY', KEYS[i + 2], reserve)
-    redis.call('PEXPIREAT', KEYS[i + 2], ARGV[3 * i + 1])
-  end
-end
-return 0
-";
-
-/// One round trip, once per loss of data: add the rebuilt spend (and the priming
-/// replica's own share of the rate windows) to each counter, set the primed marker
-/// (KEYS[1]) to a new generation (ARGV[1]) and the hold (KEYS[2]) for ARGV[2] ms. A
-/// replica that comes second finds the marker and changes nothing, so spend is never
-/// added twice. ARGV holds, per counter after the first two arguments: value, expiry
-/// (Unix ms).
-const PRIME_LUA: &str = r"-- switchyard prime v3
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return 0
-end
-for i = 3, #KEYS do
-  redis.call('INCRBY', KEYS[i], ARGV[2 * i - 3])
-  redis.call('PEXPIREAT', KEYS[i], ARGV[2 * i - 2])
-end
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-return 1
-";
-
-/// One round trip, once per replica and generation: add this replica's share of the
-/// rate windows to the counters, only if the generation (KEYS[1]) is still ARGV[1];
-/// else nothing (another loss came between). ARGV holds, per counter after the
-/// first argument: value, expiry (Unix ms).
-const RESTORE_LUA: &str = r"-- switchyard restore v1
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return 0
-end
-for i = 2, #KEYS do
-  redis.call('INCRBY', KEYS[i], ARGV[2 * i - 2])
-  redis.call('PEXPIREAT', KEYS[i], ARGV[2 * i - 1])
-end
-return 1
-";
-
-/// One round trip: replace each reservation by the actual amount, never below zero.
-/// ARGV holds, per key: reserved, actual, expiry (Unix ms).
-const SETTLE_LUA: &str = r"-- switchyard settle v1
-for i = 1, #KEYS do
-  local reserved = tonumber(ARGV[3 * i - 2])
-  local actual = tonumber(ARGV[3 * i - 1])
-  if actual ~= reserved then
-    local value = tonumber(redis.call('GET', KEYS[i]) or '0') + actual - reserved
-    if value < 0 then value = 0 end
-    redis.call('SET', KEYS[i], string.format('%d', value), 'PXAT', ARGV[3 * i])
-  end
-end
-return 0
-";
-
 #[derive(Debug, thiserror::Error)]
 pub enum LimiterError {
     #[error("the shared limit store is unreachable: {0}")]
@@ -142,6 +59,16 @@ impl From<redis::RedisError> for LimiterError {
 pub enum Limiter {
     Local(LocalCounters),
     Redis(RedisCounters),
+}
+
+/// What admission found, in the same step as its verdict.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Counted {
+    /// `Err(i)`: `charges[i]` does not fit, nothing was reserved.
+    pub verdict: Result<(), usize>,
+    /// Each charge's counter after the reservation (admitted) or as it stands
+    /// (refused): what the caller's quota is read from.
+    pub values: Vec<u64>,
 }
 
 impl Limiter {
@@ -176,8 +103,20 @@ impl Limiter {
         charges: &[Charge],
         now_ms: i64,
     ) -> Result<Result<(), usize>, LimiterError> {
+        Ok(self.admit_counted(charges, now_ms).await?.verdict)
+    }
+
+    /// Admit, with the counters' values the same step read (one round trip).
+    pub async fn admit_counted(
+        &self,
+        charges: &[Charge],
+        now_ms: i64,
+    ) -> Result<Counted, LimiterError> {
         if charges.is_empty() {
-            return Ok(Ok(()));
+            return Ok(Counted {
+                verdict: Ok(()),
+                values: Vec::new(),
+            });
         }
         match self {
             Self::Local(l) => l.admit(charges, now_ms),
@@ -304,7 +243,7 @@ impl LocalCounters {
         true
     }
 
-    fn admit(&self, charges: &[Charge], now_ms: i64) -> Result<Result<(), usize>, LimiterError> {
+    fn admit(&self, charges: &[Charge], now_ms: i64) -> Result<Counted, LimiterError> {
         if !self.primed.load(Ordering::Acquire) {
             return Err(LimiterError::Unprimed);
         }
@@ -316,23 +255,30 @@ impl LocalCounters {
             state.map.retain(|_, c| c.expires_at_ms > now_ms);
             state.next_sweep_ms = now_ms + 60_000;
         }
-        let current: Vec<u64> = charges
+        let mut values: Vec<u64> = charges
             .iter()
             .map(|c| live_value(&state.map, &c.counter, now_ms))
             .collect();
-        if let Err(i) = limits::admit(&current, charges) {
-            return Ok(Err(i));
+        if let Err(i) = limits::admit(&values, charges) {
+            return Ok(Counted {
+                verdict: Err(i),
+                values,
+            });
         }
-        for (c, value) in charges.iter().zip(current) {
+        for (c, value) in charges.iter().zip(values.iter_mut()) {
             if c.reserve > 0 {
+                *value = value.saturating_add(c.reserve);
                 let counter = Counter {
-                    value: value.saturating_add(c.reserve),
+                    value: *value,
                     expires_at_ms: c.expires_at_ms,
                 };
                 put(&mut state.map, &c.counter, counter);
             }
         }
-        Ok(Ok(()))
+        Ok(Counted {
+            verdict: Ok(()),
+            values,
+        })
     }
 
     fn settle(&self, charges: &[Charge], used: Used, now_ms: i64) {
@@ -502,8 +448,8 @@ fn new_generation() -> u64 {
 
 /// What the admission script answered.
 enum Admission {
-    Admitted,
-    Refused(usize),
+    Admitted(Vec<u64>),
+    Refused(usize, Vec<u64>),
     Unprimed,
     OtherGeneration,
     Holding,
@@ -730,20 +676,24 @@ impl RedisCounters {
     /// Admit, putting this replica's share back first when the counters were lost
     /// and primed by another replica, and waiting out the hold that gives every
     /// replica time to do so.
-    async fn admit(
-        &self,
-        charges: &[Charge],
-        now_ms: i64,
-    ) -> Result<Result<(), usize>, LimiterError> {
+    async fn admit(&self, charges: &[Charge], now_ms: i64) -> Result<Counted, LimiterError> {
         let give_up = tokio::time::Instant::now() + Duration::from_millis(2 * HOLD_MS);
         let mut restores = 0;
         loop {
             match self.admit_once(charges).await? {
-                Admission::Admitted => {
+                Admission::Admitted(values) => {
                     self.shares.record(charges, now_ms);
-                    return Ok(Ok(()));
+                    return Ok(Counted {
+                        verdict: Ok(()),
+                        values,
+                    });
                 }
-                Admission::Refused(i) => return Ok(Err(i)),
+                Admission::Refused(i, values) => {
+                    return Ok(Counted {
+                        verdict: Err(i),
+                        values,
+                    });
+                }
                 Admission::Unprimed => return Err(LimiterError::Unprimed),
                 Admission::OtherGeneration if restores < 3 => {
                     restores += 1;
@@ -777,14 +727,22 @@ impl RedisCounters {
                 .arg(c.reserve)
                 .arg(c.expires_at_ms);
         }
-        let answer: i64 = self.invoke(&call).await?;
-        match answer {
-            0 => Ok(Admission::Admitted),
+        let mut answer: Vec<i64> = self.invoke(&call).await?;
+        let verdict = answer.pop().unwrap_or(-4);
+        // Counters never go below zero; the same allocation is reused in place.
+        let values = || -> Vec<u64> {
+            answer
+                .into_iter()
+                .map(|v| u64::try_from(v).unwrap_or(0))
+                .collect()
+        };
+        match verdict {
+            0 => Ok(Admission::Admitted(values())),
             -1 => Ok(Admission::Unprimed),
             -2 => Ok(Admission::OtherGeneration),
             -3 => Ok(Admission::Holding),
             i => usize::try_from(i - 1)
-                .map(Admission::Refused)
+                .map(|i| Admission::Refused(i, values()))
                 .map_err(|_| LimiterError::Unavailable(format!("unexpected answer {i}"))),
         }
     }

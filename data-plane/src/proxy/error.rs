@@ -6,6 +6,7 @@ use axum::response::Response;
 use http::{HeaderValue, StatusCode, header};
 use switchyard_core::endpoint::{Protocol, error_body, error_status};
 use switchyard_core::error::ErrorCode;
+use switchyard_core::quota::Quota;
 use switchyard_core::request::FactsError;
 use switchyard_core::snapshot::AuthError;
 
@@ -17,6 +18,9 @@ pub struct ProxyError {
     pub(super) code: ErrorCode,
     message: String,
     retry_after_secs: Option<u64>,
+    /// A limit's refusal: the caller's quota, with nothing left of the limit hit
+    /// (boxed: refusals are rare, and every other error stays small).
+    pub(super) quota: Option<Box<Quota>>,
 }
 
 impl ProxyError {
@@ -25,6 +29,7 @@ impl ProxyError {
             code,
             message: message.into(),
             retry_after_secs: None,
+            quota: None,
         }
     }
 
@@ -73,14 +78,16 @@ impl From<Refused> for ProxyError {
                 ErrorCode::Unavailable,
                 format!("limits cannot be checked right now ({e}); retry shortly"),
             ),
-            Refused::Limit(refusal) => {
+            Refused::Limit(refusal, quota) => {
                 let code = if refusal.is_credit() {
                     ErrorCode::QuotaExceeded
                 } else {
                     ErrorCode::RateLimited
                 };
                 let wait_ms = u64::try_from(refusal.retry_after_ms).unwrap_or(0);
-                Self::new(code, refusal.to_string()).retry_after_ms(wait_ms)
+                let mut e = Self::new(code, refusal.to_string()).retry_after_ms(wait_ms);
+                e.quota = Some(Box::new(quota));
+                e
             }
             Refused::Inconsistent => Self::new(ErrorCode::Internal, "limit check failed"),
         }

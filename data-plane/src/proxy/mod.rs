@@ -7,6 +7,7 @@ mod attempts;
 mod error;
 mod facts;
 mod meter;
+mod quota;
 mod relay;
 mod reserve;
 mod translation;
@@ -23,6 +24,7 @@ use switchyard_core::endpoint::{Endpoint, Protocol};
 use switchyard_core::error::ErrorCode;
 use switchyard_core::fields;
 use switchyard_core::ids::AccountId;
+use switchyard_core::quota::Quota;
 use switchyard_core::snapshot::Compiled;
 use switchyard_core::translate::Dialect;
 use tracing::{Instrument, field};
@@ -93,7 +95,7 @@ pub async fn handle(
     );
     crate::trace::continue_from(&span, request.headers());
     let mut seen = Seen::default();
-    let response = match forward(
+    let mut response = match forward(
         &app, endpoint, peer, request, started, request_id, &mut seen,
     )
     .instrument(span.clone())
@@ -102,6 +104,8 @@ pub async fn handle(
     {
         Ok(r) => r,
         Err(e) => {
+            // A limit's refusal says what is left of the limit it hit.
+            seen.quota = e.quota.as_deref().copied().or(seen.quota);
             let response = proxy_error_response(protocol, &e);
             if !seen.metered {
                 // A call refused before its meter existed: its only access line.
@@ -118,6 +122,14 @@ pub async fn handle(
             response
         }
     };
+    if let Some(q) = seen.quota.filter(|_| seen.quota_headers) {
+        quota::write(
+            response.headers_mut(),
+            protocol,
+            &q,
+            switchyard_runtime::now_ms(),
+        );
+    }
     let status = response.status().as_u16();
     span.record("http.response.status_code", status);
     if status >= 500 {
@@ -142,6 +154,10 @@ struct Seen {
     account: Option<AccountId>,
     /// Whether the call has a meter, which writes its access line.
     metered: bool,
+    /// The caller's own quota, once its limits were checked.
+    quota: Option<Quota>,
+    /// Whether the owner's rules let answers carry the quota headers.
+    quota_headers: bool,
 }
 
 /// One call through its phases.
@@ -160,6 +176,7 @@ async fn forward(
         .in_scope(|| admit::admit(app, &snapshot, parts.uri.path(), peer, &parts.headers))?;
     let owner = caller.main_account();
     seen.account = Some(caller.account());
+    seen.quota_headers = snapshot.limit_settings(owner).quota_headers;
     let query = facts::forwarded_query(parts.uri.query())?;
     // The call's span (see `handle`); its meter holds it once there is one.
     let call_span = tracing::Span::current();
@@ -186,6 +203,7 @@ async fn forward(
         endpoint.spends(),
     )
     .await?;
+    seen.quota = admitted.as_ref().map(|a| a.quota);
     let prompt = prepared.prompt(endpoint);
     let Prepared {
         requested,

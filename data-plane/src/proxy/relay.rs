@@ -11,6 +11,7 @@ use futures_util::{FutureExt, Stream, StreamExt};
 use http::{HeaderValue, StatusCode, header};
 use switchyard_core::endpoint::{Endpoint, UsageShape, stream_error_event};
 use switchyard_core::error::ErrorCode;
+use switchyard_core::forward;
 use switchyard_core::route::Failure;
 use switchyard_core::sse::{self, SseFramer};
 use switchyard_core::translate::{Exchange, StreamTranslator, translate_answer};
@@ -53,6 +54,14 @@ fn chunks(upstream: UpstreamResponse) -> http_body_util::BodyDataStream<hyper::b
     http_body_util::BodyDataStream::new(upstream.into_body())
 }
 
+/// The upstream answer's header `name`, if it reaches the client
+/// (`core::forward::answer_header_passes`: never the provider's quota headers).
+fn relayed(upstream: &UpstreamResponse, name: http::HeaderName) -> Option<HeaderValue> {
+    forward::answer_header_passes(name.as_str())
+        .then(|| upstream.headers().get(name).cloned())
+        .flatten()
+}
+
 /// A whole upstream answer.
 pub struct Whole {
     pub status: StatusCode,
@@ -69,7 +78,7 @@ pub async fn read_whole(
     idle: Duration,
 ) -> Result<Whole, AttemptFailure> {
     let status = upstream.status();
-    let content_type = upstream.headers().get(header::CONTENT_TYPE).cloned();
+    let content_type = relayed(&upstream, header::CONTENT_TYPE);
     let mut body = Vec::new();
     let mut chunks = chunks(upstream);
     loop {
@@ -154,7 +163,7 @@ pub fn whole_back(
 /// Pass a (binary) answer through as it arrives; meter when it ends.
 pub fn pass_through(upstream: UpstreamResponse, meter: Meter, idle: Duration) -> Response {
     let status = upstream.status();
-    let content_type = upstream.headers().get(header::CONTENT_TYPE).cloned();
+    let content_type = relayed(&upstream, header::CONTENT_TYPE);
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     let mut chunks = chunks(upstream);
     tokio::spawn(async move {

@@ -21,9 +21,8 @@ pub(super) async fn reserve(
     (prompt_bytes, max_output): (usize, u64),
     spends: bool,
 ) -> Result<(Option<Price>, Option<Admitted>), ProxyError> {
-    let price = snapshot
-        .price(caller.main_account(), served)
-        .filter(|_| spends);
+    // A call that spends nothing still reads its credit in tokens at the model's price.
+    let price = snapshot.price(caller.main_account(), served);
     let reservation = if spends {
         limits::reservation(prompt_bytes, max_output, price.as_ref())
     } else {
@@ -31,8 +30,8 @@ pub(super) async fn reserve(
     };
     let admitted = app
         .gate
-        .admit(snapshot, caller, served, reservation)
+        .admit(snapshot, caller, served, reservation, price.as_ref())
         .instrument(tracing::info_span!("limits"))
         .await?;
-    Ok((price, admitted))
+    Ok((price.filter(|_| spends), admitted))
 }

@@ -186,6 +186,10 @@ pub struct LimitSettings {
     pub default_max_output_tokens: ::core::option::Option<u32>,
     #[prost(enumeration = "StoreDown", tag = "2")]
     pub when_store_down: i32,
+    /// Answers carry no quota headers (the caller's own limits in its protocol's
+    /// rate-limit headers); false, as an older control plane sends it: they do.
+    #[prost(bool, tag = "3")]
+    pub omit_quota_headers: bool,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Account {

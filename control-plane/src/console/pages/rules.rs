@@ -101,6 +101,7 @@ struct Entered {
     value: String,
     default_max: String,
     store_down: String,
+    quota_headers: String,
 }
 
 /// The page: every section at the current revision; a refused save keeps its value
@@ -131,6 +132,7 @@ async fn rules_page(
                 s.value = r.entered.value;
                 s.default_max = r.entered.default_max;
                 s.store_down = r.entered.store_down;
+                s.quota_headers = r.entered.quota_headers;
                 s.error = Some(r.message);
             }
             None => top = Some(r.message),
@@ -162,6 +164,7 @@ async fn save_section(State(c): State<Console>, posted: Posted) -> Response {
         value: form.get("value").to_owned(),
         default_max: form.get("default_max_output_tokens").trim().to_owned(),
         store_down: form.get("when_store_down").to_owned(),
+        quota_headers: form.get("quota_headers").to_owned(),
     };
     let refuse = |message: String, conflict: bool| Refused {
         section: section.unwrap_or(""),
@@ -219,6 +222,9 @@ fn section_value(section: Option<&str>, posted: &Entered) -> Result<serde_json::
             settings.insert("default_max_output_tokens".into(), n.into());
         }
         settings.insert("when_store_down".into(), posted.store_down.clone().into());
+        if posted.quota_headers == "off" {
+            settings.insert("quota_headers".into(), false.into());
+        }
         return Ok(serde_json::Value::Object(settings));
     }
     let text = posted.value.trim();
@@ -238,6 +244,8 @@ pub struct SectionForm {
     /// The limit settings' fields.
     pub default_max: String,
     pub store_down: String,
+    /// `on` or `off`.
+    pub quota_headers: String,
     /// After a conflict: the value now stored, shown beside the posted one.
     pub conflict: Option<String>,
     pub error: Option<String>,
@@ -261,6 +269,7 @@ impl SectionForm {
                 .map(|n| n.to_string())
                 .unwrap_or_default(),
             store_down: limits.when_store_down.as_str().to_owned(),
+            quota_headers: if limits.quota_headers { "on" } else { "off" }.to_owned(),
             conflict: None,
             error: None,
         }
