@@ -28,6 +28,7 @@ use switchyard_core::endpoint::{Endpoint, Protocol};
 use switchyard_core::forward;
 use switchyard_core::ids::ProviderKeyId;
 use switchyard_core::netguard::{Forbidden, Resolve, Resolving, UpstreamNetworks};
+use switchyard_core::passthrough;
 use switchyard_core::route::{Failure, retry_after_ms};
 use switchyard_core::snapshot::ProviderKey;
 use zeroize::Zeroizing;
@@ -402,34 +403,22 @@ pub async fn send(
     client: &ClientParts<'_>,
     deadline: Instant,
 ) -> Sent {
-    // Opened just in time; wiped when this function returns. The header built from it
-    // is marked sensitive so no layer logs it.
-    let secret: Zeroizing<Vec<u8>> = match keyring.open(&key.secret, key.id.0.as_bytes()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(provider_key = %key.id, error = %e, "cannot open a provider secret");
-            return Sent::Unusable(
-                "the provider key for this model cannot be used; its owner must re-add it",
-            );
-        }
-    };
     let protocol = endpoint.protocol();
-    let (auth_name, auth) = match protocol {
-        Protocol::OpenAi => {
-            let mut v = Zeroizing::new(Vec::with_capacity(secret.len() + 7));
-            v.extend_from_slice(b"Bearer ");
-            v.extend_from_slice(&secret);
-            (header::AUTHORIZATION, v)
+    let (auth_name, auth_value) = if key.passthrough {
+        // The caller's own credential, as it came (routing chose this key only
+        // because the caller sent one).
+        let Some(value) = client.headers.get(header::AUTHORIZATION) else {
+            return Sent::Unusable("a passthrough provider key needs the caller's own credential");
+        };
+        let mut value = value.clone();
+        value.set_sensitive(true);
+        (header::AUTHORIZATION, value)
+    } else {
+        match owner_credential(keyring, key, protocol) {
+            Ok(credential) => credential,
+            Err(why) => return Sent::Unusable(why),
         }
-        Protocol::Anthropic => (
-            HeaderName::from_static("x-api-key"),
-            Zeroizing::new(secret.to_vec()),
-        ),
     };
-    let Ok(mut auth_value) = HeaderValue::from_bytes(&auth) else {
-        return Sent::Unusable("the provider key holds characters a header cannot carry");
-    };
-    auth_value.set_sensitive(true);
 
     let Some(body) = body.take() else {
         return Sent::NotReplayable;
@@ -448,6 +437,17 @@ pub async fn send(
     let exporting = switchyard_runtime::tracing_on();
     for (name, value) in forwarded(client, exporting) {
         headers.append(name.clone(), value.clone());
+    }
+    if key.passthrough {
+        // What else the caller's login needs beside its bearer (Codex's account).
+        for (name, value) in client.headers.iter().filter(|(name, _)| {
+            *name != header::AUTHORIZATION
+                && passthrough::forwards_credential_header(name.as_str(), key.kind)
+        }) {
+            let mut value = value.clone();
+            value.set_sensitive(true);
+            headers.append(name.clone(), value);
+        }
     }
     if exporting {
         for (name, value) in crate::trace::injected().0 {
@@ -500,6 +500,10 @@ pub async fn send(
     tracing::Span::current().record("http.response.status_code", status.as_u16());
     let header_text = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
     let retry_after = retry_after_ms(header_text("retry-after-ms"), header_text("retry-after"));
+    // A passthrough caller's refused or limited credential is its own: its answer.
+    if key.passthrough && passthrough::callers_own(status.as_u16()) {
+        return Sent::Answer(response);
+    }
     match Failure::from_status(status.as_u16(), retry_after) {
         Some(failure) => Sent::KeyFailed(AttemptFailure::new(
             failure,
@@ -507,6 +511,41 @@ pub async fn send(
         )),
         None => Sent::Answer(response),
     }
+}
+
+/// The owner's credential for `key`, in the header `protocol` reads it from, or why
+/// the key cannot be used. The
+/// secret is opened just in time and wiped when this returns; the header built from
+/// it is marked sensitive so no layer logs it.
+fn owner_credential(
+    keyring: &Keyring,
+    key: &ProviderKey,
+    protocol: Protocol,
+) -> Result<(HeaderName, HeaderValue), &'static str> {
+    let secret: Zeroizing<Vec<u8>> = match keyring.open(&key.secret, key.id.0.as_bytes()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(provider_key = %key.id, error = %e, "cannot open a provider secret");
+            return Err("the provider key for this model cannot be used; its owner must re-add it");
+        }
+    };
+    let (auth_name, auth) = match protocol {
+        Protocol::OpenAi => {
+            let mut v = Zeroizing::new(Vec::with_capacity(secret.len() + 7));
+            v.extend_from_slice(b"Bearer ");
+            v.extend_from_slice(&secret);
+            (header::AUTHORIZATION, v)
+        }
+        Protocol::Anthropic => (
+            HeaderName::from_static("x-api-key"),
+            Zeroizing::new(secret.to_vec()),
+        ),
+    };
+    let Ok(mut auth_value) = HeaderValue::from_bytes(&auth) else {
+        return Err("the provider key holds characters a header cannot carry");
+    };
+    auth_value.set_sensitive(true);
+    Ok((auth_name, auth_value))
 }
 
 /// The refusal behind a failed exchange, when no connection was allowed.
@@ -547,6 +586,7 @@ mod tests {
             id: ProviderKeyId::new(),
             owner: AccountId::new(),
             kind: ProviderKind::OpenAi,
+            passthrough: false,
             base_url: base_url.into(),
             secret: Sealed {
                 key_id: "k".into(),

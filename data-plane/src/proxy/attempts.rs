@@ -73,7 +73,9 @@ pub(super) async fn run(
         drain: app.limits.drain_timeout,
     };
     let kind = endpoint.protocol().provider_kind();
-    let mut attempts = snapshot.attempts(owner, served, kind, app.limits.tries_per_level);
+    let mut attempts = snapshot
+        .attempts(owner, served, kind, app.limits.tries_per_level)
+        .with_own_credential(super::admit::own_credential(headers));
     let mut last: Option<AttemptFailure> = None;
     loop {
         let choice = match attempts.next(now_ms()) {
@@ -249,7 +251,7 @@ async fn answered(
 fn exhausted(e: RouteError, last: Option<&AttemptFailure>, cool_down: &CoolDown) -> ProxyError {
     match e {
         RouteError::NoProviderForModel(_) => ProxyError::new(ErrorCode::NotFound, e.to_string()),
-        RouteError::WrongProtocol { .. } => {
+        RouteError::WrongProtocol { .. } | RouteError::NeedsOwnCredential { .. } => {
             ProxyError::new(ErrorCode::InvalidRequest, e.to_string())
         }
         RouteError::AllCoolingDown { wake_in_ms, .. } => {
