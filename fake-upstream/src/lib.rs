@@ -10,9 +10,11 @@
 //! and hold streams open to prove the proxy passes events through as they come.
 //!
 //! Layout: here the server, its behaviours and what it observed; `openai` and
-//! `anthropic` answer each protocol's endpoints; `models` the model list of both.
+//! `anthropic` answer each protocol's endpoints; `models` the model list of both;
+//! `logins` the endpoints subscription logins call (Claude Code's, Codex's).
 
 mod anthropic;
+mod logins;
 mod models;
 mod openai;
 
@@ -151,6 +153,7 @@ impl FakeUpstream {
             .route("/v1/messages", post(anthropic::messages))
             .route("/v1/messages/count_tokens", post(anthropic::count))
             .route("/v1/models", axum::routing::get(models::list))
+            .merge(logins::routes())
             // Uploads of any size: the proxy in front decides what it accepts.
             .layer(axum::extract::DefaultBodyLimit::disable())
             .layer(axum::middleware::from_fn_with_state(
