@@ -45,6 +45,17 @@ async fn patch(app: &App, key: &str, id: &str, body: Value) -> (u16, Value) {
     .await
 }
 
+/// Change key `id` (accepted): its provider, protocol and secret hint after.
+async fn change(app: &App, key: &str, id: &str, body: Value) -> [String; 3] {
+    let (status, changed) = patch(app, key, id, body).await;
+    assert_eq!(status, 200, "{changed}");
+    ["provider", "protocol", "secret_hint"].map(|f| changed[f].as_str().unwrap().to_owned())
+}
+
+/// Provider keys stored without a secret.
+const NO_SECRET: &str =
+    "SELECT count(*) FROM provider_keys WHERE length(secret_blob) = 0 AND secret_key_id = ''";
+
 /// Created with its protocol and no secret; its protocol changed; turned into a key
 /// with a secret and back, the secret leaving the store; each step audited.
 async fn passthrough_keys_are_written_without_a_secret_and_audited(url: &str) {
@@ -65,56 +76,39 @@ async fn passthrough_keys_are_written_without_a_secret_and_audited(url: &str) {
     // Stored in the form the Anthropic protocol takes.
     assert_eq!(pk["base_url"], "http://127.0.0.1:1/v1");
     let id = pk["id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        app.count("SELECT count(*) FROM provider_keys WHERE length(secret_blob) = 0 AND secret_key_id = ''")
-            .await,
-        1
-    );
+    assert_eq!(app.count(NO_SECRET).await, 1);
 
-    let (status, changed) = patch(&app, &key, &id, json!({"protocol": "openai"})).await;
-    assert_eq!(status, 200, "{changed}");
     assert_eq!(
-        (&changed["provider"], &changed["protocol"]),
-        (&json!("passthrough"), &json!("openai"))
+        change(&app, &key, &id, json!({"protocol": "openai"})).await,
+        ["passthrough", "openai", ""]
     );
     // The level alone keeps what the key is.
-    let (status, changed) = patch(&app, &key, &id, json!({"level": 2})).await;
-    assert_eq!((status, &changed["provider"]), (200, &json!("passthrough")));
-
-    let (status, held) = patch(
-        &app,
-        &key,
-        &id,
-        json!({"provider": "openai", "secret": "sk-held-secret-0042"}),
-    )
-    .await;
-    assert_eq!(status, 200, "{held}");
     assert_eq!(
-        (&held["provider"], &held["protocol"], &held["secret_hint"]),
-        (&json!("openai"), &json!("openai"), &json!("****0042"))
+        change(&app, &key, &id, json!({"level": 2})).await,
+        ["passthrough", "openai", ""]
     );
     assert_eq!(
-        app.count("SELECT count(*) FROM provider_keys WHERE length(secret_blob) = 0")
-            .await,
-        0
+        change(
+            &app,
+            &key,
+            &id,
+            json!({"provider": "openai", "secret": "sk-held-secret-0042"})
+        )
+        .await,
+        ["openai", "openai", "****0042"]
     );
-    let (status, back) = patch(
-        &app,
-        &key,
-        &id,
-        json!({"provider": "passthrough", "protocol": "anthropic"}),
-    )
-    .await;
-    assert_eq!(status, 200, "{back}");
+    assert_eq!(app.count(NO_SECRET).await, 0);
     assert_eq!(
-        (&back["provider"], &back["protocol"], &back["secret_hint"]),
-        (&json!("passthrough"), &json!("anthropic"), &json!(""))
+        change(
+            &app,
+            &key,
+            &id,
+            json!({"provider": "passthrough", "protocol": "anthropic"})
+        )
+        .await,
+        ["passthrough", "anthropic", ""]
     );
-    assert_eq!(
-        app.count("SELECT count(*) FROM provider_keys WHERE length(secret_blob) = 0 AND secret_key_id = ''")
-            .await,
-        1
-    );
+    assert_eq!(app.count(NO_SECRET).await, 1);
 
     let (status, log) = app
         .call(Method::GET, "/x-audit".into(), key.clone(), None)

@@ -4,8 +4,9 @@
 //! key in `x-switchyard-key`. The caller's credential arrives upstream unchanged
 //! (with its beta flags and ChatGPT account); the call is metered to the sub-account
 //! whose key it carried; without that key, or with a bad one, nothing goes upstream;
-//! one caller's refused login does not put the key to sleep for another; and the
-//! credential is in no process's log, no usage event and no table of either database.
+//! one caller's refused login does not put the key to sleep for another; the
+//! credential is in no process's log, no usage event and no table of either database;
+//! and the command line adds and exports such keys without a secret.
 
 #![expect(
     clippy::unwrap_used,
@@ -16,6 +17,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use switchyard_core::crypto::Keyring;
 use switchyard_fake_upstream::{Behaviour, FakeUpstream};
+use switchyard_tests::cli::Site;
 use switchyard_tests::system::{System, settle, start_system_env, usage_logs, wait_for_key};
 
 /// Claude Code's OAuth access token for one caller (its shape, made up).
@@ -133,6 +135,13 @@ fn last_header(fake: &FakeUpstream, name: &str) -> Option<String> {
         .map(|v| v.to_str().unwrap().to_owned())
 }
 
+/// The fake's last call carried these headers with exactly these values.
+fn arrived(fake: &FakeUpstream, headers: &[(&str, &str)]) {
+    for (name, value) in headers {
+        assert_eq!(last_header(fake, name).as_deref(), Some(*value), "{name}");
+    }
+}
+
 /// Both logins go upstream unchanged, governed and metered to the caller's
 /// sub-account; calls without their issued key are refused before the upstream; no
 /// credential is left in any log, event or table.
@@ -146,13 +155,12 @@ async fn subscription_logins_pass_through_governed_and_leave_no_trace() {
     let (status, body) = claude_call(&sys, CLAUDE_TOKEN, Some(&dev_key)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["type"], "message", "{body}");
-    assert_eq!(
-        last_header(&fake, "authorization").as_deref(),
-        Some(format!("Bearer {CLAUDE_TOKEN}").as_str())
-    );
-    assert_eq!(
-        last_header(&fake, "anthropic-beta").as_deref(),
-        Some(CLAUDE_BETAS)
+    arrived(
+        &fake,
+        &[
+            ("authorization", &format!("Bearer {CLAUDE_TOKEN}")),
+            ("anthropic-beta", CLAUDE_BETAS),
+        ],
     );
     assert!(
         last_header(&fake, "user-agent").is_some_and(|ua| ua.starts_with("claude-cli/2.1.12")),
@@ -168,17 +176,13 @@ async fn subscription_logins_pass_through_governed_and_leave_no_trace() {
     let (status, stream) = codex_call(&sys, &dev_key).await;
     assert_eq!(status, StatusCode::OK, "{stream}");
     assert!(stream.contains("response.completed"), "{stream}");
-    assert_eq!(
-        last_header(&fake, "authorization").as_deref(),
-        Some(format!("Bearer {CODEX_JWT}").as_str())
-    );
-    assert_eq!(
-        last_header(&fake, "chatgpt-account-id").as_deref(),
-        Some(CODEX_ACCOUNT)
-    );
-    assert_eq!(
-        last_header(&fake, "originator").as_deref(),
-        Some("codex_cli_rs")
+    arrived(
+        &fake,
+        &[
+            ("authorization", &format!("Bearer {CODEX_JWT}")),
+            ("chatgpt-account-id", CODEX_ACCOUNT),
+            ("originator", "codex_cli_rs"),
+        ],
     );
     assert_eq!(last_header(&fake, "x-switchyard-key"), None);
     assert_eq!(fake.calls_with(CODEX_JWT), 1);
@@ -298,4 +302,77 @@ async fn a_refused_login_does_not_put_the_key_to_sleep_for_others() {
     let (status, body) = claude_call(&sys, CLAUDE_TOKEN, Some(&dev_key)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(fake.calls_with(CLAUDE_TOKEN), 1);
+}
+
+/// The command line adds a passthrough key with its protocol and no secret, refuses
+/// a secret for one, and the tree as code exports it (and applies it again) without
+/// any `secret_from`.
+#[tokio::test]
+async fn the_command_line_adds_and_exports_passthrough_keys() {
+    let sys = start().await;
+    let site = Site::at(&sys.control.url("http"), &sys.root);
+    site.main_account("acme");
+    let added = site
+        .run(&[
+            "provider-keys",
+            "add",
+            "--kind",
+            "passthrough",
+            "--protocol",
+            "openai",
+            "--base-url",
+            "http://127.0.0.1:9/backend-api/codex",
+            "--models",
+            "gpt-5*",
+            "-o",
+            "json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(
+        (
+            &added["provider"],
+            &added["protocol"],
+            &added["secret_hint"]
+        ),
+        (&json!("passthrough"), &json!("openai"), &json!(""))
+    );
+    let refused = site.run(&[
+        "provider-keys",
+        "add",
+        "--kind",
+        "passthrough",
+        "--protocol",
+        "anthropic",
+        "--base-url",
+        "http://127.0.0.1:9",
+        "--models",
+        "claude-*",
+        "--secret-stdin",
+    ]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    let table = site.run(&["provider-keys", "list"]).ok().stdout;
+    assert!(
+        table.contains("passthrough") && table.contains("openai"),
+        "{table}"
+    );
+
+    let exported = site.run(&["export"]).ok().stdout;
+    assert!(
+        exported.contains("provider: passthrough") && exported.contains("protocol: openai"),
+        "{exported}"
+    );
+    assert!(
+        !exported
+            .lines()
+            .any(|l| l.trim_start().starts_with("secret_from:")),
+        "{exported}"
+    );
+    let file = site.home.path().join("tree.yaml");
+    std::fs::write(&file, &exported).unwrap();
+    let diff = site
+        .run(&["diff", "-f", file.to_str().unwrap()])
+        .ok()
+        .stdout;
+    assert!(!diff.contains("provider key"), "the same key: {diff}");
 }
