@@ -244,56 +244,38 @@ async fn passthrough_keys_over_grpc(url: &str) {
     let app = App::new(url).await;
     let key = main_key(&app).await;
     let admin = grpc(&app);
-    let view = admin
-        .add_provider_key(authed(
+    let add = |provider: &str, protocol: Option<&str>, secret: &str| {
+        authed(
             &key,
             pb::AddProviderKeyRequest {
-                provider: "passthrough".into(),
-                protocol: Some("openai".into()),
+                provider: provider.into(),
+                protocol: protocol.map(Into::into),
+                secret: secret.into(),
                 base_url: UPSTREAM.into(),
                 models: vec!["gpt-*".into()],
                 ..Default::default()
             },
-        ))
+        )
+    };
+    let view = admin
+        .add_provider_key(add("passthrough", Some("openai"), ""))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(
-        (
-            view.provider.as_str(),
-            view.protocol.as_str(),
-            view.secret_hint.as_str()
-        ),
-        ("passthrough", "openai", "")
+        [&view.provider, &view.protocol, &view.secret_hint],
+        ["passthrough", "openai", ""]
     );
-    let err = admin
-        .add_provider_key(authed(
-            &key,
-            pb::AddProviderKeyRequest {
-                provider: "passthrough".into(),
-                protocol: Some("openai".into()),
-                secret: "sk-not-wanted-1234".into(),
-                base_url: UPSTREAM.into(),
-                models: vec!["gpt-*".into()],
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
-    let err = admin
-        .add_provider_key(authed(
-            &key,
-            pb::AddProviderKeyRequest {
-                provider: "openai".into(),
-                base_url: UPSTREAM.into(),
-                models: vec!["gpt-*".into()],
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::InvalidArgument);
+    for (provider, protocol, secret) in [
+        ("passthrough", Some("openai"), "sk-not-wanted-1234"),
+        ("openai", None, ""),
+    ] {
+        let err = admin
+            .add_provider_key(add(provider, protocol, secret))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{provider} {secret}");
+    }
     let changed = admin
         .update_provider_key(authed(
             &key,
