@@ -5,20 +5,24 @@
 //! (with its beta flags and ChatGPT account); the call is metered to the sub-account
 //! whose key it carried; without that key, or with a bad one, nothing goes upstream;
 //! one caller's refused login does not put the key to sleep for another; the
-//! credential is in no process's log, no usage event and no table of either database;
-//! and the command line adds and exports such keys without a secret.
+//! credential is in no process's log, no trace, no usage event and no table of
+//! either database; and the command line adds and exports such keys without a secret.
 
 #![expect(
     clippy::unwrap_used,
     reason = "helpers of a test fail loudly on the first surprise"
 )]
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use switchyard_core::crypto::Keyring;
 use switchyard_fake_upstream::{Behaviour, FakeUpstream};
 use switchyard_tests::cli::Site;
+use switchyard_tests::otlp::OtlpReceiver;
 use switchyard_tests::system::{System, settle, start_system_env, usage_logs, wait_for_key};
+use switchyard_tests::wait;
 
 /// Claude Code's OAuth access token for one caller (its shape, made up).
 const CLAUDE_TOKEN: &str = "sk-ant-oat01-Pa55thr0ughT0kenOfAliceXyZ0123456789abcdefABCDEF";
@@ -33,8 +37,35 @@ const CODEX_ACCOUNT: &str = "a1b2c3d4-0000-4e5f-8a9b-codexaccount";
 /// The system with every process logging at debug level: the strongest test of what
 /// its logs never hold.
 async fn start() -> System {
+    start_with(&[]).await
+}
+
+/// [`start`] with more environment for every process.
+async fn start_with(env: &[(&str, &str)]) -> System {
     let kek = Keyring::generate_spec("k1").to_string();
-    start_system_env(4 * 1024 * 1024, &kek, &kek, &[], &[("RUST_LOG", "debug")]).await
+    let env: Vec<(&str, &str)> = [("RUST_LOG", "debug")]
+        .into_iter()
+        .chain(env.iter().copied())
+        .collect();
+    start_system_env(4 * 1024 * 1024, &kek, &kek, &[], &env).await
+}
+
+/// Every span received once the calls' are in: `messages` Messages calls and one
+/// Responses call, each with its attempts.
+async fn traces(otlp: &OtlpReceiver, messages: usize) -> String {
+    wait::until_ok(Duration::from_secs(20), "the calls' traces", async || {
+        let spans = otlp.spans();
+        let named = |n: &str| spans.iter().filter(|s| s.name == n).count();
+        if named("/v1/messages") >= messages
+            && named("/v1/responses") >= 1
+            && named("upstream") >= 3
+        {
+            Ok(format!("{spans:?}"))
+        } else {
+            Err(format!("{spans:#?}"))
+        }
+    })
+    .await
 }
 
 /// A main account with a passthrough key for each login and a sub-account `dev`:
@@ -144,10 +175,15 @@ fn arrived(fake: &FakeUpstream, headers: &[(&str, &str)]) {
 
 /// Both logins go upstream unchanged, governed and metered to the caller's
 /// sub-account; calls without their issued key are refused before the upstream; no
-/// credential is left in any log, event or table.
-#[tokio::test]
+/// credential is left in any log, trace, event or table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscription_logins_pass_through_governed_and_leave_no_trace() {
-    let sys = start().await;
+    let otlp = OtlpReceiver::start().await.unwrap();
+    let sys = start_with(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.url.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ])
+    .await;
     let fake = FakeUpstream::start(None).await.unwrap();
     let (main, dev_key, dev_id) = owner(&sys, &fake).await;
 
@@ -248,7 +284,8 @@ async fn subscription_logins_pass_through_governed_and_leave_no_trace() {
         "{events:?}"
     );
 
-    // No credential anywhere: logs of every process, usage events, both databases.
+    // No credential anywhere: logs of every process, traces, usage events, both
+    // databases.
     let secrets = [
         CLAUDE_TOKEN,
         REVOKED_TOKEN,
@@ -263,6 +300,7 @@ async fn subscription_logins_pass_through_governed_and_leave_no_trace() {
         ("control plane log", sys.control.log()),
         ("collector log", sys._collector.log()),
         ("usage events", events_text),
+        ("traces", traces(&otlp, 5).await),
         ("control plane database", dump(&sys, &sys.control_db)),
         ("usage database", dump(&sys, &sys.usage_db)),
     ];
