@@ -138,7 +138,9 @@ impl AdminService for ApiGrpc {
         let req = AddProviderKey {
             provider: r.provider,
             base_url: r.base_url,
-            secret: r.secret,
+            // Empty: none (a passthrough key holds none).
+            secret: non_empty(r.secret),
+            protocol: r.protocol,
             models: r.models,
             level: r.level,
             weight: r.weight,
@@ -195,6 +197,7 @@ impl AdminService for ApiGrpc {
             level: r.level,
             weight: r.weight,
             status: r.status,
+            protocol: r.protocol,
         };
         Ok(Response::new(provider_view(
             self.service

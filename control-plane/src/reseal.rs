@@ -54,7 +54,8 @@ pub async fn reseal_all(
         for mut record in store.provider_keys(owner).await? {
             report.total += 1;
             let key = &mut record.key;
-            if key.secret.key_id == keyring.active_id() {
+            // A passthrough key holds no secret: nothing to re-seal.
+            if key.passthrough || key.secret.key_id == keyring.active_id() {
                 report.current += 1;
                 continue;
             }

@@ -131,6 +131,7 @@ async fn gemini_keys_over_grpc_match_rest(url: &str) {
         models: vec!["gemini-2.5-*".into()],
         level: Some(1),
         weight: None,
+        protocol: None,
     };
     let view = admin
         .add_provider_key(authed(&owner, add("gemini")))

@@ -46,6 +46,7 @@ async fn grpc_manage_face_matches_rest(url: &str) {
         models,
         level: None,
         weight: None,
+        ..Default::default()
     };
     let view = admin
         .add_provider_key(authed(&key, add(vec!["gpt-*".into()], UPSTREAM.into())))

@@ -51,12 +51,15 @@ const HOP_BY_HOP: [&str; 6] = [
 ];
 
 /// The client's credentials for Switchyard (or for anything else): never a provider's.
-const CREDENTIALS: [&str; 5] = [
+/// A passthrough key carries its caller's own credential by a rule of its own
+/// (`crate::passthrough::forwards_credential_header`), never through these lists.
+const CREDENTIALS: [&str; 6] = [
     "authorization",
     "x-api-key",
     "api-key",
     "x-goog-api-key",
     "cookie",
+    crate::passthrough::KEY_HEADER,
 ];
 
 /// What Switchyard sets on the upstream request itself: the target, the body's
@@ -227,6 +230,7 @@ mod tests {
             "x-api-key",
             "api-key",
             "x-goog-api-key",
+            "x-switchyard-key",
             "connection",
             "keep-alive",
             "te",

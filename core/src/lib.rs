@@ -16,6 +16,8 @@
 //! - [`netguard`]: which upstream addresses are refused (special-purpose, private,
 //!   IPv4 inside IPv6) and the operator's exceptions.
 //! - [`object`]: struct fields read from JSON objects only.
+//! - [`passthrough`]: provider keys whose calls carry their caller's own upstream
+//!   credential: the issued key's header, which keys serve, whose failure a refusal is.
 //! - [`policy`]: account policies, their intersection, and the bounds check.
 //! - [`types`]: the basic kinds (status, provider kind); imports nothing of the crate.
 //! - [`snapshot`]: the snapshot as plain data ([`snapshot::data`]), and its lookup
@@ -52,6 +54,7 @@ pub mod model;
 pub mod model_list;
 pub mod netguard;
 pub mod object;
+pub mod passthrough;
 pub mod policy;
 pub mod quota;
 pub mod redact;

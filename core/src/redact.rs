@@ -5,7 +5,8 @@
 //! values); this catches what a dependency or a careless format string lets through.
 //! Shapes masked: issued keys and most providers' keys (`sk-…`: Switchyard's
 //! `sk-sy-`, OpenAI's `sk-proj-`, Anthropic's `sk-ant-`, DeepSeek's), the operator's
-//! root key (`sy-root-…`), and whatever follows `Bearer `.
+//! root key (`sy-root-…`), JSON Web Tokens (`eyJ…`: the ChatGPT login Codex passes
+//! through a passthrough key, wherever it stands), and whatever follows `Bearer `.
 
 use std::borrow::Cow;
 
@@ -13,7 +14,7 @@ use std::borrow::Cow;
 pub const MASK: &str = "[redacted]";
 
 /// Prefixes whose tail is a secret once it is long enough.
-const KEY_PREFIXES: [&str; 2] = ["sk-", "sy-root-"];
+const KEY_PREFIXES: [&str; 3] = ["sk-", "sy-root-", "eyJ"];
 /// Shorter tails are words, not keys ("sk-learn", "sk-sy-…" in a display tail).
 const MIN_SECRET_TAIL: usize = 12;
 const BEARER: &str = "Bearer ";
@@ -101,6 +102,11 @@ mod tests {
                 "two: sk-aaaaaaaaaaaaaaaa sk-bbbbbbbbbbbbbbbb",
                 "two: sk-[redacted] sk-[redacted]",
             ),
+            (
+                "token=eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl!",
+                "token=eyJ[redacted]!",
+            ),
+            ("sk-ant-oat01-AAAAAAAAAAAAAAAA", "sk-[redacted]"),
         ] {
             assert_eq!(scrub(text), want, "{text}");
         }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 use crate::model;
+use crate::passthrough;
 use crate::snapshot::data::ProviderKey;
 use crate::types::{ProviderKind, Status};
 
@@ -288,8 +289,26 @@ impl OwnerKeys {
             && model::any_matches(&k.models, model)
     }
 
-    /// Plan the attempts for one call of `kind`'s protocol; with `translate`, keys of
-    /// other protocols serve it too (after the level's own, see [`Attempts::next`]).
+    /// The lowest level with a key that may serve the call.
+    fn first_level(
+        &self,
+        model: &str,
+        kind: ProviderKind,
+        translate: bool,
+        own_credential: bool,
+    ) -> Option<u32> {
+        (0..self.keys.len())
+            .find(|&i| {
+                let k = &self.keys[i];
+                self.serves(i, model, kind, translate)
+                    && passthrough::may_serve(k.passthrough, k.kind, kind, own_credential)
+            })
+            .map(|i| self.keys[i].level)
+    }
+
+    /// Plan the attempts for one call of `kind`'s protocol (of a caller without its
+    /// own credential; see [`Attempts::with_own_credential`]); with `translate`, keys
+    /// of other protocols serve it too (after the level's own, see [`Attempts::next`]).
     pub fn attempts<'a>(
         &'a self,
         model: &'a str,
@@ -299,11 +318,7 @@ impl OwnerKeys {
         switch_over: Option<&'a BTreeMap<u32, u32>>,
         max_per_level: u32,
     ) -> Attempts<'a> {
-        let level = mapped_level.or_else(|| {
-            (0..self.keys.len())
-                .find(|&i| self.serves(i, model, kind, translate))
-                .map(|i| self.keys[i].level)
-        });
+        let level = mapped_level.or_else(|| self.first_level(model, kind, translate, false));
         Attempts {
             owner: self,
             model,
@@ -317,6 +332,8 @@ impl OwnerKeys {
             switch_over,
             earliest_wake: None,
             tried_total: 0,
+            own_credential: false,
+            level_mapped: mapped_level.is_some(),
         }
     }
 }
@@ -346,6 +363,10 @@ pub enum RouteError {
     AllCoolingDown { model: String, wake_in_ms: u64 },
     #[error("{tried} attempt(s) on provider keys serving model {model:?} failed")]
     AllFailed { model: String, tried: u32 },
+    #[error(
+        "model {model:?} is served only by passthrough provider keys, which carry the caller's own provider credential: send your Switchyard key in `x-switchyard-key` and your provider credential in `Authorization`"
+    )]
+    NeedsOwnCredential { model: String },
 }
 
 /// Which of a level's keys a round-robin pass picks from.
@@ -373,9 +394,27 @@ pub struct Attempts<'a> {
     switch_over: Option<&'a BTreeMap<u32, u32>>,
     earliest_wake: Option<i64>,
     tried_total: u32,
+    /// Whether the caller brought its own upstream credential
+    /// (`crate::passthrough::own_credential`): only then may passthrough keys serve.
+    own_credential: bool,
+    /// Whether the LevelMapper named the first level (else it is the lowest level
+    /// with a key that may serve the call).
+    level_mapped: bool,
 }
 
 impl<'a> Attempts<'a> {
+    /// These attempts for a caller that did (or did not) bring its own credential;
+    /// before the first [`Attempts::next`].
+    pub fn with_own_credential(mut self, own_credential: bool) -> Self {
+        self.own_credential = own_credential;
+        if !self.level_mapped {
+            self.level =
+                self.owner
+                    .first_level(self.model, self.kind, self.translate, own_credential);
+        }
+        self
+    }
+
     /// The next key to try, or why there is none. Within a level, keys of the call's
     /// own protocol come first; keys that would translate only when none of the
     /// level's own can take the call.
@@ -418,6 +457,10 @@ impl<'a> Attempts<'a> {
             || self.tried.contains(&i)
             || !self.owner.serves(i, self.model, self.kind, self.translate)
         {
+            return false;
+        }
+        let key = &self.owner.keys[i];
+        if !passthrough::may_serve(key.passthrough, key.kind, self.kind, self.own_credential) {
             return false;
         }
         let health = &self.owner.health[i];
@@ -488,6 +531,13 @@ impl<'a> Attempts<'a> {
                 model,
                 wake_in_ms: u64::try_from(wake.saturating_sub(now_ms)).unwrap_or(0),
             };
+        }
+        if !self.own_credential
+            && (0..self.owner.keys.len()).any(|i| {
+                self.owner.keys[i].passthrough && self.owner.serves(i, self.model, self.kind, false)
+            })
+        {
+            return RouteError::NeedsOwnCredential { model };
         }
         // Translation off: a key of another protocol serving the model names why.
         let other = self

@@ -568,6 +568,7 @@ mod tests {
             id: ProviderKeyId::new(),
             owner: switchyard_core::ids::AccountId::new(),
             kind: switchyard_core::snapshot::ProviderKind::OpenAi,
+            passthrough: false,
             base_url: "https://api.example.com/v1".into(),
             secret: switchyard_core::crypto::Sealed {
                 key_id: "k".into(),

@@ -28,6 +28,7 @@ use switchyard_core::endpoint::Endpoint;
 use switchyard_core::forward;
 use switchyard_core::ids::ProviderKeyId;
 use switchyard_core::netguard::{Forbidden, Resolve, Resolving, UpstreamNetworks};
+use switchyard_core::passthrough;
 use switchyard_core::route::{Failure, retry_after_ms};
 use switchyard_core::snapshot::ProviderKey;
 use switchyard_core::types::ProviderKind;
@@ -402,21 +403,20 @@ pub async fn send(
     translated: Option<&Outbound>,
     deadline: Instant,
 ) -> Sent {
-    // Opened just in time; wiped when this function returns. The header built from it
-    // is marked sensitive so no layer logs it.
-    let secret: Zeroizing<Vec<u8>> = match keyring.open(&key.secret, key.id.0.as_bytes()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(provider_key = %key.id, error = %e, "cannot open a provider secret");
-            return Sent::Unusable(
-                "the provider key for this model cannot be used; its owner must re-add it",
-            );
+    let (auth_name, auth_value) = if key.passthrough {
+        // The caller's own credential, as it came (routing chose this key only
+        // because the caller sent one).
+        let Some(value) = client.headers.get(header::AUTHORIZATION) else {
+            return Sent::Unusable("a passthrough provider key needs the caller's own credential");
+        };
+        let mut value = value.clone();
+        value.set_sensitive(true);
+        (header::AUTHORIZATION, value)
+    } else {
+        match owner_credential(keyring, key) {
+            Ok(credential) => credential,
+            Err(why) => return Sent::Unusable(why),
         }
-    };
-    // The key's kind says how it authenticates (a translated call goes to a key of
-    // another protocol than the endpoint's, with that key's own credential).
-    let Some((auth_name, auth_value)) = target::credential(key.kind, &secret) else {
-        return Sent::Unusable("the provider key holds characters a header cannot carry");
     };
 
     let body = match translated {
@@ -457,6 +457,17 @@ pub async fn send(
     }
     for (name, value) in translated.map_or(&[][..], |t| &t.set_headers[..]) {
         headers.insert(*name, HeaderValue::from_static(value));
+    }
+    if key.passthrough {
+        // What else the caller's login needs beside its bearer (Codex's account).
+        for (name, value) in client.headers.iter().filter(|(name, _)| {
+            *name != header::AUTHORIZATION
+                && passthrough::forwards_credential_header(name.as_str(), key.kind)
+        }) {
+            let mut value = value.clone();
+            value.set_sensitive(true);
+            headers.append(name.clone(), value);
+        }
     }
     if exporting {
         for (name, value) in crate::trace::injected().0 {
@@ -509,6 +520,10 @@ pub async fn send(
     tracing::Span::current().record("http.response.status_code", status.as_u16());
     let header_text = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
     let retry_after = retry_after_ms(header_text("retry-after-ms"), header_text("retry-after"));
+    // A passthrough caller's refused or limited credential is its own: its answer.
+    if key.passthrough && passthrough::callers_own(status.as_u16()) {
+        return Sent::Answer(response);
+    }
     match Failure::from_status(status.as_u16(), retry_after) {
         Some(failure) => Sent::KeyFailed(AttemptFailure::new(
             failure,
@@ -516,6 +531,27 @@ pub async fn send(
         )),
         None => Sent::Answer(response),
     }
+}
+
+/// The owner's credential for `key`, in the header its kind reads it from, or why
+/// the key cannot be used.
+fn owner_credential(
+    keyring: &Keyring,
+    key: &ProviderKey,
+) -> Result<(HeaderName, HeaderValue), &'static str> {
+    // Opened just in time; wiped when this function returns. The header built from it
+    // is marked sensitive so no layer logs it.
+    let secret: Zeroizing<Vec<u8>> = match keyring.open(&key.secret, key.id.0.as_bytes()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(provider_key = %key.id, error = %e, "cannot open a provider secret");
+            return Err("the provider key for this model cannot be used; its owner must re-add it");
+        }
+    };
+    // The key's kind says how it authenticates (a translated call goes to a key of
+    // another protocol than the endpoint's, with that key's own credential).
+    target::credential(key.kind, &secret)
+        .ok_or("the provider key holds characters a header cannot carry")
 }
 
 /// The refusal behind a failed exchange, when no connection was allowed.

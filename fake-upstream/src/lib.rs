@@ -15,11 +15,12 @@
 //! and reasoning the first two answer; `models` the model list of the first two
 //! (Gemini's is in `gemini`); `scripted` a conversation with one tool round trip, for
 //! real clients; `provider_quota` puts a provider's own rate-limit headers on every
-//! answer.
+//! answer; `logins` the endpoints subscription logins call (Claude Code's, Codex's).
 
 mod agentic;
 mod anthropic;
 mod gemini;
+mod logins;
 mod models;
 mod openai;
 mod provider_quota;
@@ -170,6 +171,7 @@ impl FakeUpstream {
             .route("/v1beta/models", axum::routing::get(gemini::list))
             // `{model}:generateContent` and the other methods: one path segment.
             .route("/v1beta/models/{call}", post(gemini::call))
+            .merge(logins::routes())
             // Uploads of any size: the proxy in front decides what it accepts.
             .layer(axum::extract::DefaultBodyLimit::disable())
             .layer(axum::middleware::from_fn(provider_quota::add))

@@ -523,6 +523,7 @@ async fn accounts_made_over_grpc_serve_calls() {
         models,
         level: None,
         weight: None,
+        ..Default::default()
     };
     let view = admin
         .add_provider_key(authed(&key, add(vec!["gpt-*".into()], fake.base_url())))

@@ -178,6 +178,7 @@ pub fn encode(s: &Snapshot) -> pb::Snapshot {
                     ProviderKind::Anthropic => pb::ProviderKind::Anthropic.into(),
                     ProviderKind::Gemini => pb::ProviderKind::Gemini.into(),
                 },
+                passthrough: p.passthrough,
                 base_url: p.base_url.clone(),
                 secret: Some(pb::SealedSecret {
                     key_id: p.secret.key_id.clone(),
@@ -496,6 +497,7 @@ fn configuration(
                 id: id::<ProviderKeyId>("provider_key.id", &p.id)?,
                 owner: id::<AccountId>("provider_key.owner_id", &p.owner_id)?,
                 kind,
+                passthrough: p.passthrough,
                 base_url: p.base_url,
                 secret: Sealed {
                     key_id: secret.key_id,
@@ -590,6 +592,7 @@ mod tests {
             id: ProviderKeyId::new(),
             owner,
             kind,
+            passthrough: false,
             base_url: "https://api.example.com/v1".into(),
             secret: Sealed {
                 key_id: "k".into(),
@@ -646,6 +649,16 @@ mod tests {
         };
         let mut wire = encode(&snapshot);
         assert_eq!(decode(wire.clone()).unwrap(), snapshot);
+        // A passthrough key travels as one: no secret, its protocol as its kind.
+        let mut passthrough = snapshot.clone();
+        let key = &mut passthrough.provider_keys[0];
+        key.passthrough = true;
+        key.kind = ProviderKind::Anthropic;
+        key.secret = Sealed {
+            key_id: String::new(),
+            blob: Vec::new(),
+        };
+        assert_eq!(decode(encode(&passthrough)).unwrap(), passthrough);
         wire.provider_keys[0].discovered_models =
             vec!["o3".into(), "bad\u{0}".into(), "gpt-4o".into(), "o3".into()];
         assert_eq!(

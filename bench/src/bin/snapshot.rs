@@ -92,6 +92,7 @@ fn world(keyring: &Keyring) -> anyhow::Result<World> {
                 id,
                 owner,
                 kind: ProviderKind::OpenAi,
+                passthrough: false,
                 base_url: "https://api.openai.example/v1".into(),
                 secret,
                 level,

@@ -29,13 +29,18 @@ pub enum ProviderKeysCommand {
     /// One provider key, with the models its upstream last listed.
     #[command(after_help = "Example:\n  switchyard provider-keys show 0190f0c2-...")]
     Show { id: String },
-    /// Add a provider key; the secret is prompted for (or --secret-stdin/--secret-file).
+    /// Add a provider key; the secret is prompted for (or --secret-stdin/--secret-file),
+    /// except for a passthrough key, which holds none.
     #[command(
-        after_help = "Examples:\n  switchyard provider-keys add --provider openai --base-url https://api.openai.com/v1 --models 'gpt-4o*'\n  pass show openai | switchyard provider-keys add --provider openai --base-url https://api.openai.com/v1 --models gpt-4o,gpt-4o-mini --level 1 --secret-stdin"
+        after_help = "Examples:\n  switchyard provider-keys add --provider openai --base-url https://api.openai.com/v1 --models 'gpt-4o*'\n  pass show openai | switchyard provider-keys add --provider openai --base-url https://api.openai.com/v1 --models gpt-4o,gpt-4o-mini --level 1 --secret-stdin\n  switchyard provider-keys add --kind passthrough --protocol anthropic --base-url https://api.anthropic.com --models 'claude-*'"
     )]
     Add {
-        #[arg(long, value_parser = ["openai", "anthropic", "gemini"])]
+        /// The provider, or `passthrough`: each call carries its caller's own credential.
+        #[arg(long, alias = "kind", value_parser = ["openai", "anthropic", "gemini", "passthrough"])]
         provider: String,
+        /// The protocol a passthrough key speaks.
+        #[arg(long, value_parser = ["anthropic", "openai"])]
+        protocol: Option<String>,
         #[arg(long, value_name = "URL")]
         base_url: String,
         /// Models it serves: names and `prefix*` patterns, comma separated.
@@ -54,8 +59,11 @@ pub enum ProviderKeysCommand {
     )]
     Update {
         id: String,
-        #[arg(long, value_parser = ["openai", "anthropic", "gemini"])]
+        #[arg(long, alias = "kind", value_parser = ["openai", "anthropic", "gemini", "passthrough"])]
         provider: Option<String>,
+        /// The protocol a passthrough key speaks.
+        #[arg(long, value_parser = ["anthropic", "openai"])]
+        protocol: Option<String>,
         #[arg(long, value_name = "URL")]
         base_url: Option<String>,
         #[arg(long, value_delimiter = ',')]
@@ -91,13 +99,14 @@ pub async fn run(ctx: &Ctx, command: ProviderKeysCommand) -> Result<()> {
             let list = client.get("/x-keys", &[]).await?;
             show(ctx, &list, |v| {
                 let mut t = Table::new(&[
-                    "ID", "PROVIDER", "BASE URL", "SECRET", "MODELS", "LEVEL", "WEIGHT", "STATUS",
-                    "HEALTH",
+                    "ID", "PROVIDER", "PROTOCOL", "BASE URL", "SECRET", "MODELS", "LEVEL",
+                    "WEIGHT", "STATUS", "HEALTH",
                 ]);
                 for k in v.as_array().into_iter().flatten() {
                     t.row(vec![
                         cell(&k["id"]),
                         cell(&k["provider"]),
+                        cell(&k["protocol"]),
                         cell(&k["base_url"]),
                         cell(&k["secret_hint"]),
                         cell(&k["models"]),
@@ -116,14 +125,26 @@ pub async fn run(ctx: &Ctx, command: ProviderKeysCommand) -> Result<()> {
         }
         ProviderKeysCommand::Add {
             provider,
+            protocol,
             base_url,
             models,
             level,
             weight,
             secret,
         } => {
-            let secret = read_secret(&secret)?;
-            let mut body = json!({"provider": provider, "base_url": base_url, "models": models, "secret": secret});
+            let mut body = json!({"provider": provider, "base_url": base_url, "models": models});
+            if provider == "passthrough" {
+                if secret.secret_stdin || secret.secret_file.is_some() {
+                    return Err(CliError::Usage(
+                        "a passthrough key holds no secret: each call carries its caller's own credential".into(),
+                    ));
+                }
+            } else {
+                body["secret"] = json!(read_secret(&secret)?);
+            }
+            if let Some(p) = protocol {
+                body["protocol"] = json!(p);
+            }
             if let Some(l) = level {
                 body["level"] = json!(l);
             }
@@ -136,6 +157,7 @@ pub async fn run(ctx: &Ctx, command: ProviderKeysCommand) -> Result<()> {
         ProviderKeysCommand::Update {
             id,
             provider,
+            protocol,
             base_url,
             models,
             level,
@@ -146,6 +168,9 @@ pub async fn run(ctx: &Ctx, command: ProviderKeysCommand) -> Result<()> {
             let mut body = Map::new();
             if let Some(p) = provider {
                 body.insert("provider".into(), json!(p));
+            }
+            if let Some(p) = protocol {
+                body.insert("protocol".into(), json!(p));
             }
             if let Some(b) = base_url {
                 body.insert("base_url".into(), json!(b));
@@ -214,6 +239,7 @@ fn one(v: &Value) -> String {
         &[
             "id",
             "provider",
+            "protocol",
             "base_url",
             "secret_hint",
             "models",

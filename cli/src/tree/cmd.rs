@@ -257,22 +257,26 @@ impl Runner {
     async fn step(&mut self, action: &Action) -> Result<()> {
         match action {
             Action::CreateKey { spec } => {
-                let secret = match &spec.secret_from {
-                    Some(from) => read_secret(from)?,
-                    None => {
-                        return Err(CliError::Usage(
-                            "a new provider key needs secret_from".into(),
-                        ));
-                    }
-                };
-                let body = json!({
+                let mut body = json!({
                     "provider": spec.provider.as_str(),
                     "base_url": spec.base_url,
-                    "secret": secret,
                     "models": spec.models,
                     "level": spec.level,
                     "weight": spec.weight,
                 });
+                if let Some(protocol) = spec.protocol {
+                    body["protocol"] = json!(protocol.as_str());
+                }
+                if spec.takes_secret() {
+                    body["secret"] = match &spec.secret_from {
+                        Some(from) => json!(read_secret(from)?),
+                        None => {
+                            return Err(CliError::Usage(
+                                "a new provider key needs secret_from".into(),
+                            ));
+                        }
+                    };
+                }
                 let key = self.main.post("/x-keys", body).await?;
                 if spec.status == doc::Status::Disabled {
                     let id = key["id"].as_str().unwrap_or_default();
@@ -444,6 +448,7 @@ pub async fn read_remote(client: &Client) -> Result<Remote> {
         keys.push(RemoteKey {
             id: decode("provider key id", &k["id"])?,
             provider: decode("provider", &k["provider"])?,
+            protocol: decode("protocol", &k["protocol"])?,
             base_url: decode("base_url", &k["base_url"])?,
             hint: decode("secret_hint", &k["secret_hint"])?,
             models: decode("models", &k["models"])?,

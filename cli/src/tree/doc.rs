@@ -63,6 +63,9 @@ pub enum Provider {
     Openai,
     Anthropic,
     Gemini,
+    /// Each call carries its caller's own login; the key holds no secret and names
+    /// the protocol it speaks.
+    Passthrough,
 }
 
 impl Provider {
@@ -71,6 +74,7 @@ impl Provider {
             Provider::Openai => "openai",
             Provider::Anthropic => "anthropic",
             Provider::Gemini => "gemini",
+            Provider::Passthrough => "passthrough",
         }
     }
 }
@@ -90,6 +94,9 @@ pub enum SecretFrom {
 #[serde(deny_unknown_fields)]
 pub struct KeySpec {
     pub provider: Provider,
+    /// A passthrough key's protocol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Provider>,
     pub base_url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
@@ -100,9 +107,16 @@ pub struct KeySpec {
     pub weight: u32,
     #[serde(default, skip_serializing_if = "is_active")]
     pub status: Status,
-    /// Needed when apply creates the key.
+    /// Needed when apply creates the key (a passthrough key takes none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_from: Option<SecretFrom>,
+}
+
+impl KeySpec {
+    /// Whether apply needs a secret to create it.
+    pub fn takes_secret(&self) -> bool {
+        self.provider != Provider::Passthrough
+    }
 }
 
 /// A sub-account and, nested, its children.
@@ -143,6 +157,8 @@ pub struct Remote {
 pub struct RemoteKey {
     pub id: String,
     pub provider: Provider,
+    /// The protocol the upstream speaks.
+    pub protocol: Provider,
     pub base_url: String,
     pub hint: String,
     pub models: Vec<String>,
@@ -201,6 +217,7 @@ pub fn export(remote: &Remote) -> TreeDoc {
         .iter()
         .map(|k| KeySpec {
             provider: k.provider,
+            protocol: (k.provider == Provider::Passthrough).then_some(k.protocol),
             base_url: k.base_url.clone(),
             hint: Some(k.hint.clone()),
             models: k.models.clone(),
@@ -229,7 +246,9 @@ pub fn export(remote: &Remote) -> TreeDoc {
             ))
     });
     for (i, k) in keys.iter_mut().enumerate() {
-        k.secret_from = Some(SecretFrom::Env(secret_env_name(i)));
+        if k.takes_secret() {
+            k.secret_from = Some(SecretFrom::Env(secret_env_name(i)));
+        }
     }
     TreeDoc {
         main: remote.main_name.clone(),

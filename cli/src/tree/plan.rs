@@ -117,7 +117,7 @@ pub fn plan(
     for (i, spec) in doc.provider_keys.iter().enumerate() {
         match matched.get(&i) {
             None => {
-                if spec.secret_from.is_none() {
+                if spec.secret_from.is_none() && spec.takes_secret() {
                     problems.push(Problem {
                         pos: pos(&join_path("provider_keys", Segment::Index(i))),
                         message: format!(
@@ -127,6 +127,7 @@ pub fn plan(
                     });
                 }
                 let from = match &spec.secret_from {
+                    _ if !spec.takes_secret() => "none: passthrough".into(),
                     Some(SecretFrom::Env(n)) => format!("env {n}"),
                     Some(SecretFrom::File(f)) => format!("file {f}"),
                     None => "nowhere".into(),
@@ -300,8 +301,11 @@ fn match_keys<'r>(
 ) -> BTreeMap<usize, &'r RemoteKey> {
     let mut out: BTreeMap<usize, &RemoteKey> = BTreeMap::new();
     let mut taken = vec![false; have.len()];
-    let same_upstream =
-        |s: &KeySpec, k: &RemoteKey| s.provider == k.provider && s.base_url == k.base_url;
+    let same_upstream = |s: &KeySpec, k: &RemoteKey| {
+        s.provider == k.provider
+            && s.base_url == k.base_url
+            && s.protocol.is_none_or(|p| p == k.protocol)
+    };
     for (i, spec) in specs.iter().enumerate() {
         let Some(hint) = &spec.hint else { continue };
         let found = (0..have.len())
@@ -589,6 +593,7 @@ mod tests {
             keys: vec![RemoteKey {
                 id: "k1".into(),
                 provider: Provider::Openai,
+                protocol: Provider::Openai,
                 base_url: "https://api.example.com/v1".into(),
                 hint: "****abcd".into(),
                 models: vec!["gpt-4o*".into()],
@@ -700,6 +705,46 @@ mod tests {
             [
                 "+ provider key gemini https://generativelanguage.googleapis.com/v1beta level 0 weight 1 models gemini-* (secret from env GEMINI_API_KEY)"
             ]
+        );
+    }
+
+    #[test]
+    fn passthrough_keys_take_no_secret_and_export_their_protocol() {
+        let text = "main: acme\nprovider_keys:\n  - {provider: passthrough, protocol: anthropic, base_url: https://api.anthropic.com/v1, models: [claude*]}\n";
+        assert_eq!(
+            lines(text, false),
+            [
+                "+ provider key passthrough https://api.anthropic.com/v1 level 0 weight 1 models claude* (secret from none: passthrough)"
+            ]
+        );
+        let mut have = remote();
+        have.keys.push(RemoteKey {
+            id: "k2".into(),
+            provider: Provider::Passthrough,
+            protocol: Provider::Anthropic,
+            base_url: "https://api.anthropic.com/v1".into(),
+            hint: String::new(),
+            models: vec!["claude*".into()],
+            level: 0,
+            weight: 1,
+            status: Status::Active,
+        });
+        let exported = crate::tree::doc::export(&have);
+        let pass = exported
+            .provider_keys
+            .iter()
+            .find(|k| k.provider == Provider::Passthrough)
+            .unwrap();
+        assert_eq!(
+            (pass.protocol, &pass.secret_from),
+            (Some(Provider::Anthropic), &None)
+        );
+        // Exported, it is the same key: nothing to do.
+        let steps = plan(&exported, &have, true, &|_| Pos { line: 0, col: 0 }).unwrap();
+        assert!(
+            steps.is_empty(),
+            "{:?}",
+            steps.iter().map(|s| &s.line).collect::<Vec<_>>()
         );
     }
 

@@ -19,6 +19,7 @@ pub(super) fn provider_view(v: ProviderKeyView) -> pb::ProviderKeyView {
     pb::ProviderKeyView {
         id: v.id.to_string(),
         provider: v.provider.to_owned(),
+        protocol: v.protocol.to_owned(),
         base_url: v.base_url,
         secret_hint: v.secret_hint,
         models: v.models,

@@ -9,6 +9,7 @@ use switchyard_core::error::ErrorCode;
 use switchyard_core::ids::{AccountId, ProviderKeyId};
 use switchyard_core::model::ModelPattern;
 use switchyard_core::netguard::{Resolving, UpstreamNetworks};
+use switchyard_core::passthrough;
 use switchyard_core::snapshot::{ProviderKey, ProviderKind, Status};
 
 use super::audit::state;
@@ -25,7 +26,12 @@ const MAX_WEIGHT: u32 = 1000;
 pub struct AddProviderKey {
     pub provider: String,
     pub base_url: String,
-    pub secret: String,
+    /// Required, except for a passthrough key, which holds none.
+    #[serde(default, deserialize_with = "present")]
+    pub secret: Option<String>,
+    /// The protocol a passthrough key speaks.
+    #[serde(default, deserialize_with = "present")]
+    pub protocol: Option<String>,
     pub models: Vec<String>,
     #[serde(default, deserialize_with = "present")]
     pub level: Option<u32>,
@@ -51,12 +57,17 @@ pub struct UpdateProviderKey {
     pub weight: Option<u32>,
     #[serde(default, deserialize_with = "present")]
     pub status: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    pub protocol: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct ProviderKeyView {
     pub id: ProviderKeyId,
+    /// Its kind: a provider (`openai`, `anthropic`) or `passthrough`.
     pub provider: &'static str,
+    /// The protocol the upstream speaks.
+    pub protocol: &'static str,
     pub base_url: String,
     pub secret_hint: String,
     pub models: Vec<String>,
@@ -173,23 +184,27 @@ impl Service {
         now_ms: i64,
     ) -> Result<ProviderKeyView, ApiError> {
         let owner = Self::key_owner(caller)?;
-        let secret = validate_secret(&req.secret)?;
-        let kind = validate_kind(&req.provider)?;
+        let (kind, passthrough) = validate_kind(&req.provider, req.protocol.as_deref())?;
+        let secret = validate_secret_for(passthrough, kind, req.secret.as_deref())?;
         let id = ProviderKeyId::new();
         let mut record = ProviderKeyRecord {
             key: ProviderKey {
                 id,
                 owner,
                 kind,
+                passthrough,
                 base_url: in_stored_form(kind, &self.checked_base_url(&req.base_url).await?),
-                secret: self.seal(id, secret)?,
+                secret: match secret {
+                    Some(secret) => self.seal(id, secret)?,
+                    None => no_secret(),
+                },
                 level: validate_level(req.level.unwrap_or(1))?,
                 models: validate_models(&req.models)?,
                 weight: validate_weight(req.weight.unwrap_or(1))?,
                 status: Status::Active,
                 discovered_models: Vec::new(),
             },
-            secret_hint: secret_hint(secret),
+            secret_hint: secret.map(secret_hint).unwrap_or_default(),
             health: "unknown".to_owned(),
             health_until_ms: None,
             created_at_ms: now_ms,
@@ -259,17 +274,24 @@ impl Service {
         let before = provider_view(&record);
         let was_active = record.key.status == Status::Active;
         let (old_kind, old_base_url) = (record.key.kind, record.key.base_url.clone());
+        let was_passthrough = record.key.passthrough;
         let k = &mut record.key;
         let mut changed = false;
-        if let Some(kind) = &req.provider {
-            k.kind = validate_kind(kind)?;
+        if req.provider.is_some() || req.protocol.is_some() {
+            let provider = req.provider.as_deref().unwrap_or(api_kind(k));
+            // A passthrough key keeps its protocol unless one is given.
+            let protocol = req
+                .protocol
+                .as_deref()
+                .or((k.passthrough && provider == passthrough::KIND).then(|| k.kind.as_str()));
+            (k.kind, k.passthrough) = validate_kind(provider, protocol)?;
             changed = true;
         }
         if let Some(url) = &req.base_url {
             k.base_url = self.checked_base_url(url).await?;
             changed = true;
         }
-        if req.provider.is_some() || req.base_url.is_some() {
+        if req.provider.is_some() || req.protocol.is_some() || req.base_url.is_some() {
             k.base_url = in_stored_form(k.kind, &k.base_url);
         }
         if let Some(models) = &req.models {
@@ -292,16 +314,29 @@ impl Service {
             })?;
             changed = true;
         }
-        if let Some(secret) = &req.secret {
-            let secret = validate_secret(secret)?;
-            k.secret = self.seal(id, secret)?;
-            record.secret_hint = secret_hint(secret);
-            changed = true;
+        match validate_secret_for(k.passthrough, k.kind, req.secret.as_deref()) {
+            Ok(Some(secret)) => {
+                k.secret = self.seal(id, secret)?;
+                record.secret_hint = secret_hint(secret);
+                changed = true;
+            }
+            // Turned passthrough: the secret it held goes.
+            Ok(None) if k.passthrough && !was_passthrough => {
+                k.secret = no_secret();
+                record.secret_hint = String::new();
+            }
+            Ok(None) => {}
+            // A key that held a secret keeps it; one turned from passthrough needs one.
+            Err(_) if req.secret.is_none() && !was_passthrough => {}
+            Err(e) => return Err(e),
         }
         if !changed {
             return Err(ApiError::invalid("nothing to change"));
         }
-        if record.key.kind != old_kind || record.key.base_url != old_base_url {
+        if record.key.kind != old_kind
+            || record.key.passthrough != was_passthrough
+            || record.key.base_url != old_base_url
+        {
             // Learnt from another upstream: the store drops it in the same update.
             record.key.discovered_models.clear();
             record.discovered_at_ms = None;
@@ -318,7 +353,10 @@ impl Service {
         let revision = self.store.update_provider_key(&record, &audit).await?;
         self.publisher.changed(revision);
         tracing::info!(provider_key = %id, revision, "provider key updated");
-        let repointed = req.provider.is_some() || req.base_url.is_some() || req.secret.is_some();
+        let repointed = req.provider.is_some()
+            || req.protocol.is_some()
+            || req.base_url.is_some()
+            || req.secret.is_some();
         let woken = !was_active && record.key.status == Status::Active;
         if self.options.discover_on_write
             && record.key.status == Status::Active
@@ -372,7 +410,8 @@ impl Service {
 fn provider_view(r: &ProviderKeyRecord) -> ProviderKeyView {
     ProviderKeyView {
         id: r.key.id,
-        provider: r.key.kind.as_str(),
+        provider: api_kind(&r.key),
+        protocol: r.key.kind.as_str(),
         base_url: r.key.base_url.clone(),
         secret_hint: r.secret_hint.clone(),
         models: r.key.models.iter().map(ToString::to_string).collect(),
@@ -388,12 +427,68 @@ fn provider_view(r: &ProviderKeyRecord) -> ProviderKeyView {
     }
 }
 
-fn validate_kind(text: &str) -> Result<ProviderKind, ApiError> {
-    ProviderKind::parse(text).ok_or_else(|| {
+/// A key's kind as the API names it: its provider kind, or `passthrough`.
+fn api_kind(key: &ProviderKey) -> &'static str {
+    if key.passthrough {
+        passthrough::KIND
+    } else {
+        key.kind.as_str()
+    }
+}
+
+/// The protocol and whether the key is passthrough, from the API's `provider` and
+/// `protocol`: a passthrough key names its protocol; any other speaks its own (a
+/// `protocol` naming it again is accepted, another refused).
+fn validate_kind(provider: &str, protocol: Option<&str>) -> Result<(ProviderKind, bool), ApiError> {
+    if provider == passthrough::KIND {
+        let protocol = protocol.ok_or_else(|| {
+            ApiError::invalid(
+                "protocol is required for a passthrough key: \"anthropic\" or \"openai\"",
+            )
+        })?;
+        let kind =
+            passthrough::parse_protocol(protocol).map_err(|e| ApiError::invalid(e.to_string()))?;
+        return Ok((kind, true));
+    }
+    let kind = ProviderKind::parse(provider).ok_or_else(|| {
         ApiError::invalid(format!(
-            "provider must be \"openai\", \"anthropic\" or \"gemini\", not {text:?}"
+            "provider must be \"openai\", \"anthropic\", \"gemini\" or \"passthrough\", not {provider:?}"
         ))
-    })
+    })?;
+    match protocol {
+        Some(p) if p != kind.as_str() => Err(ApiError::invalid(format!(
+            "protocol {p:?} applies to passthrough keys only; an {provider:?} key speaks its own"
+        ))),
+        _ => Ok((kind, false)),
+    }
+}
+
+/// The secret a key of this kind is written with: none for a passthrough key (each
+/// call brings its caller's credential, and none is ever stored), one otherwise.
+fn validate_secret_for(
+    passthrough: bool,
+    kind: ProviderKind,
+    secret: Option<&str>,
+) -> Result<Option<&str>, ApiError> {
+    match (passthrough, secret) {
+        (true, None) => Ok(None),
+        (true, Some(_)) => Err(ApiError::invalid(
+            "secret: a passthrough key holds none; each call carries its caller's own provider credential",
+        )),
+        (false, Some(secret)) => validate_secret(secret).map(Some),
+        (false, None) => Err(ApiError::invalid(format!(
+            "secret is required for an {:?} key",
+            kind.as_str()
+        ))),
+    }
+}
+
+/// What a passthrough key holds where others hold their sealed secret.
+fn no_secret() -> Sealed {
+    Sealed {
+        key_id: String::new(),
+        blob: Vec::new(),
+    }
 }
 
 fn validate_secret(secret: &str) -> Result<&str, ApiError> {

@@ -4,6 +4,7 @@
 use sqlx::{Any, Row, Transaction};
 use switchyard_core::apikey::{self, KeyHash};
 use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
+use switchyard_core::passthrough;
 use switchyard_core::secret::Secret;
 use switchyard_core::snapshot::{Account, IssuedKey, ProviderKey, Status};
 
@@ -281,7 +282,7 @@ impl Store {
         let query = bind_settings(query, record, models_json(&k.models)?)
             .bind(k.id.to_string())
             .bind(k.owner.to_string())
-            .bind(k.kind.as_str())
+            .bind(passthrough::stored_kind(k.kind, k.passthrough))
             .bind(k.base_url.clone());
         self.write_one(audit, "provider key", query).await
     }
@@ -308,7 +309,7 @@ impl Store {
         .bind(error)
         .bind(key.id.to_string())
         .bind(key.owner.to_string())
-        .bind(key.kind.as_str())
+        .bind(passthrough::stored_kind(key.kind, key.passthrough))
         .bind(key.base_url.clone())
         .execute(&mut *tx)
         .await?
@@ -444,7 +445,7 @@ fn bind_settings<'q>(
 ) -> AnyQuery<'q> {
     let k = &record.key;
     query
-        .bind(k.kind.as_str())
+        .bind(passthrough::stored_kind(k.kind, k.passthrough))
         .bind(k.base_url.clone())
         .bind(k.secret.key_id.clone())
         .bind(k.secret.blob.clone())

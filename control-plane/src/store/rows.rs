@@ -5,8 +5,9 @@ use sqlx::any::AnyRow;
 use switchyard_core::apikey::KeyHash;
 use switchyard_core::crypto::Sealed;
 use switchyard_core::model::ModelPattern;
+use switchyard_core::passthrough;
 use switchyard_core::policy::Policy;
-use switchyard_core::snapshot::{Account, IssuedKey, ProviderKey, ProviderKind, Status};
+use switchyard_core::snapshot::{Account, IssuedKey, ProviderKey, Status};
 
 use super::{AccountRecord, ProviderKeyRecord, StoreError};
 
@@ -84,14 +85,16 @@ pub(super) fn names_from_json(text: &str) -> Result<Vec<String>, StoreError> {
 /// weight, status, discovered_models.
 pub(super) fn provider_from_row(row: &AnyRow) -> Result<ProviderKey, StoreError> {
     let kind: String = row.try_get(2)?;
+    let (kind, passthrough) = passthrough::parse_stored_kind(&kind)
+        .ok_or_else(|| StoreError::Corrupt(format!("provider kind {kind:?}")))?;
     let models: String = row.try_get(7)?;
     let models: Vec<String> =
         serde_json::from_str(&models).map_err(|e| StoreError::Corrupt(format!("models: {e}")))?;
     Ok(ProviderKey {
         id: parse_id(&row.try_get::<String, _>(0)?)?,
         owner: parse_id(&row.try_get::<String, _>(1)?)?,
-        kind: ProviderKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("provider kind {kind:?}")))?,
+        kind,
+        passthrough,
         base_url: row.try_get(3)?,
         secret: Sealed {
             key_id: row.try_get(4)?,

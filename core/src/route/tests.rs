@@ -11,6 +11,7 @@ pub(crate) fn key(level: u32, weight: u32, models: &[&str], kind: ProviderKind) 
         id: ProviderKeyId::new(),
         owner: AccountId::new(),
         kind,
+        passthrough: false,
         base_url: "https://api.example.com/v1".into(),
         secret: Sealed {
             key_id: "k".into(),

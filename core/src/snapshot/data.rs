@@ -39,6 +39,9 @@ pub struct ProviderKey {
     /// The main account that owns it.
     pub owner: AccountId,
     pub kind: ProviderKind,
+    /// Whether each call carries its caller's own upstream credential
+    /// (`crate::passthrough`); then the key holds no secret (`secret` is empty).
+    pub passthrough: bool,
     pub base_url: String,
     /// Still sealed: the data plane opens it just in time for each call.
     pub secret: Sealed,

@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use http::{HeaderMap, header};
 use switchyard_core::apikey;
 use switchyard_core::error::ErrorCode;
+use switchyard_core::passthrough;
 use switchyard_core::request;
 use switchyard_core::snapshot::{Caller, Compiled};
 use switchyard_runtime::now_ms;
@@ -46,8 +47,14 @@ pub(super) fn admit(
     Ok((caller, client))
 }
 
-/// The bearer of `Authorization: Bearer …`, or of `x-api-key` (Anthropic clients).
+/// The issued key: from `x-switchyard-key` when sent (the caller's `Authorization`
+/// then belongs to its upstream), else the bearer of `Authorization: Bearer …`, else
+/// `x-api-key` (Anthropic clients).
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get(passthrough::KEY_HEADER) {
+        // Sent but unreadable is a bad key, never a reason to read another header.
+        return Some(v.to_str().map_or("", str::trim));
+    }
     if let Some(v) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -58,6 +65,14 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
+}
+
+/// Whether the caller brought its own upstream credential (for passthrough keys).
+pub(super) fn own_credential(headers: &HeaderMap) -> bool {
+    passthrough::own_credential(
+        headers.contains_key(passthrough::KEY_HEADER),
+        headers.contains_key(header::AUTHORIZATION),
+    )
 }
 
 #[cfg(test)]
@@ -81,5 +96,24 @@ mod tests {
         assert_eq!(presented_key(&h), Some("k3"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(presented_key(&h), None);
+    }
+
+    #[test]
+    fn the_switchyard_key_header_wins_and_leaves_authorization_to_the_upstream() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer sk-ant-oat01-upstream"),
+        );
+        assert!(!own_credential(&h));
+        h.insert("x-switchyard-key", HeaderValue::from_static(" sk-sy-mine "));
+        assert_eq!(presented_key(&h), Some("sk-sy-mine"));
+        assert!(own_credential(&h));
+        // Sent but not text: a bad key, not a fall back to Authorization.
+        h.insert(
+            "x-switchyard-key",
+            HeaderValue::from_bytes(b"\xff").unwrap(),
+        );
+        assert_eq!(presented_key(&h), Some(""));
     }
 }

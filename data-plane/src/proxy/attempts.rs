@@ -82,13 +82,15 @@ pub(super) async fn run(
     let kind = endpoint.protocol().provider_kind();
     // Only the dialects translation reads reach keys of another protocol.
     let dialect = Dialect::of_endpoint(endpoint).filter(|_| may_translate);
-    let mut attempts = snapshot.attempts(
-        owner,
-        served,
-        kind,
-        dialect.is_some(),
-        app.limits.tries_per_level,
-    );
+    let mut attempts = snapshot
+        .attempts(
+            owner,
+            served,
+            kind,
+            dialect.is_some(),
+            app.limits.tries_per_level,
+        )
+        .with_own_credential(super::admit::own_credential(headers));
     // The request translated for the last upstream dialect tried, kept for the next
     // key of the same dialect.
     let mut outbound: Option<Outbound> = None;
@@ -367,7 +369,7 @@ async fn answered(
 fn exhausted(e: RouteError, last: Option<&AttemptFailure>, cool_down: &CoolDown) -> ProxyError {
     match e {
         RouteError::NoProviderForModel(_) => ProxyError::new(ErrorCode::NotFound, e.to_string()),
-        RouteError::WrongProtocol { .. } => {
+        RouteError::WrongProtocol { .. } | RouteError::NeedsOwnCredential { .. } => {
             ProxyError::new(ErrorCode::InvalidRequest, e.to_string())
         }
         RouteError::AllCoolingDown { wake_in_ms, .. } => {

@@ -10,6 +10,7 @@ fn key(base_url: &str) -> ProviderKey {
         id: ProviderKeyId::new(),
         owner: AccountId::new(),
         kind: ProviderKind::OpenAi,
+        passthrough: false,
         base_url: base_url.into(),
         secret: Sealed {
             key_id: "k".into(),

@@ -318,6 +318,10 @@ pub struct ProviderKey {
     /// carry); what `/v1/models` shows of a key granted by pattern.
     #[prost(string, repeated, tag = "10")]
     pub discovered_models: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Each call carries its caller's own credential (the key holds no secret; `kind`
+    /// is the protocol it speaks).
+    #[prost(bool, tag = "11")]
+    pub passthrough: bool,
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]
@@ -1560,6 +1564,9 @@ pub struct UpdateProviderKeyRequest {
     /// `active` or `disabled`.
     #[prost(string, optional, tag = "8")]
     pub status: ::core::option::Option<::prost::alloc::string::String>,
+    /// A `passthrough` key's protocol.
+    #[prost(string, optional, tag = "9")]
+    pub protocol: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct DeleteProviderKeyRequest {
@@ -1964,12 +1971,12 @@ pub struct CreatedAccount {
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct AddProviderKeyRequest {
-    /// `openai`, `anthropic` or `gemini`.
+    /// `openai`, `anthropic`, `gemini` or `passthrough`.
     #[prost(string, tag = "1")]
     pub provider: ::prost::alloc::string::String,
     #[prost(string, tag = "2")]
     pub base_url: ::prost::alloc::string::String,
-    /// Write-only.
+    /// Write-only. Required, except for `passthrough`, which holds none (empty).
     #[prost(string, tag = "3")]
     pub secret: ::prost::alloc::string::String,
     #[prost(string, repeated, tag = "4")]
@@ -1978,6 +1985,9 @@ pub struct AddProviderKeyRequest {
     pub level: ::core::option::Option<u32>,
     #[prost(uint32, optional, tag = "6")]
     pub weight: ::core::option::Option<u32>,
+    /// The protocol a `passthrough` key speaks: `anthropic` or `openai`.
+    #[prost(string, optional, tag = "7")]
+    pub protocol: ::core::option::Option<::prost::alloc::string::String>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ProviderKeyView {
@@ -2007,6 +2017,10 @@ pub struct ProviderKeyView {
     /// When a cooling-down or unhealthy key is tried again, Unix milliseconds.
     #[prost(int64, optional, tag = "11")]
     pub health_until_unix_ms: ::core::option::Option<i64>,
+    /// The protocol the upstream speaks (`openai` or `anthropic`; a `passthrough`
+    /// key's own).
+    #[prost(string, tag = "12")]
+    pub protocol: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct GetBillRequest {

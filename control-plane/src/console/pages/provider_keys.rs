@@ -44,7 +44,7 @@ const ACTIVE: &str = "admin-keys";
 
 /// The add form's fields, in the order a refusal is placed at them.
 const ADD_FIELDS: &[&str] = &[
-    "provider", "base_url", "secret", "models", "level", "weight",
+    "provider", "protocol", "base_url", "secret", "models", "level", "weight",
 ];
 const EDIT_FIELDS: &[&str] = &["models", "level", "weight"];
 
@@ -54,6 +54,8 @@ const LISTED_MODELS: usize = 5;
 /// What the add form shows again after a refusal: everything typed but the secret.
 pub struct AddForm {
     pub provider: String,
+    /// A passthrough key's protocol; empty for other kinds.
+    pub protocol: String,
     pub base_url: String,
     pub models: String,
     pub level: String,
@@ -64,6 +66,7 @@ impl AddForm {
     fn empty() -> Self {
         Self {
             provider: "openai".to_owned(),
+            protocol: String::new(),
             base_url: String::new(),
             models: String::new(),
             level: "1".to_owned(),
@@ -74,6 +77,7 @@ impl AddForm {
     fn typed(form: &Fields) -> Self {
         Self {
             provider: form.get("provider").to_owned(),
+            protocol: form.get("protocol").to_owned(),
             base_url: form.get("base_url").to_owned(),
             models: form.get("models").to_owned(),
             level: form.get("level").to_owned(),
@@ -158,10 +162,15 @@ async fn add(State(c): State<Console>, posted: Posted) -> Response {
     for (name, value) in [("provider", &typed.provider), ("base_url", &typed.base_url)] {
         body.insert(name.to_owned(), Value::String(value.clone()));
     }
-    body.insert(
-        "secret".to_owned(),
-        Value::String(form.get("secret").to_owned()),
-    );
+    // Left empty: none (a passthrough key takes none; others are told they need one).
+    for (name, value) in [
+        ("secret", form.get("secret")),
+        ("protocol", &typed.protocol),
+    ] {
+        if !value.is_empty() {
+            body.insert(name.to_owned(), Value::String(value.to_owned()));
+        }
+    }
     body.insert("models".to_owned(), Value::from(model_list(&typed.models)));
     for (name, value) in [("level", &typed.level), ("weight", &typed.weight)] {
         if !value.trim().is_empty() {
@@ -413,6 +422,7 @@ impl From<&ProviderKeyView> for Health {
 pub struct ProviderKeyLine {
     pub id: String,
     pub provider: &'static str,
+    pub protocol: &'static str,
     pub base_url: String,
     pub level: u32,
     pub weight: u32,
@@ -442,6 +452,7 @@ impl From<&ProviderKeyView> for ProviderKeyLine {
         Self {
             id: k.id.to_string(),
             provider: k.provider,
+            protocol: k.protocol,
             base_url: k.base_url.clone(),
             level: k.level,
             weight: k.weight,

@@ -638,7 +638,7 @@ fn health_survives_a_new_version() {
 #[test]
 fn a_gemini_key_serves_another_protocol_only_through_translation() {
     let main = account(None);
-    let mut gemini = provider(main.id, 0, &["*"]);
+    let mut gemini = provider(main.id, 1, &["*"]);
     gemini.kind = ProviderKind::Gemini;
     gemini.discovered_models = vec!["gemini-2.5-flash".into()];
     let openai = provider(main.id, 1, &["gpt-4o"]);
@@ -657,9 +657,9 @@ fn a_gemini_key_serves_another_protocol_only_through_translation() {
             .next(0)
             .map(|c| c.key.id)
     };
-    // The Gemini key matches every model by pattern, yet the OpenAI key of the
-    // client's own protocol comes first, and without translation only its own kind
-    // picks the Gemini key.
+    // On one level, the Gemini key matches every model by pattern, yet the OpenAI
+    // key of the client's own protocol comes first, and without translation only its
+    // own kind picks the Gemini key.
     assert_eq!(first("gpt-4o", ProviderKind::OpenAi, true), Ok(openai.id));
     assert!(first("gemini-2.5-flash", ProviderKind::OpenAi, false).is_err());
     assert!(first("gemini-2.5-flash", ProviderKind::Anthropic, false).is_err());
