@@ -241,11 +241,43 @@ async fn usage_pages_show_what_the_collector_holds(url: &str) {
     assert!(page.contains("gpt-4o-mini"));
     assert!(!page.contains("=HYPERLINK(\"x\")"), "escaped in HTML");
 
-    // Usage: per account by default; per model and per provider key for the owner.
+    // Usage: per direct child by default (each child's subtree in a row, beside
+    // the owner's own calls, a link down into the child); per model and per
+    // provider key for the owner.
     let (status, _, page) = get(&router, "/usage", &owner).await;
     assert_no_inline_code(&page);
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(rows(&page, "usage-table"), 2);
+    assert!(
+        page.contains(r#"<option value="child" selected>"#),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!(
+            "<code>{main_id}</code> <span class=\"own\">(own calls)</span>"
+        )),
+        "{page}"
+    );
+    let drill = format!("by=child&#38;account={team_id}&#38;page=0\"");
+    assert!(page.contains(&drill), "a link into the team: {page}");
+    let at = page.find(&drill).unwrap();
+    let href = &page[page[..at].rfind("href=\"").unwrap() + 6..at + drill.len() - 1];
+    let (status, _, inside) = get(&router, &href.replace("&#38;", "&"), &owner).await;
+    assert_eq!(status, StatusCode::OK, "{inside}");
+    assert_eq!(rows(&inside, "usage-table"), 1, "the team's own calls");
+    assert!(inside.contains(&format!(
+        "<code>{team_id}</code> <span class=\"own\">(own calls)</span>"
+    )));
+    assert!(inside.contains(&format!(r#"name="account" value="{team_id}""#)));
+    assert!(inside.contains("Back to the whole tree"));
+    assert!(
+        !inside.contains("HYPERLINK"),
+        "the owner's own calls are not the team's"
+    );
+    let (status, _, page) = get(&router, "/usage?by=account", &owner).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(rows(&page, "usage-table"), 2);
+    assert!(!page.contains("(own calls)"));
     assert!(page.contains(&team_id.to_string()));
     assert!(page.contains("Provider cost") && page.contains("Billed"));
     assert!(

@@ -254,12 +254,16 @@ impl Service {
             Some(Requested::Known(by)) => by,
             Some(Requested::Unknown(other)) => {
                 return Err(ApiError::invalid(format!(
-                    "by must be \"account\", \"provider_key\", \"endpoint\", \"user\", \"session\" or \"tag\", not {other:?}"
+                    "by must be \"account\", \"child\", \"provider_key\", \"endpoint\", \"user\", \"session\" or \"tag\", not {other:?}"
                 )));
             }
         };
         let whole_tree = match by {
-            RollupBy::Account | RollupBy::User | RollupBy::Session | RollupBy::Tag => None,
+            RollupBy::Account
+            | RollupBy::Child
+            | RollupBy::User
+            | RollupBy::Session
+            | RollupBy::Tag => None,
             RollupBy::ProviderKey => Some(("usage per provider key", "of the keys")),
             RollupBy::Endpoint => Some(("usage per endpoint", "of the tree")),
         };
@@ -279,10 +283,25 @@ impl Service {
             }
         }
         let top = self.usage_scope(caller, query.account.as_deref()).await?;
-        let (main_account_id, account_ids) = match top {
-            None => (String::new(), Vec::new()),
-            Some(id) if whole_tree.is_some() => (id.to_string(), Vec::new()),
-            Some(id) => self.listed_subtree(id).await?,
+        let (main_account_id, account_ids, child_ids) = match top {
+            None => (String::new(), Vec::new(), Vec::new()),
+            Some(id) if whole_tree.is_some() => (id.to_string(), Vec::new(), Vec::new()),
+            // Each account with the direct child it is summed under: the collector
+            // sums in its statement, a row per child however big the subtree.
+            Some(id) if by == RollupBy::Child => {
+                let (accounts, children) = self
+                    .store
+                    .subtree_by_child(id)
+                    .await?
+                    .into_iter()
+                    .map(|(a, child)| (a.to_string(), child.to_string()))
+                    .unzip();
+                (self.main_of(id).await?.to_string(), accounts, children)
+            }
+            Some(id) => {
+                let (main, accounts) = self.listed_subtree(id).await?;
+                (main, accounts, Vec::new())
+            }
         };
         let rows = self
             .collector
@@ -305,11 +324,11 @@ impl Service {
                     Some(LabelKind::Tag) => pb::RollupLabel::Tag,
                 }
                 .into(),
+                by_child: by == RollupBy::Child,
+                child_ids,
+                model: query.model.unwrap_or_default(),
             })
-            .await?
-            .into_iter()
-            .filter(|r| query.model.as_ref().is_none_or(|m| *m == r.model))
-            .collect();
+            .await?;
         Ok(Bill {
             from,
             to,
@@ -359,6 +378,9 @@ impl Service {
                 by_provider_key: false,
                 by_endpoint,
                 by_label: pb::RollupLabel::Unspecified.into(),
+                by_child: false,
+                child_ids: Vec::new(),
+                model: String::new(),
             })
             .await?;
         Ok(summed_per_period_and_model(rows))
