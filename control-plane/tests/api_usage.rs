@@ -88,16 +88,26 @@ async fn bad_bill_queries_get_clear_errors(url: &str) {
         assert!(!message.is_empty());
         message
     };
-    for q in [
-        "from=yesterday",
-        "granularity=hour",
-        "from=2026-02-30",
-        "from=2026-05-01&to=2026-04-01",
-        "bogus=1",
+    // Each refusal names the parameter it is about (`param`, as OpenAI's errors
+    // do) where there is one.
+    for (q, param) in [
+        ("from=yesterday", json!("from")),
+        ("granularity=hour", json!("granularity")),
+        ("from=2026-02-30", json!("from")),
+        ("to=2026-02-30", json!("to")),
+        ("from=2026-05-01&to=2026-04-01", json!("from")),
+        ("by=users", json!("by")),
+        ("account=nope", json!("account")),
+        (
+            "by=endpoint&account=0190a000-0000-7000-8000-000000000000",
+            json!("account"),
+        ),
+        ("bogus=1", Value::Null),
     ] {
         let answer = app
             .send(Method::GET, &format!("/x-bill?{q}"), &main_key, None)
             .await;
+        assert_eq!(answer.1["error"]["param"], param, "{q}: {}", answer.1);
         expect_error(answer, 400);
     }
 }
@@ -151,25 +161,27 @@ async fn resellers_set_their_customers_billing(url: &str) {
         .0,
         403
     );
+    // Refused, naming the field within the body.
+    let (status, v) = patch(
+        format!("/x-users/{customer_id}"),
+        &reseller_key,
+        json!({"billing": {"multiplier_ppm": 5_000_000_000u64}}),
+    )
+    .await;
     assert_eq!(
-        patch(
-            format!("/x-users/{customer_id}"),
-            &reseller_key,
-            json!({"billing": {"multiplier_ppm": 5_000_000_000u64}})
-        )
-        .await
-        .0,
-        400
+        (status, &v["error"]["param"]),
+        (400, &json!("billing.multiplier_ppm"))
     );
+    let (status, v) = patch(
+        format!("/x-users/{customer_id}"),
+        &reseller_key,
+        json!({"billing": {"markup": 2}}),
+    )
+    .await;
     assert_eq!(
-        patch(
-            format!("/x-users/{customer_id}"),
-            &reseller_key,
-            json!({"billing": {"markup": 2}})
-        )
-        .await
-        .0,
-        400
+        (status, &v["error"]["param"]),
+        (400, &json!("billing")),
+        "{v}"
     );
     let (_, info) = app
         .call(

@@ -72,12 +72,21 @@ pub fn pretty(value: &impl serde::Serialize) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default()
 }
 
-/// The service's refusal, placed at the first of `fields` its message names (the
-/// whole form when it names none).
+/// The service's refusal, placed at the form's field for the request field it is
+/// about (`ApiError::field`): the first of `fields` that names it or one of its
+/// path's segments, whole (`policy` for `policy.rpm`) or as the start of a longer
+/// name (`expires` for `expires_at_unix_ms`); the whole form when none does.
 pub fn refusal(e: &ApiError, fields: &[&'static str]) -> Refusal {
+    let about = e.field.as_deref().unwrap_or_default();
     let field = fields
         .iter()
-        .find(|f| e.message.contains(**f))
+        .find(|f| {
+            about.split(['.', '[']).any(|segment| {
+                segment
+                    .strip_prefix(**f)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
+            })
+        })
         .copied()
         .unwrap_or("");
     Refusal {
@@ -96,27 +105,4 @@ pub fn is_form_refusal(e: &ApiError) -> bool {
             | ErrorCode::Conflict
             | ErrorCode::PayloadTooLarge
     )
-}
-
-/// Like [`refusal`], placed by the message's form rather than any word in it (a
-/// message may quote what was typed): at the field it begins with, or the field a
-/// request decoder names (`… the target type: policy.rpm: …`); the whole form otherwise.
-pub fn refusal_at(e: &ApiError, fields: &[&'static str]) -> Refusal {
-    let m = e.message.as_str();
-    let about = m
-        .strip_prefix("Failed to deserialize the JSON body into the target type: ")
-        .unwrap_or(m);
-    let field = fields
-        .iter()
-        .find(|f| {
-            about
-                .strip_prefix(**f)
-                .is_some_and(|rest| rest.starts_with([' ', ':', '[', '.']))
-        })
-        .copied()
-        .unwrap_or("");
-    Refusal {
-        field,
-        message: e.message.clone(),
-    }
 }

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use switchyard_core::error::ErrorCode;
 use switchyard_runtime::now_ms;
 
-use super::{PAGE_SIZE, form_status, is_form_refusal, refusal_at};
+use super::{PAGE_SIZE, form_status, is_form_refusal, refusal};
 use crate::console::Console;
 use crate::console::session::{Posted, Signed, account_id};
 use crate::console::views::{self, Nav, Refusal, when};
@@ -168,7 +168,7 @@ async fn create(State(c): State<Console>, posted: Posted) -> Response {
             created: Some((created.account.name, created.api_key)),
             ..Shown::nothing()
         },
-        Err(e) if is_form_refusal(&e) => refused(refusal_at(&e, CREATE_FIELDS)),
+        Err(e) if is_form_refusal(&e) => refused(refusal(&e, CREATE_FIELDS)),
         Err(e) => return views::failure_in(Some(signed.nav(ACTIVE)), &e),
     };
     accounts_page(&c, &signed, 0, shown).await
@@ -195,7 +195,7 @@ async fn set_status(State(c): State<Console>, Path(id): Path<String>, posted: Po
         Ok(_) => Redirect::to(&format!("/operator/accounts?page={page}")).into_response(),
         Err(e) if is_form_refusal(&e) => {
             let shown = Shown {
-                refusal: Some(refusal_at(&e, &["status"])),
+                refusal: Some(refusal(&e, &["status"])),
                 ..Shown::nothing()
             };
             accounts_page(&c, &signed, page, shown).await
