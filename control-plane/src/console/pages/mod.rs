@@ -9,7 +9,8 @@ use super::Console;
 use super::views::Refusal;
 use switchyard_core::error::ErrorCode;
 
-use crate::service::ApiError;
+use super::session::Signed;
+use crate::service::{ApiError, TreeEntry, TreeQuery};
 
 mod accounts;
 mod audit;
@@ -105,4 +106,34 @@ pub fn is_form_refusal(e: &ApiError) -> bool {
             | ErrorCode::Conflict
             | ErrorCode::PayloadTooLarge
     )
+}
+
+/// One page of the descendants the accounts pages list (`/x-dna`'s service call):
+/// those of `under` (the caller's when `None`) down to `depth`, named like `name`
+/// when given; the page's rows and whether another page follows (one more row
+/// asked for tells).
+pub async fn descendants_page(
+    c: &Console,
+    signed: &Signed,
+    under: Option<String>,
+    name: Option<String>,
+    page: u32,
+    depth: u32,
+) -> Result<(Vec<TreeEntry>, bool), ApiError> {
+    let mut rows = c
+        .service
+        .descendants(
+            &signed.caller,
+            TreeQuery {
+                id: under,
+                offset: Some(page.saturating_mul(PAGE_SIZE)),
+                limit: Some(PAGE_SIZE + 1),
+                name,
+            },
+            depth,
+        )
+        .await?;
+    let more = rows.len() > PAGE_SIZE as usize;
+    rows.truncate(PAGE_SIZE as usize);
+    Ok((rows, more))
 }
