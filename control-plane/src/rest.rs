@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use switchyard_core::apikey;
-use switchyard_core::error::{ErrorCode, openai_error_body};
+use switchyard_core::error::{ErrorCode, openai_error_body_about};
 use switchyard_core::ids::{AccountId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::rules::Rules;
 use switchyard_runtime::now_ms;
@@ -44,7 +44,7 @@ impl IntoResponse for ApiError {
         let mut response = (
             status,
             [(header::CONTENT_TYPE, "application/json")],
-            openai_error_body(self.code, &self.message),
+            openai_error_body_about(self.code, &self.message, self.field.as_deref()),
         )
             .into_response();
         // 503 means a dependency (the database, the usage collector) is away for now.
@@ -154,7 +154,7 @@ pub(crate) fn decode_object<T: DeserializeOwned>(
         if path == "." {
             invalid(format!("{prefix}: {}", e.inner()))
         } else {
-            invalid(format!("{prefix}: {path}: {}", e.inner()))
+            invalid(format!("{prefix}: {path}: {}", e.inner())).about(path)
         }
     })
 }

@@ -24,6 +24,7 @@ switchyard_tests::every_backend!(
     bad_bill_queries_get_clear_errors,
     resellers_set_their_customers_billing,
     bills_by_label_keep_to_the_subtree,
+    bills_per_child_sum_each_subtree,
 );
 
 /// A bill covers one account's subtree within the caller's tree; per provider key
@@ -84,16 +85,26 @@ async fn bad_bill_queries_get_clear_errors(url: &str) {
         assert!(!message.is_empty());
         message
     };
-    for q in [
-        "from=yesterday",
-        "granularity=hour",
-        "from=2026-02-30",
-        "from=2026-05-01&to=2026-04-01",
-        "bogus=1",
+    // Each refusal names the parameter it is about (`param`, as OpenAI's errors
+    // do) where there is one.
+    for (q, param) in [
+        ("from=yesterday", json!("from")),
+        ("granularity=hour", json!("granularity")),
+        ("from=2026-02-30", json!("from")),
+        ("to=2026-02-30", json!("to")),
+        ("from=2026-05-01&to=2026-04-01", json!("from")),
+        ("by=users", json!("by")),
+        ("account=nope", json!("account")),
+        (
+            "by=endpoint&account=0190a000-0000-7000-8000-000000000000",
+            json!("account"),
+        ),
+        ("bogus=1", Value::Null),
     ] {
         let answer = app
             .send(Method::GET, &format!("/x-bill?{q}"), &main_key, None)
             .await;
+        assert_eq!(answer.1["error"]["param"], param, "{q}: {}", answer.1);
         expect_error(answer, 400);
     }
 }
@@ -147,25 +158,27 @@ async fn resellers_set_their_customers_billing(url: &str) {
         .0,
         403
     );
+    // Refused, naming the field within the body.
+    let (status, v) = patch(
+        format!("/x-users/{customer_id}"),
+        &reseller_key,
+        json!({"billing": {"multiplier_ppm": 5_000_000_000u64}}),
+    )
+    .await;
     assert_eq!(
-        patch(
-            format!("/x-users/{customer_id}"),
-            &reseller_key,
-            json!({"billing": {"multiplier_ppm": 5_000_000_000u64}})
-        )
-        .await
-        .0,
-        400
+        (status, &v["error"]["param"]),
+        (400, &json!("billing.multiplier_ppm"))
     );
+    let (status, v) = patch(
+        format!("/x-users/{customer_id}"),
+        &reseller_key,
+        json!({"billing": {"markup": 2}}),
+    )
+    .await;
     assert_eq!(
-        patch(
-            format!("/x-users/{customer_id}"),
-            &reseller_key,
-            json!({"billing": {"markup": 2}})
-        )
-        .await
-        .0,
-        400
+        (status, &v["error"]["param"]),
+        (400, &json!("billing")),
+        "{v}"
     );
     let (_, info) = app
         .call(
@@ -314,7 +327,7 @@ async fn bills_by_label_keep_to_the_subtree(url: &str) {
     assert_eq!(status, 400, "{v}");
     assert_eq!(
         v["error"]["message"],
-        "by must be \"account\", \"provider_key\", \"endpoint\", \"user\", \"session\" or \"tag\", not \"users\""
+        "by must be \"account\", \"child\", \"provider_key\", \"endpoint\", \"user\", \"session\" or \"tag\", not \"users\""
     );
     // The logs filter by end user and tag, within the caller's subtree.
     let logs = |query: &str, key: &str| {
@@ -340,4 +353,124 @@ async fn bills_by_label_keep_to_the_subtree(url: &str) {
         assert_eq!(status, 400, "{bad}: {v}");
         assert!(v["error"]["message"].is_string());
     }
+}
+
+/// Bills per direct child: each child's whole subtree in one row beside the asked
+/// account's own calls, for the owner, one of its subtrees, a sub-account and the
+/// operator (a row per main account); one model alone when asked.
+async fn bills_per_child_sum_each_subtree(url: &str) {
+    let (app, usage, _stop) = App::with_usage(url).await;
+    let (main, main_key) = app.owner("acme").await;
+    let id = |v: &Value| -> AccountId { v["account"]["id"].as_str().unwrap().parse().unwrap() };
+    let main_id = id(&main);
+    // A child of the account whose key asks.
+    let app = &app;
+    let child = |parent_key: String, name: &'static str| async move {
+        let (status, created) = app
+            .post("/x-users", &parent_key, json!({"name": name}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{created}");
+        (
+            id(&created),
+            created["api_key"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (team, team_key) = child(main_key.clone(), "team-a").await;
+    let (other, _) = child(main_key.clone(), "team-b").await;
+    let (project, project_key) = child(team_key.clone(), "project").await;
+    let (service, _) = child(project_key, "service").await;
+    let call = |chain: &[AccountId], model: &str| UsageEvent {
+        model_served: model.into(),
+        ..labelled_call(chain, None, None, None)
+    };
+    usage
+        .insert(&[
+            call(&[main_id], "m"),
+            call(&[team, main_id], "m"),
+            call(&[project, team, main_id], "m"),
+            call(&[service, project, team, main_id], "m"),
+            call(&[service, project, team, main_id], "x"),
+            call(&[other, main_id], "m"),
+        ])
+        .await
+        .unwrap();
+    let bill = |query: String, key: String| {
+        let call = app.call(Method::GET, format!("/x-bill?{query}"), key, None);
+        async move {
+            let (status, v) = call.await;
+            assert_eq!(status, 200, "{query}: {v}");
+            assert_eq!(v["by"], "child");
+            let mut rows: Vec<(String, String, u64)> = v["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r["account_id"].as_str().unwrap().to_owned(),
+                        r["model"].as_str().unwrap().to_owned(),
+                        r["requests"].as_u64().unwrap(),
+                    )
+                })
+                .collect();
+            rows.sort();
+            rows
+        }
+    };
+    let want = |rows: &[(AccountId, &str, u64)]| {
+        let mut rows: Vec<(String, String, u64)> = rows
+            .iter()
+            .map(|(a, m, n)| (a.to_string(), (*m).to_owned(), *n))
+            .collect();
+        rows.sort();
+        rows
+    };
+    let month = "by=child&granularity=month";
+    assert_eq!(
+        bill(month.into(), main_key.clone()).await,
+        want(&[
+            (main_id, "m", 1),
+            (team, "m", 3),
+            (team, "x", 1),
+            (other, "m", 1)
+        ])
+    );
+    assert_eq!(
+        bill(format!("{month}&account={team}"), main_key.clone()).await,
+        want(&[(team, "m", 1), (project, "m", 2), (project, "x", 1)])
+    );
+    assert_eq!(
+        bill(month.into(), team_key.clone()).await,
+        want(&[(team, "m", 1), (project, "m", 2), (project, "x", 1)])
+    );
+    // One model: a condition of the collector's statement, in every grouping.
+    assert_eq!(
+        bill(format!("{month}&model=x"), main_key.clone()).await,
+        want(&[(team, "x", 1)])
+    );
+    let (status, v) = app
+        .call(
+            Method::GET,
+            "/x-bill?granularity=month&model=x".into(),
+            main_key.clone(),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["rows"].as_array().unwrap().len(), 1);
+    assert_eq!(v["rows"][0]["account_id"], service.to_string());
+    // The operator without an account: a row per main account's tree.
+    assert_eq!(
+        bill(format!("{month}&model=m"), app.root.clone()).await,
+        want(&[(main_id, "m", 5)])
+    );
+    // A sibling's subtree stays out of reach.
+    let (status, _) = app
+        .call(
+            Method::GET,
+            format!("/x-bill?by=child&account={other}"),
+            team_key,
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
 }

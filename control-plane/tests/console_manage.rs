@@ -12,143 +12,33 @@
 
 #[expect(dead_code, reason = "this suite uses part of the shared helpers")]
 mod common;
-
-use std::net::SocketAddr;
+#[expect(dead_code, reason = "this suite uses part of the shared tab")]
+mod console_tab;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::ConnectInfo;
-use axum::http::{Method, Request, StatusCode, header};
+use axum::http::{Method, StatusCode};
 use common::App;
-use http_body_util::BodyExt;
+use console_tab::Tab;
 use serde_json::{Value, json};
-use switchyard_control_plane::console::{self, ConsoleSettings};
-use switchyard_control_plane::rest;
 use switchyard_core::apikey;
-use tower::ServiceExt;
 
-const ORIGIN: &str = "http://console.test";
+/// A signed-in browser (the shared tab), its answers as (status, `Location`, page).
+struct Session(Tab);
 
-/// The REST routes and the console, as the control plane serves them.
-fn router(app: &App) -> Router {
-    rest::router(app.service.clone()).merge(console::router(
-        app.service.clone(),
-        ConsoleSettings::default(),
-    ))
-}
-
-/// One browser request with the session `cookie` (if any) and a form (if any):
-/// the status, the `Location`, the `Set-Cookie` and the page.
-async fn visit(
-    router: &Router,
-    method: Method,
-    path: &str,
-    cookie: Option<&str>,
-    form: Option<&[(&str, &str)]>,
-) -> (StatusCode, String, String) {
-    let (status, location, _, body) = visit_with_cookie(router, method, path, cookie, form).await;
-    (status, location, body)
-}
-
-async fn visit_with_cookie(
-    router: &Router,
-    method: Method,
-    path: &str,
-    cookie: Option<&str>,
-    form: Option<&[(&str, &str)]>,
-) -> (StatusCode, String, String, String) {
-    let mut request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::HOST, "console.test")
-        .header(header::ORIGIN, ORIGIN);
-    if let Some(id) = cookie {
-        request = request.header(header::COOKIE, format!("{}={id}", console::session::COOKIE));
-    }
-    let mut request = match form {
-        Some(fields) => request
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Body::from(
-                url::form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(fields)
-                    .finish(),
-            )),
-        None => request.body(Body::empty()),
-    }
-    .unwrap();
-    request
-        .extensions_mut()
-        .insert(ConnectInfo(SocketAddr::from(([10, 0, 3, 1], 40_000))));
-    let response = router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let text = |name| {
-        response
-            .headers()
-            .get(name)
-            .map(|v: &header::HeaderValue| v.to_str().unwrap().to_owned())
-            .unwrap_or_default()
-    };
-    let location = text(header::LOCATION);
-    let set_cookie = text(header::SET_COOKIE);
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        location,
-        set_cookie,
-        String::from_utf8_lossy(&bytes).into_owned(),
-    )
-}
-
-/// A signed-in browser: its session and the CSRF token its pages carry.
-struct Session<'a> {
-    router: &'a Router,
-    cookie: String,
-    csrf: String,
-}
-
-impl<'a> Session<'a> {
-    async fn open(router: &'a Router, key: &str) -> Self {
-        let (status, _, set_cookie, body) = visit_with_cookie(
-            router,
-            Method::POST,
-            "/sign-in",
-            None,
-            Some(&[("key", key)]),
-        )
-        .await;
-        assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
-        let cookie = set_cookie
-            .strip_prefix("sy_console=")
-            .and_then(|rest| rest.split(';').next())
-            .unwrap()
-            .to_owned();
-        let mut session = Self {
-            router,
-            cookie,
-            csrf: String::new(),
-        };
-        let (_, _, page) = session.get("/accounts").await;
-        let at = page.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
-        session.csrf = page[at..at + 64].to_owned();
-        session
+impl Session {
+    async fn open(router: &Router, key: &str) -> Self {
+        Self(Tab::signed_in(router, key).await)
     }
 
-    async fn get(&self, path: &str) -> (StatusCode, String, String) {
-        visit(self.router, Method::GET, path, Some(&self.cookie), None).await
+    async fn get(&mut self, path: &str) -> (StatusCode, String, String) {
+        let a = self.0.get(path).await;
+        (a.status, a.location, a.body)
     }
 
     /// A form posted from one of this session's pages (its CSRF token added).
-    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> (StatusCode, String, String) {
-        let mut all = vec![("csrf", self.csrf.as_str())];
-        all.extend_from_slice(fields);
-        visit(
-            self.router,
-            Method::POST,
-            path,
-            Some(&self.cookie),
-            Some(&all),
-        )
-        .await
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> (StatusCode, String, String) {
+        let a = self.0.post(path, fields).await;
+        (a.status, a.location, a.body)
     }
 }
 
@@ -251,9 +141,9 @@ async fn tree(app: &App) -> Tree {
 /// effective bounds; ids outside the tree are not found.
 async fn the_tree_is_searched_and_each_account_opened(url: &str) {
     let app = App::new(url).await;
-    let router = router(&app);
+    let router = console_tab::router(&app);
     let t = tree(&app).await;
-    let owner = Session::open(&router, &t.acme_key).await;
+    let mut owner = Session::open(&router, &t.acme_key).await;
 
     let (status, _, page) = owner.get("/accounts").await;
     assert_eq!(status, StatusCode::OK);
@@ -316,13 +206,13 @@ async fn the_tree_is_searched_and_each_account_opened(url: &str) {
         let (status, _, _) = owner.get(&path).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
     }
-    let operator = Session::open(&router, &app.root).await;
+    let mut operator = Session::open(&router, &app.root).await;
     let (status, _, page) = operator.get(&format!("/accounts/{}", t.acme_id)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(bound_of(&page, "rpm"), "no bound");
 
     // A sub-account: its parent is not found; itself it may see, not change.
-    let team = Session::open(&router, &t.team_key).await;
+    let mut team = Session::open(&router, &t.team_key).await;
     let (status, _, _) = team.get(&format!("/accounts/{}", t.acme_id)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _, _) = team
@@ -355,9 +245,9 @@ async fn the_tree_is_searched_and_each_account_opened(url: &str) {
 /// rename, disable and enable, billing by the direct parent only; CSRF required.
 async fn an_account_is_managed_from_its_page(url: &str) {
     let app = App::new(url).await;
-    let router = router(&app);
+    let router = console_tab::router(&app);
     let t = tree(&app).await;
-    let owner = Session::open(&router, &t.acme_key).await;
+    let mut owner = Session::open(&router, &t.acme_key).await;
     let dev_page = format!("/accounts/{}", t.dev_id);
     let dev_info = format!("/x-info?id={}", t.dev_id);
     let policy_of =
@@ -517,15 +407,15 @@ async fn an_account_is_managed_from_its_page(url: &str) {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 
     // Without the session's CSRF token nothing is changed.
-    let (status, _, _) = visit(
-        &router,
-        Method::POST,
-        &format!("{dev_page}/status"),
-        Some(&owner.cookie),
-        Some(&[("status", "disabled")]),
-    )
-    .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
+    let refused = owner
+        .0
+        .send(
+            Method::POST,
+            &format!("{dev_page}/status"),
+            Some(&[("status", "disabled")]),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
     let info = api(&app, Method::GET, &dev_info, &t.acme_key, None).await;
     assert_eq!(info["account"]["status"], "active");
 }
@@ -534,9 +424,9 @@ async fn an_account_is_managed_from_its_page(url: &str) {
 /// shown once; deletion confirmed by name and cascading; the own key rotated.
 async fn credit_keys_and_deletion(url: &str) {
     let app = App::new(url).await;
-    let router = router(&app);
+    let router = console_tab::router(&app);
     let t = tree(&app).await;
-    let owner = Session::open(&router, &t.acme_key).await;
+    let mut owner = Session::open(&router, &t.acme_key).await;
     let team_page = format!("/accounts/{}", t.team_id);
     let dev_page = format!("/accounts/{}", t.dev_id);
     let credits = format!("/x-users/{}/credits", t.team_id);
@@ -684,7 +574,7 @@ async fn credit_keys_and_deletion(url: &str) {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(error_of(&page, "cascade").contains("cascade"), "{page}");
     assert_eq!(app.count("SELECT count(*) FROM accounts").await, accounts);
-    let team = Session::open(&router, &t.team_key).await;
+    let mut team = Session::open(&router, &t.team_key).await;
     let (status, _, _) = team
         .post(
             &format!("{team_page}/delete"),

@@ -11,6 +11,7 @@
 
 #[expect(dead_code, reason = "this suite uses part of the shared helpers")]
 mod common;
+#[expect(dead_code, reason = "this suite uses part of the shared tab")]
 mod console_tab;
 
 use axum::http::{Method, StatusCode};

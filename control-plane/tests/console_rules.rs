@@ -12,98 +12,19 @@
 
 #[expect(dead_code, reason = "this suite uses part of the shared helpers")]
 mod common;
-
-use std::net::SocketAddr;
+#[expect(dead_code, reason = "this suite uses part of the shared tab")]
+mod console_tab;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::ConnectInfo;
-use axum::http::{Method, Request, StatusCode, header};
+use axum::http::{Method, StatusCode};
 use common::{App, UPSTREAM};
-use http_body_util::BodyExt;
+use console_tab::Tab;
 use serde_json::{Value, json};
-use switchyard_control_plane::console::{self, ConsoleSettings};
-use switchyard_control_plane::rest;
-use tower::ServiceExt;
 
-const ORIGIN: &str = "http://console.test";
-
-/// The REST routes and the console, as the control plane serves them.
-fn router(app: &App) -> Router {
-    rest::router(app.service.clone()).merge(console::router(
-        app.service.clone(),
-        ConsoleSettings::default(),
-    ))
-}
-
-/// A browser's request: a GET, or a POST of `form` (already encoded); the status,
-/// the `Location` and the page.
-async fn visit(
-    router: &Router,
-    path: &str,
-    cookie: Option<&str>,
-    form: Option<String>,
-) -> (StatusCode, String, String) {
-    let mut request = Request::builder()
-        .uri(path)
-        .header(header::HOST, "console.test");
-    if let Some(id) = cookie {
-        request = request.header(header::COOKIE, format!("{}={id}", console::session::COOKIE));
-    }
-    let mut request = match form {
-        Some(form) => request
-            .method(Method::POST)
-            .header(header::ORIGIN, ORIGIN)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Body::from(form)),
-        None => request.method(Method::GET).body(Body::empty()),
-    }
-    .unwrap();
-    request
-        .extensions_mut()
-        .insert(ConnectInfo(SocketAddr::from(([10, 0, 3, 1], 40_000))));
-    let response = router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let location = response
-        .headers()
-        .get(header::LOCATION)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        location,
-        String::from_utf8_lossy(&bytes).into_owned(),
-    )
-}
-
-fn encoded(fields: &[(&str, &str)]) -> String {
-    url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(fields)
-        .finish()
-}
-
-/// Signs in with `key`: the session id.
-async fn sign_in(router: &Router, key: &str) -> String {
-    let mut request = Request::builder()
-        .method(Method::POST)
-        .uri("/sign-in")
-        .header(header::HOST, "console.test")
-        .header(header::ORIGIN, ORIGIN)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(encoded(&[("key", key)])))
-        .unwrap();
-    request
-        .extensions_mut()
-        .insert(ConnectInfo(SocketAddr::from(([10, 0, 3, 1], 40_000))));
-    let response = router.clone().oneshot(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    let cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
-    cookie
-        .strip_prefix("sy_console=")
-        .and_then(|rest| rest.split(';').next())
-        .unwrap()
-        .to_owned()
+/// A signed-in tab's GET: the status, the `Location` and the page.
+async fn visit(tab: &mut Tab, path: &str) -> (StatusCode, String, String) {
+    let a = tab.get(path).await;
+    (a.status, a.location, a.body)
 }
 
 /// The value of the first `name="<field>" value="…"` in a page.
@@ -125,51 +46,42 @@ fn text_by_id(page: &str, id: &str) -> String {
 
 /// The editor as a signed-in admin drives it: save one section at the revision
 /// the page shows.
-struct Editor<'a> {
-    router: &'a Router,
-    session: String,
+struct Editor {
+    tab: Tab,
 }
 
-impl<'a> Editor<'a> {
+impl Editor {
     /// A session of the admin holding `key`.
-    async fn signed_in(router: &'a Router, key: &str) -> Self {
+    async fn signed_in(router: &Router, key: &str) -> Self {
         Self {
-            router,
-            session: sign_in(router, key).await,
+            tab: Tab::signed_in(router, key).await,
         }
     }
 
-    async fn page(&self) -> (StatusCode, String) {
-        let (status, _, page) = visit(self.router, "/admin/rules", Some(&self.session), None).await;
+    async fn page(&mut self) -> (StatusCode, String) {
+        let (status, _, page) = visit(&mut self.tab, "/admin/rules").await;
         (status, page)
     }
 
     /// Posts `fields` for `section` at `revision` (the page's when `None`).
     async fn save_at(
-        &self,
+        &mut self,
         section: &str,
         revision: Option<&str>,
         fields: &[(&str, &str)],
     ) -> (StatusCode, String, String) {
         let (_, page) = self.page().await;
-        let csrf = field(&page, "csrf");
         let current = field(&page, "revision");
         let mut all = vec![
-            ("csrf", csrf.as_str()),
             ("section", section),
             ("revision", revision.unwrap_or(&current)),
         ];
         all.extend_from_slice(fields);
-        visit(
-            self.router,
-            "/admin/rules",
-            Some(&self.session),
-            Some(encoded(&all)),
-        )
-        .await
+        let a = self.tab.post("/admin/rules", &all).await;
+        (a.status, a.location, a.body)
     }
 
-    async fn save(&self, section: &str, value: &str) -> (StatusCode, String, String) {
+    async fn save(&mut self, section: &str, value: &str) -> (StatusCode, String, String) {
         self.save_at(section, None, &[("value", value)]).await
     }
 }
@@ -202,9 +114,9 @@ async fn owner(app: &App) -> (String, String) {
 /// section, status 422, and changes nothing; only a main account has the editor.
 async fn every_section_saves_and_every_refusal_is_shown(url: &str) {
     let app = App::new(url).await;
-    let router = router(&app);
+    let router = console_tab::router(&app);
     let (key, child_key) = owner(&app).await;
-    let editor = Editor::signed_in(&router, &key).await;
+    let mut editor = Editor::signed_in(&router, &key).await;
     let (status, page) = editor.page().await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(field(&page, "revision"), "0");
@@ -262,13 +174,7 @@ async fn every_section_saves_and_every_refusal_is_shown(url: &str) {
         limits,
         json!({"default_max_output_tokens": 4096, "when_store_down": "fail_open"})
     );
-    let (_, _, page) = visit(
-        &router,
-        "/admin/rules?saved=pricing",
-        Some(&editor.session),
-        None,
-    )
-    .await;
+    let (_, _, page) = visit(&mut editor.tab, "/admin/rules?saved=pricing").await;
     assert!(page.contains("Pricing saved."));
     assert_eq!(field(&page, "revision"), "8");
     assert!(page.contains("&#34;per_request_nanos&#34;: 7"), "{page}");
@@ -293,7 +199,7 @@ async fn every_section_saves_and_every_refusal_is_shown(url: &str) {
         limits,
         json!({"when_store_down": "fail_open", "quota_headers": false})
     );
-    let (_, _, page) = visit(&router, "/admin/rules", Some(&editor.session), None).await;
+    let (_, _, page) = visit(&mut editor.tab, "/admin/rules").await;
     assert!(page.contains("<option value=\"off\" selected>"), "{page}");
 
     // Refusals: beside their section, 422, nothing stored.
@@ -387,18 +293,19 @@ async fn every_section_saves_and_every_refusal_is_shown(url: &str) {
     let huge = "x".repeat(70 * 1024);
     let (status, _, _) = editor.save("model_mapper", &huge).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    let (status, _, _) = visit(
-        &router,
-        "/admin/rules",
-        Some(&editor.session),
-        Some(encoded(&[
-            ("section", "model_mapper"),
-            ("revision", "8"),
-            ("value", "{}"),
-        ])),
-    )
-    .await;
-    assert_eq!(status, StatusCode::FORBIDDEN);
+    let refused = editor
+        .tab
+        .send(
+            Method::POST,
+            "/admin/rules",
+            Some(&[
+                ("section", "model_mapper"),
+                ("revision", "8"),
+                ("value", "{}"),
+            ]),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert_eq!(
         app.count("SELECT revision FROM config_revision").await,
         revision,
@@ -415,23 +322,20 @@ async fn every_section_saves_and_every_refusal_is_shown(url: &str) {
 
     // A sub-account and the operator get the service's refusal.
     for other in [child_key.as_str(), app.root.as_str()] {
-        let session = sign_in(&router, other).await;
-        let (status, _, page) = visit(&router, "/admin/rules", Some(&session), None).await;
+        let mut session = Tab::signed_in(&router, other).await;
+        let (status, _, page) = visit(&mut session, "/admin/rules").await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
-        let csrf = field(&page, "csrf");
-        let (status, _, _) = visit(
-            &router,
-            "/admin/rules",
-            Some(&session),
-            Some(encoded(&[
-                ("csrf", &csrf),
-                ("section", "model_mapper"),
-                ("revision", "0"),
-                ("value", "{}"),
-            ])),
-        )
-        .await;
-        assert_eq!(status, StatusCode::FORBIDDEN);
+        let refused = session
+            .post(
+                "/admin/rules",
+                &[
+                    ("section", "model_mapper"),
+                    ("revision", "0"),
+                    ("value", "{}"),
+                ],
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
     }
 }
 
@@ -441,10 +345,10 @@ async fn every_section_saves_and_every_refusal_is_shown(url: &str) {
 /// field by field, pages through older entries and never shows a secret.
 async fn two_admins_conflict_and_the_audit_shows_both(url: &str) {
     let app = App::new(url).await;
-    let router = router(&app);
+    let router = console_tab::router(&app);
     let (key, child_key) = owner(&app).await;
-    let first = Editor::signed_in(&router, &key).await;
-    let second = Editor::signed_in(&router, &key).await;
+    let mut first = Editor::signed_in(&router, &key).await;
+    let mut second = Editor::signed_in(&router, &key).await;
     let (_, page) = first.page().await;
     let read_at = field(&page, "revision");
     assert_eq!(read_at, "0");
@@ -498,7 +402,7 @@ async fn two_admins_conflict_and_the_audit_shows_both(url: &str) {
     assert_eq!(status, StatusCode::SEE_OTHER);
 
     // The audit page: both changes, newest first, with before and after.
-    let (status, _, audit) = visit(&router, "/admin/audit", Some(&first.session), None).await;
+    let (status, _, audit) = visit(&mut first.tab, "/admin/audit").await;
     assert_eq!(status, StatusCode::OK);
     let mine_at = audit
         .find("class=\"after\">{&#34;alias&#34;:&#34;mine&#34;}")
@@ -535,7 +439,7 @@ async fn two_admins_conflict_and_the_audit_shows_both(url: &str) {
             .await;
         assert_eq!(status, 200, "{v}");
     }
-    let (_, _, newest) = visit(&router, "/admin/audit", Some(&first.session), None).await;
+    let (_, _, newest) = visit(&mut first.tab, "/admin/audit").await;
     assert_eq!(
         newest.matches("class=\"card audit-entry\"").count(),
         20,
@@ -549,29 +453,17 @@ async fn two_admins_conflict_and_the_audit_shows_both(url: &str) {
         .next()
         .unwrap()
         .to_owned();
-    let (status, _, page2) = visit(
-        &router,
-        &format!("/admin/audit?before={older}"),
-        Some(&first.session),
-        None,
-    )
-    .await;
+    let (status, _, page2) = visit(&mut first.tab, &format!("/admin/audit?before={older}")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(page2.contains("&#34;alias&#34;:&#34;theirs&#34;"));
     assert!(page2.contains("href=\"/admin/audit\">Newest"));
     for bad in ["abc", "-1", "99999999999999999999999"] {
-        let (status, _, _) = visit(
-            &router,
-            &format!("/admin/audit?before={bad}"),
-            Some(&first.session),
-            None,
-        )
-        .await;
+        let (status, _, _) = visit(&mut first.tab, &format!("/admin/audit?before={bad}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
     }
     // A sub-account has no audit log of its own.
-    let session = sign_in(&router, &child_key).await;
-    let (status, _, _) = visit(&router, "/admin/audit", Some(&session), None).await;
+    let mut session = Tab::signed_in(&router, &child_key).await;
+    let (status, _, _) = visit(&mut session, "/admin/audit").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
@@ -580,10 +472,10 @@ async fn two_admins_conflict_and_the_audit_shows_both(url: &str) {
 /// service's reason instead of key health.
 async fn data_planes_and_key_health(url: &str) {
     let app = App::new(url).await;
-    let router = router(&app);
+    let router = console_tab::router(&app);
     let (key, child_key) = owner(&app).await;
-    let session = sign_in(&router, &key).await;
-    let (status, _, page) = visit(&router, "/admin/data-planes", Some(&session), None).await;
+    let mut session = Tab::signed_in(&router, &key).await;
+    let (status, _, page) = visit(&mut session, "/admin/data-planes").await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("No data plane is connected."));
     assert_eq!(
@@ -592,8 +484,8 @@ async fn data_planes_and_key_health(url: &str) {
         3
     );
     assert!(!page.contains("sk-level-secret"));
-    let session = sign_in(&router, &child_key).await;
-    let (status, _, page) = visit(&router, "/admin/data-planes", Some(&session), None).await;
+    let mut session = Tab::signed_in(&router, &child_key).await;
+    let (status, _, page) = visit(&mut session, "/admin/data-planes").await;
     assert_eq!(status, StatusCode::OK);
     assert!(!page.contains("<span class=\"health\">"), "{page}");
 }

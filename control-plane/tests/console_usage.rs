@@ -13,27 +13,19 @@
 
 #[expect(dead_code, reason = "this suite uses part of the shared helpers")]
 mod common;
+#[expect(dead_code, reason = "this suite uses part of the shared tab")]
+mod console_tab;
 
-use std::net::SocketAddr;
-
-use axum::Router;
-use axum::body::Body;
-use axum::extract::ConnectInfo;
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use common::App;
-use http_body_util::BodyExt;
+use console_tab::Tab;
 use serde_json::json;
-use switchyard_control_plane::console::{self, ConsoleSettings};
-use switchyard_control_plane::rest;
 use switchyard_core::ids::{AccountId, EventId, IssuedKeyId, ProviderKeyId};
 use switchyard_core::usage::{TokenUsage, UsageEvent, UsageSource};
 use switchyard_proto::v1 as pb;
 use switchyard_proto::v1::manage_service_server::ManageService;
 use switchyard_runtime::{ShutdownTrigger, now_ms, shutdown_pair};
 use switchyard_usage_collector::store::UsageStore;
-use tower::ServiceExt;
-
-const HOST: &str = "console.test";
 
 /// A usage collector serving on loopback, and its store for writing events.
 struct Collector {
@@ -106,56 +98,10 @@ fn event(chain: &[AccountId], model: &str, status: u16, cost_nanos: i64) -> Usag
     }
 }
 
-/// A signed-in browser's GET: the status, the headers and the body.
-async fn get(router: &Router, path: &str, session: &str) -> (StatusCode, HeaderMap, String) {
-    let mut request = Request::builder()
-        .uri(path)
-        .header(header::HOST, HOST)
-        .header(
-            header::COOKIE,
-            format!("{}={session}", console::session::COOKIE),
-        )
-        .body(Body::empty())
-        .unwrap();
-    request
-        .extensions_mut()
-        .insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 9], 40_000))));
-    let response = router.clone().oneshot(request).await.unwrap();
-    let (parts, body) = response.into_parts();
-    let bytes = body.collect().await.unwrap().to_bytes();
-    (
-        parts.status,
-        parts.headers,
-        String::from_utf8_lossy(&bytes).into_owned(),
-    )
-}
-
-/// Signs in with `key`: the session id.
-async fn sign_in(router: &Router, key: &str) -> String {
-    let form = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("key", key)
-        .finish();
-    let mut request = Request::builder()
-        .method(Method::POST)
-        .uri("/sign-in")
-        .header(header::HOST, HOST)
-        .header(header::ORIGIN, format!("http://{HOST}"))
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(form))
-        .unwrap();
-    request
-        .extensions_mut()
-        .insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 9], 40_000))));
-    let response = router.clone().oneshot(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    let cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
-    cookie
-        .split(';')
-        .next()
-        .and_then(|c| c.split_once('='))
-        .unwrap()
-        .1
-        .to_owned()
+/// A signed-in tab's GET: the status, the headers and the body.
+async fn get(tab: &mut Tab, path: &str) -> (StatusCode, HeaderMap, String) {
+    let a = tab.get(path).await;
+    (a.status, a.headers, a.body)
 }
 
 /// A page the Content-Security-Policy lets through whole: no style attribute, no
@@ -186,10 +132,7 @@ switchyard_tests::every_backend!(usage_pages_show_what_the_collector_holds);
 async fn usage_pages_show_what_the_collector_holds(url: &str) {
     let collector = Collector::start().await;
     let app = App::with_collector_at(url, collector.url.clone()).await;
-    let router = rest::router(app.service.clone()).merge(console::router(
-        app.service.clone(),
-        ConsoleSettings::default(),
-    ));
+    let router = console_tab::router(&app);
     let (main, main_key) = app.owner("acme").await;
     let main_id: AccountId = main["account"]["id"].as_str().unwrap().parse().unwrap();
     // The owner's price for gpt*; its customer pays it plus half.
@@ -226,10 +169,10 @@ async fn usage_pages_show_what_the_collector_holds(url: &str) {
     events.push(event(&[main_id], "=HYPERLINK(\"x\")", 200, 5_000_000));
     collector.store.insert(&events).await.unwrap();
 
-    let owner = sign_in(&router, &main_key).await;
+    let mut owner = Tab::signed_in(&router, &main_key).await;
 
     // Overview: today's and the month's figures, 30-day charts, top models.
-    let (status, _, page) = get(&router, "/", &owner).await;
+    let (status, _, page) = get(&mut owner, "/").await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(
         page.contains(r#"data-figure="requests-today">23<"#),
@@ -243,11 +186,43 @@ async fn usage_pages_show_what_the_collector_holds(url: &str) {
     assert!(page.contains("gpt-4o-mini"));
     assert!(!page.contains("=HYPERLINK(\"x\")"), "escaped in HTML");
 
-    // Usage: per account by default; per model and per provider key for the owner.
-    let (status, _, page) = get(&router, "/usage", &owner).await;
+    // Usage: per direct child by default (each child's subtree in a row, beside
+    // the owner's own calls, a link down into the child); per model and per
+    // provider key for the owner.
+    let (status, _, page) = get(&mut owner, "/usage").await;
     assert_no_inline_code(&page);
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(rows(&page, "usage-table"), 2);
+    assert!(
+        page.contains(r#"<option value="child" selected>"#),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!(
+            "<code>{main_id}</code> <span class=\"own\">(own calls)</span>"
+        )),
+        "{page}"
+    );
+    let drill = format!("by=child&#38;account={team_id}&#38;page=0\"");
+    assert!(page.contains(&drill), "a link into the team: {page}");
+    let at = page.find(&drill).unwrap();
+    let href = &page[page[..at].rfind("href=\"").unwrap() + 6..at + drill.len() - 1];
+    let (status, _, inside) = get(&mut owner, &href.replace("&#38;", "&")).await;
+    assert_eq!(status, StatusCode::OK, "{inside}");
+    assert_eq!(rows(&inside, "usage-table"), 1, "the team's own calls");
+    assert!(inside.contains(&format!(
+        "<code>{team_id}</code> <span class=\"own\">(own calls)</span>"
+    )));
+    assert!(inside.contains(&format!(r#"name="account" value="{team_id}""#)));
+    assert!(inside.contains("Back to the whole tree"));
+    assert!(
+        !inside.contains("HYPERLINK"),
+        "the owner's own calls are not the team's"
+    );
+    let (status, _, page) = get(&mut owner, "/usage?by=account").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(rows(&page, "usage-table"), 2);
+    assert!(!page.contains("(own calls)"));
     assert!(page.contains(&team_id.to_string()));
     assert!(page.contains("Provider cost") && page.contains("Billed"));
     assert!(
@@ -261,29 +236,29 @@ async fn usage_pages_show_what_the_collector_holds(url: &str) {
         page.contains(&format!("value=\"{today}\"")),
         "the range shown"
     );
-    let (status, _, page) = get(&router, "/usage?by=model&granularity=month", &owner).await;
+    let (status, _, page) = get(&mut owner, "/usage?by=model&granularity=month").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(rows(&page, "usage-table"), 2);
     assert!(page.contains("<code>gpt-4o-mini</code>"));
     // Per end user: the named one, and the calls that named none.
-    let (status, _, page) = get(&router, "/usage?by=user", &owner).await;
+    let (status, _, page) = get(&mut owner, "/usage?by=user").await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(rows(&page, "usage-table"), 2, "{page}");
     assert!(page.contains("alice@example.com") && page.contains("(none)"));
     assert!(page.contains("<td class=\"num\">10</td>"), "alice's calls");
-    let (status, _, page) = get(&router, "/logs?user=alice%40example.com", &owner).await;
+    let (status, _, page) = get(&mut owner, "/logs?user=alice%40example.com").await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(rows(&page, "logs-table"), 10, "{page}");
-    let (status, _, page) = get(&router, "/usage?by=provider_key", &owner).await;
+    let (status, _, page) = get(&mut owner, "/usage?by=provider_key").await;
     assert_eq!(status, StatusCode::OK, "{page}");
     // One key per event here: a page of 20, then the rest.
     assert_eq!(rows(&page, "usage-table"), 20);
     assert!(page.contains("rel=\"next\""));
-    let (_, _, page) = get(&router, "/usage?by=provider_key&page=1", &owner).await;
+    let (_, _, page) = get(&mut owner, "/usage?by=provider_key&page=1").await;
     assert_eq!(rows(&page, "usage-table"), 3);
 
     // A refused range: the service's message next to the field, 422.
-    let (status, _, page) = get(&router, "/usage?from=2026-05-01&to=2026-04-01", &owner).await;
+    let (status, _, page) = get(&mut owner, "/usage?from=2026-05-01&to=2026-04-01").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(page.contains(r#"aria-describedby="from-error""#), "{page}");
     assert!(page.contains(
@@ -293,15 +268,15 @@ async fn usage_pages_show_what_the_collector_holds(url: &str) {
         page.contains(r#"value="2026-05-01""#),
         "the value is shown again"
     );
-    let (status, _, page) = get(&router, "/usage?from=2020-01-01&to=2026-01-01", &owner).await;
+    let (status, _, page) = get(&mut owner, "/usage?from=2020-01-01&to=2026-01-01").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(page.contains("a bill spans at most 400 days"));
-    let (status, _, page) = get(&router, "/usage?to=2026-02-30", &owner).await;
+    let (status, _, page) = get(&mut owner, "/usage?to=2026-02-30").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(page.contains("id=\"to-error\""));
 
     // CSV: every row, an attachment, formulas defused.
-    let (status, headers, csv) = get(&router, "/usage.csv?by=model", &owner).await;
+    let (status, headers, csv) = get(&mut owner, "/usage.csv?by=model").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         headers[header::CONTENT_TYPE]
@@ -324,51 +299,51 @@ async fn usage_pages_show_what_the_collector_holds(url: &str) {
         "{csv}"
     );
     assert!(csv.contains(",\"'=HYPERLINK(\"\"x\"\")\",1,"), "{csv}");
-    let (status, _, message) = get(&router, "/usage.csv?granularity=hour", &owner).await;
+    let (status, _, message) = get(&mut owner, "/usage.csv?granularity=hour").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(message.contains("granularity must be"));
 
     // Logs: filtered by model and status, a page at a time.
-    let (status, _, page) = get(&router, "/logs?model=gpt-4o-mini", &owner).await;
+    let (status, _, page) = get(&mut owner, "/logs?model=gpt-4o-mini").await;
     assert_no_inline_code(&page);
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(rows(&page, "logs-table"), 20);
     assert!(!page.contains("HYPERLINK"));
     let at = page.find("rel=\"next\"").unwrap();
     let href = &page[page[..at].rfind("href=\"").unwrap() + 6..at - 2];
-    let (status, _, older) = get(&router, &href.replace("&#38;", "&"), &owner).await;
+    let (status, _, older) = get(&mut owner, &href.replace("&#38;", "&")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(rows(&older, "logs-table"), 2);
     assert!(older.contains(">Newest</a>"));
-    let (_, _, page) = get(&router, "/logs?status=429", &owner).await;
+    let (_, _, page) = get(&mut owner, "/logs?status=429").await;
     assert_eq!(rows(&page, "logs-table"), 1);
     assert!(page.contains("429 failed"), "status is not colour alone");
-    let (status, _, page) = get(&router, "/logs?status=often", &owner).await;
+    let (status, _, page) = get(&mut owner, "/logs?status=often").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(page.contains("id=\"status-error\""), "{page}");
-    let (status, _, page) = get(&router, "/logs?from=2026-03-01&to=2025-01-01", &owner).await;
+    let (status, _, page) = get(&mut owner, "/logs?from=2026-03-01&to=2025-01-01").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(page.contains("id=\"from-error\""), "{page}");
 
     // The sub-account: its own usage only, no provider keys, its models at its price.
-    let team = sign_in(&router, &team_key).await;
-    let (_, _, page) = get(&router, "/usage?by=model", &team).await;
+    let mut team = Tab::signed_in(&router, &team_key).await;
+    let (_, _, page) = get(&mut team, "/usage?by=model").await;
     assert!(page.contains("gpt-4o-mini") && !page.contains("HYPERLINK"));
     assert!(!page.contains("value=\"provider_key\""));
-    let (status, _, page) = get(&router, "/usage?by=provider_key", &team).await;
+    let (status, _, page) = get(&mut team, "/usage?by=provider_key").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(page.contains("is for the owner of the keys"));
-    let (_, _, page) = get(&router, "/logs", &team).await;
+    let (_, _, page) = get(&mut team, "/logs").await;
     assert_eq!(rows(&page, "logs-table"), 20);
     // Its overview: what is left of its $1 a month after $0.021 of provider cost.
-    let (_, _, page) = get(&router, "/", &team).await;
+    let (_, _, page) = get(&mut team, "/").await;
     assert!(
         page.contains(r#"data-figure="credit-left">$0.9790<"#),
         "{page}"
     );
     assert!(page.contains("Left this month"));
     assert!(page.contains(r#"data-figure="requests-month">22<"#));
-    let (status, _, page) = get(&router, "/models", &team).await;
+    let (status, _, page) = get(&mut team, "/models").await;
     assert_no_inline_code(&page);
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(rows(&page, "models-table"), 1);
@@ -378,7 +353,7 @@ async fn usage_pages_show_what_the_collector_holds(url: &str) {
         page.contains("$3.0000") && page.contains("$12.0000"),
         "{page}"
     );
-    let (_, _, page) = get(&router, "/models", &owner).await;
+    let (_, _, page) = get(&mut owner, "/models").await;
     assert!(page.contains("<code>*</code>") && page.contains("No price set"));
     // The same prices through REST.
     let (status, models) = app

@@ -109,11 +109,17 @@ struct OpenAiError<'a> {
 
 /// The JSON body of an error in OpenAI's shape.
 pub fn openai_error_body(code: ErrorCode, message: &str) -> Vec<u8> {
+    openai_error_body_about(code, message, None)
+}
+
+/// The same, naming the request field the error is about in `param` (OpenAI's
+/// place for it), `null` when it is about none.
+pub fn openai_error_body_about(code: ErrorCode, message: &str, param: Option<&str>) -> Vec<u8> {
     let body = OpenAiErrorBody {
         error: OpenAiError {
             message,
             kind: code.openai_type(),
-            param: None,
+            param,
             code: code.as_str(),
         },
     };
@@ -133,6 +139,9 @@ mod tests {
         assert_eq!(v["error"]["type"], "authentication_error");
         assert_eq!(v["error"]["code"], "invalid_api_key");
         assert!(v["error"]["param"].is_null());
+        let body = openai_error_body_about(ErrorCode::InvalidRequest, "bad", Some("policy.rpm"));
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["param"], "policy.rpm");
         assert_eq!(ErrorCode::Unauthenticated.http_status(), 401);
     }
 

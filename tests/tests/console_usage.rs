@@ -1,8 +1,9 @@
 //! The console's Overview, Usage and billing, Logs and Models pages in a real
 //! browser (headless Chromium through WebDriver) against the real binaries: an
 //! owner with a provider key (the fake upstream) and a sub-account that calls
-//! through the data plane. The calls reach the Usage page within seconds, the CSV
-//! has their rows, the Logs page filters by model, the Models page lists what the
+//! through the data plane. The calls reach the Usage page within seconds (per
+//! direct child, the team's row leading down into its subtree), the CSV has their
+//! rows, the Logs page filters by model, the Models page lists what the
 //! sub-account may call at its price, a bad date range is refused next to its
 //! field. Each page is saved under `target/console-screenshots/` (the overview
 //! also as `usage-overview.png`, the picture in `docs/console-overview.png`), and
@@ -123,12 +124,21 @@ async fn usage_logs_and_models_in_the_console() {
     let total = b.text_of("#usage-table tfoot").await;
     assert!(total.starts_with("Total 5 0"), "{total}");
     b.shoot("usage-01-usage-by-model").await;
-    // Per account: the team's id, with provider cost and billed amount side by side.
+    // Per direct child (the default): the team's subtree in one row, with provider
+    // cost and billed amount side by side; its id leads down into it.
     b.goto(&format!("{console}/usage")).await;
     let rows = table_rows(&b, "#usage-table").await;
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert!(has_row(&rows, &team_id, "5"), "{rows:?}");
     b.shoot("usage-02-usage-by-account").await;
+    b.submit("#usage-table tbody a", "p.subtree").await;
+    let rows = table_rows(&b, "#usage-table").await;
+    assert!(
+        has_row(&rows, &format!("{team_id} (own calls)"), "5"),
+        "{rows:?}"
+    );
+    assert!(b.text_of("p.subtree").await.contains(&team_id));
+    b.shoot("usage-08-usage-child-subtree").await;
 
     // The CSV of the same query, in the same session.
     let cookie = b

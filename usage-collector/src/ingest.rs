@@ -235,17 +235,39 @@ impl UsageService for UsageGrpc {
             Ok(pb::RollupLabel::Tag) => Some(RollupBy::Tag),
             Err(_) => return Err(Status::invalid_argument("by_label names no label")),
         };
-        let by = match (q.by_provider_key, q.by_endpoint, label) {
-            (false, false, None) => RollupBy::Account,
-            (true, false, None) => RollupBy::ProviderKey,
-            (false, true, None) => RollupBy::Endpoint,
-            (false, false, Some(by)) => by,
+        let by = match (q.by_provider_key, q.by_endpoint, q.by_child, label) {
+            (false, false, false, None) => RollupBy::Account,
+            (true, false, false, None) => RollupBy::ProviderKey,
+            (false, true, false, None) => RollupBy::Endpoint,
+            (false, false, true, None) => RollupBy::Child,
+            (false, false, false, Some(by)) => by,
             _ => {
                 return Err(Status::invalid_argument(
-                    "rollups are per provider key, per endpoint or per label: one of them",
+                    "rollups are per provider key, per endpoint, per child or per label: one of them",
                 ));
             }
         };
+        let children = q
+            .child_ids
+            .iter()
+            .map(|a| id::<AccountId>(a, "child_ids"))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if q.by_child && children.len() != accounts.len() {
+            return Err(Status::invalid_argument(
+                "rollups per child name one child per listed account: child_ids as long as account_ids",
+            ));
+        }
+        if q.by_child && accounts.is_empty() && main_account.is_some() {
+            return Err(Status::invalid_argument(
+                "rollups per child of a main account's tree list its accounts in account_ids",
+            ));
+        }
+        if !q.by_child && !children.is_empty() {
+            return Err(Status::invalid_argument(
+                "child_ids are for rollups per child",
+            ));
+        }
         if q.by_provider_key && !accounts.is_empty() {
             return Err(Status::invalid_argument(
                 "rollups per provider key cover the whole tree: leave account_ids empty",
@@ -261,10 +283,12 @@ impl UsageService for UsageGrpc {
             .rollups(&RollupFilter {
                 main_account,
                 accounts,
+                children,
                 by,
                 from_day,
                 to_day,
                 granularity,
+                model: (!q.model.is_empty()).then_some(q.model),
             })
             .await
             .map_err(|e| match e {

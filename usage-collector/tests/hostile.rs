@@ -139,6 +139,8 @@ async fn hostile_values_are_quarantined_and_the_rest_arrives(url: &str) {
         .rollups(&RollupFilter {
             main_account: Some(neighbour),
             accounts: vec![],
+            children: vec![],
+            model: None,
             by: RollupBy::Account,
             from_day: day,
             to_day: day,

@@ -57,6 +57,8 @@ async fn by(
         .rollups(&RollupFilter {
             main_account: Some(main),
             accounts: accounts.to_vec(),
+            children: vec![],
+            model: None,
             by,
             from_day: "2026-11-01".parse().unwrap(),
             to_day: "2026-12-31".parse().unwrap(),

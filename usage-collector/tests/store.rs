@@ -22,7 +22,9 @@ switchyard_tests::every_backend!(
     overlapping_batches_at_once_count_each_event_once,
     sessions_are_stored_and_filter_the_events,
     rollups_per_endpoint_tell_counting_from_generation,
-    a_rollup_read_too_big_to_answer_is_refused
+    a_rollup_read_too_big_to_answer_is_refused,
+    rollups_per_child_sum_each_subtree_past_the_cap,
+    rollups_of_one_model_are_read_alone
 );
 
 // 2026-11-21T10:00:00Z and the next days.
@@ -74,6 +76,8 @@ fn filter(main: AccountId, granularity: Granularity) -> RollupFilter {
     RollupFilter {
         main_account: Some(main),
         accounts: vec![],
+        children: vec![],
+        model: None,
         by: RollupBy::Account,
         from_day: "2026-11-01".parse().unwrap(),
         to_day: "2026-12-31".parse().unwrap(),
@@ -623,4 +627,198 @@ async fn a_rollup_read_too_big_to_answer_is_refused(url: &str) {
     let rows = store.rollups(&only_child).await.unwrap();
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0].input_tokens, 5);
+}
+
+/// A tree whose rows per account are past the cap: main, child `big` with 10,001
+/// accounts below it (one of them a level deeper) calling on two days, child `small`
+/// calling another model, and the main account's own call. Per child, the statement
+/// sums each subtree into one row per day (or month) and model, the list of accounts
+/// mapped in two parts.
+async fn rollups_per_child_sum_each_subtree_past_the_cap(url: &str) {
+    let store = UsageStore::open(url).await.unwrap();
+    let (main, big, small) = (AccountId::new(), AccountId::new(), AccountId::new());
+    let below: Vec<AccountId> = (0..10_000).map(|_| AccountId::new()).collect();
+    let deeper = AccountId::new();
+    let mut events = Vec::new();
+    for a in &below {
+        events.push(event(&[*a, big, main], DAY, "m", 200, 2, 1));
+        events.push(event(&[*a, big, main], DAY + MS_PER_DAY, "m", 500, 2, 1));
+    }
+    events.push(event(&[deeper, below[0], big, main], DAY, "m", 200, 2, 1));
+    events.push(event(&[small, main], DAY, "x", 200, 1, 1));
+    events.push(event(&[main], DAY, "m", 200, 100, 1));
+    for batch in events.chunks(5_000) {
+        store.insert(batch).await.unwrap();
+    }
+    let mut mapping: Vec<(AccountId, AccountId)> =
+        vec![(main, main), (big, big), (small, small), (deeper, big)];
+    mapping.extend(below.iter().map(|a| (*a, big)));
+    let (accounts, children): (Vec<_>, Vec<_>) = mapping.into_iter().unzip();
+
+    let each = RollupFilter {
+        accounts: accounts.clone(),
+        ..filter(main, Granularity::Day)
+    };
+    let refused = store.rollups(&each).await;
+    assert!(
+        matches!(refused, Err(StoreError::TooManyRows)),
+        "per account, the tree is past the cap: {refused:?}"
+    );
+
+    let per_child = RollupFilter {
+        accounts,
+        children,
+        by: RollupBy::Child,
+        ..filter(main, Granularity::Day)
+    };
+    let rows = store.rollups(&per_child).await.unwrap();
+    let got: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            let who = [(main, "main"), (big, "big"), (small, "small")]
+                .iter()
+                .find(|(id, _)| id.to_string() == r.account_id)
+                .map_or("?", |(_, name)| *name);
+            (
+                r.period.as_str(),
+                who,
+                r.model.as_str(),
+                r.requests,
+                r.errors,
+            )
+        })
+        .collect();
+    let (first, second) = ("2026-11-21", "2026-11-22");
+    let mut want = vec![
+        (first, "big", "m", 10_001, 0),
+        (first, "main", "m", 1, 0),
+        (first, "small", "x", 1, 0),
+        (second, "big", "m", 10_000, 10_000),
+    ];
+    want.sort_by_key(|w| {
+        let id = match w.1 {
+            "main" => main,
+            "big" => big,
+            _ => small,
+        };
+        (w.0, id.to_string(), w.2)
+    });
+    assert_eq!(got, want);
+    let own = rows
+        .iter()
+        .find(|r| r.account_id == main.to_string())
+        .unwrap();
+    assert_eq!(
+        (own.input_tokens, own.cost_nanos, own.billed_nanos),
+        (100, 7, 9)
+    );
+    let big_day = &rows
+        .iter()
+        .find(|r| r.account_id == big.to_string())
+        .unwrap();
+    assert_eq!(
+        (
+            big_day.input_tokens,
+            big_day.output_tokens,
+            big_day.cached_tokens
+        ),
+        (20_002, 10_001, 10_001)
+    );
+    assert_eq!(big_day.cost_nanos, 7 * 10_001);
+
+    // Months: one row per child and model.
+    let months = store
+        .rollups(&RollupFilter {
+            granularity: Granularity::Month,
+            ..per_child.clone()
+        })
+        .await
+        .unwrap();
+    let big_month = months
+        .iter()
+        .find(|r| r.account_id == big.to_string())
+        .unwrap();
+    assert_eq!(months.len(), 3, "{months:?}");
+    assert_eq!(
+        (big_month.period.as_str(), big_month.requests),
+        ("2026-11", 20_001)
+    );
+
+    // One model, in the statement.
+    let only_x = store
+        .rollups(&RollupFilter {
+            model: Some("x".into()),
+            ..per_child.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(only_x.len(), 1);
+    assert_eq!(only_x[0].account_id, small.to_string());
+
+    // Every tree (the operator's): a row per main account.
+    let trees = store
+        .rollups(&RollupFilter {
+            main_account: None,
+            accounts: vec![],
+            children: vec![],
+            granularity: Granularity::Month,
+            ..per_child.clone()
+        })
+        .await
+        .unwrap();
+    let tree: Vec<_> = trees
+        .iter()
+        .filter(|r| r.account_id == main.to_string())
+        .map(|r| (r.model.as_str(), r.requests))
+        .collect();
+    assert_eq!(tree, [("m", 20_002), ("x", 1)]);
+
+    // A mapping that does not pair every account is refused.
+    let unpaired = store
+        .rollups(&RollupFilter {
+            children: vec![main],
+            ..per_child
+        })
+        .await;
+    assert!(
+        matches!(unpaired, Err(StoreError::Range(_))),
+        "{unpaired:?}"
+    );
+}
+
+/// A model asked for is a condition of the statement: only its rows are read, in
+/// every grouping.
+async fn rollups_of_one_model_are_read_alone(url: &str) {
+    let store = UsageStore::open(url).await.unwrap();
+    let (main, child) = (AccountId::new(), AccountId::new());
+    store
+        .insert(&[
+            event(&[main], DAY, "a", 200, 1, 1),
+            event(&[child, main], DAY, "a", 200, 2, 1),
+            event(&[child, main], DAY, "b", 200, 4, 1),
+        ])
+        .await
+        .unwrap();
+    for by in [RollupBy::Account, RollupBy::Endpoint, RollupBy::ProviderKey] {
+        let rows = store
+            .rollups(&RollupFilter {
+                by,
+                model: Some("b".into()),
+                ..filter(main, Granularity::Month)
+            })
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1, "{by:?}: {rows:?}");
+        assert_eq!((rows[0].model.as_str(), rows[0].input_tokens), ("b", 4));
+    }
+    let listed = store
+        .rollups(&RollupFilter {
+            accounts: vec![main],
+            model: Some("a".into()),
+            ..filter(main, Granularity::Day)
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].input_tokens, 1);
 }

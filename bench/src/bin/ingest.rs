@@ -196,6 +196,8 @@ async fn main() -> anyhow::Result<()> {
         .rollups(&RollupFilter {
             main_account: None,
             accounts: Vec::new(),
+            children: Vec::new(),
+            model: None,
             by: RollupBy::Account,
             from_day: "0000-01-01".parse()?,
             to_day: "9999-12-31".parse()?,

@@ -2,7 +2,7 @@
 //! policy bounds a parent sets for its children.
 
 use serde::{Deserialize, Serialize};
-use switchyard_core::billing::Billing;
+use switchyard_core::billing::{Billing, BillingError};
 use switchyard_core::error::ErrorCode;
 use switchyard_core::ids::{AccountId, IssuedKeyId};
 use switchyard_core::policy::Policy;
@@ -181,7 +181,7 @@ impl Service {
     ) -> Result<(), ApiError> {
         policy
             .validate()
-            .map_err(|e| ApiError::invalid(format!("policy: {e}")))?;
+            .map_err(|e| ApiError::invalid_field("policy", format!("policy: {e}")))?;
         let bound = self.effective_policy(parent).await?;
         let excesses = bound.excesses(policy);
         if excesses.is_empty() {
@@ -191,7 +191,8 @@ impl Service {
         Err(ApiError::new(
             ErrorCode::Unprocessable,
             format!("policy exceeds the parent's: {}", listed.join("; ")),
-        ))
+        )
+        .about("policy"))
     }
 
     /// A descendant of the caller (any account for the operator). Anything else is
@@ -247,9 +248,10 @@ impl Service {
         let status = match req.status.as_deref() {
             None => None,
             Some(text) => Some(Status::parse(text).ok_or_else(|| {
-                ApiError::invalid(format!(
-                    "status must be \"active\" or \"disabled\", not {text:?}"
-                ))
+                ApiError::invalid_field(
+                    "status",
+                    format!("status must be \"active\" or \"disabled\", not {text:?}"),
+                )
             })?),
         };
         if let Some(policy) = &req.policy {
@@ -333,9 +335,9 @@ impl Service {
     ) -> Result<Vec<TreeEntry>, ApiError> {
         let top = match (query.id.as_deref(), caller) {
             (Some(text), _) => {
-                let id: AccountId = text
-                    .parse()
-                    .map_err(|_| ApiError::invalid(format!("{text:?} is not an account id")))?;
+                let id: AccountId = text.parse().map_err(|_| {
+                    ApiError::invalid_field("id", format!("{text:?} is not an account id"))
+                })?;
                 Some(self.descendant(caller, id, true).await?.account.id)
             }
             (None, Caller::Account { account, .. }) => Some(account.id),
@@ -343,14 +345,15 @@ impl Service {
         };
         let limit = query.limit.unwrap_or(100);
         if limit == 0 || limit > 1000 {
-            return Err(ApiError::invalid("limit must be 1-1000"));
+            return Err(ApiError::invalid_field("limit", "limit must be 1-1000"));
         }
         let name = match query.name.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(text) => Some(validate_name(text).map_err(|_| {
-                ApiError::invalid(format!(
-                    "name must be at most {MAX_NAME} printable characters"
-                ))
+                ApiError::invalid_field(
+                    "name",
+                    format!("name must be at most {MAX_NAME} printable characters"),
+                )
             })?),
         };
         let rows = self
@@ -382,7 +385,8 @@ impl Service {
             (Some(id), _) => id,
             (None, Some(me)) => me.id,
             (None, None) => {
-                return Err(ApiError::invalid(
+                return Err(ApiError::invalid_field(
+                    "id",
                     "the operator has no account; pass ?id=<account>",
                 ));
             }
@@ -422,9 +426,13 @@ fn account_state(r: &AccountRecord) -> serde_json::Value {
 
 fn validate_billing(billing: Option<Billing>) -> Result<Billing, ApiError> {
     let billing = billing.unwrap_or_default();
-    billing
-        .validate()
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    billing.validate().map_err(|e| {
+        let field = match e {
+            BillingError::Multiplier => "billing.multiplier_ppm",
+            BillingError::TooManyPrices => "billing.prices",
+        };
+        ApiError::invalid_field(field, e.to_string())
+    })?;
     Ok(billing)
 }
 
@@ -441,9 +449,10 @@ fn account_view(r: &AccountRecord) -> AccountView {
 fn validate_name(name: &str) -> Result<String, ApiError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
-        return Err(ApiError::invalid(format!(
-            "name must be 1-{MAX_NAME} printable characters"
-        )));
+        return Err(ApiError::invalid_field(
+            "name",
+            format!("name must be 1-{MAX_NAME} printable characters"),
+        ));
     }
     Ok(name.to_owned())
 }

@@ -188,6 +188,7 @@ impl Service {
                 by_provider_key: false,
                 by_endpoint: false,
                 by_label: pb::RollupLabel::Unspecified.into(),
+                ..Default::default()
             })
             .await?;
         let spent = rows.iter().fold(0u64, |sum, r| {

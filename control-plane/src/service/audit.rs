@@ -56,7 +56,7 @@ impl Service {
         };
         let limit = query.limit.unwrap_or(100);
         if limit == 0 || limit > 1000 {
-            return Err(ApiError::invalid("limit must be 1-1000"));
+            return Err(ApiError::invalid_field("limit", "limit must be 1-1000"));
         }
         Ok(self.store.audit_log(owner, query.before, limit).await?)
     }

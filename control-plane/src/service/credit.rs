@@ -62,13 +62,15 @@ impl Service {
             ));
         }
         if req.amount_nanos == 0 || req.amount_nanos.unsigned_abs() > MAX_CREDIT_NANOS {
-            return Err(ApiError::invalid(format!(
-                "amount_nanos must be non-zero and at most {MAX_CREDIT_NANOS} either way"
-            )));
+            return Err(ApiError::invalid_field(
+                "amount_nanos",
+                format!("amount_nanos must be non-zero and at most {MAX_CREDIT_NANOS} either way"),
+            ));
         }
         let note = req.note.unwrap_or_default();
         if note.chars().count() > 500 || note.chars().any(char::is_control) {
-            return Err(ApiError::invalid(
+            return Err(ApiError::invalid_field(
+                "note",
                 "note must be at most 500 printable characters",
             ));
         }
@@ -116,7 +118,7 @@ impl Service {
         let target = self.descendant(caller, id, true).await?;
         let limit = query.limit.unwrap_or(100);
         if limit == 0 || limit > 1000 {
-            return Err(ApiError::invalid("limit must be 1-1000"));
+            return Err(ApiError::invalid_field("limit", "limit must be 1-1000"));
         }
         let (balance, ledger) = self
             .store

@@ -98,7 +98,8 @@ impl Service {
         if let Some(at) = req.expires_at_unix_ms
             && (at <= now_ms || at > now_ms.saturating_add(MAX_KEY_LIFETIME_MS))
         {
-            return Err(ApiError::invalid(
+            return Err(ApiError::invalid_field(
+                "expires_at_unix_ms",
                 "expires_at_unix_ms must be in the future and within ten years",
             ));
         }
@@ -148,9 +149,10 @@ impl Service {
         let (account, old) = Self::own_account(caller)?;
         let overlap = req.overlap_seconds.unwrap_or(0);
         if overlap > MAX_OVERLAP_SECONDS {
-            return Err(ApiError::invalid(format!(
-                "overlap_seconds must be at most {MAX_OVERLAP_SECONDS}"
-            )));
+            return Err(ApiError::invalid_field(
+                "overlap_seconds",
+                format!("overlap_seconds must be at most {MAX_OVERLAP_SECONDS}"),
+            ));
         }
         let overlap_ms = i64::try_from(overlap * 1000).unwrap_or(i64::MAX);
         let (record, clear) = IssuedKeyRecord::fresh(account.id, None, now_ms);

@@ -56,12 +56,16 @@ pub use rules::RulesAt;
 pub use status::{DataPlaneStatus, ModelList, SystemStatus};
 pub use usage_views::{Bill, BillQuery, LogPageView, LogsQuery, Requested};
 
-/// A failed operation: a code from the shared vocabulary and a message a user can act on.
+/// A failed operation: a code from the shared vocabulary, a message a user can act
+/// on, and the request field it is about when there is one (REST answers it as the
+/// error's `param`; the console shows the message next to that field).
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// The field's name, or its path within the body (`policy.rpm`).
+    pub field: Option<String>,
 }
 
 impl ApiError {
@@ -69,11 +73,23 @@ impl ApiError {
         Self {
             code,
             message: message.into(),
+            field: None,
         }
+    }
+
+    /// The same refusal, about `field` of the request.
+    pub fn about(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
     }
 
     fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidRequest, message)
+    }
+
+    /// A refused value of `field`.
+    fn invalid_field(field: &str, message: impl Into<String>) -> Self {
+        Self::invalid(message).about(field)
     }
 }
 

@@ -30,12 +30,16 @@ impl Service {
     ) -> Result<NewsItem, ApiError> {
         let title = req.title.trim();
         if title.is_empty() || title.chars().count() > 200 || title.chars().any(char::is_control) {
-            return Err(ApiError::invalid(
+            return Err(ApiError::invalid_field(
+                "title",
                 "title must be 1-200 printable characters",
             ));
         }
         if req.body.chars().count() > 10_000 {
-            return Err(ApiError::invalid("body must be at most 10000 characters"));
+            return Err(ApiError::invalid_field(
+                "body",
+                "body must be at most 10000 characters",
+            ));
         }
         let item = NewsItem {
             id: uuid::Uuid::now_v7().to_string(),
@@ -52,7 +56,7 @@ impl Service {
     pub async fn news(&self, caller: &Caller, query: NewsQuery) -> Result<Vec<NewsItem>, ApiError> {
         let limit = query.limit.unwrap_or(50);
         if limit == 0 || limit > 500 {
-            return Err(ApiError::invalid("limit must be 1-500"));
+            return Err(ApiError::invalid_field("limit", "limit must be 1-500"));
         }
         Ok(self
             .store

@@ -169,9 +169,12 @@ impl Service {
             }
         };
         if let Some(refusal) = resolved.into_iter().find_map(|ip| networks.check(ip).err()) {
-            return Err(ApiError::invalid(format!(
-                "base_url {raw:?} resolves to an address upstreams may not have ({refusal}); the operator has not allowed this network for upstreams"
-            )));
+            return Err(ApiError::invalid_field(
+                "base_url",
+                format!(
+                    "base_url {raw:?} resolves to an address upstreams may not have ({refusal}); the operator has not allowed this network for upstreams"
+                ),
+            ));
         }
         Ok(base_url)
     }
@@ -308,9 +311,10 @@ impl Service {
         }
         if let Some(status) = &req.status {
             k.status = Status::parse(status).ok_or_else(|| {
-                ApiError::invalid(format!(
-                    "status must be \"active\" or \"disabled\", not {status:?}"
-                ))
+                ApiError::invalid_field(
+                    "status",
+                    format!("status must be \"active\" or \"disabled\", not {status:?}"),
+                )
             })?;
             changed = true;
         }
@@ -442,23 +446,30 @@ fn api_kind(key: &ProviderKey) -> &'static str {
 fn validate_kind(provider: &str, protocol: Option<&str>) -> Result<(ProviderKind, bool), ApiError> {
     if provider == passthrough::KIND {
         let protocol = protocol.ok_or_else(|| {
-            ApiError::invalid(
+            ApiError::invalid_field(
+                "protocol",
                 "protocol is required for a passthrough key: \"anthropic\" or \"openai\"",
             )
         })?;
-        let kind =
-            passthrough::parse_protocol(protocol).map_err(|e| ApiError::invalid(e.to_string()))?;
+        let kind = passthrough::parse_protocol(protocol)
+            .map_err(|e| ApiError::invalid_field("protocol", e.to_string()))?;
         return Ok((kind, true));
     }
     let kind = ProviderKind::parse(provider).ok_or_else(|| {
-        ApiError::invalid(format!(
+        ApiError::invalid_field(
+            "provider",
+            format!(
             "provider must be \"openai\", \"anthropic\", \"gemini\" or \"passthrough\", not {provider:?}"
-        ))
+        ),
+        )
     })?;
     match protocol {
-        Some(p) if p != kind.as_str() => Err(ApiError::invalid(format!(
-            "protocol {p:?} applies to passthrough keys only; an {provider:?} key speaks its own"
-        ))),
+        Some(p) if p != kind.as_str() => Err(ApiError::invalid_field(
+            "protocol",
+            format!(
+                "protocol {p:?} applies to passthrough keys only; an {provider:?} key speaks its own"
+            ),
+        )),
         _ => Ok((kind, false)),
     }
 }
@@ -472,14 +483,15 @@ fn validate_secret_for(
 ) -> Result<Option<&str>, ApiError> {
     match (passthrough, secret) {
         (true, None) => Ok(None),
-        (true, Some(_)) => Err(ApiError::invalid(
+        (true, Some(_)) => Err(ApiError::invalid_field(
+            "secret",
             "secret: a passthrough key holds none; each call carries its caller's own provider credential",
         )),
         (false, Some(secret)) => validate_secret(secret).map(Some),
-        (false, None) => Err(ApiError::invalid(format!(
-            "secret is required for an {:?} key",
-            kind.as_str()
-        ))),
+        (false, None) => Err(ApiError::invalid_field(
+            "secret",
+            format!("secret is required for an {:?} key", kind.as_str()),
+        )),
     }
 }
 
@@ -497,38 +509,46 @@ fn validate_secret(secret: &str) -> Result<&str, ApiError> {
         || secret.chars().count() > MAX_SECRET
         || secret.chars().any(char::is_control)
     {
-        return Err(ApiError::invalid(format!(
-            "secret must be 1-{MAX_SECRET} printable characters"
-        )));
+        return Err(ApiError::invalid_field(
+            "secret",
+            format!("secret must be 1-{MAX_SECRET} printable characters"),
+        ));
     }
     Ok(secret)
 }
 
 fn validate_models(models: &[String]) -> Result<Vec<ModelPattern>, ApiError> {
     if models.is_empty() || models.len() > MAX_MODELS {
-        return Err(ApiError::invalid(format!(
-            "models must list 1-{MAX_MODELS} names or `prefix*` patterns"
-        )));
+        return Err(ApiError::invalid_field(
+            "models",
+            format!("models must list 1-{MAX_MODELS} names or `prefix*` patterns"),
+        ));
     }
     models
         .iter()
         .map(|m| {
             m.parse::<ModelPattern>()
-                .map_err(|e| ApiError::invalid(format!("models: {e}")))
+                .map_err(|e| ApiError::invalid_field("models", format!("models: {e}")))
         })
         .collect()
 }
 
 fn validate_level(level: u32) -> Result<u32, ApiError> {
     if level > MAX_LEVEL {
-        return Err(ApiError::invalid(format!("level must be 0-{MAX_LEVEL}")));
+        return Err(ApiError::invalid_field(
+            "level",
+            format!("level must be 0-{MAX_LEVEL}"),
+        ));
     }
     Ok(level)
 }
 
 fn validate_weight(weight: u32) -> Result<u32, ApiError> {
     if weight == 0 || weight > MAX_WEIGHT {
-        return Err(ApiError::invalid(format!("weight must be 1-{MAX_WEIGHT}")));
+        return Err(ApiError::invalid_field(
+            "weight",
+            format!("weight must be 1-{MAX_WEIGHT}"),
+        ));
     }
     Ok(weight)
 }
@@ -545,7 +565,7 @@ fn secret_hint(secret: &str) -> String {
 
 /// [`crate::upstream_url::check`], refused as an invalid request.
 pub fn validate_base_url(raw: &str, networks: &UpstreamNetworks) -> Result<String, ApiError> {
-    crate::upstream_url::check(raw, networks).map_err(|e| ApiError::invalid(e.0))
+    crate::upstream_url::check(raw, networks).map_err(|e| ApiError::invalid_field("base_url", e.0))
 }
 
 /// A checked base URL with its path in the form stored for `kind`

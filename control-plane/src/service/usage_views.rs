@@ -113,9 +113,10 @@ pub struct Bill {
 fn requested_day(day: Requested<UtcDay>, field: &str) -> Result<UtcDay, ApiError> {
     match day {
         Requested::Known(day) => Ok(day),
-        Requested::Unknown(_) => Err(ApiError::invalid(format!(
-            "`{field}` must be a date like 2026-01-31"
-        ))),
+        Requested::Unknown(_) => Err(ApiError::invalid_field(
+            field,
+            format!("`{field}` must be a date like 2026-01-31"),
+        )),
     }
 }
 
@@ -130,7 +131,10 @@ impl Service {
         Ok(match (account, caller) {
             (Some(text), _) => {
                 let id: AccountId = text.parse().map_err(|_| {
-                    ApiError::invalid(format!("account {text:?} is not an account id"))
+                    ApiError::invalid_field(
+                        "account",
+                        format!("account {text:?} is not an account id"),
+                    )
                 })?;
                 Some(self.descendant(caller, id, true).await?.account.id)
             }
@@ -163,23 +167,24 @@ impl Service {
         let to = query.to.unwrap_or(now_ms.saturating_add(1));
         let from = query.from.unwrap_or(to.saturating_sub(7 * 86_400_000));
         if from >= to || to.saturating_sub(from) > 400 * 86_400_000 {
-            return Err(ApiError::invalid(
+            return Err(ApiError::invalid_field(
+                "from",
                 "`from` must be before `to`, at most 400 days apart (unix milliseconds)",
             ));
         }
         let limit = query.limit.unwrap_or(100);
         if limit == 0 || limit > 1000 {
-            return Err(ApiError::invalid("limit must be 1-1000"));
+            return Err(ApiError::invalid_field("limit", "limit must be 1-1000"));
         }
-        for (field, value) in [
-            (fields::SESSION, &query.session),
-            (fields::END_USER, &query.user),
-            (fields::TAG, &query.tag),
+        for (name, field, value) in [
+            ("session", fields::SESSION, &query.session),
+            ("user", fields::END_USER, &query.user),
+            ("tag", fields::TAG, &query.tag),
         ] {
             if let Some(value) = value {
                 field
                     .check(value)
-                    .map_err(|e| ApiError::invalid(e.to_string()))?;
+                    .map_err(|e| ApiError::invalid_field(name, e.to_string()))?;
             }
         }
         let within = self.usage_scope(caller, query.account.as_deref()).await?;
@@ -236,41 +241,54 @@ impl Service {
             None => to.plus_days(-30),
         };
         if from > to {
-            return Err(ApiError::invalid("`from` must not be after `to`"));
+            return Err(ApiError::invalid_field(
+                "from",
+                "`from` must not be after `to`",
+            ));
         }
         if to.number() - from.number() > MAX_BILL_DAYS {
-            return Err(ApiError::invalid(format!(
-                "a bill spans at most {MAX_BILL_DAYS} days"
-            )));
+            return Err(ApiError::invalid_field(
+                "from",
+                format!("a bill spans at most {MAX_BILL_DAYS} days"),
+            ));
         }
         let granularity = match query.granularity {
             None => Granularity::Day,
             Some(Requested::Known(g)) => g,
             Some(Requested::Unknown(other)) => {
-                return Err(ApiError::invalid(format!(
-                    "granularity must be \"day\" or \"month\", not {other:?}"
-                )));
+                return Err(ApiError::invalid_field(
+                    "granularity",
+                    format!("granularity must be \"day\" or \"month\", not {other:?}"),
+                ));
             }
         };
         let by = match query.by {
             None => RollupBy::Account,
             Some(Requested::Known(by)) => by,
             Some(Requested::Unknown(other)) => {
-                return Err(ApiError::invalid(format!(
-                    "by must be \"account\", \"provider_key\", \"endpoint\", \"user\", \"session\" or \"tag\", not {other:?}"
-                )));
+                return Err(ApiError::invalid_field(
+                    "by",
+                    format!(
+                        "by must be \"account\", \"child\", \"provider_key\", \"endpoint\", \"user\", \"session\" or \"tag\", not {other:?}"
+                    ),
+                ));
             }
         };
         let whole_tree = match by {
-            RollupBy::Account | RollupBy::User | RollupBy::Session | RollupBy::Tag => None,
+            RollupBy::Account
+            | RollupBy::Child
+            | RollupBy::User
+            | RollupBy::Session
+            | RollupBy::Tag => None,
             RollupBy::ProviderKey => Some(("usage per provider key", "of the keys")),
             RollupBy::Endpoint => Some(("usage per endpoint", "of the tree")),
         };
         if let Some((what, owner)) = whole_tree {
             if query.account.is_some() {
-                return Err(ApiError::invalid(format!(
-                    "{what} covers the owner's whole tree: leave out `account`"
-                )));
+                return Err(ApiError::invalid_field(
+                    "account",
+                    format!("{what} covers the owner's whole tree: leave out `account`"),
+                ));
             }
             if let Caller::Account { account, .. } = caller
                 && account.parent.is_some()
@@ -282,10 +300,25 @@ impl Service {
             }
         }
         let top = self.usage_scope(caller, query.account.as_deref()).await?;
-        let (main_account_id, account_ids) = match top {
-            None => (String::new(), Vec::new()),
-            Some(id) if whole_tree.is_some() => (id.to_string(), Vec::new()),
-            Some(id) => self.listed_subtree(id).await?,
+        let (main_account_id, account_ids, child_ids) = match top {
+            None => (String::new(), Vec::new(), Vec::new()),
+            Some(id) if whole_tree.is_some() => (id.to_string(), Vec::new(), Vec::new()),
+            // Each account with the direct child it is summed under: the collector
+            // sums in its statement, a row per child however big the subtree.
+            Some(id) if by == RollupBy::Child => {
+                let (accounts, children) = self
+                    .store
+                    .subtree_by_child(id)
+                    .await?
+                    .into_iter()
+                    .map(|(a, child)| (a.to_string(), child.to_string()))
+                    .unzip();
+                (self.main_of(id).await?.to_string(), accounts, children)
+            }
+            Some(id) => {
+                let (main, accounts) = self.listed_subtree(id).await?;
+                (main, accounts, Vec::new())
+            }
         };
         let rows = self
             .collector
@@ -308,11 +341,11 @@ impl Service {
                     Some(LabelKind::Tag) => pb::RollupLabel::Tag,
                 }
                 .into(),
+                by_child: by == RollupBy::Child,
+                child_ids,
+                model: query.model.unwrap_or_default(),
             })
-            .await?
-            .into_iter()
-            .filter(|r| query.model.as_ref().is_none_or(|m| *m == r.model))
-            .collect();
+            .await?;
         Ok(Bill {
             from,
             to,
@@ -362,6 +395,9 @@ impl Service {
                 by_provider_key: false,
                 by_endpoint,
                 by_label: pb::RollupLabel::Unspecified.into(),
+                by_child: false,
+                child_ids: Vec::new(),
+                model: String::new(),
             })
             .await?;
         Ok(summed_per_period_and_model(rows))

@@ -274,6 +274,35 @@ impl Store {
             .collect()
     }
 
+    /// Every account of `id`'s subtree with the account its usage is summed under in
+    /// a bill per direct child: the direct child of `id` whose subtree holds it (`id`
+    /// itself for `id`).
+    pub async fn subtree_by_child(
+        &self,
+        id: AccountId,
+    ) -> Result<Vec<(AccountId, AccountId)>, StoreError> {
+        let rows = sqlx::query(
+            "WITH RECURSIVE down(id, child) AS ( \
+               SELECT id, id FROM accounts WHERE id = $1 \
+               UNION ALL \
+               SELECT a.id, CASE WHEN down.id = $2 THEN a.id ELSE down.child END \
+               FROM accounts a JOIN down ON a.parent_id = down.id \
+             ) SELECT id, child FROM down",
+        )
+        .bind(id.to_string())
+        .bind(id.to_string())
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    parse_id(&r.try_get::<String, _>(0)?)?,
+                    parse_id(&r.try_get::<String, _>(1)?)?,
+                ))
+            })
+            .collect()
+    }
+
     pub async fn account(&self, id: AccountId) -> Result<Option<AccountRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT id, parent_id, name, status, policy, billing, created_at FROM accounts WHERE id = $1",

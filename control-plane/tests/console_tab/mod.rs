@@ -1,4 +1,5 @@
-//! A signed-in browser tab for the console's in-process page suites: a session
+//! A signed-in browser tab for the console's in-process page suites (every one but
+//! `console.rs`, whose subject is the sign-in and its session itself): a session
 //! opened through the real sign-in form, forms posted with the session's CSRF token
 //! and this console's origin, and every page body kept so a suite can say what no
 //! page ever showed.
@@ -8,7 +9,7 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
-use axum::http::{Method, Request, StatusCode, header};
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::json;
 use switchyard_control_plane::console::{self, ConsoleSettings};
@@ -20,10 +21,11 @@ use crate::common::App;
 const HOST: &str = "console.test";
 const ORIGIN: &str = "http://console.test";
 
-/// One answer: status, `Location` (redirects) and body.
+/// One answer: status, `Location` (redirects), every header and body.
 pub struct Answer {
     pub status: StatusCode,
     pub location: String,
+    pub headers: HeaderMap,
     pub body: String,
 }
 
@@ -102,13 +104,14 @@ impl Tab {
         {
             self.cookie = id.to_owned();
         }
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
         let body = String::from_utf8_lossy(&bytes).into_owned();
         self.seen.push(body.clone());
         Answer {
-            status,
+            status: parts.status,
             location,
+            headers: parts.headers,
             body,
         }
     }

@@ -58,13 +58,16 @@ pub enum RollupBy {
     Session,
     /// The tag's (`x-switchyard-tag`).
     Tag,
+    /// The direct child's whole subtree, each in one row, beside the account's own
+    /// calls (every main account's tree, when no account is asked for).
+    Child,
 }
 
 impl RollupBy {
     /// The label this grouping reads, if it groups by one.
     pub fn label(self) -> Option<LabelKind> {
         match self {
-            Self::Account | Self::ProviderKey | Self::Endpoint => None,
+            Self::Account | Self::ProviderKey | Self::Endpoint | Self::Child => None,
             Self::User => Some(LabelKind::User),
             Self::Session => Some(LabelKind::Session),
             Self::Tag => Some(LabelKind::Tag),
@@ -119,6 +122,7 @@ impl std::str::FromStr for RollupBy {
             "user" => Ok(Self::User),
             "session" => Ok(Self::Session),
             "tag" => Ok(Self::Tag),
+            "child" => Ok(Self::Child),
             _ => Err(()),
         }
     }
@@ -247,6 +251,8 @@ mod tests {
             assert_eq!(kind.as_str(), text);
         }
         assert_eq!(RollupBy::Endpoint.label(), None);
+        assert_eq!("child".parse::<RollupBy>(), Ok(RollupBy::Child));
+        assert_eq!(RollupBy::Child.label(), None);
         assert!("users".parse::<RollupBy>().is_err());
     }
 

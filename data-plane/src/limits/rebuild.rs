@@ -117,6 +117,9 @@ impl Rebuilder {
             by_provider_key: false,
             by_endpoint: false,
             by_label: pb::RollupLabel::Unspecified.into(),
+            by_child: false,
+            child_ids: Vec::new(),
+            model: String::new(),
         };
         let unreachable =
             |e: String| LimiterError::Unavailable(format!("usage collector for the rebuild: {e}"));

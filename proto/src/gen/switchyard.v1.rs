@@ -932,6 +932,18 @@ pub struct RollupQuery {
     /// whole tree); not with `by_provider_key` or `by_endpoint`.
     #[prost(enumeration = "RollupLabel", tag = "8")]
     pub by_label: i32,
+    /// Rows per direct child of the queried account instead: the usage of each of
+    /// `account_ids` summed under the entry of `child_ids` at the same index (the direct
+    /// child whose subtree holds it, or the queried account itself for its own calls);
+    /// with neither listed nor `main_account_id` set, rows per main account. Not with
+    /// the other groupings.
+    #[prost(bool, tag = "9")]
+    pub by_child: bool,
+    #[prost(string, repeated, tag = "10")]
+    pub child_ids: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    /// Only rows of this served model; empty for every model.
+    #[prost(string, tag = "11")]
+    pub model: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct RollupRow {
@@ -2040,7 +2052,8 @@ pub struct GetBillRequest {
     pub model: ::prost::alloc::string::String,
     /// `account` (default), `provider_key` or `endpoint` (the owner only: per key or per
     /// endpoint path, whole tree), or `user`, `session` or `tag` (per label value, within
-    /// the caller's subtree).
+    /// the caller's subtree), or `child` (a row per direct child's whole subtree, beside
+    /// the account's own calls).
     #[prost(string, tag = "6")]
     pub by: ::prost::alloc::string::String,
 }

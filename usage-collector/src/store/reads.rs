@@ -2,6 +2,7 @@
 //! filter sets, so an index serves each read) and rollups for a tree, bounded.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use sqlx::Row;
 use switchyard_core::ids::AccountId;
@@ -18,6 +19,10 @@ pub const MAX_ROLLUP_ROWS: usize = 20_000;
 /// parameter; SQLite takes 32,766); a longer list is kept in memory instead.
 const MAX_ROLLUP_ACCOUNTS: usize = 30_000;
 
+/// The most listed accounts one statement of a read per child maps (about 80 bytes
+/// of its text each); a longer list is read in parts whose sums are added up.
+const MAX_MAPPED_ACCOUNTS: usize = 10_000;
+
 /// What to read: a main account's tree (or all of them), some accounts in it (or
 /// provider keys of it), a range of days.
 #[derive(Clone, Debug)]
@@ -25,10 +30,15 @@ pub struct RollupFilter {
     pub main_account: Option<AccountId>,
     /// Only these accounts (or provider keys, when `by` says so); empty: all.
     pub accounts: Vec<AccountId>,
+    /// With `by` [`RollupBy::Child`]: the account each of `accounts` is summed under
+    /// (the direct child whose subtree holds it), at the same index.
+    pub children: Vec<AccountId>,
     pub by: RollupBy,
     pub from_day: UtcDay,
     pub to_day: UtcDay,
     pub granularity: Granularity,
+    /// Only rows of this served model.
+    pub model: Option<String>,
 }
 
 /// The most accounts one read of raw events lists.
@@ -254,6 +264,9 @@ impl UsageStore {
     /// provider key, endpoint, label), model. Rows per label sum the accounts asked
     /// for (every one of the tree when none are named).
     pub async fn rollups(&self, filter: &RollupFilter) -> Result<Vec<RollupRow>, StoreError> {
+        if filter.by == RollupBy::Child {
+            return self.rollups_per_child(filter).await;
+        }
         let main = filter
             .main_account
             .map(|m| m.to_string())
@@ -263,6 +276,7 @@ impl UsageStore {
             RollupBy::ProviderKey => SELECT_DAILY_KEYS,
             RollupBy::Endpoint => SELECT_DAILY_ENDPOINTS,
             RollupBy::User | RollupBy::Session | RollupBy::Tag => SELECT_DAILY_LABELS,
+            RollupBy::Child => SELECT_DAILY,
         };
         // The listed accounts (a subtree) are a condition the statement holds, so
         // only their rows are read; the read stops one row past the bound.
@@ -270,8 +284,12 @@ impl UsageStore {
             && filter.by != RollupBy::Endpoint
             && !filter.accounts.is_empty()
             && filter.accounts.len() <= MAX_ROLLUP_ACCOUNTS;
-        let first = if filter.by.label().is_some() { 6 } else { 5 };
+        let mut first = if filter.by.label().is_some() { 6 } else { 5 };
         let mut statement = sql.to_owned();
+        if filter.model.is_some() {
+            statement.push_str(&format!(" AND model = ${first}"));
+            first += 1;
+        }
         if listed {
             let placeholders: Vec<String> = (0..filter.accounts.len())
                 .map(|i| format!("${}", first + i))
@@ -288,6 +306,9 @@ impl UsageStore {
         if let Some(kind) = filter.by.label() {
             query = query.bind(kind.as_str());
         }
+        if let Some(model) = &filter.model {
+            query = query.bind(model.clone());
+        }
         if listed {
             for a in &filter.accounts {
                 query = query.bind(a.to_string());
@@ -299,8 +320,7 @@ impl UsageStore {
         }
         let wanted: std::collections::HashSet<String> =
             filter.accounts.iter().map(ToString::to_string).collect();
-        let mut out: std::collections::BTreeMap<(String, String, bool, String), RollupRow> =
-            Default::default();
+        let mut out: BTreeMap<RowKey, RollupRow> = BTreeMap::new();
         for r in rows {
             let day: String = r.try_get(0)?;
             let of: String = r.try_get(1)?;
@@ -311,36 +331,190 @@ impl UsageStore {
             if !wanted.is_empty() && !wanted.contains(&account) {
                 continue;
             }
-            let model: String = r.try_get(2)?;
-            let period = filter.granularity.bucket_of_day(day);
-            let row = out
-                .entry((period.clone(), of.clone(), folded, model.clone()))
-                .or_insert_with(|| {
-                    let mut row = RollupRow {
-                        period,
-                        model,
-                        folded,
-                        ..RollupRow::default()
-                    };
-                    match filter.by {
-                        RollupBy::Account => row.account_id = of,
-                        RollupBy::ProviderKey => row.provider_key_id = of,
-                        RollupBy::Endpoint => row.endpoint = of,
-                        RollupBy::User | RollupBy::Session | RollupBy::Tag => {
-                            row.label = Some(of);
-                        }
-                    }
-                    row
-                });
-            row.requests += uint(r.try_get(3)?);
-            row.errors += uint(r.try_get(4)?);
-            row.input_tokens += uint(r.try_get(5)?);
-            row.output_tokens += uint(r.try_get(6)?);
-            row.cached_tokens += uint(r.try_get(7)?);
-            row.cost_nanos += r.try_get::<i64, _>(8)?;
-            row.billed_nanos += r.try_get::<i64, _>(9)?;
-            row.cache_write_tokens += uint(r.try_get(10)?);
+            add_row(&mut out, filter, &r, day, of, folded)?;
         }
         Ok(out.into_values().collect())
     }
+
+    /// Rollups per direct child: the listed accounts' rows summed in the statement
+    /// under the child each maps to (sent along as a table of values), so the answer
+    /// holds a row per child, period and model however many accounts the subtree
+    /// holds; a long list is read in parts, their sums added up. With nothing listed
+    /// and no main account, every tree's rows summed per main account.
+    async fn rollups_per_child(&self, filter: &RollupFilter) -> Result<Vec<RollupRow>, StoreError> {
+        if filter.accounts.len() != filter.children.len() {
+            return Err(StoreError::Range(
+                "rollups per child map every listed account to one child".into(),
+            ));
+        }
+        if filter.accounts.is_empty() && filter.main_account.is_some() {
+            return Err(StoreError::Range(
+                "rollups per child of an account list its subtree".into(),
+            ));
+        }
+        let mut out = BTreeMap::new();
+        if filter.accounts.is_empty() {
+            let rows = self.grouped_rows(filter, &[], &[]).await?;
+            for r in &rows {
+                add_row(&mut out, filter, r, r.try_get(0)?, r.try_get(1)?, false)?;
+            }
+        }
+        for (accounts, children) in filter
+            .accounts
+            .chunks(MAX_MAPPED_ACCOUNTS)
+            .zip(filter.children.chunks(MAX_MAPPED_ACCOUNTS))
+        {
+            let rows = self.grouped_rows(filter, accounts, children).await?;
+            for r in &rows {
+                add_row(&mut out, filter, r, r.try_get(0)?, r.try_get(1)?, false)?;
+            }
+            if out.len() > MAX_ROLLUP_ROWS {
+                return Err(StoreError::TooManyRows);
+            }
+        }
+        if out.len() > MAX_ROLLUP_ROWS {
+            return Err(StoreError::TooManyRows);
+        }
+        Ok(out.into_values().collect())
+    }
+
+    /// One statement of [`Self::rollups_per_child`]: the daily rows of `accounts`
+    /// summed per period, the child each maps to, and model (per main account when
+    /// none are listed), in the columns [`add_row`] reads; one row past the bound.
+    async fn grouped_rows(
+        &self,
+        filter: &RollupFilter,
+        accounts: &[AccountId],
+        children: &[AccountId],
+    ) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+        let mut c = Conditions::default();
+        let period = match filter.granularity {
+            Granularity::Day => "d.day",
+            Granularity::Month => "substr(d.day, 1, 7)",
+        };
+        // The mapping is written out, not bound: an account id's text is a UUID's
+        // (hex digits and dashes, from the parsed id), and SQLite looks each named
+        // placeholder up in a list, so twenty thousand of them took seconds.
+        let mapping: Vec<String> = accounts
+            .iter()
+            .zip(children)
+            .map(|(a, child)| format!("('{a}', '{child}')"))
+            .collect();
+        // The mapping is walked first (`CROSS JOIN` keeps SQLite's order; Postgres
+        // plans it as any join), each account's rows found by its index, rather
+        // than the mapping scanned again for every row of the tree.
+        let (with, group, from) = if mapping.is_empty() {
+            (String::new(), "d.main_account_id", "usage_daily d")
+        } else {
+            c.sql.push("d.account_id = c.account_id".to_owned());
+            (
+                format!(
+                    "WITH child_of(account_id, child_id) AS (VALUES {}) ",
+                    mapping.join(", ")
+                ),
+                "c.child_id",
+                "child_of c CROSS JOIN usage_daily d",
+            )
+        };
+        if let Some(main) = filter.main_account {
+            let main = c.param(Param::Text(main.to_string()));
+            // With a mapping, each account's index is the narrower: the main account
+            // stays a check, never the index walked (`|| ''` keeps it off it).
+            c.sql.push(if mapping.is_empty() {
+                format!("d.main_account_id = {main}")
+            } else {
+                format!("(d.main_account_id || '') = {main}")
+            });
+        }
+        let range = format!(
+            "d.day >= {} AND d.day <= {}",
+            c.param(Param::Text(filter.from_day.to_string())),
+            c.param(Param::Text(filter.to_day.to_string()))
+        );
+        c.sql.push(range);
+        if let Some(model) = &filter.model {
+            let model = c.param(Param::Text(model.clone()));
+            c.sql.push(format!("d.model = {model}"));
+        }
+        let sum = |column: &str| format!("CAST(SUM(d.{column}) AS BIGINT)");
+        let sums: Vec<String> = [
+            "requests",
+            "errors",
+            "input_tokens",
+            "output_tokens",
+            "cached_tokens",
+            "cost_nanos",
+            "billed_nanos",
+            "cache_write_tokens",
+        ]
+        .iter()
+        .map(|column| sum(column))
+        .collect();
+        let statement = format!(
+            "{with}SELECT {period}, {group}, d.model, {} FROM {from} WHERE {} \
+             GROUP BY {period}, {group}, d.model LIMIT {}",
+            sums.join(", "),
+            c.sql.join(" AND "),
+            MAX_ROLLUP_ROWS + 1
+        );
+        // Fixed text, account ids and numbered placeholders; every other value is
+        // bound. Not kept prepared: each mapping makes a statement of its own.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(statement.as_str())).persistent(false);
+        for p in c.params {
+            query = match p {
+                Param::Text(v) => query.bind(v),
+                Param::Int(v) => query.bind(v),
+            };
+        }
+        let rows = query.fetch_all(&self.db.pool).await?;
+        if rows.len() > MAX_ROLLUP_ROWS {
+            return Err(StoreError::TooManyRows);
+        }
+        Ok(rows)
+    }
+}
+
+/// The key rollup rows are summed under: period, whose, folded, model.
+type RowKey = (String, String, bool, String);
+
+/// Adds a read row (period or day, the one it is of, model, then the sums in the
+/// order of [`SELECT_DAILY`]) to the row of its period, of and model.
+fn add_row(
+    out: &mut BTreeMap<RowKey, RollupRow>,
+    filter: &RollupFilter,
+    r: &sqlx::any::AnyRow,
+    day: String,
+    of: String,
+    folded: bool,
+) -> Result<(), StoreError> {
+    let model: String = r.try_get(2)?;
+    let period = filter.granularity.bucket_of_day(day);
+    let row = out
+        .entry((period.clone(), of.clone(), folded, model.clone()))
+        .or_insert_with(|| {
+            let mut row = RollupRow {
+                period,
+                model,
+                folded,
+                ..RollupRow::default()
+            };
+            match filter.by {
+                RollupBy::Account | RollupBy::Child => row.account_id = of,
+                RollupBy::ProviderKey => row.provider_key_id = of,
+                RollupBy::Endpoint => row.endpoint = of,
+                RollupBy::User | RollupBy::Session | RollupBy::Tag => {
+                    row.label = Some(of);
+                }
+            }
+            row
+        });
+    row.requests += uint(r.try_get(3)?);
+    row.errors += uint(r.try_get(4)?);
+    row.input_tokens += uint(r.try_get(5)?);
+    row.output_tokens += uint(r.try_get(6)?);
+    row.cached_tokens += uint(r.try_get(7)?);
+    row.cost_nanos += r.try_get::<i64, _>(8)?;
+    row.billed_nanos += r.try_get::<i64, _>(9)?;
+    row.cache_write_tokens += uint(r.try_get(10)?);
+    Ok(())
 }

@@ -71,6 +71,7 @@ impl LogsForm {
                             ErrorCode::InvalidRequest,
                             format!("`{field}` must be a date like 2026-01-31"),
                         )
+                        .about(field)
                     })
                 })
                 .transpose()
@@ -82,6 +83,7 @@ impl LogsForm {
                         ErrorCode::InvalidRequest,
                         format!("status must be an HTTP status code, not {t:?}"),
                     )
+                    .about("status")
                 })
             })
             .transpose()?;

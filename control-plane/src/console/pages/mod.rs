@@ -9,7 +9,8 @@ use super::Console;
 use super::views::Refusal;
 use switchyard_core::error::ErrorCode;
 
-use crate::service::ApiError;
+use super::session::Signed;
+use crate::service::{ApiError, TreeEntry, TreeQuery};
 
 mod accounts;
 mod audit;
@@ -72,12 +73,21 @@ pub fn pretty(value: &impl serde::Serialize) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default()
 }
 
-/// The service's refusal, placed at the first of `fields` its message names (the
-/// whole form when it names none).
+/// The service's refusal, placed at the form's field for the request field it is
+/// about (`ApiError::field`): the first of `fields` that names it or one of its
+/// path's segments, whole (`policy` for `policy.rpm`) or as the start of a longer
+/// name (`expires` for `expires_at_unix_ms`); the whole form when none does.
 pub fn refusal(e: &ApiError, fields: &[&'static str]) -> Refusal {
+    let about = e.field.as_deref().unwrap_or_default();
     let field = fields
         .iter()
-        .find(|f| e.message.contains(**f))
+        .find(|f| {
+            about.split(['.', '[']).any(|segment| {
+                segment
+                    .strip_prefix(**f)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
+            })
+        })
         .copied()
         .unwrap_or("");
     Refusal {
@@ -98,25 +108,32 @@ pub fn is_form_refusal(e: &ApiError) -> bool {
     )
 }
 
-/// Like [`refusal`], placed by the message's form rather than any word in it (a
-/// message may quote what was typed): at the field it begins with, or the field a
-/// request decoder names (`… the target type: policy.rpm: …`); the whole form otherwise.
-pub fn refusal_at(e: &ApiError, fields: &[&'static str]) -> Refusal {
-    let m = e.message.as_str();
-    let about = m
-        .strip_prefix("Failed to deserialize the JSON body into the target type: ")
-        .unwrap_or(m);
-    let field = fields
-        .iter()
-        .find(|f| {
-            about
-                .strip_prefix(**f)
-                .is_some_and(|rest| rest.starts_with([' ', ':', '[', '.']))
-        })
-        .copied()
-        .unwrap_or("");
-    Refusal {
-        field,
-        message: e.message.clone(),
-    }
+/// One page of the descendants the accounts pages list (`/x-dna`'s service call):
+/// those of `under` (the caller's when `None`) down to `depth`, named like `name`
+/// when given; the page's rows and whether another page follows (one more row
+/// asked for tells).
+pub async fn descendants_page(
+    c: &Console,
+    signed: &Signed,
+    under: Option<String>,
+    name: Option<String>,
+    page: u32,
+    depth: u32,
+) -> Result<(Vec<TreeEntry>, bool), ApiError> {
+    let mut rows = c
+        .service
+        .descendants(
+            &signed.caller,
+            TreeQuery {
+                id: under,
+                offset: Some(page.saturating_mul(PAGE_SIZE)),
+                limit: Some(PAGE_SIZE + 1),
+                name,
+            },
+            depth,
+        )
+        .await?;
+    let more = rows.len() > PAGE_SIZE as usize;
+    rows.truncate(PAGE_SIZE as usize);
+    Ok((rows, more))
 }

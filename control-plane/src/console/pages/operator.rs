@@ -12,12 +12,12 @@ use serde_json::{Map, Value};
 use switchyard_core::error::ErrorCode;
 use switchyard_runtime::now_ms;
 
-use super::{PAGE_SIZE, form_status, is_form_refusal, refusal_at};
+use super::{descendants_page, form_status, is_form_refusal, refusal};
 use crate::console::Console;
 use crate::console::session::{Posted, Signed, account_id};
 use crate::console::views::{self, Nav, Refusal, when};
 use crate::rest::decode_object;
-use crate::service::{ApiError, Caller, CreateAccount, TreeEntry, TreeQuery, UpdateAccount};
+use crate::service::{ApiError, Caller, CreateAccount, TreeEntry, UpdateAccount};
 
 pub const ROUTES: &[(&str, &[&str])] = &[
     ("/operator/accounts", &["GET", "POST"]),
@@ -71,33 +71,16 @@ impl Shown {
 }
 
 async fn accounts_page(c: &Console, signed: &Signed, page: u32, shown: Shown) -> Response {
-    let listed = c
-        .service
-        .descendants(
-            &signed.caller,
-            TreeQuery {
-                id: None,
-                offset: Some(page.saturating_mul(PAGE_SIZE)),
-                limit: Some(PAGE_SIZE + 1),
-                name: None,
-            },
-            1,
-        )
-        .await;
-    let rows = match listed {
-        Ok(rows) => rows,
+    let (rows, more) = match descendants_page(c, signed, None, None, page, 1).await {
+        Ok(listed) => listed,
         Err(e) => return views::failure_in(Some(signed.nav(ACTIVE)), &e),
     };
     views::page(
         form_status(shown.refusal.is_some(), shown.created.is_some()),
         &OperatorAccountsPage {
             nav: signed.nav(ACTIVE),
-            more: rows.len() > PAGE_SIZE as usize,
-            accounts: rows
-                .iter()
-                .take(PAGE_SIZE as usize)
-                .map(MainAccount::from)
-                .collect(),
+            more,
+            accounts: rows.iter().map(MainAccount::from).collect(),
             page,
             refusal: shown.refusal,
             name: shown.name,
@@ -168,7 +151,7 @@ async fn create(State(c): State<Console>, posted: Posted) -> Response {
             created: Some((created.account.name, created.api_key)),
             ..Shown::nothing()
         },
-        Err(e) if is_form_refusal(&e) => refused(refusal_at(&e, CREATE_FIELDS)),
+        Err(e) if is_form_refusal(&e) => refused(refusal(&e, CREATE_FIELDS)),
         Err(e) => return views::failure_in(Some(signed.nav(ACTIVE)), &e),
     };
     accounts_page(&c, &signed, 0, shown).await
@@ -195,7 +178,7 @@ async fn set_status(State(c): State<Console>, Path(id): Path<String>, posted: Po
         Ok(_) => Redirect::to(&format!("/operator/accounts?page={page}")).into_response(),
         Err(e) if is_form_refusal(&e) => {
             let shown = Shown {
-                refusal: Some(refusal_at(&e, &["status"])),
+                refusal: Some(refusal(&e, &["status"])),
                 ..Shown::nothing()
             };
             accounts_page(&c, &signed, page, shown).await

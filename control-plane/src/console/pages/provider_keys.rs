@@ -16,7 +16,7 @@ use switchyard_core::error::ErrorCode;
 use switchyard_core::ids::ProviderKeyId;
 use switchyard_runtime::now_ms;
 
-use super::{PAGE_SIZE, form_status, is_form_refusal, refusal_at};
+use super::{PAGE_SIZE, form_status, is_form_refusal, refusal};
 use crate::console::Console;
 use crate::console::session::{Fields, Posted, Signed};
 use crate::console::views::{self, Nav, Refusal, when};
@@ -191,7 +191,7 @@ async fn add(State(c): State<Console>, posted: Posted) -> Response {
             list_page(&c, &signed, 0, AddForm::empty(), None, Some(added)).await
         }
         Err(e) if is_form_refusal(&e) => {
-            let refusal = refusal_at(&e, ADD_FIELDS);
+            let refusal = refusal(&e, ADD_FIELDS);
             list_page(&c, &signed, 0, typed, Some(refusal), None).await
         }
         Err(e) => views::failure_in(Some(signed.nav(ACTIVE)), &e),
@@ -223,7 +223,7 @@ impl Shown {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             notice: None,
             form,
-            refusal: Some(refusal_at(e, fields)),
+            refusal: Some(refusal(e, fields)),
         }
     }
 }

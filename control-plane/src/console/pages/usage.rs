@@ -1,6 +1,8 @@
 //! Usage and billing: the bill (`/x-bill`) over any range the service accepts, by day
-//! or month, grouped by account, model, provider key or endpoint; a chart, a paged
-//! table with provider cost and billed amount side by side, and the same rows as CSV.
+//! or month, grouped by direct child (each child's whole subtree in one row, a link
+//! down into it; the default), account, model, provider key or endpoint; a chart, a
+//! paged table with provider cost and billed amount side by side, and the same rows
+//! as CSV.
 
 use std::collections::BTreeMap;
 
@@ -20,7 +22,7 @@ use crate::console::Console;
 use crate::console::chart::{Chart, Series, Size, Unit};
 use crate::console::session::Signed;
 use crate::console::views::{self, Nav, Refusal};
-use crate::service::{ApiError, Bill, BillQuery, Requested};
+use crate::service::{ApiError, Bill, BillQuery, Caller, Requested};
 
 pub const ROUTES: &[(&str, &[&str])] = &[("/usage", &["GET"]), ("/usage.csv", &["GET"])];
 
@@ -41,6 +43,9 @@ pub struct UsageForm {
     pub granularity: String,
     #[serde(default)]
     pub by: String,
+    /// Only this account's subtree (a descendant's, reached through its row).
+    #[serde(default)]
+    pub account: String,
     #[serde(default)]
     pub page: String,
 }
@@ -48,6 +53,8 @@ pub struct UsageForm {
 /// What the table's rows are per.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Group {
+    /// The direct child's whole subtree, beside the account's own calls.
+    Child,
     Account,
     Model,
     ProviderKey,
@@ -61,18 +68,20 @@ pub enum Group {
 impl Group {
     fn of(text: &str) -> Self {
         match text {
+            "account" => Self::Account,
             "model" => Self::Model,
             "provider_key" => Self::ProviderKey,
             "endpoint" => Self::Endpoint,
             "user" => Self::User,
             "session" => Self::Session,
             "tag" => Self::Tag,
-            _ => Self::Account,
+            _ => Self::Child,
         }
     }
 
     pub fn heading(self) -> &'static str {
         match self {
+            Self::Child => "Direct child",
             Self::Account => "Account",
             Self::Model => "Model",
             Self::ProviderKey => "Provider key",
@@ -85,7 +94,7 @@ impl Group {
 
     fn key(self, row: &RollupRow) -> &str {
         match self {
-            Self::Account => &row.account_id,
+            Self::Child | Self::Account => &row.account_id,
             Self::Model => &row.model,
             Self::ProviderKey => &row.provider_key_id,
             Self::Endpoint => &row.endpoint,
@@ -106,17 +115,22 @@ fn given<T: std::str::FromStr>(text: &str) -> Option<Requested<T>> {
 
 impl UsageForm {
     /// The service's query for this form: an empty field is the service's default,
-    /// except the range, which defaults to the last 30 days; rows per model are
-    /// summed by model here: for the owner from the rows per endpoint (a few a day
-    /// however big the tree), for anyone else from its subtree's rows per account.
+    /// except the range, which defaults to the last 30 days, and the grouping, which
+    /// defaults to rows per direct child (a row per child however big the tree);
+    /// rows per model are summed by model here: for the owner's whole tree from the
+    /// rows per endpoint, for anyone else (or a subtree) from the rows per child.
     fn query(&self, today: UtcDay, owner: bool) -> BillQuery {
+        let account = self.account.trim();
         BillQuery {
             from: given(&self.from).or(Some(Requested::Known(today.plus_days(-29)))),
             to: given(&self.to).or(Some(Requested::Known(today))),
             granularity: given(&self.granularity),
+            account: (!account.is_empty()).then(|| account.to_owned()),
             by: match self.by.as_str() {
-                "model" if owner => Some(Requested::Known(RollupBy::Endpoint)),
-                "model" => Some(Requested::Known(RollupBy::Account)),
+                "model" if owner && account.is_empty() => {
+                    Some(Requested::Known(RollupBy::Endpoint))
+                }
+                "model" | "" => Some(Requested::Known(RollupBy::Child)),
                 other => given(other),
             },
             ..BillQuery::default()
@@ -129,11 +143,17 @@ impl UsageForm {
 
     /// The form as a query string, with another page number.
     fn link(&self, page: u32) -> String {
+        self.link_in(&self.account, &self.by, page)
+    }
+
+    /// The form as a query string for another account's subtree and grouping.
+    fn link_in(&self, account: &str, by: &str, page: u32) -> String {
         url::form_urlencoded::Serializer::new(String::new())
             .append_pair("from", &self.from)
             .append_pair("to", &self.to)
             .append_pair("granularity", &self.granularity)
-            .append_pair("by", &self.by)
+            .append_pair("by", by)
+            .append_pair("account", account)
             .append_pair("page", &page.to_string())
             .finish()
     }
@@ -224,6 +244,10 @@ pub fn chart_nanos(nanos: i64) -> u64 {
 pub struct Line {
     pub period: String,
     pub key: String,
+    /// In rows per direct child: the query string of the child's own page.
+    pub drill: Option<String>,
+    /// In rows per direct child: the row of the account's own calls.
+    pub own: bool,
     pub requests: u64,
     pub errors: u64,
     pub input_tokens: u64,
@@ -237,6 +261,8 @@ impl Line {
         Self {
             period,
             key,
+            drill: None,
+            own: false,
             requests: t.requests,
             errors: t.errors,
             input_tokens: t.input_tokens,
@@ -261,6 +287,8 @@ pub fn precise_dollars(nanos: i64) -> String {
 
 /// What an accepted query shows.
 pub struct Shown {
+    /// The query string of the whole tree's page, when this one shows a subtree.
+    pub up: Option<String>,
     pub chart: String,
     pub lines: Vec<Line>,
     pub total: Line,
@@ -277,6 +305,8 @@ pub struct UsagePage {
     /// Per provider key and per endpoint are offered (the owner of the keys).
     pub owner: bool,
     pub group: &'static str,
+    /// Rows per direct child: the account-scoped link of each is shown.
+    pub per_child: bool,
     pub refusal: Option<Refusal>,
     pub shown: Option<Shown>,
 }
@@ -300,17 +330,22 @@ async fn usage(
     let owner = nav.admin;
     let group = form.group();
     let page_number: u32 = form.page.parse().unwrap_or(0);
+    // Whose own calls a row per child is: the account asked for, else the caller.
+    let own = match (form.account.trim(), &signed.caller) {
+        ("", Caller::Account { account, .. }) => account.id.to_string(),
+        (asked, _) => asked.to_owned(),
+    };
     let (status, refused, shown) = match bill(&c, &signed, &form).await {
         Ok(bill) => {
             // The range the service answered for, shown in the form.
             form.from = bill.from.to_string();
             form.to = bill.to.to_string();
-            let shown = show(&bill, &form, group, page_number);
+            let shown = show(&bill, &form, group, page_number, &own);
             (StatusCode::OK, None, Some(shown))
         }
         Err(e) if is_form_refusal(&e) => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            Some(refusal(&e, &["from", "to", "granularity", "by"])),
+            Some(refusal(&e, &["from", "to", "granularity", "by", "account"])),
             None,
         ),
         Err(e) => return views::failure_in(Some(nav), &e),
@@ -321,6 +356,7 @@ async fn usage(
             nav,
             owner,
             group: group.heading(),
+            per_child: group == Group::Child,
             form,
             refusal: refused,
             shown,
@@ -328,8 +364,9 @@ async fn usage(
     )
 }
 
-/// The chart and one page of the table.
-fn show(bill: &Bill, form: &UsageForm, group: Group, page: u32) -> Shown {
+/// The chart and one page of the table; rows per child link down into each child
+/// (not `own`, whose row holds the account's own calls).
+fn show(bill: &Bill, form: &UsageForm, group: Group, page: u32, own: &str) -> Shown {
     let sums = per_period(&bill.rows, bill.from, bill.to, bill.granularity);
     let labels: Vec<String> = sums.iter().map(|(p, _)| p.clone()).collect();
     let chart = Chart {
@@ -367,10 +404,18 @@ fn show(bill: &Bill, form: &UsageForm, group: Group, page: u32) -> Shown {
         .iter()
         .skip(skip)
         .take(size)
-        .map(|((period, key), t)| Line::new(period.clone(), key.clone(), t))
+        .map(|((period, key), t)| {
+            let mut line = Line::new(period.clone(), key.clone(), t);
+            if group == Group::Child {
+                line.own = key == own;
+                line.drill = (!line.own).then(|| form.link_in(key, "child", 0));
+            }
+            line
+        })
         .collect();
     let more = rows.len() > skip.saturating_add(size);
     Shown {
+        up: (!form.account.trim().is_empty()).then(|| form.link_in("", &form.by, 0)),
         chart,
         lines,
         total: Line::new("Total".into(), String::new(), &total),
@@ -412,6 +457,7 @@ async fn usage_csv(
 /// The rows as CSV: a header line, then one line per period and key.
 fn csv(rows: &BTreeMap<(String, String), Totals>, group: Group) -> String {
     let key = match group {
+        Group::Child => "child_account_id",
         Group::Account => "account_id",
         Group::Model => "model",
         Group::ProviderKey => "provider_key_id",
@@ -552,7 +598,8 @@ mod tests {
             Some(Requested::Known("2026-03-02".parse().unwrap()))
         );
         assert_eq!(q.to, Some(Requested::Known(today)));
-        assert!(q.granularity.is_none() && q.by.is_none());
+        assert!(q.granularity.is_none() && q.account.is_none());
+        assert_eq!(q.by, Some(Requested::Known(RollupBy::Child)), "per child");
         let form = UsageForm {
             from: "2026-02-30".into(),
             by: "model".into(),
@@ -560,7 +607,7 @@ mod tests {
         };
         let q = form.query(today, false);
         assert_eq!(q.from, Some(Requested::Unknown("2026-02-30".into())));
-        assert_eq!(q.by, Some(Requested::Known(RollupBy::Account)));
+        assert_eq!(q.by, Some(Requested::Known(RollupBy::Child)));
         let q = form.query(today, true);
         assert_eq!(
             q.by,
@@ -568,6 +615,18 @@ mod tests {
             "the owner's"
         );
         assert_eq!(form.group(), Group::Model);
-        assert!(form.link(2).ends_with("by=model&page=2"));
+        assert!(form.link(2).ends_with("by=model&account=&page=2"));
+        let within = UsageForm {
+            account: "0190-child".into(),
+            ..form
+        };
+        let q = within.query(today, true);
+        assert_eq!(q.account.as_deref(), Some("0190-child"));
+        assert_eq!(
+            q.by,
+            Some(Requested::Known(RollupBy::Child)),
+            "per endpoint covers the whole tree only"
+        );
+        assert_eq!(UsageForm::default().group(), Group::Child);
     }
 }

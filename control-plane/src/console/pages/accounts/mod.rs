@@ -17,12 +17,12 @@ use axum::routing::{get, post};
 use switchyard_core::error::ErrorCode;
 use switchyard_runtime::now_ms;
 
-use super::{PAGE_SIZE, form_status, refusal};
+use super::{PAGE_SIZE, descendants_page, form_status, refusal};
 use crate::console::Console;
 use crate::console::session::{Posted, Signed};
 use crate::console::views::{self, Nav, Refusal, when};
 use crate::rest::{MAX_TREE_DEPTH, decode_object};
-use crate::service::{CreateAccount, TreeEntry, TreeQuery};
+use crate::service::{CreateAccount, TreeEntry};
 
 pub const ROUTES: &[(&str, &[&str])] = &[
     ("/accounts", &["GET", "POST"]),
@@ -120,29 +120,23 @@ async fn accounts_page(
             Err(e) => return views::failure_in(Some(nav), &e),
         }
     }
-    let listed = c
-        .service
-        .descendants(
-            &signed.caller,
-            TreeQuery {
-                id: (!listing.under.is_empty()).then(|| listing.under.clone()),
-                offset: Some(listing.page.saturating_mul(PAGE_SIZE)),
-                limit: Some(PAGE_SIZE + 1),
-                name: (!listing.q.is_empty()).then(|| listing.q.clone()),
-            },
-            MAX_TREE_DEPTH,
-        )
-        .await;
+    let listed = descendants_page(
+        c,
+        signed,
+        (!listing.under.is_empty()).then(|| listing.under.clone()),
+        (!listing.q.is_empty()).then(|| listing.q.clone()),
+        listing.page,
+        MAX_TREE_DEPTH,
+    )
+    .await;
     let mut search_refusal = None;
     let (accounts, more) = match listed {
-        Ok(rows) => {
+        Ok((rows, more)) => {
             for row in &rows {
                 names.insert(row.account.id.to_string(), row.account.name.clone());
             }
-            let more = rows.len() > PAGE_SIZE as usize;
             let lines = rows
                 .iter()
-                .take(PAGE_SIZE as usize)
                 .map(|e| AccountLine::new(e, &names, top.as_deref()))
                 .collect();
             (Ok(lines), more)
