@@ -300,15 +300,18 @@ async fn rules_are_validated_and_kept_to_the_tree(url: &str) {
             .await;
         assert_eq!(status, 404, "{method} {p}: {err}");
     }
-    let (status, _) = app
-        .call(
-            Method::GET,
-            "/x-alerts?limit=0".into(),
-            main_key.clone(),
-            None,
-        )
-        .await;
-    assert_eq!(status, 400);
+    let long = "0".repeat(65);
+    for query in [
+        "/x-alerts?limit=0".to_owned(),
+        format!("/x-alerts?after={long}"),
+        format!("{path}/deliveries?before={long}"),
+        format!("{path}/deliveries?before=a%01b"),
+    ] {
+        let (status, err) = app
+            .call(Method::GET, query.clone(), main_key.clone(), None)
+            .await;
+        assert_eq!(status, 400, "{query}: {err}");
+    }
 
     // The owner watches its keys; the operator watches data planes, its own rule
     // seen by no account.

@@ -283,14 +283,11 @@ impl Service {
         if limit == 0 || limit > 500 {
             return Err(ApiError::invalid("limit must be 1-500"));
         }
+        let after = page_cursor("after", query.after.as_deref())?;
         let target = self.watched(caller, query.account.as_deref()).await?;
         let rules = self
             .store
-            .alert_rules(
-                scope(target.map(|p| p.record.account.id)),
-                query.after.as_deref(),
-                limit,
-            )
+            .alert_rules(scope(target.map(|p| p.record.account.id)), after, limit)
             .await?;
         Ok(rules.iter().map(view).collect())
     }
@@ -327,11 +324,9 @@ impl Service {
         if limit == 0 || limit > 1000 {
             return Err(ApiError::invalid("limit must be 1-1000"));
         }
+        let before = page_cursor("before", query.before.as_deref())?;
         let (rule, _) = self.visible_rule(caller, id).await?;
-        Ok(self
-            .store
-            .deliveries(&rule.id, query.before.as_deref(), limit)
-            .await?)
+        Ok(self.store.deliveries(&rule.id, before, limit).await?)
     }
 
     /// `POST /x-alerts/{id}/test`: send a signed `test` event now, once, and say
@@ -383,5 +378,22 @@ impl Service {
             status_code: attempt.status_code,
             error: attempt.error,
         })
+    }
+}
+
+/// The longest page cursor (a rule's or a delivery's id) a list accepts.
+const MAX_CURSOR: usize = 64;
+
+/// A page cursor as given, refused when longer than any id or holding control
+/// characters.
+fn page_cursor<'a>(field: &str, cursor: Option<&'a str>) -> Result<Option<&'a str>, ApiError> {
+    match cursor {
+        Some(c) if c.len() > MAX_CURSOR || c.chars().any(char::is_control) => {
+            Err(ApiError::invalid_field(
+                field,
+                format!("{field} must be an id of at most {MAX_CURSOR} characters"),
+            ))
+        }
+        other => Ok(other),
     }
 }

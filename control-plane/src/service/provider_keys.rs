@@ -446,7 +446,7 @@ fn api_kind(key: &ProviderKey) -> &'static str {
 fn validate_kind(provider: &str, protocol: Option<&str>) -> Result<(ProviderKind, bool), ApiError> {
     if provider == passthrough::KIND {
         let protocol = protocol.ok_or_else(|| {
-            ApiError::invalid_field(
+            unfit(
                 "protocol",
                 "protocol is required for a passthrough key: \"anthropic\" or \"openai\"",
             )
@@ -464,7 +464,7 @@ fn validate_kind(provider: &str, protocol: Option<&str>) -> Result<(ProviderKind
         )
     })?;
     match protocol {
-        Some(p) if p != kind.as_str() => Err(ApiError::invalid_field(
+        Some(p) if p != kind.as_str() => Err(unfit(
             "protocol",
             format!(
                 "protocol {p:?} applies to passthrough keys only; an {provider:?} key speaks its own"
@@ -483,16 +483,23 @@ fn validate_secret_for(
 ) -> Result<Option<&str>, ApiError> {
     match (passthrough, secret) {
         (true, None) => Ok(None),
-        (true, Some(_)) => Err(ApiError::invalid_field(
+        (true, Some(_)) => Err(unfit(
             "secret",
             "secret: a passthrough key holds none; each call carries its caller's own provider credential",
         )),
         (false, Some(secret)) => validate_secret(secret).map(Some),
-        (false, None) => Err(ApiError::invalid_field(
+        (false, None) => Err(unfit(
             "secret",
             format!("secret is required for an {:?} key", kind.as_str()),
         )),
     }
+}
+
+/// A request well formed field by field whose fields do not fit together (a
+/// protocol on a key that speaks its own, a secret for a passthrough key or none for
+/// another): 422, as the OpenAPI document's schemas cannot say it.
+fn unfit(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::Unprocessable, message).about(field)
 }
 
 /// What a passthrough key holds where others hold their sealed secret.
