@@ -16,6 +16,7 @@ use switchyard_core::crypto::Keyring;
 use switchyard_fake_upstream::{FakeUpstream, count_tokens};
 
 use crate::HarnessError;
+use crate::etcd::EtcdServer;
 use crate::pg::PgServer;
 use crate::procs::Proc;
 use crate::wait::{self, PATIENCE};
@@ -651,4 +652,94 @@ pub async fn settle(sys: &System) -> u64 {
         },
     )
     .await
+}
+
+/// What replicas of the control plane share, as processes: the collector, etcd, one
+/// Postgres server holding the control plane's and the collector's databases, one
+/// key-encryption key, the operator's key and the folder their files go in. Fields
+/// drop in order: processes before the servers they use.
+pub struct Replicated {
+    pub collector: Proc,
+    pub etcd: EtcdServer,
+    pub pg: PgServer,
+    pub dir: tempfile::TempDir,
+    pub control_db: String,
+    pub usage_db: String,
+    pub kek: String,
+    pub root: String,
+}
+
+impl Replicated {
+    pub fn start() -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let pg = PgServer::start().unwrap();
+        let control_db = pg.create_database("control").unwrap();
+        let usage_db = pg.create_database("usage").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let etcd = EtcdServer::start().unwrap();
+        let kek = Keyring::generate_spec("k1").to_string();
+        let root = apikey::generate_with_prefix("sy-root-")
+            .clear
+            .expose()
+            .clone();
+        let collector = spawn_collector(dir.path(), &usage_db, "127.0.0.1:0").unwrap();
+        Self {
+            collector,
+            etcd,
+            pg,
+            dir,
+            control_db,
+            usage_db,
+            kek,
+            root,
+        }
+    }
+
+    /// Control-plane replica `name`, electing and signalling under etcd `prefix`
+    /// with a two-second lease, with `extra` flags.
+    pub fn control_plane(&self, name: &str, prefix: &str, extra: &[&str]) -> Proc {
+        let spec = ServiceSpec {
+            control_db: &self.control_db,
+            usage_db: &self.usage_db,
+            root: &self.root,
+            control_kek: &self.kek,
+            data_kek: &self.kek,
+            data_args: &[],
+            data_env: &[],
+            env: &[],
+        };
+        let endpoint = self.etcd.endpoint();
+        let mut args = vec![
+            "--etcd-endpoints",
+            &endpoint,
+            "--etcd-prefix",
+            prefix,
+            "--etcd-lease-seconds",
+            "2",
+            "--replica-id",
+            name,
+        ];
+        args.extend_from_slice(extra);
+        spawn_control(
+            self.dir.path(),
+            &spec,
+            &self.collector.url("grpc"),
+            ("127.0.0.1:0", "127.0.0.1:0"),
+            &args,
+        )
+        .unwrap()
+    }
+
+    /// Data-plane replica `name`, following the control planes at `control_urls`.
+    pub fn data_plane(&self, control_urls: &str, name: &str) -> Proc {
+        spawn_data_plane(
+            self.dir.path(),
+            control_urls,
+            &self.collector.url("grpc"),
+            &self.kek,
+            &["--replica-id", name],
+            &[],
+        )
+        .unwrap()
+    }
 }

@@ -17,15 +17,9 @@ use serde_json::{Value, json};
 use switchyard_core::alerts::{
     DEFAULT_TOLERANCE_SECS, DELIVERY_HEADER, SIGNATURE_HEADER, SignatureError, verify,
 };
-use switchyard_core::apikey;
-use switchyard_core::crypto::Keyring;
 use switchyard_fake_upstream::FakeUpstream;
-use switchyard_tests::etcd::EtcdServer;
-use switchyard_tests::pg::PgServer;
 use switchyard_tests::procs::Proc;
-use switchyard_tests::system::{
-    ServiceSpec, chat, spawn_collector, spawn_control, spawn_data_plane,
-};
+use switchyard_tests::system::{Replicated, chat};
 use switchyard_tests::wait;
 use switchyard_tests::webhook::{Received, WebhookReceiver};
 
@@ -36,81 +30,26 @@ const PATIENCE: Duration = Duration::from_secs(60);
 struct Cluster {
     controls: Vec<Proc>,
     data: Proc,
-    root: String,
     http: reqwest::Client,
-    _collector: Proc,
-    _etcd: EtcdServer,
-    _pg: PgServer,
-    _dir: tempfile::TempDir,
+    shared: Replicated,
 }
 
 impl Cluster {
     async fn start() -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let pg = PgServer::start().unwrap();
-        let control_db = pg.create_database("control").unwrap();
-        let usage_db = pg.create_database("usage").unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let etcd = EtcdServer::start().unwrap();
-        let kek = Keyring::generate_spec("k1").to_string();
-        let root = apikey::generate_with_prefix("sy-root-")
-            .clear
-            .expose()
-            .clone();
-        let collector = spawn_collector(dir.path(), &usage_db, "127.0.0.1:0").unwrap();
-        let spec = ServiceSpec {
-            control_db: &control_db,
-            usage_db: &usage_db,
-            root: &root,
-            control_kek: &kek,
-            data_kek: &kek,
-            data_args: &[],
-            data_env: &[],
-            env: &[],
-        };
+        let shared = Replicated::start();
         let controls: Vec<Proc> = ["cp-a", "cp-b"]
             .into_iter()
             .map(|name| {
-                spawn_control(
-                    dir.path(),
-                    &spec,
-                    &collector.url("grpc"),
-                    ("127.0.0.1:0", "127.0.0.1:0"),
-                    &[
-                        "--etcd-endpoints",
-                        &etcd.endpoint(),
-                        "--etcd-prefix",
-                        "/alerts-test/",
-                        "--etcd-lease-seconds",
-                        "2",
-                        "--replica-id",
-                        name,
-                        "--alert-evaluate-seconds",
-                        "1",
-                    ],
-                )
-                .unwrap()
+                shared.control_plane(name, "/alerts-test/", &["--alert-evaluate-seconds", "1"])
             })
             .collect();
         let urls = format!("{},{}", controls[0].url("grpc"), controls[1].url("grpc"));
-        let data = spawn_data_plane(
-            dir.path(),
-            &urls,
-            &collector.url("grpc"),
-            &kek,
-            &["--replica-id", "dp-0"],
-            &[],
-        )
-        .unwrap();
+        let data = shared.data_plane(&urls, "dp-0");
         Self {
             controls,
             data,
-            root,
             http: reqwest::Client::new(),
-            _collector: collector,
-            _etcd: etcd,
-            _pg: pg,
-            _dir: dir,
+            shared,
         }
     }
 
@@ -196,7 +135,7 @@ fn for_rule(receiver: &WebhookReceiver, rule: &str) -> Vec<Received> {
 async fn alerts_fire_once_across_replicas_signed_and_retried() {
     let cluster = Cluster::start().await;
     let fake = FakeUpstream::start(None).await.unwrap();
-    let root = cluster.root.clone();
+    let root = cluster.shared.root.clone();
 
     // An owner whose every call costs 1,000 nano-dollars, and a team with 10,000 a
     // month.

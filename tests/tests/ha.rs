@@ -12,15 +12,11 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use switchyard_core::apikey;
-use switchyard_core::crypto::Keyring;
 use switchyard_fake_upstream::FakeUpstream;
 use switchyard_tests::etcd::EtcdServer;
 use switchyard_tests::pg::PgServer;
 use switchyard_tests::procs::Proc;
-use switchyard_tests::system::{
-    ServiceSpec, chat, spawn_collector, spawn_collector_with, spawn_control, spawn_data_plane,
-};
+use switchyard_tests::system::{Replicated, chat, spawn_collector_with};
 use switchyard_tests::wait::{self, PATIENCE};
 
 const SECRET: &str = "sk-ha-123456789";
@@ -32,15 +28,8 @@ static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const
 struct Cluster {
     controls: Vec<Proc>,
     data_planes: Vec<Proc>,
-    etcd: EtcdServer,
-    root: String,
     http: reqwest::Client,
-    control_db: String,
-    usage_db: String,
-    kek: String,
-    collector: Proc,
-    _pg: PgServer,
-    dir: tempfile::TempDir,
+    shared: Replicated,
 }
 
 impl Cluster {
@@ -48,30 +37,13 @@ impl Cluster {
     /// 60 seconds, so whatever reaches the other replica sooner came through etcd;
     /// four data planes, the first two following `cp-a` first, the others `cp-b`.
     async fn start() -> Self {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let pg = PgServer::start().unwrap();
-        let control_db = pg.create_database("control").unwrap();
-        let usage_db = pg.create_database("usage").unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let etcd = EtcdServer::start().unwrap();
-        let kek = Keyring::generate_spec("k1").to_string();
-        let root = apikey::generate_with_prefix("sy-root-")
-            .clear
-            .expose()
-            .clone();
-        let collector = spawn_collector(dir.path(), &usage_db, "127.0.0.1:0").unwrap();
+        // First: it installs the TLS provider the HTTP client needs.
+        let shared = Replicated::start();
         let mut c = Self {
             controls: Vec::new(),
             data_planes: Vec::new(),
-            etcd,
-            root,
             http: reqwest::Client::new(),
-            control_db,
-            usage_db,
-            kek,
-            collector,
-            _pg: pg,
-            dir,
+            shared,
         };
         c.controls = vec![c.control_plane("cp-a"), c.control_plane("cp-b")];
         let (a, b) = (c.controls[0].url("grpc"), c.controls[1].url("grpc"));
@@ -81,54 +53,15 @@ impl Cluster {
             } else {
                 format!("{b},{a}")
             };
-            let dp = c.data_plane(&urls, &format!("dp-{i}"));
+            let dp = c.shared.data_plane(&urls, &format!("dp-{i}"));
             c.data_planes.push(dp);
         }
         c
     }
 
     fn control_plane(&self, name: &str) -> Proc {
-        let spec = ServiceSpec {
-            control_db: &self.control_db,
-            usage_db: &self.usage_db,
-            root: &self.root,
-            control_kek: &self.kek,
-            data_kek: &self.kek,
-            data_args: &[],
-            data_env: &[],
-            env: &[],
-        };
-        spawn_control(
-            self.dir.path(),
-            &spec,
-            &self.collector.url("grpc"),
-            ("127.0.0.1:0", "127.0.0.1:0"),
-            &[
-                "--etcd-endpoints",
-                &self.etcd.endpoint(),
-                "--etcd-prefix",
-                "/ha-test/",
-                "--etcd-lease-seconds",
-                "2",
-                "--replica-id",
-                name,
-                "--resync-seconds",
-                "60",
-            ],
-        )
-        .unwrap()
-    }
-
-    fn data_plane(&self, control_urls: &str, name: &str) -> Proc {
-        spawn_data_plane(
-            self.dir.path(),
-            control_urls,
-            &self.collector.url("grpc"),
-            &self.kek,
-            &["--replica-id", name],
-            &[],
-        )
-        .unwrap()
+        self.shared
+            .control_plane(name, "/ha-test/", &["--resync-seconds", "60"])
     }
 
     async fn call(
@@ -203,7 +136,7 @@ impl Cluster {
                 cp,
                 Method::GET,
                 "/dashboard/status",
-                &self.root.clone(),
+                &self.shared.root.clone(),
                 None,
             )
             .await;
@@ -225,7 +158,7 @@ async fn owner(c: &Cluster, fake: &FakeUpstream) -> (String, String) {
             0,
             Method::POST,
             "/x-users",
-            &c.root.clone(),
+            &c.shared.root.clone(),
             Some(json!({"name": "ha"})),
         )
         .await;
@@ -395,12 +328,12 @@ async fn a_dying_replica_and_a_restarted_etcd_cost_no_call() {
     // etcd restarts; calls never notice. A new replica, cp-c, comes up with a data
     // plane of its own, and the replicas hear each other through the restarted
     // etcd both ways (their database re-read is a minute away).
-    c.etcd.restart().unwrap();
+    c.shared.etcd.restart().unwrap();
     for dp in 0..4 {
         assert_eq!(c.proxy_status(dp, &key).await, 200);
     }
     let cp_c = c.control_plane("cp-c");
-    let dp_c = c.data_plane(&cp_c.url("grpc"), "dp-c");
+    let dp_c = c.shared.data_plane(&cp_c.url("grpc"), "dp-c");
     c.controls.push(cp_c);
     c.data_planes.push(dp_c);
     c.enforced_everywhere(&key, 200, Instant::now()).await;
