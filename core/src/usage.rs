@@ -11,6 +11,7 @@ pub use event::{
 };
 
 mod gemini;
+pub(crate) use gemini::GeminiUsage;
 mod stream;
 
 pub use stream::{EventVerdict, StreamEnd, StreamMeter};

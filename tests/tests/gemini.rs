@@ -41,20 +41,14 @@ async fn gemini_owner(sys: &System, fake: &FakeUpstream) -> String {
     key
 }
 
+/// A proxied call: its status, its translation header and its body text.
 async fn post(
     sys: &System,
     path: &str,
     key: &str,
     body: &Value,
 ) -> (StatusCode, Option<String>, String) {
-    let mut r = sys.http.post(sys.proxy(path)).json(body);
-    r = if path.starts_with("/v1/messages") {
-        r.header("x-api-key", key)
-            .header("anthropic-version", "2023-06-01")
-    } else {
-        r.bearer_auth(key)
-    };
-    let r = r.send().await.unwrap();
+    let r = sys.proxied(path, key, body).await;
     let translated = r
         .headers()
         .get(TRANSLATED)

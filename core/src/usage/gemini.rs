@@ -9,9 +9,10 @@ use super::{TextBytes, TokenUsage};
 /// (`cachedContentTokenCount`) included; tool-use prompt tokens are prompt tokens
 /// too. `candidatesTokenCount` leaves out thinking (`thoughtsTokenCount`), which is
 /// billed as output.
+/// Read once for the meter and for translated answers alike.
 #[derive(Deserialize, Default, Clone, Copy)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct GeminiUsage {
+pub(crate) struct GeminiUsage {
     #[serde(default)]
     prompt_token_count: u64,
     #[serde(default)]
@@ -19,9 +20,16 @@ pub(super) struct GeminiUsage {
     #[serde(default)]
     cached_content_token_count: u64,
     #[serde(default)]
-    thoughts_token_count: u64,
+    thoughts_token_count: Option<u64>,
     #[serde(default)]
     tool_use_prompt_token_count: u64,
+}
+
+impl GeminiUsage {
+    /// The thinking tokens, when Gemini reported them (part of the output).
+    pub(crate) fn thoughts(&self) -> Option<u64> {
+        self.thoughts_token_count
+    }
 }
 
 impl From<GeminiUsage> for TokenUsage {
@@ -33,7 +41,7 @@ impl From<GeminiUsage> for TokenUsage {
             input,
             output: u
                 .candidates_token_count
-                .saturating_add(u.thoughts_token_count),
+                .saturating_add(u.thoughts_token_count.unwrap_or(0)),
             cached: u.cached_content_token_count.min(input),
             cache_write: 0,
         }
