@@ -79,6 +79,9 @@ pub enum UsageShape {
     OpenAiResponses,
     /// Anthropic's `usage`; streams carry it in `message_start` and `message_delta`.
     Anthropic,
+    /// Gemini's `usageMetadata`; in streams every chunk carries it, cumulative, and
+    /// the last one (with a `finishReason`) ends the stream.
+    Gemini,
     /// Nothing to read (binary audio, token counting): the call is one request.
     None,
 }

@@ -10,6 +10,8 @@ pub use event::{
     label_room,
 };
 
+mod gemini;
+pub(crate) use gemini::GeminiUsage;
 mod stream;
 
 pub use stream::{EventVerdict, StreamEnd, StreamMeter};
@@ -309,6 +311,7 @@ pub fn usage_from_json(shape: UsageShape, body: &[u8]) -> Option<TokenUsage> {
             u.apply(&mut t);
             Some(t)
         }
+        UsageShape::Gemini => gemini::gemini_event(body).usage,
         UsageShape::None => Some(TokenUsage::default()),
     }
 }

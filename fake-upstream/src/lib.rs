@@ -57,7 +57,7 @@ pub enum Behaviour {
     RateLimit { retry_after_secs: u64 },
     /// An error status (500, 503…) in the protocol's error shape.
     Fail { status: u16 },
-    /// 401: the credential is refused.
+    /// 401 (Gemini: 400 `API_KEY_INVALID`): the credential is refused.
     Reject,
     /// Accept the connection and never answer.
     Stall,
@@ -294,6 +294,35 @@ pub(crate) fn error(dialect: Dialect, status: StatusCode, kind: &str, message: &
         .into_response()
 }
 
+/// A refused credential: 401, except on Gemini, which answers an invalid key with
+/// 400 `INVALID_ARGUMENT` and the reason `API_KEY_INVALID` in its details.
+fn rejected(dialect: Dialect) -> Response {
+    if dialect != Dialect::Gemini {
+        return error(
+            dialect,
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "Incorrect API key provided",
+        );
+    }
+    let body = serde_json::json!({"error": {
+        "code": 400,
+        "message": "API key not valid. Please pass a valid API key.",
+        "status": "INVALID_ARGUMENT",
+        "details": [{
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": "API_KEY_INVALID",
+            "domain": "googleapis.com"
+        }]
+    }});
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
 pub(crate) fn json_response(body: &serde_json::Value) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -384,12 +413,7 @@ impl Fake {
                 "api_error",
                 "The server had an error while processing your request",
             ))),
-            Behaviour::Reject => Err(Box::new(error(
-                dialect,
-                StatusCode::UNAUTHORIZED,
-                "authentication_error",
-                "Incorrect API key provided",
-            ))),
+            Behaviour::Reject => Err(Box::new(rejected(dialect))),
             Behaviour::Stall => {
                 let mut guard = Abandon {
                     fake: self,

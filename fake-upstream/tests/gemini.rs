@@ -218,8 +218,12 @@ async fn each_credential_misbehaves_as_told_in_googles_error_shape() {
         (v["error"]["code"].clone(), v["error"]["status"].clone()),
         (json!(503), json!("UNAVAILABLE"))
     );
+    // Google refuses an invalid key with a 400 naming `API_KEY_INVALID`.
     let r = post(&fake, "m:generateContent", "refused", hello()).await;
-    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["status"], "INVALID_ARGUMENT");
+    assert_eq!(v["error"]["details"][0]["reason"], "API_KEY_INVALID");
 
     // Cut: the first event arrives, then the connection breaks.
     let r = post(&fake, "m:streamGenerateContent?alt=sse", "cut", hello()).await;

@@ -77,8 +77,7 @@ impl Dialect {
             Self::Chat => UsageShape::OpenAiChat,
             Self::Messages => UsageShape::Anthropic,
             Self::Responses => UsageShape::OpenAiResponses,
-            // Gemini's `usageMetadata` has no reader of its own: estimated.
-            Self::Gemini => UsageShape::None,
+            Self::Gemini => UsageShape::Gemini,
         }
     }
 

@@ -59,29 +59,19 @@ pub(crate) struct InCall<'a> {
     pub(crate) args: Option<&'a RawValue>,
 }
 
-#[derive(Deserialize, Default, Clone, Copy)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct UsageMetadata {
-    #[serde(default)]
-    prompt_token_count: u64,
-    #[serde(default)]
-    candidates_token_count: u64,
-    #[serde(default)]
-    cached_content_token_count: u64,
-    #[serde(default)]
-    thoughts_token_count: Option<u64>,
-}
+/// Gemini's `usageMetadata`, read as the meter reads it.
+pub(crate) use crate::usage::GeminiUsage as UsageMetadata;
 
 impl From<UsageMetadata> for Usage {
     /// Gemini counts thinking apart from the answer; ours is part of the output.
     fn from(u: UsageMetadata) -> Self {
-        let thoughts = u.thoughts_token_count.unwrap_or(0);
+        let tokens = crate::usage::TokenUsage::from(u);
         Usage {
-            input: u.prompt_token_count,
-            output: u.candidates_token_count.saturating_add(thoughts),
-            cache_read: u.cached_content_token_count.min(u.prompt_token_count),
+            input: tokens.input,
+            output: tokens.output,
+            cache_read: tokens.cached,
             cache_write: 0,
-            reasoning: u.thoughts_token_count,
+            reasoning: u.thoughts(),
         }
     }
 }

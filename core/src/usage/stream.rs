@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use super::gemini::gemini_event;
 use super::{
     AnthropicUsage, OpenAiUsage, TextBytes, TokenUsage, WithAnthropicUsage, WithResponsesUsage,
 };
@@ -177,7 +178,9 @@ impl StreamMeter {
     pub fn end(&self) -> StreamEnd {
         let complete = match self.shape {
             UsageShape::OpenAiChat => self.finished && self.done,
-            UsageShape::OpenAiResponses | UsageShape::Anthropic => self.finished,
+            UsageShape::OpenAiResponses | UsageShape::Anthropic | UsageShape::Gemini => {
+                self.finished
+            }
             UsageShape::None => true,
         };
         if complete {
@@ -274,6 +277,16 @@ impl StreamMeter {
                     (UsageShape::Anthropic, "message_stop") => self.finished = true,
                     (_, "error") => self.failed = true,
                     _ => {}
+                }
+            }
+            UsageShape::Gemini => {
+                let chunk = gemini_event(data);
+                self.text.0 = self.text.0.saturating_add(chunk.text);
+                self.finished |= chunk.finished;
+                self.failed |= chunk.error;
+                if let Some(u) = chunk.usage {
+                    // Cumulative: the last chunk's counts are the call's.
+                    self.usage = Some(u);
                 }
             }
             UsageShape::None => {}

@@ -10,6 +10,7 @@ use metrics::SharedString;
 use switchyard_core::endpoint::{Endpoint, is_protocol_error};
 use switchyard_core::error::ErrorCode;
 use switchyard_core::ids::AccountId;
+use switchyard_core::model_list::refuses_credential;
 use switchyard_core::route::{CoolDown, Failure, RouteError};
 use switchyard_core::snapshot::{Compiled, ProviderKey};
 use switchyard_core::translate::{Dialect, estimate_input_tokens};
@@ -351,6 +352,22 @@ async fn answered(
                     key.base_url,
                     translated.map_or(relay.endpoint.upstream_suffix(), |t| &t.path),
                     upstream_endpoint.protocol().gen_ai_provider(),
+                ),
+            );
+            Err((failure, meter))
+        }
+        Ok(whole)
+            if !key.passthrough
+                && whole.status == StatusCode::BAD_REQUEST
+                && refuses_credential(key.kind, whole.status.as_u16(), &whole.body) =>
+        {
+            // Gemini refuses an invalid key with a 400 (`API_KEY_INVALID`): the key's
+            // failure, as a 401 is elsewhere, not the client's error.
+            let failure = AttemptFailure::new(
+                Failure::Rejected,
+                format!(
+                    "provider key {} was refused by the upstream (400 API_KEY_INVALID)",
+                    key.id
                 ),
             );
             Err((failure, meter))
