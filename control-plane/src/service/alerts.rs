@@ -384,16 +384,18 @@ impl Service {
 /// The longest page cursor (a rule's or a delivery's id) a list accepts.
 const MAX_CURSOR: usize = 64;
 
-/// A page cursor as given, refused when longer than any id or holding control
-/// characters.
+/// A page cursor as given (an id: letters, digits, `-` and `_`), refused otherwise.
 fn page_cursor<'a>(field: &str, cursor: Option<&'a str>) -> Result<Option<&'a str>, ApiError> {
+    let id_like = |c: &str| {
+        (1..=MAX_CURSOR).contains(&c.len())
+            && c.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
     match cursor {
-        Some(c) if c.len() > MAX_CURSOR || c.chars().any(char::is_control) => {
-            Err(ApiError::invalid_field(
-                field,
-                format!("{field} must be an id of at most {MAX_CURSOR} characters"),
-            ))
-        }
+        Some(c) if !id_like(c) => Err(ApiError::invalid_field(
+            field,
+            format!("{field} must be an id: at most {MAX_CURSOR} letters, digits, '-' or '_'"),
+        )),
         other => Ok(other),
     }
 }
