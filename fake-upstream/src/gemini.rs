@@ -190,7 +190,15 @@ pub(crate) async fn call(
     let Some((model, method)) = call.rsplit_once(':') else {
         return not_found(&call);
     };
+    let scripted = crate::scripted::gemini_scripted(&fake, &headers);
     match method {
+        "generateContent" if scripted => {
+            crate::scripted::gemini(&fake, &headers, &body, model, None).await
+        }
+        "streamGenerateContent" if scripted => {
+            let sse = query.alt.as_deref() == Some("sse");
+            crate::scripted::gemini(&fake, &headers, &body, model, Some(sse)).await
+        }
         "generateContent" => generate(&fake, &headers, &body, model, None).await,
         "streamGenerateContent" => {
             let sse = query.alt.as_deref() == Some("sse");

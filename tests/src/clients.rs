@@ -175,6 +175,26 @@ pub async fn claude(
     prompt: &str,
     args: &[&str],
 ) -> Result<Run, HarnessError> {
+    claude_with(
+        base_url,
+        &[("ANTHROPIC_API_KEY", key)],
+        workdir,
+        prompt,
+        args,
+    )
+    .await
+}
+
+/// [`claude`] with the credential (and any other setting) given as environment:
+/// e.g. an OAuth login in `CLAUDE_CODE_OAUTH_TOKEN` and the issued key in
+/// `ANTHROPIC_CUSTOM_HEADERS`.
+pub async fn claude_with(
+    base_url: &str,
+    credentials: &[(&str, &str)],
+    workdir: &Path,
+    prompt: &str,
+    args: &[&str],
+) -> Result<Run, HarnessError> {
     let claude = Client::ClaudeCode.executable()?;
     let home = tempfile::tempdir()?;
     let home_dir = home.path().to_string_lossy().into_owned();
@@ -182,10 +202,9 @@ pub async fn claude(
     command
         .args(["-p", prompt, "--output-format", "json"])
         .args(args);
-    let env = [
+    let mut env = vec![
         ("HOME", home_dir.as_str()),
         ("ANTHROPIC_BASE_URL", base_url),
-        ("ANTHROPIC_API_KEY", key),
         // Off the network but for the base URL: no telemetry, error reports,
         // update checks or other traffic, and no retries hiding a refusal.
         ("DISABLE_TELEMETRY", "1"),
@@ -195,6 +214,7 @@ pub async fn claude(
         ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
         ("CLAUDE_CODE_MAX_RETRIES", "0"),
     ];
+    env.extend_from_slice(credentials);
     run(command, &env, workdir, "claude -p").await
 }
 
@@ -208,6 +228,19 @@ pub async fn codex(
     workdir: &Path,
     prompt: &str,
 ) -> Result<(Run, String), HarnessError> {
+    codex_with(base_url, key, "", workdir, prompt).await
+}
+
+/// [`codex`] with `provider` (TOML lines, e.g. `http_headers = {…}`) added to the
+/// data plane's model provider; `bearer` is what Codex sends as its bearer.
+pub async fn codex_with(
+    base_url: &str,
+    bearer: &str,
+    provider: &str,
+    workdir: &Path,
+    prompt: &str,
+) -> Result<(Run, String), HarnessError> {
+    let key = bearer;
     let codex = Client::CodexCli.executable()?;
     let home = tempfile::tempdir()?;
     let config = format!(
@@ -222,6 +255,7 @@ env_key = "SWITCHYARD_KEY"
 wire_api = "responses"
 request_max_retries = 0
 stream_max_retries = 0
+{provider}
 
 [analytics]
 enabled = false
@@ -263,18 +297,45 @@ pub struct Tenant {
 /// A tenant named `name` whose provider key is of `kind` (serving every model) and
 /// played scripted by `fake`; returned once the data plane knows the member's key.
 pub async fn tenant(sys: &System, fake: &FakeUpstream, kind: ProviderKind, name: &str) -> Tenant {
+    // One system serves a scenario for several kinds: each its own tenant and secret.
+    let name = format!("{name}-{}", kind.as_str());
+    let secret = format!("sk-{name}-upstream-0123456789");
+    fake.set_behaviour(&secret, Behaviour::Scripted);
+    // Gemini's API lives under `/v1beta`; the others under `/v1`.
+    let base_url = match kind {
+        ProviderKind::Gemini => format!("http://{}/v1beta", fake.addr),
+        _ => fake.base_url(),
+    };
+    let key =
+        json!({"provider": kind.as_str(), "base_url": base_url, "secret": secret, "models": ["*"]});
+    tenant_with(sys, &name, key, secret).await
+}
+
+/// A tenant named `name` whose one provider key is a passthrough key of `protocol`
+/// to the fake's subscription login at `path` (`/claude`, `/backend-api/codex`),
+/// serving `models`; its `secret` is the caller's own `login`, which the fake
+/// counts calls by.
+pub async fn passthrough_tenant(
+    sys: &System,
+    fake: &FakeUpstream,
+    (protocol, path, models): (&str, &str, &str),
+    login: &str,
+    name: &str,
+) -> Tenant {
+    let key = json!({"provider": "passthrough", "protocol": protocol,
+                     "base_url": format!("http://{}{path}", fake.addr), "models": [models]});
+    let tenant = tenant_with(sys, name, key, login.to_owned()).await;
+    // Routing knows the passthrough key only once the snapshot holding it is applied.
+    crate::system::settle(sys).await;
+    tenant
+}
+
+/// An owner named `name` with the provider key `key` and its sub-account.
+async fn tenant_with(sys: &System, name: &str, key: Value, secret: String) -> Tenant {
     let (status, owner) = sys.post("/x-users", &sys.root, json!({"name": name})).await;
     assert_eq!(status, StatusCode::CREATED, "{owner}");
     let owner_key = owner["api_key"].as_str().unwrap().to_owned();
-    let secret = format!("sk-{name}-upstream-0123456789");
-    fake.set_behaviour(&secret, Behaviour::Scripted);
-    let (status, pk) = sys
-        .post(
-            "/x-keys",
-            &owner_key,
-            json!({"provider": kind.as_str(), "base_url": fake.base_url(), "secret": secret, "models": ["*"]}),
-        )
-        .await;
+    let (status, pk) = sys.post("/x-keys", &owner_key, key).await;
     assert_eq!(status, StatusCode::CREATED, "{pk}");
     let (status, member) = sys
         .post(
@@ -317,13 +378,25 @@ async fn requests_by_account(sys: &System, tenant: &Tenant) -> Vec<(String, u64)
 /// Waits until the owner's bill shows every call the upstream answered for this
 /// tenant (at least `at_least`) metered to the member, and to no other account.
 pub async fn billed_to_member(sys: &System, fake: &FakeUpstream, tenant: &Tenant, at_least: u64) {
+    billed_to_member_with(sys, fake, tenant, at_least, 0).await;
+}
+
+/// [`billed_to_member`] with `local` more calls the data plane answered itself (a
+/// token count estimated across protocols).
+pub async fn billed_to_member_with(
+    sys: &System,
+    fake: &FakeUpstream,
+    tenant: &Tenant,
+    at_least: u64,
+    local: u64,
+) {
     let answered = fake.calls_with(&tenant.secret);
     assert!(
         answered >= at_least,
         "the upstream answered {answered} calls for {}, expected at least {at_least}",
         tenant.member_id
     );
-    let expected = vec![(tenant.member_id.clone(), answered)];
+    let expected = vec![(tenant.member_id.clone(), answered + local)];
     let what = format!("{answered} calls billed to {}", tenant.member_id);
     wait::until_ok(Duration::from_secs(15), what, async || {
         let seen = requests_by_account(sys, tenant).await;
@@ -374,5 +447,18 @@ pub fn bodies_holding(fake: &FakeUpstream, needle: &str) -> Vec<Value> {
         .iter()
         .filter(|b| b.to_string().contains(needle))
         .cloned()
+        .collect()
+}
+
+/// The client and upstream protocols of each of the owner's usage events, once
+/// there are `n` of them (the REST logs API).
+pub async fn protocols_logged(sys: &System, tenant: &Tenant, n: usize) -> Vec<(String, String)> {
+    crate::system::usage_logs(sys, &tenant.owner_key, n)
+        .await
+        .iter()
+        .map(|e| {
+            let name = |field: &str| e[field].as_str().unwrap_or_default().to_owned();
+            (name("client_protocol"), name("upstream_protocol"))
+        })
         .collect()
 }

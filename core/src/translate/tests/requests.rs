@@ -540,3 +540,29 @@ fn claude_codes_settings_that_do_not_change_the_answer_are_dropped_and_named() {
         "{header}"
     );
 }
+
+/// The OpenAI Python SDK accumulates a streamed tool call and sends it back with the
+/// delta's `index` still on it; the call reads as any other.
+#[test]
+fn a_tool_call_sent_back_with_its_stream_index_is_read() {
+    let t = request(
+        C,
+        M,
+        &json!({
+            "model": "claude-sonnet-4-5",
+            "messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"index": 0, "id": "call_1", "type": "function",
+                     "function": {"name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "sunny in Oslo"}
+            ]
+        }),
+    );
+    let sent = body(&t);
+    assert_eq!(
+        sent["messages"][1]["content"][0],
+        json!({"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Oslo"}})
+    );
+    assert_eq!(sent["messages"][2]["content"][0]["tool_use_id"], "call_1");
+}
