@@ -375,35 +375,42 @@ async fn requests_by_account(sys: &System, tenant: &Tenant) -> Vec<(String, u64)
     sums.into_iter().collect()
 }
 
-/// Waits until the owner's bill shows every call the upstream answered for this
-/// tenant (at least `at_least`) metered to the member, and to no other account.
-pub async fn billed_to_member(sys: &System, fake: &FakeUpstream, tenant: &Tenant, at_least: u64) {
-    billed_to_member_with(sys, fake, tenant, at_least, 0).await;
+/// Calls of the owner's tree the data plane answered without an upstream (a token
+/// count estimated across protocols): usage events naming no upstream protocol.
+pub async fn answered_locally(sys: &System, tenant: &Tenant) -> u64 {
+    let (status, page) = sys
+        .call(
+            Method::GET,
+            "/dashboard/logs?limit=500".into(),
+            tenant.owner_key.clone(),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let events = page["events"].as_array().cloned().unwrap_or_default();
+    let local = events.iter().filter(|e| e["upstream_protocol"].is_null());
+    u64::try_from(local.count()).unwrap()
 }
 
-/// [`billed_to_member`] with `local` more calls the data plane answered itself (a
-/// token count estimated across protocols).
-pub async fn billed_to_member_with(
-    sys: &System,
-    fake: &FakeUpstream,
-    tenant: &Tenant,
-    at_least: u64,
-    local: u64,
-) {
+/// Waits until the owner's bill shows every call the upstream answered for this
+/// tenant (at least `at_least`), and every call the data plane answered itself,
+/// metered to the member, and to no other account.
+pub async fn billed_to_member(sys: &System, fake: &FakeUpstream, tenant: &Tenant, at_least: u64) {
     let answered = fake.calls_with(&tenant.secret);
     assert!(
         answered >= at_least,
         "the upstream answered {answered} calls for {}, expected at least {at_least}",
         tenant.member_id
     );
-    let expected = vec![(tenant.member_id.clone(), answered + local)];
-    let what = format!("{answered} calls billed to {}", tenant.member_id);
+    let what = format!("{answered} calls and those answered locally billed to {}", tenant.member_id);
     wait::until_ok(Duration::from_secs(15), what, async || {
+        let local = answered_locally(sys, tenant).await;
+        let expected = vec![(tenant.member_id.clone(), answered + local)];
         let seen = requests_by_account(sys, tenant).await;
         if seen == expected {
             Ok(())
         } else {
-            Err(format!("{seen:?}"))
+            Err(format!("{seen:?}, {local} answered locally"))
         }
     })
     .await;
@@ -433,6 +440,34 @@ pub async fn billed_label(sys: &System, tenant: &Tenant, by: &str, label: &str) 
             Ok(requests)
         } else {
             Err(bill)
+        }
+    })
+    .await
+}
+
+/// The labels of the owner's bill by `by` (user, session or tag), each with its
+/// requests, once there are some.
+pub async fn labels_billed(sys: &System, tenant: &Tenant, by: &str) -> Vec<(String, u64)> {
+    let what = format!("labels in the bill by {by}");
+    wait::until_ok(Duration::from_secs(15), what, async || {
+        let (status, bill) = sys
+            .call(
+                Method::GET,
+                format!("/x-bill?by={by}"),
+                tenant.owner_key.clone(),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{bill}");
+        let mut sums = std::collections::BTreeMap::<String, u64>::new();
+        for row in bill["rows"].as_array().cloned().unwrap_or_default() {
+            let label = row["label"].as_str().unwrap_or_default().to_owned();
+            *sums.entry(label).or_default() += row["requests"].as_u64().unwrap_or(0);
+        }
+        if sums.is_empty() {
+            Err(bill)
+        } else {
+            Ok(sums.into_iter().collect())
         }
     })
     .await

@@ -566,3 +566,31 @@ fn a_tool_call_sent_back_with_its_stream_index_is_read() {
     );
     assert_eq!(sent["messages"][2]["content"][0]["tool_use_id"], "call_1");
 }
+
+
+/// Claude Code's requests as it sends them: thinking with how to show it
+/// (`display`), and most tools marked for loading on demand (`defer_loading`).
+#[test]
+fn claude_codes_thinking_display_and_deferred_tools_are_read() {
+    let claude_code = json!({
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 32000,
+        "thinking": {"type": "enabled", "budget_tokens": 4096, "display": "omitted"},
+        "tools": [
+            {"name": "Read", "description": "Read a file.", "input_schema": {"type": "object"}},
+            {"name": "CronCreate", "description": "Schedule.", "input_schema": {"type": "object"},
+             "defer_loading": true}
+        ],
+        "messages": [{"role": "user", "content": "hi"}]
+    });
+    for upstream in [Dialect::Chat, Dialect::Gemini] {
+        let t = request(M, upstream, &claude_code);
+        let sent = body(&t).to_string();
+        assert!(sent.contains("CronCreate"), "{sent}");
+        assert!(!sent.contains("defer_loading") && !sent.contains("omitted"), "{sent}");
+        let dropped = t.dropped_header().unwrap();
+        assert!(dropped.contains("defer_loading ("), "{dropped}");
+    }
+    let t = request(M, C, &claude_code);
+    assert_eq!(body(&t)["reasoning_effort"], "medium");
+}
