@@ -65,12 +65,16 @@ fn tool_marker(text: &str) -> Option<(String, Value)> {
     arguments.is_object().then(|| (name.to_owned(), arguments))
 }
 
-/// Whether calls with this credential are scripted.
+/// Whether calls with this credential are scripted: the protocol's key, or a
+/// subscription login's bearer (`crate::logins`).
 fn scripted(fake: &Fake, dialect: Dialect, headers: &HeaderMap) -> bool {
     let secret = crate::credential(dialect, headers);
-    fake.behaviours
-        .lock()
-        .is_ok_and(|m| m.get(secret) == Some(&Behaviour::Scripted))
+    let login = crate::credential(Dialect::OpenAi, headers);
+    fake.behaviours.lock().is_ok_and(|m| {
+        [secret, login]
+            .iter()
+            .any(|c| m.get(*c) == Some(&Behaviour::Scripted))
+    })
 }
 
 /// Read a scripted call's body as JSON (recorded like any other).

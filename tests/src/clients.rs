@@ -324,6 +324,7 @@ pub async fn passthrough_tenant(
 ) -> Tenant {
     let key = json!({"provider": "passthrough", "protocol": protocol,
                      "base_url": format!("http://{}{path}", fake.addr), "models": [models]});
+    fake.set_behaviour(login, Behaviour::Scripted);
     let tenant = tenant_with(sys, name, key, login.to_owned()).await;
     // Routing knows the passthrough key only once the snapshot holding it is applied.
     crate::system::settle(sys).await;
