@@ -403,7 +403,10 @@ pub async fn billed_to_member(sys: &System, fake: &FakeUpstream, tenant: &Tenant
         "the upstream answered {answered} calls for {}, expected at least {at_least}",
         tenant.member_id
     );
-    let what = format!("{answered} calls and those answered locally billed to {}", tenant.member_id);
+    let what = format!(
+        "{answered} calls and those answered locally billed to {}",
+        tenant.member_id
+    );
     wait::until_ok(Duration::from_secs(15), what, async || {
         let local = answered_locally(sys, tenant).await;
         let expected = vec![(tenant.member_id.clone(), answered + local)];
