@@ -237,6 +237,26 @@ fn not_found(call: &str) -> Response {
     )
 }
 
+/// A `GenerateContentResponse` of one candidate holding `parts`, with its finish
+/// reason and `usageMetadata` when given (a whole answer, or a stream's chunk).
+pub(crate) fn response(
+    model: &str,
+    parts: Vec<Value>,
+    finish: Option<&str>,
+    usage: Option<&Value>,
+) -> Value {
+    let mut candidate = json!({"content": {"role": "model", "parts": parts}, "index": 0});
+    if let Some(finish) = finish {
+        candidate["finishReason"] = json!(finish);
+    }
+    let mut c = json!({"candidates": [candidate], "modelVersion": model,
+                       "responseId": "fake-gemini"});
+    if let Some(usage) = usage {
+        c["usageMetadata"] = usage.clone();
+    }
+    c
+}
+
 /// An answer to `generateContent` (`stream` `None`) or `streamGenerateContent`
 /// (`Some(true)`: SSE; `Some(false)`: one JSON array): an echo of the last user
 /// turn, then a call to the first declared function when there are any;
@@ -275,18 +295,7 @@ async fn generate(
         .flat_map(|t| &t.function_declarations)
         .next()
         .map(|d| json!({"functionCall": {"name": d.name, "args": {"echo": last_user}}}));
-    let chunk = |parts: Vec<Value>, finish: Option<&str>, usage: Option<&Value>| {
-        let mut candidate = json!({"content": {"role": "model", "parts": parts}, "index": 0});
-        if let Some(finish) = finish {
-            candidate["finishReason"] = json!(finish);
-        }
-        let mut c = json!({"candidates": [candidate], "modelVersion": model,
-                           "responseId": "fake-gemini"});
-        if let Some(usage) = usage {
-            c["usageMetadata"] = usage.clone();
-        }
-        c
-    };
+    let chunk = |parts, finish, usage| response(model, parts, finish, usage);
     let Some(sse) = stream else {
         let mut parts = vec![json!({ "text": reply })];
         parts.extend(function);

@@ -536,18 +536,7 @@ pub(crate) async fn gemini(
     fake.record_tokens(input, output);
     let usage = json!({"promptTokenCount": input, "candidatesTokenCount": output,
                        "totalTokenCount": input + output});
-    let chunk = |parts: Vec<Value>, finish: Option<&str>, usage: Option<&Value>| {
-        let mut candidate = json!({"content": {"role": "model", "parts": parts}, "index": 0});
-        if let Some(finish) = finish {
-            candidate["finishReason"] = json!(finish);
-        }
-        let mut c = json!({"candidates": [candidate], "modelVersion": model,
-                           "responseId": "fake-gemini-scripted"});
-        if let Some(usage) = usage {
-            c["usageMetadata"] = usage.clone();
-        }
-        c
-    };
+    let chunk = |parts, finish, usage| crate::gemini::response(model, parts, finish, usage);
     let (pieces_of_turn, last) = match &turn {
         Turn::Say(text) => (pieces(text), json!({"text": ""})),
         Turn::Call { name, arguments } => {

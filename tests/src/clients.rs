@@ -359,21 +359,7 @@ async fn tenant_with(sys: &System, name: &str, key: Value, secret: String) -> Te
 
 /// Requests per account in the owner's bill (`/x-bill`, by account).
 async fn requests_by_account(sys: &System, tenant: &Tenant) -> Vec<(String, u64)> {
-    let (status, bill) = sys
-        .call(
-            Method::GET,
-            "/x-bill".into(),
-            tenant.owner_key.clone(),
-            None,
-        )
-        .await;
-    assert_eq!(status, 200, "{bill}");
-    let mut sums = std::collections::BTreeMap::<String, u64>::new();
-    for row in bill["rows"].as_array().cloned().unwrap_or_default() {
-        let account = row["account_id"].as_str().unwrap_or_default().to_owned();
-        *sums.entry(account).or_default() += row["requests"].as_u64().unwrap_or(0);
-    }
-    sums.into_iter().collect()
+    bill_sums(sys, tenant, "/x-bill".into(), "account_id").await
 }
 
 /// Calls of the owner's tree the data plane answered without an upstream (a token
@@ -425,28 +411,32 @@ pub async fn billed_to_member(sys: &System, fake: &FakeUpstream, tenant: &Tenant
 pub async fn billed_label(sys: &System, tenant: &Tenant, by: &str, label: &str) -> u64 {
     let what = format!("the label {label:?} in the bill by {by}");
     wait::until_ok(Duration::from_secs(15), what, async || {
-        let (status, bill) = sys
-            .call(
-                Method::GET,
-                format!("/x-bill?by={by}"),
-                tenant.owner_key.clone(),
-                None,
-            )
-            .await;
-        assert_eq!(status, 200, "{bill}");
-        let rows = bill["rows"].as_array().cloned().unwrap_or_default();
-        let requests: u64 = rows
-            .iter()
-            .filter(|r| r["label"] == label)
-            .map(|r| r["requests"].as_u64().unwrap_or(0))
-            .sum();
-        if requests > 0 {
-            Ok(requests)
-        } else {
-            Err(bill)
+        let labels = bill_by_label(sys, tenant, by).await;
+        match labels.iter().find(|(l, _)| l == label) {
+            Some((_, requests)) if *requests > 0 => Ok(*requests),
+            _ => Err(format!("{labels:?}")),
         }
     })
     .await
+}
+
+/// Requests per label in the owner's bill by `by`.
+async fn bill_by_label(sys: &System, tenant: &Tenant, by: &str) -> Vec<(String, u64)> {
+    bill_sums(sys, tenant, format!("/x-bill?by={by}"), "label").await
+}
+
+/// The requests of the owner's bill at `path`, summed by each row's `field`.
+async fn bill_sums(sys: &System, tenant: &Tenant, path: String, field: &str) -> Vec<(String, u64)> {
+    let (status, bill) = sys
+        .call(Method::GET, path, tenant.owner_key.clone(), None)
+        .await;
+    assert_eq!(status, 200, "{bill}");
+    let mut sums = std::collections::BTreeMap::<String, u64>::new();
+    for row in bill["rows"].as_array().cloned().unwrap_or_default() {
+        let key = row[field].as_str().unwrap_or_default().to_owned();
+        *sums.entry(key).or_default() += row["requests"].as_u64().unwrap_or(0);
+    }
+    sums.into_iter().collect()
 }
 
 /// The labels of the owner's bill by `by` (user, session or tag), each with its
@@ -454,24 +444,11 @@ pub async fn billed_label(sys: &System, tenant: &Tenant, by: &str, label: &str) 
 pub async fn labels_billed(sys: &System, tenant: &Tenant, by: &str) -> Vec<(String, u64)> {
     let what = format!("labels in the bill by {by}");
     wait::until_ok(Duration::from_secs(15), what, async || {
-        let (status, bill) = sys
-            .call(
-                Method::GET,
-                format!("/x-bill?by={by}"),
-                tenant.owner_key.clone(),
-                None,
-            )
-            .await;
-        assert_eq!(status, 200, "{bill}");
-        let mut sums = std::collections::BTreeMap::<String, u64>::new();
-        for row in bill["rows"].as_array().cloned().unwrap_or_default() {
-            let label = row["label"].as_str().unwrap_or_default().to_owned();
-            *sums.entry(label).or_default() += row["requests"].as_u64().unwrap_or(0);
-        }
-        if sums.is_empty() {
-            Err(bill)
+        let labels = bill_by_label(sys, tenant, by).await;
+        if labels.is_empty() {
+            Err("none".to_owned())
         } else {
-            Ok(sums.into_iter().collect())
+            Ok(labels)
         }
     })
     .await

@@ -285,32 +285,18 @@ async fn the_anthropic_sdk_sends_messages_streams_uses_tools_and_thinks() {
     // On owners whose only keys are OpenAI's, then Gemini's.
     for kind in [ProviderKind::OpenAi, ProviderKind::Gemini] {
         let tenant = anthropic_messages(&sys, &fake, kind).await;
-        translated(
-            &sys,
-            &tenant,
-            3,
-            "anthropic-messages",
-            upstream_protocol(kind),
-        )
-        .await;
-        let tenant = anthropic_tools(&sys, &fake, kind).await;
-        translated(
-            &sys,
-            &tenant,
-            2,
-            "anthropic-messages",
-            upstream_protocol(kind),
-        )
-        .await;
-        let tenant = anthropic_thinking(&sys, &fake, kind).await;
-        translated(
-            &sys,
-            &tenant,
-            1,
-            "anthropic-messages",
-            upstream_protocol(kind),
-        )
-        .await;
+        let tools = anthropic_tools(&sys, &fake, kind).await;
+        let thinking = anthropic_thinking(&sys, &fake, kind).await;
+        for (tenant, calls) in [(tenant, 3), (tools, 2), (thinking, 1)] {
+            translated(
+                &sys,
+                &tenant,
+                calls,
+                "anthropic-messages",
+                upstream_protocol(kind),
+            )
+            .await;
+        }
     }
 }
 
@@ -349,6 +335,19 @@ async fn agent_round_trip(
 /// answered itself (once [`clients::billed_to_member`] has seen them all billed).
 async fn every_call(sys: &System, fake: &FakeUpstream, tenant: &Tenant) -> u64 {
     fake.calls_with(&tenant.secret) + clients::answered_locally(sys, tenant).await
+}
+
+/// Every call an agent made upstream for `tenant` went from `client` to `kind`'s
+/// protocol.
+async fn agent_translated(
+    sys: &System,
+    fake: &FakeUpstream,
+    tenant: &Tenant,
+    client: &str,
+    kind: ProviderKind,
+) {
+    let calls = usize::try_from(fake.calls_with(&tenant.secret)).unwrap();
+    translated(sys, tenant, calls, client, upstream_protocol(kind)).await;
 }
 
 /// Every call made for `tenant` is billed under `session`.
@@ -430,15 +429,7 @@ async fn claude_code_reads_a_file_through_switchyard() {
     // On owners whose only keys are OpenAI's, then Gemini's.
     for kind in [ProviderKind::OpenAi, ProviderKind::Gemini] {
         let tenant = claude_code(&sys, &fake, kind).await;
-        let calls = usize::try_from(fake.calls_with(&tenant.secret)).unwrap();
-        translated(
-            &sys,
-            &tenant,
-            calls,
-            "anthropic-messages",
-            upstream_protocol(kind),
-        )
-        .await;
+        agent_translated(&sys, &fake, &tenant, "anthropic-messages", kind).await;
     }
 
     // Its own login, governed by the issued key.
@@ -491,15 +482,7 @@ async fn codex_runs_a_command_through_switchyard() {
     // On an owner whose only keys are Anthropic's.
     let kind = ProviderKind::Anthropic;
     let tenant = codex(&sys, &fake, kind).await;
-    let calls = usize::try_from(fake.calls_with(&tenant.secret)).unwrap();
-    translated(
-        &sys,
-        &tenant,
-        calls,
-        "openai-responses",
-        upstream_protocol(kind),
-    )
-    .await;
+    agent_translated(&sys, &fake, &tenant, "openai-responses", kind).await;
 
     // Its own login, governed by the issued key.
     codex_passthrough(&sys, &fake).await;
@@ -517,12 +500,7 @@ const CODEX_ACCOUNT: &str = "0f1e2d3c-0000-4b5a-8c9d-codexclient";
 
 /// A header the fake's last call carried.
 fn last_header(fake: &FakeUpstream, name: &str) -> Option<String> {
-    fake.observed()
-        .last_headers
-        .lock()
-        .unwrap()
-        .get(name)
-        .map(|v| v.to_str().unwrap().to_owned())
+    fake.last_header(name)
 }
 
 /// The login arrived upstream as it left the client, without the issued key; the
