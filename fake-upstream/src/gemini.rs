@@ -190,7 +190,15 @@ pub(crate) async fn call(
     let Some((model, method)) = call.rsplit_once(':') else {
         return not_found(&call);
     };
+    let scripted = crate::scripted::gemini_scripted(&fake, &headers);
     match method {
+        "generateContent" if scripted => {
+            crate::scripted::gemini(&fake, &headers, &body, model, None).await
+        }
+        "streamGenerateContent" if scripted => {
+            let sse = query.alt.as_deref() == Some("sse");
+            crate::scripted::gemini(&fake, &headers, &body, model, Some(sse)).await
+        }
         "generateContent" => generate(&fake, &headers, &body, model, None).await,
         "streamGenerateContent" => {
             let sse = query.alt.as_deref() == Some("sse");
@@ -227,6 +235,26 @@ fn not_found(call: &str) -> Response {
         "not_found",
         &format!("models/{call} is not found for API version v1beta"),
     )
+}
+
+/// A `GenerateContentResponse` of one candidate holding `parts`, with its finish
+/// reason and `usageMetadata` when given (a whole answer, or a stream's chunk).
+pub(crate) fn response(
+    model: &str,
+    parts: Vec<Value>,
+    finish: Option<&str>,
+    usage: Option<&Value>,
+) -> Value {
+    let mut candidate = json!({"content": {"role": "model", "parts": parts}, "index": 0});
+    if let Some(finish) = finish {
+        candidate["finishReason"] = json!(finish);
+    }
+    let mut c = json!({"candidates": [candidate], "modelVersion": model,
+                       "responseId": "fake-gemini"});
+    if let Some(usage) = usage {
+        c["usageMetadata"] = usage.clone();
+    }
+    c
 }
 
 /// An answer to `generateContent` (`stream` `None`) or `streamGenerateContent`
@@ -267,18 +295,7 @@ async fn generate(
         .flat_map(|t| &t.function_declarations)
         .next()
         .map(|d| json!({"functionCall": {"name": d.name, "args": {"echo": last_user}}}));
-    let chunk = |parts: Vec<Value>, finish: Option<&str>, usage: Option<&Value>| {
-        let mut candidate = json!({"content": {"role": "model", "parts": parts}, "index": 0});
-        if let Some(finish) = finish {
-            candidate["finishReason"] = json!(finish);
-        }
-        let mut c = json!({"candidates": [candidate], "modelVersion": model,
-                           "responseId": "fake-gemini"});
-        if let Some(usage) = usage {
-            c["usageMetadata"] = usage.clone();
-        }
-        c
-    };
+    let chunk = |parts, finish, usage| response(model, parts, finish, usage);
     let Some(sse) = stream else {
         let mut parts = vec![json!({ "text": reply })];
         parts.extend(function);

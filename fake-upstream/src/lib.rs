@@ -212,6 +212,18 @@ impl FakeUpstream {
         self.state.observed.calls.load(Ordering::SeqCst)
     }
 
+    /// A header of the last call, as text.
+    pub fn last_header(&self, name: &str) -> Option<String> {
+        self.state
+            .observed
+            .last_headers
+            .lock()
+            .ok()?
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+
     /// Calls that reached the point of answering with `secret` (misbehaving ones too).
     pub fn calls_with(&self, secret: &str) -> u64 {
         self.state

@@ -8,7 +8,8 @@
 //! (`sk-ant-oat01-…`; a JWT), the headers the login needs beside it (Claude:
 //! `anthropic-beta` naming `oauth-2025-04-20`; Codex: `chatgpt-account-id`), and no
 //! API key besides. A login told to [`crate::Behaviour::Reject`] (by its token) is
-//! refused as an expired one is. Anything wrong is a 401 in the protocol's shape;
+//! refused as an expired one is, one told to [`crate::Behaviour::Scripted`] plays the
+//! scripted conversation. Anything wrong is a 401 in the protocol's shape;
 //! otherwise the call is answered as the protocol's endpoint answers it, the answer
 //! echoing in `x-fake-login` which login arrived (and Codex's account). The call's
 //! headers are kept as for every call ([`crate::Observed::last_headers`]), and its
@@ -23,7 +24,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::post;
 
-use crate::{Behaviour, Dialect, Fake, anthropic, error, openai};
+use crate::{Behaviour, Dialect, Fake, error, scripted};
 
 /// The beta flag Anthropic's API needs beside an OAuth token.
 pub const CLAUDE_OAUTH_BETA: &str = "oauth-2025-04-20";
@@ -93,7 +94,7 @@ async fn claude(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) 
     if refuses(&fake, token, true) {
         return refused(dialect, "OAuth token has expired");
     }
-    let answer = anthropic::messages(State(fake), headers, body).await;
+    let answer = scripted::messages(State(fake), headers, body).await;
     echoed(answer, "claude-oauth".to_owned())
 }
 
@@ -116,6 +117,6 @@ async fn codex(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) -
     if refuses(&fake, token, false) {
         return refused(dialect, "Your authentication token has expired.");
     }
-    let answer = openai::responses(State(fake), headers, body).await;
+    let answer = scripted::responses(State(fake), headers, body).await;
     echoed(answer, format!("chatgpt; account={account}"))
 }

@@ -1,5 +1,5 @@
 //! The scripted conversation ([`crate::Behaviour::Scripted`]): one tool round trip,
-//! as real clients and coding agents hold it, in both protocols, JSON and SSE.
+//! as real clients and coding agents hold it, in every protocol, JSON and SSE.
 //!
 //! - A tool result in the request (OpenAI's `tool` message or Responses'
 //!   `function_call_output`, Anthropic's `tool_result`): answer with text naming the
@@ -10,7 +10,9 @@
 //!   fake needs to know nothing of any agent's tools.
 //! - Otherwise an echo of the last user message, as the plain fake answers.
 //!
-//! Anthropic requests asking for extended thinking get a signed thinking block first.
+//! Gemini's `generateContent` plays the same turns with `functionCall` and
+//! `functionResponse` parts. Anthropic requests asking for extended thinking get a
+//! signed thinking block first.
 //! Credentials not told to be scripted get the plain fake's answers.
 
 use std::sync::Arc;
@@ -63,12 +65,16 @@ fn tool_marker(text: &str) -> Option<(String, Value)> {
     arguments.is_object().then(|| (name.to_owned(), arguments))
 }
 
-/// Whether calls with this credential are scripted.
+/// Whether calls with this credential are scripted: the protocol's key, or a
+/// subscription login's bearer (`crate::logins`).
 fn scripted(fake: &Fake, dialect: Dialect, headers: &HeaderMap) -> bool {
     let secret = crate::credential(dialect, headers);
-    fake.behaviours
-        .lock()
-        .is_ok_and(|m| m.get(secret) == Some(&Behaviour::Scripted))
+    let login = crate::credential(Dialect::OpenAi, headers);
+    fake.behaviours.lock().is_ok_and(|m| {
+        [secret, login]
+            .iter()
+            .any(|c| m.get(*c) == Some(&Behaviour::Scripted))
+    })
 }
 
 /// Read a scripted call's body as JSON (recorded like any other).
@@ -470,6 +476,101 @@ pub(crate) async fn messages(
     ));
     events.push(event("message_stop", json!({})));
     fake.sse(events, Behaviour::Succeed)
+}
+
+/// Whether a Gemini call's credential is scripted.
+pub(crate) fn gemini_scripted(fake: &Fake, headers: &HeaderMap) -> bool {
+    scripted(fake, Dialect::Gemini, headers)
+}
+
+/// A function response's output as Gemini's convention has it (`{"output": …}`),
+/// else the whole response as text.
+fn function_output(part: &Value) -> Option<String> {
+    let response = part.pointer("/functionResponse/response")?;
+    Some(match response.get("output") {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => text_of(other),
+        None => response.to_string(),
+    })
+}
+
+/// `models/{model}:generateContent` (`stream` `None`) or `:streamGenerateContent`
+/// (`Some(true)`: SSE; `Some(false)`: one JSON array) for a scripted credential: the
+/// same turns in Gemini's parts (`functionCall`, `functionResponse`).
+pub(crate) async fn gemini(
+    fake: &Arc<Fake>,
+    headers: &HeaderMap,
+    body: &[u8],
+    model: &str,
+    stream: Option<bool>,
+) -> Response {
+    let req = match read(fake, Dialect::Gemini, headers, body).await {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let contents = array(&req, "contents");
+    let parts_of = |c: &Value| array(c, "parts").to_vec();
+    let user_texts: Vec<String> = contents
+        .iter()
+        .filter(|c| c.get("role").and_then(Value::as_str).unwrap_or("user") == "user")
+        .map(|c| text_of(&Value::Array(parts_of(c))))
+        .filter(|t| !t.is_empty())
+        .collect();
+    let tool_output = contents
+        .iter()
+        .flat_map(|c| array(c, "parts"))
+        .rev()
+        .find_map(function_output);
+    let tools: Vec<String> = array(&req, "tools")
+        .iter()
+        .flat_map(|t| strings(array(t, "functionDeclarations"), |d| d.get("name")))
+        .collect();
+    let turn = next_turn(&user_texts, tool_output, &tools);
+    let prompt: Vec<String> = req
+        .get("systemInstruction")
+        .into_iter()
+        .chain(contents)
+        .map(|c| text_of(&Value::Array(parts_of(c))))
+        .collect();
+    let (input, output) = tokens(&prompt.join(" "), &turn);
+    fake.record_tokens(input, output);
+    let usage = json!({"promptTokenCount": input, "candidatesTokenCount": output,
+                       "totalTokenCount": input + output});
+    let chunk = |parts, finish, usage| crate::gemini::response(model, parts, finish, usage);
+    let (pieces_of_turn, last) = match &turn {
+        Turn::Say(text) => (pieces(text), json!({"text": ""})),
+        Turn::Call { name, arguments } => {
+            let args: Value = serde_json::from_str(arguments).unwrap_or_else(|_| json!({}));
+            (
+                Vec::new(),
+                json!({"functionCall": {"name": name, "args": args}}),
+            )
+        }
+    };
+    let Some(sse) = stream else {
+        let parts = match &turn {
+            Turn::Say(text) => vec![json!({ "text": text })],
+            Turn::Call { .. } => vec![last],
+        };
+        return fake.json(
+            &chunk(parts, Some("STOP"), Some(&usage)),
+            Behaviour::Succeed,
+        );
+    };
+    let mut chunks: Vec<Value> = pieces_of_turn
+        .into_iter()
+        .map(|p| chunk(vec![json!({ "text": p })], None, None))
+        .collect();
+    chunks.push(chunk(vec![last], Some("STOP"), Some(&usage)));
+    if sse {
+        let events = chunks
+            .iter()
+            .map(|c| format!("data: {c}\r\n\r\n"))
+            .collect();
+        fake.sse(events, Behaviour::Succeed)
+    } else {
+        fake.json(&Value::Array(chunks), Behaviour::Succeed)
+    }
 }
 
 #[cfg(test)]

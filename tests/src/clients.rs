@@ -175,6 +175,26 @@ pub async fn claude(
     prompt: &str,
     args: &[&str],
 ) -> Result<Run, HarnessError> {
+    claude_with(
+        base_url,
+        &[("ANTHROPIC_API_KEY", key)],
+        workdir,
+        prompt,
+        args,
+    )
+    .await
+}
+
+/// [`claude`] with the credential (and any other setting) given as environment:
+/// e.g. an OAuth login in `CLAUDE_CODE_OAUTH_TOKEN` and the issued key in
+/// `ANTHROPIC_CUSTOM_HEADERS`.
+pub async fn claude_with(
+    base_url: &str,
+    credentials: &[(&str, &str)],
+    workdir: &Path,
+    prompt: &str,
+    args: &[&str],
+) -> Result<Run, HarnessError> {
     let claude = Client::ClaudeCode.executable()?;
     let home = tempfile::tempdir()?;
     let home_dir = home.path().to_string_lossy().into_owned();
@@ -182,10 +202,9 @@ pub async fn claude(
     command
         .args(["-p", prompt, "--output-format", "json"])
         .args(args);
-    let env = [
+    let mut env = vec![
         ("HOME", home_dir.as_str()),
         ("ANTHROPIC_BASE_URL", base_url),
-        ("ANTHROPIC_API_KEY", key),
         // Off the network but for the base URL: no telemetry, error reports,
         // update checks or other traffic, and no retries hiding a refusal.
         ("DISABLE_TELEMETRY", "1"),
@@ -195,6 +214,7 @@ pub async fn claude(
         ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1"),
         ("CLAUDE_CODE_MAX_RETRIES", "0"),
     ];
+    env.extend_from_slice(credentials);
     run(command, &env, workdir, "claude -p").await
 }
 
@@ -208,6 +228,19 @@ pub async fn codex(
     workdir: &Path,
     prompt: &str,
 ) -> Result<(Run, String), HarnessError> {
+    codex_with(base_url, key, "", workdir, prompt).await
+}
+
+/// [`codex`] with `provider` (TOML lines, e.g. `http_headers = {…}`) added to the
+/// data plane's model provider; `bearer` is what Codex sends as its bearer.
+pub async fn codex_with(
+    base_url: &str,
+    bearer: &str,
+    provider: &str,
+    workdir: &Path,
+    prompt: &str,
+) -> Result<(Run, String), HarnessError> {
+    let key = bearer;
     let codex = Client::CodexCli.executable()?;
     let home = tempfile::tempdir()?;
     let config = format!(
@@ -222,6 +255,7 @@ env_key = "SWITCHYARD_KEY"
 wire_api = "responses"
 request_max_retries = 0
 stream_max_retries = 0
+{provider}
 
 [analytics]
 enabled = false
@@ -263,18 +297,46 @@ pub struct Tenant {
 /// A tenant named `name` whose provider key is of `kind` (serving every model) and
 /// played scripted by `fake`; returned once the data plane knows the member's key.
 pub async fn tenant(sys: &System, fake: &FakeUpstream, kind: ProviderKind, name: &str) -> Tenant {
+    // One system serves a scenario for several kinds: each its own tenant and secret.
+    let name = format!("{name}-{}", kind.as_str());
+    let secret = format!("sk-{name}-upstream-0123456789");
+    fake.set_behaviour(&secret, Behaviour::Scripted);
+    // Gemini's API lives under `/v1beta`; the others under `/v1`.
+    let base_url = match kind {
+        ProviderKind::Gemini => format!("http://{}/v1beta", fake.addr),
+        _ => fake.base_url(),
+    };
+    let key =
+        json!({"provider": kind.as_str(), "base_url": base_url, "secret": secret, "models": ["*"]});
+    tenant_with(sys, &name, key, secret).await
+}
+
+/// A tenant named `name` whose one provider key is a passthrough key of `protocol`
+/// to the fake's subscription login at `path` (`/claude`, `/backend-api/codex`),
+/// serving `models`; its `secret` is the caller's own `login`, which the fake
+/// counts calls by.
+pub async fn passthrough_tenant(
+    sys: &System,
+    fake: &FakeUpstream,
+    (protocol, path, models): (&str, &str, &str),
+    login: &str,
+    name: &str,
+) -> Tenant {
+    let key = json!({"provider": "passthrough", "protocol": protocol,
+                     "base_url": format!("http://{}{path}", fake.addr), "models": [models]});
+    fake.set_behaviour(login, Behaviour::Scripted);
+    let tenant = tenant_with(sys, name, key, login.to_owned()).await;
+    // Routing knows the passthrough key only once the snapshot holding it is applied.
+    crate::system::settle(sys).await;
+    tenant
+}
+
+/// An owner named `name` with the provider key `key` and its sub-account.
+async fn tenant_with(sys: &System, name: &str, key: Value, secret: String) -> Tenant {
     let (status, owner) = sys.post("/x-users", &sys.root, json!({"name": name})).await;
     assert_eq!(status, StatusCode::CREATED, "{owner}");
     let owner_key = owner["api_key"].as_str().unwrap().to_owned();
-    let secret = format!("sk-{name}-upstream-0123456789");
-    fake.set_behaviour(&secret, Behaviour::Scripted);
-    let (status, pk) = sys
-        .post(
-            "/x-keys",
-            &owner_key,
-            json!({"provider": kind.as_str(), "base_url": fake.base_url(), "secret": secret, "models": ["*"]}),
-        )
-        .await;
+    let (status, pk) = sys.post("/x-keys", &owner_key, key).await;
     assert_eq!(status, StatusCode::CREATED, "{pk}");
     let (status, member) = sys
         .post(
@@ -297,25 +359,29 @@ pub async fn tenant(sys: &System, fake: &FakeUpstream, kind: ProviderKind, name:
 
 /// Requests per account in the owner's bill (`/x-bill`, by account).
 async fn requests_by_account(sys: &System, tenant: &Tenant) -> Vec<(String, u64)> {
-    let (status, bill) = sys
+    bill_sums(sys, tenant, "/x-bill".into(), "account_id").await
+}
+
+/// Calls of the owner's tree the data plane answered without an upstream (a token
+/// count estimated across protocols): usage events naming no upstream protocol.
+pub async fn answered_locally(sys: &System, tenant: &Tenant) -> u64 {
+    let (status, page) = sys
         .call(
             Method::GET,
-            "/x-bill".into(),
+            "/dashboard/logs?limit=500".into(),
             tenant.owner_key.clone(),
             None,
         )
         .await;
-    assert_eq!(status, 200, "{bill}");
-    let mut sums = std::collections::BTreeMap::<String, u64>::new();
-    for row in bill["rows"].as_array().cloned().unwrap_or_default() {
-        let account = row["account_id"].as_str().unwrap_or_default().to_owned();
-        *sums.entry(account).or_default() += row["requests"].as_u64().unwrap_or(0);
-    }
-    sums.into_iter().collect()
+    assert_eq!(status, 200, "{page}");
+    let events = page["events"].as_array().cloned().unwrap_or_default();
+    let local = events.iter().filter(|e| e["upstream_protocol"].is_null());
+    u64::try_from(local.count()).unwrap()
 }
 
 /// Waits until the owner's bill shows every call the upstream answered for this
-/// tenant (at least `at_least`) metered to the member, and to no other account.
+/// tenant (at least `at_least`), and every call the data plane answered itself,
+/// metered to the member, and to no other account.
 pub async fn billed_to_member(sys: &System, fake: &FakeUpstream, tenant: &Tenant, at_least: u64) {
     let answered = fake.calls_with(&tenant.secret);
     assert!(
@@ -323,14 +389,18 @@ pub async fn billed_to_member(sys: &System, fake: &FakeUpstream, tenant: &Tenant
         "the upstream answered {answered} calls for {}, expected at least {at_least}",
         tenant.member_id
     );
-    let expected = vec![(tenant.member_id.clone(), answered)];
-    let what = format!("{answered} calls billed to {}", tenant.member_id);
+    let what = format!(
+        "{answered} calls and those answered locally billed to {}",
+        tenant.member_id
+    );
     wait::until_ok(Duration::from_secs(15), what, async || {
+        let local = answered_locally(sys, tenant).await;
+        let expected = vec![(tenant.member_id.clone(), answered + local)];
         let seen = requests_by_account(sys, tenant).await;
         if seen == expected {
             Ok(())
         } else {
-            Err(format!("{seen:?}"))
+            Err(format!("{seen:?}, {local} answered locally"))
         }
     })
     .await;
@@ -341,25 +411,44 @@ pub async fn billed_to_member(sys: &System, fake: &FakeUpstream, tenant: &Tenant
 pub async fn billed_label(sys: &System, tenant: &Tenant, by: &str, label: &str) -> u64 {
     let what = format!("the label {label:?} in the bill by {by}");
     wait::until_ok(Duration::from_secs(15), what, async || {
-        let (status, bill) = sys
-            .call(
-                Method::GET,
-                format!("/x-bill?by={by}"),
-                tenant.owner_key.clone(),
-                None,
-            )
-            .await;
-        assert_eq!(status, 200, "{bill}");
-        let rows = bill["rows"].as_array().cloned().unwrap_or_default();
-        let requests: u64 = rows
-            .iter()
-            .filter(|r| r["label"] == label)
-            .map(|r| r["requests"].as_u64().unwrap_or(0))
-            .sum();
-        if requests > 0 {
-            Ok(requests)
+        let labels = bill_by_label(sys, tenant, by).await;
+        match labels.iter().find(|(l, _)| l == label) {
+            Some((_, requests)) if *requests > 0 => Ok(*requests),
+            _ => Err(format!("{labels:?}")),
+        }
+    })
+    .await
+}
+
+/// Requests per label in the owner's bill by `by`.
+async fn bill_by_label(sys: &System, tenant: &Tenant, by: &str) -> Vec<(String, u64)> {
+    bill_sums(sys, tenant, format!("/x-bill?by={by}"), "label").await
+}
+
+/// The requests of the owner's bill at `path`, summed by each row's `field`.
+async fn bill_sums(sys: &System, tenant: &Tenant, path: String, field: &str) -> Vec<(String, u64)> {
+    let (status, bill) = sys
+        .call(Method::GET, path, tenant.owner_key.clone(), None)
+        .await;
+    assert_eq!(status, 200, "{bill}");
+    let mut sums = std::collections::BTreeMap::<String, u64>::new();
+    for row in bill["rows"].as_array().cloned().unwrap_or_default() {
+        let key = row[field].as_str().unwrap_or_default().to_owned();
+        *sums.entry(key).or_default() += row["requests"].as_u64().unwrap_or(0);
+    }
+    sums.into_iter().collect()
+}
+
+/// The labels of the owner's bill by `by` (user, session or tag), each with its
+/// requests, once there are some.
+pub async fn labels_billed(sys: &System, tenant: &Tenant, by: &str) -> Vec<(String, u64)> {
+    let what = format!("labels in the bill by {by}");
+    wait::until_ok(Duration::from_secs(15), what, async || {
+        let labels = bill_by_label(sys, tenant, by).await;
+        if labels.is_empty() {
+            Err("none".to_owned())
         } else {
-            Err(bill)
+            Ok(labels)
         }
     })
     .await
@@ -374,5 +463,18 @@ pub fn bodies_holding(fake: &FakeUpstream, needle: &str) -> Vec<Value> {
         .iter()
         .filter(|b| b.to_string().contains(needle))
         .cloned()
+        .collect()
+}
+
+/// The client and upstream protocols of each of the owner's usage events, once
+/// there are `n` of them (the REST logs API).
+pub async fn protocols_logged(sys: &System, tenant: &Tenant, n: usize) -> Vec<(String, String)> {
+    crate::system::usage_logs(sys, &tenant.owner_key, n)
+        .await
+        .iter()
+        .map(|e| {
+            let name = |field: &str| e[field].as_str().unwrap_or_default().to_owned();
+            (name("client_protocol"), name("upstream_protocol"))
+        })
         .collect()
 }

@@ -5,8 +5,10 @@
 //! upstream answered metered to the sub-account whose key the client used, and the
 //! labels the client sent (end user, session) in the bill by label.
 //!
-//! Each scenario takes the owner's provider kind: for now every owner has keys of the
-//! client's own protocol. A client that is not installed skips its test, saying why.
+//! Each scenario takes the owner's provider kind: each client runs on an owner whose
+//! keys speak its own protocol, and on owners whose only keys speak another (the
+//! data plane translates; the logs show both protocols of every call). A client that
+//! is not installed skips its test, saying why.
 
 #![expect(
     clippy::unwrap_used,
@@ -32,12 +34,44 @@ async fn python(sys: &System, tenant: &Tenant, script: &str, args: &[&str]) -> V
 }
 
 /// How a tool's result travels to an upstream of `kind`: Anthropic's `tool_result`
-/// block, or on OpenAI's side `openai`, which depends on the endpoint the call reaches.
+/// block, Gemini's `functionResponse` part, or on OpenAI's side `openai`, which
+/// depends on the endpoint the call reaches.
 fn tool_result_carrier(kind: ProviderKind, openai: &'static str) -> &'static str {
-    if kind == ProviderKind::Anthropic {
-        "tool_result"
+    match kind {
+        ProviderKind::Anthropic => "tool_result",
+        ProviderKind::Gemini => "functionResponse",
+        _ => openai,
+    }
+}
+
+/// Every call that went upstream of the `n` (at least) the owner's logs hold went
+/// from `client` to `upstream` (the protocols' names as `x-switchyard-translated`
+/// gives them); the others (no upstream protocol) the data plane answered itself.
+async fn translated(sys: &System, tenant: &Tenant, n: usize, client: &str, upstream: &str) {
+    let logged = clients::protocols_logged(sys, tenant, n).await;
+    let sent: Vec<_> = logged.iter().filter(|(_, u)| !u.is_empty()).collect();
+    assert!(!sent.is_empty(), "{logged:?}");
+    let expected = (client.to_owned(), upstream.to_owned());
+    assert!(sent.iter().all(|p| **p == expected), "{logged:?}");
+}
+
+/// The model list a client of `client`'s protocol sees on an owner whose keys are
+/// of `kind`: what the upstream lists, only from keys of the endpoint's own protocol
+/// (docs/request-path.md), so none across protocols.
+fn listed(kind: ProviderKind, client: ProviderKind) -> Value {
+    if kind == client {
+        serde_json::json!(DEFAULT_MODELS)
     } else {
-        openai
+        serde_json::json!([])
+    }
+}
+
+/// The protocol name of an upstream of `kind` in the logs.
+fn upstream_protocol(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::Anthropic => "anthropic-messages",
+        ProviderKind::Gemini => "gemini",
+        _ => "openai-chat",
     }
 }
 
@@ -70,7 +104,7 @@ fn tool_round_trip(
 
 // OpenAI's SDK.
 
-async fn openai_chat(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
+async fn openai_chat(sys: &System, fake: &FakeUpstream, kind: ProviderKind) -> Tenant {
     let tenant = clients::tenant(sys, fake, kind, "sdk-chat").await;
     let out = python(sys, &tenant, "openai_sdk.py", &["chat", "ada"]).await;
     assert_eq!(out["text"], "echo: hello from the openai sdk", "{out}");
@@ -79,13 +113,14 @@ async fn openai_chat(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
     assert_eq!(out["usage"]["prompt_tokens"], 7, "{out}");
     assert_eq!(out["usage"]["completion_tokens"], 6, "{out}");
     // The model list, in OpenAI's shape: what the upstream lists.
-    assert_eq!(out["models"], serde_json::json!(DEFAULT_MODELS), "{out}");
+    assert_eq!(out["models"], listed(kind, ProviderKind::OpenAi), "{out}");
     clients::billed_to_member(sys, fake, &tenant, 1).await;
     // `safety_identifier` names the end user.
     assert_eq!(clients::billed_label(sys, &tenant, "user", "ada").await, 1);
+    tenant
 }
 
-async fn openai_chat_stream(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
+async fn openai_chat_stream(sys: &System, fake: &FakeUpstream, kind: ProviderKind) -> Tenant {
     let tenant = clients::tenant(sys, fake, kind, "sdk-stream").await;
     let out = python(sys, &tenant, "openai_sdk.py", &["stream", "bea"]).await;
     assert_eq!(out["text"], "echo: stream from the openai sdk", "{out}");
@@ -94,9 +129,10 @@ async fn openai_chat_stream(sys: &System, fake: &FakeUpstream, kind: ProviderKin
     clients::billed_to_member(sys, fake, &tenant, 1).await;
     // `user` names the end user when there is no `safety_identifier`.
     assert_eq!(clients::billed_label(sys, &tenant, "user", "bea").await, 1);
+    tenant
 }
 
-async fn openai_tools(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
+async fn openai_tools(sys: &System, fake: &FakeUpstream, kind: ProviderKind) -> Tenant {
     let tenant = clients::tenant(sys, fake, kind, "sdk-tools").await;
     // The call in one answer, then in a stream of deltas.
     for mode in ["tools", "tools-stream"] {
@@ -110,9 +146,10 @@ async fn openai_tools(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
         );
     }
     clients::billed_to_member(sys, fake, &tenant, 4).await;
+    tenant
 }
 
-async fn openai_responses(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
+async fn openai_responses(sys: &System, fake: &FakeUpstream, kind: ProviderKind) -> Tenant {
     let tenant = clients::tenant(sys, fake, kind, "sdk-responses").await;
     let out = python(sys, &tenant, "openai_sdk.py", &["responses"]).await;
     assert_eq!(out["text"], "echo: hello from the responses api", "{out}");
@@ -131,6 +168,7 @@ async fn openai_responses(sys: &System, fake: &FakeUpstream, kind: ProviderKind)
     assert_eq!(events.last(), Some(&"response.completed"), "{out}");
     assert_eq!(out["usage"]["output_tokens"], 5, "{out}");
     clients::billed_to_member(sys, fake, &tenant, 2).await;
+    tenant
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,31 +181,55 @@ async fn the_openai_sdk_chats_streams_calls_tools_and_uses_responses() {
     openai_chat_stream(&sys, &fake, ProviderKind::OpenAi).await;
     openai_tools(&sys, &fake, ProviderKind::OpenAi).await;
     openai_responses(&sys, &fake, ProviderKind::OpenAi).await;
+
+    // On an owner whose only keys are Anthropic's.
+    let kind = ProviderKind::Anthropic;
+    let upstream = upstream_protocol(kind);
+    let tenant = openai_chat(&sys, &fake, kind).await;
+    translated(&sys, &tenant, 1, "openai-chat", upstream).await;
+    let tenant = openai_chat_stream(&sys, &fake, kind).await;
+    translated(&sys, &tenant, 1, "openai-chat", upstream).await;
+    let tenant = openai_tools(&sys, &fake, kind).await;
+    translated(&sys, &tenant, 4, "openai-chat", upstream).await;
+    let tenant = openai_responses(&sys, &fake, kind).await;
+    translated(&sys, &tenant, 2, "openai-responses", upstream).await;
 }
 
 // Anthropic's SDK.
 
-async fn anthropic_messages(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
+async fn anthropic_messages(sys: &System, fake: &FakeUpstream, kind: ProviderKind) -> Tenant {
     let tenant = clients::tenant(sys, fake, kind, "sdk-messages").await;
     let out = python(sys, &tenant, "anthropic_sdk.py", &["messages", "cy"]).await;
     assert_eq!(out["text"], "echo: hello from the anthropic sdk", "{out}");
     assert_eq!(out["stop_reason"], "end_turn");
     assert_eq!(out["usage"]["input_tokens"], 7, "{out}");
     assert_eq!(out["usage"]["output_tokens"], 6, "{out}");
-    assert_eq!(out["counted"], 7, "{out}");
+    // Across protocols the data plane estimates the count itself: nothing upstream.
+    let counted_upstream = kind == ProviderKind::Anthropic;
+    if counted_upstream {
+        assert_eq!(out["counted"], 7, "{out}");
+    } else {
+        assert!(out["counted"].as_u64() > Some(0), "{out}");
+    }
     // The model list, in Anthropic's shape.
-    assert_eq!(out["models"], serde_json::json!(DEFAULT_MODELS), "{out}");
+    assert_eq!(
+        out["models"],
+        listed(kind, ProviderKind::Anthropic),
+        "{out}"
+    );
     let out = python(sys, &tenant, "anthropic_sdk.py", &["stream", "cy"]).await;
     assert_eq!(out["text"], "echo: stream from the anthropic sdk", "{out}");
     assert_eq!(out["final_text"], out["text"]);
     assert_eq!(out["usage"]["output_tokens"], 6, "{out}");
-    // Generation twice and token counting once.
-    clients::billed_to_member(sys, fake, &tenant, 3).await;
+    // Generation twice and token counting once: upstream in the same protocol, else
+    // estimated by the data plane, and billed as a call either way.
+    clients::billed_to_member(sys, fake, &tenant, 2 + u64::from(counted_upstream)).await;
     // `metadata.user_id` names the end user.
     assert_eq!(clients::billed_label(sys, &tenant, "user", "cy").await, 2);
+    tenant
 }
 
-async fn anthropic_tools(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
+async fn anthropic_tools(sys: &System, fake: &FakeUpstream, kind: ProviderKind) -> Tenant {
     let tenant = clients::tenant(sys, fake, kind, "sdk-tool-use").await;
     let out = python(sys, &tenant, "anthropic_sdk.py", &["tools"]).await;
     tool_round_trip(
@@ -178,21 +240,36 @@ async fn anthropic_tools(sys: &System, fake: &FakeUpstream, kind: ProviderKind) 
         tool_result_carrier(kind, OPENAI_CHAT),
     );
     clients::billed_to_member(sys, fake, &tenant, 2).await;
+    tenant
 }
 
-async fn anthropic_thinking(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
+async fn anthropic_thinking(sys: &System, fake: &FakeUpstream, kind: ProviderKind) -> Tenant {
     let tenant = clients::tenant(sys, fake, kind, "sdk-thinking").await;
     let out = python(sys, &tenant, "anthropic_sdk.py", &["thinking"]).await;
-    assert_eq!(out["thinking"], "thinking about: think it over", "{out}");
     assert_eq!(out["text"], "echo: think it over", "{out}");
-    assert_eq!(out["blocks"], serde_json::json!(["thinking", "text"]));
-    assert_eq!(out["signature"], "sig-fake");
     let asked = clients::bodies_holding(fake, "think it over");
+    // The budget asked for, as the upstream's protocol asks for thinking. The fake's
+    // other protocols answer without reasoning: only the text comes back.
+    let (budget, blocks): (&str, &[&str]) = match kind {
+        ProviderKind::Anthropic => ("/thinking/budget_tokens", &["thinking", "text"]),
+        ProviderKind::Gemini => ("/generationConfig/thinkingConfig/thinkingBudget", &["text"]),
+        _ => ("/reasoning_effort", &["text"]),
+    };
+    let expected = match kind {
+        ProviderKind::Anthropic | ProviderKind::Gemini => serde_json::json!(1024),
+        _ => serde_json::json!("low"),
+    };
     assert!(
-        asked.iter().any(|b| b["thinking"]["budget_tokens"] == 1024),
+        asked.iter().any(|b| b.pointer(budget) == Some(&expected)),
         "{asked:?}"
     );
+    assert_eq!(out["blocks"], serde_json::json!(blocks), "{out}");
+    if kind == ProviderKind::Anthropic {
+        assert_eq!(out["thinking"], "thinking about: think it over", "{out}");
+        assert_eq!(out["signature"], "sig-fake");
+    }
     clients::billed_to_member(sys, fake, &tenant, 1).await;
+    tenant
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,6 +281,23 @@ async fn the_anthropic_sdk_sends_messages_streams_uses_tools_and_thinks() {
     anthropic_messages(&sys, &fake, ProviderKind::Anthropic).await;
     anthropic_tools(&sys, &fake, ProviderKind::Anthropic).await;
     anthropic_thinking(&sys, &fake, ProviderKind::Anthropic).await;
+
+    // On owners whose only keys are OpenAI's, then Gemini's.
+    for kind in [ProviderKind::OpenAi, ProviderKind::Gemini] {
+        let tenant = anthropic_messages(&sys, &fake, kind).await;
+        let tools = anthropic_tools(&sys, &fake, kind).await;
+        let thinking = anthropic_thinking(&sys, &fake, kind).await;
+        for (tenant, calls) in [(tenant, 3), (tools, 2), (thinking, 1)] {
+            translated(
+                &sys,
+                &tenant,
+                calls,
+                "anthropic-messages",
+                upstream_protocol(kind),
+            )
+            .await;
+        }
+    }
 }
 
 // The coding agents. Each reads a file of the work directory through its own tool:
@@ -237,16 +331,35 @@ async fn agent_round_trip(
     clients::billed_to_member(sys, fake, tenant, 2).await;
 }
 
-/// Every call the upstream answered for `tenant` is billed under `session`.
+/// The calls made for `tenant`: those the upstream answered and those the data plane
+/// answered itself (once [`clients::billed_to_member`] has seen them all billed).
+async fn every_call(sys: &System, fake: &FakeUpstream, tenant: &Tenant) -> u64 {
+    fake.calls_with(&tenant.secret) + clients::answered_locally(sys, tenant).await
+}
+
+/// Every call an agent made upstream for `tenant` went from `client` to `kind`'s
+/// protocol.
+async fn agent_translated(
+    sys: &System,
+    fake: &FakeUpstream,
+    tenant: &Tenant,
+    client: &str,
+    kind: ProviderKind,
+) {
+    let calls = usize::try_from(fake.calls_with(&tenant.secret)).unwrap();
+    translated(sys, tenant, calls, client, upstream_protocol(kind)).await;
+}
+
+/// Every call made for `tenant` is billed under `session`.
 async fn session_of_every_call(sys: &System, fake: &FakeUpstream, tenant: &Tenant, session: &str) {
-    let answered = fake.calls_with(&tenant.secret);
+    let answered = every_call(sys, fake, tenant).await;
     assert_eq!(
         clients::billed_label(sys, tenant, "session", session).await,
         answered
     );
 }
 
-async fn claude_code(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
+async fn claude_code(sys: &System, fake: &FakeUpstream, kind: ProviderKind) -> Tenant {
     let tenant = clients::tenant(sys, fake, kind, "claude-code").await;
     let dir = workdir();
     let notes = dir.path().join("notes.txt");
@@ -286,18 +399,23 @@ async fn claude_code(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
     // Claude Code names its session in a header of every call, and its device (with
     // the session again) in `metadata.user_id`: the device is the end user.
     session_of_every_call(sys, fake, &tenant, session).await;
-    let user_id = clients::bodies_holding(fake, session)
+    let answered = every_call(sys, fake, &tenant).await;
+    let users = clients::labels_billed(sys, &tenant, "user").await;
+    assert_eq!(users.len(), 1, "{users:?}");
+    let (device, requests) = &users[0];
+    assert_eq!(*requests, answered, "{users:?}");
+    // Anthropic's upstream receives it too; OpenAI's takes no end-user id that long,
+    // and Gemini's none: the translation leaves it out.
+    let sent = clients::bodies_holding(fake, device)
         .iter()
-        .find_map(|b| b["metadata"]["user_id"].as_str().map(str::to_owned))
-        .unwrap();
-    let sent: Value = serde_json::from_str(&user_id).unwrap();
-    let device = sent["device_id"].as_str().unwrap();
-    assert!(!device.is_empty(), "{user_id}");
-    let answered = fake.calls_with(&tenant.secret);
-    assert_eq!(
-        clients::billed_label(sys, &tenant, "user", device).await,
-        answered
-    );
+        .find_map(|b| b["metadata"]["user_id"].as_str().map(str::to_owned));
+    if kind == ProviderKind::Anthropic {
+        let sent: Value = serde_json::from_str(&sent.unwrap()).unwrap();
+        assert_eq!(sent["device_id"], device.as_str());
+    } else {
+        assert_eq!(sent, None);
+    }
+    tenant
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,9 +425,18 @@ async fn claude_code_reads_a_file_through_switchyard() {
     }
     let (sys, fake) = system().await;
     claude_code(&sys, &fake, ProviderKind::Anthropic).await;
+
+    // On owners whose only keys are OpenAI's, then Gemini's.
+    for kind in [ProviderKind::OpenAi, ProviderKind::Gemini] {
+        let tenant = claude_code(&sys, &fake, kind).await;
+        agent_translated(&sys, &fake, &tenant, "anthropic-messages", kind).await;
+    }
+
+    // Its own login, governed by the issued key.
+    claude_code_passthrough(&sys, &fake).await;
 }
 
-async fn codex(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
+async fn codex(sys: &System, fake: &FakeUpstream, kind: ProviderKind) -> Tenant {
     let tenant = clients::tenant(sys, fake, kind, "codex").await;
     let dir = workdir();
     let prompt = "What do the notes say? [[tool exec_command {\"cmd\": \"cat notes.txt\"}]]";
@@ -341,6 +468,7 @@ async fn codex(sys: &System, fake: &FakeUpstream, kind: ProviderKind) {
         .trim()
         .to_owned();
     session_of_every_call(sys, fake, &tenant, &session).await;
+    tenant
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,4 +478,108 @@ async fn codex_runs_a_command_through_switchyard() {
     }
     let (sys, fake) = system().await;
     codex(&sys, &fake, ProviderKind::OpenAi).await;
+
+    // On an owner whose only keys are Anthropic's.
+    let kind = ProviderKind::Anthropic;
+    let tenant = codex(&sys, &fake, kind).await;
+    agent_translated(&sys, &fake, &tenant, "openai-responses", kind).await;
+
+    // Its own login, governed by the issued key.
+    codex_passthrough(&sys, &fake).await;
+}
+
+// Passthrough: each agent with its own login (the fake's subscription logins check
+// it, `fake-upstream/src/logins.rs`), governed by the issued key it sends in
+// `x-switchyard-key`, on an owner whose one key is a passthrough key.
+
+/// Claude Code's OAuth access token (its shape, made up).
+const CLAUDE_LOGIN: &str = "sk-ant-oat01-ClaudeCodeL0ginOfDevQwErTy0123456789abcdefABCDEF";
+/// Codex's ChatGPT login: a JWT (its shape, made up) and the account it acts for.
+const CODEX_LOGIN: &str = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJjb2RleC1jbGllbnQtdGVzdCJ9.U2lnbmF0dXJlT2ZUaGVDb2RleENsaWVudDAxMjM0NQ";
+const CODEX_ACCOUNT: &str = "0f1e2d3c-0000-4b5a-8c9d-codexclient";
+
+/// A header the fake's last call carried.
+fn last_header(fake: &FakeUpstream, name: &str) -> Option<String> {
+    fake.last_header(name)
+}
+
+/// The login arrived upstream as it left the client, without the issued key; the
+/// calls are metered to the member whose key was sent.
+async fn login_passed_through(sys: &System, fake: &FakeUpstream, tenant: &Tenant) {
+    let bearer = format!("Bearer {}", tenant.secret);
+    assert_eq!(last_header(fake, "authorization"), Some(bearer));
+    assert_eq!(last_header(fake, "x-switchyard-key"), None);
+    clients::billed_to_member(sys, fake, tenant, 1).await;
+}
+
+/// Without `x-switchyard-key` the client's run fails and nothing reaches the
+/// upstream.
+fn refused_without_the_issued_key(
+    fake: &FakeUpstream,
+    tenant: &Tenant,
+    before: u64,
+    run: &clients::Run,
+) {
+    let is_error =
+        serde_json::from_str::<Value>(run.stdout.trim()).is_ok_and(|out| out["is_error"] == true);
+    assert!(!run.success || is_error, "{run:?}");
+    assert_eq!(fake.calls_with(&tenant.secret), before, "{run:?}");
+}
+
+async fn claude_code_passthrough(sys: &System, fake: &FakeUpstream) {
+    let login = ("anthropic", "/claude", "claude-*");
+    let tenant = clients::passthrough_tenant(sys, fake, login, CLAUDE_LOGIN, "claude-login").await;
+    let dir = workdir();
+    let header = format!("x-switchyard-key: {}", tenant.member_key);
+    let args = ["--model", "claude-sonnet-4-5"];
+    let credentials = [
+        ("CLAUDE_CODE_OAUTH_TOKEN", CLAUDE_LOGIN),
+        ("ANTHROPIC_CUSTOM_HEADERS", header.as_str()),
+    ];
+    let url = sys.data.url("http");
+    let run = clients::claude_with(&url, &credentials, dir.path(), "say hi", &args)
+        .await
+        .unwrap()
+        .ok();
+    let out: Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(out["is_error"], false, "{out}");
+    assert!(out["result"].as_str().unwrap().contains("say hi"), "{out}");
+    // The fake's login checked the OAuth beta flag beside the bearer.
+    login_passed_through(sys, fake, &tenant).await;
+    assert_eq!(last_header(fake, "x-api-key"), None);
+
+    let before = fake.calls_with(&tenant.secret);
+    let run = clients::claude_with(&url, &credentials[..1], dir.path(), "say hi", &args)
+        .await
+        .unwrap();
+    refused_without_the_issued_key(fake, &tenant, before, &run);
+}
+
+async fn codex_passthrough(sys: &System, fake: &FakeUpstream) {
+    let login = ("openai", "/backend-api/codex", "gpt-5*");
+    let tenant = clients::passthrough_tenant(sys, fake, login, CODEX_LOGIN, "codex-login").await;
+    let dir = workdir();
+    let url = sys.data.url("http");
+    let account = format!(r#""chatgpt-account-id" = "{CODEX_ACCOUNT}""#);
+    let provider = format!(
+        r#"http_headers = {{ "x-switchyard-key" = "{}", {account} }}"#,
+        tenant.member_key
+    );
+    let (run, last) = clients::codex_with(&url, CODEX_LOGIN, &provider, dir.path(), "say hi")
+        .await
+        .unwrap();
+    let run = run.ok();
+    assert!(last.contains("say hi"), "{last}\n{run:?}");
+    login_passed_through(sys, fake, &tenant).await;
+    assert_eq!(
+        last_header(fake, "chatgpt-account-id").as_deref(),
+        Some(CODEX_ACCOUNT)
+    );
+
+    let before = fake.calls_with(&tenant.secret);
+    let provider = format!("http_headers = {{ {account} }}");
+    let (run, _) = clients::codex_with(&url, CODEX_LOGIN, &provider, dir.path(), "say hi")
+        .await
+        .unwrap();
+    refused_without_the_issued_key(fake, &tenant, before, &run);
 }

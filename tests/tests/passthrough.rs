@@ -158,12 +158,7 @@ async fn codex_call(sys: &System, switchyard_key: &str) -> (StatusCode, String) 
 
 /// A header the fake's last call carried.
 fn last_header(fake: &FakeUpstream, name: &str) -> Option<String> {
-    fake.observed()
-        .last_headers
-        .lock()
-        .unwrap()
-        .get(name)
-        .map(|v| v.to_str().unwrap().to_owned())
+    fake.last_header(name)
 }
 
 /// The fake's last call carried these headers with exactly these values.

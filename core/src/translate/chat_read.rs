@@ -320,6 +320,10 @@ struct ToolCall<'a> {
     id: Cow<'a, str>,
     #[serde(rename = "type", default)]
     _kind: Option<IgnoredAny>,
+    /// The stream delta's position, which the OpenAI SDKs keep on a call they
+    /// accumulated from a stream and send back as it is: the order of the list says it.
+    #[serde(rename = "index", default)]
+    _index: Option<IgnoredAny>,
     #[serde(borrow)]
     function: CalledFunction<'a>,
 }

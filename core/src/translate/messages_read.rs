@@ -88,6 +88,10 @@ struct InThinking {
     kind: String,
     #[serde(default)]
     budget_tokens: Option<u64>,
+    /// How Claude shows its thinking (`summarized`, `omitted`), as Claude Code asks:
+    /// the target's reasoning comes back as its protocol gives it.
+    #[serde(rename = "display", default)]
+    _display: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -273,6 +277,10 @@ struct InTool<'a> {
     strict: Option<bool>,
     #[serde(default)]
     cache_control: Option<IgnoredAny>,
+    /// Claude Code marks most of its tools for loading on demand (tool search): the
+    /// target is offered them all up front instead.
+    #[serde(default)]
+    defer_loading: Option<bool>,
 }
 
 fn tool<'a>(
@@ -292,6 +300,13 @@ fn tool<'a>(
     let t: InTool<'a> = parse(raw.get(), &at)?;
     if t.cache_control.is_some() {
         drop_cache_control(dropped);
+    }
+    if t.defer_loading == Some(true) {
+        drop_field(
+            dropped,
+            "defer_loading",
+            "the target is offered every tool up front",
+        );
     }
     Ok(Tool {
         name: t.name,

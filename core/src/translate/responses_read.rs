@@ -69,6 +69,10 @@ struct ResponsesRequest<'a> {
     top_logprobs: Option<u64>,
     #[serde(default)]
     prompt: Option<IgnoredAny>,
+    /// Codex's labels of the call (session, turn, installation): for OpenAI's own
+    /// records, nothing the target reads.
+    #[serde(default)]
+    client_metadata: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -140,6 +144,7 @@ pub(crate) fn conversation<'a>(
         (req.store == Some(true), "store"),
         (req.metadata.is_some(), "metadata"),
         (req.prompt_cache_key.is_some(), "prompt_cache_key"),
+        (req.client_metadata.is_some(), "client_metadata"),
         (req.service_tier.is_some(), "service_tier"),
         (req.truncation.as_deref() == Some("auto"), "truncation"),
         (
@@ -178,7 +183,9 @@ pub(crate) fn conversation<'a>(
         conv.system.push(instructions);
     }
     for (i, raw) in req.tools.unwrap_or_default().into_iter().enumerate() {
-        conv.tools.push(tool(raw, i, target)?);
+        if let Some(tool) = tool(raw, i, target, dropped)? {
+            conv.tools.push(tool);
+        }
     }
     if let Some(choice) = req.tool_choice {
         conv.tool_choice = Some(tool_choice(choice, target)?);
@@ -233,17 +240,40 @@ struct FunctionTool<'a> {
     strict: Option<bool>,
 }
 
-fn tool<'a>(raw: &'a RawValue, i: usize, target: &'static str) -> Result<Tool<'a>, Refusal> {
+/// A function tool; `None` for an offer the target cannot take but the model can do
+/// without (Codex offers OpenAI's web search and its sub-agents' namespace on every
+/// call): left out and said so. Any other built-in tool is refused.
+fn tool<'a>(
+    raw: &'a RawValue,
+    i: usize,
+    target: &'static str,
+    dropped: &mut Vec<Dropped>,
+) -> Result<Option<Tool<'a>>, Refusal> {
     let at = format!("tools[{i}]");
     let kind = read::type_of(raw, &at)?;
-    if kind != "function" {
-        return Err(Refusal::unsupported(
-            format!("tools of type `{kind}`"),
-            target,
-        ));
+    match kind.as_ref() {
+        "function" => {}
+        "web_search" | "web_search_preview" => {
+            drop_field(
+                dropped,
+                "web_search",
+                "the target has no built-in web search",
+            );
+            return Ok(None);
+        }
+        "namespace" => {
+            drop_field(dropped, "namespace", "the target takes no namespaced tools");
+            return Ok(None);
+        }
+        _ => {
+            return Err(Refusal::unsupported(
+                format!("tools of type `{kind}`"),
+                target,
+            ));
+        }
     }
     let t: FunctionTool<'a> = parse(raw.get(), &at)?;
-    Ok(Tool {
+    Ok(Some(Tool {
         name: t.name,
         description: t.description,
         schema: t
@@ -251,7 +281,7 @@ fn tool<'a>(raw: &'a RawValue, i: usize, target: &'static str) -> Result<Tool<'a
             .filter(|p| p.get() != "null")
             .map(Cow::Borrowed),
         strict: t.strict.unwrap_or(false),
-    })
+    }))
 }
 
 #[derive(Deserialize)]

@@ -540,3 +540,96 @@ fn claude_codes_settings_that_do_not_change_the_answer_are_dropped_and_named() {
         "{header}"
     );
 }
+
+/// The OpenAI Python SDK accumulates a streamed tool call and sends it back with the
+/// delta's `index` still on it; the call reads as any other.
+#[test]
+fn a_tool_call_sent_back_with_its_stream_index_is_read() {
+    let t = request(
+        C,
+        M,
+        &json!({
+            "model": "claude-sonnet-4-5",
+            "messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"index": 0, "id": "call_1", "type": "function",
+                     "function": {"name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"}}]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "sunny in Oslo"}
+            ]
+        }),
+    );
+    let sent = body(&t);
+    assert_eq!(
+        sent["messages"][1]["content"][0],
+        json!({"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Oslo"}})
+    );
+    assert_eq!(sent["messages"][2]["content"][0]["tool_use_id"], "call_1");
+}
+
+/// Claude Code's requests as it sends them: thinking with how to show it
+/// (`display`), and most tools marked for loading on demand (`defer_loading`).
+#[test]
+fn claude_codes_thinking_display_and_deferred_tools_are_read() {
+    let claude_code = json!({
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 32000,
+        "thinking": {"type": "enabled", "budget_tokens": 4096, "display": "omitted"},
+        "tools": [
+            {"name": "Read", "description": "Read a file.", "input_schema": {"type": "object"}},
+            {"name": "CronCreate", "description": "Schedule.", "input_schema": {"type": "object"},
+             "defer_loading": true}
+        ],
+        "messages": [{"role": "user", "content": "hi"}]
+    });
+    for upstream in [Dialect::Chat, Dialect::Gemini] {
+        let t = request(M, upstream, &claude_code);
+        let sent = body(&t).to_string();
+        assert!(sent.contains("CronCreate"), "{sent}");
+        assert!(
+            !sent.contains("defer_loading") && !sent.contains("omitted"),
+            "{sent}"
+        );
+        let dropped = t.dropped_header().unwrap();
+        assert!(dropped.contains("defer_loading ("), "{dropped}");
+    }
+    let t = request(M, C, &claude_code);
+    assert_eq!(body(&t)["reasoning_effort"], "medium");
+}
+
+/// Codex CLI's Responses requests as it sends them: its `client_metadata`, OpenAI's
+/// web search and a namespace of sub-agent tools offered beside its functions. The
+/// functions go; the rest is left out and said so.
+#[test]
+fn codexs_client_metadata_web_search_and_namespaces_are_left_out() {
+    let codex = json!({
+        "model": "gpt-5-codex",
+        "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}],
+        "tools": [
+            {"type": "function", "name": "exec_command", "description": "Run.", "strict": false,
+             "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}}}},
+            {"type": "namespace", "name": "multi_agent_v1", "description": "Sub-agents.",
+             "tools": [{"type": "function", "name": "close_agent", "parameters": {"type": "object"}}]},
+            {"type": "web_search", "external_web_access": true}
+        ],
+        "client_metadata": {"session_id": "s-1", "turn_id": "t-1"},
+        "stream": true
+    });
+    for upstream in [M, C, Dialect::Gemini] {
+        let t = request(Dialect::Responses, upstream, &codex);
+        let sent = body(&t).to_string();
+        assert!(sent.contains("exec_command"), "{sent}");
+        for gone in ["close_agent", "web_search", "s-1"] {
+            assert!(!sent.contains(gone), "{gone}: {sent}");
+        }
+        let dropped = t.dropped_header().unwrap();
+        for named in ["client_metadata (", "namespace (", "web_search ("] {
+            assert!(dropped.contains(named), "{dropped}");
+        }
+    }
+    // Other built-in tools are still refused.
+    let mut file_search = codex.clone();
+    file_search["tools"] = json!([{"type": "file_search", "vector_store_ids": ["vs_1"]}]);
+    let refusal = refused(Dialect::Responses, M, &file_search);
+    assert!(refusal.to_string().contains("file_search"), "{refusal}");
+}

@@ -115,8 +115,8 @@ fn responses_refusals() {
             "previous_response_id",
         ),
         (
-            json!({"model": "m", "input": "x", "tools": [{"type": "web_search"}]}),
-            "tools of type `web_search`",
+            json!({"model": "m", "input": "x", "tools": [{"type": "file_search"}]}),
+            "tools of type `file_search`",
         ),
         (
             json!({"model": "m", "input": "x", "tools": [{"type": "custom", "name": "apply_patch", "format": {"type": "grammar"}}]}),
