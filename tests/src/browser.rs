@@ -147,11 +147,30 @@ impl Browser {
         self.client.current_url().await.unwrap().path().to_owned()
     }
 
-    /// Types into the field `css` (emptied first).
+    /// Types into the field `css` (emptied first). A page still replacing the one
+    /// before can hand back a field of the old document, gone before it is typed
+    /// into: then the field is found again, on the page that stays.
     pub async fn fill(&self, css: &str, text: &str) {
-        let field = self.client.find(Locator::Css(css)).await.unwrap();
-        field.clear().await.unwrap();
-        field.send_keys(text).await.unwrap();
+        let mut failed = None;
+        for _ in 0..5 {
+            let field = self
+                .client
+                .wait()
+                .at_most(PATIENCE)
+                .for_element(Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("no field {css}: {e}"));
+            let typed: Result<(), fantoccini::error::CmdError> = async {
+                field.clear().await?;
+                field.send_keys(text).await
+            }
+            .await;
+            match typed {
+                Ok(()) => return,
+                Err(e) => failed = Some(e),
+            }
+        }
+        panic!("cannot type into {css}: {failed:?}");
     }
 
     /// Clicks `css` and waits for the next page to show `then`.
