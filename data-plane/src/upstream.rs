@@ -34,7 +34,6 @@ use switchyard_core::snapshot::ProviderKey;
 use switchyard_core::types::ProviderKind;
 use zeroize::Zeroizing;
 
-use crate::proxy::Outbound;
 use crate::swap_table::SwapTable;
 use crate::trace::TRACE_HEADERS;
 
@@ -392,6 +391,21 @@ pub enum Sent {
     Unusable(&'static str),
 }
 
+/// A request rewritten for an upstream of another protocol (the proxy's translation
+/// makes it): what [`send`] takes of it.
+#[derive(Clone, Copy)]
+pub struct Rewritten<'a> {
+    pub body: &'a Bytes,
+    /// The path after the key's base URL.
+    pub path: &'a str,
+    /// The endpoint that path is, when it is one (its URL is then kept per key).
+    pub endpoint: Option<Endpoint>,
+    /// Headers set on the request, replacing any the client sent.
+    pub set_headers: &'a [(&'static str, &'static str)],
+    /// Client headers of the client's protocol, never forwarded.
+    pub strip_headers: &'static [&'static str],
+}
+
 #[expect(clippy::too_many_arguments, reason = "one attempt's whole context")]
 pub async fn send(
     upstream: &Upstream,
@@ -400,7 +414,7 @@ pub async fn send(
     endpoint: Endpoint,
     body: &mut UpstreamBody,
     client: &ClientParts<'_>,
-    translated: Option<&Outbound>,
+    translated: Option<Rewritten<'_>>,
     deadline: Instant,
 ) -> Sent {
     let (auth_name, auth_value) = if key.passthrough {
@@ -428,9 +442,9 @@ pub async fn send(
     };
     let uri = match translated {
         None => upstream.urls.get(key, endpoint),
-        Some(t) => match t.upstream_endpoint() {
+        Some(t) => match t.endpoint {
             Some(upstream_endpoint) => upstream.urls.get(key, upstream_endpoint),
-            None => target::uri(&key.base_url, &t.path),
+            None => target::uri(&key.base_url, t.path),
         },
     };
     let Some(uri) = uri else {
@@ -455,7 +469,7 @@ pub async fn send(
             headers.append(name.clone(), value.clone());
         }
     }
-    for (name, value) in translated.map_or(&[][..], |t| &t.set_headers[..]) {
+    for (name, value) in translated.map_or(&[][..], |t| t.set_headers) {
         headers.insert(*name, HeaderValue::from_static(value));
     }
     if key.passthrough {

@@ -165,7 +165,7 @@ pub(super) async fn run(
             endpoint,
             &mut body,
             &client,
-            translated,
+            translated.map(Outbound::rewritten),
             deadline,
         )
         .instrument(exchange)

@@ -12,6 +12,7 @@ use switchyard_core::translate::{
 use switchyard_core::types::ProviderKind;
 
 use super::error::ProxyError;
+use crate::upstream;
 
 /// The response header naming the dialects of a translated call, client first:
 /// `openai-chat->anthropic-messages`.
@@ -89,6 +90,17 @@ impl Outbound {
     pub fn upstream_endpoint(&self) -> Option<Endpoint> {
         let endpoint = self.exchange.upstream.endpoint();
         (self.path == endpoint.upstream_suffix()).then_some(endpoint)
+    }
+
+    /// What the upstream call takes of this request.
+    pub fn rewritten(&self) -> upstream::Rewritten<'_> {
+        upstream::Rewritten {
+            body: &self.body,
+            path: &self.path,
+            endpoint: self.upstream_endpoint(),
+            set_headers: &self.set_headers,
+            strip_headers: self.strip_headers,
+        }
     }
 
     /// How the upstream's answer reports usage.
