@@ -190,16 +190,7 @@ impl System {
         key: String,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method, self.admin(&path))
-            .bearer_auth(key);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let r = request.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        rest(&self.http, method, &self.admin(&path), &key, body).await
     }
 
     /// `GET /dashboard/status` as the operator sees it.
@@ -742,4 +733,21 @@ impl Replicated {
         )
         .unwrap()
     }
+}
+
+/// One REST call to `url` with `key`, and its answer's status and JSON (null when
+/// none).
+pub async fn rest(
+    http: &reqwest::Client,
+    method: Method,
+    url: &str,
+    key: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = http.request(method, url).bearer_auth(key);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let r = request.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }

@@ -19,7 +19,7 @@ use switchyard_core::alerts::{
 };
 use switchyard_fake_upstream::FakeUpstream;
 use switchyard_tests::procs::Proc;
-use switchyard_tests::system::{Replicated, chat};
+use switchyard_tests::system::{Replicated, chat, rest};
 use switchyard_tests::wait;
 use switchyard_tests::webhook::{Received, WebhookReceiver};
 
@@ -62,15 +62,8 @@ impl Cluster {
         key: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut r = self
-            .http
-            .request(method, format!("{}{path}", self.controls[cp].url("http")))
-            .bearer_auth(key);
-        if let Some(body) = body {
-            r = r.json(&body);
-        }
-        let r = r.send().await.unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+        let url = format!("{}{path}", self.controls[cp].url("http"));
+        rest(&self.http, method, &url, key, body).await
     }
 
     async fn created(&self, cp: usize, path: &str, key: &str, body: Value) -> Value {

@@ -16,7 +16,7 @@ use switchyard_fake_upstream::FakeUpstream;
 use switchyard_tests::etcd::EtcdServer;
 use switchyard_tests::pg::PgServer;
 use switchyard_tests::procs::Proc;
-use switchyard_tests::system::{Replicated, chat, spawn_collector_with};
+use switchyard_tests::system::{Replicated, chat, rest, spawn_collector_with};
 use switchyard_tests::wait::{self, PATIENCE};
 
 const SECRET: &str = "sk-ha-123456789";
@@ -72,15 +72,8 @@ impl Cluster {
         key: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut r = self
-            .http
-            .request(method, format!("{}{path}", self.controls[cp].url("http")))
-            .bearer_auth(key);
-        if let Some(body) = body {
-            r = r.json(&body);
-        }
-        let r = r.send().await.unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+        let url = format!("{}{path}", self.controls[cp].url("http"));
+        rest(&self.http, method, &url, key, body).await
     }
 
     async fn proxy_status(&self, dp: usize, key: &str) -> u16 {
